@@ -1,0 +1,125 @@
+/* Private interface between the fsparse core (scan.c) and its pieces: block
+ * sources, the partition probe, and the filesystem backends.  Not installed;
+ * libvmsync must not include it. */
+#ifndef FSPARSE_INTERNAL_H
+#define FSPARSE_INTERNAL_H
+
+#include "fsparse.h"
+
+#include <stdarg.h>
+
+#define FSP_MAX_VOLUMES 256
+#define FSP_MAX_PATH 4096        /* bytes in an entry path */
+#define FSP_MAX_DEPTH 512        /* directory nesting */
+#define FSP_MAX_XATTR_VALUE (64u << 10)
+#define FSP_MAX_EXTENTS (1u << 20) /* per stream */
+#define FSP_MAX_STREAMS 1024     /* per entry */
+
+/* ---- partitions (partition.c) ---------------------------------------- */
+
+struct fsp_part {
+    uint32_t index;          /* 1-based partition number; 0 = bare filesystem */
+    uint64_t start, length;  /* bytes */
+    char type[64], name[128], uuid[64];
+    char fs_type[16], fs_label[128], fs_uuid[64]; /* from blkid; "" when unknown */
+};
+
+/* Lists the partitions of SRC with libblkid.  TABLE gets "gpt", "dos" or "none".
+ * With no table, a filesystem found at offset 0 is one part with index 0, and
+ * an image with neither yields zero parts.  Extended-partition containers are
+ * not listed (their logical partitions are).  *PARTS is malloc'd. */
+int fsp_partitions(fsp_source *src, char table[8], struct fsp_part **parts, uint32_t *n_parts,
+                   fsp_error *err);
+
+/* ---- volumes (scan.c) -------------------------------------------------- */
+
+struct fsp_vol;
+
+/* I/O inside the volume: OFF is relative to the volume start.  Reads past the
+ * volume end fail with -EIO and a message. */
+int fsp_vol_pread(struct fsp_vol *v, void *buf, size_t len, uint64_t off);
+uint64_t fsp_vol_length(const struct fsp_vol *v);
+uint64_t fsp_vol_start(const struct fsp_vol *v);
+uint32_t fsp_vol_index(const struct fsp_vol *v);
+const char *fsp_vol_image_path(const struct fsp_vol *v);
+/* False when the scan wants metadata only (FSP_SCAN_NO_DATA): backends may then
+ * skip extent lists and stream readers. */
+bool fsp_vol_wants_data(const struct fsp_vol *v);
+
+/* A backend calls these once the filesystem is open and before any entry:
+ * the block (cluster) size and count, then every allocated block range as the
+ * filesystem's own bitmap says.  fs_length = block_size * block_count must fit
+ * in the volume. */
+int fsp_vol_set_geometry(struct fsp_vol *v, uint32_t block_size, uint64_t block_count);
+int fsp_vol_mark_allocated(struct fsp_vol *v, uint64_t first_block, uint64_t count);
+
+/* True when inode INO was already emitted in this volume (hard links): the
+ * backend then emits the new path with only the entry fields, no streams. */
+bool fsp_vol_inode_seen(struct fsp_vol *v, uint64_t ino);
+
+/* How the core reads stream I of an entry. */
+struct fsp_stream_src {
+    /* NULL: read the stream through streams[i].extents, whose physical offsets
+     * are relative to the volume start; the core claims those blocks as FILE runs.
+     * Else: read through this callback (resident, inline, compressed or
+     * encrypted data); any extents listed are informational and not claimed. */
+    int (*read)(void *ctx, void *buf, size_t len, uint64_t off);
+    void *ctx;
+    /* Bytes at or past VALID_SIZE read as zeros (NTFS initialized size). */
+    uint64_t valid_size;
+};
+
+/* Emits one entry.  The backend owns E and may free it afterwards.  For each
+ * stream the backend sets name, size, flags and extents (volume-relative) or a
+ * reader in SRCS[i]; the core computes hashes and chunks, checks the extents,
+ * turns them into absolute offsets and records the claims.  A stream that cannot
+ * be read becomes FSP_STREAM_UNREADABLE with a warning, not a failure.  Entries
+ * with FSP_ENTRY_HARDLINK (set by the backend after fsp_vol_inode_seen) get the
+ * stream hashes of the first path.  Returns 0 or a negative errno when the scan
+ * must stop (cancelled, I/O failure on the image). */
+int fsp_vol_emit(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream_src *srcs);
+
+/* A warning about PATH (or NULL for the volume) goes to the manifest and the
+ * sink; the scan goes on. */
+void fsp_vol_warn(struct fsp_vol *v, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records why the backend gave up on the volume and returns CODE (negative
+ * errno).  The core then covers what the backend did not claim as raw blocks. */
+int fsp_vol_fail(struct fsp_vol *v, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- filesystem backends ---------------------------------------------- */
+
+/* Each walks the whole filesystem: geometry and bitmap first, then every entry
+ * from the root.  Returns 0, or the value of fsp_vol_fail / fsp_vol_emit. */
+int fsp_ext_scan(struct fsp_vol *v);
+int fsp_ntfs_scan(struct fsp_vol *v);
+
+/* ---- shared helpers (util.c, cdc.c, xsort.c) -------------------------- */
+
+void *fsp_xmalloc(size_t n);  /* abort on failure: tiny, fixed-size allocations only */
+char *fsp_strdup_bounded(const char *s, size_t max);
+int fsp_vfail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt, va_list ap);
+
+/* Content-defined chunking (FastCDC with normalised chunking): min 16 KiB,
+ * average 64 KiB, max 256 KiB. */
+#define FSP_CDC_MIN (16u << 10)
+#define FSP_CDC_AVG (64u << 10)
+#define FSP_CDC_MAX (256u << 10)
+/* Returns the length of the next chunk of BUF[0..len), or 0 when the data ends
+ * before a cut point and EOF is false (the caller must supply more bytes). */
+size_t fsp_cdc_next(const uint8_t *buf, size_t len, bool eof);
+
+/* External sort of fixed-size records in bounded memory. */
+typedef struct fsp_xsort fsp_xsort;
+typedef int (*fsp_xsort_cmp)(const void *a, const void *b);
+int fsp_xsort_new(size_t rec_size, size_t mem_budget, fsp_xsort_cmp cmp, fsp_xsort **out);
+int fsp_xsort_add(fsp_xsort *xs, const void *rec);
+/* After the last add: yields records in order; returns 1 per record, 0 at end,
+ * negative errno on failure. */
+int fsp_xsort_next(fsp_xsort *xs, void *rec);
+uint64_t fsp_xsort_count(const fsp_xsort *xs);
+void fsp_xsort_free(fsp_xsort *xs);
+
+#endif

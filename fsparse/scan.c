@@ -1,0 +1,1087 @@
+/* The scan engine: splits the image into volumes, runs the filesystem backends,
+ * hashes streams, and builds the layout map from the backends' allocation
+ * bitmaps and the streams' extents.
+ *
+ * Memory stays flat in the number of files: entries go to the sink as they are
+ * hashed, and the extents that become FILE runs are kept in an external sort
+ * (fsp_xsort) until the layout pass.  What grows is the allocation bitmap (one
+ * bit per filesystem block) and the hard-link table (inodes with several links). */
+#include "internal.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define READ_BUF (4u << 20)
+#define CLAIM_SORT_BUDGET (16u << 20)
+#define RUN_MAX_PIECES 256
+
+/* A piece of the image claimed by a stream extent; sorted by offset. */
+struct claim {
+    uint64_t offset, length;
+    uint64_t stream_offset, stream_size;
+    uint64_t entry_seq;
+    uint32_t stream, volume;
+    uint8_t kind; /* FSP_L_FILE or FSP_L_ZERO */
+    uint8_t sha256[FSP_SHA256_LEN];
+};
+
+struct link_streams {
+    uint64_t ino;
+    uint32_t n;
+    struct fsp_stream *streams; /* name, size, flags, sha256 only */
+    struct link_streams *next;
+};
+
+#define LINK_BUCKETS 4096
+
+struct scan {
+    fsp_source *src;
+    const struct fsp_sink *sink;
+    fsp_error *err;
+    uint32_t flags;
+    uint64_t image_size;
+    uint64_t next_seq;
+    fsp_xsort *claims;
+    uint8_t *buf;
+    fsp_digest *digest;
+    struct fsp_summary sum;
+    uint64_t progress_done, progress_total;
+    int fatal; /* set once: the scan must stop */
+};
+
+struct fsp_vol {
+    struct scan *scan;
+    struct fsp_volume_info info;
+    bool announced;     /* volume record sent to the sink */
+    bool geometry_set;
+    uint64_t block_count;
+    uint8_t *allocated; /* bitmap, one bit per block */
+    struct link_streams *links[LINK_BUCKETS];
+    char fail_msg[512];
+};
+
+/* ---- sink plumbing ----------------------------------------------------- */
+
+static int stop_scan(struct scan *s, int rc)
+{
+    if (!s->fatal)
+        s->fatal = rc;
+    return s->fatal;
+}
+
+static int report_progress(struct scan *s, const char *phase)
+{
+    if (!s->sink->progress)
+        return 0;
+    int rc = s->sink->progress(s->sink->ctx, phase, s->progress_done, s->progress_total);
+    if (rc)
+        return stop_scan(s, fsp_fail(s->err, FSP_EK_CANCELLED, -ECANCELED, "cancelled"));
+    return 0;
+}
+
+static int sink_result(struct scan *s, int rc)
+{
+    if (rc)
+        return stop_scan(s, fsp_fail(s->err, FSP_EK_CANCELLED, rc < 0 ? rc : -ECANCELED,
+                                     "cancelled by the output: %s", s->err ? s->err->msg : ""));
+    return 0;
+}
+
+static int announce_volume(struct fsp_vol *v)
+{
+    if (v->announced)
+        return 0;
+    v->announced = true;
+    struct scan *s = v->scan;
+    return s->sink->volume ? sink_result(s, s->sink->volume(s->sink->ctx, &v->info)) : 0;
+}
+
+static void warn_to_sink(struct scan *s, uint32_t volume, const char *path, const char *msg)
+{
+    s->sum.warnings++;
+    if (s->sink->warning && s->sink->warning(s->sink->ctx, volume, path, msg))
+        stop_scan(s, fsp_fail(s->err, FSP_EK_CANCELLED, -ECANCELED, "cancelled"));
+}
+
+/* ---- the volume interface for backends -------------------------------- */
+
+uint64_t fsp_vol_length(const struct fsp_vol *v) { return v->info.length; }
+uint64_t fsp_vol_start(const struct fsp_vol *v) { return v->info.start; }
+uint32_t fsp_vol_index(const struct fsp_vol *v) { return v->info.index; }
+const char *fsp_vol_image_path(const struct fsp_vol *v) { return fsp_source_path(v->scan->src); }
+bool fsp_vol_wants_data(const struct fsp_vol *v) { return !(v->scan->flags & FSP_SCAN_NO_DATA); }
+
+int fsp_vol_pread(struct fsp_vol *v, void *buf, size_t len, uint64_t off)
+{
+    if (off > v->info.length || len > v->info.length - off)
+        return -EIO; /* a filesystem pointing outside its partition: content, not I/O */
+    fsp_error e;
+    int rc = fsp_source_pread(v->scan->src, buf, len, v->info.start + off, &e);
+    if (rc < 0) {
+        /* The image itself failed us; no backend can recover from that. */
+        stop_scan(v->scan, fsp_fail(v->scan->err, e.kind, rc, "%s", e.msg));
+    }
+    return rc;
+}
+
+void fsp_vol_warn(struct fsp_vol *v, const char *path, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    warn_to_sink(v->scan, v->info.index, path, msg);
+}
+
+int fsp_vol_fail(struct fsp_vol *v, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->fail_msg, sizeof v->fail_msg, fmt, ap);
+    va_end(ap);
+    return code < 0 ? code : -EINVAL;
+}
+
+int fsp_vol_set_geometry(struct fsp_vol *v, uint32_t block_size, uint64_t block_count)
+{
+    if (v->geometry_set)
+        return fsp_vol_fail(v, -EINVAL, "geometry set twice");
+    if (block_size < 512 || block_size > (2u << 20) || (block_size & (block_size - 1)))
+        return fsp_vol_fail(v, -EINVAL, "block size %u is not a power of two in 512..2M",
+                            block_size);
+    if (!block_count || block_count > v->info.length / block_size)
+        return fsp_vol_fail(v, -EINVAL,
+                            "%llu blocks of %u bytes do not fit in the partition (%llu bytes)",
+                            (unsigned long long)block_count, block_size,
+                            (unsigned long long)v->info.length);
+    v->allocated = calloc((size_t)(block_count + 7) / 8, 1);
+    if (!v->allocated)
+        return fsp_vol_fail(v, -ENOMEM, "no memory for a bitmap of %llu blocks",
+                            (unsigned long long)block_count);
+    v->geometry_set = true;
+    v->block_count = block_count;
+    v->info.block_size = block_size;
+    v->info.fs_length = block_count * block_size;
+    return announce_volume(v);
+}
+
+int fsp_vol_mark_allocated(struct fsp_vol *v, uint64_t first, uint64_t count)
+{
+    if (!v->geometry_set || first > v->block_count || count > v->block_count - first)
+        return fsp_vol_fail(v, -EINVAL, "allocated blocks %llu+%llu lie outside the filesystem",
+                            (unsigned long long)first, (unsigned long long)count);
+    for (uint64_t b = first; b < first + count; b++) {
+        if (!(b & 7) && first + count - b >= 8) {
+            size_t bytes = (size_t)((first + count - b) / 8);
+            memset(v->allocated + b / 8, 0xff, bytes);
+            b += (uint64_t)bytes * 8 - 1;
+            continue;
+        }
+        v->allocated[b / 8] |= (uint8_t)(1u << (b & 7));
+    }
+    v->scan->progress_total += count * v->info.block_size;
+    return 0;
+}
+
+/* ---- hard links ------------------------------------------------------- */
+
+static struct link_streams **link_bucket(struct fsp_vol *v, uint64_t ino)
+{
+    return &v->links[(ino * 0x9e3779b97f4a7c15ULL) >> 52 & (LINK_BUCKETS - 1)];
+}
+
+static struct link_streams *link_find(struct fsp_vol *v, uint64_t ino)
+{
+    for (struct link_streams *l = *link_bucket(v, ino); l; l = l->next)
+        if (l->ino == ino)
+            return l;
+    return NULL;
+}
+
+bool fsp_vol_inode_seen(struct fsp_vol *v, uint64_t ino) { return link_find(v, ino) != NULL; }
+
+static void link_remember(struct fsp_vol *v, const struct fsp_entry *e)
+{
+    struct link_streams *l = fsp_xmalloc(sizeof *l);
+    l->ino = e->ino;
+    l->n = e->n_streams;
+    l->streams = fsp_xmalloc(sizeof *l->streams * (e->n_streams ? e->n_streams : 1));
+    for (uint32_t i = 0; i < e->n_streams; i++) {
+        const struct fsp_stream *from = &e->streams[i];
+        struct fsp_stream *to = &l->streams[i];
+        to->name = fsp_strdup_bounded(from->name, FSP_MAX_PATH);
+        to->size = from->size;
+        to->flags = from->flags;
+        memcpy(to->sha256, from->sha256, FSP_SHA256_LEN);
+    }
+    struct link_streams **b = link_bucket(v, e->ino);
+    l->next = *b;
+    *b = l;
+}
+
+static void links_free(struct fsp_vol *v)
+{
+    for (size_t i = 0; i < LINK_BUCKETS; i++) {
+        while (v->links[i]) {
+            struct link_streams *l = v->links[i];
+            v->links[i] = l->next;
+            for (uint32_t j = 0; j < l->n; j++)
+                free(l->streams[j].name);
+            free(l->streams);
+            free(l);
+        }
+    }
+}
+
+/* ---- stream hashing --------------------------------------------------- */
+
+struct chunk_list {
+    struct fsp_chunk *items;
+    uint32_t n, cap;
+};
+
+/* Hashes a stream's bytes as they arrive: the whole-stream SHA-256 and, for
+ * large streams, the content-defined chunks. */
+struct stream_hasher {
+    EVP_MD_CTX *whole;
+    bool chunked;
+    uint8_t *pending; /* bytes not yet cut into a chunk, at most FSP_CDC_MAX */
+    size_t pending_len;
+    uint64_t pending_offset;
+    struct chunk_list chunks;
+    uint8_t first_page[16]; /* the swap signature lives at 4086 */
+    uint64_t seen;
+};
+
+static int hasher_init(struct stream_hasher *h, uint64_t size)
+{
+    memset(h, 0, sizeof *h);
+    h->whole = EVP_MD_CTX_new();
+    if (!h->whole || !EVP_DigestInit_ex(h->whole, EVP_sha256(), NULL))
+        return -ENOMEM;
+    h->chunked = size >= FSP_CHUNK_MIN_STREAM;
+    if (h->chunked && !(h->pending = malloc(FSP_CDC_MAX)))
+        return -ENOMEM;
+    return 0;
+}
+
+static int add_chunk(struct stream_hasher *h, const uint8_t *data, size_t len)
+{
+    struct chunk_list *c = &h->chunks;
+    if (c->n == c->cap) {
+        uint32_t cap = c->cap ? c->cap * 2 : 64;
+        struct fsp_chunk *grown = realloc(c->items, cap * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        c->items = grown;
+        c->cap = cap;
+    }
+    struct fsp_chunk *ch = &c->items[c->n++];
+    ch->offset = h->pending_offset;
+    ch->length = (uint32_t)len;
+    unsigned int md_len = FSP_SHA256_LEN;
+    EVP_Digest(data, len, ch->sha256, &md_len, EVP_sha256(), NULL);
+    h->pending_offset += len;
+    return 0;
+}
+
+/* Cuts chunks from the pending bytes followed by DATA; keeps the tail pending. */
+static int chunk_feed(struct stream_hasher *h, const uint8_t *data, size_t len, bool eof)
+{
+    while (len || (eof && h->pending_len)) {
+        if (h->pending_len) {
+            size_t take = FSP_CDC_MAX - h->pending_len;
+            if (take > len)
+                take = len;
+            memcpy(h->pending + h->pending_len, data, take);
+            h->pending_len += take;
+            data += take;
+            len -= take;
+            size_t cut = fsp_cdc_next(h->pending, h->pending_len, eof && !len);
+            if (!cut)
+                continue;
+            int rc = add_chunk(h, h->pending, cut);
+            if (rc < 0)
+                return rc;
+            memmove(h->pending, h->pending + cut, h->pending_len - cut);
+            h->pending_len -= cut;
+            continue;
+        }
+        size_t cut = fsp_cdc_next(data, len, eof);
+        if (!cut) {
+            memcpy(h->pending, data, len);
+            h->pending_len = len;
+            return 0;
+        }
+        int rc = add_chunk(h, data, cut);
+        if (rc < 0)
+            return rc;
+        data += cut;
+        len -= cut;
+    }
+    return 0;
+}
+
+static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t len)
+{
+    if (h->seen < 4096 && h->seen + len > 4086) {
+        for (uint64_t i = h->seen; i < h->seen + len && i < 4096; i++)
+            if (i >= 4086)
+                h->first_page[i - 4086] = data[i - h->seen];
+    }
+    h->seen += len;
+    EVP_DigestUpdate(h->whole, data, len);
+    return h->chunked ? chunk_feed(h, data, len, false) : 0;
+}
+
+static int hasher_final(struct stream_hasher *h, struct fsp_stream *st)
+{
+    unsigned int md_len = FSP_SHA256_LEN;
+    EVP_DigestFinal_ex(h->whole, st->sha256, &md_len);
+    int rc = h->chunked ? chunk_feed(h, NULL, 0, true) : 0;
+    if (rc < 0)
+        return rc;
+    st->chunks = h->chunks.items;
+    st->n_chunks = h->chunks.n;
+    h->chunks.items = NULL;
+    return 0;
+}
+
+static void hasher_free(struct stream_hasher *h)
+{
+    EVP_MD_CTX_free(h->whole);
+    free(h->pending);
+    free(h->chunks.items);
+}
+
+static bool hasher_saw_swap_signature(const struct stream_hasher *h)
+{
+    return h->seen >= 4096 && (!memcmp(h->first_page, "SWAPSPACE2", 10) ||
+                               !memcmp(h->first_page, "SWAP-SPACE", 10));
+}
+
+/* Zeros are hashed too, so a sparse stream costs its logical size.  A hostile
+ * size would make that unbounded; past this budget the stream is not hashed and
+ * its blocks are covered as raw instead. */
+static uint64_t hash_budget(const struct scan *s) { return 4 * s->image_size + (1ULL << 30); }
+
+static int feed_zeros(struct scan *s, struct stream_hasher *h, uint64_t len)
+{
+    memset(s->buf, 0, len < READ_BUF ? len : READ_BUF);
+    while (len) {
+        size_t n = len < READ_BUF ? (size_t)len : READ_BUF;
+        int rc = hasher_update(h, s->buf, n);
+        if (rc < 0)
+            return rc;
+        len -= n;
+    }
+    return 0;
+}
+
+static int feed_from_image(struct fsp_vol *v, struct stream_hasher *h, uint64_t phys, uint64_t len)
+{
+    struct scan *s = v->scan;
+    while (len) {
+        size_t n = len < READ_BUF ? (size_t)len : READ_BUF;
+        int rc = fsp_vol_pread(v, s->buf, n, phys);
+        if (rc < 0)
+            return rc;
+        if ((rc = hasher_update(h, s->buf, n)) < 0)
+            return rc;
+        s->progress_done += n;
+        phys += n;
+        len -= n;
+    }
+    return report_progress(s, "files");
+}
+
+/* Bytes [from, to) of the stream within one extent: image data up to the
+ * initialized size, zeros after it and in unwritten extents. */
+static int feed_extent_part(struct fsp_vol *v, struct stream_hasher *h, const struct fsp_extent *x,
+                            uint64_t from, uint64_t to, uint64_t valid_size)
+{
+    uint64_t data_end = to;
+    if (x->flags & FSP_EXT_UNWRITTEN)
+        data_end = from;
+    else if (valid_size < data_end)
+        data_end = valid_size > from ? valid_size : from;
+    int rc = 0;
+    if (data_end > from)
+        rc = feed_from_image(v, h, x->physical + (from - x->logical), data_end - from);
+    if (!rc && to > data_end)
+        rc = feed_zeros(v->scan, h, to - data_end);
+    return rc;
+}
+
+static int hash_through_extents(struct fsp_vol *v, const struct fsp_stream *st,
+                                const struct fsp_stream_src *src, struct stream_hasher *h)
+{
+    uint64_t pos = 0;
+    for (uint32_t i = 0; i < st->n_extents && pos < st->size; i++) {
+        const struct fsp_extent *x = &st->extents[i];
+        if (x->logical >= st->size)
+            break;
+        int rc = x->logical > pos ? feed_zeros(v->scan, h, x->logical - pos) : 0;
+        uint64_t end = x->logical + x->length < st->size ? x->logical + x->length : st->size;
+        if (!rc)
+            rc = feed_extent_part(v, h, x, x->logical, end, src->valid_size);
+        if (rc < 0)
+            return rc;
+        pos = end;
+    }
+    return pos < st->size ? feed_zeros(v->scan, h, st->size - pos) : 0;
+}
+
+static int hash_through_reader(struct fsp_vol *v, const struct fsp_stream *st,
+                               const struct fsp_stream_src *src, struct stream_hasher *h)
+{
+    struct scan *s = v->scan;
+    for (uint64_t pos = 0; pos < st->size;) {
+        size_t n = st->size - pos < READ_BUF ? (size_t)(st->size - pos) : READ_BUF;
+        if (pos >= src->valid_size) {
+            memset(s->buf, 0, n);
+        } else {
+            int rc = src->read(src->ctx, s->buf, n, pos);
+            if (rc < 0)
+                return rc;
+        }
+        int rc = hasher_update(h, s->buf, n);
+        if (rc < 0)
+            return rc;
+        pos += n;
+    }
+    return 0;
+}
+
+/* Checks that extents are in logical order, do not overlap, and lie inside the
+ * filesystem; returns a description of the first problem or NULL. */
+static const char *extents_problem(const struct fsp_vol *v, const struct fsp_stream *st)
+{
+    if (st->n_extents > FSP_MAX_EXTENTS)
+        return "too many extents";
+    uint64_t next_logical = 0;
+    for (uint32_t i = 0; i < st->n_extents; i++) {
+        const struct fsp_extent *x = &st->extents[i];
+        if (!x->length || x->logical < next_logical)
+            return "extents overlap or are out of order";
+        if (x->physical > v->info.fs_length || x->length > v->info.fs_length - x->physical)
+            return "an extent points outside the filesystem";
+        if (x->logical + x->length < x->logical)
+            return "an extent overflows";
+        next_logical = x->logical + x->length;
+    }
+    return NULL;
+}
+
+static int add_claims(struct fsp_vol *v, uint64_t seq, uint32_t idx, const struct fsp_stream *st)
+{
+    for (uint32_t i = 0; i < st->n_extents; i++) {
+        const struct fsp_extent *x = &st->extents[i];
+        struct claim c = {
+            .offset = v->info.start + x->physical,
+            .length = x->length,
+            .stream_offset = x->logical,
+            .stream_size = st->size,
+            .entry_seq = seq,
+            .stream = idx,
+            .volume = v->info.index,
+            .kind = (x->flags & FSP_EXT_UNWRITTEN) || x->logical >= st->size ? FSP_L_ZERO
+                                                                              : FSP_L_FILE,
+        };
+        memcpy(c.sha256, st->sha256, FSP_SHA256_LEN);
+        int rc = fsp_xsort_add(v->scan->claims, &c);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void mark_unreadable(struct fsp_vol *v, const struct fsp_entry *e, struct fsp_stream *st,
+                            const char *why)
+{
+    st->flags |= FSP_STREAM_UNREADABLE;
+    st->n_extents = 0;
+    memset(st->sha256, 0, FSP_SHA256_LEN);
+    fsp_vol_warn(v, e->path, "stream %s: %s; its blocks are kept as raw blocks",
+                 st->name ? st->name : "(data)", why);
+}
+
+static uint64_t stream_extent_bytes(const struct fsp_stream *st)
+{
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < st->n_extents; i++)
+        sum += st->extents[i].length;
+    return sum;
+}
+
+/* Hashes stream IDX of E.  Content problems mark the stream unreadable; the
+ * return value is negative only when the whole scan must stop. */
+static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
+                       const struct fsp_stream_src *src)
+{
+    struct fsp_stream *st = &e->streams[idx];
+    struct scan *s = v->scan;
+    if (st->flags & FSP_STREAM_UNREADABLE) {
+        st->n_extents = 0;
+        return 0;
+    }
+    const char *problem = src->read ? NULL : extents_problem(v, st);
+    if (!problem && st->size > hash_budget(s))
+        problem = "its size is larger than the image allows to hash";
+    if (problem) {
+        mark_unreadable(v, e, st, problem);
+        return 0;
+    }
+    if (src->read && stream_extent_bytes(st))
+        st->n_extents = 0; /* informational only: never claimed */
+    struct stream_hasher h;
+    int rc = hasher_init(&h, st->size);
+    if (!rc)
+        rc = src->read ? hash_through_reader(v, st, src, &h) : hash_through_extents(v, st, src, &h);
+    if (!rc)
+        rc = hasher_final(&h, st);
+    if (!rc && idx == 0 && e->type == FSP_T_REG && hasher_saw_swap_signature(&h))
+        e->flags |= FSP_ENTRY_VOLATILE;
+    hasher_free(&h);
+    if (rc < 0 && !s->fatal && rc != -ENOMEM) {
+        mark_unreadable(v, e, st, strerror(-rc));
+        return 0;
+    }
+    return rc;
+}
+
+static bool is_volatile_name(const struct fsp_entry *e)
+{
+    static const char *const names[] = {"/pagefile.sys", "/hiberfil.sys", "/swapfile.sys"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (e->path && !strcasecmp(e->path, names[i]))
+            return true;
+    return false;
+}
+
+static void free_stream_results(struct fsp_entry *e, struct fsp_extent **saved)
+{
+    for (uint32_t i = 0; i < e->n_streams; i++) {
+        free(e->streams[i].chunks);
+        e->streams[i].chunks = NULL;
+        e->streams[i].n_chunks = 0;
+        free(e->streams[i].extents);
+        e->streams[i].extents = saved[i];
+    }
+    free(saved);
+}
+
+/* The sink sees absolute extents; the backend keeps its own array. */
+static struct fsp_extent **absolutise_extents(struct fsp_vol *v, struct fsp_entry *e)
+{
+    struct fsp_extent **saved = fsp_xmalloc(sizeof *saved * (e->n_streams ? e->n_streams : 1));
+    for (uint32_t i = 0; i < e->n_streams; i++) {
+        struct fsp_stream *st = &e->streams[i];
+        saved[i] = st->extents;
+        if (!st->n_extents) {
+            st->extents = NULL;
+            continue;
+        }
+        st->extents = malloc(sizeof *st->extents * st->n_extents);
+        if (!st->extents) {
+            st->n_extents = 0;
+            continue;
+        }
+        for (uint32_t j = 0; j < st->n_extents; j++) {
+            st->extents[j] = saved[i][j];
+            st->extents[j].physical += v->info.start;
+        }
+    }
+    return saved;
+}
+
+static int emit_hardlink(struct fsp_vol *v, uint64_t seq, struct fsp_entry *e)
+{
+    struct link_streams *l = link_find(v, e->ino);
+    struct fsp_entry copy = *e;
+    if (l) {
+        copy.n_streams = l->n;
+        copy.streams = l->streams;
+    } else {
+        copy.flags &= ~FSP_ENTRY_HARDLINK;
+        copy.n_streams = 0;
+    }
+    struct scan *s = v->scan;
+    return sink_result(s, s->sink->entry ? s->sink->entry(s->sink->ctx, seq, &copy) : 0);
+}
+
+int fsp_vol_emit(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream_src *srcs)
+{
+    struct scan *s = v->scan;
+    if (s->fatal)
+        return s->fatal;
+    int rc = announce_volume(v);
+    if (rc)
+        return rc;
+    uint64_t seq = s->next_seq++;
+    s->sum.entries++;
+    e->volume = v->info.index;
+    if (e->type == FSP_T_REG && is_volatile_name(e))
+        e->flags |= FSP_ENTRY_VOLATILE;
+    if (e->flags & FSP_ENTRY_HARDLINK)
+        return emit_hardlink(v, seq, e);
+    if (e->n_streams > FSP_MAX_STREAMS) {
+        fsp_vol_warn(v, e->path, "%u streams is more than %u; streams dropped", e->n_streams,
+                     FSP_MAX_STREAMS);
+        e->n_streams = 0;
+        e->flags |= FSP_ENTRY_DAMAGED;
+    }
+    bool with_data = fsp_vol_wants_data(v) && v->geometry_set;
+    for (uint32_t i = 0; with_data && i < e->n_streams && !rc; i++) {
+        rc = hash_stream(v, e, i, &srcs[i]);
+        if (!rc && !(e->streams[i].flags & FSP_STREAM_UNREADABLE) && !srcs[i].read)
+            rc = add_claims(v, seq, i, &e->streams[i]);
+        if (e->streams[i].flags & FSP_STREAM_UNREADABLE)
+            e->flags |= FSP_ENTRY_DAMAGED;
+    }
+    if (rc)
+        return stop_scan(s, rc);
+    if (e->nlink > 1)
+        link_remember(v, e);
+    struct fsp_extent **saved = absolutise_extents(v, e);
+    rc = s->sink->entry ? s->sink->entry(s->sink->ctx, seq, e) : 0;
+    free_stream_results(e, saved);
+    return sink_result(s, rc);
+}
+
+/* ---- the layout pass --------------------------------------------------- */
+
+/* Collects consecutive pieces into runs and hands them to the digest and sink. */
+struct run_builder {
+    struct scan *s;
+    struct fsp_layout_run run;
+    uint8_t (*hashes)[FSP_SHA256_LEN];
+    bool open;
+};
+
+static int flush_run(struct run_builder *b)
+{
+    if (!b->open)
+        return 0;
+    b->open = false;
+    struct scan *s = b->s;
+    b->run.hashes = (const uint8_t(*)[FSP_SHA256_LEN])b->hashes;
+    fsp_digest_add_run(s->digest, &b->run);
+    s->sum.allocated_bytes += b->run.length;
+    if (b->run.kind == FSP_L_FILE)
+        s->sum.file_bytes += b->run.length;
+    else if (b->run.kind == FSP_L_RAW)
+        s->sum.raw_bytes += b->run.length;
+    else
+        s->sum.zero_bytes += b->run.length;
+    return sink_result(s, s->sink->layout ? s->sink->layout(s->sink->ctx, &b->run) : 0);
+}
+
+static int add_piece(struct run_builder *b, uint32_t volume, uint64_t off, uint64_t len,
+                     const uint8_t *hash)
+{
+    uint8_t kind = hash ? FSP_L_RAW : FSP_L_ZERO;
+    bool extends = b->open && b->run.kind == kind && b->run.volume == volume &&
+                   b->run.offset + b->run.length == off &&
+                   (kind == FSP_L_ZERO || b->run.n_hashes < RUN_MAX_PIECES);
+    if (!extends) {
+        int rc = flush_run(b);
+        if (rc)
+            return rc;
+        memset(&b->run, 0, sizeof b->run);
+        b->run.offset = off;
+        b->run.kind = kind;
+        b->run.volume = volume;
+        b->open = true;
+    }
+    b->run.length += len;
+    if (hash)
+        memcpy(b->hashes[b->run.n_hashes++], hash, FSP_SHA256_LEN);
+    return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+    static const uint8_t zeros[FSP_PIECE_SIZE];
+    for (; len >= sizeof zeros; p += sizeof zeros, len -= sizeof zeros)
+        if (memcmp(p, zeros, sizeof zeros))
+            return false;
+    return !len || !memcmp(p, zeros, len);
+}
+
+static int add_raw_pieces(struct run_builder *b, uint32_t volume, uint64_t off, size_t n,
+                          bool zero_is_free)
+{
+    const uint8_t *buf = b->s->buf;
+    for (size_t p = 0; p < n; p += FSP_PIECE_SIZE) {
+        size_t plen = n - p < FSP_PIECE_SIZE ? n - p : FSP_PIECE_SIZE;
+        bool zero = all_zero(buf + p, plen);
+        if (zero && zero_is_free)
+            continue;
+        uint8_t hash[FSP_SHA256_LEN];
+        unsigned int md_len = FSP_SHA256_LEN;
+        if (!zero)
+            EVP_Digest(buf + p, plen, hash, &md_len, EVP_sha256(), NULL);
+        int rc = add_piece(b, volume, off + p, plen, zero ? NULL : hash);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Hashes [start, start+len) as raw pieces of 4 KiB counted from START, so the
+ * grid does not depend on how the source reports holes.  In filesystems every
+ * piece is allocated (zero ones become ZERO runs); outside them zero pieces are
+ * simply free. */
+static int add_raw_range(struct run_builder *b, uint32_t volume, uint64_t start, uint64_t len,
+                         bool zero_is_free)
+{
+    struct scan *s = b->s;
+    uint64_t pos = 0;
+    while (pos < len) {
+        uint64_t data_off;
+        int rc = fsp_source_next_data(s->src, start + pos, &data_off, s->err);
+        if (rc < 0)
+            return stop_scan(s, rc);
+        uint64_t hole = data_off - (start + pos);
+        hole = hole < len - pos ? hole - hole % FSP_PIECE_SIZE : len - pos;
+        if (hole) {
+            if (!zero_is_free && (rc = add_piece(b, volume, start + pos, hole, NULL)))
+                return rc;
+            pos += hole;
+            continue;
+        }
+        size_t n = len - pos < READ_BUF ? (size_t)(len - pos) : READ_BUF;
+        if ((rc = fsp_source_pread(s->src, s->buf, n, start + pos, s->err)) < 0)
+            return stop_scan(s, rc);
+        if ((rc = add_raw_pieces(b, volume, start + pos, n, zero_is_free)))
+            return rc;
+        s->progress_done += n;
+        pos += n;
+        if ((rc = report_progress(s, "metadata")))
+            return rc;
+    }
+    return 0;
+}
+
+static bool block_allocated(const struct fsp_vol *v, uint64_t b)
+{
+    return v->allocated[b / 8] >> (b & 7) & 1;
+}
+
+/* Finds the end of the run of blocks from B with the same allocation state. */
+static uint64_t same_state_end(const struct fsp_vol *v, uint64_t b, uint64_t limit)
+{
+    bool state = block_allocated(v, b);
+    uint8_t skip = state ? 0xff : 0x00;
+    while (b < limit) {
+        if (!(b & 7) && b + 8 <= limit && v->allocated[b / 8] == skip) {
+            b += 8;
+            continue;
+        }
+        if (block_allocated(v, b) != state)
+            break;
+        b++;
+    }
+    return b;
+}
+
+/* Covers the allocated blocks of V in [from, to) (byte offsets in the image)
+ * that no stream claimed. */
+static int add_unclaimed(struct run_builder *b, struct fsp_vol *v, uint64_t from, uint64_t to)
+{
+    uint32_t bs = v->info.block_size;
+    uint64_t end_block = (to - v->info.start + bs - 1) / bs;
+    if (end_block > v->block_count)
+        end_block = v->block_count;
+    for (uint64_t blk = (from - v->info.start) / bs; blk < end_block;) {
+        uint64_t next = same_state_end(v, blk, end_block);
+        if (block_allocated(v, blk)) {
+            uint64_t lo = v->info.start + blk * bs, hi = v->info.start + next * bs;
+            lo = lo < from ? from : lo;
+            hi = hi > to ? to : hi;
+            int rc = add_raw_range(b, v->info.index, lo, hi - lo, false);
+            if (rc)
+                return rc;
+        }
+        blk = next;
+    }
+    return 0;
+}
+
+static int add_claim_run(struct run_builder *b, const struct claim *c, uint64_t from, uint64_t to)
+{
+    if (c->kind == FSP_L_ZERO)
+        return add_piece(b, c->volume, from, to - from, NULL);
+    int rc = flush_run(b);
+    if (rc)
+        return rc;
+    memset(&b->run, 0, sizeof b->run);
+    b->run = (struct fsp_layout_run){
+        .offset = from,
+        .length = to - from,
+        .kind = FSP_L_FILE,
+        .volume = c->volume,
+        .entry_seq = c->entry_seq,
+        .stream = c->stream,
+        .stream_offset = c->stream_offset + (from - c->offset),
+        .stream_size = c->stream_size,
+    };
+    memcpy(b->run.stream_sha256, c->sha256, FSP_SHA256_LEN);
+    b->open = true;
+    return flush_run(b);
+}
+
+struct claim_cursor {
+    fsp_xsort *xs;
+    struct claim cur;
+    bool have;
+};
+
+static int cursor_advance(struct claim_cursor *cc)
+{
+    int rc = fsp_xsort_next(cc->xs, &cc->cur);
+    cc->have = rc == 1;
+    return rc < 0 ? rc : 0;
+}
+
+/* Covers the filesystem of V: claimed extents as FILE or ZERO runs in offset
+ * order, the rest of its allocated blocks as raw.  A claim that overlaps an
+ * earlier one (blocks shared by two files on a damaged volume) keeps the first. */
+static int layout_filesystem(struct run_builder *b, struct fsp_vol *v, struct claim_cursor *cc)
+{
+    uint64_t pos = v->info.start, end = v->info.start + v->info.fs_length;
+    int rc = 0;
+    while (!rc && cc->have && cc->cur.offset < end) {
+        struct claim c = cc->cur;
+        uint64_t c_end = c.offset + c.length;
+        if (c_end > pos) {
+            uint64_t from = c.offset > pos ? c.offset : pos;
+            if (from > pos)
+                rc = add_unclaimed(b, v, pos, from);
+            if (!rc)
+                rc = add_claim_run(b, &c, from, c_end < end ? c_end : end);
+            pos = c_end < end ? c_end : end;
+        }
+        if (!rc)
+            rc = cursor_advance(cc) < 0 ? stop_scan(b->s, -EIO) : 0;
+    }
+    if (!rc && pos < end)
+        rc = add_unclaimed(b, v, pos, end);
+    return rc;
+}
+
+static int cmp_vol_start(const void *a, const void *b)
+{
+    const struct fsp_vol *x = *(struct fsp_vol *const *)a, *y = *(struct fsp_vol *const *)b;
+    return x->info.start < y->info.start ? -1 : x->info.start > y->info.start;
+}
+
+static int build_layout(struct scan *s, struct fsp_vol **vols, uint32_t n_vols)
+{
+    struct run_builder b = {.s = s};
+    b.hashes = malloc((size_t)RUN_MAX_PIECES * FSP_SHA256_LEN);
+    struct claim_cursor cc = {.xs = s->claims};
+    if (!b.hashes || cursor_advance(&cc) < 0) {
+        free(b.hashes);
+        return stop_scan(s, fsp_fail(s->err, FSP_EK_IO, -EIO, "cannot read back the extents"));
+    }
+    qsort(vols, n_vols, sizeof *vols, cmp_vol_start);
+    uint64_t pos = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < n_vols && !rc; i++) {
+        struct fsp_vol *v = vols[i];
+        if (!v->geometry_set)
+            continue; /* covered as raw with the gaps */
+        if (v->info.start > pos)
+            rc = add_raw_range(&b, 0, pos, v->info.start - pos, true);
+        if (!rc)
+            rc = layout_filesystem(&b, v, &cc);
+        pos = v->info.start + v->info.fs_length;
+    }
+    if (!rc && pos < s->image_size)
+        rc = add_raw_range(&b, 0, pos, s->image_size - pos, true);
+    if (!rc)
+        rc = flush_run(&b);
+    free(b.hashes);
+    return rc;
+}
+
+/* ---- volumes and the scan --------------------------------------------- */
+
+static uint8_t fs_kind_of(const char *fs_type)
+{
+    if (!strcmp(fs_type, "ext2") || !strcmp(fs_type, "ext3") || !strcmp(fs_type, "ext4"))
+        return FSP_FS_EXT;
+    if (!strcmp(fs_type, "ntfs"))
+        return FSP_FS_NTFS;
+    return FSP_FS_NONE;
+}
+
+static struct fsp_vol *vol_new(struct scan *s, const struct fsp_part *p)
+{
+    struct fsp_vol *v = fsp_xmalloc(sizeof *v);
+    v->scan = s;
+    struct fsp_volume_info *i = &v->info;
+    i->index = p->index;
+    i->start = p->start;
+    i->length = p->length;
+    i->fs_kind = fs_kind_of(p->fs_type);
+    i->block_size = FSP_PIECE_SIZE;
+    snprintf(i->fs_type, sizeof i->fs_type, "%s", p->fs_type);
+    snprintf(i->fs_label, sizeof i->fs_label, "%s", p->fs_label);
+    snprintf(i->fs_uuid, sizeof i->fs_uuid, "%s", p->fs_uuid);
+    snprintf(i->part_type, sizeof i->part_type, "%s", p->type);
+    snprintf(i->part_name, sizeof i->part_name, "%s", p->name);
+    snprintf(i->part_uuid, sizeof i->part_uuid, "%s", p->uuid);
+    return v;
+}
+
+static void vol_free(struct fsp_vol *v)
+{
+    if (!v)
+        return;
+    links_free(v);
+    free(v->allocated);
+    free(v);
+}
+
+static const char *vol_name(const struct fsp_vol *v, char *buf, size_t len)
+{
+    if (v->info.index)
+        snprintf(buf, len, "partition %u (%s)", v->info.index, v->info.fs_type);
+    else
+        snprintf(buf, len, "filesystem (%s)", v->info.fs_type);
+    return buf;
+}
+
+/* Runs the backend; a backend that gives up costs a warning, not the scan. */
+static int scan_volume(struct scan *s, struct fsp_vol *v)
+{
+    int rc = 0;
+    if (v->info.fs_kind == FSP_FS_EXT)
+        rc = fsp_ext_scan(v);
+    else if (v->info.fs_kind == FSP_FS_NTFS)
+        rc = fsp_ntfs_scan(v);
+    if (s->fatal)
+        return s->fatal;
+    if (rc < 0) {
+        char name[64];
+        const char *what = v->geometry_set ? "entries read before the failure are kept"
+                                           : "it is covered as raw blocks";
+        fsp_vol_warn(v, NULL, "%s: %s; %s", vol_name(v, name, sizeof name),
+                     v->fail_msg[0] ? v->fail_msg : strerror(-rc), what);
+        if (!v->geometry_set)
+            v->info.fs_kind = FSP_FS_NONE;
+    }
+    if (!v->geometry_set)
+        v->scan->progress_total += v->info.length;
+    return s->fatal ? s->fatal : announce_volume(v);
+}
+
+static int cmp_claim(const void *a, const void *b)
+{
+    const struct claim *x = a, *y = b;
+    if (x->offset != y->offset)
+        return x->offset < y->offset ? -1 : 1;
+    return x->entry_seq < y->entry_seq ? -1 : x->entry_seq > y->entry_seq;
+}
+
+static int scan_init(struct scan *s, fsp_source *src, const struct fsp_scan_opts *opts,
+                     const struct fsp_sink *sink, fsp_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->src = src;
+    s->sink = sink;
+    s->err = err;
+    s->flags = opts ? opts->flags : 0;
+    s->image_size = fsp_source_size(src);
+    s->buf = malloc(READ_BUF);
+    if (!s->buf || fsp_digest_new(s->image_size, &s->digest) < 0 ||
+        fsp_xsort_new(sizeof(struct claim), CLAIM_SORT_BUDGET, cmp_claim, &s->claims) < 0)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Without a layout pass the allocated bytes come straight from the bitmaps. */
+static uint64_t bitmap_bytes(struct fsp_vol **vols, uint32_t n_vols)
+{
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < n_vols; i++) {
+        const struct fsp_vol *v = vols[i];
+        for (uint64_t b = 0; v->geometry_set && b < v->block_count;) {
+            uint64_t next = same_state_end(v, b, v->block_count);
+            if (block_allocated(v, b))
+                bytes += (next - b) * v->info.block_size;
+            b = next;
+        }
+    }
+    return bytes;
+}
+
+static int scan_finish(struct scan *s, struct fsp_vol **vols, uint32_t n_vols)
+{
+    if (s->flags & FSP_SCAN_NO_DATA) {
+        s->sum.allocated_bytes = bitmap_bytes(vols, n_vols);
+    } else {
+        int rc = build_layout(s, vols, n_vols);
+        if (rc)
+            return rc;
+        fsp_digest_final(s->digest, s->sum.digest);
+    }
+    return s->sink->done ? sink_result(s, s->sink->done(s->sink->ctx, &s->sum)) : 0;
+}
+
+/* One bare volume over the whole image, of the kind the caller names. */
+static int forced_volume(struct scan *s, uint8_t kind, struct fsp_part **parts, uint32_t *n)
+{
+    if (kind != FSP_FS_EXT && kind != FSP_FS_NTFS)
+        return fsp_fail(s->err, FSP_EK_USAGE, -EINVAL, "unknown filesystem kind %u", kind);
+    *parts = fsp_xmalloc(sizeof **parts);
+    (*parts)->length = s->image_size;
+    snprintf((*parts)->fs_type, sizeof (*parts)->fs_type, "%s", kind == FSP_FS_EXT ? "ext4" : "ntfs");
+    *n = 1;
+    return 0;
+}
+
+int fsp_scan(fsp_source *src, const struct fsp_scan_opts *opts, const struct fsp_sink *sink,
+             fsp_error *err)
+{
+    struct scan s;
+    struct fsp_part *parts = NULL;
+    uint32_t n_parts = 0;
+    struct fsp_vol **vols = NULL;
+    char table[8] = "none";
+    int rc = scan_init(&s, src, opts, sink, err);
+    if (!rc && opts && opts->force_fs)
+        rc = forced_volume(&s, opts->force_fs, &parts, &n_parts);
+    else if (!rc)
+        rc = fsp_partitions(src, table, &parts, &n_parts, err);
+    if (!rc)
+        vols = fsp_xmalloc(sizeof *vols * (n_parts ? n_parts : 1));
+    if (!rc) {
+        struct fsp_image_info info = {.size = s.image_size, .format = fsp_source_format(src),
+                                      .table = table, .n_volumes = n_parts};
+        rc = sink->image ? sink_result(&s, sink->image(sink->ctx, &info)) : 0;
+    }
+    uint32_t n_vols = 0;
+    for (uint32_t i = 0; !rc && i < n_parts; i++) {
+        vols[n_vols++] = vol_new(&s, &parts[i]);
+        rc = scan_volume(&s, vols[n_vols - 1]);
+    }
+    if (!rc)
+        rc = scan_finish(&s, vols, n_vols);
+    for (uint32_t i = 0; i < n_vols; i++)
+        vol_free(vols[i]);
+    free(vols);
+    free(parts);
+    fsp_xsort_free(s.claims);
+    fsp_digest_free(s.digest);
+    free(s.buf);
+    return rc;
+}

@@ -1,0 +1,40 @@
+/* Shared pieces of the vmsync command line. */
+#ifndef VMSYNC_CLI_H
+#define VMSYNC_CLI_H
+
+#include "vmsync.h"
+
+#include <stdio.h>
+
+#define VMSYNC_VERSION "0.1.0"
+
+int cmd_manifest(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+/* Prints ERR once and returns the exit status for it. */
+int cli_report(const fsp_error *err);
+int cli_exit_status(const fsp_error *err);
+/* Prints "vmsync: " FMT (with ARG) and the usage to stderr; returns 2. */
+int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool cli_wants_help(int argc, char **argv);
+
+/* Progress on stderr: a bar on a terminal, JSON lines for scripts, or none. */
+enum cli_progress_mode { CLI_PROGRESS_AUTO, CLI_PROGRESS_NONE, CLI_PROGRESS_JSON };
+int cli_parse_progress(const char *arg, enum cli_progress_mode *mode);
+
+/* Wraps INNER: warnings are printed to stderr (naming IMAGE) and progress is
+ * shown, then both are passed on. */
+struct cli_sink {
+    struct fsp_sink sink;
+    const struct fsp_sink *inner;
+    const char *image;
+    enum cli_progress_mode progress;
+    double started, last_shown;
+    bool bar_drawn;
+};
+void cli_sink_init(struct cli_sink *c, const struct fsp_sink *inner, const char *image,
+                   enum cli_progress_mode progress);
+void cli_sink_finish(struct cli_sink *c);
+
+#endif

@@ -1,0 +1,110 @@
+/* vmsync diff A B */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const usage =
+    "usage: vmsync diff A B [--json]\n"
+    "\n"
+    "Compares two disk images or two manifests (or one of each) file by file and\n"
+    "lists what was added (A), deleted (D), changed (M, with what changed) and moved\n"
+    "or renamed (R: same content at a new path), sorted by volume and path.\n"
+    "\n"
+    "  --json      print {\"added\":[],\"removed\":[],\"changed\":[],\"moved\":[]}\n"
+    "  -h, --help  this help\n";
+
+struct printer {
+    bool json;
+    FILE *lists[4]; /* added, removed, changed, moved: JSON arrays built apart */
+    char *bufs[4];
+    size_t lens[4];
+    size_t counts[4];
+};
+
+static void print_what(FILE *out, uint32_t what, bool json)
+{
+    bool first = true;
+    for (uint32_t bit = 1; bit <= VMS_WHAT_STREAMS; bit <<= 1) {
+        if (!(what & bit))
+            continue;
+        fprintf(out, json ? "%s\"%s\"" : "%s%s", first ? "" : ",", vms_what_name(bit));
+        first = false;
+    }
+}
+
+static int print_item(void *ctx, const struct vms_diff_item *d)
+{
+    struct printer *p = ctx;
+    if (!p->json) {
+        static const char letters[] = "?ADMR";
+        if (d->change == VMS_MOVED)
+            printf("R %s -> %s\n", d->old_path, d->path);
+        else
+            printf("%c %s", letters[d->change], d->path);
+        if (d->change == VMS_CHANGED) {
+            fputs(" (", stdout);
+            print_what(stdout, d->what, false);
+            putchar(')');
+        }
+        if (d->change != VMS_MOVED)
+            putchar('\n');
+        return 0;
+    }
+    int k = d->change - 1;
+    FILE *out = p->lists[k];
+    fprintf(out, "%s\n{\"volume\":%u,", p->counts[k]++ ? "," : "", d->volume);
+    if (d->change == VMS_MOVED) {
+        fputs("\"from\":", out);
+        vms_json_string(out, d->old_path);
+        fputs(",\"to\":", out);
+    } else {
+        fputs("\"path\":", out);
+    }
+    vms_json_string(out, d->path);
+    if (d->change == VMS_CHANGED) {
+        fputs(",\"what\":[", out);
+        print_what(out, d->what, true);
+        putc(']', out);
+    }
+    putc('}', out);
+    return 0;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    struct printer p = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j')
+            p.json = true;
+        else if (c == 'h')
+            return fputs(usage, stdout), 0;
+        else
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    if (optind + 2 != argc)
+        return cli_usage_error(usage, "%s", "diff needs two images or manifests");
+    for (int k = 0; k < 4 && p.json; k++)
+        if (!(p.lists[k] = open_memstream(&p.bufs[k], &p.lens[k])))
+            return perror("vmsync"), 1;
+    fsp_error err = {0};
+    int rc = vms_diff(argv[optind], argv[optind + 1], print_item, &p, &err);
+    if (p.json) {
+        static const char *const keys[] = {"added", "removed", "changed", "moved"};
+        for (int k = 0; k < 4; k++)
+            fclose(p.lists[k]);
+        if (!rc) {
+            for (int k = 0; k < 4; k++)
+                printf("%s\"%s\":[%s]", k ? ",\n" : "{", keys[k], p.bufs[k]);
+            puts("}");
+        }
+        for (int k = 0; k < 4; k++)
+            free(p.bufs[k]);
+    }
+    return rc ? cli_report(&err) : 0;
+}

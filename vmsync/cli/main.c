@@ -1,0 +1,93 @@
+/* vmsync command line: a thin client of libvmsync.  Errors from the library
+ * arrive as fsp_error and are printed here, once, as "vmsync: MESSAGE"; the
+ * exit status follows the error kind (see usage()). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const main_usage =
+    "usage: vmsync COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  manifest IMAGE [-o FILE] [--json] [--layout]   per-file manifest of a disk image\n"
+    "  manifest show FILE [--json] [--layout]          print a saved manifest\n"
+    "  diff A B [--json]                               what changed between two images or manifests\n"
+    "  inspect IMAGE [--json] [--guestfs]              partitions, filesystems, files, OS\n"
+    "\n"
+    "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
+    "Run 'vmsync COMMAND --help' for a command's options.\n"
+    "\n"
+    "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
+    "4 not a disk image, truncated, or a missing backing file; 5 corrupt content;\n"
+    "6 I/O error; 7 cancelled.\n";
+
+int cli_exit_status(const fsp_error *err)
+{
+    switch (err->kind) {
+    case FSP_EK_NONE: return 0;
+    case FSP_EK_USAGE: return 2;
+    case FSP_EK_OPEN: return 3;
+    case FSP_EK_FORMAT: return 4;
+    case FSP_EK_CORRUPT: return 5;
+    case FSP_EK_IO: return 6;
+    case FSP_EK_NOMEM: return 6;
+    case FSP_EK_CANCELLED: return 7;
+    default: return 1;
+    }
+}
+
+int cli_report(const fsp_error *err)
+{
+    fprintf(stderr, "vmsync: %s\n", err->msg[0] ? err->msg : "unknown error");
+    int status = cli_exit_status(err);
+    return status ? status : 1;
+}
+
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vmsync: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage, stderr);
+    return 2;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            return false;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return true;
+    }
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage_error(main_usage, "%s", "missing command");
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(main_usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("vmsync %s\n", VMSYNC_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "manifest"))
+        return cmd_manifest(argc - 1, argv + 1);
+    if (!strcmp(cmd, "diff"))
+        return cmd_diff(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect"))
+        return cmd_inspect(argc - 1, argv + 1);
+    return cli_usage_error(main_usage, "unknown command '%s'", cmd);
+}

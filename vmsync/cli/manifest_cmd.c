@@ -1,0 +1,172 @@
+/* vmsync manifest IMAGE / vmsync manifest show FILE */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const usage =
+    "usage: vmsync manifest IMAGE [-o FILE] [--json] [--layout] [--progress=auto|none|json]\n"
+    "       vmsync manifest show FILE [--json] [--layout]\n"
+    "\n"
+    "Reads the partitions and the ext2/3/4 and NTFS filesystems of IMAGE into a\n"
+    "manifest: every file with its SHA-256, chunk hashes for files of 1 MiB and more,\n"
+    "physical extents, and a layout map of every allocated byte with the canonical\n"
+    "image digest.  The image is opened read-only.\n"
+    "\n"
+    "  -o, --output FILE   write the binary manifest to FILE (atomically)\n"
+    "      --json          print the manifest as JSON on stdout\n"
+    "      --layout        include the layout map in the JSON\n"
+    "      --progress=M    auto (a bar when stderr is a terminal), none, or json lines\n"
+    "  -q, --quiet         no summary and no progress\n"
+    "  -h, --help          this help\n"
+    "\n"
+    "Without -o and --json a summary is printed.  Damaged files produce warnings on\n"
+    "stderr and in the manifest; the exit status is still 0.\n";
+
+struct summary_printer {
+    struct fsp_sink sink;
+    uint32_t volumes;
+};
+
+static int sp_volume(void *ctx, const struct fsp_volume_info *v)
+{
+    struct summary_printer *p = ctx;
+    p->volumes++;
+    printf("volume %u: %s %s, %llu bytes at %llu", v->index, fsp_fs_kind_name(v->fs_kind),
+           v->fs_type[0] ? v->fs_type : "-", (unsigned long long)v->length,
+           (unsigned long long)v->start);
+    if (v->fs_label[0])
+        printf(", label \"%s\"", v->fs_label);
+    putchar('\n');
+    return 0;
+}
+
+static int sp_done(void *ctx, const struct fsp_summary *s)
+{
+    char hex[2 * FSP_SHA256_LEN + 1];
+    fsp_hex(s->digest, FSP_SHA256_LEN, hex);
+    printf("entries: %llu\nallocated: %llu bytes (files %llu, metadata %llu, zero %llu)\n"
+           "warnings: %llu\ndigest: %s\n",
+           (unsigned long long)s->entries, (unsigned long long)s->allocated_bytes,
+           (unsigned long long)s->file_bytes, (unsigned long long)s->raw_bytes,
+           (unsigned long long)s->zero_bytes, (unsigned long long)s->warnings, hex);
+    return 0;
+}
+
+/* Prints the manifest at PATH as JSON or as a summary. */
+static int print_manifest(const char *path, bool json, bool layout, fsp_error *err)
+{
+    if (json) {
+        vms_json *j = vms_json_new(stdout, layout ? VMS_JSON_LAYOUT : 0);
+        if (!j)
+            return fsp_fail(err, FSP_EK_NOMEM, -12, "out of memory");
+        int rc = vms_manifest_read(path, vms_json_sink(j), err);
+        vms_json_free(j);
+        return rc;
+    }
+    struct summary_printer p = {.sink = {.volume = sp_volume, .done = sp_done}};
+    p.sink.ctx = &p;
+    return vms_manifest_read(path, &p.sink, err);
+}
+
+static int show(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"layout", no_argument, 0, 'l'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    bool json = false, layout = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j')
+            json = true;
+        else if (c == 'l')
+            layout = true;
+        else if (c == 'h')
+            return fputs(usage, stdout), 0;
+        else
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error(usage, "%s", "manifest show needs exactly one FILE");
+    fsp_error err = {0};
+    int rc = print_manifest(argv[optind], json, layout, &err);
+    return rc ? cli_report(&err) : 0;
+}
+
+static int scan_to_file(const char *image, const char *out, enum cli_progress_mode progress,
+                        fsp_error *err)
+{
+    fsp_source *src;
+    int rc = fsp_source_open(image, &src, err);
+    if (rc)
+        return rc;
+    vms_manifest_writer *w;
+    rc = vms_manifest_writer_open(out, &w, err);
+    if (rc) {
+        fsp_source_close(src);
+        return rc;
+    }
+    struct cli_sink cs;
+    cli_sink_init(&cs, vms_manifest_writer_sink(w), image, progress);
+    rc = fsp_scan(src, NULL, &cs.sink, err);
+    cli_sink_finish(&cs);
+    fsp_source_close(src);
+    if (rc) {
+        vms_manifest_writer_abort(w);
+        return rc;
+    }
+    return vms_manifest_writer_commit(w, err);
+}
+
+int cmd_manifest(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "show"))
+        return show(argc - 1, argv + 1);
+    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"layout", no_argument, 0, 'l'},
+                                         {"progress", required_argument, 0, 'p'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *out = NULL;
+    bool json = false, layout = false, quiet = false;
+    enum cli_progress_mode progress = CLI_PROGRESS_AUTO;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'j': json = true; break;
+        case 'l': layout = true; break;
+        case 'q': quiet = true; break;
+        case 'p':
+            if (cli_parse_progress(optarg, &progress))
+                return cli_usage_error(usage, "bad --progress value '%s'", optarg);
+            break;
+        case 'h': return fputs(usage, stdout), 0;
+        default: return cli_usage_error(usage, "%s", "bad option");
+        }
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error(usage, "%s", "manifest needs exactly one IMAGE");
+    if (quiet)
+        progress = CLI_PROGRESS_NONE;
+    const char *image = argv[optind];
+    char tmp[] = "/tmp/vmsync-manifest-XXXXXX";
+    if (!out) {
+        int fd = mkstemp(tmp);
+        if (fd < 0)
+            return perror("vmsync: mkstemp"), 6;
+        close(fd);
+    }
+    fsp_error err = {0};
+    int rc = scan_to_file(image, out ? out : tmp, progress, &err);
+    if (!rc && (json || (!out && !quiet)))
+        rc = print_manifest(out ? out : tmp, json, layout, &err);
+    if (!out)
+        unlink(tmp);
+    return rc ? cli_report(&err) : 0;
+}
