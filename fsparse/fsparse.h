@@ -37,6 +37,8 @@ enum fsp_error_kind {
     FSP_EK_NOMEM,
     FSP_EK_CANCELLED,
     FSP_EK_INTERNAL,
+    FSP_EK_CONFLICT,   /* refused: a lease held elsewhere, or another check-in won */
+    FSP_EK_NOTFOUND,   /* no such image or version in a repository */
 };
 
 typedef struct fsp_error {
@@ -112,10 +114,12 @@ struct fsp_extent {
 #define FSP_STREAM_RESIDENT 0x04u  /* NTFS resident or ext4 inline data */
 #define FSP_STREAM_ENCRYPTED 0x08u
 #define FSP_STREAM_UNREADABLE 0x10u /* could not be read: no hash */
+#define FSP_STREAM_NOT_HASHED 0x20u /* skipped on purpose (lazy scan): no hash */
 
 struct fsp_stream {
     char *name;      /* NULL for the unnamed data stream; else the ADS name, UTF-8 */
     uint64_t size;
+    uint64_t valid_size; /* bytes from here on read as zeros (NTFS initialized size) */
     uint32_t flags;  /* FSP_STREAM_* */
     uint8_t sha256[FSP_SHA256_LEN];
     uint32_t n_extents;
@@ -131,7 +135,8 @@ struct fsp_xattr {
 };
 
 #define FSP_ENTRY_HARDLINK 0x01u /* same inode as an earlier entry of the volume */
-#define FSP_ENTRY_VOLATILE 0x02u /* pagefile, hiberfil, swapfile: zero-filled by default */
+#define FSP_ENTRY_VOLATILE 0x02u /* pagefile, hiberfil, swapfile: their canonical content
+                                  * is zeros (ZERO runs), so they never travel */
 #define FSP_ENTRY_DAMAGED 0x04u  /* read with errors; see the manifest warnings */
 
 struct fsp_entry {
@@ -225,6 +230,16 @@ struct fsp_sink {
     int (*layout)(void *ctx, const struct fsp_layout_run *run);
     int (*progress)(void *ctx, const char *phase, uint64_t done, uint64_t total);
     int (*done)(void *ctx, const struct fsp_summary *sum);
+    /* Optional, for engines that store or match content: */
+    /* Receives the bytes of every object: each stream smaller than
+     * FSP_CHUNK_MIN_STREAM whole, each chunk of a larger one, and each non-zero
+     * RAW piece, keyed by their SHA-256.  Volatile streams produce none. */
+    int (*object)(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len);
+    /* Lazy hashing: false leaves stream IDX of E unhashed (FSP_STREAM_NOT_HASHED). */
+    bool (*want_stream)(void *ctx, const struct fsp_entry *e, uint32_t idx);
+    /* Trust: true when the sink filled ST's sha256 and chunks (malloc'd; the
+     * scan frees them) from an earlier manifest, so the data is not read. */
+    bool (*reuse_stream)(void *ctx, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st);
     void *ctx;
 };
 

@@ -216,6 +216,7 @@ static void link_remember(struct fsp_vol *v, const struct fsp_entry *e)
         struct fsp_stream *to = &l->streams[i];
         to->name = fsp_strdup_bounded(from->name, FSP_MAX_PATH);
         to->size = from->size;
+        to->valid_size = from->valid_size;
         to->flags = from->flags;
         memcpy(to->sha256, from->sha256, FSP_SHA256_LEN);
     }
@@ -248,17 +249,21 @@ struct chunk_list {
 /* Hashes a stream's bytes as they arrive: the whole-stream SHA-256 and, for
  * large streams, the content-defined chunks. */
 struct stream_hasher {
+    const struct fsp_sink *sink; /* gets objects when it has an object callback */
+    uint8_t *whole_copy;         /* small streams, kept whole for the object callback */
+    size_t whole_len;
     EVP_MD_CTX *whole;
     bool chunked;
     uint8_t *pending; /* bytes not yet cut into a chunk, at most FSP_CDC_MAX */
     size_t pending_len;
     uint64_t pending_offset;
     struct chunk_list chunks;
+    int sink_rc;            /* the object callback failed: the scan must stop */
     uint8_t first_page[16]; /* the swap signature lives at 4086 */
     uint64_t seen;
 };
 
-static int hasher_init(struct stream_hasher *h, uint64_t size)
+static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_sink *objects)
 {
     memset(h, 0, sizeof *h);
     h->whole = EVP_MD_CTX_new();
@@ -266,6 +271,9 @@ static int hasher_init(struct stream_hasher *h, uint64_t size)
         return -ENOMEM;
     h->chunked = size >= FSP_CHUNK_MIN_STREAM;
     if (h->chunked && !(h->pending = malloc(FSP_CDC_MAX)))
+        return -ENOMEM;
+    h->sink = objects && objects->object ? objects : NULL;
+    if (h->sink && !h->chunked && !(h->whole_copy = malloc(size ? size : 1)))
         return -ENOMEM;
     return 0;
 }
@@ -287,7 +295,7 @@ static int add_chunk(struct stream_hasher *h, const uint8_t *data, size_t len)
     unsigned int md_len = FSP_SHA256_LEN;
     EVP_Digest(data, len, ch->sha256, &md_len, EVP_sha256(), NULL);
     h->pending_offset += len;
-    return 0;
+    return h->sink ? (h->sink_rc = h->sink->object(h->sink->ctx, ch->sha256, data, len)) : 0;
 }
 
 /* Cuts chunks from the pending bytes followed by DATA; keeps the tail pending. */
@@ -336,6 +344,10 @@ static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t le
     }
     h->seen += len;
     EVP_DigestUpdate(h->whole, data, len);
+    if (h->whole_copy) {
+        memcpy(h->whole_copy + h->whole_len, data, len);
+        h->whole_len += len;
+    }
     return h->chunked ? chunk_feed(h, data, len, false) : 0;
 }
 
@@ -344,6 +356,8 @@ static int hasher_final(struct stream_hasher *h, struct fsp_stream *st)
     unsigned int md_len = FSP_SHA256_LEN;
     EVP_DigestFinal_ex(h->whole, st->sha256, &md_len);
     int rc = h->chunked ? chunk_feed(h, NULL, 0, true) : 0;
+    if (!rc && h->whole_copy)
+        rc = h->sink_rc = h->sink->object(h->sink->ctx, st->sha256, h->whole_copy, h->whole_len);
     if (rc < 0)
         return rc;
     st->chunks = h->chunks.items;
@@ -354,6 +368,7 @@ static int hasher_final(struct stream_hasher *h, struct fsp_stream *st)
 
 static void hasher_free(struct stream_hasher *h)
 {
+    free(h->whole_copy);
     EVP_MD_CTX_free(h->whole);
     free(h->pending);
     free(h->chunks.items);
@@ -478,10 +493,16 @@ static const char *extents_problem(const struct fsp_vol *v, const struct fsp_str
     return NULL;
 }
 
-static int add_claims(struct fsp_vol *v, uint64_t seq, uint32_t idx, const struct fsp_stream *st)
+/* Volatile streams (pagefile, swap) claim their extents as zeros: their
+ * canonical content is empty, so neither the digest nor a transfer cares what
+ * they held. */
+static int add_claims(struct fsp_vol *v, uint64_t seq, uint32_t idx, const struct fsp_entry *e)
 {
+    const struct fsp_stream *st = &e->streams[idx];
     for (uint32_t i = 0; i < st->n_extents; i++) {
         const struct fsp_extent *x = &st->extents[i];
+        bool zero = (x->flags & FSP_EXT_UNWRITTEN) || x->logical >= st->size ||
+                    (e->flags & FSP_ENTRY_VOLATILE);
         struct claim c = {
             .offset = v->info.start + x->physical,
             .length = x->length,
@@ -490,8 +511,7 @@ static int add_claims(struct fsp_vol *v, uint64_t seq, uint32_t idx, const struc
             .entry_seq = seq,
             .stream = idx,
             .volume = v->info.index,
-            .kind = (x->flags & FSP_EXT_UNWRITTEN) || x->logical >= st->size ? FSP_L_ZERO
-                                                                              : FSP_L_FILE,
+            .kind = zero ? FSP_L_ZERO : FSP_L_FILE,
         };
         memcpy(c.sha256, st->sha256, FSP_SHA256_LEN);
         int rc = fsp_xsort_add(v->scan->claims, &c);
@@ -519,6 +539,18 @@ static uint64_t stream_extent_bytes(const struct fsp_stream *st)
     return sum;
 }
 
+/* Asks the sink whether to hash stream IDX at all, or whether it already
+ * knows the hashes; true when the stream needs no reading. */
+static bool stream_settled_by_sink(struct scan *s, const struct fsp_entry *e, uint32_t idx)
+{
+    struct fsp_stream *st = &e->streams[idx];
+    if (s->sink->want_stream && !s->sink->want_stream(s->sink->ctx, e, idx)) {
+        st->flags |= FSP_STREAM_NOT_HASHED;
+        return true;
+    }
+    return s->sink->reuse_stream && s->sink->reuse_stream(s->sink->ctx, e, idx, st);
+}
+
 /* Hashes stream IDX of E.  Content problems mark the stream unreadable; the
  * return value is negative only when the whole scan must stop. */
 static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
@@ -539,15 +571,22 @@ static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
     }
     if (src->read && stream_extent_bytes(st))
         st->n_extents = 0; /* informational only: never claimed */
+    st->valid_size = src->valid_size < st->size ? src->valid_size : st->size;
+    if (stream_settled_by_sink(s, e, idx))
+        return 0;
     struct stream_hasher h;
-    int rc = hasher_init(&h, st->size);
+    bool store = !(e->flags & FSP_ENTRY_VOLATILE);
+    int rc = hasher_init(&h, st->size, store ? s->sink : NULL);
     if (!rc)
         rc = src->read ? hash_through_reader(v, st, src, &h) : hash_through_extents(v, st, src, &h);
     if (!rc)
         rc = hasher_final(&h, st);
     if (!rc && idx == 0 && e->type == FSP_T_REG && hasher_saw_swap_signature(&h))
         e->flags |= FSP_ENTRY_VOLATILE;
+    int sink_rc = h.sink_rc;
     hasher_free(&h);
+    if (sink_rc)
+        return sink_result(s, sink_rc);
     if (rc < 0 && !s->fatal && rc != -ENOMEM) {
         mark_unreadable(v, e, st, strerror(-rc));
         return 0;
@@ -637,10 +676,12 @@ int fsp_vol_emit(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream
         e->flags |= FSP_ENTRY_DAMAGED;
     }
     bool with_data = fsp_vol_wants_data(v) && v->geometry_set;
+    for (uint32_t i = 0; i < e->n_streams; i++)
+        e->streams[i].valid_size = e->streams[i].size; /* until the source says less */
     for (uint32_t i = 0; with_data && i < e->n_streams && !rc; i++) {
         rc = hash_stream(v, e, i, &srcs[i]);
         if (!rc && !(e->streams[i].flags & FSP_STREAM_UNREADABLE) && !srcs[i].read)
-            rc = add_claims(v, seq, i, &e->streams[i]);
+            rc = add_claims(v, seq, i, e);
         if (e->streams[i].flags & FSP_STREAM_UNREADABLE)
             e->flags |= FSP_ENTRY_DAMAGED;
     }
@@ -728,6 +769,8 @@ static int add_raw_pieces(struct run_builder *b, uint32_t volume, uint64_t off, 
         if (!zero)
             EVP_Digest(buf + p, plen, hash, &md_len, EVP_sha256(), NULL);
         int rc = add_piece(b, volume, off + p, plen, zero ? NULL : hash);
+        if (!rc && !zero && b->s->sink->object)
+            rc = sink_result(b->s, b->s->sink->object(b->s->sink->ctx, hash, buf + p, plen));
         if (rc)
             return rc;
     }

@@ -18,8 +18,7 @@ make_tree() {
     for i in $(seq 1 40); do
         head -c $((i * 997)) /dev/zero | tr '\0' "$((i % 10))" > "$dir/usr/share/doc/readme-$i.txt"
     done
-    openssl enc -aes-128-ctr -nosalt -pass pass:mailbox -in /dev/zero 2>/dev/null \
-        | head -c $((8 << 20)) > "$dir/home/user/Mail/inbox.mbox"
+    openssl rand $((8 << 20)) > "$dir/home/user/Mail/inbox.mbox"
     echo "quarterly numbers" > "$dir/home/user/Documents/report.txt"
     ln -s Documents/report.txt "$dir/home/user/latest"
 }

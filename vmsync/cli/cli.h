@@ -11,6 +11,14 @@
 int cmd_manifest(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_checkout(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_checkin(int argc, char **argv);
+int cmd_log(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 /* Prints ERR once and returns the exit status for it. */
 int cli_report(const fsp_error *err);
@@ -23,15 +31,23 @@ bool cli_wants_help(int argc, char **argv);
 enum cli_progress_mode { CLI_PROGRESS_AUTO, CLI_PROGRESS_NONE, CLI_PROGRESS_JSON };
 int cli_parse_progress(const char *arg, enum cli_progress_mode *mode);
 
+struct cli_progress {
+    enum cli_progress_mode mode; /* AUTO resolves to NONE when stderr is no terminal */
+    char phase[32];
+    double phase_started, last_shown;
+    bool drawn;
+};
+void cli_progress_init(struct cli_progress *p, enum cli_progress_mode mode);
+void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done, uint64_t total);
+/* Ends a drawn bar's line, so other output starts on a line of its own. */
+void cli_progress_clear(struct cli_progress *p);
+
 /* Wraps INNER: warnings are printed to stderr (naming IMAGE) and progress is
  * shown, then both are passed on. */
 struct cli_sink {
-    struct fsp_sink sink;
-    const struct fsp_sink *inner;
+    struct vms_forward fwd; /* first: the callbacks' ctx is the cli_sink */
     const char *image;
-    enum cli_progress_mode progress;
-    double started, last_shown;
-    bool bar_drawn;
+    struct cli_progress bar;
 };
 void cli_sink_init(struct cli_sink *c, const struct fsp_sink *inner, const char *image,
                    enum cli_progress_mode progress);

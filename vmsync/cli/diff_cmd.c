@@ -4,11 +4,14 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const usage =
     "usage: vmsync diff A B [--json]\n"
+    "       vmsync diff REPO NAME@V1 NAME@V2 [--json]\n"
     "\n"
-    "Compares two disk images or two manifests (or one of each) file by file and\n"
+    "Compares two disk images or two manifests (or one of each), or two versions in\n"
+    "a repository, file by file and\n"
     "lists what was added (A), deleted (D), changed (M, with what changed) and moved\n"
     "or renamed (R: same content at a new path), sorted by volume and path.\n"
     "\n"
@@ -72,6 +75,29 @@ static int print_item(void *ctx, const struct vms_diff_item *d)
     return 0;
 }
 
+/* Copies the manifests of two versions to temporary files. */
+static int fetch_versions(const char *repo, const char *ref_a, const char *ref_b, char tmp[2][64],
+                          fsp_error *err)
+{
+    struct vms_session s = {.repo = repo};
+    const char *refs[2] = {ref_a, ref_b};
+    for (int k = 0; k < 2; k++) {
+        char name[256];
+        uint32_t version;
+        snprintf(tmp[k], 64, "/tmp/vmsync-diff-XXXXXX");
+        int fd = mkstemp(tmp[k]);
+        if (fd < 0)
+            return fsp_fail(err, FSP_EK_IO, -1, "cannot create a temporary file");
+        close(fd);
+        int rc = vms_parse_ref(refs[k], name, sizeof name, &version, err);
+        if (!rc)
+            rc = vms_fetch_manifest(&s, name, version, tmp[k], err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int cmd_diff(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, 0, 'j'},
@@ -87,13 +113,25 @@ int cmd_diff(int argc, char **argv)
         else
             return cli_usage_error(usage, "%s", "bad option");
     }
-    if (optind + 2 != argc)
-        return cli_usage_error(usage, "%s", "diff needs two images or manifests");
+    if (optind + 2 != argc && optind + 3 != argc)
+        return cli_usage_error(usage, "%s", "diff needs two images or manifests, or REPO and two versions");
     for (int k = 0; k < 4 && p.json; k++)
         if (!(p.lists[k] = open_memstream(&p.bufs[k], &p.lens[k])))
             return perror("vmsync"), 1;
     fsp_error err = {0};
-    int rc = vms_diff(argv[optind], argv[optind + 1], print_item, &p, &err);
+    char tmp[2][64] = {"", ""};
+    const char *a = argv[optind], *b = argv[optind + 1];
+    int rc = 0;
+    if (optind + 3 == argc) {
+        rc = fetch_versions(argv[optind], argv[optind + 1], argv[optind + 2], tmp, &err);
+        a = tmp[0];
+        b = tmp[1];
+    }
+    if (!rc)
+        rc = vms_diff(a, b, print_item, &p, &err);
+    for (int k = 0; k < 2; k++)
+        if (tmp[k][0])
+            unlink(tmp[k]);
     if (p.json) {
         static const char *const keys[] = {"added", "removed", "changed", "moved"};
         for (int k = 0; k < 4; k++)

@@ -18,12 +18,24 @@ static const char *const main_usage =
     "  diff A B [--json]                               what changed between two images or manifests\n"
     "  inspect IMAGE [--json] [--guestfs]              partitions, filesystems, files, OS\n"
     "\n"
+    "Repository commands (REPO is a directory):\n"
+    "  init REPO                                       create an empty repository\n"
+    "  import REPO IMAGE --name NAME [-m MSG]          store an image as NAME's next version\n"
+    "  checkout REPO NAME[@V] -o OUT [--seed IMG]...   rebuild a version from seeds + repository\n"
+    "  checkin REPO NAME IMAGE [-m MSG]                send what changed; record a new version\n"
+    "  export REPO NAME[@V] -o OUT                     materialise a version (no lease)\n"
+    "  log REPO [NAME] [--json]                        versions, oldest first\n"
+    "  diff REPO NAME@V1 NAME@V2 [--json]              what changed between two versions\n"
+    "  verify REPO NAME[@V] IMAGE                      does IMAGE match the version?\n"
+    "  gc REPO                                         drop objects no version uses\n"
+    "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing backing file; 5 corrupt content;\n"
-    "6 I/O error; 7 cancelled.\n";
+    "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, or another check-in\n"
+    "won); 9 no such image or version; 10 verify found a difference.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -36,6 +48,8 @@ int cli_exit_status(const fsp_error *err)
     case FSP_EK_IO: return 6;
     case FSP_EK_NOMEM: return 6;
     case FSP_EK_CANCELLED: return 7;
+    case FSP_EK_CONFLICT: return 8;
+    case FSP_EK_NOTFOUND: return 9;
     default: return 1;
     }
 }
@@ -83,11 +97,17 @@ int main(int argc, char **argv)
         printf("vmsync %s\n", VMSYNC_VERSION);
         return 0;
     }
-    if (!strcmp(cmd, "manifest"))
-        return cmd_manifest(argc - 1, argv + 1);
-    if (!strcmp(cmd, "diff"))
-        return cmd_diff(argc - 1, argv + 1);
-    if (!strcmp(cmd, "inspect"))
-        return cmd_inspect(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"manifest", cmd_manifest}, {"diff", cmd_diff},         {"inspect", cmd_inspect},
+        {"init", cmd_init},         {"import", cmd_import},     {"checkout", cmd_checkout},
+        {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
+        {"verify", cmd_verify},     {"gc", cmd_gc},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
     return cli_usage_error(main_usage, "unknown command '%s'", cmd);
 }

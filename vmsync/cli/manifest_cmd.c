@@ -111,7 +111,7 @@ static int scan_to_file(const char *image, const char *out, enum cli_progress_mo
     }
     struct cli_sink cs;
     cli_sink_init(&cs, vms_manifest_writer_sink(w), image, progress);
-    rc = fsp_scan(src, NULL, &cs.sink, err);
+    rc = fsp_scan(src, NULL, &cs.fwd.sink, err);
     cli_sink_finish(&cs);
     fsp_source_close(src);
     if (rc) {

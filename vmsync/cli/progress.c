@@ -1,4 +1,5 @@
-/* The CLI's sink wrapper: prints warnings and progress, forwards the rest. */
+/* Progress on stderr (a bar on a terminal, or JSON lines), and the CLI's sink
+ * wrapper that shows scan progress and prints warnings. */
 #include "cli.h"
 
 #include <string.h>
@@ -25,7 +26,13 @@ int cli_parse_progress(const char *arg, enum cli_progress_mode *mode)
     return 0;
 }
 
-static void draw_bar(struct cli_sink *c, const char *phase, uint64_t done, uint64_t total,
+void cli_progress_init(struct cli_progress *p, enum cli_progress_mode mode)
+{
+    memset(p, 0, sizeof *p);
+    p->mode = mode == CLI_PROGRESS_AUTO && !isatty(STDERR_FILENO) ? CLI_PROGRESS_NONE : mode;
+}
+
+static void draw_bar(struct cli_progress *p, const char *phase, uint64_t done, uint64_t total,
                      double rate, double eta)
 {
     const int width = 30;
@@ -38,71 +45,66 @@ static void draw_bar(struct cli_sink *c, const char *phase, uint64_t done, uint6
     bar[width] = 0;
     fprintf(stderr, "\r%-8s [%s] %8.1f / %.1f MiB  %7.1f MiB/s  ETA %3.0fs ", phase, bar,
             done / 1048576.0, total / 1048576.0, rate / 1048576.0, eta);
-    c->bar_drawn = true;
+    p->drawn = true;
+}
+
+void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done, uint64_t total)
+{
+    if (p->mode == CLI_PROGRESS_NONE)
+        return;
+    double t = now_seconds();
+    if (strncmp(p->phase, phase, sizeof p->phase - 1)) {
+        snprintf(p->phase, sizeof p->phase, "%s", phase);
+        p->phase_started = t; /* rates and ETAs are per phase */
+    }
+    if (t - p->last_shown < 0.2)
+        return;
+    p->last_shown = t;
+    double rate = t > p->phase_started ? done / (t - p->phase_started) : 0;
+    double eta = rate > 0 && total > done ? (total - done) / rate : 0;
+    if (p->mode == CLI_PROGRESS_JSON)
+        fprintf(stderr, "{\"phase\":\"%s\",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,\"eta\":%.1f}\n",
+                phase, (unsigned long long)done, (unsigned long long)total, rate, eta);
+    else
+        draw_bar(p, phase, done, total, rate, eta);
+}
+
+void cli_progress_clear(struct cli_progress *p)
+{
+    if (p->drawn)
+        fputc('\n', stderr);
+    p->drawn = false;
 }
 
 static int c_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
     struct cli_sink *c = ctx;
-    double t = now_seconds();
-    if (c->progress != CLI_PROGRESS_NONE && t - c->last_shown >= 0.2) {
-        c->last_shown = t;
-        double rate = t > c->started ? done / (t - c->started) : 0;
-        double eta = rate > 0 && total > done ? (total - done) / rate : 0;
-        if (c->progress == CLI_PROGRESS_JSON)
-            fprintf(stderr,
-                    "{\"phase\":\"%s\",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,\"eta\":%.1f}\n",
-                    phase, (unsigned long long)done, (unsigned long long)total, rate, eta);
-        else
-            draw_bar(c, phase, done, total, rate, eta);
-    }
-    return c->inner->progress ? c->inner->progress(c->inner->ctx, phase, done, total) : 0;
+    const struct fsp_sink *inner = c->fwd.inner;
+    cli_progress_show(&c->bar, phase, done, total);
+    return inner->progress ? inner->progress(inner->ctx, phase, done, total) : 0;
 }
 
 static int c_warning(void *ctx, uint32_t volume, const char *path, const char *msg)
 {
     struct cli_sink *c = ctx;
-    if (c->bar_drawn) {
-        fputc('\n', stderr);
-        c->bar_drawn = false;
-    }
+    cli_progress_clear(&c->bar);
     if (path)
         fprintf(stderr, "vmsync: warning: %s: partition %u: %s: %s\n", c->image, volume, path, msg);
     else
         fprintf(stderr, "vmsync: warning: %s: %s\n", c->image, msg);
-    return c->inner->warning ? c->inner->warning(c->inner->ctx, volume, path, msg) : 0;
+    const struct fsp_sink *inner = c->fwd.inner;
+    return inner->warning ? inner->warning(inner->ctx, volume, path, msg) : 0;
 }
-
-#define FORWARD(name, params, args)                                                            \
-    static int c_##name params                                                                 \
-    {                                                                                          \
-        struct cli_sink *c = ctx;                                                              \
-        return c->inner->name ? c->inner->name args : 0;                                       \
-    }
-FORWARD(image, (void *ctx, const struct fsp_image_info *i), (c->inner->ctx, i))
-FORWARD(volume, (void *ctx, const struct fsp_volume_info *v), (c->inner->ctx, v))
-FORWARD(entry, (void *ctx, uint64_t seq, const struct fsp_entry *e), (c->inner->ctx, seq, e))
-FORWARD(layout, (void *ctx, const struct fsp_layout_run *r), (c->inner->ctx, r))
-FORWARD(done, (void *ctx, const struct fsp_summary *s), (c->inner->ctx, s))
 
 void cli_sink_init(struct cli_sink *c, const struct fsp_sink *inner, const char *image,
                    enum cli_progress_mode progress)
 {
     memset(c, 0, sizeof *c);
-    c->inner = inner;
+    vms_forward_init(&c->fwd, inner);
+    c->fwd.sink.progress = c_progress;
+    c->fwd.sink.warning = c_warning;
     c->image = image;
-    c->progress = progress;
-    if (progress == CLI_PROGRESS_AUTO && !isatty(STDERR_FILENO))
-        c->progress = CLI_PROGRESS_NONE;
-    c->started = now_seconds();
-    c->sink = (struct fsp_sink){.image = c_image, .volume = c_volume, .entry = c_entry,
-                                .warning = c_warning, .layout = c_layout,
-                                .progress = c_progress, .done = c_done, .ctx = c};
+    cli_progress_init(&c->bar, progress);
 }
 
-void cli_sink_finish(struct cli_sink *c)
-{
-    if (c->bar_drawn)
-        fputc('\n', stderr);
-    c->bar_drawn = false;
-}
+void cli_sink_finish(struct cli_sink *c) { cli_progress_clear(&c->bar); }

@@ -78,7 +78,7 @@ static int collect_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
     for (uint32_t i = 0; i < e->n_streams; i++) {
         const struct fsp_stream *st = &e->streams[i];
         if (!st->name) {
-            it->has_sha = !(st->flags & FSP_STREAM_UNREADABLE);
+            it->has_sha = !(st->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED));
             memcpy(it->sha256, st->sha256, FSP_SHA256_LEN);
         }
     }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NO_HASH (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED)
+
 struct vms_json {
     struct fsp_sink sink;
     FILE *out;
@@ -115,16 +117,16 @@ static void print_flag_list(FILE *out, const char *key, uint32_t flags, const ch
 static void print_streams(FILE *out, const struct fsp_entry *e)
 {
     static const char *const stream_flags[] = {"sparse", "compressed", "resident", "encrypted",
-                                               "unreadable"};
+                                               "unreadable", "not_hashed"};
     fputs(",\"streams\":[", out);
     for (uint32_t i = 0; i < e->n_streams; i++) {
         const struct fsp_stream *st = &e->streams[i];
         fputs(i ? ",{\"name\":" : "{\"name\":", out);
         vms_json_string(out, st->name);
         fprintf(out, ",\"size\":%llu", (unsigned long long)st->size);
-        if (!(st->flags & FSP_STREAM_UNREADABLE))
+        if (!(st->flags & NO_HASH))
             print_hash(out, "sha256", st->sha256);
-        print_flag_list(out, "flags", st->flags, stream_flags, 5);
+        print_flag_list(out, "flags", st->flags, stream_flags, 6);
         fprintf(out, ",\"extents\":%u,\"chunks\":%u}", st->n_extents, st->n_chunks);
     }
     putc(']', out);
@@ -159,7 +161,7 @@ static int j_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
     fprintf(out, ",\"type\":\"%s\",\"size\":%llu", fsp_entry_type_name(e->type),
             (unsigned long long)e->size);
     const struct fsp_stream *data = data_stream(e);
-    if (data && e->type == FSP_T_REG && !(data->flags & FSP_STREAM_UNREADABLE))
+    if (data && e->type == FSP_T_REG && !(data->flags & NO_HASH))
         print_hash(out, "sha256", data->sha256);
     fprintf(out, ",\"ino\":%llu,\"mode\":%u,\"uid\":%u,\"gid\":%u,\"nlink\":%u,\"mtime\":\"%lld.%09u\"",
             (unsigned long long)e->ino, e->mode, e->uid, e->gid, e->nlink,

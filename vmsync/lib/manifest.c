@@ -9,7 +9,7 @@
  *            atime, mtime, ctime, btime (svarint sec, nsec each), attributes,
  *            generation, rdev, symlink, reparse_tag, reparse, security,
  *            dos_name, xattrs (count; name, value), streams (count; name, size,
- *            flags, sha256, extents (count; logical, physical, length, flags),
+ *            valid_size, flags, sha256, extents (count; logical, physical, length, flags),
  *            chunks (count; length, sha256; offsets follow from the lengths))
  *   warning: volume, path, message
  *   layout:  offset, length, kind, volume; file: entry_seq, stream,
@@ -147,6 +147,7 @@ static void put_stream(struct vms_wbuf *b, const struct fsp_stream *st)
 {
     vms_put_str(b, st->name);
     vms_put_varint(b, st->size);
+    vms_put_varint(b, st->valid_size);
     vms_put_varint(b, st->flags);
     vms_put_raw(b, st->sha256, FSP_SHA256_LEN);
     vms_put_varint(b, st->n_extents);
@@ -526,7 +527,10 @@ static const char *get_streams(struct vms_rbuf *b, struct fsp_entry *e, uint64_t
         struct fsp_stream *st = &e->streams[i];
         st->name = vms_get_str(b, MAX_STR);
         st->size = vms_get_varint(b);
+        st->valid_size = vms_get_varint(b);
         st->flags = (uint32_t)vms_get_varint(b);
+        if (st->valid_size > st->size)
+            return "a stream's valid size is larger than its size";
         vms_get_raw(b, st->sha256, FSP_SHA256_LEN);
         const char *problem = get_extents(b, st, image_size);
         if (!problem)

@@ -46,6 +46,21 @@ bool vms_is_manifest(const char *path);
 /* Reads an image (scanning it) or a manifest file into SINK. */
 int vms_load(const char *path, uint32_t scan_flags, const struct fsp_sink *sink, fsp_error *err);
 
+/* Calls CB for every object a manifest's image is made of, as the scan hands
+ * them to fsp_sink.object: each hashed stream under FSP_CHUNK_MIN_STREAM whole,
+ * each chunk of larger streams, each RAW piece.  Volatile entries have none.
+ * The same hash may come more than once. */
+typedef int (*vms_hash_cb)(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len);
+int vms_manifest_objects(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err);
+
+/* A sink that passes everything on to INNER; embed it first in a struct and
+ * override callbacks to add behaviour (their ctx is the struct vms_forward). */
+struct vms_forward {
+    struct fsp_sink sink;
+    const struct fsp_sink *inner;
+};
+void vms_forward_init(struct vms_forward *f, const struct fsp_sink *inner);
+
 /* ---- JSON ---------------------------------------------------------------- */
 
 #define VMS_JSON_LAYOUT 0x1u /* include the layout map */
@@ -88,6 +103,99 @@ typedef int (*vms_diff_cb)(void *ctx, const struct vms_diff_item *item);
  * sorted by volume then path with the same comparison the merge uses. */
 int vms_diff(const char *a, const char *b, vms_diff_cb cb, void *ctx, fsp_error *err);
 const char *vms_what_name(uint32_t bit);
+
+/* ---- the sync engine -------------------------------------------------------
+ * One engine for the CLI, the GUI and the agent: each operation takes options,
+ * reports progress through a callback that can cancel (non-zero return), and
+ * fills statistics.  REPO is a repository directory. */
+
+typedef int (*vms_progress_cb)(void *ctx, const char *phase, uint64_t done, uint64_t total);
+typedef void (*vms_warning_cb)(void *ctx, const char *msg);
+
+struct vms_session {
+    const char *repo;
+    const char *user, *host;  /* NULL: from the environment ($VMSYNC_HOST, hostname) */
+    const char *cache_dir;    /* NULL: $VMSYNC_CACHE, else ~/.cache/vmsync */
+    vms_progress_cb progress;
+    vms_warning_cb warning;
+    void *ctx;
+};
+
+struct vms_stats {
+    uint32_t version;
+    uint64_t image_size;
+    uint64_t bytes_from_seeds, objects_from_seeds;
+    uint64_t bytes_fetched_raw, bytes_fetched_compressed, objects_fetched;
+    uint64_t bytes_sent_raw, bytes_sent_compressed, objects_sent;
+    uint64_t bytes_resumed;    /* already in place from an interrupted run */
+    uint64_t bytes_zero;       /* zero or unallocated: nothing moved */
+    uint64_t files_rehashed, files_trusted;
+    double seconds;
+    uint8_t canonical_digest[FSP_SHA256_LEN];
+};
+
+/* Parses "NAME" or "NAME@N"; VERSION 0 when absent. */
+int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fsp_error *err);
+
+int vms_init_repo(const char *path, fsp_error *err);
+
+/* A version of an image in a repository. */
+struct vms_version {
+    char image[256];
+    uint32_t number;       /* 1, 2, ... within the image */
+    uint32_t parent;       /* 0 for the first version */
+    uint8_t manifest[FSP_SHA256_LEN];
+    uint8_t digest[FSP_SHA256_LEN]; /* canonical image digest */
+    uint64_t size;         /* image size */
+    int64_t created;       /* Unix seconds */
+    char message[1024];
+    char user[128], host[256];
+};
+typedef int (*vms_version_cb)(void *ctx, const struct vms_version *v);
+/* Every version of NAME (of every image when NULL), oldest first. */
+int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
+
+struct vms_gc_stats {
+    uint64_t objects_kept, objects_dropped, bytes_freed, packs_rewritten, packs_removed;
+};
+int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err);
+
+int vms_import(const struct vms_session *s, const char *image, const char *name,
+               const char *message, struct vms_stats *stats, fsp_error *err);
+
+struct vms_checkout_opts {
+    const char *name;          /* image name */
+    uint32_t version;          /* 0: the latest */
+    const char *out;
+    const char *format;        /* "raw" or "qcow2" */
+    const char *const *seeds;
+    size_t n_seeds;
+    bool estimate;             /* plan and count only */
+    bool steal;                /* take the lease from another host (logged) */
+    bool keep_volatile;        /* copy pagefile/swap contents from the seeds */
+    bool export_only;          /* no lease, no audit of a checkout */
+};
+int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
+                 struct vms_stats *stats, fsp_error *err);
+
+struct vms_checkin_opts {
+    const char *name;
+    const char *image;
+    const char *message;
+    bool full_rescan;          /* reread every file, trust nothing */
+};
+int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
+                struct vms_stats *stats, fsp_error *err);
+
+/* Scans IMAGE and compares its canonical digest with NAME@VERSION's; *SAME
+ * tells.  The digests are returned for the caller to show. */
+int vms_verify(const struct vms_session *s, const char *name, uint32_t version, const char *image,
+               bool *same, uint8_t expected[FSP_SHA256_LEN], uint8_t actual[FSP_SHA256_LEN],
+               fsp_error *err);
+
+/* Copies NAME@VERSION's manifest to DEST. */
+int vms_fetch_manifest(const struct vms_session *s, const char *name, uint32_t version,
+                       const char *dest, fsp_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,451 @@
+/* The repository commands: init, import, checkout, export, checkin, log,
+ * verify, gc (and the repository form of diff, in diff_cmd.c). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Options every repository command shares. */
+struct common {
+    struct vms_session s;
+    const char *stats_json;
+    enum cli_progress_mode progress;
+    bool quiet, json;
+    struct cli_progress bar;
+};
+
+enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON };
+
+#define COMMON_OPTIONS                                                                        \
+    {"host", required_argument, 0, OPT_HOST}, {"cache", required_argument, 0, OPT_CACHE},     \
+        {"stats-json", required_argument, 0, OPT_STATS},                                      \
+        {"progress", required_argument, 0, OPT_PROGRESS}, {"json", no_argument, 0, OPT_JSON}, \
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
+
+#define COMMON_HELP                                                                            \
+    "      --host NAME        this client's name in leases and the audit log\n"               \
+    "                         (default: $VMSYNC_HOST, else the hostname)\n"                   \
+    "      --cache DIR        local cache of manifests and seed indexes\n"                    \
+    "                         (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"               \
+    "      --stats-json FILE  write the figures of the run to FILE as JSON\n"                 \
+    "      --progress=MODE    auto (a bar on a terminal), none, or json lines on stderr\n"     \
+    "  -q, --quiet            no progress, no summary\n"                                      \
+    "  -h, --help             this help\n"
+
+/* Handles a common option; 0 when handled, 1 when not one, 2 on a bad value. */
+static int common_option(struct common *c, int opt, const char *usage)
+{
+    switch (opt) {
+    case OPT_HOST: c->s.host = optarg; return 0;
+    case OPT_CACHE: c->s.cache_dir = optarg; return 0;
+    case OPT_STATS: c->stats_json = optarg; return 0;
+    case OPT_JSON: c->json = true; return 0;
+    case 'q': c->quiet = true; return 0;
+    case OPT_PROGRESS:
+        if (cli_parse_progress(optarg, &c->progress))
+            return cli_usage_error(usage, "bad --progress value '%s'", optarg), 2;
+        return 0;
+    default: return 1;
+    }
+}
+
+static void session_warning(void *ctx, const char *msg)
+{
+    struct common *c = ctx;
+    cli_progress_clear(&c->bar);
+    fprintf(stderr, "vmsync: warning: %s\n", msg);
+}
+
+static int session_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    struct common *c = ctx;
+    cli_progress_show(&c->bar, phase, done, total);
+    return 0;
+}
+
+static void common_start(struct common *c, const char *repo)
+{
+    c->s.repo = repo;
+    c->s.ctx = c;
+    c->s.warning = session_warning;
+    c->s.progress = session_progress;
+    cli_progress_init(&c->bar, c->quiet ? CLI_PROGRESS_NONE : c->progress);
+}
+
+static void print_hex(FILE *f, const uint8_t *h)
+{
+    char hex[2 * FSP_SHA256_LEN + 1];
+    fsp_hex(h, FSP_SHA256_LEN, hex);
+    fputs(hex, f);
+}
+
+static void write_stats(FILE *f, const struct vms_stats *st)
+{
+    fprintf(f,
+            "{\"version\":%u,\"image_size\":%llu,\"bytes_from_seeds\":%llu,\"objects_from_seeds\":%llu,"
+            "\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
+            "\"bytes_sent_raw\":%llu,\"bytes_sent_compressed\":%llu,\"objects_sent\":%llu,"
+            "\"bytes_resumed\":%llu,\"bytes_zero\":%llu,\"files_rehashed\":%llu,\"files_trusted\":%llu,"
+            "\"seconds\":%.3f,\"canonical_digest\":\"",
+            st->version, (unsigned long long)st->image_size, (unsigned long long)st->bytes_from_seeds,
+            (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_fetched_raw,
+            (unsigned long long)st->bytes_fetched_compressed, (unsigned long long)st->objects_fetched,
+            (unsigned long long)st->bytes_sent_raw, (unsigned long long)st->bytes_sent_compressed,
+            (unsigned long long)st->objects_sent, (unsigned long long)st->bytes_resumed,
+            (unsigned long long)st->bytes_zero, (unsigned long long)st->files_rehashed,
+            (unsigned long long)st->files_trusted, st->seconds);
+    print_hex(f, st->canonical_digest);
+    fputs("\"}\n", f);
+}
+
+/* Prints the outcome and writes --stats-json; returns the exit status. */
+static int finish(struct common *c, int rc, const fsp_error *err, const struct vms_stats *st,
+                  const char *summary)
+{
+    cli_progress_clear(&c->bar);
+    if (rc)
+        return cli_report(err);
+    if (c->stats_json) {
+        FILE *f = strcmp(c->stats_json, "-") ? fopen(c->stats_json, "w") : stdout;
+        if (!f)
+            return perror(c->stats_json), 6;
+        write_stats(f, st);
+        if (f != stdout)
+            fclose(f);
+    }
+    if (!c->quiet && summary)
+        puts(summary);
+    return 0;
+}
+
+static const char *mib(uint64_t bytes, char *buf)
+{
+    snprintf(buf, 32, "%.1f MiB", bytes / 1048576.0);
+    return buf;
+}
+
+/* ---- init ------------------------------------------------------------------- */
+
+int cmd_init(int argc, char **argv)
+{
+    static const char *const usage = "usage: vmsync init REPO\n\nCreates an empty repository in the directory REPO.\n";
+    if (cli_wants_help(argc, argv))
+        return fputs(usage, stdout), 0;
+    if (argc != 2)
+        return cli_usage_error(usage, "%s", "init needs exactly one REPO");
+    fsp_error err = {0};
+    if (vms_init_repo(argv[1], &err))
+        return cli_report(&err);
+    printf("initialised an empty vmsync repository in %s\n", argv[1]);
+    return 0;
+}
+
+/* ---- import ----------------------------------------------------------------- */
+
+int cmd_import(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync import REPO IMAGE --name NAME [--message M] [options]\n"
+        "\n"
+        "Reads IMAGE, stores the objects the repository lacks, and records it as the\n"
+        "next version of NAME (version 1 for a new name).\n"
+        "\n"
+        "  -n, --name NAME        the image's name in the repository\n"
+        "  -m, --message M        a note for the log\n" COMMON_HELP;
+    static const struct option opts[] = {{"name", required_argument, 0, 'n'},
+                                         {"message", required_argument, 0, 'm'}, COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct common c = {0};
+    const char *name = NULL, *message = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "n:m:qh", opts, NULL)) != -1) {
+        if (opt == 'n')
+            name = optarg;
+        else if (opt == 'm')
+            message = optarg;
+        else if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        else if (common_option(&c, opt, usage))
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    if (optind + 2 != argc || !name)
+        return cli_usage_error(usage, "%s", "import needs REPO, IMAGE and --name");
+    common_start(&c, argv[optind]);
+    struct vms_stats st;
+    fsp_error err = {0};
+    int rc = vms_import(&c.s, argv[optind + 1], name, message, &st, &err);
+    char summary[256], a[32], b[32];
+    snprintf(summary, sizeof summary, "imported %s as %s@%u: %llu new objects, %s (%s stored) in %.1f s",
+             argv[optind + 1], name, st.version, (unsigned long long)st.objects_sent,
+             mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
+    return finish(&c, rc, &err, &st, summary);
+}
+
+/* ---- checkout and export ----------------------------------------------------- */
+
+static int checkout_like(int argc, char **argv, bool export_only)
+{
+    static const char *const checkout_usage =
+        "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
+        "                       [--estimate] [--steal] [--keep-volatile] [options]\n"
+        "\n"
+        "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
+        "it can from the seed images (any format; matched by content, not by path) and\n"
+        "fetching the rest.  OUT is written as OUT.vmsync-part, checked against the\n"
+        "version's canonical digest, and only then renamed; an interrupted checkout\n"
+        "resumes when run again.  Takes the lease on NAME for this host.\n"
+        "\n"
+        "  -o, --output OUT       the image to write\n"
+        "      --format F         raw (default) or qcow2\n"
+        "      --seed IMAGE       a local image to take content from (repeatable)\n"
+        "      --estimate         print what would come from seeds and what would be\n"
+        "                         fetched, and write nothing\n"
+        "      --steal            take the lease even if another host holds it (logged)\n"
+        "      --keep-volatile    accepted for compatibility: pagefile, hiberfil and swap\n"
+        "                         contents are never stored, so they are always zero-filled\n" COMMON_HELP;
+    static const char *const export_usage =
+        "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [options]\n"
+        "\n"
+        "Materialises an image version from the repository alone, without a lease.\n"
+        "\n"
+        "  -o, --output OUT       the image to write\n"
+        "      --format F         raw (default) or qcow2\n" COMMON_HELP;
+    const char *usage = export_only ? export_usage : checkout_usage;
+    enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_STEAL, OPT_KEEP };
+    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"format", required_argument, 0, OPT_FORMAT},
+                                         {"seed", required_argument, 0, OPT_SEED},
+                                         {"estimate", no_argument, 0, OPT_ESTIMATE},
+                                         {"steal", no_argument, 0, OPT_STEAL},
+                                         {"keep-volatile", no_argument, 0, OPT_KEEP},
+                                         COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct common c = {0};
+    struct vms_checkout_opts o = {.export_only = export_only, .format = "raw"};
+    const char **seeds = calloc((size_t)argc + 1, sizeof *seeds);
+    int opt;
+    while ((opt = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'o': o.out = optarg; break;
+        case OPT_FORMAT: o.format = optarg; break;
+        case OPT_SEED: seeds[o.n_seeds++] = optarg; break;
+        case OPT_ESTIMATE: o.estimate = true; break;
+        case OPT_STEAL: o.steal = true; break;
+        case OPT_KEEP: o.keep_volatile = true; break;
+        case 'h': free(seeds); return fputs(usage, stdout), 0;
+        default:
+            if (common_option(&c, opt, usage)) {
+                free(seeds);
+                return cli_usage_error(usage, "%s", "bad option");
+            }
+        }
+    }
+    o.seeds = seeds;
+    if (optind + 2 != argc || (!o.out && !o.estimate) ||
+        (strcmp(o.format, "raw") && strcmp(o.format, "qcow2"))) {
+        free(seeds);
+        return cli_usage_error(usage, "%s", "needs REPO, NAME[@VERSION] and -o OUT (format raw or qcow2)");
+    }
+    char name[256];
+    fsp_error err = {0};
+    if (vms_parse_ref(argv[optind + 1], name, sizeof name, &o.version, &err)) {
+        free(seeds);
+        return cli_report(&err);
+    }
+    o.name = name;
+    common_start(&c, argv[optind]);
+    struct vms_stats st;
+    int rc = vms_checkout(&c.s, &o, &st, &err);
+    free(seeds);
+    char summary[512], a[32], b[32], d[32];
+    if (o.estimate)
+        snprintf(summary, sizeof summary,
+                 "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
+                 name, st.version, mib(st.bytes_from_seeds, a), (unsigned long long)st.objects_from_seeds,
+                 mib(st.bytes_fetched_raw, b), (unsigned long long)st.objects_fetched,
+                 mib(st.bytes_fetched_compressed, d));
+    else
+        snprintf(summary, sizeof summary, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
+                 export_only ? "exported" : "checked out", name, st.version, o.out,
+                 mib(st.bytes_from_seeds, a), mib(st.bytes_fetched_raw, b),
+                 mib(st.bytes_fetched_compressed, d), st.seconds);
+    return finish(&c, rc, &err, &st, summary);
+}
+
+int cmd_checkout(int argc, char **argv) { return checkout_like(argc, argv, false); }
+int cmd_export(int argc, char **argv) { return checkout_like(argc, argv, true); }
+
+/* ---- checkin ------------------------------------------------------------------ */
+
+int cmd_checkin(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync checkin REPO NAME IMAGE [--message M] [--full-rescan] [options]\n"
+        "\n"
+        "Sends what changed in IMAGE since this host checked NAME out, records it as\n"
+        "the next version (its parent: the version checked out) and releases the lease.\n"
+        "Files whose inode, size and times are unchanged are trusted without being read.\n"
+        "\n"
+        "  -m, --message M        a note for the log\n"
+        "      --full-rescan      reread every file\n" COMMON_HELP;
+    enum { OPT_FULL = 2000 };
+    static const struct option opts[] = {{"message", required_argument, 0, 'm'},
+                                         {"full-rescan", no_argument, 0, OPT_FULL}, COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct common c = {0};
+    struct vms_checkin_opts o = {0};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "m:qh", opts, NULL)) != -1) {
+        if (opt == 'm')
+            o.message = optarg;
+        else if (opt == OPT_FULL)
+            o.full_rescan = true;
+        else if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        else if (common_option(&c, opt, usage))
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    if (optind + 3 != argc)
+        return cli_usage_error(usage, "%s", "checkin needs REPO, NAME and IMAGE");
+    o.name = argv[optind + 1];
+    o.image = argv[optind + 2];
+    common_start(&c, argv[optind]);
+    struct vms_stats st;
+    fsp_error err = {0};
+    int rc = vms_checkin(&c.s, &o, &st, &err);
+    char summary[512], a[32], b[32];
+    snprintf(summary, sizeof summary,
+             "checked in %s as %s@%u: %llu files reread, %llu trusted; sent %llu objects, %s (%s compressed) in %.1f s",
+             o.image, o.name, st.version, (unsigned long long)st.files_rehashed,
+             (unsigned long long)st.files_trusted, (unsigned long long)st.objects_sent,
+             mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
+    return finish(&c, rc, &err, &st, summary);
+}
+
+/* ---- log -------------------------------------------------------------------------- */
+
+static int print_version(void *ctx, const struct vms_version *v)
+{
+    struct common *c = ctx;
+    char when[32];
+    time_t t = (time_t)v->created;
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime(&t));
+    if (c->json) {
+        fputs("{\"image\":", stdout);
+        vms_json_string(stdout, v->image);
+        printf(",\"version\":%u,\"parent\":%u,\"created\":%lld,\"size\":%llu,\"user\":", v->number,
+               v->parent, (long long)v->created, (unsigned long long)v->size);
+        vms_json_string(stdout, v->user);
+        fputs(",\"host\":", stdout);
+        vms_json_string(stdout, v->host);
+        fputs(",\"message\":", stdout);
+        vms_json_string(stdout, v->message);
+        fputs(",\"digest\":\"", stdout);
+        print_hex(stdout, v->digest);
+        fputs("\"}\n", stdout);
+        return 0;
+    }
+    printf("%s@%u  %s UTC  %s@%s  parent %u  %.1f MiB\n", v->image, v->number, when, v->user,
+           v->host, v->parent, v->size / 1048576.0);
+    if (v->message[0])
+        printf("    %s\n", v->message);
+    return 0;
+}
+
+int cmd_log(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync log REPO [NAME] [--json]\n"
+        "\n"
+        "Lists the versions of NAME (or of every image), oldest first; --json prints\n"
+        "one JSON object per line.\n" COMMON_HELP;
+    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct common c = {0};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        if (common_option(&c, opt, usage))
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    if (optind + 1 != argc && optind + 2 != argc)
+        return cli_usage_error(usage, "%s", "log needs REPO and optionally NAME");
+    common_start(&c, argv[optind]);
+    fsp_error err = {0};
+    int rc = vms_log(&c.s, optind + 2 == argc ? argv[optind + 1] : NULL, print_version, &c, &err);
+    return rc ? cli_report(&err) : 0;
+}
+
+/* ---- verify ------------------------------------------------------------------------ */
+
+int cmd_verify(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync verify REPO NAME[@VERSION] IMAGE\n"
+        "\n"
+        "Scans IMAGE and compares its canonical digest with the version's.  Exit status\n"
+        "0 when they match, 10 when they differ.\n" COMMON_HELP;
+    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct common c = {0};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        if (common_option(&c, opt, usage))
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    if (optind + 3 != argc)
+        return cli_usage_error(usage, "%s", "verify needs REPO, NAME[@VERSION] and IMAGE");
+    char name[256];
+    uint32_t version;
+    fsp_error err = {0};
+    if (vms_parse_ref(argv[optind + 1], name, sizeof name, &version, &err))
+        return cli_report(&err);
+    common_start(&c, argv[optind]);
+    bool same;
+    uint8_t expected[FSP_SHA256_LEN], actual[FSP_SHA256_LEN];
+    int rc = vms_verify(&c.s, name, version, argv[optind + 2], &same, expected, actual, &err);
+    cli_progress_clear(&c.bar);
+    if (rc)
+        return cli_report(&err);
+    printf("%s: %s\n  expected ", argv[optind + 2], same ? "matches" : "DIFFERS");
+    print_hex(stdout, expected);
+    fputs("\n  actual   ", stdout);
+    print_hex(stdout, actual);
+    putchar('\n');
+    return same ? 0 : 10;
+}
+
+/* ---- gc ---------------------------------------------------------------------------- */
+
+int cmd_gc(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync gc REPO\n"
+        "\n"
+        "Drops the objects that no version uses and rewrites the packs that held them.\n"
+        "Waits for other vmsync processes using the repository to finish.\n" COMMON_HELP;
+    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct common c = {0};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        if (common_option(&c, opt, usage))
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error(usage, "%s", "gc needs REPO");
+    common_start(&c, argv[optind]);
+    struct vms_gc_stats st;
+    fsp_error err = {0};
+    int rc = vms_gc(&c.s, &st, &err);
+    cli_progress_clear(&c.bar);
+    if (rc)
+        return cli_report(&err);
+    printf("gc: kept %llu objects, dropped %llu (%.1f MiB freed); %llu packs rewritten, %llu removed\n",
+           (unsigned long long)st.objects_kept, (unsigned long long)st.objects_dropped,
+           st.bytes_freed / 1048576.0, (unsigned long long)st.packs_rewritten,
+           (unsigned long long)st.packs_removed);
+    return 0;
+}

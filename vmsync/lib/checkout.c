@@ -1,0 +1,629 @@
+/* Checkout and export: rebuild an image version from local seeds and the
+ * repository.
+ *
+ * The plan turns the target's layout into write tasks, each a piece of one
+ * object (a small file whole, a chunk of a large file, a 4 KiB metadata piece)
+ * copied to an offset of the output.  Every object is read once, from a seed
+ * when one holds it (checked against its hash) or else from the repository,
+ * and all its tasks are written.  ZERO runs and unallocated space are left as
+ * holes of the sparse output.
+ *
+ * The output is written to OUT.vmsync-part; a journal beside it records which
+ * objects are in place (after the data is synced), so an interrupted checkout
+ * resumes where it stopped.  The finished image is scanned again and renamed
+ * into place only when its canonical digest equals the version's. */
+#include "seeds.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FETCH_BATCH 2048
+#define JOURNAL_EVERY (32u << 20) /* bytes written between journal syncs */
+#define JOURNAL_MAGIC "VMSJRNL1"
+
+struct object {
+    uint8_t hash[FSP_SHA256_LEN];
+    uint32_t len;
+    const struct vms_seed_loc *seed; /* NULL: from the repository */
+    bool done;
+    size_t first_task, n_tasks;
+};
+
+struct task {
+    uint64_t out_offset;
+    uint32_t obj_offset, len;
+    size_t obj;
+};
+
+struct checkout {
+    struct vms_ctx *c;
+    const struct vms_checkout_opts *o;
+    struct vms_stats *stats;
+    struct vms_version version;
+    struct vms_loaded *target;
+    struct vms_seed_index seeds;
+    struct object *objs;
+    size_t n_objs, cap_objs;
+    struct vms_hashmap obj_by_hash;
+    struct task *tasks;
+    size_t n_tasks, cap_tasks;
+    char part[PATH_MAX], journal_path[PATH_MAX];
+    int out_fd;
+    FILE *journal;
+    uint64_t unsynced_bytes;
+    uint8_t (*journal_pending)[FSP_SHA256_LEN];
+    size_t n_pending, cap_pending;
+    uint64_t done_bytes, total_bytes;
+};
+
+/* ---- planning ---------------------------------------------------------------- */
+
+static int object_for(struct checkout *co, const uint8_t hash[FSP_SHA256_LEN], uint64_t len, size_t *index)
+{
+    if (vms_grow(&co->objs, &co->cap_objs, co->n_objs + 1, sizeof *co->objs))
+        return -ENOMEM;
+    int rc = vms_hashmap_put(&co->obj_by_hash, hash, co->n_objs);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        *index = *vms_hashmap_get(&co->obj_by_hash, hash);
+        return 0;
+    }
+    struct object *o = &co->objs[co->n_objs];
+    memset(o, 0, sizeof *o);
+    memcpy(o->hash, hash, FSP_SHA256_LEN);
+    o->len = (uint32_t)len;
+    *index = co->n_objs++;
+    return 0;
+}
+
+static int add_task(struct checkout *co, const uint8_t hash[FSP_SHA256_LEN], uint64_t obj_len,
+                    uint64_t obj_offset, uint64_t out_offset, uint64_t len)
+{
+    size_t obj;
+    if (!len)
+        return 0;
+    if (obj_offset + len > obj_len || obj_len > (1u << 24))
+        return -EINVAL;
+    int rc = object_for(co, hash, obj_len, &obj);
+    if (rc || (rc = vms_grow(&co->tasks, &co->cap_tasks, co->n_tasks + 1, sizeof *co->tasks)))
+        return rc;
+    co->tasks[co->n_tasks++] = (struct task){out_offset, (uint32_t)obj_offset, (uint32_t)len, obj};
+    return 0;
+}
+
+/* A FILE run: the stream bytes it holds come from the stream's object or chunks. */
+static int plan_file_run(struct checkout *co, const struct vms_lrun *run)
+{
+    const struct vms_loaded *t = co->target;
+    const struct vms_lstream *s = &t->streams[run->stream];
+    uint64_t from = run->stream_offset;
+    uint64_t to = from + run->length < s->size ? from + run->length : s->size;
+    if (from >= to)
+        return 0;
+    if (!s->n_chunks)
+        return add_task(co, s->sha256, s->size, from, run->offset, to - from);
+    for (size_t k = 0; k < s->n_chunks; k++) {
+        const struct fsp_chunk *ch = &t->chunks[s->first_chunk + k];
+        uint64_t lo = ch->offset > from ? ch->offset : from;
+        uint64_t hi = ch->offset + ch->length < to ? ch->offset + ch->length : to;
+        if (lo >= hi)
+            continue;
+        int rc = add_task(co, ch->sha256, ch->length, lo - ch->offset, run->offset + (lo - from), hi - lo);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int plan_raw_run(struct checkout *co, const struct vms_lrun *run)
+{
+    for (size_t p = 0; p < run->n_hashes; p++) {
+        uint64_t off = (uint64_t)p * FSP_PIECE_SIZE;
+        uint64_t len = run->length - off < FSP_PIECE_SIZE ? run->length - off : FSP_PIECE_SIZE;
+        int rc = add_task(co, co->target->hashes[run->first_hash + p], len, 0, run->offset + off, len);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Groups the tasks by object, so each object is read once. */
+static int group_tasks(struct checkout *co)
+{
+    struct task *sorted = malloc((co->n_tasks ? co->n_tasks : 1) * sizeof *sorted);
+    if (!sorted)
+        return -ENOMEM;
+    for (size_t i = 0; i < co->n_tasks; i++)
+        co->objs[co->tasks[i].obj].n_tasks++;
+    size_t next = 0;
+    for (size_t i = 0; i < co->n_objs; i++) {
+        co->objs[i].first_task = next;
+        next += co->objs[i].n_tasks;
+        co->objs[i].n_tasks = 0;
+    }
+    for (size_t i = 0; i < co->n_tasks; i++) {
+        struct object *o = &co->objs[co->tasks[i].obj];
+        sorted[o->first_task + o->n_tasks++] = co->tasks[i];
+    }
+    free(co->tasks);
+    co->tasks = sorted;
+    co->cap_tasks = co->n_tasks;
+    return 0;
+}
+
+static int plan(struct checkout *co, fsp_error *err)
+{
+    const struct vms_loaded *t = co->target;
+    int rc = 0;
+    for (size_t i = 0; i < t->n_runs && !rc; i++) {
+        if (t->runs[i].kind == FSP_L_FILE)
+            rc = plan_file_run(co, &t->runs[i]);
+        else if (t->runs[i].kind == FSP_L_RAW)
+            rc = plan_raw_run(co, &t->runs[i]);
+        else
+            co->stats->bytes_zero += t->runs[i].length;
+    }
+    if (!rc)
+        rc = group_tasks(co);
+    if (rc == -EINVAL)
+        return fsp_fail(err, FSP_EK_CORRUPT, rc, "%s@%u: the manifest's layout does not fit its streams",
+                        co->o->name, co->version.number);
+    return rc ? fsp_fail(err, FSP_EK_NOMEM, rc, "out of memory planning the checkout") : 0;
+}
+
+/* ---- seeds --------------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The sizes of small streams the target needs, sorted and unique. */
+static int needed_sizes(const struct vms_loaded *t, struct vms_seed_needs *needs, uint64_t **sizes)
+{
+    size_t n = 0;
+    *sizes = malloc((t->n_streams + 1) * sizeof **sizes);
+    if (!*sizes)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n_streams; i++) {
+        const struct vms_lstream *s = &t->streams[i];
+        if (s->n_chunks)
+            needs->chunked = true;
+        else if (s->size)
+            (*sizes)[n++] = s->size;
+    }
+    qsort(*sizes, n, sizeof **sizes, cmp_u64);
+    size_t unique = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!unique || (*sizes)[unique - 1] != (*sizes)[i])
+            (*sizes)[unique++] = (*sizes)[i];
+    needs->sizes = *sizes;
+    needs->n_sizes = unique;
+    return 0;
+}
+
+static int load_seeds(struct checkout *co, fsp_error *err)
+{
+    struct vms_seed_needs needs = {0};
+    uint64_t *sizes;
+    if (needed_sizes(co->target, &needs, &sizes))
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < co->o->n_seeds && !rc; i++) {
+        struct vms_loaded *m;
+        bool rescanned;
+        rc = vms_seed_load(co->c, co->o->seeds[i], &needs, &m, &rescanned, err);
+        if (!rc && vms_seed_index_add(&co->seeds, co->o->seeds[i], m))
+            rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory indexing seeds");
+    }
+    free(sizes);
+    for (size_t i = 0; !rc && i < co->n_objs; i++)
+        co->objs[i].seed = vms_seed_find(&co->seeds, co->objs[i].hash);
+    return rc;
+}
+
+static void count_sources(struct checkout *co)
+{
+    struct vms_stats *st = co->stats;
+    for (size_t i = 0; i < co->n_objs; i++) {
+        const struct object *o = &co->objs[i];
+        if (o->seed) {
+            st->objects_from_seeds++;
+            st->bytes_from_seeds += o->len;
+        } else {
+            st->objects_fetched++;
+            st->bytes_fetched_raw += o->len;
+            st->bytes_fetched_compressed += vms_repo_stored_size(co->c->repo, o->hash);
+        }
+        co->total_bytes += o->len;
+    }
+}
+
+/* ---- writing and the resume journal -------------------------------------- */
+
+static int out_error(struct checkout *co, int code, const char *what, fsp_error *err)
+{
+    const char *hint = code == -ENOSPC ? "; the partial image is kept for a resume: free space and "
+                                         "run the same command, or delete it"
+                                       : "";
+    return fsp_fail(err, FSP_EK_IO, code, "%s: cannot %s: %s%s", co->part, what, strerror(-code), hint);
+}
+
+static int sync_journal(struct checkout *co, fsp_error *err)
+{
+    if (!co->n_pending)
+        return 0;
+    if (fdatasync(co->out_fd) < 0)
+        return out_error(co, -errno, "sync", err);
+    if (fwrite(co->journal_pending, FSP_SHA256_LEN, co->n_pending, co->journal) != co->n_pending ||
+        fflush(co->journal) || fdatasync(fileno(co->journal)) < 0)
+        return fsp_fail(err, FSP_EK_IO, -EIO, "%s: cannot write the resume journal", co->journal_path);
+    co->n_pending = 0;
+    co->unsynced_bytes = 0;
+    return 0;
+}
+
+static int write_object(struct checkout *co, size_t index, const uint8_t *data, fsp_error *err)
+{
+    struct object *o = &co->objs[index];
+    for (size_t i = 0; i < o->n_tasks; i++) {
+        const struct task *t = &co->tasks[o->first_task + i];
+        const uint8_t *p = data + t->obj_offset;
+        for (size_t left = t->len; left;) {
+            ssize_t n = pwrite(co->out_fd, p, left, (off_t)(t->out_offset + (t->len - left)));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return out_error(co, n < 0 ? -errno : -ENOSPC, "write", err);
+            p += n;
+            left -= (size_t)n;
+        }
+        co->unsynced_bytes += t->len;
+    }
+    o->done = true;
+    co->done_bytes += o->len;
+    if (vms_grow(&co->journal_pending, &co->cap_pending, co->n_pending + 1, FSP_SHA256_LEN))
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    memcpy(co->journal_pending[co->n_pending++], o->hash, FSP_SHA256_LEN);
+    int rc = co->unsynced_bytes >= JOURNAL_EVERY ? sync_journal(co, err) : 0;
+    return rc ? rc : vms_ctx_progress(co->c, "fetch", co->done_bytes, co->total_bytes, err);
+}
+
+/* Marks the objects an interrupted run already wrote; returns the count. */
+static size_t replay_journal(struct checkout *co)
+{
+    uint8_t hash[FSP_SHA256_LEN];
+    size_t replayed = 0;
+    while (fread(hash, 1, sizeof hash, co->journal) == sizeof hash) {
+        uint64_t *i = vms_hashmap_get(&co->obj_by_hash, hash);
+        if (i && !co->objs[*i].done) {
+            co->objs[*i].done = true;
+            co->stats->bytes_resumed += co->objs[*i].len;
+            co->done_bytes += co->objs[*i].len;
+            replayed++;
+        }
+    }
+    return replayed;
+}
+
+/* Opens the partial output and its journal, resuming when both belong to this
+ * very version; otherwise starts them afresh. */
+static int open_output(struct checkout *co, bool allow_resume, fsp_error *err)
+{
+    snprintf(co->part, sizeof co->part, "%s.vmsync-part", co->o->out);
+    snprintf(co->journal_path, sizeof co->journal_path, "%s.vmsync-journal", co->o->out);
+    uint8_t header[8 + FSP_SHA256_LEN];
+    memcpy(header, JOURNAL_MAGIC, 8);
+    memcpy(header + 8, co->version.manifest, FSP_SHA256_LEN);
+    FILE *j = allow_resume ? fopen(co->journal_path, "r+be") : NULL;
+    uint8_t found[sizeof header];
+    bool resume = j && fread(found, 1, sizeof found, j) == sizeof found &&
+                  !memcmp(found, header, sizeof header) && access(co->part, W_OK) == 0;
+    if (!resume) {
+        if (j)
+            fclose(j);
+        unlink(co->part);
+        j = fopen(co->journal_path, "w+be");
+        if (!j || fwrite(header, 1, sizeof header, j) != sizeof header || fflush(j))
+            return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create: %s", co->journal_path, strerror(errno));
+    }
+    co->journal = j;
+    co->out_fd = open(co->part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (co->out_fd < 0)
+        return out_error(co, -errno, "create", err);
+    if (ftruncate(co->out_fd, (off_t)co->target->image_size) < 0)
+        return out_error(co, -errno, "size", err);
+    if (resume) {
+        size_t n = replay_journal(co);
+        fseeko(j, 0, SEEK_END);
+        vms_ctx_warn(co->c, "resuming an interrupted checkout: %zu objects already in place", n);
+    }
+    return 0;
+}
+
+static void close_output(struct checkout *co)
+{
+    if (co->out_fd >= 0)
+        close(co->out_fd);
+    co->out_fd = -1;
+    if (co->journal)
+        fclose(co->journal);
+    co->journal = NULL;
+}
+
+/* ---- fetching ---------------------------------------------------------------- */
+
+static int copy_from_seeds(struct checkout *co, fsp_error *err)
+{
+    uint8_t *buf = malloc(1u << 24);
+    if (!buf)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < co->n_objs && !rc; i++) {
+        struct object *o = &co->objs[i];
+        if (o->done || !o->seed)
+            continue;
+        fsp_error seed_err;
+        if (vms_seed_read(&co->seeds, o->seed, o->hash, buf, &seed_err)) {
+            /* The seed changed under us: the repository still has it. */
+            co->stats->objects_from_seeds--;
+            co->stats->bytes_from_seeds -= o->len;
+            co->stats->objects_fetched++;
+            co->stats->bytes_fetched_raw += o->len;
+            o->seed = NULL;
+            continue;
+        }
+        rc = write_object(co, i, buf, err);
+    }
+    free(buf);
+    return rc;
+}
+
+struct fetch_batch {
+    struct checkout *co;
+    size_t *indexes;
+    fsp_error *err;
+};
+
+static int on_object(void *ctx, size_t k, const uint8_t *data, size_t len, size_t stored)
+{
+    struct fetch_batch *b = ctx;
+    struct object *o = &b->co->objs[b->indexes[k]];
+    if (len != o->len)
+        return fsp_fail(b->err, FSP_EK_CORRUPT, -EBADMSG, "an object has the wrong length");
+    return write_object(b->co, b->indexes[k], data, b->err);
+}
+
+static int fetch_from_repo(struct checkout *co, fsp_error *err)
+{
+    uint8_t(*hashes)[FSP_SHA256_LEN] = malloc(FETCH_BATCH * FSP_SHA256_LEN);
+    size_t *indexes = malloc(FETCH_BATCH * sizeof *indexes);
+    int rc = hashes && indexes ? 0 : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    struct fetch_batch b = {co, indexes, err};
+    for (size_t i = 0; i < co->n_objs && !rc;) {
+        size_t n = 0;
+        for (; i < co->n_objs && n < FETCH_BATCH; i++) {
+            if (co->objs[i].done || co->objs[i].seed)
+                continue;
+            memcpy(hashes[n], co->objs[i].hash, FSP_SHA256_LEN);
+            indexes[n++] = i;
+        }
+        if (n)
+            rc = vms_repo_get(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, on_object, &b, err);
+    }
+    free(hashes);
+    free(indexes);
+    return rc;
+}
+
+/* ---- finishing ------------------------------------------------------------- */
+
+/* Scans the rebuilt image; *SAME when its digest is the version's. */
+static int verify_output(struct checkout *co, bool *same, fsp_error *err)
+{
+    struct fsp_summary sum;
+    int rc = vms_ctx_scan_summary(co->c, co->part, &sum, err);
+    *same = !rc && !memcmp(sum.digest, co->version.digest, FSP_SHA256_LEN);
+    if (!rc)
+        memcpy(co->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);
+    return rc;
+}
+
+static int run_qemu_img(const char *from, const char *to, fsp_error *err)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("qemu-img", "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", from, to, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+        return fsp_fail(err, FSP_EK_IO, -EIO, "%s: qemu-img convert to qcow2 failed", to);
+    return 0;
+}
+
+static int sync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* Puts the verified image in place under its final name and format. */
+static int install_output(struct checkout *co, fsp_error *err)
+{
+    const char *out = co->o->out;
+    if (co->o->format && !strcmp(co->o->format, "qcow2")) {
+        char converted[PATH_MAX + 16];
+        snprintf(converted, sizeof converted, "%s.vmsync-qcow2", out);
+        int rc = run_qemu_img(co->part, converted, err);
+        if (!rc && (sync_path(converted) < 0 || rename(converted, out) < 0))
+            rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", out, strerror(errno));
+        unlink(co->part);
+        if (rc)
+            unlink(converted);
+        return rc;
+    }
+    if (rename(co->part, out) < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", out, strerror(errno));
+    return 0;
+}
+
+static int rebuild(struct checkout *co, bool allow_resume, bool *same, fsp_error *err)
+{
+    int rc = open_output(co, allow_resume, err);
+    if (!rc)
+        rc = copy_from_seeds(co, err);
+    if (!rc)
+        rc = fetch_from_repo(co, err);
+    if (!rc)
+        rc = sync_journal(co, err);
+    close_output(co);
+    if (!rc)
+        rc = verify_output(co, same, err);
+    return rc;
+}
+
+static void reset_progress(struct checkout *co)
+{
+    for (size_t i = 0; i < co->n_objs; i++)
+        co->objs[i].done = false;
+    co->done_bytes = 0;
+    co->stats->bytes_resumed = 0;
+}
+
+static int execute(struct checkout *co, fsp_error *err)
+{
+    bool same = false;
+    int rc = rebuild(co, true, &same, err);
+    if (!rc && !same && co->stats->bytes_resumed) {
+        vms_ctx_warn(co->c, "%s: the resumed image did not verify; rebuilding it from scratch", co->part);
+        reset_progress(co);
+        rc = rebuild(co, false, &same, err);
+    }
+    if (!rc && !same)
+        rc = fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG,
+                      "%s: the rebuilt image's canonical digest does not match %s@%u; not installed",
+                      co->part, co->o->name, co->version.number);
+    if (!rc)
+        rc = install_output(co, err);
+    if (!rc)
+        unlink(co->journal_path);
+    return rc;
+}
+
+/* ---- the operation --------------------------------------------------------- */
+
+static int load_target(struct checkout *co, fsp_error *err)
+{
+    char path[PATH_MAX];
+    int rc = vms_repo_version(co->c->repo, co->o->name, co->o->version, &co->version, err);
+    if (!rc)
+        rc = vms_ctx_manifest(co->c, co->version.manifest, path, sizeof path, err);
+    if (!rc)
+        rc = vms_loaded_read(path, &co->target, err);
+    if (!rc) {
+        co->stats->version = co->version.number;
+        co->stats->image_size = co->target->image_size;
+        memcpy(co->stats->canonical_digest, co->version.digest, FSP_SHA256_LEN);
+    }
+    return rc;
+}
+
+static int take_lease(struct checkout *co, fsp_error *err)
+{
+    if (co->o->export_only || co->o->estimate)
+        return 0;
+    return vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, co->o->steal, err);
+}
+
+static int audit(struct checkout *co, fsp_error *err)
+{
+    char detail[PATH_MAX + 128];
+    snprintf(detail, sizeof detail, "%s; %llu bytes from seeds, %llu fetched", co->o->out,
+             (unsigned long long)co->stats->bytes_from_seeds,
+             (unsigned long long)co->stats->bytes_fetched_compressed);
+    return vms_repo_audit(co->c->repo, co->o->export_only ? "export" : "checkout", co->o->name,
+                          co->version.number, detail, err);
+}
+
+int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
+                 struct vms_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    struct checkout co = {.c = &c, .o = o, .stats = stats, .out_fd = -1};
+    memset(stats, 0, sizeof *stats);
+    int rc = vms_ctx_open(&c, s, err);
+    if (!rc)
+        rc = load_target(&co, err);
+    if (!rc)
+        rc = take_lease(&co, err);
+    if (!rc)
+        rc = plan(&co, err);
+    if (!rc)
+        rc = load_seeds(&co, err);
+    if (!rc)
+        count_sources(&co);
+    if (!rc && !o->estimate)
+        rc = execute(&co, err);
+    if (!rc && !o->estimate)
+        rc = audit(&co, err);
+    close_output(&co);
+    vms_seed_index_free(&co.seeds);
+    vms_loaded_free(co.target);
+    vms_hashmap_free(&co.obj_by_hash);
+    free(co.objs);
+    free(co.tasks);
+    free(co.journal_pending);
+    stats->seconds = vms_ctx_elapsed(&c);
+    vms_ctx_close(&c);
+    return rc;
+}
+
+/* ---- small repository queries used by the CLI ------------------------------ */
+
+int vms_fetch_manifest(const struct vms_session *s, const char *name, uint32_t version,
+                       const char *dest, fsp_error *err)
+{
+    struct vms_ctx c;
+    struct vms_version v;
+    int rc = vms_ctx_open(&c, s, err);
+    if (!rc)
+        rc = vms_repo_version(c.repo, name, version, &v, err);
+    if (!rc)
+        rc = vms_repo_get_manifest(c.repo, v.manifest, dest, err);
+    vms_ctx_close(&c);
+    return rc;
+}
+
+int vms_verify(const struct vms_session *s, const char *name, uint32_t version, const char *image,
+               bool *same, uint8_t expected[FSP_SHA256_LEN], uint8_t actual[FSP_SHA256_LEN],
+               fsp_error *err)
+{
+    struct vms_ctx c;
+    struct vms_version v;
+    int rc = vms_ctx_open(&c, s, err);
+    if (!rc)
+        rc = vms_repo_version(c.repo, name, version, &v, err);
+    struct fsp_summary sum;
+    if (!rc)
+        rc = vms_ctx_scan_summary(&c, image, &sum, err);
+    if (!rc) {
+        memcpy(expected, v.digest, FSP_SHA256_LEN);
+        memcpy(actual, sum.digest, FSP_SHA256_LEN);
+        *same = !memcmp(expected, actual, FSP_SHA256_LEN);
+    }
+    vms_ctx_close(&c);
+    return rc;
+}

@@ -1,0 +1,128 @@
+/* The repository: an object store and a catalog behind one interface, so the
+ * sync engine does not care whether the repository is a local directory (now)
+ * or a vmsync-agent at the end of an SSH connection (later).  Private to
+ * libvmsync; errors follow the fsp_error convention (0 or negative errno, the
+ * message naming the repository and what is wrong).
+ *
+ * A local repository is a directory:
+ *   REPO/vmsync-repo     marker: "vmsync-repo 1\n"
+ *   REPO/catalog.db      SQLite (WAL): images, versions, leases, audit, the
+ *                        object index, packs
+ *   REPO/packs/          pack files of zstd-compressed objects
+ *   REPO/manifests/      one manifest file per version, named by its SHA-256
+ *   REPO/tmp/            temporary files (packs and manifests being written)
+ */
+#ifndef VMS_REPO_H
+#define VMS_REPO_H
+
+#include "vmsync.h"
+
+#include <stdint.h>
+
+typedef struct vms_repo vms_repo;
+
+/* Creates an empty repository at PATH (the directory may exist but must be
+ * empty).  Refuses to touch an existing repository. */
+int vms_repo_init(const char *path, fsp_error *err);
+/* Opens an existing repository.  USER and HOST identify this client in leases
+ * and the audit log. */
+int vms_repo_open(const char *path, const char *user, const char *host, vms_repo **out,
+                  fsp_error *err);
+void vms_repo_close(vms_repo *r);
+const char *vms_repo_path(const vms_repo *r);
+
+/* ---- objects --------------------------------------------------------------
+ * Objects are byte strings keyed by the SHA-256 of their content.  They are
+ * stored zstd-compressed in pack files; a pack is written to tmp/, fsync'd,
+ * renamed into packs/, and only then are its objects entered in the index, so
+ * a crash leaves at worst an unindexed pack (removed by gc), never an index
+ * entry without its bytes.  Every object is verified when read: a mismatch is
+ * FSP_EK_CORRUPT with a message naming the object and its pack. */
+
+/* Sets PRESENT[i] to 1 when object HASHES[i] is stored (or pending in this
+ * handle's open pack), else 0. */
+int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
+                 fsp_error *err);
+
+/* Adds an object unless it is already stored or pending.  Objects collect in
+ * an open pack that is committed by vms_repo_flush, or automatically once it
+ * holds about 64 MiB. */
+int vms_repo_put(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
+                 fsp_error *err);
+/* Commits the open pack: durable bytes, then index rows, in that order. */
+int vms_repo_flush(vms_repo *r, fsp_error *err);
+
+/* Called for each object fetched, in the order asked, with the verified,
+ * decompressed bytes (valid until the callback returns) and the size it had
+ * in the store.  A non-zero return stops the fetch and is returned. */
+typedef int (*vms_object_cb)(void *ctx, size_t index, const uint8_t *data, size_t len,
+                             size_t stored_len);
+/* Fetches objects HASHES[0..n).  A missing object is FSP_EK_CORRUPT "object X is
+ * not in the repository"; a damaged one is FSP_EK_CORRUPT "object X in pack P is
+ * corrupt". */
+int vms_repo_get(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
+                 void *ctx, fsp_error *err);
+/* The stored (compressed) size of an object, or 0 when absent. */
+uint64_t vms_repo_stored_size(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN]);
+
+/* ---- manifests ------------------------------------------------------------ */
+
+/* Copies the manifest file at PATH into the repository (checked by reading it
+ * first) and returns its id: the SHA-256 of the file. */
+int vms_repo_put_manifest(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err);
+/* Copies manifest ID to DEST (atomically: temp file, fsync, rename). */
+int vms_repo_get_manifest(vms_repo *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
+                          fsp_error *err);
+
+/* ---- catalog -------------------------------------------------------------- */
+
+
+/* VERSION 0 means the latest.  Unknown image or version: FSP_EK_NOTFOUND naming it. */
+int vms_repo_version(vms_repo *r, const char *image, uint32_t version, struct vms_version *out,
+                     fsp_error *err);
+
+/* Records a new version of IMAGE (creating the image on its first version).
+ * PARENT must be the image's latest version number (0 for a new image): when
+ * another check-in got there first this fails with FSP_EK_CONFLICT-like
+ * FSP_EK_USAGE and a message naming the newer version, and records nothing.
+ * The new number is returned in *NUMBER.  Atomic. */
+int vms_repo_add_version(vms_repo *r, const char *image, uint32_t parent,
+                         const uint8_t manifest[FSP_SHA256_LEN], const uint8_t digest[FSP_SHA256_LEN],
+                         uint64_t size, const char *message, uint32_t *number, fsp_error *err);
+
+/* Every version of IMAGE (or of every image when IMAGE is NULL), oldest first. */
+int vms_repo_list(vms_repo *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err);
+
+/* ---- leases: who has which image checked out ---------------------------- */
+
+struct vms_lease {
+    char image[256];
+    uint32_t version;
+    char user[128], host[256];
+    int64_t since;
+};
+
+/* Takes the lease on IMAGE for this client at VERSION.  Held by another host:
+ * refused (FSP_EK_CONFLICT, naming the holder, host and since when) unless STEAL,
+ * which takes it over and writes the theft to the audit log.  Held by this
+ * host already: updated. */
+int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool steal, fsp_error *err);
+/* *FOUND is false when nobody holds IMAGE. */
+int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
+                       fsp_error *err);
+int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err);
+
+/* ---- audit log ------------------------------------------------------------ */
+
+/* Appends "ACTION IMAGE@VERSION DETAIL" by this client's user and host. */
+int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t version,
+                   const char *detail, fsp_error *err);
+
+/* ---- garbage collection --------------------------------------------------- */
+
+/* Drops objects that no version's manifest uses (vms_manifest_objects), rewriting packs that hold
+ * garbage.  Takes the repository's exclusive lock; writers hold it shared, so
+ * gc waits for them and they wait for gc. */
+int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+
+#endif

@@ -1,0 +1,267 @@
+/* Seeds: the images a laptop already holds.  Each is scanned lazily: a stream
+ * is hashed only when the target needs a stream of its size (small files) or
+ * has large files to match chunk by chunk.  The seed's manifest is cached under
+ * the cache directory, keyed by the image's path, device, inode, size and mtime,
+ * so an unchanged seed is not scanned again; when a later target wants streams
+ * the cached scan skipped, the rescan trusts what was already hashed.
+ *
+ * Every byte taken from a seed is checked against the hash it should have
+ * before it is used. */
+#include "seeds.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct want {
+    struct vms_scan_hooks hooks; /* first: the sink callbacks' ctx */
+    const struct vms_seed_needs *needs;
+    struct vms_trust *trust;     /* from a stale cached scan, or NULL */
+};
+
+static bool size_needed(const struct vms_seed_needs *n, uint64_t size)
+{
+    if (size >= FSP_CHUNK_MIN_STREAM)
+        return n->chunked;
+    size_t lo = 0, hi = n->n_sizes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (n->sizes[mid] < size)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n->n_sizes && n->sizes[lo] == size;
+}
+
+static bool w_want(void *ctx, const struct fsp_entry *e, uint32_t idx)
+{
+    struct want *w = ctx;
+    return !(e->flags & FSP_ENTRY_VOLATILE) && size_needed(w->needs, e->streams[idx].size);
+}
+
+static bool w_reuse(void *ctx, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st)
+{
+    struct want *w = ctx;
+    return w->trust && vms_trust_fill(w->trust, e, idx, st);
+}
+
+/* The cache key: where the seed is and what its inode says about it. */
+static int seed_cache_path(struct vms_ctx *c, const char *path, char *out, size_t len, fsp_error *err)
+{
+    struct stat st;
+    char real[PATH_MAX];
+    if (stat(path, &st) < 0 || !realpath(path, real))
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "%s: cannot open seed: %s", path, strerror(errno));
+    char key[PATH_MAX + 128];
+    int n = snprintf(key, sizeof key, "%s|%llu|%llu|%lld|%lld.%09ld", real,
+                     (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                     (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    uint8_t hash[FSP_SHA256_LEN];
+    unsigned int hl = sizeof hash;
+    EVP_Digest(key, (size_t)n, hash, &hl, EVP_sha256(), NULL);
+    char name[2 * FSP_SHA256_LEN + 8];
+    fsp_hex(hash, FSP_SHA256_LEN, name);
+    strcat(name, ".vmsm");
+    return vms_ctx_cache_path(c, "seeds", name, out, len, err);
+}
+
+/* True when a cached scan skipped a stream that the target now needs. */
+static bool cached_scan_lacks(const struct vms_loaded *m, const struct vms_seed_needs *needs)
+{
+    for (size_t i = 0; i < m->n_streams; i++) {
+        const struct vms_lstream *s = &m->streams[i];
+        if ((s->flags & FSP_STREAM_NOT_HASHED) && !(s->entry_flags & FSP_ENTRY_VOLATILE) &&
+            size_needed(needs, s->size))
+            return true;
+    }
+    return false;
+}
+
+static int scan_seed(struct vms_ctx *c, const char *path, const char *manifest,
+                     const struct vms_seed_needs *needs, struct vms_trust *trust, fsp_error *err)
+{
+    fsp_source *src;
+    int rc = fsp_source_open(path, &src, err);
+    if (rc)
+        return rc;
+    vms_manifest_writer *w;
+    if ((rc = vms_manifest_writer_open(manifest, &w, err))) {
+        fsp_source_close(src);
+        return rc;
+    }
+    struct want want = {.needs = needs, .trust = trust};
+    vms_scan_hooks_init(&want.hooks, c, vms_manifest_writer_sink(w));
+    want.hooks.fwd.sink.want_stream = w_want;
+    want.hooks.fwd.sink.reuse_stream = w_reuse;
+    rc = fsp_scan(src, NULL, &want.hooks.fwd.sink, err);
+    fsp_source_close(src);
+    if (rc) {
+        vms_manifest_writer_abort(w);
+        return rc;
+    }
+    return vms_manifest_writer_commit(w, err);
+}
+
+int vms_seed_load(struct vms_ctx *c, const char *path, const struct vms_seed_needs *needs,
+                  struct vms_loaded **out, bool *rescanned, fsp_error *err)
+{
+    char manifest[PATH_MAX];
+    struct vms_loaded *cached = NULL;
+    fsp_error ignored;
+    *rescanned = false;
+    int rc = seed_cache_path(c, path, manifest, sizeof manifest, err);
+    if (rc)
+        return rc;
+    if (vms_loaded_read(manifest, &cached, &ignored) == 0 && !cached_scan_lacks(cached, needs)) {
+        *out = cached;
+        return 0;
+    }
+    struct vms_trust trust;
+    bool trusting = cached && vms_trust_init(&trust, cached) == 0;
+    if (cached && !trusting)
+        vms_loaded_free(cached);
+    *rescanned = true;
+    rc = scan_seed(c, path, manifest, needs, trusting ? &trust : NULL, err);
+    if (trusting)
+        vms_trust_free(&trust);
+    return rc ? rc : vms_loaded_read(manifest, out, err);
+}
+
+/* ---- the index -------------------------------------------------------------- */
+
+static int add_loc(struct vms_seed_index *ix, const uint8_t hash[FSP_SHA256_LEN], struct vms_seed_loc loc)
+{
+    if (vms_grow(&ix->locs, &ix->cap_locs, ix->n_locs + 1, sizeof *ix->locs))
+        return -ENOMEM;
+    int rc = vms_hashmap_put(&ix->by_hash, hash, ix->n_locs);
+    if (rc == 1)
+        ix->locs[ix->n_locs++] = loc;
+    return rc < 0 ? rc : 0;
+}
+
+static bool readable_stream(const struct vms_lstream *s)
+{
+    /* Streams without extents (resident, compressed) cannot be read from the
+     * seed's blocks; holes and unwritten extents are fine. */
+    return !(s->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED | FSP_STREAM_COMPRESSED |
+                         FSP_STREAM_ENCRYPTED | FSP_STREAM_RESIDENT)) &&
+           !(s->entry_flags & (FSP_ENTRY_VOLATILE | FSP_ENTRY_HARDLINK)) && s->size;
+}
+
+static int index_streams(struct vms_seed_index *ix, uint32_t seed, const struct vms_loaded *m)
+{
+    for (size_t i = 0; i < m->n_streams; i++) {
+        const struct vms_lstream *s = &m->streams[i];
+        if (!readable_stream(s))
+            continue;
+        int rc = 0;
+        if (s->size < FSP_CHUNK_MIN_STREAM)
+            rc = add_loc(ix, s->sha256, (struct vms_seed_loc){seed, VMS_LOC_STREAM, i, 0, s->size});
+        for (size_t k = 0; k < s->n_chunks && !rc; k++) {
+            const struct fsp_chunk *ch = &m->chunks[s->first_chunk + k];
+            rc = add_loc(ix, ch->sha256,
+                         (struct vms_seed_loc){seed, VMS_LOC_STREAM, i, ch->offset, ch->length});
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int index_pieces(struct vms_seed_index *ix, uint32_t seed, const struct vms_loaded *m)
+{
+    for (size_t r = 0; r < m->n_runs; r++) {
+        const struct vms_lrun *run = &m->runs[r];
+        for (size_t p = 0; p < run->n_hashes; p++) {
+            uint64_t off = (uint64_t)p * FSP_PIECE_SIZE;
+            uint64_t len = run->length - off < FSP_PIECE_SIZE ? run->length - off : FSP_PIECE_SIZE;
+            int rc = add_loc(ix, m->hashes[run->first_hash + p],
+                             (struct vms_seed_loc){seed, VMS_LOC_IMAGE, 0, run->offset + off, len});
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int vms_seed_index_add(struct vms_seed_index *ix, const char *path, struct vms_loaded *m)
+{
+    if (vms_grow(&ix->seeds, &ix->cap_seeds, ix->n_seeds + 1, sizeof *ix->seeds))
+        return -ENOMEM;
+    uint32_t seed = (uint32_t)ix->n_seeds++;
+    ix->seeds[seed] = (struct vms_seed){.path = path, .m = m};
+    int rc = index_streams(ix, seed, m);
+    return rc ? rc : index_pieces(ix, seed, m);
+}
+
+const struct vms_seed_loc *vms_seed_find(const struct vms_seed_index *ix, const uint8_t hash[FSP_SHA256_LEN])
+{
+    uint64_t *i = vms_hashmap_get(&ix->by_hash, hash);
+    return i ? &ix->locs[*i] : NULL;
+}
+
+void vms_seed_index_free(struct vms_seed_index *ix)
+{
+    for (size_t i = 0; i < ix->n_seeds; i++) {
+        fsp_source_close(ix->seeds[i].src);
+        vms_loaded_free(ix->seeds[i].m);
+    }
+    free(ix->seeds);
+    free(ix->locs);
+    vms_hashmap_free(&ix->by_hash);
+    memset(ix, 0, sizeof *ix);
+}
+
+/* ---- reading from a seed ------------------------------------------------------ */
+
+/* Copies stream bytes [off, off+len) through the stream's extents: holes,
+ * unwritten extents and bytes past the valid size are zeros. */
+static int read_stream_range(fsp_source *src, const struct vms_loaded *m, const struct vms_lstream *s,
+                             uint64_t off, uint64_t len, uint8_t *out, fsp_error *err)
+{
+    memset(out, 0, len);
+    uint64_t end = off + len;
+    for (size_t i = 0; i < s->n_extents; i++) {
+        const struct fsp_extent *x = &m->extents[s->first_extent + i];
+        uint64_t lo = x->logical > off ? x->logical : off;
+        uint64_t hi = x->logical + x->length < end ? x->logical + x->length : end;
+        if (hi > s->valid_size)
+            hi = s->valid_size;
+        if (lo >= hi || (x->flags & FSP_EXT_UNWRITTEN))
+            continue;
+        int rc = fsp_source_pread(src, out + (lo - off), hi - lo, x->physical + (lo - x->logical), err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
+                  const uint8_t hash[FSP_SHA256_LEN], uint8_t *out, fsp_error *err)
+{
+    struct vms_seed *seed = &ix->seeds[loc->seed];
+    if (!seed->src) {
+        int rc = fsp_source_open(seed->path, &seed->src, err);
+        if (rc)
+            return rc;
+    }
+    int rc;
+    if (loc->kind == VMS_LOC_IMAGE)
+        rc = fsp_source_pread(seed->src, out, loc->len, loc->offset, err);
+    else
+        rc = read_stream_range(seed->src, seed->m, &seed->m->streams[loc->stream], loc->offset,
+                               loc->len, out, err);
+    if (rc)
+        return rc;
+    uint8_t actual[FSP_SHA256_LEN];
+    unsigned int hl = sizeof actual;
+    EVP_Digest(out, loc->len, actual, &hl, EVP_sha256(), NULL);
+    if (memcmp(actual, hash, FSP_SHA256_LEN))
+        return fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG, "%s: seed content changed since it was indexed",
+                        seed->path);
+    return 0;
+}

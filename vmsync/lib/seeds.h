@@ -1,0 +1,54 @@
+/* Seeds: local images whose content a checkout reuses.  Private to libvmsync. */
+#ifndef VMS_SEEDS_H
+#define VMS_SEEDS_H
+
+#include "engine.h"
+
+/* What the target needs, so a seed scan hashes only what can match. */
+struct vms_seed_needs {
+    const uint64_t *sizes; /* sorted sizes of the small streams the target needs */
+    size_t n_sizes;
+    bool chunked;          /* the target has streams matched chunk by chunk */
+};
+
+/* Loads the seed's manifest from the cache, or scans it (lazily, per NEEDS)
+ * and caches it.  *RESCANNED tells whether the image was read. */
+int vms_seed_load(struct vms_ctx *c, const char *path, const struct vms_seed_needs *needs,
+                  struct vms_loaded **out, bool *rescanned, fsp_error *err);
+
+enum vms_loc_kind { VMS_LOC_STREAM, VMS_LOC_IMAGE };
+
+/* Where an object's bytes are in a seed: a stream range, or image bytes. */
+struct vms_seed_loc {
+    uint32_t seed;
+    uint8_t kind;      /* enum vms_loc_kind */
+    size_t stream;     /* VMS_LOC_STREAM: index in the seed's streams */
+    uint64_t offset;   /* in the stream, or in the image */
+    uint64_t len;
+};
+
+struct vms_seed {
+    const char *path;
+    struct vms_loaded *m;
+    fsp_source *src; /* opened on first read */
+};
+
+struct vms_seed_index {
+    struct vms_seed *seeds;
+    size_t n_seeds, cap_seeds;
+    struct vms_seed_loc *locs;
+    size_t n_locs, cap_locs;
+    struct vms_hashmap by_hash; /* object hash -> index in locs */
+};
+
+/* Indexes every object of M (whose ownership passes to the index). */
+int vms_seed_index_add(struct vms_seed_index *ix, const char *path, struct vms_loaded *m);
+const struct vms_seed_loc *vms_seed_find(const struct vms_seed_index *ix,
+                                         const uint8_t hash[FSP_SHA256_LEN]);
+/* Reads LOC's bytes into OUT (LOC->len bytes) and checks they hash to HASH:
+ * FSP_EK_CORRUPT when the seed no longer holds them. */
+int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
+                  const uint8_t hash[FSP_SHA256_LEN], uint8_t *out, fsp_error *err);
+void vms_seed_index_free(struct vms_seed_index *ix);
+
+#endif

@@ -1,0 +1,80 @@
+/* Trusting unchanged files: a stream keeps the hashes an earlier manifest
+ * gave it when its inode looks untouched (see vms_trust_fill). */
+#include "engine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void inode_key(uint32_t volume, uint64_t ino, uint8_t key[FSP_SHA256_LEN])
+{
+    /* The map hashes by the first 8 bytes; mix them so inode runs spread. */
+    uint64_t mixed = (ino ^ ((uint64_t)volume << 56)) * 0x9e3779b97f4a7c15ULL;
+    memset(key, 0, FSP_SHA256_LEN);
+    memcpy(key, &mixed, 8);
+    memcpy(key + 8, &volume, 4);
+    memcpy(key + 12, &ino, 8);
+}
+
+int vms_trust_init(struct vms_trust *t, struct vms_loaded *ref)
+{
+    memset(t, 0, sizeof *t);
+    t->ref = ref;
+    for (size_t i = 0; i < t->ref->n_entries; i++) {
+        const struct vms_lentry *e = &t->ref->entries[i];
+        if (e->flags & FSP_ENTRY_HARDLINK)
+            continue;
+        uint8_t key[FSP_SHA256_LEN];
+        inode_key(e->volume, e->ino, key);
+        if (vms_hashmap_put(&t->by_inode, key, i) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static bool same_time(struct fsp_time a, struct fsp_time b) { return a.sec == b.sec && a.nsec == b.nsec; }
+
+static const struct vms_lstream *trusted_stream(struct vms_trust *t, const struct fsp_entry *e,
+                                                uint32_t idx, const struct fsp_stream *st)
+{
+    uint8_t key[FSP_SHA256_LEN];
+    inode_key(e->volume, e->ino, key);
+    uint64_t *i = vms_hashmap_get(&t->by_inode, key);
+    if (!i)
+        return NULL;
+    const struct vms_lentry *r = &t->ref->entries[*i];
+    if (r->type != e->type || r->generation != e->generation || r->size != e->size ||
+        !same_time(r->mtime, e->mtime) || !same_time(r->ctime, e->ctime) || idx >= r->n_streams)
+        return NULL;
+    const struct vms_lstream *rs = &t->ref->streams[r->first_stream + idx];
+    const char *name = vms_lstream_name(t->ref, rs);
+    bool same_name = (!name && !st->name) || (name && st->name && !strcmp(name, st->name));
+    if (!same_name || rs->size != st->size || (rs->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED)))
+        return NULL;
+    return rs;
+}
+
+bool vms_trust_fill(struct vms_trust *t, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st)
+{
+    const struct vms_lstream *rs = trusted_stream(t, e, idx, st);
+    if (!rs)
+        return false;
+    struct fsp_chunk *chunks = NULL;
+    if (rs->n_chunks) {
+        chunks = malloc(rs->n_chunks * sizeof *chunks);
+        if (!chunks)
+            return false;
+        memcpy(chunks, t->ref->chunks + rs->first_chunk, rs->n_chunks * sizeof *chunks);
+    }
+    memcpy(st->sha256, rs->sha256, FSP_SHA256_LEN);
+    st->chunks = chunks;
+    st->n_chunks = (uint32_t)rs->n_chunks;
+    return true;
+}
+
+void vms_trust_free(struct vms_trust *t)
+{
+    vms_loaded_free(t->ref);
+    vms_hashmap_free(&t->by_inode);
+    memset(t, 0, sizeof *t);
+}

@@ -1,0 +1,224 @@
+/* Import and check-in: scan an image once, storing each object the repository
+ * lacks as the scan hands it over, then record the manifest as a new version.
+ *
+ * Check-in trusts unchanged files the way git's index does: a file whose inode,
+ * generation (NTFS: MFT sequence number), size, mtime and ctime equal those in
+ * the checked-out version's manifest keeps its hashes without being read, so
+ * the cost follows the change, not the image.  Metadata blocks are always
+ * reread: they are small, and they are where a change shows first. */
+#include "engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct upload {
+    struct vms_scan_hooks hooks; /* first: the sink callbacks' ctx */
+    struct vms_ctx *c;
+    struct vms_stats *stats;
+    fsp_error repo_err;          /* why the repository refused an object */
+    struct vms_trust trust;      /* check-in: the version checked out */
+    bool trusting;
+};
+
+static bool u_reuse(void *ctx, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st)
+{
+    struct upload *u = ctx;
+    bool trusted = u->trusting && vms_trust_fill(&u->trust, e, idx, st);
+    if (idx == 0 && e->type == FSP_T_REG) {
+        u->stats->files_trusted += trusted;
+        u->stats->files_rehashed += !trusted;
+    }
+    return trusted;
+}
+
+static int u_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len)
+{
+    struct upload *u = ctx;
+    uint8_t present = 0;
+    int rc = vms_repo_has(u->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hash, 1, &present, &u->repo_err);
+    if (!rc && !present) {
+        rc = vms_repo_put(u->c->repo, hash, data, len, &u->repo_err);
+        u->stats->objects_sent++;
+        u->stats->bytes_sent_raw += len;
+        u->stats->bytes_sent_compressed += vms_repo_stored_size(u->c->repo, hash);
+    }
+    return rc;
+}
+
+/* Scans IMAGE into a manifest at MANIFEST, storing missing objects. */
+static int scan_and_store(struct upload *u, const char *image, const char *manifest, fsp_error *err)
+{
+    fsp_source *src;
+    int rc = fsp_source_open(image, &src, err);
+    if (rc)
+        return rc;
+    vms_manifest_writer *w;
+    if ((rc = vms_manifest_writer_open(manifest, &w, err))) {
+        fsp_source_close(src);
+        return rc;
+    }
+    vms_scan_hooks_init(&u->hooks, u->c, vms_manifest_writer_sink(w));
+    u->hooks.fwd.sink.object = u_object;
+    u->hooks.fwd.sink.reuse_stream = u_reuse;
+    rc = fsp_scan(src, NULL, &u->hooks.fwd.sink, err);
+    fsp_source_close(src);
+    if (rc && u->repo_err.msg[0])
+        *err = u->repo_err;
+    if (rc) {
+        vms_manifest_writer_abort(w);
+        return rc;
+    }
+    return vms_manifest_writer_commit(w, err);
+}
+
+/* Stores the manifest and records the version; the last, atomic step. */
+static int record_version(struct upload *u, const char *name, uint32_t parent, const char *manifest,
+                          const char *message, fsp_error *err)
+{
+    struct vms_loaded *m;
+    uint8_t id[FSP_SHA256_LEN];
+    int rc = vms_repo_flush(u->c->repo, err);
+    if (!rc)
+        rc = vms_repo_put_manifest(u->c->repo, manifest, id, err);
+    if (!rc)
+        rc = vms_loaded_read(manifest, &m, err);
+    if (rc)
+        return rc;
+    memcpy(u->stats->canonical_digest, m->summary.digest, FSP_SHA256_LEN);
+    u->stats->image_size = m->image_size;
+    rc = vms_repo_add_version(u->c->repo, name, parent, id, m->summary.digest, m->image_size,
+                              message ? message : "", &u->stats->version, err);
+    vms_loaded_free(m);
+    return rc;
+}
+
+static int temp_manifest(struct vms_ctx *c, const char *what, char *path, size_t len, fsp_error *err)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s-%ld.vmsm", what, (long)getpid());
+    return vms_ctx_cache_path(c, "tmp", name, path, len, err);
+}
+
+int vms_import(const struct vms_session *s, const char *image, const char *name,
+               const char *message, struct vms_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    struct upload u = {.c = &c, .stats = stats};
+    memset(stats, 0, sizeof *stats);
+    char manifest[PATH_MAX] = "";
+    int rc = vms_ctx_open(&c, s, err);
+    struct vms_version latest;
+    fsp_error lookup_err;
+    uint32_t parent = 0;
+    if (!rc && vms_repo_version(c.repo, name, 0, &latest, &lookup_err) == 0)
+        parent = latest.number;
+    if (!rc)
+        rc = temp_manifest(&c, "import", manifest, sizeof manifest, err);
+    if (!rc)
+        rc = scan_and_store(&u, image, manifest, err);
+    if (!rc)
+        rc = record_version(&u, name, parent, manifest, message, err);
+    if (!rc)
+        rc = vms_repo_audit(c.repo, "import", name, stats->version, image, err);
+    if (manifest[0])
+        unlink(manifest);
+    stats->seconds = vms_ctx_elapsed(&c);
+    vms_ctx_close(&c);
+    return rc;
+}
+
+/* The version this host checked out: the lease says. */
+static int checked_out_version(struct vms_ctx *c, const char *name, uint32_t *version, fsp_error *err)
+{
+    struct vms_lease lease;
+    bool found;
+    int rc = vms_repo_lease_get(c->repo, name, &lease, &found, err);
+    if (rc)
+        return rc;
+    if (!found)
+        return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
+                        "%s is not checked out (no lease): check it out before checking it in", name);
+    if (strcmp(lease.host, c->host))
+        return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
+                        "%s is checked out by %s@%s (version %u), not by this host (%s)", name,
+                        lease.user, lease.host, lease.version, c->host);
+    *version = lease.version;
+    return 0;
+}
+
+static int load_reference(struct upload *u, const char *name, uint32_t parent, fsp_error *err)
+{
+    struct vms_version v;
+    char path[PATH_MAX];
+    struct vms_loaded *ref;
+    int rc = vms_repo_version(u->c->repo, name, parent, &v, err);
+    if (!rc)
+        rc = vms_ctx_manifest(u->c, v.manifest, path, sizeof path, err);
+    if (!rc)
+        rc = vms_loaded_read(path, &ref, err);
+    if (!rc && (rc = vms_trust_init(&u->trust, ref)) < 0)
+        rc = fsp_fail(err, FSP_EK_NOMEM, rc, "out of memory");
+    u->trusting = !rc;
+    return rc;
+}
+
+int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
+                struct vms_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    struct upload u = {.c = &c, .stats = stats};
+    memset(stats, 0, sizeof *stats);
+    char manifest[PATH_MAX] = "";
+    uint32_t parent = 0;
+    int rc = vms_ctx_open(&c, s, err);
+    if (!rc)
+        rc = checked_out_version(&c, o->name, &parent, err);
+    if (!rc && !o->full_rescan)
+        rc = load_reference(&u, o->name, parent, err);
+    if (!rc)
+        rc = temp_manifest(&c, "checkin", manifest, sizeof manifest, err);
+    if (!rc)
+        rc = scan_and_store(&u, o->image, manifest, err);
+    if (!rc)
+        rc = record_version(&u, o->name, parent, manifest, o->message, err);
+    if (!rc)
+        rc = vms_repo_lease_release(c.repo, o->name, err);
+    if (!rc) {
+        char detail[512];
+        snprintf(detail, sizeof detail, "parent %u, %llu objects sent", parent,
+                 (unsigned long long)stats->objects_sent);
+        rc = vms_repo_audit(c.repo, "checkin", o->name, stats->version, detail, err);
+    }
+    if (manifest[0])
+        unlink(manifest);
+    vms_trust_free(&u.trust);
+    stats->seconds = vms_ctx_elapsed(&c);
+    vms_ctx_close(&c);
+    return rc;
+}
+
+int vms_init_repo(const char *path, fsp_error *err) { return vms_repo_init(path, err); }
+
+int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err)
+{
+    struct vms_ctx c;
+    int rc = vms_ctx_open(&c, s, err);
+    if (!rc)
+        rc = vms_repo_list(c.repo, name, cb, ctx, err);
+    vms_ctx_close(&c);
+    return rc;
+}
+
+int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    memset(stats, 0, sizeof *stats);
+    int rc = vms_ctx_open(&c, s, err);
+    if (!rc)
+        rc = vms_repo_gc(c.repo, stats, err);
+    vms_ctx_close(&c);
+    return rc;
+}
