@@ -52,6 +52,25 @@ static int common_option(struct common *c, int opt, const char *usage)
     }
 }
 
+/* Parses a command that takes only the common options and between MIN and MAX
+ * operands.  Returns -1 to go on (operands from optind), else an exit status. */
+static int parse_common_only(int argc, char **argv, const char *usage, struct common *c,
+                             int min, int max, const char *what)
+{
+    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        if (common_option(c, opt, usage))
+            return cli_usage_error(usage, "%s", "bad option");
+    }
+    int operands = argc - optind;
+    if (operands < min || operands > max)
+        return cli_usage_error(usage, "%s", what);
+    return -1;
+}
+
 static void session_warning(void *ctx, const char *msg)
 {
     struct common *c = ctx;
@@ -359,17 +378,10 @@ int cmd_log(int argc, char **argv)
         "\n"
         "Lists the versions of NAME (or of every image), oldest first; --json prints\n"
         "one JSON object per line.\n" COMMON_HELP;
-    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        if (opt == 'h')
-            return fputs(usage, stdout), 0;
-        if (common_option(&c, opt, usage))
-            return cli_usage_error(usage, "%s", "bad option");
-    }
-    if (optind + 1 != argc && optind + 2 != argc)
-        return cli_usage_error(usage, "%s", "log needs REPO and optionally NAME");
+    int status = parse_common_only(argc, argv, usage, &c, 1, 2, "log needs REPO and optionally NAME");
+    if (status >= 0)
+        return status;
     common_start(&c, argv[optind]);
     fsp_error err = {0};
     int rc = vms_log(&c.s, optind + 2 == argc ? argv[optind + 1] : NULL, print_version, &c, &err);
@@ -385,17 +397,10 @@ int cmd_verify(int argc, char **argv)
         "\n"
         "Scans IMAGE and compares its canonical digest with the version's.  Exit status\n"
         "0 when they match, 10 when they differ.\n" COMMON_HELP;
-    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        if (opt == 'h')
-            return fputs(usage, stdout), 0;
-        if (common_option(&c, opt, usage))
-            return cli_usage_error(usage, "%s", "bad option");
-    }
-    if (optind + 3 != argc)
-        return cli_usage_error(usage, "%s", "verify needs REPO, NAME[@VERSION] and IMAGE");
+    int status = parse_common_only(argc, argv, usage, &c, 3, 3, "verify needs REPO, NAME[@VERSION] and IMAGE");
+    if (status >= 0)
+        return status;
     char name[256];
     uint32_t version;
     fsp_error err = {0};
@@ -425,17 +430,10 @@ int cmd_gc(int argc, char **argv)
         "\n"
         "Drops the objects that no version uses and rewrites the packs that held them.\n"
         "Waits for other vmsync processes using the repository to finish.\n" COMMON_HELP;
-    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        if (opt == 'h')
-            return fputs(usage, stdout), 0;
-        if (common_option(&c, opt, usage))
-            return cli_usage_error(usage, "%s", "bad option");
-    }
-    if (optind + 1 != argc)
-        return cli_usage_error(usage, "%s", "gc needs REPO");
+    int status = parse_common_only(argc, argv, usage, &c, 1, 1, "gc needs REPO");
+    if (status >= 0)
+        return status;
     common_start(&c, argv[optind]);
     struct vms_gc_stats st;
     fsp_error err = {0};

@@ -84,26 +84,9 @@ static bool cached_scan_lacks(const struct vms_loaded *m, const struct vms_seed_
 static int scan_seed(struct vms_ctx *c, const char *path, const char *manifest,
                      const struct vms_seed_needs *needs, struct vms_trust *trust, fsp_error *err)
 {
-    fsp_source *src;
-    int rc = fsp_source_open(path, &src, err);
-    if (rc)
-        return rc;
-    vms_manifest_writer *w;
-    if ((rc = vms_manifest_writer_open(manifest, &w, err))) {
-        fsp_source_close(src);
-        return rc;
-    }
     struct want want = {.needs = needs, .trust = trust};
-    vms_scan_hooks_init(&want.hooks, c, vms_manifest_writer_sink(w));
-    want.hooks.fwd.sink.want_stream = w_want;
-    want.hooks.fwd.sink.reuse_stream = w_reuse;
-    rc = fsp_scan(src, NULL, &want.hooks.fwd.sink, err);
-    fsp_source_close(src);
-    if (rc) {
-        vms_manifest_writer_abort(w);
-        return rc;
-    }
-    return vms_manifest_writer_commit(w, err);
+    static const struct fsp_sink lazy = {.want_stream = w_want, .reuse_stream = w_reuse};
+    return vms_ctx_scan_into(c, path, manifest, &want.hooks, &lazy, err);
 }
 
 int vms_seed_load(struct vms_ctx *c, const char *path, const struct vms_seed_needs *needs,

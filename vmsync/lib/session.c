@@ -193,3 +193,28 @@ int vms_ctx_scan_summary(struct vms_ctx *c, const char *image, struct fsp_summar
     fsp_source_close(src);
     return rc;
 }
+
+int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest,
+                      struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err)
+{
+    fsp_source *src;
+    int rc = fsp_source_open(image, &src, err);
+    if (rc)
+        return rc;
+    vms_manifest_writer *w;
+    if ((rc = vms_manifest_writer_open(manifest, &w, err))) {
+        fsp_source_close(src);
+        return rc;
+    }
+    vms_scan_hooks_init(h, c, vms_manifest_writer_sink(w));
+    h->fwd.sink.object = extra->object;
+    h->fwd.sink.want_stream = extra->want_stream;
+    h->fwd.sink.reuse_stream = extra->reuse_stream;
+    rc = fsp_scan(src, NULL, &h->fwd.sink, err);
+    fsp_source_close(src);
+    if (rc) {
+        vms_manifest_writer_abort(w);
+        return rc;
+    }
+    return vms_manifest_writer_commit(w, err);
+}

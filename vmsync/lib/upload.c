@@ -51,27 +51,11 @@ static int u_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *d
 /* Scans IMAGE into a manifest at MANIFEST, storing missing objects. */
 static int scan_and_store(struct upload *u, const char *image, const char *manifest, fsp_error *err)
 {
-    fsp_source *src;
-    int rc = fsp_source_open(image, &src, err);
-    if (rc)
-        return rc;
-    vms_manifest_writer *w;
-    if ((rc = vms_manifest_writer_open(manifest, &w, err))) {
-        fsp_source_close(src);
-        return rc;
-    }
-    vms_scan_hooks_init(&u->hooks, u->c, vms_manifest_writer_sink(w));
-    u->hooks.fwd.sink.object = u_object;
-    u->hooks.fwd.sink.reuse_stream = u_reuse;
-    rc = fsp_scan(src, NULL, &u->hooks.fwd.sink, err);
-    fsp_source_close(src);
+    static const struct fsp_sink storing = {.object = u_object, .reuse_stream = u_reuse};
+    int rc = vms_ctx_scan_into(u->c, image, manifest, &u->hooks, &storing, err);
     if (rc && u->repo_err.msg[0])
-        *err = u->repo_err;
-    if (rc) {
-        vms_manifest_writer_abort(w);
-        return rc;
-    }
-    return vms_manifest_writer_commit(w, err);
+        *err = u->repo_err; /* the repository's reason, not the scan's "cancelled" */
+    return rc;
 }
 
 /* Stores the manifest and records the version; the last, atomic step. */
