@@ -386,8 +386,8 @@ static int append_object(vms_repo *r, const uint8_t *hash, const void *data, siz
     return append_record(r, r->rec, VMS_RECORD_HEADER_LEN + stored, err);
 }
 
-/* Makes the open pack durable under packs/NAME; its temporary name is gone
- * afterwards whatever happens. */
+/* Makes the open pack durable under packs/NAME.  The caller discards the open
+ * pack afterwards either way (removing the temporary file if still there). */
 static int publish_pack(vms_repo *r, char name[PACK_NAME_LEN + 1], fsp_error *err)
 {
     uint8_t rnd[16];
