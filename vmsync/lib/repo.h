@@ -83,8 +83,8 @@ int vms_repo_version(vms_repo *r, const char *image, uint32_t version, struct vm
 
 /* Records a new version of IMAGE (creating the image on its first version).
  * PARENT must be the image's latest version number (0 for a new image): when
- * another check-in got there first this fails with FSP_EK_CONFLICT-like
- * FSP_EK_USAGE and a message naming the newer version, and records nothing.
+ * another check-in got there first this fails with FSP_EK_CONFLICT and a
+ * message naming the newer version, and records nothing.
  * The new number is returned in *NUMBER.  Atomic. */
 int vms_repo_add_version(vms_repo *r, const char *image, uint32_t parent,
                          const uint8_t manifest[FSP_SHA256_LEN], const uint8_t digest[FSP_SHA256_LEN],
