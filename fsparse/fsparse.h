@@ -90,8 +90,8 @@ enum fsp_fs_kind {
 };
 
 struct fsp_time {
-    int64_t sec;  /* Unix seconds */
-    uint32_t nsec;
+    int64_t sec;   /* Unix seconds */
+    uint32_t nsec; /* below 1e9 */
 };
 
 struct fsp_chunk {
@@ -104,7 +104,8 @@ struct fsp_chunk {
 
 struct fsp_extent {
     uint64_t logical;  /* byte offset in the stream */
-    uint64_t physical; /* byte offset in the image (absolute) */
+    uint64_t physical; /* byte offset in the image (absolute; backends give it
+                        * relative to their volume and the core converts) */
     uint64_t length;   /* bytes, a multiple of the volume block size */
     uint32_t flags;    /* FSP_EXT_* */
 };
@@ -142,7 +143,8 @@ struct fsp_xattr {
 struct fsp_entry {
     uint32_t volume;
     uint64_t ino;         /* inode number, or NTFS MFT record number */
-    char *path;           /* "/dir/name", UTF-8, from the volume root */
+    char *path;           /* "/dir/name" from the volume root: the name bytes as stored
+                           * (UTF-8 on NTFS; any bytes but '/' and NUL on ext) */
     uint8_t type;         /* enum fsp_entry_type */
     uint32_t flags;       /* FSP_ENTRY_* */
     uint32_t mode, uid, gid;

@@ -62,7 +62,8 @@ struct fsp_stream_src {
     /* NULL: read the stream through streams[i].extents, whose physical offsets
      * are relative to the volume start; the core claims those blocks as FILE runs.
      * Else: read through this callback (resident, inline, compressed or
-     * encrypted data); any extents listed are informational and not claimed. */
+     * encrypted data); any extents listed are informational and not claimed.
+     * The core calls it only during fsp_vol_emit. */
     int (*read)(void *ctx, void *buf, size_t len, uint64_t off);
     void *ctx;
     /* Bytes at or past VALID_SIZE read as zeros (NTFS initialized size). */

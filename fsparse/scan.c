@@ -50,6 +50,7 @@ struct scan {
     fsp_digest *digest;
     struct fsp_summary sum;
     uint64_t progress_done, progress_total;
+    uint64_t holes_hashed; /* zeros hashed for bytes not on disk, see hole_budget */
     int fatal; /* set once: the scan must stop */
 };
 
@@ -306,7 +307,8 @@ static int chunk_feed(struct stream_hasher *h, const uint8_t *data, size_t len, 
             size_t take = FSP_CDC_MAX - h->pending_len;
             if (take > len)
                 take = len;
-            memcpy(h->pending + h->pending_len, data, take);
+            if (take) /* DATA is NULL at the end of the stream */
+                memcpy(h->pending + h->pending_len, data, take);
             h->pending_len += take;
             data += take;
             len -= take;
@@ -380,10 +382,29 @@ static bool hasher_saw_swap_signature(const struct stream_hasher *h)
                                !memcmp(h->first_page, "SWAP-SPACE", 10));
 }
 
-/* Zeros are hashed too, so a sparse stream costs its logical size.  A hostile
- * size would make that unbounded; past this budget the stream is not hashed and
- * its blocks are covered as raw instead. */
-static uint64_t hash_budget(const struct scan *s) { return 4 * s->image_size + (1ULL << 30); }
+/* Holes are hashed as zeros, so a sparse stream costs its logical size.  A
+ * hostile image could claim terabytes of holes; the whole scan may hash at most
+ * this many bytes that are not on disk, and streams past it are left unhashed
+ * (their blocks are then covered as raw blocks). */
+static uint64_t hole_budget(const struct scan *s) { return 4 * s->image_size + (1ULL << 30); }
+
+/* The bytes of ST that are not read from the image: holes, unwritten extents,
+ * and everything past the initialized size. */
+static uint64_t stream_hole_bytes(const struct fsp_stream *st, const struct fsp_stream_src *src)
+{
+    if (src->read)
+        return 0;
+    uint64_t on_disk = 0;
+    for (uint32_t i = 0; i < st->n_extents; i++) {
+        const struct fsp_extent *x = &st->extents[i];
+        uint64_t end = x->logical + x->length;
+        end = end < st->size ? end : st->size;
+        end = end < src->valid_size ? end : src->valid_size;
+        if (!(x->flags & FSP_EXT_UNWRITTEN) && end > x->logical)
+            on_disk += end - x->logical;
+    }
+    return st->size > on_disk ? st->size - on_disk : 0;
+}
 
 static int feed_zeros(struct scan *s, struct stream_hasher *h, uint64_t len)
 {
@@ -563,8 +584,9 @@ static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
         return 0;
     }
     const char *problem = src->read ? NULL : extents_problem(v, st);
-    if (!problem && st->size > hash_budget(s))
-        problem = "its size is larger than the image allows to hash";
+    uint64_t holes = problem ? 0 : stream_hole_bytes(st, src);
+    if (holes > hole_budget(s) - s->holes_hashed)
+        problem = "its holes are larger than this image's budget for hashing zeros";
     if (problem) {
         mark_unreadable(v, e, st, problem);
         return 0;
@@ -574,6 +596,7 @@ static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
     st->valid_size = src->valid_size < st->size ? src->valid_size : st->size;
     if (stream_settled_by_sink(s, e, idx))
         return 0;
+    s->holes_hashed += holes;
     struct stream_hasher h;
     bool store = !(e->flags & FSP_ENTRY_VOLATILE);
     int rc = hasher_init(&h, st->size, store ? s->sink : NULL);
@@ -687,7 +710,7 @@ int fsp_vol_emit(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream
     }
     if (rc)
         return stop_scan(s, rc);
-    if (e->nlink > 1)
+    if (e->nlink > 1 && e->type != FSP_T_DIR) /* directories count subdirectories, not links */
         link_remember(v, e);
     struct fsp_extent **saved = absolutise_extents(v, e);
     rc = s->sink->entry ? s->sink->entry(s->sink->ctx, seq, e) : 0;

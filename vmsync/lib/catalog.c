@@ -198,16 +198,6 @@ char *vms_repo_manifest_path(const vms_repo *r, const uint8_t id[FSP_SHA256_LEN]
 
 static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory"); }
 
-static int sync_parent(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -ENOMEM;
-    int rc = vms_local_fsync_dir(dirname(copy));
-    free(copy);
-    return rc;
-}
-
 /* mkostemp, but readable by all like any other file: the repository may be
  * shared by several users. */
 static int mkostemp_readable(char *template)
@@ -245,7 +235,7 @@ static int copy_hashing(int in, const char *in_name, int out, const char *out_na
         if (n == 0)
             break;
         EVP_DigestUpdate(md, buf, (size_t)n);
-        rc = vms_local_write_all(out, buf, (size_t)n);
+        rc = vms_write_all(out, buf, (size_t)n);
         if (rc)
             fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", out_name, strerror(-rc));
     }
@@ -270,7 +260,7 @@ static int commit_file(int fd, const char *tmp, const char *dest, fsp_error *err
     if (rename(tmp, dest) < 0)
         return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", dest,
                         strerror(errno));
-    int rc = sync_parent(dest);
+    int rc = vms_fsync_parent(dest);
     return rc ? fsp_fail(err, FSP_EK_IO, rc, "%s: cannot sync its directory: %s", dest,
                          strerror(-rc))
               : 0;
@@ -369,7 +359,7 @@ static int write_marker(const char *path, fsp_error *err)
         rc = nomem(err);
     else if (fd < 0)
         rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create: %s", tmp, strerror(errno));
-    else if ((rc = vms_local_write_all(fd, MARKER_TEXT, strlen(MARKER_TEXT))) < 0) {
+    else if ((rc = vms_write_all(fd, MARKER_TEXT, strlen(MARKER_TEXT))) < 0) {
         close(fd);
         fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", tmp, strerror(-rc));
     } else
@@ -1031,7 +1021,7 @@ int vms_repo_put_manifest(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_L
         if (!renamed)
             rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", dest,
                           strerror(errno));
-        else if ((rc = sync_parent(dest)) < 0)
+        else if ((rc = vms_fsync_parent(dest)) < 0)
             fsp_fail(err, FSP_EK_IO, rc, "%s: cannot sync its directory: %s", dest, strerror(-rc));
     }
     if (tmp && !renamed)

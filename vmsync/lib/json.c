@@ -20,6 +20,25 @@ struct vms_json {
     uint64_t n_warnings, n_runs;
 };
 
+/* Length of the valid UTF-8 sequence at P, or 0 when it is not one. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
+             : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (!n || (n == 2 && p[0] < 0xc2) || (n == 4 && p[0] > 0xf4))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+        return 0; /* overlong, or a UTF-16 surrogate */
+    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+        return 0;
+    return n;
+}
+
+/* Names on disk are bytes; JSON needs UTF-8, so a byte that is not part of a
+ * valid sequence prints as U+FFFD (the binary manifest keeps the bytes). */
 void vms_json_string(FILE *out, const char *s)
 {
     if (!s) {
@@ -27,8 +46,11 @@ void vms_json_string(FILE *out, const char *s)
         return;
     }
     putc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_sequence(p);
+        if (!n)
+            fputs("\\ufffd", out);
+        else if (*p == '"' || *p == '\\')
             fprintf(out, "\\%c", *p);
         else if (*p == '\n')
             fputs("\\n", out);
@@ -37,7 +59,8 @@ void vms_json_string(FILE *out, const char *s)
         else if (*p < 0x20 || *p == 0x7f)
             fprintf(out, "\\u%04x", *p);
         else
-            putc(*p, out);
+            fwrite(p, 1, n, out);
+        p += n ? n : 1;
     }
     putc('"', out);
 }

@@ -5,10 +5,10 @@
  *   image:   size, format, table, n_volumes
  *   volume:  index, start, length, fs_kind, block_size, fs_length, fs_type,
  *            fs_label, fs_uuid, part_type, part_name, part_uuid
- *   entry:   seq, volume, ino, path, type, flags, mode, uid, gid, nlink, size,
- *            atime, mtime, ctime, btime (svarint sec, nsec each), attributes,
- *            generation, rdev, symlink, reparse_tag, reparse, security,
- *            dos_name, xattrs (count; name, value), streams (count; name, size,
+ *   entry:   volume, ino, path, type, flags, mode, uid, gid, nlink, size,
+ *            atime, mtime, ctime, btime, attributes,
+ *            generation, rdev, symlink, reparse_tag, reparse, security
+ *            (the number of a security record, 0 for none), dos_name, xattrs (count; name, value), streams (count; name, size,
  *            valid_size, flags, sha256, extents (count; logical, physical, length, flags),
  *            chunks (count; length, sha256; offsets follow from the lengths))
  *   warning: volume, path, message
@@ -17,8 +17,23 @@
  *            raw: count, hashes
  *   end:     entries, allocated, file, raw, zero, warnings, digest,
  *            body_sha256 (of all body bytes before this record)
+ *   Entries are numbered 0, 1, ... in file order.  Three fields are coded
+ *   against the previous entry, which keeps NTFS's 100 ns times and long paths
+ *   small: ino as an svarint difference; path as the length of the prefix it
+ *   shares with the previous path, then the rest as a string; each time as the
+ *   svarint differences of its seconds and nanoseconds from the same time of
+ *   the previous entry.  Extent physical offsets are svarint differences from
+ *   the end of the previous extent in the file; layout run offsets are the gap
+ *   after the previous run (runs are sorted and never overlap, so gaps are
+ *   never negative), and a FILE run's entry is an svarint difference from the
+ *   previous FILE run's.
+ *   security: number (1, 2, ... in order), descriptor bytes.  NTFS volumes
+ *            share a few descriptors among all their files, so each is written
+ *            once, before the first entry that uses it.
  */
 #include "codec.h"
+#include "fileio.h"
+#include "loaded.h"
 #include "vmsync.h"
 
 #include <errno.h>
@@ -31,15 +46,26 @@
 #include <unistd.h>
 #include <zstd.h>
 
-enum tag { TAG_IMAGE = 1, TAG_VOLUME, TAG_ENTRY, TAG_WARNING, TAG_LAYOUT, TAG_END };
+enum tag { TAG_IMAGE = 1, TAG_VOLUME, TAG_ENTRY, TAG_WARNING, TAG_LAYOUT, TAG_END, TAG_SECURITY };
 
 #define HEADER_LEN 16
 #define MAX_PAYLOAD (64u << 20)
 #define MAX_STR 4096
 #define MAX_BLOB (1u << 20)
-#define ZSTD_LEVEL 12
+#define MAX_SECURITY_BYTES (64u << 20) /* all descriptors of one manifest */
+#define ZSTD_LEVEL 6
 
 /* ---- writer ------------------------------------------------------------ */
+
+/* What the previous entry's fields were: the base of the delta coding. */
+struct entry_base {
+    uint64_t ino;
+    uint64_t extent_end;  /* physical end of the previous extent written */
+    uint64_t run_end;     /* end of the previous layout run */
+    uint64_t run_entry;   /* entry of the previous FILE run */
+    struct fsp_time times[4]; /* atime, mtime, ctime, btime */
+    char *path;
+};
 
 struct vms_manifest_writer {
     struct fsp_sink sink;
@@ -48,23 +74,11 @@ struct vms_manifest_writer {
     ZSTD_CCtx *zc;
     EVP_MD_CTX *body_hash;
     struct vms_wbuf rec, out;
+    struct vms_hashmap security_ids; /* descriptor SHA-256 -> its number */
+    struct entry_base base;
     fsp_error err; /* first write failure, reported at commit */
     bool failed;
 };
-
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 static int compress_out(vms_manifest_writer *w, const void *src, size_t len, ZSTD_EndDirective end)
 {
@@ -81,7 +95,7 @@ static int compress_out(vms_manifest_writer *w, const void *src, size_t len, ZST
         size_t left = ZSTD_compressStream2(w->zc, &out, &in, end);
         if (ZSTD_isError(left))
             return -EIO;
-        int rc = write_all(w->fd, w->out.p, out.pos);
+        int rc = vms_write_all(w->fd, w->out.p, out.pos);
         if (rc < 0)
             return rc;
         if (end == ZSTD_e_end ? left == 0 : in.pos == in.size)
@@ -137,13 +151,38 @@ static int w_volume(void *ctx, const struct fsp_volume_info *v)
     return put_record(w, TAG_VOLUME);
 }
 
-static void put_time(struct vms_wbuf *b, const struct fsp_time *t)
+static void put_time(struct vms_wbuf *b, const struct fsp_time *t, struct fsp_time *base)
 {
-    vms_put_svarint(b, t->sec);
-    vms_put_varint(b, t->nsec);
+    /* Differences wrap in unsigned arithmetic, so no value can overflow. */
+    vms_put_svarint(b, (int64_t)((uint64_t)t->sec - (uint64_t)base->sec));
+    vms_put_svarint(b, (int64_t)t->nsec - (int64_t)base->nsec);
+    *base = *t;
 }
 
-static void put_stream(struct vms_wbuf *b, const struct fsp_stream *st)
+static size_t shared_prefix(const char *a, const char *b)
+{
+    size_t n = 0;
+    while (a && a[n] && a[n] == b[n])
+        n++;
+    return n;
+}
+
+static int put_entry_keys(struct vms_wbuf *b, const struct fsp_entry *e, struct entry_base *base)
+{
+    vms_put_svarint(b, (int64_t)(e->ino - base->ino));
+    base->ino = e->ino;
+    size_t shared = shared_prefix(base->path, e->path);
+    vms_put_varint(b, shared);
+    vms_put_str(b, e->path + shared);
+    char *copy = strdup(e->path);
+    if (!copy)
+        return -ENOMEM;
+    free(base->path);
+    base->path = copy;
+    return 0;
+}
+
+static void put_stream(struct vms_wbuf *b, const struct fsp_stream *st, struct entry_base *base)
 {
     vms_put_str(b, st->name);
     vms_put_varint(b, st->size);
@@ -154,8 +193,9 @@ static void put_stream(struct vms_wbuf *b, const struct fsp_stream *st)
     for (uint32_t i = 0; i < st->n_extents; i++) {
         const struct fsp_extent *x = &st->extents[i];
         vms_put_varint(b, x->logical);
-        vms_put_varint(b, x->physical);
+        vms_put_svarint(b, (int64_t)(x->physical - base->extent_end));
         vms_put_varint(b, x->length);
+        base->extent_end = x->physical + x->length;
         vms_put_varint(b, x->flags);
     }
     vms_put_varint(b, st->n_chunks);
@@ -165,14 +205,36 @@ static void put_stream(struct vms_wbuf *b, const struct fsp_stream *st)
     }
 }
 
+/* The number of E's security descriptor, writing its record the first time. */
+static int security_number(vms_manifest_writer *w, const struct fsp_entry *e, uint64_t *number)
+{
+    *number = 0;
+    if (!e->security_len)
+        return 0;
+    uint8_t id[FSP_SHA256_LEN];
+    vms_sha256(e->security, e->security_len, id);
+    int rc = vms_hashmap_put(&w->security_ids, id, w->security_ids.count + 1);
+    if (rc < 0)
+        return rc;
+    *number = *vms_hashmap_get(&w->security_ids, id);
+    if (rc == 0)
+        return 0;
+    vms_put_varint(&w->rec, *number);
+    vms_put_bytes(&w->rec, e->security, e->security_len);
+    return put_record(w, TAG_SECURITY);
+}
+
 static int w_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
 {
     vms_manifest_writer *w = ctx;
     struct vms_wbuf *b = &w->rec;
-    vms_put_varint(b, seq);
+    uint64_t security;
+    int rc = security_number(w, e, &security);
+    if (rc)
+        return rc;
     vms_put_varint(b, e->volume);
-    vms_put_varint(b, e->ino);
-    vms_put_str(b, e->path);
+    if (put_entry_keys(b, e, &w->base))
+        return -ENOMEM;
     vms_put_varint(b, e->type);
     vms_put_varint(b, e->flags);
     vms_put_varint(b, e->mode);
@@ -180,17 +242,17 @@ static int w_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
     vms_put_varint(b, e->gid);
     vms_put_varint(b, e->nlink);
     vms_put_varint(b, e->size);
-    put_time(b, &e->atime);
-    put_time(b, &e->mtime);
-    put_time(b, &e->ctime);
-    put_time(b, &e->btime);
+    put_time(b, &e->atime, &w->base.times[0]);
+    put_time(b, &e->mtime, &w->base.times[1]);
+    put_time(b, &e->ctime, &w->base.times[2]);
+    put_time(b, &e->btime, &w->base.times[3]);
     vms_put_varint(b, e->attributes);
     vms_put_varint(b, e->generation);
     vms_put_varint(b, e->rdev);
     vms_put_str(b, e->symlink);
     vms_put_varint(b, e->reparse_tag);
     vms_put_bytes(b, e->reparse, e->reparse_len);
-    vms_put_bytes(b, e->security, e->security_len);
+    vms_put_varint(b, security);
     vms_put_str(b, e->dos_name);
     vms_put_varint(b, e->n_xattrs);
     for (uint32_t i = 0; i < e->n_xattrs; i++) {
@@ -200,7 +262,7 @@ static int w_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
     }
     vms_put_varint(b, e->n_streams);
     for (uint32_t i = 0; i < e->n_streams; i++)
-        put_stream(b, &e->streams[i]);
+        put_stream(b, &e->streams[i], &w->base);
     return put_record(w, TAG_ENTRY);
 }
 
@@ -217,12 +279,14 @@ static int w_layout(void *ctx, const struct fsp_layout_run *run)
 {
     vms_manifest_writer *w = ctx;
     struct vms_wbuf *b = &w->rec;
-    vms_put_varint(b, run->offset);
+    vms_put_varint(b, run->offset - w->base.run_end);
     vms_put_varint(b, run->length);
     vms_put_varint(b, run->kind);
     vms_put_varint(b, run->volume);
+    w->base.run_end = run->offset + run->length;
     if (run->kind == FSP_L_FILE) {
-        vms_put_varint(b, run->entry_seq);
+        vms_put_svarint(b, (int64_t)(run->entry_seq - w->base.run_entry));
+        w->base.run_entry = run->entry_seq;
         vms_put_varint(b, run->stream);
         vms_put_varint(b, run->stream_offset);
     } else if (run->kind == FSP_L_RAW) {
@@ -282,6 +346,9 @@ int vms_manifest_writer_open(const char *path, vms_manifest_writer **out, fsp_er
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     }
     ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+    /* Compress on the second core while the scan hashes on the first.  A zstd
+     * built without threads refuses; then it compresses inline. */
+    ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, 1);
     w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
         int rc = -errno;
@@ -292,7 +359,7 @@ int vms_manifest_writer_open(const char *path, vms_manifest_writer **out, fsp_er
     uint8_t header[HEADER_LEN] = VMS_MANIFEST_MAGIC;
     header[8] = VMS_MANIFEST_VERSION;
     header[10] = HEADER_LEN;
-    int rc = write_all(w->fd, header, sizeof header);
+    int rc = vms_write_all(w->fd, header, sizeof header);
     if (rc < 0) {
         fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", w->tmp_path, strerror(-rc));
         vms_manifest_writer_abort(w);
@@ -306,20 +373,6 @@ int vms_manifest_writer_open(const char *path, vms_manifest_writer **out, fsp_er
 
 const struct fsp_sink *vms_manifest_writer_sink(vms_manifest_writer *w) { return &w->sink; }
 
-static int fsync_parent_dir(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -ENOMEM;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 int vms_manifest_writer_commit(vms_manifest_writer *w, fsp_error *err)
 {
     int rc = w->failed ? w->err.code : compress_out(w, NULL, 0, ZSTD_e_end);
@@ -330,7 +383,7 @@ int vms_manifest_writer_commit(vms_manifest_writer *w, fsp_error *err)
         fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", w->tmp_path, strerror(-rc));
     } else {
         w->fd = -1;
-        if (rename(w->tmp_path, w->path) < 0 || fsync_parent_dir(w->path) < 0) {
+        if (rename(w->tmp_path, w->path) < 0 || vms_fsync_parent(w->path) < 0) {
             rc = -errno;
             fsp_fail(err, FSP_EK_IO, rc, "%s: cannot rename into place: %s", w->path,
                      strerror(errno));
@@ -350,6 +403,8 @@ void vms_manifest_writer_abort(vms_manifest_writer *w)
     }
     ZSTD_freeCCtx(w->zc);
     EVP_MD_CTX_free(w->body_hash);
+    vms_hashmap_free(&w->security_ids);
+    free(w->base.path);
     vms_wbuf_free(&w->rec);
     vms_wbuf_free(&w->out);
     free(w->path);
@@ -387,6 +442,9 @@ struct reader {
     struct stream_ref *streams;
     size_t n_streams, cap_streams, cap_entries;
     uint64_t layout_end;
+    struct entry_base base;
+    struct fsp_entry security; /* descriptors by number: xattrs[i] holds number i+1 */
+    size_t security_bytes;
     fsp_digest *digest;
     struct fsp_summary computed;
 };
@@ -425,15 +483,44 @@ static int read_body(struct reader *r, uint8_t *out, size_t len)
     return 1;
 }
 
-static struct fsp_time get_time(struct vms_rbuf *b)
+static struct fsp_time get_time(struct vms_rbuf *b, struct fsp_time *base)
 {
     struct fsp_time t;
-    t.sec = vms_get_svarint(b);
-    uint64_t ns = vms_get_varint(b);
-    if (ns >= 1000000000u)
+    t.sec = (int64_t)((uint64_t)base->sec + (uint64_t)vms_get_svarint(b));
+    int64_t ns = (int64_t)base->nsec + vms_get_svarint(b);
+    if (ns < 0 || ns >= 1000000000)
         b->bad = true;
-    t.nsec = (uint32_t)ns;
+    t.nsec = b->bad ? 0 : (uint32_t)ns;
+    *base = t;
     return t;
+}
+
+/* The inverse of put_entry_keys; the path is checked by the caller. */
+static void get_entry_keys(struct vms_rbuf *b, struct fsp_entry *e, struct entry_base *base)
+{
+    e->ino = base->ino + (uint64_t)vms_get_svarint(b);
+    base->ino = e->ino;
+    uint64_t shared = vms_get_varint(b);
+    char *rest = vms_get_str(b, MAX_STR);
+    size_t base_len = base->path ? strlen(base->path) : 0;
+    if (!rest || shared > base_len || shared + strlen(rest) > MAX_STR) {
+        b->bad = true;
+        free(rest);
+        return;
+    }
+    e->path = malloc(shared + strlen(rest) + 1);
+    if (!e->path) {
+        b->bad = true;
+        free(rest);
+        return;
+    }
+    memcpy(e->path, base->path, shared);
+    strcpy(e->path + shared, rest);
+    free(rest);
+    free(base->path);
+    base->path = strdup(e->path);
+    if (!base->path)
+        b->bad = true;
 }
 
 /* Entry paths are absolute, and no component is empty, "." or "..": a manifest
@@ -475,7 +562,8 @@ static void free_entry(struct fsp_entry *e)
     free(e->streams);
 }
 
-static const char *get_extents(struct vms_rbuf *b, struct fsp_stream *st, uint64_t image_size)
+static const char *get_extents(struct vms_rbuf *b, struct fsp_stream *st, uint64_t image_size,
+                               struct entry_base *base)
 {
     st->n_extents = (uint32_t)vms_get_count(b, 4);
     st->extents = calloc(st->n_extents ? st->n_extents : 1, sizeof *st->extents);
@@ -485,8 +573,9 @@ static const char *get_extents(struct vms_rbuf *b, struct fsp_stream *st, uint64
     for (uint32_t i = 0; i < st->n_extents && !b->bad; i++) {
         struct fsp_extent *x = &st->extents[i];
         x->logical = vms_get_varint(b);
-        x->physical = vms_get_varint(b);
+        x->physical = base->extent_end + (uint64_t)vms_get_svarint(b);
         x->length = vms_get_varint(b);
+        base->extent_end = x->physical + x->length;
         x->flags = (uint32_t)vms_get_varint(b);
         if (x->logical < next_logical || x->length > image_size ||
             x->physical > image_size - x->length || x->logical + x->length < x->logical)
@@ -517,7 +606,8 @@ static const char *get_chunks(struct vms_rbuf *b, struct fsp_stream *st)
     return NULL;
 }
 
-static const char *get_streams(struct vms_rbuf *b, struct fsp_entry *e, uint64_t image_size)
+static const char *get_streams(struct vms_rbuf *b, struct fsp_entry *e, uint64_t image_size,
+                               struct entry_base *base)
 {
     e->n_streams = (uint32_t)vms_get_count(b, 3 + FSP_SHA256_LEN);
     e->streams = calloc(e->n_streams ? e->n_streams : 1, sizeof *e->streams);
@@ -532,7 +622,7 @@ static const char *get_streams(struct vms_rbuf *b, struct fsp_entry *e, uint64_t
         if (st->valid_size > st->size)
             return "a stream's valid size is larger than its size";
         vms_get_raw(b, st->sha256, FSP_SHA256_LEN);
-        const char *problem = get_extents(b, st, image_size);
+        const char *problem = get_extents(b, st, image_size, base);
         if (!problem)
             problem = get_chunks(b, st);
         if (problem)
@@ -541,11 +631,10 @@ static const char *get_streams(struct vms_rbuf *b, struct fsp_entry *e, uint64_t
     return NULL;
 }
 
-static const char *get_entry_fields(struct vms_rbuf *b, struct fsp_entry *e)
+static const char *get_entry_fields(struct reader *r, struct vms_rbuf *b, struct fsp_entry *e)
 {
     e->volume = (uint32_t)vms_get_varint(b);
-    e->ino = vms_get_varint(b);
-    e->path = vms_get_str(b, MAX_STR);
+    get_entry_keys(b, e, &r->base);
     e->type = (uint8_t)vms_get_varint(b);
     e->flags = (uint32_t)vms_get_varint(b);
     e->mode = (uint32_t)vms_get_varint(b);
@@ -553,17 +642,17 @@ static const char *get_entry_fields(struct vms_rbuf *b, struct fsp_entry *e)
     e->gid = (uint32_t)vms_get_varint(b);
     e->nlink = (uint32_t)vms_get_varint(b);
     e->size = vms_get_varint(b);
-    e->atime = get_time(b);
-    e->mtime = get_time(b);
-    e->ctime = get_time(b);
-    e->btime = get_time(b);
+    e->atime = get_time(b, &r->base.times[0]);
+    e->mtime = get_time(b, &r->base.times[1]);
+    e->ctime = get_time(b, &r->base.times[2]);
+    e->btime = get_time(b, &r->base.times[3]);
     e->attributes = (uint32_t)vms_get_varint(b);
     e->generation = vms_get_varint(b);
     e->rdev = vms_get_varint(b);
     e->symlink = vms_get_str(b, MAX_STR);
     e->reparse_tag = (uint32_t)vms_get_varint(b);
     e->reparse = vms_get_bytes(b, MAX_BLOB, &e->reparse_len);
-    e->security = vms_get_bytes(b, MAX_BLOB, &e->security_len);
+    uint64_t security = vms_get_varint(b);
     e->dos_name = vms_get_str(b, MAX_STR);
     e->n_xattrs = (uint32_t)vms_get_count(b, 2);
     e->xattrs = calloc(e->n_xattrs ? e->n_xattrs : 1, sizeof *e->xattrs);
@@ -579,6 +668,13 @@ static const char *get_entry_fields(struct vms_rbuf *b, struct fsp_entry *e)
         return "an entry path is not a clean absolute path";
     if (e->type < FSP_T_REG || e->type > FSP_T_SOCK)
         return "unknown entry type";
+    if (security > r->security.n_xattrs)
+        return "an entry names a security descriptor that was not defined";
+    if (security) {
+        /* Shared with the reader's table: detached again before the entry is freed. */
+        e->security = r->security.xattrs[security - 1].value;
+        e->security_len = r->security.xattrs[security - 1].len;
+    }
     return NULL;
 }
 
@@ -636,12 +732,10 @@ static int sink_says(struct reader *r, int rc)
 static int read_entry(struct reader *r, struct vms_rbuf *b)
 {
     struct fsp_entry e = {0};
-    uint64_t seq = vms_get_varint(b);
-    const char *problem = seq != r->n_entries ? "entries are out of sequence" : NULL;
+    uint64_t seq = r->n_entries;
+    const char *problem = get_entry_fields(r, b, &e);
     if (!problem)
-        problem = get_entry_fields(b, &e);
-    if (!problem)
-        problem = get_streams(b, &e, r->image_size);
+        problem = get_streams(b, &e, r->image_size, &r->base);
     if (!problem && (b->bad || b->p != b->end))
         problem = "malformed entry";
     if (!problem && !known_volume(r, e.volume))
@@ -649,8 +743,35 @@ static int read_entry(struct reader *r, struct vms_rbuf *b)
     int rc = problem ? corrupt(r, problem) : remember_streams(r, &e);
     if (!rc && r->sink->entry)
         rc = sink_says(r, r->sink->entry(r->sink->ctx, seq, &e));
+    e.security = NULL;
     free_entry(&e);
     return rc;
+}
+
+static int read_security(struct reader *r, struct vms_rbuf *b)
+{
+    struct fsp_entry *table = &r->security;
+    uint64_t number = vms_get_varint(b);
+    uint32_t len;
+    uint8_t *sd = vms_get_bytes(b, MAX_BLOB, &len);
+    const char *problem = NULL;
+    if (b->bad || b->p != b->end || !sd)
+        problem = "malformed security record";
+    else if (number != (uint64_t)table->n_xattrs + 1)
+        problem = "security records are out of sequence";
+    else if (r->security_bytes + len > MAX_SECURITY_BYTES)
+        problem = "the security descriptors exceed 64 MiB";
+    struct fsp_xattr *grown = problem ? NULL : realloc(table->xattrs, (table->n_xattrs + 1) * sizeof *grown);
+    if (!problem && !grown)
+        problem = "out of memory";
+    if (problem) {
+        free(sd);
+        return corrupt(r, problem);
+    }
+    table->xattrs = grown;
+    table->xattrs[table->n_xattrs++] = (struct fsp_xattr){.name = NULL, .value = sd, .len = len};
+    r->security_bytes += len;
+    return 0;
 }
 
 static int read_image(struct reader *r, struct vms_rbuf *b)
@@ -748,14 +869,16 @@ static void count_run(struct fsp_summary *sum, const struct fsp_layout_run *run)
 static int read_layout(struct reader *r, struct vms_rbuf *b)
 {
     struct fsp_layout_run run = {0};
-    run.offset = vms_get_varint(b);
+    uint64_t gap = vms_get_varint(b);
+    run.offset = r->layout_end + gap;
     run.length = vms_get_varint(b);
     run.kind = (uint8_t)vms_get_varint(b);
     run.volume = (uint32_t)vms_get_varint(b);
     uint8_t(*hashes)[FSP_SHA256_LEN] = NULL;
     const char *problem = NULL;
     if (run.kind == FSP_L_FILE) {
-        run.entry_seq = vms_get_varint(b);
+        run.entry_seq = r->base.run_entry + (uint64_t)vms_get_svarint(b);
+        r->base.run_entry = run.entry_seq;
         run.stream = (uint32_t)vms_get_varint(b);
         run.stream_offset = vms_get_varint(b);
         problem = b->bad ? NULL : check_file_run(r, &run);
@@ -772,7 +895,7 @@ static int read_layout(struct reader *r, struct vms_rbuf *b)
     }
     if (!problem && (b->bad || b->p != b->end || (run.kind == FSP_L_RAW && !hashes)))
         problem = "malformed layout record";
-    if (!problem && (!run.length || run.offset < r->layout_end || run.offset > r->image_size ||
+    if (!problem && (!run.length || run.offset < gap || run.offset > r->image_size ||
                      run.length > r->image_size - run.offset))
         problem = "layout runs overlap, are out of order, or lie outside the image";
     int rc = problem ? corrupt(r, problem) : 0;
@@ -831,6 +954,8 @@ static int dispatch(struct reader *r, uint8_t tag, struct vms_rbuf *b, const uin
         return read_layout(r, b);
     case TAG_END:
         return read_end(r, b, body_hash);
+    case TAG_SECURITY:
+        return read_security(r, b);
     default:
         return corrupt(r, "unknown record tag");
     }
@@ -922,6 +1047,8 @@ int vms_manifest_read(const char *path, const struct fsp_sink *sink, fsp_error *
     free(r.in);
     EVP_MD_CTX_free(r.body_hash);
     fsp_digest_free(r.digest);
+    free_entry(&r.security);
+    free(r.base.path);
     free(r.volumes);
     free(r.first_stream);
     free(r.entry_streams);

@@ -10,6 +10,7 @@
 #ifndef VMS_REPO_LOCAL_H
 #define VMS_REPO_LOCAL_H
 
+#include "fileio.h"
 #include "repo.h"
 
 #include <sqlite3.h>
@@ -99,12 +100,7 @@ void vms_store_close(vms_repo *r);
 
 /* ---- small helpers (store.c) ---- */
 char *vms_local_join(const vms_repo *r, const char *rel); /* malloc'd "PATH/REL" */
-int vms_local_write_all(int fd, const void *buf, size_t len);
-int vms_local_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* -EIO on a short read (the file ended). */
-int vms_local_pread_all(int fd, void *buf, size_t len, uint64_t off);
-int vms_local_fsync_dir(const char *path);
-int vms_local_sha256(const void *data, size_t len, uint8_t out[FSP_SHA256_LEN]);
 
 void vms_keyset_free(struct vms_keyset *ks);
 /* Adds KEY if absent; *INDEX gets its index either way. */

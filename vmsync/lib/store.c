@@ -36,71 +36,6 @@ char *vms_local_join(const vms_repo *r, const char *rel)
     return asprintf(&p, "%s/%s", r->path, rel) < 0 ? NULL : p;
 }
 
-int vms_local_write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-int vms_local_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-int vms_local_pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -ENODATA; /* the file ends early: damage, not an I/O error */
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-int vms_local_fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
-int vms_local_sha256(const void *data, size_t len, uint8_t out[FSP_SHA256_LEN])
-{
-    unsigned int n = 0;
-    return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
-}
-
 static void put_le32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -301,7 +236,7 @@ static int open_pack_start(vms_repo *r, fsp_error *err)
     }
     /* mkostemp makes 0600; packs are read by every user of the repository */
     int rc = fchmod(fd, 0644) < 0 ? -errno
-                                  : vms_local_write_all(fd, VMS_PACK_MAGIC, VMS_PACK_HEADER_LEN);
+                                  : vms_write_all(fd, VMS_PACK_MAGIC, VMS_PACK_HEADER_LEN);
     if (rc) {
         close(fd);
         unlink(path);
@@ -343,7 +278,7 @@ static int append_record(vms_repo *r, const uint8_t *rec, size_t rec_len, fsp_er
         p->objs = objs;
         p->objs_cap = cap;
     }
-    int rc = vms_local_pwrite_all(p->fd, rec, rec_len, p->size);
+    int rc = vms_pwrite_all(p->fd, rec, rec_len, p->size);
     if (rc)
         return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", p->tmp_path, strerror(-rc));
     size_t index;
@@ -414,7 +349,7 @@ static int publish_pack(vms_repo *r, char name[PACK_NAME_LEN + 1], fsp_error *er
     else {
         free(p->tmp_path);
         p->tmp_path = NULL;
-        rc = vms_local_fsync_dir(dir);
+        rc = vms_fsync_dir(dir);
         if (rc)
             fsp_fail(err, FSP_EK_IO, rc, "%s: cannot sync: %s", dir, strerror(-rc));
     }
@@ -545,7 +480,7 @@ static int check_object_hash(vms_repo *r, const uint8_t *hash, const void *data,
 {
     uint8_t actual[FSP_SHA256_LEN];
     char hex[HEX_LEN];
-    if (vms_local_sha256(data, len, actual))
+    if (vms_sha256(data, len, actual))
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     if (memcmp(actual, hash, FSP_SHA256_LEN) == 0)
         return 0;
@@ -681,7 +616,7 @@ static int read_record(vms_repo *r, const uint8_t *hash, const struct location *
     size_t rec_len = VMS_RECORD_HEADER_LEN + (size_t)loc->stored_len;
     if (reserve(&r->rec, &r->rec_cap, rec_len))
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
-    int rc = vms_local_pread_all(loc->fd, r->rec, rec_len, loc->offset);
+    int rc = vms_pread_all(loc->fd, r->rec, rec_len, loc->offset);
     if (rc == -ENODATA)
         return corrupt(r, hash, loc, "truncated", err);
     if (rc)
@@ -711,7 +646,7 @@ static int decode_record(vms_repo *r, const uint8_t *hash, const struct location
         *data = r->plain;
     }
     uint8_t actual[FSP_SHA256_LEN];
-    if (vms_local_sha256(*data, loc->len, actual))
+    if (vms_sha256(*data, loc->len, actual))
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     if (memcmp(actual, hash, FSP_SHA256_LEN) != 0)
         return corrupt(r, hash, loc, "checksum mismatch", err);

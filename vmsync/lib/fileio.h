@@ -1,0 +1,20 @@
+/* Small file helpers: whole reads and writes that retry, and durable renames.
+ * They return 0 or a negative errno.  Private to libvmsync. */
+#ifndef VMS_FILEIO_H
+#define VMS_FILEIO_H
+
+#include "fsparse.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+int vms_write_all(int fd, const void *buf, size_t len);
+int vms_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* A file that ends early is -ENODATA: damage, not an I/O error. */
+int vms_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int vms_fsync_dir(const char *path);
+/* fsyncs the directory holding PATH, so a rename into it survives a crash. */
+int vms_fsync_parent(const char *path);
+int vms_sha256(const void *data, size_t len, uint8_t out[FSP_SHA256_LEN]);
+
+#endif
