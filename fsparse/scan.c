@@ -1128,6 +1128,10 @@ int fsp_scan(fsp_source *src, const struct fsp_scan_opts *opts, const struct fsp
         rc = forced_volume(&s, opts->force_fs, &parts, &n_parts);
     else if (!rc)
         rc = fsp_partitions(src, table, &parts, &n_parts, err);
+    if (!rc && !n_parts && !(opts && opts->force_fs))
+        rc = fsp_fail(err, FSP_EK_FORMAT, -EINVAL,
+                      "%s: not a disk image: no partition table and no filesystem found",
+                      fsp_source_path(src));
     if (!rc)
         vols = fsp_xmalloc(sizeof *vols * (n_parts ? n_parts : 1));
     if (!rc) {

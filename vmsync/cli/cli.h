@@ -26,6 +26,8 @@ int cli_exit_status(const fsp_error *err);
 /* Prints "vmsync: " FMT (with ARG) and the usage to stderr; returns 2. */
 int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool cli_wants_help(int argc, char **argv);
+/* Reports the option getopt just refused; returns 2. */
+int cli_bad_option(const char *usage, char **argv);
 
 /* Progress on stderr: a bar on a terminal, JSON lines for scripts, or none. */
 enum cli_progress_mode { CLI_PROGRESS_AUTO, CLI_PROGRESS_NONE, CLI_PROGRESS_JSON };

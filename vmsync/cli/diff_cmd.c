@@ -111,7 +111,7 @@ int cmd_diff(int argc, char **argv)
         else if (c == 'h')
             return fputs(usage, stdout), 0;
         else
-            return cli_usage_error(usage, "%s", "bad option");
+            return cli_bad_option(usage, argv);
     }
     if (optind + 2 != argc && optind + 3 != argc)
         return cli_usage_error(usage, "%s", "diff needs two images or manifests, or REPO and two versions");

@@ -204,7 +204,7 @@ int cmd_inspect(int argc, char **argv)
         else if (c == 'h')
             return fputs(usage, stdout), 0;
         else
-            return cli_usage_error(usage, "%s", "bad option");
+            return cli_bad_option(usage, argv);
     }
     if (optind + 1 != argc)
         return cli_usage_error(usage, "%s", "inspect needs exactly one IMAGE");

@@ -69,8 +69,19 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    fputs(usage, stderr);
+    /* The synopsis only: the usage up to its first blank line. */
+    const char *end = strstr(usage, "\n\n");
+    fwrite(usage, 1, end ? (size_t)(end - usage) + 1 : strlen(usage), stderr);
     return 2;
+}
+
+int cli_bad_option(const char *usage, char **argv)
+{
+    /* getopt leaves the offending word just before optind */
+    const char *word = optind > 0 ? argv[optind - 1] : "?";
+    if (optopt && optopt != '?' && strchr("abcdefghijklmnopqrstuvwxyz", optopt))
+        return cli_usage_error(usage, "option -%c needs a value", optopt);
+    return cli_usage_error(usage, "unknown option, or an option without its value: '%s'", word);
 }
 
 bool cli_wants_help(int argc, char **argv)
@@ -86,6 +97,7 @@ bool cli_wants_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    opterr = 0; /* errors are reported the vmsync way, by cli_bad_option */
     if (argc < 2)
         return cli_usage_error(main_usage, "%s", "missing command");
     const char *cmd = argv[1];

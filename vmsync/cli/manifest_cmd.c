@@ -87,7 +87,7 @@ static int show(int argc, char **argv)
         else if (c == 'h')
             return fputs(usage, stdout), 0;
         else
-            return cli_usage_error(usage, "%s", "bad option");
+            return cli_bad_option(usage, argv);
     }
     if (optind + 1 != argc)
         return cli_usage_error(usage, "%s", "manifest show needs exactly one FILE");
@@ -147,7 +147,7 @@ int cmd_manifest(int argc, char **argv)
                 return cli_usage_error(usage, "bad --progress value '%s'", optarg);
             break;
         case 'h': return fputs(usage, stdout), 0;
-        default: return cli_usage_error(usage, "%s", "bad option");
+        default: return cli_bad_option(usage, argv);
         }
     }
     if (optind + 1 != argc)

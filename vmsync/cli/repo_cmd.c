@@ -63,7 +63,7 @@ static int parse_common_only(int argc, char **argv, const char *usage, struct co
         if (opt == 'h')
             return fputs(usage, stdout), 0;
         if (common_option(c, opt, usage))
-            return cli_usage_error(usage, "%s", "bad option");
+            return cli_bad_option(usage, argv);
     }
     int operands = argc - optind;
     if (operands < min || operands > max)
@@ -187,7 +187,7 @@ int cmd_import(int argc, char **argv)
         else if (opt == 'h')
             return fputs(usage, stdout), 0;
         else if (common_option(&c, opt, usage))
-            return cli_usage_error(usage, "%s", "bad option");
+            return cli_bad_option(usage, argv);
     }
     if (optind + 2 != argc || !name)
         return cli_usage_error(usage, "%s", "import needs REPO, IMAGE and --name");
@@ -256,7 +256,7 @@ static int checkout_like(int argc, char **argv, bool export_only)
         default:
             if (common_option(&c, opt, usage)) {
                 free(seeds);
-                return cli_usage_error(usage, "%s", "bad option");
+                return cli_bad_option(usage, argv);
             }
         }
     }
@@ -322,7 +322,7 @@ int cmd_checkin(int argc, char **argv)
         else if (opt == 'h')
             return fputs(usage, stdout), 0;
         else if (common_option(&c, opt, usage))
-            return cli_usage_error(usage, "%s", "bad option");
+            return cli_bad_option(usage, argv);
     }
     if (optind + 3 != argc)
         return cli_usage_error(usage, "%s", "checkin needs REPO, NAME and IMAGE");
