@@ -136,8 +136,9 @@ struct fsp_xattr {
 };
 
 #define FSP_ENTRY_HARDLINK 0x01u /* same inode as an earlier entry of the volume */
-#define FSP_ENTRY_VOLATILE 0x02u /* pagefile, hiberfil, swapfile: their canonical content
-                                  * is zeros (ZERO runs), so they never travel */
+#define FSP_ENTRY_VOLATILE 0x02u /* /pagefile.sys, /hiberfil.sys, /swapfile.sys, /swapfile,
+                                  * /swap.img: their canonical content is zeros (ZERO runs),
+                                  * so they travel only on request */
 #define FSP_ENTRY_DAMAGED 0x04u  /* read with errors; see the manifest warnings */
 
 struct fsp_entry {
@@ -235,7 +236,8 @@ struct fsp_sink {
     /* Optional, for engines that store or match content: */
     /* Receives the bytes of every object: each stream smaller than
      * FSP_CHUNK_MIN_STREAM whole, each chunk of a larger one, and each non-zero
-     * RAW piece, keyed by their SHA-256.  Volatile streams produce none. */
+     * RAW piece, keyed by their SHA-256.  Volatile streams produce none unless
+     * the scan has FSP_SCAN_VOLATILE_OBJECTS. */
     int (*object)(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len);
     /* Lazy hashing: false leaves stream IDX of E unhashed (FSP_STREAM_NOT_HASHED). */
     bool (*want_stream)(void *ctx, const struct fsp_entry *e, uint32_t idx);
@@ -246,6 +248,7 @@ struct fsp_sink {
 };
 
 #define FSP_SCAN_NO_DATA 0x1u /* metadata only: no stream hashes, no layout */
+#define FSP_SCAN_VOLATILE_OBJECTS 0x2u /* hand volatile streams to sink.object too */
 
 struct fsp_scan_opts {
     uint32_t flags;   /* FSP_SCAN_* */

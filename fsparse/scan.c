@@ -260,8 +260,6 @@ struct stream_hasher {
     uint64_t pending_offset;
     struct chunk_list chunks;
     int sink_rc;            /* the object callback failed: the scan must stop */
-    uint8_t first_page[16]; /* the swap signature lives at 4086 */
-    uint64_t seen;
 };
 
 static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_sink *objects)
@@ -339,12 +337,6 @@ static int chunk_feed(struct stream_hasher *h, const uint8_t *data, size_t len, 
 
 static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t len)
 {
-    if (h->seen < 4096 && h->seen + len > 4086) {
-        for (uint64_t i = h->seen; i < h->seen + len && i < 4096; i++)
-            if (i >= 4086)
-                h->first_page[i - 4086] = data[i - h->seen];
-    }
-    h->seen += len;
     EVP_DigestUpdate(h->whole, data, len);
     if (h->whole_copy) {
         memcpy(h->whole_copy + h->whole_len, data, len);
@@ -374,12 +366,6 @@ static void hasher_free(struct stream_hasher *h)
     EVP_MD_CTX_free(h->whole);
     free(h->pending);
     free(h->chunks.items);
-}
-
-static bool hasher_saw_swap_signature(const struct stream_hasher *h)
-{
-    return h->seen >= 4096 && (!memcmp(h->first_page, "SWAPSPACE2", 10) ||
-                               !memcmp(h->first_page, "SWAP-SPACE", 10));
 }
 
 /* Holes are hashed as zeros, so a sparse stream costs its logical size.  A
@@ -598,14 +584,12 @@ static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
         return 0;
     s->holes_hashed += holes;
     struct stream_hasher h;
-    bool store = !(e->flags & FSP_ENTRY_VOLATILE);
+    bool store = !(e->flags & FSP_ENTRY_VOLATILE) || (s->flags & FSP_SCAN_VOLATILE_OBJECTS);
     int rc = hasher_init(&h, st->size, store ? s->sink : NULL);
     if (!rc)
         rc = src->read ? hash_through_reader(v, st, src, &h) : hash_through_extents(v, st, src, &h);
     if (!rc)
         rc = hasher_final(&h, st);
-    if (!rc && idx == 0 && e->type == FSP_T_REG && hasher_saw_swap_signature(&h))
-        e->flags |= FSP_ENTRY_VOLATILE;
     int sink_rc = h.sink_rc;
     hasher_free(&h);
     if (sink_rc)
@@ -617,9 +601,12 @@ static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
     return rc;
 }
 
+/* Volatility goes by name only: a rule that looked at the content would see a
+ * zero-filled copy differently from its original. */
 static bool is_volatile_name(const struct fsp_entry *e)
 {
-    static const char *const names[] = {"/pagefile.sys", "/hiberfil.sys", "/swapfile.sys"};
+    static const char *const names[] = {"/pagefile.sys", "/hiberfil.sys", "/swapfile.sys",
+                                        "/swapfile", "/swap.img"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (e->path && !strcasecmp(e->path, names[i]))
             return true;

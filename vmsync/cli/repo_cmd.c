@@ -173,31 +173,39 @@ int cmd_import(int argc, char **argv)
         "next version of NAME (version 1 for a new name).\n"
         "\n"
         "  -n, --name NAME        the image's name in the repository\n"
-        "  -m, --message M        a note for the log\n" COMMON_HELP;
+        "  -m, --message M        a note for the log\n"
+        "      --keep-volatile    store pagefile, hiberfil and swap contents too, so that\n"
+        "                         checkout --keep-volatile can restore them\n" COMMON_HELP;
+    enum { OPT_KEEP = 2000 };
     static const struct option opts[] = {{"name", required_argument, 0, 'n'},
-                                         {"message", required_argument, 0, 'm'}, COMMON_OPTIONS, {0, 0, 0, 0}};
+                                         {"message", required_argument, 0, 'm'},
+                                         {"keep-volatile", no_argument, 0, OPT_KEEP},
+                                         COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
-    const char *name = NULL, *message = NULL;
+    struct vms_import_opts o = {0};
     int opt;
     while ((opt = getopt_long(argc, argv, "n:m:qh", opts, NULL)) != -1) {
         if (opt == 'n')
-            name = optarg;
+            o.name = optarg;
         else if (opt == 'm')
-            message = optarg;
+            o.message = optarg;
+        else if (opt == OPT_KEEP)
+            o.keep_volatile = true;
         else if (opt == 'h')
             return fputs(usage, stdout), 0;
         else if (common_option(&c, opt, usage))
             return cli_bad_option(usage, argv);
     }
-    if (optind + 2 != argc || !name)
+    if (optind + 2 != argc || !o.name)
         return cli_usage_error(usage, "%s", "import needs REPO, IMAGE and --name");
+    o.image = argv[optind + 1];
     common_start(&c, argv[optind]);
     struct vms_stats st;
     fsp_error err = {0};
-    int rc = vms_import(&c.s, argv[optind + 1], name, message, &st, &err);
+    int rc = vms_import(&c.s, &o, &st, &err);
     char summary[256], a[32], b[32];
     snprintf(summary, sizeof summary, "imported %s as %s@%u: %llu new objects, %s (%s stored) in %.1f s",
-             argv[optind + 1], name, st.version, (unsigned long long)st.objects_sent,
+             o.image, o.name, st.version, (unsigned long long)st.objects_sent,
              mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
     return finish(&c, rc, &err, &st, summary);
 }
@@ -222,8 +230,9 @@ static int checkout_like(int argc, char **argv, bool export_only)
         "      --estimate         print what would come from seeds and what would be\n"
         "                         fetched, and write nothing\n"
         "      --steal            take the lease even if another host holds it (logged)\n"
-        "      --keep-volatile    accepted for compatibility: pagefile, hiberfil and swap\n"
-        "                         contents are never stored, so they are always zero-filled\n" COMMON_HELP;
+        "      --keep-volatile    restore pagefile, hiberfil and swap contents when the\n"
+        "                         repository holds them (import --keep-volatile); by\n"
+        "                         default they are zero-filled\n" COMMON_HELP;
     static const char *const export_usage =
         "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [options]\n"
         "\n"

@@ -98,26 +98,77 @@ static int add_task(struct checkout *co, const uint8_t hash[FSP_SHA256_LEN], uin
     return 0;
 }
 
-/* A FILE run: the stream bytes it holds come from the stream's object or chunks. */
-static int plan_file_run(struct checkout *co, const struct vms_lrun *run)
+/* Stream bytes [from, to) of S go to the output at OUT: from the stream's
+ * object when it is small, else from the chunks that overlap the range. */
+static int plan_stream_range(struct checkout *co, const struct vms_lstream *s, uint64_t from,
+                             uint64_t to, uint64_t out)
 {
-    const struct vms_loaded *t = co->target;
-    const struct vms_lstream *s = &t->streams[run->stream];
-    uint64_t from = run->stream_offset;
-    uint64_t to = from + run->length < s->size ? from + run->length : s->size;
-    if (from >= to)
-        return 0;
     if (!s->n_chunks)
-        return add_task(co, s->sha256, s->size, from, run->offset, to - from);
+        return add_task(co, s->sha256, s->size, from, out, to - from);
     for (size_t k = 0; k < s->n_chunks; k++) {
-        const struct fsp_chunk *ch = &t->chunks[s->first_chunk + k];
+        const struct fsp_chunk *ch = &co->target->chunks[s->first_chunk + k];
         uint64_t lo = ch->offset > from ? ch->offset : from;
         uint64_t hi = ch->offset + ch->length < to ? ch->offset + ch->length : to;
         if (lo >= hi)
             continue;
-        int rc = add_task(co, ch->sha256, ch->length, lo - ch->offset, run->offset + (lo - from), hi - lo);
+        int rc = add_task(co, ch->sha256, ch->length, lo - ch->offset, out + (lo - from), hi - lo);
         if (rc)
             return rc;
+    }
+    return 0;
+}
+
+/* A FILE run holds a range of one stream. */
+static int plan_file_run(struct checkout *co, const struct vms_lrun *run)
+{
+    const struct vms_lstream *s = &co->target->streams[run->stream];
+    uint64_t from = run->stream_offset;
+    uint64_t to = from + run->length < s->size ? from + run->length : s->size;
+    return from < to ? plan_stream_range(co, s, from, to, run->offset) : 0;
+}
+
+/* Whether the repository holds every object of S (volatile streams are stored
+ * only on request). */
+static bool stream_stored(struct checkout *co, const struct vms_lstream *s)
+{
+    const struct vms_loaded *t = co->target;
+    size_t n = s->n_chunks ? s->n_chunks : 1;
+    for (size_t k = 0; k < n; k++) {
+        const uint8_t *hash = s->n_chunks ? t->chunks[s->first_chunk + k].sha256 : s->sha256;
+        uint8_t present = 0;
+        fsp_error ignored;
+        if (vms_repo_has(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hash, 1, &present, &ignored) ||
+            !present)
+            return false;
+    }
+    return true;
+}
+
+/* --keep-volatile: the layout has zeros where volatile files are, so their
+ * content goes back through their own extents. */
+static int plan_volatile(struct checkout *co)
+{
+    const struct vms_loaded *t = co->target;
+    for (size_t i = 0; i < t->n_streams; i++) {
+        const struct vms_lstream *s = &t->streams[i];
+        if (!(s->entry_flags & FSP_ENTRY_VOLATILE) || (s->entry_flags & FSP_ENTRY_HARDLINK) ||
+            (s->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED)) || !s->n_extents)
+            continue;
+        if (!stream_stored(co, s)) {
+            vms_ctx_warn(co->c, "%s@%u: a volatile file's content is not in the repository "
+                         "(import it with --keep-volatile); it stays zero-filled",
+                         co->o->name, co->version.number);
+            continue;
+        }
+        uint64_t end = s->valid_size < s->size ? s->valid_size : s->size;
+        for (size_t k = 0; k < s->n_extents; k++) {
+            const struct fsp_extent *x = &t->extents[s->first_extent + k];
+            uint64_t to = x->logical + x->length < end ? x->logical + x->length : end;
+            int rc = (x->flags & FSP_EXT_UNWRITTEN) || x->logical >= to
+                         ? 0 : plan_stream_range(co, s, x->logical, to, x->physical);
+            if (rc)
+                return rc;
+        }
     }
     return 0;
 }
@@ -170,6 +221,8 @@ static int plan(struct checkout *co, fsp_error *err)
         else
             co->stats->bytes_zero += t->runs[i].length;
     }
+    if (!rc && co->o->keep_volatile)
+        rc = plan_volatile(co);
     if (!rc)
         rc = group_tasks(co);
     if (rc == -EINVAL)

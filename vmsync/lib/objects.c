@@ -6,9 +6,11 @@ struct walk {
     void *ctx;
 };
 
+/* Volatile streams count: their objects are stored only on request (import
+ * --keep-volatile), but when they are, gc must keep them. */
 static bool stream_is_object_source(const struct fsp_entry *e, const struct fsp_stream *st)
 {
-    return !(e->flags & (FSP_ENTRY_VOLATILE | FSP_ENTRY_HARDLINK)) &&
+    return !(e->flags & FSP_ENTRY_HARDLINK) &&
            !(st->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED));
 }
 

@@ -86,7 +86,7 @@ static int scan_seed(struct vms_ctx *c, const char *path, const char *manifest,
 {
     struct want want = {.needs = needs, .trust = trust};
     static const struct fsp_sink lazy = {.want_stream = w_want, .reuse_stream = w_reuse};
-    return vms_ctx_scan_into(c, path, manifest, &want.hooks, &lazy, err);
+    return vms_ctx_scan_into(c, path, manifest, 0, &want.hooks, &lazy, err);
 }
 
 int vms_seed_load(struct vms_ctx *c, const char *path, const struct vms_seed_needs *needs,

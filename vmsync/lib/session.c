@@ -194,7 +194,7 @@ int vms_ctx_scan_summary(struct vms_ctx *c, const char *image, struct fsp_summar
     return rc;
 }
 
-int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest,
+int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
                       struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err)
 {
     fsp_source *src;
@@ -210,7 +210,8 @@ int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest
     h->fwd.sink.object = extra->object;
     h->fwd.sink.want_stream = extra->want_stream;
     h->fwd.sink.reuse_stream = extra->reuse_stream;
-    rc = fsp_scan(src, NULL, &h->fwd.sink, err);
+    struct fsp_scan_opts opts = {.flags = flags};
+    rc = fsp_scan(src, &opts, &h->fwd.sink, err);
     fsp_source_close(src);
     if (rc) {
         vms_manifest_writer_abort(w);

@@ -49,10 +49,11 @@ static int u_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *d
 }
 
 /* Scans IMAGE into a manifest at MANIFEST, storing missing objects. */
-static int scan_and_store(struct upload *u, const char *image, const char *manifest, fsp_error *err)
+static int scan_and_store(struct upload *u, const char *image, const char *manifest,
+                          uint32_t flags, fsp_error *err)
 {
     static const struct fsp_sink storing = {.object = u_object, .reuse_stream = u_reuse};
-    int rc = vms_ctx_scan_into(u->c, image, manifest, &u->hooks, &storing, err);
+    int rc = vms_ctx_scan_into(u->c, image, manifest, flags, &u->hooks, &storing, err);
     if (rc && u->repo_err.msg[0])
         *err = u->repo_err; /* the repository's reason, not the scan's "cancelled" */
     return rc;
@@ -86,9 +87,10 @@ static int temp_manifest(struct vms_ctx *c, const char *what, char *path, size_t
     return vms_ctx_cache_path(c, "tmp", name, path, len, err);
 }
 
-int vms_import(const struct vms_session *s, const char *image, const char *name,
-               const char *message, struct vms_stats *stats, fsp_error *err)
+int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
+               struct vms_stats *stats, fsp_error *err)
 {
+    const char *name = o->name;
     struct vms_ctx c;
     struct upload u = {.c = &c, .stats = stats};
     memset(stats, 0, sizeof *stats);
@@ -102,11 +104,12 @@ int vms_import(const struct vms_session *s, const char *image, const char *name,
     if (!rc)
         rc = temp_manifest(&c, "import", manifest, sizeof manifest, err);
     if (!rc)
-        rc = scan_and_store(&u, image, manifest, err);
+        rc = scan_and_store(&u, o->image, manifest,
+                            o->keep_volatile ? FSP_SCAN_VOLATILE_OBJECTS : 0, err);
     if (!rc)
-        rc = record_version(&u, name, parent, manifest, message, err);
+        rc = record_version(&u, name, parent, manifest, o->message, err);
     if (!rc)
-        rc = vms_repo_audit(c.repo, "import", name, stats->version, image, err);
+        rc = vms_repo_audit(c.repo, "import", name, stats->version, o->image, err);
     if (manifest[0])
         unlink(manifest);
     stats->seconds = vms_ctx_elapsed(&c);
@@ -165,7 +168,7 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     if (!rc)
         rc = temp_manifest(&c, "checkin", manifest, sizeof manifest, err);
     if (!rc)
-        rc = scan_and_store(&u, o->image, manifest, err);
+        rc = scan_and_store(&u, o->image, manifest, 0, err);
     if (!rc)
         rc = record_version(&u, o->name, parent, manifest, o->message, err);
     if (!rc)

@@ -48,8 +48,9 @@ int vms_load(const char *path, uint32_t scan_flags, const struct fsp_sink *sink,
 
 /* Calls CB for every object a manifest's image is made of, as the scan hands
  * them to fsp_sink.object: each hashed stream under FSP_CHUNK_MIN_STREAM whole,
- * each chunk of larger streams, each RAW piece.  Volatile entries have none.
- * The same hash may come more than once. */
+ * each chunk of larger streams, each RAW piece; volatile streams included,
+ * though a repository holds their objects only when imported with
+ * --keep-volatile.  The same hash may come more than once. */
 typedef int (*vms_hash_cb)(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len);
 int vms_manifest_objects(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err);
 
@@ -160,8 +161,12 @@ struct vms_gc_stats {
 };
 int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err);
 
-int vms_import(const struct vms_session *s, const char *image, const char *name,
-               const char *message, struct vms_stats *stats, fsp_error *err);
+struct vms_import_opts {
+    const char *image, *name, *message;
+    bool keep_volatile; /* store pagefile, hiberfil and swap contents too */
+};
+int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
+               struct vms_stats *stats, fsp_error *err);
 
 struct vms_checkout_opts {
     const char *name;          /* image name */
@@ -172,7 +177,8 @@ struct vms_checkout_opts {
     size_t n_seeds;
     bool estimate;             /* plan and count only */
     bool steal;                /* take the lease from another host (logged) */
-    bool keep_volatile;        /* copy pagefile/swap contents from the seeds */
+    bool keep_volatile;        /* write pagefile/swap contents the repository holds
+                                * (see import), instead of zeros */
     bool export_only;          /* no lease, no audit of a checkout */
 };
 int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
