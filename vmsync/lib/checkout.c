@@ -283,11 +283,16 @@ static int load_seeds(struct checkout *co, fsp_error *err)
     return rc;
 }
 
+/* What the plan would move; an estimate reports it, a real run counts what
+ * actually moves as it goes (a resume moves less). */
 static void count_sources(struct checkout *co)
 {
     struct vms_stats *st = co->stats;
     for (size_t i = 0; i < co->n_objs; i++) {
         const struct object *o = &co->objs[i];
+        co->total_bytes += o->len;
+        if (!co->o->estimate)
+            continue;
         if (o->seed) {
             st->objects_from_seeds++;
             st->bytes_from_seeds += o->len;
@@ -296,7 +301,6 @@ static void count_sources(struct checkout *co)
             st->bytes_fetched_raw += o->len;
             st->bytes_fetched_compressed += vms_repo_stored_size(co->c->repo, o->hash);
         }
-        co->total_bytes += o->len;
     }
 }
 
@@ -426,14 +430,11 @@ static int copy_from_seeds(struct checkout *co, fsp_error *err)
             continue;
         fsp_error seed_err;
         if (vms_seed_read(&co->seeds, o->seed, o->hash, buf, &seed_err)) {
-            /* The seed changed under us: the repository still has it. */
-            co->stats->objects_from_seeds--;
-            co->stats->bytes_from_seeds -= o->len;
-            co->stats->objects_fetched++;
-            co->stats->bytes_fetched_raw += o->len;
-            o->seed = NULL;
+            o->seed = NULL; /* the seed changed under us: the repository still has it */
             continue;
         }
+        co->stats->objects_from_seeds++;
+        co->stats->bytes_from_seeds += o->len;
         rc = write_object(co, i, buf, err);
     }
     free(buf);
@@ -452,6 +453,10 @@ static int on_object(void *ctx, size_t k, const uint8_t *data, size_t len, size_
     struct object *o = &b->co->objs[b->indexes[k]];
     if (len != o->len)
         return fsp_fail(b->err, FSP_EK_CORRUPT, -EBADMSG, "an object has the wrong length");
+    struct vms_stats *st = b->co->stats;
+    st->objects_fetched++;
+    st->bytes_fetched_raw += len;
+    st->bytes_fetched_compressed += stored;
     return write_object(b->co, b->indexes[k], data, b->err);
 }
 
@@ -553,7 +558,9 @@ static void reset_progress(struct checkout *co)
     for (size_t i = 0; i < co->n_objs; i++)
         co->objs[i].done = false;
     co->done_bytes = 0;
-    co->stats->bytes_resumed = 0;
+    struct vms_stats *st = co->stats;
+    st->bytes_resumed = st->bytes_from_seeds = st->objects_from_seeds = 0;
+    st->bytes_fetched_raw = st->bytes_fetched_compressed = st->objects_fetched = 0;
 }
 
 static int execute(struct checkout *co, fsp_error *err)

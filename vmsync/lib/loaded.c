@@ -144,9 +144,11 @@ static int add_stream(struct loader *l, uint64_t seq, const struct fsp_entry *e,
     memcpy(ls->sha256, st->sha256, FSP_SHA256_LEN);
     if ((ls->name = pool_name(l, st->name)) == UINT32_MAX)
         return -ENOMEM;
-    memcpy(m->chunks + m->n_chunks, st->chunks, st->n_chunks * sizeof *st->chunks);
+    if (st->n_chunks) /* empty arrays may be NULL, and memcpy must not see NULL */
+        memcpy(m->chunks + m->n_chunks, st->chunks, st->n_chunks * sizeof *st->chunks);
     m->n_chunks += st->n_chunks;
-    memcpy(m->extents + m->n_extents, st->extents, st->n_extents * sizeof *st->extents);
+    if (st->n_extents)
+        memcpy(m->extents + m->n_extents, st->extents, st->n_extents * sizeof *st->extents);
     m->n_extents += st->n_extents;
     return 0;
 }
@@ -182,7 +184,8 @@ static int l_layout(void *ctx, const struct fsp_layout_run *r)
                             .first_hash = m->n_hashes, .n_hashes = r->n_hashes};
     if (r->kind == FSP_L_FILE)
         lr->stream = m->entries[r->entry_seq].first_stream + r->stream;
-    memcpy(m->hashes + m->n_hashes, r->hashes, (size_t)r->n_hashes * FSP_SHA256_LEN);
+    if (r->n_hashes)
+        memcpy(m->hashes + m->n_hashes, r->hashes, (size_t)r->n_hashes * FSP_SHA256_LEN);
     m->n_hashes += r->n_hashes;
     return 0;
 }

@@ -514,7 +514,8 @@ static void get_entry_keys(struct vms_rbuf *b, struct fsp_entry *e, struct entry
         free(rest);
         return;
     }
-    memcpy(e->path, base->path, shared);
+    if (shared) /* the first entry has no base path */
+        memcpy(e->path, base->path, shared);
     strcpy(e->path + shared, rest);
     free(rest);
     free(base->path);

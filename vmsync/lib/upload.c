@@ -59,9 +59,20 @@ static int scan_and_store(struct upload *u, const char *image, const char *manif
     return rc;
 }
 
-/* Stores the manifest and records the version; the last, atomic step. */
-static int record_version(struct upload *u, const char *name, uint32_t parent, const char *manifest,
-                          const char *message, fsp_error *err)
+/* The latest version number of NAME, 0 when it has none. */
+static uint32_t latest_version(struct vms_ctx *c, const char *name)
+{
+    struct vms_version latest;
+    fsp_error ignored;
+    return vms_repo_version(c->repo, name, 0, &latest, &ignored) == 0 ? latest.number : 0;
+}
+
+/* Stores the manifest and records the version; the last, atomic step.
+ * PARENT_IS_LATEST (import) means "whatever version is latest when recording",
+ * so imports racing under one name each get the next number; a check-in's
+ * parent is fixed, and a race is refused. */
+static int record_version(struct upload *u, const char *name, uint32_t parent, bool parent_is_latest,
+                          const char *manifest, const char *message, fsp_error *err)
 {
     struct vms_loaded *m;
     uint8_t id[FSP_SHA256_LEN];
@@ -74,8 +85,14 @@ static int record_version(struct upload *u, const char *name, uint32_t parent, c
         return rc;
     memcpy(u->stats->canonical_digest, m->summary.digest, FSP_SHA256_LEN);
     u->stats->image_size = m->image_size;
-    rc = vms_repo_add_version(u->c->repo, name, parent, id, m->summary.digest, m->image_size,
-                              message ? message : "", &u->stats->version, err);
+    for (int attempt = 0;; attempt++) {
+        if (parent_is_latest)
+            parent = latest_version(u->c, name);
+        rc = vms_repo_add_version(u->c->repo, name, parent, id, m->summary.digest, m->image_size,
+                                  message ? message : "", &u->stats->version, err);
+        if (!rc || !parent_is_latest || err->kind != FSP_EK_CONFLICT || attempt == 8)
+            break;
+    }
     vms_loaded_free(m);
     return rc;
 }
@@ -96,18 +113,13 @@ int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
     int rc = vms_ctx_open(&c, s, err);
-    struct vms_version latest;
-    fsp_error lookup_err;
-    uint32_t parent = 0;
-    if (!rc && vms_repo_version(c.repo, name, 0, &latest, &lookup_err) == 0)
-        parent = latest.number;
     if (!rc)
         rc = temp_manifest(&c, "import", manifest, sizeof manifest, err);
     if (!rc)
         rc = scan_and_store(&u, o->image, manifest,
                             o->keep_volatile ? FSP_SCAN_VOLATILE_OBJECTS : 0, err);
     if (!rc)
-        rc = record_version(&u, name, parent, manifest, o->message, err);
+        rc = record_version(&u, name, 0, true, manifest, o->message, err);
     if (!rc)
         rc = vms_repo_audit(c.repo, "import", name, stats->version, o->image, err);
     if (manifest[0])
@@ -170,7 +182,7 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     if (!rc)
         rc = scan_and_store(&u, o->image, manifest, 0, err);
     if (!rc)
-        rc = record_version(&u, o->name, parent, manifest, o->message, err);
+        rc = record_version(&u, o->name, parent, false, manifest, o->message, err);
     if (!rc)
         rc = vms_repo_lease_release(c.repo, o->name, err);
     if (!rc) {
