@@ -538,14 +538,6 @@ static void mark_unreadable(struct fsp_vol *v, const struct fsp_entry *e, struct
                  st->name ? st->name : "(data)", why);
 }
 
-static uint64_t stream_extent_bytes(const struct fsp_stream *st)
-{
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < st->n_extents; i++)
-        sum += st->extents[i].length;
-    return sum;
-}
-
 /* Asks the sink whether to hash stream IDX at all, or whether it already
  * knows the hashes; true when the stream needs no reading. */
 static bool stream_settled_by_sink(struct scan *s, const struct fsp_entry *e, uint32_t idx)
@@ -577,7 +569,7 @@ static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
         mark_unreadable(v, e, st, problem);
         return 0;
     }
-    if (src->read && stream_extent_bytes(st))
+    if (src->read)
         st->n_extents = 0; /* informational only: never claimed */
     st->valid_size = src->valid_size < st->size ? src->valid_size : st->size;
     if (stream_settled_by_sink(s, e, idx))
