@@ -876,20 +876,32 @@ static int existing_image(vms_repo *r, const char *image, int64_t *id, fsp_error
     return rc || exists ? rc : no_such_image(r, image, err);
 }
 
-int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool steal,
-                        fsp_error *err)
+/* Opens the transaction of a lease change and reads the lease.  *OPEN tells
+ * whether a transaction was opened, which the caller must then finish(). */
+static int lease_transaction(vms_repo *r, const char *image, int64_t *id, struct vms_lease *held,
+                             bool *found, bool *open, fsp_error *err)
 {
     int rc = check_image_name(r, image, err);
     if (!rc)
         rc = vms_repo_begin(r, err);
-    if (rc)
-        return rc;
+    *open = !rc;
+    if (!rc)
+        rc = existing_image(r, image, id, err);
+    if (!rc)
+        rc = query_lease(r, image, held, found, err);
+    return rc;
+}
+
+int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool steal,
+                        fsp_error *err)
+{
     int64_t id;
     struct vms_lease held;
     bool found = false;
-    rc = existing_image(r, image, &id, err);
-    if (!rc)
-        rc = query_lease(r, image, &held, &found, err);
+    bool open;
+    int rc = lease_transaction(r, image, &id, &held, &found, &open, err);
+    if (!open)
+        return rc;
     if (!rc && found && strcmp(held.host, r->host) != 0) {
         char holder[512];
         describe_holder(&held, holder, sizeof holder);
@@ -915,17 +927,13 @@ int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bo
 /* Only this host's lease goes; nobody's lease is not an error. */
 int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err)
 {
-    int rc = check_image_name(r, image, err);
-    if (!rc)
-        rc = vms_repo_begin(r, err);
-    if (rc)
-        return rc;
     int64_t id;
     struct vms_lease held;
     bool found = false;
-    rc = existing_image(r, image, &id, err);
-    if (!rc)
-        rc = query_lease(r, image, &held, &found, err);
+    bool open;
+    int rc = lease_transaction(r, image, &id, &held, &found, &open, err);
+    if (!open)
+        return rc;
     if (!rc && found && strcmp(held.host, r->host) != 0) {
         char holder[512];
         describe_holder(&held, holder, sizeof holder);
