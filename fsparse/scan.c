@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,7 @@ struct stream_hasher {
     uint64_t pending_offset;
     struct chunk_list chunks;
     int sink_rc;            /* the object callback failed: the scan must stop */
+    bool pending_zero;      /* every pending byte is zero (see feed_zeros) */
 };
 
 static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_sink *objects)
@@ -269,6 +271,7 @@ static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_
     if (!h->whole || !EVP_DigestInit_ex(h->whole, EVP_sha256(), NULL))
         return -ENOMEM;
     h->chunked = size >= FSP_CHUNK_MIN_STREAM;
+    h->pending_zero = true;
     if (h->chunked && !(h->pending = malloc(FSP_CDC_MAX)))
         return -ENOMEM;
     h->sink = objects && objects->object ? objects : NULL;
@@ -335,14 +338,22 @@ static int chunk_feed(struct stream_hasher *h, const uint8_t *data, size_t len, 
     return 0;
 }
 
-static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t len)
+/* DATA_IS_ZERO says the caller knows every byte is zero, which keeps the
+ * zero fast path of feed_zeros open. */
+static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t len, bool data_is_zero)
 {
     EVP_DigestUpdate(h->whole, data, len);
     if (h->whole_copy) {
         memcpy(h->whole_copy + h->whole_len, data, len);
         h->whole_len += len;
     }
-    return h->chunked ? chunk_feed(h, data, len, false) : 0;
+    if (!h->chunked)
+        return 0;
+    h->pending_zero &= data_is_zero;
+    int rc = chunk_feed(h, data, len, false);
+    if (!h->pending_len)
+        h->pending_zero = true;
+    return rc;
 }
 
 static int hasher_final(struct stream_hasher *h, struct fsp_stream *st)
@@ -369,10 +380,11 @@ static void hasher_free(struct stream_hasher *h)
 }
 
 /* Holes are hashed as zeros, so a sparse stream costs its logical size.  A
- * hostile image could claim terabytes of holes; the whole scan may hash at most
- * this many bytes that are not on disk, and streams past it are left unhashed
- * (their blocks are then covered as raw blocks). */
-static uint64_t hole_budget(const struct scan *s) { return 4 * s->image_size + (1ULL << 30); }
+ * hostile image, or a sparse 1 TB disk image, can claim terabytes of holes; the
+ * whole scan hashes at most as many bytes that are not on disk as its
+ * filesystems allocate, plus 256 MiB.  Streams past that are left unhashed, with a
+ * warning, and their blocks are covered as raw blocks, which still sync. */
+static uint64_t hole_budget(const struct scan *s) { return s->progress_total + (256ULL << 20); }
 
 /* The bytes of ST that are not read from the image: holes, unwritten extents,
  * and everything past the initialized size. */
@@ -392,13 +404,75 @@ static uint64_t stream_hole_bytes(const struct fsp_stream *st, const struct fsp_
     return st->size > on_disk ? st->size - on_disk : 0;
 }
 
+static bool all_zero(const uint8_t *p, size_t len)
+{
+    static const uint8_t zeros[FSP_PIECE_SIZE];
+    for (; len >= sizeof zeros; p += sizeof zeros, len -= sizeof zeros)
+        if (memcmp(p, zeros, sizeof zeros))
+            return false;
+    return !len || !memcmp(p, zeros, len);
+}
+
+/* Chunking restarts at every cut, so a chunk that starts in a run of zeros
+ * and stays in it always has the same length and hash: work them out once. */
+static const uint8_t zero_chunk_data[FSP_CDC_MAX];
+static size_t zero_chunk_len;
+static uint8_t zero_chunk_sha[FSP_SHA256_LEN];
+static pthread_once_t zero_chunk_once = PTHREAD_ONCE_INIT;
+
+static void zero_chunk_init(void)
+{
+    zero_chunk_len = fsp_cdc_next(zero_chunk_data, FSP_CDC_MAX, false);
+    if (!zero_chunk_len)
+        zero_chunk_len = FSP_CDC_MAX;
+    unsigned int md_len = FSP_SHA256_LEN;
+    EVP_Digest(zero_chunk_data, zero_chunk_len, zero_chunk_sha, &md_len, EVP_sha256(), NULL);
+}
+
+/* Completes the pending zeros to a whole zero chunk without scanning or
+ * hashing it; returns the zero bytes it consumed. */
+static size_t add_zero_chunk(struct stream_hasher *h, int *rc)
+{
+    size_t take = zero_chunk_len - h->pending_len;
+    EVP_DigestUpdate(h->whole, zero_chunk_data, take);
+    h->pending_len = 0;
+    struct chunk_list *c = &h->chunks;
+    if (c->n == c->cap) {
+        uint32_t cap = c->cap ? c->cap * 2 : 64;
+        struct fsp_chunk *grown = realloc(c->items, cap * sizeof *grown);
+        if (!grown) {
+            *rc = -ENOMEM;
+            return take;
+        }
+        c->items = grown;
+        c->cap = cap;
+    }
+    struct fsp_chunk *ch = &c->items[c->n++];
+    ch->offset = h->pending_offset;
+    ch->length = (uint32_t)zero_chunk_len;
+    memcpy(ch->sha256, zero_chunk_sha, FSP_SHA256_LEN);
+    h->pending_offset += zero_chunk_len;
+    *rc = h->sink ? (h->sink_rc = h->sink->object(h->sink->ctx, ch->sha256, zero_chunk_data,
+                                                   zero_chunk_len))
+                  : 0;
+    return take;
+}
+
+/* Holes, unwritten extents and zero blocks: whole zero chunks skip the chunk
+ * scan and their hash (only the stream hash sees their bytes). */
 static int feed_zeros(struct scan *s, struct stream_hasher *h, uint64_t len)
 {
-    memset(s->buf, 0, len < READ_BUF ? len : READ_BUF);
+    pthread_once(&zero_chunk_once, zero_chunk_init);
     while (len) {
-        size_t n = len < READ_BUF ? (size_t)len : READ_BUF;
-        int rc = hasher_update(h, s->buf, n);
-        if (rc < 0)
+        int rc = 0;
+        if (h->chunked && h->pending_zero && h->pending_len + len >= FSP_CDC_MAX) {
+            len -= add_zero_chunk(h, &rc);
+            if (rc)
+                return rc;
+            continue;
+        }
+        size_t n = len < sizeof zero_chunk_data ? (size_t)len : sizeof zero_chunk_data;
+        if ((rc = hasher_update(h, zero_chunk_data, n, true)) < 0)
             return rc;
         len -= n;
     }
@@ -413,7 +487,9 @@ static int feed_from_image(struct fsp_vol *v, struct stream_hasher *h, uint64_t 
         int rc = fsp_vol_pread(v, s->buf, n, phys);
         if (rc < 0)
             return rc;
-        if ((rc = hasher_update(h, s->buf, n)) < 0)
+        /* Zero blocks are common in sparse image files: a cheap test opens the fast path. */
+        rc = all_zero(s->buf, n) ? feed_zeros(s, h, n) : hasher_update(h, s->buf, n, false);
+        if (rc < 0)
             return rc;
         s->progress_done += n;
         phys += n;
@@ -472,7 +548,7 @@ static int hash_through_reader(struct fsp_vol *v, const struct fsp_stream *st,
             if (rc < 0)
                 return rc;
         }
-        int rc = hasher_update(h, s->buf, n);
+        int rc = hasher_update(h, s->buf, n, false);
         if (rc < 0)
             return rc;
         pos += n;
@@ -748,14 +824,6 @@ static int add_piece(struct run_builder *b, uint32_t volume, uint64_t off, uint6
     return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t len)
-{
-    static const uint8_t zeros[FSP_PIECE_SIZE];
-    for (; len >= sizeof zeros; p += sizeof zeros, len -= sizeof zeros)
-        if (memcmp(p, zeros, sizeof zeros))
-            return false;
-    return !len || !memcmp(p, zeros, len);
-}
 
 static int add_raw_pieces(struct run_builder *b, uint32_t volume, uint64_t off, size_t n,
                           bool zero_is_free)

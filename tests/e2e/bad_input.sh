@@ -60,6 +60,7 @@ expect_err directory 3 "$T/a-directory" "" manifest "$T/a-directory" -o "$T/dire
 
 # an unreadable file (root reads anything: drop to nobody for this one)
 ur=$(mktemp -d "$VMSYNC_TEST_WORK/unreadable.XXXXXX")
+chmod o+x "$VMSYNC_TEST_WORK" # nobody may walk to the file, just not read it
 chmod 755 "$ur"
 cp "$T/notes.txt" "$ur/secret.img"
 chmod 000 "$ur/secret.img"

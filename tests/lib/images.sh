@@ -106,7 +106,8 @@ _build_img() {
         mkimg_disk "$out.tmp" $((IMG_PART_START + IMG_PART_BYTES + IMG_JUNK_BYTES + (1 << 20))) gpt \
             "$s1 $part_sectors linux root" "$s2 $junk_sectors swap junk" &&
             mkimg_ext4 "$out.tmp" "$IMG_PART_START" "$IMG_PART_BYTES" "$t" &&
-            mkimg_junk "$out.tmp" $((s2 * 512)) || return 1
+            mkimg_junk "$out.tmp" $((s2 * 512)) "$IMG_JUNK_BYTES" &&
+            _fsck_ext "$out.tmp" "$IMG_PART_START" || return 1
         _info "$name" fs=ext fs_type=ext4 table=gpt tree=ext part_start=$IMG_PART_START part_bytes=$IMG_PART_BYTES block_size=4096
         ;;
     ext4-dos)
@@ -114,7 +115,8 @@ _build_img() {
         img ext4-gpt >/dev/null || return 1
         mkimg_disk "$out.tmp" $((IMG_PART_START + IMG_PART_BYTES)) dos "$s1 $part_sectors linux" &&
             _copy_part "$c/ext4-gpt" "$out.tmp" &&
-            mkimg_junk "$out.tmp" 65536 || return 1
+            mkimg_junk "$out.tmp" 65536 $((IMG_PART_START - 65536)) &&
+            _fsck_ext "$out.tmp" "$IMG_PART_START" || return 1
         _info "$name" fs=ext fs_type=ext4 table=dos tree=ext part_start=$IMG_PART_START part_bytes=$IMG_PART_BYTES block_size=4096
         ;;
     ext4-bare)
@@ -141,7 +143,7 @@ _build_img() {
         if [[ $table == gpt ]]; then
             mkimg_disk "$out.tmp" $((IMG_PART_START + IMG_PART_BYTES + IMG_JUNK_BYTES + (1 << 20))) gpt \
                 "$s1 $part_sectors ntfs data" "$s2 $junk_sectors swap junk" || return 1
-            mkimg_junk "$out.tmp" $((s2 * 512)) || return 1
+            mkimg_junk "$out.tmp" $((s2 * 512)) "$IMG_JUNK_BYTES" || return 1
         else
             mkimg_disk "$out.tmp" $((IMG_PART_START + IMG_PART_BYTES)) dos "$s1 $part_sectors ntfs" || return 1
         fi
@@ -170,6 +172,12 @@ _build_img() {
         ;;
     esac
     mv "$out.tmp" "$out"
+}
+
+# _fsck_ext DISK OFFSET: the test image itself must be clean.
+_fsck_ext() {
+    local out
+    out=$(e2fsck -fn "$1?offset=$2" 2>&1) || { echo "e2fsck of $1 at $2 failed: $out" >&2; return 1; }
 }
 
 # _copy_part FROM_DISK TO_DISK: copies the main partition's bytes.

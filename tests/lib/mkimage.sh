@@ -110,20 +110,25 @@ mkimg_convert() {
     qemu-img convert -q -f raw -O "$2" "$1" "$3"
 }
 
-# mkimg_junk FILE OFFSET_BYTES: writes a few deterministic non-zero 4 KiB blocks
-# (with zero blocks between them) at OFFSET, e.g. into a partition that holds no
-# filesystem, so that the layout must report them as raw.
+# mkimg_junk FILE OFFSET_BYTES LENGTH_BYTES: writes a few deterministic non-zero
+# 4 KiB blocks (with zero blocks between them, and one block holding a single
+# non-zero byte) into [OFFSET, OFFSET+LENGTH), e.g. a partition that holds no
+# filesystem or the gap before the first partition, so that the layout must
+# report them as raw.  Nothing is written past OFFSET+LENGTH.
 mkimg_junk() {
-    local f=$1 off=$2
-    python3 - "$f" "$off" <<'EOF'
+    python3 - "$1" "$2" "$3" <<'EOF'
 import random, sys
-f, off = sys.argv[1], int(sys.argv[2])
+f, off, length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 r = random.Random(777)
 with open(f, 'r+b') as fh:
-    for blk in (0, 1, 5, 100, 255):
-        fh.seek(off + blk * 4096)
-        fh.write(r.randbytes(4096))
-    fh.seek(off + 300 * 4096 + 17)   # a single non-zero byte in a block
-    fh.write(b'\x01')
+    for blk in (0, 1, 5, 100, 200, 255):
+        data = r.randbytes(4096)
+        if (blk + 1) * 4096 <= length:
+            fh.seek(off + blk * 4096)
+            fh.write(data)
+    for blk in (150, 300):
+        if (blk + 1) * 4096 <= length:
+            fh.seek(off + blk * 4096 + 17)
+            fh.write(b'\x01')
 EOF
 }

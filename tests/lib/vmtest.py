@@ -73,7 +73,8 @@ def scan_tree(root):
                 t = _type_of(st.st_mode)
                 info = {'type': t, 'perm': stat.S_IMODE(st.st_mode), 'uid': st.st_uid,
                         'gid': st.st_gid, 'nlink': st.st_nlink,
-                        'key': (st.st_dev, st.st_ino), 'size': st.st_size}
+                        'key': (st.st_dev, st.st_ino), 'size': st.st_size,
+                        'mtime': '%d.%09d' % divmod(st.st_mtime_ns, 10**9)}
                 if t == 'file':
                     info['sha256'] = sha256_file(de.path)
                     try:
@@ -198,7 +199,7 @@ def compare_tree(vol, tree, fs, errs, root_extra=()):
     if extra:
         errs.append('%d unexpected paths in the manifest: %s' % (len(extra), show(extra)))
     bad = {'type': [], 'size': [], 'sha256': [], 'symlink': [], 'perm': [], 'owner': [],
-           'nlink': [], 'xattrs': [], 'stream': []}
+           'nlink': [], 'xattrs': [], 'stream': [], 'mtime': []}
     for p in sorted(want & got):
         if p in root_extra:
             continue
@@ -206,6 +207,8 @@ def compare_tree(vol, tree, fs, errs, root_extra=()):
         if e.get('type') != t['type']:
             bad['type'].append('%s: %r != %r' % (p, e.get('type'), t['type']))
             continue
+        if 'mtime' in t and e.get('mtime') != t['mtime']:
+            bad['mtime'].append('%s: %r != %r' % (p, e.get('mtime'), t['mtime']))
         if t['type'] == 'file':
             if e.get('size') != t['size']:
                 bad['size'].append('%s: %r != %r' % (p, e.get('size'), t['size']))
