@@ -196,26 +196,23 @@ static void pair_moves(struct item **removed, size_t n_rem, struct item **added,
     }
 }
 
-static char *parent_of(const char *path)
+/* Where a removed directory went: to E when some moved file went from DIR/X to
+ * E/X (at any depth, so a directory holding only subdirectories moves too).
+ * Returns a malloc'd E, or NULL. */
+static char *dir_moved_to(const struct item *dir, struct item **removed, size_t n_rem,
+                          struct item **moved_to)
 {
-    const char *slash = strrchr(path, '/');
-    size_t n = slash && slash != path ? (size_t)(slash - path) : 1;
-    return strndup(path, n);
-}
-
-/* A removed directory is moved to an added one when a moved file went from
- * one to the other. */
-static const char *dir_moved_to(const struct item *dir, struct item **removed, size_t n_rem,
-                                struct item **moved_to)
-{
+    size_t dlen = strlen(dir->path);
     for (size_t i = 0; i < n_rem; i++) {
         if (!moved_to[i] || removed[i]->volume != dir->volume)
             continue;
-        char *from = parent_of(removed[i]->path);
-        bool match = from && !strcmp(from, dir->path);
-        free(from);
-        if (match)
-            return moved_to[i]->path;
+        const char *from = removed[i]->path, *to = moved_to[i]->path;
+        if (strncmp(from, dir->path, dlen) || from[dlen] != '/')
+            continue;
+        const char *rest = from + dlen; /* "/X" */
+        size_t tlen = strlen(to), rlen = strlen(rest);
+        if (tlen > rlen && !strcmp(to + tlen - rlen, rest))
+            return strndup(to, tlen - rlen);
     }
     return NULL;
 }
@@ -293,10 +290,7 @@ static int report_moves(struct lists *l, struct result *res)
             return -ENOMEM;
     for (size_t i = 0; i < l->n_rdirs; i++) {
         struct item *dir = l->removed_dirs[i];
-        char *to = NULL;
-        const char *file_to = dir_moved_to(dir, l->removed, l->n_rem, l->moved_to);
-        if (file_to)
-            to = parent_of(file_to);
+        char *to = dir_moved_to(dir, l->removed, l->n_rem, l->moved_to);
         struct vms_diff_item d = {VMS_REMOVED, dir->volume, dir->path, NULL, 0};
         for (size_t k = 0; to && k < l->n_adirs; k++) {
             if (l->added_dirs[k] && l->added_dirs[k]->volume == dir->volume &&
