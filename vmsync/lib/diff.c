@@ -110,7 +110,7 @@ static int load_side(const char *path, struct side *s, fsp_error *err)
     int rc = vms_load(path, 0, &sink, err);
     if (!rc && s->oom)
         rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory reading %s", path);
-    if (!rc)
+    if (!rc && s->n) /* an empty side has no array, and qsort must not see NULL */
         qsort(s->items, s->n, sizeof *s->items, entry_cmp);
     return rc;
 }
@@ -322,7 +322,8 @@ int vms_diff(const char *a_path, const char *b_path, vms_diff_cb cb, void *ctx, 
     if (!rc && (classify(&a, &b, &l, &res) || report_moves(&l, &res)))
         rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory comparing %s and %s", a_path, b_path);
     if (!rc) {
-        qsort(res.items, res.n, sizeof *res.items, cmp_result);
+        if (res.n)
+            qsort(res.items, res.n, sizeof *res.items, cmp_result);
         for (size_t i = 0; i < res.n && !rc; i++)
             rc = cb(ctx, &res.items[i]);
     }
