@@ -71,8 +71,10 @@ check-san:
 demo: deps all
 	tests/demo.sh $(BUILD)
 
+# The manifest benchmark, then checkout and check-in against casync and rsync.
 bench: deps all
 	bench/run.sh $(BUILD)
+	bench/sync.sh $(BUILD)
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz: deps $(FUZZ_TARGETS)
