@@ -4,7 +4,9 @@
 # address-space limit unless built with ASan) must either succeed (and
 # `manifest show OUT` read the result) or fail with a documented status and one
 # "vmsync: IMG: ..." line on stderr.  Never a signal, a hang or a write to the
-# input (read-only copy; sparse-aware fingerprint before and after).
+# input (read-only copy; sparse-aware fingerprint before and after).  A saved
+# manifest must also keep the manifest shape and the layout rules (runs sorted,
+# disjoint, inside the image, naming existing entries).
 #
 # Per-image results: $VMSYNC_TEST_LOGS/corpus.log (or the test output).
 # shellcheck source=tests/lib/common.sh
@@ -41,7 +43,7 @@ run_one() {
     timeout -k 5 "$TMO" "${LIMIT[@]}" "$VMSYNC" manifest "$image" -o "$p.vmm" >"$p.out" 2>"$p.err" || rc=$?
     if ((rc == 0)); then
         local src=0
-        timeout -k 5 "$TMO" "${LIMIT[@]}" "$VMSYNC" manifest show "$p.vmm" --json >"$p.show" 2>"$p.show.err" || src=$?
+        timeout -k 5 "$TMO" "${LIMIT[@]}" "$VMSYNC" manifest show "$p.vmm" --json --layout >"$p.show" 2>"$p.show.err" || src=$?
         if [[ ! -s $p.vmm ]]; then
             reason="exit 0 but no manifest written"
         elif ((src != 0)); then
@@ -50,6 +52,18 @@ run_one() {
             reason="exit 0 but manifest show --json is not a manifest"
         elif ! stderr_is_clean "$p"; then
             reason="stray stderr: $(grep -v '^vmsync: ' "$p.err" | head -2 | tr '\n' '|')"
+        else
+            # the manifest of a damaged image still obeys the layout rules
+            reason=$(python3 - "$p.show" "$image" <<'EOF'
+import os, sys
+import vmtest as V
+m = V.load(sys.argv[1])
+errs = []
+V.check_manifest_shape(m, errs)
+V.check_layout_shape(m, os.path.getsize(sys.argv[2]), errs)
+print('; '.join(e[:200] for e in errs[:3]))
+EOF
+            ) || reason="layout check crashed"
         fi
     elif ((rc == 124 || rc == 137)); then
         reason="timeout after ${TMO}s"

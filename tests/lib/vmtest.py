@@ -353,8 +353,12 @@ def check_layout_shape(m, image_size, errs):
         if k not in LAYOUT_KINDS:
             bad_kind.append(k)
         if k == 'file':
+            # a stream of an existing entry (NTFS directories may have named
+            # streams too)
             e = seqs.get((r.get('volume'), r.get('entry')))
-            if e is None or e.get('type') != 'file':
+            st = r.get('stream', 0)
+            if e is None or e.get('type') not in ('file', 'dir') or \
+                    (e.get('streams') is not None and not (isinstance(st, int) and 0 <= st < len(e['streams']))):
                 bad_entry.append((off, r.get('volume'), r.get('entry')))
     if empty:
         errs.append('%d runs with length <= 0: %s' % (len(empty), show(empty, 3)))
@@ -365,7 +369,7 @@ def check_layout_shape(m, image_size, errs):
     if bad_kind:
         errs.append('runs with unknown kind: ' + show(set(map(str, bad_kind))))
     if bad_entry:
-        errs.append('%d file runs name no regular-file entry (offset, volume, entry): %s' % (
+        errs.append('%d file runs name no entry stream (offset, volume, entry): %s' % (
             len(bad_entry), show(bad_entry, 5)))
     summ = m.get('summary', {})
     tot = {'file': 0, 'raw': 0, 'zero': 0}
