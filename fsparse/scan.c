@@ -17,7 +17,7 @@
 #include <strings.h>
 
 #define READ_BUF (4u << 20)
-#define CLAIM_SORT_BUDGET (16u << 20)
+#define CLAIM_SORT_BUDGET (4u << 20)
 #define RUN_MAX_PIECES 256
 
 /* A piece of the image claimed by a stream extent; sorted by offset. */

@@ -349,6 +349,8 @@ int vms_manifest_writer_open(const char *path, vms_manifest_writer **out, fsp_er
     /* Compress on the second core while the scan hashes on the first.  A zstd
      * built without threads refuses; then it compresses inline. */
     ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, 1);
+    /* Small jobs keep the worker's buffers, and so the scan's memory, flat. */
+    ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, 2 << 20);
     w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
         int rc = -errno;
