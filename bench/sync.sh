@@ -50,6 +50,8 @@ shopt -s inherit_errexit
 export LC_ALL=C
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
 BUILD=${1:-${BUILD:-build}}
 RUNS=${SYNC_RUNS:-3}
 FSES=${SYNC_FS:-ext4 ntfs}
@@ -72,11 +74,6 @@ PY=/usr/bin/python3
 [[ -n $PY ]] || die "python3 is needed (apt-get install python3)"
 LIB=$HERE/sync_lib.py
 
-need() {
-    local c missing=()
-    for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
-    ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (run packaging/install-deps.sh)"
-}
 [[ -x /usr/bin/time ]] || die "/usr/bin/time missing (apt-get install time)"
 need sfdisk mke2fs e2fsck truncate dd flock awk sort zstd rsync casync strace losetup mount umount \
     mkntfs ntfs-3g ntfsfix wimlib-imagex sha256sum cmp
@@ -92,14 +89,6 @@ LOOPDEV=
 NTFSPID=
 MOUNTED=
 
-unmount_below() {
-    local dir m
-    dir=$(realpath -m "$1")
-    while read -r m; do
-        msg "unmounting leftover $m"
-        umount "$m" 2>/dev/null || umount -l "$m" || true
-    done < <(awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r)
-}
 
 # Unmounts what offline_work mounted and detaches its loop device.
 release_mount() {
@@ -130,48 +119,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-remove_tree() {
-    [[ -e $1 ]] || return 0
-    unmount_below "$1"
-    rm -rf --one-file-system "$1"
-}
 
-# cached NAME KEY FUNC [ARGS]: runs FUNC NAME.tmp ARGS unless $CACHE/NAME was
-# built with KEY, then renames NAME.tmp to NAME (as bench/run.sh does).
-cached() {
-    local name=$1 key=$2 fn=$3
-    shift 3
-    local out=$CACHE/$name
-    if [[ -e $out && -f $CACHE/$name.key && $(<"$CACHE/$name.key") == "$key" ]]; then
-        return 0
-    fi
-    remove_tree "$out.tmp"
-    rm -f "$CACHE/$name.key"
-    STEP="building $name"
-    "$fn" "$out.tmp" "$@"
-    STEP=
-    remove_tree "$out"
-    mv "$out.tmp" "$out"
-    printf '%s' "$key" >"$CACHE/$name.key"
-}
-keyof() { cat "$CACHE/$1.key"; }
 
 # ---------------------------------------------------------------- the trees
 
-detect_mirror() { # as bench/run.sh
-    if [[ -n ${BENCH_MIRROR:-} ]]; then
-        printf '%s\n' "$BENCH_MIRROR"
-        return
-    fi
-    local m
-    m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
-        2>/dev/null | awk '
-        /^[ \t]*#/ { next }
-        $1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) { print $i; break } }
-        $1 == "URIs:" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) print $i }' |
-        grep -v -e security -e updates | head -n 1 || true)
-    printf '%s\n' "${m:-http://deb.debian.org/debian}"
-}
 
 build_minbase() {
     local dir=$1 mirror log=$CACHE/debootstrap.log
