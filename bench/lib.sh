@@ -63,3 +63,29 @@ detect_mirror() {
 }
 
 keyof() { cat "$CACHE/$1.key"; }
+
+# ntfs_partition IMG TREE PART_BYTES SCRATCH: puts TREE on NTFS (mkntfs, then
+# wimlib capture and apply) into the partition at PART_START of the disk IMG,
+# which already holds its partition table.  Logs go to SCRATCH/wim.log.
+ntfs_partition() {
+    local img=$1 tree=$2 bytes=$3 scratch=$4
+    local part=$scratch/ntfs-part.img wim=$scratch/tree.wim conf=$scratch/wimcapture.ini
+    rm -f "$part"
+    truncate -s "$bytes" "$part"
+    mkntfs -q -Q -F -s 512 -c 4096 -p "$PART_START" -H 255 -S 63 -L bench "$part" >"$scratch/mkntfs.log" 2>&1 ||
+        { cat "$scratch/mkntfs.log" >&2; return 1; }
+    # wimlib cannot store device nodes, fifos or sockets: exclude /dev, /proc,
+    # /sys and any special file elsewhere.
+    {
+        printf '[ExclusionList]\n/dev/*\n/proc/*\n/sys/*\n'
+        (cd "$tree" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o \
+            \( -type b -o -type c -o -type p -o -type s \) -print) | sed 's|^\.||'
+    } >"$conf"
+    wimlib-imagex capture "$tree" "$wim" --config="$conf" --no-acls --compress=none \
+        >"$scratch/wim.log" 2>&1 || { tail -n 20 "$scratch/wim.log" >&2; return 1; }
+    wimlib-imagex apply "$wim" 1 "$part" >>"$scratch/wim.log" 2>&1 ||
+        { tail -n 20 "$scratch/wim.log" >&2; return 1; }
+    rm -f "$wim"
+    dd if="$part" of="$img" bs=1M conv=notrunc,sparse oflag=seek_bytes seek=$((PART_START * SECTOR)) status=none
+    rm -f "$part"
+}

@@ -163,30 +163,12 @@ build_debian_ext4() {
 }
 
 build_debian_ntfs() {
-    local img=$1 bytes part=$TMP/ntfs-part.img wim=$TMP/tree.wim conf=$TMP/wimcapture.ini
-    local tree=$CACHE/tree-debian
+    local img=$1 bytes
     need mkntfs wimlib-imagex
     msg "building debian-ntfs image (2.5 GB GPT disk, NTFS via wimlib; a few minutes)"
     bytes=$(mkdisk "$img" 2500 "$GPT_BASIC")
-    rm -f "$part"
-    truncate -s "$bytes" "$part"
-    mkntfs -q -Q -F -s 512 -c 4096 -p "$PART_START" -H 255 -S 63 -L bench "$part" >"$TMP/mkntfs.log" 2>&1 ||
-        { cat "$TMP/mkntfs.log" >&2; return 1; }
-    # wimlib cannot store device nodes, fifos or sockets: exclude /dev, /proc,
-    # /sys and any special file elsewhere.
-    {
-        printf '[ExclusionList]\n/dev/*\n/proc/*\n/sys/*\n'
-        (cd "$tree" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o \
-            \( -type b -o -type c -o -type p -o -type s \) -print) | sed 's|^\.||'
-    } >"$conf"
-    wimlib-imagex capture "$tree" "$wim" --config="$conf" --no-acls --compress=none \
-        >"$TMP/wim.log" 2>&1 || { tail -n 20 "$TMP/wim.log" >&2; return 1; }
-    wimlib-imagex apply "$wim" 1 "$part" >>"$TMP/wim.log" 2>&1 ||
-        { tail -n 20 "$TMP/wim.log" >&2; return 1; }
-    rm -f "$wim"
+    ntfs_partition "$img" "$CACHE/tree-debian" "$bytes" "$TMP"
     cp "$TMP/wim.log" "$CACHE/debian-ntfs.wimlib.log"
-    dd if="$part" of="$img" bs=1M conv=notrunc,sparse oflag=seek_bytes seek=$((PART_START * SECTOR)) status=none
-    rm -f "$part"
 }
 
 # 2 GB disks; the same inode count for both so only the file count differs.

@@ -178,26 +178,11 @@ build_ext4() { # IMG TREE
         -d "$tree" "$img" "$((PART_BYTES / 1024))k" >/dev/null
 }
 
-build_ntfs() { # IMG TREE (as bench/run.sh: mkntfs + wimlib capture/apply)
-    local img=$1 tree=$2 part=$WORK/ntfs-part.img wim=$WORK/tree.wim conf=$WORK/wimcapture.ini
+build_ntfs() { # IMG TREE
+    local img=$1 tree=$2
     msg "building $(basename "${img%.tmp}") (2.5 GB GPT disk, NTFS via wimlib; a few minutes)"
     mkdisk "$img" "$GPT_BASIC"
-    rm -f "$part"
-    truncate -s "$PART_BYTES" "$part"
-    mkntfs -q -Q -F -s 512 -c 4096 -p "$PART_START" -H 255 -S 63 -L bench "$part" >"$WORK/mkntfs.log" 2>&1 ||
-        { cat "$WORK/mkntfs.log" >&2; return 1; }
-    {
-        printf '[ExclusionList]\n/dev/*\n/proc/*\n/sys/*\n'
-        (cd "$tree" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o \
-            \( -type b -o -type c -o -type p -o -type s \) -print) | sed 's|^\.||'
-    } >"$conf"
-    wimlib-imagex capture "$tree" "$wim" --config="$conf" --no-acls --compress=none \
-        >"$WORK/wim.log" 2>&1 || { tail -n 20 "$WORK/wim.log" >&2; return 1; }
-    wimlib-imagex apply "$wim" 1 "$part" >>"$WORK/wim.log" 2>&1 ||
-        { tail -n 20 "$WORK/wim.log" >&2; return 1; }
-    rm -f "$wim"
-    dd if="$part" of="$img" bs=1M conv=notrunc,sparse oflag=seek_bytes seek=$((PART_START * SECTOR)) status=none
-    rm -f "$part"
+    ntfs_partition "$img" "$tree" "$PART_BYTES" "$WORK"
 }
 
 build_image() { # IMG FS TREE
