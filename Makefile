@@ -5,7 +5,7 @@
 BUILD ?= build
 SAN ?=
 CC ?= cc
-PKGS := ext2fs com_err libntfs-3g libnbd blkid openssl libzstd sqlite3
+PKGS := ext2fs com_err libntfs-3g libnbd blkid openssl libzstd sqlite3 libssh
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
@@ -25,20 +25,22 @@ LDLIBS += $(PKG_LIBS) -lm
 FSPARSE_SRC := $(wildcard fsparse/*.c)
 LIBVMSYNC_SRC := $(wildcard vmsync/lib/*.c)
 CLI_SRC := $(wildcard vmsync/cli/*.c)
+AGENT_SRC := $(wildcard agent/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 FSPARSE_OBJ := $(FSPARSE_SRC:%.c=$(BUILD)/obj/%.o)
 LIBVMSYNC_OBJ := $(LIBVMSYNC_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps check check-plain check-san demo bench fuzz fuzz-run clean
-all: $(BUILD)/vmsync $(UNIT_BIN)
+all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(UNIT_BIN)
 
 deps:
 	@packaging/install-deps.sh
 
-$(BUILD)/obj/%.o: %.c $(wildcard fsparse/*.h vmsync/lib/*.h vmsync/cli/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard fsparse/*.h vmsync/lib/*.h vmsync/cli/*.h agent/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -48,6 +50,9 @@ $(BUILD)/libvmsync.a: $(LIBVMSYNC_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
 $(BUILD)/vmsync: $(CLI_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vmsync-agent: $(AGENT_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a

@@ -138,11 +138,22 @@ static bool get_all(vms_repo *r, const struct object *objs, size_t n, fsp_error 
             fprintf(stderr, "  get: %s\n", e_.msg);                                                \
     } while (0)
 
+/* The stored size of one object, 0 when absent. */
+static uint32_t stored_size(vms_repo *r, const uint8_t *hash)
+{
+    uint8_t present = 0;
+    struct vms_object_size size = {0, 0};
+    fsp_error err;
+    if (vms_repo_has(r, (const uint8_t(*)[FSP_SHA256_LEN])hash, 1, &present, &size, &err))
+        return 0;
+    return present ? size.stored : 0;
+}
+
 static bool has_one(vms_repo *r, const uint8_t *hash)
 {
     uint8_t present = 2;
     fsp_error err;
-    int rc = vms_repo_has(r, (const uint8_t(*)[FSP_SHA256_LEN])hash, 1, &present, &err);
+    int rc = vms_repo_has(r, (const uint8_t(*)[FSP_SHA256_LEN])hash, 1, &present, NULL, &err);
     return rc == 0 && present == 1;
 }
 
@@ -303,21 +314,21 @@ static void test_init_open_refuse(void)
     CHECK_FAILS(vms_repo_init(full, &err), err, FSP_EK_USAGE, "directory is not empty");
 
     vms_repo *r = NULL;
-    CHECK_FAILS(vms_repo_open(full, "u", "h", &r, &err), err, FSP_EK_FORMAT,
+    CHECK_FAILS(vms_repo_open(full, "u", "h", NULL, &r, &err), err, FSP_EK_FORMAT,
                 "not a vmsync repository");
     CHECK(strstr(err.msg, full) == err.msg);
     CHECK(r == NULL);
     char *missing = scratch("missing");
-    CHECK_FAILS(vms_repo_open(missing, "u", "h", &r, &err), err, FSP_EK_OPEN, missing);
+    CHECK_FAILS(vms_repo_open(missing, "u", "h", NULL, &r, &err), err, FSP_EK_OPEN, missing);
 
     char *empty = scratch("empty");
     mkdir(empty, 0755);
     CHECK_OK(vms_repo_init(empty, &err), err); /* an existing empty directory is fine */
 
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK(r && strcmp(vms_repo_path(r), repo) == 0);
     vms_repo_close(r);
-    CHECK_FAILS(vms_repo_open(repo, "", "h", &r, &err), err, FSP_EK_USAGE, "user name");
+    CHECK_FAILS(vms_repo_open(repo, "", "h", NULL, &r, &err), err, FSP_EK_USAGE, "user name");
     CHECK_FAILS(vms_repo_init(file, &err), err, FSP_EK_USAGE, "not a directory");
 
     /* a repository from a future vmsync */
@@ -326,7 +337,7 @@ static void test_init_open_refuse(void)
     FILE *f = fopen(marker, "w");
     fputs("vmsync-repo 2\n", f);
     fclose(f);
-    CHECK_FAILS(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err, FSP_EK_FORMAT,
+    CHECK_FAILS(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err, FSP_EK_FORMAT,
                 "repository format 2 is not supported");
     free(marker);
 
@@ -358,7 +369,7 @@ static void test_objects_round_trip(void)
     make_mixed_objects(objs, N_OBJECTS);
 
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK_OK(put_all(r, objs, N_OBJECTS, &err), err);
     CHECK(count_files(repo, "tmp") == 1); /* the open pack */
     CHECK_GET(r, objs, N_OBJECTS);        /* readable while pending */
@@ -366,7 +377,7 @@ static void test_objects_round_trip(void)
     uint8_t(*hashes)[FSP_SHA256_LEN] = malloc(sizeof(uint8_t[N_OBJECTS][FSP_SHA256_LEN]));
     for (int i = 0; i < N_OBJECTS; i++)
         memcpy(hashes[i], objs[i].hash, FSP_SHA256_LEN);
-    CHECK_OK(vms_repo_has(r, (const uint8_t(*)[FSP_SHA256_LEN])hashes, N_OBJECTS, present, &err),
+    CHECK_OK(vms_repo_has(r, (const uint8_t(*)[FSP_SHA256_LEN])hashes, N_OBJECTS, present, NULL, &err),
              err);
     CHECK(memchr(present, 0, N_OBJECTS) == NULL);
     CHECK_OK(vms_repo_flush(r, &err), err);
@@ -374,31 +385,31 @@ static void test_objects_round_trip(void)
     CHECK(count_files(repo, "packs") == 1);
     CHECK_GET(r, objs, N_OBJECTS);
     /* compressible objects shrink; random ones are stored as they are */
-    CHECK(vms_repo_stored_size(r, objs[1].hash) < objs[1].len / 10);
-    CHECK(vms_repo_stored_size(r, objs[4].hash) == objs[4].len);
+    CHECK(stored_size(r, objs[1].hash) < objs[1].len / 10);
+    CHECK(stored_size(r, objs[4].hash) == objs[4].len);
     vms_repo_close(r);
 
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     memset(present, 0, sizeof present);
-    CHECK_OK(vms_repo_has(r, (const uint8_t(*)[FSP_SHA256_LEN])hashes, N_OBJECTS, present, &err),
+    CHECK_OK(vms_repo_has(r, (const uint8_t(*)[FSP_SHA256_LEN])hashes, N_OBJECTS, present, NULL, &err),
              err);
     CHECK(memchr(present, 0, N_OBJECTS) == NULL);
     CHECK_GET(r, objs, N_OBJECTS);
 
     struct object stranger = make_object(100, false);
     CHECK(!has_one(r, stranger.hash));
-    CHECK(vms_repo_stored_size(r, stranger.hash) == 0);
+    CHECK(stored_size(r, stranger.hash) == 0);
     CHECK_FAILS(get_all(r, &stranger, 1, &err) ? 0 : -1, err, FSP_EK_CORRUPT,
                 "is not in the repository");
 
     vms_repo_close(r);
 
     /* an unflushed pack is dropped on close */
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK_OK(vms_repo_put(r, stranger.hash, stranger.data, stranger.len, &err), err);
     vms_repo_close(r);
     CHECK(count_files(repo, "tmp") == 0);
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK(!has_one(r, stranger.hash));
     vms_repo_close(r);
 
@@ -422,7 +433,7 @@ static void test_get_stops(void)
     struct object objs[3] = {make_object(10, false), make_object(20, false),
                              make_object(30, false)};
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK_OK(put_all(r, objs, 3, &err), err);
     uint8_t hashes[3][FSP_SHA256_LEN];
     for (int i = 0; i < 3; i++)
@@ -443,7 +454,7 @@ static void test_dedup(void)
     char *repo = new_repo("dedup", &err);
     struct object o = make_object(50000, true);
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK_OK(vms_repo_put(r, o.hash, o.data, o.len, &err), err);
     CHECK_OK(vms_repo_put(r, o.hash, o.data, o.len, &err), err); /* pending: ignored */
     CHECK_OK(vms_repo_flush(r, &err), err);
@@ -465,7 +476,7 @@ static void test_put_checks_hash_and_size(void)
     char *repo = new_repo("puthash", &err);
     struct object o = make_object(1000, false);
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     o.hash[0] ^= 1;
     CHECK_FAILS(vms_repo_put(r, o.hash, o.data, o.len, &err), err, FSP_EK_INTERNAL,
                 "does not match its hash");
@@ -495,7 +506,7 @@ static void check_damage_detected(bool compressible)
     char *repo = new_repo("corrupt", &err);
     struct object o = make_object(40000, compressible);
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK_OK(vms_repo_put(r, o.hash, o.data, o.len, &err), err);
     CHECK_OK(vms_repo_flush(r, &err), err);
     vms_repo_close(r);
@@ -503,7 +514,7 @@ static void check_damage_detected(bool compressible)
     char pack[512], name[64];
     CHECK(first_pack(repo, pack, sizeof pack, name));
     flip_byte(pack, 3); /* inside the stored bytes of the only record */
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     char hex[65];
     fsp_hex(o.hash, FSP_SHA256_LEN, hex);
     CHECK_FAILS(get_all(r, &o, 1, &err) ? 0 : -1, err, FSP_EK_CORRUPT, hex);
@@ -518,7 +529,7 @@ static void check_damage_detected(bool compressible)
     /* a missing pack */
     unlink(pack);
     vms_repo_close(r);
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK_FAILS(get_all(r, &o, 1, &err) ? 0 : -1, err, FSP_EK_CORRUPT, "is missing");
     vms_repo_close(r);
     free_objects(&o, 1);
@@ -538,7 +549,7 @@ static void test_auto_flush(void)
     fsp_error err;
     char *repo = new_repo("autoflush", &err);
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     struct object first = make_object(1u << 20, false);
     CHECK_OK(vms_repo_put(r, first.hash, first.data, first.len, &err), err);
     for (int i = 1; i < 65; i++) {
@@ -560,7 +571,7 @@ static void test_manifests(void)
     fsp_error err;
     char *repo = new_repo("manifests", &err);
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     uint8_t h[FSP_SHA256_LEN];
     memset(h, 7, sizeof h);
     char *src = scratch("m.vmsm"), *copy = scratch("copy.vmsm");
@@ -617,8 +628,8 @@ static void test_versions(void)
     fsp_error err;
     char *repo = new_repo("versions", &err);
     vms_repo *a, *b;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &a, &err), err);
-    CHECK_OK(vms_repo_open(repo, "bob", "laptop-b", &b, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &a, &err), err);
+    CHECK_OK(vms_repo_open(repo, "bob", "laptop-b", NULL, &b, &err), err);
     uint8_t m1[FSP_SHA256_LEN], m2[FSP_SHA256_LEN], digest[FSP_SHA256_LEN] = {9};
     store_some_manifest(a, 10, m1);
     store_some_manifest(a, 20, m2);
@@ -675,8 +686,8 @@ static void test_leases(void)
     fsp_error err;
     char *repo = new_repo("leases", &err);
     vms_repo *a, *b;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &a, &err), err);
-    CHECK_OK(vms_repo_open(repo, "bob", "laptop-b", &b, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &a, &err), err);
+    CHECK_OK(vms_repo_open(repo, "bob", "laptop-b", NULL, &b, &err), err);
     uint8_t m[FSP_SHA256_LEN], digest[FSP_SHA256_LEN] = {0};
     store_some_manifest(a, 30, m);
     uint32_t n;
@@ -738,7 +749,7 @@ static void test_gc(void)
     fsp_error err;
     char *repo = new_repo("gc", &err);
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     /* live: file (5000 bytes), piece1, piece2; garbage: g1, g2 beside them, g3 alone */
     struct object file = make_object(5000, true), p1 = make_object(4096, false),
                   p2 = make_object(4096, true), g1 = make_object(30000, false),
@@ -768,7 +779,7 @@ static void test_gc(void)
 
     /* refused: a second handle in this process, or objects pending */
     vms_repo *other;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &other, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &other, &err), err);
     struct vms_gc_stats s;
     CHECK_FAILS(vms_repo_gc(r, &s, &err), err, FSP_EK_USAGE, "only open handle");
     vms_repo_close(other);
@@ -777,7 +788,7 @@ static void test_gc(void)
     CHECK_OK(vms_repo_put(r, pending.hash, pending.data, pending.len, &err), err);
     CHECK_FAILS(vms_repo_gc(r, &s, &err), err, FSP_EK_USAGE, "flush");
     vms_repo_close(r);
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
 
     CHECK_OK(vms_repo_gc(r, &s, &err), err);
     CHECK(s.objects_kept == 3);
@@ -807,7 +818,7 @@ static void test_gc(void)
     fsp_hex(id, FSP_SHA256_LEN, hex);
     CHECK(asprintf(&stored, "%s/manifests/%s.vmsm", repo, hex) > 0);
     unlink(stored);
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     CHECK(vms_repo_gc(r, &s, &err) < 0);
     CHECK(strstr(err.msg, hex) != NULL);
     CHECK_GET(r, live, 3);
@@ -841,7 +852,7 @@ static void test_gc_waits_for_writers(void)
     pid_t pid = fork();
     if (pid == 0) {
         vms_repo *r;
-        if (vms_repo_open(repo, "bob", "laptop-b", &r, &err))
+        if (vms_repo_open(repo, "bob", "laptop-b", NULL, &r, &err))
             _exit(1);
         CHECK(write(ready[1], "x", 1) == 1);
         struct timespec t = {0, 600 * 1000 * 1000};
@@ -852,7 +863,7 @@ static void test_gc_waits_for_writers(void)
     char c;
     CHECK(read(ready[0], &c, 1) == 1);
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     double start = now();
     struct vms_gc_stats s;
     CHECK_OK(vms_repo_gc(r, &s, &err), err);
@@ -882,7 +893,7 @@ static int racer(const char *repo, const char *host, int start_fd, const struct 
     fsp_error err;
     vms_repo *r;
     uint8_t id[FSP_SHA256_LEN], digest[FSP_SHA256_LEN] = {0};
-    if (vms_repo_open(repo, "user", host, &r, &err) || put_all(r, shared, RACE_SHARED, &err) ||
+    if (vms_repo_open(repo, "user", host, NULL, &r, &err) || put_all(r, shared, RACE_SHARED, &err) ||
         put_all(r, own, RACE_OWN, &err) || vms_repo_flush(r, &err) ||
         vms_repo_put_manifest(r, manifest, id, &err)) {
         fprintf(stderr, "%s: %s\n", host, err.msg);
@@ -955,7 +966,7 @@ static void test_two_processes(void)
           (results[0] == RACE_LOST && results[1] == RACE_WON));
 
     vms_repo *r;
-    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", &r, &err), err);
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
     uint32_t last = 0;
     CHECK_OK(vms_repo_list(r, "race", check_chain, &last, &err), err);
     CHECK(last >= 1 + RACE_ROUNDS && last <= 1 + 2 * RACE_ROUNDS);

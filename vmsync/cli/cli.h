@@ -6,7 +6,6 @@
 
 #include <stdio.h>
 
-#define VMSYNC_VERSION "0.1.0"
 
 int cmd_manifest(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
@@ -28,6 +27,33 @@ int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((form
 bool cli_wants_help(int argc, char **argv);
 /* Reports the option getopt just refused; returns 2. */
 int cli_bad_option(const char *usage, char **argv);
+
+/* Options of commands that reach a repository, which may be ssh://. */
+enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,
+       CLI_OPT_AGENT };
+#define CLI_REMOTE_OPTIONS                                                                    \
+    {"known-hosts", required_argument, 0, CLI_OPT_KNOWN_HOSTS},                               \
+        {"accept-new", no_argument, 0, CLI_OPT_ACCEPT_NEW}, {"identity", required_argument, 0, 'i'}, \
+        {"bwlimit", required_argument, 0, CLI_OPT_BWLIMIT},                                   \
+        {"compress-level", required_argument, 0, CLI_OPT_LEVEL},                              \
+        {"timeout", required_argument, 0, CLI_OPT_TIMEOUT},                                   \
+        {"agent-command", required_argument, 0, CLI_OPT_AGENT}
+#define CLI_REMOTE_HELP                                                                        \
+    "ssh:// repositories (REPO as ssh://[user@]host[:port]/path under the agent's root):\n"     \
+    "  -i, --identity FILE    the private key to log in with (default: ssh-agent, then\n"     \
+    "                         ~/.ssh/id_*)\n"                                                  \
+    "      --known-hosts FILE host keys to trust (default ~/.ssh/known_hosts)\n"              \
+    "      --accept-new       add an unknown host key to that file; a changed key is\n"       \
+    "                         always refused\n"                                                \
+    "      --bwlimit RATE     cap the transfer at RATE bytes/s (suffix K, M, G; a bare\n"     \
+    "                         number is KiB/s, as rsync's)\n"                                  \
+    "      --compress-level N zstd level 1-19 of transfers (default: adapts to the link)\n"   \
+    "      --timeout SECONDS  give up when the server sends nothing for this long (60)\n"    \
+    "      --agent-command C  the agent to start when authorized_keys forces none\n"          \
+    "                         (e.g. 'vmsync-agent --root /srv/vmsync')\n"
+/* Handles one of CLI_REMOTE_OPTIONS: 0 when handled, 1 when not one, 2 (after
+ * reporting) on a bad value. */
+int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage);
 
 /* Progress on stderr: a bar on a terminal, JSON lines for scripts, or none. */
 enum cli_progress_mode { CLI_PROGRESS_AUTO, CLI_PROGRESS_NONE, CLI_PROGRESS_JSON };

@@ -16,7 +16,8 @@ static const char *const usage =
     "or renamed (R: same content at a new path), sorted by volume and path.\n"
     "\n"
     "  --json      print {\"added\":[],\"removed\":[],\"changed\":[],\"moved\":[]}\n"
-    "  -h, --help  this help\n";
+    "  -h, --help  this help\n"
+    "\n" CLI_REMOTE_HELP;
 
 struct printer {
     bool json;
@@ -76,10 +77,11 @@ static int print_item(void *ctx, const struct vms_diff_item *d)
 }
 
 /* Copies the manifests of two versions to temporary files. */
-static int fetch_versions(const char *repo, const char *ref_a, const char *ref_b, char tmp[2][64],
+static int fetch_versions(const char *repo, const struct vms_remote_opts *remote, const char *ref_a,
+                          const char *ref_b, char tmp[2][64],
                           fsp_error *err)
 {
-    struct vms_session s = {.repo = repo};
+    struct vms_session s = {.repo = repo, .remote = remote};
     const char *refs[2] = {ref_a, ref_b};
     for (int k = 0; k < 2; k++) {
         char name[256];
@@ -102,16 +104,18 @@ int cmd_diff(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
+                                         CLI_REMOTE_OPTIONS,
                                          {0, 0, 0, 0}};
     struct printer p = {0};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    struct vms_remote_opts remote = {0};
+    int c, why;
+    while ((c = getopt_long(argc, argv, "hi:", opts, NULL)) != -1) {
         if (c == 'j')
             p.json = true;
         else if (c == 'h')
             return fputs(usage, stdout), 0;
-        else
-            return cli_bad_option(usage, argv);
+        else if ((why = cli_remote_option(&remote, c, usage)) != 0)
+            return why == 2 ? 2 : cli_bad_option(usage, argv);
     }
     if (optind + 2 != argc && optind + 3 != argc)
         return cli_usage_error(usage, "%s", "diff needs two images or manifests, or REPO and two versions");
@@ -123,7 +127,7 @@ int cmd_diff(int argc, char **argv)
     const char *a = argv[optind], *b = argv[optind + 1];
     int rc = 0;
     if (optind + 3 == argc) {
-        rc = fetch_versions(argv[optind], argv[optind + 1], argv[optind + 2], tmp, &err);
+        rc = fetch_versions(argv[optind], &remote, argv[optind + 1], argv[optind + 2], tmp, &err);
         a = tmp[0];
         b = tmp[1];
     }

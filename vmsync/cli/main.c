@@ -3,6 +3,7 @@
  * exit status follows the error kind (see usage()). */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -50,6 +51,8 @@ int cli_exit_status(const fsp_error *err)
     case FSP_EK_CANCELLED: return 7;
     case FSP_EK_CONFLICT: return 8;
     case FSP_EK_NOTFOUND: return 9;
+    case FSP_EK_NETWORK: return 11;
+    case FSP_EK_DENIED: return 12;
     default: return 1;
     }
 }
@@ -122,4 +125,56 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, commands[i].name))
             return commands[i].run(argc - 1, argv + 1);
     return cli_usage_error(main_usage, "unknown command '%s'", cmd);
+}
+
+static int parse_rate(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -1;
+    int shift = 10; /* a bare number is KiB/s, as rsync's --bwlimit */
+    if (*end == 'K' || *end == 'k' || *end == 'M' || *end == 'm' || *end == 'G' || *end == 'g') {
+        shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20 : 30;
+        end++;
+    }
+    if (*end || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
+{
+    switch (opt) {
+    case CLI_OPT_KNOWN_HOSTS: o->known_hosts = optarg; return 0;
+    case CLI_OPT_ACCEPT_NEW: o->accept_new = true; return 0;
+    case 'i': o->identity = optarg; return 0;
+    case CLI_OPT_AGENT: o->agent = optarg; return 0;
+    case CLI_OPT_BWLIMIT:
+        if (parse_rate(optarg, &o->bwlimit))
+            return cli_usage_error(usage, "bad --bwlimit '%s': expected bytes/s, e.g. 500K or 2M",
+                                   optarg);
+        return 0;
+    case CLI_OPT_LEVEL:
+        if (parse_int(optarg, 1, 19, &o->level))
+            return cli_usage_error(usage, "bad --compress-level '%s': expected 1 to 19", optarg);
+        return 0;
+    case CLI_OPT_TIMEOUT:
+        if (parse_int(optarg, 1, 86400, &o->timeout))
+            return cli_usage_error(usage, "bad --timeout '%s': expected seconds", optarg);
+        return 0;
+    default: return 1;
+    }
 }

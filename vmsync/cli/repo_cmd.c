@@ -11,6 +11,7 @@
 /* Options every repository command shares. */
 struct common {
     struct vms_session s;
+    struct vms_remote_opts remote;
     const char *stats_json;
     enum cli_progress_mode progress;
     bool quiet, json;
@@ -23,7 +24,7 @@ enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON };
     {"host", required_argument, 0, OPT_HOST}, {"cache", required_argument, 0, OPT_CACHE},     \
         {"stats-json", required_argument, 0, OPT_STATS},                                      \
         {"progress", required_argument, 0, OPT_PROGRESS}, {"json", no_argument, 0, OPT_JSON}, \
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, CLI_REMOTE_OPTIONS
 
 #define COMMON_HELP                                                                            \
     "      --host NAME        this client's name in leases and the audit log\n"               \
@@ -33,7 +34,8 @@ enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON };
     "      --stats-json FILE  write the figures of the run to FILE as JSON\n"                 \
     "      --progress=MODE    auto (a bar on a terminal), none, or json lines on stderr\n"     \
     "  -q, --quiet            no progress, no summary\n"                                      \
-    "  -h, --help             this help\n"
+    "  -h, --help             this help\n"                                               \
+    "\n" CLI_REMOTE_HELP
 
 /* Handles a common option; 0 when handled, 1 when not one, 2 on a bad value. */
 static int common_option(struct common *c, int opt, const char *usage)
@@ -48,8 +50,15 @@ static int common_option(struct common *c, int opt, const char *usage)
         if (cli_parse_progress(optarg, &c->progress))
             return cli_usage_error(usage, "bad --progress value '%s'", optarg), 2;
         return 0;
-    default: return 1;
+    default: return cli_remote_option(&c->remote, opt, usage);
     }
+}
+
+/* The exit status for an option common_option did not take: WHY 2 is a bad
+ * value (already reported), 1 an unknown option. */
+static int option_failed(int why, const char *usage, char **argv)
+{
+    return why == 2 ? 2 : cli_bad_option(usage, argv);
 }
 
 /* Parses a command that takes only the common options and between MIN and MAX
@@ -59,11 +68,12 @@ static int parse_common_only(int argc, char **argv, const char *usage, struct co
 {
     static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
     int opt;
-    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
         if (opt == 'h')
             return fputs(usage, stdout), 0;
-        if (common_option(c, opt, usage))
-            return cli_bad_option(usage, argv);
+        int why = common_option(c, opt, usage);
+        if (why)
+            return option_failed(why, usage, argv);
     }
     int operands = argc - optind;
     if (operands < min || operands > max)
@@ -88,6 +98,7 @@ static int session_progress(void *ctx, const char *phase, uint64_t done, uint64_
 static void common_start(struct common *c, const char *repo)
 {
     c->s.repo = repo;
+    c->s.remote = &c->remote;
     c->s.ctx = c;
     c->s.warning = session_warning;
     c->s.progress = session_progress;
@@ -108,14 +119,15 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             "\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
             "\"bytes_sent_raw\":%llu,\"bytes_sent_compressed\":%llu,\"objects_sent\":%llu,"
             "\"bytes_resumed\":%llu,\"bytes_zero\":%llu,\"files_rehashed\":%llu,\"files_trusted\":%llu,"
-            "\"seconds\":%.3f,\"canonical_digest\":\"",
+            "\"wire_in\":%llu,\"wire_out\":%llu,\"seconds\":%.3f,\"canonical_digest\":\"",
             st->version, (unsigned long long)st->image_size, (unsigned long long)st->bytes_from_seeds,
             (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_fetched_raw,
             (unsigned long long)st->bytes_fetched_compressed, (unsigned long long)st->objects_fetched,
             (unsigned long long)st->bytes_sent_raw, (unsigned long long)st->bytes_sent_compressed,
             (unsigned long long)st->objects_sent, (unsigned long long)st->bytes_resumed,
             (unsigned long long)st->bytes_zero, (unsigned long long)st->files_rehashed,
-            (unsigned long long)st->files_trusted, st->seconds);
+            (unsigned long long)st->files_trusted, (unsigned long long)st->wire_in,
+            (unsigned long long)st->wire_out, st->seconds);
     print_hex(f, st->canonical_digest);
     fputs("\"}\n", f);
 }
@@ -183,8 +195,8 @@ int cmd_import(int argc, char **argv)
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
     struct vms_import_opts o = {0};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "n:m:qh", opts, NULL)) != -1) {
+    int opt, why;
+    while ((opt = getopt_long(argc, argv, "n:m:qhi:", opts, NULL)) != -1) {
         if (opt == 'n')
             o.name = optarg;
         else if (opt == 'm')
@@ -193,8 +205,8 @@ int cmd_import(int argc, char **argv)
             o.keep_volatile = true;
         else if (opt == 'h')
             return fputs(usage, stdout), 0;
-        else if (common_option(&c, opt, usage))
-            return cli_bad_option(usage, argv);
+        else if ((why = common_option(&c, opt, usage)) != 0)
+            return option_failed(why, usage, argv);
     }
     if (optind + 2 != argc || !o.name)
         return cli_usage_error(usage, "%s", "import needs REPO, IMAGE and --name");
@@ -252,8 +264,8 @@ static int checkout_like(int argc, char **argv, bool export_only)
     struct common c = {0};
     struct vms_checkout_opts o = {.export_only = export_only, .format = "raw"};
     const char **seeds = calloc((size_t)argc + 1, sizeof *seeds);
-    int opt;
-    while ((opt = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+    int opt, why;
+    while ((opt = getopt_long(argc, argv, "o:qhi:", opts, NULL)) != -1) {
         switch (opt) {
         case 'o': o.out = optarg; break;
         case OPT_FORMAT: o.format = optarg; break;
@@ -263,9 +275,9 @@ static int checkout_like(int argc, char **argv, bool export_only)
         case OPT_KEEP: o.keep_volatile = true; break;
         case 'h': free(seeds); return fputs(usage, stdout), 0;
         default:
-            if (common_option(&c, opt, usage)) {
+            if ((why = common_option(&c, opt, usage)) != 0) {
                 free(seeds);
-                return cli_bad_option(usage, argv);
+                return option_failed(why, usage, argv);
             }
         }
     }
@@ -322,16 +334,16 @@ int cmd_checkin(int argc, char **argv)
                                          {"full-rescan", no_argument, 0, OPT_FULL}, COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
     struct vms_checkin_opts o = {0};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "m:qh", opts, NULL)) != -1) {
+    int opt, why;
+    while ((opt = getopt_long(argc, argv, "m:qhi:", opts, NULL)) != -1) {
         if (opt == 'm')
             o.message = optarg;
         else if (opt == OPT_FULL)
             o.full_rescan = true;
         else if (opt == 'h')
             return fputs(usage, stdout), 0;
-        else if (common_option(&c, opt, usage))
-            return cli_bad_option(usage, argv);
+        else if ((why = common_option(&c, opt, usage)) != 0)
+            return option_failed(why, usage, argv);
     }
     if (optind + 3 != argc)
         return cli_usage_error(usage, "%s", "checkin needs REPO, NAME and IMAGE");

@@ -79,24 +79,24 @@ static int db_fail(sqlite3 *db, const char *where, int rc, const char *what, fsp
                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 }
 
-int vms_repo_db_fail(vms_repo *r, int rc, const char *what, fsp_error *err)
+int vms_repo_db_fail(vms_local *r, int rc, const char *what, fsp_error *err)
 {
     return db_fail(r->db, r->path, rc, what, err);
 }
 
-int vms_repo_exec(vms_repo *r, const char *sql, fsp_error *err)
+int vms_repo_exec(vms_local *r, const char *sql, fsp_error *err)
 {
     int rc = sqlite3_exec(r->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : vms_repo_db_fail(r, rc, sql, err);
 }
 
-int vms_repo_prepare(vms_repo *r, const char *sql, sqlite3_stmt **st, fsp_error *err)
+int vms_repo_prepare(vms_local *r, const char *sql, sqlite3_stmt **st, fsp_error *err)
 {
     int rc = sqlite3_prepare_v2(r->db, sql, -1, st, NULL);
     return rc == SQLITE_OK ? 0 : vms_repo_db_fail(r, rc, "preparing a query", err);
 }
 
-int vms_repo_exec_id(vms_repo *r, const char *sql, int64_t id, fsp_error *err)
+int vms_repo_exec_id(vms_local *r, const char *sql, int64_t id, fsp_error *err)
 {
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(r, sql, &st, err);
@@ -109,16 +109,16 @@ int vms_repo_exec_id(vms_repo *r, const char *sql, int64_t id, fsp_error *err)
 }
 
 /* Steps a statement that returns no rows, then finalizes it. */
-static int run_once(vms_repo *r, sqlite3_stmt *st, const char *what, fsp_error *err)
+static int run_once(vms_local *r, sqlite3_stmt *st, const char *what, fsp_error *err)
 {
     int s = sqlite3_step(st);
     sqlite3_finalize(st);
     return s == SQLITE_DONE ? 0 : vms_repo_db_fail(r, s, what, err);
 }
 
-int vms_repo_begin(vms_repo *r, fsp_error *err) { return vms_repo_exec(r, "BEGIN IMMEDIATE", err); }
+int vms_repo_begin(vms_local *r, fsp_error *err) { return vms_repo_exec(r, "BEGIN IMMEDIATE", err); }
 
-int vms_repo_commit(vms_repo *r, fsp_error *err)
+int vms_repo_commit(vms_local *r, fsp_error *err)
 {
     int rc = vms_repo_exec(r, "COMMIT", err);
     if (rc)
@@ -126,14 +126,14 @@ int vms_repo_commit(vms_repo *r, fsp_error *err)
     return rc;
 }
 
-void vms_repo_rollback(vms_repo *r)
+void vms_repo_rollback(vms_local *r)
 {
     if (!sqlite3_get_autocommit(r->db))
         sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* Ends the transaction: commit when RC is 0, else roll back and keep RC. */
-static int finish(vms_repo *r, int rc, fsp_error *err)
+static int finish(vms_local *r, int rc, fsp_error *err)
 {
     if (!rc)
         return vms_repo_commit(r, err);
@@ -150,9 +150,9 @@ static void column_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
 /* ---- the handles of this process ------------------------------------------ */
 
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
-static vms_repo *open_handles;
+static vms_local *open_handles;
 
-static void register_handle(vms_repo *r)
+static void register_handle(vms_local *r)
 {
     pthread_mutex_lock(&open_lock);
     r->next_open = open_handles;
@@ -160,10 +160,10 @@ static void register_handle(vms_repo *r)
     pthread_mutex_unlock(&open_lock);
 }
 
-static void unregister_handle(vms_repo *r)
+static void unregister_handle(vms_local *r)
 {
     pthread_mutex_lock(&open_lock);
-    for (vms_repo **p = &open_handles; *p; p = &(*p)->next_open)
+    for (vms_local **p = &open_handles; *p; p = &(*p)->next_open)
         if (*p == r) {
             *p = r->next_open;
             break;
@@ -171,11 +171,11 @@ static void unregister_handle(vms_repo *r)
     pthread_mutex_unlock(&open_lock);
 }
 
-bool vms_repo_shared_in_process(const vms_repo *r)
+bool vms_repo_shared_in_process(const vms_local *r)
 {
     bool shared = false;
     pthread_mutex_lock(&open_lock);
-    for (const vms_repo *h = open_handles; h && !shared; h = h->next_open)
+    for (const vms_local *h = open_handles; h && !shared; h = h->next_open)
         shared = h != r && h->lock_dev == r->lock_dev && h->lock_ino == r->lock_ino;
     pthread_mutex_unlock(&open_lock);
     return shared;
@@ -189,7 +189,7 @@ static char *join2(const char *dir, const char *name)
     return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
 }
 
-char *vms_repo_manifest_path(const vms_repo *r, const uint8_t id[FSP_SHA256_LEN])
+char *vms_repo_manifest_path(const vms_local *r, const uint8_t id[FSP_SHA256_LEN])
 {
     char hex[HEX_LEN], *p;
     fsp_hex(id, FSP_SHA256_LEN, hex);
@@ -197,6 +197,20 @@ char *vms_repo_manifest_path(const vms_repo *r, const uint8_t id[FSP_SHA256_LEN]
 }
 
 static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory"); }
+
+int vms_local_cache_dir(vms_local *r, const char *sub, char *path, size_t len, fsp_error *err)
+{
+    const char *parts[] = {"cache", sub};
+    int n = snprintf(path, len, "%s", r->path);
+    for (size_t i = 0; i < 2; i++) {
+        n += snprintf(path + n, len - (size_t)n, "/%s", parts[i]);
+        if ((size_t)n >= len)
+            return fsp_fail(err, FSP_EK_USAGE, -ENAMETOOLONG, "%s: path too long", r->path);
+        if (mkdir(path, 0777) < 0 && errno != EEXIST)
+            return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create: %s", path, strerror(errno));
+    }
+    return 0;
+}
 
 /* mkostemp, but readable by all like any other file: the repository may be
  * shared by several users. */
@@ -371,7 +385,7 @@ static int write_marker(const char *path, fsp_error *err)
     return rc;
 }
 
-int vms_repo_init(const char *path, fsp_error *err)
+int vms_local_init(const char *path, fsp_error *err)
 {
     int rc = make_empty_dir(path, err);
     if (!rc)
@@ -414,7 +428,7 @@ static int check_marker(const char *path, fsp_error *err)
     return fsp_fail(err, FSP_EK_FORMAT, -EINVAL, "%s: not a vmsync repository (bad marker)", path);
 }
 
-static int set_identity(vms_repo *r, const char *user, const char *host, fsp_error *err)
+static int set_identity(vms_local *r, const char *user, const char *host, fsp_error *err)
 {
     if (!user || !*user || strlen(user) >= sizeof r->user)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: the user name must be 1 to %zu bytes",
@@ -428,7 +442,7 @@ static int set_identity(vms_repo *r, const char *user, const char *host, fsp_err
 }
 
 /* Held shared for the handle's lifetime; blocks while a gc runs. */
-static int take_shared_lock(vms_repo *r, fsp_error *err)
+static int take_shared_lock(vms_local *r, fsp_error *err)
 {
     char *lock = vms_local_join(r, "lock");
     if (!lock)
@@ -451,7 +465,7 @@ static int take_shared_lock(vms_repo *r, fsp_error *err)
     return rc;
 }
 
-static int check_schema(vms_repo *r, fsp_error *err)
+static int check_schema(vms_local *r, fsp_error *err)
 {
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(r, "SELECT value FROM meta WHERE key = 'schema'", &st, err);
@@ -471,7 +485,7 @@ static int check_schema(vms_repo *r, fsp_error *err)
     return 0;
 }
 
-static int open_catalog(vms_repo *r, fsp_error *err)
+static int open_catalog(vms_local *r, fsp_error *err)
 {
     char *file = vms_local_join(r, "catalog.db");
     if (!file)
@@ -486,11 +500,11 @@ static int open_catalog(vms_repo *r, fsp_error *err)
     return rc ? rc : check_schema(r, err);
 }
 
-int vms_repo_open(const char *path, const char *user, const char *host, vms_repo **out,
+int vms_local_open(const char *path, const char *user, const char *host, vms_local **out,
                   fsp_error *err)
 {
     *out = NULL;
-    vms_repo *r = calloc(1, sizeof *r);
+    vms_local *r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path))) {
         free(r);
         return nomem(err);
@@ -507,7 +521,7 @@ int vms_repo_open(const char *path, const char *user, const char *host, vms_repo
     if (!rc)
         rc = vms_store_open(r, err);
     if (rc) {
-        vms_repo_close(r);
+        vms_local_close(r);
         return rc;
     }
     register_handle(r);
@@ -515,7 +529,7 @@ int vms_repo_open(const char *path, const char *user, const char *host, vms_repo
     return 0;
 }
 
-void vms_repo_close(vms_repo *r)
+void vms_local_close(vms_local *r)
 {
     if (!r)
         return;
@@ -528,7 +542,7 @@ void vms_repo_close(vms_repo *r)
     free(r);
 }
 
-const char *vms_repo_path(const vms_repo *r) { return r->path; }
+const char *vms_local_path(const vms_local *r) { return r->path; }
 
 /* ---- images and versions ---------------------------------------------------- */
 
@@ -542,7 +556,7 @@ static void format_time(int64_t t, char out[40])
         snprintf(out, 40, "@%lld", (long long)t);
 }
 
-static int check_image_name(const vms_repo *r, const char *image, fsp_error *err)
+static int check_image_name(const vms_local *r, const char *image, fsp_error *err)
 {
     size_t n = image ? strnlen(image, sizeof((struct vms_version *)0)->image) : 0;
     if (n == 0 || n >= sizeof((struct vms_version *)0)->image)
@@ -556,7 +570,7 @@ static int check_image_name(const vms_repo *r, const char *image, fsp_error *err
 }
 
 /* The image's row id and latest version number; *EXISTS false when unknown. */
-static int image_state(vms_repo *r, const char *image, int64_t *id, uint32_t *latest, bool *exists,
+static int image_state(vms_local *r, const char *image, int64_t *id, uint32_t *latest, bool *exists,
                        fsp_error *err)
 {
     sqlite3_stmt *st;
@@ -583,7 +597,7 @@ static int image_state(vms_repo *r, const char *image, int64_t *id, uint32_t *la
     "SELECT i.name, v.number, v.parent, v.manifest, v.digest, v.size, v.created, v.message, "      \
     "v.user, v.host FROM versions v JOIN images i ON i.id = v.image_id "
 
-static int row_to_version(vms_repo *r, sqlite3_stmt *st, struct vms_version *v, fsp_error *err)
+static int row_to_version(vms_local *r, sqlite3_stmt *st, struct vms_version *v, fsp_error *err)
 {
     memset(v, 0, sizeof *v);
     column_text(v->image, sizeof v->image, st, 0);
@@ -604,7 +618,7 @@ static int row_to_version(vms_repo *r, sqlite3_stmt *st, struct vms_version *v, 
 }
 
 /* NUMBER 0 is the latest. */
-static int query_version(vms_repo *r, const char *image, uint32_t number, struct vms_version *out,
+static int query_version(vms_local *r, const char *image, uint32_t number, struct vms_version *out,
                          bool *found, fsp_error *err)
 {
     sqlite3_stmt *st;
@@ -626,12 +640,12 @@ static int query_version(vms_repo *r, const char *image, uint32_t number, struct
     return rc;
 }
 
-static int no_such_image(vms_repo *r, const char *image, fsp_error *err)
+static int no_such_image(vms_local *r, const char *image, fsp_error *err)
 {
     return fsp_fail(err, FSP_EK_NOTFOUND, -ENOENT, "%s: no image named %s", r->path, image);
 }
 
-static int no_such_version(vms_repo *r, const char *image, uint32_t version, fsp_error *err)
+static int no_such_version(vms_local *r, const char *image, uint32_t version, fsp_error *err)
 {
     int64_t id;
     uint32_t latest;
@@ -645,7 +659,7 @@ static int no_such_version(vms_repo *r, const char *image, uint32_t version, fsp
                     r->path, image, version, latest);
 }
 
-int vms_repo_version(vms_repo *r, const char *image, uint32_t version, struct vms_version *out,
+int vms_local_version(vms_local *r, const char *image, uint32_t version, struct vms_version *out,
                      fsp_error *err)
 {
     int rc = check_image_name(r, image, err);
@@ -656,7 +670,7 @@ int vms_repo_version(vms_repo *r, const char *image, uint32_t version, struct vm
 }
 
 /* Someone else recorded LATEST after the caller's PARENT. */
-static int version_conflict(vms_repo *r, const char *image, uint32_t parent, uint32_t latest,
+static int version_conflict(vms_local *r, const char *image, uint32_t parent, uint32_t latest,
                             fsp_error *err)
 {
     struct vms_version v;
@@ -678,7 +692,7 @@ static int version_conflict(vms_repo *r, const char *image, uint32_t parent, uin
 }
 
 /* PARENT must be the latest version: checks it, creating a new image's row. */
-static int claim_next_number(vms_repo *r, const char *image, uint32_t parent, int64_t *image_id,
+static int claim_next_number(vms_local *r, const char *image, uint32_t parent, int64_t *image_id,
                              fsp_error *err)
 {
     uint32_t latest = 0;
@@ -706,7 +720,7 @@ static int claim_next_number(vms_repo *r, const char *image, uint32_t parent, in
     return rc;
 }
 
-static int insert_version(vms_repo *r, int64_t image_id, uint32_t number, uint32_t parent,
+static int insert_version(vms_local *r, int64_t image_id, uint32_t number, uint32_t parent,
                           const uint8_t *manifest, const uint8_t *digest, uint64_t size,
                           const char *message, fsp_error *err)
 {
@@ -732,7 +746,7 @@ static int insert_version(vms_repo *r, int64_t image_id, uint32_t number, uint32
 }
 
 /* A version must name a manifest gc can read, or gc would stop for good. */
-static int check_manifest_stored(vms_repo *r, const uint8_t *id, fsp_error *err)
+static int check_manifest_stored(vms_local *r, const uint8_t *id, fsp_error *err)
 {
     char *path = vms_repo_manifest_path(r, id);
     if (!path)
@@ -748,7 +762,7 @@ static int check_manifest_stored(vms_repo *r, const uint8_t *id, fsp_error *err)
                     r->path, hex);
 }
 
-int vms_repo_add_version(vms_repo *r, const char *image, uint32_t parent,
+int vms_local_add_version(vms_local *r, const char *image, uint32_t parent,
                          const uint8_t manifest[FSP_SHA256_LEN],
                          const uint8_t digest[FSP_SHA256_LEN], uint64_t size, const char *message,
                          uint32_t *number, fsp_error *err)
@@ -778,7 +792,7 @@ int vms_repo_add_version(vms_repo *r, const char *image, uint32_t parent,
     return rc;
 }
 
-int vms_repo_list(vms_repo *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err)
+int vms_local_list(vms_local *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err)
 {
     int rc = image ? check_image_name(r, image, err) : 0;
     sqlite3_stmt *st;
@@ -810,7 +824,7 @@ int vms_repo_list(vms_repo *r, const char *image, vms_version_cb cb, void *ctx, 
 
 /* ---- leases --------------------------------------------------------------------- */
 
-static int query_lease(vms_repo *r, const char *image, struct vms_lease *l, bool *found,
+static int query_lease(vms_local *r, const char *image, struct vms_lease *l, bool *found,
                        fsp_error *err)
 {
     sqlite3_stmt *st;
@@ -842,15 +856,15 @@ static void describe_holder(const struct vms_lease *l, char *out, size_t cap)
     snprintf(out, cap, "%s@%s since %s (version %u)", l->user, l->host, since, l->version);
 }
 
-static int steal_lease(vms_repo *r, const struct vms_lease *held, uint32_t version, fsp_error *err)
+static int steal_lease(vms_local *r, const struct vms_lease *held, uint32_t version, fsp_error *err)
 {
     char holder[512], detail[600];
     describe_holder(held, holder, sizeof holder);
     snprintf(detail, sizeof detail, "taken from %s", holder);
-    return vms_repo_audit(r, "steal", held->image, version, detail, err);
+    return vms_local_audit(r, "steal", held->image, version, detail, err);
 }
 
-static int store_lease(vms_repo *r, int64_t image_id, uint32_t version, fsp_error *err)
+static int store_lease(vms_local *r, int64_t image_id, uint32_t version, fsp_error *err)
 {
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(r,
@@ -868,7 +882,7 @@ static int store_lease(vms_repo *r, int64_t image_id, uint32_t version, fsp_erro
 }
 
 /* The image's row id, or FSP_EK_NOTFOUND. */
-static int existing_image(vms_repo *r, const char *image, int64_t *id, fsp_error *err)
+static int existing_image(vms_local *r, const char *image, int64_t *id, fsp_error *err)
 {
     uint32_t latest;
     bool exists;
@@ -878,7 +892,7 @@ static int existing_image(vms_repo *r, const char *image, int64_t *id, fsp_error
 
 /* Opens the transaction of a lease change and reads the lease.  *OPEN tells
  * whether a transaction was opened, which the caller must then finish(). */
-static int lease_transaction(vms_repo *r, const char *image, int64_t *id, struct vms_lease *held,
+static int lease_transaction(vms_local *r, const char *image, int64_t *id, struct vms_lease *held,
                              bool *found, bool *open, fsp_error *err)
 {
     int rc = check_image_name(r, image, err);
@@ -892,7 +906,7 @@ static int lease_transaction(vms_repo *r, const char *image, int64_t *id, struct
     return rc;
 }
 
-int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool steal,
+int vms_local_lease_take(vms_local *r, const char *image, uint32_t version, bool steal,
                         fsp_error *err)
 {
     int64_t id;
@@ -916,7 +930,7 @@ int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool s
     return finish(r, rc, err);
 }
 
-int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
+int vms_local_lease_get(vms_local *r, const char *image, struct vms_lease *out, bool *found,
                        fsp_error *err)
 {
     *found = false;
@@ -925,7 +939,7 @@ int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bo
 }
 
 /* Only this host's lease goes; nobody's lease is not an error. */
-int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err)
+int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err)
 {
     int64_t id;
     struct vms_lease held;
@@ -946,7 +960,7 @@ int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err)
 
 /* ---- audit log -------------------------------------------------------------------- */
 
-int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t version,
+int vms_local_audit(vms_local *r, const char *action, const char *image, uint32_t version,
                    const char *detail, fsp_error *err)
 {
     if (!action || !*action)
@@ -982,7 +996,7 @@ static void rename_in_message(fsp_error *err, const char *from, const char *to)
 }
 
 /* Copies PATH to a temporary file in tmp/, hashing it; *TMP is malloc'd. */
-static int copy_to_tmp(vms_repo *r, const char *path, char **tmp, uint8_t id[FSP_SHA256_LEN],
+static int copy_to_tmp(vms_local *r, const char *path, char **tmp, uint8_t id[FSP_SHA256_LEN],
                        fsp_error *err)
 {
     *tmp = vms_local_join(r, "tmp/manifest-XXXXXX");
@@ -1011,7 +1025,7 @@ static int copy_to_tmp(vms_repo *r, const char *path, char **tmp, uint8_t id[FSP
 }
 
 /* The copy, not the original, is checked: what is stored is what was read. */
-int vms_repo_put_manifest(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err)
+int vms_local_put_manifest(vms_local *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err)
 {
     char *tmp, *dest = NULL;
     int rc = copy_to_tmp(r, path, &tmp, id, err);
@@ -1039,7 +1053,7 @@ int vms_repo_put_manifest(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_L
     return rc;
 }
 
-int vms_repo_get_manifest(vms_repo *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
+int vms_local_get_manifest(vms_local *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
                           fsp_error *err)
 {
     char hex[HEX_LEN], *src = vms_repo_manifest_path(r, id), *tmp = NULL;

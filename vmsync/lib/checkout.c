@@ -23,7 +23,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define FETCH_BATCH 2048
 #define JOURNAL_EVERY (32u << 20) /* bytes written between journal syncs */
 #define JOURNAL_MAGIC "VMSJRNL1"
 
@@ -133,15 +132,20 @@ static bool stream_stored(struct checkout *co, const struct vms_lstream *s)
 {
     const struct vms_loaded *t = co->target;
     size_t n = s->n_chunks ? s->n_chunks : 1;
-    for (size_t k = 0; k < n; k++) {
-        const uint8_t *hash = s->n_chunks ? t->chunks[s->first_chunk + k].sha256 : s->sha256;
-        uint8_t present = 0;
-        fsp_error ignored;
-        if (vms_repo_has(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hash, 1, &present, &ignored) ||
-            !present)
-            return false;
-    }
-    return true;
+    uint8_t(*hashes)[FSP_SHA256_LEN] = malloc(n * FSP_SHA256_LEN);
+    uint8_t *present = malloc(n);
+    fsp_error ignored;
+    bool all = hashes && present;
+    for (size_t k = 0; all && k < n; k++)
+        memcpy(hashes[k], s->n_chunks ? t->chunks[s->first_chunk + k].sha256 : s->sha256,
+               FSP_SHA256_LEN);
+    all = all && !vms_repo_has(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, present,
+                               NULL, &ignored);
+    for (size_t k = 0; all && k < n; k++)
+        all = present[k];
+    free(hashes);
+    free(present);
+    return all;
 }
 
 /* --keep-volatile: the layout has zeros where volatile files are, so their
@@ -283,25 +287,61 @@ static int load_seeds(struct checkout *co, fsp_error *err)
     return rc;
 }
 
-/* What the plan would move; an estimate reports it, a real run counts what
- * actually moves as it goes (a resume moves less). */
-static void count_sources(struct checkout *co)
+/* The hashes of the objects no seed supplies (and not yet written), with
+ * their indexes in co->objs.  *N may be 0. */
+static int objects_to_fetch(struct checkout *co, uint8_t (**hashes)[FSP_SHA256_LEN], size_t **indexes,
+                            size_t *n, fsp_error *err)
+{
+    *hashes = malloc((co->n_objs ? co->n_objs : 1) * FSP_SHA256_LEN);
+    *indexes = malloc((co->n_objs ? co->n_objs : 1) * sizeof **indexes);
+    if (!*hashes || !*indexes)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    *n = 0;
+    for (size_t i = 0; i < co->n_objs; i++) {
+        if (co->objs[i].done || co->objs[i].seed)
+            continue;
+        memcpy((*hashes)[*n], co->objs[i].hash, FSP_SHA256_LEN);
+        (*indexes)[(*n)++] = i;
+    }
+    return 0;
+}
+
+/* What the plan would move; an estimate reports it (asking the repository
+ * for stored sizes in one request), a real run counts what actually moves as
+ * it goes (a resume moves less). */
+static int count_sources(struct checkout *co, fsp_error *err)
 {
     struct vms_stats *st = co->stats;
-    for (size_t i = 0; i < co->n_objs; i++) {
-        const struct object *o = &co->objs[i];
-        co->total_bytes += o->len;
-        if (!co->o->estimate)
-            continue;
-        if (o->seed) {
+    for (size_t i = 0; i < co->n_objs; i++)
+        co->total_bytes += co->objs[i].len;
+    if (!co->o->estimate)
+        return 0;
+    uint8_t(*hashes)[FSP_SHA256_LEN] = NULL;
+    size_t *indexes = NULL, n = 0;
+    uint8_t *present = NULL;
+    struct vms_object_size *sizes = NULL;
+    int rc = objects_to_fetch(co, &hashes, &indexes, &n, err);
+    if (!rc && (!(present = malloc(n + 1)) || !(sizes = malloc((n + 1) * sizeof *sizes))))
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    if (!rc)
+        rc = vms_repo_has(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, present, sizes,
+                          err);
+    for (size_t k = 0; !rc && k < n; k++) {
+        st->objects_fetched++;
+        st->bytes_fetched_raw += co->objs[indexes[k]].len;
+        st->bytes_fetched_compressed += sizes[k].stored;
+    }
+    for (size_t i = 0; !rc && i < co->n_objs; i++) {
+        if (co->objs[i].seed) {
             st->objects_from_seeds++;
-            st->bytes_from_seeds += o->len;
-        } else {
-            st->objects_fetched++;
-            st->bytes_fetched_raw += o->len;
-            st->bytes_fetched_compressed += vms_repo_stored_size(co->c->repo, o->hash);
+            st->bytes_from_seeds += co->objs[i].len;
         }
     }
+    free(hashes);
+    free(indexes);
+    free(present);
+    free(sizes);
+    return rc;
 }
 
 /* ---- writing and the resume journal -------------------------------------- */
@@ -460,23 +500,16 @@ static int on_object(void *ctx, size_t k, const uint8_t *data, size_t len, size_
     return write_object(b->co, b->indexes[k], data, b->err);
 }
 
+/* One request for everything the seeds do not supply: over a remote link it
+ * costs one round trip, and the agent streams the rest. */
 static int fetch_from_repo(struct checkout *co, fsp_error *err)
 {
-    uint8_t(*hashes)[FSP_SHA256_LEN] = malloc(FETCH_BATCH * FSP_SHA256_LEN);
-    size_t *indexes = malloc(FETCH_BATCH * sizeof *indexes);
-    int rc = hashes && indexes ? 0 : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    uint8_t(*hashes)[FSP_SHA256_LEN] = NULL;
+    size_t *indexes = NULL, n = 0;
+    int rc = objects_to_fetch(co, &hashes, &indexes, &n, err);
     struct fetch_batch b = {co, indexes, err};
-    for (size_t i = 0; i < co->n_objs && !rc;) {
-        size_t n = 0;
-        for (; i < co->n_objs && n < FETCH_BATCH; i++) {
-            if (co->objs[i].done || co->objs[i].seed)
-                continue;
-            memcpy(hashes[n], co->objs[i].hash, FSP_SHA256_LEN);
-            indexes[n++] = i;
-        }
-        if (n)
-            rc = vms_repo_get(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, on_object, &b, err);
-    }
+    if (!rc && n)
+        rc = vms_repo_get(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, on_object, &b, err);
     free(hashes);
     free(indexes);
     return rc;
@@ -624,7 +657,7 @@ int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
     struct vms_ctx c;
     struct checkout co = {.c = &c, .o = o, .stats = stats, .out_fd = -1};
     memset(stats, 0, sizeof *stats);
-    int rc = vms_ctx_open(&c, s, err);
+    int rc = vms_ctx_open(&c, s, stats, err);
     if (!rc)
         rc = load_target(&co, err);
     if (!rc)
@@ -634,7 +667,7 @@ int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
     if (!rc)
         rc = load_seeds(&co, err);
     if (!rc)
-        count_sources(&co);
+        rc = count_sources(&co, err);
     if (!rc && !o->estimate)
         rc = execute(&co, err);
     if (!rc && !o->estimate)
@@ -658,7 +691,7 @@ int vms_fetch_manifest(const struct vms_session *s, const char *name, uint32_t v
 {
     struct vms_ctx c;
     struct vms_version v;
-    int rc = vms_ctx_open(&c, s, err);
+    int rc = vms_ctx_open(&c, s, NULL, err);
     if (!rc)
         rc = vms_repo_version(c.repo, name, version, &v, err);
     if (!rc)
@@ -673,7 +706,7 @@ int vms_verify(const struct vms_session *s, const char *name, uint32_t version, 
 {
     struct vms_ctx c;
     struct vms_version v;
-    int rc = vms_ctx_open(&c, s, err);
+    int rc = vms_ctx_open(&c, s, NULL, err);
     if (!rc)
         rc = vms_repo_version(c.repo, name, version, &v, err);
     struct fsp_summary sum;

@@ -12,11 +12,14 @@ struct vms_ctx {
     char user[128], host[256];
     char cache[PATH_MAX];
     vms_repo *repo;
+    struct vms_stats *stats; /* when set, closing fills its wire counts */
     double started;
 };
 
-/* Resolves who and where we are, makes the cache directory, opens the repository. */
-int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, fsp_error *err);
+/* Resolves who and where we are, makes the cache directory, opens the
+ * repository.  STATS (may be NULL) gets the wire counts when closing. */
+int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stats *stats,
+                 fsp_error *err);
 void vms_ctx_close(struct vms_ctx *c);
 /* Reports progress; a cancel from the callback becomes FSP_EK_CANCELLED. */
 int vms_ctx_progress(struct vms_ctx *c, const char *phase, uint64_t done, uint64_t total,

@@ -4,6 +4,7 @@
 struct walk {
     vms_hash_cb cb;
     void *ctx;
+    bool skip_volatile;
 };
 
 /* Volatile streams count: their objects are stored only on request (import
@@ -19,7 +20,7 @@ static int walk_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
     struct walk *w = ctx;
     for (uint32_t i = 0; i < e->n_streams; i++) {
         const struct fsp_stream *st = &e->streams[i];
-        if (!stream_is_object_source(e, st))
+        if (!stream_is_object_source(e, st) || (w->skip_volatile && (e->flags & FSP_ENTRY_VOLATILE)))
             continue;
         int rc = 0;
         if (st->size < FSP_CHUNK_MIN_STREAM)
@@ -44,9 +45,20 @@ static int walk_run(void *ctx, const struct fsp_layout_run *run)
     return 0;
 }
 
-int vms_manifest_objects(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err)
+static int walk_manifest(const char *path, bool skip_volatile, vms_hash_cb cb, void *ctx,
+                         fsp_error *err)
 {
-    struct walk w = {cb, ctx};
+    struct walk w = {cb, ctx, skip_volatile};
     struct fsp_sink sink = {.entry = walk_entry, .layout = walk_run, .ctx = &w};
     return vms_manifest_read(path, &sink, err);
+}
+
+int vms_manifest_objects(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err)
+{
+    return walk_manifest(path, false, cb, ctx, err);
+}
+
+int vms_manifest_needed(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err)
+{
+    return walk_manifest(path, true, cb, ctx, err);
 }

@@ -1,8 +1,12 @@
 /* The repository: an object store and a catalog behind one interface, so the
- * sync engine does not care whether the repository is a local directory (now)
- * or a vmsync-agent at the end of an SSH connection (later).  Private to
- * libvmsync; errors follow the fsp_error convention (0 or negative errno, the
- * message naming the repository and what is wrong).
+ * sync engine does not care whether the repository is a local directory or a
+ * vmsync-agent at the end of an SSH connection (ssh://[user@]host[:port]/path,
+ * remote.c).  Private to libvmsync; errors follow the fsp_error convention (0
+ * or negative errno, the message naming the repository and what is wrong).
+ *
+ * The engine talks to both alike, so every call here is written for a narrow,
+ * high-latency link: lookups and fetches take whole lists, and puts may be
+ * deferred until the next flush.
  *
  * A local repository is a directory:
  *   REPO/vmsync-repo     marker: "vmsync-repo 1\n"
@@ -22,14 +26,27 @@
 typedef struct vms_repo vms_repo;
 
 /* Creates an empty repository at PATH (the directory may exist but must be
- * empty).  Refuses to touch an existing repository. */
+ * empty).  Refuses to touch an existing repository.  Local paths only. */
 int vms_repo_init(const char *path, fsp_error *err);
-/* Opens an existing repository.  USER and HOST identify this client in leases
- * and the audit log. */
-int vms_repo_open(const char *path, const char *user, const char *host, vms_repo **out,
-                  fsp_error *err);
+/* Opens an existing repository: a directory, or an ssh:// URL (then REMOTE
+ * holds the connection's options; NULL means the defaults).  USER and HOST
+ * identify this client in leases and the audit log (an agent records the
+ * user its SSH key stands for instead). */
+int vms_repo_open(const char *path, const char *user, const char *host,
+                  const struct vms_remote_opts *remote, vms_repo **out, fsp_error *err);
 void vms_repo_close(vms_repo *r);
 const char *vms_repo_path(const vms_repo *r);
+bool vms_repo_is_remote(const char *path);
+
+/* What crossed to and from the repository through this handle: objects and
+ * their raw bytes, the bytes they took on the way (stored size locally,
+ * compressed segment bytes remotely), and every protocol byte. */
+struct vms_traffic {
+    uint64_t objects_sent, bytes_sent_raw, bytes_sent;
+    uint64_t objects_received, bytes_received_raw, bytes_received;
+    uint64_t wire_out, wire_in;
+};
+void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out);
 
 /* ---- objects --------------------------------------------------------------
  * Objects are byte strings keyed by the SHA-256 of their content.  They are
@@ -39,17 +56,23 @@ const char *vms_repo_path(const vms_repo *r);
  * entry without its bytes.  Every object is verified when read: a mismatch is
  * FSP_EK_CORRUPT with a message naming the object and its pack. */
 
+struct vms_object_size {
+    uint32_t len;    /* raw */
+    uint32_t stored; /* as stored: compressed, or raw when zstd could not shrink it */
+};
 /* Sets PRESENT[i] to 1 when object HASHES[i] is stored (or pending in this
- * handle's open pack), else 0. */
+ * handle's open pack), else 0; SIZES (may be NULL) gets its sizes (zeros
+ * when absent).  One round trip for the whole list. */
 int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
-                 fsp_error *err);
+                 struct vms_object_size *sizes, fsp_error *err);
 
-/* Adds an object unless it is already stored or pending.  Objects collect in
- * an open pack that is committed by vms_repo_flush, or automatically once it
- * holds about 64 MiB. */
+/* Adds an object unless it is already stored or pending.  Locally, objects
+ * collect in an open pack that is committed by vms_repo_flush, or
+ * automatically once it holds about 64 MiB.  Remotely, objects are spooled
+ * and offered to the agent in rounds; only those it lacks are sent. */
 int vms_repo_put(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
                  fsp_error *err);
-/* Commits the open pack: durable bytes, then index rows, in that order. */
+/* Makes every put durable in the repository: the bytes, then the index rows. */
 int vms_repo_flush(vms_repo *r, fsp_error *err);
 
 /* Called for each object fetched, in the order asked, with the verified,
@@ -57,13 +80,27 @@ int vms_repo_flush(vms_repo *r, fsp_error *err);
  * in the store.  A non-zero return stops the fetch and is returned. */
 typedef int (*vms_object_cb)(void *ctx, size_t index, const uint8_t *data, size_t len,
                              size_t stored_len);
-/* Fetches objects HASHES[0..n).  A missing object is FSP_EK_CORRUPT "object X is
- * not in the repository"; a damaged one is FSP_EK_CORRUPT "object X in pack P is
- * corrupt". */
+/* Fetches objects HASHES[0..n), verified against their hashes.  A missing
+ * object is FSP_EK_CORRUPT "object X is not in the repository"; a damaged one
+ * is FSP_EK_CORRUPT "object X in pack P is corrupt".  Remotely the whole list
+ * is one request, answered by a stream. */
 int vms_repo_get(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
                  void *ctx, fsp_error *err);
-/* The stored (compressed) size of an object, or 0 when absent. */
-uint64_t vms_repo_stored_size(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN]);
+
+/* Local repositories only (the agent's side of a transfer): objects as they
+ * sit in their packs, CODEC VMS_CODEC_RAW or VMS_CODEC_ZSTD (one zstd frame),
+ * so a stored frame can travel without being decompressed and recompressed.
+ * Not verified here: the receiver checks every object against its hash. */
+typedef int (*vms_stored_cb)(void *ctx, size_t index, uint8_t codec, const uint8_t *body,
+                             size_t stored_len, size_t len);
+int vms_repo_get_stored(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                        vms_stored_cb cb, void *ctx, fsp_error *err);
+#define VMS_CODEC_RAW 0
+#define VMS_CODEC_ZSTD 1
+/* Level at which the store compresses each object alone. */
+#define VMS_STORE_LEVEL 9
+/* Objects bigger than this are refused (chunks are about 64 KiB). */
+#define VMS_OBJECT_MAX (64u << 20)
 
 /* ---- manifests ------------------------------------------------------------ */
 
@@ -124,5 +161,9 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
  * garbage.  Takes the repository's exclusive lock; writers hold it shared, so
  * gc waits for them and they wait for gc. */
 int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+
+/* Local repositories: a directory for caches that gc may empty at any time
+ * (REPO/cache/SUB, created), written to PATH. */
+int vms_repo_cache_dir(vms_repo *r, const char *sub, char *path, size_t len, fsp_error *err);
 
 #endif

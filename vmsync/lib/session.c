@@ -61,20 +61,28 @@ static int resolve_cache(struct vms_ctx *c, fsp_error *err)
     return make_dirs(c->cache, err);
 }
 
-int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, fsp_error *err)
+int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stats *stats,
+                 fsp_error *err)
 {
     memset(c, 0, sizeof *c);
     c->s = s;
+    c->stats = stats;
     c->started = now_seconds();
     resolve_identity(c);
     int rc = resolve_cache(c, err);
     if (!rc)
-        rc = vms_repo_open(s->repo, c->user, c->host, &c->repo, err);
+        rc = vms_repo_open(s->repo, c->user, c->host, s->remote, &c->repo, err);
     return rc;
 }
 
 void vms_ctx_close(struct vms_ctx *c)
 {
+    if (c->repo && c->stats) {
+        struct vms_traffic t;
+        vms_repo_traffic(c->repo, &t);
+        c->stats->wire_in = t.wire_in;
+        c->stats->wire_out = t.wire_out;
+    }
     vms_repo_close(c->repo);
     c->repo = NULL;
 }

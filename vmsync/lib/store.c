@@ -24,13 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ZSTD_LEVEL 9
 #define PACK_NAME_LEN 42 /* "pack-" 32 hex ".pack" */
 #define HEX_LEN (2 * FSP_SHA256_LEN + 1)
 
 /* ---- small helpers ------------------------------------------------------ */
 
-char *vms_local_join(const vms_repo *r, const char *rel)
+char *vms_local_join(const vms_local *r, const char *rel)
 {
     char *p;
     return asprintf(&p, "%s/%s", r->path, rel) < 0 ? NULL : p;
@@ -174,7 +173,7 @@ static bool is_pack_name(const char *name)
     return true;
 }
 
-static void pack_fds_close(vms_repo *r)
+static void pack_fds_close(vms_local *r)
 {
     for (int i = 0; i < VMS_PACK_FD_CACHE; i++) {
         if (r->pack_fds[i].id)
@@ -185,7 +184,7 @@ static void pack_fds_close(vms_repo *r)
 
 /* Pack ids are never reused (AUTOINCREMENT), so an id names one file for good.
  * HASH, when known, is the object wanted, for the message. */
-static int pack_fd(vms_repo *r, int64_t id, const char *name, const uint8_t *hash, int *fd,
+static int pack_fd(vms_local *r, int64_t id, const char *name, const uint8_t *hash, int *fd,
                    fsp_error *err)
 {
     for (int i = 0; i < VMS_PACK_FD_CACHE; i++)
@@ -220,7 +219,7 @@ static int pack_fd(vms_repo *r, int64_t id, const char *name, const uint8_t *has
 
 /* ---- the open pack -------------------------------------------------------- */
 
-static int open_pack_start(vms_repo *r, fsp_error *err)
+static int open_pack_start(vms_local *r, fsp_error *err)
 {
     if (r->pack.fd >= 0)
         return 0;
@@ -251,7 +250,7 @@ static int open_pack_start(vms_repo *r, fsp_error *err)
 }
 
 /* Forgets the open pack, removing its file unless it was published. */
-static void open_pack_discard(vms_repo *r)
+static void open_pack_discard(vms_local *r)
 {
     if (r->pack.fd >= 0)
         close(r->pack.fd);
@@ -267,7 +266,7 @@ static void open_pack_discard(vms_repo *r)
 /* Appends one encoded record (header included) to the open pack.  Records go
  * at pack.size with pwrite, so a failed write is simply overwritten by the
  * next one and trimmed before publishing. */
-static int append_record(vms_repo *r, const uint8_t *rec, size_t rec_len, fsp_error *err)
+static int append_record(vms_local *r, const uint8_t *rec, size_t rec_len, fsp_error *err)
 {
     struct vms_open_pack *p = &r->pack;
     if (p->keys.n == p->objs_cap) {
@@ -302,7 +301,7 @@ static void encode_header(uint8_t *rec, const uint8_t *hash, uint32_t len, uint3
 
 /* Compresses DATA into r->rec as a record and appends it.  Objects zstd cannot
  * shrink are stored as they are. */
-static int append_object(vms_repo *r, const uint8_t *hash, const void *data, size_t len,
+static int append_object(vms_local *r, const uint8_t *hash, const void *data, size_t len,
                          fsp_error *err)
 {
     size_t bound = ZSTD_compressBound(len);
@@ -310,7 +309,7 @@ static int append_object(vms_repo *r, const uint8_t *hash, const void *data, siz
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     uint8_t *body = r->rec + VMS_RECORD_HEADER_LEN;
     uint8_t codec = VMS_CODEC_ZSTD;
-    size_t stored = len ? ZSTD_compressCCtx(r->zc, body, bound, data, len, ZSTD_LEVEL) : 0;
+    size_t stored = len ? ZSTD_compressCCtx(r->zc, body, bound, data, len, VMS_STORE_LEVEL) : 0;
     if (!len || ZSTD_isError(stored) || stored >= len) {
         if (len)
             memcpy(body, data, len);
@@ -318,12 +317,15 @@ static int append_object(vms_repo *r, const uint8_t *hash, const void *data, siz
         codec = VMS_CODEC_RAW;
     }
     encode_header(r->rec, hash, (uint32_t)len, (uint32_t)stored, codec);
+    r->traffic.objects_sent++;
+    r->traffic.bytes_sent_raw += len;
+    r->traffic.bytes_sent += stored;
     return append_record(r, r->rec, VMS_RECORD_HEADER_LEN + stored, err);
 }
 
 /* Makes the open pack durable under packs/NAME.  The caller discards the open
  * pack afterwards either way (removing the temporary file if still there). */
-static int publish_pack(vms_repo *r, char name[PACK_NAME_LEN + 1], fsp_error *err)
+static int publish_pack(vms_local *r, char name[PACK_NAME_LEN + 1], fsp_error *err)
 {
     uint8_t rnd[16];
     if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
@@ -358,14 +360,14 @@ static int publish_pack(vms_repo *r, char name[PACK_NAME_LEN + 1], fsp_error *er
     return rc;
 }
 
-static int step_done(vms_repo *r, sqlite3_stmt *st, const char *what, fsp_error *err)
+static int step_done(vms_local *r, sqlite3_stmt *st, const char *what, fsp_error *err)
 {
     int s = sqlite3_step(st);
     sqlite3_reset(st);
     return s == SQLITE_DONE ? 0 : vms_repo_db_fail(r, s, what, err);
 }
 
-static int insert_pack_row(vms_repo *r, const char *name, uint64_t bytes, int64_t *id,
+static int insert_pack_row(vms_local *r, const char *name, uint64_t bytes, int64_t *id,
                            fsp_error *err)
 {
     sqlite3_stmt *st;
@@ -382,7 +384,7 @@ static int insert_pack_row(vms_repo *r, const char *name, uint64_t bytes, int64_
 
 /* A concurrent writer may have indexed the same object first: its copy wins
  * and ours becomes garbage for gc. */
-static int index_new_objects(vms_repo *r, int64_t pack_id, fsp_error *err)
+static int index_new_objects(vms_local *r, int64_t pack_id, fsp_error *err)
 {
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(r,
@@ -403,7 +405,7 @@ static int index_new_objects(vms_repo *r, int64_t pack_id, fsp_error *err)
 }
 
 /* gc: points the live objects of pack OLD_ID at their copies, then forgets OLD_ID. */
-static int relocate_objects(vms_repo *r, int64_t pack_id, int64_t old_id, fsp_error *err)
+static int relocate_objects(vms_local *r, int64_t pack_id, int64_t old_id, fsp_error *err)
 {
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(r,
@@ -427,7 +429,7 @@ static int relocate_objects(vms_repo *r, int64_t pack_id, int64_t old_id, fsp_er
 
 /* One transaction: the pack row, then its objects (new ones, or moved from
  * pack REPLACES when gc rewrites it). */
-static int index_pack(vms_repo *r, const char *name, int64_t replaces, fsp_error *err)
+static int index_pack(vms_local *r, const char *name, int64_t replaces, fsp_error *err)
 {
     int rc = vms_repo_begin(r, err);
     if (rc)
@@ -444,7 +446,7 @@ static int index_pack(vms_repo *r, const char *name, int64_t replaces, fsp_error
 
 /* ---- put, has, flush -------------------------------------------------------- */
 
-static int index_has(vms_repo *r, const uint8_t *hash, bool *present, fsp_error *err)
+static int index_has(vms_local *r, const uint8_t *hash, bool *present, fsp_error *err)
 {
     sqlite3_stmt *st = r->object_exists;
     sqlite3_bind_blob(st, 1, hash, FSP_SHA256_LEN, SQLITE_STATIC);
@@ -456,8 +458,25 @@ static int index_has(vms_repo *r, const uint8_t *hash, bool *present, fsp_error 
                : vms_repo_db_fail(r, s, "looking up an object", err);
 }
 
-int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
-                 fsp_error *err)
+static struct vms_object_size object_size(vms_local *r, const uint8_t hash[FSP_SHA256_LEN])
+{
+    size_t index;
+    if (vms_keyset_find(&r->pack.keys, hash, &index))
+        return (struct vms_object_size){r->pack.objs[index].len, r->pack.objs[index].stored_len};
+    sqlite3_stmt *st = r->find_object;
+    sqlite3_bind_blob(st, 1, hash, FSP_SHA256_LEN, SQLITE_STATIC);
+    struct vms_object_size size = {0, 0};
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t stored = sqlite3_column_int64(st, 3), len = sqlite3_column_int64(st, 4);
+        if (stored >= 0 && stored <= UINT32_MAX && len >= 0 && len <= VMS_OBJECT_MAX)
+            size = (struct vms_object_size){(uint32_t)len, (uint32_t)stored};
+    }
+    sqlite3_reset(st);
+    return size;
+}
+
+int vms_local_has(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
+                  struct vms_object_size *sizes, fsp_error *err)
 {
     /* One read transaction: one snapshot, and no per-lookup locking. */
     bool batch = n > 1 && sqlite3_get_autocommit(r->db);
@@ -467,6 +486,8 @@ int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
         if (!stored)
             rc = index_has(r, hashes[i], &stored, err);
         present[i] = stored;
+        if (sizes)
+            sizes[i] = stored ? object_size(r, hashes[i]) : (struct vms_object_size){0, 0};
     }
     if (batch)
         sqlite3_exec(r->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
@@ -475,7 +496,7 @@ int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
 
 /* The store must never hold bytes under the wrong name: they could not be
  * read back, and the mistake would surface long after the caller's bug. */
-static int check_object_hash(vms_repo *r, const uint8_t *hash, const void *data, size_t len,
+static int check_object_hash(vms_local *r, const uint8_t *hash, const void *data, size_t len,
                              fsp_error *err)
 {
     uint8_t actual[FSP_SHA256_LEN];
@@ -489,7 +510,7 @@ static int check_object_hash(vms_repo *r, const uint8_t *hash, const void *data,
                     "%s: object %s: the data does not match its hash", r->path, hex);
 }
 
-int vms_repo_put(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
+int vms_local_put(vms_local *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
                  fsp_error *err)
 {
     if (len > VMS_OBJECT_MAX) {
@@ -511,13 +532,13 @@ int vms_repo_put(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *da
     if (!rc)
         rc = append_object(r, hash, data, len, err);
     if (!rc && r->pack.size >= VMS_PACK_TARGET)
-        rc = vms_repo_flush(r, err);
+        rc = vms_local_flush(r, err);
     return rc;
 }
 
 /* On failure the open pack is dropped: its objects are neither pending nor
  * stored, and vms_repo_has says so. */
-int vms_repo_flush(vms_repo *r, fsp_error *err)
+int vms_local_flush(vms_local *r, fsp_error *err)
 {
     if (r->pack.fd < 0)
         return 0;
@@ -538,7 +559,7 @@ struct location {
     uint32_t len, stored_len;
 };
 
-static int locate_pending(vms_repo *r, size_t index, struct location *loc)
+static int locate_pending(vms_local *r, size_t index, struct location *loc)
 {
     const struct vms_pending *o = &r->pack.objs[index];
     const char *slash = strrchr(r->pack.tmp_path, '/');
@@ -550,7 +571,7 @@ static int locate_pending(vms_repo *r, size_t index, struct location *loc)
 
 /* Reads an index row for HASH; *FOUND false when there is none.  Rows are
  * checked before use: their numbers size buffers and their name makes a path. */
-static int locate_indexed(vms_repo *r, const uint8_t *hash, struct location *loc, bool *found,
+static int locate_indexed(vms_local *r, const uint8_t *hash, struct location *loc, bool *found,
                           fsp_error *err)
 {
     sqlite3_stmt *st = r->find_object;
@@ -584,7 +605,7 @@ static int locate_indexed(vms_repo *r, const uint8_t *hash, struct location *loc
     return rc;
 }
 
-static int locate(vms_repo *r, const uint8_t *hash, struct location *loc, fsp_error *err)
+static int locate(vms_local *r, const uint8_t *hash, struct location *loc, fsp_error *err)
 {
     size_t index;
     if (vms_keyset_find(&r->pack.keys, hash, &index))
@@ -599,7 +620,7 @@ static int locate(vms_repo *r, const uint8_t *hash, struct location *loc, fsp_er
                     hex);
 }
 
-static int corrupt(vms_repo *r, const uint8_t *hash, const struct location *loc, const char *why,
+static int corrupt(vms_local *r, const uint8_t *hash, const struct location *loc, const char *why,
                    fsp_error *err)
 {
     char hex[HEX_LEN];
@@ -611,7 +632,7 @@ static int corrupt(vms_repo *r, const uint8_t *hash, const struct location *loc,
 
 /* Reads the whole record at LOC into r->rec and checks that its header is
  * the one the index promised. */
-static int read_record(vms_repo *r, const uint8_t *hash, const struct location *loc, fsp_error *err)
+static int read_record(vms_local *r, const uint8_t *hash, const struct location *loc, fsp_error *err)
 {
     size_t rec_len = VMS_RECORD_HEADER_LEN + (size_t)loc->stored_len;
     if (reserve(&r->rec, &r->rec_cap, rec_len))
@@ -632,7 +653,7 @@ static int read_record(vms_repo *r, const uint8_t *hash, const struct location *
 }
 
 /* Decodes the record in r->rec and verifies its SHA-256. */
-static int decode_record(vms_repo *r, const uint8_t *hash, const struct location *loc,
+static int decode_record(vms_local *r, const uint8_t *hash, const struct location *loc,
                          const uint8_t **data, fsp_error *err)
 {
     const uint8_t *body = r->rec + VMS_RECORD_HEADER_LEN;
@@ -653,7 +674,7 @@ static int decode_record(vms_repo *r, const uint8_t *hash, const struct location
     return 0;
 }
 
-int vms_repo_get(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
+int vms_local_get(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
                  void *ctx, fsp_error *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -664,29 +685,38 @@ int vms_repo_get(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
             rc = read_record(r, hashes[i], &loc, err);
         if (!rc)
             rc = decode_record(r, hashes[i], &loc, &data, err);
-        if (!rc)
+        if (!rc) {
+            r->traffic.objects_received++;
+            r->traffic.bytes_received_raw += loc.len;
+            r->traffic.bytes_received += loc.stored_len;
             rc = cb(ctx, i, data, loc.len, loc.stored_len);
+        }
         if (rc)
             return rc;
     }
     return 0;
 }
 
-uint64_t vms_repo_stored_size(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN])
+int vms_local_get_stored(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                         vms_stored_cb cb, void *ctx, fsp_error *err)
 {
-    size_t index;
-    if (vms_keyset_find(&r->pack.keys, hash, &index))
-        return r->pack.objs[index].stored_len;
-    sqlite3_stmt *st = r->find_object;
-    sqlite3_bind_blob(st, 1, hash, FSP_SHA256_LEN, SQLITE_STATIC);
-    int64_t stored = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 3) : 0;
-    sqlite3_reset(st);
-    return stored > 0 ? (uint64_t)stored : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct location loc;
+        int rc = locate(r, hashes[i], &loc, err);
+        if (!rc)
+            rc = read_record(r, hashes[i], &loc, err);
+        if (!rc)
+            rc = cb(ctx, i, r->rec[FSP_SHA256_LEN + 8], r->rec + VMS_RECORD_HEADER_LEN,
+                    loc.stored_len, loc.len);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---- open and close ------------------------------------------------------------ */
 
-int vms_store_open(vms_repo *r, fsp_error *err)
+int vms_store_open(vms_local *r, fsp_error *err)
 {
     r->zc = ZSTD_createCCtx();
     r->zd = ZSTD_createDCtx();
@@ -701,7 +731,7 @@ int vms_store_open(vms_repo *r, fsp_error *err)
     return rc;
 }
 
-void vms_store_close(vms_repo *r)
+void vms_store_close(vms_local *r)
 {
     open_pack_discard(r);
     pack_fds_close(r);
@@ -732,7 +762,7 @@ static int add_live(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len)
                : 0;
 }
 
-static int load_manifest_ids(vms_repo *r, struct vms_keyset *manifests, fsp_error *err)
+static int load_manifest_ids(vms_local *r, struct vms_keyset *manifests, fsp_error *err)
 {
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(r, "SELECT DISTINCT manifest FROM versions", &st, err);
@@ -752,7 +782,7 @@ static int load_manifest_ids(vms_repo *r, struct vms_keyset *manifests, fsp_erro
 
 /* Any manifest that cannot be read stops gc: an incomplete live set would
  * delete objects that versions need. */
-static int collect_live(vms_repo *r, struct vms_keyset *manifests, struct vms_keyset *live,
+static int collect_live(vms_local *r, struct vms_keyset *manifests, struct vms_keyset *live,
                         fsp_error *err)
 {
     int rc = load_manifest_ids(r, manifests, err);
@@ -778,7 +808,7 @@ struct object_row {
     bool live;
 };
 
-static int load_packs(vms_repo *r, struct pack_row **out, size_t *n, fsp_error *err)
+static int load_packs(vms_local *r, struct pack_row **out, size_t *n, fsp_error *err)
 {
     sqlite3_stmt *st;
     size_t cap = 0;
@@ -811,7 +841,7 @@ static int load_packs(vms_repo *r, struct pack_row **out, size_t *n, fsp_error *
     return rc;
 }
 
-static int load_pack_objects(vms_repo *r, int64_t pack_id, const struct vms_keyset *live,
+static int load_pack_objects(vms_local *r, int64_t pack_id, const struct vms_keyset *live,
                              struct object_row **out, size_t *n, size_t *n_live, fsp_error *err)
 {
     sqlite3_stmt *st;
@@ -860,7 +890,7 @@ static int load_pack_objects(vms_repo *r, int64_t pack_id, const struct vms_keys
 }
 
 /* The size of packs/NAME, 0 when it is gone. */
-static uint64_t pack_file_size(vms_repo *r, const char *name)
+static uint64_t pack_file_size(vms_local *r, const char *name)
 {
     char rel[PACK_NAME_LEN + 8];
     snprintf(rel, sizeof rel, "packs/%s", name);
@@ -871,7 +901,7 @@ static uint64_t pack_file_size(vms_repo *r, const char *name)
     return size;
 }
 
-static void unlink_pack(vms_repo *r, const char *name)
+static void unlink_pack(vms_local *r, const char *name)
 {
     char rel[PACK_NAME_LEN + 8];
     snprintf(rel, sizeof rel, "packs/%s", name);
@@ -882,7 +912,7 @@ static void unlink_pack(vms_repo *r, const char *name)
 }
 
 /* Every object of the pack is garbage: forget it, then delete the file. */
-static int drop_pack(vms_repo *r, const struct pack_row *p, size_t n, struct vms_gc_stats *stats,
+static int drop_pack(vms_local *r, const struct pack_row *p, size_t n, struct vms_gc_stats *stats,
                      fsp_error *err)
 {
     int rc = vms_repo_begin(r, err);
@@ -905,7 +935,7 @@ static int drop_pack(vms_repo *r, const struct pack_row *p, size_t n, struct vms
 }
 
 /* Copies one record, compressed as it is, into the open pack. */
-static int copy_record(vms_repo *r, int fd, const char *pack, const struct object_row *o,
+static int copy_record(vms_local *r, int fd, const char *pack, const struct object_row *o,
                        fsp_error *err)
 {
     struct location loc = {
@@ -918,7 +948,7 @@ static int copy_record(vms_repo *r, int fd, const char *pack, const struct objec
 /* Some objects are garbage: copy the live ones to a new pack, index them
  * there and forget the old pack in one transaction, then delete its file.  A
  * crash in between leaves an unindexed pack for the next gc. */
-static int rewrite_pack(vms_repo *r, const struct pack_row *p, const struct object_row *objs,
+static int rewrite_pack(vms_local *r, const struct pack_row *p, const struct object_row *objs,
                         size_t n, size_t n_live, struct vms_gc_stats *stats, fsp_error *err)
 {
     int fd;
@@ -947,7 +977,7 @@ static int rewrite_pack(vms_repo *r, const struct pack_row *p, const struct obje
     return 0;
 }
 
-static int sweep_pack(vms_repo *r, const struct pack_row *p, const struct vms_keyset *live,
+static int sweep_pack(vms_local *r, const struct pack_row *p, const struct vms_keyset *live,
                       struct vms_gc_stats *stats, fsp_error *err)
 {
     struct object_row *objs;
@@ -963,7 +993,7 @@ static int sweep_pack(vms_repo *r, const struct pack_row *p, const struct vms_ke
     return rc;
 }
 
-static int sweep_packs(vms_repo *r, const struct vms_keyset *live, struct vms_gc_stats *stats,
+static int sweep_packs(vms_local *r, const struct vms_keyset *live, struct vms_gc_stats *stats,
                        fsp_error *err)
 {
     struct pack_row *packs;
@@ -976,10 +1006,10 @@ static int sweep_packs(vms_repo *r, const struct vms_keyset *live, struct vms_gc
 }
 
 /* Calls FN for each regular file of REPO/SUB whose name does not start with a dot. */
-typedef int (*file_fn)(vms_repo *r, int dir, const char *name, const struct stat *st, void *ctx,
+typedef int (*file_fn)(vms_local *r, int dir, const char *name, const struct stat *st, void *ctx,
                        struct vms_gc_stats *stats, fsp_error *err);
 
-static int for_each_file(vms_repo *r, const char *sub, file_fn fn, void *ctx,
+static int for_each_file(vms_local *r, const char *sub, file_fn fn, void *ctx,
                          struct vms_gc_stats *stats, fsp_error *err)
 {
     char *path = vms_local_join(r, sub);
@@ -1019,7 +1049,7 @@ static void remove_file(int dir, const char *name, const struct stat *st,
 }
 
 /* A pack that no catalog row names: a writer died between rename and index. */
-static int remove_if_unindexed(vms_repo *r, int dir, const char *name, const struct stat *st,
+static int remove_if_unindexed(vms_local *r, int dir, const char *name, const struct stat *st,
                                void *ctx, struct vms_gc_stats *stats, fsp_error *err)
 {
     const struct timespec *start = ctx;
@@ -1060,7 +1090,7 @@ static bool parse_manifest_name(const char *name, uint8_t id[FSP_SHA256_LEN])
 }
 
 /* A manifest put by a check-in that never recorded its version. */
-static int remove_if_unused(vms_repo *r, int dir, const char *name, const struct stat *st,
+static int remove_if_unused(vms_local *r, int dir, const char *name, const struct stat *st,
                             void *ctx, struct vms_gc_stats *stats, fsp_error *err)
 {
     const struct manifest_sweep *m = ctx;
@@ -1071,14 +1101,14 @@ static int remove_if_unused(vms_repo *r, int dir, const char *name, const struct
     return 0;
 }
 
-static int remove_leftover(vms_repo *r, int dir, const char *name, const struct stat *st, void *ctx,
+static int remove_leftover(vms_local *r, int dir, const char *name, const struct stat *st, void *ctx,
                            struct vms_gc_stats *stats, fsp_error *err)
 {
     remove_file(dir, name, st, stats);
     return 0;
 }
 
-static int collect_garbage(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err)
+static int collect_garbage(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     struct timespec start;
     clock_gettime(CLOCK_REALTIME, &start);
@@ -1100,7 +1130,7 @@ static int collect_garbage(vms_repo *r, struct vms_gc_stats *stats, fsp_error *e
     return rc;
 }
 
-int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err)
+int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     memset(stats, 0, sizeof *stats);
     if (r->pack.fd >= 0)

@@ -37,15 +37,18 @@ static bool u_reuse(void *ctx, const struct fsp_entry *e, uint32_t idx, struct f
 static int u_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len)
 {
     struct upload *u = ctx;
-    uint8_t present = 0;
-    int rc = vms_repo_has(u->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hash, 1, &present, &u->repo_err);
-    if (!rc && !present) {
-        rc = vms_repo_put(u->c->repo, hash, data, len, &u->repo_err);
-        u->stats->objects_sent++;
-        u->stats->bytes_sent_raw += len;
-        u->stats->bytes_sent_compressed += vms_repo_stored_size(u->c->repo, hash);
-    }
-    return rc;
+    return vms_repo_put(u->c->repo, hash, data, len, &u->repo_err);
+}
+
+/* What the repository took: counted by the repository, which alone knows
+ * what it already had. */
+static void count_sent(struct upload *u)
+{
+    struct vms_traffic t;
+    vms_repo_traffic(u->c->repo, &t);
+    u->stats->objects_sent = t.objects_sent;
+    u->stats->bytes_sent_raw = t.bytes_sent_raw;
+    u->stats->bytes_sent_compressed = t.bytes_sent;
 }
 
 /* Scans IMAGE into a manifest at MANIFEST, storing missing objects. */
@@ -77,6 +80,7 @@ static int record_version(struct upload *u, const char *name, uint32_t parent, b
     struct vms_loaded *m;
     uint8_t id[FSP_SHA256_LEN];
     int rc = vms_repo_flush(u->c->repo, err);
+    count_sent(u);
     if (!rc)
         rc = vms_repo_put_manifest(u->c->repo, manifest, id, err);
     if (!rc)
@@ -112,7 +116,7 @@ int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
     struct upload u = {.c = &c, .stats = stats};
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
-    int rc = vms_ctx_open(&c, s, err);
+    int rc = vms_ctx_open(&c, s, stats, err);
     if (!rc)
         rc = temp_manifest(&c, "import", manifest, sizeof manifest, err);
     if (!rc)
@@ -172,7 +176,7 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
     uint32_t parent = 0;
-    int rc = vms_ctx_open(&c, s, err);
+    int rc = vms_ctx_open(&c, s, stats, err);
     if (!rc)
         rc = checked_out_version(&c, o->name, &parent, err);
     if (!rc && !o->full_rescan)
@@ -204,7 +208,7 @@ int vms_init_repo(const char *path, fsp_error *err) { return vms_repo_init(path,
 int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err)
 {
     struct vms_ctx c;
-    int rc = vms_ctx_open(&c, s, err);
+    int rc = vms_ctx_open(&c, s, NULL, err);
     if (!rc)
         rc = vms_repo_list(c.repo, name, cb, ctx, err);
     vms_ctx_close(&c);
@@ -215,7 +219,7 @@ int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *e
 {
     struct vms_ctx c;
     memset(stats, 0, sizeof *stats);
-    int rc = vms_ctx_open(&c, s, err);
+    int rc = vms_ctx_open(&c, s, NULL, err);
     if (!rc)
         rc = vms_repo_gc(c.repo, stats, err);
     vms_ctx_close(&c);

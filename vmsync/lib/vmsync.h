@@ -7,6 +7,8 @@
 
 #include "fsparse.h"
 
+#define VMSYNC_VERSION "0.2.0"
+
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -53,6 +55,9 @@ int vms_load(const char *path, uint32_t scan_flags, const struct fsp_sink *sink,
  * --keep-volatile.  The same hash may come more than once. */
 typedef int (*vms_hash_cb)(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len);
 int vms_manifest_objects(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err);
+/* The same without volatile streams: what a repository must hold before it
+ * records a version made of this manifest. */
+int vms_manifest_needed(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err);
 
 /* A sink that passes everything on to INNER; embed it first in a struct and
  * override callbacks to add behaviour (their ctx is the struct vms_forward). */
@@ -108,13 +113,26 @@ const char *vms_what_name(uint32_t bit);
 /* ---- the sync engine -------------------------------------------------------
  * One engine for the CLI, the GUI and the agent: each operation takes options,
  * reports progress through a callback that can cancel (non-zero return), and
- * fills statistics.  REPO is a repository directory. */
+ * fills statistics.  REPO is a repository directory or an
+ * ssh://[user@]host[:port]/path URL served by vmsync-agent. */
 
 typedef int (*vms_progress_cb)(void *ctx, const char *phase, uint64_t done, uint64_t total);
 typedef void (*vms_warning_cb)(void *ctx, const char *msg);
 
+/* How to reach an ssh:// repository.  Zero values mean the defaults. */
+struct vms_remote_opts {
+    const char *known_hosts;  /* NULL: ~/.ssh/known_hosts */
+    bool accept_new;          /* add an unknown host key (a changed one is always refused) */
+    const char *identity;     /* a private key file; NULL: ssh-agent, then ~/.ssh/id_* */
+    uint64_t bwlimit;         /* bytes per second each way; 0: no limit */
+    int level;                /* zstd level of transfers, 1..19; 0: adapt to the link */
+    int timeout;              /* seconds without a byte from the server; 0: 60 */
+    const char *agent;        /* the agent command when authorized_keys does not force one */
+};
+
 struct vms_session {
     const char *repo;
+    const struct vms_remote_opts *remote; /* NULL: the defaults */
     const char *user, *host;  /* NULL: from the environment ($VMSYNC_HOST, hostname) */
     const char *cache_dir;    /* NULL: $VMSYNC_CACHE, else ~/.cache/vmsync */
     vms_progress_cb progress;
@@ -131,6 +149,7 @@ struct vms_stats {
     uint64_t bytes_resumed;    /* already in place from an interrupted run */
     uint64_t bytes_zero;       /* zero or unallocated: nothing moved */
     uint64_t files_rehashed, files_trusted;
+    uint64_t wire_in, wire_out; /* protocol bytes from and to a remote repository */
     double seconds;
     uint8_t canonical_digest[FSP_SHA256_LEN];
 };

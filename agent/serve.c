@@ -1,0 +1,701 @@
+/* The agent's side of the protocol: one handler per request.
+ *
+ * A handler returns 0, or fails with ERR, which the loop sends to the client
+ * as ERROR.  Most failures leave the session usable (an unknown image, a
+ * lease held elsewhere); a malformed request, or a failure in the middle of a
+ * stream, sets FATAL, and the session ends after the ERROR. */
+#include "agent.h"
+
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct request {
+    struct agent *a;
+    struct vms_rbuf *body;
+    fsp_error *err;
+    bool fatal;
+};
+
+static int malformed(struct request *q, uint8_t type)
+{
+    char what[64];
+    snprintf(what, sizeof what, "a malformed %s request", vms_msg_name(type));
+    q->fatal = true;
+    return vms_proto_fail(&q->a->conn, q->err, what);
+}
+
+static int reply(struct request *q, uint8_t type, struct vms_wbuf *b)
+{
+    int rc = vms_conn_send(&q->a->conn, type, b, q->err);
+    if (b)
+        vms_wbuf_free(b);
+    if (rc)
+        q->fatal = true;
+    return rc;
+}
+
+static int denied_read_only(struct request *q)
+{
+    return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
+                    "%s: this key may only check out (the agent runs with --read-only)", q->a->path);
+}
+
+/* A temporary file in the repository's cache: PATH gets its name. */
+static int temp_file(struct agent *a, char *path, size_t len, fsp_error *err)
+{
+    char dir[PATH_MAX - 16];
+    int rc = vms_repo_cache_dir(a->repo, "tmp", dir, sizeof dir, err);
+    if (rc)
+        return rc;
+    snprintf(path, len, "%s/agent-XXXXXX", dir);
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create: %s", path, strerror(errno));
+    return fd;
+}
+
+/* ---- session set-up ------------------------------------------------------------ */
+
+static int on_hello(struct request *q)
+{
+    struct agent *a = q->a;
+    uint64_t magic = vms_get_varint(q->body), version = vms_get_varint(q->body);
+    char software[256];
+    vms_get_strbuf(q->body, a->client_user, sizeof a->client_user);
+    vms_get_strbuf(q->body, a->client_host, sizeof a->client_host);
+    vms_get_strbuf(q->body, software, sizeof software);
+    if (!vms_get_done(q->body) || magic != VMS_PROTO_MAGIC)
+        return malformed(q, VMS_M_HELLO);
+    if (version != VMS_PROTO_VERSION) {
+        q->fatal = true;
+        return fsp_fail(q->err, FSP_EK_USAGE, -EPROTONOSUPPORT,
+                        "vmsync-agent %s speaks protocol %d, the client (%s) %llu", VMSYNC_VERSION,
+                        VMS_PROTO_VERSION, software, (unsigned long long)version);
+    }
+    a->hello = true;
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, VMS_PROTO_VERSION);
+    vms_put_str(&b, "vmsync-agent " VMSYNC_VERSION);
+    return reply(q, VMS_M_HELLO_OK, &b);
+}
+
+/* ROOT/PATH, which must exist and stay under ROOT once symlinks are
+ * resolved. */
+static int resolve(struct request *q, const char *path, char *out)
+{
+    const struct agent_opts *o = q->a->o;
+    char joined[2 * PATH_MAX];
+    const char *p = path;
+    while (*p == '/')
+        p++;
+    for (const char *c = p; *c;) {
+        size_t n = strcspn(c, "/");
+        if (n == 2 && c[0] == '.' && c[1] == '.')
+            goto outside;
+        c += n + (c[n] == '/');
+    }
+    snprintf(joined, sizeof joined, "%s/%s", o->root, p);
+    if (!realpath(joined, out))
+        return fsp_fail(q->err, FSP_EK_OPEN, -errno, "%s: no repository there: %s", path,
+                        strerror(errno));
+    size_t rl = strlen(o->root);
+    if (strcmp(out, o->root) == 0 || (strncmp(out, o->root, rl) == 0 && out[rl] == '/') ||
+        strcmp(o->root, "/") == 0)
+        return 0;
+outside:
+    return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
+                    "%s: outside the agent's root: this key serves only repositories under its "
+                    "--root", path);
+}
+
+static int on_open(struct request *q)
+{
+    struct agent *a = q->a;
+    char full[PATH_MAX];
+    vms_get_strbuf(q->body, a->path, sizeof a->path);
+    if (!vms_get_done(q->body) || a->repo)
+        return malformed(q, VMS_M_OPEN);
+    int rc = resolve(q, a->path, full);
+    if (!rc)
+        rc = vms_repo_open(full, a->o->user, a->client_host[0] ? a->client_host : "unknown", NULL,
+                           &a->repo, q->err);
+    if (!rc && a->o->cache_max &&
+        vms_repo_cache_dir(a->repo, "segments", a->cache, sizeof a->cache, q->err))
+        a->cache[0] = 0; /* no cache is slower, not wrong */
+    return rc ? rc : reply(q, VMS_M_OK, NULL);
+}
+
+/* ---- the catalog ------------------------------------------------------------------ */
+
+static int on_version(struct request *q)
+{
+    char image[256];
+    vms_get_strbuf(q->body, image, sizeof image);
+    uint32_t number = (uint32_t)vms_get_bounded(q->body, UINT32_MAX);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_VERSION);
+    struct vms_version v;
+    int rc = vms_repo_version(q->a->repo, image, number, &v, q->err);
+    if (rc)
+        return rc;
+    struct vms_wbuf b = {0};
+    vms_put_version(&b, &v);
+    return reply(q, VMS_M_VERSION_INFO, &b);
+}
+
+static int send_version(void *ctx, const struct vms_version *v)
+{
+    struct request *q = ctx;
+    struct vms_wbuf b = {0};
+    vms_put_version(&b, v);
+    return reply(q, VMS_M_VERSION_INFO, &b);
+}
+
+static int on_list(struct request *q)
+{
+    char image[256];
+    bool all = vms_get_u8(q->body) != 0;
+    vms_get_strbuf(q->body, image, sizeof image);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_LIST);
+    int rc = vms_repo_list(q->a->repo, all ? NULL : image, send_version, q, q->err);
+    if (rc)
+        q->fatal = true; /* some versions may be out already */
+    return rc ? rc : reply(q, VMS_M_END, NULL);
+}
+
+static int on_lease_take(struct request *q)
+{
+    char image[256];
+    vms_get_strbuf(q->body, image, sizeof image);
+    uint32_t version = (uint32_t)vms_get_bounded(q->body, UINT32_MAX);
+    bool steal = vms_get_u8(q->body) != 0;
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_LEASE_TAKE);
+    int rc = vms_repo_lease_take(q->a->repo, image, version, steal, q->err);
+    return rc ? rc : reply(q, VMS_M_OK, NULL);
+}
+
+static int on_lease_get(struct request *q)
+{
+    char image[256];
+    vms_get_strbuf(q->body, image, sizeof image);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_LEASE_GET);
+    struct vms_lease l = {0};
+    bool found = false;
+    int rc = vms_repo_lease_get(q->a->repo, image, &l, &found, q->err);
+    if (rc)
+        return rc;
+    struct vms_wbuf b = {0};
+    vms_put_u8(&b, found);
+    vms_put_str(&b, l.image);
+    vms_put_varint(&b, l.version);
+    vms_put_str(&b, l.user);
+    vms_put_str(&b, l.host);
+    vms_put_svarint(&b, l.since);
+    return reply(q, VMS_M_LEASE_INFO, &b);
+}
+
+static int on_lease_release(struct request *q)
+{
+    char image[256];
+    vms_get_strbuf(q->body, image, sizeof image);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_LEASE_RELEASE);
+    int rc = vms_repo_lease_release(q->a->repo, image, q->err);
+    return rc ? rc : reply(q, VMS_M_OK, NULL);
+}
+
+static int on_audit(struct request *q)
+{
+    char action[64], image[256], detail[1024];
+    vms_get_strbuf(q->body, action, sizeof action);
+    vms_get_strbuf(q->body, image, sizeof image);
+    uint32_t version = (uint32_t)vms_get_bounded(q->body, UINT32_MAX);
+    vms_get_strbuf(q->body, detail, sizeof detail);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_AUDIT);
+    int rc = vms_repo_audit(q->a->repo, action, image, version, detail, q->err);
+    return rc ? rc : reply(q, VMS_M_OK, NULL);
+}
+
+/* ---- manifests ---------------------------------------------------------------------- */
+
+static int send_file(struct request *q, int fd)
+{
+    uint8_t *buf = malloc(VMS_DATA_MAX);
+    if (!buf)
+        return fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, VMS_DATA_MAX);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? fsp_fail(q->err, FSP_EK_IO, -errno, "cannot read a manifest: %s",
+                                  strerror(errno))
+                       : 0;
+            break;
+        }
+        struct vms_wbuf chunk = {.p = buf, .len = (size_t)n};
+        if ((rc = vms_conn_send(&q->a->conn, VMS_M_DATA, &chunk, q->err)) != 0)
+            break;
+    }
+    free(buf);
+    if (rc)
+        q->fatal = true;
+    return rc ? rc : reply(q, VMS_M_END, NULL);
+}
+
+static int on_get_manifest(struct request *q)
+{
+    uint8_t id[FSP_SHA256_LEN];
+    vms_get_hash(q->body, id);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_GET_MANIFEST);
+    char tmp[PATH_MAX];
+    int fd = temp_file(q->a, tmp, sizeof tmp, q->err);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    int rc = vms_repo_get_manifest(q->a->repo, id, tmp, q->err);
+    fd = rc ? -1 : open(tmp, O_RDONLY | O_CLOEXEC);
+    unlink(tmp);
+    if (!rc && fd < 0)
+        rc = fsp_fail(q->err, FSP_EK_IO, -errno, "%s: %s", tmp, strerror(errno));
+    if (!rc)
+        rc = send_file(q, fd);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* Reads DATA frames up to END into FD: SIZE bytes, as announced. */
+static int receive_file(struct request *q, int fd, uint64_t size)
+{
+    uint64_t got = 0;
+    for (;;) {
+        uint8_t type;
+        struct vms_rbuf body;
+        int rc = vms_conn_recv(&q->a->conn, &type, &body, q->err);
+        if (rc) {
+            q->fatal = true;
+            return rc;
+        }
+        if (type == VMS_M_END)
+            break;
+        size_t n = (size_t)(body.end - body.p);
+        if (type != VMS_M_DATA || n == 0 || n > VMS_DATA_MAX || got + n > size)
+            return malformed(q, VMS_M_PUT_MANIFEST);
+        if ((rc = vms_write_all(fd, body.p, n)) != 0) {
+            q->fatal = true; /* the rest of the stream is still coming */
+            return fsp_fail(q->err, FSP_EK_IO, rc, "cannot store a manifest: %s", strerror(-rc));
+        }
+        got += n;
+    }
+    return got == size ? 0 : malformed(q, VMS_M_PUT_MANIFEST);
+}
+
+static int on_put_manifest(struct request *q)
+{
+    uint64_t size = vms_get_bounded(q->body, VMS_MANIFEST_MAX);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_PUT_MANIFEST);
+    if (q->a->o->read_only) {
+        q->fatal = true; /* the manifest's bytes follow */
+        return denied_read_only(q);
+    }
+    char tmp[PATH_MAX];
+    int fd = temp_file(q->a, tmp, sizeof tmp, q->err);
+    if (fd < 0) {
+        q->fatal = true;
+        return fd;
+    }
+    int rc = receive_file(q, fd, size);
+    close(fd);
+    uint8_t id[FSP_SHA256_LEN];
+    if (!rc)
+        rc = vms_repo_put_manifest(q->a->repo, tmp, id, q->err); /* reads it: a bad one is refused */
+    unlink(tmp);
+    if (rc)
+        return rc;
+    struct vms_wbuf b = {0};
+    vms_put_hash(&b, id);
+    return reply(q, VMS_M_MANIFEST_ID, &b);
+}
+
+/* ---- objects ------------------------------------------------------------------------- */
+
+/* A list of hashes in place in the request: u32 n, then n hashes. */
+static const uint8_t (*hash_list(struct request *q, size_t *n))[FSP_SHA256_LEN]
+{
+    *n = (size_t)vms_get_bounded(q->body, VMS_LIST_MAX);
+    return (const uint8_t(*)[FSP_SHA256_LEN])vms_get_span(q->body, *n * FSP_SHA256_LEN);
+}
+
+static int on_has(struct request *q)
+{
+    size_t n;
+    const uint8_t(*hashes)[FSP_SHA256_LEN] = hash_list(q, &n);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_HAS);
+    uint8_t *present = malloc(n + 1);
+    struct vms_object_size *sizes = malloc((n + 1) * sizeof *sizes);
+    int rc = present && sizes ? vms_repo_has(q->a->repo, hashes, n, present, sizes, q->err)
+                              : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    struct vms_wbuf b = {0};
+    if (!rc) {
+        vms_put_varint(&b, n);
+        for (size_t i = 0; i < n; i++) {
+            vms_put_varint(&b, present[i] ? (uint64_t)sizes[i].stored + 1 : 0);
+            vms_put_varint(&b, present[i] ? sizes[i].len : 0);
+        }
+    }
+    free(present);
+    free(sizes);
+    return rc ? rc : reply(q, VMS_M_HAVE, &b);
+}
+
+struct serving {
+    struct agent *a;
+    const uint8_t (*hashes)[FSP_SHA256_LEN];
+    uint8_t *out; /* where read_object copies */
+};
+
+static int copy_object(void *ctx, size_t index, const uint8_t *data, size_t len, size_t stored)
+{
+    (void)index;
+    (void)stored;
+    struct serving *s = ctx;
+    memcpy(s->out, data, len);
+    return 0;
+}
+
+static int read_object(void *ctx, size_t i, uint8_t *out, fsp_error *err)
+{
+    struct serving *s = ctx;
+    s->out = out;
+    return vms_repo_get(s->a->repo, s->hashes + i, 1, copy_object, s, err);
+}
+
+static int read_stored(void *ctx, size_t i, vms_stored_cb cb, void *cb_ctx, fsp_error *err)
+{
+    struct serving *s = ctx;
+    return vms_repo_get_stored(s->a->repo, s->hashes + i, 1, cb, cb_ctx, err);
+}
+
+/* The raw sizes of HASHES, all of which must be stored. */
+static int sizes_of(struct request *q, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                    uint32_t *lens)
+{
+    uint8_t *present = malloc(n + 1);
+    struct vms_object_size *sizes = malloc((n + 1) * sizeof *sizes);
+    int rc = present && sizes ? vms_repo_has(q->a->repo, hashes, n, present, sizes, q->err)
+                              : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {
+        lens[i] = sizes[i].len;
+        if (!present[i]) {
+            char hex[2 * FSP_SHA256_LEN + 1];
+            fsp_hex(hashes[i], FSP_SHA256_LEN, hex);
+            rc = fsp_fail(q->err, FSP_EK_CORRUPT, -ENOENT, "%s: object %s is not in the repository",
+                          q->a->path, hex);
+        }
+    }
+    free(present);
+    free(sizes);
+    return rc;
+}
+
+static int on_get(struct request *q)
+{
+    struct agent *a = q->a;
+    int level = (int)vms_get_bounded(q->body, VMS_LEVEL_MAX);
+    uint64_t bwlimit = vms_get_varint(q->body);
+    size_t n;
+    const uint8_t(*hashes)[FSP_SHA256_LEN] = hash_list(q, &n);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_GET);
+    uint32_t *lens = malloc((n + 1) * sizeof *lens);
+    int rc = lens ? sizes_of(q, hashes, n, lens)
+                  : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    struct serving s = {a, hashes, NULL};
+    struct vms_xfer_source src = {.hashes = hashes, .lens = lens, .n = n, .read = read_object,
+                                  .read_stored = read_stored, .ctx = &s};
+    struct vms_xfer_opts xo = {.level = level, .bwlimit = bwlimit,
+                               .cache = a->cache[0] ? a->cache : NULL};
+    struct vms_xfer_report rep;
+    if (!rc) {
+        rc = vms_xfer_send(&src, &xo, &a->conn, &rep, q->err);
+        q->fatal = rc != 0; /* the client is in the middle of a stream */
+    }
+    if (!rc) {
+        a->stats.objects_sent += n;
+        a->stats.sent.segments += rep.segments;
+        a->stats.sent.cached += rep.cached;
+        a->stats.sent.stored_segments += rep.stored_segments;
+        a->stats.sent.raw_bytes += rep.raw_bytes;
+        a->stats.sent.wire_bytes += rep.wire_bytes;
+        a->stats.sent.level_last = rep.level_last;
+    }
+    free(lens);
+    return rc;
+}
+
+struct receiving {
+    struct agent *a;
+    const uint8_t (*hashes)[FSP_SHA256_LEN]; /* the wanted list */
+    fsp_error put_err; /* the first failure to store; the stream is drained anyway */
+    int put_rc;
+    uint64_t stored;
+};
+
+static int store_object(void *ctx, size_t index, const uint8_t *data, size_t len, size_t wire)
+{
+    (void)wire;
+    struct receiving *r = ctx;
+    if (!r->put_rc)
+        r->put_rc = vms_repo_put(r->a->repo, r->hashes[index], data, len, &r->put_err);
+    r->stored++;
+    return 0;
+}
+
+/* The WANT bitmap for HASHES, and the wanted hashes in order into WANTED. */
+static int answer_offer(struct request *q, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                        uint8_t (*wanted)[FSP_SHA256_LEN], size_t *n_wanted)
+{
+    uint8_t *present = malloc(n + 1);
+    int rc = present ? vms_repo_has(q->a->repo, hashes, n, present, NULL, q->err)
+                     : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, n);
+    uint8_t *bits = calloc(1, (n + 7) / 8 + 1);
+    *n_wanted = 0;
+    for (size_t i = 0; !rc && bits && i < n; i++) {
+        if (present[i])
+            continue;
+        bits[i / 8] |= (uint8_t)(1u << (i % 8));
+        memcpy(wanted[(*n_wanted)++], hashes[i], FSP_SHA256_LEN);
+    }
+    if (!rc && !bits)
+        rc = fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    if (!rc)
+        vms_put_raw(&b, bits, (n + 7) / 8);
+    free(present);
+    free(bits);
+    if (rc) {
+        vms_wbuf_free(&b);
+        return rc;
+    }
+    return reply(q, VMS_M_WANT, &b);
+}
+
+/* SEGMENTs up to PUT_END.  When the link drops half way, what arrived whole
+ * is made durable, so the same check-in run again sends only the rest. */
+static int receive_objects(struct request *q, struct vms_xfer_receiver *rx, struct receiving *r)
+{
+    for (;;) {
+        uint8_t type;
+        struct vms_rbuf body;
+        int rc = vms_conn_recv(&q->a->conn, &type, &body, q->err);
+        if (rc) {
+            fsp_error ignored;
+            vms_repo_flush(q->a->repo, &ignored);
+            q->fatal = true;
+            return rc;
+        }
+        if (type == VMS_M_PUT_END) {
+            uint64_t count = vms_get_varint(&body);
+            if (!vms_get_done(&body) || count != rx->next || rx->next != rx->n)
+                return malformed(q, VMS_M_PUT_END);
+            return 0;
+        }
+        if (type != VMS_M_SEGMENT)
+            return malformed(q, VMS_M_OFFER);
+        if ((rc = vms_xfer_receive(rx, &body, q->err)) != 0) {
+            q->fatal = true;
+            return rc;
+        }
+    }
+}
+
+static int on_offer(struct request *q)
+{
+    size_t n;
+    const uint8_t(*offered)[FSP_SHA256_LEN] = hash_list(q, &n);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_OFFER);
+    if (q->a->o->read_only) {
+        q->fatal = true; /* the client does not wait for WANT before failing */
+        return denied_read_only(q);
+    }
+    uint8_t(*wanted)[FSP_SHA256_LEN] = malloc((n + 1) * FSP_SHA256_LEN);
+    size_t n_wanted = 0;
+    struct receiving r = {.a = q->a};
+    struct vms_xfer_receiver rx = {.cb = store_object, .ctx = &r, .peer = "the client"};
+    int rc = wanted ? answer_offer(q, offered, n, wanted, &n_wanted)
+                    : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    rx.hashes = r.hashes = (const uint8_t(*)[FSP_SHA256_LEN])wanted;
+    rx.n = n_wanted;
+    if (!rc)
+        rc = receive_objects(q, &rx, &r);
+    if (!rc && r.put_rc) {
+        *q->err = r.put_err;
+        rc = r.put_rc;
+    }
+    if (!rc)
+        rc = vms_repo_flush(q->a->repo, q->err);
+    vms_xfer_receiver_free(&rx);
+    free(wanted);
+    if (rc)
+        return rc;
+    q->a->stats.objects_received += r.stored;
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, r.stored);
+    return reply(q, VMS_M_PUT_OK, &b);
+}
+
+/* ---- versions ------------------------------------------------------------------------ */
+
+struct needed {
+    uint8_t (*hashes)[FSP_SHA256_LEN];
+    size_t n, cap;
+};
+
+static int collect_needed(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len)
+{
+    (void)len;
+    struct needed *nd = ctx;
+    if (nd->n == nd->cap) {
+        size_t cap = nd->cap ? 2 * nd->cap : 4096;
+        void *p = realloc(nd->hashes, cap * FSP_SHA256_LEN);
+        if (!p)
+            return -ENOMEM;
+        nd->hashes = p;
+        nd->cap = cap;
+    }
+    memcpy(nd->hashes[nd->n++], hash, FSP_SHA256_LEN);
+    return 0;
+}
+
+/* A version is recorded only when the repository holds every object it
+ * needs: a client that lost its link, or lies, cannot leave a version that
+ * does not check out. */
+static int check_complete(struct request *q, const uint8_t manifest[FSP_SHA256_LEN])
+{
+    char tmp[PATH_MAX];
+    struct needed nd = {0};
+    int fd = temp_file(q->a, tmp, sizeof tmp, q->err);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    int rc = vms_repo_get_manifest(q->a->repo, manifest, tmp, q->err);
+    if (!rc)
+        rc = vms_manifest_needed(tmp, collect_needed, &nd, q->err);
+    unlink(tmp);
+    uint8_t *present = rc ? NULL : malloc(nd.n + 1);
+    if (!rc && !present)
+        rc = fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    if (!rc)
+        rc = vms_repo_has(q->a->repo, (const uint8_t(*)[FSP_SHA256_LEN])nd.hashes, nd.n, present,
+                          NULL, q->err);
+    size_t missing = 0, first = 0;
+    for (size_t i = 0; !rc && i < nd.n; i++) {
+        if (!present[i] && !missing++)
+            first = i;
+    }
+    if (!rc && missing) {
+        char hex[2 * FSP_SHA256_LEN + 1];
+        fsp_hex(nd.hashes[first], FSP_SHA256_LEN, hex);
+        rc = fsp_fail(q->err, FSP_EK_CORRUPT, -ENOENT,
+                      "%s: version refused: the repository lacks %zu of the objects it needs "
+                      "(%s first); nothing was recorded",
+                      q->a->path, missing, hex);
+    }
+    free(present);
+    free(nd.hashes);
+    return rc;
+}
+
+static int on_add_version(struct request *q)
+{
+    char image[256], message[1024];
+    uint8_t manifest[FSP_SHA256_LEN], digest[FSP_SHA256_LEN];
+    vms_get_strbuf(q->body, image, sizeof image);
+    uint32_t parent = (uint32_t)vms_get_bounded(q->body, UINT32_MAX);
+    vms_get_hash(q->body, manifest);
+    vms_get_hash(q->body, digest);
+    uint64_t size = vms_get_varint(q->body);
+    vms_get_strbuf(q->body, message, sizeof message);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_ADD_VERSION);
+    if (q->a->o->read_only)
+        return denied_read_only(q);
+    uint32_t number = 0;
+    int rc = check_complete(q, manifest);
+    if (!rc)
+        rc = vms_repo_add_version(q->a->repo, image, parent, manifest, digest, size, message,
+                                  &number, q->err);
+    if (rc)
+        return rc;
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, number);
+    return reply(q, VMS_M_NUMBER, &b);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+typedef int (*handler)(struct request *q);
+
+static handler handler_for(const struct agent *a, uint8_t type)
+{
+    if (!a->hello)
+        return type == VMS_M_HELLO ? on_hello : NULL;
+    if (!a->repo)
+        return type == VMS_M_OPEN ? on_open : NULL;
+    switch (type) {
+    case VMS_M_VERSION: return on_version;
+    case VMS_M_LIST: return on_list;
+    case VMS_M_LEASE_TAKE: return on_lease_take;
+    case VMS_M_LEASE_GET: return on_lease_get;
+    case VMS_M_LEASE_RELEASE: return on_lease_release;
+    case VMS_M_AUDIT: return on_audit;
+    case VMS_M_GET_MANIFEST: return on_get_manifest;
+    case VMS_M_PUT_MANIFEST: return on_put_manifest;
+    case VMS_M_HAS: return on_has;
+    case VMS_M_GET: return on_get;
+    case VMS_M_OFFER: return on_offer;
+    case VMS_M_ADD_VERSION: return on_add_version;
+    default: return NULL;
+    }
+}
+
+int agent_serve(struct agent *a, fsp_error *err)
+{
+    for (;;) {
+        uint8_t type;
+        struct vms_rbuf body;
+        int rc = vms_conn_recv(&a->conn, &type, &body, err);
+        if (rc)
+            return rc == -ENODATA ? 0 : rc; /* -ENODATA: the client hung up between requests */
+        a->stats.requests++;
+        struct request q = {a, &body, err, false};
+        if (type == VMS_M_PING) {
+            rc = reply(&q, VMS_M_PONG, NULL);
+        } else {
+            handler h = handler_for(a, type);
+            rc = h ? h(&q) : malformed(&q, type);
+        }
+        if (!rc)
+            continue;
+        fsp_error send_err; /* when even this fails, the session is over anyway */
+        if (vms_conn_send_error(&a->conn, err, &send_err) || q.fatal)
+            return rc;
+    }
+}

@@ -1,0 +1,207 @@
+#include "proto.h"
+
+#include "vmsync.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *vms_msg_name(int type)
+{
+    static const char *const names[] = {
+        [VMS_M_HELLO] = "HELLO", [VMS_M_OPEN] = "OPEN", [VMS_M_VERSION] = "VERSION",
+        [VMS_M_LIST] = "LIST", [VMS_M_LEASE_TAKE] = "LEASE_TAKE", [VMS_M_LEASE_GET] = "LEASE_GET",
+        [VMS_M_LEASE_RELEASE] = "LEASE_RELEASE", [VMS_M_AUDIT] = "AUDIT",
+        [VMS_M_GET_MANIFEST] = "GET_MANIFEST", [VMS_M_PUT_MANIFEST] = "PUT_MANIFEST",
+        [VMS_M_HAS] = "HAS", [VMS_M_GET] = "GET", [VMS_M_OFFER] = "OFFER",
+        [VMS_M_PUT_END] = "PUT_END", [VMS_M_ADD_VERSION] = "ADD_VERSION", [VMS_M_PING] = "PING",
+        [VMS_M_OK] = "OK", [VMS_M_ERROR] = "ERROR", [VMS_M_HELLO_OK] = "HELLO_OK",
+        [VMS_M_VERSION_INFO] = "VERSION_INFO", [VMS_M_END] = "END",
+        [VMS_M_LEASE_INFO] = "LEASE_INFO", [VMS_M_DATA] = "DATA",
+        [VMS_M_MANIFEST_ID] = "MANIFEST_ID", [VMS_M_HAVE] = "HAVE", [VMS_M_WANT] = "WANT",
+        [VMS_M_SEGMENT] = "SEGMENT", [VMS_M_PUT_OK] = "PUT_OK", [VMS_M_NUMBER] = "NUMBER",
+        [VMS_M_PONG] = "PONG",
+    };
+    const char *n = type >= 0 && (size_t)type < sizeof names / sizeof *names ? names[type] : NULL;
+    return n ? n : "unknown";
+}
+
+/* ---- payload helpers ---------------------------------------------------------- */
+
+void vms_put_hash(struct vms_wbuf *b, const uint8_t hash[FSP_SHA256_LEN])
+{
+    vms_put_raw(b, hash, FSP_SHA256_LEN);
+}
+
+void vms_get_hash(struct vms_rbuf *r, uint8_t hash[FSP_SHA256_LEN])
+{
+    vms_get_raw(r, hash, FSP_SHA256_LEN);
+}
+
+uint64_t vms_get_bounded(struct vms_rbuf *r, uint64_t max)
+{
+    uint64_t v = vms_get_varint(r);
+    if (v > max) {
+        r->bad = true;
+        return 0;
+    }
+    return v;
+}
+
+void vms_get_strbuf(struct vms_rbuf *r, char *out, size_t cap)
+{
+    out[0] = 0;
+    uint64_t n = vms_get_varint(r);
+    if (r->bad || n == 0 || n - 1 >= cap || n - 1 > (uint64_t)(r->end - r->p)) {
+        r->bad = true;
+        return;
+    }
+    for (size_t i = 0; i < n - 1; i++) {
+        if (r->p[i] < 0x20 || r->p[i] == 0x7f) {
+            r->bad = true;
+            return;
+        }
+    }
+    memcpy(out, r->p, n - 1);
+    out[n - 1] = 0;
+    r->p += n - 1;
+}
+
+const uint8_t *vms_get_span(struct vms_rbuf *r, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return NULL;
+    }
+    const uint8_t *p = r->p;
+    r->p += n;
+    return p;
+}
+
+bool vms_get_done(const struct vms_rbuf *r) { return !r->bad && r->p == r->end; }
+
+void vms_put_version(struct vms_wbuf *b, const struct vms_version *v)
+{
+    vms_put_str(b, v->image);
+    vms_put_varint(b, v->number);
+    vms_put_varint(b, v->parent);
+    vms_put_hash(b, v->manifest);
+    vms_put_hash(b, v->digest);
+    vms_put_varint(b, v->size);
+    vms_put_svarint(b, v->created);
+    vms_put_str(b, v->message);
+    vms_put_str(b, v->user);
+    vms_put_str(b, v->host);
+}
+
+void vms_get_version(struct vms_rbuf *r, struct vms_version *v)
+{
+    memset(v, 0, sizeof *v);
+    vms_get_strbuf(r, v->image, sizeof v->image);
+    v->number = (uint32_t)vms_get_bounded(r, UINT32_MAX);
+    v->parent = (uint32_t)vms_get_bounded(r, UINT32_MAX);
+    vms_get_hash(r, v->manifest);
+    vms_get_hash(r, v->digest);
+    v->size = vms_get_varint(r);
+    v->created = vms_get_svarint(r);
+    vms_get_strbuf(r, v->message, sizeof v->message);
+    vms_get_strbuf(r, v->user, sizeof v->user);
+    vms_get_strbuf(r, v->host, sizeof v->host);
+}
+
+/* ---- the connection ------------------------------------------------------------- */
+
+int vms_proto_fail(const struct vms_conn *c, fsp_error *err, const char *what)
+{
+    return fsp_fail(err, FSP_EK_CORRUPT, -EPROTO, "%s: protocol error: %s", c->peer, what);
+}
+
+int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fsp_error *err)
+{
+    size_t plen = p ? p->len : 0;
+    if (plen + 1 > VMS_MSG_MAX)
+        return fsp_fail(err, FSP_EK_INTERNAL, -EMSGSIZE, "%s: a %s message of %zu bytes is too big",
+                        c->peer, vms_msg_name(type), plen);
+    uint8_t head[5];
+    uint32_t len = (uint32_t)plen + 1;
+    for (int i = 0; i < 4; i++)
+        head[i] = (uint8_t)(len >> (8 * i));
+    head[4] = type;
+    int rc = c->send(c->io, head, sizeof head, err);
+    if (!rc && plen)
+        rc = c->send(c->io, p->p, plen, err);
+    if (!rc)
+        c->wire_out += sizeof head + plen;
+    return rc;
+}
+
+int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_error *err)
+{
+    uint8_t head[4];
+    int rc = c->recv(c->io, head, sizeof head, err);
+    if (rc)
+        return rc;
+    uint32_t len = (uint32_t)head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 |
+                   (uint32_t)head[3] << 24;
+    if (len < 1 || len > VMS_MSG_MAX)
+        return vms_proto_fail(c, err, "a frame length is out of bounds");
+    if (len > c->in_cap) {
+        uint8_t *p = realloc(c->in, len);
+        if (!p)
+            return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+        c->in = p;
+        c->in_cap = len;
+    }
+    rc = c->recv(c->io, c->in, len, err);
+    if (rc)
+        return rc;
+    c->wire_in += sizeof head + len;
+    *type = c->in[0];
+    *body = (struct vms_rbuf){.p = c->in + 1, .end = c->in + len};
+    return 0;
+}
+
+bool vms_decode_error(struct vms_rbuf *b, fsp_error *e)
+{
+    uint64_t kind = vms_get_bounded(b, FSP_EK_DENIED);
+    int64_t code = vms_get_svarint(b);
+    char msg[sizeof e->msg];
+    vms_get_strbuf(b, msg, sizeof msg);
+    if (!vms_get_done(b) || kind == FSP_EK_NONE || code >= 0 || code < -4095)
+        return false;
+    fsp_fail(e, (int)kind, (int)code, "%s", msg);
+    return true;
+}
+
+int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp_error *err)
+{
+    uint8_t type;
+    int rc = vms_conn_recv(c, &type, body, err);
+    if (rc || type == want)
+        return rc;
+    if (type == VMS_M_ERROR)
+        return vms_decode_error(body, err) ? err->code
+                                            : vms_proto_fail(c, err, "a malformed ERROR");
+    char what[96];
+    snprintf(what, sizeof what, "expected %s, got %s", vms_msg_name(want), vms_msg_name(type));
+    return vms_proto_fail(c, err, what);
+}
+
+int vms_conn_send_error(struct vms_conn *c, const fsp_error *e, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, e->kind ? (uint64_t)e->kind : FSP_EK_INTERNAL);
+    vms_put_svarint(&b, e->code < 0 ? e->code : -EIO);
+    vms_put_str(&b, e->msg);
+    int rc = vms_conn_send(c, VMS_M_ERROR, &b, err);
+    vms_wbuf_free(&b);
+    return rc;
+}
+
+void vms_conn_free(struct vms_conn *c)
+{
+    free(c->in);
+    c->in = NULL;
+    c->in_cap = 0;
+}

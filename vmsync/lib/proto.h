@@ -1,0 +1,113 @@
+/* The vmsync agent protocol, version 1: framing, message types, and the
+ * bounds-checked builders and readers both ends use.  docs/protocol.md is
+ * the full description; this header is its source of truth for numbers.
+ *
+ * A frame is a little-endian u32 length L (1 <= L <= VMS_MSG_MAX), then L
+ * bytes: a u8 message type and its payload.  Payload fields use codec.h's
+ * encoding, as the manifest does: integers are varints ("u32" below is a
+ * varint that must fit 32 bits), strings and byte strings carry their length
+ * plus one, a hash is 32 raw bytes.  Every reader checks every length against
+ * what is left of the frame and against the bounds below before using it. */
+#ifndef VMS_PROTO_H
+#define VMS_PROTO_H
+
+#include "codec.h"
+#include "fsparse.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMS_PROTO_MAGIC 0x31534d56u /* "VMS1" */
+#define VMS_PROTO_VERSION 1
+#define VMS_MSG_MAX (72u << 20)      /* a frame, type included */
+#define VMS_LIST_MAX (1u << 20)      /* hashes in one HAS, GET or OFFER */
+#define VMS_DATA_MAX (1u << 20)      /* bytes in one DATA frame */
+#define VMS_MANIFEST_MAX (1ull << 31) /* a manifest sent to the agent */
+
+enum vms_msg {
+    /* requests, client to agent */
+    VMS_M_HELLO = 1,      /* u32 magic, u32 version, str user, str host, str software */
+    VMS_M_OPEN,           /* str path (under the agent's root) */
+    VMS_M_VERSION,        /* str image, u32 version (0: latest) -> VERSION_INFO */
+    VMS_M_LIST,           /* u8 all, str image -> VERSION_INFO*, END */
+    VMS_M_LEASE_TAKE,     /* str image, u32 version, u8 steal -> OK */
+    VMS_M_LEASE_GET,      /* str image -> LEASE_INFO */
+    VMS_M_LEASE_RELEASE,  /* str image -> OK */
+    VMS_M_AUDIT,          /* str action, str image, u32 version, str detail -> OK */
+    VMS_M_GET_MANIFEST,   /* hash id -> DATA*, END */
+    VMS_M_PUT_MANIFEST,   /* u64 size; then DATA*, END from the client -> MANIFEST_ID */
+    VMS_M_HAS,            /* u32 n, n hashes -> HAVE */
+    VMS_M_GET,            /* u32 level, u64 bwlimit, u32 n, n hashes -> SEGMENT* */
+    VMS_M_OFFER,          /* u32 n, n hashes -> WANT; then SEGMENT*, PUT_END from the client */
+    VMS_M_PUT_END,        /* u32 objects sent -> PUT_OK */
+    VMS_M_ADD_VERSION,    /* str image, u32 parent, hash manifest, hash digest, u64 size,
+                             str message -> NUMBER */
+    VMS_M_PING,           /* -> PONG */
+    VMS_M_REQUEST_LAST = VMS_M_PING,
+
+    /* replies and streamed data */
+    VMS_M_OK = 64,        /* (empty) */
+    VMS_M_ERROR,          /* u8 kind, i32 code, str message */
+    VMS_M_HELLO_OK,       /* u32 version, str software */
+    VMS_M_VERSION_INFO,   /* str image, u32 number, u32 parent, hash manifest, hash digest,
+                             u64 size, i64 created, str message, str user, str host */
+    VMS_M_END,            /* (empty) */
+    VMS_M_LEASE_INFO,     /* u8 found, str image, u32 version, str user, str host, i64 since */
+    VMS_M_DATA,           /* bytes (1..VMS_DATA_MAX) */
+    VMS_M_MANIFEST_ID,    /* hash */
+    VMS_M_HAVE,           /* u32 n, n x (u64 stored_len + 1 or 0 when absent, u32 len) */
+    VMS_M_WANT,           /* u32 n, bytes: ceil(n/8) of bitmap, bit i = byte i/8, bit i%8 */
+    VMS_M_SEGMENT,        /* see xfer.h */
+    VMS_M_PUT_OK,         /* u64 objects stored */
+    VMS_M_NUMBER,         /* u32 */
+    VMS_M_PONG,           /* (empty) */
+};
+const char *vms_msg_name(int type);
+
+/* ---- a connection ------------------------------------------------------------ */
+struct vms_conn {
+    /* Move exactly N bytes or fail with an fsp_error (0 / negative errno). */
+    int (*send)(void *io, const void *buf, size_t n, fsp_error *err);
+    int (*recv)(void *io, void *buf, size_t n, fsp_error *err);
+    void *io;
+    const char *peer; /* names the other end in messages */
+    uint64_t wire_in, wire_out;
+    uint8_t *in; /* the last message received */
+    size_t in_cap;
+};
+/* Sends a message of TYPE with payload P (may be NULL for none). */
+int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fsp_error *err);
+/* Receives one message: *TYPE and its payload in BODY (valid until the next
+ * receive). */
+int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_error *err);
+/* Receives a message that must be WANT; an ERROR reply becomes ERR (its kind,
+ * code and message) and its code is returned. */
+int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp_error *err);
+/* ERROR <- ERR */
+int vms_conn_send_error(struct vms_conn *c, const fsp_error *e, fsp_error *err);
+/* FSP_EK_CORRUPT "PEER: protocol error: WHAT" */
+int vms_proto_fail(const struct vms_conn *c, fsp_error *err, const char *what);
+/* Decodes an ERROR payload into E (kind checked); false when malformed. */
+bool vms_decode_error(struct vms_rbuf *b, fsp_error *e);
+void vms_conn_free(struct vms_conn *c);
+
+/* Version records travel the same way in both directions. */
+struct vms_version;
+void vms_put_version(struct vms_wbuf *b, const struct vms_version *v);
+void vms_get_version(struct vms_rbuf *b, struct vms_version *v);
+
+/* Payload helpers on top of codec.h. */
+void vms_put_hash(struct vms_wbuf *b, const uint8_t hash[FSP_SHA256_LEN]);
+void vms_get_hash(struct vms_rbuf *r, uint8_t hash[FSP_SHA256_LEN]);
+/* A varint that must be at most MAX; bad otherwise. */
+uint64_t vms_get_bounded(struct vms_rbuf *r, uint64_t max);
+/* A string into a fixed buffer (NUL-terminated); bad when it does not fit,
+ * holds a NUL or a control character, or is absent. */
+void vms_get_strbuf(struct vms_rbuf *r, char *out, size_t cap);
+/* N bytes in place (NULL and bad when fewer are left). */
+const uint8_t *vms_get_span(struct vms_rbuf *r, size_t n);
+/* True when the payload was read to its end without a fault. */
+bool vms_get_done(const struct vms_rbuf *r);
+
+#endif

@@ -1,0 +1,882 @@
+/* An ssh:// repository: libssh to the server, vmsync-agent at the other end
+ * of the channel, the protocol of proto.h between them.
+ *
+ * Every call is one request and its reply, except the bulk ones: a GET is one
+ * request for a whole list, answered by a stream of segments; puts are
+ * spooled to a temporary file and offered in rounds (OFFER, WANT, the wanted
+ * objects as segments, PUT_END), so a check-in costs a few round trips
+ * whatever the number of objects.  Objects the agent acknowledged are durable
+ * on the server before the version that uses them is recorded. */
+#include "remote.h"
+
+#include "fileio.h"
+#include "keyset.h"
+#include "proto.h"
+#include "xfer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libssh/libssh.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SPOOL_ROUND (64u << 20) /* spooled bytes that trigger an offer round */
+#define KEEPALIVE_SECONDS 10
+
+struct spooled {
+    uint64_t offset;
+    uint32_t len;
+};
+
+struct vms_remote {
+    char url[PATH_MAX];
+    char user[128], host[256], port[8], path[PATH_MAX];
+    struct vms_remote_opts opts;
+    ssh_session ssh;
+    ssh_channel ch;
+    struct vms_conn conn;
+    struct vms_traffic traffic;
+    time_t last_io;
+
+    /* puts not yet offered */
+    int spool_fd;
+    uint64_t spool_size;
+    struct vms_keyset spool_keys;
+    struct spooled *spool;
+    size_t spool_cap;
+    struct vms_keyset offered; /* offered before: the agent has them */
+};
+
+/* ---- the URL ------------------------------------------------------------------ */
+
+/* ssh://[user@]host[:port]/path; the path is relative to the agent's root. */
+static int parse_url(vms_remote *r, const char *url, fsp_error *err)
+{
+    snprintf(r->url, sizeof r->url, "%s", url);
+    const char *p = url + 6, *slash = strchr(p, '/'), *at = memchr(p, '@', slash ? (size_t)(slash - p) : 0);
+    if (!slash || slash == p)
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "%s: not an ssh URL: expected ssh://[user@]host[:port]/path", url);
+    if (at) {
+        if ((size_t)(at - p) >= sizeof r->user || at == p)
+            return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: bad user name", url);
+        memcpy(r->user, p, (size_t)(at - p));
+        p = at + 1;
+    }
+    const char *host_end = slash;
+    if (*p == '[') { /* [v6 address] */
+        const char *close = memchr(p, ']', (size_t)(slash - p));
+        if (!close)
+            return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: bad host", url);
+        host_end = close + 1;
+        p++;
+        if ((size_t)(close - p) >= sizeof r->host)
+            return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: bad host", url);
+        memcpy(r->host, p, (size_t)(close - p));
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(slash - p));
+        host_end = colon ? colon : slash;
+        if (host_end == p || (size_t)(host_end - p) >= sizeof r->host)
+            return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: bad host", url);
+        memcpy(r->host, p, (size_t)(host_end - p));
+    }
+    if (*host_end == ':') {
+        size_t n = (size_t)(slash - host_end - 1);
+        char *end;
+        long port = n && n < sizeof r->port ? strtol(host_end + 1, &end, 10) : 0;
+        if (port < 1 || port > 65535 || end != slash)
+            return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: bad port", url);
+        snprintf(r->port, sizeof r->port, "%ld", port);
+    }
+    snprintf(r->path, sizeof r->path, "%s", slash + 1);
+    return 0;
+}
+
+/* ---- the SSH transport --------------------------------------------------------- */
+
+static int ssh_fail(vms_remote *r, enum fsp_error_kind kind, const char *what, fsp_error *err)
+{
+    return fsp_fail(err, kind, kind == FSP_EK_DENIED ? -EACCES : -ECONNABORTED, "%s: %s: %s",
+                    r->url, what, ssh_get_error(r->ssh));
+}
+
+/* What the agent said on stderr before it went away, for the message. */
+static void agent_stderr(vms_remote *r, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = 0;
+    while (n + 1 < cap) {
+        int got = ssh_channel_read_nonblocking(r->ch, out + n, (uint32_t)(cap - 1 - n), 1);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    out[n] = 0;
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = 0;
+}
+
+static int lost(vms_remote *r, const char *how, fsp_error *err)
+{
+    char said[512];
+    agent_stderr(r, said, sizeof said);
+    return fsp_fail(err, FSP_EK_NETWORK, -ECONNRESET,
+                    "%s: %s%s%s; run the same command again to resume", r->url, how,
+                    said[0] ? ": the agent said: " : "", said);
+}
+
+static int ssh_recv(void *io, void *buf, size_t n, fsp_error *err)
+{
+    vms_remote *r = io;
+    int timeout_ms = (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000;
+    for (size_t done = 0; done < n;) {
+        int avail = ssh_channel_poll_timeout(r->ch, timeout_ms, 0);
+        if (avail == 0)
+            return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
+                            "%s: no data from the server for %d s (is the link down?); run the "
+                            "same command again to resume", r->url, timeout_ms / 1000);
+        if (avail == SSH_EOF)
+            return lost(r, "the agent closed the connection", err);
+        if (avail < 0)
+            return lost(r, "the connection was lost", err);
+        size_t want = n - done < (size_t)avail ? n - done : (size_t)avail;
+        int got = ssh_channel_read(r->ch, (uint8_t *)buf + done, (uint32_t)want, 0);
+        if (got < 0)
+            return lost(r, "the connection was lost", err);
+        done += (size_t)got;
+    }
+    r->last_io = time(NULL);
+    return 0;
+}
+
+static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
+{
+    vms_remote *r = io;
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < (1u << 20) ? n - done : (1u << 20);
+        int put = ssh_channel_write(r->ch, (const uint8_t *)buf + done, (uint32_t)chunk);
+        if (put <= 0)
+            return lost(r, "the connection was lost while sending", err);
+        done += (size_t)put;
+    }
+    r->last_io = time(NULL);
+    return 0;
+}
+
+static int fingerprint(vms_remote *r, char *out, size_t cap)
+{
+    ssh_key key = NULL;
+    unsigned char *hash = NULL;
+    size_t hlen = 0;
+    snprintf(out, cap, "(unknown)");
+    if (ssh_get_server_publickey(r->ssh, &key) != SSH_OK)
+        return -1;
+    if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
+        char *fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+        if (fp)
+            snprintf(out, cap, "%s %s", ssh_key_type_to_char(ssh_key_type(key)), fp);
+        ssh_string_free_char(fp);
+        ssh_clean_pubkey_hash(&hash);
+    }
+    ssh_key_free(key);
+    return 0;
+}
+
+static const char *known_hosts_file(const vms_remote *r, char *buf, size_t cap)
+{
+    if (r->opts.known_hosts)
+        return r->opts.known_hosts;
+    const char *home = getenv("HOME");
+    snprintf(buf, cap, "%s/.ssh/known_hosts", home ? home : "");
+    return buf;
+}
+
+/* Adds the server's key to the known hosts file (making ~/.ssh if needed). */
+static int accept_key(vms_remote *r, const char *file, const char *fp, fsp_error *err)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        mkdir(dir, 0700);
+    }
+    if (ssh_session_update_known_hosts(r->ssh) != SSH_OK)
+        return ssh_fail(r, FSP_EK_IO, "cannot add the host key to the known hosts file", err);
+    fprintf(stderr, "vmsync: added %s (%s) to %s\n", r->host, fp, file);
+    return 0;
+}
+
+static int check_host_key(vms_remote *r, fsp_error *err)
+{
+    char fp[256], buf[PATH_MAX];
+    const char *file = known_hosts_file(r, buf, sizeof buf);
+    fingerprint(r, fp, sizeof fp);
+    switch (ssh_session_is_known_server(r->ssh)) {
+    case SSH_KNOWN_HOSTS_OK:
+        return 0;
+    case SSH_KNOWN_HOSTS_CHANGED:
+        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                        "%s: the host key has CHANGED (now %s); refusing to connect: someone may "
+                        "be intercepting the connection.  If the server's key was really "
+                        "replaced, remove its old line from %s",
+                        r->url, fp, file);
+    case SSH_KNOWN_HOSTS_OTHER:
+        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                        "%s: the server offers a key of another type (%s) than the one in %s; "
+                        "refusing to connect",
+                        r->url, fp, file);
+    case SSH_KNOWN_HOSTS_NOT_FOUND:
+    case SSH_KNOWN_HOSTS_UNKNOWN:
+        if (r->opts.accept_new)
+            return accept_key(r, file, fp, err);
+        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                        "%s: unknown host key %s (not in %s); check the fingerprint with the "
+                        "server's administrator, then run again with --accept-new",
+                        r->url, fp, file);
+    default:
+        return ssh_fail(r, FSP_EK_DENIED, "cannot check the host key", err);
+    }
+}
+
+static int authenticate(vms_remote *r, fsp_error *err)
+{
+    int rc;
+    if (r->opts.identity) {
+        ssh_key key = NULL;
+        if (ssh_pki_import_privkey_file(r->opts.identity, NULL, NULL, NULL, &key) != SSH_OK)
+            return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                            "%s: cannot read the private key (missing, unreadable, not a key, or "
+                            "protected by a passphrase: load it into ssh-agent instead)",
+                            r->opts.identity);
+        rc = ssh_userauth_publickey(r->ssh, NULL, key);
+        ssh_key_free(key);
+    } else {
+        rc = ssh_userauth_publickey_auto(r->ssh, NULL, NULL); /* ssh-agent, then ~/.ssh/id_* */
+    }
+    if (rc == SSH_AUTH_SUCCESS)
+        return 0;
+    const char *user = r->user[0] ? r->user : "(local user)";
+    return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                    "%s: the server refused %s for user %s: %s", r->url,
+                    r->opts.identity ? r->opts.identity : "the keys of ssh-agent and ~/.ssh", user,
+                    ssh_get_error(r->ssh));
+}
+
+static int connect_ssh(vms_remote *r, fsp_error *err)
+{
+    r->ssh = ssh_new();
+    if (!r->ssh)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    long timeout = r->opts.timeout > 0 ? r->opts.timeout : 60;
+    ssh_options_set(r->ssh, SSH_OPTIONS_HOST, r->host);
+    ssh_options_parse_config(r->ssh, NULL); /* ~/.ssh/config, as ssh would */
+    if (r->port[0])
+        ssh_options_set(r->ssh, SSH_OPTIONS_PORT_STR, r->port);
+    if (r->user[0])
+        ssh_options_set(r->ssh, SSH_OPTIONS_USER, r->user);
+    if (r->opts.known_hosts)
+        ssh_options_set(r->ssh, SSH_OPTIONS_KNOWNHOSTS, r->opts.known_hosts);
+    ssh_options_set(r->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
+    if (ssh_connect(r->ssh) != SSH_OK)
+        return ssh_fail(r, FSP_EK_NETWORK, "cannot connect", err);
+    int rc = check_host_key(r, err);
+    if (!rc)
+        rc = authenticate(r, err);
+    if (rc)
+        return rc;
+    r->ch = ssh_channel_new(r->ssh);
+    if (!r->ch || ssh_channel_open_session(r->ch) != SSH_OK)
+        return ssh_fail(r, FSP_EK_NETWORK, "cannot open a channel", err);
+    /* With command= in authorized_keys (the usual set-up) sshd runs the agent
+     * whatever we ask for. */
+    const char *cmd = r->opts.agent ? r->opts.agent : "vmsync-agent";
+    if (ssh_channel_request_exec(r->ch, cmd) != SSH_OK)
+        return ssh_fail(r, FSP_EK_NETWORK, "cannot start the agent", err);
+    return 0;
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static int request(vms_remote *r, uint8_t type, const struct vms_wbuf *b, uint8_t reply,
+                   struct vms_rbuf *body, fsp_error *err)
+{
+    int rc = vms_conn_send(&r->conn, type, b, err);
+    if (!rc)
+        rc = vms_conn_expect(&r->conn, reply, body, err);
+    return rc;
+}
+
+static int bad_reply(vms_remote *r, uint8_t type, fsp_error *err)
+{
+    char what[64];
+    snprintf(what, sizeof what, "a malformed %s", vms_msg_name(type));
+    return vms_proto_fail(&r->conn, err, what);
+}
+
+/* Sends TYPE with B and expects OK. */
+static int simple(vms_remote *r, uint8_t type, struct vms_wbuf *b, fsp_error *err)
+{
+    struct vms_rbuf body;
+    int rc = request(r, type, b, VMS_M_OK, &body, err);
+    vms_wbuf_free(b);
+    return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_OK, err);
+}
+
+static int hello(vms_remote *r, const char *user, const char *host, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, VMS_PROTO_MAGIC);
+    vms_put_varint(&b, VMS_PROTO_VERSION);
+    vms_put_str(&b, user);
+    vms_put_str(&b, host);
+    vms_put_str(&b, "vmsync " VMSYNC_VERSION);
+    struct vms_rbuf body;
+    int rc = request(r, VMS_M_HELLO, &b, VMS_M_HELLO_OK, &body, err);
+    vms_wbuf_free(&b);
+    if (rc)
+        return rc;
+    uint64_t version = vms_get_varint(&body);
+    char software[256];
+    vms_get_strbuf(&body, software, sizeof software);
+    if (!vms_get_done(&body))
+        return bad_reply(r, VMS_M_HELLO_OK, err);
+    if (version != VMS_PROTO_VERSION)
+        return fsp_fail(err, FSP_EK_USAGE, -EPROTONOSUPPORT,
+                        "%s: the agent (%s) speaks protocol %llu, this vmsync %d", r->url, software,
+                        (unsigned long long)version, VMS_PROTO_VERSION);
+    vms_put_str(&b, r->path);
+    return simple(r, VMS_M_OPEN, &b, err);
+}
+
+int vms_remote_open(const char *url, const char *user, const char *host,
+                    const struct vms_remote_opts *opts, vms_remote **out, fsp_error *err)
+{
+    *out = NULL;
+    vms_remote *r = calloc(1, sizeof *r);
+    if (!r)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    r->spool_fd = -1;
+    if (opts)
+        r->opts = *opts;
+    r->conn = (struct vms_conn){.send = ssh_send, .recv = ssh_recv, .io = r, .peer = r->url};
+    int rc = parse_url(r, url, err);
+    if (!rc)
+        rc = connect_ssh(r, err);
+    if (!rc)
+        rc = hello(r, user, host, err);
+    if (rc) {
+        vms_remote_close(r);
+        return rc;
+    }
+    r->last_io = time(NULL);
+    *out = r;
+    return 0;
+}
+
+void vms_remote_close(vms_remote *r)
+{
+    if (!r)
+        return;
+    if (r->ch) {
+        ssh_channel_send_eof(r->ch);
+        ssh_channel_close(r->ch);
+        ssh_channel_free(r->ch);
+    }
+    if (r->ssh) {
+        ssh_disconnect(r->ssh);
+        ssh_free(r->ssh);
+    }
+    if (r->spool_fd >= 0)
+        close(r->spool_fd);
+    vms_keyset_free(&r->spool_keys);
+    vms_keyset_free(&r->offered);
+    free(r->spool);
+    vms_conn_free(&r->conn);
+    free(r);
+}
+
+const char *vms_remote_path(const vms_remote *r) { return r->url; }
+
+void vms_remote_traffic(const vms_remote *r, struct vms_traffic *out)
+{
+    *out = r->traffic;
+    out->wire_in = r->conn.wire_in;
+    out->wire_out = r->conn.wire_out;
+}
+
+/* ---- catalog calls ------------------------------------------------------------- */
+
+int vms_remote_version(vms_remote *r, const char *image, uint32_t version, struct vms_version *out,
+                       fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, image);
+    vms_put_varint(&b, version);
+    struct vms_rbuf body;
+    int rc = request(r, VMS_M_VERSION, &b, VMS_M_VERSION_INFO, &body, err);
+    vms_wbuf_free(&b);
+    if (!rc)
+        vms_get_version(&body, out);
+    return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_VERSION_INFO, err);
+}
+
+int vms_remote_list(vms_remote *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_u8(&b, image == NULL);
+    vms_put_str(&b, image ? image : "");
+    int rc = vms_conn_send(&r->conn, VMS_M_LIST, &b, err);
+    vms_wbuf_free(&b);
+    int stopped = 0;
+    while (!rc) {
+        uint8_t type;
+        struct vms_rbuf body;
+        rc = vms_conn_recv(&r->conn, &type, &body, err);
+        if (rc || type == VMS_M_END)
+            break;
+        if (type == VMS_M_ERROR)
+            return vms_decode_error(&body, err) ? err->code : bad_reply(r, type, err);
+        struct vms_version v;
+        vms_get_version(&body, &v);
+        if (type != VMS_M_VERSION_INFO || !vms_get_done(&body))
+            return bad_reply(r, type, err);
+        if (!stopped)
+            stopped = cb(ctx, &v); /* the stream is read to its END either way */
+    }
+    return rc ? rc : stopped;
+}
+
+int vms_remote_add_version(vms_remote *r, const char *image, uint32_t parent,
+                           const uint8_t manifest[FSP_SHA256_LEN],
+                           const uint8_t digest[FSP_SHA256_LEN], uint64_t size,
+                           const char *message, uint32_t *number, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, image);
+    vms_put_varint(&b, parent);
+    vms_put_hash(&b, manifest);
+    vms_put_hash(&b, digest);
+    vms_put_varint(&b, size);
+    vms_put_str(&b, message ? message : "");
+    struct vms_rbuf body;
+    int rc = request(r, VMS_M_ADD_VERSION, &b, VMS_M_NUMBER, &body, err);
+    vms_wbuf_free(&b);
+    if (!rc)
+        *number = (uint32_t)vms_get_bounded(&body, UINT32_MAX);
+    return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_NUMBER, err);
+}
+
+int vms_remote_lease_take(vms_remote *r, const char *image, uint32_t version, bool steal,
+                          fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, image);
+    vms_put_varint(&b, version);
+    vms_put_u8(&b, steal);
+    return simple(r, VMS_M_LEASE_TAKE, &b, err);
+}
+
+int vms_remote_lease_get(vms_remote *r, const char *image, struct vms_lease *out, bool *found,
+                         fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, image);
+    struct vms_rbuf body;
+    int rc = request(r, VMS_M_LEASE_GET, &b, VMS_M_LEASE_INFO, &body, err);
+    vms_wbuf_free(&b);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    *found = vms_get_u8(&body) != 0;
+    vms_get_strbuf(&body, out->image, sizeof out->image);
+    out->version = (uint32_t)vms_get_bounded(&body, UINT32_MAX);
+    vms_get_strbuf(&body, out->user, sizeof out->user);
+    vms_get_strbuf(&body, out->host, sizeof out->host);
+    out->since = vms_get_svarint(&body);
+    return vms_get_done(&body) ? 0 : bad_reply(r, VMS_M_LEASE_INFO, err);
+}
+
+int vms_remote_lease_release(vms_remote *r, const char *image, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, image);
+    return simple(r, VMS_M_LEASE_RELEASE, &b, err);
+}
+
+int vms_remote_audit(vms_remote *r, const char *action, const char *image, uint32_t version,
+                     const char *detail, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, action);
+    vms_put_str(&b, image);
+    vms_put_varint(&b, version);
+    vms_put_str(&b, detail ? detail : "");
+    return simple(r, VMS_M_AUDIT, &b, err);
+}
+
+int vms_remote_gc(vms_remote *r, struct vms_gc_stats *stats, fsp_error *err)
+{
+    (void)stats;
+    return fsp_fail(err, FSP_EK_USAGE, -ENOTSUP,
+                    "%s: gc runs on the server itself: vmsync gc /path/to/repository", r->url);
+}
+
+/* ---- manifests ------------------------------------------------------------------ */
+
+static int receive_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], int fd,
+                            fsp_error *err)
+{
+    struct vms_wbuf all = {0};
+    int rc = 0;
+    for (;;) {
+        uint8_t type;
+        struct vms_rbuf body;
+        rc = vms_conn_recv(&r->conn, &type, &body, err);
+        if (rc || type == VMS_M_END)
+            break;
+        if (type == VMS_M_ERROR) {
+            rc = vms_decode_error(&body, err) ? err->code : bad_reply(r, type, err);
+            break;
+        }
+        size_t n = (size_t)(body.end - body.p);
+        if (type != VMS_M_DATA || n == 0 || n > VMS_DATA_MAX || all.len + n > VMS_MANIFEST_MAX) {
+            rc = bad_reply(r, type, err);
+            break;
+        }
+        vms_put_raw(&all, body.p, n);
+    }
+    uint8_t actual[FSP_SHA256_LEN];
+    if (!rc && (vms_sha256(all.p, all.len, actual) || memcmp(actual, id, FSP_SHA256_LEN)))
+        rc = fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG,
+                      "%s: a manifest arrived damaged (its content does not match its id)", r->url);
+    if (!rc && (rc = vms_write_all(fd, all.p, all.len)) != 0)
+        fsp_fail(err, FSP_EK_IO, rc, "cannot write a manifest: %s", strerror(-rc));
+    vms_wbuf_free(&all);
+    return rc;
+}
+
+int vms_remote_get_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
+                            fsp_error *err)
+{
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", dest, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create: %s", tmp, strerror(errno));
+    struct vms_wbuf b = {0};
+    vms_put_hash(&b, id);
+    int rc = vms_conn_send(&r->conn, VMS_M_GET_MANIFEST, &b, err);
+    vms_wbuf_free(&b);
+    if (!rc)
+        rc = receive_manifest(r, id, fd, err);
+    if (!rc && fsync(fd) < 0)
+        rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot write: %s", tmp, strerror(errno));
+    close(fd);
+    if (!rc && rename(tmp, dest) < 0)
+        rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename: %s", dest, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+static int read_file(const char *path, struct vms_wbuf *out, fsp_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "%s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = fstat(fd, &st) < 0 ? -errno : 0;
+    if (!rc && (uint64_t)st.st_size > VMS_MANIFEST_MAX)
+        rc = -EFBIG;
+    if (!rc) {
+        uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+        rc = buf ? vms_pread_all(fd, buf, (size_t)st.st_size, 0) : -ENOMEM;
+        if (!rc)
+            vms_put_raw(out, buf, (size_t)st.st_size);
+        free(buf);
+    }
+    close(fd);
+    return rc ? fsp_fail(err, FSP_EK_IO, rc, "%s: cannot read: %s", path, strerror(-rc)) : 0;
+}
+
+int vms_remote_put_manifest(vms_remote *r, const char *path, uint8_t id[FSP_SHA256_LEN],
+                            fsp_error *err)
+{
+    struct vms_wbuf file = {0}, b = {0};
+    int rc = read_file(path, &file, err);
+    if (!rc) {
+        vms_put_varint(&b, file.len);
+        rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST, &b, err);
+    }
+    for (size_t off = 0; !rc && off < file.len; off += VMS_DATA_MAX) {
+        struct vms_wbuf chunk = {.p = file.p + off,
+                                 .len = file.len - off < VMS_DATA_MAX ? file.len - off : VMS_DATA_MAX};
+        rc = vms_conn_send(&r->conn, VMS_M_DATA, &chunk, err);
+    }
+    struct vms_rbuf body;
+    if (!rc)
+        rc = request(r, VMS_M_END, NULL, VMS_M_MANIFEST_ID, &body, err);
+    uint8_t expected[FSP_SHA256_LEN];
+    if (!rc) {
+        vms_get_hash(&body, id);
+        vms_sha256(file.p, file.len, expected);
+        if (!vms_get_done(&body) || memcmp(id, expected, FSP_SHA256_LEN))
+            rc = bad_reply(r, VMS_M_MANIFEST_ID, err);
+    }
+    vms_wbuf_free(&file);
+    vms_wbuf_free(&b);
+    return rc;
+}
+
+/* ---- objects: lookups and fetches ---------------------------------------------- */
+
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+int vms_remote_has(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                   uint8_t *present, struct vms_object_size *sizes, fsp_error *err)
+{
+    int rc = 0;
+    for (size_t first = 0; !rc && first < n; first += VMS_LIST_MAX) {
+        size_t k = min_size(n - first, VMS_LIST_MAX);
+        struct vms_wbuf b = {0};
+        vms_put_varint(&b, k);
+        vms_put_raw(&b, hashes[first], k * FSP_SHA256_LEN);
+        struct vms_rbuf body;
+        rc = request(r, VMS_M_HAS, &b, VMS_M_HAVE, &body, err);
+        vms_wbuf_free(&b);
+        if (rc)
+            break;
+        if (vms_get_varint(&body) != k)
+            return bad_reply(r, VMS_M_HAVE, err);
+        for (size_t i = 0; i < k; i++) {
+            uint64_t v = vms_get_bounded(&body, (uint64_t)UINT32_MAX + 1);
+            uint32_t len = (uint32_t)vms_get_bounded(&body, VMS_OBJECT_MAX);
+            present[first + i] = v != 0;
+            if (sizes)
+                sizes[first + i] = (struct vms_object_size){len, v ? (uint32_t)(v - 1) : 0};
+        }
+        if (!vms_get_done(&body))
+            return bad_reply(r, VMS_M_HAVE, err);
+    }
+    return rc;
+}
+
+struct get_ctx {
+    vms_remote *r;
+    size_t first;
+    vms_object_cb cb;
+    void *ctx;
+};
+
+static int on_received(void *ctx, size_t index, const uint8_t *data, size_t len, size_t wire)
+{
+    struct get_ctx *g = ctx;
+    g->r->traffic.objects_received++;
+    g->r->traffic.bytes_received_raw += len;
+    g->r->traffic.bytes_received += wire;
+    return g->cb(g->ctx, g->first + index, data, len, wire);
+}
+
+static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                    struct get_ctx *g, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, (uint64_t)r->opts.level);
+    vms_put_varint(&b, r->opts.bwlimit);
+    vms_put_varint(&b, n);
+    vms_put_raw(&b, hashes, n * FSP_SHA256_LEN);
+    int rc = vms_conn_send(&r->conn, VMS_M_GET, &b, err);
+    vms_wbuf_free(&b);
+    struct vms_xfer_receiver rx = {
+        .hashes = hashes, .n = n, .cb = on_received, .ctx = g, .peer = r->url};
+    while (!rc && rx.next < n) {
+        struct vms_rbuf body;
+        rc = vms_conn_expect(&r->conn, VMS_M_SEGMENT, &body, err);
+        if (!rc)
+            rc = vms_xfer_receive(&rx, &body, err);
+    }
+    vms_xfer_receiver_free(&rx);
+    return rc;
+}
+
+int vms_remote_get(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                   vms_object_cb cb, void *ctx, fsp_error *err)
+{
+    int rc = 0;
+    for (size_t first = 0; !rc && first < n; first += VMS_LIST_MAX) {
+        struct get_ctx g = {r, first, cb, ctx};
+        rc = get_some(r, hashes + first, min_size(n - first, VMS_LIST_MAX), &g, err);
+    }
+    return rc;
+}
+
+/* ---- objects: puts ----------------------------------------------------------------- */
+
+/* A long local scan sends nothing; keep NAT tables and sshd's ClientAlive
+ * checks satisfied meanwhile. */
+static void keep_alive(vms_remote *r)
+{
+    time_t t = time(NULL);
+    if (t - r->last_io < KEEPALIVE_SECONDS)
+        return;
+    ssh_send_ignore(r->ssh, "");
+    ssh_channel_poll(r->ch, 0); /* answers the server's keepalive requests */
+    r->last_io = t;
+}
+
+static int spool_open(vms_remote *r, fsp_error *err)
+{
+    if (r->spool_fd >= 0)
+        return 0;
+    const char *dir = getenv("TMPDIR");
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/vmsync-spool-XXXXXX", dir && *dir ? dir : "/var/tmp");
+    r->spool_fd = mkostemp(path, O_CLOEXEC);
+    if (r->spool_fd < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create a spool file: %s", path,
+                        strerror(errno));
+    unlink(path); /* nothing to clean up after a crash */
+    return 0;
+}
+
+int vms_remote_put(vms_remote *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
+                   fsp_error *err)
+{
+    keep_alive(r);
+    if (len > VMS_OBJECT_MAX)
+        return fsp_fail(err, FSP_EK_USAGE, -EFBIG, "%s: an object of %zu bytes is over the limit",
+                        r->url, len);
+    if (vms_keyset_find(&r->offered, hash, NULL))
+        return 0;
+    size_t index;
+    bool added;
+    int rc = spool_open(r, err);
+    if (!rc && vms_keyset_add(&r->spool_keys, hash, &index, &added))
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    if (rc || !added)
+        return rc;
+    if (index >= r->spool_cap) {
+        size_t cap = r->spool_cap ? 2 * r->spool_cap : 1024;
+        struct spooled *s = realloc(r->spool, cap * sizeof *s);
+        if (!s)
+            return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+        r->spool = s;
+        r->spool_cap = cap;
+    }
+    r->spool[index] = (struct spooled){r->spool_size, (uint32_t)len};
+    rc = vms_pwrite_all(r->spool_fd, data, len, r->spool_size);
+    if (rc)
+        return fsp_fail(err, FSP_EK_IO, rc, "cannot write the spool file: %s", strerror(-rc));
+    r->spool_size += len;
+    return r->spool_size >= SPOOL_ROUND || r->spool_keys.n >= VMS_LIST_MAX ? vms_remote_flush(r, err)
+                                                                           : 0;
+}
+
+struct wanted {
+    vms_remote *r;
+    size_t *index; /* into the spool */
+};
+
+static int read_spooled(void *ctx, size_t i, uint8_t *out, fsp_error *err)
+{
+    struct wanted *w = ctx;
+    const struct spooled *s = &w->r->spool[w->index[i]];
+    int rc = vms_pread_all(w->r->spool_fd, out, s->len, s->offset);
+    return rc ? fsp_fail(err, FSP_EK_IO, rc, "cannot read the spool file: %s", strerror(-rc)) : 0;
+}
+
+/* The objects of the WANT bitmap in BODY, as a transfer source. */
+static int wanted_list(vms_remote *r, struct vms_rbuf *body, struct wanted *w,
+                       struct vms_xfer_source *src, fsp_error *err)
+{
+    size_t n = r->spool_keys.n;
+    if (vms_get_varint(body) != n)
+        return bad_reply(r, VMS_M_WANT, err);
+    const uint8_t *bits = vms_get_span(body, (n + 7) / 8);
+    if (!vms_get_done(body))
+        return bad_reply(r, VMS_M_WANT, err);
+    uint8_t(*hashes)[FSP_SHA256_LEN] = malloc((n ? n : 1) * FSP_SHA256_LEN);
+    uint32_t *lens = malloc((n ? n : 1) * sizeof *lens);
+    w->index = malloc((n ? n : 1) * sizeof *w->index);
+    if (!hashes || !lens || !w->index) {
+        free(hashes);
+        free(lens);
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(bits[i / 8] >> (i % 8) & 1))
+            continue;
+        memcpy(hashes[k], r->spool_keys.keys[i], FSP_SHA256_LEN);
+        lens[k] = r->spool[i].len;
+        w->index[k++] = i;
+    }
+    *src = (struct vms_xfer_source){
+        .hashes = (const uint8_t(*)[FSP_SHA256_LEN])hashes, .lens = lens, .n = k,
+        .read = read_spooled, .ctx = w};
+    return 0;
+}
+
+static int offer_round(vms_remote *r, fsp_error *err)
+{
+    size_t n = r->spool_keys.n;
+    struct vms_wbuf b = {0};
+    vms_put_varint(&b, n);
+    vms_put_raw(&b, r->spool_keys.keys, n * FSP_SHA256_LEN);
+    struct vms_rbuf body;
+    int rc = request(r, VMS_M_OFFER, &b, VMS_M_WANT, &body, err);
+    vms_wbuf_free(&b);
+    struct wanted w = {r, NULL};
+    struct vms_xfer_source src = {0};
+    if (!rc)
+        rc = wanted_list(r, &body, &w, &src, err);
+    struct vms_xfer_opts o = {.level = r->opts.level, .bwlimit = r->opts.bwlimit};
+    struct vms_xfer_report rep;
+    if (!rc)
+        rc = vms_xfer_send(&src, &o, &r->conn, &rep, err);
+    if (!rc) {
+        vms_put_varint(&b, src.n);
+        rc = request(r, VMS_M_PUT_END, &b, VMS_M_PUT_OK, &body, err);
+        vms_wbuf_free(&b);
+    }
+    if (!rc) {
+        vms_get_varint(&body);
+        if (!vms_get_done(&body))
+            rc = bad_reply(r, VMS_M_PUT_OK, err);
+        r->traffic.objects_sent += src.n;
+        r->traffic.bytes_sent_raw += rep.raw_bytes;
+        r->traffic.bytes_sent += rep.wire_bytes;
+    }
+    free((void *)src.hashes);
+    free((void *)src.lens);
+    free(w.index);
+    return rc;
+}
+
+/* Offers what is spooled, sends what the agent lacks, and waits until the
+ * agent has made it durable.  The spool is kept on failure, so a retry on
+ * the same handle has nothing to redo locally. */
+int vms_remote_flush(vms_remote *r, fsp_error *err)
+{
+    if (!r->spool_keys.n)
+        return 0;
+    int rc = offer_round(r, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < r->spool_keys.n; i++) {
+        bool added;
+        if (vms_keyset_add(&r->offered, r->spool_keys.keys[i], NULL, &added))
+            return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    }
+    vms_keyset_free(&r->spool_keys);
+    r->spool_size = 0;
+    if (ftruncate(r->spool_fd, 0) < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "cannot reset the spool file: %s", strerror(errno));
+    return 0;
+}

@@ -1,0 +1,86 @@
+/* Moving objects over a vms_conn: SEGMENT messages, the pipeline that builds
+ * them, and the level that adapts to the link.  Both directions use it: the
+ * agent sends what a checkout wants, a client sends what a check-in adds.
+ *
+ * A SEGMENT carries consecutive objects of the list both ends agreed on (the
+ * GET's hashes, or the OFFER's hashes the WANT kept), in order:
+ *
+ *   u32 codec      1 SOLID: the objects' bytes, concatenated, as one zstd frame
+ *                  2 STORED: each object as the store keeps it
+ *   u32 level      the zstd level used (SOLID), for statistics
+ *   u32 n          1 .. VMS_SEG_OBJECTS
+ *   SOLID:  n x u32 len, u32 zlen, zlen bytes
+ *   STORED: n x (u32 len, u32 stored_len, u8 codec 0 raw / 1 zstd), then the
+ *           n bodies, concatenated
+ *
+ * The objects of one segment total at most VMS_SEG_RAW_MAX bytes, and each at
+ * most VMS_OBJECT_MAX.  The receiver decompresses into exactly the announced
+ * size and checks every object against the hash it asked for.
+ *
+ * Segments are cut at VMS_SEG_TARGET raw bytes, so the same list always gives
+ * the same segments: the agent caches SOLID segments by their objects and
+ * level, and a second client of the same version costs it no compression. */
+#ifndef VMS_XFER_H
+#define VMS_XFER_H
+
+#include "proto.h"
+#include "repo.h"
+
+#define VMS_SEG_SOLID 1
+#define VMS_SEG_STORED 2
+#define VMS_SEG_OBJECTS 65536
+#define VMS_SEG_TARGET (4u << 20)
+#define VMS_SEG_RAW_MAX VMS_OBJECT_MAX
+#define VMS_LEVEL_MAX 19
+
+/* Where a sender reads objects I of its list (under the pipeline's lock, so
+ * one reader at a time).  READ_STORED may be NULL. */
+struct vms_xfer_source {
+    const uint8_t (*hashes)[FSP_SHA256_LEN];
+    const uint32_t *lens; /* raw sizes, known up front: they cut the segments */
+    size_t n;
+    /* Copies object I's bytes into OUT (LEN bytes). */
+    int (*read)(void *ctx, size_t i, uint8_t *out, fsp_error *err);
+    /* Hands object I as stored to CB. */
+    int (*read_stored)(void *ctx, size_t i, vms_stored_cb cb, void *cb_ctx, fsp_error *err);
+    void *ctx;
+};
+
+struct vms_xfer_opts {
+    int level;            /* fixed zstd level; 0 adapts between 1 and VMS_LEVEL_MAX */
+    uint64_t bwlimit;     /* bytes per second; 0 unlimited */
+    const char *cache;    /* directory of cached SOLID segments; NULL for none */
+    int workers;          /* compressing threads; 0: 2 */
+};
+
+struct vms_xfer_report {
+    uint64_t segments, cached, stored_segments;
+    uint64_t raw_bytes, wire_bytes;
+    int level_first, level_last, level_min, level_max;
+};
+
+/* Sends every object of SRC as SEGMENT messages on C.  Compression runs on
+ * worker threads, ahead of the link; C is used from the calling thread only. */
+int vms_xfer_send(const struct vms_xfer_source *src, const struct vms_xfer_opts *o,
+                  struct vms_conn *c, struct vms_xfer_report *rep, fsp_error *err);
+
+/* Called for each object received, in list order, verified. */
+typedef int (*vms_xfer_object_cb)(void *ctx, size_t index, const uint8_t *data, size_t len,
+                                  size_t wire_len);
+
+struct vms_xfer_receiver {
+    const uint8_t (*hashes)[FSP_SHA256_LEN]; /* the list, in order */
+    size_t n, next;                          /* objects received so far */
+    vms_xfer_object_cb cb;
+    void *ctx;
+    const char *peer;
+    void *zd;          /* ZSTD_DCtx */
+    uint8_t *plain;
+    size_t plain_cap;
+    uint64_t raw_bytes, wire_bytes;
+};
+/* Decodes one SEGMENT payload and delivers its objects. */
+int vms_xfer_receive(struct vms_xfer_receiver *r, struct vms_rbuf *body, fsp_error *err);
+void vms_xfer_receiver_free(struct vms_xfer_receiver *r);
+
+#endif
