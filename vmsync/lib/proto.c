@@ -174,6 +174,14 @@ bool vms_decode_error(struct vms_rbuf *b, fsp_error *e)
     return true;
 }
 
+int vms_conn_error(const struct vms_conn *c, struct vms_rbuf *body, fsp_error *err)
+{
+    fsp_error e;
+    if (!vms_decode_error(body, &e))
+        return vms_proto_fail(c, err, "a malformed ERROR");
+    return fsp_fail(err, e.kind, e.code, "%s: %s", c->peer, e.msg);
+}
+
 int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp_error *err)
 {
     uint8_t type;
@@ -181,8 +189,7 @@ int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp
     if (rc || type == want)
         return rc;
     if (type == VMS_M_ERROR)
-        return vms_decode_error(body, err) ? err->code
-                                            : vms_proto_fail(c, err, "a malformed ERROR");
+        return vms_conn_error(c, body, err);
     char what[96];
     snprintf(what, sizeof what, "expected %s, got %s", vms_msg_name(want), vms_msg_name(type));
     return vms_proto_fail(c, err, what);

@@ -84,6 +84,9 @@ int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_
 /* Receives a message that must be WANT; an ERROR reply becomes ERR (its kind,
  * code and message) and its code is returned. */
 int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp_error *err);
+/* The ERROR payload BODY as ERR, its message prefixed with the peer's name;
+ * returns its code. */
+int vms_conn_error(const struct vms_conn *c, struct vms_rbuf *body, fsp_error *err);
 /* ERROR <- ERR */
 int vms_conn_send_error(struct vms_conn *c, const fsp_error *e, fsp_error *err);
 /* FSP_EK_CORRUPT "PEER: protocol error: WHAT" */

@@ -441,7 +441,7 @@ int vms_remote_list(vms_remote *r, const char *image, vms_version_cb cb, void *c
         if (rc || type == VMS_M_END)
             break;
         if (type == VMS_M_ERROR)
-            return vms_decode_error(&body, err) ? err->code : bad_reply(r, type, err);
+            return vms_conn_error(&r->conn, &body, err);
         struct vms_version v;
         vms_get_version(&body, &v);
         if (type != VMS_M_VERSION_INFO || !vms_get_done(&body))
@@ -541,7 +541,7 @@ static int receive_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], int
         if (rc || type == VMS_M_END)
             break;
         if (type == VMS_M_ERROR) {
-            rc = vms_decode_error(&body, err) ? err->code : bad_reply(r, type, err);
+            rc = vms_conn_error(&r->conn, &body, err);
             break;
         }
         size_t n = (size_t)(body.end - body.p);
