@@ -58,10 +58,15 @@ run_target() {
         echo "FAIL $name (no such fuzz target: $bin)"
         return 1
     fi
-    local dir="$WORK/$name"
+    local dir="$WORK/$name" seeds="$WORK/seeds"
     mkdir -p "$dir/corpus" "$dir/artifacts"
+    # a target with a seed generator of its own starts from what it makes
+    if [[ -x $REPO/tests/fuzz/seeds-$name.py ]]; then
+        seeds="$dir/seeds"
+        "$REPO/tests/fuzz/seeds-$name.py" "$seeds"
+    fi
     # shellcheck disable=SC2086
-    timeout -k 30 $((SECS + 120)) "$bin" "$dir/corpus" "$WORK/seeds" \
+    timeout -k 30 $((SECS + 120)) "$bin" "$dir/corpus" "$seeds" \
         -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
         -artifact_prefix="$dir/artifacts/" -print_final_stats=1 ${FUZZ_ARGS:-} \
         >"$dir/log" 2>&1 || rc=$?

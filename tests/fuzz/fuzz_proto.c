@@ -1,0 +1,122 @@
+/* libFuzzer target: the agent protocol's decoders.  The first byte picks a
+ * side:
+ *   even: the rest is what a client sends, fed to a real agent session on a
+ *         real repository (made once per process, holding a few objects and a
+ *         version), whose replies are discarded;
+ *   odd:  the rest is one message payload, decoded the ways a client decodes
+ *         replies: as a SEGMENT for a list of known objects, a version record
+ *         and an ERROR.
+ * Nothing may crash, leak, or deliver an object that is not what was asked. */
+#include "agent.h"
+#include "fileio.h"
+#include "repo.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define N_KNOWN 4
+static uint8_t known[N_KNOWN][FSP_SHA256_LEN];
+static char root[64];
+
+struct feed {
+    const uint8_t *p;
+    size_t left;
+};
+
+static int feed_recv(void *io, void *buf, size_t n, fsp_error *err)
+{
+    struct feed *f = io;
+    if (f->left == 0)
+        return -ENODATA;
+    if (f->left < n)
+        return fsp_fail(err, FSP_EK_NETWORK, -ECONNRESET, "input ends in a message");
+    memcpy(buf, f->p, n);
+    f->p += n;
+    f->left -= n;
+    return 0;
+}
+
+static int discard(void *io, const void *buf, size_t n, fsp_error *err) { return 0; }
+
+/* The objects are 'A' x 1000, 'B' x 2000, ... so seeds can be built anywhere. */
+static void make_repo(void)
+{
+    snprintf(root, sizeof root, "/tmp/fuzz-proto-%d", (int)getpid());
+    char repo[128];
+    snprintf(repo, sizeof repo, "%s/repo", root);
+    mkdir(root, 0700);
+    fsp_error err;
+    vms_repo *r;
+    if (vms_repo_init(repo, &err) || vms_repo_open(repo, "fuzz", "fuzz", NULL, &r, &err))
+        abort();
+    for (int i = 0; i < N_KNOWN; i++) {
+        size_t len = 1000u * (i + 1);
+        uint8_t *b = malloc(len);
+        memset(b, 'A' + i, len);
+        vms_sha256(b, len, known[i]);
+        if (vms_repo_put(r, known[i], b, len, &err))
+            abort();
+        free(b);
+    }
+    if (vms_repo_flush(r, &err))
+        abort();
+    vms_repo_close(r);
+}
+
+static int expect_known(void *ctx, size_t index, const uint8_t *data, size_t len, size_t wire)
+{
+    uint8_t h[FSP_SHA256_LEN];
+    vms_sha256(data, len, h);
+    if (index >= N_KNOWN || memcmp(h, known[index], FSP_SHA256_LEN))
+        abort(); /* the receiver must verify before it delivers */
+    return 0;
+}
+
+static void client_side(const uint8_t *data, size_t size)
+{
+    struct vms_xfer_receiver rx = {.hashes = (const uint8_t(*)[FSP_SHA256_LEN])known, .n = N_KNOWN,
+                                   .cb = expect_known, .peer = "fuzz"};
+    fsp_error err;
+    struct vms_rbuf b = {data, data + size, false};
+    while (vms_xfer_receive(&rx, &b, &err) == 0 && rx.next < N_KNOWN && b.p < b.end)
+        ;
+    vms_xfer_receiver_free(&rx);
+    struct vms_version v;
+    b = (struct vms_rbuf){data, data + size, false};
+    vms_get_version(&b, &v);
+    b = (struct vms_rbuf){data, data + size, false};
+    vms_decode_error(&b, &err);
+}
+
+static void agent_side(const uint8_t *data, size_t size)
+{
+    struct agent_opts o = {.user = "fuzz", .cache_max = 0};
+    snprintf(o.root, sizeof o.root, "%s", root);
+    struct feed f = {data, size};
+    struct agent a = {.o = &o};
+    a.conn = (struct vms_conn){.send = discard, .recv = feed_recv, .io = &f, .peer = "fuzz"};
+    fsp_error err;
+    agent_serve(&a, &err);
+    if (a.repo)
+        vms_repo_close(a.repo);
+    vms_conn_free(&a.conn);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!root[0])
+        make_repo();
+    if (size < 1)
+        return 0;
+    if (data[0] & 1)
+        client_side(data + 1, size - 1);
+    else
+        agent_side(data + 1, size - 1);
+    return 0;
+}

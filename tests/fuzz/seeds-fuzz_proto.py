@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Seed inputs for fuzz_proto: well-formed protocol streams, so the fuzzer
+starts past the framing.  Usage: seeds-fuzz_proto.py DIR
+
+Each seed is a side byte (0 agent, 1 client) and then bytes as
+docs/protocol.md describes them.  The objects are those fuzz_proto.c stores:
+'A' x 1000, 'B' x 2000, 'C' x 3000, 'D' x 4000."""
+import hashlib, os, struct, subprocess, sys
+
+def varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7f
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+def s(text):
+    b = text.encode()
+    return varint(len(b) + 1) + b
+
+def frame(t, payload=b""):
+    return struct.pack("<I", len(payload) + 1) + bytes([t]) + payload
+
+M = dict(HELLO=1, OPEN=2, VERSION=3, LIST=4, LEASE_TAKE=5, LEASE_GET=6, LEASE_RELEASE=7,
+         AUDIT=8, GET_MANIFEST=9, PUT_MANIFEST=10, HAS=11, GET=12, OFFER=13, PUT_END=14,
+         ADD_VERSION=15, PING=16, DATA=70, END=68, SEGMENT=74)
+objs = [bytes([ord('A') + i]) * (1000 * (i + 1)) for i in range(4)]
+hashes = [hashlib.sha256(o).digest() for o in objs]
+
+def zstd(data):
+    return subprocess.run(["zstd", "-q", "-c", "-3", "--no-check"], input=data,
+                          stdout=subprocess.PIPE, check=True).stdout
+
+def solid(idx):
+    z = zstd(b"".join(objs[i] for i in idx))
+    return (varint(1) + varint(3) + varint(len(idx)) + b"".join(varint(len(objs[i])) for i in idx)
+            + varint(len(z)) + z)
+
+def stored(idx):
+    head, bodies = b"", b""
+    for i in idx:
+        z = zstd(objs[i])
+        head += varint(len(objs[i])) + varint(len(z)) + bytes([1])
+        bodies += z
+    return varint(2) + varint(9) + varint(len(idx)) + head + bodies
+
+hello = frame(M["HELLO"], varint(0x31534d56) + varint(1) + s("u") + s("h") + s("seed"))
+opened = hello + frame(M["OPEN"], s("repo"))
+hl = lambda idx: varint(len(idx)) + b"".join(hashes[i] for i in idx)
+seeds = {
+    "catalog": opened + frame(M["VERSION"], s("img") + varint(0)) + frame(M["LIST"], b"\x01" + s(""))
+    + frame(M["LEASE_TAKE"], s("img") + varint(1) + b"\x00") + frame(M["LEASE_GET"], s("img"))
+    + frame(M["LEASE_RELEASE"], s("img")) + frame(M["AUDIT"], s("a") + s("img") + varint(1) + s("d"))
+    + frame(M["PING"]),
+    "has-get": opened + frame(M["HAS"], hl([0, 1, 2, 3])) + frame(M["GET"], varint(0) + varint(0) + hl([3, 1]))
+    + frame(M["GET"], varint(19) + varint(1000) + hl([0])),
+    "offer": opened + frame(M["OFFER"], hl([0, 1]) ) + frame(M["PUT_END"], varint(0)),
+    "manifest": opened + frame(M["PUT_MANIFEST"], varint(5)) + frame(M["DATA"], b"abcde") + frame(M["END"])
+    + frame(M["GET_MANIFEST"], b"\x00" * 32)
+    + frame(M["ADD_VERSION"], s("img") + varint(0) + b"\x01" * 32 + b"\x02" * 32 + varint(10) + s("m")),
+}
+agent = {k: b"\x00" + v for k, v in seeds.items()}
+client = {"solid": b"\x01" + solid([0, 1, 2, 3]), "stored": b"\x01" + stored([0, 1, 2, 3]),
+          "mixed": b"\x01" + solid([0, 1]) ,
+          "version": b"\x01" + s("img") + varint(2) + varint(1) + b"\x01" * 64 + varint(5) + varint(6)
+          + s("m") + s("u") + s("h"),
+          "error": b"\x01" + varint(9) + varint(2) + s("no such image")}
+os.makedirs(sys.argv[1], exist_ok=True)
+for name, data in {**agent, **client}.items():
+    with open(os.path.join(sys.argv[1], name), "wb") as f:
+        f.write(data)
