@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #define JOURNAL_EVERY (32u << 20) /* bytes written between journal syncs */
+#define JOURNAL_SECONDS 10.0      /* or seconds, whichever comes first: a narrow link is slow */
 #define JOURNAL_MAGIC "VMSJRNL1"
 
 struct object {
@@ -56,6 +57,7 @@ struct checkout {
     int out_fd;
     FILE *journal;
     uint64_t unsynced_bytes;
+    double synced_at; /* when the journal was last synced (vms_ctx_elapsed) */
     uint8_t (*journal_pending)[FSP_SHA256_LEN];
     size_t n_pending, cap_pending;
     uint64_t done_bytes, total_bytes;
@@ -365,6 +367,7 @@ static int sync_journal(struct checkout *co, fsp_error *err)
         return fsp_fail(err, FSP_EK_IO, -EIO, "%s: cannot write the resume journal", co->journal_path);
     co->n_pending = 0;
     co->unsynced_bytes = 0;
+    co->synced_at = vms_ctx_elapsed(co->c);
     return 0;
 }
 
@@ -390,7 +393,9 @@ static int write_object(struct checkout *co, size_t index, const uint8_t *data, 
     if (vms_grow(&co->journal_pending, &co->cap_pending, co->n_pending + 1, FSP_SHA256_LEN))
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     memcpy(co->journal_pending[co->n_pending++], o->hash, FSP_SHA256_LEN);
-    int rc = co->unsynced_bytes >= JOURNAL_EVERY ? sync_journal(co, err) : 0;
+    bool due = co->unsynced_bytes >= JOURNAL_EVERY ||
+               vms_ctx_elapsed(co->c) - co->synced_at >= JOURNAL_SECONDS;
+    int rc = due ? sync_journal(co, err) : 0;
     return rc ? rc : vms_ctx_progress(co->c, "fetch", co->done_bytes, co->total_bytes, err);
 }
 
@@ -578,8 +583,12 @@ static int rebuild(struct checkout *co, bool allow_resume, bool *same, fsp_error
         rc = copy_from_seeds(co, err);
     if (!rc)
         rc = fetch_from_repo(co, err);
+    /* What arrived whole is kept for the next run, whatever stopped this one
+     * (a dropped link, most likely). */
+    fsp_error ignored;
+    int synced = sync_journal(co, rc ? &ignored : err);
     if (!rc)
-        rc = sync_journal(co, err);
+        rc = synced;
     close_output(co);
     if (!rc)
         rc = verify_output(co, same, err);
