@@ -48,7 +48,7 @@ enum vms_msg {
 
     /* replies and streamed data */
     VMS_M_OK = 64,        /* (empty) */
-    VMS_M_ERROR,          /* u8 kind, i32 code, str message */
+    VMS_M_ERROR,          /* u32 kind, svarint code (negative errno), str message */
     VMS_M_HELLO_OK,       /* u32 version, str software */
     VMS_M_VERSION_INFO,   /* str image, u32 number, u32 parent, hash manifest, hash digest,
                              u64 size, i64 created, str message, str user, str host */
