@@ -81,22 +81,6 @@ static int stdio_send(void *io, const void *buf, size_t n, fsp_error *err)
 
 /* ---- options ------------------------------------------------------------------------ */
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
-        return -1;
-    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
-    if (shift)
-        end++;
-    if (*end || v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static int bad_usage(const char *what, const char *arg)
 {
     fprintf(stderr, "vmsync-agent: %s%s\n%s", what, arg, usage);
@@ -124,7 +108,7 @@ static int parse_options(int argc, char **argv, struct agent_opts *o)
         case OPT_READ_ONLY: o->read_only = true; break;
         case OPT_STATS: o->stats_file = optarg; break;
         case OPT_CACHE:
-            if (parse_size(optarg, &o->cache_max))
+            if (vms_parse_size(optarg, 0, &o->cache_max))
                 return bad_usage("--cache-size: not a size: ", optarg);
             break;
         case 'h': fputs(usage, stdout); return -1;
@@ -185,7 +169,7 @@ static void trim_cache(const char *dir, uint64_t max)
                 break;
             all = p;
         }
-        snprintf(all[n].name, sizeof all[n].name, "%s", de->d_name);
+        memcpy(all[n].name, de->d_name, len + 1);
         all[n].used = st.st_mtime;
         all[n++].size = st.st_size;
         total += (uint64_t)st.st_size;

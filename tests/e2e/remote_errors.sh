@@ -34,6 +34,17 @@ expect() {
 # the fingerprint ssh-keygen prints for the server's key
 fp=$(ssh-keygen -lf "$T/sshd/host_key.pub" | awk '{print $2}')
 
+info "the agent's own command line"
+"$VMSYNC_AGENT" --help >"$T/agent-help.out" || bad "vmsync-agent --help failed"
+grep -q -- "--root DIR" "$T/agent-help.out" || bad "vmsync-agent --help does not describe --root"
+rc=0
+"$VMSYNC_AGENT" </dev/null >/dev/null 2>"$T/agent-noroot.err" || rc=$?
+((rc == 2)) && grep -q "root is required" "$T/agent-noroot.err" ||
+    bad "vmsync-agent without --root: exit $rc, $(head -c 200 "$T/agent-noroot.err")"
+rc=0
+"$VMSYNC_AGENT" --root "$T/srv" --cache-size lots </dev/null >/dev/null 2>"$T/agent-bad.err" || rc=$?
+((rc == 2)) || bad "vmsync-agent --cache-size lots: exit $rc"
+
 info "unknown host key"
 : >"$T/kh-empty"
 expect unknown 12 "unknown host key.*--accept-new" log "$URL" "${KEY[@]}" --known-hosts "$T/kh-empty"

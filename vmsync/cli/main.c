@@ -127,24 +127,6 @@ int main(int argc, char **argv)
     return cli_usage_error(main_usage, "unknown command '%s'", cmd);
 }
 
-static int parse_rate(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
-        return -1;
-    int shift = 10; /* a bare number is KiB/s, as rsync's --bwlimit */
-    if (*end == 'K' || *end == 'k' || *end == 'M' || *end == 'm' || *end == 'G' || *end == 'g') {
-        shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20 : 30;
-        end++;
-    }
-    if (*end || v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
@@ -163,7 +145,7 @@ int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
     case 'i': o->identity = optarg; return 0;
     case CLI_OPT_AGENT: o->agent = optarg; return 0;
     case CLI_OPT_BWLIMIT:
-        if (parse_rate(optarg, &o->bwlimit))
+        if (vms_parse_size(optarg, 10, &o->bwlimit))
             return cli_usage_error(usage, "bad --bwlimit '%s': expected bytes/s, e.g. 500K or 2M",
                                    optarg);
         return 0;

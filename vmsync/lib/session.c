@@ -156,6 +156,25 @@ void vms_scan_hooks_init(struct vms_scan_hooks *h, struct vms_ctx *c, const stru
     h->fwd.sink.warning = h_warning;
 }
 
+int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -1;
+    unsigned shift = bare_shift;
+    const char *units = "KkMmGg", *u = *end ? strchr(units, *end) : NULL;
+    if (u) {
+        shift = 10u * (unsigned)(1 + (u - units) / 2);
+        end++;
+    }
+    if (*end || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
 int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fsp_error *err)
 {
     const char *at = strrchr(ref, '@');

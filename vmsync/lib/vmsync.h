@@ -154,6 +154,11 @@ struct vms_stats {
     uint8_t canonical_digest[FSP_SHA256_LEN];
 };
 
+/* Parses a size or rate: digits and an optional K, M or G (binary, either
+ * case); a bare number is shifted by BARE_SHIFT (10: KiB, as rsync's
+ * --bwlimit).  0, or -1 when S is not one. */
+int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
+
 /* Parses "NAME" or "NAME@N"; VERSION 0 when absent. */
 int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fsp_error *err);
 
