@@ -174,7 +174,8 @@ static void trim_cache(const char *dir, uint64_t max)
         all[n++].size = st.st_size;
         total += (uint64_t)st.st_size;
     }
-    qsort(all, n, sizeof *all, by_age);
+    if (n > 1)
+        qsort(all, n, sizeof *all, by_age);
     for (size_t i = 0; i < n && total > max; i++) {
         if (unlinkat(dirfd(d), all[i].name, 0) == 0)
             total -= (uint64_t)all[i].size;
@@ -221,6 +222,7 @@ int main(int argc, char **argv)
     if (status)
         return status < 0 ? 0 : status;
     signal(SIGPIPE, SIG_IGN); /* a vanished client is an error from write, not a signal */
+    signal(SIGHUP, SIG_IGN);  /* a dropped link ends our input: commit what arrived, then go */
     struct agent a = {.o = &o};
     a.conn = (struct vms_conn){.send = stdio_send, .recv = stdio_recv, .peer = "the client"};
     fsp_error err = {0};

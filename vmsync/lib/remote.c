@@ -384,7 +384,13 @@ void vms_remote_close(vms_remote *r)
     if (!r)
         return;
     if (r->ch) {
+        /* Let the agent finish (commit, log) before the connection goes:
+         * sshd may end a session's processes when its connection closes. */
         ssh_channel_send_eof(r->ch);
+        for (int waited = 0; waited < 100 && ssh_channel_is_open(r->ch) &&
+                             ssh_channel_poll_timeout(r->ch, 100, 0) >= 0 && !ssh_channel_is_eof(r->ch);
+             waited++)
+            ;
         ssh_channel_close(r->ch);
         ssh_channel_free(r->ch);
     }
