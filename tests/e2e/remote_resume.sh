@@ -5,6 +5,8 @@
 #     killed outright: each run fails with exit 11 and a message saying to run
 #     it again; the run after that finishes, fetches only what it lacked, and
 #     the image equals a local check-out byte for byte;
+#   - an agent that stops answering: the client gives up after --timeout
+#     with exit 11;
 #   - a check-in whose connection is dropped in the middle of sending: no
 #     version is recorded, the objects that arrived whole are kept, and the
 #     same command run again sends only the rest and records version 2 with
@@ -66,6 +68,21 @@ rc=0
 wait "$cpid" || rc=$?
 ((rc == 11)) || bad "a killed agent gave exit $rc, expected 11: $(cat "$T/co-3.err")"
 
+info "checkout: the agent stops answering (SIGSTOP): a clear timeout"
+# shellcheck disable=SC2046
+"$VMSYNC" checkout "$(remote)" big -o "$T/big.img" -q $(KEYS) --bwlimit 4M --timeout 3 \
+    >"$T/co-stop.out" 2>"$T/co-stop.err" &
+cpid=$!
+for _ in $(seq 100); do pgrep -f "vmsync-agent --root $T/srv" >/dev/null && break; sleep 0.1; done
+sleep 1
+pkill -STOP -f "vmsync-agent --root $T/srv" || bad "no agent to stop"
+rc=0
+wait "$cpid" || rc=$?
+pkill -KILL -f "vmsync-agent --root $T/srv" || true
+((rc == 11)) || bad "a silent agent gave exit $rc, expected 11"
+grep -q "no data from the server for 3 s" "$T/co-stop.err" ||
+    bad "the timeout message is unclear: $(cat "$T/co-stop.err")"
+
 info "checkout: the last run finishes"
 # shellcheck disable=SC2046
 vm_ok "$T/co-4" checkout "$(remote)" big -o "$T/big.img" -q $(KEYS) --stats-json "$T/co-4.json"
@@ -86,7 +103,7 @@ vm_ok "$T/co-t" checkout "$(remote)" t -o "$T/t.img" -q $(KEYS)
 mkdir -p "$T/fresh"
 for i in $(seq 12); do head -c 10000000 /dev/urandom >"$T/fresh/f$i"; done
 rm "$T/t.img"
-mke2fs -q -t ext4 -d "$T/fresh" "$T/t.img" 200M || fail "mke2fs failed"
+mke2fs -q -F -t ext4 -d "$T/fresh" "$T/t.img" 200M >/dev/null 2>&1 || fail "mke2fs failed"
 rm -rf "$T/fresh"
 # shellcheck disable=SC2046
 "$VMSYNC" checkin "$(remote)" t "$T/t.img" -q $(KEYS) --bwlimit 10M >"$T/ci-1.out" 2>"$T/ci-1.err" &
