@@ -2,7 +2,7 @@
 # The repository over SSH, through a real OpenSSH sshd on 127.0.0.1 whose
 # authorized_keys forces vmsync-agent.  The same commands run against the
 # server's repository as ssh:// and, as a reference, against a local copy:
-# import T over ssh, check out T with seed S (ext4 and NTFS), check in S as
+# import T over ssh, estimate and check out T with seed S (ext4 and NTFS), check in S as
 # version 2, log, diff.  The images are byte for byte the local run's, the
 # versions carry the same digests, the server's audit log names the key's
 # user, and a second check-out of the same version is served from the
@@ -36,6 +36,12 @@ for fs in ext4 ntfs; do
     ((n_sent > 0)) || bad "$fs: the import over ssh sent no objects"
     wire=$(repo_stat "$T/imp-r-$fs.json" wire_out)
     ((wire > 0)) || bad "$fs: the import over ssh counted no bytes on the wire"
+
+    # an estimate asks the server once and writes nothing
+    vm_ok "$T/est-$fs" checkout "$URL" "$name" --seed "$simg" --estimate -q "${SSH_OPTS[@]}" \
+        --stats-json "$T/est-$fs.json" --cache "$T/cache-r"
+    est=$(repo_stat "$T/est-$fs.json" bytes_fetched_compressed)
+    ((est > 0)) || bad "$fs: the estimate over ssh predicts no fetched bytes"
 
     # checkout with a seed: the remote result equals the local one, byte for byte
     vm_ok "$T/co-r-$fs" checkout "$URL" "$name" -o "$T/out-r-$fs.img" --seed "$simg" -q \
