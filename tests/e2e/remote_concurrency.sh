@@ -6,7 +6,8 @@
 #   - leases hold across clients: a second laptop's checkout is refused,
 #     naming the first, until it steals the lease;
 #   - two check-ins of the same image race from two processes: one records
-#     version 2, the other is refused (exit 8) and records nothing.
+#     version 2, the other is refused (exit 8) and records nothing;
+#   - gc on the server empties the segment cache.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -82,4 +83,9 @@ grep -qiE "another check-in|newer version|version 2" "$T/ci-$loser.err" ||
     bad "the losing check-in's message does not say why: $(head -c 300 "$T/ci-$loser.err")"
 n=$("$VMSYNC" log "$T/srv/repo" t --json | jq -s 'length')
 ((n == 2)) || bad "t has $n versions after the race, expected 2"
+
+info "gc empties the agent's segment cache"
+[[ -n $(ls "$T/srv/repo/cache/segments") ]] || bad "the agents cached no segments"
+vm_ok "$T/gc" gc "$T/srv/repo" -q
+[[ -z $(ls "$T/srv/repo/cache/segments") ]] || bad "gc left cached segments behind"
 finish

@@ -1130,6 +1130,22 @@ static int collect_garbage(vms_local *r, struct vms_gc_stats *stats, fsp_error *
     return rc;
 }
 
+/* Empties REPO/cache/SUB (best effort: a cache).  Called with the exclusive
+ * lock, so no agent is writing there. */
+static void empty_cache(vms_local *r, const char *sub)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/cache/%s", r->path, sub);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
 int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     memset(stats, 0, sizeof *stats);
@@ -1148,6 +1164,10 @@ int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
         return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot lock: %s", r->path, strerror(-rc));
     pack_fds_close(r);
     rc = collect_garbage(r, stats, err);
+    if (!rc) {
+        empty_cache(r, "segments"); /* they may hold dropped objects */
+        empty_cache(r, "tmp");
+    }
     int relock = flock_retry(r->lock_fd, LOCK_SH);
     if (!rc && relock)
         rc = fsp_fail(err, FSP_EK_IO, relock, "%s: cannot lock: %s", r->path, strerror(-relock));
