@@ -56,8 +56,9 @@ for fs in ext4 ntfs; do
         bad "$fs: expected both seed and fetched content (seeds $from_seeds, fetched $fetched)"
 
     # check in S as the next version, over ssh and locally
-    vm_ok "$T/ci-r-$fs" checkin "$URL" "$name" "$simg" -m "edited" -q "${SSH_OPTS[@]}" \
+    vm_ok "$T/ci-r-$fs" checkin "$URL" "$name" "$simg" -m "edited" --progress=json "${SSH_OPTS[@]}" \
         --stats-json "$T/ci-r-$fs.json" --cache "$T/cache-r"
+    grep -q '"phase":"send"' "$T/ci-r-$fs.err" || bad "$fs: no progress while sending the check-in"
     vm_ok "$T/ci-l-$fs" checkin "$T/local" "$name" "$simg" -m "edited" -q --cache "$T/cache-l"
     rdig=$(repo_version_digest "$T/srv/repo" "$name" 2)
     ldig=$(repo_version_digest "$T/local" "$name" 2)

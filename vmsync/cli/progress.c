@@ -53,11 +53,13 @@ void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done,
     if (p->mode == CLI_PROGRESS_NONE)
         return;
     double t = now_seconds();
-    if (strncmp(p->phase, phase, sizeof p->phase - 1)) {
+    bool new_phase = strncmp(p->phase, phase, sizeof p->phase - 1) != 0;
+    if (new_phase) {
         snprintf(p->phase, sizeof p->phase, "%s", phase);
         p->phase_started = t; /* rates and ETAs are per phase */
     }
-    if (t - p->last_shown < 0.2)
+    /* at most five a second, but every phase's start and end are shown */
+    if (!new_phase && done != total && t - p->last_shown < 0.2)
         return;
     p->last_shown = t;
     double rate = t > p->phase_started ? done / (t - p->phase_started) : 0;

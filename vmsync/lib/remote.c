@@ -50,6 +50,8 @@ struct vms_remote {
     struct spooled *spool;
     size_t spool_cap;
     struct vms_keyset offered; /* offered before: the agent has them */
+    vms_progress_cb progress;
+    void *progress_ctx;
 };
 
 /* ---- the URL ------------------------------------------------------------------ */
@@ -414,6 +416,18 @@ void vms_remote_traffic(const vms_remote *r, struct vms_traffic *out)
     *out = r->traffic;
     out->wire_in = r->conn.wire_in;
     out->wire_out = r->conn.wire_out;
+}
+
+void vms_remote_on_progress(vms_remote *r, vms_progress_cb cb, void *ctx)
+{
+    r->progress = cb;
+    r->progress_ctx = ctx;
+}
+
+static int send_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    vms_remote *r = ctx;
+    return r->progress ? r->progress(r->progress_ctx, "send", done, total) : 0;
 }
 
 /* ---- catalog calls ------------------------------------------------------------- */
@@ -842,7 +856,8 @@ static int offer_round(vms_remote *r, fsp_error *err)
     struct vms_xfer_source src = {0};
     if (!rc)
         rc = wanted_list(r, &body, &w, &src, err);
-    struct vms_xfer_opts o = {.level = r->opts.level, .bwlimit = r->opts.bwlimit};
+    struct vms_xfer_opts o = {.level = r->opts.level, .bwlimit = r->opts.bwlimit,
+                              .progress = send_progress, .progress_ctx = r};
     struct vms_xfer_report rep;
     if (!rc)
         rc = vms_xfer_send(&src, &o, &r->conn, &rep, err);

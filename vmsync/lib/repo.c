@@ -66,6 +66,12 @@ void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out)
         *out = r->local->traffic;
 }
 
+void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx)
+{
+    if (r->remote)
+        vms_remote_on_progress(r->remote, cb, ctx);
+}
+
 int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
                  struct vms_object_size *sizes, fsp_error *err)
 {

@@ -47,6 +47,9 @@ struct vms_traffic {
     uint64_t wire_out, wire_in;
 };
 void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out);
+/* Where a remote handle reports the progress of sending objects (phase
+ * "send"); local handles have nothing to report. */
+void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx);
 
 /* ---- objects --------------------------------------------------------------
  * Objects are byte strings keyed by the SHA-256 of their content.  They are

@@ -72,6 +72,8 @@ int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stat
     int rc = resolve_cache(c, err);
     if (!rc)
         rc = vms_repo_open(s->repo, c->user, c->host, s->remote, &c->repo, err);
+    if (!rc)
+        vms_repo_on_progress(c->repo, s->progress, s->ctx);
     return rc;
 }
 

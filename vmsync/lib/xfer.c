@@ -54,6 +54,7 @@ struct pipeline {
     const struct vms_xfer_opts *o;
     struct seg *segs;
     size_t n_segs, next_build, next_send;
+    uint64_t raw_total;
     struct slot slots[QUEUE];
     pthread_mutex_t mu, read_mu;
     pthread_cond_t cv;
@@ -80,6 +81,7 @@ static int cut_segments(struct pipeline *p, fsp_error *err)
         }
         g->n++;
         g->raw += s->lens[i];
+        p->raw_total += s->lens[i];
     }
     return 0;
 }
@@ -381,6 +383,9 @@ static int send_all(struct pipeline *p, struct vms_conn *c, struct vms_xfer_repo
         sent += slot->msg.len;
         report_segment(rep, slot, &p->segs[s]);
         pace(p->o->bwlimit, start, sent);
+        if (!rc && p->o->progress &&
+            p->o->progress(p->o->progress_ctx, rep->raw_bytes, p->raw_total))
+            rc = fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled while sending");
         pthread_mutex_lock(&p->mu);
         slot->state = SLOT_FREE;
         p->next_send = s + 1;

@@ -51,6 +51,9 @@ struct vms_xfer_opts {
     uint64_t bwlimit;     /* bytes per second; 0 unlimited */
     const char *cache;    /* directory of cached SOLID segments; NULL for none */
     int workers;          /* compressing threads; 0: 2 */
+    /* Called after each segment with the raw bytes sent so far; non-zero cancels. */
+    int (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
 };
 
 struct vms_xfer_report {
