@@ -83,9 +83,9 @@ bench: deps all
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz: deps $(FUZZ_TARGETS)
-build-fuzz/%: tests/fuzz/%.c $(FSPARSE_SRC) $(LIBVMSYNC_SRC) agent/serve.c
+build-fuzz/%: tests/fuzz/%.c $(FSPARSE_SRC) $(LIBVMSYNC_SRC)
 	@mkdir -p build-fuzz
-	clang $(CPPFLAGS) -Iagent -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+	clang $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
 	  -o $@ $^ $(PKG_LIBS) -lm -pthread
 
 # Bounded fuzzing runs for CI: FUZZ_SECONDS per target, the corpus as seeds.

@@ -154,6 +154,26 @@ struct vms_stats {
     uint8_t canonical_digest[FSP_SHA256_LEN];
 };
 
+/* ---- serving a repository (vmsync-agent) -------------------------------------
+ * Answers one client's requests (docs/protocol.md) read from IN_FD, replies
+ * on OUT_FD, until the client hangs up.  Only repositories under ROOT are
+ * served; USER stands for the client in leases and the audit log. */
+struct vms_serve_opts {
+    const char *root;
+    const char *user;
+    bool read_only;     /* checkouts only */
+    uint64_t cache_max; /* bytes of cached compressed segments; 0: no cache */
+};
+struct vms_serve_stats {
+    uint64_t requests, objects_sent, objects_received;
+    uint64_t segments, segments_cached, segments_stored, raw_bytes_sent, segment_bytes_sent;
+    uint64_t wire_in, wire_out;
+    int last_level;
+    char client_host[256];
+};
+int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_serve_stats *stats,
+              fsp_error *err);
+
 /* Parses a size or rate: digits and an optional K, M or G (binary, either
  * case); a bare number is shifted by BARE_SHIFT (10: KiB, as rsync's
  * --bwlimit).  0, or -1 when S is not one. */

@@ -1,12 +1,18 @@
-/* The agent's side of the protocol: one handler per request.
+/* The server side of the agent protocol (docs/protocol.md): vms_serve, one
+ * handler per request, for vmsync-agent.
  *
  * A handler returns 0, or fails with ERR, which the loop sends to the client
  * as ERROR.  Most failures leave the session usable (an unknown image, a
  * lease held elsewhere); a malformed request, or a failure in the middle of a
  * stream, sets FATAL, and the session ends after the ERROR. */
-#include "agent.h"
-
 #include "fileio.h"
+#include "proto.h"
+#include "repo.h"
+#include "xfer.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +20,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+struct agent {
+    const struct vms_serve_opts *o;
+    char root[PATH_MAX];     /* realpath of o->root */
+    struct vms_conn conn;
+    int in_fd, out_fd;
+    vms_repo *repo;          /* after OPEN */
+    char client_host[256];
+    char client_user[128];
+    char path[PATH_MAX];     /* the repository, as the client named it */
+    char cache[PATH_MAX];    /* segment cache directory ("" without) */
+    bool hello;
+    struct vms_serve_stats *stats;
+};
 
 struct request {
     struct agent *a;
@@ -89,7 +109,7 @@ static int on_hello(struct request *q)
  * resolved. */
 static int resolve(struct request *q, const char *path, char *out)
 {
-    const struct agent_opts *o = q->a->o;
+    const struct agent *a = q->a;
     char joined[2 * PATH_MAX];
     const char *p = path;
     while (*p == '/')
@@ -100,13 +120,13 @@ static int resolve(struct request *q, const char *path, char *out)
             goto outside;
         c += n + (c[n] == '/');
     }
-    snprintf(joined, sizeof joined, "%s/%s", o->root, p);
+    snprintf(joined, sizeof joined, "%s/%s", a->root, p);
     if (!realpath(joined, out))
         return fsp_fail(q->err, FSP_EK_OPEN, -errno, "%s: no repository there: %s", path,
                         strerror(errno));
-    size_t rl = strlen(o->root);
-    if (strcmp(out, o->root) == 0 || (strncmp(out, o->root, rl) == 0 && out[rl] == '/') ||
-        strcmp(o->root, "/") == 0)
+    size_t rl = strlen(a->root);
+    if (strcmp(out, a->root) == 0 || (strncmp(out, a->root, rl) == 0 && out[rl] == '/') ||
+        strcmp(a->root, "/") == 0)
         return 0;
 outside:
     return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
@@ -436,13 +456,13 @@ static int on_get(struct request *q)
         q->fatal = rc != 0; /* the client is in the middle of a stream */
     }
     if (!rc) {
-        a->stats.objects_sent += n;
-        a->stats.sent.segments += rep.segments;
-        a->stats.sent.cached += rep.cached;
-        a->stats.sent.stored_segments += rep.stored_segments;
-        a->stats.sent.raw_bytes += rep.raw_bytes;
-        a->stats.sent.wire_bytes += rep.wire_bytes;
-        a->stats.sent.level_last = rep.level_last;
+        a->stats->objects_sent += n;
+        a->stats->segments += rep.segments;
+        a->stats->segments_cached += rep.cached;
+        a->stats->segments_stored += rep.stored_segments;
+        a->stats->raw_bytes_sent += rep.raw_bytes;
+        a->stats->segment_bytes_sent += rep.wire_bytes;
+        a->stats->last_level = rep.level_last;
     }
     free(lens);
     return rc;
@@ -555,7 +575,7 @@ static int on_offer(struct request *q)
     free(wanted);
     if (rc)
         return rc;
-    q->a->stats.objects_received += r.stored;
+    q->a->stats->objects_received += r.stored;
     struct vms_wbuf b = {0};
     vms_put_varint(&b, r.stored);
     return reply(q, VMS_M_PUT_OK, &b);
@@ -676,7 +696,7 @@ static handler handler_for(const struct agent *a, uint8_t type)
     }
 }
 
-int agent_serve(struct agent *a, fsp_error *err)
+static int serve_loop(struct agent *a, fsp_error *err)
 {
     for (;;) {
         uint8_t type;
@@ -684,7 +704,7 @@ int agent_serve(struct agent *a, fsp_error *err)
         int rc = vms_conn_recv(&a->conn, &type, &body, err);
         if (rc)
             return rc == -ENODATA ? 0 : rc; /* -ENODATA: the client hung up between requests */
-        a->stats.requests++;
+        a->stats->requests++;
         struct request q = {a, &body, err, false};
         if (type == VMS_M_PING) {
             rc = reply(&q, VMS_M_PONG, NULL);
@@ -698,4 +718,104 @@ int agent_serve(struct agent *a, fsp_error *err)
         if (vms_conn_send_error(&a->conn, err, &send_err) || q.fatal)
             return rc;
     }
+}
+
+/* ---- the session ----------------------------------------------------------------------- */
+
+static int fd_recv(void *io, void *buf, size_t n, fsp_error *err)
+{
+    const struct agent *a = io;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = read(a->in_fd, (uint8_t *)buf + done, n - done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return fsp_fail(err, FSP_EK_NETWORK, -errno, "reading from the client: %s",
+                            strerror(errno));
+        if (got == 0)
+            return done == 0 ? -ENODATA /* the client hung up between messages */
+                             : fsp_fail(err, FSP_EK_NETWORK, -ECONNRESET,
+                                        "the client went away in the middle of a message");
+        done += (size_t)got;
+    }
+    return 0;
+}
+
+static int fd_send(void *io, const void *buf, size_t n, fsp_error *err)
+{
+    const struct agent *a = io;
+    int rc = vms_write_all(a->out_fd, buf, n);
+    return rc ? fsp_fail(err, FSP_EK_NETWORK, rc, "writing to the client: %s", strerror(-rc)) : 0;
+}
+
+struct cached {
+    char name[80];
+    time_t used;
+    off_t size;
+};
+
+static int by_age(const void *a, const void *b)
+{
+    const struct cached *x = a, *y = b;
+    return (x->used > y->used) - (x->used < y->used);
+}
+
+/* Removes the least recently used segments until the cache holds at most
+ * MAX bytes.  Runs after a session, off the client's clock. */
+static void trim_cache(const char *dir, uint64_t max)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct cached *all = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        size_t len = strlen(de->d_name);
+        if (len < 5 || len >= sizeof all->name || strcmp(de->d_name + len - 4, ".seg") ||
+            fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            struct cached *p = realloc(all, cap * sizeof *all);
+            if (!p)
+                break;
+            all = p;
+        }
+        memcpy(all[n].name, de->d_name, len + 1);
+        all[n].used = st.st_mtime;
+        all[n++].size = st.st_size;
+        total += (uint64_t)st.st_size;
+    }
+    if (n > 1)
+        qsort(all, n, sizeof *all, by_age);
+    for (size_t i = 0; i < n && total > max; i++) {
+        if (unlinkat(dirfd(d), all[i].name, 0) == 0)
+            total -= (uint64_t)all[i].size;
+    }
+    closedir(d);
+    free(all);
+}
+
+int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_serve_stats *stats,
+              fsp_error *err)
+{
+    struct agent a = {.o = o, .in_fd = in_fd, .out_fd = out_fd, .stats = stats};
+    memset(stats, 0, sizeof *stats);
+    if (!realpath(o->root, a.root))
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "%s: %s", o->root, strerror(errno));
+    a.conn = (struct vms_conn){.send = fd_send, .recv = fd_recv, .io = &a, .peer = "the client"};
+    int rc = serve_loop(&a, err);
+    if (a.repo)
+        vms_repo_close(a.repo);
+    if (a.cache[0])
+        trim_cache(a.cache, o->cache_max);
+    snprintf(stats->client_host, sizeof stats->client_host, "%s", a.client_host);
+    stats->wire_in = a.conn.wire_in;
+    stats->wire_out = a.conn.wire_out;
+    vms_conn_free(&a.conn);
+    return rc;
 }
