@@ -11,16 +11,16 @@
 #include "xfer.h"
 
 #include <dirent.h>
-#include <limits.h>
-#include <sys/stat.h>
-
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+/* One client's session. */
 struct agent {
     const struct vms_serve_opts *o;
     char root[PATH_MAX];     /* realpath of o->root */
