@@ -330,17 +330,24 @@ static int simple(vms_remote *r, uint8_t type, struct vms_wbuf *b, fsp_error *er
     return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_OK, err);
 }
 
+/* HELLO and OPEN go out together: one round trip to a usable session. */
 static int hello(vms_remote *r, const char *user, const char *host, fsp_error *err)
 {
-    struct vms_wbuf b = {0};
+    struct vms_wbuf b = {0}, o = {0};
     vms_put_varint(&b, VMS_PROTO_MAGIC);
     vms_put_varint(&b, VMS_PROTO_VERSION);
     vms_put_str(&b, user);
     vms_put_str(&b, host);
     vms_put_str(&b, "vmsync " VMSYNC_VERSION);
+    vms_put_str(&o, r->path);
     struct vms_rbuf body;
-    int rc = request(r, VMS_M_HELLO, &b, VMS_M_HELLO_OK, &body, err);
+    int rc = vms_conn_send(&r->conn, VMS_M_HELLO, &b, err);
+    if (!rc)
+        rc = vms_conn_send(&r->conn, VMS_M_OPEN, &o, err);
     vms_wbuf_free(&b);
+    vms_wbuf_free(&o);
+    if (!rc)
+        rc = vms_conn_expect(&r->conn, VMS_M_HELLO_OK, &body, err);
     if (rc)
         return rc;
     uint64_t version = vms_get_varint(&body);
@@ -352,8 +359,8 @@ static int hello(vms_remote *r, const char *user, const char *host, fsp_error *e
         return fsp_fail(err, FSP_EK_USAGE, -EPROTONOSUPPORT,
                         "%s: the agent (%s) speaks protocol %llu, this vmsync %d", r->url, software,
                         (unsigned long long)version, VMS_PROTO_VERSION);
-    vms_put_str(&b, r->path);
-    return simple(r, VMS_M_OPEN, &b, err);
+    rc = vms_conn_expect(&r->conn, VMS_M_OK, &body, err);
+    return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_OK, err);
 }
 
 int vms_remote_open(const char *url, const char *user, const char *host,
