@@ -63,16 +63,16 @@ info "two check-ins race"
 mkdir -p "$T/race"
 cp "$simg" "$T/race/one.img"
 cp "$timg" "$T/race/two.img"
+declare -A race_pid
 for side in one two; do
     VMSYNC_HOST=laptop-a VMSYNC_CACHE=$T/cache-$side \
         timeout 300 "$VMSYNC" checkin "$URL" t "$T/race/$side.img" -m "$side" -q "${KEYS[@]}" \
         >"$T/ci-$side.out" 2>"$T/ci-$side.err" &
-    pids=($! "${pids[@]}")
-    eval "pid_$side=\$!"
+    race_pid[$side]=$!
 done
 rc_one=0 rc_two=0
-wait "$pid_one" || rc_one=$?
-wait "$pid_two" || rc_two=$?
+wait "${race_pid[one]}" || rc_one=$?
+wait "${race_pid[two]}" || rc_two=$?
 info "check-in exits: $rc_one and $rc_two"
 if ! { ((rc_one == 0 && rc_two == 8)) || ((rc_one == 8 && rc_two == 0)); }; then
     bad "the racing check-ins exited $rc_one and $rc_two, expected one 0 and one 8"

@@ -74,7 +74,6 @@ done
 
 # log and diff over ssh
 vm_ok "$T/log" log "$URL" --json "${SSH_OPTS[@]}"
-n=$(jq -s 'length' <"$T/log.out" 2>/dev/null || jq 'length' <"$T/log.out")
 grep -q '"t-ntfs"' "$T/log.out" || bad "log over ssh does not list t-ntfs: $(head -c 300 "$T/log.out")"
 vm_ok "$T/diff" diff "$URL" t-ext4@1 t-ext4@2 --json "${SSH_OPTS[@]}"
 jq -e '.added | length > 0' "$T/diff.out" >/dev/null || bad "diff over ssh shows no added files"

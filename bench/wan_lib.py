@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Helpers for bench/wan.sh (standard library only).
+
+  wan_lib.py get FILE KEY
+      Prints one top-level field of a JSON file (FILE "-": standard input).
+  wan_lib.py agent-stats STATS_FILE SKIP
+      Sums the vmsync-agent --stats-file lines after the first SKIP: sessions,
+      failed (status != 0), agent_cpu (user + system), segments,
+      segments_cached, segments_stored; level: the highest last_level of the
+      sessions that sent segments (0 if none did).  Prints JSON.
+  wan_lib.py report RESULTS_TSV OUT_JSON
+      RESULTS_TSV lines: SCOPE FS RUN METRIC VALUE, SCOPE being a link
+      (RATE:DELAY_MS) or "cpu" (then RUN is the case's name).  Prints the
+      tables (medians over runs), writes OUT_JSON; $WAN_META (JSON) is copied
+      into it.
+"""
+import json
+import os
+import statistics
+import sys
+
+GOAL = 1.1  # wall time / (busier direction's bytes / rate): the link never idles
+TOOLS = [("vm_co", "vmsync checkout"), ("vm_ci", "vmsync check-in"),
+         ("rs_co", "rsync checkout"), ("rs_ci", "rsync check-in")]
+
+
+def get(path, key):
+    d = json.load(sys.stdin if path == "-" else open(path))
+    v = d[key]
+    print(json.dumps(v) if isinstance(v, (dict, list)) else v)
+
+
+def agent_stats(path, skip):
+    out = {"sessions": 0, "failed": 0, "agent_cpu": 0.0, "segments": 0, "segments_cached": 0,
+           "segments_stored": 0, "level": 0}
+    with open(path) as fh:
+        lines = fh.read().splitlines()[skip:]
+    for line in lines:
+        s = json.loads(line)
+        out["sessions"] += 1
+        out["failed"] += int(s.get("status", 0) != 0)
+        out["agent_cpu"] += s["cpu_user"] + s["cpu_system"]
+        for k in ("segments", "segments_cached", "segments_stored"):
+            out[k] += s.get(k, 0)
+        if s.get("segments", 0) > 0:
+            out["level"] = max(out["level"], s.get("last_level", 0))
+    out["agent_cpu"] = round(out["agent_cpu"], 3)
+    print(json.dumps(out))
+
+
+def mb(n):
+    return "%.1f" % (n / 1e6) if n is not None else "-"
+
+
+def num(n, f="%.1f"):
+    return f % n if n is not None else "-"
+
+
+def link_name(scope):
+    rate, delay = scope.split(":")
+    return "%g Mbit/s, %g ms RTT" % (float(rate) / 1e6, 2 * float(delay))
+
+
+def report(tsv, out_json):
+    wan, cpu, order = {}, {}, []
+    with open(tsv) as fh:
+        for line in fh:
+            scope, fs, run, metric, value = line.rstrip("\n").split("\t")
+            if scope == "cpu":
+                case = cpu.setdefault(fs, {}).setdefault(run, {})
+                case[metric] = float(value)
+                if (fs, run) not in order:
+                    order.append((fs, run))
+            else:
+                wan.setdefault(scope, {}).setdefault(fs, {}).setdefault(run, {})[metric] = float(value)
+
+    res_wan = {}
+    for scope in wan:
+        rate = float(scope.split(":")[0])
+        for fs, runs in wan[scope].items():
+            # the ratio of each run, then medians of everything
+            for r in runs.values():
+                for t, _ in TOOLS:
+                    if t + "_s" in r and t + "_up" in r:
+                        busy = max(r[t + "_up"], r[t + "_down"])
+                        r[t + "_link_s"] = busy * 8 / rate
+                        r[t + "_ratio"] = r[t + "_s"] / r[t + "_link_s"] if busy else None
+                for t in ("rs_co", "rs_ci"):
+                    if t + "_sent" in r:
+                        r[t + "_payload"] = r[t + "_sent"] + r[t + "_received"]
+                if "vm_co_fetched_c" in r:
+                    r["vm_co_payload"] = r["vm_co_fetched_c"]
+                if "vm_ci_sent_c" in r:
+                    r["vm_ci_payload"] = r["vm_ci_sent_c"]
+            metrics = sorted({k for r in runs.values() for k in r})
+            samples = {k: [r[k] for r in runs.values() if r.get(k) is not None] for k in metrics}
+            med = {k: statistics.median(v) for k, v in samples.items() if v}
+            goals = {}
+            for t, name in TOOLS[:2]:
+                x = med.get(t + "_ratio")
+                goals[name + " wall / link time"] = {"ratio": x, "goal": GOAL,
+                                                     "ok": x is not None and x <= GOAL}
+            res_wan.setdefault(scope, {})[fs] = {"link": link_name(scope), "rate_bits_per_s": rate,
+                                                 "one_way_delay_ms": float(scope.split(":")[1]),
+                                                 "median": med, "runs": samples, "goals": goals}
+
+    for scope in res_wan:
+        for fs, d in res_wan[scope].items():
+            m = d["median"]
+            print("\n== %s over %s (relay.py; median of %d run%s)" % (
+                fs, d["link"], len(d["runs"].get("vm_co_s", [])),
+                "" if len(d["runs"].get("vm_co_s", [])) == 1 else "s"))
+            print("%-16s %8s %8s %6s %8s %8s %10s %7s %7s %5s" % (
+                "", "wall s", "link s", "ratio", "up MB", "down MB", "payload MB",
+                "cl cpu", "srv cpu", "level"))
+            for t, name in TOOLS:
+                if t + "_s" not in m:
+                    continue
+                print("%-16s %8s %8s %6s %8s %8s %10s %7s %7s %5s" % (
+                    name, num(m.get(t + "_s")), num(m.get(t + "_link_s")),
+                    num(m.get(t + "_ratio"), "%.2f"), mb(m.get(t + "_up")), mb(m.get(t + "_down")),
+                    mb(m.get(t + "_payload")), num(m.get(t + "_cpu")), num(m.get(t + "_srv_cpu")),
+                    num(m.get(t + "_level"), "%d") if m.get(t + "_segments") else "-"))
+            print("ratio = wall / link s; link s = the busier direction's bytes (relay count, "
+                  "ssh included) * 8 / rate.  payload: vmsync's compressed objects, rsync's sent + "
+                  "received.  cpu: seconds, client and server (sshd's sessions, agent or rsync "
+                  "--server, and ssh's crypto).  level: the zstd level the agent chose last.")
+            for name, g in d["goals"].items():
+                print("goal: %-36s %6s  (goal <= %.1f) %s" % (
+                    name, num(g["ratio"], "%.3f"), g["goal"], "ok" if g["ok"] else "MISSED"))
+
+    res_cpu = {}
+    fses = []
+    for fs, case in order:
+        if fs not in fses:
+            fses.append(fs)
+    for fs in fses:
+        print("\n== %s: server CPU per client (vmsync export --seed held over ssh on loopback, "
+              "no relay)" % fs)
+        print("%-36s %7s %7s %10s %10s %8s %7s %7s %5s" % (
+            "case", "clients", "wall s", "agent cpu", "srv cpu", "segments", "cached", "stored",
+            "level"))
+        res_cpu[fs] = {}
+        for f, name in order:
+            if f != fs:
+                continue
+            c = dict(cpu[fs][name])
+            n = c["clients"]
+            c["agent_cpu_per_client"] = c["agent_cpu"] / n
+            c["srv_cpu_per_client"] = c["srv_cpu"] / n
+            res_cpu[fs][name] = c
+            print("%-36s %7d %7s %10s %10s %8d %7d %7d %5d" % (
+                name, n, num(c["wall_s"]), num(c["agent_cpu_per_client"], "%.2f"),
+                num(c["srv_cpu_per_client"], "%.2f"), c["segments"], c["segments_cached"],
+                c["segments_stored"], c["level"]))
+        print("agent cpu, srv cpu: CPU seconds (user + system) per client, of the agents alone "
+              "(their --stats-file lines) and of all of sshd's sessions (ssh's crypto included); "
+              "segments: summed over the clients; cached: sent from the agents' segment cache; "
+              "stored: sent as stored (no recompression)")
+        cases = list(res_cpu[fs].values())
+        one = next((c for c in cases if c["clients"] == 1), None)
+        many = next((c for c in cases if c["clients"] > 1), None)
+        if one and many and one["agent_cpu_per_client"] > 0:
+            share = many["agent_cpu_per_client"] / one["agent_cpu_per_client"]
+            res_cpu[fs]["per_client_share_%d_vs_1" % many["clients"]] = share
+            print("with %d clients at once (cold cache) each costs the agents %.0f%% of what a "
+                  "single client does (1/%d would be %.0f%%)" % (
+                      many["clients"], 100 * share, many["clients"], 100 / many["clients"]))
+
+    meta = json.loads(os.environ.get("WAN_META") or "{}")
+    with open(out_json + ".tmp", "w") as fh:
+        json.dump({"benchmark": "bench/wan.sh: checkout and check-in over an emulated WAN, "
+                                "vs rsync over ssh; server CPU per client",
+                   "aggregate": "median", "goal_ratio": GOAL,
+                   "units": {"bytes": "bytes", "times": "seconds", "rate": "bits/s"},
+                   "meta": meta, "wan": res_wan, "server_cpu": res_cpu}, fh, indent=2,
+                  sort_keys=True)
+        fh.write("\n")
+    os.replace(out_json + ".tmp", out_json)
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    cmd, args = argv[1], argv[2:]
+    if cmd == "get":
+        get(args[0], args[1])
+    elif cmd == "agent-stats":
+        agent_stats(args[0], int(args[1]))
+    elif cmd == "report":
+        report(args[0], args[1])
+    else:
+        sys.exit("wan_lib.py: unknown command %s" % cmd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
