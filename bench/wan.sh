@@ -311,6 +311,27 @@ rsync_ssh() {
         "$RELAY_PORT" "$SSH_PLAIN_KEY" "$RELAY_KH"
 }
 
+# rsync_run LINK FS RUN KEY BASIS EXPECT SRC DEST: rsync SRC to DEST through a
+# fresh relay, DEST's file ($dst) starting as a copy of BASIS; checks the result
+# against EXPECT on the first run.
+rsync_run() {
+    local link=$1 fs=$2 run=$3 key=$4 basis=$5 expect=$6 src=$7 dest=$8
+    local rate=${link%%:*} delay=${link#*:}
+    rm -f "$dst"
+    cp --sparse=always "$basis" "$dst"
+    prime "$expect"
+    relay_start "$rate" "$delay"
+    msg "$fs, $(link_name "$link"), run $run of $RUNS: rsync ${key#rs_}"
+    measure "$link" "$fs" "$run" "$key" rsync --no-whole-file -z --sparse --stats \
+        -e "$(rsync_ssh)" "$src" "$dest"
+    relay_stop
+    put_relay "$link" "$fs" "$run" "$key"
+    put_rsync_stats "$link" "$fs" "$run" "$key"
+    if [[ $run == 1 ]]; then
+        cmp "$dst" "$expect" || die "rsync's ${key#rs_} differs from $expect"
+    fi
+}
+
 # ------------------------------------------------------------ the WAN runs
 
 # wan_run LINK FS RUN: one run of the four transfers over one link.
@@ -351,35 +372,10 @@ wan_run() {
     put "$link" "$fs" "$run" vm_ci_engine_s "$(jget "$st" seconds)"
     rm -rf "$cache"
 
-    # rsync checkout: pull T from the server onto a copy of the held image
-    rm -f "$dst"
-    cp --sparse=always "$held" "$dst"
-    prime "$T"
-    relay_start "$rate" "$delay"
-    msg "$fs, $(link_name "$link"), run $run of $RUNS: rsync checkout"
-    measure "$link" "$fs" "$run" rs_co rsync --no-whole-file -z --sparse --stats -e "$(rsync_ssh)" \
-        "$SSHD_USER@127.0.0.1:$T" "$dst"
-    relay_stop
-    put_relay "$link" "$fs" "$run" rs_co
-    put_rsync_stats "$link" "$fs" "$run" rs_co
-    if [[ $run == 1 ]]; then
-        cmp "$dst" "$T" || die "rsync's checkout differs from T"
-    fi
-
+    # rsync checkout: pull T from the server onto a copy of the held image;
     # rsync check-in: push mod onto a copy of co on the server
-    rm -f "$dst"
-    cp --sparse=always "$co" "$dst"
-    prime "$mod"
-    relay_start "$rate" "$delay"
-    msg "$fs, $(link_name "$link"), run $run of $RUNS: rsync check-in"
-    measure "$link" "$fs" "$run" rs_ci rsync --no-whole-file -z --sparse --stats -e "$(rsync_ssh)" \
-        "$mod" "$SSHD_USER@127.0.0.1:$dst"
-    relay_stop
-    put_relay "$link" "$fs" "$run" rs_ci
-    put_rsync_stats "$link" "$fs" "$run" rs_ci
-    if [[ $run == 1 ]]; then
-        cmp "$dst" "$mod" || die "rsync's check-in differs from mod"
-    fi
+    rsync_run "$link" "$fs" "$run" rs_co "$held" "$T" "$SSHD_USER@127.0.0.1:$T" "$dst"
+    rsync_run "$link" "$fs" "$run" rs_ci "$co" "$mod" "$mod" "$SSHD_USER@127.0.0.1:$dst"
     rm -f "$dst"
 }
 
