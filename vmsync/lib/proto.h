@@ -67,7 +67,9 @@ const char *vms_msg_name(int type);
 
 /* ---- a connection ------------------------------------------------------------ */
 struct vms_conn {
-    /* Move exactly N bytes or fail with an fsp_error (0 / negative errno). */
+    /* Move exactly N bytes or fail with an fsp_error (0 / negative errno);
+     * RECV may instead return -ENODATA, ERR untouched, when the peer hung up
+     * cleanly before the first byte. */
     int (*send)(void *io, const void *buf, size_t n, fsp_error *err);
     int (*recv)(void *io, void *buf, size_t n, fsp_error *err);
     void *io;
