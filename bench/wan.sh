@@ -63,8 +63,9 @@
 #   WAN_SCRATCH  where the scratch directory goes (default /var/tmp; it needs
 #                ~2 GB per concurrent client plus 3 repository copies)
 #   WAN_SKIP_CPU=1 / WAN_SKIP_WAN=1  leave out one half
-# Duration, ext4, one run: about 10 minutes at 10 Mbit/s (each checkout moves
-# ~310 MB), 45 at 2 Mbit/s, plus the CPU cases (a few minutes: zstd -19).
+# Duration, ext4, one run: about 9 minutes at 10 Mbit/s (each checkout moves
+# 260 to 315 MB), 42 at 2 Mbit/s, plus the CPU cases (5 to 8 minutes: zstd -19);
+# 58 minutes in all on 2 cores.
 # shellcheck disable=SC2317  # functions run via trap
 set -euo pipefail
 shopt -s inherit_errexit
