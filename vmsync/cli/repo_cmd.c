@@ -246,12 +246,15 @@ static int checkout_like(int argc, char **argv, bool export_only)
         "                         repository holds them (import --keep-volatile); by\n"
         "                         default they are zero-filled\n" COMMON_HELP;
     static const char *const export_usage =
-        "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [options]\n"
+        "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
+        "                     [options]\n"
         "\n"
-        "Materialises an image version from the repository alone, without a lease.\n"
+        "Materialises an image version without taking a lease: from the repository,\n"
+        "and from seed images when given, as checkout does.\n"
         "\n"
         "  -o, --output OUT       the image to write\n"
-        "      --format F         raw (default) or qcow2\n" COMMON_HELP;
+        "      --format F         raw (default) or qcow2\n"
+        "      --seed IMAGE       a local image to take content from (repeatable)\n" COMMON_HELP;
     const char *usage = export_only ? export_usage : checkout_usage;
     enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_STEAL, OPT_KEEP };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
