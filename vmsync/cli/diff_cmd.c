@@ -13,9 +13,13 @@ static const char *const usage =
     "Compares two disk images or two manifests (or one of each), or two versions in\n"
     "a repository, file by file and\n"
     "lists what was added (A), deleted (D), changed (M, with what changed) and moved\n"
-    "or renamed (R: same content at a new path), sorted by volume and path.\n"
+    "or renamed (R: same content at a new path), sorted by volume and path.  A path\n"
+    "with control characters, quotes, backslashes or bytes that are not UTF-8 is\n"
+    "quoted as git quotes it (\"...\" with C escapes).\n"
     "\n"
-    "  --json      print {\"added\":[],\"removed\":[],\"changed\":[],\"moved\":[]}\n"
+    "  --json      print {\"added\":[],\"removed\":[],\"changed\":[],\"moved\":[]}; a\n"
+    "              path that is not UTF-8 also comes as path_bytes (from_bytes,\n"
+    "              to_bytes) in hex\n"
     "  -h, --help  this help\n"
     "\n" CLI_REMOTE_HELP;
 
@@ -38,35 +42,50 @@ static void print_what(FILE *out, uint32_t what, bool json)
     }
 }
 
+/* Paths print as vms_put_name does; in a move line a path that holds " -> "
+ * is quoted too, so that the line splits one way only. */
+static void put_path(const char *path, bool in_move)
+{
+    if (in_move && strstr(path, " -> "))
+        vms_put_quoted(stdout, path);
+    else
+        vms_put_name(stdout, path);
+}
+
+static void print_text_item(const struct vms_diff_item *d)
+{
+    static const char letters[] = "?ADMR";
+    printf("%c ", letters[d->change]);
+    if (d->change == VMS_MOVED) {
+        put_path(d->old_path, true);
+        fputs(" -> ", stdout);
+    }
+    put_path(d->path, d->change == VMS_MOVED);
+    if (d->change == VMS_CHANGED) {
+        fputs(" (", stdout);
+        print_what(stdout, d->what, false);
+        putchar(')');
+    }
+    putchar('\n');
+}
+
 static int print_item(void *ctx, const struct vms_diff_item *d)
 {
     struct printer *p = ctx;
     if (!p->json) {
-        static const char letters[] = "?ADMR";
-        if (d->change == VMS_MOVED)
-            printf("R %s -> %s\n", d->old_path, d->path);
-        else
-            printf("%c %s", letters[d->change], d->path);
-        if (d->change == VMS_CHANGED) {
-            fputs(" (", stdout);
-            print_what(stdout, d->what, false);
-            putchar(')');
-        }
-        if (d->change != VMS_MOVED)
-            putchar('\n');
+        print_text_item(d);
         return 0;
     }
     int k = d->change - 1;
     FILE *out = p->lists[k];
     fprintf(out, "%s\n{\"volume\":%u,", p->counts[k]++ ? "," : "", d->volume);
     if (d->change == VMS_MOVED) {
-        fputs("\"from\":", out);
-        vms_json_string(out, d->old_path);
-        fputs(",\"to\":", out);
+        vms_json_member(out, "from", d->old_path);
+        putc(',', out);
+        vms_json_member(out, "to", d->path);
     } else {
-        fputs("\"path\":", out);
+        vms_json_member(out, "path", d->path);
     }
-    vms_json_string(out, d->path);
     if (d->change == VMS_CHANGED) {
         fputs(",\"what\":[", out);
         print_what(out, d->what, true);

@@ -134,30 +134,40 @@ static char *guestfs_os(const char *image, const char **why)
     return found;
 }
 
+/* The label and the OS name are the image's words: quoted when not plain. */
+static void print_text_volume(const struct vol_stats *v)
+{
+    printf("  volume %u: start %llu, %llu bytes, ", v->info.index, (unsigned long long)v->info.start,
+           (unsigned long long)v->info.length);
+    vms_put_name(stdout, v->info.fs_type[0] ? v->info.fs_type : "no filesystem");
+    if (v->info.fs_kind == FSP_FS_NONE && v->info.fs_type[0])
+        fputs(" (not parsed)", stdout);
+    if (v->info.fs_label[0]) {
+        fputs(", label ", stdout);
+        vms_put_quoted(stdout, v->info.fs_label);
+    }
+    putchar('\n');
+    if (v->info.fs_kind != FSP_FS_NONE)
+        printf("    %llu files (%llu bytes), %llu directories, %llu symlinks, %llu other%s%s\n",
+               (unsigned long long)v->files, (unsigned long long)v->file_bytes,
+               (unsigned long long)v->dirs, (unsigned long long)v->symlinks,
+               (unsigned long long)v->other, v->os[0] ? "; os: " : "", v->os);
+}
+
 static void print_text(const struct inspector *in, const char *guest_os)
 {
     printf("image: %s, %llu bytes, partition table %s\n", in->format,
            (unsigned long long)in->image.size, in->table);
-    for (uint32_t i = 0; i < in->n; i++) {
-        const struct vol_stats *v = &in->vols[i];
-        printf("  volume %u: start %llu, %llu bytes, %s%s%s", v->info.index,
-               (unsigned long long)v->info.start, (unsigned long long)v->info.length,
-               v->info.fs_type[0] ? v->info.fs_type : "no filesystem",
-               v->info.fs_kind == FSP_FS_NONE && v->info.fs_type[0] ? " (not parsed)" : "",
-               v->info.fs_label[0] ? "" : "\n");
-        if (v->info.fs_label[0])
-            printf(", label \"%s\"\n", v->info.fs_label);
-        if (v->info.fs_kind != FSP_FS_NONE)
-            printf("    %llu files (%llu bytes), %llu directories, %llu symlinks, %llu other%s%s\n",
-                   (unsigned long long)v->files, (unsigned long long)v->file_bytes,
-                   (unsigned long long)v->dirs, (unsigned long long)v->symlinks,
-                   (unsigned long long)v->other, v->os[0] ? "; os: " : "", v->os);
-    }
+    for (uint32_t i = 0; i < in->n; i++)
+        print_text_volume(&in->vols[i]);
     printf("allocated in filesystems: %llu bytes\n", (unsigned long long)in->allocated);
     if (in->warnings)
         printf("warnings: %llu\n", (unsigned long long)in->warnings);
-    if (guest_os)
-        printf("libguestfs: %s\n", guest_os);
+    if (guest_os) {
+        fputs("libguestfs: ", stdout);
+        vms_put_name(stdout, guest_os);
+        putchar('\n');
+    }
 }
 
 static void print_json(const struct inspector *in, const char *guest_os)
@@ -170,12 +180,12 @@ static void print_json(const struct inspector *in, const char *guest_os)
            (unsigned long long)in->allocated, (unsigned long long)in->warnings);
     for (uint32_t i = 0; i < in->n; i++) {
         const struct vol_stats *v = &in->vols[i];
-        printf("%s{\"index\":%u,\"start\":%llu,\"length\":%llu,\"fs\":\"%s\",\"fs_type\":", i ? "," : "",
+        printf("%s{\"index\":%u,\"start\":%llu,\"length\":%llu,\"fs\":\"%s\",", i ? "," : "",
                v->info.index, (unsigned long long)v->info.start, (unsigned long long)v->info.length,
                fsp_fs_kind_name(v->info.fs_kind));
-        vms_json_string(stdout, v->info.fs_type);
-        printf(",\"label\":");
-        vms_json_string(stdout, v->info.fs_label);
+        vms_json_member(stdout, "fs_type", v->info.fs_type);
+        putchar(',');
+        vms_json_member(stdout, "label", v->info.fs_label);
         printf(",\"files\":%llu,\"file_bytes\":%llu,\"dirs\":%llu,\"symlinks\":%llu,\"other\":%llu,\"os\":",
                (unsigned long long)v->files, (unsigned long long)v->file_bytes,
                (unsigned long long)v->dirs, (unsigned long long)v->symlinks,
@@ -183,8 +193,8 @@ static void print_json(const struct inspector *in, const char *guest_os)
         vms_json_string(stdout, v->os[0] ? v->os : NULL);
         putchar('}');
     }
-    printf("],\"guestfs_os\":");
-    vms_json_string(stdout, guest_os);
+    printf("],");
+    vms_json_member(stdout, "guestfs_os", guest_os);
     puts("}");
 }
 

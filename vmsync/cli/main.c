@@ -59,7 +59,10 @@ int cli_exit_status(const fsp_error *err)
 
 int cli_report(const fsp_error *err)
 {
-    fprintf(stderr, "vmsync: %s\n", err->msg[0] ? err->msg : "unknown error");
+    /* messages embed names from images and from servers */
+    fputs("vmsync: ", stderr);
+    vms_put_text(stderr, err->msg[0] ? err->msg : "unknown error");
+    fputc('\n', stderr);
     int status = cli_exit_status(err);
     return status ? status : 1;
 }

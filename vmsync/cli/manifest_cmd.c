@@ -16,7 +16,8 @@ static const char *const usage =
     "image digest.  The image is opened read-only.\n"
     "\n"
     "  -o, --output FILE   write the binary manifest to FILE (atomically)\n"
-    "      --json          print the manifest as JSON on stdout\n"
+    "      --json          print the manifest as JSON on stdout (a name that is not\n"
+    "                      UTF-8 also comes as NAME_bytes in hex: path_bytes, ...)\n"
     "      --layout        include the layout map in the JSON\n"
     "      --progress=M    auto (a bar when stderr is a terminal), none, or json lines\n"
     "  -q, --quiet         no summary and no progress\n"
@@ -27,6 +28,7 @@ static const char *const usage =
 
 struct summary_printer {
     struct fsp_sink sink;
+    FILE *out;
     uint32_t volumes;
 };
 
@@ -34,41 +36,50 @@ static int sp_volume(void *ctx, const struct fsp_volume_info *v)
 {
     struct summary_printer *p = ctx;
     p->volumes++;
-    printf("volume %u: %s %s, %llu bytes at %llu", v->index, fsp_fs_kind_name(v->fs_kind),
-           v->fs_type[0] ? v->fs_type : "-", (unsigned long long)v->length,
-           (unsigned long long)v->start);
-    if (v->fs_label[0])
-        printf(", label \"%s\"", v->fs_label);
-    putchar('\n');
+    fprintf(p->out, "volume %u: %s ", v->index, fsp_fs_kind_name(v->fs_kind));
+    vms_put_name(p->out, v->fs_type[0] ? v->fs_type : "-");
+    fprintf(p->out, ", %llu bytes at %llu", (unsigned long long)v->length,
+            (unsigned long long)v->start);
+    if (v->fs_label[0]) {
+        fputs(", label ", p->out);
+        vms_put_quoted(p->out, v->fs_label);
+    }
+    putc('\n', p->out);
     return 0;
 }
 
 static int sp_done(void *ctx, const struct fsp_summary *s)
 {
+    struct summary_printer *p = ctx;
     char hex[2 * FSP_SHA256_LEN + 1];
     fsp_hex(s->digest, FSP_SHA256_LEN, hex);
-    printf("entries: %llu\nallocated: %llu bytes (files %llu, metadata %llu, zero %llu)\n"
-           "warnings: %llu\ndigest: %s\n",
-           (unsigned long long)s->entries, (unsigned long long)s->allocated_bytes,
-           (unsigned long long)s->file_bytes, (unsigned long long)s->raw_bytes,
-           (unsigned long long)s->zero_bytes, (unsigned long long)s->warnings, hex);
+    fprintf(p->out, "entries: %llu\nallocated: %llu bytes (files %llu, metadata %llu, zero %llu)\n"
+                    "warnings: %llu\ndigest: %s\n",
+            (unsigned long long)s->entries, (unsigned long long)s->allocated_bytes,
+            (unsigned long long)s->file_bytes, (unsigned long long)s->raw_bytes,
+            (unsigned long long)s->zero_bytes, (unsigned long long)s->warnings, hex);
     return 0;
 }
 
-/* Prints the manifest at PATH as JSON or as a summary. */
-static int print_manifest(const char *path, bool json, bool layout, fsp_error *err)
+/* Prints the manifest at PATH to OUT as JSON or as a summary. */
+static int read_printed(const char *path, FILE *out, bool json, bool layout, fsp_error *err)
 {
     if (json) {
-        vms_json *j = vms_json_new(stdout, layout ? VMS_JSON_LAYOUT : 0);
+        vms_json *j = vms_json_new(out, layout ? VMS_JSON_LAYOUT : 0);
         if (!j)
             return fsp_fail(err, FSP_EK_NOMEM, -12, "out of memory");
         int rc = vms_manifest_read(path, vms_json_sink(j), err);
         vms_json_free(j);
         return rc;
     }
-    struct summary_printer p = {.sink = {.volume = sp_volume, .done = sp_done}};
+    struct summary_printer p = {.sink = {.volume = sp_volume, .done = sp_done}, .out = out};
     p.sink.ctx = &p;
     return vms_manifest_read(path, &p.sink, err);
+}
+
+static int print_manifest(const char *path, bool json, bool layout, fsp_error *err)
+{
+    return read_printed(path, stdout, json, layout, err);
 }
 
 static int show(int argc, char **argv)

@@ -90,10 +90,15 @@ static int c_warning(void *ctx, uint32_t volume, const char *path, const char *m
 {
     struct cli_sink *c = ctx;
     cli_progress_clear(&c->bar);
-    if (path)
-        fprintf(stderr, "vmsync: warning: %s: partition %u: %s: %s\n", c->image, volume, path, msg);
-    else
-        fprintf(stderr, "vmsync: warning: %s: %s\n", c->image, msg);
+    fputs("vmsync: warning: ", stderr);
+    vms_put_name(stderr, c->image);
+    if (path) {
+        fprintf(stderr, ": partition %u: ", volume);
+        vms_put_name(stderr, path);
+    }
+    fputs(": ", stderr);
+    vms_put_text(stderr, msg);
+    fputc('\n', stderr);
     const struct fsp_sink *inner = c->fwd.inner;
     return inner->warning ? inner->warning(inner->ctx, volume, path, msg) : 0;
 }

@@ -85,7 +85,9 @@ static void session_warning(void *ctx, const char *msg)
 {
     struct common *c = ctx;
     cli_progress_clear(&c->bar);
-    fprintf(stderr, "vmsync: warning: %s\n", msg);
+    fputs("vmsync: warning: ", stderr);
+    vms_put_text(stderr, msg);
+    fputc('\n', stderr);
 }
 
 static int session_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
@@ -367,31 +369,44 @@ int cmd_checkin(int argc, char **argv)
 
 /* ---- log -------------------------------------------------------------------------- */
 
+static void print_version_json(const struct vms_version *v)
+{
+    putchar('{');
+    vms_json_member(stdout, "image", v->image);
+    printf(",\"version\":%u,\"parent\":%u,\"created\":%lld,\"size\":%llu,", v->number,
+           v->parent, (long long)v->created, (unsigned long long)v->size);
+    vms_json_member(stdout, "user", v->user);
+    putchar(',');
+    vms_json_member(stdout, "host", v->host);
+    putchar(',');
+    vms_json_member(stdout, "message", v->message);
+    fputs(",\"digest\":\"", stdout);
+    print_hex(stdout, v->digest);
+    fputs("\"}\n", stdout);
+}
+
+/* Names, users, hosts and messages come from the catalog: data, not text. */
 static int print_version(void *ctx, const struct vms_version *v)
 {
     struct common *c = ctx;
+    if (c->json) {
+        print_version_json(v);
+        return 0;
+    }
     char when[32];
     time_t t = (time_t)v->created;
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime(&t));
-    if (c->json) {
-        fputs("{\"image\":", stdout);
-        vms_json_string(stdout, v->image);
-        printf(",\"version\":%u,\"parent\":%u,\"created\":%lld,\"size\":%llu,\"user\":", v->number,
-               v->parent, (long long)v->created, (unsigned long long)v->size);
-        vms_json_string(stdout, v->user);
-        fputs(",\"host\":", stdout);
-        vms_json_string(stdout, v->host);
-        fputs(",\"message\":", stdout);
-        vms_json_string(stdout, v->message);
-        fputs(",\"digest\":\"", stdout);
-        print_hex(stdout, v->digest);
-        fputs("\"}\n", stdout);
-        return 0;
+    vms_put_name(stdout, v->image);
+    printf("@%u  %s UTC  ", v->number, when);
+    vms_put_name(stdout, v->user);
+    putchar('@');
+    vms_put_name(stdout, v->host);
+    printf("  parent %u  %.1f MiB\n", v->parent, v->size / 1048576.0);
+    if (v->message[0]) {
+        fputs("    ", stdout);
+        vms_put_text(stdout, v->message);
+        putchar('\n');
     }
-    printf("%s@%u  %s UTC  %s@%s  parent %u  %.1f MiB\n", v->image, v->number, when, v->user,
-           v->host, v->parent, v->size / 1048576.0);
-    if (v->message[0])
-        printf("    %s\n", v->message);
     return 0;
 }
 

@@ -20,25 +20,8 @@ struct vms_json {
     uint64_t n_warnings, n_runs;
 };
 
-/* Length of the valid UTF-8 sequence at P, or 0 when it is not one. */
-static size_t utf8_sequence(const unsigned char *p)
-{
-    size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
-             : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
-    if (!n || (n == 2 && p[0] < 0xc2) || (n == 4 && p[0] > 0xf4))
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
-        return 0; /* overlong, or a UTF-16 surrogate */
-    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
-        return 0;
-    return n;
-}
-
 /* Names on disk are bytes; JSON needs UTF-8, so a byte that is not part of a
- * valid sequence prints as U+FFFD (the binary manifest keeps the bytes). */
+ * valid sequence prints as U+FFFD (vms_json_member adds the bytes). */
 void vms_json_string(FILE *out, const char *s)
 {
     if (!s) {
@@ -47,7 +30,7 @@ void vms_json_string(FILE *out, const char *s)
     }
     putc('"', out);
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_sequence(p);
+        size_t n = vms_utf8_len((const char *)p);
         if (!n)
             fputs("\\ufffd", out);
         else if (*p == '"' || *p == '\\')
@@ -62,6 +45,18 @@ void vms_json_string(FILE *out, const char *s)
             fwrite(p, 1, n, out);
         p += n ? n : 1;
     }
+    putc('"', out);
+}
+
+void vms_json_member(FILE *out, const char *key, const char *value)
+{
+    fprintf(out, "\"%s\":", key);
+    vms_json_string(out, value);
+    if (!value || vms_utf8_valid(value))
+        return;
+    fprintf(out, ",\"%s_bytes\":\"", key);
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        fprintf(out, "%02x", *p);
     putc('"', out);
 }
 
@@ -95,8 +90,8 @@ static void close_volume(vms_json *j)
 
 static void print_str_field(FILE *out, const char *key, const char *value)
 {
-    fprintf(out, ",\"%s\":", key);
-    vms_json_string(out, value);
+    putc(',', out);
+    vms_json_member(out, key, value);
 }
 
 static int j_volume(void *ctx, const struct fsp_volume_info *v)
@@ -144,8 +139,8 @@ static void print_streams(FILE *out, const struct fsp_entry *e)
     fputs(",\"streams\":[", out);
     for (uint32_t i = 0; i < e->n_streams; i++) {
         const struct fsp_stream *st = &e->streams[i];
-        fputs(i ? ",{\"name\":" : "{\"name\":", out);
-        vms_json_string(out, st->name);
+        fputs(i ? ",{" : "{", out);
+        vms_json_member(out, "name", st->name);
         fprintf(out, ",\"size\":%llu", (unsigned long long)st->size);
         if (!(st->flags & NO_HASH))
             print_hash(out, "sha256", st->sha256);
@@ -161,8 +156,8 @@ static void print_xattrs(FILE *out, const struct fsp_entry *e)
         return;
     fputs(",\"xattrs\":[", out);
     for (uint32_t i = 0; i < e->n_xattrs; i++) {
-        fputs(i ? ",{\"name\":" : "{\"name\":", out);
-        vms_json_string(out, e->xattrs[i].name);
+        fputs(i ? ",{" : "{", out);
+        vms_json_member(out, "name", e->xattrs[i].name);
         fprintf(out, ",\"size\":%u}", e->xattrs[i].len);
     }
     putc(']', out);
@@ -178,9 +173,9 @@ static int j_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
     static const char *const entry_flags[] = {"hardlink", "volatile", "damaged"};
     vms_json *j = ctx;
     FILE *out = j->out;
-    fprintf(out, "%s\n{\"seq\":%llu,\"path\":", j->first_entry ? "" : ",", (unsigned long long)seq);
+    fprintf(out, "%s\n{\"seq\":%llu", j->first_entry ? "" : ",", (unsigned long long)seq);
     j->first_entry = false;
-    vms_json_string(out, e->path);
+    print_str_field(out, "path", e->path);
     fprintf(out, ",\"type\":\"%s\",\"size\":%llu", fsp_entry_type_name(e->type),
             (unsigned long long)e->size);
     const struct fsp_stream *data = data_stream(e);
@@ -210,10 +205,9 @@ static int j_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
 static int j_warning(void *ctx, uint32_t volume, const char *path, const char *msg)
 {
     vms_json *j = ctx;
-    fprintf(j->warnings_f, "%s\n{\"volume\":%u,\"path\":", j->n_warnings++ ? "," : "", volume);
-    vms_json_string(j->warnings_f, path);
-    fputs(",\"message\":", j->warnings_f);
-    vms_json_string(j->warnings_f, msg);
+    fprintf(j->warnings_f, "%s\n{\"volume\":%u", j->n_warnings++ ? "," : "", volume);
+    print_str_field(j->warnings_f, "path", path);
+    print_str_field(j->warnings_f, "message", msg);
     putc('}', j->warnings_f);
     return 0;
 }

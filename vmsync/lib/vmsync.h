@@ -75,8 +75,33 @@ typedef struct vms_json vms_json;
 vms_json *vms_json_new(FILE *out, uint32_t flags);
 const struct fsp_sink *vms_json_sink(vms_json *j);
 void vms_json_free(vms_json *j);
-/* JSON string escaping for other printers; writes "..." to OUT. */
+/* JSON string escaping for other printers; writes "..." to OUT (null for
+ * NULL).  Bytes that are not UTF-8 become U+FFFD: lossy, see vms_json_member. */
 void vms_json_string(FILE *out, const char *s);
+/* Writes "KEY":VALUE and, only when VALUE is not valid UTF-8, also
+ * ,"KEY_bytes":"HEX" with VALUE's bytes in lowercase hex, so that two names
+ * that differ only in bytes that are not UTF-8 stay two names. */
+void vms_json_member(FILE *out, const char *key, const char *value);
+
+/* ---- names in text output ------------------------------------------------
+ * A name (a path, a link target, a label, an image name) is printed as it is
+ * when it is plain: valid UTF-8 with no control character (C0, DEL, C1), no
+ * double quote and no backslash.  Otherwise it is quoted as git quotes paths:
+ * "..." with \a \b \t \n \v \f \r \" \\, and \ooo (three octal digits) for
+ * every other control byte and every byte that is not UTF-8.  S is never NULL. */
+
+/* Length of the valid UTF-8 sequence at S (1 to 4), or 0 when S starts with
+ * a byte that begins none (or with its terminating NUL). */
+size_t vms_utf8_len(const char *s);
+bool vms_utf8_valid(const char *s);
+bool vms_name_is_plain(const char *s);
+/* S as is when plain, else quoted. */
+void vms_put_name(FILE *out, const char *s);
+/* S always quoted (for a name among other words, like a label). */
+void vms_put_quoted(FILE *out, const char *s);
+/* Free text (a message that may embed names): control characters and bytes
+ * that are not UTF-8 escaped as in a quoted name, nothing else changed. */
+void vms_put_text(FILE *out, const char *s);
 
 /* ---- comparing two images or manifests --------------------------------- */
 
