@@ -6,7 +6,8 @@
 # xattr names.  Checked: `vmsync diff` prints one line per change, those names
 # quoted as git quotes them, and no control byte; `manifest --json` and
 # `diff --json` keep every name lossless (NAME_bytes in hex); labels in the
-# summaries and the catalog's host and message in `log` are quoted too.
+# summaries and the catalog's host and message in `log` are quoted too; a
+# damaged saved manifest (a flipped byte, a cut) prints nothing on stdout.
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/lib/mkimage.sh
@@ -217,4 +218,34 @@ grep -qF '@"evil\nhost"  parent 0' "$T/log.out" || bad "log: the host is not quo
 vm_ok "$T/logj" log "$R" --json
 [[ $(jq -r .host "$T/logj.out") == $'evil\nhost' ]] || bad "log --json: the host does not round-trip"
 
+# A damaged manifest prints nothing on stdout: a byte flipped in the middle of
+# the compressed body, and the file cut there.  The manifest must span several
+# zstd blocks for a streaming printer to have printed something already.
+mkdir -p "$T/many"
+python3 -c "
+import os, sys
+for i in range(3000):
+    open('%s/f%05d' % (sys.argv[1], i), 'w').write('file %d\n' % i)" "$T/many"
+mkimg_ext4 "$T/many.img" 0 $((32 << 20)) "$T/many" -N 4096 || fail "mke2fs of many failed"
+vm_ok "$T/mm" manifest "$T/many.img" -o "$T/many.vmsm"
+vm_ok "$T/mmshow" manifest show "$T/many.vmsm" --json
+json_ok "$T/mmshow.out" || bad "manifest show --json of a sound manifest is not JSON"
+size=$(stat -c %s "$T/many.vmsm")
+((size > 100000)) || bad "the manifest is too small ($size bytes) to test partial output"
+cp "$T/many.vmsm" "$T/flipped.vmsm"
+python3 -c "
+import sys
+f = open(sys.argv[1], 'r+b'); f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2]))
+f.write(bytes([b[0] ^ 0x20]))" "$T/flipped.vmsm" $((size / 2))
+head -c $((size / 2)) "$T/many.vmsm" >"$T/cut.vmsm"
+for damaged in flipped cut; do
+    for mode in --json ""; do
+        # shellcheck disable=SC2086
+        vm "$T/$damaged-show" manifest show "$T/$damaged.vmsm" $mode
+        ((VM_RC == 5)) || bad "manifest show $damaged $mode exited $VM_RC, expected 5"
+        [[ ! -s $T/$damaged-show.out ]] ||
+            bad "manifest show $damaged $mode printed $(stat -c %s "$T/$damaged-show.out") bytes before failing"
+        why=$(one_error_line "$T/$damaged-show" "$damaged.vmsm") || bad "manifest show $damaged $mode: $why"
+    done
+done
 finish

@@ -1,6 +1,7 @@
 /* vmsync manifest IMAGE / vmsync manifest show FILE */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,9 @@ static const char *const usage =
     "  -h, --help          this help\n"
     "\n"
     "Without -o and --json a summary is printed.  Damaged files produce warnings on\n"
-    "stderr and in the manifest; the exit status is still 0.\n";
+    "stderr and in the manifest; the exit status is still 0.  A saved manifest is\n"
+    "checked whole before anything is printed: a damaged one prints nothing on\n"
+    "stdout, one error on stderr, and exits 5.\n";
 
 struct summary_printer {
     struct fsp_sink sink;
@@ -77,9 +80,37 @@ static int read_printed(const char *path, FILE *out, bool json, bool layout, fsp
     return vms_manifest_read(path, &p.sink, err);
 }
 
+static int copy_to_stdout(FILE *spool, fsp_error *err)
+{
+    char buf[65536];
+    size_t n;
+    rewind(spool);
+    while ((n = fread(buf, 1, sizeof buf, spool)) > 0)
+        if (fwrite(buf, 1, n, stdout) != n)
+            return fsp_fail(err, FSP_EK_IO, -errno, "cannot write the output: %s", strerror(errno));
+    if (ferror(spool))
+        return fsp_fail(err, FSP_EK_IO, -EIO, "cannot read back the output");
+    return 0;
+}
+
+/* The output goes to an unlinked temporary file first and reaches stdout only
+ * once the whole manifest has been read and its checksum matches: a damaged
+ * manifest prints nothing but its error.  A file, not memory, so a manifest of
+ * millions of entries needs no more memory than one entry. */
 static int print_manifest(const char *path, bool json, bool layout, fsp_error *err)
 {
-    return read_printed(path, stdout, json, layout, err);
+    FILE *spool = tmpfile();
+    if (!spool)
+        return fsp_fail(err, FSP_EK_IO, -errno, "cannot create a temporary file in %s: %s", P_tmpdir,
+                        strerror(errno));
+    int rc = read_printed(path, spool, json, layout, err);
+    if (!rc && (fflush(spool) || ferror(spool)))
+        rc = fsp_fail(err, FSP_EK_IO, -errno, "cannot write a temporary file in %s: %s", P_tmpdir,
+                     strerror(errno));
+    if (!rc)
+        rc = copy_to_stdout(spool, err);
+    fclose(spool);
+    return rc;
 }
 
 static int show(int argc, char **argv)
