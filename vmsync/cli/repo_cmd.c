@@ -119,7 +119,8 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             "\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
             "\"bytes_sent_raw\":%llu,\"bytes_sent_compressed\":%llu,\"objects_sent\":%llu,"
             "\"bytes_resumed\":%llu,\"bytes_zero\":%llu,\"files_rehashed\":%llu,\"files_trusted\":%llu,"
-            "\"wire_in\":%llu,\"wire_out\":%llu,\"seconds\":%.3f,\"canonical_digest\":\"",
+            "\"wire_in\":%llu,\"wire_out\":%llu,\"seconds\":%.3f,\"already_recorded\":%s,"
+            "\"canonical_digest\":\"",
             st->version, (unsigned long long)st->image_size, (unsigned long long)st->bytes_from_seeds,
             (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_fetched_raw,
             (unsigned long long)st->bytes_fetched_compressed, (unsigned long long)st->objects_fetched,
@@ -127,7 +128,7 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             (unsigned long long)st->objects_sent, (unsigned long long)st->bytes_resumed,
             (unsigned long long)st->bytes_zero, (unsigned long long)st->files_rehashed,
             (unsigned long long)st->files_trusted, (unsigned long long)st->wire_in,
-            (unsigned long long)st->wire_out, st->seconds);
+            (unsigned long long)st->wire_out, st->seconds, st->already_recorded ? "true" : "false");
     print_hex(f, st->canonical_digest);
     fputs("\"}\n", f);
 }
@@ -357,11 +358,16 @@ int cmd_checkin(int argc, char **argv)
     fsp_error err = {0};
     int rc = vms_checkin(&c.s, &o, &st, &err);
     char summary[512], a[32], b[32];
-    snprintf(summary, sizeof summary,
-             "checked in %s as %s@%u: %llu files reread, %llu trusted; sent %llu objects, %s (%s compressed) in %.1f s",
-             o.image, o.name, st.version, (unsigned long long)st.files_rehashed,
-             (unsigned long long)st.files_trusted, (unsigned long long)st.objects_sent,
-             mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
+    if (st.already_recorded)
+        snprintf(summary, sizeof summary,
+                 "%s is already recorded as %s@%u (an interrupted check-in recorded it); lease released",
+                 o.image, o.name, st.version);
+    else
+        snprintf(summary, sizeof summary,
+                 "checked in %s as %s@%u: %llu files reread, %llu trusted; sent %llu objects, %s (%s compressed) in %.1f s",
+                 o.image, o.name, st.version, (unsigned long long)st.files_rehashed,
+                 (unsigned long long)st.files_trusted, (unsigned long long)st.objects_sent,
+                 mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
     return finish(&c, rc, &err, &st, summary);
 }
 

@@ -152,6 +152,8 @@ struct vms_stats {
     uint64_t wire_in, wire_out; /* protocol bytes from and to a remote repository */
     double seconds;
     uint8_t canonical_digest[FSP_SHA256_LEN];
+    bool already_recorded;     /* check-in: an interrupted run had recorded this very
+                                * version; only its lease was left to release */
 };
 
 /* ---- serving a repository (vmsync-agent) -------------------------------------
