@@ -8,8 +8,9 @@
 #     is not rewritten, nothing is fetched), the lease is taken;
 #   - its times touched but the content the same: read again, nothing to do;
 #   - changed since (offline work, not checked in): refused (exit 8, "check it
-#     in first"), the work kept; after the check-in, a checkout of version 1
-#     over it goes ahead;
+#     in first"), the work kept; after the check-in (which notes that the
+#     file now holds version 2), a checkout of version 1 over it goes ahead
+#     without reading it again;
 #   - a VM writes to OUT while an export over it runs (gdb holds the export
 #     at the start of its final verification): OUT is not replaced (exit 8).
 source "$(dirname "$0")/../lib/common.sh"
@@ -93,6 +94,8 @@ for where in local ssh; do
     # checked in: now a version holds it, and the output may be replaced
     vm_ok "$T/$where.ci" checkin "$url" t "$out" -q "${opts[@]}"
     vm_ok "$T/$where.co1" checkout "$url" t@1 -o "$out" -q "${opts[@]}"
+    # the check-in noted what the file holds: no need to read it again
+    ! grep -q 'reading it' "$T/$where.co1.err" || bad "$where: after the check-in, the checkout read the output again: $(cat "$T/$where.co1.err")"
     [[ $(repo_digest "$out") == "$tdig" ]] || bad "$where: the checkout of t@1 over the checked-in work did not write t@1"
 
     # a VM writes to OUT while an export of t@2 over it runs: the export,

@@ -8,6 +8,7 @@
  * reread: they are small, and they are where a change shows first. */
 #include "engine.h"
 #include "keyset.h"
+#include "written.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -196,6 +197,28 @@ static int load_reference(struct upload *u, const char *name, uint32_t parent, f
     return rc;
 }
 
+/* IMAGE is a checkout's output (its record says so) as it was before the scan. */
+static bool written_before(const char *image, struct vms_written *w)
+{
+    struct stat st;
+    if (lstat(image, &st) < 0 || !vms_written_load(image, &st, w))
+        return false;
+    vms_written_identity(w, &st);
+    return true;
+}
+
+/* A checkout's output just checked in holds the new version: its record says
+ * so, and a later checkout to it needs no scan to tell that nothing is lost.
+ * Only when the file did not change while it was read. */
+static void note_checked_in(const char *image, const char *name, const struct vms_written *before,
+                            const struct vms_stats *st)
+{
+    struct stat now;
+    fsp_error ignored;
+    if (lstat(image, &now) == 0 && vms_written_unchanged(before, &now))
+        vms_written_save(image, name, st->version, before->format, st->canonical_digest, &ignored);
+}
+
 int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
                 struct vms_stats *stats, fsp_error *err)
 {
@@ -204,6 +227,8 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
     struct vms_lease lease = {0};
+    struct vms_written written;
+    bool was_written = written_before(o->image, &written);
     int rc = vms_ctx_open(&c, s, stats, err);
     if (!rc)
         rc = checked_out_version(&c, o->name, &lease, err);
@@ -229,6 +254,8 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
                  stats->already_recorded ? ", recorded by an interrupted run" : "");
         rc = vms_repo_audit(c.repo, "checkin", o->name, stats->version, detail, err);
     }
+    if (!rc && was_written)
+        note_checked_in(o->image, o->name, &written, stats);
     if (manifest[0])
         unlink(manifest);
     vms_trust_free(&u.trust);
