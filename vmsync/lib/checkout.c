@@ -736,7 +736,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     struct stat st;
     struct vms_written w;
     uint8_t now[FSP_SHA256_LEN];
-    if (co->o->estimate || co->o->force || lstat(out, &st) < 0)
+    if (co->o->estimate || co->o->force || !out || lstat(out, &st) < 0)
         return 0;
     co->out_existed = true;
     vms_written_identity(&co->out_seen, &st);
