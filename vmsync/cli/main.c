@@ -35,8 +35,9 @@ static const char *const main_usage =
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing backing file; 5 corrupt content;\n"
-    "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, or another check-in\n"
-    "won); 9 no such image or version; 10 verify found a difference.\n";
+    "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another check-in\n"
+    "won, or OUT would be replaced: see --force); 9 no such image or version;\n"
+    "10 verify found a difference.\n";
 
 int cli_exit_status(const fsp_error *err)
 {

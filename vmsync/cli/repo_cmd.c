@@ -121,7 +121,8 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             "\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
             "\"bytes_sent_raw\":%llu,\"bytes_sent_compressed\":%llu,\"objects_sent\":%llu,"
             "\"bytes_resumed\":%llu,\"bytes_zero\":%llu,\"files_rehashed\":%llu,\"files_trusted\":%llu,"
-            "\"wire_in\":%llu,\"wire_out\":%llu,\"seconds\":%.3f,\"canonical_digest\":\"",
+            "\"wire_in\":%llu,\"wire_out\":%llu,\"seconds\":%.3f,\"in_place\":%s,\"already_recorded\":%s,"
+            "\"canonical_digest\":\"",
             st->version, (unsigned long long)st->image_size, (unsigned long long)st->bytes_from_seeds,
             (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_fetched_raw,
             (unsigned long long)st->bytes_fetched_compressed, (unsigned long long)st->objects_fetched,
@@ -129,7 +130,8 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             (unsigned long long)st->objects_sent, (unsigned long long)st->bytes_resumed,
             (unsigned long long)st->bytes_zero, (unsigned long long)st->files_rehashed,
             (unsigned long long)st->files_trusted, (unsigned long long)st->wire_in,
-            (unsigned long long)st->wire_out, st->seconds);
+            (unsigned long long)st->wire_out, st->seconds, st->in_place ? "true" : "false",
+            st->already_recorded ? "true" : "false");
     print_hex(f, st->canonical_digest);
     fputs("\"}\n", f);
 }
@@ -236,11 +238,16 @@ static int checkout_like(int argc, char **argv, bool export_only)
         "it can from the seed images (any format; matched by content, not by path) and\n"
         "fetching the rest.  OUT is written as OUT.vmsync-part, checked against the\n"
         "version's canonical digest, and only then renamed; an interrupted checkout\n"
-        "resumes when run again.  Takes the lease on NAME for this host.\n"
+        "resumes when run again.  Takes the lease on NAME for this host.  An existing\n"
+        "OUT is replaced only when vmsync wrote it and a version holds what it holds\n"
+        "(else: check it in first, or --force); when it holds VERSION already, nothing\n"
+        "is rebuilt.\n"
         "\n"
         "  -o, --output OUT       the image to write\n"
         "      --format F         raw (default) or qcow2\n"
         "      --seed IMAGE       a local image to take content from (repeatable)\n"
+        "      --force            replace OUT even if vmsync did not write it, or if it\n"
+        "                         holds work that no version has (the work is lost)\n"
         "      --estimate         print what would come from seeds and what would be\n"
         "                         fetched, and write nothing\n"
         "      --steal            take the lease even if another host holds it (logged)\n"
@@ -252,14 +259,18 @@ static int checkout_like(int argc, char **argv, bool export_only)
         "                     [options]\n"
         "\n"
         "Materialises an image version without taking a lease: from the repository,\n"
-        "and from seed images when given, as checkout does.\n"
+        "and from seed images when given, as checkout does.  An existing OUT is\n"
+        "replaced only as checkout replaces it.\n"
         "\n"
         "  -o, --output OUT       the image to write\n"
         "      --format F         raw (default) or qcow2\n"
-        "      --seed IMAGE       a local image to take content from (repeatable)\n" COMMON_HELP;
+        "      --seed IMAGE       a local image to take content from (repeatable)\n"
+        "      --force            replace OUT even if vmsync did not write it, or if it\n"
+        "                         holds work that no version has (the work is lost)\n" COMMON_HELP;
     const char *usage = export_only ? export_usage : checkout_usage;
-    enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_STEAL, OPT_KEEP };
+    enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_STEAL, OPT_KEEP, OPT_FORCE };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"force", no_argument, 0, OPT_FORCE},
                                          {"format", required_argument, 0, OPT_FORMAT},
                                          {"seed", required_argument, 0, OPT_SEED},
                                          {"estimate", no_argument, 0, OPT_ESTIMATE},
@@ -278,6 +289,7 @@ static int checkout_like(int argc, char **argv, bool export_only)
         case OPT_ESTIMATE: o.estimate = true; break;
         case OPT_STEAL: o.steal = true; break;
         case OPT_KEEP: o.keep_volatile = true; break;
+        case OPT_FORCE: o.force = true; break;
         case 'h': free(seeds); return fputs(usage, stdout), 0;
         default:
             if ((why = common_option(&c, opt, usage)) != 0) {
@@ -310,6 +322,9 @@ static int checkout_like(int argc, char **argv, bool export_only)
                  name, st.version, mib(st.bytes_from_seeds, a), (unsigned long long)st.objects_from_seeds,
                  mib(st.bytes_fetched_raw, b), (unsigned long long)st.objects_fetched,
                  mib(st.bytes_fetched_compressed, d));
+    else if (st.in_place)
+        snprintf(summary, sizeof summary, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s",
+                 o.out, name, st.version, export_only ? "" : " (lease taken)");
     else
         snprintf(summary, sizeof summary, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
                  export_only ? "exported" : "checked out", name, st.version, o.out,
@@ -359,11 +374,16 @@ int cmd_checkin(int argc, char **argv)
     fsp_error err = {0};
     int rc = vms_checkin(&c.s, &o, &st, &err);
     char summary[512], a[32], b[32];
-    snprintf(summary, sizeof summary,
-             "checked in %s as %s@%u: %llu files reread, %llu trusted; sent %llu objects, %s (%s compressed) in %.1f s",
-             o.image, o.name, st.version, (unsigned long long)st.files_rehashed,
-             (unsigned long long)st.files_trusted, (unsigned long long)st.objects_sent,
-             mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
+    if (st.already_recorded)
+        snprintf(summary, sizeof summary,
+                 "%s is already recorded as %s@%u (an interrupted check-in recorded it); lease released",
+                 o.image, o.name, st.version);
+    else
+        snprintf(summary, sizeof summary,
+                 "checked in %s as %s@%u: %llu files reread, %llu trusted; sent %llu objects, %s (%s compressed) in %.1f s",
+                 o.image, o.name, st.version, (unsigned long long)st.files_rehashed,
+                 (unsigned long long)st.files_trusted, (unsigned long long)st.objects_sent,
+                 mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
     return finish(&c, rc, &err, &st, summary);
 }
 

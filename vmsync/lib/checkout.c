@@ -11,8 +11,14 @@
  * The output is written to OUT.vmsync-part; a journal beside it records which
  * objects are in place (after the data is synced), so an interrupted checkout
  * resumes where it stopped.  The finished image is scanned again and renamed
- * into place only when its canonical digest equals the version's. */
+ * into place only when its canonical digest equals the version's.
+ *
+ * An existing OUT is replaced only when no work would be lost: vmsync wrote
+ * it (OUT.vmsync-record says so, see written.h) and it still holds a version
+ * of the image.  A file vmsync did not write, or one changed since and not
+ * checked in, is refused unless --force. */
 #include "seeds.h"
+#include "written.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +67,9 @@ struct checkout {
     uint8_t (*journal_pending)[FSP_SHA256_LEN];
     size_t n_pending, cap_pending;
     uint64_t done_bytes, total_bytes;
+    bool in_place; /* OUT already holds the version: nothing to rebuild */
+    bool out_existed;
+    struct vms_written out_seen; /* OUT's identity when the guard let it be replaced */
 };
 
 /* ---- planning ---------------------------------------------------------------- */
@@ -556,6 +565,20 @@ static int sync_path(const char *path)
     return rc;
 }
 
+/* OUT is as it was when the guard allowed replacing it: a VM started on it
+ * during the checkout has not written work the rename would drop. */
+static int output_untouched(struct checkout *co, fsp_error *err)
+{
+    struct stat st;
+    bool exists = lstat(co->o->out, &st) == 0;
+    if (co->o->force || (!exists && !co->out_existed) ||
+        (exists && co->out_existed && vms_written_unchanged(&co->out_seen, &st)))
+        return 0;
+    return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+                    "%s: changed while vmsync rebuilt the image, so it is not replaced: run the command "
+                    "again to see whether it holds work, or add --force", co->o->out);
+}
+
 /* Puts the verified image in place under its final name and format. */
 static int install_output(struct checkout *co, fsp_error *err)
 {
@@ -564,6 +587,8 @@ static int install_output(struct checkout *co, fsp_error *err)
         char converted[PATH_MAX + 16];
         snprintf(converted, sizeof converted, "%s.vmsync-qcow2", out);
         int rc = run_qemu_img(co->part, converted, err);
+        if (!rc)
+            rc = output_untouched(co, err);
         if (!rc && (sync_path(converted) < 0 || rename(converted, out) < 0))
             rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", out, strerror(errno));
         unlink(co->part);
@@ -571,9 +596,23 @@ static int install_output(struct checkout *co, fsp_error *err)
             unlink(converted);
         return rc;
     }
+    int rc = output_untouched(co, err);
+    if (rc)
+        return rc;
     if (rename(co->part, out) < 0)
         return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", out, strerror(errno));
     return 0;
+}
+
+/* Notes what OUT now holds, for the next checkout to the same place.  The
+ * image is in place whatever happens here: a missing record only means that
+ * the next checkout there asks for --force. */
+static void remember_output(struct checkout *co)
+{
+    fsp_error why;
+    if (vms_written_save(co->o->out, co->o->name, co->version.number, co->o->format,
+                         co->version.digest, &why))
+        vms_ctx_warn(co->c, "%s; a later checkout to %s will need --force", why.msg, co->o->out);
 }
 
 static int rebuild(struct checkout *co, bool allow_resume, bool *same, fsp_error *err)
@@ -620,8 +659,10 @@ static int execute(struct checkout *co, fsp_error *err)
                       co->part, co->o->name, co->version.number);
     if (!rc)
         rc = install_output(co, err);
-    if (!rc)
+    if (!rc) {
         unlink(co->journal_path);
+        remember_output(co);
+    }
     return rc;
 }
 
@@ -643,6 +684,92 @@ static int load_target(struct checkout *co, fsp_error *err)
     return rc;
 }
 
+/* ---- an existing OUT ---------------------------------------------------------- */
+
+struct digest_search {
+    const uint8_t *digest;
+    bool found;
+};
+
+static int match_digest(void *ctx, const struct vms_version *v)
+{
+    struct digest_search *d = ctx;
+    d->found = d->found || !memcmp(v->digest, d->digest, FSP_SHA256_LEN);
+    return 0;
+}
+
+/* Whether some version of NAME holds DIGEST: then OUT's content is safe in
+ * the repository (it was checked in, say) and may be replaced. */
+static bool is_a_version(struct checkout *co, const char *name, const uint8_t digest[FSP_SHA256_LEN])
+{
+    struct digest_search d = {digest, false};
+    fsp_error ignored;
+    return !vms_repo_list(co->c->repo, name, match_digest, &d, &ignored) && d.found;
+}
+
+/* What OUT holds now: the recorded version when OUT is untouched since, else
+ * what a scan finds (a VM that merely opened it may have touched its times).
+ * False when OUT no longer reads as an image. */
+static bool current_digest(struct checkout *co, const struct vms_written *w, const struct stat *st,
+                           uint8_t digest[FSP_SHA256_LEN])
+{
+    struct fsp_summary sum;
+    fsp_error ignored;
+    if (vms_written_unchanged(w, st)) {
+        memcpy(digest, w->digest, FSP_SHA256_LEN);
+        return true;
+    }
+    vms_ctx_warn(co->c, "%s: changed since vmsync wrote %s@%u there; reading it to see what it holds",
+                 co->o->out, w->image, w->version);
+    if (vms_ctx_scan_summary(co->c, co->o->out, &sum, &ignored))
+        return false;
+    memcpy(digest, sum.digest, FSP_SHA256_LEN);
+    return true;
+}
+
+/* May OUT be replaced?  It may when it is absent, with --force, or when vmsync
+ * wrote it and it still holds a version of the image; when it holds the very
+ * version asked for (and in that format), there is nothing to rebuild. */
+static int guard_output(struct checkout *co, fsp_error *err)
+{
+    const char *out = co->o->out;
+    struct stat st;
+    struct vms_written w;
+    uint8_t now[FSP_SHA256_LEN];
+    if (co->o->estimate || co->o->force || !out || lstat(out, &st) < 0)
+        return 0;
+    co->out_existed = true;
+    vms_written_identity(&co->out_seen, &st);
+    if (!S_ISREG(st.st_mode) || !vms_written_load(out, &st, &w))
+        return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+                        "%s: already exists, and vmsync did not write it: choose another -o, or "
+                        "add --force to replace it", out);
+    bool readable = current_digest(co, &w, &st, now);
+    if (readable && !memcmp(now, co->version.digest, FSP_SHA256_LEN) &&
+        !strcmp(w.format, co->o->format ? co->o->format : "raw")) {
+        co->in_place = true;
+        return 0;
+    }
+    if (readable && (!memcmp(now, w.digest, FSP_SHA256_LEN) || is_a_version(co, w.image, now)))
+        return 0;
+    return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+                    "%s: changed since vmsync wrote %s@%u there, and no version holds the change: "
+                    "check it in first (vmsync checkin %s %s %s), or add --force to replace it",
+                    out, w.image, w.version, co->c->s->repo, w.image, out);
+}
+
+/* OUT holds the version already: said, and its record refreshed when a scan
+ * was needed to tell. */
+static void keep_in_place(struct checkout *co)
+{
+    struct stat st;
+    struct vms_written w;
+    co->stats->in_place = true;
+    if (lstat(co->o->out, &st) == 0 && vms_written_load(co->o->out, &st, &w) &&
+        (!vms_written_unchanged(&w, &st) || w.version != co->version.number))
+        remember_output(co);
+}
+
 static int take_lease(struct checkout *co, fsp_error *err)
 {
     if (co->o->export_only || co->o->estimate)
@@ -660,6 +787,18 @@ static int audit(struct checkout *co, fsp_error *err)
                           co->version.number, detail, err);
 }
 
+static int rebuild_output(struct checkout *co, fsp_error *err)
+{
+    int rc = plan(co, err);
+    if (!rc)
+        rc = load_seeds(co, err);
+    if (!rc)
+        rc = count_sources(co, err);
+    if (!rc && !co->o->estimate)
+        rc = execute(co, err);
+    return rc;
+}
+
 int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err)
 {
@@ -670,15 +809,13 @@ int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
     if (!rc)
         rc = load_target(&co, err);
     if (!rc)
+        rc = guard_output(&co, err);
+    if (!rc)
         rc = take_lease(&co, err);
-    if (!rc)
-        rc = plan(&co, err);
-    if (!rc)
-        rc = load_seeds(&co, err);
-    if (!rc)
-        rc = count_sources(&co, err);
-    if (!rc && !o->estimate)
-        rc = execute(&co, err);
+    if (!rc && co.in_place)
+        keep_in_place(&co);
+    else if (!rc)
+        rc = rebuild_output(&co, err);
     if (!rc && !o->estimate)
         rc = audit(&co, err);
     close_output(&co);

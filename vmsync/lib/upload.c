@@ -8,6 +8,7 @@
  * reread: they are small, and they are where a change shows first. */
 #include "engine.h"
 #include "keyset.h"
+#include "written.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -139,23 +140,36 @@ int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
     return rc;
 }
 
-/* The version this host checked out: the lease says. */
-static int checked_out_version(struct vms_ctx *c, const char *name, uint32_t *version, fsp_error *err)
+/* The lease this host holds on NAME: its version is the check-in's parent. */
+static int checked_out_version(struct vms_ctx *c, const char *name, struct vms_lease *lease, fsp_error *err)
 {
-    struct vms_lease lease;
     bool found;
-    int rc = vms_repo_lease_get(c->repo, name, &lease, &found, err);
+    int rc = vms_repo_lease_get(c->repo, name, lease, &found, err);
     if (rc)
         return rc;
     if (!found)
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
                         "%s is not checked out (no lease): check it out before checking it in", name);
-    if (strcmp(lease.host, c->host))
+    if (strcmp(lease->host, c->host))
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
                         "%s is checked out by %s@%s (version %u), not by this host (%s)", name,
-                        lease.user, lease.host, lease.version, c->host);
-    *version = lease.version;
+                        lease->user, lease->host, lease->version, c->host);
     return 0;
+}
+
+/* Whether the version after the lease's is this very image, recorded by the
+ * lease's holder: a check-in killed after the repository recorded it but
+ * before it released the lease, run again.  Check-ins are numbered parent + 1,
+ * so that is the only version to look at. */
+static bool recorded_before(struct upload *u, const char *name, const struct vms_lease *lease)
+{
+    struct vms_version next;
+    fsp_error ignored;
+    if (vms_repo_version(u->c->repo, name, lease->version + 1, &next, &ignored))
+        return false;
+    return next.parent == lease->version && next.size == u->stats->image_size &&
+           !memcmp(next.digest, u->stats->canonical_digest, FSP_SHA256_LEN) &&
+           !strcmp(next.user, lease->user) && !strcmp(next.host, lease->host);
 }
 
 static int add_parent_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len)
@@ -183,6 +197,28 @@ static int load_reference(struct upload *u, const char *name, uint32_t parent, f
     return rc;
 }
 
+/* IMAGE is a checkout's output (its record says so) as it was before the scan. */
+static bool written_before(const char *image, struct vms_written *w)
+{
+    struct stat st;
+    if (lstat(image, &st) < 0 || !vms_written_load(image, &st, w))
+        return false;
+    vms_written_identity(w, &st);
+    return true;
+}
+
+/* A checkout's output just checked in holds the new version: its record says
+ * so, and a later checkout to it needs no scan to tell that nothing is lost.
+ * Only when the file did not change while it was read. */
+static void note_checked_in(const char *image, const char *name, const struct vms_written *before,
+                            const struct vms_stats *st)
+{
+    struct stat now;
+    fsp_error ignored;
+    if (lstat(image, &now) == 0 && vms_written_unchanged(before, &now))
+        vms_written_save(image, name, st->version, before->format, st->canonical_digest, &ignored);
+}
+
 int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
                 struct vms_stats *stats, fsp_error *err)
 {
@@ -190,26 +226,36 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     struct upload u = {.c = &c, .stats = stats};
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
-    uint32_t parent = 0;
+    struct vms_lease lease = {0};
+    struct vms_written written;
+    bool was_written = written_before(o->image, &written);
     int rc = vms_ctx_open(&c, s, stats, err);
     if (!rc)
-        rc = checked_out_version(&c, o->name, &parent, err);
+        rc = checked_out_version(&c, o->name, &lease, err);
     if (!rc && !o->full_rescan)
-        rc = load_reference(&u, o->name, parent, err);
+        rc = load_reference(&u, o->name, lease.version, err);
     if (!rc)
         rc = temp_manifest(&c, "checkin", manifest, sizeof manifest, err);
     if (!rc)
         rc = scan_and_store(&u, o->image, manifest, 0, err);
     if (!rc)
-        rc = record_version(&u, o->name, parent, false, manifest, o->message, err);
+        rc = record_version(&u, o->name, lease.version, false, manifest, o->message, err);
+    if (rc && err->kind == FSP_EK_CONFLICT && recorded_before(&u, o->name, &lease)) {
+        stats->version = lease.version + 1;
+        stats->already_recorded = true;
+        rc = 0;
+    }
     if (!rc)
         rc = vms_repo_lease_release(c.repo, o->name, err);
     if (!rc) {
         char detail[512];
-        snprintf(detail, sizeof detail, "parent %u, %llu objects sent", parent,
-                 (unsigned long long)stats->objects_sent);
+        snprintf(detail, sizeof detail, "parent %u, %llu objects sent%s", lease.version,
+                 (unsigned long long)stats->objects_sent,
+                 stats->already_recorded ? ", recorded by an interrupted run" : "");
         rc = vms_repo_audit(c.repo, "checkin", o->name, stats->version, detail, err);
     }
+    if (!rc && was_written)
+        note_checked_in(o->image, o->name, &written, stats);
     if (manifest[0])
         unlink(manifest);
     vms_trust_free(&u.trust);

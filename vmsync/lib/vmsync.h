@@ -177,6 +177,9 @@ struct vms_stats {
     uint64_t wire_in, wire_out; /* protocol bytes from and to a remote repository */
     double seconds;
     uint8_t canonical_digest[FSP_SHA256_LEN];
+    bool in_place;             /* checkout: OUT already held the version; nothing moved */
+    bool already_recorded;     /* check-in: an interrupted run had recorded this very
+                                * version; only its lease was left to release */
 };
 
 /* ---- serving a repository (vmsync-agent) -------------------------------------
@@ -249,6 +252,8 @@ struct vms_checkout_opts {
     bool keep_volatile;        /* write pagefile/swap contents the repository holds
                                 * (see import), instead of zeros */
     bool export_only;          /* no lease, no audit of a checkout */
+    bool force;                /* replace OUT even when vmsync did not write it, or it
+                                * holds changes that no version has */
 };
 int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err);

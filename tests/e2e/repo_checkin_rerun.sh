@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A check-in killed after the repository recorded its version, then run again.
+# Over a local repository and over ssh://: check T out, change it (debugfs),
+# check it in under gdb, which SIGKILLs vmsync as it is about to release the
+# lease, the step that marks the check-in finished on the client's side.  The
+# repository then holds version 2 and the lease on version 1.  The same
+# command again exits 0, says that the image is already recorded as t@2, and
+# releases the lease; no third version appears.  An image changed once more
+# since the killed run is not taken for it: that re-run is still refused
+# (exit 8), as another host's check-in would be.
+source "$(dirname "$0")/../lib/common.sh"
+source "$TESTS_LIB/repo.sh"
+source "$TESTS_LIB/sshd.sh"
+need_vmsync
+need_cmd mke2fs debugfs gdb sqlite3 jq
+
+export VMSYNC_HOST=laptop-rerun VMSYNC_CACHE=$T/cache
+sshd_start "$T/sshd" "$T/srv"
+mkdir -p "$T/srv"
+timg=$(repo_img t ext4) || fail "cannot build T"
+PART=$REPO_PART_START
+
+# kill_at FUNCTION PREFIX ARGS...: runs vmsync ARGS under gdb and kills it
+# (SIGKILL) when it calls FUNCTION; nothing of vmsync runs after that point.
+kill_at() {
+    local fn=$1 p=$2
+    shift 2
+    timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
+        -ex 'set startup-with-shell off' -ex "break $fn" -ex run -ex kill \
+        --args "$VMSYNC" "$@" >"$p.out" 2>&1 </dev/null || true
+}
+
+# add_file IMAGE NAME: offline work, a new file in the image's ext4 partition
+add_file() {
+    printf 'offline work: %s\n' "$2" >"$T/$2.txt"
+    debugfs -w -R "write $T/$2.txt /$2.txt" "$1?offset=$PART" >/dev/null 2>&1 ||
+        fail "debugfs could not write /$2.txt into $1"
+}
+
+lease_of() { sqlite3 "$1/catalog.db" "select l.version || '|' || l.host from leases l"; }
+
+for where in local ssh; do
+    R=$T/srv/$where
+    repo_init "$R"
+    if [[ $where == local ]]; then
+        url=$R
+        opts=()
+    else
+        url=$SSHD_URL_BASE/$where
+        opts=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY")
+    fi
+    img=$T/$where.img
+    vm_ok "$T/$where.import" import "$url" "$timg" --name t -q "${opts[@]}"
+    vm_ok "$T/$where.co" checkout "$url" t -o "$img" -q "${opts[@]}"
+    add_file "$img" notes
+    work=$(repo_digest "$img") || fail "no digest for the changed image"
+
+    ci=(checkin "$url" t "$img" -m offline-work "${opts[@]}") # no spaces: gdb splits its --args again
+    kill_at vms_repo_lease_release "$T/$where.kill" "${ci[@]}"
+    n=$(repo_nversions "$R" t)
+    lease=$(lease_of "$R")
+    if ((n != 2)) || [[ $lease != "1|laptop-rerun" ]]; then
+        fail "$where: the killed check-in left $n versions and lease '$lease', expected 2 and 1|laptop-rerun: $(tail -c 400 "$T/$where.kill.out" | tr '\n' ' ')"
+    fi
+    [[ $(repo_version_digest "$R" t 2) == "$work" ]] || fail "$where: the killed check-in recorded another digest"
+
+    # changed again since the killed run: not the recorded version
+    cp --sparse=always "$img" "$T/$where.saved"
+    add_file "$img" more
+    vm_expect "$T/$where.other" 8 "${ci[@]}" ||
+        info "$where: a re-run with another image: $(head -c 300 "$T/$where.other.err")"
+    [[ $(lease_of "$R") == "1|laptop-rerun" ]] || bad "$where: a refused re-run changed the lease to '$(lease_of "$R")'"
+    mv "$T/$where.saved" "$img"
+
+    vm "$T/$where.rerun" "${ci[@]}" --stats-json "$T/$where.rerun.json"
+    if ((VM_RC != 0)); then
+        bad "$where: the re-run after the kill exited $VM_RC, expected 0: $(head -c 400 "$T/$where.rerun.err")"
+    else
+        grep -q "already recorded as t@2" "$T/$where.rerun.out" ||
+            bad "$where: the re-run does not say the version is already recorded as t@2: $(cat "$T/$where.rerun.out")"
+        [[ $(jget "$T/$where.rerun.json" .already_recorded) == true && $(jget "$T/$where.rerun.json" .version) == 2 ]] ||
+            bad "$where: the re-run's stats: $(cat "$T/$where.rerun.json")"
+    fi
+    n=$(repo_nversions "$R" t)
+    ((n == 2)) || bad "$where: after the re-run the log shows $n versions, expected 2"
+    [[ -z $(lease_of "$R") ]] || bad "$where: the lease is still held after the re-run: $(lease_of "$R")"
+    [[ $(sqlite3 "$R/catalog.db" "select count(*) from audit where action = 'checkin'") == 1 ]] ||
+        bad "$where: the audit log should hold one check-in"
+
+    # and once done, the same command again is an ordinary refusal: nothing checked out
+    vm_expect "$T/$where.again" 8 "${ci[@]}" || true
+    rm -f "$img"
+done
+finish

@@ -1,0 +1,36 @@
+/* What vmsync wrote: a checkout or export leaves OUT.vmsync-record beside
+ * OUT, naming the version OUT received and the file's identity then (device,
+ * inode, size, times), so that a later checkout can tell its own unchanged
+ * output from a file someone else made or changed.  Private to libvmsync. */
+#ifndef VMS_WRITTEN_H
+#define VMS_WRITTEN_H
+
+#include "engine.h"
+
+#include <sys/stat.h>
+
+struct vms_written {
+    char image[256];
+    uint32_t version;
+    char format[16];                /* "raw" or "qcow2" */
+    uint8_t digest[FSP_SHA256_LEN]; /* the version's canonical digest */
+    uint64_t dev, ino, size;
+    int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+};
+
+/* Records that PATH now holds IMAGE@VERSION (canonical DIGEST) in FORMAT. */
+int vms_written_save(const char *path, const char *image, uint32_t version, const char *format,
+                     const uint8_t digest[FSP_SHA256_LEN], fsp_error *err);
+
+/* Reads PATH's record into *W; false when there is none, it does not parse,
+ * or it describes another file (ST, PATH's lstat, has another inode). */
+bool vms_written_load(const char *path, const struct stat *st, struct vms_written *w);
+
+/* Fills W's identity fields (device, inode, size, times) from ST. */
+void vms_written_identity(struct vms_written *w, const struct stat *st);
+
+/* Whether ST (the file the record describes) still has the recorded size and
+ * times, so it holds what vmsync wrote, as git's index trusts a file. */
+bool vms_written_unchanged(const struct vms_written *w, const struct stat *st);
+
+#endif
