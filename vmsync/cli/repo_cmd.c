@@ -1,5 +1,5 @@
 /* The repository commands: init, import, checkout, export, checkin, log,
- * verify, gc (and the repository form of diff, in diff_cmd.c). */
+ * verify, gc, check (and the repository form of diff, in diff_cmd.c). */
 #include "cli.h"
 
 #include <getopt.h>
@@ -470,4 +470,137 @@ int cmd_gc(int argc, char **argv)
            st.bytes_freed / 1048576.0, (unsigned long long)st.packs_rewritten,
            (unsigned long long)st.packs_removed);
     return 0;
+}
+
+/* ---- check ------------------------------------------------------------------------- */
+
+struct check_out {
+    struct common *c;
+    uint64_t shown;
+};
+
+static void print_problem_json(const struct vms_problem *p)
+{
+    printf("{\"kind\":\"%s\"", vms_problem_name(p->kind));
+    if (p->image) {
+        fputs(",\"image\":", stdout);
+        vms_json_string(stdout, p->image);
+        printf(",\"version\":%u", p->version);
+    }
+    if (p->object) {
+        fputs(",\"object\":\"", stdout);
+        print_hex(stdout, p->object);
+        putchar('"');
+    }
+    if (p->pack) {
+        fputs(",\"pack\":", stdout);
+        vms_json_string(stdout, p->pack);
+    }
+    fputs(",\"detail\":", stdout);
+    vms_json_string(stdout, p->detail);
+    putchar('}');
+}
+
+static int show_problem(void *ctx, const struct vms_problem *p)
+{
+    struct check_out *o = ctx;
+    cli_progress_clear(&o->c->bar);
+    if (o->c->json) {
+        fputs(o->shown ? ",\n  " : "\n  ", stdout);
+        print_problem_json(p);
+    } else {
+        char line[1600];
+        vms_problem_describe(p, line, sizeof line);
+        puts(line);
+    }
+    o->shown++;
+    return 0;
+}
+
+static void print_check_json_end(const struct vms_check_stats *st, uint64_t shown,
+                                 const fsp_error *err, int rc)
+{
+    printf("%s],\n \"healthy\":%s,\"images\":%llu,\"versions\":%llu,\"manifests_read\":%llu,"
+           "\"objects_needed\":%llu,\"objects_indexed\":%llu,\"packs\":%llu,"
+           "\"objects_read\":%llu,\"bytes_read\":%llu,\"problems_found\":%llu,\"seconds\":%.3f",
+           shown ? "\n " : "", !rc && !st->problems ? "true" : "false",
+           (unsigned long long)st->images, (unsigned long long)st->versions,
+           (unsigned long long)st->manifests_read, (unsigned long long)st->objects_needed,
+           (unsigned long long)st->objects_indexed, (unsigned long long)st->packs,
+           (unsigned long long)st->objects_read, (unsigned long long)st->bytes_read,
+           (unsigned long long)st->problems, st->seconds);
+    if (rc) {
+        fputs(",\"error\":", stdout);
+        vms_json_string(stdout, err->msg);
+    }
+    puts("}");
+}
+
+static void print_check_summary(const char *repo, const struct vms_check_stats *st, bool objects)
+{
+    char verdict[64] = "healthy";
+    if (st->problems)
+        snprintf(verdict, sizeof verdict, "%llu problem%s", (unsigned long long)st->problems,
+                 st->problems == 1 ? "" : "s");
+    printf("check: %s: %s: %llu images, %llu versions, %llu manifests read, %llu objects "
+           "needed, %llu indexed in %llu packs",
+           repo, verdict, (unsigned long long)st->images, (unsigned long long)st->versions,
+           (unsigned long long)st->manifests_read, (unsigned long long)st->objects_needed,
+           (unsigned long long)st->objects_indexed, (unsigned long long)st->packs);
+    if (objects)
+        printf(", %llu objects read (%.1f MiB)", (unsigned long long)st->objects_read,
+               st->bytes_read / 1048576.0);
+    printf(" in %.1f s\n", st->seconds);
+}
+
+int cmd_check(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync check REPO [--objects] [--json] [-q]\n"
+        "\n"
+        "Checks the repository: the catalog (SQLite's quick check and the catalog's own\n"
+        "rules), the pack files, every version's manifest (there, intact, readable) and\n"
+        "that every object a version needs is indexed.  Prints each problem, naming the\n"
+        "version, object and pack, then a summary.  Exit status 0 when healthy, 5 when\n"
+        "a problem was found.  Runs beside other vmsync processes; over ssh:// run it\n"
+        "on the server.\n"
+        "\n"
+        "      --objects          also read, decompress and hash every stored object\n"
+        "                         (and run SQLite's full integrity check)\n"
+        "      --json             one JSON object: the problems and the figures\n"
+        "  -q, --quiet            the problems only: no progress, no summary\n" COMMON_HELP;
+    enum { OPT_OBJECTS = 2000 };
+    static const struct option opts[] = {{"objects", no_argument, 0, OPT_OBJECTS}, COMMON_OPTIONS,
+                                         {0, 0, 0, 0}};
+    struct common c = {0};
+    struct vms_check_opts o = {0};
+    int opt, why;
+    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
+        if (opt == OPT_OBJECTS)
+            o.objects = true;
+        else if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        else if ((why = common_option(&c, opt, usage)) != 0)
+            return option_failed(why, usage, argv);
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error(usage, "%s", "check needs REPO");
+    common_start(&c, argv[optind]);
+    struct check_out out = {&c, 0};
+    struct vms_check_stats st;
+    fsp_error err = {0};
+    if (c.json) {
+        fputs("{\"repository\":", stdout);
+        vms_json_string(stdout, argv[optind]);
+        fputs(",\"problems\":[", stdout);
+    }
+    int rc = vms_check(&c.s, &o, show_problem, &out, &st, &err);
+    cli_progress_clear(&c.bar);
+    if (c.json)
+        print_check_json_end(&st, out.shown, &err, rc);
+    else if (!rc && !c.quiet)
+        print_check_summary(argv[optind], &st, o.objects);
+    if (rc)
+        return cli_report(&err);
+    return st.problems ? 5 : 0;
 }

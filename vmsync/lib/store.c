@@ -162,7 +162,7 @@ void vms_keyset_free(struct vms_keyset *ks)
 
 /* ---- the pack file descriptor cache -------------------------------------- */
 
-static bool is_pack_name(const char *name)
+bool vms_is_pack_name(const char *name)
 {
     if (strlen(name) != PACK_NAME_LEN || strncmp(name, "pack-", 5) != 0 ||
         strcmp(name + PACK_NAME_LEN - 5, ".pack") != 0)
@@ -586,8 +586,8 @@ static int locate_indexed(vms_local *r, const uint8_t *hash, struct location *lo
     const char *name = (const char *)sqlite3_column_text(st, 1);
     int64_t offset = sqlite3_column_int64(st, 2), stored = sqlite3_column_int64(st, 3),
             len = sqlite3_column_int64(st, 4);
-    bool sane = id > 0 && name && is_pack_name(name) && offset >= VMS_PACK_HEADER_LEN && len >= 0 &&
-                len <= VMS_OBJECT_MAX && stored >= 0 &&
+    bool sane = id > 0 && name && vms_is_pack_name(name) && offset >= VMS_PACK_HEADER_LEN &&
+                len >= 0 && len <= VMS_OBJECT_MAX && stored >= 0 &&
                 (uint64_t)stored <= ZSTD_compressBound(VMS_OBJECT_MAX);
     int rc = 0;
     if (sane) {
@@ -818,7 +818,7 @@ static int load_packs(vms_local *r, struct pack_row **out, size_t *n, fsp_error 
     int s = SQLITE_DONE;
     while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 1);
-        if (!name || !is_pack_name(name)) {
+        if (!name || !vms_is_pack_name(name)) {
             rc = fsp_fail(err, FSP_EK_CORRUPT, -EUCLEAN, "%s: catalog: bad pack name", r->path);
             break;
         }
@@ -1053,7 +1053,7 @@ static int remove_if_unindexed(vms_local *r, int dir, const char *name, const st
                                void *ctx, struct vms_gc_stats *stats, fsp_error *err)
 {
     const struct timespec *start = ctx;
-    if (!is_pack_name(name) || !older_than(st, start))
+    if (!vms_is_pack_name(name) || !older_than(st, start))
         return 0;
     sqlite3_stmt *q;
     int rc = vms_repo_prepare(r, "SELECT 1 FROM packs WHERE name = ?1", &q, err);

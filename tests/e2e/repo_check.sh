@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The repository knows its own health:
+#  (a) `vmsync check` of a healthy repository: exit 0, "healthy", valid JSON,
+#      and --objects reads every indexed object;
+#  (c) a damaged index (160 rows deleted from the objects table, as a damaged
+#      catalog once did): check lists each missing object with the version
+#      that needs it and exits 5, and export of that version fails as check
+#      predicted;
+#  (d) a truncated pack and a missing manifest fail the quick check; a flipped
+#      byte inside a pack passes it, and --objects names
+#      the object and its pack;
+#  (e) the catalog's rules: a version whose parent is gone, a lease on a
+#      version that does not exist;
+#  (f) over ssh:// check is refused without connecting: it runs on the server.
+source "$(dirname "$0")/../lib/common.sh"
+source "$TESTS_LIB/repo.sh"
+need_vmsync
+need_cmd mke2fs jq sqlite3 python3
+
+export VMSYNC_HOST=host-admin VMSYNC_CACHE=$T/cache
+a=$(img diffa-ext4) || fail "cannot build diffa-ext4"
+b=$(img diffb-ext4) || fail "cannot build diffb-ext4"
+R=$T/repo
+repo_init "$R"
+vm_ok "$T/imp-x1" import "$R" "$b" --name x -q
+vm_ok "$T/imp-a1" import "$R" "$a" --name a -q
+vm_ok "$T/imp-b1" import "$R" "$a" --name b -q
+
+q() { sqlite3 "$1/catalog.db" "$2"; }
+nobjects() { q "$1" 'select count(*) from objects'; }
+npacks() { find "$1/packs" -maxdepth 1 -type f -name 'pack-*.pack' | wc -l; }
+store_bytes() {
+    (cd "$1" && find packs manifests tmp cache/segments cache/tmp -maxdepth 1 -type f -printf '%s\n' 2>/dev/null || true) |
+        awk '{ s += $1 } END { print s + 0 }'
+}
+# problems KIND FILE: how many problems of KIND a check --json report lists
+problems() { jq --arg k "$1" '[.problems[] | select(.kind == $k)] | length' "$2"; }
+
+# ---- (a) healthy ---------------------------------------------------------------------
+info "(a) a healthy repository"
+vm "$T/a-check" check "$R"
+((VM_RC == 0)) || bad "(a) check of a healthy repository exited $VM_RC: $(head -c 300 "$T/a-check.out" "$T/a-check.err")"
+[[ $(tail -1 "$T/a-check.out") == "check: $R: healthy: "* ]] || bad "(a) the summary does not say healthy: $(tail -1 "$T/a-check.out")"
+[[ $(wc -l <"$T/a-check.out") == 1 ]] || bad "(a) check printed more than its summary: $(head -c 300 "$T/a-check.out")"
+vm "$T/a-json" check "$R" --objects --json
+((VM_RC == 0)) || bad "(a) check --objects --json exited $VM_RC: $(head -c 300 "$T/a-json.err")"
+if json_ok "$T/a-json.out"; then
+    [[ $(jget "$T/a-json.out" .healthy) == true ]] || bad "(a) --json does not say healthy"
+    [[ $(jget "$T/a-json.out" '.problems | length') == 0 ]] || bad "(a) --json lists problems"
+    [[ $(jget "$T/a-json.out" .versions) == 3 ]] || bad "(a) --json counts $(jget "$T/a-json.out" .versions) versions, expected 3"
+    n=$(nobjects "$R")
+    [[ $(jget "$T/a-json.out" .objects_indexed) == "$n" ]] || bad "(a) objects_indexed $(jget "$T/a-json.out" .objects_indexed), the index holds $n"
+    [[ $(jget "$T/a-json.out" .objects_read) == "$n" ]] || bad "(a) --objects read $(jget "$T/a-json.out" .objects_read) objects of $n"
+else
+    bad "(a) check --json is not JSON: $(head -c 300 "$T/a-json.out")"
+fi
+vm "$T/a-help" check --help
+grep -q -- '--objects' "$T/a-help.out" || bad "(a) check --help does not mention --objects"
+
+# ---- (c) a damaged index -----------------------------------------------------------------
+info "(c) 160 objects dropped from the index"
+D=$T/repo-damaged
+cp -a "$R" "$D"
+q "$D" 'select lower(hex(hash)) from objects order by hash limit 160' | sort >"$T/c-dropped"
+q "$D" 'delete from objects where hash in (select hash from objects order by hash limit 160)'
+vm "$T/c-check" check "$D"
+((VM_RC == 5)) || bad "(c) check of the damaged repository exited $VM_RC, expected 5"
+n=$(grep -c '^missing: ' "$T/c-check.out" || true)
+((n == 160)) || bad "(c) check lists $n missing objects, expected 160: $(head -c 300 "$T/c-check.out")"
+grep -Eq '^missing: [a-z]@1, object [0-9a-f]{64}: ' "$T/c-check.out" || bad "(c) a missing object's line does not name its version and hash: $(head -1 "$T/c-check.out")"
+grep -q '^version: a@1: cannot be exported' "$T/c-check.out" || bad "(c) check does not say a@1 cannot be exported"
+[[ $(tail -1 "$T/c-check.out") == "check: $D: "*" problems: "* ]] || bad "(c) the summary does not count the problems: $(tail -1 "$T/c-check.out")"
+vm "$T/c-quiet" check "$D" -q
+((VM_RC == 5)) || bad "(c) check -q exited $VM_RC, expected 5"
+grep -Ev '^(missing|version): ' "$T/c-quiet.out" >"$T/c-quiet.other" || true
+[[ -s $T/c-quiet.out && ! -s $T/c-quiet.other ]] || bad "(c) check -q printed other than the problems: $(head -c 200 "$T/c-quiet.other")"
+vm "$T/c-json" check "$D" --json
+((VM_RC == 5)) || bad "(c) check --json exited $VM_RC, expected 5"
+if json_ok "$T/c-json.out"; then
+    [[ $(jget "$T/c-json.out" .healthy) == false ]] || bad "(c) --json says healthy"
+    jq -r '.problems[] | select(.kind == "missing") | .object' "$T/c-json.out" | sort >"$T/c-reported"
+    cmp -s "$T/c-dropped" "$T/c-reported" || bad "(c) the missing objects reported are not the 160 dropped ($(wc -l <"$T/c-reported") reported)"
+else
+    bad "(c) check --json is not JSON: $(head -c 300 "$T/c-json.out")"
+fi
+vm "$T/c-export" export "$D" a@1 -o "$T/c-a1.img"
+((VM_RC == 5)) || bad "(c) export of a@1 with objects missing exited $VM_RC, expected 5"
+
+# ---- (d) packs and manifests ------------------------------------------------------------
+info "(d) a truncated pack, a missing manifest, a flipped byte"
+P=$T/repo-pack
+cp -a "$R" "$P"
+pack=$(cd "$P/packs" && ls -S | head -1)
+truncate -s -100 "$P/packs/$pack"
+vm "$T/d-check" check "$P"
+((VM_RC == 5)) || bad "(d) check with a truncated pack exited $VM_RC, expected 5"
+grep -q "^pack: $pack: the file has" "$T/d-check.out" || bad "(d) check does not name the truncated pack $pack: $(head -c 300 "$T/d-check.out")"
+
+M=$T/repo-manifest
+cp -a "$R" "$M"
+mid=$(q "$M" "select lower(hex(manifest)) from versions where number = 1 and image_id = (select id from images where name = 'b')")
+rm -f "$M/manifests/$mid.vmsm"
+vm "$T/d-mcheck" check "$M"
+((VM_RC == 5)) || bad "(d) check with a missing manifest exited $VM_RC, expected 5"
+grep -q "^manifest: b@1: manifest $mid: missing" "$T/d-mcheck.out" || bad "(d) check does not report b@1's missing manifest: $(head -c 300 "$T/d-mcheck.out")"
+
+F=$T/repo-flip
+cp -a "$R" "$F"
+pack=$(cd "$F/packs" && ls -S | head -1)
+python3 - "$F/packs/$pack" <<'EOF'
+import os, sys
+p = sys.argv[1]
+with open(p, 'r+b') as f:
+    off = os.path.getsize(p) // 2
+    f.seek(off)
+    b = f.read(1)
+    f.seek(off)
+    f.write(bytes([b[0] ^ 0x5a]))
+EOF
+vm "$T/d-quick" check "$F"
+((VM_RC == 0)) || bad "(d) the quick check read object bytes: exit $VM_RC with a flipped byte"
+vm "$T/d-objects" check "$F" --objects --json
+((VM_RC == 5)) || bad "(d) check --objects with a flipped byte exited $VM_RC, expected 5"
+if json_ok "$T/d-objects.out"; then
+    n=$(problems object "$T/d-objects.out")
+    ((n == 1)) || bad "(d) --objects reports $n damaged objects, expected 1"
+    [[ $(jq -r '.problems[] | select(.kind == "object") | .pack' "$T/d-objects.out") == "$pack" ]] || bad "(d) the damaged object is not reported in $pack"
+    jq -e '.problems[] | select(.kind == "object") | .object | test("^[0-9a-f]{64}$")' "$T/d-objects.out" >/dev/null || bad "(d) the damaged object's hash is not reported"
+else
+    bad "(d) check --objects --json is not JSON: $(head -c 300 "$T/d-objects.out")"
+fi
+
+# ---- (e) the catalog's rules ----------------------------------------------------------------
+info "(e) the catalog's rules"
+C=$T/repo-rules
+cp -a "$R" "$C"
+vm_ok "$T/e-imp" import "$C" "$b" --name a -q
+q "$C" "delete from versions where number = 1 and image_id = (select id from images where name = 'a')"
+q "$C" "insert into leases select id, 7, 'bob', 'host-b', 0 from images where name = 'b'"
+vm "$T/e-check" check "$C"
+((VM_RC == 5)) || bad "(e) check of a catalog that breaks its rules exited $VM_RC, expected 5"
+grep -q '^catalog: a@2: its parent, version 1, does not exist' "$T/e-check.out" || bad "(e) check does not report a@2's missing parent: $(head -c 400 "$T/e-check.out")"
+grep -q '^catalog: b@7: leased by bob@host-b, but there is no such version' "$T/e-check.out" || bad "(e) check does not report the lease on b@7: $(head -c 400 "$T/e-check.out")"
+
+# ---- (f) ssh:// ------------------------------------------------------------------------------
+vm "$T/f-ssh" check ssh://127.0.0.1:1/repo
+((VM_RC == 2)) || bad "(f) check over ssh:// exited $VM_RC, expected 2"
+grep -q 'runs on the server' "$T/f-ssh.err" || bad "(f) check over ssh:// does not say it runs on the server: $(head -c 300 "$T/f-ssh.err")"
+finish
