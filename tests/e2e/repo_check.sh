@@ -4,10 +4,10 @@
 #      and --objects reads every indexed object;
 #  (c) a damaged index (160 rows deleted from the objects table, as a damaged
 #      catalog once did): check lists each missing object with the version
-#      that needs it and exits 5, and export of that version fails as check
-#      predicted;
-#  (d) a truncated pack and a missing manifest fail the quick check; a flipped
-#      byte inside a pack passes it, and --objects names
+#      that needs it and exits 5, gc refuses (5, pointing at vmsync check) and
+#      changes nothing, and export of that version fails as check predicted;
+#  (d) a truncated pack and a missing manifest fail the quick check (gc
+#      refuses); a flipped byte inside a pack passes it, and --objects names
 #      the object and its pack;
 #  (e) the catalog's rules: a version whose parent is gone, a lease on a
 #      version that does not exist;
@@ -83,6 +83,14 @@ if json_ok "$T/c-json.out"; then
 else
     bad "(c) check --json is not JSON: $(head -c 300 "$T/c-json.out")"
 fi
+before=$( (cd "$D" && find packs manifests -type f -printf '%p %s\n' | sort; sqlite3 catalog.db 'select count(*) from objects') )
+vm "$T/c-gc" gc "$D"
+((VM_RC == 5)) || bad "(c) gc of the damaged repository exited $VM_RC, expected 5 (refused)"
+grep -q 'vmsync check' "$T/c-gc.err" || bad "(c) gc's refusal does not point at vmsync check: $(head -c 300 "$T/c-gc.err")"
+if ! o=$(one_error_line "$T/c-gc" "$D" refused); then bad "(c) $o"; fi
+[[ ! -s $T/c-gc.out ]] || bad "(c) the refused gc printed a summary: $(head -c 200 "$T/c-gc.out")"
+after=$( (cd "$D" && find packs manifests -type f -printf '%p %s\n' | sort; sqlite3 catalog.db 'select count(*) from objects') )
+[[ $before == "$after" ]] || bad "(c) the refused gc changed the repository"
 vm "$T/c-export" export "$D" a@1 -o "$T/c-a1.img"
 ((VM_RC == 5)) || bad "(c) export of a@1 with objects missing exited $VM_RC, expected 5"
 
@@ -95,6 +103,8 @@ truncate -s -100 "$P/packs/$pack"
 vm "$T/d-check" check "$P"
 ((VM_RC == 5)) || bad "(d) check with a truncated pack exited $VM_RC, expected 5"
 grep -q "^pack: $pack: the file has" "$T/d-check.out" || bad "(d) check does not name the truncated pack $pack: $(head -c 300 "$T/d-check.out")"
+vm "$T/d-gc" gc "$P"
+((VM_RC == 5)) || bad "(d) gc with a truncated pack exited $VM_RC, expected 5"
 
 M=$T/repo-manifest
 cp -a "$R" "$M"
@@ -103,6 +113,8 @@ rm -f "$M/manifests/$mid.vmsm"
 vm "$T/d-mcheck" check "$M"
 ((VM_RC == 5)) || bad "(d) check with a missing manifest exited $VM_RC, expected 5"
 grep -q "^manifest: b@1: manifest $mid: missing" "$T/d-mcheck.out" || bad "(d) check does not report b@1's missing manifest: $(head -c 300 "$T/d-mcheck.out")"
+vm "$T/d-mgc" gc "$M"
+((VM_RC == 5)) || bad "(d) gc with a missing manifest exited $VM_RC, expected 5"
 
 F=$T/repo-flip
 cp -a "$R" "$F"

@@ -453,7 +453,8 @@ int cmd_gc(int argc, char **argv)
         "usage: vmsync gc REPO\n"
         "\n"
         "Drops the objects that no version uses and rewrites the packs that held them.\n"
-        "Waits for other vmsync processes using the repository to finish.\n" COMMON_HELP;
+        "Waits for other vmsync processes using the repository to finish.  Refuses a\n"
+        "repository that fails the quick check (vmsync check REPO lists the problems).\n" COMMON_HELP;
     struct common c = {0};
     int status = parse_common_only(argc, argv, usage, &c, 1, 1, "gc needs REPO");
     if (status >= 0)

@@ -162,7 +162,8 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
 
 /* Drops objects that no version's manifest uses (vms_manifest_objects), rewriting packs that hold
  * garbage.  Takes the repository's exclusive lock; writers hold it shared, so
- * gc waits for them and they wait for gc. */
+ * gc waits for them and they wait for gc.  Under that lock it first runs the
+ * quick check, and refuses (FSP_EK_CORRUPT) when it finds a problem. */
 int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
 
 /* ---- checking ---------------------------------------------------------------- */

@@ -1146,6 +1146,32 @@ static void empty_cache(vms_local *r, const char *sub)
     closedir(d);
 }
 
+static int remember_first(void *ctx, const struct vms_problem *p)
+{
+    char *first = ctx;
+    if (!first[0])
+        vms_problem_describe(p, first, 400);
+    return 0;
+}
+
+/* Deleting by the picture a damaged catalog gives would lose what it does
+ * not show: gc runs only on a repository that passes the quick check. */
+static int refuse_unless_healthy(vms_local *r, fsp_error *err)
+{
+    char first[400] = "";
+    struct vms_check_opts quick = {.objects = false};
+    struct vms_check_hooks h = {.problem = remember_first, .problem_ctx = first};
+    struct vms_check_stats cs;
+    int rc = vms_local_check(r, &quick, &h, &cs, err);
+    if (rc || !cs.problems)
+        return rc;
+    return fsp_fail(err, FSP_EK_CORRUPT, -EUCLEAN,
+                    "%s: gc refused: the repository fails its check with %llu problem%s (%s); "
+                    "run 'vmsync check %s' to see them all",
+                    r->path, (unsigned long long)cs.problems, cs.problems == 1 ? "" : "s", first,
+                    r->path);
+}
+
 int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     memset(stats, 0, sizeof *stats);
@@ -1163,7 +1189,9 @@ int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
     if (rc)
         return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot lock: %s", r->path, strerror(-rc));
     pack_fds_close(r);
-    rc = collect_garbage(r, stats, err);
+    rc = refuse_unless_healthy(r, err);
+    if (!rc)
+        rc = collect_garbage(r, stats, err);
     if (!rc) {
         empty_cache(r, "segments"); /* they may hold dropped objects */
         empty_cache(r, "tmp");

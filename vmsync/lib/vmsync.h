@@ -203,6 +203,8 @@ int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, vo
 struct vms_gc_stats {
     uint64_t objects_kept, objects_dropped, bytes_freed, packs_rewritten, packs_removed;
 };
+/* Refuses (FSP_EK_CORRUPT) a repository that fails the quick check
+ * (vms_check without objects): deleting by an incomplete picture loses data. */
 int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err);
 
 /* ---- checking a repository (fsck) --------------------------------------------
