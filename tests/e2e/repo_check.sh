@@ -2,6 +2,10 @@
 # The repository knows its own health:
 #  (a) `vmsync check` of a healthy repository: exit 0, "healthy", valid JSON,
 #      and --objects reads every indexed object;
+#  (b) gc's figures add up (kept + dropped = before for objects, kept +
+#      rewritten + removed = before for packs, kept + freed = before for
+#      bytes) and equal the store's own counts before and after, in --json and
+#      in the text summary; -q silences gc and verify;
 #  (c) a damaged index (160 rows deleted from the objects table, as a damaged
 #      catalog once did): check lists each missing object with the version
 #      that needs it and exits 5, gc refuses (5, pointing at vmsync check) and
@@ -22,6 +26,8 @@ a=$(img diffa-ext4) || fail "cannot build diffa-ext4"
 b=$(img diffb-ext4) || fail "cannot build diffb-ext4"
 R=$T/repo
 repo_init "$R"
+# x@1 (b's tree) first, so that its pack holds objects a@1 shares: when x@1
+# goes, gc rewrites that pack
 vm_ok "$T/imp-x1" import "$R" "$b" --name x -q
 vm_ok "$T/imp-a1" import "$R" "$a" --name a -q
 vm_ok "$T/imp-b1" import "$R" "$a" --name b -q
@@ -57,6 +63,58 @@ fi
 vm "$T/a-help" check --help
 grep -q -- '--objects' "$T/a-help.out" || bad "(a) check --help does not mention --objects"
 
+# ---- (b) gc adds up; -q ------------------------------------------------------------------
+info "(b) gc's figures"
+# -q: nothing on stdout, nothing on stderr
+vm "$T/b-gcq" gc "$R" -q
+((VM_RC == 0)) || bad "(b) gc -q exited $VM_RC"
+[[ ! -s $T/b-gcq.out && ! -s $T/b-gcq.err ]] || bad "(b) gc -q printed: $(head -c 200 "$T/b-gcq.out" "$T/b-gcq.err")"
+vm "$T/b-verq" verify "$R" a@1 "$a" -q
+((VM_RC == 0)) || bad "(b) verify -q of the same image exited $VM_RC"
+[[ ! -s $T/b-verq.out ]] || bad "(b) verify -q printed: $(head -c 200 "$T/b-verq.out")"
+vm "$T/b-verq-diff" verify "$R" a@1 "$b" -q
+((VM_RC == 10)) || bad "(b) verify -q of another image exited $VM_RC, expected 10"
+[[ ! -s $T/b-verq-diff.out ]] || bad "(b) verify -q of another image printed: $(head -c 200 "$T/b-verq-diff.out")"
+# x@1 goes (its image's latest, so the catalog stays consistent): its own objects become garbage
+q "$R" "delete from versions where image_id = (select id from images where name = 'x')"
+cp -a "$R" "$T/repo-text"
+o_before=$(nobjects "$R") p_before=$(npacks "$R") b_before=$(store_bytes "$R")
+vm "$T/b-gc" gc "$R" --json
+((VM_RC == 0)) || fail "(b) gc exited $VM_RC: $(head -c 300 "$T/b-gc.err")"
+json_ok "$T/b-gc.out" || fail "(b) gc --json is not JSON: $(head -c 300 "$T/b-gc.out")"
+o_after=$(nobjects "$R") p_after=$(npacks "$R") b_after=$(store_bytes "$R")
+g() { jget "$T/b-gc.out" ".$1"; }
+info "(b) store: $o_before -> $o_after objects, $p_before -> $p_after packs, $b_before -> $b_after bytes; gc: $(cat "$T/b-gc.out")"
+(($(g objects_dropped) > 0)) || bad "(b) gc dropped no objects although a version went"
+(($(g packs_rewritten) > 0)) || bad "(b) gc rewrote no pack although x@1's pack holds a@1's objects too"
+[[ $(g objects_before) == "$o_before" ]] || bad "(b) objects_before $(g objects_before), the index held $o_before"
+[[ $(g objects_kept) == "$o_after" ]] || bad "(b) objects_kept $(g objects_kept), the index holds $o_after"
+(($(g objects_kept) + $(g objects_dropped) == $(g objects_before))) || bad "(b) objects kept + dropped != before"
+[[ $(g packs_before) == "$p_before" ]] || bad "(b) packs_before $(g packs_before), there were $p_before pack files"
+(($(g packs_kept) + $(g packs_rewritten) + $(g packs_removed) == $(g packs_before))) || bad "(b) packs kept + rewritten + removed != before"
+(($(g packs_kept) + $(g packs_rewritten) == p_after)) || bad "(b) packs kept + rewritten = $(($(g packs_kept) + $(g packs_rewritten))), there are $p_after pack files"
+[[ $(g bytes_before) == "$b_before" ]] || bad "(b) bytes_before $(g bytes_before), the store held $b_before"
+[[ $(g bytes_kept) == "$b_after" ]] || bad "(b) bytes_kept $(g bytes_kept), the store holds $b_after"
+(($(g bytes_kept) + $(g bytes_freed) == $(g bytes_before))) || bad "(b) bytes kept + freed != before"
+# the text summary of the same gc (on the copy) adds up as printed
+vm "$T/b-gc-text" gc "$T/repo-text"
+((VM_RC == 0)) || bad "(b) gc of the copy exited $VM_RC: $(head -c 300 "$T/b-gc-text.err")"
+info "(b) $(cat "$T/b-gc-text.out")"
+python3 - "$T/b-gc-text.out" "$T/b-gc.out" <<'EOF' || bad "(b) the text summary does not add up or differs from --json: $(cat "$T/b-gc-text.out")"
+import json, re, sys
+line = open(sys.argv[1]).read().strip()
+j = json.load(open(sys.argv[2]))
+m = re.fullmatch(r'gc: (\d+) objects: (\d+) kept, (\d+) dropped; (\d+) packs: (\d+) kept, (\d+) rewritten, '
+                 r'(\d+) removed; ([\d.]+) MiB: ([\d.]+) MiB kept, ([\d.]+) MiB freed', line)
+if not m:
+    sys.exit('no match: ' + line)
+n = [int(x) for x in m.groups()[:7]]
+mib = [round(float(x) * 10) for x in m.groups()[7:]]
+ok = n[1] + n[2] == n[0] and n[4] + n[5] + n[6] == n[3] and mib[1] + mib[2] == mib[0]
+ok = ok and n[:3] == [j['objects_before'], j['objects_kept'], j['objects_dropped']]
+ok = ok and abs(mib[0] - j['bytes_before'] / 104857.6) <= 0.5
+sys.exit(0 if ok else 'does not add up')
+EOF
 # ---- (c) a damaged index -----------------------------------------------------------------
 info "(c) 160 objects dropped from the index"
 D=$T/repo-damaged
@@ -145,7 +203,7 @@ fi
 # ---- (e) the catalog's rules ----------------------------------------------------------------
 info "(e) the catalog's rules"
 C=$T/repo-rules
-cp -a "$R" "$C"
+cp -a "$T/repo-text" "$C"
 vm_ok "$T/e-imp" import "$C" "$b" --name a -q
 q "$C" "delete from versions where number = 1 and image_id = (select id from images where name = 'a')"
 q "$C" "insert into leases select id, 7, 'bob', 'host-b', 0 from images where name = 'b'"

@@ -420,7 +420,7 @@ int cmd_verify(int argc, char **argv)
         "usage: vmsync verify REPO NAME[@VERSION] IMAGE\n"
         "\n"
         "Scans IMAGE and compares its canonical digest with the version's.  Exit status\n"
-        "0 when they match, 10 when they differ.\n" COMMON_HELP;
+        "0 when they match, 10 when they differ; with -q that is all it says.\n" COMMON_HELP;
     struct common c = {0};
     int status = parse_common_only(argc, argv, usage, &c, 3, 3, "verify needs REPO, NAME[@VERSION] and IMAGE");
     if (status >= 0)
@@ -437,6 +437,8 @@ int cmd_verify(int argc, char **argv)
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
+    if (c.quiet)
+        return same ? 0 : 10;
     printf("%s: %s\n  expected ", argv[optind + 2], same ? "matches" : "DIFFERS");
     print_hex(stdout, expected);
     fputs("\n  actual   ", stdout);
@@ -447,14 +449,49 @@ int cmd_verify(int argc, char **argv)
 
 /* ---- gc ---------------------------------------------------------------------------- */
 
+static void write_gc_json(FILE *f, const struct vms_gc_stats *st)
+{
+    fprintf(f,
+            "{\"objects_before\":%llu,\"objects_kept\":%llu,\"objects_dropped\":%llu,"
+            "\"packs_before\":%llu,\"packs_kept\":%llu,\"packs_rewritten\":%llu,"
+            "\"packs_removed\":%llu,\"bytes_before\":%llu,\"bytes_kept\":%llu,"
+            "\"bytes_freed\":%llu}\n",
+            (unsigned long long)st->objects_before, (unsigned long long)st->objects_kept,
+            (unsigned long long)st->objects_dropped, (unsigned long long)st->packs_before,
+            (unsigned long long)st->packs_kept, (unsigned long long)st->packs_rewritten,
+            (unsigned long long)st->packs_removed, (unsigned long long)st->bytes_before,
+            (unsigned long long)st->bytes_kept, (unsigned long long)st->bytes_freed);
+}
+
+static uint64_t tenths_of_mib(uint64_t bytes) { return (bytes * 10 + (1u << 19)) >> 20; }
+
+/* Freed is shown as before minus kept, rounded alike, so the line adds up. */
+static void print_gc_summary(const struct vms_gc_stats *st)
+{
+    uint64_t before = tenths_of_mib(st->bytes_before), kept = tenths_of_mib(st->bytes_kept);
+    uint64_t freed = before > kept ? before - kept : 0;
+    printf("gc: %llu objects: %llu kept, %llu dropped; %llu packs: %llu kept, %llu rewritten, "
+           "%llu removed; %llu.%llu MiB: %llu.%llu MiB kept, %llu.%llu MiB freed\n",
+           (unsigned long long)st->objects_before, (unsigned long long)st->objects_kept,
+           (unsigned long long)st->objects_dropped, (unsigned long long)st->packs_before,
+           (unsigned long long)st->packs_kept, (unsigned long long)st->packs_rewritten,
+           (unsigned long long)st->packs_removed, (unsigned long long)(before / 10),
+           (unsigned long long)(before % 10), (unsigned long long)(kept / 10),
+           (unsigned long long)(kept % 10), (unsigned long long)(freed / 10),
+           (unsigned long long)(freed % 10));
+}
+
 int cmd_gc(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync gc REPO\n"
+        "usage: vmsync gc REPO [--json] [-q]\n"
         "\n"
         "Drops the objects that no version uses and rewrites the packs that held them.\n"
         "Waits for other vmsync processes using the repository to finish.  Refuses a\n"
-        "repository that fails the quick check (vmsync check REPO lists the problems).\n" COMMON_HELP;
+        "repository that fails the quick check (vmsync check REPO lists the problems).\n"
+        "The summary counts objects, pack files and bytes (packs, manifests, temporary\n"
+        "files and caches) before, kept and removed; --json prints the same figures,\n"
+        "exact, as JSON.\n" COMMON_HELP;
     struct common c = {0};
     int status = parse_common_only(argc, argv, usage, &c, 1, 1, "gc needs REPO");
     if (status >= 0)
@@ -466,10 +503,19 @@ int cmd_gc(int argc, char **argv)
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
-    printf("gc: kept %llu objects, dropped %llu (%.1f MiB freed); %llu packs rewritten, %llu removed\n",
-           (unsigned long long)st.objects_kept, (unsigned long long)st.objects_dropped,
-           st.bytes_freed / 1048576.0, (unsigned long long)st.packs_rewritten,
-           (unsigned long long)st.packs_removed);
+    if (c.stats_json) {
+        FILE *f = fopen(c.stats_json, "w");
+        if (!f)
+            return perror(c.stats_json), 6;
+        write_gc_json(f, &st);
+        fclose(f);
+    }
+    if (c.quiet)
+        return 0;
+    if (c.json)
+        write_gc_json(stdout, &st);
+    else
+        print_gc_summary(&st);
     return 0;
 }
 

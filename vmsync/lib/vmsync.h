@@ -200,8 +200,14 @@ typedef int (*vms_version_cb)(void *ctx, const struct vms_version *v);
 /* Every version of NAME (of every image when NULL), oldest first. */
 int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
 
+/* gc's figures add up: kept + dropped = before for objects (rows of the
+ * index), kept + rewritten + removed = before for pack files, and kept + freed
+ * = before for bytes (every file under packs/, manifests/, tmp/ and the caches
+ * gc empties), each counted in the store before and after. */
 struct vms_gc_stats {
-    uint64_t objects_kept, objects_dropped, bytes_freed, packs_rewritten, packs_removed;
+    uint64_t objects_before, objects_kept, objects_dropped;
+    uint64_t packs_before, packs_kept, packs_rewritten, packs_removed;
+    uint64_t bytes_before, bytes_kept, bytes_freed;
 };
 /* Refuses (FSP_EK_CORRUPT) a repository that fails the quick check
  * (vms_check without objects): deleting by an incomplete picture loses data. */
