@@ -14,7 +14,8 @@
 #      refuses); a flipped byte inside a pack passes it, and --objects names
 #      the object and its pack;
 #  (e) the catalog's rules: a version whose parent is gone, a lease on a
-#      version that does not exist;
+#      version that does not exist; and a page of the catalog overwritten:
+#      SQLite's findings, one a line, the JSON report still whole, gc refuses;
 #  (f) over ssh:// check is refused without connecting: it runs on the server.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
@@ -81,26 +82,27 @@ cp -a "$R" "$T/repo-text"
 o_before=$(nobjects "$R") p_before=$(npacks "$R") b_before=$(store_bytes "$R")
 vm "$T/b-gc" gc "$R" --json
 ((VM_RC == 0)) || fail "(b) gc exited $VM_RC: $(head -c 300 "$T/b-gc.err")"
-json_ok "$T/b-gc.out" || fail "(b) gc --json is not JSON: $(head -c 300 "$T/b-gc.out")"
-o_after=$(nobjects "$R") p_after=$(npacks "$R") b_after=$(store_bytes "$R")
-g() { jget "$T/b-gc.out" ".$1"; }
-info "(b) store: $o_before -> $o_after objects, $p_before -> $p_after packs, $b_before -> $b_after bytes; gc: $(cat "$T/b-gc.out")"
-(($(g objects_dropped) > 0)) || bad "(b) gc dropped no objects although a version went"
-(($(g packs_rewritten) > 0)) || bad "(b) gc rewrote no pack although x@1's pack holds a@1's objects too"
-[[ $(g objects_before) == "$o_before" ]] || bad "(b) objects_before $(g objects_before), the index held $o_before"
-[[ $(g objects_kept) == "$o_after" ]] || bad "(b) objects_kept $(g objects_kept), the index holds $o_after"
-(($(g objects_kept) + $(g objects_dropped) == $(g objects_before))) || bad "(b) objects kept + dropped != before"
-[[ $(g packs_before) == "$p_before" ]] || bad "(b) packs_before $(g packs_before), there were $p_before pack files"
-(($(g packs_kept) + $(g packs_rewritten) + $(g packs_removed) == $(g packs_before))) || bad "(b) packs kept + rewritten + removed != before"
-(($(g packs_kept) + $(g packs_rewritten) == p_after)) || bad "(b) packs kept + rewritten = $(($(g packs_kept) + $(g packs_rewritten))), there are $p_after pack files"
-[[ $(g bytes_before) == "$b_before" ]] || bad "(b) bytes_before $(g bytes_before), the store held $b_before"
-[[ $(g bytes_kept) == "$b_after" ]] || bad "(b) bytes_kept $(g bytes_kept), the store holds $b_after"
-(($(g bytes_kept) + $(g bytes_freed) == $(g bytes_before))) || bad "(b) bytes kept + freed != before"
-# the text summary of the same gc (on the copy) adds up as printed
-vm "$T/b-gc-text" gc "$T/repo-text"
-((VM_RC == 0)) || bad "(b) gc of the copy exited $VM_RC: $(head -c 300 "$T/b-gc-text.err")"
-info "(b) $(cat "$T/b-gc-text.out")"
-python3 - "$T/b-gc-text.out" "$T/b-gc.out" <<'EOF' || bad "(b) the text summary does not add up or differs from --json: $(cat "$T/b-gc-text.out")"
+# the figures of the gc just run: from --json, against the store and the text summary
+gc_figures() {
+    o_after=$(nobjects "$R") p_after=$(npacks "$R") b_after=$(store_bytes "$R")
+    g() { jget "$T/b-gc.out" ".$1"; }
+    info "(b) store: $o_before -> $o_after objects, $p_before -> $p_after packs, $b_before -> $b_after bytes; gc: $(cat "$T/b-gc.out")"
+    (($(g objects_dropped) > 0)) || bad "(b) gc dropped no objects although a version went"
+    (($(g packs_rewritten) > 0)) || bad "(b) gc rewrote no pack although x@1's pack holds a@1's objects too"
+    [[ $(g objects_before) == "$o_before" ]] || bad "(b) objects_before $(g objects_before), the index held $o_before"
+    [[ $(g objects_kept) == "$o_after" ]] || bad "(b) objects_kept $(g objects_kept), the index holds $o_after"
+    (($(g objects_kept) + $(g objects_dropped) == $(g objects_before))) || bad "(b) objects kept + dropped != before"
+    [[ $(g packs_before) == "$p_before" ]] || bad "(b) packs_before $(g packs_before), there were $p_before pack files"
+    (($(g packs_kept) + $(g packs_rewritten) + $(g packs_removed) == $(g packs_before))) || bad "(b) packs kept + rewritten + removed != before"
+    (($(g packs_kept) + $(g packs_rewritten) == p_after)) || bad "(b) packs kept + rewritten = $(($(g packs_kept) + $(g packs_rewritten))), there are $p_after pack files"
+    [[ $(g bytes_before) == "$b_before" ]] || bad "(b) bytes_before $(g bytes_before), the store held $b_before"
+    [[ $(g bytes_kept) == "$b_after" ]] || bad "(b) bytes_kept $(g bytes_kept), the store holds $b_after"
+    (($(g bytes_kept) + $(g bytes_freed) == $(g bytes_before))) || bad "(b) bytes kept + freed != before"
+    # the text summary of the same gc (on the copy) adds up as printed
+    vm "$T/b-gc-text" gc "$T/repo-text"
+    ((VM_RC == 0)) || bad "(b) gc of the copy exited $VM_RC: $(head -c 300 "$T/b-gc-text.err")"
+    info "(b) $(cat "$T/b-gc-text.out")"
+    python3 - "$T/b-gc-text.out" "$T/b-gc.out" <<'EOF' || bad "(b) the text summary does not add up or differs from --json: $(cat "$T/b-gc-text.out")"
 import json, re, sys
 line = open(sys.argv[1]).read().strip()
 j = json.load(open(sys.argv[2]))
@@ -115,6 +117,13 @@ ok = ok and n[:3] == [j['objects_before'], j['objects_kept'], j['objects_dropped
 ok = ok and abs(mib[0] - j['bytes_before'] / 104857.6) <= 0.5
 sys.exit(0 if ok else 'does not add up')
 EOF
+}
+if json_ok "$T/b-gc.out"; then
+    gc_figures
+else
+    bad "(b) gc --json is not JSON: $(head -c 300 "$T/b-gc.out")"
+fi
+
 # ---- (c) a damaged index -----------------------------------------------------------------
 info "(c) 160 objects dropped from the index"
 D=$T/repo-damaged
@@ -211,6 +220,30 @@ vm "$T/e-check" check "$C"
 ((VM_RC == 5)) || bad "(e) check of a catalog that breaks its rules exited $VM_RC, expected 5"
 grep -q '^catalog: a@2: its parent, version 1, does not exist' "$T/e-check.out" || bad "(e) check does not report a@2's missing parent: $(head -c 400 "$T/e-check.out")"
 grep -q '^catalog: b@7: leased by bob@host-b, but there is no such version' "$T/e-check.out" || bad "(e) check does not report the lease on b@7: $(head -c 400 "$T/e-check.out")"
+
+# a page of the object index overwritten with garbage
+K=$T/repo-sqlite
+cp -a "$R" "$K"
+q "$K" 'pragma wal_checkpoint(TRUNCATE)' >/dev/null
+page=$(q "$K" "select pageno from dbstat where name = 'objects' and pagetype = 'leaf' order by pageno limit 1" 2>/dev/null || true)
+if [[ $page =~ ^[0-9]+$ ]]; then
+    python3 - "$K/catalog.db" "$page" <<'EOF'
+import random, sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek((int(sys.argv[2]) - 1) * 4096 + 100)
+    f.write(random.Random(1).randbytes(2000))
+EOF
+    vm "$T/e-sqlite" check "$K"
+    ((VM_RC == 5)) || bad "(e) check of a damaged catalog exited $VM_RC, expected 5: $(head -c 300 "$T/e-sqlite.err")"
+    grep -qi '^catalog: SQLite quick_check: .*page' "$T/e-sqlite.out" || bad "(e) check does not show SQLite's findings: $(head -c 300 "$T/e-sqlite.out")"
+    vm "$T/e-sqlite-json" check "$K" --json
+    json_ok "$T/e-sqlite-json.out" || bad "(e) check --json of a damaged catalog is not JSON: $(head -c 300 "$T/e-sqlite-json.out")"
+    vm "$T/e-sqlite-gc" gc "$K"
+    ((VM_RC == 5)) || bad "(e) gc of a damaged catalog exited $VM_RC, expected 5"
+    grep -q 'vmsync check' "$T/e-sqlite-gc.err" || bad "(e) gc's refusal does not point at vmsync check: $(head -c 300 "$T/e-sqlite-gc.err")"
+else
+    info "(e) sqlite3 has no dbstat table: the damaged page is not tried"
+fi
 
 # ---- (f) ssh:// ------------------------------------------------------------------------------
 vm "$T/f-ssh" check ssh://127.0.0.1:1/repo

@@ -142,6 +142,20 @@ static int count_rows(struct check *c, const char *sql, uint64_t *out)
  * and what is wrong.  ?1 is the largest object, ?2 the most it may take
  * stored, ?3 the length of a record's header. */
 
+/* A row of SQLite's report may hold several lines: one problem each. */
+static int sqlite_report(struct check *c, const char *pragma, const char *text)
+{
+    int rc = 0;
+    while (!rc && text && *text) {
+        size_t n = strcspn(text, "\n");
+        if (n && strncmp(text, "ok", n) != 0 && strncmp(text, "*** in database", 15) != 0)
+            rc = reportf(c, VMS_PROBLEM_CATALOG, NULL, 0, NULL, NULL, "SQLite %s: %.*s", pragma,
+                         (int)n, text);
+        text += n + (text[n] == '\n');
+    }
+    return rc;
+}
+
 static int sqlite_check(struct check *c)
 {
     char sql[64];
@@ -150,12 +164,8 @@ static int sqlite_check(struct check *c)
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(c->r, sql, &st, c->err);
     int s = SQLITE_DONE;
-    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *line = (const char *)sqlite3_column_text(st, 0);
-        if (line && strcmp(line, "ok") != 0)
-            rc = reportf(c, VMS_PROBLEM_CATALOG, NULL, 0, NULL, NULL, "SQLite %s: %s", pragma,
-                         line);
-    }
+    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW)
+        rc = sqlite_report(c, pragma, (const char *)sqlite3_column_text(st, 0));
     if (!rc && s != SQLITE_DONE)
         rc = vms_repo_db_fail(c->r, s, pragma, c->err);
     sqlite3_finalize(st);
@@ -638,6 +648,14 @@ int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct v
         rc = check_versions(&c);
     if (!rc && o->objects)
         rc = check_objects(&c, packs, n_packs);
+    /* only SQLite fails this way here (the rest is reported): a damaged
+     * catalog is a finding, and the end of what can be checked */
+    if (rc && err->kind == FSP_EK_CORRUPT) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", without_path(err->msg, r->path));
+        memset(err, 0, sizeof *err);
+        rc = reportf(&c, VMS_PROBLEM_CATALOG, NULL, 0, NULL, NULL, "the check stopped: %s", msg);
+    }
     free(packs);
     vms_keyset_free(&c.present);
     vms_keyset_free(&c.missing);
