@@ -504,11 +504,12 @@ int cmd_gc(int argc, char **argv)
     if (rc)
         return cli_report(&err);
     if (c.stats_json) {
-        FILE *f = fopen(c.stats_json, "w");
+        FILE *f = strcmp(c.stats_json, "-") ? fopen(c.stats_json, "w") : stdout;
         if (!f)
             return perror(c.stats_json), 6;
         write_gc_json(f, &st);
-        fclose(f);
+        if (f != stdout)
+            fclose(f);
     }
     if (c.quiet)
         return 0;

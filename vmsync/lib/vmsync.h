@@ -224,7 +224,7 @@ int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *e
  * refused (run it on the server). */
 enum vms_problem_kind {
     VMS_PROBLEM_CATALOG = 1, /* SQLite's check, or a row that breaks the catalog's rules */
-    VMS_PROBLEM_MANIFEST,    /* a version's manifest is missing, damaged or renamed */
+    VMS_PROBLEM_MANIFEST,    /* a version's manifest is missing, damaged or unreadable */
     VMS_PROBLEM_MISSING,     /* an object a version needs is not in the index */
     VMS_PROBLEM_PACK,        /* a pack file is missing, or not the size the catalog says */
     VMS_PROBLEM_OBJECT,      /* a stored object does not read back (OBJECTS only) */
@@ -257,9 +257,10 @@ struct vms_check_stats {
     double seconds;
 };
 /* Calls CB (may be NULL) for each problem found, and returns 0 when the check
- * ran to its end, whatever it found (STATS->problems counts it); an error
- * stops the check, after the problems reported so far.  A non-zero return
- * from CB stops it too, and is returned. */
+ * ran, whatever it found (STATS->problems counts it; a catalog SQLite cannot
+ * read is one, and ends the check).  An error (I/O, memory, a cancel from the
+ * session's progress callback) stops the check after the problems reported so
+ * far.  A non-zero return from CB stops it too, and is returned. */
 int vms_check(const struct vms_session *s, const struct vms_check_opts *o, vms_problem_cb cb,
               void *ctx, struct vms_check_stats *stats, fsp_error *err);
 
