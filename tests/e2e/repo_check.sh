@@ -14,7 +14,7 @@
 #      refuses); a flipped byte inside a pack passes it, and --objects names
 #      the object and its pack;
 #  (e) the catalog's rules: a version whose parent is gone, a lease on a
-#      version that does not exist; and a page of the catalog overwritten:
+#      version that does not exist (reported, but gc goes on); and a page of the catalog overwritten:
 #      SQLite's findings, one a line, the JSON report still whole, gc refuses;
 #  (f) over ssh:// check is refused without connecting: it runs on the server.
 source "$(dirname "$0")/../lib/common.sh"
@@ -219,7 +219,16 @@ q "$C" "insert into leases select id, 7, 'bob', 'host-b', 0 from images where na
 vm "$T/e-check" check "$C"
 ((VM_RC == 5)) || bad "(e) check of a catalog that breaks its rules exited $VM_RC, expected 5"
 grep -q '^catalog: a@2: its parent, version 1, does not exist' "$T/e-check.out" || bad "(e) check does not report a@2's missing parent: $(head -c 400 "$T/e-check.out")"
-grep -q '^catalog: b@7: leased by bob@host-b, but there is no such version' "$T/e-check.out" || bad "(e) check does not report the lease on b@7: $(head -c 400 "$T/e-check.out")"
+grep -q '^lease: b@7: leased by bob@host-b, but there is no such version' "$T/e-check.out" || bad "(e) check does not report the lease on b@7: $(head -c 400 "$T/e-check.out")"
+# a dangling lease alone is reported, but does not stop gc: it says nothing of the content
+L=$T/repo-lease
+cp -a "$R" "$L"
+q "$L" "insert into leases select id, 9, 'bob', 'host-b', 0 from images where name = 'a'"
+vm "$T/e-lcheck" check "$L"
+((VM_RC == 5)) || bad "(e) check with a dangling lease exited $VM_RC, expected 5"
+grep -q '^lease: a@9: ' "$T/e-lcheck.out" || bad "(e) check does not report the lease on a@9: $(head -c 300 "$T/e-lcheck.out")"
+vm "$T/e-lgc" gc "$L"
+((VM_RC == 0)) || bad "(e) gc refused a repository whose only problem is a dangling lease: exit $VM_RC: $(head -c 300 "$T/e-lgc.err")"
 
 # a page of the object index overwritten with garbage
 K=$T/repo-sqlite

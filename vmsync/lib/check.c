@@ -54,11 +54,12 @@ static const char *const problem_names[] = {
     [VMS_PROBLEM_CATALOG] = "catalog", [VMS_PROBLEM_MANIFEST] = "manifest",
     [VMS_PROBLEM_MISSING] = "missing", [VMS_PROBLEM_PACK] = "pack",
     [VMS_PROBLEM_OBJECT] = "object",   [VMS_PROBLEM_VERSION] = "version",
+    [VMS_PROBLEM_LEASE] = "lease",
 };
 
 const char *vms_problem_name(enum vms_problem_kind kind)
 {
-    return kind >= VMS_PROBLEM_CATALOG && kind <= VMS_PROBLEM_VERSION ? problem_names[kind] : "?";
+    return kind >= VMS_PROBLEM_CATALOG && kind <= VMS_PROBLEM_LEASE ? problem_names[kind] : "?";
 }
 
 void vms_problem_describe(const struct vms_problem *p, char *out, size_t len)
@@ -197,10 +198,11 @@ static const struct rule rules[] = {
      "SELECT " IMAGE_OF("v") ", v.number, NULL, NULL, 'its manifest id or digest is not a SHA-256'"
      " FROM versions v WHERE typeof(v.manifest) <> 'blob' OR length(v.manifest) <> 32"
      " OR typeof(v.digest) <> 'blob' OR length(v.digest) <> 32"},
-    {VMS_PROBLEM_CATALOG,
+    /* the agent takes leases for clients: a dangling one says nothing of the content */
+    {VMS_PROBLEM_LEASE,
      "SELECT NULL, 0, NULL, NULL, 'a lease on image id ' || l.image_id || ', which does not exist'"
      " FROM leases l WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.id = l.image_id)"},
-    {VMS_PROBLEM_CATALOG,
+    {VMS_PROBLEM_LEASE,
      "SELECT i.name, l.version, NULL, NULL, 'leased by ' || l.user || '@' || l.host ||"
      " ', but there is no such version' FROM leases l JOIN images i ON i.id = l.image_id"
      " WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.image_id = l.image_id"

@@ -1172,11 +1172,20 @@ static void fill_gc_stats(struct vms_gc_stats *s, const struct store_count *befo
     s->bytes_freed = less(before->bytes, after->bytes);
 }
 
-static int remember_first(void *ctx, const struct vms_problem *p)
+/* The problems that make gc unsafe, and the first of them. */
+struct gc_blockers {
+    uint64_t n;
+    char first[400];
+};
+
+/* A dangling lease does not change what gc would keep. */
+static int note_blocker(void *ctx, const struct vms_problem *p)
 {
-    char *first = ctx;
-    if (!first[0])
-        vms_problem_describe(p, first, 400);
+    struct gc_blockers *b = ctx;
+    if (p->kind == VMS_PROBLEM_LEASE)
+        return 0;
+    if (!b->n++)
+        vms_problem_describe(p, b->first, sizeof b->first);
     return 0;
 }
 
@@ -1184,18 +1193,17 @@ static int remember_first(void *ctx, const struct vms_problem *p)
  * not show: gc runs only on a repository that passes the quick check. */
 static int refuse_unless_healthy(vms_local *r, fsp_error *err)
 {
-    char first[400] = "";
+    struct gc_blockers b = {0};
     struct vms_check_opts quick = {.objects = false};
-    struct vms_check_hooks h = {.problem = remember_first, .problem_ctx = first};
+    struct vms_check_hooks h = {.problem = note_blocker, .problem_ctx = &b};
     struct vms_check_stats cs;
     int rc = vms_local_check(r, &quick, &h, &cs, err);
-    if (rc || !cs.problems)
+    if (rc || !b.n)
         return rc;
     return fsp_fail(err, FSP_EK_CORRUPT, -EUCLEAN,
                     "%s: gc refused: the repository fails its check with %llu problem%s (%s); "
                     "run 'vmsync check %s' to see them all",
-                    r->path, (unsigned long long)cs.problems, cs.problems == 1 ? "" : "s", first,
-                    r->path);
+                    r->path, (unsigned long long)b.n, b.n == 1 ? "" : "s", b.first, r->path);
 }
 
 static int checked_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)

@@ -210,7 +210,8 @@ struct vms_gc_stats {
     uint64_t bytes_before, bytes_kept, bytes_freed;
 };
 /* Refuses (FSP_EK_CORRUPT) a repository that fails the quick check
- * (vms_check without objects): deleting by an incomplete picture loses data. */
+ * (vms_check without objects; VMS_PROBLEM_LEASE aside): deleting by an
+ * incomplete picture loses data. */
 int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err);
 
 /* ---- checking a repository (fsck) --------------------------------------------
@@ -229,6 +230,8 @@ enum vms_problem_kind {
     VMS_PROBLEM_PACK,        /* a pack file is missing, or not the size the catalog says */
     VMS_PROBLEM_OBJECT,      /* a stored object does not read back (OBJECTS only) */
     VMS_PROBLEM_VERSION,     /* a version that cannot be exported, after its other problems */
+    VMS_PROBLEM_LEASE,       /* a lease on an image or version that does not exist: reported,
+                              * but harmless to the content, so gc goes on */
 };
 const char *vms_problem_name(enum vms_problem_kind kind); /* "catalog", "manifest", ... */
 
