@@ -791,11 +791,15 @@ static void test_gc(void)
     CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
 
     CHECK_OK(vms_repo_gc(r, &s, &err), err);
+    CHECK(s.objects_before == 6);
     CHECK(s.objects_kept == 3);
     CHECK(s.objects_dropped == 3);
+    CHECK(s.packs_before == 4);
+    CHECK(s.packs_kept == 1);
     CHECK(s.packs_rewritten == 1);
     CHECK(s.packs_removed == 2); /* g3's pack and the leftover */
     CHECK(s.bytes_freed > 30000);
+    CHECK(s.bytes_kept + s.bytes_freed == s.bytes_before);
     CHECK(count_files(repo, "packs") == 2);
     CHECK(count_files(repo, "tmp") == 0);
     CHECK(count_files(repo, "manifests") == 1);

@@ -18,6 +18,7 @@ int cmd_checkin(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 /* Prints ERR once and returns the exit status for it. */
 int cli_report(const fsp_error *err);

@@ -29,6 +29,7 @@ static const char *const main_usage =
     "  diff REPO NAME@V1 NAME@V2 [--json]              what changed between two versions\n"
     "  verify REPO NAME[@V] IMAGE                      does IMAGE match the version?\n"
     "  gc REPO                                         drop objects no version uses\n"
+    "  check REPO [--objects] [--json]                 check the repository's health\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
@@ -37,7 +38,7 @@ static const char *const main_usage =
     "4 not a disk image, truncated, or a missing backing file; 5 corrupt content;\n"
     "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another check-in\n"
     "won, or OUT would be replaced: see --force); 9 no such image or version;\n"
-    "10 verify found a difference.\n";
+    "10 verify found a difference.  check exits 5 when it finds a problem.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -123,7 +124,7 @@ int main(int argc, char **argv)
         {"manifest", cmd_manifest}, {"diff", cmd_diff},         {"inspect", cmd_inspect},
         {"init", cmd_init},         {"import", cmd_import},     {"checkout", cmd_checkout},
         {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
-        {"verify", cmd_verify},     {"gc", cmd_gc},
+        {"verify", cmd_verify},     {"gc", cmd_gc},             {"check", cmd_check},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))

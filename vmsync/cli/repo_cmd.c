@@ -1,5 +1,5 @@
 /* The repository commands: init, import, checkout, export, checkin, log,
- * verify, gc (and the repository form of diff, in diff_cmd.c). */
+ * verify, gc, check (and the repository form of diff, in diff_cmd.c). */
 #include "cli.h"
 
 #include <getopt.h>
@@ -455,7 +455,7 @@ int cmd_verify(int argc, char **argv)
         "usage: vmsync verify REPO NAME[@VERSION] IMAGE\n"
         "\n"
         "Scans IMAGE and compares its canonical digest with the version's.  Exit status\n"
-        "0 when they match, 10 when they differ.\n" COMMON_HELP;
+        "0 when they match, 10 when they differ; with -q that is all it says.\n" COMMON_HELP;
     struct common c = {0};
     int status = parse_common_only(argc, argv, usage, &c, 3, 3, "verify needs REPO, NAME[@VERSION] and IMAGE");
     if (status >= 0)
@@ -472,6 +472,8 @@ int cmd_verify(int argc, char **argv)
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
+    if (c.quiet)
+        return same ? 0 : 10;
     printf("%s: %s\n  expected ", argv[optind + 2], same ? "matches" : "DIFFERS");
     print_hex(stdout, expected);
     fputs("\n  actual   ", stdout);
@@ -482,13 +484,49 @@ int cmd_verify(int argc, char **argv)
 
 /* ---- gc ---------------------------------------------------------------------------- */
 
+static void write_gc_json(FILE *f, const struct vms_gc_stats *st)
+{
+    fprintf(f,
+            "{\"objects_before\":%llu,\"objects_kept\":%llu,\"objects_dropped\":%llu,"
+            "\"packs_before\":%llu,\"packs_kept\":%llu,\"packs_rewritten\":%llu,"
+            "\"packs_removed\":%llu,\"bytes_before\":%llu,\"bytes_kept\":%llu,"
+            "\"bytes_freed\":%llu}\n",
+            (unsigned long long)st->objects_before, (unsigned long long)st->objects_kept,
+            (unsigned long long)st->objects_dropped, (unsigned long long)st->packs_before,
+            (unsigned long long)st->packs_kept, (unsigned long long)st->packs_rewritten,
+            (unsigned long long)st->packs_removed, (unsigned long long)st->bytes_before,
+            (unsigned long long)st->bytes_kept, (unsigned long long)st->bytes_freed);
+}
+
+static uint64_t tenths_of_mib(uint64_t bytes) { return (bytes * 10 + (1u << 19)) >> 20; }
+
+/* Freed is shown as before minus kept, rounded alike, so the line adds up. */
+static void print_gc_summary(const struct vms_gc_stats *st)
+{
+    uint64_t before = tenths_of_mib(st->bytes_before), kept = tenths_of_mib(st->bytes_kept);
+    uint64_t freed = before > kept ? before - kept : 0;
+    printf("gc: %llu objects: %llu kept, %llu dropped; %llu packs: %llu kept, %llu rewritten, "
+           "%llu removed; %llu.%llu MiB: %llu.%llu MiB kept, %llu.%llu MiB freed\n",
+           (unsigned long long)st->objects_before, (unsigned long long)st->objects_kept,
+           (unsigned long long)st->objects_dropped, (unsigned long long)st->packs_before,
+           (unsigned long long)st->packs_kept, (unsigned long long)st->packs_rewritten,
+           (unsigned long long)st->packs_removed, (unsigned long long)(before / 10),
+           (unsigned long long)(before % 10), (unsigned long long)(kept / 10),
+           (unsigned long long)(kept % 10), (unsigned long long)(freed / 10),
+           (unsigned long long)(freed % 10));
+}
+
 int cmd_gc(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync gc REPO\n"
+        "usage: vmsync gc REPO [--json] [-q]\n"
         "\n"
         "Drops the objects that no version uses and rewrites the packs that held them.\n"
-        "Waits for other vmsync processes using the repository to finish.\n" COMMON_HELP;
+        "Waits for other vmsync processes using the repository to finish.  Refuses a\n"
+        "repository that fails the quick check (vmsync check REPO lists the problems).\n"
+        "The summary counts objects, pack files and bytes (packs, manifests, temporary\n"
+        "files and caches) before, kept and removed; --json prints the same figures,\n"
+        "exact, as JSON.\n" COMMON_HELP;
     struct common c = {0};
     int status = parse_common_only(argc, argv, usage, &c, 1, 1, "gc needs REPO");
     if (status >= 0)
@@ -500,9 +538,153 @@ int cmd_gc(int argc, char **argv)
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
-    printf("gc: kept %llu objects, dropped %llu (%.1f MiB freed); %llu packs rewritten, %llu removed\n",
-           (unsigned long long)st.objects_kept, (unsigned long long)st.objects_dropped,
-           st.bytes_freed / 1048576.0, (unsigned long long)st.packs_rewritten,
-           (unsigned long long)st.packs_removed);
+    if (c.stats_json) {
+        FILE *f = strcmp(c.stats_json, "-") ? fopen(c.stats_json, "w") : stdout;
+        if (!f)
+            return perror(c.stats_json), 6;
+        write_gc_json(f, &st);
+        if (f != stdout)
+            fclose(f);
+    }
+    if (c.quiet)
+        return 0;
+    if (c.json)
+        write_gc_json(stdout, &st);
+    else
+        print_gc_summary(&st);
     return 0;
+}
+
+/* ---- check ------------------------------------------------------------------------- */
+
+struct check_out {
+    struct common *c;
+    uint64_t shown;
+};
+
+static void print_problem_json(const struct vms_problem *p)
+{
+    printf("{\"kind\":\"%s\"", vms_problem_name(p->kind));
+    if (p->image) {
+        fputs(",\"image\":", stdout);
+        vms_json_string(stdout, p->image);
+        printf(",\"version\":%u", p->version);
+    }
+    if (p->object) {
+        fputs(",\"object\":\"", stdout);
+        print_hex(stdout, p->object);
+        putchar('"');
+    }
+    if (p->pack) {
+        fputs(",\"pack\":", stdout);
+        vms_json_string(stdout, p->pack);
+    }
+    fputs(",\"detail\":", stdout);
+    vms_json_string(stdout, p->detail);
+    putchar('}');
+}
+
+static int show_problem(void *ctx, const struct vms_problem *p)
+{
+    struct check_out *o = ctx;
+    cli_progress_clear(&o->c->bar);
+    if (o->c->json) {
+        fputs(o->shown ? ",\n  " : "\n  ", stdout);
+        print_problem_json(p);
+    } else {
+        char line[1600];
+        vms_problem_describe(p, line, sizeof line);
+        vms_put_text(stdout, line); /* names from a damaged catalog are data */
+        putchar('\n');
+    }
+    o->shown++;
+    return 0;
+}
+
+static void print_check_json_end(const struct vms_check_stats *st, uint64_t shown,
+                                 const fsp_error *err, int rc)
+{
+    printf("%s],\n \"healthy\":%s,\"images\":%llu,\"versions\":%llu,\"manifests_read\":%llu,"
+           "\"objects_needed\":%llu,\"objects_indexed\":%llu,\"packs\":%llu,"
+           "\"objects_read\":%llu,\"bytes_read\":%llu,\"problems_found\":%llu,\"seconds\":%.3f",
+           shown ? "\n " : "", !rc && !st->problems ? "true" : "false",
+           (unsigned long long)st->images, (unsigned long long)st->versions,
+           (unsigned long long)st->manifests_read, (unsigned long long)st->objects_needed,
+           (unsigned long long)st->objects_indexed, (unsigned long long)st->packs,
+           (unsigned long long)st->objects_read, (unsigned long long)st->bytes_read,
+           (unsigned long long)st->problems, st->seconds);
+    if (rc) {
+        fputs(",\"error\":", stdout);
+        vms_json_string(stdout, err->msg);
+    }
+    puts("}");
+}
+
+static void print_check_summary(const char *repo, const struct vms_check_stats *st, bool objects)
+{
+    char verdict[64] = "healthy";
+    if (st->problems)
+        snprintf(verdict, sizeof verdict, "%llu problem%s", (unsigned long long)st->problems,
+                 st->problems == 1 ? "" : "s");
+    printf("check: %s: %s: %llu images, %llu versions, %llu manifests read, %llu objects "
+           "needed, %llu indexed in %llu packs",
+           repo, verdict, (unsigned long long)st->images, (unsigned long long)st->versions,
+           (unsigned long long)st->manifests_read, (unsigned long long)st->objects_needed,
+           (unsigned long long)st->objects_indexed, (unsigned long long)st->packs);
+    if (objects)
+        printf(", %llu objects read (%.1f MiB)", (unsigned long long)st->objects_read,
+               st->bytes_read / 1048576.0);
+    printf(" in %.1f s\n", st->seconds);
+}
+
+int cmd_check(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync check REPO [--objects] [--json] [-q]\n"
+        "\n"
+        "Checks the repository: the catalog (SQLite's quick check and the catalog's own\n"
+        "rules), the pack files, every version's manifest (there, intact, readable) and\n"
+        "that every object a version needs is indexed.  Prints each problem, naming the\n"
+        "version, object and pack, then a summary.  Exit status 0 when healthy, 5 when\n"
+        "a problem was found.  Runs beside other vmsync processes; over ssh:// run it\n"
+        "on the server.\n"
+        "\n"
+        "      --objects          also read, decompress and hash every stored object\n"
+        "                         (and run SQLite's full integrity check)\n"
+        "      --json             one JSON object: the problems and the figures\n"
+        "  -q, --quiet            the problems only: no progress, no summary\n" COMMON_HELP;
+    enum { OPT_OBJECTS = 2000 };
+    static const struct option opts[] = {{"objects", no_argument, 0, OPT_OBJECTS}, COMMON_OPTIONS,
+                                         {0, 0, 0, 0}};
+    struct common c = {0};
+    struct vms_check_opts o = {0};
+    int opt, why;
+    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
+        if (opt == OPT_OBJECTS)
+            o.objects = true;
+        else if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        else if ((why = common_option(&c, opt, usage)) != 0)
+            return option_failed(why, usage, argv);
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error(usage, "%s", "check needs REPO");
+    common_start(&c, argv[optind]);
+    struct check_out out = {&c, 0};
+    struct vms_check_stats st;
+    fsp_error err = {0};
+    if (c.json) {
+        fputs("{\"repository\":", stdout);
+        vms_json_string(stdout, argv[optind]);
+        fputs(",\"problems\":[", stdout);
+    }
+    int rc = vms_check(&c.s, &o, show_problem, &out, &st, &err);
+    cli_progress_clear(&c.bar);
+    if (c.json)
+        print_check_json_end(&st, out.shown, &err, rc);
+    else if (!rc && !c.quiet)
+        print_check_summary(argv[optind], &st, o.objects);
+    if (rc)
+        return cli_report(&err);
+    return st.problems ? 5 : 0;
 }

@@ -164,6 +164,14 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
     return DISPATCH(audit, action, image, version, detail, err);
 }
 
+int vms_repo_check(vms_repo *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
+                   struct vms_check_stats *stats, fsp_error *err)
+{
+    if (r->remote)
+        return local_only(r, "check", err);
+    return vms_local_check(r->local, o, h, stats, err);
+}
+
 int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     return DISPATCH(gc, stats, err);

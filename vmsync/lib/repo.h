@@ -162,8 +162,23 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
 
 /* Drops objects that no version's manifest uses (vms_manifest_objects), rewriting packs that hold
  * garbage.  Takes the repository's exclusive lock; writers hold it shared, so
- * gc waits for them and they wait for gc. */
+ * gc waits for them and they wait for gc.  Under that lock it first runs the
+ * quick check, and refuses (FSP_EK_CORRUPT) when it finds a problem. */
 int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+
+/* ---- checking ---------------------------------------------------------------- */
+
+/* Local repositories: vms_check's work (see vmsync.h) on an open handle.
+ * PROGRESS (may be NULL) hears the phases "manifests" (bytes of manifest
+ * files) and "objects" (stored bytes); a non-zero return cancels. */
+struct vms_check_hooks {
+    vms_problem_cb problem;
+    void *problem_ctx;
+    vms_progress_cb progress;
+    void *progress_ctx;
+};
+int vms_repo_check(vms_repo *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
+                   struct vms_check_stats *stats, fsp_error *err);
 
 /* Local repositories: a directory for caches that gc may empty at any time
  * (REPO/cache/SUB, created), written to PATH. */

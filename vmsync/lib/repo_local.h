@@ -1,6 +1,6 @@
 /* Internals of the local-directory repository, shared by catalog.c (the handle,
- * SQLite, versions, leases, audit, manifests) and store.c (packs, the object
- * index, gc).  Private to those two files.
+ * SQLite, versions, leases, audit, manifests), store.c (packs, the object
+ * index, gc) and check.c (the repository check).  Private to those files.
  *
  * Locking: every handle holds a shared flock on REPO/lock for its whole
  * lifetime, and gc converts its own handle's lock to exclusive.  So gc runs only
@@ -100,6 +100,8 @@ int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err);
 int vms_local_audit(vms_local *r, const char *action, const char *image, uint32_t version,
                     const char *detail, fsp_error *err);
 int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err);
+int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
+                    struct vms_check_stats *stats, fsp_error *err);
 int vms_local_cache_dir(vms_local *r, const char *sub, char *path, size_t len, fsp_error *err);
 
 /* ---- catalog.c ---- */
@@ -125,6 +127,8 @@ void vms_store_close(vms_local *r);
 
 /* ---- small helpers (store.c) ---- */
 char *vms_local_join(const vms_local *r, const char *rel); /* malloc'd "PATH/REL" */
+/* "pack-" 32 lowercase hex digits ".pack": the only names a pack row may hold. */
+bool vms_is_pack_name(const char *name);
 /* -EIO on a short read (the file ended). */
 
 #endif

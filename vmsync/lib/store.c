@@ -162,7 +162,7 @@ void vms_keyset_free(struct vms_keyset *ks)
 
 /* ---- the pack file descriptor cache -------------------------------------- */
 
-static bool is_pack_name(const char *name)
+bool vms_is_pack_name(const char *name)
 {
     if (strlen(name) != PACK_NAME_LEN || strncmp(name, "pack-", 5) != 0 ||
         strcmp(name + PACK_NAME_LEN - 5, ".pack") != 0)
@@ -586,8 +586,8 @@ static int locate_indexed(vms_local *r, const uint8_t *hash, struct location *lo
     const char *name = (const char *)sqlite3_column_text(st, 1);
     int64_t offset = sqlite3_column_int64(st, 2), stored = sqlite3_column_int64(st, 3),
             len = sqlite3_column_int64(st, 4);
-    bool sane = id > 0 && name && is_pack_name(name) && offset >= VMS_PACK_HEADER_LEN && len >= 0 &&
-                len <= VMS_OBJECT_MAX && stored >= 0 &&
+    bool sane = id > 0 && name && vms_is_pack_name(name) && offset >= VMS_PACK_HEADER_LEN &&
+                len >= 0 && len <= VMS_OBJECT_MAX && stored >= 0 &&
                 (uint64_t)stored <= ZSTD_compressBound(VMS_OBJECT_MAX);
     int rc = 0;
     if (sane) {
@@ -818,7 +818,7 @@ static int load_packs(vms_local *r, struct pack_row **out, size_t *n, fsp_error 
     int s = SQLITE_DONE;
     while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 1);
-        if (!name || !is_pack_name(name)) {
+        if (!name || !vms_is_pack_name(name)) {
             rc = fsp_fail(err, FSP_EK_CORRUPT, -EUCLEAN, "%s: catalog: bad pack name", r->path);
             break;
         }
@@ -889,18 +889,6 @@ static int load_pack_objects(vms_local *r, int64_t pack_id, const struct vms_key
     return rc;
 }
 
-/* The size of packs/NAME, 0 when it is gone. */
-static uint64_t pack_file_size(vms_local *r, const char *name)
-{
-    char rel[PACK_NAME_LEN + 8];
-    snprintf(rel, sizeof rel, "packs/%s", name);
-    char *path = vms_local_join(r, rel);
-    struct stat st;
-    uint64_t size = path && stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-    free(path);
-    return size;
-}
-
 static void unlink_pack(vms_local *r, const char *name)
 {
     char rel[PACK_NAME_LEN + 8];
@@ -912,7 +900,7 @@ static void unlink_pack(vms_local *r, const char *name)
 }
 
 /* Every object of the pack is garbage: forget it, then delete the file. */
-static int drop_pack(vms_local *r, const struct pack_row *p, size_t n, struct vms_gc_stats *stats,
+static int drop_pack(vms_local *r, const struct pack_row *p, struct vms_gc_stats *stats,
                      fsp_error *err)
 {
     int rc = vms_repo_begin(r, err);
@@ -927,10 +915,8 @@ static int drop_pack(vms_local *r, const struct pack_row *p, size_t n, struct vm
     rc = vms_repo_commit(r, err);
     if (rc)
         return rc;
-    stats->bytes_freed += pack_file_size(r, p->name);
     unlink_pack(r, p->name);
     stats->packs_removed++;
-    stats->objects_dropped += n;
     return 0;
 }
 
@@ -949,11 +935,10 @@ static int copy_record(vms_local *r, int fd, const char *pack, const struct obje
  * there and forget the old pack in one transaction, then delete its file.  A
  * crash in between leaves an unindexed pack for the next gc. */
 static int rewrite_pack(vms_local *r, const struct pack_row *p, const struct object_row *objs,
-                        size_t n, size_t n_live, struct vms_gc_stats *stats, fsp_error *err)
+                        size_t n, struct vms_gc_stats *stats, fsp_error *err)
 {
     int fd;
     int rc = pack_fd(r, p->id, p->name, NULL, &fd, err);
-    uint64_t old_size = pack_file_size(r, p->name), new_size = 0;
     if (!rc)
         rc = open_pack_start(r, err);
     for (size_t i = 0; !rc && i < n; i++)
@@ -964,16 +949,12 @@ static int rewrite_pack(vms_local *r, const struct pack_row *p, const struct obj
         rc = publish_pack(r, name, err);
     if (!rc)
         rc = index_pack(r, name, p->id, err);
-    new_size = r->pack.size;
     open_pack_discard(r);
     pack_fds_close(r);
     if (rc)
         return rc;
     unlink_pack(r, p->name);
     stats->packs_rewritten++;
-    stats->objects_kept += n_live;
-    stats->objects_dropped += n - n_live;
-    stats->bytes_freed += old_size > new_size ? old_size - new_size : 0;
     return 0;
 }
 
@@ -983,12 +964,9 @@ static int sweep_pack(vms_local *r, const struct pack_row *p, const struct vms_k
     struct object_row *objs;
     size_t n, n_live;
     int rc = load_pack_objects(r, p->id, live, &objs, &n, &n_live, err);
-    if (!rc && n > 0 && n_live == n)
-        stats->objects_kept += n;
-    else if (!rc && n_live == 0)
-        rc = drop_pack(r, p, n, stats, err);
-    else if (!rc)
-        rc = rewrite_pack(r, p, objs, n, n_live, stats, err);
+    bool kept_whole = n > 0 && n_live == n;
+    if (!rc && !kept_whole)
+        rc = n_live == 0 ? drop_pack(r, p, stats, err) : rewrite_pack(r, p, objs, n, stats, err);
     free(objs);
     return rc;
 }
@@ -1041,19 +1019,14 @@ static bool older_than(const struct stat *st, const struct timespec *t)
            (st->st_mtim.tv_sec == t->tv_sec && st->st_mtim.tv_nsec <= t->tv_nsec);
 }
 
-static void remove_file(int dir, const char *name, const struct stat *st,
-                        struct vms_gc_stats *stats)
-{
-    if (unlinkat(dir, name, 0) == 0)
-        stats->bytes_freed += (uint64_t)st->st_size;
-}
+static bool remove_file(int dir, const char *name) { return unlinkat(dir, name, 0) == 0; }
 
 /* A pack that no catalog row names: a writer died between rename and index. */
 static int remove_if_unindexed(vms_local *r, int dir, const char *name, const struct stat *st,
                                void *ctx, struct vms_gc_stats *stats, fsp_error *err)
 {
     const struct timespec *start = ctx;
-    if (!is_pack_name(name) || !older_than(st, start))
+    if (!vms_is_pack_name(name) || !older_than(st, start))
         return 0;
     sqlite3_stmt *q;
     int rc = vms_repo_prepare(r, "SELECT 1 FROM packs WHERE name = ?1", &q, err);
@@ -1062,10 +1035,8 @@ static int remove_if_unindexed(vms_local *r, int dir, const char *name, const st
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     int s = sqlite3_step(q);
     sqlite3_finalize(q);
-    if (s == SQLITE_DONE) {
-        remove_file(dir, name, st, stats);
+    if (s == SQLITE_DONE && remove_file(dir, name))
         stats->packs_removed++;
-    }
     return s == SQLITE_ROW || s == SQLITE_DONE ? 0
                                                : vms_repo_db_fail(r, s, "looking up a pack", err);
 }
@@ -1097,14 +1068,14 @@ static int remove_if_unused(vms_local *r, int dir, const char *name, const struc
     uint8_t id[FSP_SHA256_LEN];
     if (parse_manifest_name(name, id) && !vms_keyset_find(m->used, id, NULL) &&
         older_than(st, m->start))
-        remove_file(dir, name, st, stats);
+        remove_file(dir, name);
     return 0;
 }
 
 static int remove_leftover(vms_local *r, int dir, const char *name, const struct stat *st, void *ctx,
                            struct vms_gc_stats *stats, fsp_error *err)
 {
-    remove_file(dir, name, st, stats);
+    remove_file(dir, name);
     return 0;
 }
 
@@ -1146,6 +1117,113 @@ static void empty_cache(vms_local *r, const char *sub)
     closedir(d);
 }
 
+/* What gc's figures count, in the store itself rather than by gc's own tally,
+ * so that they add up whatever gc met. */
+struct store_count {
+    uint64_t objects, packs, bytes;
+};
+
+static void add_dir_usage(vms_local *r, const char *sub, struct store_count *c)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", r->path, sub);
+    DIR *d = opendir(path);
+    if (!d)
+        return; /* the caches may not exist */
+    struct dirent *de;
+    struct stat st;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode)) {
+            c->bytes += (uint64_t)st.st_size;
+            c->packs += !strcmp(sub, "packs") && vms_is_pack_name(de->d_name);
+        }
+    closedir(d);
+}
+
+static int count_store(vms_local *r, struct store_count *c, fsp_error *err)
+{
+    static const char *const dirs[] = {"packs", "manifests", "tmp", "cache/segments", "cache/tmp"};
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
+        add_dir_usage(r, dirs[i], c);
+    sqlite3_stmt *st;
+    int rc = vms_repo_prepare(r, "SELECT COUNT(*) FROM objects", &st, err);
+    if (rc)
+        return rc;
+    int s = sqlite3_step(st);
+    c->objects = s == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return s == SQLITE_ROW ? 0 : vms_repo_db_fail(r, s, "counting objects", err);
+}
+
+static uint64_t less(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+static void fill_gc_stats(struct vms_gc_stats *s, const struct store_count *before,
+                          const struct store_count *after)
+{
+    s->objects_before = before->objects;
+    s->objects_kept = after->objects;
+    s->objects_dropped = less(before->objects, after->objects);
+    s->packs_before = before->packs;
+    s->packs_kept = less(before->packs, s->packs_rewritten + s->packs_removed);
+    s->bytes_before = before->bytes;
+    s->bytes_kept = after->bytes;
+    s->bytes_freed = less(before->bytes, after->bytes);
+}
+
+/* The problems that make gc unsafe, and the first of them. */
+struct gc_blockers {
+    uint64_t n;
+    char first[400];
+};
+
+/* A dangling lease does not change what gc would keep. */
+static int note_blocker(void *ctx, const struct vms_problem *p)
+{
+    struct gc_blockers *b = ctx;
+    if (p->kind == VMS_PROBLEM_LEASE)
+        return 0;
+    if (!b->n++)
+        vms_problem_describe(p, b->first, sizeof b->first);
+    return 0;
+}
+
+/* Deleting by the picture a damaged catalog gives would lose what it does
+ * not show: gc runs only on a repository that passes the quick check. */
+static int refuse_unless_healthy(vms_local *r, fsp_error *err)
+{
+    struct gc_blockers b = {0};
+    struct vms_check_opts quick = {.objects = false};
+    struct vms_check_hooks h = {.problem = note_blocker, .problem_ctx = &b};
+    struct vms_check_stats cs;
+    int rc = vms_local_check(r, &quick, &h, &cs, err);
+    if (rc || !b.n)
+        return rc;
+    return fsp_fail(err, FSP_EK_CORRUPT, -EUCLEAN,
+                    "%s: gc refused: the repository fails its check with %llu problem%s (%s); "
+                    "run 'vmsync check %s' to see them all",
+                    r->path, (unsigned long long)b.n, b.n == 1 ? "" : "s", b.first, r->path);
+}
+
+static int checked_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
+{
+    struct store_count before, after;
+    int rc = refuse_unless_healthy(r, err);
+    if (!rc)
+        rc = count_store(r, &before, err);
+    if (!rc)
+        rc = collect_garbage(r, stats, err);
+    if (!rc) {
+        empty_cache(r, "segments"); /* they may hold dropped objects */
+        empty_cache(r, "tmp");
+        rc = count_store(r, &after, err);
+    }
+    if (!rc)
+        fill_gc_stats(stats, &before, &after);
+    return rc;
+}
+
 int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     memset(stats, 0, sizeof *stats);
@@ -1163,11 +1241,7 @@ int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
     if (rc)
         return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot lock: %s", r->path, strerror(-rc));
     pack_fds_close(r);
-    rc = collect_garbage(r, stats, err);
-    if (!rc) {
-        empty_cache(r, "segments"); /* they may hold dropped objects */
-        empty_cache(r, "tmp");
-    }
+    rc = checked_gc(r, stats, err);
     int relock = flock_retry(r->lock_fd, LOCK_SH);
     if (!rc && relock)
         rc = fsp_fail(err, FSP_EK_IO, relock, "%s: cannot lock: %s", r->path, strerror(-relock));

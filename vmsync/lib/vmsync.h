@@ -228,10 +228,72 @@ typedef int (*vms_version_cb)(void *ctx, const struct vms_version *v);
 /* Every version of NAME (of every image when NULL), oldest first. */
 int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
 
+/* gc's figures add up: kept + dropped = before for objects (rows of the
+ * index), kept + rewritten + removed = before for pack files, and kept + freed
+ * = before for bytes (every file under packs/, manifests/, tmp/ and the caches
+ * gc empties), each counted in the store before and after. */
 struct vms_gc_stats {
-    uint64_t objects_kept, objects_dropped, bytes_freed, packs_rewritten, packs_removed;
+    uint64_t objects_before, objects_kept, objects_dropped;
+    uint64_t packs_before, packs_kept, packs_rewritten, packs_removed;
+    uint64_t bytes_before, bytes_kept, bytes_freed;
 };
+/* Refuses (FSP_EK_CORRUPT) a repository that fails the quick check
+ * (vms_check without objects; VMS_PROBLEM_LEASE aside): deleting by an
+ * incomplete picture loses data. */
 int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err);
+
+/* ---- checking a repository (fsck) --------------------------------------------
+ * The quick check: the catalog (SQLite's quick_check, and its own rules:
+ * versions numbered 1, 2, ... each with its parent, leases on existing
+ * versions, index rows in existing packs of the size the catalog records),
+ * every version's manifest (present, its SHA-256 its name, every record
+ * readable), and every object a version needs (vms_manifest_needed) indexed.
+ * With OBJECTS, SQLite's full integrity_check, and every indexed object is
+ * read, decompressed and hashed.  Local repositories only: over ssh:// it is
+ * refused (run it on the server). */
+enum vms_problem_kind {
+    VMS_PROBLEM_CATALOG = 1, /* SQLite's check, or a row that breaks the catalog's rules */
+    VMS_PROBLEM_MANIFEST,    /* a version's manifest is missing, damaged or unreadable */
+    VMS_PROBLEM_MISSING,     /* an object a version needs is not in the index */
+    VMS_PROBLEM_PACK,        /* a pack file is missing, or not the size the catalog says */
+    VMS_PROBLEM_OBJECT,      /* a stored object does not read back (OBJECTS only) */
+    VMS_PROBLEM_VERSION,     /* a version that cannot be exported, after its other problems */
+    VMS_PROBLEM_LEASE,       /* a lease on an image or version that does not exist: reported,
+                              * but harmless to the content, so gc goes on */
+};
+const char *vms_problem_name(enum vms_problem_kind kind); /* "catalog", "manifest", ... */
+
+/* One problem; the pointers are valid during the callback only, and are NULL
+ * when the problem concerns no version, object or pack. */
+struct vms_problem {
+    enum vms_problem_kind kind;
+    const char *image;     /* with VERSION */
+    uint32_t version;
+    const uint8_t *object; /* FSP_SHA256_LEN bytes */
+    const char *pack;      /* a pack file's name */
+    const char *detail;    /* what is wrong, one line */
+};
+typedef int (*vms_problem_cb)(void *ctx, const struct vms_problem *p);
+/* One line: "KIND: IMAGE@VERSION, object HEX, PACK: DETAIL" (the parts there
+ * are), names as they are: print it with vms_put_text. */
+void vms_problem_describe(const struct vms_problem *p, char *out, size_t len);
+
+struct vms_check_opts {
+    bool objects;          /* read and hash every stored object too */
+};
+struct vms_check_stats {
+    uint64_t images, versions, manifests_read, objects_needed, objects_indexed, packs;
+    uint64_t objects_read, bytes_read; /* OBJECTS: as stored */
+    uint64_t problems;
+    double seconds;
+};
+/* Calls CB (may be NULL) for each problem found, and returns 0 when the check
+ * ran, whatever it found (STATS->problems counts it; a catalog SQLite cannot
+ * read is one, and ends the check).  An error (I/O, memory, a cancel from the
+ * session's progress callback) stops the check after the problems reported so
+ * far.  A non-zero return from CB stops it too, and is returned. */
+int vms_check(const struct vms_session *s, const struct vms_check_opts *o, vms_problem_cb cb,
+              void *ctx, struct vms_check_stats *stats, fsp_error *err);
 
 struct vms_import_opts {
     const char *image, *name, *message;
