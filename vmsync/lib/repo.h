@@ -142,14 +142,16 @@ struct vms_lease {
     int64_t since;
 };
 
-/* Takes the lease on IMAGE for this client at VERSION.  Held by another host:
- * refused (FSP_EK_CONFLICT, naming the holder, host and since when) unless STEAL,
- * which takes it over and writes the theft to the audit log.  Held by this
- * host already: updated. */
+/* Takes the lease on IMAGE for this client at VERSION.  The holder is a user
+ * and a host together.  Held by anyone else: refused (FSP_EK_CONFLICT, naming
+ * the holder, host and since when) unless STEAL, which takes it over and
+ * writes the theft to the audit log.  Held by this user and host already:
+ * updated. */
 int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool steal, fsp_error *err);
 /* *FOUND is false when nobody holds IMAGE. */
 int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
                        fsp_error *err);
+/* Only the holder releases: anyone else's lease is FSP_EK_CONFLICT. */
 int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err);
 
 /* ---- audit log ------------------------------------------------------------ */

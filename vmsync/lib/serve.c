@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,29 @@ static int reply(struct request *q, uint8_t type, struct vms_wbuf *b)
 static int denied_read_only(struct request *q)
 {
     return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
-                    "%s: this key may only check out (the agent runs with --read-only)", q->a->path);
+                    "%s: this key may only read: export, log, manifests (the agent runs with "
+                    "--read-only)", q->a->path);
+}
+
+/* The host the repository handle was opened as: what leases record. */
+static const char *client_host(const struct agent *a)
+{
+    return a->client_host[0] ? a->client_host : "unknown";
+}
+
+/* The audit log holds what the agent saw, in its own words: the user is its
+ * --user, and no text the client sends becomes part of an entry. */
+static int record(struct request *q, const char *action, const char *image, uint32_t version,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int record(struct request *q, const char *action, const char *image, uint32_t version,
+                  const char *fmt, ...)
+{
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return vms_repo_audit(q->a->repo, action, image, version, detail, q->err);
 }
 
 /* A temporary file in the repository's cache: PATH gets its name. */
@@ -143,8 +166,7 @@ static int on_open(struct request *q)
         return malformed(q, VMS_M_OPEN);
     int rc = resolve(q, a->path, full);
     if (!rc)
-        rc = vms_repo_open(full, a->o->user, a->client_host[0] ? a->client_host : "unknown", NULL,
-                           &a->repo, q->err);
+        rc = vms_repo_open(full, a->o->user, client_host(a), NULL, &a->repo, q->err);
     if (!rc && a->o->cache_max &&
         vms_repo_cache_dir(a->repo, "segments", a->cache, sizeof a->cache, q->err))
         a->cache[0] = 0; /* no cache is slower, not wrong */
@@ -198,7 +220,13 @@ static int on_lease_take(struct request *q)
     bool steal = vms_get_u8(q->body) != 0;
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_LEASE_TAKE);
+    if (q->a->o->read_only)
+        return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
+                        "%s: this key may only read, and a checkout takes a lease: use vmsync "
+                        "export (the agent runs with --read-only)", q->a->path);
     int rc = vms_repo_lease_take(q->a->repo, image, version, steal, q->err);
+    if (!rc)
+        rc = record(q, "checkout", image, version, "lease taken");
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
@@ -229,7 +257,9 @@ static int on_lease_release(struct request *q)
     vms_get_strbuf(q->body, image, sizeof image);
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_LEASE_RELEASE);
-    int rc = vms_repo_lease_release(q->a->repo, image, q->err);
+    if (q->a->o->read_only)
+        return denied_read_only(q);
+    int rc = vms_repo_lease_release(q->a->repo, image, q->err); /* the holder's only */
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
@@ -242,7 +272,23 @@ static int on_audit(struct request *q)
     vms_get_strbuf(q->body, detail, sizeof detail);
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_AUDIT);
-    int rc = vms_repo_audit(q->a->repo, action, image, version, detail, q->err);
+    static const char *const known[] = {"checkout", "checkin", "import", "export"};
+    size_t i = 0;
+    while (i < sizeof known / sizeof *known && strcmp(action, known[i]))
+        i++;
+    if (i == sizeof known / sizeof *known)
+        return fsp_fail(q->err, FSP_EK_USAGE, -EINVAL, "%s: no audit action named '%s'",
+                        q->a->path, action);
+    /* Checkouts, check-ins and imports were recorded as they happened; an
+     * export is news, but only once the version is known to exist.  A
+     * read-only key leaves the catalog as it was. */
+    int rc = 0;
+    struct vms_version v;
+    if (!strcmp(action, "export") && !q->a->o->read_only)
+        rc = vms_repo_version(q->a->repo, image, version, &v, q->err);
+    if (!rc && !strcmp(action, "export") && !q->a->o->read_only)
+        rc = record(q, "export", v.image, v.number, "%llu objects sent",
+                    (unsigned long long)q->a->stats->objects_sent);
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
@@ -643,6 +689,22 @@ static int check_complete(struct request *q, const uint8_t manifest[FSP_SHA256_L
     return rc;
 }
 
+/* Recording a check-in ends its lease, so nobody records one over a lease
+ * someone else holds.  No lease at all is add_version's to judge: a check-in
+ * that lost a race hears which version won. */
+static int check_holder(struct request *q, const char *image)
+{
+    struct vms_lease l;
+    bool found = false;
+    const struct agent *a = q->a;
+    int rc = vms_repo_lease_get(a->repo, image, &l, &found, q->err);
+    if (!rc && found && (strcmp(l.user, a->o->user) || strcmp(l.host, client_host(a))))
+        rc = fsp_fail(q->err, FSP_EK_CONFLICT, -EPERM,
+                      "%s is checked out by %s@%s (version %u), not by %s@%s; nothing was "
+                      "recorded", image, l.user, l.host, l.version, a->o->user, client_host(a));
+    return rc;
+}
+
 static int on_add_version(struct request *q)
 {
     char image[256], message[1024];
@@ -658,12 +720,21 @@ static int on_add_version(struct request *q)
     if (q->a->o->read_only)
         return denied_read_only(q);
     uint32_t number = 0;
-    int rc = check_complete(q, manifest);
+    int rc = parent ? check_holder(q, image) : 0;
+    if (!rc)
+        rc = check_complete(q, manifest);
     if (!rc)
         rc = vms_repo_add_version(q->a->repo, image, parent, manifest, digest, size, message,
                                   &number, q->err);
     if (rc)
         return rc;
+    /* The version stands whatever happens to its audit entry: the client
+     * must hear its number. */
+    fsp_error audit_err;
+    struct request noted = *q;
+    noted.err = &audit_err;
+    record(&noted, parent ? "checkin" : "import", image, number, "parent %u, %llu objects received",
+           parent, (unsigned long long)q->a->stats->objects_received);
     struct vms_wbuf b = {0};
     vms_put_varint(&b, number);
     return reply(q, VMS_M_NUMBER, &b);

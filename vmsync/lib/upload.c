@@ -150,10 +150,13 @@ static int checked_out_version(struct vms_ctx *c, const char *name, uint32_t *ve
     if (!found)
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
                         "%s is not checked out (no lease): check it out before checking it in", name);
-    if (strcmp(lease.host, c->host))
+    /* Remotely the agent names the user (its --user) and checks it itself. */
+    bool remote = vms_repo_is_remote(c->s->repo);
+    if (strcmp(lease.host, c->host) || (!remote && strcmp(lease.user, c->user)))
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
-                        "%s is checked out by %s@%s (version %u), not by this host (%s)", name,
-                        lease.user, lease.host, lease.version, c->host);
+                        "%s is checked out by %s@%s (version %u), not by %s (%s)", name,
+                        lease.user, lease.host, lease.version, remote ? "this host" : c->user,
+                        c->host);
     *version = lease.version;
     return 0;
 }
