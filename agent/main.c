@@ -39,6 +39,8 @@ static const char usage[] =
     "  -h, --help         this text\n"
     "  --version\n"
     "\n"
+    "Errors name repositories by their path under DIR, never DIR itself.\n"
+    "\n"
     "exit status: 0 when the session ended normally, 1 on a failure (written to\n"
     "standard error, which the client shows), 2 on bad options.\n";
 

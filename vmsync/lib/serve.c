@@ -10,6 +10,7 @@
 #include "repo.h"
 #include "xfer.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -742,6 +743,45 @@ static int on_add_version(struct request *q)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
+/* Replaces ROOT in MSG by the path relative to it ("ROOT/a/b" is "a/b",
+ * "ROOT" alone is "."): where the repositories live is not the client's
+ * business.  A longer name that merely starts like ROOT is left alone. */
+static void hide_root(char *msg, size_t cap, const char *root)
+{
+    size_t rl = strlen(root);
+    while (rl > 1 && root[rl - 1] == '/')
+        rl--;
+    if (rl <= 1)
+        return; /* root "/": every path is already relative to it */
+    char out[sizeof ((fsp_error *)0)->msg];
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 2 < sizeof out;) {
+        char next = p[rl];
+        bool name_goes_on = next && next != '/' && (isalnum((unsigned char)next) ||
+                                                   strchr("._-+~", next));
+        if (strncmp(p, root, rl) != 0 || name_goes_on) {
+            out[o++] = *p++;
+            continue;
+        }
+        p += rl;
+        if (*p == '/')
+            p++;
+        else
+            out[o++] = '.';
+    }
+    out[o] = 0;
+    snprintf(msg, cap, "%s", out);
+}
+
+/* Every error text that leaves the agent (as ERROR, or on its standard error,
+ * which the client shows) goes through here. */
+static void hide_roots(const struct agent *a, fsp_error *err)
+{
+    hide_root(err->msg, sizeof err->msg, a->root);
+    if (a->o->root[0] == '/')
+        hide_root(err->msg, sizeof err->msg, a->o->root); /* as given, symlinks and all */
+}
+
 typedef int (*handler)(struct request *q);
 
 static handler handler_for(const struct agent *a, uint8_t type)
@@ -785,6 +825,7 @@ static int serve_loop(struct agent *a, fsp_error *err)
         }
         if (!rc)
             continue;
+        hide_roots(a, err);
         fsp_error send_err; /* when even this fails, the session is over anyway */
         if (vms_conn_send_error(&a->conn, err, &send_err) || q.fatal)
             return rc;
@@ -876,8 +917,8 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
 {
     struct agent a = {.o = o, .in_fd = in_fd, .out_fd = out_fd, .stats = stats};
     memset(stats, 0, sizeof *stats);
-    if (!realpath(o->root, a.root))
-        return fsp_fail(err, FSP_EK_OPEN, -errno, "%s: %s", o->root, strerror(errno));
+    if (!realpath(o->root, a.root)) /* the client sees this: no path */
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "the agent's --root: %s", strerror(errno));
     a.conn = (struct vms_conn){.send = fd_send, .recv = fd_recv, .io = &a, .peer = "the client"};
     int rc = serve_loop(&a, err);
     if (a.repo)
@@ -888,5 +929,7 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
     stats->wire_in = a.conn.wire_in;
     stats->wire_out = a.conn.wire_out;
     vms_conn_free(&a.conn);
+    if (rc)
+        hide_roots(&a, err);
     return rc;
 }

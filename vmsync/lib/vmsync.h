@@ -157,8 +157,9 @@ struct vms_stats {
 /* ---- serving a repository (vmsync-agent) -------------------------------------
  * Answers one client's requests (docs/protocol.md) read from IN_FD, replies
  * on OUT_FD, until the client hangs up.  Only repositories under ROOT are
- * served.  USER stands for the client in leases and the audit log: a lease is
- * the client's only when it holds USER and the host the client names. */
+ * served, and no error text shows ROOT.  USER stands for the client in leases
+ * and the audit log: a lease is the client's only when it holds USER and the
+ * host the client names. */
 struct vms_serve_opts {
     const char *root;
     const char *user;
