@@ -50,6 +50,10 @@ void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out);
 /* Where a remote handle reports the progress of sending objects (phase
  * "send"); local handles have nothing to report. */
 void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx);
+/* Long local work between requests calls this now and then: a remote handle
+ * keeps the link and the agent's session alive (the agent ends a session
+ * that says nothing for its --idle-timeout).  Never during a request. */
+int vms_repo_keep_alive(vms_repo *r, fsp_error *err);
 
 /* ---- objects --------------------------------------------------------------
  * Objects are byte strings keyed by the SHA-256 of their content.  They are
@@ -163,9 +167,14 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
 /* ---- garbage collection --------------------------------------------------- */
 
 /* Drops objects that no version's manifest uses (vms_manifest_objects), rewriting packs that hold
- * garbage.  Takes the repository's exclusive lock; writers hold it shared, so
- * gc waits for them and they wait for gc. */
+ * garbage.  Takes the repository's exclusive lock; every other handle holds it
+ * shared, so gc waits for them and they wait for gc.  gc waits at most the
+ * handle's gc wait (vms_repo_gc_wait), then fails with FSP_EK_CONFLICT naming
+ * the processes that hold the repository open, having changed nothing. */
 int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+#define VMS_GC_WAIT_DEFAULT 60
+/* Seconds gc waits for other handles (local repositories); 0: the default. */
+void vms_repo_gc_wait(vms_repo *r, unsigned seconds);
 
 /* Local repositories: a directory for caches that gc may empty at any time
  * (REPO/cache/SUB, created), written to PATH. */

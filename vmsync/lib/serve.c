@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -813,6 +814,10 @@ static int serve_loop(struct agent *a, fsp_error *err)
         uint8_t type;
         struct vms_rbuf body;
         int rc = vms_conn_recv(&a->conn, &type, &body, err);
+        if (rc == -ETIMEDOUT) { /* idle: a client that comes back hears why */
+            fsp_error ignored;
+            vms_conn_send_error(&a->conn, err, &ignored);
+        }
         if (rc)
             return rc == -ENODATA ? 0 : rc; /* -ENODATA: the client hung up between requests */
         a->stats->requests++;
@@ -834,11 +839,30 @@ static int serve_loop(struct agent *a, fsp_error *err)
 
 /* ---- the session ----------------------------------------------------------------------- */
 
+/* Waits until the client has something to say, or the idle timeout ends the
+ * session: an idle session holds the repository open, and gc waits for it. */
+static int wait_for_client(const struct agent *a, fsp_error *err)
+{
+    struct pollfd p = {.fd = a->in_fd, .events = POLLIN};
+    int ms = a->o->idle_timeout ? (int)(a->o->idle_timeout * 1000) : -1;
+    int n;
+    while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    if (n == 0)
+        return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
+                        "the client sent nothing for %u s: session closed (the agent's "
+                        "--idle-timeout)", a->o->idle_timeout);
+    return 0; /* ready, or an error that read will report */
+}
+
 static int fd_recv(void *io, void *buf, size_t n, fsp_error *err)
 {
     const struct agent *a = io;
     size_t done = 0;
     while (done < n) {
+        int rc = wait_for_client(a, err);
+        if (rc)
+            return rc;
         ssize_t got = read(a->in_fd, (uint8_t *)buf + done, n - done);
         if (got < 0 && errno == EINTR)
             continue;

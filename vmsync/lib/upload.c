@@ -239,8 +239,10 @@ int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *e
     struct vms_ctx c;
     memset(stats, 0, sizeof *stats);
     int rc = vms_ctx_open(&c, s, NULL, err);
-    if (!rc)
+    if (!rc) {
+        vms_repo_gc_wait(c.repo, s->gc_wait);
         rc = vms_repo_gc(c.repo, stats, err);
+    }
     vms_ctx_close(&c);
     return rc;
 }
