@@ -79,13 +79,13 @@ as "$T/reader_key" laptop-w "$T/ro-ci" checkin "$URL" t "$img" -q
 expect "$T/ro-ci" 12 "may only read"
 
 info "a read-only key: crafted requests"
-py - "$VMSYNC_AGENT" "$SRV" >"$T/ro-crafted.out" 2>&1 <<'EOF' || bad "crafted read-only requests: $(tail -c 600 "$T/ro-crafted.out")"
+py - "$VMSYNC_AGENT" "$SRV" "$T/crafted-agents.err" >"$T/ro-crafted.out" 2>&1 <<'EOF' || bad "crafted read-only requests: $(tail -c 600 "$T/ro-crafted.out")"
 import sys
 from agentwire import *
-agent, root = sys.argv[1:]
+agent, root, errfile = sys.argv[1:]
 def session(kind, payload, host='laptop-w'):
     s = Session([agent, '--root', root, '--user', 'tester', '--read-only'], host=host,
-                stderr=subprocess.DEVNULL)
+                stderr=open(errfile, 'a'))
     s.open('repo')
     got = s.ask(kind, payload)
     s.close()
@@ -127,11 +127,12 @@ as "$T/mallory_key" laptop-w "$T/m-ci" checkin "$URL" t "$T/m-ci.img" -q
 expect "$T/m-ci" 8 "checked out by tester@laptop-w.*nothing was recorded"
 n=$(sqlite3 "$DB" "select count(*) from versions")
 ((n == 1)) || bad "mallory's check-in over tester's lease recorded a version ($n versions)"
-py - "$VMSYNC_AGENT" "$SRV" >"$T/m-crafted.out" 2>&1 <<'EOF' || bad "crafted requests by another user: $(tail -c 600 "$T/m-crafted.out")"
+py - "$VMSYNC_AGENT" "$SRV" "$T/crafted-agents.err" >"$T/m-crafted.out" 2>&1 <<'EOF' || bad "crafted requests by another user: $(tail -c 600 "$T/m-crafted.out")"
 import sys
 from agentwire import *
-agent, root = sys.argv[1:]
-s = Session([agent, '--root', root, '--user', 'mallory'], host='laptop-w', stderr=subprocess.DEVNULL)
+agent, root, errfile = sys.argv[1:]
+s = Session([agent, '--root', root, '--user', 'mallory'], host='laptop-w',
+            stderr=open(errfile, 'a'))
 s.open('repo')
 bad = 0
 got, body = s.ask(LEASE_RELEASE, put_str('t'))  # 9: FSP_EK_CONFLICT
@@ -211,6 +212,9 @@ grep -qE '^after [3-9]\.[0-9] s: 65 ' "$T/idle.out" ||
 grep -q 'idle-timeout' "$T/idle.out" || bad "the idle ERROR does not name --idle-timeout: $(cat "$T/idle.out")"
 grep -q '^exit 1' "$T/idle.out" || bad "the idle agent did not exit 1: $(cat "$T/idle.out")"
 vm "$T/gc-free" gc "$REPO" --wait 10
+# the agents run over a pipe: their sanitizer reports, if any, are on their stderr
+! grep -hE 'Sanitizer|runtime error' "$T/crafted-agents.err" "$T/idle.err" ||
+    bad "an agent's sanitizer report (above)"
 ((VM_RC == 0)) || bad "gc after the idle session ended: exit $VM_RC: $(head -c 300 "$T/gc-free.err")"
 vm "$T/gc-bad" gc "$REPO" --wait soon
 ((VM_RC == 2)) || bad "gc --wait soon: exit $VM_RC, expected 2"
