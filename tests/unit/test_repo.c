@@ -711,6 +711,17 @@ static void test_leases(void)
     CHECK(strstr(err.msg, "(version 2); use --steal to take it over") != NULL);
     CHECK_FAILS(vms_repo_lease_release(b, "win11", &err), err, FSP_EK_CONFLICT, "alice@laptop-a");
 
+    /* the holder is a user and a host: naming alice's host is not enough */
+    vms_repo *other;
+    CHECK_OK(vms_repo_open(repo, "mallory", "laptop-a", NULL, &other, &err), err);
+    CHECK_FAILS(vms_repo_lease_take(other, "win11", 1, false, &err), err, FSP_EK_CONFLICT,
+                "win11 is checked out by alice@laptop-a since ");
+    CHECK_FAILS(vms_repo_lease_release(other, "win11", &err), err, FSP_EK_CONFLICT,
+                "not by mallory@laptop-a");
+    vms_repo_close(other);
+    CHECK_OK(vms_repo_lease_get(b, "win11", &l, &found, &err), err);
+    CHECK(found && !strcmp(l.user, "alice") && l.version == 2);
+
     CHECK_OK(vms_repo_lease_take(b, "win11", 1, true, &err), err);
     CHECK(query_int(repo, "SELECT COUNT(*) FROM audit WHERE action = 'steal' AND user = 'bob' "
                           "AND host = 'laptop-b' AND image = 'win11' AND version = 1 "
