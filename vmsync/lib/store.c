@@ -1193,7 +1193,9 @@ static int lock_exclusive(vms_local *r, unsigned wait, fsp_error *err)
             return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot lock: %s", r->path,
                             strerror(errno));
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - start.tv_sec >= (time_t)wait)
+        int64_t waited_ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 +
+                            (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (waited_ms >= (int64_t)wait * 1000)
             break;
         nanosleep(&pause, NULL);
     }
