@@ -102,13 +102,22 @@ crafted = {
     'import': (ADD_VERSION, put_str('new') + put_varint(0) + h + h + put_varint(1) + put_str('m')),
     'put manifest': (PUT_MANIFEST, put_varint(10)),
     'offer': (OFFER, put_varint(1) + h),
+    'stray put end': (PUT_END, put_varint(0)),
+    # the reads it may make
+    'version': (VERSION_REQ, put_str('t') + put_varint(0)),
+    'list': (LIST, b'\1' + put_str('')),
+    'lease get': (LEASE_GET, put_str('t')),
+    'get manifest': (GET_MANIFEST, h),
+    'has': (HAS, put_varint(1) + h),
+    'get': (GET, put_varint(0) + put_varint(0) + put_varint(1) + h),
+    'ping': (PING, b''),
 }
 bad = 0
 for name, (kind, payload) in crafted.items():
     got, body = session(kind, payload)
-    # allowed: a refusal, or an OK that (the dump shows) changed nothing
-    if got not in (ERROR, OK):
-        print('FAIL: %s: reply %r' % (name, got)); bad += 1
+    # any answer will do: the dump shows whether anything changed
+    if got is None:
+        print('FAIL: %s: no reply' % name); bad += 1
     elif got == ERROR and name in ('take', 'steal', 'release') and error(body)[0] != 12:
         print('FAIL: %s: refused as kind %d, expected 12: %s' % ((name,) + error(body))); bad += 1
     print(name, got, error(body) if got == ERROR else '')
