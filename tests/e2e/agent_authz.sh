@@ -9,7 +9,7 @@
 #     the holder's host cannot take it, release it, or check in over it;
 #   - audit entries are the agent's own words: a client cannot write a
 #     "steal" or any text of its own into the log;
-#   - an idle session ends after --idle-timeout, and until then gc gives up
+#   - an idle session (through sshd) ends after --idle-timeout; until then gc gives up
 #     after --wait with exit 8, naming the agent, and removes nothing;
 #   - no error the client sees shows the server's root.
 source "$(dirname "$0")/../lib/common.sh"
@@ -39,6 +39,7 @@ add_key() { # NAME AGENT_ARGS...: DIR/NAME_key runs the agent with those argumen
 }
 add_key mallory --user mallory
 add_key reader --user reader --read-only
+add_key idle --user tester --idle-timeout 4
 URL=$SSHD_URL_BASE/repo
 KH=(--known-hosts "$SSH_KNOWN_HOSTS")
 as() { # KEY HOST PREFIX ARGS...: vmsync ARGS through KEY's key, as HOST
@@ -188,32 +189,33 @@ for f in "$T"/p-*.err; do
     ! grep -qF -e "$SRV" -e "$real" "$f" || bad "$(basename "$f"): the server's root shows: $(head -c 300 "$f")"
 done
 
-info "an idle session ends; until then gc gives up, naming it"
-py - "$VMSYNC_AGENT" "$SRV" "$T/idle.err" >"$T/idle.out" 2>&1 <<'EOF' &
-import sys, time
+info "an idle session through sshd ends; until then gc gives up, naming it"
+ssh_idle="ssh -F none -p $SSHD_PORT -i $T/idle_key -o UserKnownHostsFile=$SSH_KNOWN_HOSTS \
+-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes \
+-o IdentitiesOnly=yes $SSHD_USER@127.0.0.1"
+py - "$ssh_idle" "$T/idle.err" >"$T/idle.out" 2>&1 <<'EOF' &
+import shlex, sys, time
 from agentwire import *
-agent, root, errfile = sys.argv[1:]
-s = Session([agent, '--root', root, '--user', 'tester', '--idle-timeout', '4'],
-            stderr=open(errfile, 'w'))
+ssh, errfile = sys.argv[1:]
+s = Session(shlex.split(ssh), stderr=open(errfile, 'w'))
 s.open('repo')
-print('open', s.p.pid, flush=True)
+print('open', flush=True)
 t0 = time.monotonic()
 kind, body = s.recv()  # nothing asked: what comes is the timeout
 print('after %.1f s:' % (time.monotonic() - t0), kind, error(body) if kind == ERROR else body)
 print('exit', s.close())
 EOF
 idle_py=$!
-for ((i = 0; i < 50; i++)); do
+for ((i = 0; i < 100; i++)); do
     grep -q '^open' "$T/idle.out" 2>/dev/null && break
     sleep 0.1
 done
-agent_pid=$(awk '/^open/ {print $2}' "$T/idle.out")
-[[ -n $agent_pid ]] || fail "the idle session did not open: $(cat "$T/idle.out")"
+grep -q '^open' "$T/idle.out" || fail "the idle session did not open: $(cat "$T/idle.out" "$T/idle.err")"
 packs=$(ls "$REPO/packs" | sort)
 start=$SECONDS
 vm "$T/gc-busy" gc "$REPO" --wait 1
 ((SECONDS - start < 4)) || bad "gc --wait 1 took $((SECONDS - start)) s"
-expect "$T/gc-busy" 8 "still open by pid $agent_pid \(vmsync-agent\).*nothing was removed"
+expect "$T/gc-busy" 8 "still open by pid [0-9]+ \(vmsync-agent\).*nothing was removed"
 [[ $(ls "$REPO/packs" | sort) == "$packs" ]] || bad "a gc that gave up changed the packs"
 wait "$idle_py" || bad "the idle session's driver failed: $(cat "$T/idle.out")"
 grep -qE '^after [3-9]\.[0-9] s: 65 ' "$T/idle.out" ||
@@ -221,10 +223,10 @@ grep -qE '^after [3-9]\.[0-9] s: 65 ' "$T/idle.out" ||
 grep -q 'idle-timeout' "$T/idle.out" || bad "the idle ERROR does not name --idle-timeout: $(cat "$T/idle.out")"
 grep -q '^exit 1' "$T/idle.out" || bad "the idle agent did not exit 1: $(cat "$T/idle.out")"
 vm "$T/gc-free" gc "$REPO" --wait 10
-# the agents run over a pipe: their sanitizer reports, if any, are on their stderr
-! grep -hE 'Sanitizer|runtime error' "$T/crafted-agents.err" "$T/idle.err" ||
-    bad "an agent's sanitizer report (above)"
 ((VM_RC == 0)) || bad "gc after the idle session ended: exit $VM_RC: $(head -c 300 "$T/gc-free.err")"
+# the agents run over a pipe: their sanitizer reports, if any, are on their stderr
+! grep -hE 'Sanitizer|runtime error' "$T/crafted-agents.err" ||
+    bad "an agent's sanitizer report (above)"
 vm "$T/gc-bad" gc "$REPO" --wait soon
 ((VM_RC == 2)) || bad "gc --wait soon: exit $VM_RC, expected 2"
 rc=0
