@@ -28,15 +28,16 @@ static const char *const main_usage =
     "  log REPO [NAME] [--json]                        versions, oldest first\n"
     "  diff REPO NAME@V1 NAME@V2 [--json]              what changed between two versions\n"
     "  verify REPO NAME[@V] IMAGE                      does IMAGE match the version?\n"
-    "  gc REPO                                         drop objects no version uses\n"
+    "  gc REPO [--wait SECONDS]                        drop objects no version uses\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing backing file; 5 corrupt content;\n"
-    "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, or another check-in\n"
-    "won); 9 no such image or version; 10 verify found a difference.\n";
+    "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another check-in\n"
+    "won, or gc found the repository still in use); 9 no such image or version;\n"
+    "10 verify found a difference.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
