@@ -284,11 +284,10 @@ static int on_audit(struct request *q)
     /* Checkouts, check-ins and imports were recorded as they happened; an
      * export is news, but only once the version is known to exist.  A
      * read-only key leaves the catalog as it was. */
-    int rc = 0;
+    bool news = !strcmp(action, "export") && !q->a->o->read_only;
     struct vms_version v;
-    if (!strcmp(action, "export") && !q->a->o->read_only)
-        rc = vms_repo_version(q->a->repo, image, version, &v, q->err);
-    if (!rc && !strcmp(action, "export") && !q->a->o->read_only)
+    int rc = news ? vms_repo_version(q->a->repo, image, version, &v, q->err) : 0;
+    if (!rc && news)
         rc = record(q, "export", v.image, v.number, "%llu objects sent",
                     (unsigned long long)q->a->stats->objects_sent);
     return rc ? rc : reply(q, VMS_M_OK, NULL);
