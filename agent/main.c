@@ -28,17 +28,26 @@ static const char usage[] =
     "  --root DIR         the directory whose repositories this key may reach\n"
     "  --user NAME        who the key stands for, in leases and the audit log\n"
     "                     (default: the login user)\n"
-    "  --read-only        check-outs only: refuse check-ins and imports\n"
+    "  --read-only        reading only: exports, logs and manifests; refuses\n"
+    "                     check-ins, imports and leases (so checkouts: use export),\n"
+    "                     and changes nothing in the catalog\n"
     "  --cache-size SIZE  keep up to SIZE bytes of compressed segments, so a second\n"
     "                     client of the same version costs no compression\n"
     "                     (default 2G; 0 turns the cache off; suffixes K M G)\n"
+    "  --idle-timeout SECONDS\n"
+    "                     end a session when the client has sent nothing for this\n"
+    "                     long (default 600; 0: never); an open session holds the\n"
+    "                     repository, and gc waits for it.  Clients ping every 60 s\n"
+    "                     while they scan: keep it above that\n"
     "  --stats-file FILE  append one JSON line per session: requests, objects and\n"
     "                     bytes moved, CPU seconds\n"
     "  -h, --help         this text\n"
     "  --version\n"
     "\n"
-    "exit status: 0 when the session ended normally, 1 on a failure (written to\n"
-    "standard error, which the client shows), 2 on bad options.\n";
+    "Errors name repositories by their path under DIR, never DIR itself.\n"
+    "\n"
+    "exit status: 0 when the session ended normally, 1 on a failure or an idle\n"
+    "timeout (written to standard error, which the client shows), 2 on bad options.\n";
 
 /* ---- options ------------------------------------------------------------------------ */
 
@@ -48,7 +57,21 @@ static int bad_usage(const char *what, const char *arg)
     return 2;
 }
 
-enum { OPT_ROOT = 256, OPT_USER, OPT_READ_ONLY, OPT_CACHE, OPT_STATS, OPT_VERSION };
+enum { OPT_ROOT = 256, OPT_USER, OPT_READ_ONLY, OPT_CACHE, OPT_IDLE, OPT_STATS, OPT_VERSION };
+
+#define IDLE_DEFAULT 600
+#define IDLE_MAX 2000000u /* seconds; poll's milliseconds must fit an int */
+
+static int parse_seconds(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || *s == '-' || v > IDLE_MAX)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
 
 /* 0 to go on, else the exit status. */
 struct options {
@@ -62,11 +85,13 @@ static int parse_options(int argc, char **argv, struct options *options)
         {"root", required_argument, 0, OPT_ROOT},         {"user", required_argument, 0, OPT_USER},
         {"read-only", no_argument, 0, OPT_READ_ONLY},     {"cache-size", required_argument, 0, OPT_CACHE},
         {"stats-file", required_argument, 0, OPT_STATS},  {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, OPT_VERSION},         {0, 0, 0, 0}};
+        {"idle-timeout", required_argument, 0, OPT_IDLE}, {"version", no_argument, 0, OPT_VERSION},
+        {0, 0, 0, 0}};
     struct vms_serve_opts *o = &options->serve;
     int opt;
     opterr = 0;
     o->cache_max = 2ull << 30;
+    o->idle_timeout = IDLE_DEFAULT;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_ROOT: o->root = optarg; break;
@@ -76,6 +101,10 @@ static int parse_options(int argc, char **argv, struct options *options)
         case OPT_CACHE:
             if (vms_parse_size(optarg, 0, &o->cache_max))
                 return bad_usage("--cache-size: not a size: ", optarg);
+            break;
+        case OPT_IDLE:
+            if (parse_seconds(optarg, &o->idle_timeout))
+                return bad_usage("--idle-timeout: not a number of seconds (0 to 2000000): ", optarg);
             break;
         case 'h': fputs(usage, stdout); return -1;
         case OPT_VERSION: printf("vmsync-agent %s\n", VMSYNC_VERSION); return -1;

@@ -88,7 +88,7 @@ sshd_stop
 sshd_start "$T/sshd-ro" "$T/srv" --read-only
 KEY=(-i "$SSH_CLIENT_KEY")
 vm_ok "$T/imp" import "$T/srv/repo" "$img" --name t -q
-expect ro 12 "may only check out" import "$SSHD_URL_BASE/repo" "$img" --name t2 "${KEY[@]}" \
+expect ro 12 "may only read" import "$SSHD_URL_BASE/repo" "$img" --name t2 "${KEY[@]}" \
     --known-hosts "$SSH_KNOWN_HOSTS" -q
 vm_ok "$T/ro-log" log "$SSHD_URL_BASE/repo" --json "${KEY[@]}" --known-hosts "$SSH_KNOWN_HOSTS"
 grep -q '"t2"' "$T/ro-log.out" && bad "a read-only key recorded an import"

@@ -711,6 +711,17 @@ static void test_leases(void)
     CHECK(strstr(err.msg, "(version 2); use --steal to take it over") != NULL);
     CHECK_FAILS(vms_repo_lease_release(b, "win11", &err), err, FSP_EK_CONFLICT, "alice@laptop-a");
 
+    /* the holder is a user and a host: naming alice's host is not enough */
+    vms_repo *other;
+    CHECK_OK(vms_repo_open(repo, "mallory", "laptop-a", NULL, &other, &err), err);
+    CHECK_FAILS(vms_repo_lease_take(other, "win11", 1, false, &err), err, FSP_EK_CONFLICT,
+                "win11 is checked out by alice@laptop-a since ");
+    CHECK_FAILS(vms_repo_lease_release(other, "win11", &err), err, FSP_EK_CONFLICT,
+                "not by mallory@laptop-a");
+    vms_repo_close(other);
+    CHECK_OK(vms_repo_lease_get(b, "win11", &l, &found, &err), err);
+    CHECK(found && !strcmp(l.user, "alice") && l.version == 2);
+
     CHECK_OK(vms_repo_lease_take(b, "win11", 1, true, &err), err);
     CHECK(query_int(repo, "SELECT COUNT(*) FROM audit WHERE action = 'steal' AND user = 'bob' "
                           "AND host = 'laptop-b' AND image = 'win11' AND version = 1 "
@@ -846,6 +857,50 @@ static double now(void)
 }
 
 /* gc waits for another process's handle to close. */
+/* A handle that stays open must not hold gc up for good: gc gives up after
+ * its wait, names the process, and removes nothing. */
+static void test_gc_gives_up(void)
+{
+    fsp_error err;
+    char *repo = new_repo("gcgiveup", &err);
+    int ready[2], done[2];
+    CHECK(pipe(ready) == 0 && pipe(done) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        vms_repo *r;
+        char c;
+        if (vms_repo_open(repo, "bob", "laptop-b", NULL, &r, &err))
+            _exit(1);
+        CHECK(write(ready[1], "x", 1) == 1);
+        CHECK(read(done[0], &c, 1) == 1); /* until the parent has seen gc give up */
+        vms_repo_close(r);
+        _exit(0);
+    }
+    char c, who[64];
+    CHECK(read(ready[0], &c, 1) == 1);
+    vms_repo *r;
+    CHECK_OK(vms_repo_open(repo, "alice", "laptop-a", NULL, &r, &err), err);
+    vms_repo_gc_wait(r, 1);
+    double start = now();
+    struct vms_gc_stats s;
+    snprintf(who, sizeof who, "still open by pid %ld (", (long)pid);
+    CHECK_FAILS(vms_repo_gc(r, &s, &err), err, FSP_EK_CONFLICT, "gc waited 1 s");
+    CHECK(strstr(err.msg, who) && strstr(err.msg, "nothing was removed"));
+    CHECK(now() - start >= 0.9 && now() - start < 5);
+    CHECK(write(done[1], "x", 1) == 1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_OK(vms_repo_gc(r, &s, &err), err); /* alone now */
+    vms_repo_close(r);
+    close(ready[0]);
+    close(ready[1]);
+    close(done[0]);
+    close(done[1]);
+    rm_rf(repo);
+    free(repo);
+}
+
 static void test_gc_waits_for_writers(void)
 {
     fsp_error err;
@@ -1022,6 +1077,7 @@ int main(void)
     TIMED(test_leases);
     TIMED(test_gc);
     TIMED(test_gc_waits_for_writers);
+    TIMED(test_gc_gives_up);
     TIMED(test_two_processes);
     rm_rf(scratch_root);
     return check_failures ? 1 : 0;

@@ -28,7 +28,7 @@ static const char *const main_usage =
     "  log REPO [NAME] [--json]                        versions, oldest first\n"
     "  diff REPO NAME@V1 NAME@V2 [--json]              what changed between two versions\n"
     "  verify REPO NAME[@V] IMAGE                      does IMAGE match the version?\n"
-    "  gc REPO                                         drop objects no version uses\n"
+    "  gc REPO [--wait SECONDS]                        drop objects no version uses\n"
     "  check REPO [--objects] [--json]                 check the repository's health\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
@@ -37,8 +37,9 @@ static const char *const main_usage =
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing backing file; 5 corrupt content;\n"
     "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another check-in\n"
-    "won, or OUT would be replaced: see --force); 9 no such image or version;\n"
-    "10 verify found a difference.  check exits 5 when it finds a problem.\n";
+    "won, OUT would be replaced (see --force), or gc found the repository in use);\n"
+    "9 no such image or version; 10 verify found a difference.  check exits 5 when\n"
+    "it finds a problem.\n";
 
 int cli_exit_status(const fsp_error *err)
 {

@@ -519,18 +519,37 @@ static void print_gc_summary(const struct vms_gc_stats *st)
 int cmd_gc(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync gc REPO [--json] [-q]\n"
+        "usage: vmsync gc REPO [--wait SECONDS] [--json] [-q]\n"
         "\n"
         "Drops the objects that no version uses and rewrites the packs that held them.\n"
-        "Waits for other vmsync processes using the repository to finish.  Refuses a\n"
-        "repository that fails the quick check (vmsync check REPO lists the problems).\n"
-        "The summary counts objects, pack files and bytes (packs, manifests, temporary\n"
-        "files and caches) before, kept and removed; --json prints the same figures,\n"
-        "exact, as JSON.\n" COMMON_HELP;
+        "Waits for other vmsync processes using the repository (agents' sessions too)\n"
+        "to finish; when they are still there after --wait, gc removes nothing and\n"
+        "exits 8, naming them.  Refuses a repository that fails the quick check\n"
+        "(vmsync check REPO lists the problems).  The summary counts objects, pack\n"
+        "files and bytes (packs, manifests, temporary files and caches) before, kept\n"
+        "and removed; --json prints the same figures, exact, as JSON.\n"
+        "\n"
+        "      --wait SECONDS     how long to wait for them (default 60)\n" COMMON_HELP;
+    enum { OPT_WAIT = 2000 };
+    static const struct option opts[] = {{"wait", required_argument, 0, OPT_WAIT}, COMMON_OPTIONS,
+                                         {0, 0, 0, 0}};
     struct common c = {0};
-    int status = parse_common_only(argc, argv, usage, &c, 1, 1, "gc needs REPO");
-    if (status >= 0)
-        return status;
+    int opt, why;
+    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
+        char *end;
+        if (opt == OPT_WAIT) {
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || *optarg == '-' || v < 1 || v > 86400)
+                return cli_usage_error(usage, "--wait: not a number of seconds from 1 to 86400: '%s'",
+                                       optarg);
+            c.s.gc_wait = (unsigned)v;
+        } else if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        else if ((why = common_option(&c, opt, usage)) != 0)
+            return option_failed(why, usage, argv);
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error(usage, "%s", "gc needs REPO");
     common_start(&c, argv[optind]);
     struct vms_gc_stats st;
     fsp_error err = {0};

@@ -849,6 +849,13 @@ static int query_lease(vms_local *r, const char *image, struct vms_lease *l, boo
     return s == SQLITE_ROW || s == SQLITE_DONE ? 0 : vms_repo_db_fail(r, s, "reading a lease", err);
 }
 
+/* A lease belongs to a user on a host: an agent's --user first (what the key
+ * stands for), then the host the client named. */
+static bool held_by_us(const vms_local *r, const struct vms_lease *l)
+{
+    return strcmp(l->user, r->user) == 0 && strcmp(l->host, r->host) == 0;
+}
+
 static void describe_holder(const struct vms_lease *l, char *out, size_t cap)
 {
     char since[40];
@@ -916,7 +923,7 @@ int vms_local_lease_take(vms_local *r, const char *image, uint32_t version, bool
     int rc = lease_transaction(r, image, &id, &held, &found, &open, err);
     if (!open)
         return rc;
-    if (!rc && found && strcmp(held.host, r->host) != 0) {
+    if (!rc && found && !held_by_us(r, &held)) {
         char holder[512];
         describe_holder(&held, holder, sizeof holder);
         if (steal)
@@ -938,7 +945,8 @@ int vms_local_lease_get(vms_local *r, const char *image, struct vms_lease *out, 
     return rc ? rc : query_lease(r, image, out, found, err);
 }
 
-/* Only this host's lease goes; nobody's lease is not an error. */
+/* Only the holder's lease goes (same user, same host); nobody's lease is not
+ * an error. */
 int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err)
 {
     int64_t id;
@@ -948,11 +956,11 @@ int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err)
     int rc = lease_transaction(r, image, &id, &held, &found, &open, err);
     if (!open)
         return rc;
-    if (!rc && found && strcmp(held.host, r->host) != 0) {
+    if (!rc && found && !held_by_us(r, &held)) {
         char holder[512];
         describe_holder(&held, holder, sizeof holder);
-        rc = fsp_fail(err, FSP_EK_CONFLICT, -EPERM, "%s is checked out by %s, not by %s", image,
-                      holder, r->host);
+        rc = fsp_fail(err, FSP_EK_CONFLICT, -EPERM, "%s is checked out by %s, not by %s@%s",
+                      image, holder, r->user, r->host);
     } else if (!rc && found)
         rc = vms_repo_exec_id(r, "DELETE FROM leases WHERE image_id = ?1", id, err);
     return finish(r, rc, err);

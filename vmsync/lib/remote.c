@@ -27,6 +27,7 @@
 
 #define SPOOL_ROUND (64u << 20) /* spooled bytes that trigger an offer round */
 #define KEEPALIVE_SECONDS 10
+#define PING_SECONDS 60 /* well inside the agent's --idle-timeout (600 s by default) */
 
 struct spooled {
     uint64_t offset;
@@ -42,6 +43,7 @@ struct vms_remote {
     struct vms_conn conn;
     struct vms_traffic traffic;
     time_t last_io;
+    time_t last_frame; /* the last protocol message sent: the agent's idle clock */
 
     /* puts not yet offered */
     int spool_fd;
@@ -166,7 +168,7 @@ static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
             return lost(r, "the connection was lost while sending", err);
         done += (size_t)put;
     }
-    r->last_io = time(NULL);
+    r->last_io = r->last_frame = time(NULL);
     return 0;
 }
 
@@ -383,7 +385,7 @@ int vms_remote_open(const char *url, const char *user, const char *host,
         vms_remote_close(r);
         return rc;
     }
-    r->last_io = time(NULL);
+    r->last_io = r->last_frame = time(NULL);
     *out = r;
     return 0;
 }
@@ -746,15 +748,22 @@ int vms_remote_get(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_
 /* ---- objects: puts ----------------------------------------------------------------- */
 
 /* A long local scan sends nothing; keep NAT tables and sshd's ClientAlive
- * checks satisfied meanwhile. */
-static void keep_alive(vms_remote *r)
+ * checks satisfied meanwhile, and now and then a PING for the agent, which
+ * ends a session that says nothing for its --idle-timeout.  Called only
+ * between requests. */
+int vms_remote_keep_alive(vms_remote *r, fsp_error *err)
 {
     time_t t = time(NULL);
+    if (t - r->last_frame >= PING_SECONDS) {
+        struct vms_rbuf body;
+        return request(r, VMS_M_PING, NULL, VMS_M_PONG, &body, err);
+    }
     if (t - r->last_io < KEEPALIVE_SECONDS)
-        return;
+        return 0;
     ssh_send_ignore(r->ssh, "");
     ssh_channel_poll(r->ch, 0); /* answers the server's keepalive requests */
     r->last_io = t;
+    return 0;
 }
 
 static int spool_open(vms_remote *r, fsp_error *err)
@@ -775,7 +784,9 @@ static int spool_open(vms_remote *r, fsp_error *err)
 int vms_remote_put(vms_remote *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
                    fsp_error *err)
 {
-    keep_alive(r);
+    int rc = vms_remote_keep_alive(r, err);
+    if (rc)
+        return rc;
     if (len > VMS_OBJECT_MAX)
         return fsp_fail(err, FSP_EK_USAGE, -EFBIG, "%s: an object of %zu bytes is over the limit",
                         r->url, len);
@@ -783,7 +794,7 @@ int vms_remote_put(vms_remote *r, const uint8_t hash[FSP_SHA256_LEN], const void
         return 0;
     size_t index;
     bool added;
-    int rc = spool_open(r, err);
+    rc = spool_open(r, err);
     if (!rc && vms_keyset_add(&r->spool_keys, hash, &index, &added))
         rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     if (rc || !added)

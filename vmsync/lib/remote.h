@@ -40,5 +40,6 @@ int vms_remote_lease_release(vms_remote *r, const char *image, fsp_error *err);
 int vms_remote_audit(vms_remote *r, const char *action, const char *image, uint32_t version,
                      const char *detail, fsp_error *err);
 int vms_remote_gc(vms_remote *r, struct vms_gc_stats *stats, fsp_error *err);
+int vms_remote_keep_alive(vms_remote *r, fsp_error *err);
 
 #endif

@@ -176,3 +176,14 @@ int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     return DISPATCH(gc, stats, err);
 }
+
+int vms_repo_keep_alive(vms_repo *r, fsp_error *err)
+{
+    return r->remote ? vms_remote_keep_alive(r->remote, err) : 0;
+}
+
+void vms_repo_gc_wait(vms_repo *r, unsigned seconds)
+{
+    if (r->local)
+        vms_local_gc_wait(r->local, seconds);
+}

@@ -50,6 +50,10 @@ void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out);
 /* Where a remote handle reports the progress of sending objects (phase
  * "send"); local handles have nothing to report. */
 void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx);
+/* Long local work between requests calls this now and then: a remote handle
+ * keeps the link and the agent's session alive (the agent ends a session
+ * that says nothing for its --idle-timeout).  Never during a request. */
+int vms_repo_keep_alive(vms_repo *r, fsp_error *err);
 
 /* ---- objects --------------------------------------------------------------
  * Objects are byte strings keyed by the SHA-256 of their content.  They are
@@ -142,14 +146,16 @@ struct vms_lease {
     int64_t since;
 };
 
-/* Takes the lease on IMAGE for this client at VERSION.  Held by another host:
- * refused (FSP_EK_CONFLICT, naming the holder, host and since when) unless STEAL,
- * which takes it over and writes the theft to the audit log.  Held by this
- * host already: updated. */
+/* Takes the lease on IMAGE for this client at VERSION.  The holder is a user
+ * and a host together.  Held by anyone else: refused (FSP_EK_CONFLICT, naming
+ * the holder, host and since when) unless STEAL, which takes it over and
+ * writes the theft to the audit log.  Held by this user and host already:
+ * updated. */
 int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool steal, fsp_error *err);
 /* *FOUND is false when nobody holds IMAGE. */
 int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
                        fsp_error *err);
+/* Only the holder releases: anyone else's lease is FSP_EK_CONFLICT. */
 int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err);
 
 /* ---- audit log ------------------------------------------------------------ */
@@ -161,10 +167,16 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
 /* ---- garbage collection --------------------------------------------------- */
 
 /* Drops objects that no version's manifest uses (vms_manifest_objects), rewriting packs that hold
- * garbage.  Takes the repository's exclusive lock; writers hold it shared, so
- * gc waits for them and they wait for gc.  Under that lock it first runs the
- * quick check, and refuses (FSP_EK_CORRUPT) when it finds a problem. */
+ * garbage.  Takes the repository's exclusive lock; every other handle holds it
+ * shared, so gc waits for them and they wait for gc.  gc waits at most the
+ * handle's gc wait (vms_repo_gc_wait), then fails with FSP_EK_CONFLICT naming
+ * the processes that hold the repository open, having changed nothing.  Under
+ * that lock it first runs the quick check, and refuses (FSP_EK_CORRUPT) when
+ * it finds a problem. */
 int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+#define VMS_GC_WAIT_DEFAULT 60
+/* Seconds gc waits for other handles (local repositories); 0: the default. */
+void vms_repo_gc_wait(vms_repo *r, unsigned seconds);
 
 /* ---- checking ---------------------------------------------------------------- */
 

@@ -5,7 +5,9 @@
  * Locking: every handle holds a shared flock on REPO/lock for its whole
  * lifetime, and gc converts its own handle's lock to exclusive.  So gc runs only
  * when no other handle is open anywhere, and an object that a check-in found
- * with vms_repo_has cannot vanish before that check-in's add_version.  A
+ * with vms_repo_has cannot vanish before that check-in's add_version.  gc
+ * waits for the other handles at most gc_wait seconds, then fails naming the
+ * processes that hold them.  A
  * handle is not thread-safe; use one per thread. */
 #ifndef VMS_REPO_LOCAL_H
 #define VMS_REPO_LOCAL_H
@@ -55,6 +57,7 @@ struct vms_local {
     dev_t lock_dev; /* identify the repository among this process's handles */
     ino_t lock_ino;
     struct vms_local *next_open; /* this process's open handles (see catalog.c) */
+    unsigned gc_wait;            /* seconds; 0: VMS_GC_WAIT_DEFAULT */
 
     sqlite3_stmt *find_object;   /* hash -> pack id, pack name, offset, stored_len, len */
     sqlite3_stmt *object_exists; /* hash -> 1 */
@@ -102,6 +105,7 @@ int vms_local_audit(vms_local *r, const char *action, const char *image, uint32_
 int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err);
 int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
                     struct vms_check_stats *stats, fsp_error *err);
+void vms_local_gc_wait(vms_local *r, unsigned seconds);
 int vms_local_cache_dir(vms_local *r, const char *sub, char *path, size_t len, fsp_error *err);
 
 /* ---- catalog.c ---- */

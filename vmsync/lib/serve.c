@@ -10,10 +10,13 @@
 #include "repo.h"
 #include "xfer.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +66,29 @@ static int reply(struct request *q, uint8_t type, struct vms_wbuf *b)
 static int denied_read_only(struct request *q)
 {
     return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
-                    "%s: this key may only check out (the agent runs with --read-only)", q->a->path);
+                    "%s: this key may only read: export, log, manifests (the agent runs with "
+                    "--read-only)", q->a->path);
+}
+
+/* The host the repository handle was opened as: what leases record. */
+static const char *client_host(const struct agent *a)
+{
+    return a->client_host[0] ? a->client_host : "unknown";
+}
+
+/* The audit log holds what the agent saw, in its own words: the user is its
+ * --user, and no text the client sends becomes part of an entry. */
+static int record(struct request *q, const char *action, const char *image, uint32_t version,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int record(struct request *q, const char *action, const char *image, uint32_t version,
+                  const char *fmt, ...)
+{
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return vms_repo_audit(q->a->repo, action, image, version, detail, q->err);
 }
 
 /* A temporary file in the repository's cache: PATH gets its name. */
@@ -143,8 +168,7 @@ static int on_open(struct request *q)
         return malformed(q, VMS_M_OPEN);
     int rc = resolve(q, a->path, full);
     if (!rc)
-        rc = vms_repo_open(full, a->o->user, a->client_host[0] ? a->client_host : "unknown", NULL,
-                           &a->repo, q->err);
+        rc = vms_repo_open(full, a->o->user, client_host(a), NULL, &a->repo, q->err);
     if (!rc && a->o->cache_max &&
         vms_repo_cache_dir(a->repo, "segments", a->cache, sizeof a->cache, q->err))
         a->cache[0] = 0; /* no cache is slower, not wrong */
@@ -198,7 +222,13 @@ static int on_lease_take(struct request *q)
     bool steal = vms_get_u8(q->body) != 0;
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_LEASE_TAKE);
+    if (q->a->o->read_only)
+        return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
+                        "%s: this key may only read, and a checkout takes a lease: use vmsync "
+                        "export (the agent runs with --read-only)", q->a->path);
     int rc = vms_repo_lease_take(q->a->repo, image, version, steal, q->err);
+    if (!rc)
+        rc = record(q, "checkout", image, version, "lease taken");
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
@@ -229,7 +259,9 @@ static int on_lease_release(struct request *q)
     vms_get_strbuf(q->body, image, sizeof image);
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_LEASE_RELEASE);
-    int rc = vms_repo_lease_release(q->a->repo, image, q->err);
+    if (q->a->o->read_only)
+        return denied_read_only(q);
+    int rc = vms_repo_lease_release(q->a->repo, image, q->err); /* the holder's only */
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
@@ -242,7 +274,22 @@ static int on_audit(struct request *q)
     vms_get_strbuf(q->body, detail, sizeof detail);
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_AUDIT);
-    int rc = vms_repo_audit(q->a->repo, action, image, version, detail, q->err);
+    static const char *const known[] = {"checkout", "checkin", "import", "export"};
+    size_t i = 0;
+    while (i < sizeof known / sizeof *known && strcmp(action, known[i]))
+        i++;
+    if (i == sizeof known / sizeof *known)
+        return fsp_fail(q->err, FSP_EK_USAGE, -EINVAL, "%s: no audit action named '%s'",
+                        q->a->path, action);
+    /* Checkouts, check-ins and imports were recorded as they happened; an
+     * export is news, but only once the version is known to exist.  A
+     * read-only key leaves the catalog as it was. */
+    bool news = !strcmp(action, "export") && !q->a->o->read_only;
+    struct vms_version v;
+    int rc = news ? vms_repo_version(q->a->repo, image, version, &v, q->err) : 0;
+    if (!rc && news)
+        rc = record(q, "export", v.image, v.number, "%llu objects sent",
+                    (unsigned long long)q->a->stats->objects_sent);
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
@@ -643,6 +690,22 @@ static int check_complete(struct request *q, const uint8_t manifest[FSP_SHA256_L
     return rc;
 }
 
+/* Recording a check-in ends its lease, so nobody records one over a lease
+ * someone else holds.  No lease at all is add_version's to judge: a check-in
+ * that lost a race hears which version won. */
+static int check_holder(struct request *q, const char *image)
+{
+    struct vms_lease l;
+    bool found = false;
+    const struct agent *a = q->a;
+    int rc = vms_repo_lease_get(a->repo, image, &l, &found, q->err);
+    if (!rc && found && (strcmp(l.user, a->o->user) || strcmp(l.host, client_host(a))))
+        rc = fsp_fail(q->err, FSP_EK_CONFLICT, -EPERM,
+                      "%s is checked out by %s@%s (version %u), not by %s@%s; nothing was "
+                      "recorded", image, l.user, l.host, l.version, a->o->user, client_host(a));
+    return rc;
+}
+
 static int on_add_version(struct request *q)
 {
     char image[256], message[1024];
@@ -658,18 +721,66 @@ static int on_add_version(struct request *q)
     if (q->a->o->read_only)
         return denied_read_only(q);
     uint32_t number = 0;
-    int rc = check_complete(q, manifest);
+    int rc = parent ? check_holder(q, image) : 0;
+    if (!rc)
+        rc = check_complete(q, manifest);
     if (!rc)
         rc = vms_repo_add_version(q->a->repo, image, parent, manifest, digest, size, message,
                                   &number, q->err);
     if (rc)
         return rc;
+    /* The version stands whatever happens to its audit entry: the client
+     * must hear its number. */
+    fsp_error audit_err;
+    struct request noted = *q;
+    noted.err = &audit_err;
+    record(&noted, parent ? "checkin" : "import", image, number, "parent %u, %llu objects received",
+           parent, (unsigned long long)q->a->stats->objects_received);
     struct vms_wbuf b = {0};
     vms_put_varint(&b, number);
     return reply(q, VMS_M_NUMBER, &b);
 }
 
 /* ---- the loop ---------------------------------------------------------------------------- */
+
+/* Replaces ROOT in MSG by the path relative to it ("ROOT/a/b" is "a/b",
+ * "ROOT" alone is "."): where the repositories live is not the client's
+ * business.  A longer name that merely starts like ROOT is left alone. */
+static void hide_root(char *msg, size_t cap, const char *root)
+{
+    size_t rl = strlen(root);
+    while (rl > 1 && root[rl - 1] == '/')
+        rl--;
+    if (rl <= 1)
+        return; /* root "/": every path is already relative to it */
+    char out[sizeof ((fsp_error *)0)->msg];
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 2 < sizeof out;) {
+        char next = p[rl];
+        bool name_goes_on = next && next != '/' && (isalnum((unsigned char)next) ||
+                                                   strchr("._-+~", next));
+        if (strncmp(p, root, rl) != 0 || name_goes_on) {
+            out[o++] = *p++;
+            continue;
+        }
+        p += rl;
+        if (*p == '/')
+            p++;
+        else
+            out[o++] = '.';
+    }
+    out[o] = 0;
+    snprintf(msg, cap, "%s", out);
+}
+
+/* Every error text that leaves the agent (as ERROR, or on its standard error,
+ * which the client shows) goes through here. */
+static void hide_roots(const struct agent *a, fsp_error *err)
+{
+    hide_root(err->msg, sizeof err->msg, a->root);
+    if (a->o->root[0] == '/')
+        hide_root(err->msg, sizeof err->msg, a->o->root); /* as given, symlinks and all */
+}
 
 typedef int (*handler)(struct request *q);
 
@@ -702,6 +813,10 @@ static int serve_loop(struct agent *a, fsp_error *err)
         uint8_t type;
         struct vms_rbuf body;
         int rc = vms_conn_recv(&a->conn, &type, &body, err);
+        if (rc == -ETIMEDOUT) { /* idle: a client that comes back hears why */
+            fsp_error ignored;
+            vms_conn_send_error(&a->conn, err, &ignored);
+        }
         if (rc)
             return rc == -ENODATA ? 0 : rc; /* -ENODATA: the client hung up between requests */
         a->stats->requests++;
@@ -714,6 +829,7 @@ static int serve_loop(struct agent *a, fsp_error *err)
         }
         if (!rc)
             continue;
+        hide_roots(a, err);
         fsp_error send_err; /* when even this fails, the session is over anyway */
         if (vms_conn_send_error(&a->conn, err, &send_err) || q.fatal)
             return rc;
@@ -722,11 +838,30 @@ static int serve_loop(struct agent *a, fsp_error *err)
 
 /* ---- the session ----------------------------------------------------------------------- */
 
+/* Waits until the client has something to say, or the idle timeout ends the
+ * session: an idle session holds the repository open, and gc waits for it. */
+static int wait_for_client(const struct agent *a, fsp_error *err)
+{
+    struct pollfd p = {.fd = a->in_fd, .events = POLLIN};
+    int ms = a->o->idle_timeout ? (int)(a->o->idle_timeout * 1000) : -1;
+    int n;
+    while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    if (n == 0)
+        return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
+                        "the client sent nothing for %u s: session closed (the agent's "
+                        "--idle-timeout)", a->o->idle_timeout);
+    return 0; /* ready, or an error that read will report */
+}
+
 static int fd_recv(void *io, void *buf, size_t n, fsp_error *err)
 {
     const struct agent *a = io;
     size_t done = 0;
     while (done < n) {
+        int rc = wait_for_client(a, err);
+        if (rc)
+            return rc;
         ssize_t got = read(a->in_fd, (uint8_t *)buf + done, n - done);
         if (got < 0 && errno == EINTR)
             continue;
@@ -805,8 +940,8 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
 {
     struct agent a = {.o = o, .in_fd = in_fd, .out_fd = out_fd, .stats = stats};
     memset(stats, 0, sizeof *stats);
-    if (!realpath(o->root, a.root))
-        return fsp_fail(err, FSP_EK_OPEN, -errno, "%s: %s", o->root, strerror(errno));
+    if (!realpath(o->root, a.root)) /* the client sees this: no path */
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "the agent's --root: %s", strerror(errno));
     a.conn = (struct vms_conn){.send = fd_send, .recv = fd_recv, .io = &a, .peer = "the client"};
     int rc = serve_loop(&a, err);
     if (a.repo)
@@ -817,5 +952,7 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
     stats->wire_in = a.conn.wire_in;
     stats->wire_out = a.conn.wire_out;
     vms_conn_free(&a.conn);
+    if (rc)
+        hide_roots(&a, err);
     return rc;
 }

@@ -136,6 +136,9 @@ static int h_progress(void *ctx, const char *phase, uint64_t done, uint64_t tota
 {
     struct vms_scan_hooks *h = ctx;
     const struct vms_session *s = h->c->s;
+    fsp_error ignored; /* a lost link fails the next request, with its own message */
+    if (h->c->repo)
+        vms_repo_keep_alive(h->c->repo, &ignored); /* scans run between requests */
     return s->progress ? s->progress(s->ctx, phase, done, total) : 0;
 }
 

@@ -21,6 +21,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1224,6 +1225,69 @@ static int checked_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
     return rc;
 }
 
+/* "pid 12 (vmsync-agent), pid 34 (vmsync)": the other processes holding REPO/lock,
+ * as /proc/locks tells (their flocks name the lock file's device and inode). */
+static void lock_holders(const vms_local *r, char *out, size_t cap)
+{
+    FILE *f = fopen("/proc/locks", "re");
+    char line[256], want[64];
+    size_t n = 0, shown = 0;
+    snprintf(want, sizeof want, "%02x:%02x:%llu", major(r->lock_dev), minor(r->lock_dev),
+             (unsigned long long)r->lock_ino);
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        long pid;
+        char dev[64];
+        /* "1: FLOCK  ADVISORY  READ  1234 08:01:5678 0 EOF"; waiters say "->" */
+        if (strstr(line, "->") || sscanf(line, "%*s FLOCK %*s %*s %ld %63s", &pid, dev) != 2 ||
+            strcmp(dev, want) || pid == (long)getpid())
+            continue;
+        char path[64], comm[64] = "?";
+        snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+        FILE *c = fopen(path, "re");
+        if (c && fgets(comm, sizeof comm, c))
+            comm[strcspn(comm, "\n")] = 0;
+        if (c)
+            fclose(c);
+        if (shown < 8 && n + 40 < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%spid %ld (%s)", shown++ ? ", " : "", pid, comm);
+    }
+    if (f)
+        fclose(f);
+    if (!shown)
+        snprintf(out, cap, "another process");
+}
+
+/* The exclusive lock, waiting at most WAIT seconds for every other handle to
+ * close: a reader that never goes must not hold gc up for good. */
+static int lock_exclusive(vms_local *r, unsigned wait, fsp_error *err)
+{
+    struct timespec start, now, pause = {0, 100 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (flock(r->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot lock: %s", r->path,
+                            strerror(errno));
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t waited_ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 +
+                            (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (waited_ms >= (int64_t)wait * 1000)
+            break;
+        nanosleep(&pause, NULL);
+    }
+    char who[512];
+    lock_holders(r, who, sizeof who);
+    return fsp_fail(err, FSP_EK_CONFLICT, -EBUSY,
+                    "%s: gc waited %u s for the repository's other users to finish, and it is "
+                    "still open by %s; nothing was removed: run gc when they are done (--wait "
+                    "sets how long gc waits)",
+                    r->path, wait, who);
+}
+
+void vms_local_gc_wait(vms_local *r, unsigned seconds) { r->gc_wait = seconds; }
+
 int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
 {
     memset(stats, 0, sizeof *stats);
@@ -1237,11 +1301,11 @@ int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
                         r->path);
     /* Converting a flock is not atomic (the shared lock goes first), which is
      * fine: nothing below relies on what was true before we got it. */
-    int rc = flock_retry(r->lock_fd, LOCK_EX);
-    if (rc)
-        return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot lock: %s", r->path, strerror(-rc));
-    pack_fds_close(r);
-    rc = checked_gc(r, stats, err);
+    int rc = lock_exclusive(r, r->gc_wait ? r->gc_wait : VMS_GC_WAIT_DEFAULT, err);
+    if (!rc) {
+        pack_fds_close(r);
+        rc = checked_gc(r, stats, err);
+    }
     int relock = flock_retry(r->lock_fd, LOCK_SH);
     if (!rc && relock)
         rc = fsp_fail(err, FSP_EK_IO, relock, "%s: cannot lock: %s", r->path, strerror(-relock));

@@ -150,10 +150,13 @@ static int checked_out_version(struct vms_ctx *c, const char *name, struct vms_l
     if (!found)
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
                         "%s is not checked out (no lease): check it out before checking it in", name);
-    if (strcmp(lease->host, c->host))
+    /* Remotely the agent names the user (its --user) and checks it itself. */
+    bool remote = vms_repo_is_remote(c->s->repo);
+    if (strcmp(lease->host, c->host) || (!remote && strcmp(lease->user, c->user)))
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
-                        "%s is checked out by %s@%s (version %u), not by this host (%s)", name,
-                        lease->user, lease->host, lease->version, c->host);
+                        "%s is checked out by %s@%s (version %u), not by %s (%s)", name,
+                        lease->user, lease->host, lease->version, remote ? "this host" : c->user,
+                        c->host);
     return 0;
 }
 
@@ -282,8 +285,10 @@ int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *e
     struct vms_ctx c;
     memset(stats, 0, sizeof *stats);
     int rc = vms_ctx_open(&c, s, NULL, err);
-    if (!rc)
+    if (!rc) {
+        vms_repo_gc_wait(c.repo, s->gc_wait);
         rc = vms_repo_gc(c.repo, stats, err);
+    }
     vms_ctx_close(&c);
     return rc;
 }

@@ -160,6 +160,8 @@ struct vms_session {
     const struct vms_remote_opts *remote; /* NULL: the defaults */
     const char *user, *host;  /* NULL: from the environment ($VMSYNC_HOST, hostname) */
     const char *cache_dir;    /* NULL: $VMSYNC_CACHE, else ~/.cache/vmsync */
+    unsigned gc_wait;         /* seconds gc waits for the repository's other users, then
+                               * fails naming them (exit 8); 0: 60 */
     vms_progress_cb progress;
     vms_warning_cb warning;
     void *ctx;
@@ -185,12 +187,16 @@ struct vms_stats {
 /* ---- serving a repository (vmsync-agent) -------------------------------------
  * Answers one client's requests (docs/protocol.md) read from IN_FD, replies
  * on OUT_FD, until the client hangs up.  Only repositories under ROOT are
- * served; USER stands for the client in leases and the audit log. */
+ * served, and no error text shows ROOT.  USER stands for the client in leases
+ * and the audit log: a lease is the client's only when it holds USER and the
+ * host the client names. */
 struct vms_serve_opts {
     const char *root;
     const char *user;
     bool read_only;     /* checkouts only */
     uint64_t cache_max; /* bytes of cached compressed segments; 0: no cache */
+    unsigned idle_timeout; /* seconds without a word from the client that end the
+                            * session (an idle one holds the repository open); 0: none */
 };
 struct vms_serve_stats {
     uint64_t requests, objects_sent, objects_received;
