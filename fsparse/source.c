@@ -26,6 +26,7 @@
 #define NBD_MAX_PIECE (4u << 20)        /* bytes per nbd_pread request */
 #define NBD_MAX_STATUS (1u << 30)       /* bytes per block-status query */
 #define QEMU_LOG_MAX 4096               /* bytes of qemu-nbd stderr we look at */
+#define NBD_MAX_MIN_BLOCK (64u << 10)
 
 enum source_kind { SOURCE_RAW, SOURCE_NBD, SOURCE_MEM };
 
@@ -37,6 +38,7 @@ struct fsp_source {
     int fd;                    /* SOURCE_RAW */
     struct nbd_handle *nbd;    /* SOURCE_NBD */
     bool nbd_has_allocation;   /* the server answers base:allocation queries */
+    uint32_t nbd_min_block;    /* reads are whole blocks of this many bytes */
     const uint8_t *mem;        /* SOURCE_MEM */
 };
 
@@ -276,6 +278,11 @@ static int connect_nbd(fsp_source *src, fsp_error *err)
     }
     src->size = (uint64_t)size;
     src->nbd_has_allocation = nbd_can_meta_context(src->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) > 0;
+    int64_t min_block = nbd_get_block_size(src->nbd, LIBNBD_SIZE_MINIMUM);
+    /* a power of two up to 64 KiB by the protocol; anything else is ignored */
+    src->nbd_min_block = 1;
+    if (min_block > 1 && min_block <= NBD_MAX_MIN_BLOCK && (min_block & (min_block - 1)) == 0)
+        src->nbd_min_block = (uint32_t)min_block;
     if (src->size < SECTOR)
         rc = fsp_fail(err, FSP_EK_FORMAT, -EINVAL,
                       "%s: not a disk image (virtual size %" PRIu64 " bytes)", src->path,
@@ -389,19 +396,53 @@ static int pread_raw(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_e
     return 0;
 }
 
+static int nbd_read(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
+{
+    if (nbd_pread(src->nbd, buf, len, off, 0) < 0) {
+        int e = nbd_get_errno();
+        return fsp_fail(err, FSP_EK_IO, e > 0 ? -e : -EIO,
+                        "%s: read of %zu bytes at offset %" PRIu64 " failed: %s", src->path, len,
+                        off, nbd_why());
+    }
+    return 0;
+}
+
+/* A part of a block (vhdx serves whole 4 KiB blocks only): the block is read
+ * into BOUNCE and the part copied out. */
+static int nbd_read_part(fsp_source *src, uint8_t *bounce, void *buf, size_t len, uint64_t off,
+                         fsp_error *err)
+{
+    uint64_t block = off - off % src->nbd_min_block;
+    size_t n = src->size - block < src->nbd_min_block ? (size_t)(src->size - block)
+                                                       : src->nbd_min_block;
+    int rc = nbd_read(src, bounce, n, block, err);
+    if (rc == 0)
+        memcpy(buf, bounce + (off - block), len);
+    return rc;
+}
+
 static int pread_nbd(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
 {
-    for (size_t done = 0; done < len;) {
+    const uint32_t mb = src->nbd_min_block;
+    uint8_t *bounce = NULL;
+    int rc = 0;
+    for (size_t done = 0; rc == 0 && done < len;) {
+        uint64_t pos = off + done;
         size_t piece = len - done < NBD_MAX_PIECE ? len - done : NBD_MAX_PIECE;
-        if (nbd_pread(src->nbd, (uint8_t *)buf + done, piece, off + done, 0) < 0) {
-            int e = nbd_get_errno();
-            return fsp_fail(err, FSP_EK_IO, e > 0 ? -e : -EIO,
-                            "%s: read of %zu bytes at offset %" PRIu64 " failed: %s",
-                            src->path, piece, off + done, nbd_why());
+        if (pos % mb == 0 && piece >= mb) {
+            piece -= piece % mb;
+            rc = nbd_read(src, (uint8_t *)buf + done, piece, pos, err);
+        } else {
+            piece = mb - pos % mb < piece ? mb - pos % mb : piece;
+            if (!bounce && !(bounce = malloc(mb)))
+                rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", src->path);
+            if (rc == 0)
+                rc = nbd_read_part(src, bounce, (uint8_t *)buf + done, piece, pos, err);
         }
         done += piece;
     }
-    return 0;
+    free(bounce);
+    return rc;
 }
 
 int fsp_source_pread(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
