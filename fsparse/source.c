@@ -58,7 +58,7 @@ static bool has_magic(const uint8_t *buf, size_t len, size_t off, const char *ma
 }
 
 /* Reads up to LEN bytes at OFF; returns the count read or a negative errno. */
-static ssize_t read_some(int fd, void *buf, size_t len, uint64_t off)
+ssize_t fsp_read_some(int fd, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
     while (done < len) {
@@ -100,11 +100,11 @@ static const char *format_from_magic(const uint8_t *head, size_t head_len, const
     return "raw";
 }
 
-static int detect_format(int fd, const char *path, uint64_t size, const char **format,
+int fsp_detect_format(int fd, const char *path, uint64_t size, const char **format,
                          fsp_error *err)
 {
     uint8_t head[SECTOR], tail[SECTOR];
-    ssize_t n = read_some(fd, head, sizeof head, 0);
+    ssize_t n = fsp_read_some(fd, head, sizeof head, 0);
     if (n < 0)
         return fsp_fail(err, FSP_EK_OPEN, (int)n, "%s: cannot read: %s", path, strerror((int)-n));
     /* A VMDK text descriptor can be shorter than a sector; check it first. */
@@ -115,7 +115,7 @@ static int detect_format(int fd, const char *path, uint64_t size, const char **f
     if (size < SECTOR || (size_t)n < SECTOR)
         return fsp_fail(err, FSP_EK_FORMAT, -EINVAL, "%s: not a disk image (%" PRIu64 " bytes)",
                         path, size);
-    n = read_some(fd, tail, sizeof tail, size - SECTOR);
+    n = fsp_read_some(fd, tail, sizeof tail, size - SECTOR);
     if (n < 0)
         return fsp_fail(err, FSP_EK_OPEN, (int)n, "%s: cannot read: %s", path, strerror((int)-n));
     if ((size_t)n < SECTOR)
@@ -182,25 +182,13 @@ static int open_image_fd(const char *path, uint64_t *size, fsp_error *err)
 
 /* ---- qemu-nbd ------------------------------------------------------------ */
 
-/* Points qemu at PATH as a file name: a relative name with a colon ("nbd:x",
- * "json:{...}") would otherwise be parsed as a protocol. */
-static char *qemu_file_name(const char *path)
-{
-    char *name;
-    if (path[0] == '/')
-        return strdup(path);
-    if (asprintf(&name, "./%s", path) < 0)
-        return NULL;
-    return name;
-}
-
 /* The first line qemu-nbd wrote to LOG_FD that is not a warning, without the
  * "qemu-nbd: " and "Failed to blk_new_open 'NAME': " prefixes; "" when none. */
 static void qemu_first_error(int log_fd, const char *qname, char *out, size_t out_len)
 {
     static const char open_prefix[] = "Failed to blk_new_open '";
     char buf[QEMU_LOG_MAX + 1];
-    ssize_t n = log_fd >= 0 ? read_some(log_fd, buf, QEMU_LOG_MAX, 0) : -1;
+    ssize_t n = log_fd >= 0 ? fsp_read_some(log_fd, buf, QEMU_LOG_MAX, 0) : -1;
     out[0] = '\0';
     if (n <= 0)
         return;
@@ -313,11 +301,10 @@ static _Noreturn void exec_qemu_nbd(char *const argv[], char **env, pid_t parent
 /* Starts qemu-nbd by socket activation on a socket of ours, with its stderr
  * in LOG_FD; *CLIENT_FD is our end.  No shell: the name QNAME is one argv
  * word. */
-static int spawn_qemu_nbd(const char *format, const char *qname, int log_fd, pid_t *pid,
-                          int *client_fd)
+static int spawn_qemu_nbd(const char *qname, int log_fd, pid_t *pid, int *client_fd)
 {
     char *argv[] = {
-        "qemu-nbd", "--read-only", "-f", (char *)format,
+        "qemu-nbd", "--read-only",
         /* the page cache gives sequential scans readahead; reads only */
         "--cache=writeback",
         "--", (char *)qname, NULL,
@@ -370,11 +357,11 @@ static int nbd_fail_open(fsp_source *src, int log_fd, const char *qname, fsp_err
                     src->path, why);
 }
 
-/* Starts qemu-nbd on QNAME and connects to it. */
+/* Starts qemu-nbd on the checked chain QNAME and connects to it. */
 static int start_nbd(fsp_source *src, const char *qname, int log_fd, fsp_error *err)
 {
     int client_fd = -1;
-    int rc = spawn_qemu_nbd(src->format, qname, log_fd, &src->qemu_pid, &client_fd);
+    int rc = spawn_qemu_nbd(qname, log_fd, &src->qemu_pid, &client_fd);
     if (rc < 0) {
         if (client_fd >= 0)
             close(client_fd);
@@ -415,8 +402,12 @@ static int read_export_geometry(fsp_source *src, fsp_error *err)
 
 static int connect_nbd(fsp_source *src, fsp_error *err)
 {
-    char *qname = qemu_file_name(src->path);
-    int rc = 0;
+    struct fsp_chain chain;
+    int rc = fsp_chain_check(src->path, src->format, &chain, err);
+    if (rc < 0)
+        return rc;
+    char *qname = fsp_chain_json(&chain);
+    fsp_chain_free(&chain);
     int log_fd = memfd_create("fsparse-qemu-nbd-stderr", MFD_CLOEXEC);
     if (!qname)
         rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", src->path);
@@ -449,7 +440,7 @@ int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
     if (fd < 0)
         return fd;
     const char *format;
-    int rc = detect_format(fd, path, size, &format, err);
+    int rc = fsp_detect_format(fd, path, size, &format, err);
     fsp_source *src = NULL;
     if (rc == 0)
         rc = new_source(strcmp(format, "raw") == 0 ? SOURCE_RAW : SOURCE_NBD, path, &src, err);
@@ -462,7 +453,7 @@ int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
         src->fd = fd;
         src->size = size;
     } else {
-        close(fd); /* qemu-nbd opens the image (and its backing files) itself */
+        close(fd); /* qemu-nbd opens the image (and its checked backing files) itself */
         rc = connect_nbd(src, err);
         if (rc < 0) {
             fsp_source_close(src);
@@ -533,7 +524,7 @@ static int fail_past_end(fsp_source *src, size_t len, uint64_t off, fsp_error *e
 
 static int pread_raw(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
 {
-    ssize_t n = read_some(src->fd, buf, len, off);
+    ssize_t n = fsp_read_some(src->fd, buf, len, off);
     if (n < 0)
         return fsp_fail(err, FSP_EK_IO, (int)n, "%s: read of %zu bytes at offset %" PRIu64
                         " failed: %s", src->path, len, off, strerror((int)-n));
