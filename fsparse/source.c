@@ -369,8 +369,7 @@ static int start_nbd(fsp_source *src, const char *qname, int log_fd, fsp_error *
                         strerror(-rc));
     }
     /* the handle owns the socket from here on */
-    if (nbd_add_meta_context(src->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_connect_socket(src->nbd, client_fd) < 0) {
+    if (nbd_connect_socket(src->nbd, client_fd) < 0) {
         /* qemu-nbd has written its reason once it is gone */
         stop_qemu_nbd(src->qemu_pid);
         src->qemu_pid = 0;
@@ -420,8 +419,11 @@ static int connect_nbd(fsp_source *src, fsp_error *err)
     if (rc == 0) {
         /* Zeroing each buffer before a read is wasted work: errors are checked. */
         nbd_set_pread_initialize(src->nbd, false);
-        rc = start_nbd(src, qname, log_fd, err);
+        if (nbd_add_meta_context(src->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0)
+            rc = fsp_fail(err, FSP_EK_INTERNAL, -EINVAL, "%s: libnbd: %s", src->path, nbd_why());
     }
+    if (rc == 0)
+        rc = start_nbd(src, qname, log_fd, err);
     if (rc == 0)
         rc = read_export_geometry(src, err);
     if (log_fd >= 0)
