@@ -88,6 +88,7 @@ struct walk {
     char *image_dir;        /* realpath of its folder */
     const char *stack[FSP_MAX_CHAIN + 2]; /* files being checked, to see loops */
     unsigned depth;
+    unsigned extents;       /* extents seen so far */
     struct fsp_chain *chain;
     fsp_error *err;
 };
@@ -331,6 +332,7 @@ static int check_extents(struct walk *w, const char *path, const char *desc)
         if (parse_extent(line, type, name)) {
             bool sparse = strstr(type, "SPARSE") != NULL; /* SPARSE, VMFSSPARSE, SESPARSE */
             char *real;
+            w->extents++;
             rc = resolve_reference(w, path, "extent", name, &real);
             if (rc == 0 && sparse)
                 rc = check_file(w, real, "vmdk", false, true);
@@ -417,6 +419,42 @@ static int check_contents(struct walk *w, const char *real, const char *format, 
     return rc;
 }
 
+/* qemu parses the chain as JSON, which must be UTF-8: other names are handed
+ * over as descriptors. */
+static bool is_utf8(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 && *p >= 0xc2 ? 1
+              : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 && *p <= 0xf4 ? 3 : -1;
+        if (n < 0)
+            return false;
+        for (p++; n > 0; n--, p++)
+            if ((*p & 0xc0) != 0x80)
+                return false;
+    }
+    return true;
+}
+
+/* qemu finds a vmdk's extents beside the name it was given, which a
+ * descriptor's name is not. */
+static int pass_by_descriptor(struct walk *w, struct fsp_chain_link *l, bool names_extents)
+{
+    if (names_extents)
+        return fsp_fail(w->err, FSP_EK_OPEN, -EILSEQ,
+                        "%s: a vmdk with extents must have a UTF-8 path; rename it or its folder",
+                        w->image);
+    int fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    /* above the descriptors qemu-nbd's start moves (stderr, 3) */
+    l->fd = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (l->fd < 0)
+        return fsp_fail(w->err, FSP_EK_OPEN, -e, "%s: cannot open %s: %s", w->image, l->path,
+                        strerror(e));
+    return 0;
+}
+
 static int check_file(struct walk *w, const char *real, const char *format, bool in_chain,
                       bool is_extent)
 {
@@ -424,17 +462,21 @@ static int check_file(struct walk *w, const char *real, const char *format, bool
         return fsp_fail(w->err, FSP_EK_FORMAT, -ELOOP,
                         "%s: refused: the chain of backing files and extents is deeper than %d "
                         "(at %s)", w->image, FSP_MAX_CHAIN, real);
-    if (in_chain) {
-        struct fsp_chain_link *l = &w->chain->link[w->chain->n];
+    struct fsp_chain_link *l = in_chain ? &w->chain->link[w->chain->n] : NULL;
+    if (l) {
         l->path = strdup(real);
         l->format = format;
+        l->fd = -1;
         if (!l->path)
             return fsp_fail(w->err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", w->image);
         w->chain->n++;
     }
+    unsigned extents = w->extents;
     w->stack[w->depth++] = real;
     int rc = check_contents(w, real, format, is_extent);
     w->depth--;
+    if (rc == 0 && l && !is_utf8(real))
+        rc = pass_by_descriptor(w, l, w->extents != extents);
     return rc;
 }
 
@@ -464,8 +506,11 @@ int fsp_chain_check(const char *path, const char *format, struct fsp_chain *chai
 
 void fsp_chain_free(struct fsp_chain *chain)
 {
-    for (unsigned i = 0; i < chain->n; i++)
+    for (unsigned i = 0; i < chain->n; i++) {
         free(chain->link[i].path);
+        if (chain->link[i].fd >= 0)
+            close(chain->link[i].fd);
+    }
     chain->n = 0;
 }
 
@@ -489,7 +534,10 @@ static void put_link(FILE *f, const struct fsp_chain *chain, unsigned i)
 {
     const struct fsp_chain_link *l = &chain->link[i];
     fprintf(f, "{\"driver\":\"%s\",\"file\":{\"driver\":\"file\",\"filename\":", l->format);
-    put_json_string(f, l->path);
+    if (l->fd >= 0)
+        fprintf(f, "\"/proc/self/fd/%d\"", l->fd);
+    else
+        put_json_string(f, l->path);
     fputc('}', f);
     if (strcmp(l->format, "raw") != 0) { /* raw has no backing to pin */
         fputs(",\"backing\":", f);

@@ -287,12 +287,15 @@ static int move_fd(int from, int to)
  * which that thread died before the prctl.  LISTEN_FD is 3 or more, so
  * placing the log first cannot clobber it. */
 static _Noreturn void exec_qemu_nbd(char *const argv[], char **env, pid_t parent, int listen_fd,
-                                    int log_fd)
+                                    int log_fd, const struct fsp_chain *chain)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(127);
     if (move_fd(log_fd, STDERR_FILENO) < 0 || move_fd(listen_fd, 3) < 0)
         _exit(127);
+    for (unsigned i = 0; i < chain->n; i++)
+        if (chain->link[i].fd >= 0 && move_fd(chain->link[i].fd, chain->link[i].fd) < 0)
+            _exit(127);
     put_listen_pid(env[0], getpid());
     execvpe(argv[0], argv, env);
     _exit(127);
@@ -301,7 +304,8 @@ static _Noreturn void exec_qemu_nbd(char *const argv[], char **env, pid_t parent
 /* Starts qemu-nbd by socket activation on a socket of ours, with its stderr
  * in LOG_FD; *CLIENT_FD is our end.  No shell: the name QNAME is one argv
  * word. */
-static int spawn_qemu_nbd(const char *qname, int log_fd, pid_t *pid, int *client_fd)
+static int spawn_qemu_nbd(const struct fsp_chain *chain, const char *qname, int log_fd, pid_t *pid,
+                          int *client_fd)
 {
     char *argv[] = {
         "qemu-nbd", "--read-only",
@@ -322,7 +326,7 @@ static int spawn_qemu_nbd(const char *qname, int log_fd, pid_t *pid, int *client
     if (rc == 0 && (*pid = fork()) < 0)
         rc = -errno;
     if (rc == 0 && *pid == 0)
-        exec_qemu_nbd(argv, env, parent, listen_fd, log_fd);
+        exec_qemu_nbd(argv, env, parent, listen_fd, log_fd, chain);
     if (listen_fd >= 0)
         close(listen_fd);
     free(env);
@@ -357,11 +361,12 @@ static int nbd_fail_open(fsp_source *src, int log_fd, const char *qname, fsp_err
                     src->path, why);
 }
 
-/* Starts qemu-nbd on the checked chain QNAME and connects to it. */
-static int start_nbd(fsp_source *src, const char *qname, int log_fd, fsp_error *err)
+/* Starts qemu-nbd on the checked CHAIN, named QNAME, and connects to it. */
+static int start_nbd(fsp_source *src, const struct fsp_chain *chain, const char *qname,
+                     int log_fd, fsp_error *err)
 {
     int client_fd = -1;
-    int rc = spawn_qemu_nbd(qname, log_fd, &src->qemu_pid, &client_fd);
+    int rc = spawn_qemu_nbd(chain, qname, log_fd, &src->qemu_pid, &client_fd);
     if (rc < 0) {
         if (client_fd >= 0)
             close(client_fd);
@@ -406,7 +411,6 @@ static int connect_nbd(fsp_source *src, fsp_error *err)
     if (rc < 0)
         return rc;
     char *qname = fsp_chain_json(&chain);
-    fsp_chain_free(&chain);
     int log_fd = memfd_create("fsparse-qemu-nbd-stderr", MFD_CLOEXEC);
     if (!qname)
         rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", src->path);
@@ -423,7 +427,8 @@ static int connect_nbd(fsp_source *src, fsp_error *err)
             rc = fsp_fail(err, FSP_EK_INTERNAL, -EINVAL, "%s: libnbd: %s", src->path, nbd_why());
     }
     if (rc == 0)
-        rc = start_nbd(src, qname, log_fd, err);
+        rc = start_nbd(src, &chain, qname, log_fd, err);
+    fsp_chain_free(&chain);
     if (rc == 0)
         rc = read_export_geometry(src, err);
     if (log_fd >= 0)

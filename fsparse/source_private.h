@@ -32,6 +32,7 @@ int fsp_detect_format(int fd, const char *path, uint64_t size, const char **form
 struct fsp_chain_link {
     char *path;
     const char *format; /* static string */
+    int fd;             /* -1, or (a path that is not UTF-8) qemu-nbd inherits it */
 };
 struct fsp_chain {
     struct fsp_chain_link link[FSP_MAX_CHAIN + 1];
@@ -49,7 +50,8 @@ int fsp_chain_check(const char *path, const char *format, struct fsp_chain *chai
 void fsp_chain_free(struct fsp_chain *chain);
 /* CHAIN as a qemu "json:" file name with every format pinned and no backing
  * past the last link, so qemu opens exactly the checked files; malloc'd, NULL
- * when out of memory. */
+ * when out of memory.  A link with a descriptor is named /proc/self/fd/N:
+ * qemu-nbd must inherit it (it is close-on-exec here). */
 char *fsp_chain_json(const struct fsp_chain *chain);
 
 #endif

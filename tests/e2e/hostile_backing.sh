@@ -203,4 +203,10 @@ d_flat=$(digest_of "$T/flat" "$T/flattened.raw") || fail "manifest of the flatte
 d_ov=$(digest_of "$T/overlay" "$D/overlay.qcow2") || bad "the ordinary overlay is refused: $(cat "$T/overlay.err")"
 [[ -z ${d_ov:-} || $d_ov == "$d_flat" ]] || bad "overlay digest $d_ov != flattened digest $d_flat"
 [[ $d_flat != "$d_base" ]] || bad "the overlay changed nothing: the check proves nothing"
+# the same in a folder whose name is not UTF-8 (qemu cannot parse it in JSON)
+odd=$T/$'odd\xff'
+mkdir -p "$odd"
+cp "$D/base.raw" "$D/overlay.qcow2" "$odd/"
+d_odd=$(digest_of "$T/odd" "$odd/overlay.qcow2") || bad "an overlay in a non-UTF-8 folder: $(cat "$T/odd.err")"
+[[ -z ${d_odd:-} || $d_odd == "$d_flat" ]] || bad "overlay in a non-UTF-8 folder: digest $d_odd != $d_flat"
 finish
