@@ -58,8 +58,18 @@ int fsp_fail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt
 typedef struct fsp_source fsp_source;
 
 /* Opens PATH read-only.  Raw files are read directly; qcow2, vmdk, vhdx, vdi
- * and vpc are served by a qemu-nbd child started by socket activation. */
+ * and vpc are served by a qemu-nbd child started by socket activation.  Before
+ * qemu-nbd starts, every file the image names (qcow2 backing files, vmdk
+ * extents and parents, down a chain of at most 16) must be a regular file in
+ * the image's own folder, after realpath, or in a folder allowed by
+ * fsp_allow_backing_dir; protocols and json: names are refused, and so are
+ * loops (FSP_EK_FORMAT).  The qemu-nbd child is killed when the thread that
+ * opened the source dies, so close the source before that thread exits. */
 int fsp_source_open(const char *path, fsp_source **out, fsp_error *err);
+/* Lets images opened from now on name backing files and extents anywhere
+ * under DIR (which must exist).  The setting is process-wide; make these calls
+ * before opening images. */
+int fsp_allow_backing_dir(const char *dir, fsp_error *err);
 /* A source over caller memory (fuzzing, tests).  DATA must outlive the source. */
 int fsp_source_open_mem(const void *data, size_t len, fsp_source **out, fsp_error *err);
 void fsp_source_close(fsp_source *src);

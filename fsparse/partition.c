@@ -493,14 +493,18 @@ static int probe_fs(struct blk_view *v, struct fsp_part *p, fsp_error *err)
     return rc;
 }
 
-/* No table: the whole image may be one bare filesystem. */
-static int probe_bare_fs(struct blk_view *v, struct fsp_part **parts, uint32_t *n_parts,
-                         fsp_error *err)
+/* No partitions: the whole image may be one bare filesystem.  A boot sector
+ * with its 0x55AA signature but an empty table (GRUB's stage 1 in front of a
+ * bare ext filesystem) looks like an MBR to blkid, and is one only when no
+ * filesystem starts at offset 0. */
+static int probe_bare_fs(struct blk_view *v, char table[8], struct fsp_part **parts,
+                         uint32_t *n_parts, fsp_error *err)
 {
     struct fsp_part bare = { .index = 0, .start = 0, .length = v->size };
     int rc = probe_fs(v, &bare, err);
     if (rc < 0 || bare.fs_type[0] == '\0')
         return rc;
+    copy_str(table, 8, "none");
     *parts = malloc(sizeof bare);
     if (!*parts)
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", v->path);
@@ -527,8 +531,8 @@ int fsp_partitions(fsp_source *src, char table[8], struct fsp_part **parts, uint
         rc = check_parts(v.path, v.size, list, n, err);
     for (uint32_t i = 0; rc == 0 && i < n; i++)
         rc = probe_fs(&v, &list[i], err);
-    if (rc == 0 && strcmp(table, "none") == 0)
-        rc = probe_bare_fs(&v, &list, &n, err);
+    if (rc == 0 && n == 0)
+        rc = probe_bare_fs(&v, table, &list, &n, err);
     view_close(&v);
     if (rc < 0) {
         free(list);

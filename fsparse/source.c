@@ -19,13 +19,21 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SECTOR 512u
 #define NBD_MAX_PIECE (4u << 20)        /* bytes per nbd_pread request */
 #define NBD_MAX_STATUS (1u << 30)       /* bytes per block-status query */
 #define QEMU_LOG_MAX 4096               /* bytes of qemu-nbd stderr we look at */
+#define QEMU_STOP_GRACE_MS 1000         /* SIGTERM to SIGKILL */
+#define NBD_MAX_MIN_BLOCK (64u << 10)
 
 enum source_kind { SOURCE_RAW, SOURCE_NBD, SOURCE_MEM };
 
@@ -37,6 +45,8 @@ struct fsp_source {
     int fd;                    /* SOURCE_RAW */
     struct nbd_handle *nbd;    /* SOURCE_NBD */
     bool nbd_has_allocation;   /* the server answers base:allocation queries */
+    uint32_t nbd_min_block;    /* reads are whole blocks of this many bytes */
+    pid_t qemu_pid;            /* our qemu-nbd child, 0 when none */
     const uint8_t *mem;        /* SOURCE_MEM */
 };
 
@@ -48,7 +58,7 @@ static bool has_magic(const uint8_t *buf, size_t len, size_t off, const char *ma
 }
 
 /* Reads up to LEN bytes at OFF; returns the count read or a negative errno. */
-static ssize_t read_some(int fd, void *buf, size_t len, uint64_t off)
+ssize_t fsp_read_some(int fd, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
     while (done < len) {
@@ -90,11 +100,11 @@ static const char *format_from_magic(const uint8_t *head, size_t head_len, const
     return "raw";
 }
 
-static int detect_format(int fd, const char *path, uint64_t size, const char **format,
+int fsp_detect_format(int fd, const char *path, uint64_t size, const char **format,
                          fsp_error *err)
 {
     uint8_t head[SECTOR], tail[SECTOR];
-    ssize_t n = read_some(fd, head, sizeof head, 0);
+    ssize_t n = fsp_read_some(fd, head, sizeof head, 0);
     if (n < 0)
         return fsp_fail(err, FSP_EK_OPEN, (int)n, "%s: cannot read: %s", path, strerror((int)-n));
     /* A VMDK text descriptor can be shorter than a sector; check it first. */
@@ -105,7 +115,7 @@ static int detect_format(int fd, const char *path, uint64_t size, const char **f
     if (size < SECTOR || (size_t)n < SECTOR)
         return fsp_fail(err, FSP_EK_FORMAT, -EINVAL, "%s: not a disk image (%" PRIu64 " bytes)",
                         path, size);
-    n = read_some(fd, tail, sizeof tail, size - SECTOR);
+    n = fsp_read_some(fd, tail, sizeof tail, size - SECTOR);
     if (n < 0)
         return fsp_fail(err, FSP_EK_OPEN, (int)n, "%s: cannot read: %s", path, strerror((int)-n));
     if ((size_t)n < SECTOR)
@@ -172,28 +182,18 @@ static int open_image_fd(const char *path, uint64_t *size, fsp_error *err)
 
 /* ---- qemu-nbd ------------------------------------------------------------ */
 
-/* Points qemu at PATH as a file name: a relative name with a colon ("nbd:x",
- * "json:{...}") would otherwise be parsed as a protocol. */
-static char *qemu_file_name(const char *path)
-{
-    char *name;
-    if (path[0] == '/')
-        return strdup(path);
-    if (asprintf(&name, "./%s", path) < 0)
-        return NULL;
-    return name;
-}
-
 /* The first line qemu-nbd wrote to LOG_FD that is not a warning, without the
  * "qemu-nbd: " and "Failed to blk_new_open 'NAME': " prefixes; "" when none. */
 static void qemu_first_error(int log_fd, const char *qname, char *out, size_t out_len)
 {
+    static const char open_prefix[] = "Failed to blk_new_open '";
     char buf[QEMU_LOG_MAX + 1];
-    ssize_t n = log_fd >= 0 ? read_some(log_fd, buf, QEMU_LOG_MAX, 0) : -1;
+    ssize_t n = log_fd >= 0 ? fsp_read_some(log_fd, buf, QEMU_LOG_MAX, 0) : -1;
     out[0] = '\0';
     if (n <= 0)
         return;
     buf[n] = '\0';
+    size_t qlen = strlen(qname);
     for (char *line = buf, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next)
@@ -202,10 +202,10 @@ static void qemu_first_error(int log_fd, const char *qname, char *out, size_t ou
             line += 10;
         if (*line == '\0' || strncmp(line, "warning: ", 9) == 0)
             continue;
-        char prefix[64 + FSP_MAX_PATH];
-        int plen = snprintf(prefix, sizeof prefix, "Failed to blk_new_open '%s': ", qname);
-        if (plen > 0 && (size_t)plen < sizeof prefix && strncmp(line, prefix, (size_t)plen) == 0)
-            line += plen;
+        char *name = line + sizeof open_prefix - 1;
+        if (strncmp(line, open_prefix, sizeof open_prefix - 1) == 0 &&
+            strncmp(name, qname, qlen) == 0 && strncmp(name + qlen, "': ", 3) == 0)
+            line = name + qlen + 3;
         size_t n_copy = strnlen(line, out_len - 1);
         memcpy(out, line, n_copy);
         out[n_copy] = '\0';
@@ -213,22 +213,142 @@ static void qemu_first_error(int log_fd, const char *qname, char *out, size_t ou
     }
 }
 
-/* qemu-nbd inherits its stderr from us at fork.  Rather than swap the
- * process-wide fd 2 (other threads may be logging), a shell redirects the
- * child's stderr into a memfd of ours, reopened through /proc. */
-static int start_qemu_nbd(struct nbd_handle *h, const char *format, const char *qname,
-                          int log_fd)
+/* A listening socket for qemu-nbd and our connection to it.  The socket's
+ * name lives only in a private folder and only until we are connected, so
+ * nobody else can reach the export. */
+static int listen_private(int *listen_fd, int *client_fd)
 {
-    char log_path[64];
-    snprintf(log_path, sizeof log_path, "/proc/%d/fd/%d", (int)getpid(), log_fd);
+    const char *tmp = getenv("TMPDIR");
+    char dir[PATH_MAX], name[PATH_MAX + 8];
+    if (snprintf(dir, sizeof dir, "%s/fsparse-nbd-XXXXXX", tmp && *tmp ? tmp : "/tmp") >=
+            (int)sizeof dir ||
+        !mkdtemp(dir))
+        return -errno;
+    snprintf(name, sizeof name, "%s/s", dir);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int rc = strlen(name) < sizeof sa.sun_path ? 0 : -ENAMETOOLONG;
+    if (rc == 0)
+        memcpy(sa.sun_path, name, strlen(name) + 1);
+    *listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    *client_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rc == 0 && (*listen_fd < 0 || *client_fd < 0 ||
+                    bind(*listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+                    listen(*listen_fd, 1) < 0 ||
+                    connect(*client_fd, (struct sockaddr *)&sa, sizeof sa) < 0))
+        rc = -errno;
+    unlink(name);
+    rmdir(dir);
+    return rc;
+}
+
+/* "LISTEN_PID=" with room for the child's pid, "LISTEN_FDS=1", then our
+ * environment without any socket activation of its own; malloc'd. */
+static char **activation_env(char pid_var[32])
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 3, sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    env[k++] = pid_var;
+    env[k++] = "LISTEN_FDS=1";
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LISTEN_", 7) != 0)
+            env[k++] = environ[i];
+    env[k] = NULL;
+    return env;
+}
+
+/* Writes "LISTEN_PID=<pid>" without stdio: this runs between fork and exec. */
+static void put_listen_pid(char *out, pid_t pid)
+{
+    char digits[24];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + pid % 10);
+    while ((pid /= 10) > 0);
+    memcpy(out, "LISTEN_PID=", 11);
+    for (int i = 0; i < n; i++)
+        out[11 + i] = digits[n - 1 - i];
+    out[11 + n] = '\0';
+}
+
+/* dup2 that also clears close-on-exec when FROM is already TO. */
+static int move_fd(int from, int to)
+{
+    return from == to ? fcntl(to, F_SETFD, 0) : dup2(from, to);
+}
+
+/* The child, between fork and exec (async-signal-safe calls only).  It dies
+ * with the thread that started it; the getppid check closes the window in
+ * which that thread died before the prctl.  LISTEN_FD is 3 or more, so
+ * placing the log first cannot clobber it. */
+static _Noreturn void exec_qemu_nbd(char *const argv[], char **env, pid_t parent, int listen_fd,
+                                    int log_fd, const struct fsp_chain *chain)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+        _exit(127);
+    if (move_fd(log_fd, STDERR_FILENO) < 0 || move_fd(listen_fd, 3) < 0)
+        _exit(127);
+    for (unsigned i = 0; i < chain->n; i++)
+        if (chain->link[i].fd >= 0 && move_fd(chain->link[i].fd, chain->link[i].fd) < 0)
+            _exit(127);
+    put_listen_pid(env[0], getpid());
+    execvpe(argv[0], argv, env);
+    _exit(127);
+}
+
+/* Starts qemu-nbd by socket activation on a socket of ours, with its stderr
+ * in LOG_FD; *CLIENT_FD is our end.  No shell: the name QNAME is one argv
+ * word. */
+static int spawn_qemu_nbd(const struct fsp_chain *chain, const char *qname, int log_fd, pid_t *pid,
+                          int *client_fd)
+{
     char *argv[] = {
-        "/bin/sh", "-c", "log=$1; shift; exec \"$@\" 2>\"$log\"", "sh", log_path,
-        "qemu-nbd", "--read-only", "-f", (char *)format,
+        "qemu-nbd", "--read-only",
         /* the page cache gives sequential scans readahead; reads only */
         "--cache=writeback",
         "--", (char *)qname, NULL,
     };
-    return nbd_connect_systemd_socket_activation(h, argv);
+    char pid_var[32];
+    char **env = activation_env(pid_var);
+    int listen_fd = -1, rc = env ? listen_private(&listen_fd, client_fd) : -ENOMEM;
+    if (rc == 0 && listen_fd < 3) { /* only when stdio was closed */
+        int high = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3);
+        close(listen_fd);
+        listen_fd = high;
+        rc = high < 0 ? -errno : 0;
+    }
+    pid_t parent = getpid();
+    if (rc == 0 && (*pid = fork()) < 0)
+        rc = -errno;
+    if (rc == 0 && *pid == 0)
+        exec_qemu_nbd(argv, env, parent, listen_fd, log_fd, chain);
+    if (listen_fd >= 0)
+        close(listen_fd);
+    free(env);
+    return rc;
+}
+
+/* Ends qemu-nbd: asks, then kills it when it has not gone within the grace,
+ * and reaps it.  Never waits without bound. */
+static void stop_qemu_nbd(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    for (int waited_ms = 0; waited_ms < QEMU_STOP_GRACE_MS; waited_ms += 10) {
+        pid_t r = waitpid(pid, NULL, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            return;
+        usleep(10 * 1000);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
 }
 
 static int nbd_fail_open(fsp_source *src, int log_fd, const char *qname, fsp_error *err)
@@ -241,46 +361,76 @@ static int nbd_fail_open(fsp_source *src, int log_fd, const char *qname, fsp_err
                     src->path, why);
 }
 
-static int connect_nbd(fsp_source *src, fsp_error *err)
+/* Starts qemu-nbd on the checked CHAIN, named QNAME, and connects to it. */
+static int start_nbd(fsp_source *src, const struct fsp_chain *chain, const char *qname,
+                     int log_fd, fsp_error *err)
 {
-    char *qname = qemu_file_name(src->path);
-    int log_fd = memfd_create("fsparse-qemu-nbd-stderr", MFD_CLOEXEC);
-    int rc = 0;
-    if (!qname) {
-        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", src->path);
-        goto out;
+    int client_fd = -1;
+    int rc = spawn_qemu_nbd(chain, qname, log_fd, &src->qemu_pid, &client_fd);
+    if (rc < 0) {
+        if (client_fd >= 0)
+            close(client_fd);
+        return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot start qemu-nbd: %s", src->path,
+                        strerror(-rc));
     }
-    if (log_fd < 0) {
-        rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create a memfd: %s", src->path,
-                      strerror(errno));
-        goto out;
+    /* the handle owns the socket from here on */
+    if (nbd_connect_socket(src->nbd, client_fd) < 0) {
+        /* qemu-nbd has written its reason once it is gone */
+        stop_qemu_nbd(src->qemu_pid);
+        src->qemu_pid = 0;
+        return nbd_fail_open(src, log_fd, qname, err);
     }
-    src->nbd = nbd_create();
-    if (!src->nbd) {
-        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: cannot create an NBD handle: %s",
-                      src->path, nbd_why());
-        goto out;
-    }
-    /* Zeroing each buffer before a read is wasted work: errors are checked. */
-    nbd_set_pread_initialize(src->nbd, false);
-    if (nbd_add_meta_context(src->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        start_qemu_nbd(src->nbd, src->format, qname, log_fd) < 0) {
-        rc = nbd_fail_open(src, log_fd, qname, err);
-        goto out;
-    }
+    return 0;
+}
+
+/* The size and the smallest block qemu-nbd serves. */
+static int read_export_geometry(fsp_source *src, fsp_error *err)
+{
     int64_t size = nbd_get_size(src->nbd);
-    if (size < 0) {
-        rc = fsp_fail(err, FSP_EK_FORMAT, -EINVAL, "%s: qemu-nbd reports no size: %s",
-                      src->path, nbd_why());
-        goto out;
-    }
+    if (size < 0)
+        return fsp_fail(err, FSP_EK_FORMAT, -EINVAL, "%s: qemu-nbd reports no size: %s",
+                        src->path, nbd_why());
     src->size = (uint64_t)size;
     src->nbd_has_allocation = nbd_can_meta_context(src->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) > 0;
+    int64_t min_block = nbd_get_block_size(src->nbd, LIBNBD_SIZE_MINIMUM);
+    /* a power of two up to 64 KiB by the protocol; anything else is ignored */
+    src->nbd_min_block = 1;
+    if (min_block > 1 && min_block <= NBD_MAX_MIN_BLOCK && (min_block & (min_block - 1)) == 0)
+        src->nbd_min_block = (uint32_t)min_block;
     if (src->size < SECTOR)
-        rc = fsp_fail(err, FSP_EK_FORMAT, -EINVAL,
-                      "%s: not a disk image (virtual size %" PRIu64 " bytes)", src->path,
-                      src->size);
-out:
+        return fsp_fail(err, FSP_EK_FORMAT, -EINVAL,
+                        "%s: not a disk image (virtual size %" PRIu64 " bytes)", src->path,
+                        src->size);
+    return 0;
+}
+
+static int connect_nbd(fsp_source *src, fsp_error *err)
+{
+    struct fsp_chain chain;
+    int rc = fsp_chain_check(src->path, src->format, &chain, err);
+    if (rc < 0)
+        return rc;
+    char *qname = fsp_chain_json(&chain);
+    int log_fd = memfd_create("fsparse-qemu-nbd-stderr", MFD_CLOEXEC);
+    if (!qname)
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", src->path);
+    else if (log_fd < 0)
+        rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create a memfd: %s", src->path,
+                      strerror(errno));
+    else if (!(src->nbd = nbd_create()))
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: cannot create an NBD handle: %s",
+                      src->path, nbd_why());
+    if (rc == 0) {
+        /* Zeroing each buffer before a read is wasted work: errors are checked. */
+        nbd_set_pread_initialize(src->nbd, false);
+        if (nbd_add_meta_context(src->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0)
+            rc = fsp_fail(err, FSP_EK_INTERNAL, -EINVAL, "%s: libnbd: %s", src->path, nbd_why());
+    }
+    if (rc == 0)
+        rc = start_nbd(src, &chain, qname, log_fd, err);
+    fsp_chain_free(&chain);
+    if (rc == 0)
+        rc = read_export_geometry(src, err);
     if (log_fd >= 0)
         close(log_fd);
     free(qname);
@@ -297,7 +447,7 @@ int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
     if (fd < 0)
         return fd;
     const char *format;
-    int rc = detect_format(fd, path, size, &format, err);
+    int rc = fsp_detect_format(fd, path, size, &format, err);
     fsp_source *src = NULL;
     if (rc == 0)
         rc = new_source(strcmp(format, "raw") == 0 ? SOURCE_RAW : SOURCE_NBD, path, &src, err);
@@ -310,7 +460,7 @@ int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
         src->fd = fd;
         src->size = size;
     } else {
-        close(fd); /* qemu-nbd opens the image (and its backing files) itself */
+        close(fd); /* qemu-nbd opens the image (and its checked backing files) itself */
         rc = connect_nbd(src, err);
         if (rc < 0) {
             fsp_source_close(src);
@@ -342,10 +492,11 @@ void fsp_source_close(fsp_source *src)
     if (!src)
         return;
     if (src->nbd) {
-        /* The disconnect makes qemu-nbd exit; nbd_close reaps it. */
+        /* The disconnect alone makes a healthy qemu-nbd exit */
         nbd_shutdown(src->nbd, 0);
         nbd_close(src->nbd);
     }
+    stop_qemu_nbd(src->qemu_pid);
     if (src->fd >= 0)
         close(src->fd);
     free(src->path);
@@ -380,7 +531,7 @@ static int fail_past_end(fsp_source *src, size_t len, uint64_t off, fsp_error *e
 
 static int pread_raw(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
 {
-    ssize_t n = read_some(src->fd, buf, len, off);
+    ssize_t n = fsp_read_some(src->fd, buf, len, off);
     if (n < 0)
         return fsp_fail(err, FSP_EK_IO, (int)n, "%s: read of %zu bytes at offset %" PRIu64
                         " failed: %s", src->path, len, off, strerror((int)-n));
@@ -389,19 +540,53 @@ static int pread_raw(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_e
     return 0;
 }
 
+static int nbd_read(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
+{
+    if (nbd_pread(src->nbd, buf, len, off, 0) < 0) {
+        int e = nbd_get_errno();
+        return fsp_fail(err, FSP_EK_IO, e > 0 ? -e : -EIO,
+                        "%s: read of %zu bytes at offset %" PRIu64 " failed: %s", src->path, len,
+                        off, nbd_why());
+    }
+    return 0;
+}
+
+/* A part of a block (vhdx serves whole 4 KiB blocks only): the block is read
+ * into BOUNCE and the part copied out. */
+static int nbd_read_part(fsp_source *src, uint8_t *bounce, void *buf, size_t len, uint64_t off,
+                         fsp_error *err)
+{
+    uint64_t block = off - off % src->nbd_min_block;
+    size_t n = src->size - block < src->nbd_min_block ? (size_t)(src->size - block)
+                                                       : src->nbd_min_block;
+    int rc = nbd_read(src, bounce, n, block, err);
+    if (rc == 0)
+        memcpy(buf, bounce + (off - block), len);
+    return rc;
+}
+
 static int pread_nbd(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
 {
-    for (size_t done = 0; done < len;) {
+    const uint32_t mb = src->nbd_min_block;
+    uint8_t *bounce = NULL;
+    int rc = 0;
+    for (size_t done = 0; rc == 0 && done < len;) {
+        uint64_t pos = off + done;
         size_t piece = len - done < NBD_MAX_PIECE ? len - done : NBD_MAX_PIECE;
-        if (nbd_pread(src->nbd, (uint8_t *)buf + done, piece, off + done, 0) < 0) {
-            int e = nbd_get_errno();
-            return fsp_fail(err, FSP_EK_IO, e > 0 ? -e : -EIO,
-                            "%s: read of %zu bytes at offset %" PRIu64 " failed: %s",
-                            src->path, piece, off + done, nbd_why());
+        if (pos % mb == 0 && piece >= mb) {
+            piece -= piece % mb;
+            rc = nbd_read(src, (uint8_t *)buf + done, piece, pos, err);
+        } else {
+            piece = mb - pos % mb < piece ? mb - pos % mb : piece;
+            if (!bounce && !(bounce = malloc(mb)))
+                rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", src->path);
+            if (rc == 0)
+                rc = nbd_read_part(src, bounce, (uint8_t *)buf + done, piece, pos, err);
         }
         done += piece;
     }
-    return 0;
+    free(bounce);
+    return rc;
 }
 
 int fsp_source_pread(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)

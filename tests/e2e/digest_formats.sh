@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The canonical digest does not depend on the container format (raw, qcow2,
-# vmdk of the same disk), the manifest is deterministic, and a saved manifest
-# (-o) shows the same JSON as the direct --json (with and without --layout).
+# vmdk, vhdx of the same disk), the manifest is deterministic, and a saved
+# manifest (-o) shows the same JSON as the direct --json (with and without
+# --layout).
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/lib/images.sh
@@ -20,7 +21,7 @@ for base in ext4-gpt ntfs-gpt; do
     manifest_json "$T/$base.raw2" "$raw"
     cmp -s "$T/$base.raw.out" "$T/$base.raw2.out" || bad "$base: two runs on the same image give different JSON"
 
-    for fmt in qcow2 vmdk; do
+    for fmt in qcow2 vmdk vhdx; do
         conv=$(img "$base.$fmt") || fail "cannot build $base.$fmt"
         vm "$T/$base.$fmt" manifest "$conv" --json
         if ((VM_RC != 0)); then

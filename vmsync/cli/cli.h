@@ -31,7 +31,7 @@ int cli_bad_option(const char *usage, char **argv);
 
 /* Options of commands that reach a repository, which may be ssh://. */
 enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,
-       CLI_OPT_AGENT };
+       CLI_OPT_AGENT, CLI_OPT_ALLOW_BACKING };
 #define CLI_REMOTE_OPTIONS                                                                    \
     {"known-hosts", required_argument, 0, CLI_OPT_KNOWN_HOSTS},                               \
         {"accept-new", no_argument, 0, CLI_OPT_ACCEPT_NEW}, {"identity", required_argument, 0, 'i'}, \
@@ -55,6 +55,14 @@ enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_L
 /* Handles one of CLI_REMOTE_OPTIONS: 0 when handled, 1 when not one, 2 (after
  * reporting) on a bad value. */
 int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage);
+
+/* Options of commands that open images. */
+#define CLI_IMAGE_OPTIONS {"allow-backing", required_argument, 0, CLI_OPT_ALLOW_BACKING}
+#define CLI_IMAGE_HELP                                                                         \
+    "      --allow-backing DIR  images may name backing files and extents under DIR\n"       \
+    "                         too, not only in their own folder (repeatable)\n"
+/* Handles one of CLI_IMAGE_OPTIONS, as cli_remote_option does. */
+int cli_image_option(int opt, const char *usage);
 
 /* Progress on stderr: a bar on a terminal, JSON lines for scripts, or none. */
 enum cli_progress_mode { CLI_PROGRESS_AUTO, CLI_PROGRESS_NONE, CLI_PROGRESS_JSON };

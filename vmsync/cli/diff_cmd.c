@@ -20,7 +20,7 @@ static const char *const usage =
     "  --json      print {\"added\":[],\"removed\":[],\"changed\":[],\"moved\":[]}; a\n"
     "              path that is not UTF-8 also comes as path_bytes (from_bytes,\n"
     "              to_bytes) in hex\n"
-    "  -h, --help  this help\n"
+    "  -h, --help  this help\n" CLI_IMAGE_HELP
     "\n" CLI_REMOTE_HELP;
 
 struct printer {
@@ -124,6 +124,7 @@ int cmd_diff(int argc, char **argv)
     static const struct option opts[] = {{"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
                                          CLI_REMOTE_OPTIONS,
+                                         CLI_IMAGE_OPTIONS,
                                          {0, 0, 0, 0}};
     struct printer p = {0};
     struct vms_remote_opts remote = {0};
@@ -133,8 +134,11 @@ int cmd_diff(int argc, char **argv)
             p.json = true;
         else if (c == 'h')
             return fputs(usage, stdout), 0;
-        else if ((why = cli_remote_option(&remote, c, usage)) != 0)
-            return why == 2 ? 2 : cli_bad_option(usage, argv);
+        else if ((why = cli_remote_option(&remote, c, usage)) == 1 &&
+                 (why = cli_image_option(c, usage)) == 1)
+            return cli_bad_option(usage, argv);
+        else if (why == 2)
+            return 2;
     }
     if (optind + 2 != argc && optind + 3 != argc)
         return cli_usage_error(usage, "%s", "diff needs two images or manifests, or REPO and two versions");

@@ -16,6 +16,8 @@ static const char *const usage =
     "  --json      machine-readable output\n"
     "  --guestfs   also ask libguestfs (virt-inspector) for the OS; slow: it boots an\n"
     "              appliance (set LIBGUESTFS_BACKEND_SETTINGS=force_tcg without KVM)\n"
+    "  --allow-backing DIR  IMAGE may name backing files and extents under DIR too,\n"
+    "              not only in its own folder (repeatable)\n"
     "  -h, --help  this help\n";
 
 #define MAX_VOLS 256
@@ -203,9 +205,10 @@ int cmd_inspect(int argc, char **argv)
     static const struct option opts[] = {{"json", no_argument, 0, 'j'},
                                          {"guestfs", no_argument, 0, 'g'},
                                          {"help", no_argument, 0, 'h'},
+                                         CLI_IMAGE_OPTIONS,
                                          {0, 0, 0, 0}};
     bool json = false, guestfs = false;
-    int c;
+    int c, bad;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'j')
             json = true;
@@ -213,8 +216,8 @@ int cmd_inspect(int argc, char **argv)
             guestfs = true;
         else if (c == 'h')
             return fputs(usage, stdout), 0;
-        else
-            return cli_bad_option(usage, argv);
+        else if ((bad = cli_image_option(c, usage)) != 0)
+            return bad == 2 ? 2 : cli_bad_option(usage, argv);
     }
     if (optind + 1 != argc)
         return cli_usage_error(usage, "%s", "inspect needs exactly one IMAGE");

@@ -35,11 +35,11 @@ static const char *const main_usage =
     "Run 'vmsync COMMAND --help' for a command's options.\n"
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
-    "4 not a disk image, truncated, or a missing backing file; 5 corrupt content;\n"
-    "6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another check-in\n"
-    "won, OUT would be replaced (see --force), or gc found the repository in use);\n"
-    "9 no such image or version; 10 verify found a difference.  check exits 5 when\n"
-    "it finds a problem.\n";
+    "4 not a disk image, truncated, or a missing or refused backing file;\n"
+    "5 corrupt content; 6 I/O error; 7 cancelled; 8 refused (lease held elsewhere,\n"
+    "another check-in won, OUT would be replaced (see --force), or gc found the\n"
+    "repository in use); 9 no such image or version; 10 verify found a difference.\n"
+    "check exits 5 when it finds a problem.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -140,6 +140,16 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     if (end == s || *end || v < lo || v > hi)
         return -1;
     *out = (int)v;
+    return 0;
+}
+
+int cli_image_option(int opt, const char *usage)
+{
+    if (opt != CLI_OPT_ALLOW_BACKING)
+        return 1;
+    fsp_error err = {0};
+    if (fsp_allow_backing_dir(optarg, &err))
+        return cli_usage_error(usage, "%s", err.msg);
     return 0;
 }
 

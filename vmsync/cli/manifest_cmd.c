@@ -22,6 +22,8 @@ static const char *const usage =
     "      --layout        include the layout map in the JSON\n"
     "      --progress=M    auto (a bar when stderr is a terminal), none, or json lines\n"
     "  -q, --quiet         no summary and no progress\n"
+    "      --allow-backing DIR  IMAGE may name backing files and extents under DIR\n"
+    "                      too, not only in its own folder (repeatable)\n"
     "  -h, --help          this help\n"
     "\n"
     "Without -o and --json a summary is printed.  Damaged files produce warnings on\n"
@@ -173,6 +175,7 @@ int cmd_manifest(int argc, char **argv)
                                          {"progress", required_argument, 0, 'p'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
+                                         CLI_IMAGE_OPTIONS,
                                          {0, 0, 0, 0}};
     const char *out = NULL;
     bool json = false, layout = false, quiet = false;
@@ -189,7 +192,11 @@ int cmd_manifest(int argc, char **argv)
                 return cli_usage_error(usage, "bad --progress value '%s'", optarg);
             break;
         case 'h': return fputs(usage, stdout), 0;
-        default: return cli_bad_option(usage, argv);
+        default: {
+            int why = cli_image_option(c, usage);
+            if (why)
+                return why == 2 ? 2 : cli_bad_option(usage, argv);
+        }
         }
     }
     if (optind + 1 != argc)

@@ -24,7 +24,8 @@ enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON };
     {"host", required_argument, 0, OPT_HOST}, {"cache", required_argument, 0, OPT_CACHE},     \
         {"stats-json", required_argument, 0, OPT_STATS},                                      \
         {"progress", required_argument, 0, OPT_PROGRESS}, {"json", no_argument, 0, OPT_JSON}, \
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, CLI_REMOTE_OPTIONS
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, CLI_REMOTE_OPTIONS,    \
+        CLI_IMAGE_OPTIONS
 
 #define COMMON_HELP                                                                            \
     "      --host NAME        this client's name in leases and the audit log\n"               \
@@ -34,7 +35,7 @@ enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON };
     "      --stats-json FILE  write the figures of the run to FILE as JSON\n"                 \
     "      --progress=MODE    auto (a bar on a terminal), none, or json lines on stderr\n"     \
     "  -q, --quiet            no progress, no summary\n"                                      \
-    "  -h, --help             this help\n"                                               \
+    "  -h, --help             this help\n" CLI_IMAGE_HELP                                \
     "\n" CLI_REMOTE_HELP
 
 /* Handles a common option; 0 when handled, 1 when not one, 2 on a bad value. */
@@ -50,7 +51,10 @@ static int common_option(struct common *c, int opt, const char *usage)
         if (cli_parse_progress(optarg, &c->progress))
             return cli_usage_error(usage, "bad --progress value '%s'", optarg), 2;
         return 0;
-    default: return cli_remote_option(&c->remote, opt, usage);
+    default: {
+        int why = cli_remote_option(&c->remote, opt, usage);
+        return why == 1 ? cli_image_option(opt, usage) : why;
+    }
     }
 }
 
