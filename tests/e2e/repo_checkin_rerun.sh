@@ -8,6 +8,12 @@
 # releases the lease; no third version appears.  An image changed once more
 # since the killed run is not taken for it: that re-run is still refused
 # (exit 8), as another host's check-in would be.
+# Then the same once more with the kill just after the lease release (at the
+# audit): the repository holds version 3 and no lease at all.  The re-run knows
+# from OUT.vmsync-record that the image was checked out at version 2, finds
+# version 3 with its digest and size, recorded by the lease's holder from this
+# host, and exits 0 the same way.  Another host, or an image changed since, is
+# still refused.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -70,7 +76,7 @@ for where in local ssh; do
     vm_expect "$T/$where.other" 8 "${ci[@]}" ||
         info "$where: a re-run with another image: $(head -c 300 "$T/$where.other.err")"
     [[ $(lease_of "$R") == "1|laptop-rerun" ]] || bad "$where: a refused re-run changed the lease to '$(lease_of "$R")'"
-    mv "$T/$where.saved" "$img"
+    cp --sparse=always "$T/$where.saved" "$img" # in place: the record names this inode
 
     vm "$T/$where.rerun" "${ci[@]}" --stats-json "$T/$where.rerun.json"
     if ((VM_RC != 0)); then
@@ -89,6 +95,41 @@ for where in local ssh; do
 
     # and once done, the same command again is an ordinary refusal: nothing checked out
     vm_expect "$T/$where.again" 8 "${ci[@]}" || true
+
+    # killed after the lease release: the re-run has no lease to go by
+    vm_ok "$T/$where.co2" checkout "$url" t -o "$img" -q "${opts[@]}"
+    add_file "$img" later
+    work=$(repo_digest "$img") || fail "no digest for the changed image"
+    ci=(checkin "$url" t "$img" -m later-work "${opts[@]}")
+    kill_at vms_repo_audit "$T/$where.kill2" "${ci[@]}"
+    n=$(repo_nversions "$R" t)
+    if ((n != 3)) || [[ -n $(lease_of "$R") ]]; then
+        fail "$where: the check-in killed after the release left $n versions and lease '$(lease_of "$R")', expected 3 and none: $(tail -c 400 "$T/$where.kill2.out" | tr '\n' ' ')"
+    fi
+    [[ $(repo_version_digest "$R" t 3) == "$work" ]] || fail "$where: the second killed check-in recorded another digest"
+
+    VMSYNC_HOST=elsewhere vm_expect "$T/$where.host2" 8 "${ci[@]}" ||
+        info "$where: a re-run from another host: $(head -c 300 "$T/$where.host2.err")"
+    cp --sparse=always "$img" "$T/$where.saved"
+    add_file "$img" more
+    vm_expect "$T/$where.other2" 8 "${ci[@]}" ||
+        info "$where: a re-run with another image: $(head -c 300 "$T/$where.other2.err")"
+    cp --sparse=always "$T/$where.saved" "$img" # in place: the record names this inode
+
+    vm "$T/$where.rerun2" "${ci[@]}" --stats-json "$T/$where.rerun2.json"
+    if ((VM_RC != 0)); then
+        bad "$where: the re-run after a kill past the lease release exited $VM_RC, expected 0: $(head -c 400 "$T/$where.rerun2.err")"
+    else
+        grep -q "already recorded as t@3" "$T/$where.rerun2.out" ||
+            bad "$where: the second re-run does not say the version is already recorded as t@3: $(cat "$T/$where.rerun2.out")"
+        [[ $(jget "$T/$where.rerun2.json" .already_recorded) == true && $(jget "$T/$where.rerun2.json" .version) == 3 ]] ||
+            bad "$where: the second re-run's stats: $(cat "$T/$where.rerun2.json")"
+    fi
+    n=$(repo_nversions "$R" t)
+    ((n == 3)) || bad "$where: after the second re-run the log shows $n versions, expected 3"
+    [[ $(sqlite3 "$R/catalog.db" "select count(*) from audit where action = 'checkin'") == 2 ]] ||
+        bad "$where: the audit log should hold two check-ins, one from the second re-run"
+    vm_expect "$T/$where.again2" 8 "${ci[@]}" || true # the record now names version 3
     rm -f "$img"
 done
 finish

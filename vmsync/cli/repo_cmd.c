@@ -344,6 +344,8 @@ int cmd_checkin(int argc, char **argv)
         "Sends what changed in IMAGE since this host checked NAME out, records it as\n"
         "the next version (its parent: the version checked out) and releases the lease.\n"
         "Files whose inode, size and times are unchanged are trusted without being read.\n"
+        "Run again after an interruption that came once the version was recorded, it\n"
+        "says so (NAME@N) and exits 0.\n"
         "\n"
         "  -m, --message M        a note for the log\n"
         "      --full-rescan      reread every file\n" COMMON_HELP;

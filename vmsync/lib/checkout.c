@@ -70,6 +70,7 @@ struct checkout {
     bool in_place; /* OUT already holds the version: nothing to rebuild */
     bool out_existed;
     struct vms_written out_seen; /* OUT's identity when the guard let it be replaced */
+    char holder[128];            /* the lease holder's user, as the repository records it */
 };
 
 /* ---- planning ---------------------------------------------------------------- */
@@ -609,9 +610,13 @@ static int install_output(struct checkout *co, fsp_error *err)
  * the next checkout there asks for --force. */
 static void remember_output(struct checkout *co)
 {
+    struct vms_written w = {.version = co->version.number};
     fsp_error why;
-    if (vms_written_save(co->o->out, co->o->name, co->version.number, co->o->format,
-                         co->version.digest, &why))
+    snprintf(w.image, sizeof w.image, "%s", co->o->name);
+    snprintf(w.format, sizeof w.format, "%s", co->o->format ? co->o->format : "raw");
+    snprintf(w.holder, sizeof w.holder, "%s", co->holder);
+    memcpy(w.digest, co->version.digest, FSP_SHA256_LEN);
+    if (vms_written_save(co->o->out, &w, &why))
         vms_ctx_warn(co->c, "%s; a later checkout to %s will need --force", why.msg, co->o->out);
 }
 
@@ -759,22 +764,33 @@ static int guard_output(struct checkout *co, fsp_error *err)
 }
 
 /* OUT holds the version already: said, and its record refreshed when a scan
- * was needed to tell. */
+ * was needed to tell or the lease is now another's. */
 static void keep_in_place(struct checkout *co)
 {
     struct stat st;
     struct vms_written w;
     co->stats->in_place = true;
     if (lstat(co->o->out, &st) == 0 && vms_written_load(co->o->out, &st, &w) &&
-        (!vms_written_unchanged(&w, &st) || w.version != co->version.number))
+        (!vms_written_unchanged(&w, &st) || w.version != co->version.number ||
+         strcmp(w.holder, co->holder)))
         remember_output(co);
 }
 
+/* Takes the lease and learns whom the repository knows as its holder (an
+ * agent records its own --user, not ours): OUT's record keeps it, so that a
+ * check-in re-run after its lease is gone can tell its own version. */
 static int take_lease(struct checkout *co, fsp_error *err)
 {
+    struct vms_lease held;
+    bool found = false;
     if (co->o->export_only || co->o->estimate)
         return 0;
-    return vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, co->o->steal, err);
+    int rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, co->o->steal, err);
+    if (!rc)
+        rc = vms_repo_lease_get(co->c->repo, co->o->name, &held, &found, err);
+    if (!rc && found)
+        snprintf(co->holder, sizeof co->holder, "%s", held.user);
+    return rc;
 }
 
 static int audit(struct checkout *co, fsp_error *err)
