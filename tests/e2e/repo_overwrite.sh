@@ -26,12 +26,6 @@ timg=$(repo_img t ext4) || fail "cannot build T"
 tdig=$(repo_digest "$timg") || fail "no digest for T"
 PART=$REPO_PART_START
 
-add_file() {
-    printf 'offline work: %s\n' "$2" >"$T/$2.txt"
-    debugfs -w -R "write $T/$2.txt /$2.txt" "$1?offset=$PART" >/dev/null 2>&1 ||
-        fail "debugfs could not write /$2.txt into $1"
-}
-lease_of() { sqlite3 "$1/catalog.db" "select l.version || '|' || l.host from leases l"; }
 sum_of() { sha256sum "$1" | cut -d' ' -f1; }
 ident() { stat -c '%i %Y.%y %s' "$1"; }
 
@@ -57,7 +51,7 @@ for where in local ssh; do
         fi
         [[ $(sum_of "$out") == "$before" ]] || bad "$where: $cmd replaced a file vmsync did not write"
     done
-    [[ -z $(lease_of "$R") ]] || bad "$where: a refused checkout took the lease: $(lease_of "$R")"
+    [[ -z $(repo_lease "$R") ]] || bad "$where: a refused checkout took the lease: $(repo_lease "$R")"
     vm_ok "$T/$where.force" checkout "$url" t -o "$out" -q --force "${opts[@]}"
     [[ $(repo_digest "$out") == "$tdig" ]] || bad "$where: checkout --force did not write T"
 
@@ -72,7 +66,7 @@ for where in local ssh; do
             bad "$where: the re-run's stats: $(cat "$T/$where.again.json")"
     fi
     [[ $(ident "$out") == "$id0" ]] || bad "$where: the unchanged output was rewritten ($id0 -> $(ident "$out"))"
-    [[ $(lease_of "$R") == "1|laptop-ow" ]] || bad "$where: the re-run holds lease '$(lease_of "$R")'"
+    [[ $(repo_lease "$R") == "1|laptop-ow" ]] || bad "$where: the re-run holds lease '$(repo_lease "$R")'"
     vm_ok "$T/$where.export-own" export "$url" t -o "$out" -q "${opts[@]}"
 
     # touched, same content: read again, nothing to do
@@ -82,7 +76,7 @@ for where in local ssh; do
     [[ $(jget "$T/$where.touched.json" .in_place) == true ]] || bad "$where: a touched output with the same content was rebuilt"
 
     # offline work, not checked in
-    add_file "$out" notes
+    repo_add_file "$out" notes
     work=$(repo_digest "$out")
     for cmd in checkout export; do
         if vm_expect "$T/$where.$cmd-work" 8 "$cmd" "$url" t -o "$out" -q "${opts[@]}"; then

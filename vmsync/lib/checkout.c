@@ -68,7 +68,7 @@ struct checkout {
     size_t n_pending, cap_pending;
     uint64_t done_bytes, total_bytes;
     bool in_place; /* OUT already holds the version: nothing to rebuild */
-    bool out_existed;
+    bool out_existed;            /* OUT was there when the guard looked */
     struct vms_written out_seen; /* OUT's identity when the guard let it be replaced */
     char holder[128];            /* the lease holder's user, as the repository records it */
 };
@@ -566,6 +566,12 @@ static int sync_path(const char *path)
     return rc;
 }
 
+/* A library caller may leave the format unset: raw, as the CLI's default. */
+static const char *output_format(const struct checkout *co)
+{
+    return co->o->format ? co->o->format : "raw";
+}
+
 /* OUT is as it was when the guard allowed replacing it: a VM started on it
  * during the checkout has not written work the rename would drop. */
 static int output_untouched(struct checkout *co, fsp_error *err)
@@ -584,7 +590,7 @@ static int output_untouched(struct checkout *co, fsp_error *err)
 static int install_output(struct checkout *co, fsp_error *err)
 {
     const char *out = co->o->out;
-    if (co->o->format && !strcmp(co->o->format, "qcow2")) {
+    if (!strcmp(output_format(co), "qcow2")) {
         char converted[PATH_MAX + 16];
         snprintf(converted, sizeof converted, "%s.vmsync-qcow2", out);
         int rc = run_qemu_img(co->part, converted, err);
@@ -613,7 +619,7 @@ static void remember_output(struct checkout *co)
     struct vms_written w = {.version = co->version.number};
     fsp_error why;
     snprintf(w.image, sizeof w.image, "%s", co->o->name);
-    snprintf(w.format, sizeof w.format, "%s", co->o->format ? co->o->format : "raw");
+    snprintf(w.format, sizeof w.format, "%s", output_format(co));
     snprintf(w.holder, sizeof w.holder, "%s", co->holder);
     memcpy(w.digest, co->version.digest, FSP_SHA256_LEN);
     if (vms_written_save(co->o->out, &w, &why))
@@ -751,7 +757,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
                         "add --force to replace it", out);
     bool readable = current_digest(co, &w, &st, now);
     if (readable && !memcmp(now, co->version.digest, FSP_SHA256_LEN) &&
-        !strcmp(w.format, co->o->format ? co->o->format : "raw")) {
+        !strcmp(w.format, output_format(co))) {
         co->in_place = true;
         return 0;
     }
