@@ -68,6 +68,16 @@ for where in local ssh; do
     [[ $(ident "$out") == "$id0" ]] || bad "$where: the unchanged output was rewritten ($id0 -> $(ident "$out"))"
     [[ $(repo_lease "$R") == "1|laptop-ow" ]] || bad "$where: the re-run holds lease '$(repo_lease "$R")'"
     vm_ok "$T/$where.export-own" export "$url" t -o "$out" -q "${opts[@]}"
+    holder=$(cut -d' ' -f11 "$out.vmsync-record")
+    [[ $holder == "$(sqlite3 "$R/catalog.db" "select user from leases")" ]] ||
+        bad "$where: the record names '$holder', not the lease's holder: $(cat "$out.vmsync-record")"
+    # a record from before the holder field (format 1) is still vmsync's
+    sed -i -E 's/^vmsync-record 2 (([^ ]+ ){8})[^ ]+ /vmsync-record 1 \1/' "$out.vmsync-record"
+    grep -q '^vmsync-record 1 [0-9]* raw [0-9a-f]* [0-9 .]* t$' "$out.vmsync-record" ||
+        fail "$where: the record did not turn into format 1: $(cat "$out.vmsync-record")"
+    vm "$T/$where.format1" checkout "$url" t -o "$out" --stats-json "$T/$where.format1.json" "${opts[@]}"
+    ((VM_RC == 0)) && [[ $(jget "$T/$where.format1.json" .in_place) == true ]] ||
+        bad "$where: a checkout over its output with a format 1 record: exit $VM_RC, $(head -c 300 "$T/$where.format1.err")"
 
     # touched, same content: read again, nothing to do
     touch "$out"

@@ -770,15 +770,18 @@ static int guard_output(struct checkout *co, fsp_error *err)
 }
 
 /* OUT holds the version already: said, and its record refreshed when a scan
- * was needed to tell or the lease is now another's. */
+ * was needed to tell or the lease is now another's.  An export takes no
+ * lease, so the checkout's holder in the record still stands. */
 static void keep_in_place(struct checkout *co)
 {
     struct stat st;
     struct vms_written w;
     co->stats->in_place = true;
-    if (lstat(co->o->out, &st) == 0 && vms_written_load(co->o->out, &st, &w) &&
-        (!vms_written_unchanged(&w, &st) || w.version != co->version.number ||
-         strcmp(w.holder, co->holder)))
+    if (lstat(co->o->out, &st) < 0 || !vms_written_load(co->o->out, &st, &w))
+        return;
+    if (co->o->export_only)
+        snprintf(co->holder, sizeof co->holder, "%s", w.holder);
+    if (!vms_written_unchanged(&w, &st) || w.version != co->version.number || strcmp(w.holder, co->holder))
         remember_output(co);
 }
 
