@@ -37,7 +37,8 @@ enum fsp_error_kind {
     FSP_EK_NOMEM,
     FSP_EK_CANCELLED,
     FSP_EK_INTERNAL,
-    FSP_EK_CONFLICT,   /* refused: a lease held elsewhere, or another check-in won */
+    FSP_EK_CONFLICT,   /* refused: a lease held elsewhere, another check-in won, or
+                        * replacing an existing output could lose work */
     FSP_EK_NOTFOUND,   /* no such image or version in a repository */
     FSP_EK_NETWORK,    /* a remote repository: cannot connect, link lost, timed out */
     FSP_EK_DENIED,     /* refused: host key, authentication, or the agent's rules */

@@ -26,12 +26,6 @@ timg=$(repo_img t ext4) || fail "cannot build T"
 tdig=$(repo_digest "$timg") || fail "no digest for T"
 PART=$REPO_PART_START
 
-add_file() {
-    printf 'offline work: %s\n' "$2" >"$T/$2.txt"
-    debugfs -w -R "write $T/$2.txt /$2.txt" "$1?offset=$PART" >/dev/null 2>&1 ||
-        fail "debugfs could not write /$2.txt into $1"
-}
-lease_of() { sqlite3 "$1/catalog.db" "select l.version || '|' || l.host from leases l"; }
 sum_of() { sha256sum "$1" | cut -d' ' -f1; }
 ident() { stat -c '%i %Y.%y %s' "$1"; }
 
@@ -57,7 +51,7 @@ for where in local ssh; do
         fi
         [[ $(sum_of "$out") == "$before" ]] || bad "$where: $cmd replaced a file vmsync did not write"
     done
-    [[ -z $(lease_of "$R") ]] || bad "$where: a refused checkout took the lease: $(lease_of "$R")"
+    [[ -z $(repo_lease "$R") ]] || bad "$where: a refused checkout took the lease: $(repo_lease "$R")"
     vm_ok "$T/$where.force" checkout "$url" t -o "$out" -q --force "${opts[@]}"
     [[ $(repo_digest "$out") == "$tdig" ]] || bad "$where: checkout --force did not write T"
 
@@ -72,8 +66,18 @@ for where in local ssh; do
             bad "$where: the re-run's stats: $(cat "$T/$where.again.json")"
     fi
     [[ $(ident "$out") == "$id0" ]] || bad "$where: the unchanged output was rewritten ($id0 -> $(ident "$out"))"
-    [[ $(lease_of "$R") == "1|laptop-ow" ]] || bad "$where: the re-run holds lease '$(lease_of "$R")'"
+    [[ $(repo_lease "$R") == "1|laptop-ow" ]] || bad "$where: the re-run holds lease '$(repo_lease "$R")'"
     vm_ok "$T/$where.export-own" export "$url" t -o "$out" -q "${opts[@]}"
+    holder=$(cut -d' ' -f11 "$out.vmsync-record")
+    [[ $holder == "$(sqlite3 "$R/catalog.db" "select user from leases")" ]] ||
+        bad "$where: the record names '$holder', not the lease's holder: $(cat "$out.vmsync-record")"
+    # a record from before the holder field (format 1) is still vmsync's
+    sed -i -E 's/^vmsync-record 2 (([^ ]+ ){8})[^ ]+ /vmsync-record 1 \1/' "$out.vmsync-record"
+    grep -q '^vmsync-record 1 [0-9]* raw [0-9a-f]* [0-9 .]* t$' "$out.vmsync-record" ||
+        fail "$where: the record did not turn into format 1: $(cat "$out.vmsync-record")"
+    vm "$T/$where.format1" checkout "$url" t -o "$out" --stats-json "$T/$where.format1.json" "${opts[@]}"
+    ((VM_RC == 0)) && [[ $(jget "$T/$where.format1.json" .in_place) == true ]] ||
+        bad "$where: a checkout over its output with a format 1 record: exit $VM_RC, $(head -c 300 "$T/$where.format1.err")"
 
     # touched, same content: read again, nothing to do
     touch "$out"
@@ -82,7 +86,7 @@ for where in local ssh; do
     [[ $(jget "$T/$where.touched.json" .in_place) == true ]] || bad "$where: a touched output with the same content was rebuilt"
 
     # offline work, not checked in
-    add_file "$out" notes
+    repo_add_file "$out" notes
     work=$(repo_digest "$out")
     for cmd in checkout export; do
         if vm_expect "$T/$where.$cmd-work" 8 "$cmd" "$url" t -o "$out" -q "${opts[@]}"; then

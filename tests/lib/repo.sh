@@ -189,6 +189,20 @@ repo_nversions() {
     timeout -k 10 "$VMSYNC_CMD_TIMEOUT" "$VMSYNC" log "$1" "$2" --json 2>/dev/null | grep -c '^{' || true
 }
 
+# repo_lease REPO: the lease on the repository's one image, as VERSION|HOST
+# (empty when nobody holds it)
+repo_lease() {
+    sqlite3 "$1/catalog.db" "select l.version || '|' || l.host from leases l"
+}
+
+# repo_add_file IMAGE NAME: offline work in a repo_img image, as a user's VM
+# would do it: a new file /NAME.txt in its ext4 partition (debugfs -w)
+repo_add_file() {
+    printf 'offline work: %s\n' "$2" >"$T/$2.txt"
+    debugfs -w -R "write $T/$2.txt /$2.txt" "$1?offset=$REPO_PART_START" >/dev/null 2>&1 ||
+        fail "debugfs could not write /$2.txt into $1"
+}
+
 # ---- loop devices, mounts, background jobs ------------------------------------
 
 _REPO_MOUNTS=()

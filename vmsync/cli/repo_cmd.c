@@ -232,45 +232,67 @@ int cmd_import(int argc, char **argv)
 
 /* ---- checkout and export ----------------------------------------------------- */
 
+static void checkout_summary(const struct vms_checkout_opts *o, const struct vms_stats *st, char *out,
+                             size_t len)
+{
+    char a[32], b[32], d[32];
+    if (o->estimate)
+        snprintf(out, len, "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
+                 o->name, st->version, mib(st->bytes_from_seeds, a), (unsigned long long)st->objects_from_seeds,
+                 mib(st->bytes_fetched_raw, b), (unsigned long long)st->objects_fetched,
+                 mib(st->bytes_fetched_compressed, d));
+    else if (st->in_place)
+        snprintf(out, len, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s", o->out, o->name,
+                 st->version, o->export_only ? "" : " (lease taken)");
+    else
+        snprintf(out, len, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
+                 o->export_only ? "exported" : "checked out", o->name, st->version, o->out,
+                 mib(st->bytes_from_seeds, a), mib(st->bytes_fetched_raw, b),
+                 mib(st->bytes_fetched_compressed, d), st->seconds);
+}
+
+#define FORCE_HELP                                                                             \
+    "      --force            replace OUT even if vmsync did not write it, or if it\n"            \
+    "                         holds work that no version has (the work is lost)\n"
+
+static const char *const checkout_usage =
+    "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
+    "                       [--estimate] [--steal] [--keep-volatile] [options]\n"
+    "\n"
+    "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
+    "it can from the seed images (any format; matched by content, not by path) and\n"
+    "fetching the rest.  OUT is written as OUT.vmsync-part, checked against the\n"
+    "version's canonical digest, and only then renamed; an interrupted checkout\n"
+    "resumes when run again.  Takes the lease on NAME for this host.  An existing\n"
+    "OUT is replaced only when vmsync wrote it and a version holds what it holds\n"
+    "(else: check it in first, or --force); when it holds VERSION already, nothing\n"
+    "is rebuilt.\n"
+    "\n"
+    "  -o, --output OUT       the image to write\n"
+    "      --format F         raw (default) or qcow2\n"
+    "      --seed IMAGE       a local image to take content from (repeatable)\n"
+    FORCE_HELP
+    "      --estimate         print what would come from seeds and what would be\n"
+    "                         fetched, and write nothing\n"
+    "      --steal            take the lease even if another host holds it (logged)\n"
+    "      --keep-volatile    restore pagefile, hiberfil and swap contents when the\n"
+    "                         repository holds them (import --keep-volatile); by\n"
+    "                         default they are zero-filled\n" COMMON_HELP;
+static const char *const export_usage =
+    "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
+    "                     [options]\n"
+    "\n"
+    "Materialises an image version without taking a lease: from the repository,\n"
+    "and from seed images when given, as checkout does.  An existing OUT is\n"
+    "replaced only as checkout replaces it.\n"
+    "\n"
+    "  -o, --output OUT       the image to write\n"
+    "      --format F         raw (default) or qcow2\n"
+    "      --seed IMAGE       a local image to take content from (repeatable)\n"
+    FORCE_HELP COMMON_HELP;
+
 static int checkout_like(int argc, char **argv, bool export_only)
 {
-    static const char *const checkout_usage =
-        "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
-        "                       [--estimate] [--steal] [--keep-volatile] [options]\n"
-        "\n"
-        "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
-        "it can from the seed images (any format; matched by content, not by path) and\n"
-        "fetching the rest.  OUT is written as OUT.vmsync-part, checked against the\n"
-        "version's canonical digest, and only then renamed; an interrupted checkout\n"
-        "resumes when run again.  Takes the lease on NAME for this host.  An existing\n"
-        "OUT is replaced only when vmsync wrote it and a version holds what it holds\n"
-        "(else: check it in first, or --force); when it holds VERSION already, nothing\n"
-        "is rebuilt.\n"
-        "\n"
-        "  -o, --output OUT       the image to write\n"
-        "      --format F         raw (default) or qcow2\n"
-        "      --seed IMAGE       a local image to take content from (repeatable)\n"
-        "      --force            replace OUT even if vmsync did not write it, or if it\n"
-        "                         holds work that no version has (the work is lost)\n"
-        "      --estimate         print what would come from seeds and what would be\n"
-        "                         fetched, and write nothing\n"
-        "      --steal            take the lease even if another host holds it (logged)\n"
-        "      --keep-volatile    restore pagefile, hiberfil and swap contents when the\n"
-        "                         repository holds them (import --keep-volatile); by\n"
-        "                         default they are zero-filled\n" COMMON_HELP;
-    static const char *const export_usage =
-        "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
-        "                     [options]\n"
-        "\n"
-        "Materialises an image version without taking a lease: from the repository,\n"
-        "and from seed images when given, as checkout does.  An existing OUT is\n"
-        "replaced only as checkout replaces it.\n"
-        "\n"
-        "  -o, --output OUT       the image to write\n"
-        "      --format F         raw (default) or qcow2\n"
-        "      --seed IMAGE       a local image to take content from (repeatable)\n"
-        "      --force            replace OUT even if vmsync did not write it, or if it\n"
-        "                         holds work that no version has (the work is lost)\n" COMMON_HELP;
     const char *usage = export_only ? export_usage : checkout_usage;
     enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_STEAL, OPT_KEEP, OPT_FORCE };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
@@ -319,21 +341,8 @@ static int checkout_like(int argc, char **argv, bool export_only)
     struct vms_stats st;
     int rc = vms_checkout(&c.s, &o, &st, &err);
     free(seeds);
-    char summary[512], a[32], b[32], d[32];
-    if (o.estimate)
-        snprintf(summary, sizeof summary,
-                 "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
-                 name, st.version, mib(st.bytes_from_seeds, a), (unsigned long long)st.objects_from_seeds,
-                 mib(st.bytes_fetched_raw, b), (unsigned long long)st.objects_fetched,
-                 mib(st.bytes_fetched_compressed, d));
-    else if (st.in_place)
-        snprintf(summary, sizeof summary, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s",
-                 o.out, name, st.version, export_only ? "" : " (lease taken)");
-    else
-        snprintf(summary, sizeof summary, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
-                 export_only ? "exported" : "checked out", name, st.version, o.out,
-                 mib(st.bytes_from_seeds, a), mib(st.bytes_fetched_raw, b),
-                 mib(st.bytes_fetched_compressed, d), st.seconds);
+    char summary[512];
+    checkout_summary(&o, &st, summary, sizeof summary);
     return finish(&c, rc, &err, &st, summary);
 }
 
@@ -341,6 +350,21 @@ int cmd_checkout(int argc, char **argv) { return checkout_like(argc, argv, false
 int cmd_export(int argc, char **argv) { return checkout_like(argc, argv, true); }
 
 /* ---- checkin ------------------------------------------------------------------ */
+
+static void checkin_summary(const struct vms_checkin_opts *o, const struct vms_stats *st, char *out,
+                            size_t len)
+{
+    char a[32], b[32];
+    if (st->already_recorded)
+        snprintf(out, len, "%s is already recorded as %s@%u (an interrupted check-in recorded it); lease released",
+                 o->image, o->name, st->version);
+    else
+        snprintf(out, len,
+                 "checked in %s as %s@%u: %llu files reread, %llu trusted; sent %llu objects, %s (%s compressed) in %.1f s",
+                 o->image, o->name, st->version, (unsigned long long)st->files_rehashed,
+                 (unsigned long long)st->files_trusted, (unsigned long long)st->objects_sent,
+                 mib(st->bytes_sent_raw, a), mib(st->bytes_sent_compressed, b), st->seconds);
+}
 
 int cmd_checkin(int argc, char **argv)
 {
@@ -350,6 +374,8 @@ int cmd_checkin(int argc, char **argv)
         "Sends what changed in IMAGE since this host checked NAME out, records it as\n"
         "the next version (its parent: the version checked out) and releases the lease.\n"
         "Files whose inode, size and times are unchanged are trusted without being read.\n"
+        "Run again after an interruption that came once the version was recorded, it\n"
+        "says so (NAME@N) and exits 0.\n"
         "\n"
         "  -m, --message M        a note for the log\n"
         "      --full-rescan      reread every file\n" COMMON_HELP;
@@ -377,17 +403,8 @@ int cmd_checkin(int argc, char **argv)
     struct vms_stats st;
     fsp_error err = {0};
     int rc = vms_checkin(&c.s, &o, &st, &err);
-    char summary[512], a[32], b[32];
-    if (st.already_recorded)
-        snprintf(summary, sizeof summary,
-                 "%s is already recorded as %s@%u (an interrupted check-in recorded it); lease released",
-                 o.image, o.name, st.version);
-    else
-        snprintf(summary, sizeof summary,
-                 "checked in %s as %s@%u: %llu files reread, %llu trusted; sent %llu objects, %s (%s compressed) in %.1f s",
-                 o.image, o.name, st.version, (unsigned long long)st.files_rehashed,
-                 (unsigned long long)st.files_trusted, (unsigned long long)st.objects_sent,
-                 mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b), st.seconds);
+    char summary[512];
+    checkin_summary(&o, &st, summary, sizeof summary);
     return finish(&c, rc, &err, &st, summary);
 }
 

@@ -68,8 +68,9 @@ struct checkout {
     size_t n_pending, cap_pending;
     uint64_t done_bytes, total_bytes;
     bool in_place; /* OUT already holds the version: nothing to rebuild */
-    bool out_existed;
+    bool out_existed;            /* OUT was there when the guard looked */
     struct vms_written out_seen; /* OUT's identity when the guard let it be replaced */
+    char holder[128];            /* the lease holder's user, as the repository records it */
 };
 
 /* ---- planning ---------------------------------------------------------------- */
@@ -565,6 +566,12 @@ static int sync_path(const char *path)
     return rc;
 }
 
+/* A library caller may leave the format unset: raw, as the CLI's default. */
+static const char *output_format(const struct checkout *co)
+{
+    return co->o->format ? co->o->format : "raw";
+}
+
 /* OUT is as it was when the guard allowed replacing it: a VM started on it
  * during the checkout has not written work the rename would drop. */
 static int output_untouched(struct checkout *co, fsp_error *err)
@@ -583,7 +590,7 @@ static int output_untouched(struct checkout *co, fsp_error *err)
 static int install_output(struct checkout *co, fsp_error *err)
 {
     const char *out = co->o->out;
-    if (co->o->format && !strcmp(co->o->format, "qcow2")) {
+    if (!strcmp(output_format(co), "qcow2")) {
         char converted[PATH_MAX + 16];
         snprintf(converted, sizeof converted, "%s.vmsync-qcow2", out);
         int rc = run_qemu_img(co->part, converted, err);
@@ -609,9 +616,13 @@ static int install_output(struct checkout *co, fsp_error *err)
  * the next checkout there asks for --force. */
 static void remember_output(struct checkout *co)
 {
+    struct vms_written w = {.version = co->version.number};
     fsp_error why;
-    if (vms_written_save(co->o->out, co->o->name, co->version.number, co->o->format,
-                         co->version.digest, &why))
+    snprintf(w.image, sizeof w.image, "%s", co->o->name);
+    snprintf(w.format, sizeof w.format, "%s", output_format(co));
+    snprintf(w.holder, sizeof w.holder, "%s", co->holder);
+    memcpy(w.digest, co->version.digest, FSP_SHA256_LEN);
+    if (vms_written_save(co->o->out, &w, &why))
         vms_ctx_warn(co->c, "%s; a later checkout to %s will need --force", why.msg, co->o->out);
 }
 
@@ -746,7 +757,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
                         "add --force to replace it", out);
     bool readable = current_digest(co, &w, &st, now);
     if (readable && !memcmp(now, co->version.digest, FSP_SHA256_LEN) &&
-        !strcmp(w.format, co->o->format ? co->o->format : "raw")) {
+        !strcmp(w.format, output_format(co))) {
         co->in_place = true;
         return 0;
     }
@@ -759,22 +770,36 @@ static int guard_output(struct checkout *co, fsp_error *err)
 }
 
 /* OUT holds the version already: said, and its record refreshed when a scan
- * was needed to tell. */
+ * was needed to tell or the lease is now another's.  An export takes no
+ * lease, so the checkout's holder in the record still stands. */
 static void keep_in_place(struct checkout *co)
 {
     struct stat st;
     struct vms_written w;
     co->stats->in_place = true;
-    if (lstat(co->o->out, &st) == 0 && vms_written_load(co->o->out, &st, &w) &&
-        (!vms_written_unchanged(&w, &st) || w.version != co->version.number))
+    if (lstat(co->o->out, &st) < 0 || !vms_written_load(co->o->out, &st, &w))
+        return;
+    if (co->o->export_only)
+        snprintf(co->holder, sizeof co->holder, "%s", w.holder);
+    if (!vms_written_unchanged(&w, &st) || w.version != co->version.number || strcmp(w.holder, co->holder))
         remember_output(co);
 }
 
+/* Takes the lease and learns whom the repository knows as its holder (an
+ * agent records its own --user, not ours): OUT's record keeps it, so that a
+ * check-in re-run after its lease is gone can tell its own version. */
 static int take_lease(struct checkout *co, fsp_error *err)
 {
+    struct vms_lease held;
+    bool found = false;
     if (co->o->export_only || co->o->estimate)
         return 0;
-    return vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, co->o->steal, err);
+    int rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, co->o->steal, err);
+    if (!rc)
+        rc = vms_repo_lease_get(co->c->repo, co->o->name, &held, &found, err);
+    if (!rc && found)
+        snprintf(co->holder, sizeof co->holder, "%s", held.user);
+    return rc;
 }
 
 static int audit(struct checkout *co, fsp_error *err)

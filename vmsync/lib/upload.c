@@ -160,19 +160,20 @@ static int checked_out_version(struct vms_ctx *c, const char *name, struct vms_l
     return 0;
 }
 
-/* Whether the version after the lease's is this very image, recorded by the
- * lease's holder: a check-in killed after the repository recorded it but
- * before it released the lease, run again.  Check-ins are numbered parent + 1,
- * so that is the only version to look at. */
-static bool recorded_before(struct upload *u, const char *name, const struct vms_lease *lease)
+/* Whether version PARENT + 1 of NAME is this very image (the scanned digest
+ * and size), recorded by USER on HOST: a check-in killed after the repository
+ * recorded it, run again.  Check-ins are numbered parent + 1, so that is the
+ * only version to look at. */
+static bool recorded_before(struct upload *u, const char *name, uint32_t parent, const char *user,
+                            const char *host)
 {
     struct vms_version next;
     fsp_error ignored;
-    if (vms_repo_version(u->c->repo, name, lease->version + 1, &next, &ignored))
+    if (vms_repo_version(u->c->repo, name, parent + 1, &next, &ignored))
         return false;
-    return next.parent == lease->version && next.size == u->stats->image_size &&
+    return next.parent == parent && next.size == u->stats->image_size &&
            !memcmp(next.digest, u->stats->canonical_digest, FSP_SHA256_LEN) &&
-           !strcmp(next.user, lease->user) && !strcmp(next.host, lease->host);
+           !strcmp(next.user, user) && !strcmp(next.host, host);
 }
 
 static int add_parent_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len)
@@ -214,12 +215,88 @@ static bool written_before(const char *image, struct vms_written *w)
  * so, and a later checkout to it needs no scan to tell that nothing is lost.
  * Only when the file did not change while it was read. */
 static void note_checked_in(const char *image, const char *name, const struct vms_written *before,
-                            const struct vms_stats *st)
+                            const char *holder, const struct vms_stats *st)
 {
+    struct vms_written w = *before;
     struct stat now;
     fsp_error ignored;
+    w.version = st->version;
+    memcpy(w.digest, st->canonical_digest, FSP_SHA256_LEN);
+    snprintf(w.image, sizeof w.image, "%s", name);
+    snprintf(w.holder, sizeof w.holder, "%s", holder);
     if (lstat(image, &now) == 0 && vms_written_unchanged(before, &now))
-        vms_written_save(image, name, st->version, before->format, st->canonical_digest, &ignored);
+        vms_written_save(image, &w, &ignored);
+}
+
+static int audit_checkin(struct upload *u, const char *name, uint32_t parent, const char *note,
+                         fsp_error *err)
+{
+    char detail[512];
+    snprintf(detail, sizeof detail, "parent %u, %llu objects sent%s%s", parent,
+             (unsigned long long)u->stats->objects_sent, note ? ", " : "", note ? note : "");
+    return vms_repo_audit(u->c->repo, "checkin", name, u->stats->version, detail, err);
+}
+
+/* The check-in under this host's lease: scan and store IMAGE, record it as
+ * the lease's version + 1, release the lease.  When recording is refused,
+ * the version may be this very one, recorded by a run killed before it
+ * released the lease: then only the release is left to do. */
+static int checkin_leased(struct upload *u, const struct vms_checkin_opts *o, const struct vms_lease *lease,
+                          char *manifest, size_t len, fsp_error *err)
+{
+    int rc = o->full_rescan ? 0 : load_reference(u, o->name, lease->version, err);
+    if (!rc)
+        rc = temp_manifest(u->c, "checkin", manifest, len, err);
+    if (!rc)
+        rc = scan_and_store(u, o->image, manifest, 0, err);
+    if (!rc)
+        rc = record_version(u, o->name, lease->version, false, manifest, o->message, err);
+    if (rc && err->kind == FSP_EK_CONFLICT &&
+        recorded_before(u, o->name, lease->version, lease->user, lease->host)) {
+        u->stats->version = lease->version + 1;
+        u->stats->already_recorded = true;
+        rc = 0;
+    }
+    if (!rc)
+        rc = vms_repo_lease_release(u->c->repo, o->name, err);
+    if (!rc)
+        rc = audit_checkin(u, o->name, lease->version,
+                           u->stats->already_recorded ? "recorded by an interrupted run" : NULL, err);
+    return rc;
+}
+
+/* IMAGE's canonical digest and size into the stats, storing nothing. */
+static int read_identity(struct upload *u, const char *image, fsp_error *err)
+{
+    struct fsp_summary sum;
+    fsp_source *src;
+    int rc = vms_ctx_scan_summary(u->c, image, &sum, err);
+    if (!rc)
+        rc = fsp_source_open(image, &src, err);
+    if (rc)
+        return rc;
+    memcpy(u->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);
+    u->stats->image_size = fsp_source_size(src);
+    fsp_source_close(src);
+    return 0;
+}
+
+/* A check-in refused for want of this host's lease may be the re-run of one
+ * killed after it released the lease, before it finished.  Provably so when
+ * IMAGE is a checkout's output whose record (W) names version P of this
+ * image and the lease's holder then, and version P + 1, recorded by that
+ * holder on this host, has IMAGE's digest and size.  Nothing is sent.
+ * Otherwise the refusal (REFUSED, in ERR) stands. */
+static int recorded_unleased(struct upload *u, const struct vms_checkin_opts *o, const struct vms_written *w,
+                             int refused, fsp_error *err)
+{
+    fsp_error ignored;
+    if (strcmp(w->image, o->name) || !w->holder[0] || read_identity(u, o->image, &ignored) ||
+        !recorded_before(u, o->name, w->version, w->holder, u->c->host))
+        return refused;
+    u->stats->version = w->version + 1;
+    u->stats->already_recorded = true;
+    return audit_checkin(u, o->name, w->version, "recorded by an interrupted run that released its lease", err);
 }
 
 int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
@@ -233,32 +310,15 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     struct vms_written written;
     bool was_written = written_before(o->image, &written);
     int rc = vms_ctx_open(&c, s, stats, err);
-    if (!rc)
-        rc = checked_out_version(&c, o->name, &lease, err);
-    if (!rc && !o->full_rescan)
-        rc = load_reference(&u, o->name, lease.version, err);
-    if (!rc)
-        rc = temp_manifest(&c, "checkin", manifest, sizeof manifest, err);
-    if (!rc)
-        rc = scan_and_store(&u, o->image, manifest, 0, err);
-    if (!rc)
-        rc = record_version(&u, o->name, lease.version, false, manifest, o->message, err);
-    if (rc && err->kind == FSP_EK_CONFLICT && recorded_before(&u, o->name, &lease)) {
-        stats->version = lease.version + 1;
-        stats->already_recorded = true;
-        rc = 0;
-    }
-    if (!rc)
-        rc = vms_repo_lease_release(c.repo, o->name, err);
     if (!rc) {
-        char detail[512];
-        snprintf(detail, sizeof detail, "parent %u, %llu objects sent%s", lease.version,
-                 (unsigned long long)stats->objects_sent,
-                 stats->already_recorded ? ", recorded by an interrupted run" : "");
-        rc = vms_repo_audit(c.repo, "checkin", o->name, stats->version, detail, err);
+        rc = checked_out_version(&c, o->name, &lease, err);
+        if (!rc)
+            rc = checkin_leased(&u, o, &lease, manifest, sizeof manifest, err);
+        else if (err->kind == FSP_EK_CONFLICT && was_written)
+            rc = recorded_unleased(&u, o, &written, rc, err);
     }
     if (!rc && was_written)
-        note_checked_in(o->image, o->name, &written, stats);
+        note_checked_in(o->image, o->name, &written, lease.user[0] ? lease.user : written.holder, stats);
     if (manifest[0])
         unlink(manifest);
     vms_trust_free(&u.trust);
@@ -267,7 +327,6 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     vms_ctx_close(&c);
     return rc;
 }
-
 int vms_init_repo(const char *path, fsp_error *err) { return vms_repo_init(path, err); }
 
 int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err)

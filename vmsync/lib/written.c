@@ -1,8 +1,10 @@
 /* OUT.vmsync-record: one text line,
- *   vmsync-record 1 VERSION FORMAT DIGEST DEV INO SIZE MTIME.NS CTIME.NS NAME
- * written to a temporary name and renamed, so it is whole or absent.  A lost
- * or damaged record errs on the safe side: the checkout refuses to replace
- * OUT without --force. */
+ *   vmsync-record 2 VERSION FORMAT DIGEST DEV INO SIZE MTIME.NS CTIME.NS HOLDER NAME
+ * written to a temporary name and renamed, so it is whole or absent.  HOLDER
+ * is "-" when there is none (an export) or it would not read back as one
+ * word; version 1 records, from before HOLDER, read with none.  A lost or
+ * damaged record errs on the safe side: the checkout refuses to replace OUT
+ * without --force, and a check-in without its lease stays refused. */
 #include "written.h"
 
 #include <errno.h>
@@ -11,7 +13,9 @@
 #include <unistd.h>
 
 #define RECORD_SUFFIX ".vmsync-record"
-#define RECORD_MAGIC "vmsync-record 1"
+#define RECORD_MAGIC "vmsync-record"
+#define RECORD_FORMAT 2u
+#define NO_HOLDER "-"
 
 static void record_path(const char *path, char *out, size_t len)
 {
@@ -21,11 +25,12 @@ static void record_path(const char *path, char *out, size_t len)
 static int write_record(FILE *f, const struct vms_written *w)
 {
     char hex[2 * FSP_SHA256_LEN + 1];
+    bool one_word = w->holder[0] && !strpbrk(w->holder, " \t\n") && strcmp(w->holder, NO_HOLDER);
     fsp_hex(w->digest, FSP_SHA256_LEN, hex);
-    fprintf(f, RECORD_MAGIC " %u %s %s %llu %llu %llu %lld.%09lld %lld.%09lld %s\n", w->version,
-            w->format, hex, (unsigned long long)w->dev, (unsigned long long)w->ino,
+    fprintf(f, RECORD_MAGIC " %u %u %s %s %llu %llu %llu %lld.%09lld %lld.%09lld %s %s\n", RECORD_FORMAT,
+            w->version, w->format, hex, (unsigned long long)w->dev, (unsigned long long)w->ino,
             (unsigned long long)w->size, (long long)w->mtime_s, (long long)w->mtime_ns,
-            (long long)w->ctime_s, (long long)w->ctime_ns, w->image);
+            (long long)w->ctime_s, (long long)w->ctime_ns, one_word ? w->holder : NO_HOLDER, w->image);
     return fflush(f) || ferror(f) ? -EIO : 0;
 }
 
@@ -40,17 +45,13 @@ void vms_written_identity(struct vms_written *w, const struct stat *st)
     w->ctime_ns = st->st_ctim.tv_nsec;
 }
 
-int vms_written_save(const char *path, const char *image, uint32_t version, const char *format,
-                     const uint8_t digest[FSP_SHA256_LEN], fsp_error *err)
+int vms_written_save(const char *path, const struct vms_written *what, fsp_error *err)
 {
-    struct vms_written w = {.version = version};
+    struct vms_written w = *what;
     struct stat st;
     char rec[PATH_MAX + 32], tmp[PATH_MAX + 40];
     record_path(path, rec, sizeof rec);
     snprintf(tmp, sizeof tmp, "%s.tmp", rec);
-    snprintf(w.image, sizeof w.image, "%s", image);
-    snprintf(w.format, sizeof w.format, "%s", format ? format : "raw");
-    memcpy(w.digest, digest, FSP_SHA256_LEN);
     if (lstat(path, &st) < 0)
         return fsp_fail(err, FSP_EK_IO, -errno, "%s: %s", path, strerror(errno));
     vms_written_identity(&w, &st);
@@ -75,21 +76,16 @@ static bool parse_hex(const char *hex, uint8_t *out, size_t len)
     return true;
 }
 
-bool vms_written_load(const char *path, const struct stat *st, struct vms_written *w)
+/* The fields after the magic and format number, up to HOLDER; *USED is how
+ * many characters they took. */
+static bool parse_fields(const char *line, struct vms_written *w, int *used)
 {
-    char rec[PATH_MAX + 32], line[1024], hex[2 * FSP_SHA256_LEN + 1];
+    char hex[2 * FSP_SHA256_LEN + 1];
     unsigned long long dev, ino, size;
     long long ms, mns, cs, cns;
-    record_path(path, rec, sizeof rec);
-    memset(w, 0, sizeof *w);
-    FILE *f = fopen(rec, "re");
-    bool ok = f && fgets(line, sizeof line, f);
-    if (f)
-        fclose(f);
-    ok = ok && sscanf(line, RECORD_MAGIC " %u %15s %64s %llu %llu %llu %lld.%lld %lld.%lld %255[^\n]",
-                      &w->version, w->format, hex, &dev, &ino, &size, &ms, &mns, &cs, &cns,
-                      w->image) == 11;
-    if (!ok || !parse_hex(hex, w->digest, FSP_SHA256_LEN))
+    if (sscanf(line, "%u %15s %64s %llu %llu %llu %lld.%lld %lld.%lld %n", &w->version, w->format,
+               hex, &dev, &ino, &size, &ms, &mns, &cs, &cns, used) != 10 ||
+        !parse_hex(hex, w->digest, FSP_SHA256_LEN))
         return false;
     w->dev = dev;
     w->ino = ino;
@@ -98,6 +94,38 @@ bool vms_written_load(const char *path, const struct stat *st, struct vms_writte
     w->mtime_ns = mns;
     w->ctime_s = cs;
     w->ctime_ns = cns;
+    return true;
+}
+
+static bool parse_record(const char *line, struct vms_written *w)
+{
+    unsigned format;
+    int at = 0, used = 0;
+    if (sscanf(line, RECORD_MAGIC " %u %n", &format, &at) != 1 || format < 1 || format > RECORD_FORMAT ||
+        !parse_fields(line + at, w, &used))
+        return false;
+    line += at + used;
+    if (format >= 2) {
+        if (sscanf(line, "%127s %n", w->holder, &used) != 1)
+            return false;
+        if (!strcmp(w->holder, NO_HOLDER))
+            w->holder[0] = 0;
+        line += used;
+    }
+    return sscanf(line, "%255[^\n]", w->image) == 1;
+}
+
+bool vms_written_load(const char *path, const struct stat *st, struct vms_written *w)
+{
+    char rec[PATH_MAX + 32], line[1024];
+    record_path(path, rec, sizeof rec);
+    memset(w, 0, sizeof *w);
+    FILE *f = fopen(rec, "re");
+    bool ok = f && fgets(line, sizeof line, f);
+    if (f)
+        fclose(f);
+    if (!ok || !parse_record(line, w))
+        return false;
     return w->dev == (uint64_t)st->st_dev && w->ino == (uint64_t)st->st_ino;
 }
 

@@ -1,7 +1,8 @@
 /* What vmsync wrote: a checkout or export leaves OUT.vmsync-record beside
  * OUT, naming the version OUT received and the file's identity then (device,
  * inode, size, times), so that a later checkout can tell its own unchanged
- * output from a file someone else made or changed.  Private to libvmsync. */
+ * output from a file someone else made or changed, and a check-in whose lease
+ * is gone which version it started from.  Private to libvmsync. */
 #ifndef VMS_WRITTEN_H
 #define VMS_WRITTEN_H
 
@@ -14,13 +15,15 @@ struct vms_written {
     uint32_t version;
     char format[16];                /* "raw" or "qcow2" */
     uint8_t digest[FSP_SHA256_LEN]; /* the version's canonical digest */
+    char holder[128];               /* the lease holder's user as the repository
+                                     * records it; "" for an export */
     uint64_t dev, ino, size;
     int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
 };
 
-/* Records that PATH now holds IMAGE@VERSION (canonical DIGEST) in FORMAT. */
-int vms_written_save(const char *path, const char *image, uint32_t version, const char *format,
-                     const uint8_t digest[FSP_SHA256_LEN], fsp_error *err);
+/* Records that PATH now holds what W names (image, version, format, digest,
+ * holder); the identity fields are taken from PATH itself. */
+int vms_written_save(const char *path, const struct vms_written *w, fsp_error *err);
 
 /* Reads PATH's record into *W; false when there is none, it does not parse,
  * or it describes another file (ST, PATH's lstat, has another inode). */
