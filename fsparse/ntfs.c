@@ -371,6 +371,7 @@ struct ntfs_scan {
     char *sd_buf;            /* NTFS_MAX_SD bytes, reused for every entry */
     uint64_t vol_bytes;      /* nr_clusters * cluster_size */
     uint8_t *referenced;     /* clusters a record in use refers to; freed once marked */
+    uint8_t *metadata;       /* of those, the ones that hold no user file's data */
     char distrust[NTFS_DETAIL_LEN + 128]; /* why the MFT cannot be walked; "" when it can */
     bool wants_data;
     char path[FSP_MAX_PATH];
@@ -551,9 +552,24 @@ static void set_bits(uint8_t *map, uint64_t first, uint64_t count)
     }
 }
 
+static bool any_bit_set(const uint8_t *map, uint64_t first, uint64_t count)
+{
+    for (uint64_t b = first; b < first + count; b++) {
+        if (!(b & 7) && first + count - b >= 8) {
+            if (map[b / 8])
+                return true;
+            b += 7;
+            continue;
+        }
+        if (map[b / 8] >> (b & 7) & 1)
+            return true;
+    }
+    return false;
+}
+
 /* Notes clusters [LCN, LCN+COUNT) as used; false when they do not all lie
  * inside the volume (the part inside is noted all the same). */
-static bool note_run(struct ntfs_scan *s, int64_t lcn, uint64_t count)
+static bool note_run(struct ntfs_scan *s, int64_t lcn, uint64_t count, bool metadata)
 {
     uint64_t nr = (uint64_t)s->vol->nr_clusters, inside;
 
@@ -561,6 +577,8 @@ static bool note_run(struct ntfs_scan *s, int64_t lcn, uint64_t count)
         return !count;
     inside = count < nr - (uint64_t)lcn ? count : nr - (uint64_t)lcn;
     set_bits(s->referenced, (uint64_t)lcn, inside);
+    if (metadata)
+        set_bits(s->metadata, (uint64_t)lcn, inside);
     return inside == count;
 }
 
@@ -578,7 +596,8 @@ static uint64_t get_le_bytes(const uint8_t *p, unsigned n, bool is_signed)
 
 /* Notes every run of the non-resident attribute A, LEN bytes long inside its
  * record.  NULL, or why its runs cannot be known. */
-static const char *note_mapping_pairs(struct ntfs_scan *s, const ATTR_RECORD *a, uint32_t len)
+static const char *note_mapping_pairs(struct ntfs_scan *s, const ATTR_RECORD *a, uint32_t len,
+                                      bool metadata)
 {
     const uint8_t *p = (const uint8_t *)a;
     uint32_t pos = le16_to_cpu(a->mapping_pairs_offset);
@@ -601,7 +620,7 @@ static const char *note_mapping_pairs(struct ntfs_scan *s, const ATTR_RECORD *a,
             delta = (int64_t)get_le_bytes(p + pos + 1 + len_bytes, lcn_bytes, true);
             if (__builtin_add_overflow(lcn, delta, &lcn))
                 return "a mapping pair is malformed";
-            if (!note_run(s, lcn, count))
+            if (!note_run(s, lcn, count, metadata))
                 return "a run lies outside the volume";
         }
         pos += 1 + len_bytes + lcn_bytes;
@@ -609,8 +628,18 @@ static const char *note_mapping_pairs(struct ntfs_scan *s, const ATTR_RECORD *a,
     return NULL;
 }
 
+/* User files' data may be claimed as file runs; everything else (the
+ * metafiles, indexes, attribute lists, ...) is metadata, which no file run may
+ * cover. */
+static bool is_metadata_attr(const MFT_RECORD *m, uint64_t no, const ATTR_RECORD *a)
+{
+    uint64_t owner = m->base_mft_record ? MREF_LE(m->base_mft_record) : no;
+
+    return a->type != AT_DATA || owner < FILE_first_user;
+}
+
 /* Notes the runs of every attribute of record NO (fixed up). */
-static const char *note_record_runs(struct ntfs_scan *s, const MFT_RECORD *m)
+static const char *note_record_runs(struct ntfs_scan *s, const MFT_RECORD *m, uint64_t no)
 {
     uint32_t end = le32_to_cpu(m->bytes_in_use), pos = le16_to_cpu(m->attrs_offset);
 
@@ -630,7 +659,7 @@ static const char *note_record_runs(struct ntfs_scan *s, const MFT_RECORD *m)
         len = le32_to_cpu(a->length);
         if (len < offsetof(ATTR_RECORD, value_offset) + sizeof a->value_offset || len > end - pos)
             return "an attribute has an invalid length";
-        if (a->non_resident && (why = note_mapping_pairs(s, a, len)))
+        if (a->non_resident && (why = note_mapping_pairs(s, a, len, is_metadata_attr(m, no, a))))
             return why;
         pos += len;
     }
@@ -638,7 +667,7 @@ static const char *note_record_runs(struct ntfs_scan *s, const MFT_RECORD *m)
 
 /* Notes the runs of record NO, which is in use when its header says so or
  * $MFT's bitmap does (IN_BITMAP).  NULL, or why a record in use cannot be read. */
-static const char *note_record(struct ntfs_scan *s, MFT_RECORD *m, bool in_bitmap)
+static const char *note_record(struct ntfs_scan *s, MFT_RECORD *m, uint64_t no, bool in_bitmap)
 {
     bool is_file = ntfs_is_file_record(m->magic);
     bool says_in_use = (is_file || ntfs_is_baad_record(m->magic)) && (m->flags & MFT_RECORD_IN_USE);
@@ -649,7 +678,7 @@ static const char *note_record(struct ntfs_scan *s, MFT_RECORD *m, bool in_bitma
         return "it is in use but is not a valid file record";
     if (ntfs_mst_post_read_fixup_warn((NTFS_RECORD *)m, s->vol->mft_record_size, FALSE) < 0)
         return "its update sequence does not match (an interrupted write)";
-    return note_record_runs(s, m);
+    return note_record_runs(s, m, no);
 }
 
 static void distrust_mft(struct ntfs_scan *s, uint64_t no, const char *why)
@@ -691,7 +720,7 @@ static void note_records(struct ntfs_scan *s, uint8_t *buf, uint8_t *bits, uint6
         return;
     }
     for (uint64_t i = 0; i < count && !s->distrust[0]; i++) {
-        const char *why = note_record(s, (MFT_RECORD *)(buf + i * size),
+        const char *why = note_record(s, (MFT_RECORD *)(buf + i * size), first + i,
                                       bits[i / 8] >> (i % 8) & 1);
 
         if (why)
@@ -706,16 +735,16 @@ static void note_fixed_metadata(struct ntfs_scan *s)
     ntfs_volume *vol = s->vol;
     uint64_t cs = vol->cluster_size;
 
-    note_run(s, 0, (NTFS_BOOT_BYTES + cs - 1) / cs);
+    note_run(s, 0, (NTFS_BOOT_BYTES + cs - 1) / cs, true);
     for (const runlist_element *rl = vol->mft_na->rl; rl && rl->length > 0; rl++)
         if (rl->lcn >= 0)
-            note_run(s, rl->lcn, (uint64_t)rl->length);
+            note_run(s, rl->lcn, (uint64_t)rl->length, true);
     if (vol->mftmirr_size > 0)
         note_run(s, vol->mftmirr_lcn,
-                 ((uint64_t)vol->mftmirr_size * vol->mft_record_size + cs - 1) / cs);
+                 ((uint64_t)vol->mftmirr_size * vol->mft_record_size + cs - 1) / cs, true);
 }
 
-/* Fills s->referenced from every record of $MFT; sets
+/* Fills s->referenced and s->metadata from every record of $MFT; sets
  * s->distrust when a record in use cannot be read. */
 static int note_mft_runs(struct ntfs_scan *s)
 {
@@ -726,7 +755,8 @@ static int note_mft_runs(struct ntfs_scan *s)
     uint8_t *buf = NULL, *bits = NULL;
 
     s->referenced = cluster_map_new(s);
-    if (s->referenced)
+    s->metadata = cluster_map_new(s);
+    if (s->referenced && s->metadata)
         buf = malloc(NTFS_MFT_CHUNK);
     if (buf)
         bits = malloc(NTFS_MFT_CHUNK / 8);
@@ -1223,12 +1253,16 @@ static const char *add_extent(struct fsp_stream *st, uint32_t *cap, uint64_t log
     return NULL;
 }
 
-/* Lists the clusters holding the data as extents (volume-relative bytes).
- * Returns NULL, or why the runlist cannot be trusted. */
-static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_stream *st)
+/* Lists the clusters holding the data as extents (volume-relative bytes), up to
+ * the cluster that holds the last initialized byte: the clusters after it read
+ * as zeros in the stream but keep their own bytes as raw blocks.  Returns NULL,
+ * or why the runlist cannot be trusted. */
+static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_stream *st,
+                               uint64_t valid_size)
 {
     uint64_t cs = s->vol->cluster_size, nr = (uint64_t)s->vol->nr_clusters;
     uint64_t need = ((uint64_t)na->data_size + cs - 1) / cs, vcn = 0;
+    uint64_t keep = (valid_size + cs - 1) / cs;
     uint32_t cap = 0;
     const char *why;
 
@@ -1248,8 +1282,10 @@ static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_st
             return "runlist has an invalid cluster number";
         } else if ((uint64_t)rl->lcn > nr || len > nr - (uint64_t)rl->lcn) {
             return "a run lies outside the volume";
-        } else {
-            why = add_extent(st, &cap, vcn * cs, (uint64_t)rl->lcn * cs, len * cs);
+        } else if (vcn < keep) {
+            uint64_t kept = len < keep - vcn ? len : keep - vcn;
+
+            why = add_extent(st, &cap, vcn * cs, (uint64_t)rl->lcn * cs, kept * cs);
             if (why)
                 return why;
         }
@@ -1260,23 +1296,42 @@ static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_st
     return NULL;
 }
 
-static const char *describe_stream_data(struct ntfs_scan *s, ntfs_attr *na, struct fsp_stream *st,
-                                        struct fsp_stream_src *src)
+/* True when an extent of ST covers a cluster of the volume's metadata. */
+static bool extents_touch_metadata(const struct ntfs_scan *s, const struct fsp_stream *st)
+{
+    uint64_t cs = s->vol->cluster_size;
+
+    for (uint32_t i = 0; i < st->n_extents; i++)
+        if (any_bit_set(s->metadata, st->extents[i].physical / cs, st->extents[i].length / cs))
+            return true;
+    return false;
+}
+
+/* Streams stored as plain clusters are read through their extents, which the
+ * core claims as file runs; the others through libntfs-3g.  So is a stream
+ * whose clusters the volume's metadata also uses (a damaged volume): the
+ * metadata's bytes must win, and they stay raw blocks. */
+static const char *describe_stream_data(struct ntfs_scan *s, struct fsp_entry *e, ntfs_attr *na,
+                                        struct fsp_stream *st, struct fsp_stream_src *src)
 {
     bool compressed = NAttrNonResident(na) && (na->data_flags & ATTR_COMPRESSION_MASK);
+    const char *why;
 
     if (na->data_size < 0 || na->initialized_size < 0)
         return "negative size";
-    if (!NAttrNonResident(na) || compressed || NAttrEncrypted(na)) {
-        src->read = read_stream;
-        src->ctx = na;
-        src->valid_size = (uint64_t)(na->initialized_size < na->data_size ? na->initialized_size
-                                                                          : na->data_size);
-        return NULL;
-    }
     src->valid_size = (uint64_t)(na->initialized_size < na->data_size ? na->initialized_size
                                                                       : na->data_size);
-    return map_extents(s, na, st);
+    if (NAttrNonResident(na) && !compressed && !NAttrEncrypted(na)) {
+        why = map_extents(s, na, st, src->valid_size);
+        if (why || !extents_touch_metadata(s, st))
+            return why;
+        warn_damaged(s, e, "data stream %s shares clusters with the volume's metadata; read "
+                     "through the filesystem, its clusters kept as they are",
+                     st->name ? st->name : "(unnamed)");
+    }
+    src->read = read_stream;
+    src->ctx = na;
+    return NULL;
 }
 
 static void describe_stream(struct ntfs_scan *s, struct built_entry *b, uint32_t i)
@@ -1297,7 +1352,7 @@ static void describe_stream(struct ntfs_scan *s, struct built_entry *b, uint32_t
         st->flags |= FSP_STREAM_SPARSE;
     reset_log_capture();
     if (s->wants_data)
-        why = describe_stream_data(s, na, st, &b->srcs[i]);
+        why = describe_stream_data(s, &b->e, na, st, &b->srcs[i]);
     else if (na->data_size < 0)
         why = "negative size";
     if (!why)
@@ -1701,6 +1756,7 @@ int fsp_ntfs_scan(struct fsp_vol *v)
     ntfs_umount(s->vol, FALSE);
     free(s->sd_buf);
     free(s->referenced);
+    free(s->metadata);
     free(s->walked_dirs.slots);
     free(s);
     return ret;

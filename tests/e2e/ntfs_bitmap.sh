@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # NTFS volumes whose $Bitmap and MFT disagree lose nothing in a round trip
-# (import, export).  One image holds two kinds of damage:
+# (import, export).  One image holds four kinds of damage:
 #   - $Bitmap marks free the index blocks (INDX) of a directory of 1000 files;
-#   - ... and the data clusters of a file.
+#   - ... and the data clusters of a file;
+#   - a file's initialized size ends two clusters in, before its data does,
+#     and the clusters past it still hold bytes;
+#   - pagefile.sys (volatile: zero-filled by default) has its run moved onto
+#     the directory's first index block.
 # The exported image must list the same tree with the same file hashes, and
 # equal the source in every cluster that the source's MFT records or its
 # $Bitmap say is used (read by tests/lib/ntfsmap.py, not by libntfs-3g).
@@ -15,7 +19,7 @@ source "$TESTS_LIB/mktree.sh"
 # shellcheck source=tests/lib/mkimage.sh
 source "$TESTS_LIB/mkimage.sh"
 need_vmsync
-need_cmd mkntfs wimlib-imagex ntfsls
+need_cmd mkntfs wimlib-imagex ntfsls ntfscp
 
 tree="$T/tree"
 python3 - "$tree" <<'EOF'
@@ -27,13 +31,18 @@ os.makedirs(root + '/data')
 for i in range(1000):
     with open(root + '/many/entry-with-a-longer-name-%04d.txt' % i, 'w') as f:
         f.write('entry %d\n' % i)
-for name, size in (('blob.bin', 300000), ('keep.bin', 40000)):
+for name, size in (('blob.bin', 300000), ('prealloc.bin', 65536), ('keep.bin', 40000)):
     with open(root + '/data/' + name, 'wb') as f:
         f.write(r.randbytes(size))
+with open(root + '/../pagefile.sys', 'wb') as f:
+    f.write(r.randbytes(4096))
 EOF
 mktree_fix_times "$tree"
-clean="$T/clean.img"
-mkimg_ntfs_part "$clean" $((32 << 20)) "$tree" 0 || fail "cannot make the NTFS image"
+base="$T/base.img" clean="$T/clean.img"
+mkimg_ntfs_part "$base" $((32 << 20)) "$tree" 0 || fail "cannot make the NTFS image"
+cp --sparse=always "$base" "$clean"
+# wimlib leaves pagefile.sys out of what it applies
+ntfscp -q "$clean" "$T/pagefile.sys" /pagefile.sys || fail "ntfscp cannot add pagefile.sys"
 
 map() { python3 -m ntfsmap "$@"; }
 
@@ -50,6 +59,8 @@ indx=$(map runs "$src" "$many" a0 | head -1 | cut -d' ' -f1)
 [[ -n $indx ]] || fail "/many has no index allocation: the test tree is too small"
 map free "$src" "$many" a0 >/dev/null
 map free "$src" "$(map lookup "$src" /data/blob.bin)" 80 >/dev/null
+map set-init "$src" /data/prealloc.bin 8192
+map point "$src" /pagefile.sys "$indx"
 info "/many (record $many) has its first index block at cluster $indx"
 
 # roundtrip IMAGE LABEL: import into a new repository and export to $T/LABEL.out.img
@@ -81,14 +92,17 @@ same_tree() {
 roundtrip "$src" damaged
 grep -q 'filesystem (ntfs): \$Bitmap marks [0-9]* clusters free' "$T/damaged.import.err" ||
     bad "import does not warn, naming the volume, that \$Bitmap disagrees: $(head -c 300 "$T/damaged.import.err")"
+grep -q '/pagefile.sys: ntfs: data stream (unnamed) shares clusters' "$T/damaged.import.err" ||
+    bad "import does not warn that pagefile.sys shares the index's clusters: $(head -c 300 "$T/damaged.import.err")"
 same_tree "$src" "$T/damaged.out.img"
 diffs=$(map compare "$src" "$T/damaged.out.img") || bad "used clusters differ after the round trip: $diffs"
 vm "$T/damaged.verify" verify "$T/damaged.repo" damaged "$T/damaged.out.img"
 ((VM_RC == 0)) || bad "verify of the exported image exited $VM_RC"
 
-# The torn record: every cluster is kept, free ones holding bytes too.
+# The torn record: every cluster is kept, free ones holding bytes too.  (No
+# pagefile.sys here: its clusters are zero-filled, as they should be.)
 torn="$T/torn.img"
-cp --sparse=always "$clean" "$torn"
+cp --sparse=always "$base" "$torn"
 map tear "$torn" /data/keep.bin
 junk=$(( $(stat -c %s "$torn") / 4096 - 64 ))
 map used "$torn" lenient | awk -v j="$junk" '$1 <= j && j < $1 + $2 { exit 1 }' ||

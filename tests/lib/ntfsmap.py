@@ -10,6 +10,8 @@ Command line:
   python3 -m ntfsmap runs IMG RECORD TYPE       prints the runs of attribute TYPE (hex)
   python3 -m ntfsmap free IMG RECORD TYPE       clears the $Bitmap bits of those runs
   python3 -m ntfsmap lookup IMG PATH            prints the record number of PATH
+  python3 -m ntfsmap set-init IMG PATH BYTES    sets the initialized size of PATH's data
+  python3 -m ntfsmap point IMG PATH LCN         moves the one run of PATH's data to LCN
   python3 -m ntfsmap tear IMG PATH              breaks the update sequence of PATH's record
   python3 -m ntfsmap compare SRC COPY [lenient] exit 1 when COPY differs from SRC in a
                                                 cluster that SRC uses (its records or
@@ -155,6 +157,21 @@ class Volume:
                 raise ValueError('patch over the update sequence of sector %d' % (end // 512))
         self.pwrite(self.record_offset(no) + at, data)
 
+    def set_init_size(self, no, size):
+        """Sets the initialized size of record NO's unnamed $DATA."""
+        a = [a for a in self.attributes(self.raw_record(no)) if a['type'] == AT_DATA][0]
+        self.patch(no, a['at'] + 0x38, struct.pack('<q', size))
+
+    def point(self, no, lcn):
+        """Moves the single run of record NO's $DATA to LCN (same length)."""
+        rec = self.raw_record(no)
+        a = [a for a in self.attributes(rec) if a['type'] == AT_DATA][0]
+        if len(a['runs']) != 1:
+            raise ValueError('record %d: $DATA has %d runs' % (no, len(a['runs'])))
+        mp = a['at'] + struct.unpack_from('<H', rec, a['at'] + 0x20)[0]
+        lb, ob = rec[mp] & 15, rec[mp] >> 4
+        self.patch(no, mp + 1 + lb, lcn.to_bytes(ob, 'little', signed=True))
+
     def tear(self, no):
         """Makes record NO look half written: its last sector's update
         sequence number no longer matches."""
@@ -294,9 +311,15 @@ def main(argv):
     elif cmd == 'lookup':
         v = Volume(path)
         print(v.lookup(argv[3]))
-    elif cmd == 'tear':
+    elif cmd in ('set-init', 'point', 'tear'):
         v = Volume(path, writable=True)
-        v.tear(v.lookup(argv[3]))
+        no = v.lookup(argv[3])
+        if cmd == 'set-init':
+            v.set_init_size(no, int(argv[4]))
+        elif cmd == 'point':
+            v.point(no, int(argv[4]))
+        else:
+            v.tear(no)
     elif cmd in ('runs', 'free'):
         v = Volume(path, writable=cmd == 'free')
         runs = [r for a in v.attribute(int(argv[3]), int(argv[4], 16)) for r in a.get('runs', [])]
@@ -305,7 +328,7 @@ def main(argv):
         for first, n in runs:
             print(first, n)
     else:
-        sys.exit('usage: ntfsmap used|runs|free|lookup|tear|compare IMG ...')
+        sys.exit('usage: ntfsmap used|runs|free|lookup|set-init|point|tear|compare IMG ...')
     v.close()
 
 
