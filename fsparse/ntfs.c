@@ -728,6 +728,61 @@ static void note_records(struct ntfs_scan *s, uint8_t *buf, uint8_t *bits, uint6
     }
 }
 
+/* Reads LEN bytes of $MFT at byte OFF straight from its clusters, also past
+ * its initialized size, where libntfs-3g would read zeros.  What no run maps
+ * reads as zeros. */
+static int read_mft_clusters(struct ntfs_scan *s, uint8_t *buf, uint64_t len, uint64_t off)
+{
+    uint64_t cs = s->vol->cluster_size, end_vcn = (off + len + cs - 1) / cs;
+    uint64_t nr = (uint64_t)s->vol->nr_clusters;
+
+    memset(buf, 0, len);
+    for (const runlist_element *rl = s->vol->mft_na->rl; rl && rl->length > 0; rl++) {
+        uint64_t vcn = (uint64_t)rl->vcn, n, from, to, lo, hi;
+        int ret;
+
+        if (rl->vcn < 0 || rl->lcn < 0 || (uint64_t)rl->lcn >= nr || vcn >= end_vcn)
+            continue;
+        n = (uint64_t)rl->length < end_vcn - vcn ? (uint64_t)rl->length : end_vcn - vcn;
+        from = vcn * cs;
+        to = from + n * cs;
+        lo = from > off ? from : off;
+        hi = to < off + len ? to : off + len;
+        if (lo >= hi)
+            continue;
+        ret = fsp_vol_pread(s->v, buf + (lo - off), hi - lo, (uint64_t)rl->lcn * cs + (lo - from));
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* The clusters of $MFT past the end of its data hold no records for NTFS, but
+ * on a damaged volume a file's record (or an extension record of one) can lie
+ * there and name clusters that the file still uses: the runs of the records in
+ * use found there are kept too.  Nothing in that stale space counts against
+ * the volume. */
+static void note_records_past_end(struct ntfs_scan *s, uint8_t *buf, uint64_t first,
+                                  uint64_t end)
+{
+    uint32_t size = s->vol->mft_record_size;
+    uint64_t per_chunk = NTFS_MFT_CHUNK / size;
+
+    for (; first < end; first += per_chunk) {
+        uint64_t count = end - first < per_chunk ? end - first : per_chunk;
+
+        if (read_mft_clusters(s, buf, count * size, first * size) < 0)
+            return;
+        for (uint64_t i = 0; i < count; i++) {
+            MFT_RECORD *m = (MFT_RECORD *)(buf + i * size);
+
+            if (ntfs_is_file_record(m->magic) && (m->flags & MFT_RECORD_IN_USE) &&
+                ntfs_mst_post_read_fixup_warn((NTFS_RECORD *)m, size, FALSE) == 0)
+                note_record_runs(s, m, first + i);
+        }
+    }
+}
+
 /* The boot sectors, $MFT as libntfs-3g mapped it and $MFTMirr are used
  * whatever their records say. */
 static void note_fixed_metadata(struct ntfs_scan *s)
@@ -751,6 +806,7 @@ static int note_mft_runs(struct ntfs_scan *s)
     ntfs_volume *vol = s->vol;
     uint32_t size = vol->mft_record_size;
     uint64_t init = vol->mft_na->initialized_size > 0 ? (uint64_t)vol->mft_na->initialized_size : 0;
+    uint64_t alloc = vol->mft_na->allocated_size > 0 ? (uint64_t)vol->mft_na->allocated_size : 0;
     uint64_t n = size ? init / size : 0, per_chunk = size ? NTFS_MFT_CHUNK / size : 0;
     uint8_t *buf = NULL, *bits = NULL;
 
@@ -770,6 +826,8 @@ static int note_mft_runs(struct ntfs_scan *s)
                  (unsigned long long)init, size);
     for (uint64_t first = 0; first < n && !s->distrust[0]; first += per_chunk)
         note_records(s, buf, bits, first, n - first < per_chunk ? n - first : per_chunk);
+    if (!s->distrust[0] && alloc <= s->vol_bytes)
+        note_records_past_end(s, buf, n, alloc / size);
     free(buf);
     free(bits);
     if (s->distrust[0])

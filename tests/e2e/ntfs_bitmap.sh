@@ -11,7 +11,9 @@
 # equal the source in every cluster that the source's MFT records or its
 # $Bitmap say is used (read by tests/lib/ntfsmap.py, not by libntfs-3g).
 # A second image has an MFT record torn by an interrupted write: the MFT then
-# cannot be trusted, and a free cluster holding bytes must survive too.
+# cannot be trusted, and a free cluster holding bytes must survive too.  In a
+# third, $MFT's data size is cut short before the record of a file whose
+# clusters $Bitmap calls free: they must survive as well.
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/lib/mktree.sh
@@ -115,4 +117,15 @@ cmp -s <(dd if="$torn" bs=4096 skip="$junk" count=1 status=none) \
     <(dd if="$T/torn.out.img" bs=4096 skip="$junk" count=1 status=none) ||
     bad "a free cluster of the volume whose MFT cannot be walked is lost"
 diffs=$(map compare "$torn" "$T/torn.out.img" lenient) || bad "torn: used clusters differ: $diffs"
+
+# A record past the end of $MFT's data, in its clusters.
+cut="$T/cut.img"
+cp --sparse=always "$base" "$cut"
+ntfscp -q "$cut" "$tree/data/blob.bin" /last.bin || fail "ntfscp cannot add /last.bin"
+last=$(map lookup "$cut" /last.bin)
+map free "$cut" "$last" 80 >/dev/null
+map cut-mft "$cut" "$last"
+roundtrip "$cut" cut
+diffs=$(map compare "$cut" "$T/cut.out.img") ||
+    bad "the clusters of a record past the end of \$MFT's data are lost: $diffs"
 finish

@@ -13,6 +13,7 @@ Command line:
   python3 -m ntfsmap set-init IMG PATH BYTES    sets the initialized size of PATH's data
   python3 -m ntfsmap point IMG PATH LCN         moves the one run of PATH's data to LCN
   python3 -m ntfsmap tear IMG PATH              breaks the update sequence of PATH's record
+  python3 -m ntfsmap cut-mft IMG RECORDS        ends $MFT's data after RECORDS records
   python3 -m ntfsmap compare SRC COPY [lenient] exit 1 when COPY differs from SRC in a
                                                 cluster that SRC uses (its records or
                                                 $Bitmap say so) or in the backup boot
@@ -172,6 +173,15 @@ class Volume:
         lb, ob = rec[mp] & 15, rec[mp] >> 4
         self.patch(no, mp + 1 + lb, lcn.to_bytes(ob, 'little', signed=True))
 
+    def cut_mft(self, records):
+        """Ends $MFT's data (and initialized) size after RECORDS records, in
+        $MFT's record 0 and in its copy in $MFTMirr, leaving its clusters."""
+        a = [a for a in self.attributes(self.raw_record(0)) if a['type'] == AT_DATA][0]
+        size = struct.pack('<qq', records * self.record_size, records * self.record_size)
+        self.patch(0, a['at'] + 0x30, size)
+        mirror = struct.unpack_from('<Q', self.pread(0, 512), 0x38)[0] * self.cluster
+        self.pwrite(mirror + a['at'] + 0x30, size)
+
     def tear(self, no):
         """Makes record NO look half written: its last sector's update
         sequence number no longer matches."""
@@ -311,6 +321,9 @@ def main(argv):
     elif cmd == 'lookup':
         v = Volume(path)
         print(v.lookup(argv[3]))
+    elif cmd == 'cut-mft':
+        v = Volume(path, writable=True)
+        v.cut_mft(int(argv[3]))
     elif cmd in ('set-init', 'point', 'tear'):
         v = Volume(path, writable=True)
         no = v.lookup(argv[3])
@@ -328,7 +341,7 @@ def main(argv):
         for first, n in runs:
             print(first, n)
     else:
-        sys.exit('usage: ntfsmap used|runs|free|lookup|set-init|point|tear|compare IMG ...')
+        sys.exit('usage: ntfsmap used|runs|free|lookup|set-init|point|tear|cut-mft|compare IMG ...')
     v.close()
 
 
