@@ -671,14 +671,20 @@ static const char *note_record(struct ntfs_scan *s, MFT_RECORD *m, uint64_t no, 
 {
     bool is_file = ntfs_is_file_record(m->magic);
     bool says_in_use = (is_file || ntfs_is_baad_record(m->magic)) && (m->flags & MFT_RECORD_IN_USE);
+    const char *why;
 
     if (!in_bitmap && !says_in_use)
         return NULL;
     if (!is_file)
         return "it is in use but is not a valid file record";
     if (ntfs_mst_post_read_fixup_warn((NTFS_RECORD *)m, s->vol->mft_record_size, FALSE) < 0)
-        return "its update sequence does not match (an interrupted write)";
-    return note_record_runs(s, m, no);
+        why = "its update sequence does not match (an interrupted write)";
+    else
+        why = note_record_runs(s, m, no);
+    /* A record whose header says it is free, where $MFT's bitmap says
+     * otherwise, was deleted: the runs it still names are kept, but nothing
+     * relies on it, so its damage does not count against the volume. */
+    return says_in_use ? why : NULL;
 }
 
 static void distrust_mft(struct ntfs_scan *s, uint64_t no, const char *why)

@@ -13,7 +13,9 @@
 # A second image has an MFT record torn by an interrupted write: the MFT then
 # cannot be trusted, and a free cluster holding bytes must survive too.  In a
 # third, $MFT's data size is cut short before the record of a file whose
-# clusters $Bitmap calls free: they must survive as well.
+# clusters $Bitmap calls free: they must survive as well.  In a fourth, a
+# deleted record that $MFT's bitmap still marks used is damaged: that alone
+# does not make the MFT untrusted.
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/lib/mktree.sh
@@ -128,4 +130,14 @@ map cut-mft "$cut" "$last"
 roundtrip "$cut" cut
 diffs=$(map compare "$cut" "$T/cut.out.img") ||
     bad "the clusters of a record past the end of \$MFT's data are lost: $diffs"
+
+# A damaged record that its header calls free.
+wiped="$T/wiped.img"
+cp --sparse=always "$base" "$wiped"
+map wipe "$wiped" /data/keep.bin
+roundtrip "$wiped" wiped
+if grep -q 'cannot be walked' "$T/wiped.import.err"; then
+    bad "a deleted, damaged record makes the MFT untrusted: $(grep 'cannot be walked' "$T/wiped.import.err")"
+fi
+diffs=$(map compare "$wiped" "$T/wiped.out.img") || bad "wiped: used clusters differ: $diffs"
 finish

@@ -14,6 +14,8 @@ Command line:
   python3 -m ntfsmap point IMG PATH LCN         moves the one run of PATH's data to LCN
   python3 -m ntfsmap tear IMG PATH              breaks the update sequence of PATH's record
   python3 -m ntfsmap cut-mft IMG RECORDS        ends $MFT's data after RECORDS records
+  python3 -m ntfsmap wipe IMG PATH              PATH's record: deleted, attributes zeroed,
+                                                still in $MFT's bitmap
   python3 -m ntfsmap compare SRC COPY [lenient] exit 1 when COPY differs from SRC in a
                                                 cluster that SRC uses (its records or
                                                 $Bitmap say so) or in the backup boot
@@ -182,6 +184,14 @@ class Volume:
         mirror = struct.unpack_from('<Q', self.pread(0, 512), 0x38)[0] * self.cluster
         self.pwrite(mirror + a['at'] + 0x30, size)
 
+    def wipe(self, no):
+        """Makes record NO look deleted (its in-use flag cleared) and damaged
+        (its attributes zeroed), leaving its bit in $MFT's bitmap set."""
+        rec = self.raw_record(no)
+        flags = struct.unpack_from('<H', rec, 0x16)[0] & ~1
+        self.patch(no, 0x16, struct.pack('<H', flags))
+        self.patch(no, struct.unpack_from('<H', rec, 0x14)[0], bytes(16))
+
     def tear(self, no):
         """Makes record NO look half written: its last sector's update
         sequence number no longer matches."""
@@ -321,6 +331,9 @@ def main(argv):
     elif cmd == 'lookup':
         v = Volume(path)
         print(v.lookup(argv[3]))
+    elif cmd == 'wipe':
+        v = Volume(path, writable=True)
+        v.wipe(v.lookup(argv[3]))
     elif cmd == 'cut-mft':
         v = Volume(path, writable=True)
         v.cut_mft(int(argv[3]))
@@ -341,7 +354,7 @@ def main(argv):
         for first, n in runs:
             print(first, n)
     else:
-        sys.exit('usage: ntfsmap used|runs|free|lookup|set-init|point|tear|cut-mft|compare IMG ...')
+        sys.exit('usage: ntfsmap used|runs|free|lookup|set-init|point|tear|cut-mft|wipe|compare IMG ...')
     v.close()
 
 
