@@ -2,7 +2,9 @@
  * fsp_vol_pread, and emits one entry per path.
  *
  * Only the tree below the root is walked; the metafiles ($MFT, $LogFile,
- * $Extend, ...) are left unclaimed so the core covers them as raw blocks.
+ * $Extend, ...) are left unclaimed so the core covers them as raw blocks.  The
+ * allocated clusters are those of $Bitmap and every cluster that an MFT record
+ * in use refers to, decoded from the raw records before the walk.
  * libntfs-3g trusts its input more than we can, so everything it hands back
  * (names, runlists, sizes, reparse data) is checked again before use. */
 #include "internal.h"
@@ -42,6 +44,7 @@
 #include <ntfs-3g/endians.h>
 #include <ntfs-3g/inode.h>
 #include <ntfs-3g/logging.h>
+#include <ntfs-3g/mst.h>
 #include <ntfs-3g/security.h>
 #include <ntfs-3g/unistr.h>
 #include <ntfs-3g/volume.h>
@@ -367,6 +370,9 @@ struct ntfs_scan {
     struct mft_set walked_dirs;
     char *sd_buf;            /* NTFS_MAX_SD bytes, reused for every entry */
     uint64_t vol_bytes;      /* nr_clusters * cluster_size */
+    uint8_t *referenced;     /* clusters a record in use refers to; freed once marked */
+    uint8_t *metadata;       /* of those, the ones that hold no user file's data */
+    char distrust[NTFS_DETAIL_LEN + 128]; /* why the MFT cannot be walked; "" when it can */
     bool wants_data;
     char path[FSP_MAX_PATH];
     size_t path_len;
@@ -497,6 +503,366 @@ static int read_attr_exact(ntfs_attr *na, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* A warning about the whole volume names it, as the core's own warnings do. */
+static void warn_volume(struct ntfs_scan *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void warn_volume(struct ntfs_scan *s, const char *fmt, ...)
+{
+    char msg[640];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (fsp_vol_index(s->v))
+        fsp_vol_warn(s->v, NULL, "partition %u (ntfs): %s", fsp_vol_index(s->v), msg);
+    else
+        fsp_vol_warn(s->v, NULL, "filesystem (ntfs): %s", msg);
+}
+
+/* ---- clusters the MFT's records use -------------------------------------- */
+
+/* $Bitmap only records what the MFT's records say: on a damaged volume it can
+ * call a cluster free that a directory's index blocks or a file still use.  The
+ * clusters kept are the union of $Bitmap and every run of every attribute of
+ * every record in use.  The runs are decoded here from the raw records, so
+ * records that the tree walk never reaches (orphans, $Extend, extension
+ * records) count too. */
+
+#define NTFS_MFT_CHUNK (1u << 20) /* bytes of $MFT read at a time */
+#define NTFS_BOOT_BYTES 8192u     /* $Boot: the boot sector and the boot code */
+
+static uint8_t *cluster_map_new(const struct ntfs_scan *s)
+{
+    return calloc(((uint64_t)s->vol->nr_clusters + 7) / 8, 1);
+}
+
+static void set_bits(uint8_t *map, uint64_t first, uint64_t count)
+{
+    for (uint64_t b = first; b < first + count; b++) {
+        if (!(b & 7) && first + count - b >= 8) {
+            size_t bytes = (size_t)((first + count - b) / 8);
+
+            memset(map + b / 8, 0xff, bytes);
+            b += (uint64_t)bytes * 8 - 1;
+            continue;
+        }
+        map[b / 8] |= (uint8_t)(1u << (b & 7));
+    }
+}
+
+static bool any_bit_set(const uint8_t *map, uint64_t first, uint64_t count)
+{
+    for (uint64_t b = first; b < first + count; b++) {
+        if (!(b & 7) && first + count - b >= 8) {
+            if (map[b / 8])
+                return true;
+            b += 7;
+            continue;
+        }
+        if (map[b / 8] >> (b & 7) & 1)
+            return true;
+    }
+    return false;
+}
+
+/* Notes clusters [LCN, LCN+COUNT) as used; false when they do not all lie
+ * inside the volume (the part inside is noted all the same). */
+static bool note_run(struct ntfs_scan *s, int64_t lcn, uint64_t count, bool metadata)
+{
+    uint64_t nr = (uint64_t)s->vol->nr_clusters, inside;
+
+    if (lcn < 0 || (uint64_t)lcn >= nr)
+        return !count;
+    inside = count < nr - (uint64_t)lcn ? count : nr - (uint64_t)lcn;
+    set_bits(s->referenced, (uint64_t)lcn, inside);
+    if (metadata)
+        set_bits(s->metadata, (uint64_t)lcn, inside);
+    return inside == count;
+}
+
+/* N (1..8) bytes little-endian at P, sign-extended when IS_SIGNED. */
+static uint64_t get_le_bytes(const uint8_t *p, unsigned n, bool is_signed)
+{
+    uint64_t v = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    if (is_signed && n < 8 && (p[n - 1] & 0x80))
+        v |= UINT64_MAX << (8 * n);
+    return v;
+}
+
+/* Notes every run of the non-resident attribute A, LEN bytes long inside its
+ * record.  NULL, or why its runs cannot be known. */
+static const char *note_mapping_pairs(struct ntfs_scan *s, const ATTR_RECORD *a, uint32_t len,
+                                      bool metadata)
+{
+    const uint8_t *p = (const uint8_t *)a;
+    uint32_t pos = le16_to_cpu(a->mapping_pairs_offset);
+    int64_t lcn = 0;
+
+    if (len < offsetof(ATTR_RECORD, compressed_size) ||
+        pos < offsetof(ATTR_RECORD, compressed_size) || pos >= len)
+        return "its mapping pairs lie outside the attribute";
+    while (p[pos]) {
+        unsigned len_bytes = p[pos] & 0xf, lcn_bytes = p[pos] >> 4;
+        uint64_t count;
+        int64_t delta;
+
+        /* The pair and the header byte after it must lie inside the attribute. */
+        if (!len_bytes || len_bytes > 8 || lcn_bytes > 8 ||
+            len - pos - 1 < len_bytes + lcn_bytes + 1)
+            return "a mapping pair is malformed";
+        count = get_le_bytes(p + pos + 1, len_bytes, false);
+        if (lcn_bytes) {
+            delta = (int64_t)get_le_bytes(p + pos + 1 + len_bytes, lcn_bytes, true);
+            if (__builtin_add_overflow(lcn, delta, &lcn))
+                return "a mapping pair is malformed";
+            if (!note_run(s, lcn, count, metadata))
+                return "a run lies outside the volume";
+        }
+        pos += 1 + len_bytes + lcn_bytes;
+    }
+    return NULL;
+}
+
+/* User files' data may be claimed as file runs; everything else (the
+ * metafiles, indexes, attribute lists, ...) is metadata, which no file run may
+ * cover. */
+static bool is_metadata_attr(const MFT_RECORD *m, uint64_t no, const ATTR_RECORD *a)
+{
+    uint64_t owner = m->base_mft_record ? MREF_LE(m->base_mft_record) : no;
+
+    return a->type != AT_DATA || owner < FILE_first_user;
+}
+
+/* Notes the runs of every attribute of record NO (fixed up). */
+static const char *note_record_runs(struct ntfs_scan *s, const MFT_RECORD *m, uint64_t no)
+{
+    uint32_t end = le32_to_cpu(m->bytes_in_use), pos = le16_to_cpu(m->attrs_offset);
+
+    if (end > s->vol->mft_record_size || pos >= end)
+        return "its header is inconsistent";
+    for (;;) {
+        const ATTR_RECORD *a = (const ATTR_RECORD *)((const uint8_t *)m + pos);
+        uint32_t len;
+        const char *why;
+
+        if (end - pos < sizeof a->type)
+            return "its attributes run past its end";
+        if (a->type == AT_END)
+            return NULL;
+        if (end - pos < offsetof(ATTR_RECORD, value_offset) + sizeof a->value_offset)
+            return "its attributes run past its end";
+        len = le32_to_cpu(a->length);
+        if (len < offsetof(ATTR_RECORD, value_offset) + sizeof a->value_offset || len > end - pos)
+            return "an attribute has an invalid length";
+        if (a->non_resident && (why = note_mapping_pairs(s, a, len, is_metadata_attr(m, no, a))))
+            return why;
+        pos += len;
+    }
+}
+
+/* Notes the runs of record NO, which is in use when its header says so or
+ * $MFT's bitmap does (IN_BITMAP).  NULL, or why a record in use cannot be read. */
+static const char *note_record(struct ntfs_scan *s, MFT_RECORD *m, uint64_t no, bool in_bitmap)
+{
+    bool is_file = ntfs_is_file_record(m->magic);
+    bool says_in_use = (is_file || ntfs_is_baad_record(m->magic)) && (m->flags & MFT_RECORD_IN_USE);
+    const char *why;
+
+    if (!in_bitmap && !says_in_use)
+        return NULL;
+    if (!is_file)
+        return "it is in use but is not a valid file record";
+    if (ntfs_mst_post_read_fixup_warn((NTFS_RECORD *)m, s->vol->mft_record_size, FALSE) < 0)
+        why = "its update sequence does not match (an interrupted write)";
+    else
+        why = note_record_runs(s, m, no);
+    /* A record whose header says it is free, where $MFT's bitmap says
+     * otherwise, was deleted: the runs it still names are kept, but nothing
+     * relies on it, so its damage does not count against the volume. */
+    return says_in_use ? why : NULL;
+}
+
+static void distrust_mft(struct ntfs_scan *s, uint64_t no, const char *why)
+{
+    if (!s->distrust[0])
+        snprintf(s->distrust, sizeof s->distrust, "MFT record %llu: %s", (unsigned long long)no,
+                 why);
+}
+
+/* $MFT's bitmap bits for records [FIRST, FIRST+COUNT), FIRST a multiple of 8;
+ * records past the end of the bitmap read as not in use. */
+static int read_mft_bitmap(struct ntfs_scan *s, uint8_t *bits, uint64_t first, uint64_t count)
+{
+    ntfs_attr *na = s->vol->mftbmp_na;
+    uint64_t have = na && na->data_size > 0 ? (uint64_t)na->data_size : 0;
+    uint64_t off = first / 8, len = (count + 7) / 8;
+
+    memset(bits, 0, len);
+    if (off >= have)
+        return 0;
+    return read_attr_exact(na, bits, len < have - off ? len : have - off, off);
+}
+
+/* Notes the runs of the records [FIRST, FIRST+COUNT), read into BUF. */
+static void note_records(struct ntfs_scan *s, uint8_t *buf, uint8_t *bits, uint64_t first,
+                         uint64_t count)
+{
+    uint32_t size = s->vol->mft_record_size;
+    char detail[NTFS_DETAIL_LEN];
+    int ret;
+
+    reset_log_capture();
+    ret = read_attr_exact(s->vol->mft_na, buf, count * size, first * size);
+    if (!ret)
+        ret = read_mft_bitmap(s, bits, first, count);
+    if (ret < 0) {
+        snprintf(s->distrust, sizeof s->distrust, "$MFT cannot be read at record %llu: %s%s",
+                 (unsigned long long)first, strerror(-ret), ntfs_detail(detail, sizeof detail));
+        return;
+    }
+    for (uint64_t i = 0; i < count && !s->distrust[0]; i++) {
+        const char *why = note_record(s, (MFT_RECORD *)(buf + i * size), first + i,
+                                      bits[i / 8] >> (i % 8) & 1);
+
+        if (why)
+            distrust_mft(s, first + i, why);
+    }
+}
+
+/* Reads LEN bytes of $MFT at byte OFF straight from its clusters, also past
+ * its initialized size, where libntfs-3g would read zeros.  What no run maps
+ * reads as zeros. */
+static int read_mft_clusters(struct ntfs_scan *s, uint8_t *buf, uint64_t len, uint64_t off)
+{
+    uint64_t cs = s->vol->cluster_size, end_vcn = (off + len + cs - 1) / cs;
+    uint64_t nr = (uint64_t)s->vol->nr_clusters;
+
+    memset(buf, 0, len);
+    for (const runlist_element *rl = s->vol->mft_na->rl; rl && rl->length > 0; rl++) {
+        uint64_t vcn = (uint64_t)rl->vcn, n, from, to, lo, hi;
+        int ret;
+
+        if (rl->vcn < 0 || rl->lcn < 0 || (uint64_t)rl->lcn >= nr || vcn >= end_vcn)
+            continue;
+        n = (uint64_t)rl->length < end_vcn - vcn ? (uint64_t)rl->length : end_vcn - vcn;
+        from = vcn * cs;
+        to = from + n * cs;
+        lo = from > off ? from : off;
+        hi = to < off + len ? to : off + len;
+        if (lo >= hi)
+            continue;
+        ret = fsp_vol_pread(s->v, buf + (lo - off), hi - lo, (uint64_t)rl->lcn * cs + (lo - from));
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* The clusters of $MFT past the end of its data hold no records for NTFS, but
+ * on a damaged volume a file's record (or an extension record of one) can lie
+ * there and name clusters that the file still uses: the runs of the records in
+ * use found there are kept too.  Nothing in that stale space counts against
+ * the volume. */
+static void note_records_past_end(struct ntfs_scan *s, uint8_t *buf, uint64_t first,
+                                  uint64_t end)
+{
+    uint32_t size = s->vol->mft_record_size;
+    uint64_t per_chunk = NTFS_MFT_CHUNK / size;
+
+    for (; first < end; first += per_chunk) {
+        uint64_t count = end - first < per_chunk ? end - first : per_chunk;
+
+        if (read_mft_clusters(s, buf, count * size, first * size) < 0)
+            return;
+        for (uint64_t i = 0; i < count; i++) {
+            MFT_RECORD *m = (MFT_RECORD *)(buf + i * size);
+
+            if (ntfs_is_file_record(m->magic) && (m->flags & MFT_RECORD_IN_USE) &&
+                ntfs_mst_post_read_fixup_warn((NTFS_RECORD *)m, size, FALSE) == 0)
+                note_record_runs(s, m, first + i);
+        }
+    }
+}
+
+/* The boot sectors, $MFT as libntfs-3g mapped it and $MFTMirr are used
+ * whatever their records say. */
+static void note_fixed_metadata(struct ntfs_scan *s)
+{
+    ntfs_volume *vol = s->vol;
+    uint64_t cs = vol->cluster_size;
+
+    note_run(s, 0, (NTFS_BOOT_BYTES + cs - 1) / cs, true);
+    for (const runlist_element *rl = vol->mft_na->rl; rl && rl->length > 0; rl++)
+        if (rl->lcn >= 0)
+            note_run(s, rl->lcn, (uint64_t)rl->length, true);
+    if (vol->mftmirr_size > 0)
+        note_run(s, vol->mftmirr_lcn,
+                 ((uint64_t)vol->mftmirr_size * vol->mft_record_size + cs - 1) / cs, true);
+}
+
+/* Fills s->referenced and s->metadata from every record of $MFT; sets
+ * s->distrust when a record in use cannot be read. */
+static int note_mft_runs(struct ntfs_scan *s)
+{
+    ntfs_volume *vol = s->vol;
+    uint32_t size = vol->mft_record_size;
+    uint64_t init = vol->mft_na->initialized_size > 0 ? (uint64_t)vol->mft_na->initialized_size : 0;
+    uint64_t alloc = vol->mft_na->allocated_size > 0 ? (uint64_t)vol->mft_na->allocated_size : 0;
+    uint64_t n = size ? init / size : 0, per_chunk = size ? NTFS_MFT_CHUNK / size : 0;
+    uint8_t *buf = NULL, *bits = NULL;
+
+    s->referenced = cluster_map_new(s);
+    s->metadata = cluster_map_new(s);
+    if (s->referenced && s->metadata)
+        buf = malloc(NTFS_MFT_CHUNK);
+    if (buf)
+        bits = malloc(NTFS_MFT_CHUNK / 8);
+    if (!bits) {
+        free(buf);
+        return fsp_vol_fail(s->v, -ENOMEM, "ntfs: cannot walk $MFT: %s", strerror(ENOMEM));
+    }
+    note_fixed_metadata(s);
+    if (per_chunk < 8 || init > s->vol_bytes)
+        snprintf(s->distrust, sizeof s->distrust, "$MFT has %llu bytes in records of %u",
+                 (unsigned long long)init, size);
+    for (uint64_t first = 0; first < n && !s->distrust[0]; first += per_chunk)
+        note_records(s, buf, bits, first, n - first < per_chunk ? n - first : per_chunk);
+    if (!s->distrust[0] && alloc <= s->vol_bytes)
+        note_records_past_end(s, buf, n, alloc / size);
+    free(buf);
+    free(bits);
+    if (s->distrust[0])
+        warn_volume(s, "the MFT cannot be walked (%s); every cluster of the volume is kept",
+                    s->distrust);
+    return 0;
+}
+
+/* Adds the clusters the records use to N bytes of $Bitmap at byte OFF,
+ * counting those that $Bitmap calls free. */
+static void add_referenced(struct ntfs_scan *s, uint8_t *buf, size_t n, uint64_t off,
+                           uint64_t *missed, uint64_t *first_missed)
+{
+    if (s->distrust[0]) {
+        memset(buf, 0xff, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t extra = s->referenced[off + i] & (uint8_t)~buf[i];
+
+        if (!extra)
+            continue;
+        if (!*missed)
+            *first_missed = (off + i) * 8 + (uint64_t)__builtin_ctz(extra);
+        *missed += (uint64_t)__builtin_popcount(extra);
+        buf[i] |= extra;
+    }
+}
+
 static int mark_allocated_clusters(struct ntfs_scan *s)
 {
     ntfs_attr *na = s->vol->lcnbmp_na;
@@ -505,6 +871,7 @@ static int mark_allocated_clusters(struct ntfs_scan *s)
     uint64_t have = na->data_size > 0 ? (uint64_t)na->data_size : 0;
     uint64_t limit = have < need ? have : need;
     uint8_t *buf = malloc(NTFS_BITMAP_CHUNK);
+    uint64_t missed = 0, first_missed = 0;
     char detail[NTFS_DETAIL_LEN];
     int ret = 0;
 
@@ -522,17 +889,21 @@ static int mark_allocated_clusters(struct ntfs_scan *s)
                                ntfs_detail(detail, sizeof detail));
             break;
         }
+        add_referenced(s, buf, n, off, &missed, &first_missed);
         memset(buf + n, 0, padded - n);
         ret = scan_bitmap_words(&b, buf, padded, off * 8);
     }
     free(buf);
     if (ret < 0)
         return ret;
+    if (missed)
+        warn_volume(s, "$Bitmap marks %llu clusters free that the MFT's records use (the first "
+                    "is cluster %llu); they are kept", (unsigned long long)missed,
+                    (unsigned long long)first_missed);
     if (have < need) {
         /* Clusters the bitmap does not describe may hold anything: keep them. */
-        fsp_vol_warn(s->v, NULL, "ntfs: $Bitmap covers %llu of %llu clusters; the rest is "
-                     "treated as allocated", (unsigned long long)have * 8,
-                     (unsigned long long)b.nr_clusters);
+        warn_volume(s, "$Bitmap covers %llu of %llu clusters; the rest is treated as allocated",
+                    (unsigned long long)have * 8, (unsigned long long)b.nr_clusters);
         if (!b.in_run) {
             b.in_run = true;
             b.run_start = have * 8;
@@ -553,7 +924,12 @@ static int set_geometry(struct ntfs_scan *s)
     if (ret < 0)
         return fsp_vol_fail(s->v, ret, "ntfs: %llu clusters of %u bytes do not fit the volume",
                             (unsigned long long)vol->nr_clusters, vol->cluster_size);
-    return mark_allocated_clusters(s);
+    ret = note_mft_runs(s);
+    if (ret == 0)
+        ret = mark_allocated_clusters(s);
+    free(s->referenced);
+    s->referenced = NULL;
+    return ret;
 }
 
 /* ---- entries ------------------------------------------------------------- */
@@ -941,12 +1317,16 @@ static const char *add_extent(struct fsp_stream *st, uint32_t *cap, uint64_t log
     return NULL;
 }
 
-/* Lists the clusters holding the data as extents (volume-relative bytes).
- * Returns NULL, or why the runlist cannot be trusted. */
-static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_stream *st)
+/* Lists the clusters holding the data as extents (volume-relative bytes), up to
+ * the cluster that holds the last initialized byte: the clusters after it read
+ * as zeros in the stream but keep their own bytes as raw blocks.  Returns NULL,
+ * or why the runlist cannot be trusted. */
+static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_stream *st,
+                               uint64_t valid_size)
 {
     uint64_t cs = s->vol->cluster_size, nr = (uint64_t)s->vol->nr_clusters;
     uint64_t need = ((uint64_t)na->data_size + cs - 1) / cs, vcn = 0;
+    uint64_t keep = (valid_size + cs - 1) / cs;
     uint32_t cap = 0;
     const char *why;
 
@@ -966,8 +1346,10 @@ static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_st
             return "runlist has an invalid cluster number";
         } else if ((uint64_t)rl->lcn > nr || len > nr - (uint64_t)rl->lcn) {
             return "a run lies outside the volume";
-        } else {
-            why = add_extent(st, &cap, vcn * cs, (uint64_t)rl->lcn * cs, len * cs);
+        } else if (vcn < keep) {
+            uint64_t kept = len < keep - vcn ? len : keep - vcn;
+
+            why = add_extent(st, &cap, vcn * cs, (uint64_t)rl->lcn * cs, kept * cs);
             if (why)
                 return why;
         }
@@ -978,23 +1360,42 @@ static const char *map_extents(struct ntfs_scan *s, ntfs_attr *na, struct fsp_st
     return NULL;
 }
 
-static const char *describe_stream_data(struct ntfs_scan *s, ntfs_attr *na, struct fsp_stream *st,
-                                        struct fsp_stream_src *src)
+/* True when an extent of ST covers a cluster of the volume's metadata. */
+static bool extents_touch_metadata(const struct ntfs_scan *s, const struct fsp_stream *st)
+{
+    uint64_t cs = s->vol->cluster_size;
+
+    for (uint32_t i = 0; i < st->n_extents; i++)
+        if (any_bit_set(s->metadata, st->extents[i].physical / cs, st->extents[i].length / cs))
+            return true;
+    return false;
+}
+
+/* Streams stored as plain clusters are read through their extents, which the
+ * core claims as file runs; the others through libntfs-3g.  So is a stream
+ * whose clusters the volume's metadata also uses (a damaged volume): the
+ * metadata's bytes must win, and they stay raw blocks. */
+static const char *describe_stream_data(struct ntfs_scan *s, struct fsp_entry *e, ntfs_attr *na,
+                                        struct fsp_stream *st, struct fsp_stream_src *src)
 {
     bool compressed = NAttrNonResident(na) && (na->data_flags & ATTR_COMPRESSION_MASK);
+    const char *why;
 
     if (na->data_size < 0 || na->initialized_size < 0)
         return "negative size";
-    if (!NAttrNonResident(na) || compressed || NAttrEncrypted(na)) {
-        src->read = read_stream;
-        src->ctx = na;
-        src->valid_size = (uint64_t)(na->initialized_size < na->data_size ? na->initialized_size
-                                                                          : na->data_size);
-        return NULL;
-    }
     src->valid_size = (uint64_t)(na->initialized_size < na->data_size ? na->initialized_size
                                                                       : na->data_size);
-    return map_extents(s, na, st);
+    if (NAttrNonResident(na) && !compressed && !NAttrEncrypted(na)) {
+        why = map_extents(s, na, st, src->valid_size);
+        if (why || !extents_touch_metadata(s, st))
+            return why;
+        warn_damaged(s, e, "data stream %s shares clusters with the volume's metadata; read "
+                     "through the filesystem, its clusters kept as they are",
+                     st->name ? st->name : "(unnamed)");
+    }
+    src->read = read_stream;
+    src->ctx = na;
+    return NULL;
 }
 
 static void describe_stream(struct ntfs_scan *s, struct built_entry *b, uint32_t i)
@@ -1015,7 +1416,7 @@ static void describe_stream(struct ntfs_scan *s, struct built_entry *b, uint32_t
         st->flags |= FSP_STREAM_SPARSE;
     reset_log_capture();
     if (s->wants_data)
-        why = describe_stream_data(s, na, st, &b->srcs[i]);
+        why = describe_stream_data(s, &b->e, na, st, &b->srcs[i]);
     else if (na->data_size < 0)
         why = "negative size";
     if (!why)
@@ -1418,6 +1819,8 @@ int fsp_ntfs_scan(struct fsp_vol *v)
         ret = walk_root(s);
     ntfs_umount(s->vol, FALSE);
     free(s->sd_buf);
+    free(s->referenced);
+    free(s->metadata);
     free(s->walked_dirs.slots);
     free(s);
     return ret;
