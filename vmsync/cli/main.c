@@ -133,7 +133,7 @@ int main(int argc, char **argv)
     return cli_usage_error(main_usage, "unknown command '%s'", cmd);
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
+int cli_parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
     long v = strtol(s, &end, 10);
@@ -166,11 +166,11 @@ int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
                                    optarg);
         return 0;
     case CLI_OPT_LEVEL:
-        if (parse_int(optarg, 1, 19, &o->level))
+        if (cli_parse_int(optarg, 1, 19, &o->level))
             return cli_usage_error(usage, "bad --compress-level '%s': expected 1 to 19", optarg);
         return 0;
     case CLI_OPT_TIMEOUT:
-        if (parse_int(optarg, 1, 86400, &o->timeout))
+        if (cli_parse_int(optarg, 1, 86400, &o->timeout))
             return cli_usage_error(usage, "bad --timeout '%s': expected seconds", optarg);
         return 0;
     default: return 1;

@@ -538,15 +538,13 @@ int cmd_gc(int argc, char **argv)
     static const struct option opts[] = {{"wait", required_argument, 0, OPT_WAIT}, COMMON_OPTIONS,
                                          {0, 0, 0, 0}};
     struct common c = {0};
-    int opt, why;
+    int opt, why, wait;
     while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
-        char *end;
         if (opt == OPT_WAIT) {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (end == optarg || *end || *optarg == '-' || v < 1 || v > 86400)
+            if (cli_parse_int(optarg, 1, 86400, &wait))
                 return cli_usage_error(usage, "--wait: not a number of seconds from 1 to 86400: '%s'",
                                        optarg);
-            c.s.gc_wait = (unsigned)v;
+            c.s.gc_wait = (unsigned)wait;
         } else if (opt == 'h')
             return fputs(usage, stdout), 0;
         else if ((why = common_option(&c, opt, usage)) != 0)
