@@ -155,8 +155,10 @@ static int finish(struct common *c, int rc, const fsp_error *err, const struct v
         if (f != stdout)
             fclose(f);
     }
-    if (!c->quiet && summary)
-        puts(summary);
+    if (!c->quiet && summary) {
+        vms_put_text(stdout, summary); /* it embeds names and paths */
+        putchar('\n');
+    }
     return 0;
 }
 
@@ -178,7 +180,9 @@ int cmd_init(int argc, char **argv)
     fsp_error err = {0};
     if (vms_init_repo(argv[1], &err))
         return cli_report(&err);
-    printf("initialised an empty vmsync repository in %s\n", argv[1]);
+    fputs("initialised an empty vmsync repository in ", stdout);
+    vms_put_name(stdout, argv[1]);
+    putchar('\n');
     return 0;
 }
 
@@ -478,7 +482,8 @@ int cmd_verify(int argc, char **argv)
         return cli_report(&err);
     if (c.quiet)
         return same ? 0 : 10;
-    printf("%s: %s\n  expected ", argv[optind + 2], same ? "matches" : "DIFFERS");
+    vms_put_name(stdout, argv[optind + 2]);
+    printf(": %s\n  expected ", same ? "matches" : "DIFFERS");
     print_hex(stdout, expected);
     fputs("\n  actual   ", stdout);
     print_hex(stdout, actual);
@@ -587,8 +592,8 @@ static void print_problem_json(const struct vms_problem *p)
 {
     printf("{\"kind\":\"%s\"", vms_problem_name(p->kind));
     if (p->image) {
-        fputs(",\"image\":", stdout);
-        vms_json_string(stdout, p->image);
+        putchar(',');
+        vms_json_member(stdout, "image", p->image);
         printf(",\"version\":%u", p->version);
     }
     if (p->object) {
@@ -597,8 +602,8 @@ static void print_problem_json(const struct vms_problem *p)
         putchar('"');
     }
     if (p->pack) {
-        fputs(",\"pack\":", stdout);
-        vms_json_string(stdout, p->pack);
+        putchar(',');
+        vms_json_member(stdout, "pack", p->pack);
     }
     fputs(",\"detail\":", stdout);
     vms_json_string(stdout, p->detail);
@@ -647,9 +652,11 @@ static void print_check_summary(const char *repo, const struct vms_check_stats *
     if (st->problems)
         snprintf(verdict, sizeof verdict, "%llu problem%s", (unsigned long long)st->problems,
                  st->problems == 1 ? "" : "s");
-    printf("check: %s: %s: %llu images, %llu versions, %llu manifests read, %llu objects "
+    fputs("check: ", stdout);
+    vms_put_name(stdout, repo);
+    printf(": %s: %llu images, %llu versions, %llu manifests read, %llu objects "
            "needed, %llu indexed in %llu packs",
-           repo, verdict, (unsigned long long)st->images, (unsigned long long)st->versions,
+           verdict, (unsigned long long)st->images, (unsigned long long)st->versions,
            (unsigned long long)st->manifests_read, (unsigned long long)st->objects_needed,
            (unsigned long long)st->objects_indexed, (unsigned long long)st->packs);
     if (objects)
@@ -695,8 +702,8 @@ int cmd_check(int argc, char **argv)
     struct vms_check_stats st;
     fsp_error err = {0};
     if (c.json) {
-        fputs("{\"repository\":", stdout);
-        vms_json_string(stdout, argv[optind]);
+        putchar('{');
+        vms_json_member(stdout, "repository", argv[optind]);
         fputs(",\"problems\":[", stdout);
     }
     int rc = vms_check(&c.s, &o, show_problem, &out, &st, &err);
