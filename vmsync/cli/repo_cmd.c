@@ -674,13 +674,12 @@ int cmd_check(int argc, char **argv)
         "rules), the pack files, every version's manifest (there, intact, readable) and\n"
         "that every object a version needs is indexed.  Prints each problem, naming the\n"
         "version, object and pack, then a summary.  Exit status 0 when healthy, 5 when\n"
-        "a problem was found.  Runs beside other vmsync processes; over ssh:// run it\n"
-        "on the server.\n"
+        "a problem was found; with -q it prints the problems only.  Runs beside other\n"
+        "vmsync processes; over ssh:// run it on the server.\n"
         "\n"
         "      --objects          also read, decompress and hash every stored object\n"
         "                         (and run SQLite's full integrity check)\n"
-        "      --json             one JSON object: the problems and the figures\n"
-        "  -q, --quiet            the problems only: no progress, no summary\n" COMMON_HELP;
+        "      --json             one JSON object: the problems and the figures\n" COMMON_HELP;
     enum { OPT_OBJECTS = 2000 };
     static const struct option opts[] = {{"objects", no_argument, 0, OPT_OBJECTS}, COMMON_OPTIONS,
                                          {0, 0, 0, 0}};
