@@ -236,45 +236,66 @@ int cmd_import(int argc, char **argv)
 
 /* ---- checkout and export ----------------------------------------------------- */
 
+/* The options checkout and export share. */
+#define OUTPUT_HELP                                                                            \
+    "  -o, --output OUT       the image to write\n"                                           \
+    "      --format F         raw (default) or qcow2\n"                                       \
+    "      --seed IMAGE       a local image to take content from (repeatable)\n"              \
+    "      --force            replace OUT even if vmsync did not write it, or if it\n"        \
+    "                         holds work that no version has (the work is lost)\n"
+
+static const char *const checkout_usage =
+    "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
+    "                       [--estimate] [--steal] [--keep-volatile] [options]\n"
+    "\n"
+    "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
+    "it can from the seed images (any format; matched by content, not by path) and\n"
+    "fetching the rest.  OUT is written as OUT.vmsync-part, checked against the\n"
+    "version's canonical digest, and only then renamed; an interrupted checkout\n"
+    "resumes when run again.  Takes the lease on NAME for this host.  An existing\n"
+    "OUT is replaced only when vmsync wrote it and a version holds what it holds\n"
+    "(else: check it in first, or --force); when it holds VERSION already, nothing\n"
+    "is rebuilt.\n"
+    "\n"
+    OUTPUT_HELP
+    "      --estimate         print what would come from seeds and what would be\n"
+    "                         fetched, and write nothing\n"
+    "      --steal            take the lease even if another host holds it (logged)\n"
+    "      --keep-volatile    restore pagefile, hiberfil and swap contents when the\n"
+    "                         repository holds them (import --keep-volatile); by\n"
+    "                         default they are zero-filled\n" COMMON_HELP;
+static const char *const export_usage =
+    "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
+    "                     [options]\n"
+    "\n"
+    "Materialises an image version without taking a lease: from the repository,\n"
+    "and from seed images when given, as checkout does.  An existing OUT is\n"
+    "replaced only as checkout replaces it.\n"
+    "\n"
+    OUTPUT_HELP COMMON_HELP;
+
+static void checkout_summary(const struct vms_checkout_opts *o, const struct vms_stats *st,
+                             char *summary, size_t len)
+{
+    char a[32], b[32], d[32];
+    if (o->estimate)
+        snprintf(summary, len,
+                 "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
+                 o->name, st->version, mib(st->bytes_from_seeds, a),
+                 (unsigned long long)st->objects_from_seeds, mib(st->bytes_fetched_raw, b),
+                 (unsigned long long)st->objects_fetched, mib(st->bytes_fetched_compressed, d));
+    else if (st->in_place)
+        snprintf(summary, len, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s",
+                 o->out, o->name, st->version, o->export_only ? "" : " (lease taken)");
+    else
+        snprintf(summary, len, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
+                 o->export_only ? "exported" : "checked out", o->name, st->version, o->out,
+                 mib(st->bytes_from_seeds, a), mib(st->bytes_fetched_raw, b),
+                 mib(st->bytes_fetched_compressed, d), st->seconds);
+}
+
 static int checkout_like(int argc, char **argv, bool export_only)
 {
-    static const char *const checkout_usage =
-        "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
-        "                       [--estimate] [--steal] [--keep-volatile] [options]\n"
-        "\n"
-        "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
-        "it can from the seed images (any format; matched by content, not by path) and\n"
-        "fetching the rest.  OUT is written as OUT.vmsync-part, checked against the\n"
-        "version's canonical digest, and only then renamed; an interrupted checkout\n"
-        "resumes when run again.  Takes the lease on NAME for this host.  An existing\n"
-        "OUT is replaced only when vmsync wrote it and a version holds what it holds\n"
-        "(else: check it in first, or --force); when it holds VERSION already, nothing\n"
-        "is rebuilt.\n"
-        "\n"
-        "  -o, --output OUT       the image to write\n"
-        "      --format F         raw (default) or qcow2\n"
-        "      --seed IMAGE       a local image to take content from (repeatable)\n"
-        "      --force            replace OUT even if vmsync did not write it, or if it\n"
-        "                         holds work that no version has (the work is lost)\n"
-        "      --estimate         print what would come from seeds and what would be\n"
-        "                         fetched, and write nothing\n"
-        "      --steal            take the lease even if another host holds it (logged)\n"
-        "      --keep-volatile    restore pagefile, hiberfil and swap contents when the\n"
-        "                         repository holds them (import --keep-volatile); by\n"
-        "                         default they are zero-filled\n" COMMON_HELP;
-    static const char *const export_usage =
-        "usage: vmsync export REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
-        "                     [options]\n"
-        "\n"
-        "Materialises an image version without taking a lease: from the repository,\n"
-        "and from seed images when given, as checkout does.  An existing OUT is\n"
-        "replaced only as checkout replaces it.\n"
-        "\n"
-        "  -o, --output OUT       the image to write\n"
-        "      --format F         raw (default) or qcow2\n"
-        "      --seed IMAGE       a local image to take content from (repeatable)\n"
-        "      --force            replace OUT even if vmsync did not write it, or if it\n"
-        "                         holds work that no version has (the work is lost)\n" COMMON_HELP;
     const char *usage = export_only ? export_usage : checkout_usage;
     enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_STEAL, OPT_KEEP, OPT_FORCE };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
@@ -323,21 +344,8 @@ static int checkout_like(int argc, char **argv, bool export_only)
     struct vms_stats st;
     int rc = vms_checkout(&c.s, &o, &st, &err);
     free(seeds);
-    char summary[512], a[32], b[32], d[32];
-    if (o.estimate)
-        snprintf(summary, sizeof summary,
-                 "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
-                 name, st.version, mib(st.bytes_from_seeds, a), (unsigned long long)st.objects_from_seeds,
-                 mib(st.bytes_fetched_raw, b), (unsigned long long)st.objects_fetched,
-                 mib(st.bytes_fetched_compressed, d));
-    else if (st.in_place)
-        snprintf(summary, sizeof summary, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s",
-                 o.out, name, st.version, export_only ? "" : " (lease taken)");
-    else
-        snprintf(summary, sizeof summary, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
-                 export_only ? "exported" : "checked out", name, st.version, o.out,
-                 mib(st.bytes_from_seeds, a), mib(st.bytes_fetched_raw, b),
-                 mib(st.bytes_fetched_compressed, d), st.seconds);
+    char summary[512];
+    checkout_summary(&o, &st, summary, sizeof summary);
     return finish(&c, rc, &err, &st, summary);
 }
 
