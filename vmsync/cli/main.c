@@ -36,10 +36,12 @@ static const char *const main_usage =
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing or refused backing file;\n"
-    "5 corrupt content; 6 I/O error; 7 cancelled; 8 refused (lease held elsewhere,\n"
-    "another check-in won, OUT would be replaced (see --force), or gc found the\n"
-    "repository in use); 9 no such image or version; 10 verify found a difference.\n"
-    "check exits 5 when it finds a problem.\n";
+    "5 corrupt content (check found a problem, or gc refused a repository that\n"
+    "fails it); 6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another\n"
+    "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
+    "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
+    "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
+    "key, login, a path outside the agent's root, a --read-only key).\n";
 
 int cli_exit_status(const fsp_error *err)
 {
