@@ -93,30 +93,18 @@ struct walk {
     fsp_error *err;
 };
 
-/* NAME as printable ASCII (other bytes as \xNN), cut short when long. */
-static void quote_name(const char *name, char *out, size_t out_len)
-{
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)name; *p && o + 5 < out_len; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '\\')
-            out[o++] = (char)*p;
-        else
-            o += (size_t)snprintf(out + o, out_len - o, "\\x%02x", *p);
-    }
-    out[o] = '\0';
-}
-
-/* Refuses the reference NAME (a WHAT, e.g. "backing file") found in REFERRER. */
+/* Refuses the reference NAME (a WHAT, e.g. "backing file") found in REFERRER.
+ * NAME goes into the message as it is, like every path in it: whoever shows
+ * the message escapes what is not text (as the CLI does), and a long name is
+ * cut so that the reason still fits. */
 static int refuse(struct walk *w, int code, const char *referrer, const char *what,
                   const char *name, const char *why)
 {
-    char quoted[256];
-    quote_name(name, quoted, sizeof quoted);
     if (strcmp(referrer, w->image_real) == 0)
-        return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%s' refused: %s", w->image, what,
-                        quoted, why);
-    return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%s' (named by %s) refused: %s",
-                    w->image, what, quoted, referrer, why);
+        return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%.255s' refused: %s", w->image,
+                        what, name, why);
+    return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%.255s' (named by %s) refused: %s",
+                    w->image, what, name, referrer, why);
 }
 
 /* qemu parses "proto:rest" (no '/' before the colon) as a protocol. */
