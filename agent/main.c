@@ -134,14 +134,19 @@ static void write_stats(const char *file, const struct options *o, const struct 
     FILE *f = fopen(file, "a");
     if (!f)
         return;
+    /* the client names its host: JSON-escaped, like the user */
+    fprintf(f, "{\"pid\": %ld, ", (long)getpid());
+    vms_json_member(f, "user", o->serve.user);
+    fputs(", ", f);
+    vms_json_member(f, "client_host", s->client_host);
     fprintf(f,
-            "{\"pid\": %ld, \"user\": \"%s\", \"client_host\": \"%s\", \"status\": %d, "
+            ", \"status\": %d, "
             "\"requests\": %llu, \"objects_sent\": %llu, \"objects_received\": %llu, "
             "\"segments\": %llu, \"segments_cached\": %llu, \"segments_stored\": %llu, "
             "\"raw_bytes_sent\": %llu, \"segment_bytes_sent\": %llu, \"wire_in\": %llu, "
             "\"wire_out\": %llu, \"last_level\": %d, \"cpu_user\": %.3f, \"cpu_system\": %.3f, "
             "\"max_rss_kib\": %ld}\n",
-            (long)getpid(), o->serve.user, s->client_host, status, (unsigned long long)s->requests,
+            status, (unsigned long long)s->requests,
             (unsigned long long)s->objects_sent, (unsigned long long)s->objects_received,
             (unsigned long long)s->segments, (unsigned long long)s->segments_cached,
             (unsigned long long)s->segments_stored, (unsigned long long)s->raw_bytes_sent,
@@ -162,8 +167,11 @@ int main(int argc, char **argv)
     struct vms_serve_stats stats;
     fsp_error err = {0};
     int rc = vms_serve(&o.serve, STDIN_FILENO, STDOUT_FILENO, &stats, &err);
-    if (rc)
-        fprintf(stderr, "vmsync-agent: %s\n", err.msg);
+    if (rc) { /* the client shows it: names in it are data */
+        fputs("vmsync-agent: ", stderr);
+        vms_put_text(stderr, err.msg);
+        fputc('\n', stderr);
+    }
     if (o.stats_file)
         write_stats(o.stats_file, &o, &stats, rc ? 1 : 0);
     return rc ? 1 : 0;

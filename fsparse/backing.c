@@ -93,30 +93,18 @@ struct walk {
     fsp_error *err;
 };
 
-/* NAME as printable ASCII (other bytes as \xNN), cut short when long. */
-static void quote_name(const char *name, char *out, size_t out_len)
-{
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)name; *p && o + 5 < out_len; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '\\')
-            out[o++] = (char)*p;
-        else
-            o += (size_t)snprintf(out + o, out_len - o, "\\x%02x", *p);
-    }
-    out[o] = '\0';
-}
-
-/* Refuses the reference NAME (a WHAT, e.g. "backing file") found in REFERRER. */
+/* Refuses the reference NAME (a WHAT, e.g. "backing file") found in REFERRER.
+ * NAME goes into the message as it is, like every path in it: whoever shows
+ * the message escapes what is not text (as the CLI does), and a long name is
+ * cut so that the reason still fits. */
 static int refuse(struct walk *w, int code, const char *referrer, const char *what,
                   const char *name, const char *why)
 {
-    char quoted[256];
-    quote_name(name, quoted, sizeof quoted);
     if (strcmp(referrer, w->image_real) == 0)
-        return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%s' refused: %s", w->image, what,
-                        quoted, why);
-    return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%s' (named by %s) refused: %s",
-                    w->image, what, quoted, referrer, why);
+        return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%.255s' refused: %s", w->image,
+                        what, name, why);
+    return fsp_fail(w->err, FSP_EK_FORMAT, code, "%s: %s '%.255s' (named by %s) refused: %s",
+                    w->image, what, name, referrer, why);
 }
 
 /* qemu parses "proto:rest" (no '/' before the colon) as a protocol. */
@@ -419,18 +407,27 @@ static int check_contents(struct walk *w, const char *real, const char *format, 
     return rc;
 }
 
-/* qemu parses the chain as JSON, which must be UTF-8: other names are handed
- * over as descriptors. */
-static bool is_utf8(const char *s)
+/* qemu parses the chain as JSON, and its parser takes strict UTF-8 only: no
+ * overlong form, no surrogate, no noncharacter, nothing past U+10FFFF.  Other
+ * names are handed over as descriptors. */
+static bool qemu_takes_utf8(const char *s)
 {
+    static const uint32_t least[] = {0, 0x80, 0x800, 0x10000}; /* by continuation bytes */
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 && *p >= 0xc2 ? 1
-              : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 && *p <= 0xf4 ? 3 : -1;
-        if (n < 0)
+        unsigned n = *p < 0x80 ? 0 : *p >= 0xc2 && *p < 0xe0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+                   : *p >= 0xf0 && *p < 0xf5 ? 3 : 4;
+        if (n > 3)
             return false;
-        for (p++; n > 0; n--, p++)
-            if ((*p & 0xc0) != 0x80)
+        uint32_t cp = *p & (n ? 0x3fu >> n : 0x7fu);
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
                 return false;
+            cp = cp << 6 | (p[i] & 0x3fu);
+        }
+        if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000) ||
+            (cp >= 0xfdd0 && cp < 0xfdf0) || (cp & 0xfffe) == 0xfffe)
+            return false;
+        p += n + 1;
     }
     return true;
 }
@@ -475,7 +472,7 @@ static int check_file(struct walk *w, const char *real, const char *format, bool
     w->stack[w->depth++] = real;
     int rc = check_contents(w, real, format, is_extent);
     w->depth--;
-    if (rc == 0 && l && !is_utf8(real))
+    if (rc == 0 && l && !qemu_takes_utf8(real))
         rc = pass_by_descriptor(w, l, w->extents != extents);
     return rc;
 }

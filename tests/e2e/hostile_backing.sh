@@ -209,4 +209,14 @@ mkdir -p "$odd"
 cp "$D/base.raw" "$D/overlay.qcow2" "$odd/"
 d_odd=$(digest_of "$T/odd" "$odd/overlay.qcow2") || bad "an overlay in a non-UTF-8 folder: $(cat "$T/odd.err")"
 [[ -z ${d_odd:-} || $d_odd == "$d_flat" ]] || bad "overlay in a non-UTF-8 folder: digest $d_odd != $d_flat"
+# and in folders whose names look like UTF-8 but that qemu's JSON parser
+# refuses: an overlong form, a surrogate, a noncharacter, past U+10FFFF
+for odd in over:$'\xe0\x80\xaf' surrogate:$'\xed\xa0\x80' nonchar:$'\xef\xbf\xbe' big:$'\xf4\x90\x80\x80'; do
+    dir=$T/${odd%%:*}${odd#*:}
+    mkdir -p "$dir"
+    cp "$D/base.raw" "$D/overlay.qcow2" "$dir/"
+    d_odd=$(digest_of "$T/${odd%%:*}" "$dir/overlay.qcow2") ||
+        bad "an overlay in a folder named ${odd%%:*}: $(cat "$T/${odd%%:*}.err")"
+    [[ -z ${d_odd:-} || $d_odd == "$d_flat" ]] || bad "overlay in folder ${odd%%:*}: digest $d_odd != $d_flat"
+done
 finish

@@ -7,18 +7,8 @@ docs/protocol.md describes them.  The objects are those fuzz_proto.c stores:
 'A' x 1000, 'B' x 2000, 'C' x 3000, 'D' x 4000."""
 import hashlib, os, struct, subprocess, sys
 
-def varint(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7f
-        v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-def s(text):
-    b = text.encode()
-    return varint(len(b) + 1) + b
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from agentwire import put_str as s, put_varint as varint
 
 def frame(t, payload=b""):
     return struct.pack("<I", len(payload) + 1) + bytes([t]) + payload

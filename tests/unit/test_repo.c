@@ -856,7 +856,6 @@ static double now(void)
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-/* gc waits for another process's handle to close. */
 /* A handle that stays open must not hold gc up for good: gc gives up after
  * its wait, names the process, and removes nothing. */
 static void test_gc_gives_up(void)
@@ -901,6 +900,7 @@ static void test_gc_gives_up(void)
     free(repo);
 }
 
+/* gc waits for another process's handle to close. */
 static void test_gc_waits_for_writers(void)
 {
     fsp_error err;

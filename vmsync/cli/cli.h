@@ -28,6 +28,8 @@ int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((form
 bool cli_wants_help(int argc, char **argv);
 /* Reports the option getopt just refused; returns 2. */
 int cli_bad_option(const char *usage, char **argv);
+/* A whole decimal number S from LO to HI into *OUT; -1 when it is not one. */
+int cli_parse_int(const char *s, int lo, int hi, int *out);
 
 /* Options of commands that reach a repository, which may be ssh://. */
 enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,

@@ -36,10 +36,12 @@ static const char *const main_usage =
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing or refused backing file;\n"
-    "5 corrupt content; 6 I/O error; 7 cancelled; 8 refused (lease held elsewhere,\n"
-    "another check-in won, OUT would be replaced (see --force), or gc found the\n"
-    "repository in use); 9 no such image or version; 10 verify found a difference.\n"
-    "check exits 5 when it finds a problem.\n";
+    "5 corrupt content (check found a problem, or gc refused a repository that\n"
+    "fails it); 6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another\n"
+    "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
+    "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
+    "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
+    "key, login, a path outside the agent's root, a --read-only key).\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -133,7 +135,7 @@ int main(int argc, char **argv)
     return cli_usage_error(main_usage, "unknown command '%s'", cmd);
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
+int cli_parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
     long v = strtol(s, &end, 10);
@@ -166,11 +168,11 @@ int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
                                    optarg);
         return 0;
     case CLI_OPT_LEVEL:
-        if (parse_int(optarg, 1, 19, &o->level))
+        if (cli_parse_int(optarg, 1, 19, &o->level))
             return cli_usage_error(usage, "bad --compress-level '%s': expected 1 to 19", optarg);
         return 0;
     case CLI_OPT_TIMEOUT:
-        if (parse_int(optarg, 1, 86400, &o->timeout))
+        if (cli_parse_int(optarg, 1, 86400, &o->timeout))
             return cli_usage_error(usage, "bad --timeout '%s': expected seconds", optarg);
         return 0;
     default: return 1;

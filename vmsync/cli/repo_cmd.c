@@ -155,8 +155,10 @@ static int finish(struct common *c, int rc, const fsp_error *err, const struct v
         if (f != stdout)
             fclose(f);
     }
-    if (!c->quiet && summary)
-        puts(summary);
+    if (!c->quiet && summary) {
+        vms_put_text(stdout, summary); /* it embeds names and paths */
+        putchar('\n');
+    }
     return 0;
 }
 
@@ -178,7 +180,9 @@ int cmd_init(int argc, char **argv)
     fsp_error err = {0};
     if (vms_init_repo(argv[1], &err))
         return cli_report(&err);
-    printf("initialised an empty vmsync repository in %s\n", argv[1]);
+    fputs("initialised an empty vmsync repository in ", stdout);
+    vms_put_name(stdout, argv[1]);
+    putchar('\n');
     return 0;
 }
 
@@ -232,27 +236,12 @@ int cmd_import(int argc, char **argv)
 
 /* ---- checkout and export ----------------------------------------------------- */
 
-static void checkout_summary(const struct vms_checkout_opts *o, const struct vms_stats *st, char *out,
-                             size_t len)
-{
-    char a[32], b[32], d[32];
-    if (o->estimate)
-        snprintf(out, len, "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
-                 o->name, st->version, mib(st->bytes_from_seeds, a), (unsigned long long)st->objects_from_seeds,
-                 mib(st->bytes_fetched_raw, b), (unsigned long long)st->objects_fetched,
-                 mib(st->bytes_fetched_compressed, d));
-    else if (st->in_place)
-        snprintf(out, len, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s", o->out, o->name,
-                 st->version, o->export_only ? "" : " (lease taken)");
-    else
-        snprintf(out, len, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
-                 o->export_only ? "exported" : "checked out", o->name, st->version, o->out,
-                 mib(st->bytes_from_seeds, a), mib(st->bytes_fetched_raw, b),
-                 mib(st->bytes_fetched_compressed, d), st->seconds);
-}
-
-#define FORCE_HELP                                                                             \
-    "      --force            replace OUT even if vmsync did not write it, or if it\n"            \
+/* The options checkout and export share. */
+#define OUTPUT_HELP                                                                            \
+    "  -o, --output OUT       the image to write\n"                                           \
+    "      --format F         raw (default) or qcow2\n"                                       \
+    "      --seed IMAGE       a local image to take content from (repeatable)\n"              \
+    "      --force            replace OUT even if vmsync did not write it, or if it\n"        \
     "                         holds work that no version has (the work is lost)\n"
 
 static const char *const checkout_usage =
@@ -268,10 +257,7 @@ static const char *const checkout_usage =
     "(else: check it in first, or --force); when it holds VERSION already, nothing\n"
     "is rebuilt.\n"
     "\n"
-    "  -o, --output OUT       the image to write\n"
-    "      --format F         raw (default) or qcow2\n"
-    "      --seed IMAGE       a local image to take content from (repeatable)\n"
-    FORCE_HELP
+    OUTPUT_HELP
     "      --estimate         print what would come from seeds and what would be\n"
     "                         fetched, and write nothing\n"
     "      --steal            take the lease even if another host holds it (logged)\n"
@@ -286,10 +272,27 @@ static const char *const export_usage =
     "and from seed images when given, as checkout does.  An existing OUT is\n"
     "replaced only as checkout replaces it.\n"
     "\n"
-    "  -o, --output OUT       the image to write\n"
-    "      --format F         raw (default) or qcow2\n"
-    "      --seed IMAGE       a local image to take content from (repeatable)\n"
-    FORCE_HELP COMMON_HELP;
+    OUTPUT_HELP COMMON_HELP;
+
+static void checkout_summary(const struct vms_checkout_opts *o, const struct vms_stats *st,
+                             char *summary, size_t len)
+{
+    char a[32], b[32], d[32];
+    if (o->estimate)
+        snprintf(summary, len,
+                 "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
+                 o->name, st->version, mib(st->bytes_from_seeds, a),
+                 (unsigned long long)st->objects_from_seeds, mib(st->bytes_fetched_raw, b),
+                 (unsigned long long)st->objects_fetched, mib(st->bytes_fetched_compressed, d));
+    else if (st->in_place)
+        snprintf(summary, len, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s",
+                 o->out, o->name, st->version, o->export_only ? "" : " (lease taken)");
+    else
+        snprintf(summary, len, "%s %s@%u to %s: %s from seeds, %s fetched (%s compressed) in %.1f s",
+                 o->export_only ? "exported" : "checked out", o->name, st->version, o->out,
+                 mib(st->bytes_from_seeds, a), mib(st->bytes_fetched_raw, b),
+                 mib(st->bytes_fetched_compressed, d), st->seconds);
+}
 
 static int checkout_like(int argc, char **argv, bool export_only)
 {
@@ -495,7 +498,8 @@ int cmd_verify(int argc, char **argv)
         return cli_report(&err);
     if (c.quiet)
         return same ? 0 : 10;
-    printf("%s: %s\n  expected ", argv[optind + 2], same ? "matches" : "DIFFERS");
+    vms_put_name(stdout, argv[optind + 2]);
+    printf(": %s\n  expected ", same ? "matches" : "DIFFERS");
     print_hex(stdout, expected);
     fputs("\n  actual   ", stdout);
     print_hex(stdout, actual);
@@ -555,15 +559,13 @@ int cmd_gc(int argc, char **argv)
     static const struct option opts[] = {{"wait", required_argument, 0, OPT_WAIT}, COMMON_OPTIONS,
                                          {0, 0, 0, 0}};
     struct common c = {0};
-    int opt, why;
+    int opt, why, wait;
     while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
-        char *end;
         if (opt == OPT_WAIT) {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (end == optarg || *end || *optarg == '-' || v < 1 || v > 86400)
+            if (cli_parse_int(optarg, 1, 86400, &wait))
                 return cli_usage_error(usage, "--wait: not a number of seconds from 1 to 86400: '%s'",
                                        optarg);
-            c.s.gc_wait = (unsigned)v;
+            c.s.gc_wait = (unsigned)wait;
         } else if (opt == 'h')
             return fputs(usage, stdout), 0;
         else if ((why = common_option(&c, opt, usage)) != 0)
@@ -606,8 +608,8 @@ static void print_problem_json(const struct vms_problem *p)
 {
     printf("{\"kind\":\"%s\"", vms_problem_name(p->kind));
     if (p->image) {
-        fputs(",\"image\":", stdout);
-        vms_json_string(stdout, p->image);
+        putchar(',');
+        vms_json_member(stdout, "image", p->image);
         printf(",\"version\":%u", p->version);
     }
     if (p->object) {
@@ -616,8 +618,8 @@ static void print_problem_json(const struct vms_problem *p)
         putchar('"');
     }
     if (p->pack) {
-        fputs(",\"pack\":", stdout);
-        vms_json_string(stdout, p->pack);
+        putchar(',');
+        vms_json_member(stdout, "pack", p->pack);
     }
     fputs(",\"detail\":", stdout);
     vms_json_string(stdout, p->detail);
@@ -666,9 +668,11 @@ static void print_check_summary(const char *repo, const struct vms_check_stats *
     if (st->problems)
         snprintf(verdict, sizeof verdict, "%llu problem%s", (unsigned long long)st->problems,
                  st->problems == 1 ? "" : "s");
-    printf("check: %s: %s: %llu images, %llu versions, %llu manifests read, %llu objects "
+    fputs("check: ", stdout);
+    vms_put_name(stdout, repo);
+    printf(": %s: %llu images, %llu versions, %llu manifests read, %llu objects "
            "needed, %llu indexed in %llu packs",
-           repo, verdict, (unsigned long long)st->images, (unsigned long long)st->versions,
+           verdict, (unsigned long long)st->images, (unsigned long long)st->versions,
            (unsigned long long)st->manifests_read, (unsigned long long)st->objects_needed,
            (unsigned long long)st->objects_indexed, (unsigned long long)st->packs);
     if (objects)
@@ -686,13 +690,12 @@ int cmd_check(int argc, char **argv)
         "rules), the pack files, every version's manifest (there, intact, readable) and\n"
         "that every object a version needs is indexed.  Prints each problem, naming the\n"
         "version, object and pack, then a summary.  Exit status 0 when healthy, 5 when\n"
-        "a problem was found.  Runs beside other vmsync processes; over ssh:// run it\n"
-        "on the server.\n"
+        "a problem was found; with -q it prints the problems only.  Runs beside other\n"
+        "vmsync processes; over ssh:// run it on the server.\n"
         "\n"
         "      --objects          also read, decompress and hash every stored object\n"
         "                         (and run SQLite's full integrity check)\n"
-        "      --json             one JSON object: the problems and the figures\n"
-        "  -q, --quiet            the problems only: no progress, no summary\n" COMMON_HELP;
+        "      --json             one JSON object: the problems and the figures\n" COMMON_HELP;
     enum { OPT_OBJECTS = 2000 };
     static const struct option opts[] = {{"objects", no_argument, 0, OPT_OBJECTS}, COMMON_OPTIONS,
                                          {0, 0, 0, 0}};
@@ -714,8 +717,8 @@ int cmd_check(int argc, char **argv)
     struct vms_check_stats st;
     fsp_error err = {0};
     if (c.json) {
-        fputs("{\"repository\":", stdout);
-        vms_json_string(stdout, argv[optind]);
+        putchar('{');
+        vms_json_member(stdout, "repository", argv[optind]);
         fputs(",\"problems\":[", stdout);
     }
     int rc = vms_check(&c.s, &o, show_problem, &out, &st, &err);

@@ -108,6 +108,18 @@ int vms_repo_exec_id(vms_local *r, const char *sql, int64_t id, fsp_error *err)
     return s == SQLITE_DONE ? 0 : vms_repo_db_fail(r, s, sql, err);
 }
 
+int vms_repo_count(vms_local *r, const char *sql, uint64_t *out, fsp_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = vms_repo_prepare(r, sql, &st, err);
+    if (rc)
+        return rc;
+    int s = sqlite3_step(st);
+    *out = s == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return s == SQLITE_ROW ? 0 : vms_repo_db_fail(r, s, sql, err);
+}
+
 /* Steps a statement that returns no rows, then finalizes it. */
 static int run_once(vms_local *r, sqlite3_stmt *st, const char *what, fsp_error *err)
 {

@@ -120,19 +120,6 @@ static void start_phase(struct check *c, uint64_t total)
     c->total = total;
 }
 
-/* The first column of a one-row query, as a count. */
-static int count_rows(struct check *c, const char *sql, uint64_t *out)
-{
-    sqlite3_stmt *st;
-    int rc = vms_repo_prepare(c->r, sql, &st, c->err);
-    if (rc)
-        return rc;
-    int s = sqlite3_step(st);
-    *out = s == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    return s == SQLITE_ROW ? 0 : vms_repo_db_fail(c->r, s, "counting", c->err);
-}
-
 /* ---- the catalog ---------------------------------------------------------------
  * SQLite's own check first, then the rules the catalog's writers keep.  Each
  * rule is a query whose rows are the problems: image, version, object, pack,
@@ -260,9 +247,10 @@ static int check_catalog(struct check *c)
     for (size_t i = 0; !rc && i < sizeof rules / sizeof *rules; i++)
         rc = run_rule(c, &rules[i]);
     if (!rc)
-        rc = count_rows(c, "SELECT COUNT(*) FROM images", &c->st->images);
+        rc = vms_repo_count(c->r, "SELECT COUNT(*) FROM images", &c->st->images, c->err);
     if (!rc)
-        rc = count_rows(c, "SELECT COUNT(*) FROM objects", &c->st->objects_indexed);
+        rc = vms_repo_count(c->r, "SELECT COUNT(*) FROM objects", &c->st->objects_indexed,
+                            c->err);
     return rc;
 }
 
@@ -299,14 +287,8 @@ static int check_pack_file(struct check *c, struct pack_ref *p, int64_t bytes)
 static int add_pack(struct check *c, sqlite3_stmt *st, struct pack_ref **packs, size_t *n,
                     size_t *cap)
 {
-    if (*n == *cap) {
-        size_t grown = *cap ? *cap * 2 : 64;
-        void *p = realloc(*packs, grown * sizeof **packs);
-        if (!p)
-            return nomem(c->err);
-        *packs = p;
-        *cap = grown;
-    }
+    if (vms_grow(packs, cap, *n + 1, sizeof **packs))
+        return nomem(c->err);
     struct pack_ref *p = &(*packs)[(*n)++];
     const char *name = (const char *)sqlite3_column_text(st, 1);
     *p = (struct pack_ref){.id = sqlite3_column_int64(st, 0)};
@@ -337,14 +319,8 @@ static int add_version(struct check *c, sqlite3_stmt *st, struct version_ref **v
 {
     if (sqlite3_column_bytes(st, 2) != FSP_SHA256_LEN)
         return 0; /* a rule reports it */
-    if (*n == *cap) {
-        size_t grown = *cap ? *cap * 2 : 64;
-        void *p = realloc(*vs, grown * sizeof **vs);
-        if (!p)
-            return nomem(c->err);
-        *vs = p;
-        *cap = grown;
-    }
+    if (vms_grow(vs, cap, *n + 1, sizeof **vs))
+        return nomem(c->err);
     struct version_ref *v = &(*vs)[(*n)++];
     const char *image = (const char *)sqlite3_column_text(st, 0);
     snprintf(v->image, sizeof v->image, "%s", image ? image : "");
@@ -459,14 +435,8 @@ static int note_missing(struct needed *n, const uint8_t *hash)
     bool added;
     if (vms_keyset_add(&c->missing, hash, &index, &added))
         return nomem(c->err);
-    if (index >= n->last_seen_cap) {
-        size_t cap = n->last_seen_cap ? n->last_seen_cap * 2 : 256;
-        uint64_t *seen = realloc(n->last_seen, cap * sizeof *seen);
-        if (!seen)
-            return nomem(c->err);
-        n->last_seen = seen;
-        n->last_seen_cap = cap;
-    }
+    if (vms_grow(&n->last_seen, &n->last_seen_cap, index + 1, sizeof *n->last_seen))
+        return nomem(c->err);
     if (added)
         n->last_seen[index] = 0;
     if (n->last_seen[index] == n->seq)
@@ -620,7 +590,8 @@ static int check_pack_objects(struct check *c, const struct pack_ref *p)
 static int check_objects(struct check *c, const struct pack_ref *packs, size_t n)
 {
     uint64_t total;
-    int rc = count_rows(c, "SELECT COALESCE(SUM(stored_len), 0) FROM objects", &total);
+    int rc = vms_repo_count(c->r, "SELECT COALESCE(SUM(stored_len), 0) FROM objects", &total,
+                            c->err);
     start_phase(c, total);
     if (!rc)
         rc = progress(c, "objects", 0);

@@ -15,6 +15,8 @@
  *   REPO/packs/          pack files of zstd-compressed objects
  *   REPO/manifests/      one manifest file per version, named by its SHA-256
  *   REPO/tmp/            temporary files (packs and manifests being written)
+ *   REPO/lock            every handle's shared flock; gc's exclusive one
+ *   REPO/cache/          what gc may empty: the agent's segments and temporary files
  */
 #ifndef VMS_REPO_H
 #define VMS_REPO_H

@@ -115,6 +115,8 @@ int vms_repo_exec(vms_local *r, const char *sql, fsp_error *err);
 int vms_repo_prepare(vms_local *r, const char *sql, sqlite3_stmt **st, fsp_error *err);
 /* Runs SQL, a statement with one integer parameter ?1 and no result rows. */
 int vms_repo_exec_id(vms_local *r, const char *sql, int64_t id, fsp_error *err);
+/* Runs SQL, a query of one row, and gives its first column as a count. */
+int vms_repo_count(vms_local *r, const char *sql, uint64_t *out, fsp_error *err);
 /* BEGIN IMMEDIATE: the write lock up front, so read-then-write never deadlocks. */
 int vms_repo_begin(vms_local *r, fsp_error *err);
 int vms_repo_commit(vms_local *r, fsp_error *err);

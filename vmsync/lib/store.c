@@ -1148,14 +1148,7 @@ static int count_store(vms_local *r, struct store_count *c, fsp_error *err)
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
         add_dir_usage(r, dirs[i], c);
-    sqlite3_stmt *st;
-    int rc = vms_repo_prepare(r, "SELECT COUNT(*) FROM objects", &st, err);
-    if (rc)
-        return rc;
-    int s = sqlite3_step(st);
-    c->objects = s == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    return s == SQLITE_ROW ? 0 : vms_repo_db_fail(r, s, "counting objects", err);
+    return vms_repo_count(r, "SELECT COUNT(*) FROM objects", &c->objects, err);
 }
 
 static uint64_t less(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }

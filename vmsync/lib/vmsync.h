@@ -1,7 +1,9 @@
-/* libvmsync: manifests, image comparison, and (later) the repository engine.
- * Errors follow fsparse's convention: 0 or a negative errno, with the message
- * in the caller's fsp_error.  Nothing here prints except the JSON printer,
- * which writes where it is told. */
+/* libvmsync: manifests, image comparison, and the repository engine (import,
+ * checkout, checkin, gc, check, and the agent's side of ssh://).  Errors
+ * follow fsparse's convention: 0 or a negative errno, with the message in the
+ * caller's fsp_error; messages hold names raw, so print them with
+ * vms_put_text.  Nothing here prints except the JSON printer and the name
+ * writers (vms_put_*), which write where they are told. */
 #ifndef VMSYNC_H
 #define VMSYNC_H
 
