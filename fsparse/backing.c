@@ -311,12 +311,14 @@ static int read_descriptor(struct walk *w, int fd, const char *path, uint64_t of
 }
 
 /* One extent line ("RW 2048 SPARSE \"name\" ...") as qemu reads it: its type
- * and file name, or false when the line is no extent or names no file. */
-static bool parse_extent(const char *line, char type[16], char name[VMDK_NAME_MAX + 1])
+ * and file name, or false when the line is no extent or names no file.  The
+ * widths are qemu's: with any other, a line such as 'RW 1 VMFSSPARSE"/x"'
+ * names a file to qemu and none to us. */
+static bool parse_extent(const char *line, char type[11], char name[VMDK_NAME_MAX + 1])
 {
-    char access[16];
+    char access[11];
     long long sectors;
-    if (sscanf(line, "%15s %lld %15s \"%511[^\n\r\"]\"", access, &sectors, type, name) < 4)
+    if (sscanf(line, "%10s %lld %10s \"%511[^\n\r\"]\"", access, &sectors, type, name) < 4)
         return false;
     if (strcmp(access, "RW") && strcmp(access, "RDONLY") && strcmp(access, "NOACCESS"))
         return false;
@@ -328,7 +330,7 @@ static int check_extents(struct walk *w, const char *path, const char *desc)
     int rc = 0;
     for (const char *line = desc; rc == 0 && line && *line;) {
         line += strspn(line, " \t");
-        char type[16], name[VMDK_NAME_MAX + 1];
+        char type[11], name[VMDK_NAME_MAX + 1];
         if (parse_extent(line, type, name)) {
             bool sparse = strstr(type, "SPARSE") != NULL; /* SPARSE, VMFSSPARSE, SESPARSE */
             char *real;

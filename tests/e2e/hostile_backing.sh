@@ -146,6 +146,12 @@ refused vmdk-outside "$D/outside.vmdk" ../outside/secret.raw
 desc "$D/second.vmdk" base.raw "RW 16384 FLAT \"$OUT/secret.raw\" 0
 "
 refused vmdk-second "$D/second.vmdk" "$OUT/secret.raw"
+# qemu reads the type as at most 10 characters: VMFSSPARSE with its quote
+# right after it still names a file
+qemu-img convert -q -f raw -O vmdk "$OUT/secret.raw" "$OUT/sparse.vmdk"
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfsSparse"\nRW 16384 VMFSSPARSE"%s"\n' \
+    "$OUT/sparse.vmdk" >"$D/tight.vmdk"
+refused vmdk-tight "$D/tight.vmdk" "$OUT/sparse.vmdk"
 desc "$D/flat-ok.vmdk" base.raw
 d=$(digest_of "$T/flat-ok" "$D/flat-ok.vmdk") || bad "a vmdk with its extent beside it is refused: $(cat "$T/flat-ok.err")"
 [[ -z ${d:-} || $d == "$d_base" ]] || bad "vmdk with a flat extent: digest $d, expected $d_base"
