@@ -89,6 +89,8 @@ struct walk {
     const char *stack[FSP_MAX_CHAIN + 2]; /* files being checked, to see loops */
     unsigned depth;
     unsigned extents;       /* extents seen so far */
+    const char *link;       /* the chain file being checked: qemu finds every
+                               extent, nested ones too, beside it */
     struct fsp_chain *chain;
     fsp_error *err;
 };
@@ -125,10 +127,10 @@ static bool names_protocol(const char *name)
     return name[strcspn(name, ":/")] == ':';
 }
 
-/* NAME (found in REFERRER, which is a realpath) as the realpath of a regular
- * file the image may use; *OUT is malloc'd. */
-static int resolve_reference(struct walk *w, const char *referrer, const char *what,
-                             const char *name, char **out)
+/* NAME (found in REFERRER, a realpath, and relative to BASE's folder) as the
+ * realpath of a regular file the image may use; *OUT is malloc'd. */
+static int resolve_reference(struct walk *w, const char *referrer, const char *base,
+                             const char *what, const char *name, char **out)
 {
     *out = NULL;
     if (!*name)
@@ -139,8 +141,7 @@ static int resolve_reference(struct walk *w, const char *referrer, const char *w
     char *joined = NULL;
     if (name[0] == '/')
         joined = strdup(name);
-    else if (asprintf(&joined, "%.*s/%s", (int)(strrchr(referrer, '/') - referrer), referrer,
-                      name) < 0)
+    else if (asprintf(&joined, "%.*s/%s", (int)(strrchr(base, '/') - base), base, name) < 0)
         joined = NULL;
     if (!joined)
         return fsp_fail(w->err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", w->image);
@@ -282,7 +283,7 @@ static int check_qcow2(struct walk *w, int fd, const char *path)
         return refuse(w, -EINVAL, path, "backing file", name, "the name holds a NUL byte");
     char *real;
     const char *format;
-    rc = resolve_reference(w, path, "backing file", name, &real);
+    rc = resolve_reference(w, path, path, "backing file", name, &real);
     if (rc == 0)
         rc = backing_format(w, real, declared, &format);
     if (rc == 0)
@@ -335,7 +336,7 @@ static int check_extents(struct walk *w, const char *path, const char *desc)
             bool sparse = strstr(type, "SPARSE") != NULL; /* SPARSE, VMFSSPARSE, SESPARSE */
             char *real;
             w->extents++;
-            rc = resolve_reference(w, path, "extent", name, &real);
+            rc = resolve_reference(w, path, w->link, "extent", name, &real);
             if (rc == 0 && sparse)
                 rc = check_file(w, real, "vmdk", false, true);
             free(real);
@@ -363,7 +364,7 @@ static int check_vmdk_parent(struct walk *w, const char *path, const char *desc)
     name[end - p] = '\0';
     char *real;
     const char *format;
-    int rc = resolve_reference(w, path, "parent", name, &real);
+    int rc = resolve_reference(w, path, path, "parent", name, &real);
     if (rc == 0)
         rc = backing_format(w, real, "", &format);
     if (rc == 0)
@@ -474,9 +475,13 @@ static int check_file(struct walk *w, const char *real, const char *format, bool
         w->chain->n++;
     }
     unsigned extents = w->extents;
+    const char *link = w->link;
+    if (in_chain)
+        w->link = real;
     w->stack[w->depth++] = real;
     int rc = check_contents(w, real, format, is_extent);
     w->depth--;
+    w->link = link;
     if (rc == 0 && l && !is_utf8(real))
         rc = pass_by_descriptor(w, l, w->extents != extents);
     return rc;

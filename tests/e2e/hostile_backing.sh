@@ -173,6 +173,24 @@ struct.pack_into("<Q", b, 12, 0)  # capacity 0: the descriptor lists the extents
 open(path, "wb").write(b)
 EOF
 refused vmdk-embedded "$D/embedded.vmdk" "$OUT/secret.raw"
+# qemu finds the extents of an extent's embedded descriptor beside the top
+# file, not beside that extent: from sub/, ../outside is the host's folder
+# (a decoy at $D/outside would take the blame otherwise)
+mkdir -p "$D/sub" "$D/outside"
+cp "$D/base.raw" "$D/outside/secret.raw"
+python3 - "$D/embedded.vmdk" "$D/sub/nested.vmdk" "$OUT/secret.raw" <<'PY'
+import sys
+src, dst, old = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+b = open(src, "rb").read()
+new = b"../outside/secret.raw"
+i = b.index(old)
+end = b.index(b"\0", i)  # the descriptor text ends here; keep every offset
+text = b[i:end].replace(old, new, 1)
+open(dst, "wb").write(b[:i] + text + b"\0" * (end - i - len(text)) + b[end:])
+PY
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\nRW 16384 SPARSE "sub/nested.vmdk"\n' \
+    >"$D/nested.vmdk"
+refused vmdk-nested "$D/nested.vmdk" ../outside/secret.raw
 # a delta disk whose parent is outside
 qemu-img convert -q -f raw -O vmdk "$OUT/secret.raw" "$OUT/parent.vmdk"
 desc "$D/delta.vmdk" base.raw "parentFileNameHint=\"$OUT/parent.vmdk\"
