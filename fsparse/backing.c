@@ -29,6 +29,12 @@
 #define QCOW2_INCOMPAT_DATA_FILE (1u << 2)
 #define VMDK_DESC_MAX ((1u << 20) - 1) /* qemu reads at most this much descriptor */
 #define VMDK_NAME_MAX 511u
+/* Extents may name extents: without a bound on the whole walk, twenty lines
+ * in each of sixteen nested descriptors are 20^16 files to check.  Legitimate
+ * chains read two descriptors a link, and split disks have thousands of
+ * extents. */
+#define VMDK_DESCS_MAX 64u
+#define VMDK_EXTENTS_MAX 65536u
 #define MAX_ALLOWED 64
 
 /* ---- the folders the user allowed --------------------------------------- */
@@ -89,6 +95,7 @@ struct walk {
     const char *stack[FSP_MAX_CHAIN + 2]; /* files being checked, to see loops */
     unsigned depth;
     unsigned extents;       /* extents seen so far */
+    unsigned descs;         /* vmdk descriptors read so far */
     const char *link;       /* the chain file being checked: qemu finds every
                                extent, nested ones too, beside it */
     struct fsp_chain *chain;
@@ -297,6 +304,11 @@ static int check_qcow2(struct walk *w, int fd, const char *path)
 /* The descriptor text at OFF (up to NUL or VMDK_DESC_MAX bytes); malloc'd. */
 static int read_descriptor(struct walk *w, int fd, const char *path, uint64_t off, char **out)
 {
+    *out = NULL;
+    if (++w->descs > VMDK_DESCS_MAX)
+        return fsp_fail(w->err, FSP_EK_FORMAT, -E2BIG,
+                        "%s: refused: more than %u vmdk descriptors in all (at %s)", w->image,
+                        VMDK_DESCS_MAX, path);
     *out = malloc(VMDK_DESC_MAX + 1);
     if (!*out)
         return fsp_fail(w->err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", w->image);
@@ -335,7 +347,10 @@ static int check_extents(struct walk *w, const char *path, const char *desc)
         if (parse_extent(line, type, name)) {
             bool sparse = strstr(type, "SPARSE") != NULL; /* SPARSE, VMFSSPARSE, SESPARSE */
             char *real;
-            w->extents++;
+            if (++w->extents > VMDK_EXTENTS_MAX)
+                return fsp_fail(w->err, FSP_EK_FORMAT, -E2BIG,
+                                "%s: refused: more than %u vmdk extents in all (at %s)", w->image,
+                                VMDK_EXTENTS_MAX, path);
             rc = resolve_reference(w, path, w->link, "extent", name, &real);
             if (rc == 0 && sparse)
                 rc = check_file(w, real, "vmdk", false, true);

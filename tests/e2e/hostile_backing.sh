@@ -191,6 +191,23 @@ PY
 printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\nRW 16384 SPARSE "sub/nested.vmdk"\n' \
     >"$D/nested.vmdk"
 refused vmdk-nested "$D/nested.vmdk" ../outside/secret.raw
+# extents naming extents, twenty to a descriptor, sixteen deep: no loop, but
+# 20^16 files to check unless the walk is bounded as a whole
+mkdir -p "$D/dag"
+python3 - "$D/dag" <<'PY'
+import os, struct, sys
+d, n = sys.argv[1], 16
+head = '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\n'
+for i in range(n):
+    text = (head + ('RW 16384 SPARSE "L%d.vmdk"\n' % (i + 1)) * 20 * (i + 1 < n)).encode()
+    sectors = (len(text) + 511) // 512
+    h = bytearray(512)  # KDMV, capacity 0, the descriptor at sector 1
+    h[0:4] = b'KDMV'
+    struct.pack_into('<IIQQQQ', h, 4, 1, 3, 0, 128, 1, sectors)
+    open(os.path.join(d, 'L%d.vmdk' % i), 'wb').write(bytes(h) + text.ljust(sectors * 512, b'\0'))
+open(os.path.join(d, 'top.vmdk'), 'w').write(head + 'RW 16384 SPARSE "L0.vmdk"\n')
+PY
+refused vmdk-dag "$D/dag/top.vmdk" "vmdk descriptors"
 # a delta disk whose parent is outside
 qemu-img convert -q -f raw -O vmdk "$OUT/secret.raw" "$OUT/parent.vmdk"
 desc "$D/delta.vmdk" base.raw "parentFileNameHint=\"$OUT/parent.vmdk\"
