@@ -29,6 +29,12 @@
 #define QCOW2_INCOMPAT_DATA_FILE (1u << 2)
 #define VMDK_DESC_MAX ((1u << 20) - 1) /* qemu reads at most this much descriptor */
 #define VMDK_NAME_MAX 511u
+/* Extents may name extents: without a bound on the whole walk, twenty lines
+ * in each of sixteen nested descriptors are 20^16 files to check.  Legitimate
+ * chains read two descriptors a link, and split disks have thousands of
+ * extents. */
+#define VMDK_DESCS_MAX 64u
+#define VMDK_EXTENTS_MAX 65536u
 #define MAX_ALLOWED 64
 
 /* ---- the folders the user allowed --------------------------------------- */
@@ -89,6 +95,9 @@ struct walk {
     const char *stack[FSP_MAX_CHAIN + 2]; /* files being checked, to see loops */
     unsigned depth;
     unsigned extents;       /* extents seen so far */
+    unsigned descs;         /* vmdk descriptors read so far */
+    const char *link;       /* the chain file being checked: qemu finds every
+                               extent, nested ones too, beside it */
     struct fsp_chain *chain;
     fsp_error *err;
 };
@@ -113,10 +122,10 @@ static bool names_protocol(const char *name)
     return name[strcspn(name, ":/")] == ':';
 }
 
-/* NAME (found in REFERRER, which is a realpath) as the realpath of a regular
- * file the image may use; *OUT is malloc'd. */
-static int resolve_reference(struct walk *w, const char *referrer, const char *what,
-                             const char *name, char **out)
+/* NAME (found in REFERRER, a realpath, and relative to BASE's folder) as the
+ * realpath of a regular file the image may use; *OUT is malloc'd. */
+static int resolve_reference(struct walk *w, const char *referrer, const char *base,
+                             const char *what, const char *name, char **out)
 {
     *out = NULL;
     if (!*name)
@@ -127,8 +136,7 @@ static int resolve_reference(struct walk *w, const char *referrer, const char *w
     char *joined = NULL;
     if (name[0] == '/')
         joined = strdup(name);
-    else if (asprintf(&joined, "%.*s/%s", (int)(strrchr(referrer, '/') - referrer), referrer,
-                      name) < 0)
+    else if (asprintf(&joined, "%.*s/%s", (int)(strrchr(base, '/') - base), base, name) < 0)
         joined = NULL;
     if (!joined)
         return fsp_fail(w->err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", w->image);
@@ -270,7 +278,7 @@ static int check_qcow2(struct walk *w, int fd, const char *path)
         return refuse(w, -EINVAL, path, "backing file", name, "the name holds a NUL byte");
     char *real;
     const char *format;
-    rc = resolve_reference(w, path, "backing file", name, &real);
+    rc = resolve_reference(w, path, path, "backing file", name, &real);
     if (rc == 0)
         rc = backing_format(w, real, declared, &format);
     if (rc == 0)
@@ -284,6 +292,11 @@ static int check_qcow2(struct walk *w, int fd, const char *path)
 /* The descriptor text at OFF (up to NUL or VMDK_DESC_MAX bytes); malloc'd. */
 static int read_descriptor(struct walk *w, int fd, const char *path, uint64_t off, char **out)
 {
+    *out = NULL;
+    if (++w->descs > VMDK_DESCS_MAX)
+        return fsp_fail(w->err, FSP_EK_FORMAT, -E2BIG,
+                        "%s: refused: more than %u vmdk descriptors in all (at %s)", w->image,
+                        VMDK_DESCS_MAX, path);
     *out = malloc(VMDK_DESC_MAX + 1);
     if (!*out)
         return fsp_fail(w->err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", w->image);
@@ -299,12 +312,14 @@ static int read_descriptor(struct walk *w, int fd, const char *path, uint64_t of
 }
 
 /* One extent line ("RW 2048 SPARSE \"name\" ...") as qemu reads it: its type
- * and file name, or false when the line is no extent or names no file. */
-static bool parse_extent(const char *line, char type[16], char name[VMDK_NAME_MAX + 1])
+ * and file name, or false when the line is no extent or names no file.  The
+ * widths are qemu's: with any other, a line such as 'RW 1 VMFSSPARSE"/x"'
+ * names a file to qemu and none to us. */
+static bool parse_extent(const char *line, char type[11], char name[VMDK_NAME_MAX + 1])
 {
-    char access[16];
+    char access[11];
     long long sectors;
-    if (sscanf(line, "%15s %lld %15s \"%511[^\n\r\"]\"", access, &sectors, type, name) < 4)
+    if (sscanf(line, "%10s %lld %10s \"%511[^\n\r\"]\"", access, &sectors, type, name) < 4)
         return false;
     if (strcmp(access, "RW") && strcmp(access, "RDONLY") && strcmp(access, "NOACCESS"))
         return false;
@@ -316,12 +331,15 @@ static int check_extents(struct walk *w, const char *path, const char *desc)
     int rc = 0;
     for (const char *line = desc; rc == 0 && line && *line;) {
         line += strspn(line, " \t");
-        char type[16], name[VMDK_NAME_MAX + 1];
+        char type[11], name[VMDK_NAME_MAX + 1];
         if (parse_extent(line, type, name)) {
             bool sparse = strstr(type, "SPARSE") != NULL; /* SPARSE, VMFSSPARSE, SESPARSE */
             char *real;
-            w->extents++;
-            rc = resolve_reference(w, path, "extent", name, &real);
+            if (++w->extents > VMDK_EXTENTS_MAX)
+                return fsp_fail(w->err, FSP_EK_FORMAT, -E2BIG,
+                                "%s: refused: more than %u vmdk extents in all (at %s)", w->image,
+                                VMDK_EXTENTS_MAX, path);
+            rc = resolve_reference(w, path, w->link, "extent", name, &real);
             if (rc == 0 && sparse)
                 rc = check_file(w, real, "vmdk", false, true);
             free(real);
@@ -349,7 +367,7 @@ static int check_vmdk_parent(struct walk *w, const char *path, const char *desc)
     name[end - p] = '\0';
     char *real;
     const char *format;
-    int rc = resolve_reference(w, path, "parent", name, &real);
+    int rc = resolve_reference(w, path, path, "parent", name, &real);
     if (rc == 0)
         rc = backing_format(w, real, "", &format);
     if (rc == 0)
@@ -469,9 +487,13 @@ static int check_file(struct walk *w, const char *real, const char *format, bool
         w->chain->n++;
     }
     unsigned extents = w->extents;
+    const char *link = w->link;
+    if (in_chain)
+        w->link = real;
     w->stack[w->depth++] = real;
     int rc = check_contents(w, real, format, is_extent);
     w->depth--;
+    w->link = link;
     if (rc == 0 && l && !qemu_takes_utf8(real))
         rc = pass_by_descriptor(w, l, w->extents != extents);
     return rc;

@@ -67,6 +67,9 @@ typedef struct fsp_source fsp_source;
  * loops (FSP_EK_FORMAT).  The qemu-nbd child is killed when the thread that
  * opened the source dies, so close the source before that thread exits. */
 int fsp_source_open(const char *path, fsp_source **out, fsp_error *err);
+/* Opens PATH as a raw image, whatever its first and last bytes look like: a
+ * raw disk's contents may start as a qcow2 header, or end as a vhd footer. */
+int fsp_source_open_raw(const char *path, fsp_source **out, fsp_error *err);
 /* Lets images opened from now on name backing files and extents anywhere
  * under DIR (which must exist).  The setting is process-wide; make these calls
  * before opening images. */

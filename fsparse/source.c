@@ -437,7 +437,8 @@ static int connect_nbd(fsp_source *src, fsp_error *err)
     return rc;
 }
 
-int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
+/* Opens PATH as the format its bytes show, or as raw when AS_RAW. */
+static int source_open(const char *path, bool as_raw, fsp_source **out, fsp_error *err)
 {
     *out = NULL;
     if (!path || !*path)
@@ -446,8 +447,8 @@ int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
     int fd = open_image_fd(path, &size, err);
     if (fd < 0)
         return fd;
-    const char *format;
-    int rc = fsp_detect_format(fd, path, size, &format, err);
+    const char *format = "raw";
+    int rc = as_raw ? 0 : fsp_detect_format(fd, path, size, &format, err);
     fsp_source *src = NULL;
     if (rc == 0)
         rc = new_source(strcmp(format, "raw") == 0 ? SOURCE_RAW : SOURCE_NBD, path, &src, err);
@@ -469,6 +470,16 @@ int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
     }
     *out = src;
     return 0;
+}
+
+int fsp_source_open(const char *path, fsp_source **out, fsp_error *err)
+{
+    return source_open(path, false, out, err);
+}
+
+int fsp_source_open_raw(const char *path, fsp_source **out, fsp_error *err)
+{
+    return source_open(path, true, out, err);
 }
 
 int fsp_source_open_mem(const void *data, size_t len, fsp_source **out, fsp_error *err)

@@ -146,6 +146,12 @@ refused vmdk-outside "$D/outside.vmdk" ../outside/secret.raw
 desc "$D/second.vmdk" base.raw "RW 16384 FLAT \"$OUT/secret.raw\" 0
 "
 refused vmdk-second "$D/second.vmdk" "$OUT/secret.raw"
+# qemu reads the type as at most 10 characters: VMFSSPARSE with its quote
+# right after it still names a file
+qemu-img convert -q -f raw -O vmdk "$OUT/secret.raw" "$OUT/sparse.vmdk"
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfsSparse"\nRW 16384 VMFSSPARSE"%s"\n' \
+    "$OUT/sparse.vmdk" >"$D/tight.vmdk"
+refused vmdk-tight "$D/tight.vmdk" "$OUT/sparse.vmdk"
 desc "$D/flat-ok.vmdk" base.raw
 d=$(digest_of "$T/flat-ok" "$D/flat-ok.vmdk") || bad "a vmdk with its extent beside it is refused: $(cat "$T/flat-ok.err")"
 [[ -z ${d:-} || $d == "$d_base" ]] || bad "vmdk with a flat extent: digest $d, expected $d_base"
@@ -167,6 +173,41 @@ struct.pack_into("<Q", b, 12, 0)  # capacity 0: the descriptor lists the extents
 open(path, "wb").write(b)
 EOF
 refused vmdk-embedded "$D/embedded.vmdk" "$OUT/secret.raw"
+# qemu finds the extents of an extent's embedded descriptor beside the top
+# file, not beside that extent: from sub/, ../outside is the host's folder
+# (a decoy at $D/outside would take the blame otherwise)
+mkdir -p "$D/sub" "$D/outside"
+cp "$D/base.raw" "$D/outside/secret.raw"
+python3 - "$D/embedded.vmdk" "$D/sub/nested.vmdk" "$OUT/secret.raw" <<'PY'
+import sys
+src, dst, old = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+b = open(src, "rb").read()
+new = b"../outside/secret.raw"
+i = b.index(old)
+end = b.index(b"\0", i)  # the descriptor text ends here; keep every offset
+text = b[i:end].replace(old, new, 1)
+open(dst, "wb").write(b[:i] + text + b"\0" * (end - i - len(text)) + b[end:])
+PY
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\nRW 16384 SPARSE "sub/nested.vmdk"\n' \
+    >"$D/nested.vmdk"
+refused vmdk-nested "$D/nested.vmdk" ../outside/secret.raw
+# extents naming extents, twenty to a descriptor, sixteen deep: no loop, but
+# 20^16 files to check unless the walk is bounded as a whole
+mkdir -p "$D/dag"
+python3 - "$D/dag" <<'PY'
+import os, struct, sys
+d, n = sys.argv[1], 16
+head = '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\n'
+for i in range(n):
+    text = (head + ('RW 16384 SPARSE "L%d.vmdk"\n' % (i + 1)) * 20 * (i + 1 < n)).encode()
+    sectors = (len(text) + 511) // 512
+    h = bytearray(512)  # KDMV, capacity 0, the descriptor at sector 1
+    h[0:4] = b'KDMV'
+    struct.pack_into('<IIQQQQ', h, 4, 1, 3, 0, 128, 1, sectors)
+    open(os.path.join(d, 'L%d.vmdk' % i), 'wb').write(bytes(h) + text.ljust(sectors * 512, b'\0'))
+open(os.path.join(d, 'top.vmdk'), 'w').write(head + 'RW 16384 SPARSE "L0.vmdk"\n')
+PY
+refused vmdk-dag "$D/dag/top.vmdk" "vmdk descriptors"
 # a delta disk whose parent is outside
 qemu-img convert -q -f raw -O vmdk "$OUT/secret.raw" "$OUT/parent.vmdk"
 desc "$D/delta.vmdk" base.raw "parentFileNameHint=\"$OUT/parent.vmdk\"

@@ -532,11 +532,12 @@ static int fetch_from_repo(struct checkout *co, fsp_error *err)
 
 /* ---- finishing ------------------------------------------------------------- */
 
-/* Scans the rebuilt image; *SAME when its digest is the version's. */
+/* Scans the rebuilt image (raw, even when the disk starts like a qcow2
+ * header); *SAME when its digest is the version's. */
 static int verify_output(struct checkout *co, bool *same, fsp_error *err)
 {
     struct fsp_summary sum;
-    int rc = vms_ctx_scan_summary(co->c, co->part, &sum, err);
+    int rc = vms_ctx_scan_summary_raw(co->c, co->part, &sum, err);
     *same = !rc && !memcmp(sum.digest, co->version.digest, FSP_SHA256_LEN);
     if (!rc)
         memcpy(co->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);

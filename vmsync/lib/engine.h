@@ -35,6 +35,9 @@ int vms_ctx_manifest(struct vms_ctx *c, const uint8_t id[FSP_SHA256_LEN], char *
 
 /* Scans IMAGE (progress and warnings to the session) for its summary and digest. */
 int vms_ctx_scan_summary(struct vms_ctx *c, const char *image, struct fsp_summary *out, fsp_error *err);
+/* The same for an image vmsync wrote as raw, read as raw whatever its bytes. */
+int vms_ctx_scan_summary_raw(struct vms_ctx *c, const char *image, struct fsp_summary *out,
+                             fsp_error *err);
 
 /* Sink hooks common to scans run by the engine: progress and warnings go to
  * the session. */

@@ -210,10 +210,11 @@ static int so_done(void *ctx, const struct fsp_summary *s)
     return 0;
 }
 
-int vms_ctx_scan_summary(struct vms_ctx *c, const char *image, struct fsp_summary *out, fsp_error *err)
+static int scan_summary(struct vms_ctx *c, const char *image, bool as_raw, struct fsp_summary *out,
+                        fsp_error *err)
 {
     fsp_source *src;
-    int rc = fsp_source_open(image, &src, err);
+    int rc = as_raw ? fsp_source_open_raw(image, &src, err) : fsp_source_open(image, &src, err);
     if (rc)
         return rc;
     static const struct fsp_sink nothing = {0};
@@ -224,6 +225,17 @@ int vms_ctx_scan_summary(struct vms_ctx *c, const char *image, struct fsp_summar
     rc = fsp_scan(src, NULL, &so.hooks.fwd.sink, err);
     fsp_source_close(src);
     return rc;
+}
+
+int vms_ctx_scan_summary(struct vms_ctx *c, const char *image, struct fsp_summary *out, fsp_error *err)
+{
+    return scan_summary(c, image, false, out, err);
+}
+
+int vms_ctx_scan_summary_raw(struct vms_ctx *c, const char *image, struct fsp_summary *out,
+                             fsp_error *err)
+{
+    return scan_summary(c, image, true, out, err);
 }
 
 int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
