@@ -35,6 +35,7 @@
 #include "fileio.h"
 #include "loaded.h"
 #include "vmsync.h"
+#include "written.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1075,7 +1076,7 @@ int vms_load(const char *path, uint32_t scan_flags, const struct fsp_sink *sink,
     if (vms_is_manifest(path))
         return vms_manifest_read(path, sink, err);
     fsp_source *src;
-    int rc = fsp_source_open(path, &src, err);
+    int rc = vms_written_open(path, &src, err);
     if (rc < 0)
         return rc;
     struct fsp_scan_opts opts = {.flags = scan_flags};

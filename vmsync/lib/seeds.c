@@ -8,6 +8,7 @@
  * Every byte taken from a seed is checked against the hash it should have
  * before it is used. */
 #include "seeds.h"
+#include "written.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -228,7 +229,7 @@ int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
 {
     struct vms_seed *seed = &ix->seeds[loc->seed];
     if (!seed->src) {
-        int rc = fsp_source_open(seed->path, &seed->src, err);
+        int rc = vms_written_open(seed->path, &seed->src, err);
         if (rc)
             return rc;
     }

@@ -1,5 +1,6 @@
 /* The engine's context: identity, cache, repository, progress and warnings. */
 #include "engine.h"
+#include "written.h"
 
 #include <errno.h>
 #include <pwd.h>
@@ -214,7 +215,7 @@ static int scan_summary(struct vms_ctx *c, const char *image, bool as_raw, struc
                         fsp_error *err)
 {
     fsp_source *src;
-    int rc = as_raw ? fsp_source_open_raw(image, &src, err) : fsp_source_open(image, &src, err);
+    int rc = as_raw ? fsp_source_open_raw(image, &src, err) : vms_written_open(image, &src, err);
     if (rc)
         return rc;
     static const struct fsp_sink nothing = {0};
@@ -242,7 +243,7 @@ int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest
                       struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err)
 {
     fsp_source *src;
-    int rc = fsp_source_open(image, &src, err);
+    int rc = vms_written_open(image, &src, err);
     if (rc)
         return rc;
     vms_manifest_writer *w;

@@ -272,7 +272,7 @@ static int read_identity(struct upload *u, const char *image, fsp_error *err)
     fsp_source *src;
     int rc = vms_ctx_scan_summary(u->c, image, &sum, err);
     if (!rc)
-        rc = fsp_source_open(image, &src, err);
+        rc = vms_written_open(image, &src, err);
     if (rc)
         return rc;
     memcpy(u->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);

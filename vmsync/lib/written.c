@@ -137,3 +137,20 @@ bool vms_written_unchanged(const struct vms_written *w, const struct stat *st)
            now.mtime_s == w->mtime_s && now.mtime_ns == w->mtime_ns &&
            now.ctime_s == w->ctime_s && now.ctime_ns == w->ctime_ns;
 }
+
+/* A guest writing to a raw disk never changes its size, and a file copied or
+ * made anew over it, reusing its inode, almost always does; the times change
+ * either way, so they cannot tell the two apart.  Reading a file as raw never
+ * follows a reference out of it, so a wrong guess misreads but leaks nothing. */
+static bool written_raw(const char *path)
+{
+    struct stat st;
+    struct vms_written w;
+    return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && vms_written_load(path, &st, &w) &&
+           !strcmp(w.format, "raw") && w.size == (uint64_t)st.st_size;
+}
+
+int vms_written_open(const char *path, fsp_source **out, fsp_error *err)
+{
+    return written_raw(path) ? fsp_source_open_raw(path, out, err) : fsp_source_open(path, out, err);
+}

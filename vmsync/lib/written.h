@@ -36,4 +36,10 @@ void vms_written_identity(struct vms_written *w, const struct stat *st);
  * times, so it holds what vmsync wrote, as git's index trusts a file. */
 bool vms_written_unchanged(const struct vms_written *w, const struct stat *st);
 
+/* Opens PATH as raw when vmsync wrote it raw and it is still that file (its
+ * record names raw, the same device and inode, the same size); otherwise as
+ * its bytes show, so a raw disk that starts like a qcow2 header or ends like
+ * a vpc footer reads as the disk it is. */
+int vms_written_open(const char *path, fsp_source **out, fsp_error *err);
+
 #endif
