@@ -169,9 +169,13 @@ static errcode_t ext_io_read_blk64(io_channel ch, unsigned long long block, int 
         return 0;
     if (block > vol_len / bs || len > vol_len - block * bs || len > SIZE_MAX)
         return EXT2_ET_SHORT_READ;
-    if (count == 1)
-        return ext_io_read_one(io, block, (uint32_t)bs, data);
-    return ext_io_pread(io, data, len, block * bs);
+    errcode_t err = count == 1 ? ext_io_read_one(io, block, (uint32_t)bs, data)
+                               : ext_io_pread(io, data, len, block * bs);
+    /* What libext2fs reads is the filesystem's structure (file data is read by
+     * the core): those blocks must come back, whatever the bitmap says. */
+    if (!err)
+        fsp_vol_mark_in_use(io->vol, block * bs, len, true);
+    return err;
 }
 
 static errcode_t ext_io_read_blk(io_channel ch, unsigned long block, int count, void *data)
@@ -453,6 +457,14 @@ static void ext_map_inode(struct ext_scan *s, ext2_ino_t ino, const struct ext2_
         ext_map_indirect(s, in, m);
 }
 
+/* Blocks an inode maps are in use even where the bitmap says free, and even
+ * past its size (the parts the core does not claim). */
+static void ext_mark_map(struct ext_scan *s, const struct ext_map *m, bool is_metadata)
+{
+    for (uint32_t i = 0; i < m->n; i++)
+        fsp_vol_mark_in_use(s->v, m->ext[i].physical, m->ext[i].length, is_metadata);
+}
+
 /* Reads the first LEN bytes of a mapped inode; holes and unwritten extents are zeros. */
 static errcode_t ext_read_mapped(struct ext_scan *s, const struct ext_map *m, uint8_t *buf,
                                  size_t len)
@@ -698,6 +710,7 @@ static bool ext_read_slow_symlink(struct ext_node *n, uint8_t *buf, size_t len, 
 {
     struct ext_map m = {0};
     ext_map_inode(n->s, n->ino, &n->in, &m);
+    ext_mark_map(n->s, &m, true);
     errcode_t err = m.failed ? 0 : ext_read_mapped(n->s, &m, buf, len);
     if (m.failed)
         snprintf(why, EXT_ERR_MAX, "%s", m.why);
@@ -809,6 +822,7 @@ static void ext_attach_extents(struct ext_node *n)
     if (m.failed) {
         ext_node_warn(n, "%s; data not read", m.why);
         ext_stream_unreadable(n);
+        ext_mark_map(n->s, &m, false);
         free(m.ext);
         return;
     }
@@ -999,6 +1013,7 @@ static void ext_collect_block_dir(struct ext_scan *s, struct ext_dir *d,
 {
     struct ext_map m = {0};
     ext_map_inode(s, d->ino, in, &m);
+    ext_mark_map(s, &m, true);
     if (m.failed)
         ext_dir_warn(s, d, "%s; later blocks skipped", m.why);
     uint64_t size = EXT2_I_SIZE(in);
@@ -1307,9 +1322,11 @@ static int ext_mark_run(struct ext_scan *s, uint64_t first, uint64_t count)
 static int ext_report_allocation(struct ext_scan *s)
 {
     errcode_t err = ext2fs_read_block_bitmap(s->fs);
-    if (err)
-        return fsp_vol_fail(s->v, ext_errno(err), "ext4: cannot read block bitmap: %s",
-                            error_message(err));
+    if (err) {
+        fsp_vol_warn(s->v, NULL, "ext4: cannot read the block bitmap (%s); the whole "
+                     "filesystem is covered as raw blocks", error_message(err));
+        return ext_mark_run(s, 0, s->blocks);
+    }
     ext2fs_block_bitmap map = s->fs->block_map;
     uint64_t first = s->fs->super->s_first_data_block, last = s->blocks - 1;
     int rc = first ? ext_mark_run(s, 0, first < s->blocks ? first : s->blocks) : 0;
@@ -1329,6 +1346,94 @@ static int ext_report_allocation(struct ext_scan *s)
     ext2fs_free_block_bitmap(s->fs->block_map);
     s->fs->block_map = NULL;
     return rc;
+}
+
+/* A group's bitmaps and inode table; a damaged descriptor may point anywhere,
+ * and the core keeps only what lies inside the filesystem. */
+static void ext_mark_group_tables(struct ext_scan *s, dgrp_t g)
+{
+    ext2_filsys fs = s->fs;
+    fsp_vol_mark_in_use(s->v, ext2fs_block_bitmap_loc(fs, g) * s->bs, s->bs, true);
+    fsp_vol_mark_in_use(s->v, ext2fs_inode_bitmap_loc(fs, g) * s->bs, s->bs, true);
+    uint64_t table = ext2fs_inode_table_loc(fs, g);
+    if (table && table < s->blocks)
+        fsp_vol_mark_in_use(s->v, table * s->bs, (uint64_t)fs->inode_blocks_per_group * s->bs,
+                            true);
+}
+
+/* Superblock copies, group descriptors (with the blocks reserved for their
+ * growth), bitmaps and inode tables, as the superblock lays them out: they
+ * are used whatever the block bitmap says. */
+static int ext_mark_group_structures(struct ext_scan *s)
+{
+    ext2fs_block_bitmap map;
+    errcode_t err = ext2fs_allocate_block_bitmap(s->fs, "group structures", &map);
+    if (err)
+        return fsp_vol_fail(s->v, -ENOMEM, "ext4: out of memory: %s", error_message(err));
+    for (dgrp_t g = 0; g < s->fs->group_desc_count; g++) {
+        ext2fs_reserve_super_and_bgd(s->fs, g, map);
+        ext_mark_group_tables(s, g);
+    }
+    uint64_t last = s->blocks - 1;
+    /* The bitmap starts at the first data block (1 with 1 KiB blocks). */
+    for (blk64_t pos = s->fs->super->s_first_data_block, start, end; pos <= last; pos = end) {
+        if (ext2fs_find_first_set_block_bitmap2(map, pos, last, &start))
+            break;
+        if (ext2fs_find_first_zero_block_bitmap2(map, start, last, &end) || end > last)
+            end = last + 1;
+        if (end <= start)
+            break;
+        fsp_vol_mark_in_use(s->v, start * s->bs, (end - start) * s->bs, true);
+    }
+    ext2fs_free_block_bitmap(map);
+    return 0;
+}
+
+struct ext_hidden_walk {
+    struct ext_scan *s;
+    uint64_t budget; /* a hostile tree could list the same blocks forever */
+};
+
+static int ext_mark_hidden_block(ext2_filsys fs, blk64_t *blocknr, e2_blkcnt_t blockcnt,
+                                 blk64_t ref_blk, int ref_offset, void *priv)
+{
+    struct ext_hidden_walk *w = priv;
+    if (w->budget-- == 0)
+        return BLOCK_ABORT;
+    fsp_vol_mark_in_use(w->s->v, *blocknr * w->s->bs, w->s->bs, true);
+    return 0;
+}
+
+/* The inodes no directory names: reserved ones (the journal, the resize
+ * inode, quotas) and those the superblock points to.  Their blocks, extent
+ * nodes and xattr blocks are the filesystem's own.  libext2fs walks them: the
+ * resize inode's map is not in logical order, which the file walk refuses. */
+static void ext_mark_hidden_inode(struct ext_scan *s, ext2_ino_t ino)
+{
+    struct ext2_inode_large in;
+    if (!ino || ino > s->fs->super->s_inodes_count || ext_read_inode(s, ino, &in))
+        return;
+    blk64_t acl = ext2fs_file_acl_block(s->fs, (struct ext2_inode *)&in);
+    if (acl)
+        fsp_vol_mark_in_use(s->v, acl * s->bs, s->bs, true);
+    /* An unused reserved inode maps nothing; the bad-blocks inode has no mode. */
+    if ((!in.i_blocks && !in.osd2.linux2.l_i_blocks_hi) || (in.i_flags & EXT4_INLINE_DATA_FL))
+        return;
+    struct ext_hidden_walk w = {s, ext_tree_budget(s)};
+    ext2fs_block_iterate3(s->fs, ino, BLOCK_FLAG_READ_ONLY, NULL, ext_mark_hidden_block, &w);
+}
+
+static void ext_mark_hidden_inodes(struct ext_scan *s)
+{
+    const struct ext2_super_block *sb = s->fs->super;
+    for (ext2_ino_t ino = 1; ino < EXT2_FIRST_INO(sb) && ino <= sb->s_inodes_count; ino++)
+        if (ino != EXT2_ROOT_INO)
+            ext_mark_hidden_inode(s, ino);
+    const uint32_t named[] = {sb->s_journal_inum, sb->s_usr_quota_inum, sb->s_grp_quota_inum,
+                              sb->s_prj_quota_inum, sb->s_orphan_file_inum};
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+        if (named[i] >= EXT2_FIRST_INO(sb))
+            ext_mark_hidden_inode(s, named[i]);
 }
 
 static void ext_close(struct ext_scan *s)
@@ -1354,8 +1459,11 @@ int fsp_ext_scan(struct fsp_vol *v)
         rc = ext_report_geometry(&s);
     if (!rc)
         rc = ext_report_allocation(&s);
+    if (!rc)
+        rc = ext_mark_group_structures(&s);
     if (!rc) {
         ext_note_state(&s);
+        ext_mark_hidden_inodes(&s);
         rc = ext_walk_tree(&s);
     }
     ext_close(&s);

@@ -53,6 +53,15 @@ bool fsp_vol_wants_data(const struct fsp_vol *v);
 int fsp_vol_set_geometry(struct fsp_vol *v, uint32_t block_size, uint64_t block_count);
 int fsp_vol_mark_allocated(struct fsp_vol *v, uint64_t first_block, uint64_t count);
 
+/* Bytes [OFF, OFF+LEN) of the volume hold something a parsed structure
+ * references, whatever the bitmap says: the blocks they touch are covered (the
+ * part inside the filesystem; the rest is ignored), and the core counts and
+ * reports blocks the bitmap called free.  IS_METADATA marks the filesystem's own
+ * structures: where a stream's extents claim such a block (a damaged volume),
+ * the block is covered as raw, not as the stream's.  Call after the geometry;
+ * before it, or with an empty range, it does nothing. */
+void fsp_vol_mark_in_use(struct fsp_vol *v, uint64_t off, uint64_t len, bool is_metadata);
+
 /* True when inode INO was already emitted in this volume (hard links): the
  * backend then emits the new path with only the entry fields, no streams. */
 bool fsp_vol_inode_seen(struct fsp_vol *v, uint64_t ino);

@@ -20,6 +20,8 @@
 #define CLAIM_SORT_BUDGET (4u << 20)
 #define RUN_MAX_PIECES 256
 
+enum { CLAIM_ZERO = 1, CLAIM_ZERO_IF_ZERO = 2 };
+
 /* A piece of the image claimed by a stream extent; sorted by offset. */
 struct claim {
     uint64_t offset, length;
@@ -27,6 +29,7 @@ struct claim {
     uint64_t entry_seq;
     uint32_t stream, volume;
     uint8_t kind; /* FSP_L_FILE or FSP_L_ZERO */
+    bool check_zero; /* a ZERO claim whose blocks must be read to prove it */
     uint8_t sha256[FSP_SHA256_LEN];
 };
 
@@ -62,6 +65,8 @@ struct fsp_vol {
     bool geometry_set;
     uint64_t block_count;
     uint8_t *allocated; /* bitmap, one bit per block */
+    uint8_t *in_use;    /* blocks a parsed structure references */
+    uint8_t *metadata;  /* the part of those that are the filesystem's own structures */
     struct link_streams *links[LINK_BUCKETS];
     char fail_msg[512];
 };
@@ -162,7 +167,9 @@ int fsp_vol_set_geometry(struct fsp_vol *v, uint32_t block_size, uint64_t block_
                             (unsigned long long)block_count, block_size,
                             (unsigned long long)v->info.length);
     v->allocated = calloc((size_t)(block_count + 7) / 8, 1);
-    if (!v->allocated)
+    v->in_use = calloc((size_t)(block_count + 7) / 8, 1);
+    v->metadata = calloc((size_t)(block_count + 7) / 8, 1);
+    if (!v->allocated || !v->in_use || !v->metadata)
         return fsp_vol_fail(v, -ENOMEM, "no memory for a bitmap of %llu blocks",
                             (unsigned long long)block_count);
     v->geometry_set = true;
@@ -188,6 +195,68 @@ int fsp_vol_mark_allocated(struct fsp_vol *v, uint64_t first, uint64_t count)
     }
     v->scan->progress_total += count * v->info.block_size;
     return 0;
+}
+
+static void set_bit(uint8_t *map, uint64_t b) { map[b / 8] |= (uint8_t)(1u << (b & 7)); }
+static bool test_bit(const uint8_t *map, uint64_t b) { return map[b / 8] >> (b & 7) & 1; }
+
+/* Finds the end of the run of blocks from B with the same state in MAP. */
+static uint64_t same_bit_end(const uint8_t *map, uint64_t b, uint64_t limit)
+{
+    bool state = test_bit(map, b);
+    uint8_t skip = state ? 0xff : 0x00;
+    while (b < limit) {
+        if (!(b & 7) && b + 8 <= limit && map[b / 8] == skip) {
+            b += 8;
+            continue;
+        }
+        if (test_bit(map, b) != state)
+            break;
+        b++;
+    }
+    return b;
+}
+
+/* Clips the byte range to the filesystem: a structure may point anywhere. */
+static bool in_use_blocks(const struct fsp_vol *v, uint64_t off, uint64_t len, uint64_t *first,
+                          uint64_t *end)
+{
+    if (!v->geometry_set || !len || off >= v->info.fs_length)
+        return false;
+    uint64_t stop = len > v->info.fs_length - off ? v->info.fs_length : off + len;
+    *first = off / v->info.block_size;
+    *end = (stop + v->info.block_size - 1) / v->info.block_size;
+    return true;
+}
+
+void fsp_vol_mark_in_use(struct fsp_vol *v, uint64_t off, uint64_t len, bool is_metadata)
+{
+    uint64_t first, end;
+    if (!in_use_blocks(v, off, len, &first, &end))
+        return;
+    for (uint64_t b = first; b < end; b++) {
+        set_bit(v->in_use, b);
+        if (is_metadata)
+            set_bit(v->metadata, b);
+    }
+}
+
+/* Adds the blocks in use that the bitmap calls free; returns how many. */
+static uint64_t merge_in_use(struct fsp_vol *v)
+{
+    uint64_t rescued = 0;
+    for (uint64_t b = 0; v->geometry_set && b < v->block_count;) {
+        uint64_t next = same_bit_end(v->in_use, b, v->block_count);
+        for (; b < next && test_bit(v->in_use, b); b++) {
+            if (!test_bit(v->allocated, b)) {
+                set_bit(v->allocated, b);
+                rescued++;
+            }
+        }
+        b = next;
+    }
+    v->scan->progress_total += rescued * v->info.block_size;
+    return rescued;
 }
 
 /* ---- hard links ------------------------------------------------------- */
@@ -576,37 +645,62 @@ static const char *extents_problem(const struct fsp_vol *v, const struct fsp_str
     return NULL;
 }
 
+/* LOGICAL..+LENGTH of stream IDX at PHYSICAL, as one claim. */
+static int add_claim(struct fsp_vol *v, uint64_t seq, uint32_t idx, const struct fsp_stream *st,
+                     uint64_t logical, uint64_t physical, uint64_t length, uint8_t zero_kind)
+{
+    struct claim c = {
+        .offset = v->info.start + physical,
+        .length = length,
+        .stream_offset = logical,
+        .stream_size = st->size,
+        .entry_seq = seq,
+        .stream = idx,
+        .volume = v->info.index,
+        .kind = zero_kind ? FSP_L_ZERO : FSP_L_FILE,
+        .check_zero = zero_kind == CLAIM_ZERO_IF_ZERO,
+    };
+    memcpy(c.sha256, st->sha256, FSP_SHA256_LEN);
+    return fsp_xsort_add(v->scan->claims, &c);
+}
+
 /* Volatile streams (pagefile, swap) claim their extents as zeros: their
  * canonical content is empty, so neither the digest nor a transfer cares what
- * they held. */
+ * they held.  Unwritten extents and whole blocks past the end of the stream
+ * (fs-verity trees, blocks written past EOF) read as zeros through the file but
+ * may hold bytes: they are zero only if the image says so. */
 static int add_claims(struct fsp_vol *v, uint64_t seq, uint32_t idx, const struct fsp_entry *e)
 {
     const struct fsp_stream *st = &e->streams[idx];
-    for (uint32_t i = 0; i < st->n_extents; i++) {
+    uint32_t bs = v->info.block_size;
+    uint64_t blocks_end = st->size / bs * bs + (st->size % bs ? bs : 0);
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < st->n_extents; i++) {
         const struct fsp_extent *x = &st->extents[i];
-        bool zero = (x->flags & FSP_EXT_UNWRITTEN) || x->logical >= st->size ||
-                    (e->flags & FSP_ENTRY_VOLATILE);
-        struct claim c = {
-            .offset = v->info.start + x->physical,
-            .length = x->length,
-            .stream_offset = x->logical,
-            .stream_size = st->size,
-            .entry_seq = seq,
-            .stream = idx,
-            .volume = v->info.index,
-            .kind = zero ? FSP_L_ZERO : FSP_L_FILE,
-        };
-        memcpy(c.sha256, st->sha256, FSP_SHA256_LEN);
-        int rc = fsp_xsort_add(v->scan->claims, &c);
-        if (rc < 0)
-            return rc;
+        fsp_vol_mark_in_use(v, x->physical, x->length, false);
+        uint64_t in_file = x->logical >= blocks_end ? 0 : blocks_end - x->logical;
+        if (in_file > x->length)
+            in_file = x->length;
+        if (e->flags & FSP_ENTRY_VOLATILE)
+            rc = add_claim(v, seq, idx, st, x->logical, x->physical, x->length, CLAIM_ZERO);
+        else if (x->flags & FSP_EXT_UNWRITTEN)
+            in_file = 0;
+        else if (in_file)
+            rc = add_claim(v, seq, idx, st, x->logical, x->physical, in_file, 0);
+        if (!rc && !(e->flags & FSP_ENTRY_VOLATILE) && in_file < x->length)
+            rc = add_claim(v, seq, idx, st, x->logical + in_file, x->physical + in_file,
+                           x->length - in_file, CLAIM_ZERO_IF_ZERO);
     }
-    return 0;
+    return rc;
 }
 
+/* The blocks of a stream that cannot be claimed still hold its bytes: they
+ * stay covered, as raw blocks, whatever the bitmap says. */
 static void mark_unreadable(struct fsp_vol *v, const struct fsp_entry *e, struct fsp_stream *st,
                             const char *why)
 {
+    for (uint32_t i = 0; i < st->n_extents && i < FSP_MAX_EXTENTS; i++)
+        fsp_vol_mark_in_use(v, st->extents[i].physical, st->extents[i].length, false);
     st->flags |= FSP_STREAM_UNREADABLE;
     st->n_extents = 0;
     memset(st->sha256, 0, FSP_SHA256_LEN);
@@ -805,9 +899,12 @@ static int add_piece(struct run_builder *b, uint32_t volume, uint64_t off, uint6
                      const uint8_t *hash)
 {
     uint8_t kind = hash ? FSP_L_RAW : FSP_L_ZERO;
+    /* A raw run holds one hash per 4 KiB from its start: only its last piece
+     * may be shorter, or a reader could not place the pieces. */
     bool extends = b->open && b->run.kind == kind && b->run.volume == volume &&
                    b->run.offset + b->run.length == off &&
-                   (kind == FSP_L_ZERO || b->run.n_hashes < RUN_MAX_PIECES);
+                   (kind == FSP_L_ZERO ||
+                    (b->run.n_hashes < RUN_MAX_PIECES && b->run.length % FSP_PIECE_SIZE == 0));
     if (!extends) {
         int rc = flush_run(b);
         if (rc)
@@ -884,24 +981,12 @@ static int add_raw_range(struct run_builder *b, uint32_t volume, uint64_t start,
 
 static bool block_allocated(const struct fsp_vol *v, uint64_t b)
 {
-    return v->allocated[b / 8] >> (b & 7) & 1;
+    return test_bit(v->allocated, b);
 }
 
-/* Finds the end of the run of blocks from B with the same allocation state. */
 static uint64_t same_state_end(const struct fsp_vol *v, uint64_t b, uint64_t limit)
 {
-    bool state = block_allocated(v, b);
-    uint8_t skip = state ? 0xff : 0x00;
-    while (b < limit) {
-        if (!(b & 7) && b + 8 <= limit && v->allocated[b / 8] == skip) {
-            b += 8;
-            continue;
-        }
-        if (block_allocated(v, b) != state)
-            break;
-        b++;
-    }
-    return b;
+    return same_bit_end(v->allocated, b, limit);
 }
 
 /* Covers the allocated blocks of V in [from, to) (byte offsets in the image)
@@ -929,6 +1014,8 @@ static int add_unclaimed(struct run_builder *b, struct fsp_vol *v, uint64_t from
 
 static int add_claim_run(struct run_builder *b, const struct claim *c, uint64_t from, uint64_t to)
 {
+    if (c->kind == FSP_L_ZERO && c->check_zero)
+        return add_raw_range(b, c->volume, from, to - from, false);
     if (c->kind == FSP_L_ZERO)
         return add_piece(b, c->volume, from, to - from, NULL);
     int rc = flush_run(b);
@@ -948,6 +1035,33 @@ static int add_claim_run(struct run_builder *b, const struct claim *c, uint64_t 
     memcpy(b->run.stream_sha256, c->sha256, FSP_SHA256_LEN);
     b->open = true;
     return flush_run(b);
+}
+
+/* Where [FROM, TO) first changes between metadata and not; *IS_META says which it starts as. */
+static uint64_t metadata_span_end(const struct fsp_vol *v, uint64_t from, uint64_t to, bool *is_meta)
+{
+    uint32_t bs = v->info.block_size;
+    uint64_t blk = (from - v->info.start) / bs;
+    uint64_t end_block = (to - v->info.start + bs - 1) / bs;
+    *is_meta = test_bit(v->metadata, blk);
+    uint64_t next = v->info.start + same_bit_end(v->metadata, blk, end_block) * bs;
+    return next < to ? next : to;
+}
+
+/* Where a stream claims the filesystem's own structures (a damaged volume),
+ * the structures win: those blocks are covered as raw. */
+static int add_claim_parts(struct run_builder *b, const struct fsp_vol *v, const struct claim *c,
+                           uint64_t from, uint64_t to)
+{
+    int rc = 0;
+    while (!rc && from < to) {
+        bool is_meta;
+        uint64_t next = metadata_span_end(v, from, to, &is_meta);
+        rc = is_meta ? add_raw_range(b, c->volume, from, next - from, false)
+                     : add_claim_run(b, c, from, next);
+        from = next;
+    }
+    return rc;
 }
 
 struct claim_cursor {
@@ -978,7 +1092,7 @@ static int layout_filesystem(struct run_builder *b, struct fsp_vol *v, struct cl
             if (from > pos)
                 rc = add_unclaimed(b, v, pos, from);
             if (!rc)
-                rc = add_claim_run(b, &c, from, c_end < end ? c_end : end);
+                rc = add_claim_parts(b, v, &c, from, c_end < end ? c_end : end);
             pos = c_end < end ? c_end : end;
         }
         if (!rc)
@@ -1061,6 +1175,8 @@ static void vol_free(struct fsp_vol *v)
         return;
     links_free(v);
     free(v->allocated);
+    free(v->in_use);
+    free(v->metadata);
     free(v);
 }
 
@@ -1073,6 +1189,22 @@ static const char *vol_name(const struct fsp_vol *v, char *buf, size_t len)
     return buf;
 }
 
+/* A backend that gave up after the geometry cannot vouch for its bitmap: the
+ * whole filesystem is covered as raw blocks, the entries it read are kept. */
+static void backend_failed(struct fsp_vol *v, int rc)
+{
+    char name[64];
+    const char *what = v->geometry_set ? "entries read before the failure are kept, and the "
+                                         "whole filesystem is covered as raw blocks"
+                                       : "it is covered as raw blocks";
+    fsp_vol_warn(v, NULL, "%s: %s; %s", vol_name(v, name, sizeof name),
+                 v->fail_msg[0] ? v->fail_msg : strerror(-rc), what);
+    if (v->geometry_set)
+        fsp_vol_mark_allocated(v, 0, v->block_count);
+    else
+        v->info.fs_kind = FSP_FS_NONE;
+}
+
 /* Runs the backend; a backend that gives up costs a warning, not the scan. */
 static int scan_volume(struct scan *s, struct fsp_vol *v)
 {
@@ -1083,14 +1215,14 @@ static int scan_volume(struct scan *s, struct fsp_vol *v)
         rc = fsp_ntfs_scan(v);
     if (s->fatal)
         return s->fatal;
-    if (rc < 0) {
+    if (rc < 0)
+        backend_failed(v, rc);
+    uint64_t rescued = merge_in_use(v);
+    if (rescued) {
         char name[64];
-        const char *what = v->geometry_set ? "entries read before the failure are kept"
-                                           : "it is covered as raw blocks";
-        fsp_vol_warn(v, NULL, "%s: %s; %s", vol_name(v, name, sizeof name),
-                     v->fail_msg[0] ? v->fail_msg : strerror(-rc), what);
-        if (!v->geometry_set)
-            v->info.fs_kind = FSP_FS_NONE;
+        fsp_vol_warn(v, NULL, "%s: %llu blocks that its own structures use are marked free in "
+                     "its bitmap; they are kept", vol_name(v, name, sizeof name),
+                     (unsigned long long)rescued);
     }
     if (!v->geometry_set)
         v->scan->progress_total += v->info.length;
