@@ -87,16 +87,7 @@ EOF
     rm -f "$p.vmm" "$p.show"
 }
 
-running=0
-for image in "$T"/in/*.img; do
-    run_one "$image" &
-    running=$((running + 1))
-    if ((running >= JOBS)); then
-        wait -n || true
-        running=$((running - 1))
-    fi
-done
-wait
+corpus_each "$JOBS" run_one "$T"/in/*.img
 
 python3 -m vmtest fingerprint "$T"/in/*.img >"$T/fp.after"
 if ! cmp -s "$T/fp.before" "$T/fp.after"; then

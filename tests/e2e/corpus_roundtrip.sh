@@ -207,16 +207,7 @@ run_one() {
     rm -rf "$p.repo" "$p.img" "$p.vmm" "$p.show.out" "$p".*.list "$p".fsck-*
 }
 
-running=0
-for image in "$T"/in/*.img; do
-    run_one "$image" &
-    running=$((running + 1))
-    if ((running >= JOBS)); then
-        wait -n || true
-        running=$((running - 1))
-    fi
-done
-wait
+corpus_each "$JOBS" run_one "$T"/in/*.img
 
 cat "$T"/r/*.res >"$LOG"
 cat "$LOG"

@@ -68,15 +68,7 @@ rerun_recorded() {
 }
 
 for where in local ssh; do
-    R=$T/srv/$where
-    repo_init "$R"
-    if [[ $where == local ]]; then
-        url=$R
-        opts=()
-    else
-        url=$SSHD_URL_BASE/$where
-        opts=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY")
-    fi
+    repo_for "$where"
     img=$T/$where.img
     vm_ok "$T/$where.import" import "$url" "$timg" --name t -q "${opts[@]}"
 

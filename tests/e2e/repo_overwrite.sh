@@ -30,15 +30,7 @@ sum_of() { sha256sum "$1" | cut -d' ' -f1; }
 ident() { stat -c '%i %Y.%y %s' "$1"; }
 
 for where in local ssh; do
-    R=$T/srv/$where
-    repo_init "$R"
-    if [[ $where == local ]]; then
-        url=$R
-        opts=()
-    else
-        url=$SSHD_URL_BASE/$where
-        opts=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY")
-    fi
+    repo_for "$where"
     vm_ok "$T/$where.import" import "$url" "$timg" --name t -q "${opts[@]}"
 
     # a file vmsync did not write

@@ -6,6 +6,9 @@
 #     ntfs-corrupted/*.tar.xz's ntfs.img to DEST/ntfs-NAME.img (sparse), skipping
 #     images whose size exceeds MAX_BYTES.  Prints how many it made.
 #
+#   corpus_each JOBS FN IMAGE...
+#     runs FN IMAGE for every IMAGE, JOBS at a time, and waits for them all.
+#
 # Needs CORPUS (set by common.sh; override with VMSYNC_CORPUS).
 
 corpus_available() {
@@ -137,4 +140,18 @@ if lost:
         lost, ', '.join('%s: %d' % kv for kv in sorted(kinds.items())), first))
     sys.exit(1)
 PYEOF
+}
+
+corpus_each() {
+    local jobs=$1 fn=$2 image running=0
+    shift 2
+    for image in "$@"; do
+        "$fn" "$image" &
+        running=$((running + 1))
+        if ((running >= jobs)); then
+            wait -n || true
+            running=$((running - 1))
+        fi
+    done
+    wait
 }

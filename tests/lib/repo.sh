@@ -11,6 +11,9 @@
 #   repo_img KIND FS [FMT]  GPT disk with one FS (ext4 or ntfs) partition holding
 #                           tree KIND, raw or FMT (qcow2, ...); built once per run
 #   repo_init DIR           vmsync init (fatal on failure)
+#   repo_for WHERE          a new repository $T/srv/WHERE for a test run "local"
+#                           or over "ssh" (sshd.sh): sets R, url and opts (the
+#                           ssh options vmsync needs; empty locally)
 #   repo_digest IMAGE       canonical digest of an image or manifest file
 #   repo_stat FILE KEY      a number from a --stats-json file
 #   repo_loop IMAGE [ro]    attaches the image's partition (REPO_PART_START,
@@ -165,6 +168,19 @@ repo_img() {
 
 repo_init() {
     vm_ok "$T/init-$(basename "$1")" init "$1"
+}
+
+# shellcheck disable=SC2034 # R, url and opts are for the caller
+repo_for() {
+    R=$T/srv/$1
+    repo_init "$R"
+    if [[ $1 == local ]]; then
+        url=$R
+        opts=()
+    else
+        url=$SSHD_URL_BASE/$1
+        opts=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY")
+    fi
 }
 
 repo_digest() {
