@@ -17,13 +17,18 @@ OPT := -O1 -g -fno-omit-frame-pointer $(SANFLAGS)
 endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Ifsparse -Ivmsync/lib
+# Clients (the CLI, the agent, the window) see only the public headers: their
+# include path is PUBLIC_INC alone, so a reach into a private header fails to
+# build.  The libraries and the white-box tests add their own folders.
+PUBLIC_INC := -Ifsparse/include -Ivmsync/include
+PRIVATE_INC := -Ifsparse -Ivmsync/lib
+CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(PUBLIC_INC)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) $(PKG_CFLAGS) -pthread
 LDFLAGS += $(SANFLAGS) -pthread
 LDLIBS += $(PKG_LIBS) -lm
 
 FSPARSE_SRC := $(wildcard fsparse/*.c)
-LIBVMSYNC_SRC := $(wildcard vmsync/lib/*.c)
+LIBVMSYNC_SRC := $(shell find vmsync/lib -name '*.c' | sort)
 CLI_SRC := $(wildcard vmsync/cli/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -40,7 +45,10 @@ all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(UNIT_BIN)
 deps:
 	@packaging/install-deps.sh
 
-$(BUILD)/obj/%.o: %.c $(wildcard fsparse/*.h vmsync/lib/*.h vmsync/cli/*.h agent/*.h)
+HEADERS := $(shell find fsparse vmsync agent -name '*.h')
+$(FSPARSE_OBJ) $(LIBVMSYNC_OBJ): CPPFLAGS += $(PRIVATE_INC)
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -57,7 +65,7 @@ $(BUILD)/vmsync-agent: $(AGENT_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(PRIVATE_INC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Objects live under $(BUILD)/obj/ (e.g. build/obj/fsparse/ext.o); binaries in $(BUILD)/.
 # The suite runs twice: optimised, then under ASan and UBSan.
@@ -86,7 +94,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuz
 fuzz: deps $(FUZZ_TARGETS)
 build-fuzz/%: tests/fuzz/%.c $(FSPARSE_SRC) $(LIBVMSYNC_SRC)
 	@mkdir -p build-fuzz
-	clang $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+	clang $(CPPFLAGS) $(PRIVATE_INC) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
 	  -o $@ $^ $(PKG_LIBS) -lm -pthread
 
 # Bounded fuzzing runs for CI: FUZZ_SECONDS per target, the corpus as seeds.

@@ -7,9 +7,9 @@
  *         replies: as a SEGMENT for a list of known objects, a version record
  *         and an ERROR.
  * Nothing may crash, leak, or deliver an object that is not what was asked. */
-#include "fileio.h"
-#include "repo.h"
-#include "xfer.h"
+#include "base/fileio.h"
+#include "repo/repo.h"
+#include "wire/xfer.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * two processes sharing one repository.  Every test works in its own scratch
  * directory under /tmp. */
 #include "check.h"
-#include "repo.h"
+#include "repo/repo.h"
 
 #include <errno.h>
 #include <fcntl.h>

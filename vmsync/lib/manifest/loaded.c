@@ -1,4 +1,4 @@
-#include "loaded.h"
+#include "manifest/loaded.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 #ifndef VMS_SEEDS_H
 #define VMS_SEEDS_H
 
-#include "engine.h"
+#include "engine/engine.h"
 
 /* What the target needs, so a seed scan hashes only what can match. */
 struct vms_seed_needs {

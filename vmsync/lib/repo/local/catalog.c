@@ -8,7 +8,7 @@
  * when one of them tries to upgrade a read transaction.  synchronous=FULL:
  * commits are few (a pack, a version, a lease), and a lease or version that a
  * client was told about must survive a power cut. */
-#include "repo_local.h"
+#include "repo/local/local.h"
 
 #include <dirent.h>
 #include <errno.h>

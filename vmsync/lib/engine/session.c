@@ -1,6 +1,6 @@
 /* The engine's context: identity, cache, repository, progress and warnings. */
-#include "engine.h"
-#include "written.h"
+#include "engine/engine.h"
+#include "manifest/written.h"
 
 #include <errno.h>
 #include <pwd.h>

@@ -11,7 +11,7 @@
 #ifndef VMS_PROTO_H
 #define VMS_PROTO_H
 
-#include "codec.h"
+#include "base/codec.h"
 #include "fsparse.h"
 
 #include <stdbool.h>

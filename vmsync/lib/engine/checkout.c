@@ -17,8 +17,8 @@
  * it (OUT.vmsync-record says so, see written.h) and it still holds a version
  * of the image.  A file vmsync did not write, or one changed since and not
  * checked in, is refused unless --force. */
-#include "seeds.h"
-#include "written.h"
+#include "engine/seeds.h"
+#include "manifest/written.h"
 
 #include <errno.h>
 #include <fcntl.h>

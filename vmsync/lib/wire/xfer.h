@@ -23,8 +23,8 @@
 #ifndef VMS_XFER_H
 #define VMS_XFER_H
 
-#include "proto.h"
-#include "repo.h"
+#include "wire/proto.h"
+#include "repo/repo.h"
 
 #define VMS_SEG_SOLID 1
 #define VMS_SEG_STORED 2

@@ -1,4 +1,4 @@
-#include "proto.h"
+#include "wire/proto.h"
 
 #include "vmsync.h"
 

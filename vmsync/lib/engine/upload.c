@@ -6,9 +6,9 @@
  * the checked-out version's manifest keeps its hashes without being read, so
  * the cost follows the change, not the image.  Metadata blocks are always
  * reread: they are small, and they are where a change shows first. */
-#include "engine.h"
-#include "keyset.h"
-#include "written.h"
+#include "engine/engine.h"
+#include "base/keyset.h"
+#include "manifest/written.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
  * transaction indexes its objects: a crash leaves at worst an unindexed pack,
  * which gc removes.  The record header repeats the index entry so a read can
  * tell a stale or damaged index from damaged bytes. */
-#include "repo_local.h"
+#include "repo/local/local.h"
 
 #include <dirent.h>
 #include <errno.h>

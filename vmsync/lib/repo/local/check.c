@@ -7,8 +7,8 @@
  * The check holds the repository's shared lock like any reader, so it runs
  * beside check-ins: a version is recorded only after its objects are
  * indexed, and only gc (exclusive) deletes, so what it reads stays true. */
-#include "engine.h"
-#include "repo_local.h"
+#include "engine/engine.h"
+#include "repo/local/local.h"
 
 #include <errno.h>
 #include <fcntl.h>

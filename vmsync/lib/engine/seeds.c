@@ -7,8 +7,8 @@
  *
  * Every byte taken from a seed is checked against the hash it should have
  * before it is used. */
-#include "seeds.h"
-#include "written.h"
+#include "engine/seeds.h"
+#include "manifest/written.h"
 
 #include <errno.h>
 #include <openssl/evp.h>

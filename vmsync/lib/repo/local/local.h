@@ -12,9 +12,9 @@
 #ifndef VMS_REPO_LOCAL_H
 #define VMS_REPO_LOCAL_H
 
-#include "fileio.h"
-#include "keyset.h"
-#include "repo.h"
+#include "base/fileio.h"
+#include "base/keyset.h"
+#include "repo/repo.h"
 
 #include <sqlite3.h>
 #include <sys/types.h>

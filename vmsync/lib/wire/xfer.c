@@ -7,9 +7,9 @@
  * get a higher level; a sender that finds its next segment unready is waiting
  * on the CPU, so they get a lower one.  At the store's own level or below,
  * the agent sends stored frames as they are and compresses nothing. */
-#include "xfer.h"
+#include "wire/xfer.h"
 
-#include "fileio.h"
+#include "base/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -31,11 +31,11 @@
  *            share a few descriptors among all their files, so each is written
  *            once, before the first entry that uses it.
  */
-#include "codec.h"
-#include "fileio.h"
-#include "loaded.h"
+#include "base/codec.h"
+#include "base/fileio.h"
+#include "manifest/loaded.h"
 #include "vmsync.h"
-#include "written.h"
+#include "manifest/written.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,8 +1,8 @@
 /* vms_repo: one handle, two backends.  A local directory is served by
  * store.c and catalog.c; an ssh:// URL by remote.c.  Each call goes to the
  * handle's backend; the few that make sense for one backend only say so. */
-#include "remote.h"
-#include "repo_local.h"
+#include "repo/remote/remote.h"
+#include "repo/local/local.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* Trusting unchanged files: a stream keeps the hashes an earlier manifest
  * gave it when its inode looks untouched (see vms_trust_fill). */
-#include "engine.h"
+#include "engine/engine.h"
 
 #include <errno.h>
 #include <stdlib.h>

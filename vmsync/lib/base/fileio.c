@@ -1,5 +1,5 @@
 /* Small file helpers shared by the manifest writer, the store and the engine. */
-#include "fileio.h"
+#include "base/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

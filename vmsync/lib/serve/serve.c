@@ -5,10 +5,10 @@
  * as ERROR.  Most failures leave the session usable (an unknown image, a
  * lease held elsewhere); a malformed request, or a failure in the middle of a
  * stream, sets FATAL, and the session ends after the ERROR. */
-#include "fileio.h"
-#include "proto.h"
-#include "repo.h"
-#include "xfer.h"
+#include "base/fileio.h"
+#include "wire/proto.h"
+#include "repo/repo.h"
+#include "wire/xfer.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -5,7 +5,7 @@
  * word; version 1 records, from before HOLDER, read with none.  A lost or
  * damaged record errs on the safe side: the checkout refuses to replace OUT
  * without --force, and a check-in without its lease stays refused. */
-#include "written.h"
+#include "manifest/written.h"
 
 #include <errno.h>
 #include <stdio.h>

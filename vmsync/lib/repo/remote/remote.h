@@ -4,7 +4,7 @@
 #ifndef VMS_REMOTE_H
 #define VMS_REMOTE_H
 
-#include "repo.h"
+#include "repo/repo.h"
 
 typedef struct vms_remote vms_remote;
 

@@ -7,12 +7,12 @@
  * objects as segments, PUT_END), so a check-in costs a few round trips
  * whatever the number of objects.  Objects the agent acknowledged are durable
  * on the server before the version that uses them is recorded. */
-#include "remote.h"
+#include "repo/remote/remote.h"
 
-#include "fileio.h"
-#include "keyset.h"
-#include "proto.h"
-#include "xfer.h"
+#include "base/fileio.h"
+#include "base/keyset.h"
+#include "wire/proto.h"
+#include "wire/xfer.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,8 +2,8 @@
 #ifndef VMS_ENGINE_H
 #define VMS_ENGINE_H
 
-#include "loaded.h"
-#include "repo.h"
+#include "manifest/loaded.h"
+#include "repo/repo.h"
 
 #include <limits.h>
 
