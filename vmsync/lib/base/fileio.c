@@ -6,7 +6,9 @@
 #include <libgen.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int vms_write_all(int fd, const void *buf, size_t len)
@@ -82,4 +84,43 @@ int vms_fsync_parent(const char *path)
     int rc = vms_fsync_dir(dirname(copy));
     free(copy);
     return rc;
+}
+
+char *vms_path_join(const char *dir, const char *name)
+{
+    char *p;
+    return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
+}
+
+/* mkostemp, but readable by all like any other file: the repository may be
+ * shared by several users. */
+int vms_mkostemp_readable(char *template)
+{
+    int fd = mkostemp(template, O_CLOEXEC);
+    if (fd >= 0 && fchmod(fd, 0644) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(template);
+        return -e;
+    }
+    return fd < 0 ? -errno : fd;
+}
+
+/* Makes TMP (written through FD, which this closes) durable as DEST. */
+int vms_commit_file(int fd, const char *tmp, const char *dest, fsp_error *err)
+{
+    if (fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        return fsp_fail(err, FSP_EK_IO, -e, "%s: cannot write: %s", tmp, strerror(e));
+    }
+    if (close(fd) < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot write: %s", tmp, strerror(errno));
+    if (rename(tmp, dest) < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", dest,
+                        strerror(errno));
+    int rc = vms_fsync_parent(dest);
+    return rc ? fsp_fail(err, FSP_EK_IO, rc, "%s: cannot sync its directory: %s", dest,
+                         strerror(-rc))
+              : 0;
 }

@@ -17,4 +17,12 @@ int vms_fsync_dir(const char *path);
 int vms_fsync_parent(const char *path);
 int vms_sha256(const void *data, size_t len, uint8_t out[FSP_SHA256_LEN]);
 
+/* "DIR/NAME", malloc'd; NULL when out of memory. */
+char *vms_path_join(const char *dir, const char *name);
+/* mkostemp (O_CLOEXEC) with mode 0644: a descriptor, or a negative errno. */
+int vms_mkostemp_readable(char *template);
+/* Makes TMP (written through FD, which this closes) durable as DEST: fsync,
+ * rename, fsync of the directory. */
+int vms_commit_file(int fd, const char *tmp, const char *dest, fsp_error *err);
+
 #endif

@@ -327,27 +327,3 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     vms_ctx_close(&c);
     return rc;
 }
-int vms_init_repo(const char *path, fsp_error *err) { return vms_repo_init(path, err); }
-
-int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err)
-{
-    struct vms_ctx c;
-    int rc = vms_ctx_open(&c, s, NULL, err);
-    if (!rc)
-        rc = vms_repo_list(c.repo, name, cb, ctx, err);
-    vms_ctx_close(&c);
-    return rc;
-}
-
-int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err)
-{
-    struct vms_ctx c;
-    memset(stats, 0, sizeof *stats);
-    int rc = vms_ctx_open(&c, s, NULL, err);
-    if (!rc) {
-        vms_repo_gc_wait(c.repo, s->gc_wait);
-        rc = vms_repo_gc(c.repo, stats, err);
-    }
-    vms_ctx_close(&c);
-    return rc;
-}

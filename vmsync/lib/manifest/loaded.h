@@ -4,6 +4,7 @@
 #ifndef VMS_LOADED_H
 #define VMS_LOADED_H
 
+#include "base/keyset.h"
 #include "vmsync.h"
 
 struct vms_lstream {
@@ -63,24 +64,5 @@ static inline const char *vms_lstream_name(const struct vms_loaded *m, const str
 {
     return s->name ? m->names + s->name : NULL;
 }
-
-/* ---- a hash map from SHA-256 to a 64-bit value --------------------------- */
-
-struct vms_hashmap {
-    uint8_t (*keys)[FSP_SHA256_LEN];
-    uint64_t *values;
-    uint8_t *used;
-    size_t cap, count;
-};
-
-/* Inserts KEY with VALUE unless present; returns 1 when inserted, 0 when it was
- * there (VALUE untouched), negative errno on failure. */
-int vms_hashmap_put(struct vms_hashmap *h, const uint8_t key[FSP_SHA256_LEN], uint64_t value);
-/* Returns a pointer to KEY's value or NULL. */
-uint64_t *vms_hashmap_get(const struct vms_hashmap *h, const uint8_t key[FSP_SHA256_LEN]);
-void vms_hashmap_free(struct vms_hashmap *h);
-
-/* Grows *P (of *CAP elements of SIZE bytes) to hold at least NEED. */
-int vms_grow(void *p, size_t *cap, size_t need, size_t size);
 
 #endif

@@ -214,7 +214,7 @@ static int security_number(vms_manifest_writer *w, const struct fsp_entry *e, ui
         return 0;
     uint8_t id[FSP_SHA256_LEN];
     vms_sha256(e->security, e->security_len, id);
-    int rc = vms_hashmap_put(&w->security_ids, id, w->security_ids.count + 1);
+    int rc = vms_hashmap_put(&w->security_ids, id, w->security_ids.keys.n + 1);
     if (rc < 0)
         return rc;
     *number = *vms_hashmap_get(&w->security_ids, id);

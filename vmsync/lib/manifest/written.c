@@ -8,6 +8,7 @@
 #include "manifest/written.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

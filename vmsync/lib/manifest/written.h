@@ -6,7 +6,7 @@
 #ifndef VMS_WRITTEN_H
 #define VMS_WRITTEN_H
 
-#include "engine/engine.h"
+#include "vmsync.h"
 
 #include <sys/stat.h>
 

@@ -21,6 +21,7 @@
 #ifndef VMS_REPO_H
 #define VMS_REPO_H
 
+#include "base/object.h"
 #include "vmsync.h"
 
 #include <stdint.h>
@@ -84,11 +85,6 @@ int vms_repo_put(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *da
 /* Makes every put durable in the repository: the bytes, then the index rows. */
 int vms_repo_flush(vms_repo *r, fsp_error *err);
 
-/* Called for each object fetched, in the order asked, with the verified,
- * decompressed bytes (valid until the callback returns) and the size it had
- * in the store.  A non-zero return stops the fetch and is returned. */
-typedef int (*vms_object_cb)(void *ctx, size_t index, const uint8_t *data, size_t len,
-                             size_t stored_len);
 /* Fetches objects HASHES[0..n), verified against their hashes.  A missing
  * object is FSP_EK_CORRUPT "object X is not in the repository"; a damaged one
  * is FSP_EK_CORRUPT "object X in pack P is corrupt".  Remotely the whole list
@@ -97,19 +93,10 @@ int vms_repo_get(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                  void *ctx, fsp_error *err);
 
 /* Local repositories only (the agent's side of a transfer): objects as they
- * sit in their packs, CODEC VMS_CODEC_RAW or VMS_CODEC_ZSTD (one zstd frame),
- * so a stored frame can travel without being decompressed and recompressed.
- * Not verified here: the receiver checks every object against its hash. */
-typedef int (*vms_stored_cb)(void *ctx, size_t index, uint8_t codec, const uint8_t *body,
-                             size_t stored_len, size_t len);
+ * sit in their packs (see vms_stored_cb), so a stored frame can travel
+ * without being decompressed and recompressed. */
 int vms_repo_get_stored(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                         vms_stored_cb cb, void *ctx, fsp_error *err);
-#define VMS_CODEC_RAW 0
-#define VMS_CODEC_ZSTD 1
-/* Level at which the store compresses each object alone. */
-#define VMS_STORE_LEVEL 9
-/* Objects bigger than this are refused (chunks are about 64 KiB). */
-#define VMS_OBJECT_MAX (64u << 20)
 
 /* ---- manifests ------------------------------------------------------------ */
 

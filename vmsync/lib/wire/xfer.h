@@ -24,7 +24,7 @@
 #define VMS_XFER_H
 
 #include "wire/proto.h"
-#include "repo/repo.h"
+#include "base/object.h"
 
 #define VMS_SEG_SOLID 1
 #define VMS_SEG_STORED 2

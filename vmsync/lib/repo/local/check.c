@@ -7,7 +7,6 @@
  * The check holds the repository's shared lock like any reader, so it runs
  * beside check-ins: a version is recorded only after its objects are
  * indexed, and only gc (exclusive) deletes, so what it reads stays true. */
-#include "engine/engine.h"
 #include "repo/local/local.h"
 
 #include <errno.h>
@@ -628,23 +627,5 @@ int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct v
     free(packs);
     vms_keyset_free(&c.present);
     vms_keyset_free(&c.missing);
-    return rc;
-}
-
-int vms_check(const struct vms_session *s, const struct vms_check_opts *o, vms_problem_cb cb,
-              void *ctx, struct vms_check_stats *stats, fsp_error *err)
-{
-    memset(stats, 0, sizeof *stats);
-    if (vms_repo_is_remote(s->repo))
-        return fsp_fail(err, FSP_EK_USAGE, -ENOTSUP,
-                        "%s: check runs on the server itself: vmsync check /path/to/repository",
-                        s->repo);
-    struct vms_ctx c;
-    struct vms_check_hooks h = {cb, ctx, s->progress, s->ctx};
-    int rc = vms_ctx_open(&c, s, NULL, err);
-    if (!rc)
-        rc = vms_repo_check(c.repo, o, &h, stats, err);
-    stats->seconds = vms_ctx_elapsed(&c);
-    vms_ctx_close(&c);
     return rc;
 }

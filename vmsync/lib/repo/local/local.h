@@ -108,7 +108,10 @@ int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct v
 void vms_local_gc_wait(vms_local *r, unsigned seconds);
 int vms_local_cache_dir(vms_local *r, const char *sub, char *path, size_t len, fsp_error *err);
 
-/* ---- catalog.c ---- */
+/* ---- db.c: SQLite helpers ---- */
+/* Fails with the SQLite error RC of DB (NULL: of a connection that did not
+ * open), naming WHERE (the repository) and WHAT it was doing. */
+int vms_db_fail(sqlite3 *db, const char *where, int rc, const char *what, fsp_error *err);
 /* Fails with the SQLite error RC of the last call on R's connection. */
 int vms_repo_db_fail(vms_local *r, int rc, const char *what, fsp_error *err);
 int vms_repo_exec(vms_local *r, const char *sql, fsp_error *err);
@@ -121,8 +124,18 @@ int vms_repo_count(vms_local *r, const char *sql, uint64_t *out, fsp_error *err)
 int vms_repo_begin(vms_local *r, fsp_error *err);
 int vms_repo_commit(vms_local *r, fsp_error *err);
 void vms_repo_rollback(vms_local *r);
+/* Steps ST, a statement with no result rows, once, and finalizes it. */
+int vms_repo_run_once(vms_local *r, sqlite3_stmt *st, const char *what, fsp_error *err);
+/* Commits when RC is 0, else rolls back; returns RC or the commit's failure. */
+int vms_repo_finish(vms_local *r, int rc, fsp_error *err);
+/* Copies text column COL of ST's row into DST ("" when NULL), truncated to CAP. */
+void vms_repo_column_text(char *dst, size_t cap, sqlite3_stmt *st, int col);
+
+/* ---- handle.c ---- */
 /* True when another handle of this process has the same repository open. */
 bool vms_repo_shared_in_process(const vms_local *r);
+
+/* ---- catalog.c ---- */
 /* REPO/manifests/<hex>.vmsm, malloc'd (NULL when out of memory). */
 char *vms_repo_manifest_path(const vms_local *r, const uint8_t id[FSP_SHA256_LEN]);
 
@@ -130,6 +143,39 @@ char *vms_repo_manifest_path(const vms_local *r, const uint8_t id[FSP_SHA256_LEN
 int vms_store_open(vms_local *r, fsp_error *err);
 /* Drops the open pack (its temporary file too) and frees the store's state. */
 void vms_store_close(vms_local *r);
+
+/* ---- store.c: the pack machinery gc.c rewrites packs with ---- */
+#define VMS_PACK_NAME_LEN 42 /* "pack-" 32 hex ".pack" */
+
+/* Where a record sits: a pack's descriptor, or the open pack's. */
+struct vms_location {
+    int fd;
+    char pack[64]; /* for messages */
+    uint64_t offset;
+    uint32_t len, stored_len;
+};
+
+/* Starts the handle's open pack (a temporary file in REPO/tmp). */
+int vms_pack_start(vms_local *r, fsp_error *err);
+/* Drops the open pack and removes its temporary file if still there. */
+void vms_pack_discard(vms_local *r);
+/* Appends one record (header and stored bytes) to the open pack. */
+int vms_pack_append(vms_local *r, const uint8_t *rec, size_t rec_len, fsp_error *err);
+/* Makes the open pack durable under packs/NAME.  The caller discards the open
+ * pack afterwards either way. */
+int vms_pack_publish(vms_local *r, char name[VMS_PACK_NAME_LEN + 1], fsp_error *err);
+/* One transaction: the pack row, then its objects (new ones, or moved from
+ * pack REPLACES when gc rewrites it; 0: none). */
+int vms_pack_index(vms_local *r, const char *name, int64_t replaces, fsp_error *err);
+/* Pack ID's descriptor, from a small cache the handle owns (closed by
+ * vms_pack_fds_close).  HASH, when known, is the object wanted, for the message. */
+int vms_pack_fd(vms_local *r, int64_t id, const char *name, const uint8_t *hash, int *fd,
+                fsp_error *err);
+void vms_pack_fds_close(vms_local *r);
+/* Reads the whole record at LOC into r->rec and checks that its header is
+ * the one the index promised. */
+int vms_pack_read_record(vms_local *r, const uint8_t *hash, const struct vms_location *loc,
+                         fsp_error *err);
 
 /* ---- small helpers (store.c) ---- */
 char *vms_local_join(const vms_local *r, const char *rel); /* malloc'd "PATH/REL" */
