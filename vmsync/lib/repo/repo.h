@@ -4,7 +4,8 @@
  * remote.c).  Private to libvmsync; errors follow the fsp_error convention (0
  * or negative errno, the message naming the repository and what is wrong).
  *
- * The engine talks to both alike, so every call here is written for a narrow,
+ * Each backend fills one table of operations (struct vms_repo_ops).  The
+ * engine talks to all alike, so every call here is written for a narrow,
  * high-latency link: lookups and fetches take whole lists, and puts may be
  * deferred until the next flush.
  *
@@ -27,6 +28,13 @@
 #include <stdint.h>
 
 typedef struct vms_repo vms_repo;
+struct vms_repo_ops;
+
+/* Every backend's handle starts with this, so a vms_repo * is the backend's
+ * own handle: repo.c opens the backend, and each call goes to its table. */
+struct vms_repo {
+    const struct vms_repo_ops *ops;
+};
 
 /* Creates an empty repository at PATH (the directory may exist but must be
  * empty).  Refuses to touch an existing repository.  Local paths only. */
@@ -37,9 +45,15 @@ int vms_repo_init(const char *path, fsp_error *err);
  * user its SSH key stands for instead). */
 int vms_repo_open(const char *path, const char *user, const char *host,
                   const struct vms_remote_opts *remote, vms_repo **out, fsp_error *err);
-void vms_repo_close(vms_repo *r);
-const char *vms_repo_path(const vms_repo *r);
 bool vms_repo_is_remote(const char *path);
+
+/* ---- the operations ----------------------------------------------------------
+ * Each is a function type, written once here; a backend declares its own
+ * functions with these types and fills struct vms_repo_ops (at the end) with
+ * them.  The engine calls them as vms_repo_NAME(r, ...). */
+
+typedef void vms_repo_close_fn(vms_repo *r);
+typedef const char *vms_repo_path_fn(const vms_repo *r);
 
 /* What crossed to and from the repository through this handle: objects and
  * their raw bytes, the bytes they took on the way (stored size locally,
@@ -49,14 +63,14 @@ struct vms_traffic {
     uint64_t objects_received, bytes_received_raw, bytes_received;
     uint64_t wire_out, wire_in;
 };
-void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out);
+typedef void vms_repo_traffic_fn(const vms_repo *r, struct vms_traffic *out);
 /* Where a remote handle reports the progress of sending objects (phase
  * "send"); local handles have nothing to report. */
-void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx);
+typedef void vms_repo_on_progress_fn(vms_repo *r, vms_progress_cb cb, void *ctx);
 /* Long local work between requests calls this now and then: a remote handle
  * keeps the link and the agent's session alive (the agent ends a session
  * that says nothing for its --idle-timeout).  Never during a request. */
-int vms_repo_keep_alive(vms_repo *r, fsp_error *err);
+typedef int vms_repo_keep_alive_fn(vms_repo *r, fsp_error *err);
 
 /* ---- objects --------------------------------------------------------------
  * Objects are byte strings keyed by the SHA-256 of their content.  They are
@@ -73,58 +87,58 @@ struct vms_object_size {
 /* Sets PRESENT[i] to 1 when object HASHES[i] is stored (or pending in this
  * handle's open pack), else 0; SIZES (may be NULL) gets its sizes (zeros
  * when absent).  One round trip for the whole list. */
-int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
-                 struct vms_object_size *sizes, fsp_error *err);
+typedef int vms_repo_has_fn(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
+    struct vms_object_size *sizes, fsp_error *err);
 
 /* Adds an object unless it is already stored or pending.  Locally, objects
  * collect in an open pack that is committed by vms_repo_flush, or
  * automatically once it holds about 64 MiB.  Remotely, objects are spooled
  * and offered to the agent in rounds; only those it lacks are sent. */
-int vms_repo_put(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
-                 fsp_error *err);
+typedef int vms_repo_put_fn(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
+    fsp_error *err);
 /* Makes every put durable in the repository: the bytes, then the index rows. */
-int vms_repo_flush(vms_repo *r, fsp_error *err);
+typedef int vms_repo_flush_fn(vms_repo *r, fsp_error *err);
 
 /* Fetches objects HASHES[0..n), verified against their hashes.  A missing
  * object is FSP_EK_CORRUPT "object X is not in the repository"; a damaged one
  * is FSP_EK_CORRUPT "object X in pack P is corrupt".  Remotely the whole list
  * is one request, answered by a stream. */
-int vms_repo_get(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
-                 void *ctx, fsp_error *err);
+typedef int vms_repo_get_fn(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
+    void *ctx, fsp_error *err);
 
 /* Local repositories only (the agent's side of a transfer): objects as they
  * sit in their packs (see vms_stored_cb), so a stored frame can travel
  * without being decompressed and recompressed. */
-int vms_repo_get_stored(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
-                        vms_stored_cb cb, void *ctx, fsp_error *err);
+typedef int vms_repo_get_stored_fn(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+    vms_stored_cb cb, void *ctx, fsp_error *err);
 
 /* ---- manifests ------------------------------------------------------------ */
 
 /* Copies the manifest file at PATH into the repository (checked by reading it
  * first) and returns its id: the SHA-256 of the file. */
-int vms_repo_put_manifest(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err);
+typedef int vms_repo_put_manifest_fn(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err);
 /* Copies manifest ID to DEST (atomically: temp file, fsync, rename). */
-int vms_repo_get_manifest(vms_repo *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
-                          fsp_error *err);
+typedef int vms_repo_get_manifest_fn(vms_repo *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
+    fsp_error *err);
 
 /* ---- catalog -------------------------------------------------------------- */
 
 
 /* VERSION 0 means the latest.  Unknown image or version: FSP_EK_NOTFOUND naming it. */
-int vms_repo_version(vms_repo *r, const char *image, uint32_t version, struct vms_version *out,
-                     fsp_error *err);
+typedef int vms_repo_version_fn(vms_repo *r, const char *image, uint32_t version, struct vms_version *out,
+    fsp_error *err);
 
 /* Records a new version of IMAGE (creating the image on its first version).
  * PARENT must be the image's latest version number (0 for a new image): when
  * another check-in got there first this fails with FSP_EK_CONFLICT and a
  * message naming the newer version, and records nothing.
  * The new number is returned in *NUMBER.  Atomic. */
-int vms_repo_add_version(vms_repo *r, const char *image, uint32_t parent,
-                         const uint8_t manifest[FSP_SHA256_LEN], const uint8_t digest[FSP_SHA256_LEN],
-                         uint64_t size, const char *message, uint32_t *number, fsp_error *err);
+typedef int vms_repo_add_version_fn(vms_repo *r, const char *image, uint32_t parent,
+    const uint8_t manifest[FSP_SHA256_LEN], const uint8_t digest[FSP_SHA256_LEN],
+    uint64_t size, const char *message, uint32_t *number, fsp_error *err);
 
 /* Every version of IMAGE (or of every image when IMAGE is NULL), oldest first. */
-int vms_repo_list(vms_repo *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err);
+typedef int vms_repo_list_fn(vms_repo *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err);
 
 /* ---- leases: who has which image checked out ---------------------------- */
 
@@ -140,18 +154,18 @@ struct vms_lease {
  * the holder, host and since when) unless STEAL, which takes it over and
  * writes the theft to the audit log.  Held by this user and host already:
  * updated. */
-int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool steal, fsp_error *err);
+typedef int vms_repo_lease_take_fn(vms_repo *r, const char *image, uint32_t version, bool steal, fsp_error *err);
 /* *FOUND is false when nobody holds IMAGE. */
-int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
-                       fsp_error *err);
+typedef int vms_repo_lease_get_fn(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
+    fsp_error *err);
 /* Only the holder releases: anyone else's lease is FSP_EK_CONFLICT. */
-int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err);
+typedef int vms_repo_lease_release_fn(vms_repo *r, const char *image, fsp_error *err);
 
 /* ---- audit log ------------------------------------------------------------ */
 
 /* Appends "ACTION IMAGE@VERSION DETAIL" by this client's user and host. */
-int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t version,
-                   const char *detail, fsp_error *err);
+typedef int vms_repo_audit_fn(vms_repo *r, const char *action, const char *image, uint32_t version,
+    const char *detail, fsp_error *err);
 
 /* ---- garbage collection --------------------------------------------------- */
 
@@ -162,10 +176,10 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
  * the processes that hold the repository open, having changed nothing.  Under
  * that lock it first runs the quick check, and refuses (FSP_EK_CORRUPT) when
  * it finds a problem. */
-int vms_repo_gc(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+typedef int vms_repo_gc_fn(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
 #define VMS_GC_WAIT_DEFAULT 60
 /* Seconds gc waits for other handles (local repositories); 0: the default. */
-void vms_repo_gc_wait(vms_repo *r, unsigned seconds);
+typedef void vms_repo_gc_wait_fn(vms_repo *r, unsigned seconds);
 
 /* ---- checking ---------------------------------------------------------------- */
 
@@ -178,11 +192,78 @@ struct vms_check_hooks {
     vms_progress_cb progress;
     void *progress_ctx;
 };
-int vms_repo_check(vms_repo *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
-                   struct vms_check_stats *stats, fsp_error *err);
+typedef int vms_repo_check_fn(vms_repo *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
+    struct vms_check_stats *stats, fsp_error *err);
 
 /* Local repositories: a directory for caches that gc may empty at any time
  * (REPO/cache/SUB, created), written to PATH. */
-int vms_repo_cache_dir(vms_repo *r, const char *sub, char *path, size_t len, fsp_error *err);
+typedef int vms_repo_cache_dir_fn(vms_repo *r, const char *sub, char *path, size_t len, fsp_error *err);
+
+/* ---- the table of operations ------------------------------------------------
+ * A backend (a directory, an ssh:// agent; a bundle file or a web server
+ * tomorrow) fills this table; the types above say what each operation does.  An operation that only one kind of repository offers is
+ * NULL in the others, and the calls below answer for it. */
+struct vms_repo_ops {
+    const char *kind; /* "local", "ssh" */
+    vms_repo_close_fn *close;
+    vms_repo_path_fn *path;
+    vms_repo_traffic_fn *traffic;
+    vms_repo_on_progress_fn *on_progress; /* remote only: NULL elsewhere */
+    vms_repo_keep_alive_fn *keep_alive; /* remote only: NULL elsewhere */
+    vms_repo_has_fn *has;
+    vms_repo_put_fn *put;
+    vms_repo_flush_fn *flush;
+    vms_repo_get_fn *get;
+    vms_repo_get_stored_fn *get_stored; /* local only: NULL elsewhere */
+    vms_repo_put_manifest_fn *put_manifest;
+    vms_repo_get_manifest_fn *get_manifest;
+    vms_repo_version_fn *version;
+    vms_repo_add_version_fn *add_version;
+    vms_repo_list_fn *list;
+    vms_repo_lease_take_fn *lease_take;
+    vms_repo_lease_get_fn *lease_get;
+    vms_repo_lease_release_fn *lease_release;
+    vms_repo_audit_fn *audit;
+    vms_repo_gc_fn *gc;
+    vms_repo_gc_wait_fn *gc_wait; /* local only: NULL elsewhere */
+    vms_repo_check_fn *check; /* local only: NULL elsewhere */
+    vms_repo_cache_dir_fn *cache_dir; /* local only: NULL elsewhere */
+};
+
+/* Calls into the handle's table.  R is evaluated more than once, so it must
+ * have no side effects. */
+#define vms_repo_close(r) ((r) ? (r)->ops->close(r) : (void)0)
+#define vms_repo_path(r) ((r)->ops->path(r))
+#define vms_repo_flush(r, err) ((r)->ops->flush((r), (err)))
+#define vms_repo_traffic(r, ...) ((r)->ops->traffic((r), __VA_ARGS__))
+#define vms_repo_has(r, ...) ((r)->ops->has((r), __VA_ARGS__))
+#define vms_repo_put(r, ...) ((r)->ops->put((r), __VA_ARGS__))
+#define vms_repo_get(r, ...) ((r)->ops->get((r), __VA_ARGS__))
+#define vms_repo_put_manifest(r, ...) ((r)->ops->put_manifest((r), __VA_ARGS__))
+#define vms_repo_get_manifest(r, ...) ((r)->ops->get_manifest((r), __VA_ARGS__))
+#define vms_repo_version(r, ...) ((r)->ops->version((r), __VA_ARGS__))
+#define vms_repo_add_version(r, ...) ((r)->ops->add_version((r), __VA_ARGS__))
+#define vms_repo_list(r, ...) ((r)->ops->list((r), __VA_ARGS__))
+#define vms_repo_lease_take(r, ...) ((r)->ops->lease_take((r), __VA_ARGS__))
+#define vms_repo_lease_get(r, ...) ((r)->ops->lease_get((r), __VA_ARGS__))
+#define vms_repo_lease_release(r, ...) ((r)->ops->lease_release((r), __VA_ARGS__))
+#define vms_repo_audit(r, ...) ((r)->ops->audit((r), __VA_ARGS__))
+#define vms_repo_gc(r, ...) ((r)->ops->gc((r), __VA_ARGS__))
+#define vms_repo_on_progress(r, cb, ctx) \
+    ((r)->ops->on_progress ? (r)->ops->on_progress((r), (cb), (ctx)) : (void)0)
+#define vms_repo_keep_alive(r, err) ((r)->ops->keep_alive ? (r)->ops->keep_alive((r), (err)) : 0)
+#define vms_repo_gc_wait(r, seconds) ((r)->ops->gc_wait ? (r)->ops->gc_wait((r), (seconds)) : (void)0)
+/* The operations only local repositories offer fail elsewhere with
+ * FSP_EK_USAGE "PATH: WHAT needs a local repository". */
+int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err);
+#define vms_repo_get_stored(r, hashes, n, cb, ctx, err)                                  \
+    ((r)->ops->get_stored ? (r)->ops->get_stored((r), (hashes), (n), (cb), (ctx), (err)) \
+                          : vms_repo_local_only((r), "reading stored objects", (err)))
+#define vms_repo_check(r, o, hooks, stats, err)                              \
+    ((r)->ops->check ? (r)->ops->check((r), (o), (hooks), (stats), (err)) \
+                     : vms_repo_local_only((r), "check", (err)))
+#define vms_repo_cache_dir(r, sub, path, len, err)                              \
+    ((r)->ops->cache_dir ? (r)->ops->cache_dir((r), (sub), (path), (len), (err)) \
+                         : vms_repo_local_only((r), "a repository cache", (err)))
 
 #endif

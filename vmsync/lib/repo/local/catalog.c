@@ -31,8 +31,9 @@ char *vms_repo_manifest_path(const vms_local *r, const uint8_t id[FSP_SHA256_LEN
 
 static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory"); }
 
-int vms_local_cache_dir(vms_local *r, const char *sub, char *path, size_t len, fsp_error *err)
+int vms_local_cache_dir(vms_repo *repo, const char *sub, char *path, size_t len, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     const char *parts[] = {"cache", sub};
     int n = snprintf(path, len, "%s", r->path);
     for (size_t i = 0; i < 2; i++) {
@@ -194,9 +195,10 @@ static int no_such_version(vms_local *r, const char *image, uint32_t version, fs
                     r->path, image, version, latest);
 }
 
-int vms_local_version(vms_local *r, const char *image, uint32_t version, struct vms_version *out,
-                     fsp_error *err)
+int vms_local_version(vms_repo *repo, const char *image, uint32_t version, struct vms_version *out,
+                      fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     int rc = check_image_name(r, image, err);
     bool found = false;
     if (!rc)
@@ -297,11 +299,12 @@ static int check_manifest_stored(vms_local *r, const uint8_t *id, fsp_error *err
                     r->path, hex);
 }
 
-int vms_local_add_version(vms_local *r, const char *image, uint32_t parent,
-                         const uint8_t manifest[FSP_SHA256_LEN],
-                         const uint8_t digest[FSP_SHA256_LEN], uint64_t size, const char *message,
-                         uint32_t *number, fsp_error *err)
+int vms_local_add_version(vms_repo *repo, const char *image, uint32_t parent,
+                          const uint8_t manifest[FSP_SHA256_LEN],
+                          const uint8_t digest[FSP_SHA256_LEN], uint64_t size, const char *message,
+                          uint32_t *number, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     if (!message)
         message = "";
     int rc = check_image_name(r, image, err);
@@ -327,8 +330,9 @@ int vms_local_add_version(vms_local *r, const char *image, uint32_t parent,
     return rc;
 }
 
-int vms_local_list(vms_local *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err)
+int vms_local_list(vms_repo *repo, const char *image, vms_version_cb cb, void *ctx, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     int rc = image ? check_image_name(r, image, err) : 0;
     sqlite3_stmt *st;
     if (!rc)
@@ -403,7 +407,7 @@ static int steal_lease(vms_local *r, const struct vms_lease *held, uint32_t vers
     char holder[512], detail[600];
     describe_holder(held, holder, sizeof holder);
     snprintf(detail, sizeof detail, "taken from %s", holder);
-    return vms_local_audit(r, "steal", held->image, version, detail, err);
+    return vms_local_audit(&r->base, "steal", held->image, version, detail, err);
 }
 
 static int store_lease(vms_local *r, int64_t image_id, uint32_t version, fsp_error *err)
@@ -448,9 +452,10 @@ static int lease_transaction(vms_local *r, const char *image, int64_t *id, struc
     return rc;
 }
 
-int vms_local_lease_take(vms_local *r, const char *image, uint32_t version, bool steal,
-                        fsp_error *err)
+int vms_local_lease_take(vms_repo *repo, const char *image, uint32_t version, bool steal,
+                         fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     int64_t id;
     struct vms_lease held;
     bool found = false;
@@ -472,9 +477,10 @@ int vms_local_lease_take(vms_local *r, const char *image, uint32_t version, bool
     return vms_repo_finish(r, rc, err);
 }
 
-int vms_local_lease_get(vms_local *r, const char *image, struct vms_lease *out, bool *found,
-                       fsp_error *err)
+int vms_local_lease_get(vms_repo *repo, const char *image, struct vms_lease *out, bool *found,
+                        fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     *found = false;
     int rc = check_image_name(r, image, err);
     return rc ? rc : query_lease(r, image, out, found, err);
@@ -482,8 +488,9 @@ int vms_local_lease_get(vms_local *r, const char *image, struct vms_lease *out, 
 
 /* Only the holder's lease goes (same user, same host); nobody's lease is not
  * an error. */
-int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err)
+int vms_local_lease_release(vms_repo *repo, const char *image, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     int64_t id;
     struct vms_lease held;
     bool found = false;
@@ -503,9 +510,10 @@ int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err)
 
 /* ---- audit log -------------------------------------------------------------------- */
 
-int vms_local_audit(vms_local *r, const char *action, const char *image, uint32_t version,
-                   const char *detail, fsp_error *err)
+int vms_local_audit(vms_repo *repo, const char *action, const char *image, uint32_t version,
+                    const char *detail, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     if (!action || !*action)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: an audit entry needs an action", r->path);
     sqlite3_stmt *st;
@@ -568,8 +576,9 @@ static int copy_to_tmp(vms_local *r, const char *path, char **tmp, uint8_t id[FS
 }
 
 /* The copy, not the original, is checked: what is stored is what was read. */
-int vms_local_put_manifest(vms_local *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err)
+int vms_local_put_manifest(vms_repo *repo, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     char *tmp, *dest = NULL;
     int rc = copy_to_tmp(r, path, &tmp, id, err);
     struct fsp_sink check_only = {0};
@@ -596,9 +605,10 @@ int vms_local_put_manifest(vms_local *r, const char *path, uint8_t id[FSP_SHA256
     return rc;
 }
 
-int vms_local_get_manifest(vms_local *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
-                          fsp_error *err)
+int vms_local_get_manifest(vms_repo *repo, const uint8_t id[FSP_SHA256_LEN], const char *dest,
+                           fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     char hex[HEX_LEN], *src = vms_repo_manifest_path(r, id), *tmp = NULL;
     fsp_hex(id, FSP_SHA256_LEN, hex);
     if (!src || asprintf(&tmp, "%s.tmp-XXXXXX", dest) < 0) {

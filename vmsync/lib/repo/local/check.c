@@ -553,7 +553,7 @@ static int check_object(struct check *c, const uint8_t *hash, const char *pack, 
     fsp_error oerr = {0};
     uint8_t key[1][FSP_SHA256_LEN];
     memcpy(key[0], hash, FSP_SHA256_LEN);
-    int rc = vms_local_get(c->r, (const uint8_t(*)[FSP_SHA256_LEN])key, 1, count_object, c, &oerr);
+    int rc = vms_local_get(&c->r->base, (const uint8_t(*)[FSP_SHA256_LEN])key, 1, count_object, c, &oerr);
     if (rc && oerr.kind != FSP_EK_CORRUPT) {
         *c->err = oerr;
         return rc;
@@ -602,9 +602,10 @@ static int check_objects(struct check *c, const struct pack_ref *packs, size_t n
 
 /* ---- the whole check -------------------------------------------------------------- */
 
-int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
+int vms_local_check(vms_repo *repo, const struct vms_check_opts *o, const struct vms_check_hooks *h,
                     struct vms_check_stats *stats, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     memset(stats, 0, sizeof *stats);
     struct check c = {.r = r, .o = o, .h = h, .st = stats, .err = err};
     struct pack_ref *packs = NULL;

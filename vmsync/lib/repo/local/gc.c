@@ -470,7 +470,7 @@ static int refuse_unless_healthy(vms_local *r, fsp_error *err)
     struct vms_check_opts quick = {.objects = false};
     struct vms_check_hooks h = {.problem = note_blocker, .problem_ctx = &b};
     struct vms_check_stats cs;
-    int rc = vms_local_check(r, &quick, &h, &cs, err);
+    int rc = vms_local_check(&r->base, &quick, &h, &cs, err);
     if (rc || !b.n)
         return rc;
     return fsp_fail(err, FSP_EK_CORRUPT, -EUCLEAN,
@@ -558,10 +558,11 @@ static int lock_exclusive(vms_local *r, unsigned wait, fsp_error *err)
                     r->path, wait, who);
 }
 
-void vms_local_gc_wait(vms_local *r, unsigned seconds) { r->gc_wait = seconds; }
+void vms_local_gc_wait(vms_repo *repo, unsigned seconds) { ((vms_local *)repo)->gc_wait = seconds; }
 
-int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err)
+int vms_local_gc(vms_repo *repo, struct vms_gc_stats *stats, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     memset(stats, 0, sizeof *stats);
     if (r->pack.fd >= 0)
         return fsp_fail(err, FSP_EK_USAGE, -EBUSY,

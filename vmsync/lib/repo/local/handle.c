@@ -304,8 +304,33 @@ static int open_catalog(vms_local *r, fsp_error *err)
     return rc ? rc : check_schema(r, err);
 }
 
-int vms_local_open(const char *path, const char *user, const char *host, vms_local **out,
-                  fsp_error *err)
+static const struct vms_repo_ops local_ops = {
+    .kind = "local",
+    .close = vms_local_close,
+    .path = vms_local_path,
+    .traffic = vms_local_traffic,
+    .has = vms_local_has,
+    .put = vms_local_put,
+    .flush = vms_local_flush,
+    .get = vms_local_get,
+    .get_stored = vms_local_get_stored,
+    .put_manifest = vms_local_put_manifest,
+    .get_manifest = vms_local_get_manifest,
+    .version = vms_local_version,
+    .add_version = vms_local_add_version,
+    .list = vms_local_list,
+    .lease_take = vms_local_lease_take,
+    .lease_get = vms_local_lease_get,
+    .lease_release = vms_local_lease_release,
+    .audit = vms_local_audit,
+    .gc = vms_local_gc,
+    .gc_wait = vms_local_gc_wait,
+    .check = vms_local_check,
+    .cache_dir = vms_local_cache_dir,
+};
+
+int vms_local_open(const char *path, const char *user, const char *host, vms_repo **out,
+                   fsp_error *err)
 {
     *out = NULL;
     vms_local *r = calloc(1, sizeof *r);
@@ -313,6 +338,7 @@ int vms_local_open(const char *path, const char *user, const char *host, vms_loc
         free(r);
         return nomem(err);
     }
+    r->base.ops = &local_ops;
     r->lock_fd = -1;
     r->pack.fd = -1;
     int rc = set_identity(r, user, host, err);
@@ -325,16 +351,17 @@ int vms_local_open(const char *path, const char *user, const char *host, vms_loc
     if (!rc)
         rc = vms_store_open(r, err);
     if (rc) {
-        vms_local_close(r);
+        vms_local_close(&r->base);
         return rc;
     }
     register_handle(r);
-    *out = r;
+    *out = &r->base;
     return 0;
 }
 
-void vms_local_close(vms_local *r)
+void vms_local_close(vms_repo *repo)
 {
+    vms_local *r = (vms_local *)repo;
     if (!r)
         return;
     unregister_handle(r);
@@ -346,4 +373,9 @@ void vms_local_close(vms_local *r)
     free(r);
 }
 
-const char *vms_local_path(const vms_local *r) { return r->path; }
+const char *vms_local_path(const vms_repo *repo) { return ((const vms_local *)repo)->path; }
+
+void vms_local_traffic(const vms_repo *repo, struct vms_traffic *out)
+{
+    *out = ((const vms_local *)repo)->traffic;
+}

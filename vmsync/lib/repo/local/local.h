@@ -49,6 +49,7 @@ struct vms_pack_fd {
 typedef struct vms_local vms_local;
 
 struct vms_local {
+    struct vms_repo base; /* first: a vms_repo * is a vms_local * */
     char *path;
     struct vms_traffic traffic;
     char user[128], host[256];
@@ -72,41 +73,36 @@ struct vms_local {
     size_t plain_cap;
 };
 
-/* ---- the backend: each vms_repo_X of repo.h, for a local directory ---- */
+/* ---- the backend: its operations (repo.h), filled into the table in handle.c ---- */
 int vms_local_init(const char *path, fsp_error *err);
-int vms_local_open(const char *path, const char *user, const char *host, vms_local **out,
+int vms_local_open(const char *path, const char *user, const char *host, vms_repo **out,
                    fsp_error *err);
-void vms_local_close(vms_local *r);
-const char *vms_local_path(const vms_local *r);
-int vms_local_has(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
-                  struct vms_object_size *sizes, fsp_error *err);
-int vms_local_put(vms_local *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
-                  fsp_error *err);
-int vms_local_flush(vms_local *r, fsp_error *err);
-int vms_local_get(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
-                  void *ctx, fsp_error *err);
-int vms_local_get_stored(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
-                         vms_stored_cb cb, void *ctx, fsp_error *err);
-int vms_local_put_manifest(vms_local *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err);
-int vms_local_get_manifest(vms_local *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
-                           fsp_error *err);
-int vms_local_version(vms_local *r, const char *image, uint32_t version, struct vms_version *out,
-                      fsp_error *err);
-int vms_local_add_version(vms_local *r, const char *image, uint32_t parent,
-                          const uint8_t manifest[FSP_SHA256_LEN], const uint8_t digest[FSP_SHA256_LEN],
-                          uint64_t size, const char *message, uint32_t *number, fsp_error *err);
-int vms_local_list(vms_local *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err);
-int vms_local_lease_take(vms_local *r, const char *image, uint32_t version, bool steal, fsp_error *err);
-int vms_local_lease_get(vms_local *r, const char *image, struct vms_lease *out, bool *found,
-                        fsp_error *err);
-int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err);
-int vms_local_audit(vms_local *r, const char *action, const char *image, uint32_t version,
-                    const char *detail, fsp_error *err);
-int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err);
-int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
-                    struct vms_check_stats *stats, fsp_error *err);
-void vms_local_gc_wait(vms_local *r, unsigned seconds);
-int vms_local_cache_dir(vms_local *r, const char *sub, char *path, size_t len, fsp_error *err);
+/* handle.c */
+vms_repo_close_fn vms_local_close;
+vms_repo_path_fn vms_local_path;
+vms_repo_traffic_fn vms_local_traffic;
+/* store.c */
+vms_repo_has_fn vms_local_has;
+vms_repo_put_fn vms_local_put;
+vms_repo_flush_fn vms_local_flush;
+vms_repo_get_fn vms_local_get;
+vms_repo_get_stored_fn vms_local_get_stored;
+/* catalog.c */
+vms_repo_put_manifest_fn vms_local_put_manifest;
+vms_repo_get_manifest_fn vms_local_get_manifest;
+vms_repo_version_fn vms_local_version;
+vms_repo_add_version_fn vms_local_add_version;
+vms_repo_list_fn vms_local_list;
+vms_repo_lease_take_fn vms_local_lease_take;
+vms_repo_lease_get_fn vms_local_lease_get;
+vms_repo_lease_release_fn vms_local_lease_release;
+vms_repo_audit_fn vms_local_audit;
+vms_repo_cache_dir_fn vms_local_cache_dir;
+/* gc.c */
+vms_repo_gc_fn vms_local_gc;
+vms_repo_gc_wait_fn vms_local_gc_wait;
+/* check.c */
+vms_repo_check_fn vms_local_check;
 
 /* ---- db.c: SQLite helpers ---- */
 /* Fails with the SQLite error RC of DB (NULL: of a connection that did not

@@ -376,9 +376,10 @@ static struct vms_object_size object_size(vms_local *r, const uint8_t hash[FSP_S
     return size;
 }
 
-int vms_local_has(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
+int vms_local_has(vms_repo *repo, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,
                   struct vms_object_size *sizes, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     /* One read transaction: one snapshot, and no per-lookup locking. */
     bool batch = n > 1 && sqlite3_get_autocommit(r->db);
     int rc = batch ? vms_repo_exec(r, "BEGIN", err) : 0;
@@ -411,9 +412,10 @@ static int check_object_hash(vms_local *r, const uint8_t *hash, const void *data
                     "%s: object %s: the data does not match its hash", r->path, hex);
 }
 
-int vms_local_put(vms_local *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
-                 fsp_error *err)
+int vms_local_put(vms_repo *repo, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
+                  fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     if (len > VMS_OBJECT_MAX) {
         char hex[HEX_LEN];
         fsp_hex(hash, FSP_SHA256_LEN, hex);
@@ -433,14 +435,15 @@ int vms_local_put(vms_local *r, const uint8_t hash[FSP_SHA256_LEN], const void *
     if (!rc)
         rc = append_object(r, hash, data, len, err);
     if (!rc && r->pack.size >= VMS_PACK_TARGET)
-        rc = vms_local_flush(r, err);
+        rc = vms_local_flush(&r->base, err);
     return rc;
 }
 
 /* On failure the open pack is dropped: its objects are neither pending nor
  * stored, and vms_repo_has says so. */
-int vms_local_flush(vms_local *r, fsp_error *err)
+int vms_local_flush(vms_repo *repo, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     if (r->pack.fd < 0)
         return 0;
     char name[VMS_PACK_NAME_LEN + 1];
@@ -568,9 +571,10 @@ static int decode_record(vms_local *r, const uint8_t *hash, const struct vms_loc
     return 0;
 }
 
-int vms_local_get(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
-                 void *ctx, fsp_error *err)
+int vms_local_get(vms_repo *repo, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
+                  void *ctx, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     for (size_t i = 0; i < n; i++) {
         struct vms_location loc;
         const uint8_t *data;
@@ -591,9 +595,10 @@ int vms_local_get(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t 
     return 0;
 }
 
-int vms_local_get_stored(vms_local *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+int vms_local_get_stored(vms_repo *repo, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                          vms_stored_cb cb, void *ctx, fsp_error *err)
 {
+    vms_local *r = (vms_local *)repo;
     for (size_t i = 0; i < n; i++) {
         struct vms_location loc;
         int rc = locate(r, hashes[i], &loc, err);

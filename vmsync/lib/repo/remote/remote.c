@@ -34,7 +34,10 @@ struct spooled {
     uint32_t len;
 };
 
+typedef struct vms_remote vms_remote;
+
 struct vms_remote {
+    struct vms_repo base; /* first: a vms_repo * is a vms_remote * */
     char url[PATH_MAX];
     char user[128], host[256], port[8], path[PATH_MAX];
     struct vms_remote_opts opts;
@@ -55,6 +58,28 @@ struct vms_remote {
     vms_progress_cb progress;
     void *progress_ctx;
 };
+
+/* The operations of repo.h, filled into remote_ops at the end. */
+static vms_repo_close_fn vms_remote_close;
+static vms_repo_path_fn vms_remote_path;
+static vms_repo_traffic_fn vms_remote_traffic;
+static vms_repo_on_progress_fn vms_remote_on_progress;
+static vms_repo_keep_alive_fn vms_remote_keep_alive;
+static vms_repo_has_fn vms_remote_has;
+static vms_repo_put_fn vms_remote_put;
+static vms_repo_flush_fn vms_remote_flush;
+static vms_repo_get_fn vms_remote_get;
+static vms_repo_put_manifest_fn vms_remote_put_manifest;
+static vms_repo_get_manifest_fn vms_remote_get_manifest;
+static vms_repo_version_fn vms_remote_version;
+static vms_repo_add_version_fn vms_remote_add_version;
+static vms_repo_list_fn vms_remote_list;
+static vms_repo_lease_take_fn vms_remote_lease_take;
+static vms_repo_lease_get_fn vms_remote_lease_get;
+static vms_repo_lease_release_fn vms_remote_lease_release;
+static vms_repo_audit_fn vms_remote_audit;
+static vms_repo_gc_fn vms_remote_gc;
+static const struct vms_repo_ops remote_ops;
 
 /* ---- the URL ------------------------------------------------------------------ */
 
@@ -366,12 +391,13 @@ static int hello(vms_remote *r, const char *user, const char *host, fsp_error *e
 }
 
 int vms_remote_open(const char *url, const char *user, const char *host,
-                    const struct vms_remote_opts *opts, vms_remote **out, fsp_error *err)
+                    const struct vms_remote_opts *opts, vms_repo **out, fsp_error *err)
 {
     *out = NULL;
     vms_remote *r = calloc(1, sizeof *r);
     if (!r)
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    r->base.ops = &remote_ops;
     r->spool_fd = -1;
     if (opts)
         r->opts = *opts;
@@ -382,16 +408,17 @@ int vms_remote_open(const char *url, const char *user, const char *host,
     if (!rc)
         rc = hello(r, user, host, err);
     if (rc) {
-        vms_remote_close(r);
+        vms_remote_close(&r->base);
         return rc;
     }
     r->last_io = r->last_frame = time(NULL);
-    *out = r;
+    *out = &r->base;
     return 0;
 }
 
-void vms_remote_close(vms_remote *r)
+static void vms_remote_close(vms_repo *repo)
 {
+    vms_remote *r = (vms_remote *)repo;
     if (!r)
         return;
     if (r->ch) {
@@ -418,17 +445,19 @@ void vms_remote_close(vms_remote *r)
     free(r);
 }
 
-const char *vms_remote_path(const vms_remote *r) { return r->url; }
+static const char *vms_remote_path(const vms_repo *repo) { return ((const vms_remote *)repo)->url; }
 
-void vms_remote_traffic(const vms_remote *r, struct vms_traffic *out)
+static void vms_remote_traffic(const vms_repo *repo, struct vms_traffic *out)
 {
+    const vms_remote *r = (const vms_remote *)repo;
     *out = r->traffic;
     out->wire_in = r->conn.wire_in;
     out->wire_out = r->conn.wire_out;
 }
 
-void vms_remote_on_progress(vms_remote *r, vms_progress_cb cb, void *ctx)
+static void vms_remote_on_progress(vms_repo *repo, vms_progress_cb cb, void *ctx)
 {
+    vms_remote *r = (vms_remote *)repo;
     r->progress = cb;
     r->progress_ctx = ctx;
 }
@@ -441,9 +470,10 @@ static int send_progress(void *ctx, uint64_t done, uint64_t total)
 
 /* ---- catalog calls ------------------------------------------------------------- */
 
-int vms_remote_version(vms_remote *r, const char *image, uint32_t version, struct vms_version *out,
-                       fsp_error *err)
+static int vms_remote_version(vms_repo *repo, const char *image, uint32_t version, struct vms_version *out,
+                              fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_str(&b, image);
     vms_put_varint(&b, version);
@@ -455,8 +485,9 @@ int vms_remote_version(vms_remote *r, const char *image, uint32_t version, struc
     return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_VERSION_INFO, err);
 }
 
-int vms_remote_list(vms_remote *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err)
+static int vms_remote_list(vms_repo *repo, const char *image, vms_version_cb cb, void *ctx, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_u8(&b, image == NULL);
     vms_put_str(&b, image ? image : "");
@@ -481,11 +512,12 @@ int vms_remote_list(vms_remote *r, const char *image, vms_version_cb cb, void *c
     return rc ? rc : stopped;
 }
 
-int vms_remote_add_version(vms_remote *r, const char *image, uint32_t parent,
-                           const uint8_t manifest[FSP_SHA256_LEN],
-                           const uint8_t digest[FSP_SHA256_LEN], uint64_t size,
-                           const char *message, uint32_t *number, fsp_error *err)
+static int vms_remote_add_version(vms_repo *repo, const char *image, uint32_t parent,
+                                  const uint8_t manifest[FSP_SHA256_LEN],
+                                  const uint8_t digest[FSP_SHA256_LEN], uint64_t size,
+                                  const char *message, uint32_t *number, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_str(&b, image);
     vms_put_varint(&b, parent);
@@ -501,9 +533,10 @@ int vms_remote_add_version(vms_remote *r, const char *image, uint32_t parent,
     return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_NUMBER, err);
 }
 
-int vms_remote_lease_take(vms_remote *r, const char *image, uint32_t version, bool steal,
-                          fsp_error *err)
+static int vms_remote_lease_take(vms_repo *repo, const char *image, uint32_t version, bool steal,
+                                 fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_str(&b, image);
     vms_put_varint(&b, version);
@@ -511,9 +544,10 @@ int vms_remote_lease_take(vms_remote *r, const char *image, uint32_t version, bo
     return simple(r, VMS_M_LEASE_TAKE, &b, err);
 }
 
-int vms_remote_lease_get(vms_remote *r, const char *image, struct vms_lease *out, bool *found,
-                         fsp_error *err)
+static int vms_remote_lease_get(vms_repo *repo, const char *image, struct vms_lease *out, bool *found,
+                                fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_str(&b, image);
     struct vms_rbuf body;
@@ -531,16 +565,18 @@ int vms_remote_lease_get(vms_remote *r, const char *image, struct vms_lease *out
     return vms_get_done(&body) ? 0 : bad_reply(r, VMS_M_LEASE_INFO, err);
 }
 
-int vms_remote_lease_release(vms_remote *r, const char *image, fsp_error *err)
+static int vms_remote_lease_release(vms_repo *repo, const char *image, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_str(&b, image);
     return simple(r, VMS_M_LEASE_RELEASE, &b, err);
 }
 
-int vms_remote_audit(vms_remote *r, const char *action, const char *image, uint32_t version,
-                     const char *detail, fsp_error *err)
+static int vms_remote_audit(vms_repo *repo, const char *action, const char *image, uint32_t version,
+                            const char *detail, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_str(&b, action);
     vms_put_str(&b, image);
@@ -549,8 +585,9 @@ int vms_remote_audit(vms_remote *r, const char *action, const char *image, uint3
     return simple(r, VMS_M_AUDIT, &b, err);
 }
 
-int vms_remote_gc(vms_remote *r, struct vms_gc_stats *stats, fsp_error *err)
+static int vms_remote_gc(vms_repo *repo, struct vms_gc_stats *stats, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     (void)stats;
     return fsp_fail(err, FSP_EK_USAGE, -ENOTSUP,
                     "%s: gc runs on the server itself: vmsync gc /path/to/repository", r->url);
@@ -590,9 +627,10 @@ static int receive_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], int
     return rc;
 }
 
-int vms_remote_get_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
-                            fsp_error *err)
+static int vms_remote_get_manifest(vms_repo *repo, const uint8_t id[FSP_SHA256_LEN], const char *dest,
+                                   fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", dest, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -634,9 +672,10 @@ static int read_file(const char *path, struct vms_wbuf *out, fsp_error *err)
     return rc ? fsp_fail(err, FSP_EK_IO, rc, "%s: cannot read: %s", path, strerror(-rc)) : 0;
 }
 
-int vms_remote_put_manifest(vms_remote *r, const char *path, uint8_t id[FSP_SHA256_LEN],
-                            fsp_error *err)
+static int vms_remote_put_manifest(vms_repo *repo, const char *path, uint8_t id[FSP_SHA256_LEN],
+                                   fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf file = {0}, b = {0};
     int rc = read_file(path, &file, err);
     if (!rc) {
@@ -667,9 +706,10 @@ int vms_remote_put_manifest(vms_remote *r, const char *path, uint8_t id[FSP_SHA2
 
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
-int vms_remote_has(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
-                   uint8_t *present, struct vms_object_size *sizes, fsp_error *err)
+static int vms_remote_has(vms_repo *repo, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                          uint8_t *present, struct vms_object_size *sizes, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     int rc = 0;
     for (size_t first = 0; !rc && first < n; first += VMS_LIST_MAX) {
         size_t k = min_size(n - first, VMS_LIST_MAX);
@@ -734,9 +774,10 @@ static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size
     return rc;
 }
 
-int vms_remote_get(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
-                   vms_object_cb cb, void *ctx, fsp_error *err)
+static int vms_remote_get(vms_repo *repo, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                          vms_object_cb cb, void *ctx, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     int rc = 0;
     for (size_t first = 0; !rc && first < n; first += VMS_LIST_MAX) {
         struct get_ctx g = {r, first, cb, ctx};
@@ -751,8 +792,9 @@ int vms_remote_get(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_
  * checks satisfied meanwhile, and now and then a PING for the agent, which
  * ends a session that says nothing for its --idle-timeout.  Called only
  * between requests. */
-int vms_remote_keep_alive(vms_remote *r, fsp_error *err)
+static int vms_remote_keep_alive(vms_repo *repo, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     time_t t = time(NULL);
     if (t - r->last_frame >= PING_SECONDS) {
         struct vms_rbuf body;
@@ -781,10 +823,11 @@ static int spool_open(vms_remote *r, fsp_error *err)
     return 0;
 }
 
-int vms_remote_put(vms_remote *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
-                   fsp_error *err)
+static int vms_remote_put(vms_repo *repo, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
+                          fsp_error *err)
 {
-    int rc = vms_remote_keep_alive(r, err);
+    vms_remote *r = (vms_remote *)repo;
+    int rc = vms_remote_keep_alive(repo, err);
     if (rc)
         return rc;
     if (len > VMS_OBJECT_MAX)
@@ -812,7 +855,7 @@ int vms_remote_put(vms_remote *r, const uint8_t hash[FSP_SHA256_LEN], const void
     if (rc)
         return fsp_fail(err, FSP_EK_IO, rc, "cannot write the spool file: %s", strerror(-rc));
     r->spool_size += len;
-    return r->spool_size >= SPOOL_ROUND || r->spool_keys.n >= VMS_LIST_MAX ? vms_remote_flush(r, err)
+    return r->spool_size >= SPOOL_ROUND || r->spool_keys.n >= VMS_LIST_MAX ? vms_remote_flush(repo, err)
                                                                            : 0;
 }
 
@@ -901,8 +944,9 @@ static int offer_round(vms_remote *r, fsp_error *err)
 /* Offers what is spooled, sends what the agent lacks, and waits until the
  * agent has made it durable.  The spool is kept on failure, so a retry on
  * the same handle has nothing to redo locally. */
-int vms_remote_flush(vms_remote *r, fsp_error *err)
+static int vms_remote_flush(vms_repo *repo, fsp_error *err)
 {
+    vms_remote *r = (vms_remote *)repo;
     if (!r->spool_keys.n)
         return 0;
     int rc = offer_round(r, err);
@@ -919,3 +963,26 @@ int vms_remote_flush(vms_remote *r, fsp_error *err)
         return fsp_fail(err, FSP_EK_IO, -errno, "cannot reset the spool file: %s", strerror(errno));
     return 0;
 }
+
+static const struct vms_repo_ops remote_ops = {
+    .kind = "ssh",
+    .close = vms_remote_close,
+    .path = vms_remote_path,
+    .traffic = vms_remote_traffic,
+    .on_progress = vms_remote_on_progress,
+    .keep_alive = vms_remote_keep_alive,
+    .has = vms_remote_has,
+    .put = vms_remote_put,
+    .flush = vms_remote_flush,
+    .get = vms_remote_get,
+    .put_manifest = vms_remote_put_manifest,
+    .get_manifest = vms_remote_get_manifest,
+    .version = vms_remote_version,
+    .add_version = vms_remote_add_version,
+    .list = vms_remote_list,
+    .lease_take = vms_remote_lease_take,
+    .lease_get = vms_remote_lease_get,
+    .lease_release = vms_remote_lease_release,
+    .audit = vms_remote_audit,
+    .gc = vms_remote_gc,
+};
