@@ -32,15 +32,17 @@ LIBVMSYNC_SRC := $(shell find vmsync/lib -name '*.c' | sort)
 CLI_SRC := $(wildcard vmsync/cli/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
+TOOL_SRC := $(wildcard tests/tools/*.c)
 
 FSPARSE_OBJ := $(FSPARSE_SRC:%.c=$(BUILD)/obj/%.o)
 LIBVMSYNC_OBJ := $(LIBVMSYNC_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
 .PHONY: all deps check check-plain check-san demo bench fuzz fuzz-run clean
-all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(UNIT_BIN)
+all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(UNIT_BIN) $(TOOL_BIN)
 
 deps:
 	@packaging/install-deps.sh
@@ -66,6 +68,11 @@ $(BUILD)/vmsync-agent: $(AGENT_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PRIVATE_INC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Test tools are clients: public headers only, like the CLI.
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Objects live under $(BUILD)/obj/ (e.g. build/obj/fsparse/ext.o); binaries in $(BUILD)/.
 # The suite runs twice: optimised, then under ASan and UBSan.

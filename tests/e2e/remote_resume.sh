@@ -26,22 +26,7 @@ timg=$(repo_img t ext4) || fail "cannot build T"
 vm_ok "$T/imp-big" import "$T/srv/repo" "$big" --name big -q
 vm_ok "$T/imp-t" import "$T/srv/repo" "$timg" --name t -q
 
-RELAY_PID=
-# relay_start ARGS...: a relay in front of sshd; sets RELAY_PORT and a
-# known_hosts for it
-relay_start() {
-    rm -f "$T/relay.port"
-    repo_bg python3 "$TESTS_LIB/relay.py" --listen 0 --port-file "$T/relay.port" \
-        --to "127.0.0.1:$SSHD_PORT" --stats "$T/relay.json" "$@"
-    RELAY_PID=$REPO_BG_PID
-    for _ in $(seq 100); do [[ -s $T/relay.port ]] && break; sleep 0.05; done
-    RELAY_PORT=$(cat "$T/relay.port") || fail "the relay did not start"
-    sed "s/^\[127.0.0.1\]:$SSHD_PORT /[127.0.0.1]:$RELAY_PORT /" "$SSH_KNOWN_HOSTS" >"$T/kh-relay"
-}
-relay_stop() {
-    [[ -n $RELAY_PID ]] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
-    RELAY_PID=
-}
+source "$TESTS_LIB/relay.sh"
 remote() { echo "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo"; }
 KEYS() { echo --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY"; }
 

@@ -69,6 +69,8 @@ rerun_recorded() {
 
 for where in local ssh; do
     repo_for "$where"
+    backend=local # the backend's operations, where gdb stops the client
+    [[ $where == local ]] || backend=remote
     img=$T/$where.img
     vm_ok "$T/$where.import" import "$url" "$timg" --name t -q "${opts[@]}"
 
@@ -77,7 +79,7 @@ for where in local ssh; do
     repo_add_file "$img" notes
     work=$(repo_digest "$img") || fail "no digest for the changed image"
     ci=(checkin "$url" t "$img" -m offline-work "${opts[@]}") # no spaces: gdb splits its --args again
-    kill_at vms_repo_lease_release "$T/$where.kill" "${ci[@]}"
+    kill_at "vms_${backend}_lease_release" "$T/$where.kill" "${ci[@]}"
     n=$(repo_nversions "$R" t)
     lease=$(repo_lease "$R")
     if ((n != 2)) || [[ $lease != "1|laptop-rerun" ]]; then
@@ -100,7 +102,7 @@ for where in local ssh; do
     repo_add_file "$img" later
     work=$(repo_digest "$img") || fail "no digest for the changed image"
     ci=(checkin "$url" t "$img" -m later-work "${opts[@]}")
-    kill_at vms_repo_audit "$T/$where.kill2" "${ci[@]}"
+    kill_at "vms_${backend}_audit" "$T/$where.kill2" "${ci[@]}"
     n=$(repo_nversions "$R" t)
     lease=$(repo_lease "$R")
     if ((n != 3)) || [[ -n $lease ]]; then

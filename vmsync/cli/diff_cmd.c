@@ -1,6 +1,7 @@
 /* vmsync diff A B */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,28 +96,34 @@ static int print_item(void *ctx, const struct vms_diff_item *d)
     return 0;
 }
 
-/* Copies the manifests of two versions to temporary files. */
-static int fetch_versions(const char *repo, const struct vms_remote_opts *remote, const char *ref_a,
-                          const char *ref_b, char tmp[2][64],
-                          fsp_error *err)
+/* Copies the manifest of REF to a temporary file, named in TMP. */
+static int fetch_version(vms_client *c, const char *ref, char tmp[64], fsp_error *err)
 {
-    struct vms_session s = {.repo = repo, .remote = remote};
-    const char *refs[2] = {ref_a, ref_b};
-    for (int k = 0; k < 2; k++) {
-        char name[256];
-        uint32_t version;
-        snprintf(tmp[k], 64, "/tmp/vmsync-diff-XXXXXX");
-        int fd = mkstemp(tmp[k]);
-        if (fd < 0)
-            return fsp_fail(err, FSP_EK_IO, -1, "cannot create a temporary file");
-        close(fd);
-        int rc = vms_parse_ref(refs[k], name, sizeof name, &version, err);
-        if (!rc)
-            rc = vms_fetch_manifest(&s, name, version, tmp[k], err);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    char name[256];
+    uint32_t version;
+    snprintf(tmp, 64, "/tmp/vmsync-diff-XXXXXX");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "cannot create a temporary file: %s",
+                        strerror(errno));
+    close(fd);
+    int rc = vms_parse_ref(ref, name, sizeof name, &version, err);
+    return rc ? rc : vms_fetch_manifest(c, name, version, tmp, err);
+}
+
+/* Copies the manifests of two versions to temporary files, over one handle. */
+static int fetch_versions(const char *repo, const struct vms_remote_opts *remote, const char *ref_a,
+                          const char *ref_b, char tmp[2][64], fsp_error *err)
+{
+    struct vms_client_opts o = {.remote = remote};
+    vms_client *c;
+    int rc = vms_client_open(repo, &o, &c, err);
+    if (!rc)
+        rc = fetch_version(c, ref_a, tmp[0], err);
+    if (!rc)
+        rc = fetch_version(c, ref_b, tmp[1], err);
+    vms_client_close(c);
+    return rc;
 }
 
 int cmd_diff(int argc, char **argv)

@@ -10,8 +10,10 @@
 
 /* Options every repository command shares. */
 struct common {
-    struct vms_session s;
+    const char *repo;
+    struct vms_client_opts s;
     struct vms_remote_opts remote;
+    vms_client *client;
     const char *stats_json;
     enum cli_progress_mode progress;
     bool quiet, json;
@@ -103,12 +105,18 @@ static int session_progress(void *ctx, const char *phase, uint64_t done, uint64_
 
 static void common_start(struct common *c, const char *repo)
 {
-    c->s.repo = repo;
+    c->repo = repo;
     c->s.remote = &c->remote;
     c->s.ctx = c;
     c->s.warning = session_warning;
     c->s.progress = session_progress;
     cli_progress_init(&c->bar, c->quiet ? CLI_PROGRESS_NONE : c->progress);
+}
+
+/* The handle the command's one operation runs on; closed right after it. */
+static int common_open(struct common *c, fsp_error *err)
+{
+    return vms_client_open(c->repo, &c->s, &c->client, err);
 }
 
 static void print_hex(FILE *f, const uint8_t *h)
@@ -224,9 +232,12 @@ int cmd_import(int argc, char **argv)
         return cli_usage_error(usage, "%s", "import needs REPO, IMAGE and --name");
     o.image = argv[optind + 1];
     common_start(&c, argv[optind]);
-    struct vms_stats st;
+    struct vms_stats st = {0};
     fsp_error err = {0};
-    int rc = vms_import(&c.s, &o, &st, &err);
+    int rc = common_open(&c, &err);
+    if (!rc)
+        rc = vms_import(c.client, &o, &st, &err);
+    vms_client_close(c.client);
     char summary[256], a[32], b[32];
     snprintf(summary, sizeof summary, "imported %s as %s@%u: %llu new objects, %s (%s stored) in %.1f s",
              o.image, o.name, st.version, (unsigned long long)st.objects_sent,
@@ -341,8 +352,11 @@ static int checkout_like(int argc, char **argv, bool export_only)
     }
     o.name = name;
     common_start(&c, argv[optind]);
-    struct vms_stats st;
-    int rc = vms_checkout(&c.s, &o, &st, &err);
+    struct vms_stats st = {0};
+    int rc = common_open(&c, &err);
+    if (!rc)
+        rc = vms_checkout(c.client, &o, &st, &err);
+    vms_client_close(c.client);
     free(seeds);
     char summary[512];
     checkout_summary(&o, &st, summary, sizeof summary);
@@ -403,9 +417,12 @@ int cmd_checkin(int argc, char **argv)
     o.name = argv[optind + 1];
     o.image = argv[optind + 2];
     common_start(&c, argv[optind]);
-    struct vms_stats st;
+    struct vms_stats st = {0};
     fsp_error err = {0};
-    int rc = vms_checkin(&c.s, &o, &st, &err);
+    int rc = common_open(&c, &err);
+    if (!rc)
+        rc = vms_checkin(c.client, &o, &st, &err);
+    vms_client_close(c.client);
     char summary[512];
     checkin_summary(&o, &st, summary, sizeof summary);
     return finish(&c, rc, &err, &st, summary);
@@ -467,7 +484,10 @@ int cmd_log(int argc, char **argv)
         return status;
     common_start(&c, argv[optind]);
     fsp_error err = {0};
-    int rc = vms_log(&c.s, optind + 2 == argc ? argv[optind + 1] : NULL, print_version, &c, &err);
+    int rc = common_open(&c, &err);
+    if (!rc)
+        rc = vms_log(c.client, optind + 2 == argc ? argv[optind + 1] : NULL, print_version, &c, &err);
+    vms_client_close(c.client);
     return rc ? cli_report(&err) : 0;
 }
 
@@ -492,7 +512,10 @@ int cmd_verify(int argc, char **argv)
     common_start(&c, argv[optind]);
     bool same;
     uint8_t expected[FSP_SHA256_LEN], actual[FSP_SHA256_LEN];
-    int rc = vms_verify(&c.s, name, version, argv[optind + 2], &same, expected, actual, &err);
+    int rc = common_open(&c, &err);
+    if (!rc)
+        rc = vms_verify(c.client, name, version, argv[optind + 2], &same, expected, actual, &err);
+    vms_client_close(c.client);
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
@@ -574,9 +597,12 @@ int cmd_gc(int argc, char **argv)
     if (optind + 1 != argc)
         return cli_usage_error(usage, "%s", "gc needs REPO");
     common_start(&c, argv[optind]);
-    struct vms_gc_stats st;
+    struct vms_gc_stats st = {0};
     fsp_error err = {0};
-    int rc = vms_gc(&c.s, &st, &err);
+    int rc = common_open(&c, &err);
+    if (!rc)
+        rc = vms_gc(c.client, &st, &err);
+    vms_client_close(c.client);
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
@@ -714,14 +740,17 @@ int cmd_check(int argc, char **argv)
         return cli_usage_error(usage, "%s", "check needs REPO");
     common_start(&c, argv[optind]);
     struct check_out out = {&c, 0};
-    struct vms_check_stats st;
+    struct vms_check_stats st = {0};
     fsp_error err = {0};
     if (c.json) {
         putchar('{');
         vms_json_member(stdout, "repository", argv[optind]);
         fputs(",\"problems\":[", stdout);
     }
-    int rc = vms_check(&c.s, &o, show_problem, &out, &st, &err);
+    int rc = common_open(&c, &err);
+    if (!rc)
+        rc = vms_check(c.client, &o, show_problem, &out, &st, &err);
+    vms_client_close(c.client);
     cli_progress_clear(&c.bar);
     if (c.json)
         print_check_json_end(&st, out.shown, &err, rc);

@@ -138,12 +138,22 @@ int vms_diff(const char *a, const char *b, vms_diff_cb cb, void *ctx, fsp_error 
 const char *vms_what_name(uint32_t bit);
 
 /* ---- the sync engine -------------------------------------------------------
- * One engine for the CLI, the GUI and the agent: each operation takes options,
- * reports progress through a callback that can cancel (non-zero return), and
- * fills statistics.  REPO is a repository directory or an
- * ssh://[user@]host[:port]/path URL served by vmsync-agent. */
+ * One engine for the CLI, the GUI and the agent.  A client opens a handle on
+ * one repository, a directory or an ssh://[user@]host[:port]/path URL served
+ * by vmsync-agent, and runs operations on it: the handle keeps the
+ * repository open, and over ssh:// keeps its one SSH connection, from
+ * operation to operation.  Each operation takes options, reports progress
+ * through the handle's callbacks and fills statistics.
+ *
+ * Threads: one operation runs on a handle at a time (a handle is not for
+ * two threads at once; open one per thread).  vms_client_cancel() is the
+ * exception: any thread may call it at any time, and it is async-signal-safe.
+ * Callbacks run on the thread that runs the operation. */
 
+/* Progress of PHASE (a name such as "seeds", "fetch", "send", "files"):
+ * DONE of TOTAL.  A non-zero return cancels the operation. */
 typedef int (*vms_progress_cb)(void *ctx, const char *phase, uint64_t done, uint64_t total);
+/* MSG lives during the call only. */
 typedef void (*vms_warning_cb)(void *ctx, const char *msg);
 
 /* How to reach an ssh:// repository.  Zero values mean the defaults. */
@@ -157,17 +167,32 @@ struct vms_remote_opts {
     const char *agent;        /* the agent command when authorized_keys does not force one */
 };
 
-struct vms_session {
-    const char *repo;
+/* What a handle is opened with.  vms_client_open copies the struct and the
+ * remote options, but not the strings they point to: those must outlive the
+ * handle. */
+struct vms_client_opts {
     const struct vms_remote_opts *remote; /* NULL: the defaults */
     const char *user, *host;  /* NULL: from the environment ($VMSYNC_HOST, hostname) */
     const char *cache_dir;    /* NULL: $VMSYNC_CACHE, else ~/.cache/vmsync */
     unsigned gc_wait;         /* seconds gc waits for the repository's other users, then
                                * fails naming them (exit 8); 0: 60 */
-    vms_progress_cb progress;
-    vms_warning_cb warning;
-    void *ctx;
+    vms_progress_cb progress; /* may be NULL */
+    vms_warning_cb warning;   /* may be NULL */
+    void *ctx;                /* passed to both */
 };
+
+typedef struct vms_client vms_client;
+
+/* Opens REPO (a directory or an ssh:// URL; O may be NULL for the defaults):
+ * resolves this client's user, host and cache, opens the repository and,
+ * over ssh://, connects and authenticates once.  *OUT is the caller's, to
+ * close with vms_client_close.  A handle whose link broke (or whose
+ * operation was cancelled) reconnects at its next operation. */
+int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
+                    fsp_error *err);
+void vms_client_close(vms_client *c);
+/* The REPO it was opened with; lives as long as the handle. */
+const char *vms_client_repo(const vms_client *c);
 
 struct vms_stats {
     uint32_t version;
@@ -234,7 +259,7 @@ struct vms_version {
 };
 typedef int (*vms_version_cb)(void *ctx, const struct vms_version *v);
 /* Every version of NAME (of every image when NULL), oldest first. */
-int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
+int vms_log(vms_client *c, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
 
 /* gc's figures add up: kept + dropped = before for objects (rows of the
  * index), kept + rewritten + removed = before for pack files, and kept + freed
@@ -248,7 +273,7 @@ struct vms_gc_stats {
 /* Refuses (FSP_EK_CORRUPT) a repository that fails the quick check
  * (vms_check without objects; VMS_PROBLEM_LEASE aside): deleting by an
  * incomplete picture loses data. */
-int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err);
+int vms_gc(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
 
 /* ---- checking a repository (fsck) --------------------------------------------
  * The quick check: the catalog (SQLite's quick_check, and its own rules:
@@ -300,14 +325,14 @@ struct vms_check_stats {
  * read is one, and ends the check).  An error (I/O, memory, a cancel from the
  * session's progress callback) stops the check after the problems reported so
  * far.  A non-zero return from CB stops it too, and is returned. */
-int vms_check(const struct vms_session *s, const struct vms_check_opts *o, vms_problem_cb cb,
+int vms_check(vms_client *c, const struct vms_check_opts *o, vms_problem_cb cb,
               void *ctx, struct vms_check_stats *stats, fsp_error *err);
 
 struct vms_import_opts {
     const char *image, *name, *message;
     bool keep_volatile; /* store pagefile, hiberfil and swap contents too */
 };
-int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
+int vms_import(vms_client *c, const struct vms_import_opts *o,
                struct vms_stats *stats, fsp_error *err);
 
 struct vms_checkout_opts {
@@ -325,7 +350,7 @@ struct vms_checkout_opts {
     bool force;                /* replace OUT even when vmsync did not write it, or it
                                 * holds changes that no version has */
 };
-int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
+int vms_checkout(vms_client *c, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err);
 
 struct vms_checkin_opts {
@@ -334,17 +359,17 @@ struct vms_checkin_opts {
     const char *message;
     bool full_rescan;          /* reread every file, trust nothing */
 };
-int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
+int vms_checkin(vms_client *c, const struct vms_checkin_opts *o,
                 struct vms_stats *stats, fsp_error *err);
 
 /* Scans IMAGE and compares its canonical digest with NAME@VERSION's; *SAME
  * tells.  The digests are returned for the caller to show. */
-int vms_verify(const struct vms_session *s, const char *name, uint32_t version, const char *image,
+int vms_verify(vms_client *c, const char *name, uint32_t version, const char *image,
                bool *same, uint8_t expected[FSP_SHA256_LEN], uint8_t actual[FSP_SHA256_LEN],
                fsp_error *err);
 
 /* Copies NAME@VERSION's manifest to DEST. */
-int vms_fetch_manifest(const struct vms_session *s, const char *name, uint32_t version,
+int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
                        const char *dest, fsp_error *err);
 
 #ifdef __cplusplus

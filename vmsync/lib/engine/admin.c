@@ -7,43 +7,40 @@
 
 int vms_init_repo(const char *path, fsp_error *err) { return vms_repo_init(path, err); }
 
-int vms_log(const struct vms_session *s, const char *name, vms_version_cb cb, void *ctx, fsp_error *err)
+int vms_log(vms_client *cl, const char *name, vms_version_cb cb, void *ctx, fsp_error *err)
 {
     struct vms_ctx c;
-    int rc = vms_ctx_open(&c, s, NULL, err);
+    int rc = vms_ctx_open(&c, cl, NULL, err);
     if (!rc)
         rc = vms_repo_list(c.repo, name, cb, ctx, err);
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }
 
-int vms_gc(const struct vms_session *s, struct vms_gc_stats *stats, fsp_error *err)
+int vms_gc(vms_client *cl, struct vms_gc_stats *stats, fsp_error *err)
 {
     struct vms_ctx c;
     memset(stats, 0, sizeof *stats);
-    int rc = vms_ctx_open(&c, s, NULL, err);
+    int rc = vms_ctx_open(&c, cl, NULL, err);
     if (!rc) {
-        vms_repo_gc_wait(c.repo, s->gc_wait);
+        vms_repo_gc_wait(c.repo, cl->o.gc_wait);
         rc = vms_repo_gc(c.repo, stats, err);
     }
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }
 
-int vms_check(const struct vms_session *s, const struct vms_check_opts *o, vms_problem_cb cb,
+int vms_check(vms_client *cl, const struct vms_check_opts *o, vms_problem_cb cb,
               void *ctx, struct vms_check_stats *stats, fsp_error *err)
 {
     memset(stats, 0, sizeof *stats);
-    if (vms_repo_is_remote(s->repo))
+    if (vms_repo_is_remote(cl->path))
         return fsp_fail(err, FSP_EK_USAGE, -ENOTSUP,
                         "%s: check runs on the server itself: vmsync check /path/to/repository",
-                        s->repo);
+                        cl->path);
     struct vms_ctx c;
-    struct vms_check_hooks h = {cb, ctx, s->progress, s->ctx};
-    int rc = vms_ctx_open(&c, s, NULL, err);
+    struct vms_check_hooks h = {cb, ctx, cl->o.progress, cl->o.ctx};
+    int rc = vms_ctx_open(&c, cl, NULL, err);
     if (!rc)
         rc = vms_repo_check(c.repo, o, &h, stats, err);
     stats->seconds = vms_ctx_elapsed(&c);
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }

@@ -767,7 +767,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
                     "%s: changed since vmsync wrote %s@%u there, and no version holds the change: "
                     "check it in first (vmsync checkin %s %s %s), or add --force to replace it",
-                    out, w.image, w.version, co->c->s->repo, w.image, out);
+                    out, w.image, w.version, co->c->client->path, w.image, out);
 }
 
 /* OUT holds the version already: said, and its record refreshed when a scan
@@ -825,13 +825,13 @@ static int rebuild_output(struct checkout *co, fsp_error *err)
     return rc;
 }
 
-int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
+int vms_checkout(vms_client *cl, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err)
 {
     struct vms_ctx c;
     struct checkout co = {.c = &c, .o = o, .stats = stats, .out_fd = -1};
     memset(stats, 0, sizeof *stats);
-    int rc = vms_ctx_open(&c, s, stats, err);
+    int rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc)
         rc = load_target(&co, err);
     if (!rc)
@@ -852,33 +852,31 @@ int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
     free(co.tasks);
     free(co.journal_pending);
     stats->seconds = vms_ctx_elapsed(&c);
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }
 
 /* ---- small repository queries used by the CLI ------------------------------ */
 
-int vms_fetch_manifest(const struct vms_session *s, const char *name, uint32_t version,
+int vms_fetch_manifest(vms_client *cl, const char *name, uint32_t version,
                        const char *dest, fsp_error *err)
 {
     struct vms_ctx c;
     struct vms_version v;
-    int rc = vms_ctx_open(&c, s, NULL, err);
+    int rc = vms_ctx_open(&c, cl, NULL, err);
     if (!rc)
         rc = vms_repo_version(c.repo, name, version, &v, err);
     if (!rc)
         rc = vms_repo_get_manifest(c.repo, v.manifest, dest, err);
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }
 
-int vms_verify(const struct vms_session *s, const char *name, uint32_t version, const char *image,
+int vms_verify(vms_client *cl, const char *name, uint32_t version, const char *image,
                bool *same, uint8_t expected[FSP_SHA256_LEN], uint8_t actual[FSP_SHA256_LEN],
                fsp_error *err)
 {
     struct vms_ctx c;
     struct vms_version v;
-    int rc = vms_ctx_open(&c, s, NULL, err);
+    int rc = vms_ctx_open(&c, cl, NULL, err);
     if (!rc)
         rc = vms_repo_version(c.repo, name, version, &v, err);
     struct fsp_summary sum;
@@ -889,6 +887,5 @@ int vms_verify(const struct vms_session *s, const char *name, uint32_t version, 
         memcpy(actual, sum.digest, FSP_SHA256_LEN);
         *same = !memcmp(expected, actual, FSP_SHA256_LEN);
     }
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }

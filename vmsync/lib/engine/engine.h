@@ -7,20 +7,36 @@
 
 #include <limits.h>
 
-struct vms_ctx {
-    const struct vms_session *s;
+/* The client handle (vmsync.h): who and where this client is, its cache, and
+ * the open repository. */
+struct vms_client {
+    char *path;                    /* the repository, as given */
+    struct vms_client_opts o;      /* o.remote points at remote */
+    struct vms_remote_opts remote;
     char user[128], host[256];
     char cache[PATH_MAX];
-    vms_repo *repo;
-    struct vms_stats *stats; /* when set, closing fills its wire counts */
+    vms_repo *repo;                /* NULL after a broken link, until the next operation */
+};
+
+/* One operation on a client. */
+struct vms_ctx {
+    vms_client *client;
+    const struct vms_client_opts *s;
+    const char *user, *host, *cache; /* the client's */
+    vms_repo *repo;                  /* the client's, for this operation */
+    struct vms_stats *stats;         /* when set, closing fills its wire counts */
+    struct vms_traffic traffic_at_start;
     double started;
 };
 
-/* Resolves who and where we are, makes the cache directory, opens the
- * repository.  STATS (may be NULL) gets the wire counts when closing. */
-int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stats *stats,
-                 fsp_error *err);
-void vms_ctx_close(struct vms_ctx *c);
+/* Starts an operation on CL: opens the repository again if the last
+ * operation left the link broken.  STATS (may be NULL) gets the operation's
+ * wire counts when closing. */
+int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp_error *err);
+/* Ends the operation that returned RC (with ERR), and returns RC.  After a
+ * lost link or a cancel the client's repository is closed, to be opened again
+ * by the next operation. */
+int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err);
 /* Reports progress; a cancel from the callback becomes FSP_EK_CANCELLED. */
 int vms_ctx_progress(struct vms_ctx *c, const char *phase, uint64_t done, uint64_t total,
                      fsp_error *err);

@@ -19,17 +19,17 @@ static double now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void resolve_identity(struct vms_ctx *c)
+static void resolve_identity(struct vms_client *cl)
 {
-    const struct vms_session *s = c->s;
-    const char *host = s->host ? s->host : getenv("VMSYNC_HOST");
+    const struct vms_client_opts *o = &cl->o;
+    const char *host = o->host ? o->host : getenv("VMSYNC_HOST");
     if (host && *host)
-        snprintf(c->host, sizeof c->host, "%s", host);
-    else if (gethostname(c->host, sizeof c->host - 1) < 0)
-        snprintf(c->host, sizeof c->host, "unknown");
-    const char *user = s->user ? s->user : getenv("USER");
+        snprintf(cl->host, sizeof cl->host, "%s", host);
+    else if (gethostname(cl->host, sizeof cl->host - 1) < 0)
+        snprintf(cl->host, sizeof cl->host, "unknown");
+    const char *user = o->user ? o->user : getenv("USER");
     struct passwd *pw = user && *user ? NULL : getpwuid(getuid());
-    snprintf(c->user, sizeof c->user, "%s", user && *user ? user : pw ? pw->pw_name : "unknown");
+    snprintf(cl->user, sizeof cl->user, "%s", user && *user ? user : pw ? pw->pw_name : "unknown");
 }
 
 static int make_dirs(const char *path, fsp_error *err)
@@ -49,45 +49,103 @@ static int make_dirs(const char *path, fsp_error *err)
     return 0;
 }
 
-static int resolve_cache(struct vms_ctx *c, fsp_error *err)
+static int resolve_cache(struct vms_client *cl, fsp_error *err)
 {
-    const char *dir = c->s->cache_dir ? c->s->cache_dir : getenv("VMSYNC_CACHE");
+    const char *dir = cl->o.cache_dir ? cl->o.cache_dir : getenv("VMSYNC_CACHE");
     const char *home = getenv("HOME");
     if (dir && *dir)
-        snprintf(c->cache, sizeof c->cache, "%s", dir);
+        snprintf(cl->cache, sizeof cl->cache, "%s", dir);
     else if (getenv("XDG_CACHE_HOME"))
-        snprintf(c->cache, sizeof c->cache, "%s/vmsync", getenv("XDG_CACHE_HOME"));
+        snprintf(cl->cache, sizeof cl->cache, "%s/vmsync", getenv("XDG_CACHE_HOME"));
     else
-        snprintf(c->cache, sizeof c->cache, "%s/.cache/vmsync", home ? home : "/tmp");
-    return make_dirs(c->cache, err);
+        snprintf(cl->cache, sizeof cl->cache, "%s/.cache/vmsync", home ? home : "/tmp");
+    return make_dirs(cl->cache, err);
 }
 
-int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stats *stats,
-                 fsp_error *err)
+/* ---- the client handle ---------------------------------------------------- */
+
+static int connect_repo(struct vms_client *cl, fsp_error *err)
 {
-    memset(c, 0, sizeof *c);
-    c->s = s;
-    c->stats = stats;
-    c->started = now_seconds();
-    resolve_identity(c);
-    int rc = resolve_cache(c, err);
+    if (cl->repo)
+        return 0;
+    int rc = vms_repo_open(cl->path, cl->user, cl->host, &cl->remote, &cl->repo, err);
     if (!rc)
-        rc = vms_repo_open(s->repo, c->user, c->host, s->remote, &c->repo, err);
-    if (!rc)
-        vms_repo_on_progress(c->repo, s->progress, s->ctx);
+        vms_repo_on_progress(cl->repo, cl->o.progress, cl->o.ctx);
     return rc;
 }
 
-void vms_ctx_close(struct vms_ctx *c)
+int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
+                    fsp_error *err)
+{
+    *out = NULL;
+    struct vms_client *cl = calloc(1, sizeof *cl);
+    if (!cl || !(cl->path = strdup(repo))) {
+        free(cl);
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    }
+    if (o)
+        cl->o = *o;
+    if (o && o->remote)
+        cl->remote = *o->remote;
+    cl->o.remote = &cl->remote;
+    resolve_identity(cl);
+    int rc = resolve_cache(cl, err);
+    if (!rc)
+        rc = connect_repo(cl, err);
+    if (rc)
+        vms_client_close(cl);
+    else
+        *out = cl;
+    return rc;
+}
+
+void vms_client_close(vms_client *cl)
+{
+    if (!cl)
+        return;
+    vms_repo_close(cl->repo);
+    free(cl->path);
+    free(cl);
+}
+
+const char *vms_client_repo(const vms_client *cl) { return cl->path; }
+
+/* ---- one operation's context ------------------------------------------------ */
+
+int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp_error *err)
+{
+    memset(c, 0, sizeof *c);
+    c->client = cl;
+    c->s = &cl->o;
+    c->user = cl->user;
+    c->host = cl->host;
+    c->cache = cl->cache;
+    c->stats = stats;
+    c->started = now_seconds();
+    int rc = connect_repo(cl, err);
+    if (!rc) {
+        c->repo = cl->repo;
+        vms_repo_traffic(c->repo, &c->traffic_at_start);
+    }
+    return rc;
+}
+
+int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
 {
     if (c->repo && c->stats) {
         struct vms_traffic t;
         vms_repo_traffic(c->repo, &t);
-        c->stats->wire_in = t.wire_in;
-        c->stats->wire_out = t.wire_out;
+        c->stats->wire_in = t.wire_in - c->traffic_at_start.wire_in;
+        c->stats->wire_out = t.wire_out - c->traffic_at_start.wire_out;
     }
-    vms_repo_close(c->repo);
+    /* a link that broke, or a request cut short, leaves the connection in no
+     * state to reuse: the next operation opens a new one */
+    if (rc && (err->kind == FSP_EK_NETWORK || err->kind == FSP_EK_CANCELLED)) {
+        vms_repo_close(c->client->repo);
+        c->client->repo = NULL;
+    }
     c->repo = NULL;
+    return rc;
 }
 
 double vms_ctx_elapsed(const struct vms_ctx *c) { return now_seconds() - c->started; }
@@ -136,7 +194,7 @@ int vms_ctx_manifest(struct vms_ctx *c, const uint8_t id[FSP_SHA256_LEN], char *
 static int h_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
     struct vms_scan_hooks *h = ctx;
-    const struct vms_session *s = h->c->s;
+    const struct vms_client_opts *s = h->c->s;
     fsp_error ignored; /* a lost link fails the next request, with its own message */
     if (h->c->repo)
         vms_repo_keep_alive(h->c->repo, &ignored); /* scans run between requests */

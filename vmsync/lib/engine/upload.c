@@ -115,7 +115,7 @@ static int temp_manifest(struct vms_ctx *c, const char *what, char *path, size_t
     return vms_ctx_cache_path(c, "tmp", name, path, len, err);
 }
 
-int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
+int vms_import(vms_client *cl, const struct vms_import_opts *o,
                struct vms_stats *stats, fsp_error *err)
 {
     const char *name = o->name;
@@ -123,7 +123,7 @@ int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
     struct upload u = {.c = &c, .stats = stats};
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
-    int rc = vms_ctx_open(&c, s, stats, err);
+    int rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc)
         rc = temp_manifest(&c, "import", manifest, sizeof manifest, err);
     if (!rc)
@@ -136,8 +136,7 @@ int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
     if (manifest[0])
         unlink(manifest);
     stats->seconds = vms_ctx_elapsed(&c);
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }
 
 /* The lease this host holds on NAME: its version is the check-in's parent. */
@@ -151,7 +150,7 @@ static int checked_out_version(struct vms_ctx *c, const char *name, struct vms_l
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
                         "%s is not checked out (no lease): check it out before checking it in", name);
     /* Remotely the agent names the user (its --user) and checks it itself. */
-    bool remote = vms_repo_is_remote(c->s->repo);
+    bool remote = vms_repo_is_remote(c->client->path);
     if (strcmp(lease->host, c->host) || (!remote && strcmp(lease->user, c->user)))
         return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
                         "%s is checked out by %s@%s (version %u), not by %s (%s)", name,
@@ -299,7 +298,7 @@ static int recorded_unleased(struct upload *u, const struct vms_checkin_opts *o,
     return audit_checkin(u, o->name, w->version, "recorded by an interrupted run that released its lease", err);
 }
 
-int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
+int vms_checkin(vms_client *cl, const struct vms_checkin_opts *o,
                 struct vms_stats *stats, fsp_error *err)
 {
     struct vms_ctx c;
@@ -309,7 +308,7 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     struct vms_lease lease = {0};
     struct vms_written written;
     bool was_written = written_before(o->image, &written);
-    int rc = vms_ctx_open(&c, s, stats, err);
+    int rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc) {
         rc = checked_out_version(&c, o->name, &lease, err);
         if (!rc)
@@ -324,6 +323,5 @@ int vms_checkin(const struct vms_session *s, const struct vms_checkin_opts *o,
     vms_trust_free(&u.trust);
     vms_keyset_free(&u.in_parent);
     stats->seconds = vms_ctx_elapsed(&c);
-    vms_ctx_close(&c);
-    return rc;
+    return vms_ctx_close(&c, rc, err);
 }
