@@ -19,7 +19,7 @@ static const char *const main_usage =
     "  diff A B [--json]                               what changed between two images or manifests\n"
     "  inspect IMAGE [--json] [--guestfs]              partitions, filesystems, files, OS\n"
     "\n"
-    "Repository commands (REPO is a directory):\n"
+    "Repository commands (REPO is a directory, or ssh://[user@]host[:port]/path):\n"
     "  init REPO                                       create an empty repository\n"
     "  import REPO IMAGE --name NAME [-m MSG]          store an image as NAME's next version\n"
     "  checkout REPO NAME[@V] -o OUT [--seed IMG]...   rebuild a version from seeds + repository\n"
