@@ -487,6 +487,59 @@ static void test_an_interrupted_run_resumes(void)
     repo_free(&r);
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(text, f) >= 0);
+    if (f)
+        fclose(f);
+}
+
+static bool holds_text(const char *path, const char *text)
+{
+    char buf[256] = {0};
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    return n == strlen(text) && !memcmp(buf, text, n);
+}
+
+/* OUT changed between the plan and its run is judged again: a file the
+ * user put there is not replaced, and an OUT that held the version when
+ * planned but no longer does asks for a new plan. */
+static void test_out_changed_since_the_plan(void)
+{
+    struct repo r;
+    repo_new(&r);
+    char *t = new_tree();
+    put_random(t, "f", 40000, 31);
+    char *img = make_image(t), *out = scratch("o.img");
+    import(&r, img, "g");
+    struct vms_stats st;
+    fsp_error err = {0};
+
+    vms_plan *p = plan_with(&r, "g", out, NULL);
+    write_text(out, "the user's work\n");
+    CHECK(p && vms_checkout_run(&r.s, p, &st, &err) == -EEXIST && err.kind == FSP_EK_CONFLICT);
+    CHECK(holds_text(out, "the user's work\n"));
+    CHECK(unlink(out) == 0);
+    if (p)
+        CHECK_OK(vms_checkout_run(&r.s, p, &st, &err), err);
+    vms_plan_free(p);
+
+    p = plan_with(&r, "g", out, NULL);
+    CHECK(p && vms_plan_figures(p)->in_place);
+    CHECK(unlink(out) == 0);
+    memset(&err, 0, sizeof err);
+    CHECK(p && vms_checkout_run(&r.s, p, &st, &err) < 0 && err.kind == FSP_EK_CONFLICT);
+    CHECK(strstr(err.msg, "plan again") != NULL);
+    CHECK(!exists(out));
+    vms_plan_free(p);
+    free(t), free(img), free(out);
+    repo_free(&r);
+}
+
 /* The plan copies its options: the caller's strings may go at once. */
 static void test_plan_keeps_its_own_options(void)
 {
@@ -530,6 +583,7 @@ int main(void)
     RUN(test_metadata_blocks_are_pieces);
     RUN(test_plan_then_run);
     RUN(test_an_interrupted_run_resumes);
+    RUN(test_out_changed_since_the_plan);
     RUN(test_plan_keeps_its_own_options);
     rm_rf(scratch_root);
     return check_failures ? 1 : 0;
