@@ -6,6 +6,7 @@
 #include "vmsync.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <ftw.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -361,6 +362,21 @@ static bool exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
+/* Whether this process holds PATH open. */
+static bool is_open(const char *path)
+{
+    char real[PATH_MAX], link[64], target[PATH_MAX];
+    bool found = false;
+    if (!realpath(path, real))
+        return false;
+    for (int fd = 0; fd < 1024 && !found; fd++) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        found = n > 0 && (target[n] = 0, !strcmp(target, real));
+    }
+    return found;
+}
+
 static void check_stats_are_figures(const struct vms_stats *st, const struct vms_plan_figures *f)
 {
     CHECK(st->version == f->version);
@@ -410,6 +426,7 @@ static void test_plan_then_run(void)
     CHECK_OK(vms_checkout_run(&r.s, p, &st, &err), err);
     check_stats_are_figures(&st, f);
     CHECK(exists(out) && !exists(part));
+    CHECK(!is_open(simg)); /* the plan lives on, its seeds closed */
 
     struct vms_checkout_opts eo = {.name = "vm", .out = exported, .export_only = true};
     struct vms_stats est;

@@ -998,6 +998,7 @@ static int run_plan(struct vms_ctx *c, vms_plan *p, struct vms_stats *stats, fsp
     if (!rc)
         rc = audit(co, err);
     close_output(co);
+    vms_seed_index_close_images(&co->seeds); /* a plan kept for later holds no seed open */
     co->c = NULL;
     co->stats = &p->planning;
     return rc;
