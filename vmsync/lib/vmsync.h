@@ -338,8 +338,9 @@ int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
  * takes no lease.  A client shows the plan, then runs it or frees it.
  *
  * The plan copies what it needs of O (names, paths, seeds): O may go once
- * vms_checkout_plan returns.  One thread at a time uses a plan; plans of
- * their own may be made and run on other threads at once. */
+ * vms_checkout_plan returns.  Between calls a plan holds no image or
+ * connection open, so it may be made on one thread and run on another; one
+ * thread at a time uses it. */
 typedef struct vms_plan vms_plan;
 
 struct vms_plan_figures {
