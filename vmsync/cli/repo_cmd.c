@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -257,7 +258,7 @@ int cmd_import(int argc, char **argv)
 
 static const char *const checkout_usage =
     "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
-    "                       [--estimate] [--steal] [--keep-volatile] [options]\n"
+    "                       [--estimate [--rate RATE]] [--steal] [--keep-volatile] [options]\n"
     "\n"
     "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
     "it can from the seed images (any format; matched by content, not by path) and\n"
@@ -269,8 +270,11 @@ static const char *const checkout_usage =
     "is rebuilt.\n"
     "\n"
     OUTPUT_HELP
-    "      --estimate         print what would come from seeds and what would be\n"
-    "                         fetched, and write nothing\n"
+    "      --estimate         print the plan, and write nothing: what would come from\n"
+    "                         seeds, what would be fetched, and the time that takes\n"
+    "                         at --rate (--json: every figure of the plan)\n"
+    "      --rate RATE        the link's rate for --estimate, in --bwlimit's form\n"
+    "                         (default: --bwlimit when given)\n"
     "      --steal            take the lease even if another host holds it (logged)\n"
     "      --keep-volatile    restore pagefile, hiberfil and swap contents when the\n"
     "                         repository holds them (import --keep-volatile); by\n"
@@ -289,13 +293,7 @@ static void checkout_summary(const struct vms_checkout_opts *o, const struct vms
                              char *summary, size_t len)
 {
     char a[32], b[32], d[32];
-    if (o->estimate)
-        snprintf(summary, len,
-                 "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
-                 o->name, st->version, mib(st->bytes_from_seeds, a),
-                 (unsigned long long)st->objects_from_seeds, mib(st->bytes_fetched_raw, b),
-                 (unsigned long long)st->objects_fetched, mib(st->bytes_fetched_compressed, d));
-    else if (st->in_place)
+    if (st->in_place)
         snprintf(summary, len, "%s already holds %s@%u, as vmsync wrote it: nothing to do%s",
                  o->out, o->name, st->version, o->export_only ? "" : " (lease taken)");
     else
@@ -305,62 +303,168 @@ static void checkout_summary(const struct vms_checkout_opts *o, const struct vms
                  mib(st->bytes_fetched_compressed, d), st->seconds);
 }
 
-static int checkout_like(int argc, char **argv, bool export_only)
+/* What a checkout's --estimate and its parsing share. */
+struct checkout_args {
+    struct common c;
+    struct vms_checkout_opts o;
+    char name[256];
+    bool estimate;
+    uint64_t rate; /* --rate, else --bwlimit; 0: unknown */
+};
+
+static void plan_summary(const struct checkout_args *a, const vms_plan *p, char *summary, size_t len)
 {
-    const char *usage = export_only ? export_usage : checkout_usage;
-    enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_STEAL, OPT_KEEP, OPT_FORCE };
+    const struct vms_plan_figures *f = vms_plan_figures(p);
+    char s[32], r[32], d[32], rate[32];
+    int n = f->in_place
+                ? snprintf(summary, len, "%s already holds %s@%u, as vmsync wrote it: nothing to fetch",
+                           a->o.out, a->o.name, f->version)
+                : snprintf(summary, len,
+                           "%s@%u: %s from seeds (%llu objects), %s to fetch (%llu objects, %s compressed)",
+                           a->o.name, f->version, mib(f->bytes_from_seeds, s),
+                           (unsigned long long)f->objects_from_seeds, mib(f->bytes_to_fetch_raw, r),
+                           (unsigned long long)f->objects_to_fetch, mib(f->bytes_to_fetch_stored, d));
+    if (n > 0 && (size_t)n < len && f->bytes_resumed)
+        n += snprintf(summary + n, len - (size_t)n, ", %s in place from an interrupted checkout",
+                      mib(f->bytes_resumed, s));
+    if (n > 0 && (size_t)n < len && a->rate && !f->in_place)
+        snprintf(summary + n, len - (size_t)n, ", about %.0f s at %s/s",
+                 ceil(vms_plan_seconds(p, a->rate)), mib(a->rate, rate));
+}
+
+static void print_plan_json(const struct checkout_args *a, const vms_plan *p)
+{
+    const struct vms_plan_figures *f = vms_plan_figures(p);
+    putchar('{');
+    vms_json_member(stdout, "image", a->o.name);
+    printf(",\"version\":%u,\"image_size\":%llu,\"in_place\":%s,\"bytes_from_seeds\":%llu,"
+           "\"objects_from_seeds\":%llu,\"bytes_resumed\":%llu,\"bytes_zero\":%llu,"
+           "\"bytes_to_fetch_raw\":%llu,\"bytes_to_fetch_stored\":%llu,\"objects_to_fetch\":%llu,"
+           "\"planning_seconds\":%.3f,",
+           f->version, (unsigned long long)f->image_size, f->in_place ? "true" : "false",
+           (unsigned long long)f->bytes_from_seeds, (unsigned long long)f->objects_from_seeds,
+           (unsigned long long)f->bytes_resumed, (unsigned long long)f->bytes_zero,
+           (unsigned long long)f->bytes_to_fetch_raw, (unsigned long long)f->bytes_to_fetch_stored,
+           (unsigned long long)f->objects_to_fetch, f->seconds);
+    if (a->rate)
+        printf("\"rate\":%llu,\"seconds_at_rate\":%.3f", (unsigned long long)a->rate,
+               vms_plan_seconds(p, a->rate));
+    else
+        fputs("\"rate\":null,\"seconds_at_rate\":null", stdout);
+    fputs(",\"canonical_digest\":\"", stdout);
+    print_hex(stdout, f->canonical_digest);
+    fputs("\"}\n", stdout);
+}
+
+/* --stats-json of an estimate: the figures under the names a run fills. */
+static void plan_stats(const struct vms_plan_figures *f, struct vms_stats *st)
+{
+    *st = (struct vms_stats){
+        .version = f->version, .image_size = f->image_size,
+        .bytes_from_seeds = f->bytes_from_seeds, .objects_from_seeds = f->objects_from_seeds,
+        .bytes_fetched_raw = f->bytes_to_fetch_raw, .bytes_fetched_compressed = f->bytes_to_fetch_stored,
+        .objects_fetched = f->objects_to_fetch, .bytes_resumed = f->bytes_resumed,
+        .bytes_zero = f->bytes_zero, .seconds = f->seconds, .in_place = f->in_place,
+    };
+    memcpy(st->canonical_digest, f->canonical_digest, FSP_SHA256_LEN);
+}
+
+static int estimate_checkout(struct checkout_args *a)
+{
+    vms_plan *p = NULL;
+    struct vms_stats st = {0};
+    fsp_error err = {0};
+    char summary[512];
+    int rc = common_open(&a->c, &err);
+    if (!rc)
+        rc = vms_checkout_plan(a->c.client, &a->o, &p, &err);
+    vms_client_close(a->c.client);
+    if (!rc) {
+        plan_stats(vms_plan_figures(p), &st);
+        plan_summary(a, p, summary, sizeof summary);
+    }
+    int status = finish(&a->c, rc, &err, &st, a->c.json ? NULL : summary);
+    if (!status && a->c.json && !a->c.quiet)
+        print_plan_json(a, p);
+    vms_plan_free(p);
+    return status;
+}
+
+static int run_checkout(struct checkout_args *a)
+{
+    struct vms_stats st = {0};
+    fsp_error err = {0};
+    int rc = common_open(&a->c, &err);
+    if (!rc)
+        rc = vms_checkout(a->c.client, &a->o, &st, &err);
+    vms_client_close(a->c.client);
+    char summary[512];
+    checkout_summary(&a->o, &st, summary, sizeof summary);
+    return finish(&a->c, rc, &err, &st, summary);
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_checkout(int argc, char **argv, const char *usage, const char **seeds,
+                          struct checkout_args *a)
+{
+    enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_RATE, OPT_STEAL, OPT_KEEP, OPT_FORCE };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"force", no_argument, 0, OPT_FORCE},
                                          {"format", required_argument, 0, OPT_FORMAT},
                                          {"seed", required_argument, 0, OPT_SEED},
                                          {"estimate", no_argument, 0, OPT_ESTIMATE},
+                                         {"rate", required_argument, 0, OPT_RATE},
                                          {"steal", no_argument, 0, OPT_STEAL},
                                          {"keep-volatile", no_argument, 0, OPT_KEEP},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
-    struct common c = {0};
-    struct vms_checkout_opts o = {.export_only = export_only, .format = "raw"};
-    const char **seeds = calloc((size_t)argc + 1, sizeof *seeds);
+    struct vms_checkout_opts *o = &a->o;
     int opt, why;
     while ((opt = getopt_long(argc, argv, "o:qhi:", opts, NULL)) != -1) {
         switch (opt) {
-        case 'o': o.out = optarg; break;
-        case OPT_FORMAT: o.format = optarg; break;
-        case OPT_SEED: seeds[o.n_seeds++] = optarg; break;
-        case OPT_ESTIMATE: o.estimate = true; break;
-        case OPT_STEAL: o.steal = true; break;
-        case OPT_KEEP: o.keep_volatile = true; break;
-        case OPT_FORCE: o.force = true; break;
-        case 'h': free(seeds); return fputs(usage, stdout), 0;
+        case 'o': o->out = optarg; break;
+        case OPT_FORMAT: o->format = optarg; break;
+        case OPT_SEED: seeds[o->n_seeds++] = optarg; break;
+        case OPT_ESTIMATE: a->estimate = true; break;
+        case OPT_RATE:
+            if (vms_parse_size(optarg, 10, &a->rate))
+                return cli_usage_error(usage, "bad --rate '%s': expected bytes/s, e.g. 500K or 2M", optarg);
+            break;
+        case OPT_STEAL: o->steal = true; break;
+        case OPT_KEEP: o->keep_volatile = true; break;
+        case OPT_FORCE: o->force = true; break;
+        case 'h': return fputs(usage, stdout), 0;
         default:
-            if ((why = common_option(&c, opt, usage)) != 0) {
-                free(seeds);
+            if ((why = common_option(&a->c, opt, usage)) != 0)
                 return option_failed(why, usage, argv);
-            }
         }
     }
-    o.seeds = seeds;
-    if (optind + 2 != argc || (!o.out && !o.estimate) ||
-        (strcmp(o.format, "raw") && strcmp(o.format, "qcow2"))) {
-        free(seeds);
+    o->seeds = seeds;
+    if (optind + 2 != argc || (!o->out && !a->estimate) ||
+        (strcmp(o->format, "raw") && strcmp(o->format, "qcow2")))
         return cli_usage_error(usage, "%s", "needs REPO, NAME[@VERSION] and -o OUT (format raw or qcow2)");
-    }
-    char name[256];
     fsp_error err = {0};
-    if (vms_parse_ref(argv[optind + 1], name, sizeof name, &o.version, &err)) {
-        free(seeds);
+    if (vms_parse_ref(argv[optind + 1], a->name, sizeof a->name, &o->version, &err))
         return cli_report(&err);
+    o->name = a->name;
+    if (!a->rate)
+        a->rate = a->c.remote.bwlimit;
+    return -1;
+}
+
+static int checkout_like(int argc, char **argv, bool export_only)
+{
+    const char *usage = export_only ? export_usage : checkout_usage;
+    struct checkout_args a = {.o = {.export_only = export_only, .format = "raw"}};
+    const char **seeds = calloc((size_t)argc + 1, sizeof *seeds);
+    if (!seeds)
+        return fputs("vmsync: out of memory\n", stderr), 6;
+    int status = parse_checkout(argc, argv, usage, seeds, &a);
+    if (status < 0) {
+        common_start(&a.c, argv[optind]);
+        status = a.estimate ? estimate_checkout(&a) : run_checkout(&a);
     }
-    o.name = name;
-    common_start(&c, argv[optind]);
-    struct vms_stats st = {0};
-    int rc = common_open(&c, &err);
-    if (!rc)
-        rc = vms_checkout(c.client, &o, &st, &err);
-    vms_client_close(c.client);
     free(seeds);
-    char summary[512];
-    checkout_summary(&o, &st, summary, sizeof summary);
-    return finish(&c, rc, &err, &st, summary);
+    return status;
 }
 
 int cmd_checkout(int argc, char **argv) { return checkout_like(argc, argv, false); }

@@ -342,7 +342,6 @@ struct vms_checkout_opts {
     const char *format;        /* "raw" or "qcow2" */
     const char *const *seeds;
     size_t n_seeds;
-    bool estimate;             /* plan and count only */
     bool steal;                /* take the lease from another host (logged) */
     bool keep_volatile;        /* write pagefile/swap contents the repository holds
                                 * (see import), instead of zeros */
@@ -350,8 +349,75 @@ struct vms_checkout_opts {
     bool force;                /* replace OUT even when vmsync did not write it, or it
                                 * holds changes that no version has */
 };
+/* vms_checkout_plan then vms_checkout_run. */
 int vms_checkout(vms_client *c, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err);
+
+/* ---- a checkout as a plan, then a run of it ------------------------------------
+ * The plan does all a checkout learns before it writes: it loads the version's
+ * manifest and the seeds (scanning those not cached), matches the seeds'
+ * objects by content, counts what an interrupted checkout to OUT left in
+ * place, judges an existing OUT (refused as the run would refuse it, or
+ * already holding the version), and asks the repository, in one request,
+ * for the stored size of every object left to fetch.  It writes nothing and
+ * takes no lease.  A client shows the plan, then runs it or frees it.
+ *
+ * The plan copies what it needs of O (names, paths, seeds): O may go once
+ * vms_checkout_plan returns.  Between calls a plan holds no image open, so
+ * it may be made on one thread and run on another, on the same client (one
+ * operation at a time, as always); the client's connection carries both. */
+typedef struct vms_plan vms_plan;
+
+struct vms_plan_figures {
+    uint32_t version;
+    uint64_t image_size;
+    uint8_t canonical_digest[FSP_SHA256_LEN];
+    uint64_t bytes_from_seeds, objects_from_seeds; /* read from seeds, each object once */
+    uint64_t bytes_resumed;        /* left in place by an interrupted checkout to OUT */
+    uint64_t bytes_zero;           /* zero or unallocated: nothing moves */
+    uint64_t bytes_to_fetch_raw;   /* from the repository, as written to OUT */
+    uint64_t bytes_to_fetch_stored; /* the same objects as the repository stores them */
+    uint64_t objects_to_fetch;
+    bool in_place;                 /* OUT holds the version already: nothing moves */
+    double seconds;                /* planning took */
+};
+
+/* *OUT is the caller's, for vms_plan_free.  Fails as vms_checkout fails
+ * before writing: no such version, an OUT that may not be replaced, a seed
+ * that cannot be read, an object the repository lacks (FSP_EK_CORRUPT). */
+int vms_checkout_plan(vms_client *c, const struct vms_checkout_opts *o,
+                      vms_plan **out, fsp_error *err);
+/* Owned by the plan, valid until vms_plan_free; a run does not change it. */
+const struct vms_plan_figures *vms_plan_figures(const vms_plan *p);
+
+/* An object the run fetches from the repository; HASH (FSP_SHA256_LEN bytes)
+ * is valid during the callback only. */
+struct vms_plan_object {
+    const uint8_t *hash;
+    uint32_t length, stored; /* raw, and as the repository stores it */
+};
+typedef int (*vms_plan_object_cb)(void *ctx, const struct vms_plan_object *obj);
+/* Calls CB for each object to fetch, each once; a non-zero return from CB
+ * stops the walk and is returned, else 0. */
+int vms_plan_objects(const vms_plan *p, vms_plan_object_cb cb, void *ctx);
+
+/* Seconds to fetch the plan at BYTES_PER_SECOND: its stored bytes over the
+ * rate.  Not counted: the protocol's framing, a transfer recompressed at
+ * another level, reading seeds, writing OUT and the final verify scan.
+ * 0 when nothing is to fetch or the rate is 0. */
+double vms_plan_seconds(const vms_plan *p, uint64_t bytes_per_second);
+
+/* Runs the plan without planning again: takes the lease, judges OUT again
+ * when it changed since the plan, copies from the seeds, fetches the rest,
+ * verifies, installs OUT, writes the audit log, and records OUT.  STATS
+ * counts what actually moved: what the figures say, unless a seed changed
+ * since the plan (its objects are fetched instead) or OUT did.  The version
+ * is the plan's, even when a newer one was recorded since.  A plan that
+ * failed in its run may be run again, and resumes; one whose OUT held the
+ * version and no longer does fails (FSP_EK_CONFLICT): make a new plan. */
+int vms_checkout_run(vms_client *c, vms_plan *p, struct vms_stats *stats,
+                     fsp_error *err);
+void vms_plan_free(vms_plan *p); /* NULL is fine */
 
 struct vms_checkin_opts {
     const char *name;

@@ -8,6 +8,12 @@
  * and all its tasks are written.  ZERO runs and unallocated space are left as
  * holes of the sparse output.
  *
+ * A checkout is that plan, kept (vms_plan: the target, the tasks, the seed
+ * index, the stored sizes of what is fetched), and a run of it that writes.
+ * The plan also judges OUT and reads a journal left beside it, so that its
+ * figures say what the run will move; the run judges OUT again only when it
+ * changed in between.
+ *
  * The output is written to OUT.vmsync-part; a journal beside it records which
  * objects are in place (after the data is synced), so an interrupted checkout
  * resumes where it stopped.  The finished image is scanned again and renamed
@@ -37,6 +43,8 @@ struct object {
     uint8_t hash[FSP_SHA256_LEN];
     uint32_t len;
     const struct vms_seed_loc *seed; /* NULL: from the repository */
+    uint32_t stored;                 /* the repository's size of it, when the plan fetches it */
+    bool to_fetch;                   /* the plan fetches it (a run may fetch more) */
     bool done;
     size_t first_task, n_tasks;
 };
@@ -318,37 +326,29 @@ static int objects_to_fetch(struct checkout *co, uint8_t (**hashes)[FSP_SHA256_L
     return 0;
 }
 
-/* What the plan would move; an estimate reports it (asking the repository
- * for stored sizes in one request), a real run counts what actually moves as
- * it goes (a resume moves less). */
-static int count_sources(struct checkout *co, fsp_error *err)
+/* Asks the repository, in one request, for the stored size of every object
+ * the plan fetches: a client shows what will travel, and an object it lacks
+ * fails the plan before anything is written. */
+static int ask_repository(struct checkout *co, fsp_error *err)
 {
-    struct vms_stats *st = co->stats;
-    for (size_t i = 0; i < co->n_objs; i++)
-        co->total_bytes += co->objs[i].len;
-    if (!co->o->estimate)
-        return 0;
     uint8_t(*hashes)[FSP_SHA256_LEN] = NULL;
-    size_t *indexes = NULL, n = 0;
+    size_t *indexes = NULL, n = 0, missing = 0;
     uint8_t *present = NULL;
     struct vms_object_size *sizes = NULL;
     int rc = objects_to_fetch(co, &hashes, &indexes, &n, err);
     if (!rc && (!(present = malloc(n + 1)) || !(sizes = malloc((n + 1) * sizeof *sizes))))
         rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
-    if (!rc)
+    if (!rc && n)
         rc = vms_repo_has(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, present, sizes,
                           err);
     for (size_t k = 0; !rc && k < n; k++) {
-        st->objects_fetched++;
-        st->bytes_fetched_raw += co->objs[indexes[k]].len;
-        st->bytes_fetched_compressed += sizes[k].stored;
+        co->objs[indexes[k]].to_fetch = true;
+        co->objs[indexes[k]].stored = sizes[k].stored;
+        missing += !present[k];
     }
-    for (size_t i = 0; !rc && i < co->n_objs; i++) {
-        if (co->objs[i].seed) {
-            st->objects_from_seeds++;
-            st->bytes_from_seeds += co->objs[i].len;
-        }
-    }
+    if (!rc && missing)
+        rc = fsp_fail(err, FSP_EK_CORRUPT, -ENOENT, "%s@%u: the repository lacks %zu of its objects",
+                      co->o->name, co->version.number, missing);
     free(hashes);
     free(indexes);
     free(present);
@@ -410,11 +410,11 @@ static int write_object(struct checkout *co, size_t index, const uint8_t *data, 
 }
 
 /* Marks the objects an interrupted run already wrote; returns the count. */
-static size_t replay_journal(struct checkout *co)
+static size_t replay_journal(struct checkout *co, FILE *journal)
 {
     uint8_t hash[FSP_SHA256_LEN];
     size_t replayed = 0;
-    while (fread(hash, 1, sizeof hash, co->journal) == sizeof hash) {
+    while (fread(hash, 1, sizeof hash, journal) == sizeof hash) {
         uint64_t *i = vms_hashmap_get(&co->obj_by_hash, hash);
         if (i && !co->objs[*i].done) {
             co->objs[*i].done = true;
@@ -426,22 +426,42 @@ static size_t replay_journal(struct checkout *co)
     return replayed;
 }
 
+static void name_outputs(struct checkout *co)
+{
+    snprintf(co->part, sizeof co->part, "%s.vmsync-part", co->o->out);
+    snprintf(co->journal_path, sizeof co->journal_path, "%s.vmsync-journal", co->o->out);
+}
+
+static void journal_header(const struct checkout *co, uint8_t header[8 + FSP_SHA256_LEN])
+{
+    memcpy(header, JOURNAL_MAGIC, 8);
+    memcpy(header + 8, co->version.manifest, FSP_SHA256_LEN);
+}
+
+/* The journal of an interrupted checkout of this very version, opened in
+ * MODE and read past its header; NULL when there is none. */
+static FILE *open_journal(const struct checkout *co, const char *mode)
+{
+    uint8_t header[8 + FSP_SHA256_LEN], found[sizeof header];
+    journal_header(co, header);
+    FILE *j = fopen(co->journal_path, mode);
+    if (j && fread(found, 1, sizeof found, j) == sizeof found && !memcmp(found, header, sizeof header) &&
+        access(co->part, W_OK) == 0)
+        return j;
+    if (j)
+        fclose(j);
+    return NULL;
+}
+
 /* Opens the partial output and its journal, resuming when both belong to this
  * very version; otherwise starts them afresh. */
 static int open_output(struct checkout *co, bool allow_resume, fsp_error *err)
 {
-    snprintf(co->part, sizeof co->part, "%s.vmsync-part", co->o->out);
-    snprintf(co->journal_path, sizeof co->journal_path, "%s.vmsync-journal", co->o->out);
     uint8_t header[8 + FSP_SHA256_LEN];
-    memcpy(header, JOURNAL_MAGIC, 8);
-    memcpy(header + 8, co->version.manifest, FSP_SHA256_LEN);
-    FILE *j = allow_resume ? fopen(co->journal_path, "r+be") : NULL;
-    uint8_t found[sizeof header];
-    bool resume = j && fread(found, 1, sizeof found, j) == sizeof found &&
-                  !memcmp(found, header, sizeof header) && access(co->part, W_OK) == 0;
+    journal_header(co, header);
+    FILE *j = allow_resume ? open_journal(co, "r+be") : NULL;
+    bool resume = j != NULL;
     if (!resume) {
-        if (j)
-            fclose(j);
         unlink(co->part);
         j = fopen(co->journal_path, "w+be");
         if (!j || fwrite(header, 1, sizeof header, j) != sizeof header || fflush(j))
@@ -454,11 +474,22 @@ static int open_output(struct checkout *co, bool allow_resume, fsp_error *err)
     if (ftruncate(co->out_fd, (off_t)co->target->image_size) < 0)
         return out_error(co, -errno, "size", err);
     if (resume) {
-        size_t n = replay_journal(co);
+        size_t n = replay_journal(co, j);
         fseeko(j, 0, SEEK_END);
         vms_ctx_warn(co->c, "resuming an interrupted checkout: %zu objects already in place", n);
     }
     return 0;
+}
+
+/* What an interrupted checkout to OUT left in place is not planned again
+ * (the run replays the journal for itself). */
+static void note_resumed(struct checkout *co)
+{
+    FILE *j = co->o->out ? open_journal(co, "rbe") : NULL;
+    if (j) {
+        replay_journal(co, j);
+        fclose(j);
+    }
 }
 
 static void close_output(struct checkout *co)
@@ -748,7 +779,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     struct stat st;
     struct vms_written w;
     uint8_t now[FSP_SHA256_LEN];
-    if (co->o->estimate || co->o->force || !out || lstat(out, &st) < 0)
+    if (co->o->force || !out || lstat(out, &st) < 0)
         return 0;
     co->out_existed = true;
     vms_written_identity(&co->out_seen, &st);
@@ -793,7 +824,7 @@ static int take_lease(struct checkout *co, fsp_error *err)
 {
     struct vms_lease held;
     bool found = false;
-    if (co->o->export_only || co->o->estimate)
+    if (co->o->export_only)
         return 0;
     int rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, co->o->steal, err);
     if (!rc)
@@ -813,46 +844,240 @@ static int audit(struct checkout *co, fsp_error *err)
                           co->version.number, detail, err);
 }
 
-static int rebuild_output(struct checkout *co, fsp_error *err)
+/* ---- the plan ------------------------------------------------------------------ */
+
+struct vms_plan {
+    struct checkout co;
+    struct vms_checkout_opts o;  /* the caller's, its strings copied */
+    char **strings;              /* the copies: name, out, format, then the seeds */
+    struct vms_stats planning;   /* co.stats while planning */
+    struct vms_plan_figures figures;
+};
+
+static char *copy_string(vms_plan *p, size_t i, const char *s)
+{
+    return s ? (p->strings[i] = strdup(s)) : NULL;
+}
+
+static int copy_opts(vms_plan *p, const struct vms_checkout_opts *o, fsp_error *err)
+{
+    if (!o->name)
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "a checkout needs the image's name");
+    size_t n = 3 + o->n_seeds;
+    bool ok = (p->strings = calloc(n, sizeof *p->strings)) != NULL;
+    p->o = *o;
+    p->o.seeds = (const char *const *)(p->strings ? p->strings + 3 : NULL);
+    ok = ok && (p->o.name = copy_string(p, 0, o->name)) != NULL;
+    ok = ok && (!o->out || (p->o.out = copy_string(p, 1, o->out)));
+    ok = ok && (!o->format || (p->o.format = copy_string(p, 2, o->format)));
+    for (size_t i = 0; ok && i < o->n_seeds; i++)
+        ok = copy_string(p, 3 + i, o->seeds[i]) != NULL;
+    return ok ? 0 : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+}
+
+static void fill_figures(vms_plan *p)
+{
+    struct vms_plan_figures *f = &p->figures;
+    const struct checkout *co = &p->co;
+    f->version = co->version.number;
+    f->image_size = co->target->image_size;
+    memcpy(f->canonical_digest, co->version.digest, FSP_SHA256_LEN);
+    f->bytes_zero = p->planning.bytes_zero;
+    f->bytes_resumed = p->planning.bytes_resumed;
+    f->in_place = co->in_place;
+    for (size_t i = 0; i < co->n_objs; i++) {
+        const struct object *o = &co->objs[i];
+        if (o->to_fetch) {
+            f->objects_to_fetch++;
+            f->bytes_to_fetch_raw += o->len;
+            f->bytes_to_fetch_stored += o->stored;
+        } else if (o->seed && !o->done) {
+            f->objects_from_seeds++;
+            f->bytes_from_seeds += o->len;
+        }
+    }
+}
+
+/* Everything a rebuild of OUT needs: the writes, the seeds that supply
+ * objects, what a journal says is in place, the sizes of the rest. */
+static int plan_objects(struct checkout *co, fsp_error *err)
 {
     int rc = plan(co, err);
     if (!rc)
         rc = load_seeds(co, err);
+    for (size_t i = 0; !rc && i < co->n_objs; i++)
+        co->total_bytes += co->objs[i].len;
     if (!rc)
-        rc = count_sources(co, err);
-    if (!rc && !co->o->estimate)
-        rc = execute(co, err);
+        note_resumed(co);
+    if (!rc)
+        rc = ask_repository(co, err);
     return rc;
+}
+
+static int make_plan(struct vms_ctx *c, const struct vms_checkout_opts *o, vms_plan **out,
+                     fsp_error *err)
+{
+    vms_plan *p = calloc(1, sizeof *p);
+    if (!p)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    p->co = (struct checkout){.c = c, .o = &p->o, .stats = &p->planning, .out_fd = -1};
+    double started = vms_ctx_elapsed(c);
+    int rc = copy_opts(p, o, err);
+    if (!rc && p->o.out)
+        name_outputs(&p->co);
+    if (!rc)
+        rc = load_target(&p->co, err);
+    if (!rc)
+        rc = guard_output(&p->co, err);
+    if (!rc && !p->co.in_place)
+        rc = plan_objects(&p->co, err);
+    if (!rc)
+        fill_figures(p);
+    p->figures.seconds = vms_ctx_elapsed(c) - started;
+    p->co.c = NULL;
+    if (rc)
+        vms_plan_free(p);
+    else
+        *out = p;
+    return rc;
+}
+
+/* ---- the run ----------------------------------------------------------------- */
+
+/* The plan's verdict on OUT stands while OUT is as the plan saw it; else
+ * OUT is judged again (it may now hold the version, or work to keep). */
+static int guard_again(struct checkout *co, fsp_error *err)
+{
+    struct stat st;
+    const char *out = co->o->out;
+    bool exists = lstat(out, &st) == 0;
+    if (co->o->force ||
+        (exists == co->out_existed && (!exists || vms_written_unchanged(&co->out_seen, &st))))
+        return 0;
+    bool planned_in_place = co->in_place;
+    co->in_place = co->out_existed = false;
+    int rc = guard_output(co, err);
+    if (!rc && planned_in_place && !co->in_place)
+        rc = fsp_fail(err, FSP_EK_CONFLICT, -ESTALE,
+                      "%s: no longer holds %s@%u, as it did when the checkout was planned: plan again",
+                      out, co->o->name, co->version.number);
+    return rc;
+}
+
+/* A run starts from the plan, whatever an earlier run of it did. */
+static void begin_run(vms_plan *p, struct vms_ctx *c, struct vms_stats *stats)
+{
+    struct checkout *co = &p->co;
+    memset(stats, 0, sizeof *stats);
+    co->c = c;
+    co->stats = stats;
+    co->n_pending = 0;
+    co->unsynced_bytes = 0;
+    co->synced_at = 0;
+    co->holder[0] = 0;
+    reset_progress(co);
+    stats->version = p->figures.version;
+    stats->image_size = p->figures.image_size;
+    stats->bytes_zero = p->figures.bytes_zero;
+    memcpy(stats->canonical_digest, p->figures.canonical_digest, FSP_SHA256_LEN);
+}
+
+static int run_plan(struct vms_ctx *c, vms_plan *p, struct vms_stats *stats, fsp_error *err)
+{
+    struct checkout *co = &p->co;
+    begin_run(p, c, stats);
+    int rc = co->o->out ? guard_again(co, err)
+                        : fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s@%u: the plan names no image to write",
+                                   co->o->name, co->version.number);
+    if (!rc)
+        rc = take_lease(co, err);
+    if (!rc && co->in_place)
+        keep_in_place(co);
+    else if (!rc)
+        rc = execute(co, err);
+    if (!rc)
+        rc = audit(co, err);
+    close_output(co);
+    vms_seed_index_close_images(&co->seeds); /* a plan kept for later holds no seed open */
+    co->c = NULL;
+    co->stats = &p->planning;
+    return rc;
+}
+
+/* ---- the operations ------------------------------------------------------------ */
+
+int vms_checkout_plan(vms_client *cl, const struct vms_checkout_opts *o, vms_plan **out,
+                      fsp_error *err)
+{
+    struct vms_ctx c;
+    *out = NULL;
+    int rc = vms_ctx_open(&c, cl, NULL, err);
+    if (!rc)
+        rc = make_plan(&c, o, out, err);
+    return vms_ctx_close(&c, rc, err);
+}
+
+int vms_checkout_run(vms_client *cl, vms_plan *p, struct vms_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    memset(stats, 0, sizeof *stats);
+    int rc = vms_ctx_open(&c, cl, stats, err);
+    if (!rc)
+        rc = run_plan(&c, p, stats, err);
+    stats->seconds = vms_ctx_elapsed(&c);
+    return vms_ctx_close(&c, rc, err);
 }
 
 int vms_checkout(vms_client *cl, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err)
 {
     struct vms_ctx c;
-    struct checkout co = {.c = &c, .o = o, .stats = stats, .out_fd = -1};
+    vms_plan *p = NULL;
     memset(stats, 0, sizeof *stats);
     int rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc)
-        rc = load_target(&co, err);
+        rc = make_plan(&c, o, &p, err);
     if (!rc)
-        rc = guard_output(&co, err);
-    if (!rc)
-        rc = take_lease(&co, err);
-    if (!rc && co.in_place)
-        keep_in_place(&co);
-    else if (!rc)
-        rc = rebuild_output(&co, err);
-    if (!rc && !o->estimate)
-        rc = audit(&co, err);
-    close_output(&co);
-    vms_seed_index_free(&co.seeds);
-    vms_loaded_free(co.target);
-    vms_hashmap_free(&co.obj_by_hash);
-    free(co.objs);
-    free(co.tasks);
-    free(co.journal_pending);
+        rc = run_plan(&c, p, stats, err);
+    vms_plan_free(p);
     stats->seconds = vms_ctx_elapsed(&c);
     return vms_ctx_close(&c, rc, err);
+}
+
+const struct vms_plan_figures *vms_plan_figures(const vms_plan *p) { return &p->figures; }
+
+int vms_plan_objects(const vms_plan *p, vms_plan_object_cb cb, void *ctx)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < p->co.n_objs; i++) {
+        const struct object *o = &p->co.objs[i];
+        if (o->to_fetch)
+            rc = cb(ctx, &(struct vms_plan_object){o->hash, o->len, o->stored});
+    }
+    return rc;
+}
+
+double vms_plan_seconds(const vms_plan *p, uint64_t bytes_per_second)
+{
+    return bytes_per_second ? (double)p->figures.bytes_to_fetch_stored / (double)bytes_per_second : 0;
+}
+
+void vms_plan_free(vms_plan *p)
+{
+    if (!p)
+        return;
+    struct checkout *co = &p->co;
+    close_output(co);
+    vms_seed_index_free(&co->seeds);
+    vms_loaded_free(co->target);
+    vms_hashmap_free(&co->obj_by_hash);
+    free(co->objs);
+    free(co->tasks);
+    free(co->journal_pending);
+    for (size_t i = 0; p->strings && i < 3 + p->o.n_seeds; i++)
+        free(p->strings[i]);
+    free(p->strings);
+    free(p);
 }
 
 /* ---- small repository queries used by the CLI ------------------------------ */

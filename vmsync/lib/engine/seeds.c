@@ -188,6 +188,14 @@ const struct vms_seed_loc *vms_seed_find(const struct vms_seed_index *ix, const 
     return i ? &ix->locs[*i] : NULL;
 }
 
+void vms_seed_index_close_images(struct vms_seed_index *ix)
+{
+    for (size_t i = 0; i < ix->n_seeds; i++) {
+        fsp_source_close(ix->seeds[i].src);
+        ix->seeds[i].src = NULL;
+    }
+}
+
 void vms_seed_index_free(struct vms_seed_index *ix)
 {
     for (size_t i = 0; i < ix->n_seeds; i++) {

@@ -49,6 +49,8 @@ const struct vms_seed_loc *vms_seed_find(const struct vms_seed_index *ix,
  * FSP_EK_CORRUPT when the seed no longer holds them. */
 int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
                   const uint8_t hash[FSP_SHA256_LEN], uint8_t *out, fsp_error *err);
+/* Closes the seed images vms_seed_read opened; a later read opens them again. */
+void vms_seed_index_close_images(struct vms_seed_index *ix);
 void vms_seed_index_free(struct vms_seed_index *ix);
 
 #endif
