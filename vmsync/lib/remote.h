@@ -39,6 +39,10 @@ int vms_remote_lease_get(vms_remote *r, const char *image, struct vms_lease *out
 int vms_remote_lease_release(vms_remote *r, const char *image, fsp_error *err);
 int vms_remote_audit(vms_remote *r, const char *action, const char *image, uint32_t version,
                      const char *detail, fsp_error *err);
+int vms_remote_images(vms_remote *r, vms_image_cb cb, void *ctx, fsp_error *err);
+int vms_remote_leases(vms_remote *r, const char *image, vms_lease_cb cb, void *ctx, fsp_error *err);
+int vms_remote_audit_log(vms_remote *r, const char *image, int64_t since, vms_audit_cb cb,
+                         void *ctx, fsp_error *err);
 int vms_remote_gc(vms_remote *r, struct vms_gc_stats *stats, fsp_error *err);
 int vms_remote_keep_alive(vms_remote *r, fsp_error *err);
 

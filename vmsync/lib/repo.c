@@ -164,6 +164,22 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
     return DISPATCH(audit, action, image, version, detail, err);
 }
 
+int vms_repo_images(vms_repo *r, vms_image_cb cb, void *ctx, fsp_error *err)
+{
+    return DISPATCH(images, cb, ctx, err);
+}
+
+int vms_repo_leases(vms_repo *r, const char *image, vms_lease_cb cb, void *ctx, fsp_error *err)
+{
+    return DISPATCH(leases, image, cb, ctx, err);
+}
+
+int vms_repo_audit_log(vms_repo *r, const char *image, int64_t since, vms_audit_cb cb, void *ctx,
+                       fsp_error *err)
+{
+    return DISPATCH(audit_log, image, since, cb, ctx, err);
+}
+
 int vms_repo_check(vms_repo *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
                    struct vms_check_stats *stats, fsp_error *err)
 {

@@ -160,6 +160,16 @@ int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bo
 /* Only the holder releases: anyone else's lease is FSP_EK_CONFLICT. */
 int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err);
 
+/* ---- queries (see vms_images, vms_leases, vms_audit_log in vmsync.h) ------ */
+
+/* Every image by name, with its latest version and lease. */
+int vms_repo_images(vms_repo *r, vms_image_cb cb, void *ctx, fsp_error *err);
+/* Every lease by image name, or IMAGE's only (unknown: FSP_EK_NOTFOUND). */
+int vms_repo_leases(vms_repo *r, const char *image, vms_lease_cb cb, void *ctx, fsp_error *err);
+/* Audit entries oldest first, about IMAGE only unless NULL, from SINCE on. */
+int vms_repo_audit_log(vms_repo *r, const char *image, int64_t since, vms_audit_cb cb, void *ctx,
+                       fsp_error *err);
+
 /* ---- audit log ------------------------------------------------------------ */
 
 /* Appends "ACTION IMAGE@VERSION DETAIL" by this client's user and host. */

@@ -102,6 +102,10 @@ int vms_local_lease_get(vms_local *r, const char *image, struct vms_lease *out, 
 int vms_local_lease_release(vms_local *r, const char *image, fsp_error *err);
 int vms_local_audit(vms_local *r, const char *action, const char *image, uint32_t version,
                     const char *detail, fsp_error *err);
+int vms_local_images(vms_local *r, vms_image_cb cb, void *ctx, fsp_error *err);
+int vms_local_leases(vms_local *r, const char *image, vms_lease_cb cb, void *ctx, fsp_error *err);
+int vms_local_audit_log(vms_local *r, const char *image, int64_t since, vms_audit_cb cb, void *ctx,
+                        fsp_error *err);
 int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err);
 int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
                     struct vms_check_stats *stats, fsp_error *err);
