@@ -13,7 +13,8 @@
 #     NAME and --since (Unix seconds and ISO, at the boundary) filter it; a bad
 #     --since is exit 2;
 #   - over ssh:// the answers hold no server path (the import's detail keeps
-#     its file name only), and a --read-only key may query but not release.
+#     its file name only), and a --read-only key may query but not release;
+#   - log shows a message with a newline, over ssh:// too.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -52,7 +53,7 @@ run() { # WHERE
     local -a c=("${opts[@]}")
 
     # the server's own work, on the directory itself
-    VMSYNC_HOST=srv vm_ok "$p-imp1" import "$R" "$T/images/$NL" --name web -q
+    VMSYNC_HOST=srv vm_ok "$p-imp1" import "$R" "$T/images/$NL" --name web -m $'two\nlines' -q
     VMSYNC_HOST=srv vm_ok "$p-imp2" import "$R" "$T/images/$NL" --name "$CAFE" -q
     VMSYNC_HOST=$OTHER vm_ok "$p-co1" checkout "$R" "$CAFE" -o "$T/$where-other.img" -q
     # the client's
@@ -69,6 +70,9 @@ run() { # WHERE
     json_is "$p-images-json" '.images[0].lease.host' "$OTHER"
     json_is "$p-images-json" '.images[1] | "\(.latest) \(.size) \(.lease.user)@\(.lease.host) \(.lease.version)"' \
         "1 4194304 $me@laptop 1"
+
+    vm_ok "$p-log" log "$url" web --json "${c[@]}" # a message is text too
+    json_is "$p-log" '.message' $'two\nlines'
 
     vm_ok "$p-leases" leases "$url" "${c[@]}"
     [[ $(grep -c . "$p-leases.out") == 2 ]] || bad "$where: leases: $(cat "$p-leases.out")"

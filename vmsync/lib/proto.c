@@ -112,9 +112,9 @@ void vms_get_version(struct vms_rbuf *r, struct vms_version *v)
     vms_get_hash(r, v->digest);
     v->size = vms_get_varint(r);
     v->created = vms_get_svarint(r);
-    vms_get_strbuf(r, v->message, sizeof v->message);
-    vms_get_strbuf(r, v->user, sizeof v->user);
-    vms_get_strbuf(r, v->host, sizeof v->host);
+    vms_get_textbuf(r, v->message, sizeof v->message); /* as a local client wrote them */
+    vms_get_textbuf(r, v->user, sizeof v->user);
+    vms_get_textbuf(r, v->host, sizeof v->host);
 }
 
 /* ---- the connection ------------------------------------------------------------- */
