@@ -257,6 +257,7 @@ static void test_parse_time(void)
     CHECK(vms_parse_time("2026-12-01", &t, &err) == 0 && t == 1796083200);
     CHECK(vms_parse_time("2026-12-01T10:00:00Z", &t, &err) == 0 && t == 1796083200 + 36000);
     CHECK(vms_parse_time("2026-12-01T10:00:00", &t, &err) == 0 && t == 1796083200 + 36000);
+    CHECK(vms_parse_time("2026-12-01 10:00:01", &t, &err) == 0 && t == 1796083200 + 36001);
     static const char *const bad[] = {"", "-5", "yesterday", "2026-13-01", "2026-12-01T25:00:00Z",
                                       "2026-12-01Tx", "17e9"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

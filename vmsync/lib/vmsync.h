@@ -284,8 +284,9 @@ int vms_audit_log(const struct vms_session *s, const char *name, int64_t since, 
  * (nobody's lease: 0 and false, nothing recorded).  Another holder's lease is
  * FSP_EK_CONFLICT naming that holder; an unknown NAME FSP_EK_NOTFOUND. */
 int vms_release(const struct vms_session *s, const char *name, bool *released, fsp_error *err);
-/* "1700000000" (Unix seconds), "2026-12-01", "2026-12-01T10:00:00" or the same
- * with "Z" (UTC all), into *OUT; FSP_EK_USAGE when S is none of these. */
+/* "1700000000" (Unix seconds), "2026-12-01", "2026-12-01T10:00:00" (or with a
+ * space for the T), or the same with "Z": all UTC, into *OUT (for SINCE
+ * above); FSP_EK_USAGE when S is none of these. */
 int vms_parse_time(const char *s, int64_t *out, fsp_error *err);
 
 /* gc's figures add up: kept + dropped = before for objects (rows of the
