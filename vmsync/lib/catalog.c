@@ -1046,13 +1046,14 @@ static struct vms_lease_info lease_at(sqlite3_stmt *st, const char *image, int f
 
 static int image_row(struct query_rows *q, sqlite3_stmt *st)
 {
+    bool leased = sqlite3_column_type(st, 4) != SQLITE_NULL; /* before any conversion */
     const char *name = text_at(st, 0);
     struct vms_lease_info lease = lease_at(st, name, 4);
     struct vms_image_info i = {.name = name,
                                .latest = (uint32_t)sqlite3_column_int64(st, 1),
                                .size = (uint64_t)sqlite3_column_int64(st, 2),
                                .created = sqlite3_column_int64(st, 3),
-                               .lease = sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : &lease};
+                               .lease = leased ? &lease : NULL};
     return q->cb.image(q->ctx, &i);
 }
 
@@ -1071,6 +1072,14 @@ int vms_local_images(vms_local *r, vms_image_cb cb, void *ctx, fsp_error *err)
     return rc ? rc : each_row(r, st, &q, "listing images", err);
 }
 
+/* IMAGE, which must be a name the catalog knows. */
+static int named_image(vms_local *r, const char *image, fsp_error *err)
+{
+    int64_t id;
+    int rc = check_image_name(r, image, err);
+    return rc ? rc : existing_image(r, image, &id, err);
+}
+
 static int lease_row(struct query_rows *q, sqlite3_stmt *st)
 {
     struct vms_lease_info l = lease_at(st, text_at(st, 0), 1);
@@ -1079,10 +1088,7 @@ static int lease_row(struct query_rows *q, sqlite3_stmt *st)
 
 int vms_local_leases(vms_local *r, const char *image, vms_lease_cb cb, void *ctx, fsp_error *err)
 {
-    int64_t id;
-    int rc = image ? check_image_name(r, image, err) : 0;
-    if (!rc && image)
-        rc = existing_image(r, image, &id, err);
+    int rc = image ? named_image(r, image, err) : 0;
     sqlite3_stmt *st;
     if (!rc)
         rc = vms_repo_prepare(r,
@@ -1114,10 +1120,7 @@ static int audit_row(struct query_rows *q, sqlite3_stmt *st)
 int vms_local_audit_log(vms_local *r, const char *image, int64_t since, vms_audit_cb cb, void *ctx,
                         fsp_error *err)
 {
-    int64_t id;
-    int rc = image ? check_image_name(r, image, err) : 0;
-    if (!rc && image)
-        rc = existing_image(r, image, &id, err);
+    int rc = image ? named_image(r, image, err) : 0;
     sqlite3_stmt *st;
     if (!rc)
         rc = vms_repo_prepare(r,
