@@ -99,6 +99,7 @@ crafted = {
     'audit steal': (AUDIT, put_str('steal') + put_str('t') + put_varint(1) + put_str('taken from bob')),
     'audit export': (AUDIT, put_str('export') + put_str('t') + put_varint(1) + put_str('x')),
     'audit checkin': (AUDIT, put_str('checkin') + put_str('t') + put_varint(1) + put_str('x')),
+    'audit release': (AUDIT, put_str('release') + put_str('t') + put_varint(1) + put_str('x')),
     'add version': (ADD_VERSION, put_str('t') + put_varint(1) + h + h + put_varint(1) + put_str('m')),
     'import': (ADD_VERSION, put_str('new') + put_varint(0) + h + h + put_varint(1) + put_str('m')),
     'put manifest': (PUT_MANIFEST, put_varint(10)),
@@ -112,6 +113,9 @@ crafted = {
     'has': (HAS, put_varint(1) + h),
     'get': (GET, put_varint(0) + put_varint(0) + put_varint(1) + h),
     'ping': (PING, b''),
+    'images': (IMAGES, b''),
+    'leases': (LEASES, b'\1' + put_str('')),
+    'audit log': (AUDIT_LOG, b'\1' + put_str('') + put_varint(0)),
 }
 bad = 0
 for name, (kind, payload) in crafted.items():
@@ -121,6 +125,8 @@ for name, (kind, payload) in crafted.items():
         print('FAIL: %s: no reply' % name); bad += 1
     elif got == ERROR and name in ('take', 'steal', 'release') and error(body)[0] != 12:
         print('FAIL: %s: refused as kind %d, expected 12: %s' % ((name,) + error(body))); bad += 1
+    elif name in ('images', 'leases', 'audit log') and got == ERROR:
+        print('FAIL: %s: a read-only key may query: %s' % ((name,) + error(body))); bad += 1
     print(name, got, error(body) if got == ERROR else '')
 sys.exit(1 if bad else 0)
 EOF
@@ -150,14 +156,15 @@ if got != ERROR or error(body)[0] != 9 or 'tester@laptop-w' not in error(body)[1
     print('FAIL: mallory released tester\'s lease: %r %r' % (got, body)); bad += 1
 # the audit log takes no words from the client
 for action, detail in (('steal', 'taken from tester@laptop-w'), ('checkin', 'forged detail'),
-                       ('export', 'forged detail'), ('checkout', 'forged detail')):
+                       ('export', 'forged detail'), ('checkout', 'forged detail'),
+                       ('release', 'forged detail')):
     got, body = s.ask(AUDIT, put_str(action) + put_str('t') + put_varint(1) + put_str(detail))
     print(action, got, error(body) if got == ERROR else '')
 s.close()
 sys.exit(1 if bad else 0)
 EOF
 [[ $(lease) == tester@laptop-w ]] || bad "after mallory's release the lease is $(lease)"
-n=$(sqlite3 "$DB" "select count(*) from audit where action = 'steal' or detail like '%forged%'")
+n=$(sqlite3 "$DB" "select count(*) from audit where action in ('steal', 'release') or detail like '%forged%'")
 ((n == 0)) || bad "a client wrote its own words into the audit log: $(sqlite3 "$DB" 'select * from audit')"
 n=$(sqlite3 "$DB" "select count(*) from audit where action = 'export' and user = 'mallory'")
 ((n == 1)) || bad "the agent recorded $n export entries for mallory, expected 1"

@@ -15,7 +15,7 @@ def frame(t, payload=b""):
 
 M = dict(HELLO=1, OPEN=2, VERSION=3, LIST=4, LEASE_TAKE=5, LEASE_GET=6, LEASE_RELEASE=7,
          AUDIT=8, GET_MANIFEST=9, PUT_MANIFEST=10, HAS=11, GET=12, OFFER=13, PUT_END=14,
-         ADD_VERSION=15, PING=16, DATA=70, END=68, SEGMENT=74)
+         ADD_VERSION=15, PING=16, IMAGES=17, LEASES=18, AUDIT_LOG=19, DATA=70, END=68, SEGMENT=74)
 objs = [bytes([ord('A') + i]) * (1000 * (i + 1)) for i in range(4)]
 hashes = [hashlib.sha256(o).digest() for o in objs]
 
@@ -43,7 +43,8 @@ seeds = {
     "catalog": opened + frame(M["VERSION"], s("img") + varint(0)) + frame(M["LIST"], b"\x01" + s(""))
     + frame(M["LEASE_TAKE"], s("img") + varint(1) + b"\x00") + frame(M["LEASE_GET"], s("img"))
     + frame(M["LEASE_RELEASE"], s("img")) + frame(M["AUDIT"], s("a") + s("img") + varint(1) + s("d"))
-    + frame(M["PING"]),
+    + frame(M["PING"]) + frame(M["IMAGES"]) + frame(M["LEASES"], b"\x00" + s("img"))
+    + frame(M["AUDIT_LOG"], b"\x01" + s("") + varint(2)),
     "has-get": opened + frame(M["HAS"], hl([0, 1, 2, 3])) + frame(M["GET"], varint(0) + varint(0) + hl([3, 1]))
     + frame(M["GET"], varint(19) + varint(1000) + hl([0])),
     "offer": opened + frame(M["OFFER"], hl([0, 1]) ) + frame(M["PUT_END"], varint(0)),

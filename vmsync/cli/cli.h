@@ -19,6 +19,10 @@ int cmd_log(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_images(int argc, char **argv);
+int cmd_leases(int argc, char **argv);
+int cmd_release(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* Prints ERR once and returns the exit status for it. */
 int cli_report(const fsp_error *err);

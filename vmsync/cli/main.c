@@ -30,6 +30,10 @@ static const char *const main_usage =
     "  verify REPO NAME[@V] IMAGE                      does IMAGE match the version?\n"
     "  gc REPO [--wait SECONDS]                        drop objects no version uses\n"
     "  check REPO [--objects] [--json]                 check the repository's health\n"
+    "  images REPO [--json]                            images, latest versions, leases\n"
+    "  leases REPO [NAME] [--json]                     who holds which image, since when\n"
+    "  release REPO NAME [--json]                      give back this host's lease\n"
+    "  audit REPO [NAME] [--since T] [--json]          the audit log, oldest first\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
@@ -128,6 +132,8 @@ int main(int argc, char **argv)
         {"init", cmd_init},         {"import", cmd_import},     {"checkout", cmd_checkout},
         {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
         {"verify", cmd_verify},     {"gc", cmd_gc},             {"check", cmd_check},
+        {"images", cmd_images},     {"leases", cmd_leases},     {"release", cmd_release},
+        {"audit", cmd_audit},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))

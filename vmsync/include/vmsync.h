@@ -261,6 +261,59 @@ typedef int (*vms_version_cb)(void *ctx, const struct vms_version *v);
 /* Every version of NAME (of every image when NULL), oldest first. */
 int vms_log(vms_client *c, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
 
+/* ---- queries: images, leases, the audit log --------------------------------
+ * Each calls CB once per row, in the order said, with a struct that, like
+ * every string it points to, lives during the callback only: copy what you
+ * keep.  A non-zero return from CB stops the query and is returned.  Names
+ * are the catalog's bytes (print them with vms_put_name).  Each call opens
+ * the repository for itself, so queries may run at once on several threads;
+ * CB runs on the caller's thread. */
+struct vms_lease_info {
+    const char *image;
+    uint32_t version;        /* the version checked out */
+    const char *user, *host; /* the holder: both together */
+    int64_t since;           /* Unix seconds */
+};
+struct vms_image_info {
+    const char *name;
+    uint32_t latest;         /* the latest version's number */
+    uint64_t size;           /* and its image size */
+    int64_t created;         /* and when it was recorded */
+    const struct vms_lease_info *lease; /* NULL when nobody holds it */
+};
+struct vms_audit_entry {
+    int64_t at;              /* Unix seconds */
+    const char *user, *host;
+    const char *action;      /* "import", "checkout", "checkin", "export", "steal", "release" */
+    const char *image;       /* NULL when the entry names none */
+    uint32_t version;
+    const char *detail;      /* free text ("" when none); over ssh:// the agent keeps the
+                              * last component of a path in it, never its directories */
+};
+typedef int (*vms_image_cb)(void *ctx, const struct vms_image_info *image);
+typedef int (*vms_lease_cb)(void *ctx, const struct vms_lease_info *lease);
+typedef int (*vms_audit_cb)(void *ctx, const struct vms_audit_entry *entry);
+/* Every image, by name (bytewise), with its latest version and its lease. */
+int vms_images(vms_client *c, vms_image_cb cb, void *ctx, fsp_error *err);
+/* Every lease, by image name; NAME (may be NULL) keeps that image's lease
+ * only, so CB is not called when nobody holds it (an unknown NAME is
+ * FSP_EK_NOTFOUND). */
+int vms_leases(vms_client *c, const char *name, vms_lease_cb cb, void *ctx,
+               fsp_error *err);
+/* The audit log, oldest first: entries about NAME only (NULL: all), from
+ * SINCE on (Unix seconds; 0: from the start). */
+int vms_audit_log(vms_client *c, const char *name, int64_t since, vms_audit_cb cb,
+                  void *ctx, fsp_error *err);
+/* Gives NAME's lease back when this session's user and host hold it, and
+ * records "release" in the audit log; *RELEASED says whether there was one
+ * (nobody's lease: 0 and false, nothing recorded).  Another holder's lease is
+ * FSP_EK_CONFLICT naming that holder; an unknown NAME FSP_EK_NOTFOUND. */
+int vms_release(vms_client *c, const char *name, bool *released, fsp_error *err);
+/* "1700000000" (Unix seconds), "2026-12-01", "2026-12-01T10:00:00" (or with a
+ * space for the T), or the same with "Z": all UTC, into *OUT (for SINCE
+ * above); FSP_EK_USAGE when S is none of these. */
+int vms_parse_time(const char *s, int64_t *out, fsp_error *err);
+
 /* gc's figures add up: kept + dropped = before for objects (rows of the
  * index), kept + rewritten + removed = before for pack files, and kept + freed
  * = before for bytes (every file under packs/, manifests/, tmp/ and the caches

@@ -161,6 +161,17 @@ typedef int vms_repo_lease_get_fn(vms_repo *r, const char *image, struct vms_lea
 /* Only the holder releases: anyone else's lease is FSP_EK_CONFLICT. */
 typedef int vms_repo_lease_release_fn(vms_repo *r, const char *image, fsp_error *err);
 
+/* ---- queries (see vms_images, vms_leases, vms_audit_log in vmsync.h) ------ */
+
+/* Every image by name, with its latest version and lease. */
+typedef int vms_repo_images_fn(vms_repo *r, vms_image_cb cb, void *ctx, fsp_error *err);
+/* Every lease by image name, or IMAGE's only (unknown: FSP_EK_NOTFOUND). */
+typedef int vms_repo_leases_fn(vms_repo *r, const char *image, vms_lease_cb cb, void *ctx,
+                               fsp_error *err);
+/* Audit entries oldest first, about IMAGE only unless NULL, from SINCE on. */
+typedef int vms_repo_audit_log_fn(vms_repo *r, const char *image, int64_t since, vms_audit_cb cb,
+                                  void *ctx, fsp_error *err);
+
 /* ---- audit log ------------------------------------------------------------ */
 
 /* Appends "ACTION IMAGE@VERSION DETAIL" by this client's user and host. */
@@ -224,6 +235,9 @@ struct vms_repo_ops {
     vms_repo_lease_get_fn *lease_get;
     vms_repo_lease_release_fn *lease_release;
     vms_repo_audit_fn *audit;
+    vms_repo_images_fn *images;
+    vms_repo_leases_fn *leases;
+    vms_repo_audit_log_fn *audit_log;
     vms_repo_gc_fn *gc;
     vms_repo_gc_wait_fn *gc_wait; /* local only: NULL elsewhere */
     vms_repo_check_fn *check; /* local only: NULL elsewhere */
@@ -248,6 +262,9 @@ struct vms_repo_ops {
 #define vms_repo_lease_get(r, ...) ((r)->ops->lease_get((r), __VA_ARGS__))
 #define vms_repo_lease_release(r, ...) ((r)->ops->lease_release((r), __VA_ARGS__))
 #define vms_repo_audit(r, ...) ((r)->ops->audit((r), __VA_ARGS__))
+#define vms_repo_images(r, ...) ((r)->ops->images((r), __VA_ARGS__))
+#define vms_repo_leases(r, ...) ((r)->ops->leases((r), __VA_ARGS__))
+#define vms_repo_audit_log(r, ...) ((r)->ops->audit_log((r), __VA_ARGS__))
 #define vms_repo_gc(r, ...) ((r)->ops->gc((r), __VA_ARGS__))
 #define vms_repo_on_progress(r, cb, ctx) \
     ((r)->ops->on_progress ? (r)->ops->on_progress((r), (cb), (ctx)) : (void)0)

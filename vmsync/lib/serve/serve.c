@@ -33,6 +33,8 @@ struct agent {
     char client_host[256];
     char client_user[128];
     char path[PATH_MAX];     /* the repository, as the client named it */
+    char released[256];      /* the image whose lease this session last gave back */
+    uint32_t released_version;
     char cache[PATH_MAX];    /* segment cache directory ("" without) */
     bool hello;
     struct vms_serve_stats *stats;
@@ -261,7 +263,27 @@ static int on_lease_release(struct request *q)
         return malformed(q, VMS_M_LEASE_RELEASE);
     if (q->a->o->read_only)
         return denied_read_only(q);
-    int rc = vms_repo_lease_release(q->a->repo, image, q->err); /* the holder's only */
+    struct vms_lease held;
+    bool found = false;
+    int rc = vms_repo_lease_get(q->a->repo, image, &held, &found, q->err);
+    if (!rc)
+        rc = vms_repo_lease_release(q->a->repo, image, q->err); /* the holder's only */
+    if (!rc && found) { /* an AUDIT "release" may now say so */
+        snprintf(q->a->released, sizeof q->a->released, "%s", image);
+        q->a->released_version = held.version;
+    }
+    return rc ? rc : reply(q, VMS_M_OK, NULL);
+}
+
+/* A release is news once this session gave that lease back (a check-in's
+ * release sends no AUDIT "release"): the agent writes the entry. */
+static int on_audit_release(struct request *q, const char *image)
+{
+    struct agent *a = q->a;
+    int rc = 0;
+    if (a->released[0] && !strcmp(image, a->released))
+        rc = record(q, "release", image, a->released_version, "lease given back");
+    a->released[0] = 0;
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
@@ -274,7 +296,7 @@ static int on_audit(struct request *q)
     vms_get_strbuf(q->body, detail, sizeof detail);
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_AUDIT);
-    static const char *const known[] = {"checkout", "checkin", "import", "export"};
+    static const char *const known[] = {"checkout", "checkin", "import", "export", "release"};
     size_t i = 0;
     while (i < sizeof known / sizeof *known && strcmp(action, known[i]))
         i++;
@@ -284,6 +306,8 @@ static int on_audit(struct request *q)
     /* Checkouts, check-ins and imports were recorded as they happened; an
      * export is news, but only once the version is known to exist.  A
      * read-only key leaves the catalog as it was. */
+    if (!strcmp(action, "release"))
+        return on_audit_release(q, image);
     bool news = !strcmp(action, "export") && !q->a->o->read_only;
     struct vms_version v;
     int rc = news ? vms_repo_version(q->a->repo, image, version, &v, q->err) : 0;
@@ -291,6 +315,99 @@ static int on_audit(struct request *q)
         rc = record(q, "export", v.image, v.number, "%llu objects sent",
                     (unsigned long long)q->a->stats->objects_sent);
     return rc ? rc : reply(q, VMS_M_OK, NULL);
+}
+
+/* ---- queries: read-only, so served to every key ------------------------------------- */
+
+/* Ends a stream of rows: END, or, once some rows may be out, a fatal ERROR. */
+static int end_rows(struct request *q, int rc)
+{
+    if (rc)
+        q->fatal = true;
+    return rc ? rc : reply(q, VMS_M_END, NULL);
+}
+
+static void put_lease_fields(struct vms_wbuf *b, const struct vms_lease_info *l)
+{
+    vms_put_varint(b, l ? l->version : 0);
+    vms_put_str(b, l ? l->user : "");
+    vms_put_str(b, l ? l->host : "");
+    vms_put_svarint(b, l ? l->since : 0);
+}
+
+static int send_image(void *ctx, const struct vms_image_info *i)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, i->name);
+    vms_put_varint(&b, i->latest);
+    vms_put_varint(&b, i->size);
+    vms_put_svarint(&b, i->created);
+    vms_put_u8(&b, i->lease != NULL);
+    put_lease_fields(&b, i->lease);
+    return reply(ctx, VMS_M_IMAGE_INFO, &b);
+}
+
+static int on_images(struct request *q)
+{
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_IMAGES);
+    return end_rows(q, vms_repo_images(q->a->repo, send_image, q, q->err));
+}
+
+static int send_lease(void *ctx, const struct vms_lease_info *l)
+{
+    struct vms_wbuf b = {0};
+    vms_put_u8(&b, 1);
+    vms_put_str(&b, l->image);
+    put_lease_fields(&b, l);
+    return reply(ctx, VMS_M_LEASE_INFO, &b);
+}
+
+static int on_leases(struct request *q)
+{
+    char image[256];
+    bool all = vms_get_u8(q->body) != 0;
+    vms_get_strbuf(q->body, image, sizeof image);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_LEASES);
+    return end_rows(q, vms_repo_leases(q->a->repo, all ? NULL : image, send_lease, q, q->err));
+}
+
+/* The agent answers with names of files, never the directories they were in:
+ * a detail's first field ("PATH" of an import, "PATH; ..." of a local
+ * checkout) keeps only what follows its last '/'. */
+static void detail_for_client(const char *detail, char *out, size_t cap)
+{
+    size_t first = strcspn(detail, ";");
+    const char *cut = memrchr(detail, '/', first);
+    snprintf(out, cap, "%s", cut ? cut + 1 : detail);
+}
+
+static int send_audit(void *ctx, const struct vms_audit_entry *e)
+{
+    char detail[VMS_AUDIT_DETAIL_MAX];
+    detail_for_client(e->detail, detail, sizeof detail);
+    struct vms_wbuf b = {0};
+    vms_put_svarint(&b, e->at);
+    vms_put_str(&b, e->user);
+    vms_put_str(&b, e->host);
+    vms_put_str(&b, e->action);
+    vms_put_str(&b, e->image ? e->image : "");
+    vms_put_varint(&b, e->version);
+    vms_put_str(&b, detail);
+    return reply(ctx, VMS_M_AUDIT_ENTRY, &b);
+}
+
+static int on_audit_log(struct request *q)
+{
+    char image[256];
+    bool all = vms_get_u8(q->body) != 0;
+    vms_get_strbuf(q->body, image, sizeof image);
+    int64_t since = vms_get_svarint(q->body);
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_AUDIT_LOG);
+    int rc = vms_repo_audit_log(q->a->repo, all ? NULL : image, since, send_audit, q, q->err);
+    return end_rows(q, rc);
 }
 
 /* ---- manifests ---------------------------------------------------------------------- */
@@ -803,6 +920,9 @@ static handler handler_for(const struct agent *a, uint8_t type)
     case VMS_M_GET: return on_get;
     case VMS_M_OFFER: return on_offer;
     case VMS_M_ADD_VERSION: return on_add_version;
+    case VMS_M_IMAGES: return on_images;
+    case VMS_M_LEASES: return on_leases;
+    case VMS_M_AUDIT_LOG: return on_audit_log;
     default: return NULL;
     }
 }

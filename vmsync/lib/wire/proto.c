@@ -21,7 +21,9 @@ const char *vms_msg_name(int type)
         [VMS_M_LEASE_INFO] = "LEASE_INFO", [VMS_M_DATA] = "DATA",
         [VMS_M_MANIFEST_ID] = "MANIFEST_ID", [VMS_M_HAVE] = "HAVE", [VMS_M_WANT] = "WANT",
         [VMS_M_SEGMENT] = "SEGMENT", [VMS_M_PUT_OK] = "PUT_OK", [VMS_M_NUMBER] = "NUMBER",
-        [VMS_M_PONG] = "PONG",
+        [VMS_M_PONG] = "PONG", [VMS_M_IMAGES] = "IMAGES", [VMS_M_LEASES] = "LEASES",
+        [VMS_M_AUDIT_LOG] = "AUDIT_LOG", [VMS_M_IMAGE_INFO] = "IMAGE_INFO",
+        [VMS_M_AUDIT_ENTRY] = "AUDIT_ENTRY",
     };
     const char *n = type >= 0 && (size_t)type < sizeof names / sizeof *names ? names[type] : NULL;
     return n ? n : "unknown";
@@ -49,7 +51,8 @@ uint64_t vms_get_bounded(struct vms_rbuf *r, uint64_t max)
     return v;
 }
 
-void vms_get_strbuf(struct vms_rbuf *r, char *out, size_t cap)
+/* A string into OUT; CONTROLS says whether control characters may be in it. */
+static void get_into(struct vms_rbuf *r, char *out, size_t cap, bool controls)
 {
     out[0] = 0;
     uint64_t n = vms_get_varint(r);
@@ -58,7 +61,7 @@ void vms_get_strbuf(struct vms_rbuf *r, char *out, size_t cap)
         return;
     }
     for (size_t i = 0; i < n - 1; i++) {
-        if (r->p[i] < 0x20 || r->p[i] == 0x7f) {
+        if (r->p[i] == 0 || (!controls && (r->p[i] < 0x20 || r->p[i] == 0x7f))) {
             r->bad = true;
             return;
         }
@@ -67,6 +70,10 @@ void vms_get_strbuf(struct vms_rbuf *r, char *out, size_t cap)
     out[n - 1] = 0;
     r->p += n - 1;
 }
+
+void vms_get_strbuf(struct vms_rbuf *r, char *out, size_t cap) { get_into(r, out, cap, false); }
+
+void vms_get_textbuf(struct vms_rbuf *r, char *out, size_t cap) { get_into(r, out, cap, true); }
 
 const uint8_t *vms_get_span(struct vms_rbuf *r, size_t n)
 {
@@ -105,9 +112,9 @@ void vms_get_version(struct vms_rbuf *r, struct vms_version *v)
     vms_get_hash(r, v->digest);
     v->size = vms_get_varint(r);
     v->created = vms_get_svarint(r);
-    vms_get_strbuf(r, v->message, sizeof v->message);
-    vms_get_strbuf(r, v->user, sizeof v->user);
-    vms_get_strbuf(r, v->host, sizeof v->host);
+    vms_get_textbuf(r, v->message, sizeof v->message); /* as a local client wrote them */
+    vms_get_textbuf(r, v->user, sizeof v->user);
+    vms_get_textbuf(r, v->host, sizeof v->host);
 }
 
 /* ---- the connection ------------------------------------------------------------- */
@@ -167,7 +174,7 @@ bool vms_decode_error(struct vms_rbuf *b, fsp_error *e)
     uint64_t kind = vms_get_bounded(b, FSP_EK_DENIED);
     int64_t code = vms_get_svarint(b);
     char msg[sizeof e->msg];
-    vms_get_strbuf(b, msg, sizeof msg);
+    vms_get_textbuf(b, msg, sizeof msg); /* it may quote a host or a detail */
     if (!vms_get_done(b) || kind == FSP_EK_NONE || code >= 0 || code < -4095)
         return false;
     fsp_fail(e, (int)kind, (int)code, "%s", msg);

@@ -24,6 +24,7 @@
 #define VMS_LIST_MAX (1u << 20)      /* hashes in one HAS, GET or OFFER */
 #define VMS_DATA_MAX (1u << 20)      /* bytes in one DATA frame */
 #define VMS_MANIFEST_MAX (1ull << 31) /* a manifest sent to the agent */
+#define VMS_AUDIT_DETAIL_MAX 1024    /* bytes of an AUDIT_ENTRY's detail, NUL included */
 
 enum vms_msg {
     /* requests, client to agent */
@@ -44,7 +45,10 @@ enum vms_msg {
     VMS_M_ADD_VERSION,    /* str image, u32 parent, hash manifest, hash digest, u64 size,
                              str message -> NUMBER */
     VMS_M_PING,           /* -> PONG */
-    VMS_M_REQUEST_LAST = VMS_M_PING,
+    VMS_M_IMAGES,         /* (empty) -> IMAGE_INFO*, END */
+    VMS_M_LEASES,         /* u8 all, str image -> LEASE_INFO* (found 1), END */
+    VMS_M_AUDIT_LOG,      /* u8 all, str image, i64 since -> AUDIT_ENTRY*, END */
+    VMS_M_REQUEST_LAST = VMS_M_AUDIT_LOG,
 
     /* replies and streamed data */
     VMS_M_OK = 64,        /* (empty) */
@@ -62,6 +66,10 @@ enum vms_msg {
     VMS_M_PUT_OK,         /* u64 objects stored */
     VMS_M_NUMBER,         /* u32 */
     VMS_M_PONG,           /* (empty) */
+    VMS_M_IMAGE_INFO,     /* str image, u32 latest, u64 size, i64 created, u8 leased,
+                             u32 version, str user, str host, i64 since (the lease) */
+    VMS_M_AUDIT_ENTRY,    /* i64 at, str user, str host, str action, str image ("": none),
+                             u32 version, str detail */
 };
 const char *vms_msg_name(int type);
 
@@ -110,6 +118,9 @@ uint64_t vms_get_bounded(struct vms_rbuf *r, uint64_t max);
 /* A string into a fixed buffer (NUL-terminated); bad when it does not fit,
  * holds a NUL or a control character, or is absent. */
 void vms_get_strbuf(struct vms_rbuf *r, char *out, size_t cap);
+/* The same for free text from the catalog (a host, a detail): control
+ * characters are allowed, a NUL is not. */
+void vms_get_textbuf(struct vms_rbuf *r, char *out, size_t cap);
 /* N bytes in place (NULL and bad when fewer are left). */
 const uint8_t *vms_get_span(struct vms_rbuf *r, size_t n);
 /* True when the payload was read to its end without a fault. */

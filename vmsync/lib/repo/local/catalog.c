@@ -533,6 +533,142 @@ int vms_local_audit(vms_repo *repo, const char *action, const char *image, uint3
     return vms_repo_run_once(r, st, "writing the audit log", err);
 }
 
+/* ---- queries -------------------------------------------------------------------------- */
+
+/* Text of a column, "" for NULL; valid until the statement steps again. */
+static const char *text_at(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+struct query_rows {
+    int (*row)(struct query_rows *q, sqlite3_stmt *st);
+    union { /* the caller's callback: the one ROW knows */
+        vms_image_cb image;
+        vms_lease_cb lease;
+        vms_audit_cb audit;
+    } cb;
+    void *ctx;
+};
+
+/* Steps ST to its end, handing each row to Q->row, then finalizes it. */
+static int each_row(vms_local *r, sqlite3_stmt *st, struct query_rows *q, const char *what,
+                    fsp_error *err)
+{
+    int rc = 0, s = SQLITE_DONE;
+    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW)
+        rc = q->row(q, st);
+    if (!rc && s != SQLITE_DONE)
+        rc = vms_repo_db_fail(r, s, what, err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Columns FIRST.. of a lease: version, user, host, since (the image apart). */
+static struct vms_lease_info lease_at(sqlite3_stmt *st, const char *image, int first)
+{
+    return (struct vms_lease_info){.image = image,
+                                   .version = (uint32_t)sqlite3_column_int64(st, first),
+                                   .user = text_at(st, first + 1),
+                                   .host = text_at(st, first + 2),
+                                   .since = sqlite3_column_int64(st, first + 3)};
+}
+
+static int image_row(struct query_rows *q, sqlite3_stmt *st)
+{
+    bool leased = sqlite3_column_type(st, 4) != SQLITE_NULL; /* before any conversion */
+    const char *name = text_at(st, 0);
+    struct vms_lease_info lease = lease_at(st, name, 4);
+    struct vms_image_info i = {.name = name,
+                               .latest = (uint32_t)sqlite3_column_int64(st, 1),
+                               .size = (uint64_t)sqlite3_column_int64(st, 2),
+                               .created = sqlite3_column_int64(st, 3),
+                               .lease = leased ? &lease : NULL};
+    return q->cb.image(q->ctx, &i);
+}
+
+int vms_local_images(vms_repo *repo, vms_image_cb cb, void *ctx, fsp_error *err)
+{
+    vms_local *r = (vms_local *)repo;
+    sqlite3_stmt *st;
+    int rc = vms_repo_prepare(
+        r,
+        "SELECT i.name, COALESCE(v.number, 0), COALESCE(v.size, 0), COALESCE(v.created, i.created),"
+        " l.version, l.user, l.host, l.since FROM images i"
+        " LEFT JOIN versions v ON v.image_id = i.id"
+        "  AND v.number = (SELECT MAX(number) FROM versions WHERE image_id = i.id)"
+        " LEFT JOIN leases l ON l.image_id = i.id ORDER BY i.name",
+        &st, err);
+    struct query_rows q = {image_row, {.image = cb}, ctx};
+    return rc ? rc : each_row(r, st, &q, "listing images", err);
+}
+
+/* IMAGE, which must be a name the catalog knows. */
+static int named_image(vms_local *r, const char *image, fsp_error *err)
+{
+    int64_t id;
+    int rc = check_image_name(r, image, err);
+    return rc ? rc : existing_image(r, image, &id, err);
+}
+
+static int lease_row(struct query_rows *q, sqlite3_stmt *st)
+{
+    struct vms_lease_info l = lease_at(st, text_at(st, 0), 1);
+    return q->cb.lease(q->ctx, &l);
+}
+
+int vms_local_leases(vms_repo *repo, const char *image, vms_lease_cb cb, void *ctx, fsp_error *err)
+{
+    vms_local *r = (vms_local *)repo;
+    int rc = image ? named_image(r, image, err) : 0;
+    sqlite3_stmt *st;
+    if (!rc)
+        rc = vms_repo_prepare(r,
+                              "SELECT i.name, l.version, l.user, l.host, l.since FROM leases l"
+                              " JOIN images i ON i.id = l.image_id"
+                              " WHERE ?1 IS NULL OR i.name = ?1 ORDER BY i.name",
+                              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, image, -1, SQLITE_STATIC); /* NULL binds NULL */
+    struct query_rows q = {lease_row, {.lease = cb}, ctx};
+    return each_row(r, st, &q, "listing leases", err);
+}
+
+static int audit_row(struct query_rows *q, sqlite3_stmt *st)
+{
+    struct vms_audit_entry e = {
+        .at = sqlite3_column_int64(st, 0),
+        .user = text_at(st, 1),
+        .host = text_at(st, 2),
+        .action = text_at(st, 3),
+        .image = sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : text_at(st, 4),
+        .version = (uint32_t)sqlite3_column_int64(st, 5),
+        .detail = text_at(st, 6),
+    };
+    return q->cb.audit(q->ctx, &e);
+}
+
+int vms_local_audit_log(vms_repo *repo, const char *image, int64_t since, vms_audit_cb cb, void *ctx,
+                        fsp_error *err)
+{
+    vms_local *r = (vms_local *)repo;
+    int rc = image ? named_image(r, image, err) : 0;
+    sqlite3_stmt *st;
+    if (!rc)
+        rc = vms_repo_prepare(r,
+                              "SELECT at, user, host, action, image, version, detail FROM audit"
+                              " WHERE (?1 IS NULL OR image = ?1) AND at >= ?2 ORDER BY id",
+                              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, image, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, since);
+    struct query_rows q = {audit_row, {.audit = cb}, ctx};
+    return each_row(r, st, &q, "reading the audit log", err);
+}
+
 /* ---- manifests ------------------------------------------------------------------------ */
 
 /* Messages about the copy in tmp/ should name the file the caller gave. */

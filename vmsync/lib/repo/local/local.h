@@ -97,6 +97,9 @@ vms_repo_lease_take_fn vms_local_lease_take;
 vms_repo_lease_get_fn vms_local_lease_get;
 vms_repo_lease_release_fn vms_local_lease_release;
 vms_repo_audit_fn vms_local_audit;
+vms_repo_images_fn vms_local_images;
+vms_repo_leases_fn vms_local_leases;
+vms_repo_audit_log_fn vms_local_audit_log;
 vms_repo_cache_dir_fn vms_local_cache_dir;
 /* gc.c */
 vms_repo_gc_fn vms_local_gc;

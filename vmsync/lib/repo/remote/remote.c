@@ -78,6 +78,9 @@ static vms_repo_lease_take_fn vms_remote_lease_take;
 static vms_repo_lease_get_fn vms_remote_lease_get;
 static vms_repo_lease_release_fn vms_remote_lease_release;
 static vms_repo_audit_fn vms_remote_audit;
+static vms_repo_images_fn vms_remote_images;
+static vms_repo_leases_fn vms_remote_leases;
+static vms_repo_audit_log_fn vms_remote_audit_log;
 static vms_repo_gc_fn vms_remote_gc;
 static const struct vms_repo_ops remote_ops;
 
@@ -559,8 +562,8 @@ static int vms_remote_lease_get(vms_repo *repo, const char *image, struct vms_le
     *found = vms_get_u8(&body) != 0;
     vms_get_strbuf(&body, out->image, sizeof out->image);
     out->version = (uint32_t)vms_get_bounded(&body, UINT32_MAX);
-    vms_get_strbuf(&body, out->user, sizeof out->user);
-    vms_get_strbuf(&body, out->host, sizeof out->host);
+    vms_get_textbuf(&body, out->user, sizeof out->user); /* as a local client named them */
+    vms_get_textbuf(&body, out->host, sizeof out->host);
     out->since = vms_get_svarint(&body);
     return vms_get_done(&body) ? 0 : bad_reply(r, VMS_M_LEASE_INFO, err);
 }
@@ -583,6 +586,177 @@ static int vms_remote_audit(vms_repo *repo, const char *action, const char *imag
     vms_put_varint(&b, version);
     vms_put_str(&b, detail ? detail : "");
     return simple(r, VMS_M_AUDIT, &b, err);
+}
+
+/* ---- queries ------------------------------------------------------------------ */
+
+/* A stream of rows of one message type up to END: DECODE reads one row (false
+ * when malformed), DELIVER hands it to the caller's callback. */
+struct rows {
+    uint8_t type;
+    bool (*decode)(struct rows *w, struct vms_rbuf *body);
+    int (*deliver)(struct rows *w);
+};
+
+/* Sends request TYPE with B, then reads the rows to their END, even after
+ * the callback stopped, so that the session stays in step. */
+static int read_rows(vms_remote *r, uint8_t type, struct vms_wbuf *b, struct rows *w,
+                     fsp_error *err)
+{
+    int rc = vms_conn_send(&r->conn, type, b, err), stopped = 0;
+    vms_wbuf_free(b);
+    while (!rc) {
+        uint8_t got;
+        struct vms_rbuf body;
+        rc = vms_conn_recv(&r->conn, &got, &body, err);
+        if (rc || got == VMS_M_END)
+            break;
+        if (got == VMS_M_ERROR)
+            return vms_conn_error(&r->conn, &body, err);
+        if (got != w->type || !w->decode(w, &body) || !vms_get_done(&body))
+            return bad_reply(r, got, err);
+        if (!stopped)
+            stopped = w->deliver(w);
+    }
+    return rc ? rc : stopped;
+}
+
+/* A lease's fields after its image, as LEASE_INFO and IMAGE_INFO carry them;
+ * the strings the callback sees point into this. */
+struct lease_fields {
+    char image[256], user[128], host[256];
+    struct vms_lease_info info;
+};
+
+static void get_lease_fields(struct vms_rbuf *b, struct lease_fields *l)
+{
+    l->info.version = (uint32_t)vms_get_bounded(b, UINT32_MAX);
+    vms_get_textbuf(b, l->user, sizeof l->user);
+    vms_get_textbuf(b, l->host, sizeof l->host);
+    l->info.since = vms_get_svarint(b);
+    l->info.image = l->image;
+    l->info.user = l->user;
+    l->info.host = l->host;
+}
+
+struct image_rows {
+    struct rows w;
+    struct lease_fields lease;
+    struct vms_image_info info;
+    bool leased;
+    vms_image_cb cb;
+    void *ctx;
+};
+
+static bool decode_image(struct rows *w, struct vms_rbuf *b)
+{
+    struct image_rows *q = (struct image_rows *)w;
+    vms_get_strbuf(b, q->lease.image, sizeof q->lease.image);
+    q->info.name = q->lease.image;
+    q->info.latest = (uint32_t)vms_get_bounded(b, UINT32_MAX);
+    q->info.size = vms_get_varint(b);
+    q->info.created = vms_get_svarint(b);
+    q->leased = vms_get_u8(b) != 0;
+    get_lease_fields(b, &q->lease);
+    q->info.lease = q->leased ? &q->lease.info : NULL;
+    return !b->bad;
+}
+
+static int deliver_image(struct rows *w)
+{
+    struct image_rows *q = (struct image_rows *)w;
+    return q->cb(q->ctx, &q->info);
+}
+
+static int vms_remote_images(vms_repo *repo, vms_image_cb cb, void *ctx, fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct image_rows q = {{VMS_M_IMAGE_INFO, decode_image, deliver_image}, .cb = cb, .ctx = ctx};
+    struct vms_wbuf b = {0};
+    return read_rows(r, VMS_M_IMAGES, &b, &q.w, err);
+}
+
+struct lease_rows {
+    struct rows w;
+    struct lease_fields lease;
+    vms_lease_cb cb;
+    void *ctx;
+};
+
+static bool decode_lease(struct rows *w, struct vms_rbuf *b)
+{
+    struct lease_rows *q = (struct lease_rows *)w;
+    bool found = vms_get_u8(b) != 0;
+    vms_get_strbuf(b, q->lease.image, sizeof q->lease.image);
+    get_lease_fields(b, &q->lease);
+    return found && !b->bad;
+}
+
+static int deliver_lease(struct rows *w)
+{
+    struct lease_rows *q = (struct lease_rows *)w;
+    return q->cb(q->ctx, &q->lease.info);
+}
+
+static int vms_remote_leases(vms_repo *repo, const char *image, vms_lease_cb cb, void *ctx, fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct lease_rows q = {{VMS_M_LEASE_INFO, decode_lease, deliver_lease}, .cb = cb, .ctx = ctx};
+    struct vms_wbuf b = {0};
+    vms_put_u8(&b, image == NULL);
+    vms_put_str(&b, image ? image : "");
+    return read_rows(r, VMS_M_LEASES, &b, &q.w, err);
+}
+
+struct audit_rows {
+    struct rows w;
+    char user[128], host[256], action[64], image[256], detail[VMS_AUDIT_DETAIL_MAX];
+    struct vms_audit_entry e;
+    vms_audit_cb cb;
+    void *ctx;
+};
+
+static bool decode_audit(struct rows *w, struct vms_rbuf *b)
+{
+    struct audit_rows *q = (struct audit_rows *)w;
+    q->e.at = vms_get_svarint(b);
+    vms_get_textbuf(b, q->user, sizeof q->user);
+    vms_get_textbuf(b, q->host, sizeof q->host);
+    vms_get_textbuf(b, q->action, sizeof q->action);
+    vms_get_textbuf(b, q->image, sizeof q->image);
+    q->e.version = (uint32_t)vms_get_bounded(b, UINT32_MAX);
+    vms_get_textbuf(b, q->detail, sizeof q->detail);
+    q->e.user = q->user;
+    q->e.host = q->host;
+    q->e.action = q->action;
+    q->e.image = q->image[0] ? q->image : NULL;
+    q->e.detail = q->detail;
+    return !b->bad;
+}
+
+static int deliver_audit(struct rows *w)
+{
+    struct audit_rows *q = (struct audit_rows *)w;
+    return q->cb(q->ctx, &q->e);
+}
+
+static int vms_remote_audit_log(vms_repo *repo, const char *image, int64_t since, vms_audit_cb cb,
+                         void *ctx, fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct audit_rows *q = calloc(1, sizeof *q); /* a few KiB: off the stack */
+    if (!q)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    q->w = (struct rows){VMS_M_AUDIT_ENTRY, decode_audit, deliver_audit};
+    q->cb = cb;
+    q->ctx = ctx;
+    struct vms_wbuf b = {0};
+    vms_put_u8(&b, image == NULL);
+    vms_put_str(&b, image ? image : "");
+    vms_put_svarint(&b, since);
+    int rc = read_rows(r, VMS_M_AUDIT_LOG, &b, &q->w, err);
+    free(q);
+    return rc;
 }
 
 static int vms_remote_gc(vms_repo *repo, struct vms_gc_stats *stats, fsp_error *err)
@@ -984,5 +1158,8 @@ static const struct vms_repo_ops remote_ops = {
     .lease_get = vms_remote_lease_get,
     .lease_release = vms_remote_lease_release,
     .audit = vms_remote_audit,
+    .images = vms_remote_images,
+    .leases = vms_remote_leases,
+    .audit_log = vms_remote_audit_log,
     .gc = vms_remote_gc,
 };
