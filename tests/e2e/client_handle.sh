@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One client handle, one SSH connection.  tests/tools/one_client, a client
-# built with only the public headers, lists an image's versions and checks it
-# out on one handle; vmsync diff of two versions fetches both manifests on
+# built with only the public headers, lists an image's versions, asks who
+# holds it, checks it out and asks again, all on one handle; vmsync diff of two versions fetches both manifests on
 # one handle.  The relay in front of sshd counts the connections.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
@@ -29,8 +29,10 @@ VMSYNC_CACHE=$T/cache "$ONE_CLIENT" "$url" t "$T/out.img" --seed "$timg" \
     fail "one_client failed: $(head -c 300 "$T/one.err")"
 relay_stop
 n=$(relay_connections)
-((n == 1)) || bad "one handle for log and checkout made $n SSH connections, not 1"
+((n == 1)) || bad "one handle for log, lease queries and checkout made $n SSH connections, not 1"
 [[ $(jq -r .versions "$T/one.json") == 2 ]] || bad "one_client saw $(jq -r .versions "$T/one.json") versions, not 2"
+[[ $(jq -r .holder "$T/one.json") == tester@laptop-one ]] ||
+    bad "after the checkout the lease query named '$(jq -r .holder "$T/one.json")', not tester@laptop-one"
 cmp -s "$T/out.img" "$T/ref.img" || bad "the checkout on the shared handle differs from an export"
 (($(jq -r .bytes_from_seeds "$T/one.json") > 0)) || bad "the checkout on the shared handle used no seed"
 

@@ -1,14 +1,15 @@
 /* A thin client of libvmsync, built with only the public headers on its
  * include path, as a window would be: one handle, then several operations
- * on it (the history of an image, who holds it, and a checkout).  The tests
- * count the SSH connections that this makes.
+ * on it (the history of an image, who holds it, a checkout, and who holds
+ * it then).  The tests count the SSH connections that this makes.
  *
  *   one_client REPO NAME OUT [--known-hosts F] [-i KEY] [--seed IMAGE]
  *
- * Prints one JSON object: the number of versions, the lease holder, and the
- * checkout's figures.  Exit status 0, or 1 with the error on stderr. */
+ * Prints one JSON object: the number of versions, the lease holder after the
+ * checkout, and the checkout's figures.  An image held before is refused.  Exit status 0, or 1 with the error on stderr. */
 #include "vmsync.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,12 +17,20 @@
 struct run {
     const char *name;
     uint32_t versions;
+    char holder[512]; /* user@host of the lease after the checkout, "" when none */
 };
 
 static int count_version(void *ctx, const struct vms_version *v)
 {
     struct run *r = ctx;
     r->versions += strcmp(v->image, r->name) == 0;
+    return 0;
+}
+
+static int note_holder(void *ctx, const struct vms_lease_info *l)
+{
+    struct run *r = ctx;
+    snprintf(r->holder, sizeof r->holder, "%s@%s", l->user, l->host);
     return 0;
 }
 
@@ -52,7 +61,13 @@ static int run_all(vms_client *c, struct run *r, const char *out, const char *se
     co.n_seeds = seed ? 1 : 0;
     int rc = vms_log(c, r->name, count_version, r, err);
     if (!rc)
+        rc = vms_leases(c, r->name, note_holder, r, err);
+    if (!rc && r->holder[0])
+        return fsp_fail(err, FSP_EK_CONFLICT, -EBUSY, "%s is held by %s", r->name, r->holder);
+    if (!rc)
         rc = vms_checkout(c, &co, st, err);
+    if (!rc)
+        rc = vms_leases(c, r->name, note_holder, r, err);
     return rc;
 }
 
@@ -79,7 +94,9 @@ int main(int argc, char **argv)
         fputc('\n', stderr);
         return 1;
     }
-    printf("{\"versions\":%u,\"objects_fetched\":%llu,\"bytes_from_seeds\":%llu}\n", r.versions,
+    printf("{\"versions\":%u,\"holder\":", r.versions);
+    vms_json_string(stdout, r.holder);
+    printf(",\"objects_fetched\":%llu,\"bytes_from_seeds\":%llu}\n",
            (unsigned long long)st.objects_fetched, (unsigned long long)st.bytes_from_seeds);
     return 0;
 }
