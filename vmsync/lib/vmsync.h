@@ -137,6 +137,42 @@ typedef int (*vms_diff_cb)(void *ctx, const struct vms_diff_item *item);
 int vms_diff(const char *a, const char *b, vms_diff_cb cb, void *ctx, fsp_error *err);
 const char *vms_what_name(uint32_t bit);
 
+/* ---- inspecting an image ---------------------------------------------------
+ * What IMAGE (an image, or a manifest file) holds, from a metadata-only scan:
+ * no file data is read. */
+
+struct vms_inspect_volume {
+    struct fsp_volume_info info;
+    uint64_t files, dirs, symlinks, other;
+    uint64_t file_bytes;  /* sizes of the regular files, each hard-linked one once */
+    const char *os;       /* a static string ("windows", "linux (debian family)",
+                           * ...) from files only that system has; NULL: none found */
+};
+
+struct vms_inspect_result {
+    uint64_t size;                 /* bytes of the disk */
+    char format[32];               /* "raw", "qcow2", ... */
+    char table[8];                 /* "gpt", "dos" or "none" */
+    uint64_t allocated_bytes;      /* in the filesystems' layout */
+    uint64_t warnings;             /* damaged files and structures met */
+    uint32_t n_volumes;
+    struct vms_inspect_volume *volumes;
+    char *guestfs_os;              /* GUESTFS: libguestfs's product name, else NULL */
+    const char *guestfs_note;      /* GUESTFS without a name: why (a static string) */
+};
+
+struct vms_inspect_opts {
+    bool guestfs;   /* also ask virt-inspector (libguestfs); slow: it boots an appliance */
+};
+
+/* Fills *OUT (the caller's, freed with vms_inspect_free; NULL on failure)
+ * with what IMAGE holds; O may be NULL.  It runs on the calling thread and
+ * keeps nothing between calls.  A libguestfs that is missing or finds nothing
+ * is no error: the result says why in guestfs_note. */
+int vms_inspect(const char *image, const struct vms_inspect_opts *o,
+                struct vms_inspect_result **out, fsp_error *err);
+void vms_inspect_free(struct vms_inspect_result *r);
+
 /* ---- the sync engine -------------------------------------------------------
  * One engine for the CLI, the GUI and the agent: each operation takes options,
  * reports progress through a callback that can cancel (non-zero return), and
