@@ -1,5 +1,5 @@
-/* Unit tests of the library calls that the CLI only prints: vms_inspect, on
- * real images made here with mke2fs and sfdisk. */
+/* Unit tests of the library calls that the CLI only prints: vms_inspect and
+ * vms_manifest_create, on real images made here with mke2fs and sfdisk. */
 #include "check.h"
 #include "vmsync.h"
 
@@ -96,6 +96,49 @@ static void test_inspect_errors(void)
     vms_inspect_free(NULL);
 }
 
+struct counts {
+    uint64_t progress, warnings, objects, entries;
+    bool cancel;
+};
+
+static int count_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    struct counts *c = ctx;
+    c->progress++;
+    return c->cancel;
+}
+
+static int count_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len)
+{
+    ((struct counts *)ctx)->objects++;
+    return 0;
+}
+
+static int count_entry(void *ctx, uint64_t seq, const struct fsp_entry *e)
+{
+    ((struct counts *)ctx)->entries++;
+    return 0;
+}
+
+static void test_manifest_create(void)
+{
+    char img[4200], out[4200];
+    struct counts c = {0}, hooked = {0}, read = {0};
+    struct fsp_sink hooks = {.object = count_object, .ctx = &hooked};
+    struct vms_manifest_create_opts o = {.progress = count_progress, .hooks = &hooks, .ctx = &c};
+    fsp_error err = {0};
+    CHECK(vms_manifest_create(in_dir("bare.img", img, sizeof img), in_dir("bare.vmsm", out, sizeof out),
+                              &o, &err) == 0);
+    CHECK(c.progress > 0 && hooked.objects > 0);
+    struct fsp_sink counting = {.entry = count_entry, .ctx = &read};
+    CHECK(vms_manifest_read(out, &counting, &err) == 0 && read.entries == 4 + 3 + 1);
+    /* a cancelled scan leaves neither the manifest nor its temporary */
+    c.cancel = true;
+    CHECK(vms_manifest_create(img, in_dir("cancelled.vmsm", out, sizeof out), &o, &err) < 0);
+    CHECK(err.kind == FSP_EK_CANCELLED && access(out, F_OK) < 0);
+    CHECK(sh("! ls -a | grep -q %s", "cancelled"));
+}
+
 int main(void)
 {
     const char *work = getenv("VMSYNC_TEST_WORK");
@@ -107,6 +150,7 @@ int main(void)
     RUN(test_inspect_bare);
     RUN(test_inspect_gpt);
     RUN(test_inspect_errors);
+    RUN(test_manifest_create);
     sh("rm -rf '%.4000s'", dir);
     return check_failures;
 }

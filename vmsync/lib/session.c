@@ -242,25 +242,11 @@ int vms_ctx_scan_summary_raw(struct vms_ctx *c, const char *image, struct fsp_su
 int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
                       struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err)
 {
-    fsp_source *src;
-    int rc = vms_written_open(image, &src, err);
-    if (rc)
-        return rc;
-    vms_manifest_writer *w;
-    if ((rc = vms_manifest_writer_open(manifest, &w, err))) {
-        fsp_source_close(src);
-        return rc;
-    }
-    vms_scan_hooks_init(h, c, vms_manifest_writer_sink(w));
-    h->fwd.sink.object = extra->object;
-    h->fwd.sink.want_stream = extra->want_stream;
-    h->fwd.sink.reuse_stream = extra->reuse_stream;
-    struct fsp_scan_opts opts = {.flags = flags};
-    rc = fsp_scan(src, &opts, &h->fwd.sink, err);
-    fsp_source_close(src);
-    if (rc) {
-        vms_manifest_writer_abort(w);
-        return rc;
-    }
-    return vms_manifest_writer_commit(w, err);
+    static const struct fsp_sink nothing = {0}; /* vms_manifest_create feeds the writer */
+    vms_scan_hooks_init(h, c, &nothing);
+    struct fsp_sink hooks = {.object = extra->object, .want_stream = extra->want_stream,
+                             .reuse_stream = extra->reuse_stream, .ctx = h};
+    struct vms_manifest_create_opts o = {.scan_flags = flags, .progress = h->fwd.sink.progress,
+                                         .warning = h->fwd.sink.warning, .hooks = &hooks, .ctx = h};
+    return vms_manifest_create(image, manifest, &o, err);
 }

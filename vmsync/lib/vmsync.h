@@ -42,6 +42,26 @@ const struct fsp_sink *vms_manifest_writer_sink(vms_manifest_writer *w);
 int vms_manifest_writer_commit(vms_manifest_writer *w, fsp_error *err);
 void vms_manifest_writer_abort(vms_manifest_writer *w);
 
+/* Scans IMAGE into a manifest at PATH (O may be NULL): the writer's
+ * temporary becomes PATH (vms_manifest_writer_commit) only when the whole
+ * scan succeeds, and is removed otherwise.  A raw image vmsync wrote is read
+ * as raw while its record names it, any other image as its bytes show.  The
+ * callbacks get CTX and run on the calling thread, during the call only;
+ * their arguments live for the callback only.  A non-zero return from
+ * progress or warning cancels the scan (FSP_EK_CANCELLED). */
+struct vms_manifest_create_opts {
+    uint32_t scan_flags; /* FSP_SCAN_* */
+    int (*progress)(void *ctx, const char *phase, uint64_t done, uint64_t total);
+    /* A damaged file or structure; the manifest records it too. */
+    int (*warning)(void *ctx, uint32_t volume, const char *path, const char *msg);
+    /* Content hooks for engines: only HOOKS' object, want_stream and
+     * reuse_stream are used, each called with HOOKS->ctx (see fsp_sink). */
+    const struct fsp_sink *hooks;
+    void *ctx;
+};
+int vms_manifest_create(const char *image, const char *path,
+                        const struct vms_manifest_create_opts *o, fsp_error *err);
+
 /* Streams a manifest file into SINK, checking every record. */
 int vms_manifest_read(const char *path, const struct fsp_sink *sink, fsp_error *err);
 /* True when PATH starts with the manifest magic. */
