@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int fsp_vfail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt, va_list ap)
+int fsp_vfail(fsp_error *err, int kind, int code, const char *fmt, va_list ap)
 {
     if (code >= 0)
         code = -EINVAL;
@@ -18,7 +18,7 @@ int fsp_vfail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fm
     return code;
 }
 
-int fsp_fail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt, ...)
+int fsp_fail(fsp_error *err, int kind, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -54,10 +54,10 @@ int cli_exit_status(const fsp_error *err)
     case FSP_EK_IO: return 6;
     case FSP_EK_NOMEM: return 6;
     case FSP_EK_CANCELLED: return 7;
-    case FSP_EK_CONFLICT: return 8;
-    case FSP_EK_NOTFOUND: return 9;
-    case FSP_EK_NETWORK: return 11;
-    case FSP_EK_DENIED: return 12;
+    case VMS_EK_CONFLICT: return 8;
+    case VMS_EK_NOTFOUND: return 9;
+    case VMS_EK_NETWORK: return 11;
+    case VMS_EK_DENIED: return 12;
     default: return 1;
     }
 }

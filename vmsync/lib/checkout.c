@@ -582,7 +582,7 @@ static int output_untouched(struct checkout *co, fsp_error *err)
     if (co->o->force || (!exists && !co->out_existed) ||
         (exists && co->out_existed && vms_written_unchanged(&co->out_seen, &st)))
         return 0;
-    return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+    return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
                     "%s: changed while vmsync rebuilt the image, so it is not replaced: run the command "
                     "again to see whether it holds work, or add --force", co->o->out);
 }
@@ -753,7 +753,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     co->out_existed = true;
     vms_written_identity(&co->out_seen, &st);
     if (!S_ISREG(st.st_mode) || !vms_written_load(out, &st, &w))
-        return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+        return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
                         "%s: already exists, and vmsync did not write it: choose another -o, or "
                         "add --force to replace it", out);
     bool readable = current_digest(co, &w, &st, now);
@@ -764,7 +764,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     }
     if (readable && (!memcmp(now, w.digest, FSP_SHA256_LEN) || is_a_version(co, w.image, now)))
         return 0;
-    return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+    return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
                     "%s: changed since vmsync wrote %s@%u there, and no version holds the change: "
                     "check it in first (vmsync checkin %s %s %s), or add --force to replace it",
                     out, w.image, w.version, co->c->s->repo, w.image, out);

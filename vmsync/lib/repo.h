@@ -123,13 +123,13 @@ int vms_repo_get_manifest(vms_repo *r, const uint8_t id[FSP_SHA256_LEN], const c
 /* ---- catalog -------------------------------------------------------------- */
 
 
-/* VERSION 0 means the latest.  Unknown image or version: FSP_EK_NOTFOUND naming it. */
+/* VERSION 0 means the latest.  Unknown image or version: VMS_EK_NOTFOUND naming it. */
 int vms_repo_version(vms_repo *r, const char *image, uint32_t version, struct vms_version *out,
                      fsp_error *err);
 
 /* Records a new version of IMAGE (creating the image on its first version).
  * PARENT must be the image's latest version number (0 for a new image): when
- * another check-in got there first this fails with FSP_EK_CONFLICT and a
+ * another check-in got there first this fails with VMS_EK_CONFLICT and a
  * message naming the newer version, and records nothing.
  * The new number is returned in *NUMBER.  Atomic. */
 int vms_repo_add_version(vms_repo *r, const char *image, uint32_t parent,
@@ -149,7 +149,7 @@ struct vms_lease {
 };
 
 /* Takes the lease on IMAGE for this client at VERSION.  The holder is a user
- * and a host together.  Held by anyone else: refused (FSP_EK_CONFLICT, naming
+ * and a host together.  Held by anyone else: refused (VMS_EK_CONFLICT, naming
  * the holder, host and since when) unless STEAL, which takes it over and
  * writes the theft to the audit log.  Held by this user and host already:
  * updated. */
@@ -157,7 +157,7 @@ int vms_repo_lease_take(vms_repo *r, const char *image, uint32_t version, bool s
 /* *FOUND is false when nobody holds IMAGE. */
 int vms_repo_lease_get(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
                        fsp_error *err);
-/* Only the holder releases: anyone else's lease is FSP_EK_CONFLICT. */
+/* Only the holder releases: anyone else's lease is VMS_EK_CONFLICT. */
 int vms_repo_lease_release(vms_repo *r, const char *image, fsp_error *err);
 
 /* ---- audit log ------------------------------------------------------------ */
@@ -171,7 +171,7 @@ int vms_repo_audit(vms_repo *r, const char *action, const char *image, uint32_t 
 /* Drops objects that no version's manifest uses (vms_manifest_objects), rewriting packs that hold
  * garbage.  Takes the repository's exclusive lock; every other handle holds it
  * shared, so gc waits for them and they wait for gc.  gc waits at most the
- * handle's gc wait (vms_repo_gc_wait), then fails with FSP_EK_CONFLICT naming
+ * handle's gc wait (vms_repo_gc_wait), then fails with VMS_EK_CONFLICT naming
  * the processes that hold the repository open, having changed nothing.  Under
  * that lock it first runs the quick check, and refuses (FSP_EK_CORRUPT) when
  * it finds a problem. */

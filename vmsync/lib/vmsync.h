@@ -17,6 +17,23 @@
 extern "C" {
 #endif
 
+/* ---- error kinds ---------------------------------------------------------
+ * fsp_error.kind is one of fsparse's FSP_EK_* or one of these, raised only by
+ * libvmsync; they start at FSP_EK_LIBRARY so that neither list collides with
+ * the other as they grow.  The kind picks the CLI's exit status, and travels
+ * over ssh:// (docs/protocol.md numbers them on the wire). */
+enum vms_error_kind {
+    VMS_EK_CONFLICT = FSP_EK_LIBRARY, /* refused: a lease held elsewhere, another check-in
+                                        * won, or replacing an output could lose work */
+    VMS_EK_NOTFOUND,  /* no such image or version in a repository */
+    VMS_EK_NETWORK,   /* a remote repository: cannot connect, link lost, timed out */
+    VMS_EK_DENIED,    /* refused: host key, authentication, or the agent's rules */
+    VMS_EK_END,       /* one past the last */
+};
+/* The kind's name ("usage", "not found", ...), a static string; NULL for a
+ * number that is no kind.  Every kind of either list has its own name. */
+const char *vms_error_kind_name(int kind);
+
 /* ---- manifest files -----------------------------------------------------
  * Format (version 1), all integers little-endian:
  *   header, 16 bytes, not compressed:
