@@ -47,7 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(path, sizeof path, "/tmp/fuzz-manifest-%d", (int)getpid());
     FILE *f = fopen(path, "wb");
     FILE *devnull = fopen("/dev/null", "w");
-    vms_json *j = devnull ? vms_json_new(devnull, VMS_JSON_LAYOUT) : NULL;
+    vms_json *j = NULL;
+    if (devnull)
+        vms_json_new(devnull, VMS_JSON_LAYOUT, &j, NULL);
     if (!f || !j) {
         if (f)
             fclose(f);

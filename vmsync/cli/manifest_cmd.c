@@ -70,10 +70,10 @@ static int sp_done(void *ctx, const struct fsp_summary *s)
 static int read_printed(const char *path, FILE *out, bool json, bool layout, fsp_error *err)
 {
     if (json) {
-        vms_json *j = vms_json_new(out, layout ? VMS_JSON_LAYOUT : 0);
-        if (!j)
-            return fsp_fail(err, FSP_EK_NOMEM, -12, "out of memory");
-        int rc = vms_manifest_read(path, vms_json_sink(j), err);
+        vms_json *j;
+        int rc = vms_json_new(out, layout ? VMS_JSON_LAYOUT : 0, &j, err);
+        if (!rc)
+            rc = vms_manifest_read(path, vms_json_sink(j), err);
         vms_json_free(j);
         return rc;
     }

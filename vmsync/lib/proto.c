@@ -120,6 +120,9 @@ int vms_proto_fail(const struct vms_conn *c, fsp_error *err, const char *what)
 int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fsp_error *err)
 {
     size_t plen = p ? p->len : 0;
+    if (p && p->failed)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory for a %s message",
+                        vms_msg_name(type));
     if (plen + 1 > VMS_MSG_MAX)
         return fsp_fail(err, FSP_EK_INTERNAL, -EMSGSIZE, "%s: a %s message of %zu bytes is too big",
                         c->peer, vms_msg_name(type), plen);

@@ -580,6 +580,8 @@ static int receive_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], int
         }
         vms_put_raw(&all, body.p, n);
     }
+    if (!rc && all.failed)
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory for a manifest");
     uint8_t actual[FSP_SHA256_LEN];
     if (!rc && (vms_sha256(all.p, all.len, actual) || memcmp(actual, id, FSP_SHA256_LEN)))
         rc = fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG,
@@ -628,6 +630,8 @@ static int read_file(const char *path, struct vms_wbuf *out, fsp_error *err)
         rc = buf ? vms_pread_all(fd, buf, (size_t)st.st_size, 0) : -ENOMEM;
         if (!rc)
             vms_put_raw(out, buf, (size_t)st.st_size);
+        if (!rc && out->failed)
+            rc = -ENOMEM;
         free(buf);
     }
     close(fd);

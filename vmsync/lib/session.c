@@ -2,6 +2,7 @@
 #include "engine.h"
 #include "written.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -162,21 +163,22 @@ void vms_scan_hooks_init(struct vms_scan_hooks *h, struct vms_ctx *c, const stru
     h->fwd.sink.warning = h_warning;
 }
 
-int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out)
+int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error *err)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
-        return -1;
     unsigned shift = bare_shift;
-    const char *units = "KkMmGg", *u = *end ? strchr(units, *end) : NULL;
+    const char *units = "KkMmGg", *u = end != s && *end ? strchr(units, *end) : NULL;
     if (u) {
         shift = 10u * (unsigned)(1 + (u - units) / 2);
         end++;
     }
-    if (*end || v > (UINT64_MAX >> shift))
-        return -1;
+    if (end == s || *end || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "'%s' is not a size: expected digits and an optional K, M or G", s);
+    if (errno == ERANGE || v > (UINT64_MAX >> shift))
+        return fsp_fail(err, FSP_EK_USAGE, -ERANGE, "'%s' is too large a size", s);
     *out = (uint64_t)v << shift;
     return 0;
 }

@@ -1,9 +1,16 @@
-/* libvmsync: manifests, image comparison, and the repository engine (import,
- * checkout, checkin, gc, check, and the agent's side of ssh://).  Errors
- * follow fsparse's convention: 0 or a negative errno, with the message in the
- * caller's fsp_error; messages hold names raw, so print them with
- * vms_put_text.  Nothing here prints except the JSON printer and the name
- * writers (vms_put_*), which write where they are told. */
+/* libvmsync: manifests, image comparison and inspection, and the repository
+ * engine (import, checkout, checkin, gc, check, and the agent's side of
+ * ssh://).  Nothing here prints except the JSON printer and the name writers
+ * (vms_put_*), which write where they are told.
+ *
+ * Errors, one rule for every call: a call that can fail returns 0 or a
+ * negative errno and, when ERR is not NULL, fills the caller's fsp_error with
+ * a kind (FSP_EK_* or VMS_EK_*, see vms_error_kind_name) and a message that
+ * names what is wrong; messages hold names raw, so print them with
+ * vms_put_text.  Out of memory is -ENOMEM with FSP_EK_NOMEM, never NULL and
+ * never an abort.  A call that returns a pointer, a bool or void cannot fail:
+ * a bool answers a question (vms_is_manifest, vms_utf8_valid), a pointer is
+ * one the caller already owns or a static string. */
 #ifndef VMSYNC_H
 #define VMSYNC_H
 
@@ -81,7 +88,8 @@ int vms_manifest_create(const char *image, const char *path,
 
 /* Streams a manifest file into SINK, checking every record. */
 int vms_manifest_read(const char *path, const struct fsp_sink *sink, fsp_error *err);
-/* True when PATH starts with the manifest magic. */
+/* True when PATH starts with the manifest magic; false too when PATH cannot
+ * be read (opening it then says why). */
 bool vms_is_manifest(const char *path);
 
 /* Reads an image (scanning it) or a manifest file into SINK. */
@@ -111,7 +119,9 @@ void vms_forward_init(struct vms_forward *f, const struct fsp_sink *inner);
 #define VMS_JSON_LAYOUT 0x1u /* include the layout map */
 
 typedef struct vms_json vms_json;
-vms_json *vms_json_new(FILE *out, uint32_t flags);
+/* A sink that prints what it receives to OUT (the caller's, not closed) as
+ * one JSON document; free it after the scan or read ends. */
+int vms_json_new(FILE *out, uint32_t flags, vms_json **j, fsp_error *err);
 const struct fsp_sink *vms_json_sink(vms_json *j);
 void vms_json_free(vms_json *j);
 /* JSON string escaping for other printers; writes "..." to OUT (null for
@@ -285,10 +295,12 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
 
 /* Parses a size or rate: digits and an optional K, M or G (binary, either
  * case); a bare number is shifted by BARE_SHIFT (10: KiB, as rsync's
- * --bwlimit).  0, or -1 when S is not one. */
-int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
+ * --bwlimit).  Not one: -EINVAL; too large for 64 bits: -ERANGE (FSP_EK_USAGE,
+ * the message quoting S). */
+int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error *err);
 
-/* Parses "NAME" or "NAME@N"; VERSION 0 when absent. */
+/* Parses "NAME" or "NAME@N" (NAME shorter than LEN); VERSION 0 when absent.
+ * A bad one: -EINVAL (FSP_EK_USAGE, the message quoting REF). */
 int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fsp_error *err);
 
 int vms_init_repo(const char *path, fsp_error *err);
