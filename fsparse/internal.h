@@ -108,7 +108,6 @@ int fsp_ntfs_scan(struct fsp_vol *v);
 
 /* ---- shared helpers (util.c, cdc.c, xsort.c) -------------------------- */
 
-void *fsp_xmalloc(size_t n);  /* abort on failure: tiny, fixed-size allocations only */
 char *fsp_strdup_bounded(const char *s, size_t max);
 int fsp_vfail(fsp_error *err, int kind, int code, const char *fmt, va_list ap);
 

@@ -27,14 +27,6 @@ int fsp_fail(fsp_error *err, int kind, int code, const char *fmt, ...)
     return code;
 }
 
-void *fsp_xmalloc(size_t n)
-{
-    void *p = calloc(1, n ? n : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
 char *fsp_strdup_bounded(const char *s, size_t max)
 {
     if (!s)
