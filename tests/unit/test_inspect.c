@@ -132,6 +132,13 @@ static void test_manifest_create(void)
     CHECK(c.progress > 0 && hooked.objects > 0);
     struct fsp_sink counting = {.entry = count_entry, .ctx = &read};
     CHECK(vms_manifest_read(out, &counting, &err) == 0 && read.entries == 4 + 3 + 1);
+    /* inspect reads the manifest as it reads the image */
+    struct vms_inspect_result *r = NULL;
+    CHECK(vms_inspect(out, NULL, &r, &err) == 0 && r && r->n_volumes == 1);
+    if (r && r->n_volumes == 1)
+        CHECK(r->volumes[0].files == 4 && r->volumes[0].os &&
+              !strcmp(r->volumes[0].os, "linux (debian family)"));
+    vms_inspect_free(r);
     /* a cancelled scan leaves neither the manifest nor its temporary */
     c.cancel = true;
     CHECK(vms_manifest_create(img, in_dir("cancelled.vmsm", out, sizeof out), &o, &err) < 0);
