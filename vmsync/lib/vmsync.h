@@ -4,8 +4,8 @@
  * (vms_put_*), which write where they are told.
  *
  * Errors, one rule for every call: a call that can fail returns 0 or a
- * negative errno and, when ERR is not NULL, fills the caller's fsp_error with
- * a kind (FSP_EK_* or VMS_EK_*, see vms_error_kind_name) and a message that
+ * negative errno and fills the caller's fsp_error (ERR, never NULL) with a
+ * kind (FSP_EK_* or VMS_EK_*, see vms_error_kind_name) and a message that
  * names what is wrong; messages hold names raw, so print them with
  * vms_put_text.  Out of memory is -ENOMEM with FSP_EK_NOMEM, never NULL and
  * never an abort.  A call that returns a pointer, a bool or void cannot fail:
