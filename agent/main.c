@@ -98,10 +98,12 @@ static int parse_options(int argc, char **argv, struct options *options)
         case OPT_USER: o->user = optarg; break;
         case OPT_READ_ONLY: o->read_only = true; break;
         case OPT_STATS: options->stats_file = optarg; break;
-        case OPT_CACHE:
-            if (vms_parse_size(optarg, 0, &o->cache_max))
-                return bad_usage("--cache-size: not a size: ", optarg);
+        case OPT_CACHE: {
+            fsp_error err = {0};
+            if (vms_parse_size(optarg, 0, &o->cache_max, &err))
+                return bad_usage("--cache-size: ", err.msg);
             break;
+        }
         case OPT_IDLE:
             if (parse_seconds(optarg, &o->idle_timeout))
                 return bad_usage("--idle-timeout: not a number of seconds (0 to 2000000): ", optarg);

@@ -108,9 +108,8 @@ int fsp_ntfs_scan(struct fsp_vol *v);
 
 /* ---- shared helpers (util.c, cdc.c, xsort.c) -------------------------- */
 
-void *fsp_xmalloc(size_t n);  /* abort on failure: tiny, fixed-size allocations only */
 char *fsp_strdup_bounded(const char *s, size_t max);
-int fsp_vfail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt, va_list ap);
+int fsp_vfail(fsp_error *err, int kind, int code, const char *fmt, va_list ap);
 
 /* Content-defined chunking (FastCDC with normalised chunking): min 16 KiB,
  * average 64 KiB, max 256 KiB. */

@@ -276,12 +276,18 @@ static struct link_streams *link_find(struct fsp_vol *v, uint64_t ino)
 
 bool fsp_vol_inode_seen(struct fsp_vol *v, uint64_t ino) { return link_find(v, ino) != NULL; }
 
-static void link_remember(struct fsp_vol *v, const struct fsp_entry *e)
+static int link_remember(struct fsp_vol *v, const struct fsp_entry *e)
 {
-    struct link_streams *l = fsp_xmalloc(sizeof *l);
+    struct link_streams *l = calloc(1, sizeof *l);
+    struct fsp_stream *streams = calloc(e->n_streams ? e->n_streams : 1, sizeof *streams);
+    if (!l || !streams) {
+        free(l);
+        free(streams);
+        return fsp_fail(v->scan->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    }
     l->ino = e->ino;
     l->n = e->n_streams;
-    l->streams = fsp_xmalloc(sizeof *l->streams * (e->n_streams ? e->n_streams : 1));
+    l->streams = streams;
     for (uint32_t i = 0; i < e->n_streams; i++) {
         const struct fsp_stream *from = &e->streams[i];
         struct fsp_stream *to = &l->streams[i];
@@ -294,6 +300,7 @@ static void link_remember(struct fsp_vol *v, const struct fsp_entry *e)
     struct link_streams **b = link_bucket(v, e->ino);
     l->next = *b;
     *b = l;
+    return 0;
 }
 
 static void links_free(struct fsp_vol *v)
@@ -775,40 +782,42 @@ static bool is_volatile_name(const struct fsp_entry *e)
     return false;
 }
 
+/* Frees the chunks, and gives the backend its extents back (SAVED: NULL when
+ * they were never swapped). */
 static void free_stream_results(struct fsp_entry *e, struct fsp_extent **saved)
 {
     for (uint32_t i = 0; i < e->n_streams; i++) {
         free(e->streams[i].chunks);
         e->streams[i].chunks = NULL;
         e->streams[i].n_chunks = 0;
-        free(e->streams[i].extents);
-        e->streams[i].extents = saved[i];
+        if (saved) {
+            free(e->streams[i].extents);
+            e->streams[i].extents = saved[i];
+        }
     }
     free(saved);
 }
 
-/* The sink sees absolute extents; the backend keeps its own array. */
-static struct fsp_extent **absolutise_extents(struct fsp_vol *v, struct fsp_entry *e)
+/* The sink sees absolute extents; the backend keeps its own array in *SAVED.
+ * Out of memory fails the scan: an entry without its extents would lose its
+ * bytes from the layout. */
+static int absolutise_extents(struct fsp_vol *v, struct fsp_entry *e, struct fsp_extent ***saved)
 {
-    struct fsp_extent **saved = fsp_xmalloc(sizeof *saved * (e->n_streams ? e->n_streams : 1));
-    for (uint32_t i = 0; i < e->n_streams; i++) {
+    struct fsp_extent **own = calloc(e->n_streams ? e->n_streams : 1, sizeof *own);
+    int rc = own ? 0 : -ENOMEM;
+    for (uint32_t i = 0; own && i < e->n_streams; i++) {
         struct fsp_stream *st = &e->streams[i];
-        saved[i] = st->extents;
-        if (!st->n_extents) {
-            st->extents = NULL;
-            continue;
-        }
-        st->extents = malloc(sizeof *st->extents * st->n_extents);
-        if (!st->extents) {
-            st->n_extents = 0;
-            continue;
-        }
-        for (uint32_t j = 0; j < st->n_extents; j++) {
-            st->extents[j] = saved[i][j];
+        own[i] = st->extents;
+        st->extents = st->n_extents ? malloc(sizeof *st->extents * st->n_extents) : NULL;
+        if (st->n_extents && !st->extents)
+            rc = -ENOMEM;
+        for (uint32_t j = 0; st->extents && j < st->n_extents; j++) {
+            st->extents[j] = own[i][j];
             st->extents[j].physical += v->info.start;
         }
     }
-    return saved;
+    *saved = own;
+    return rc ? fsp_fail(v->scan->err, FSP_EK_NOMEM, rc, "out of memory") : 0;
 }
 
 static int emit_hardlink(struct fsp_vol *v, uint64_t seq, struct fsp_entry *e)
@@ -860,8 +869,14 @@ int fsp_vol_emit(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream
     if (rc)
         return stop_scan(s, rc);
     if (e->nlink > 1 && e->type != FSP_T_DIR) /* directories count subdirectories, not links */
-        link_remember(v, e);
-    struct fsp_extent **saved = absolutise_extents(v, e);
+        rc = link_remember(v, e);
+    struct fsp_extent **saved = NULL;
+    if (!rc)
+        rc = absolutise_extents(v, e, &saved);
+    if (rc) {
+        free_stream_results(e, saved);
+        return stop_scan(s, rc);
+    }
     rc = s->sink->entry ? s->sink->entry(s->sink->ctx, seq, e) : 0;
     free_stream_results(e, saved);
     return sink_result(s, rc);
@@ -1152,7 +1167,9 @@ static uint8_t fs_kind_of(const char *fs_type)
 
 static struct fsp_vol *vol_new(struct scan *s, const struct fsp_part *p)
 {
-    struct fsp_vol *v = fsp_xmalloc(sizeof *v);
+    struct fsp_vol *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
     v->scan = s;
     struct fsp_volume_info *i = &v->info;
     i->index = p->index;
@@ -1287,7 +1304,9 @@ static int forced_volume(struct scan *s, uint8_t kind, struct fsp_part **parts, 
 {
     if (kind != FSP_FS_EXT && kind != FSP_FS_NTFS)
         return fsp_fail(s->err, FSP_EK_USAGE, -EINVAL, "unknown filesystem kind %u", kind);
-    *parts = fsp_xmalloc(sizeof **parts);
+    *parts = calloc(1, sizeof **parts);
+    if (!*parts)
+        return fsp_fail(s->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     (*parts)->length = s->image_size;
     snprintf((*parts)->fs_type, sizeof (*parts)->fs_type, "%s", kind == FSP_FS_EXT ? "ext4" : "ntfs");
     *n = 1;
@@ -1311,8 +1330,8 @@ int fsp_scan(fsp_source *src, const struct fsp_scan_opts *opts, const struct fsp
         rc = fsp_fail(err, FSP_EK_FORMAT, -EINVAL,
                       "%s: not a disk image: no partition table and no filesystem found",
                       fsp_source_path(src));
-    if (!rc)
-        vols = fsp_xmalloc(sizeof *vols * (n_parts ? n_parts : 1));
+    if (!rc && !(vols = calloc(n_parts ? n_parts : 1, sizeof *vols)))
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     if (!rc) {
         struct fsp_image_info info = {.size = s.image_size, .format = fsp_source_format(src),
                                       .table = table, .n_volumes = n_parts};
@@ -1320,8 +1339,10 @@ int fsp_scan(fsp_source *src, const struct fsp_scan_opts *opts, const struct fsp
     }
     uint32_t n_vols = 0;
     for (uint32_t i = 0; !rc && i < n_parts; i++) {
-        vols[n_vols++] = vol_new(&s, &parts[i]);
-        rc = scan_volume(&s, vols[n_vols - 1]);
+        if (!(vols[n_vols] = vol_new(&s, &parts[i])))
+            rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+        else
+            rc = scan_volume(&s, vols[n_vols++]);
     }
     if (!rc)
         rc = scan_finish(&s, vols, n_vols);

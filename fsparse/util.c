@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int fsp_vfail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt, va_list ap)
+int fsp_vfail(fsp_error *err, int kind, int code, const char *fmt, va_list ap)
 {
     if (code >= 0)
         code = -EINVAL;
@@ -18,21 +18,13 @@ int fsp_vfail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fm
     return code;
 }
 
-int fsp_fail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt, ...)
+int fsp_fail(fsp_error *err, int kind, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     code = fsp_vfail(err, kind, code, fmt, ap);
     va_end(ap);
     return code;
-}
-
-void *fsp_xmalloc(size_t n)
-{
-    void *p = calloc(1, n ? n : 1);
-    if (!p)
-        abort();
-    return p;
 }
 
 char *fsp_strdup_bounded(const char *s, size_t max)

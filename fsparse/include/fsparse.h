@@ -26,7 +26,8 @@ extern "C" {
 #define FSP_PIECE_SIZE 4096u          /* RAW layout runs carry one hash per piece */
 #define FSP_CHUNK_MIN_STREAM (1u << 20) /* streams this large get CDC chunk hashes */
 
-/* Error classes; fsp_error.kind picks the CLI exit status. */
+/* Error classes; fsp_error.kind picks the CLI exit status.  Libraries built
+ * on fsparse add kinds of their own from FSP_EK_LIBRARY up. */
 enum fsp_error_kind {
     FSP_EK_NONE = 0,
     FSP_EK_USAGE,      /* bad arguments */
@@ -37,21 +38,18 @@ enum fsp_error_kind {
     FSP_EK_NOMEM,
     FSP_EK_CANCELLED,
     FSP_EK_INTERNAL,
-    FSP_EK_CONFLICT,   /* refused: a lease held elsewhere, another check-in won, or
-                        * replacing an existing output could lose work */
-    FSP_EK_NOTFOUND,   /* no such image or version in a repository */
-    FSP_EK_NETWORK,    /* a remote repository: cannot connect, link lost, timed out */
-    FSP_EK_DENIED,     /* refused: host key, authentication, or the agent's rules */
+    FSP_EK_END,        /* one past fsparse's last */
+    FSP_EK_LIBRARY = 64,
 };
 
 typedef struct fsp_error {
     int code;                 /* negative errno */
-    enum fsp_error_kind kind;
+    int kind;                 /* enum fsp_error_kind, or a library's own */
     char msg[768];
 } fsp_error;
 
 /* Sets err (if not NULL) and returns code (a negative errno). */
-int fsp_fail(fsp_error *err, enum fsp_error_kind kind, int code, const char *fmt, ...)
+int fsp_fail(fsp_error *err, int kind, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* ---- block sources ---------------------------------------------------- */

@@ -151,7 +151,7 @@ s = Session([agent, '--root', root, '--user', 'mallory'], host='laptop-w',
             stderr=open(errfile, 'a'))
 s.open('repo')
 bad = 0
-got, body = s.ask(LEASE_RELEASE, put_str('t'))  # 9: FSP_EK_CONFLICT
+got, body = s.ask(LEASE_RELEASE, put_str('t'))  # 9: conflict on the wire
 if got != ERROR or error(body)[0] != 9 or 'tester@laptop-w' not in error(body)[1]:
     print('FAIL: mallory released tester\'s lease: %r %r' % (got, body)); bad += 1
 # the audit log takes no words from the client

@@ -6,11 +6,11 @@
 # filesystem, that starts with "conectix".  Imported from a qcow2 that holds
 # it, a version's contents are that disk.  export and checkout write it raw
 # and read what they wrote as raw; checkin, verify and a later checkout read
-# it as the raw image its OUT.vmsync-record says vmsync wrote, and so does a
-# checkout that names it as a --seed; a qcow2, even one copied over a raw
-# checkout, stays a qcow2.  Probed, a raw lookalike would be a qcow2 whose
-# backing file is refused, or a vpc, and the user's work could not be checked
-# in.
+# it as the raw image its OUT.vmsync-record says vmsync wrote, and so do
+# manifest and a checkout that names it as a --seed; a qcow2, even one copied
+# over a raw checkout, stays a qcow2.  Probed, a raw lookalike would be a
+# qcow2 whose backing file is refused, or a vpc, and the user's work could not
+# be checked in.
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
 need_vmsync
@@ -41,6 +41,11 @@ round_trip() {
     cmp -s "$T/$n.raw" "$o-export.raw" || bad "$n: export: the image differs from the disk imported"
     vm_ok "$T/$n-checkout" checkout "$T/repo" "$n" -o "$o.raw"
     cmp -s "$T/$n.raw" "$o.raw" || bad "$n: checkout: the image differs from the disk imported"
+    vm_ok "$T/$n-manifest" manifest "$o.raw" -q -o "$T/$n-out.vmsm"
+    vm_ok "$T/$n-mdigest" manifest show "$T/$n-out.vmsm"
+    vm_ok "$T/$n-qdigest" manifest "$T/$n.qcow2"
+    [[ $(grep '^digest:' "$T/$n-mdigest.out") == $(grep '^digest:' "$T/$n-qdigest.out") ]] ||
+        bad "$n: manifest of the checkout: not the digest of the disk imported"
     vm_ok "$T/$n-qcow2" export "$T/repo" "$n" -o "$o-export.qcow2" --format qcow2
 
     debugfs -w -R "write $T/work work" "$o.raw" >/dev/null 2>&1 || fail "$n: debugfs cannot write"

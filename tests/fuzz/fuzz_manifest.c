@@ -47,7 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(path, sizeof path, "/tmp/fuzz-manifest-%d", (int)getpid());
     FILE *f = fopen(path, "wb");
     FILE *devnull = fopen("/dev/null", "w");
-    vms_json *j = devnull ? vms_json_new(devnull, VMS_JSON_LAYOUT) : NULL;
+    vms_json *j = NULL;
+    fsp_error ignored;
+    if (devnull)
+        vms_json_new(devnull, VMS_JSON_LAYOUT, &j, &ignored);
     if (!f || !j) {
         if (f)
             fclose(f);

@@ -63,7 +63,7 @@ static int run_all(vms_client *c, struct run *r, const char *out, const char *se
     if (!rc)
         rc = vms_leases(c, r->name, note_holder, r, err);
     if (!rc && r->holder[0])
-        return fsp_fail(err, FSP_EK_CONFLICT, -EBUSY, "%s is held by %s", r->name, r->holder);
+        return fsp_fail(err, VMS_EK_CONFLICT, -EBUSY, "%s is held by %s", r->name, r->holder);
     if (!rc)
         rc = vms_checkout(c, &co, st, err);
     if (!rc)

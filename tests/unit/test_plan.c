@@ -544,7 +544,7 @@ static void test_out_changed_since_the_plan(void)
 
     vms_plan *p = plan_with(&r, "g", out, NULL);
     write_text(out, "the user's work\n");
-    CHECK(p && vms_checkout_run(r.c, p, &st, &err) == -EEXIST && err.kind == FSP_EK_CONFLICT);
+    CHECK(p && vms_checkout_run(r.c, p, &st, &err) == -EEXIST && err.kind == VMS_EK_CONFLICT);
     CHECK(holds_text(out, "the user's work\n"));
     CHECK(unlink(out) == 0);
     if (p)
@@ -555,7 +555,7 @@ static void test_out_changed_since_the_plan(void)
     CHECK(p && vms_plan_figures(p)->in_place);
     CHECK(unlink(out) == 0);
     memset(&err, 0, sizeof err);
-    CHECK(p && vms_checkout_run(r.c, p, &st, &err) < 0 && err.kind == FSP_EK_CONFLICT);
+    CHECK(p && vms_checkout_run(r.c, p, &st, &err) < 0 && err.kind == VMS_EK_CONFLICT);
     CHECK(strstr(err.msg, "plan again") != NULL);
     CHECK(!exists(out));
     vms_plan_free(p);

@@ -191,7 +191,7 @@ static void test_leases(void)
     report(vms_leases(s, "gamma\xff", on_lease, &seen, &err), &err, "leases gamma");
     CHECK(seen.n == 0);
     CHECK(vms_leases(s, "nosuch", on_lease, &seen, &err) == -ENOENT &&
-          err.kind == FSP_EK_NOTFOUND);
+          err.kind == VMS_EK_NOTFOUND);
     vms_client_close(s);
 }
 
@@ -201,14 +201,14 @@ static void test_release(void)
     bool released = true;
     vms_client *other = session(repo, "alice", "elsewhere");
     CHECK(vms_release(other, "beta", &released, &err) < 0);
-    CHECK(err.kind == FSP_EK_CONFLICT && strstr(err.msg, "alice@laptop") && !released);
+    CHECK(err.kind == VMS_EK_CONFLICT && strstr(err.msg, "alice@laptop") && !released);
 
     vms_client *holder = session(repo, "alice", "laptop");
     report(vms_release(holder, "beta", &released, &err), &err, "release");
     CHECK(released);
     report(vms_release(holder, "beta", &released, &err), &err, "release again");
     CHECK(!released); /* nobody's lease: no error, nothing done */
-    CHECK(vms_release(holder, "nosuch", &released, &err) < 0 && err.kind == FSP_EK_NOTFOUND);
+    CHECK(vms_release(holder, "nosuch", &released, &err) < 0 && err.kind == VMS_EK_NOTFOUND);
 
     struct seen seen = {0};
     report(vms_leases(holder, NULL, on_lease, &seen, &err), &err, "leases");
@@ -256,7 +256,7 @@ static void test_audit(void)
     report(vms_audit_log(s, "beta", 1001, on_entry, &seen, &err), &err, "since 1001");
     CHECK(seen.n == 2 && seen.versions[0] == 2);
     CHECK(vms_audit_log(s, "nosuch", 0, on_entry, &seen, &err) < 0 &&
-          err.kind == FSP_EK_NOTFOUND);
+          err.kind == VMS_EK_NOTFOUND);
     vms_client_close(s);
 }
 

@@ -643,14 +643,14 @@ static void test_versions(void)
     CHECK_OK(vms_repo_add_version(b, "win11", 1, m2, digest, 123456789, "second", &n, &err), err);
     CHECK(n == 2);
     CHECK_FAILS(vms_repo_add_version(a, "win11", 1, m1, digest, 1, "late", &n, &err), err,
-                FSP_EK_CONFLICT, "win11: version 2 was checked in by bob@laptop-b at ");
+                VMS_EK_CONFLICT, "win11: version 2 was checked in by bob@laptop-b at ");
     CHECK(strstr(err.msg, "since version 1; check out 2 first") != NULL);
     CHECK_FAILS(vms_repo_add_version(a, "win11", 0, m1, digest, 1, "again", &n, &err), err,
-                FSP_EK_CONFLICT, "already exists");
+                VMS_EK_CONFLICT, "already exists");
     CHECK_FAILS(vms_repo_add_version(a, "win11", 5, m1, digest, 1, "future", &n, &err), err,
-                FSP_EK_NOTFOUND, "has no version 5 (latest is 2)");
+                VMS_EK_NOTFOUND, "has no version 5 (latest is 2)");
     CHECK_FAILS(vms_repo_add_version(a, "nope", 3, m1, digest, 1, "", &n, &err), err,
-                FSP_EK_NOTFOUND, "no image named nope");
+                VMS_EK_NOTFOUND, "no image named nope");
     CHECK_OK(vms_repo_add_version(a, "debian", 0, m2, digest, 42, NULL, &n, &err), err);
     CHECK(n == 1);
 
@@ -661,9 +661,9 @@ static void test_versions(void)
     CHECK(!memcmp(v.digest, digest, 32) && v.created > 0 && !strcmp(v.image, "win11"));
     CHECK_OK(vms_repo_version(a, "win11", 1, &v, &err), err);
     CHECK(v.number == 1 && !strcmp(v.message, "first") && !memcmp(v.manifest, m1, 32));
-    CHECK_FAILS(vms_repo_version(a, "win11", 7, &v, &err), err, FSP_EK_NOTFOUND,
+    CHECK_FAILS(vms_repo_version(a, "win11", 7, &v, &err), err, VMS_EK_NOTFOUND,
                 "win11 has no version 7 (latest is 2)");
-    CHECK_FAILS(vms_repo_version(a, "macos", 0, &v, &err), err, FSP_EK_NOTFOUND,
+    CHECK_FAILS(vms_repo_version(a, "macos", 0, &v, &err), err, VMS_EK_NOTFOUND,
                 "no image named macos");
     CHECK_FAILS(vms_repo_version(a, "", 0, &v, &err), err, FSP_EK_USAGE, "image name");
 
@@ -673,7 +673,7 @@ static void test_versions(void)
     char one[512] = "";
     CHECK_OK(vms_repo_list(a, "win11", collect_numbers, one, &err), err);
     CHECK(!strcmp(one, "win11@1<0 win11@2<1 "));
-    CHECK_FAILS(vms_repo_list(a, "macos", collect_numbers, one, &err), err, FSP_EK_NOTFOUND,
+    CHECK_FAILS(vms_repo_list(a, "macos", collect_numbers, one, &err), err, VMS_EK_NOTFOUND,
                 "no image named macos");
     vms_repo_close(a);
     vms_repo_close(b);
@@ -697,7 +697,7 @@ static void test_leases(void)
     bool found = true;
     CHECK_OK(vms_repo_lease_get(a, "win11", &l, &found, &err), err);
     CHECK(!found);
-    CHECK_FAILS(vms_repo_lease_take(a, "macos", 1, false, &err), err, FSP_EK_NOTFOUND,
+    CHECK_FAILS(vms_repo_lease_take(a, "macos", 1, false, &err), err, VMS_EK_NOTFOUND,
                 "no image named");
 
     CHECK_OK(vms_repo_lease_take(a, "win11", 1, false, &err), err);
@@ -706,17 +706,17 @@ static void test_leases(void)
     CHECK(found && l.version == 2 && !strcmp(l.user, "alice") && !strcmp(l.host, "laptop-a"));
     CHECK(l.since > 0 && !strcmp(l.image, "win11"));
 
-    CHECK_FAILS(vms_repo_lease_take(b, "win11", 1, false, &err), err, FSP_EK_CONFLICT,
+    CHECK_FAILS(vms_repo_lease_take(b, "win11", 1, false, &err), err, VMS_EK_CONFLICT,
                 "win11 is checked out by alice@laptop-a since ");
     CHECK(strstr(err.msg, "(version 2); use --steal to take it over") != NULL);
-    CHECK_FAILS(vms_repo_lease_release(b, "win11", &err), err, FSP_EK_CONFLICT, "alice@laptop-a");
+    CHECK_FAILS(vms_repo_lease_release(b, "win11", &err), err, VMS_EK_CONFLICT, "alice@laptop-a");
 
     /* the holder is a user and a host: naming alice's host is not enough */
     vms_repo *other;
     CHECK_OK(vms_repo_open(repo, "mallory", "laptop-a", NULL, &other, &err), err);
-    CHECK_FAILS(vms_repo_lease_take(other, "win11", 1, false, &err), err, FSP_EK_CONFLICT,
+    CHECK_FAILS(vms_repo_lease_take(other, "win11", 1, false, &err), err, VMS_EK_CONFLICT,
                 "win11 is checked out by alice@laptop-a since ");
-    CHECK_FAILS(vms_repo_lease_release(other, "win11", &err), err, FSP_EK_CONFLICT,
+    CHECK_FAILS(vms_repo_lease_release(other, "win11", &err), err, VMS_EK_CONFLICT,
                 "not by mallory@laptop-a");
     vms_repo_close(other);
     CHECK_OK(vms_repo_lease_get(b, "win11", &l, &found, &err), err);
@@ -728,7 +728,7 @@ static void test_leases(void)
                           "AND detail LIKE '%alice@laptop-a%version 2%'") == 1);
     CHECK_OK(vms_repo_lease_get(a, "win11", &l, &found, &err), err);
     CHECK(found && !strcmp(l.host, "laptop-b") && l.version == 1);
-    CHECK_FAILS(vms_repo_lease_release(a, "win11", &err), err, FSP_EK_CONFLICT, "bob@laptop-b");
+    CHECK_FAILS(vms_repo_lease_release(a, "win11", &err), err, VMS_EK_CONFLICT, "bob@laptop-b");
     CHECK_OK(vms_repo_lease_release(b, "win11", &err), err);
     CHECK_OK(vms_repo_lease_get(a, "win11", &l, &found, &err), err);
     CHECK(!found);
@@ -884,7 +884,7 @@ static void test_gc_gives_up(void)
     double start = now();
     struct vms_gc_stats s;
     snprintf(who, sizeof who, "still open by pid %ld (", (long)pid);
-    CHECK_FAILS(vms_repo_gc(r, &s, &err), err, FSP_EK_CONFLICT, "gc waited 1 s");
+    CHECK_FAILS(vms_repo_gc(r, &s, &err), err, VMS_EK_CONFLICT, "gc waited 1 s");
     CHECK(strstr(err.msg, who) && strstr(err.msg, "nothing was removed"));
     CHECK(now() - start >= 0.9 && now() - start < 5);
     CHECK(write(done[1], "x", 1) == 1);
@@ -964,14 +964,14 @@ static int racer(const char *repo, const char *host, int start_fd, const struct 
     uint32_t n;
     int rc = vms_repo_add_version(r, "race", 0, id, digest, 1, host, &n, &err);
     int result = rc == 0 && n == 1                       ? RACE_WON
-                 : rc < 0 && err.kind == FSP_EK_CONFLICT ? RACE_LOST
+                 : rc < 0 && err.kind == VMS_EK_CONFLICT ? RACE_LOST
                                                          : RACE_BROKEN;
     for (int i = 0; i < RACE_ROUNDS && result != RACE_BROKEN; i++) {
         struct vms_version v;
         if (vms_repo_version(r, "race", 0, &v, &err))
             result = RACE_BROKEN;
         else if (vms_repo_add_version(r, "race", v.number, id, digest, 1, host, &n, &err) &&
-                 err.kind != FSP_EK_CONFLICT)
+                 err.kind != VMS_EK_CONFLICT)
             result = RACE_BROKEN;
     }
     if (result == RACE_BROKEN)

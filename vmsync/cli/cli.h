@@ -85,15 +85,15 @@ void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done,
 /* Ends a drawn bar's line, so other output starts on a line of its own. */
 void cli_progress_clear(struct cli_progress *p);
 
-/* Wraps INNER: warnings are printed to stderr (naming IMAGE) and progress is
- * shown, then both are passed on. */
-struct cli_sink {
-    struct vms_forward fwd; /* first: the callbacks' ctx is the cli_sink */
+/* A scan's callbacks for vms_manifest_create: warnings are printed to stderr
+ * (naming IMAGE) and progress is shown. */
+struct cli_scan {
     const char *image;
     struct cli_progress bar;
 };
-void cli_sink_init(struct cli_sink *c, const struct fsp_sink *inner, const char *image,
-                   enum cli_progress_mode progress);
-void cli_sink_finish(struct cli_sink *c);
+/* Sets O's progress, warning and ctx to C's. */
+void cli_scan_init(struct cli_scan *c, const char *image, enum cli_progress_mode progress,
+                   struct vms_manifest_create_opts *o);
+void cli_scan_finish(struct cli_scan *c);
 
 #endif

@@ -58,10 +58,10 @@ int cli_exit_status(const fsp_error *err)
     case FSP_EK_IO: return 6;
     case FSP_EK_NOMEM: return 6;
     case FSP_EK_CANCELLED: return 7;
-    case FSP_EK_CONFLICT: return 8;
-    case FSP_EK_NOTFOUND: return 9;
-    case FSP_EK_NETWORK: return 11;
-    case FSP_EK_DENIED: return 12;
+    case VMS_EK_CONFLICT: return 8;
+    case VMS_EK_NOTFOUND: return 9;
+    case VMS_EK_NETWORK: return 11;
+    case VMS_EK_DENIED: return 12;
     default: return 1;
     }
 }
@@ -168,11 +168,12 @@ int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
     case CLI_OPT_ACCEPT_NEW: o->accept_new = true; return 0;
     case 'i': o->identity = optarg; return 0;
     case CLI_OPT_AGENT: o->agent = optarg; return 0;
-    case CLI_OPT_BWLIMIT:
-        if (vms_parse_size(optarg, 10, &o->bwlimit))
-            return cli_usage_error(usage, "bad --bwlimit '%s': expected bytes/s, e.g. 500K or 2M",
-                                   optarg);
+    case CLI_OPT_BWLIMIT: {
+        fsp_error err = {0};
+        if (vms_parse_size(optarg, 10, &o->bwlimit, &err))
+            return cli_usage_error(usage, "bad --bwlimit: %s (bytes/s, e.g. 500K or 2M)", err.msg);
         return 0;
+    }
     case CLI_OPT_LEVEL:
         if (cli_parse_int(optarg, 1, 19, &o->level))
             return cli_usage_error(usage, "bad --compress-level '%s': expected 1 to 19", optarg);

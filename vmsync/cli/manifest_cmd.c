@@ -70,10 +70,10 @@ static int sp_done(void *ctx, const struct fsp_summary *s)
 static int read_printed(const char *path, FILE *out, bool json, bool layout, fsp_error *err)
 {
     if (json) {
-        vms_json *j = vms_json_new(out, layout ? VMS_JSON_LAYOUT : 0);
-        if (!j)
-            return fsp_fail(err, FSP_EK_NOMEM, -12, "out of memory");
-        int rc = vms_manifest_read(path, vms_json_sink(j), err);
+        vms_json *j;
+        int rc = vms_json_new(out, layout ? VMS_JSON_LAYOUT : 0, &j, err);
+        if (!rc)
+            rc = vms_manifest_read(path, vms_json_sink(j), err);
         vms_json_free(j);
         return rc;
     }
@@ -143,26 +143,12 @@ static int show(int argc, char **argv)
 static int scan_to_file(const char *image, const char *out, enum cli_progress_mode progress,
                         fsp_error *err)
 {
-    fsp_source *src;
-    int rc = fsp_source_open(image, &src, err);
-    if (rc)
-        return rc;
-    vms_manifest_writer *w;
-    rc = vms_manifest_writer_open(out, &w, err);
-    if (rc) {
-        fsp_source_close(src);
-        return rc;
-    }
-    struct cli_sink cs;
-    cli_sink_init(&cs, vms_manifest_writer_sink(w), image, progress);
-    rc = fsp_scan(src, NULL, &cs.fwd.sink, err);
-    cli_sink_finish(&cs);
-    fsp_source_close(src);
-    if (rc) {
-        vms_manifest_writer_abort(w);
-        return rc;
-    }
-    return vms_manifest_writer_commit(w, err);
+    struct vms_manifest_create_opts o = {0};
+    struct cli_scan cs;
+    cli_scan_init(&cs, image, progress, &o);
+    int rc = vms_manifest_create(image, out, &o, err);
+    cli_scan_finish(&cs);
+    return rc;
 }
 
 int cmd_manifest(int argc, char **argv)

@@ -1,5 +1,5 @@
-/* Progress on stderr (a bar on a terminal, or JSON lines), and the CLI's sink
- * wrapper that shows scan progress and prints warnings. */
+/* Progress on stderr (a bar on a terminal, or JSON lines), and the callbacks
+ * that show a scan's progress and print its warnings. */
 #include "cli.h"
 
 #include <string.h>
@@ -80,15 +80,13 @@ void cli_progress_clear(struct cli_progress *p)
 
 static int c_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
-    struct cli_sink *c = ctx;
-    const struct fsp_sink *inner = c->fwd.inner;
-    cli_progress_show(&c->bar, phase, done, total);
-    return inner->progress ? inner->progress(inner->ctx, phase, done, total) : 0;
+    cli_progress_show(&((struct cli_scan *)ctx)->bar, phase, done, total);
+    return 0;
 }
 
 static int c_warning(void *ctx, uint32_t volume, const char *path, const char *msg)
 {
-    struct cli_sink *c = ctx;
+    struct cli_scan *c = ctx;
     cli_progress_clear(&c->bar);
     fputs("vmsync: warning: ", stderr);
     vms_put_name(stderr, c->image);
@@ -99,19 +97,18 @@ static int c_warning(void *ctx, uint32_t volume, const char *path, const char *m
     fputs(": ", stderr);
     vms_put_text(stderr, msg);
     fputc('\n', stderr);
-    const struct fsp_sink *inner = c->fwd.inner;
-    return inner->warning ? inner->warning(inner->ctx, volume, path, msg) : 0;
+    return 0;
 }
 
-void cli_sink_init(struct cli_sink *c, const struct fsp_sink *inner, const char *image,
-                   enum cli_progress_mode progress)
+void cli_scan_init(struct cli_scan *c, const char *image, enum cli_progress_mode progress,
+                   struct vms_manifest_create_opts *o)
 {
     memset(c, 0, sizeof *c);
-    vms_forward_init(&c->fwd, inner);
-    c->fwd.sink.progress = c_progress;
-    c->fwd.sink.warning = c_warning;
     c->image = image;
     cli_progress_init(&c->bar, progress);
+    o->progress = c_progress;
+    o->warning = c_warning;
+    o->ctx = c;
 }
 
-void cli_sink_finish(struct cli_sink *c) { cli_progress_clear(&c->bar); }
+void cli_scan_finish(struct cli_scan *c) { cli_progress_clear(&c->bar); }

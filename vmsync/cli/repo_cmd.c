@@ -425,10 +425,12 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
         case OPT_FORMAT: o->format = optarg; break;
         case OPT_SEED: seeds[o->n_seeds++] = optarg; break;
         case OPT_ESTIMATE: a->estimate = true; break;
-        case OPT_RATE:
-            if (vms_parse_size(optarg, 10, &a->rate))
-                return cli_usage_error(usage, "bad --rate '%s': expected bytes/s, e.g. 500K or 2M", optarg);
+        case OPT_RATE: {
+            fsp_error err = {0};
+            if (vms_parse_size(optarg, 10, &a->rate, &err))
+                return cli_usage_error(usage, "bad --rate: %s (bytes/s, e.g. 500K or 2M)", err.msg);
             break;
+        }
         case OPT_STEAL: o->steal = true; break;
         case OPT_KEEP: o->keep_volatile = true; break;
         case OPT_FORCE: o->force = true; break;

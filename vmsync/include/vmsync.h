@@ -1,9 +1,16 @@
-/* libvmsync: manifests, image comparison, and the repository engine (import,
- * checkout, checkin, gc, check, and the agent's side of ssh://).  Errors
- * follow fsparse's convention: 0 or a negative errno, with the message in the
- * caller's fsp_error; messages hold names raw, so print them with
- * vms_put_text.  Nothing here prints except the JSON printer and the name
- * writers (vms_put_*), which write where they are told. */
+/* libvmsync: manifests, image comparison and inspection, and the repository
+ * engine (import, checkout, checkin, gc, check, and the agent's side of
+ * ssh://).  Nothing here prints except the JSON printer and the name writers
+ * (vms_put_*), which write where they are told.
+ *
+ * Errors, one rule for every call: a call that can fail returns 0 or a
+ * negative errno and fills the caller's fsp_error (ERR, never NULL) with a
+ * kind (FSP_EK_* or VMS_EK_*, see vms_error_kind_name) and a message that
+ * names what is wrong; messages hold names raw, so print them with
+ * vms_put_text.  Out of memory is -ENOMEM with FSP_EK_NOMEM, never NULL and
+ * never an abort.  A call that returns a pointer, a bool or void cannot fail:
+ * a bool answers a question (vms_is_manifest, vms_utf8_valid), a pointer is
+ * one the caller already owns or a static string. */
 #ifndef VMSYNC_H
 #define VMSYNC_H
 
@@ -16,6 +23,23 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- error kinds ---------------------------------------------------------
+ * fsp_error.kind is one of fsparse's FSP_EK_* or one of these, raised only by
+ * libvmsync; they start at FSP_EK_LIBRARY so that neither list collides with
+ * the other as they grow.  The kind picks the CLI's exit status, and travels
+ * over ssh:// (docs/protocol.md numbers them on the wire). */
+enum vms_error_kind {
+    VMS_EK_CONFLICT = FSP_EK_LIBRARY, /* refused: a lease held elsewhere, another check-in
+                                        * won, or replacing an output could lose work */
+    VMS_EK_NOTFOUND,  /* no such image or version in a repository */
+    VMS_EK_NETWORK,   /* a remote repository: cannot connect, link lost, timed out */
+    VMS_EK_DENIED,    /* refused: host key, authentication, or the agent's rules */
+    VMS_EK_END,       /* one past the last */
+};
+/* The kind's name ("usage", "not found", ...), a static string; NULL for a
+ * number that is no kind.  Every kind of either list has its own name. */
+const char *vms_error_kind_name(int kind);
 
 /* ---- manifest files -----------------------------------------------------
  * Format (version 1), all integers little-endian:
@@ -42,9 +66,30 @@ const struct fsp_sink *vms_manifest_writer_sink(vms_manifest_writer *w);
 int vms_manifest_writer_commit(vms_manifest_writer *w, fsp_error *err);
 void vms_manifest_writer_abort(vms_manifest_writer *w);
 
+/* Scans IMAGE into a manifest at PATH (O may be NULL): the writer's
+ * temporary becomes PATH (vms_manifest_writer_commit) only when the whole
+ * scan succeeds, and is removed otherwise.  A raw image vmsync wrote is read
+ * as raw while its record names it, any other image as its bytes show.  The
+ * callbacks get CTX and run on the calling thread, during the call only;
+ * their arguments live for the callback only.  A non-zero return from
+ * progress or warning cancels the scan (FSP_EK_CANCELLED). */
+struct vms_manifest_create_opts {
+    uint32_t scan_flags; /* FSP_SCAN_* */
+    int (*progress)(void *ctx, const char *phase, uint64_t done, uint64_t total);
+    /* A damaged file or structure; the manifest records it too. */
+    int (*warning)(void *ctx, uint32_t volume, const char *path, const char *msg);
+    /* Content hooks for engines: only HOOKS' object, want_stream and
+     * reuse_stream are used, each called with HOOKS->ctx (see fsp_sink). */
+    const struct fsp_sink *hooks;
+    void *ctx;
+};
+int vms_manifest_create(const char *image, const char *path,
+                        const struct vms_manifest_create_opts *o, fsp_error *err);
+
 /* Streams a manifest file into SINK, checking every record. */
 int vms_manifest_read(const char *path, const struct fsp_sink *sink, fsp_error *err);
-/* True when PATH starts with the manifest magic. */
+/* True when PATH starts with the manifest magic; false too when PATH cannot
+ * be read (opening it then says why). */
 bool vms_is_manifest(const char *path);
 
 /* Reads an image (scanning it) or a manifest file into SINK. */
@@ -74,7 +119,9 @@ void vms_forward_init(struct vms_forward *f, const struct fsp_sink *inner);
 #define VMS_JSON_LAYOUT 0x1u /* include the layout map */
 
 typedef struct vms_json vms_json;
-vms_json *vms_json_new(FILE *out, uint32_t flags);
+/* A sink that prints what it receives to OUT (the caller's, not closed) as
+ * one JSON document; free it after the scan or read ends. */
+int vms_json_new(FILE *out, uint32_t flags, vms_json **j, fsp_error *err);
 const struct fsp_sink *vms_json_sink(vms_json *j);
 void vms_json_free(vms_json *j);
 /* JSON string escaping for other printers; writes "..." to OUT (null for
@@ -136,6 +183,42 @@ typedef int (*vms_diff_cb)(void *ctx, const struct vms_diff_item *item);
  * sorted by volume then path with the same comparison the merge uses. */
 int vms_diff(const char *a, const char *b, vms_diff_cb cb, void *ctx, fsp_error *err);
 const char *vms_what_name(uint32_t bit);
+
+/* ---- inspecting an image ---------------------------------------------------
+ * What IMAGE (an image, or a manifest file) holds, from a metadata-only scan:
+ * no file data is read. */
+
+struct vms_inspect_volume {
+    struct fsp_volume_info info;
+    uint64_t files, dirs, symlinks, other;
+    uint64_t file_bytes;  /* sizes of the regular files, each hard-linked one once */
+    const char *os;       /* a static string ("windows", "linux (debian family)",
+                           * ...) from files only that system has; NULL: none found */
+};
+
+struct vms_inspect_result {
+    uint64_t size;                 /* bytes of the disk */
+    char format[32];               /* "raw", "qcow2", ... */
+    char table[8];                 /* "gpt", "dos" or "none" */
+    uint64_t allocated_bytes;      /* in the filesystems' layout */
+    uint64_t warnings;             /* damaged files and structures met */
+    uint32_t n_volumes;
+    struct vms_inspect_volume *volumes;
+    char *guestfs_os;              /* GUESTFS: libguestfs's product name, else NULL */
+    const char *guestfs_note;      /* GUESTFS without a name: why (a static string) */
+};
+
+struct vms_inspect_opts {
+    bool guestfs;   /* also ask virt-inspector (libguestfs); slow: it boots an appliance */
+};
+
+/* Fills *OUT (the caller's, freed with vms_inspect_free; NULL on failure)
+ * with what IMAGE holds; O may be NULL.  It runs on the calling thread and
+ * keeps nothing between calls.  A libguestfs that is missing or finds nothing
+ * is no error: the result says why in guestfs_note. */
+int vms_inspect(const char *image, const struct vms_inspect_opts *o,
+                struct vms_inspect_result **out, fsp_error *err);
+void vms_inspect_free(struct vms_inspect_result *r);
 
 /* ---- the sync engine -------------------------------------------------------
  * One engine for the CLI, the GUI and the agent.  A client opens a handle on
@@ -237,10 +320,12 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
 
 /* Parses a size or rate: digits and an optional K, M or G (binary, either
  * case); a bare number is shifted by BARE_SHIFT (10: KiB, as rsync's
- * --bwlimit).  0, or -1 when S is not one. */
-int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
+ * --bwlimit).  Not one: -EINVAL; too large for 64 bits: -ERANGE (FSP_EK_USAGE,
+ * the message quoting S). */
+int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error *err);
 
-/* Parses "NAME" or "NAME@N"; VERSION 0 when absent. */
+/* Parses "NAME" or "NAME@N" (NAME shorter than LEN); VERSION 0 when absent.
+ * A bad one: -EINVAL (FSP_EK_USAGE, the message quoting REF). */
 int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fsp_error *err);
 
 int vms_init_repo(const char *path, fsp_error *err);
@@ -297,7 +382,7 @@ typedef int (*vms_audit_cb)(void *ctx, const struct vms_audit_entry *entry);
 int vms_images(vms_client *c, vms_image_cb cb, void *ctx, fsp_error *err);
 /* Every lease, by image name; NAME (may be NULL) keeps that image's lease
  * only, so CB is not called when nobody holds it (an unknown NAME is
- * FSP_EK_NOTFOUND). */
+ * VMS_EK_NOTFOUND). */
 int vms_leases(vms_client *c, const char *name, vms_lease_cb cb, void *ctx,
                fsp_error *err);
 /* The audit log, oldest first: entries about NAME only (NULL: all), from
@@ -307,7 +392,7 @@ int vms_audit_log(vms_client *c, const char *name, int64_t since, vms_audit_cb c
 /* Gives NAME's lease back when this session's user and host hold it, and
  * records "release" in the audit log; *RELEASED says whether there was one
  * (nobody's lease: 0 and false, nothing recorded).  Another holder's lease is
- * FSP_EK_CONFLICT naming that holder; an unknown NAME FSP_EK_NOTFOUND. */
+ * VMS_EK_CONFLICT naming that holder; an unknown NAME VMS_EK_NOTFOUND. */
 int vms_release(vms_client *c, const char *name, bool *released, fsp_error *err);
 /* "1700000000" (Unix seconds), "2026-12-01", "2026-12-01T10:00:00" (or with a
  * space for the T), or the same with "Z": all UTC, into *OUT (for SINCE
@@ -467,7 +552,7 @@ double vms_plan_seconds(const vms_plan *p, uint64_t bytes_per_second);
  * since the plan (its objects are fetched instead) or OUT did.  The version
  * is the plan's, even when a newer one was recorded since.  A plan that
  * failed in its run may be run again, and resumes; one whose OUT held the
- * version and no longer does fails (FSP_EK_CONFLICT): make a new plan. */
+ * version and no longer does fails (VMS_EK_CONFLICT): make a new plan. */
 int vms_checkout_run(vms_client *c, vms_plan *p, struct vms_stats *stats,
                      fsp_error *err);
 void vms_plan_free(vms_plan *p); /* NULL is fine */

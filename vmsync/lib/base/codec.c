@@ -3,25 +3,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void reserve(struct vms_wbuf *b, size_t more)
+static bool reserve(struct vms_wbuf *b, size_t more)
 {
     if (b->len + more <= b->cap)
-        return;
+        return true;
+    if (more > SIZE_MAX / 2 - b->len)
+        return false; /* the doubling below would wrap */
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + more)
         cap *= 2;
     uint8_t *p = realloc(b->p, cap);
     if (!p)
-        abort();
+        return false;
     b->p = p;
     b->cap = cap;
+    return true;
 }
 
 void vms_put_raw(struct vms_wbuf *b, const void *p, size_t len)
 {
-    if (!len)
+    if (!len || b->failed)
         return;
-    reserve(b, len);
+    if (!reserve(b, len)) {
+        b->failed = true;
+        return;
+    }
     memcpy(b->p + b->len, p, len);
     b->len += len;
 }
@@ -64,6 +70,7 @@ void vms_wbuf_free(struct vms_wbuf *b)
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
+    b->failed = false;
 }
 
 uint8_t vms_get_u8(struct vms_rbuf *r)

@@ -7,11 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growable output buffer.  Allocation failure aborts: records are small and
- * bounded, and a half-encoded record has no useful recovery. */
+/* A growable output buffer.  When it cannot grow, FAILED is set and every
+ * later put is dropped, so encoders need no check per field: whoever sends
+ * or writes the buffer checks FAILED once and reports -ENOMEM. */
 struct vms_wbuf {
     uint8_t *p;
     size_t len, cap;
+    bool failed;
 };
 
 void vms_put_u8(struct vms_wbuf *b, uint8_t v);

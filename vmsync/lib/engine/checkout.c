@@ -613,7 +613,7 @@ static int output_untouched(struct checkout *co, fsp_error *err)
     if (co->o->force || (!exists && !co->out_existed) ||
         (exists && co->out_existed && vms_written_unchanged(&co->out_seen, &st)))
         return 0;
-    return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+    return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
                     "%s: changed while vmsync rebuilt the image, so it is not replaced: run the command "
                     "again to see whether it holds work, or add --force", co->o->out);
 }
@@ -784,7 +784,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     co->out_existed = true;
     vms_written_identity(&co->out_seen, &st);
     if (!S_ISREG(st.st_mode) || !vms_written_load(out, &st, &w))
-        return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+        return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
                         "%s: already exists, and vmsync did not write it: choose another -o, or "
                         "add --force to replace it", out);
     bool readable = current_digest(co, &w, &st, now);
@@ -795,7 +795,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     }
     if (readable && (!memcmp(now, w.digest, FSP_SHA256_LEN) || is_a_version(co, w.image, now)))
         return 0;
-    return fsp_fail(err, FSP_EK_CONFLICT, -EEXIST,
+    return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
                     "%s: changed since vmsync wrote %s@%u there, and no version holds the change: "
                     "check it in first (vmsync checkin %s %s %s), or add --force to replace it",
                     out, w.image, w.version, co->c->client->path, w.image, out);
@@ -958,7 +958,7 @@ static int guard_again(struct checkout *co, fsp_error *err)
     co->in_place = co->out_existed = false;
     int rc = guard_output(co, err);
     if (!rc && planned_in_place && !co->in_place)
-        rc = fsp_fail(err, FSP_EK_CONFLICT, -ESTALE,
+        rc = fsp_fail(err, VMS_EK_CONFLICT, -ESTALE,
                       "%s: no longer holds %s@%u, as it did when the checkout was planned: plan again",
                       out, co->o->name, co->version.number);
     return rc;

@@ -63,7 +63,8 @@ struct vms_scan_hooks {
 };
 void vms_scan_hooks_init(struct vms_scan_hooks *h, struct vms_ctx *c, const struct fsp_sink *inner);
 
-/* Scans IMAGE (with FSP_SCAN_* FLAGS) into the manifest file MANIFEST through
+/* Scans IMAGE (with FSP_SCAN_* FLAGS) into the manifest file MANIFEST by
+ * vms_manifest_create, progress and warnings going to the session through
  * hooks H, with the object, want_stream and reuse_stream callbacks of EXTRA
  * (their ctx is H). */
 int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,

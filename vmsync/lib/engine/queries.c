@@ -38,7 +38,7 @@ int vms_audit_log(vms_client *cl, const char *name, int64_t since, vms_audit_cb 
 
 /* The lease is looked at first so that nobody's lease records nothing, and
  * the entry names the version that was checked out.  Without a lease, an
- * unknown NAME is still FSP_EK_NOTFOUND. */
+ * unknown NAME is still VMS_EK_NOTFOUND. */
 static int release_leased(struct vms_ctx *c, const char *name, bool *released, fsp_error *err)
 {
     struct vms_lease held;

@@ -2,6 +2,7 @@
 #include "engine/engine.h"
 #include "manifest/written.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -140,7 +141,7 @@ int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
     }
     /* a link that broke, or a request cut short, leaves the connection in no
      * state to reuse: the next operation opens a new one */
-    if (rc && (err->kind == FSP_EK_NETWORK || err->kind == FSP_EK_CANCELLED)) {
+    if (rc && (err->kind == VMS_EK_NETWORK || err->kind == FSP_EK_CANCELLED)) {
         vms_repo_close(c->client->repo);
         c->client->repo = NULL;
     }
@@ -220,21 +221,22 @@ void vms_scan_hooks_init(struct vms_scan_hooks *h, struct vms_ctx *c, const stru
     h->fwd.sink.warning = h_warning;
 }
 
-int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out)
+int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error *err)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
-        return -1;
     unsigned shift = bare_shift;
-    const char *units = "KkMmGg", *u = *end ? strchr(units, *end) : NULL;
+    const char *units = "KkMmGg", *u = end != s && *end ? strchr(units, *end) : NULL;
     if (u) {
         shift = 10u * (unsigned)(1 + (u - units) / 2);
         end++;
     }
-    if (*end || v > (UINT64_MAX >> shift))
-        return -1;
+    if (end == s || *end || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "'%s' is not a size: expected digits and an optional K, M or G", s);
+    if (errno == ERANGE || v > (UINT64_MAX >> shift))
+        return fsp_fail(err, FSP_EK_USAGE, -ERANGE, "'%s' is too large a size", s);
     *out = (uint64_t)v << shift;
     return 0;
 }
@@ -300,25 +302,11 @@ int vms_ctx_scan_summary_raw(struct vms_ctx *c, const char *image, struct fsp_su
 int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
                       struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err)
 {
-    fsp_source *src;
-    int rc = vms_written_open(image, &src, err);
-    if (rc)
-        return rc;
-    vms_manifest_writer *w;
-    if ((rc = vms_manifest_writer_open(manifest, &w, err))) {
-        fsp_source_close(src);
-        return rc;
-    }
-    vms_scan_hooks_init(h, c, vms_manifest_writer_sink(w));
-    h->fwd.sink.object = extra->object;
-    h->fwd.sink.want_stream = extra->want_stream;
-    h->fwd.sink.reuse_stream = extra->reuse_stream;
-    struct fsp_scan_opts opts = {.flags = flags};
-    rc = fsp_scan(src, &opts, &h->fwd.sink, err);
-    fsp_source_close(src);
-    if (rc) {
-        vms_manifest_writer_abort(w);
-        return rc;
-    }
-    return vms_manifest_writer_commit(w, err);
+    static const struct fsp_sink nothing = {0}; /* vms_manifest_create feeds the writer */
+    vms_scan_hooks_init(h, c, &nothing);
+    struct fsp_sink hooks = {.object = extra->object, .want_stream = extra->want_stream,
+                             .reuse_stream = extra->reuse_stream, .ctx = h};
+    struct vms_manifest_create_opts o = {.scan_flags = flags, .progress = h->fwd.sink.progress,
+                                         .warning = h->fwd.sink.warning, .hooks = &hooks, .ctx = h};
+    return vms_manifest_create(image, manifest, &o, err);
 }

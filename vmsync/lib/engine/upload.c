@@ -101,7 +101,7 @@ static int record_version(struct upload *u, const char *name, uint32_t parent, b
             parent = latest_version(u->c, name);
         rc = vms_repo_add_version(u->c->repo, name, parent, id, m->summary.digest, m->image_size,
                                   message ? message : "", &u->stats->version, err);
-        if (!rc || !parent_is_latest || err->kind != FSP_EK_CONFLICT || attempt == 8)
+        if (!rc || !parent_is_latest || err->kind != VMS_EK_CONFLICT || attempt == 8)
             break;
     }
     vms_loaded_free(m);
@@ -147,12 +147,12 @@ static int checked_out_version(struct vms_ctx *c, const char *name, struct vms_l
     if (rc)
         return rc;
     if (!found)
-        return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
+        return fsp_fail(err, VMS_EK_CONFLICT, -EPERM,
                         "%s is not checked out (no lease): check it out before checking it in", name);
     /* Remotely the agent names the user (its --user) and checks it itself. */
     bool remote = vms_repo_is_remote(c->client->path);
     if (strcmp(lease->host, c->host) || (!remote && strcmp(lease->user, c->user)))
-        return fsp_fail(err, FSP_EK_CONFLICT, -EPERM,
+        return fsp_fail(err, VMS_EK_CONFLICT, -EPERM,
                         "%s is checked out by %s@%s (version %u), not by %s (%s)", name,
                         lease->user, lease->host, lease->version, remote ? "this host" : c->user,
                         c->host);
@@ -250,7 +250,7 @@ static int checkin_leased(struct upload *u, const struct vms_checkin_opts *o, co
         rc = scan_and_store(u, o->image, manifest, 0, err);
     if (!rc)
         rc = record_version(u, o->name, lease->version, false, manifest, o->message, err);
-    if (rc && err->kind == FSP_EK_CONFLICT &&
+    if (rc && err->kind == VMS_EK_CONFLICT &&
         recorded_before(u, o->name, lease->version, lease->user, lease->host)) {
         u->stats->version = lease->version + 1;
         u->stats->already_recorded = true;
@@ -313,7 +313,7 @@ int vms_checkin(vms_client *cl, const struct vms_checkin_opts *o,
         rc = checked_out_version(&c, o->name, &lease, err);
         if (!rc)
             rc = checkin_leased(&u, o, &lease, manifest, sizeof manifest, err);
-        else if (err->kind == FSP_EK_CONFLICT && was_written)
+        else if (err->kind == VMS_EK_CONFLICT && was_written)
             rc = recorded_unleased(&u, o, &written, rc, err);
     }
     if (!rc && was_written)

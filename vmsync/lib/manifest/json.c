@@ -2,6 +2,8 @@
  * manifest of millions of entries needs no more memory than one entry. */
 #include "vmsync.h"
 
+#include <errno.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,22 +250,24 @@ static int j_done(void *ctx, const struct fsp_summary *s)
     return 0;
 }
 
-vms_json *vms_json_new(FILE *out, uint32_t flags)
+int vms_json_new(FILE *out, uint32_t flags, vms_json **jp, fsp_error *err)
 {
     vms_json *j = calloc(1, sizeof *j);
+    *jp = NULL;
     if (!j)
-        return NULL;
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     j->out = out;
     j->flags = flags;
     j->warnings_f = open_memstream(&j->warnings, &j->warnings_len);
     j->layout_f = open_memstream(&j->layout, &j->layout_len);
     if (!j->warnings_f || !j->layout_f) {
         vms_json_free(j);
-        return NULL;
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     }
     j->sink = (struct fsp_sink){.image = j_image, .volume = j_volume, .entry = j_entry,
                                 .warning = j_warning, .layout = j_layout, .done = j_done, .ctx = j};
-    return j;
+    *jp = j;
+    return 0;
 }
 
 const struct fsp_sink *vms_json_sink(vms_json *j) { return &j->sink; }

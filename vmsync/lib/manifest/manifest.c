@@ -109,6 +109,10 @@ static int put_record(vms_manifest_writer *w, enum tag tag)
 {
     if (w->failed)
         return -EIO;
+    if (w->rec.failed) {
+        w->failed = true;
+        return fsp_fail(&w->err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", w->tmp_path);
+    }
     uint8_t head[5] = {(uint8_t)tag};
     uint32_t len = (uint32_t)w->rec.len;
     for (int i = 0; i < 4; i++)

@@ -124,13 +124,13 @@ typedef int vms_repo_get_manifest_fn(vms_repo *r, const uint8_t id[FSP_SHA256_LE
 /* ---- catalog -------------------------------------------------------------- */
 
 
-/* VERSION 0 means the latest.  Unknown image or version: FSP_EK_NOTFOUND naming it. */
+/* VERSION 0 means the latest.  Unknown image or version: VMS_EK_NOTFOUND naming it. */
 typedef int vms_repo_version_fn(vms_repo *r, const char *image, uint32_t version, struct vms_version *out,
     fsp_error *err);
 
 /* Records a new version of IMAGE (creating the image on its first version).
  * PARENT must be the image's latest version number (0 for a new image): when
- * another check-in got there first this fails with FSP_EK_CONFLICT and a
+ * another check-in got there first this fails with VMS_EK_CONFLICT and a
  * message naming the newer version, and records nothing.
  * The new number is returned in *NUMBER.  Atomic. */
 typedef int vms_repo_add_version_fn(vms_repo *r, const char *image, uint32_t parent,
@@ -150,7 +150,7 @@ struct vms_lease {
 };
 
 /* Takes the lease on IMAGE for this client at VERSION.  The holder is a user
- * and a host together.  Held by anyone else: refused (FSP_EK_CONFLICT, naming
+ * and a host together.  Held by anyone else: refused (VMS_EK_CONFLICT, naming
  * the holder, host and since when) unless STEAL, which takes it over and
  * writes the theft to the audit log.  Held by this user and host already:
  * updated. */
@@ -158,14 +158,14 @@ typedef int vms_repo_lease_take_fn(vms_repo *r, const char *image, uint32_t vers
 /* *FOUND is false when nobody holds IMAGE. */
 typedef int vms_repo_lease_get_fn(vms_repo *r, const char *image, struct vms_lease *out, bool *found,
     fsp_error *err);
-/* Only the holder releases: anyone else's lease is FSP_EK_CONFLICT. */
+/* Only the holder releases: anyone else's lease is VMS_EK_CONFLICT. */
 typedef int vms_repo_lease_release_fn(vms_repo *r, const char *image, fsp_error *err);
 
 /* ---- queries (see vms_images, vms_leases, vms_audit_log in vmsync.h) ------ */
 
 /* Every image by name, with its latest version and lease. */
 typedef int vms_repo_images_fn(vms_repo *r, vms_image_cb cb, void *ctx, fsp_error *err);
-/* Every lease by image name, or IMAGE's only (unknown: FSP_EK_NOTFOUND). */
+/* Every lease by image name, or IMAGE's only (unknown: VMS_EK_NOTFOUND). */
 typedef int vms_repo_leases_fn(vms_repo *r, const char *image, vms_lease_cb cb, void *ctx,
                                fsp_error *err);
 /* Audit entries oldest first, about IMAGE only unless NULL, from SINCE on. */
@@ -183,7 +183,7 @@ typedef int vms_repo_audit_fn(vms_repo *r, const char *action, const char *image
 /* Drops objects that no version's manifest uses (vms_manifest_objects), rewriting packs that hold
  * garbage.  Takes the repository's exclusive lock; every other handle holds it
  * shared, so gc waits for them and they wait for gc.  gc waits at most the
- * handle's gc wait (vms_repo_gc_wait), then fails with FSP_EK_CONFLICT naming
+ * handle's gc wait (vms_repo_gc_wait), then fails with VMS_EK_CONFLICT naming
  * the processes that hold the repository open, having changed nothing.  Under
  * that lock it first runs the quick check, and refuses (FSP_EK_CORRUPT) when
  * it finds a problem. */

@@ -67,7 +67,7 @@ static int reply(struct request *q, uint8_t type, struct vms_wbuf *b)
 
 static int denied_read_only(struct request *q)
 {
-    return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
+    return fsp_fail(q->err, VMS_EK_DENIED, -EACCES,
                     "%s: this key may only read: export, log, manifests (the agent runs with "
                     "--read-only)", q->a->path);
 }
@@ -156,7 +156,7 @@ static int resolve(struct request *q, const char *path, char *out)
         strcmp(a->root, "/") == 0)
         return 0;
 outside:
-    return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
+    return fsp_fail(q->err, VMS_EK_DENIED, -EACCES,
                     "%s: outside the agent's root: this key serves only repositories under its "
                     "--root", path);
 }
@@ -225,7 +225,7 @@ static int on_lease_take(struct request *q)
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_LEASE_TAKE);
     if (q->a->o->read_only)
-        return fsp_fail(q->err, FSP_EK_DENIED, -EACCES,
+        return fsp_fail(q->err, VMS_EK_DENIED, -EACCES,
                         "%s: this key may only read, and a checkout takes a lease: use vmsync "
                         "export (the agent runs with --read-only)", q->a->path);
     int rc = vms_repo_lease_take(q->a->repo, image, version, steal, q->err);
@@ -817,7 +817,7 @@ static int check_holder(struct request *q, const char *image)
     const struct agent *a = q->a;
     int rc = vms_repo_lease_get(a->repo, image, &l, &found, q->err);
     if (!rc && found && (strcmp(l.user, a->o->user) || strcmp(l.host, client_host(a))))
-        rc = fsp_fail(q->err, FSP_EK_CONFLICT, -EPERM,
+        rc = fsp_fail(q->err, VMS_EK_CONFLICT, -EPERM,
                       "%s is checked out by %s@%s (version %u), not by %s@%s; nothing was "
                       "recorded", image, l.user, l.host, l.version, a->o->user, client_host(a));
     return rc;
@@ -968,7 +968,7 @@ static int wait_for_client(const struct agent *a, fsp_error *err)
     while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
         ;
     if (n == 0)
-        return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
+        return fsp_fail(err, VMS_EK_NETWORK, -ETIMEDOUT,
                         "the client sent nothing for %u s: session closed (the agent's "
                         "--idle-timeout)", a->o->idle_timeout);
     return 0; /* ready, or an error that read will report */
@@ -986,11 +986,11 @@ static int fd_recv(void *io, void *buf, size_t n, fsp_error *err)
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
-            return fsp_fail(err, FSP_EK_NETWORK, -errno, "reading from the client: %s",
+            return fsp_fail(err, VMS_EK_NETWORK, -errno, "reading from the client: %s",
                             strerror(errno));
         if (got == 0)
             return done == 0 ? -ENODATA /* the client hung up between messages */
-                             : fsp_fail(err, FSP_EK_NETWORK, -ECONNRESET,
+                             : fsp_fail(err, VMS_EK_NETWORK, -ECONNRESET,
                                         "the client went away in the middle of a message");
         done += (size_t)got;
     }
@@ -1001,7 +1001,7 @@ static int fd_send(void *io, const void *buf, size_t n, fsp_error *err)
 {
     const struct agent *a = io;
     int rc = vms_write_all(a->out_fd, buf, n);
-    return rc ? fsp_fail(err, FSP_EK_NETWORK, rc, "writing to the client: %s", strerror(-rc)) : 0;
+    return rc ? fsp_fail(err, VMS_EK_NETWORK, rc, "writing to the client: %s", strerror(-rc)) : 0;
 }
 
 struct cached {

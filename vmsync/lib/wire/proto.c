@@ -127,6 +127,9 @@ int vms_proto_fail(const struct vms_conn *c, fsp_error *err, const char *what)
 int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fsp_error *err)
 {
     size_t plen = p ? p->len : 0;
+    if (p && p->failed)
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory for a %s message",
+                        vms_msg_name(type));
     if (plen + 1 > VMS_MSG_MAX)
         return fsp_fail(err, FSP_EK_INTERNAL, -EMSGSIZE, "%s: a %s message of %zu bytes is too big",
                         c->peer, vms_msg_name(type), plen);
@@ -169,15 +172,33 @@ int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_
     return 0;
 }
 
+/* Error kinds by their number on the wire (docs/protocol.md): the enums may
+ * be renumbered, the wire may not. */
+static const int wire_kinds[] = {
+    FSP_EK_NONE,     FSP_EK_USAGE,     FSP_EK_OPEN,      FSP_EK_FORMAT,
+    FSP_EK_CORRUPT,  FSP_EK_IO,        FSP_EK_NOMEM,     FSP_EK_CANCELLED,
+    FSP_EK_INTERNAL, VMS_EK_CONFLICT,  VMS_EK_NOTFOUND,  VMS_EK_NETWORK,
+    VMS_EK_DENIED,
+};
+#define N_WIRE_KINDS (sizeof wire_kinds / sizeof wire_kinds[0])
+
+static uint64_t wire_kind(int kind)
+{
+    for (size_t i = 1; i < N_WIRE_KINDS; i++)
+        if (wire_kinds[i] == kind)
+            return i;
+    return 8; /* FSP_EK_INTERNAL's */
+}
+
 bool vms_decode_error(struct vms_rbuf *b, fsp_error *e)
 {
-    uint64_t kind = vms_get_bounded(b, FSP_EK_DENIED);
+    uint64_t kind = vms_get_bounded(b, N_WIRE_KINDS - 1);
     int64_t code = vms_get_svarint(b);
     char msg[sizeof e->msg];
     vms_get_textbuf(b, msg, sizeof msg); /* it may quote a host or a detail */
     if (!vms_get_done(b) || kind == FSP_EK_NONE || code >= 0 || code < -4095)
         return false;
-    fsp_fail(e, (int)kind, (int)code, "%s", msg);
+    fsp_fail(e, wire_kinds[kind], (int)code, "%s", msg);
     return true;
 }
 
@@ -205,7 +226,7 @@ int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp
 int vms_conn_send_error(struct vms_conn *c, const fsp_error *e, fsp_error *err)
 {
     struct vms_wbuf b = {0};
-    vms_put_varint(&b, e->kind ? (uint64_t)e->kind : FSP_EK_INTERNAL);
+    vms_put_varint(&b, wire_kind(e->kind));
     vms_put_svarint(&b, e->code < 0 ? e->code : -EIO);
     vms_put_str(&b, e->msg);
     int rc = vms_conn_send(c, VMS_M_ERROR, &b, err);

@@ -90,16 +90,18 @@ static int cut_segments(struct pipeline *p, fsp_error *err)
 
 #define CACHE_MAGIC "VMSSEG1\n"
 
-static void cache_key(const struct pipeline *p, const struct seg *g, int level, char hex[65])
+/* False when out of memory: a key of a cut-short buffer could name another segment. */
+static bool cache_key(const struct pipeline *p, const struct seg *g, int level, char hex[65])
 {
     uint8_t key[FSP_SHA256_LEN];
     struct vms_wbuf b = {0};
     vms_put_raw(&b, CACHE_MAGIC, 8);
     vms_put_varint(&b, (uint64_t)level);
     vms_put_raw(&b, p->src->hashes[g->first], g->n * FSP_SHA256_LEN);
-    vms_sha256(b.p, b.len, key);
+    bool ok = !b.failed && vms_sha256(b.p, b.len, key) == 0;
     vms_wbuf_free(&b);
     fsp_hex(key, FSP_SHA256_LEN, hex);
+    return ok;
 }
 
 /* Loads a cached segment into MSG; false when absent or damaged. */
@@ -131,7 +133,7 @@ static void cache_store(const char *path, const struct vms_wbuf *msg)
 {
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = msg->failed ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
     uint8_t head[8 + FSP_SHA256_LEN];
@@ -250,10 +252,9 @@ static int build(struct worker *w, const struct seg *g, int level, struct slot *
     slot->cached = false;
     if (slot->stored)
         return build_stored(w, g, &slot->msg, err);
-    if (!p->o->cache)
-        return build_solid(w, g, level, &slot->msg, err);
     char hex[65], path[PATH_MAX], lock[PATH_MAX + 8];
-    cache_key(p, g, level, hex);
+    if (!p->o->cache || !cache_key(p, g, level, hex))
+        return build_solid(w, g, level, &slot->msg, err);
     snprintf(path, sizeof path, "%s/%s.seg", p->o->cache, hex);
     snprintf(lock, sizeof lock, "%s.lock", path);
     int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);

@@ -178,7 +178,7 @@ static int query_version(vms_local *r, const char *image, uint32_t number, struc
 
 static int no_such_image(vms_local *r, const char *image, fsp_error *err)
 {
-    return fsp_fail(err, FSP_EK_NOTFOUND, -ENOENT, "%s: no image named %s", r->path, image);
+    return fsp_fail(err, VMS_EK_NOTFOUND, -ENOENT, "%s: no image named %s", r->path, image);
 }
 
 static int no_such_version(vms_local *r, const char *image, uint32_t version, fsp_error *err)
@@ -191,7 +191,7 @@ static int no_such_version(vms_local *r, const char *image, uint32_t version, fs
         return rc;
     if (!exists)
         return no_such_image(r, image, err);
-    return fsp_fail(err, FSP_EK_NOTFOUND, -ENOENT, "%s: %s has no version %u (latest is %u)",
+    return fsp_fail(err, VMS_EK_NOTFOUND, -ENOENT, "%s: %s has no version %u (latest is %u)",
                     r->path, image, version, latest);
 }
 
@@ -219,11 +219,11 @@ static int version_conflict(vms_local *r, const char *image, uint32_t parent, ui
     format_time(v.created, when);
     if (parent == 0)
         return fsp_fail(
-            err, FSP_EK_CONFLICT, -EEXIST,
+            err, VMS_EK_CONFLICT, -EEXIST,
             "%s: already exists (version %u was checked in by %s@%s at %s); check out %u first",
             image, latest, v.user, v.host, when, latest);
     return fsp_fail(
-        err, FSP_EK_CONFLICT, -EAGAIN,
+        err, VMS_EK_CONFLICT, -EAGAIN,
         "%s: version %u was checked in by %s@%s at %s since version %u; check out %u first", image,
         latest, v.user, v.host, when, parent, latest);
 }
@@ -240,7 +240,7 @@ static int claim_next_number(vms_local *r, const char *image, uint32_t parent, i
     if (exists && parent < latest)
         return version_conflict(r, image, parent, latest, err);
     if (exists && parent > latest)
-        return fsp_fail(err, FSP_EK_NOTFOUND, -ENOENT, "%s: %s has no version %u (latest is %u)",
+        return fsp_fail(err, VMS_EK_NOTFOUND, -ENOENT, "%s: %s has no version %u (latest is %u)",
                         r->path, image, parent, latest);
     if (!exists && parent != 0)
         return no_such_image(r, image, err);
@@ -427,7 +427,7 @@ static int store_lease(vms_local *r, int64_t image_id, uint32_t version, fsp_err
     return vms_repo_run_once(r, st, "taking a lease", err);
 }
 
-/* The image's row id, or FSP_EK_NOTFOUND. */
+/* The image's row id, or VMS_EK_NOTFOUND. */
 static int existing_image(vms_local *r, const char *image, int64_t *id, fsp_error *err)
 {
     uint32_t latest;
@@ -469,7 +469,7 @@ int vms_local_lease_take(vms_repo *repo, const char *image, uint32_t version, bo
         if (steal)
             rc = steal_lease(r, &held, version, err);
         else
-            rc = fsp_fail(err, FSP_EK_CONFLICT, -EBUSY,
+            rc = fsp_fail(err, VMS_EK_CONFLICT, -EBUSY,
                           "%s is checked out by %s; use --steal to take it over", image, holder);
     }
     if (!rc)
@@ -501,7 +501,7 @@ int vms_local_lease_release(vms_repo *repo, const char *image, fsp_error *err)
     if (!rc && found && !held_by_us(r, &held)) {
         char holder[512];
         describe_holder(&held, holder, sizeof holder);
-        rc = fsp_fail(err, FSP_EK_CONFLICT, -EPERM, "%s is checked out by %s, not by %s@%s",
+        rc = fsp_fail(err, VMS_EK_CONFLICT, -EPERM, "%s is checked out by %s, not by %s@%s",
                       image, holder, r->user, r->host);
     } else if (!rc && found)
         rc = vms_repo_exec_id(r, "DELETE FROM leases WHERE image_id = ?1", id, err);

@@ -131,9 +131,9 @@ static int parse_url(vms_remote *r, const char *url, fsp_error *err)
 
 /* ---- the SSH transport --------------------------------------------------------- */
 
-static int ssh_fail(vms_remote *r, enum fsp_error_kind kind, const char *what, fsp_error *err)
+static int ssh_fail(vms_remote *r, int kind, const char *what, fsp_error *err)
 {
-    return fsp_fail(err, kind, kind == FSP_EK_DENIED ? -EACCES : -ECONNABORTED, "%s: %s: %s",
+    return fsp_fail(err, kind, kind == VMS_EK_DENIED ? -EACCES : -ECONNABORTED, "%s: %s: %s",
                     r->url, what, ssh_get_error(r->ssh));
 }
 
@@ -157,7 +157,7 @@ static int lost(vms_remote *r, const char *how, fsp_error *err)
 {
     char said[512];
     agent_stderr(r, said, sizeof said);
-    return fsp_fail(err, FSP_EK_NETWORK, -ECONNRESET,
+    return fsp_fail(err, VMS_EK_NETWORK, -ECONNRESET,
                     "%s: %s%s%s; run the same command again to resume", r->url, how,
                     said[0] ? ": the agent said: " : "", said);
 }
@@ -169,7 +169,7 @@ static int ssh_recv(void *io, void *buf, size_t n, fsp_error *err)
     for (size_t done = 0; done < n;) {
         int avail = ssh_channel_poll_timeout(r->ch, timeout_ms, 0);
         if (avail == 0)
-            return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
+            return fsp_fail(err, VMS_EK_NETWORK, -ETIMEDOUT,
                             "%s: no data from the server for %d s (is the link down?); run the "
                             "same command again to resume", r->url, timeout_ms / 1000);
         if (avail == SSH_EOF)
@@ -253,13 +253,13 @@ static int check_host_key(vms_remote *r, fsp_error *err)
     case SSH_KNOWN_HOSTS_OK:
         return 0;
     case SSH_KNOWN_HOSTS_CHANGED:
-        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
                         "%s: the host key has CHANGED (now %s); refusing to connect: someone may "
                         "be intercepting the connection.  If the server's key was really "
                         "replaced, remove its old line from %s",
                         r->url, fp, file);
     case SSH_KNOWN_HOSTS_OTHER:
-        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
                         "%s: the server offers a key of another type (%s) than the one in %s; "
                         "refusing to connect",
                         r->url, fp, file);
@@ -267,12 +267,12 @@ static int check_host_key(vms_remote *r, fsp_error *err)
     case SSH_KNOWN_HOSTS_UNKNOWN:
         if (r->opts.accept_new)
             return accept_key(r, file, fp, err);
-        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
                         "%s: unknown host key %s (not in %s); check the fingerprint with the "
                         "server's administrator, then run again with --accept-new",
                         r->url, fp, file);
     default:
-        return ssh_fail(r, FSP_EK_DENIED, "cannot check the host key", err);
+        return ssh_fail(r, VMS_EK_DENIED, "cannot check the host key", err);
     }
 }
 
@@ -282,7 +282,7 @@ static int authenticate(vms_remote *r, fsp_error *err)
     if (r->opts.identity) {
         ssh_key key = NULL;
         if (ssh_pki_import_privkey_file(r->opts.identity, NULL, NULL, NULL, &key) != SSH_OK)
-            return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+            return fsp_fail(err, VMS_EK_DENIED, -EACCES,
                             "%s: cannot read the private key (missing, unreadable, not a key, or "
                             "protected by a passphrase: load it into ssh-agent instead)",
                             r->opts.identity);
@@ -294,7 +294,7 @@ static int authenticate(vms_remote *r, fsp_error *err)
     if (rc == SSH_AUTH_SUCCESS)
         return 0;
     const char *user = r->user[0] ? r->user : "(local user)";
-    return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+    return fsp_fail(err, VMS_EK_DENIED, -EACCES,
                     "%s: the server refused %s for user %s: %s", r->url,
                     r->opts.identity ? r->opts.identity : "the keys of ssh-agent and ~/.ssh", user,
                     ssh_get_error(r->ssh));
@@ -316,7 +316,7 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
         ssh_options_set(r->ssh, SSH_OPTIONS_KNOWNHOSTS, r->opts.known_hosts);
     ssh_options_set(r->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
     if (ssh_connect(r->ssh) != SSH_OK)
-        return ssh_fail(r, FSP_EK_NETWORK, "cannot connect", err);
+        return ssh_fail(r, VMS_EK_NETWORK, "cannot connect", err);
     int rc = check_host_key(r, err);
     if (!rc)
         rc = authenticate(r, err);
@@ -324,12 +324,12 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
         return rc;
     r->ch = ssh_channel_new(r->ssh);
     if (!r->ch || ssh_channel_open_session(r->ch) != SSH_OK)
-        return ssh_fail(r, FSP_EK_NETWORK, "cannot open a channel", err);
+        return ssh_fail(r, VMS_EK_NETWORK, "cannot open a channel", err);
     /* With command= in authorized_keys (the usual set-up) sshd runs the agent
      * whatever we ask for. */
     const char *cmd = r->opts.agent ? r->opts.agent : "vmsync-agent";
     if (ssh_channel_request_exec(r->ch, cmd) != SSH_OK)
-        return ssh_fail(r, FSP_EK_NETWORK, "cannot start the agent", err);
+        return ssh_fail(r, VMS_EK_NETWORK, "cannot start the agent", err);
     return 0;
 }
 
@@ -791,6 +791,8 @@ static int receive_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], int
         }
         vms_put_raw(&all, body.p, n);
     }
+    if (!rc && all.failed)
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory for a manifest");
     uint8_t actual[FSP_SHA256_LEN];
     if (!rc && (vms_sha256(all.p, all.len, actual) || memcmp(actual, id, FSP_SHA256_LEN)))
         rc = fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG,
@@ -840,6 +842,8 @@ static int read_file(const char *path, struct vms_wbuf *out, fsp_error *err)
         rc = buf ? vms_pread_all(fd, buf, (size_t)st.st_size, 0) : -ENOMEM;
         if (!rc)
             vms_put_raw(out, buf, (size_t)st.st_size);
+        if (!rc && out->failed)
+            rc = -ENOMEM;
         free(buf);
     }
     close(fd);
