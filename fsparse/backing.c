@@ -50,7 +50,7 @@ int fsp_allow_backing_dir(const char *dir, fsp_error *err)
     if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
         int e = real ? (errno ? errno : ENOTDIR) : errno;
         free(real);
-        return fsp_fail(err, FSP_EK_USAGE, -e, "--allow-backing %s: not a folder: %s", dir,
+        return fsp_fail(err, FSP_EK_USAGE, -e, "%s: not a folder: %s", dir,
                         strerror(e));
     }
     pthread_mutex_lock(&allowed_lock);
@@ -58,8 +58,8 @@ int fsp_allow_backing_dir(const char *dir, fsp_error *err)
     if (n_allowed < MAX_ALLOWED)
         allowed[n_allowed++] = real;
     else
-        rc = fsp_fail(err, FSP_EK_USAGE, -E2BIG, "--allow-backing: more than %d folders",
-                      MAX_ALLOWED);
+        rc = fsp_fail(err, FSP_EK_USAGE, -E2BIG, "%s: more than %d folders allowed for backing files",
+                      dir, MAX_ALLOWED);
     pthread_mutex_unlock(&allowed_lock);
     if (rc < 0)
         free(real);
@@ -149,7 +149,7 @@ static int resolve_reference(struct walk *w, const char *referrer, const char *b
         rc = refuse(w, -e, referrer, what, name, e == ENOENT ? "missing" : strerror(e));
     else if (!is_allowed(real, w->image_dir))
         rc = refuse(w, -EACCES, referrer, what, name,
-                    "outside the image's folder (see --allow-backing)");
+                    "outside the image's folder and the folders allowed for backing files");
     else if (stat(real, &st) < 0 || !S_ISREG(st.st_mode))
         rc = refuse(w, -EINVAL, referrer, what, name, "not a regular file");
     for (unsigned i = 0; rc == 0 && i < w->depth; i++)

@@ -157,7 +157,7 @@ int cli_image_option(int opt, const char *usage)
         return 1;
     fsp_error err = {0};
     if (fsp_allow_backing_dir(optarg, &err))
-        return cli_usage_error(usage, "%s", err.msg);
+        return cli_usage_error(usage, "--allow-backing %s", err.msg);
     return 0;
 }
 

@@ -10,7 +10,23 @@
  * vms_put_text.  Out of memory is -ENOMEM with FSP_EK_NOMEM, never NULL and
  * never an abort.  A call that returns a pointer, a bool or void cannot fail:
  * a bool answers a question (vms_is_manifest, vms_utf8_valid), a pointer is
- * one the caller already owns or a static string. */
+ * one the caller already owns or a static string.
+ *
+ * Ownership, one rule too: what a caller passes in stays the caller's, and no
+ * call keeps a pointer to it past its return, except where it says so (the
+ * strings of struct vms_client_opts, which must outlive the handle).  What a
+ * call hands out through OUT (a vms_client, vms_plan, vms_json, manifest
+ * writer, inspect result) is the caller's, freed by its own close or free
+ * call, each of which takes NULL.  What a callback receives (a struct and the
+ * strings it points to) lives during that call only: copy what you keep.
+ *
+ * Threads: calls on different handles, or on none, run on any threads at
+ * once.  The one setting shared by a whole process is libfsparse's list of
+ * folders allowed to hold backing files (fsp_allow_backing_dir), set before
+ * the work starts.
+ * One handle serves one call at a time; the one exception is
+ * vms_client_cancel, which any thread may call while another runs an
+ * operation.  Callbacks run on the thread of the call that invokes them. */
 #ifndef VMSYNC_H
 #define VMSYNC_H
 
@@ -227,11 +243,7 @@ void vms_inspect_free(struct vms_inspect_result *r);
  * repository open, and over ssh:// keeps its one SSH connection, from
  * operation to operation.  Each operation takes options, reports progress
  * through the handle's callbacks and fills statistics.
- *
- * Threads: one operation runs on a handle at a time (a handle is not for
- * two threads at once; open one per thread).  vms_client_cancel() is the
- * exception: any thread may call it at any time, and it is async-signal-safe.
- * Callbacks run on the thread that runs the operation. */
+ * Threads and ownership follow the rules at the top of this file. */
 
 /* Progress of PHASE (a name such as "seeds", "fetch", "send", "files"):
  * DONE of TOTAL.  A non-zero return cancels the operation. */
