@@ -168,8 +168,9 @@ enum vms_phase {
                                 * image in place, of all it needs (as FETCH, which follows) */
     VMS_PHASE_FETCH,           /* checkout: objects fetched from the repository; same unit */
     VMS_PHASE_SEND,            /* import, check-in over ssh://: objects sent; raw bytes */
-    VMS_PHASE_VERIFY,          /* checkout: the rebuilt image, verify: the image named
-                                * (SUBJECT) scanned to compare its digest; bytes */
+    VMS_PHASE_VERIFY,          /* checkout: the rebuilt image (SUBJECT: its temporary,
+                                * OUT.vmsync-part), verify: the image named (SUBJECT),
+                                * scanned to compare its digest; bytes */
     VMS_PHASE_CONVERT,         /* checkout to qcow2: qemu-img converting; bytes of the image */
     VMS_PHASE_GC_MARK,         /* gc of a local repository: manifests read, of all the
                                 * versions use */
@@ -194,14 +195,14 @@ struct vms_event {
     int result;              /* DONE: the operation's return value (0 or a negative errno) */
     const fsp_error *error;  /* DONE when RESULT is not 0: the operation's error; else NULL */
 };
-/* EV and all it points to live during the call only.  A non-zero return
- * cancels the operation (FSP_EK_CANCELLED); the return of the DONE event is
- * ignored. */
+/* Runs on the operation's thread.  EV and all it points to live during the
+ * call only.  A non-zero return cancels the operation (FSP_EK_CANCELLED); the
+ * return of the DONE event is ignored. */
 typedef int (*vms_event_cb)(void *ctx, const struct vms_event *ev);
 
-/* A warning: about a file of a scanned image (VOLUME is its partition, as
- * fsp_volume.index, and PATH the file), or about the operation (PATH NULL,
- * VOLUME 0).  W and its strings live during the call only; names are raw:
+/* A warning: about a file of a scanned image (PATH the file, VOLUME its
+ * partition as fsp_volume_info.index numbers it), or about the operation or
+ * the image as a whole (PATH NULL, VOLUME 0).  W and its strings live during the call only; names are raw:
  * print PATH with vms_put_name and MESSAGE with vms_put_text. */
 struct vms_warning {
     uint32_t volume;
