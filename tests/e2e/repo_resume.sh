@@ -67,7 +67,7 @@ conds=(
     '[[ -e $out.vmsync-part ]]'
     '(( $(fsize "$out.vmsync-journal") > JHDR ))'
     '(( $(alloc "$out.vmsync-part") >= 200 << 20 ))'
-    'grep -q "\"phase\":\"files\"" "$T/co.k$k.err"'
+    'grep -q "\"phase\":\"verify\"" "$T/co.k$k.err"'
 )
 killed=0
 for k in "${!conds[@]}"; do

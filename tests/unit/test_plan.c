@@ -456,10 +456,10 @@ struct canceller {
     int fetched, after;
 };
 
-static int cancel_after(void *ctx, const char *phase, uint64_t done, uint64_t total)
+static int cancel_after(void *ctx, const struct vms_event *ev)
 {
     struct canceller *k = ctx;
-    return !strcmp(phase, "fetch") && ++k->fetched >= k->after;
+    return ev->phase == VMS_PHASE_FETCH && ++k->fetched >= k->after;
 }
 
 /* A run stopped half-way keeps what it wrote: a new plan counts it as
@@ -479,7 +479,7 @@ static void test_an_interrupted_run_resumes(void)
     import(&r, img, "r");
     struct canceller k = {0, 10};
     struct vms_client_opts stopping_opts = r.o;
-    stopping_opts.progress = cancel_after;
+    stopping_opts.event = cancel_after;
     stopping_opts.ctx = &k;
     vms_client *stopping = NULL;
     fsp_error open_err = {0};

@@ -77,11 +77,14 @@ int cli_parse_progress(const char *arg, enum cli_progress_mode *mode);
 struct cli_progress {
     enum cli_progress_mode mode; /* AUTO resolves to NONE when stderr is no terminal */
     char phase[32];
+    uint32_t index; /* the seed whose scan is shown */
     double phase_started, last_shown;
     bool drawn;
 };
 void cli_progress_init(struct cli_progress *p, enum cli_progress_mode mode);
 void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done, uint64_t total);
+/* Shows an engine event; with JSON lines, the DONE event is the last line. */
+void cli_progress_event(struct cli_progress *p, const struct vms_event *ev);
 /* Ends a drawn bar's line, so other output starts on a line of its own. */
 void cli_progress_clear(struct cli_progress *p);
 

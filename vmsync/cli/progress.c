@@ -43,32 +43,78 @@ static void draw_bar(struct cli_progress *p, const char *phase, uint64_t done, u
     memset(bar, '#', (size_t)filled);
     memset(bar + filled, '.', (size_t)(width - filled));
     bar[width] = 0;
-    fprintf(stderr, "\r%-8s [%s] %8.1f / %.1f MiB  %7.1f MiB/s  ETA %3.0fs ", phase, bar,
+    fprintf(stderr, "\r%-10s [%s] %8.1f / %.1f MiB  %7.1f MiB/s  ETA %3.0fs ", phase, bar,
             done / 1048576.0, total / 1048576.0, rate / 1048576.0, eta);
     p->drawn = true;
 }
 
-void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done, uint64_t total)
+/* Whether to show a phase's progress now: at most five times a second, but
+ * every phase's start (a seed's scan is a start of its own) and end.  Fills
+ * the rate and ETA, which are per phase. */
+static bool due(struct cli_progress *p, const char *phase, uint32_t index, uint64_t done,
+                uint64_t total, double *rate, double *eta)
 {
-    if (p->mode == CLI_PROGRESS_NONE)
-        return;
     double t = now_seconds();
-    bool new_phase = strncmp(p->phase, phase, sizeof p->phase - 1) != 0;
+    bool new_phase = strncmp(p->phase, phase, sizeof p->phase - 1) != 0 || p->index != index;
     if (new_phase) {
         snprintf(p->phase, sizeof p->phase, "%s", phase);
-        p->phase_started = t; /* rates and ETAs are per phase */
+        p->index = index;
+        p->phase_started = t;
     }
-    /* at most five a second, but every phase's start and end are shown */
     if (!new_phase && done != total && t - p->last_shown < 0.2)
-        return;
+        return false;
     p->last_shown = t;
-    double rate = t > p->phase_started ? done / (t - p->phase_started) : 0;
-    double eta = rate > 0 && total > done ? (total - done) / rate : 0;
-    if (p->mode == CLI_PROGRESS_JSON)
-        fprintf(stderr, "{\"phase\":\"%s\",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,\"eta\":%.1f}\n",
-                phase, (unsigned long long)done, (unsigned long long)total, rate, eta);
-    else
+    *rate = t > p->phase_started ? done / (t - p->phase_started) : 0;
+    *eta = *rate > 0 && total > done ? (total - done) / *rate : 0;
+    return true;
+}
+
+static void json_figures(const char *phase, uint64_t done, uint64_t total, double rate, double eta)
+{
+    fprintf(stderr, "{\"phase\":\"%s\",\"done\":%llu,\"total\":%llu,\"rate\":%.0f,\"eta\":%.1f",
+            phase, (unsigned long long)done, (unsigned long long)total, rate, eta);
+}
+
+void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done, uint64_t total)
+{
+    double rate, eta;
+    if (p->mode == CLI_PROGRESS_NONE || !due(p, phase, 0, done, total, &rate, &eta))
+        return;
+    if (p->mode == CLI_PROGRESS_JSON) {
+        json_figures(phase, done, total, rate, eta);
+        fputs("}\n", stderr);
+    } else {
         draw_bar(p, phase, done, total, rate, eta);
+    }
+}
+
+/* The last line of --progress=json: the operation's return. */
+static void json_done(const struct vms_event *ev)
+{
+    fprintf(stderr, "{\"phase\":\"%s\",\"result\":%d}\n", vms_phase_name(ev->phase), ev->result);
+}
+
+void cli_progress_event(struct cli_progress *p, const struct vms_event *ev)
+{
+    const char *phase = vms_phase_name(ev->phase);
+    double rate, eta;
+    if (p->mode == CLI_PROGRESS_JSON && ev->phase == VMS_PHASE_DONE)
+        json_done(ev);
+    if (p->mode == CLI_PROGRESS_NONE || ev->phase == VMS_PHASE_DONE ||
+        !due(p, phase, ev->index, ev->done, ev->total, &rate, &eta))
+        return;
+    if (p->mode != CLI_PROGRESS_JSON) {
+        draw_bar(p, phase, ev->done, ev->total, rate, eta);
+        return;
+    }
+    json_figures(phase, ev->done, ev->total, rate, eta);
+    if (ev->subject) {
+        fputc(',', stderr);
+        vms_json_member(stderr, "subject", ev->subject);
+    }
+    if (ev->count)
+        fprintf(stderr, ",\"index\":%u,\"count\":%u", ev->index, ev->count);
+    fputs("}\n", stderr);
 }
 
 void cli_progress_clear(struct cli_progress *p)

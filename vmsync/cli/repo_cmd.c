@@ -88,19 +88,24 @@ static int parse_common_only(int argc, char **argv, const char *usage, struct co
     return -1;
 }
 
-static void session_warning(void *ctx, const char *msg)
+static void session_warning(void *ctx, const struct vms_warning *w)
 {
     struct common *c = ctx;
     cli_progress_clear(&c->bar);
     fputs("vmsync: warning: ", stderr);
-    vms_put_text(stderr, msg);
+    if (w->path) {
+        fprintf(stderr, "partition %u: ", w->volume);
+        vms_put_name(stderr, w->path);
+        fputs(": ", stderr);
+    }
+    vms_put_text(stderr, w->message);
     fputc('\n', stderr);
 }
 
-static int session_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+static int session_event(void *ctx, const struct vms_event *ev)
 {
     struct common *c = ctx;
-    cli_progress_show(&c->bar, phase, done, total);
+    cli_progress_event(&c->bar, ev);
     return 0;
 }
 
@@ -110,7 +115,7 @@ static void common_start(struct common *c, const char *repo)
     c->s.remote = &c->remote;
     c->s.ctx = c;
     c->s.warning = session_warning;
-    c->s.progress = session_progress;
+    c->s.event = session_event;
     cli_progress_init(&c->bar, c->quiet ? CLI_PROGRESS_NONE : c->progress);
 }
 

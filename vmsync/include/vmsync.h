@@ -245,11 +245,66 @@ void vms_inspect_free(struct vms_inspect_result *r);
  * through the handle's callbacks and fills statistics.
  * Threads and ownership follow the rules at the top of this file. */
 
-/* Progress of PHASE (a name such as "seeds", "fetch", "send", "files"):
- * DONE of TOTAL.  A non-zero return cancels the operation. */
-typedef int (*vms_progress_cb)(void *ctx, const char *phase, uint64_t done, uint64_t total);
-/* MSG lives during the call only. */
-typedef void (*vms_warning_cb)(void *ctx, const char *msg);
+/* ---- events: what an operation is doing ----------------------------------
+ * An operation reports each phase it goes through as events: DONE of TOTAL
+ * in the phase's unit, as the work goes.  TOTAL may grow while a phase learns
+ * more (a scan finds volumes as it goes).  Phases may repeat (one scan
+ * per seed) and are skipped when there is nothing to do. */
+enum vms_phase {
+    VMS_PHASE_CONNECT = 1,     /* ssh://: the SSH connection, in 5 steps: connected, host key
+                                * checked, authenticated, agent started, agent's hello */
+    VMS_PHASE_SCAN_SEED,       /* checkout: a seed scanned (SUBJECT its path, INDEX of COUNT);
+                                * bytes read of those to read.  A seed whose scan is
+                                * cached is not scanned */
+    VMS_PHASE_SCAN_IMAGE,      /* import, check-in: the image (SUBJECT) scanned; bytes */
+    VMS_PHASE_SCAN_OUTPUT,     /* checkout: OUT (SUBJECT), changed since vmsync wrote it,
+                                * scanned to see which version it holds; bytes */
+    VMS_PHASE_SEED_COPY,       /* checkout: objects copied from the seeds; bytes of the
+                                * image in place, of all it needs (as FETCH, which follows) */
+    VMS_PHASE_FETCH,           /* checkout: objects fetched from the repository; same unit */
+    VMS_PHASE_SEND,            /* import, check-in over ssh://: objects sent; raw bytes */
+    VMS_PHASE_VERIFY,          /* checkout: the rebuilt image (SUBJECT: its temporary,
+                                * OUT.vmsync-part), verify: the image named (SUBJECT),
+                                * scanned to compare its digest; bytes */
+    VMS_PHASE_CONVERT,         /* checkout to qcow2: qemu-img converting; bytes of the image */
+    VMS_PHASE_GC_MARK,         /* gc of a local repository: manifests read, of all the
+                                * versions use */
+    VMS_PHASE_GC_SWEEP,        /* gc of a local repository: pack files swept, of all */
+    VMS_PHASE_CHECK_MANIFESTS, /* check: bytes of manifest files read */
+    VMS_PHASE_CHECK_OBJECTS,   /* check with objects: stored bytes read */
+    VMS_PHASE_DONE,            /* the last event of every operation on a client, whether it
+                                * succeeded or not: RESULT is what it returns */
+};
+/* "connect", "scan-seed", "scan-image", "scan-output", "seed-copy", "fetch",
+ * "send", "verify", "convert", "gc-mark", "gc-sweep", "check-manifests",
+ * "check-objects", "done"; "unknown" for a value not in the enum. */
+const char *vms_phase_name(enum vms_phase phase);
+
+struct vms_event {
+    enum vms_phase phase;
+    uint64_t done, total;    /* 0 and 0 for DONE */
+    const char *subject;     /* the path of the image the phase reads (the phases that say
+                              * so above); NULL otherwise */
+    uint32_t index, count;   /* SCAN_SEED: the seed's place among the checkout's seeds,
+                              * INDEX from 1 to COUNT; 0 and 0 otherwise */
+    int result;              /* DONE: the operation's return value (0 or a negative errno) */
+    const fsp_error *error;  /* DONE when RESULT is not 0: the operation's error; else NULL */
+};
+/* Runs on the operation's thread.  EV and all it points to live during the
+ * call only.  A non-zero return cancels the operation (FSP_EK_CANCELLED); the
+ * return of the DONE event is ignored. */
+typedef int (*vms_event_cb)(void *ctx, const struct vms_event *ev);
+
+/* A warning: about a file of a scanned image (PATH the file, VOLUME its
+ * partition as fsp_volume_info.index numbers it), or about the operation or
+ * the image as a whole (PATH NULL, VOLUME 0).  W and its strings live during the call only; names are raw:
+ * print PATH with vms_put_name and MESSAGE with vms_put_text. */
+struct vms_warning {
+    uint32_t volume;
+    const char *path;
+    const char *message;
+};
+typedef void (*vms_warning_cb)(void *ctx, const struct vms_warning *w);
 
 /* How to reach an ssh:// repository.  Zero values mean the defaults. */
 struct vms_remote_opts {
@@ -271,18 +326,20 @@ struct vms_client_opts {
     const char *cache_dir;    /* NULL: $VMSYNC_CACHE, else ~/.cache/vmsync */
     unsigned gc_wait;         /* seconds gc waits for the repository's other users, then
                                * fails naming them (exit 8); 0: 60 */
-    vms_progress_cb progress; /* may be NULL */
+    vms_event_cb event;       /* may be NULL */
     vms_warning_cb warning;   /* may be NULL */
     void *ctx;                /* passed to both */
 };
 
 typedef struct vms_client vms_client;
 
-/* Opens REPO (a directory or an ssh:// URL; O may be NULL for the defaults):
- * resolves this client's user, host and cache, opens the repository and,
- * over ssh://, connects and authenticates once.  *OUT is the caller's, to
- * close with vms_client_close.  A handle whose link broke (or whose
- * operation was cancelled) reconnects at its next operation. */
+/* Makes a handle on REPO (a directory or an ssh:// URL; O may be NULL for the
+ * defaults): resolves this client's user, host and cache, and touches no
+ * repository yet, so it is quick and fails only on those.  The first
+ * operation opens the repository (over ssh://: connects, checks the host key
+ * and authenticates, reporting CONNECT events), and the handle keeps it open
+ * for the next ones.  After a lost link or a cancel, the next operation opens
+ * it again.  *OUT is the caller's, to close with vms_client_close. */
 int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
                     fsp_error *err);
 void vms_client_close(vms_client *c);
@@ -473,7 +530,7 @@ struct vms_check_stats {
 /* Calls CB (may be NULL) for each problem found, and returns 0 when the check
  * ran, whatever it found (STATS->problems counts it; a catalog SQLite cannot
  * read is one, and ends the check).  An error (I/O, memory, a cancel from the
- * session's progress callback) stops the check after the problems reported so
+ * client's event callback) stops the check after the problems reported so
  * far.  A non-zero return from CB stops it too, and is returned. */
 int vms_check(vms_client *c, const struct vms_check_opts *o, vms_problem_cb cb,
               void *ctx, struct vms_check_stats *stats, fsp_error *err);

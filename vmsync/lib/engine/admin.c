@@ -32,13 +32,16 @@ int vms_check(vms_client *cl, const struct vms_check_opts *o, vms_problem_cb cb,
               void *ctx, struct vms_check_stats *stats, fsp_error *err)
 {
     memset(stats, 0, sizeof *stats);
-    if (vms_repo_is_remote(cl->path))
-        return fsp_fail(err, FSP_EK_USAGE, -ENOTSUP,
-                        "%s: check runs on the server itself: vmsync check /path/to/repository",
-                        cl->path);
     struct vms_ctx c;
-    struct vms_check_hooks h = {cb, ctx, cl->o.progress, cl->o.ctx};
-    int rc = vms_ctx_open(&c, cl, NULL, err);
+    struct vms_check_hooks h = {cb, ctx};
+    int rc = 0;
+    vms_ctx_begin(&c, cl, NULL); /* even to refuse: the refusal ends in DONE */
+    if (vms_repo_is_remote(cl->path))
+        rc = fsp_fail(err, FSP_EK_USAGE, -ENOTSUP,
+                      "%s: check runs on the server itself: vmsync check /path/to/repository",
+                      cl->path);
+    if (!rc)
+        rc = vms_ctx_connect(&c, err);
     if (!rc)
         rc = vms_repo_check(c.repo, o, &h, stats, err);
     stats->seconds = vms_ctx_elapsed(&c);

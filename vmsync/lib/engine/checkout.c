@@ -32,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define JOURNAL_EVERY (32u << 20) /* bytes written between journal syncs */
@@ -297,6 +296,7 @@ static int load_seeds(struct checkout *co, fsp_error *err)
     for (size_t i = 0; i < co->o->n_seeds && !rc; i++) {
         struct vms_loaded *m;
         bool rescanned;
+        vms_ctx_scanning(co->c, VMS_PHASE_SCAN_SEED, (uint32_t)i + 1, (uint32_t)co->o->n_seeds);
         rc = vms_seed_load(co->c, co->o->seeds[i], &needs, &m, &rescanned, err);
         if (!rc && vms_seed_index_add(&co->seeds, co->o->seeds[i], m))
             rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory indexing seeds");
@@ -406,7 +406,8 @@ static int write_object(struct checkout *co, size_t index, const uint8_t *data, 
     bool due = co->unsynced_bytes >= JOURNAL_EVERY ||
                vms_ctx_elapsed(co->c) - co->synced_at >= JOURNAL_SECONDS;
     int rc = due ? sync_journal(co, err) : 0;
-    return rc ? rc : vms_ctx_progress(co->c, "fetch", co->done_bytes, co->total_bytes, err);
+    enum vms_phase phase = o->seed ? VMS_PHASE_SEED_COPY : VMS_PHASE_FETCH;
+    return rc ? rc : vms_ctx_progress(co->c, phase, co->done_bytes, co->total_bytes, err);
 }
 
 /* Marks the objects an interrupted run already wrote; returns the count. */
@@ -568,24 +569,12 @@ static int fetch_from_repo(struct checkout *co, fsp_error *err)
 static int verify_output(struct checkout *co, bool *same, fsp_error *err)
 {
     struct fsp_summary sum;
+    vms_ctx_scanning(co->c, VMS_PHASE_VERIFY, 0, 0);
     int rc = vms_ctx_scan_summary_raw(co->c, co->part, &sum, err);
     *same = !rc && !memcmp(sum.digest, co->version.digest, FSP_SHA256_LEN);
     if (!rc)
         memcpy(co->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);
     return rc;
-}
-
-static int run_qemu_img(const char *from, const char *to, fsp_error *err)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        execlp("qemu-img", "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", from, to, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
-        return fsp_fail(err, FSP_EK_IO, -EIO, "%s: qemu-img convert to qcow2 failed", to);
-    return 0;
 }
 
 static int sync_path(const char *path)
@@ -625,7 +614,7 @@ static int install_output(struct checkout *co, fsp_error *err)
     if (!strcmp(output_format(co), "qcow2")) {
         char converted[PATH_MAX + 16];
         snprintf(converted, sizeof converted, "%s.vmsync-qcow2", out);
-        int rc = run_qemu_img(co->part, converted, err);
+        int rc = vms_convert_qcow2(co->c, co->part, converted, co->version.size, err);
         if (!rc)
             rc = output_untouched(co, err);
         if (!rc && (sync_path(converted) < 0 || rename(converted, out) < 0))
@@ -764,6 +753,7 @@ static bool current_digest(struct checkout *co, const struct vms_written *w, con
     }
     vms_ctx_warn(co->c, "%s: changed since vmsync wrote %s@%u there; reading it to see what it holds",
                  co->o->out, w->image, w->version);
+    vms_ctx_scanning(co->c, VMS_PHASE_SCAN_OUTPUT, 0, 0);
     if (vms_ctx_scan_summary(co->c, co->o->out, &sum, &ignored))
         return false;
     memcpy(digest, sum.digest, FSP_SHA256_LEN);
@@ -1105,6 +1095,7 @@ int vms_verify(vms_client *cl, const char *name, uint32_t version, const char *i
     if (!rc)
         rc = vms_repo_version(c.repo, name, version, &v, err);
     struct fsp_summary sum;
+    vms_ctx_scanning(&c, VMS_PHASE_VERIFY, 0, 0);
     if (!rc)
         rc = vms_ctx_scan_summary(&c, image, &sum, err);
     if (!rc) {

@@ -27,19 +27,30 @@ struct vms_ctx {
     struct vms_stats *stats;         /* when set, closing fills its wire counts */
     struct vms_traffic traffic_at_start;
     double started;
+    struct vms_event scan;           /* what the scan under way reports as (vms_ctx_scanning) */
 };
 
 /* Starts an operation on CL: opens the repository again if the last
  * operation left the link broken.  STATS (may be NULL) gets the operation's
  * wire counts when closing. */
 int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp_error *err);
+/* The two halves of vms_ctx_open, for an operation that may refuse before it
+ * needs the repository. */
+void vms_ctx_begin(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats);
+int vms_ctx_connect(struct vms_ctx *c, fsp_error *err);
 /* Ends the operation that returned RC (with ERR), and returns RC.  After a
  * lost link or a cancel the client's repository is closed, to be opened again
  * by the next operation. */
 int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err);
+/* Sends EV to CL's event callback; returns what the callback does (0 without one). */
+int vms_client_emit(vms_client *cl, const struct vms_event *ev);
 /* Reports progress; a cancel from the callback becomes FSP_EK_CANCELLED. */
-int vms_ctx_progress(struct vms_ctx *c, const char *phase, uint64_t done, uint64_t total,
+int vms_ctx_progress(struct vms_ctx *c, enum vms_phase phase, uint64_t done, uint64_t total,
                      fsp_error *err);
+/* The next scans report as PHASE (a VMS_PHASE_SCAN_* or VERIFY), the image
+ * scanned as their subject, with INDEX of COUNT (0 and 0 but for seeds). */
+void vms_ctx_scanning(struct vms_ctx *c, enum vms_phase phase, uint32_t index, uint32_t count);
+/* A warning about the operation (no volume, no path). */
 void vms_ctx_warn(struct vms_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 double vms_ctx_elapsed(const struct vms_ctx *c);
 /* A path in the cache: cache/SUB/NAME (SUB created). */
@@ -69,6 +80,12 @@ void vms_scan_hooks_init(struct vms_scan_hooks *h, struct vms_ctx *c, const stru
  * (their ctx is H). */
 int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
                       struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err);
+
+/* Converts the raw image FROM (SIZE bytes) to the qcow2 file TO with qemu-img,
+ * reporting VMS_PHASE_CONVERT; a cancel stops qemu-img, and leaves TO for the
+ * caller to remove. */
+int vms_convert_qcow2(struct vms_ctx *c, const char *from, const char *to, uint64_t size,
+                      fsp_error *err);
 
 /* Trusting unchanged files the way git's index does: a stream of an entry
  * whose inode, generation (NTFS: MFT sequence number), type, size, mtime and

@@ -65,14 +65,24 @@ static int resolve_cache(struct vms_client *cl, fsp_error *err)
 
 /* ---- the client handle ---------------------------------------------------- */
 
+int vms_client_emit(vms_client *cl, const struct vms_event *ev)
+{
+    return cl->o.event ? cl->o.event(cl->o.ctx, ev) : 0;
+}
+
+static int backend_progress(void *ctx, enum vms_phase phase, uint64_t done, uint64_t total)
+{
+    struct vms_event ev = {.phase = phase, .done = done, .total = total};
+    return vms_client_emit(ctx, &ev);
+}
+
 static int connect_repo(struct vms_client *cl, fsp_error *err)
 {
     if (cl->repo)
         return 0;
-    int rc = vms_repo_open(cl->path, cl->user, cl->host, &cl->remote, &cl->repo, err);
-    if (!rc)
-        vms_repo_on_progress(cl->repo, cl->o.progress, cl->o.ctx);
-    return rc;
+    struct vms_repo_progress progress = {backend_progress, cl};
+    return vms_repo_open_reporting(cl->path, cl->user, cl->host, &cl->remote, &progress,
+                                   &cl->repo, err);
 }
 
 int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
@@ -91,8 +101,6 @@ int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_clien
     cl->o.remote = &cl->remote;
     resolve_identity(cl);
     int rc = resolve_cache(cl, err);
-    if (!rc)
-        rc = connect_repo(cl, err);
     if (rc)
         vms_client_close(cl);
     else
@@ -113,7 +121,7 @@ const char *vms_client_repo(const vms_client *cl) { return cl->path; }
 
 /* ---- one operation's context ------------------------------------------------ */
 
-int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp_error *err)
+void vms_ctx_begin(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats)
 {
     memset(c, 0, sizeof *c);
     c->client = cl;
@@ -123,12 +131,23 @@ int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp
     c->cache = cl->cache;
     c->stats = stats;
     c->started = now_seconds();
-    int rc = connect_repo(cl, err);
+    c->scan.phase = VMS_PHASE_SCAN_IMAGE;
+}
+
+int vms_ctx_connect(struct vms_ctx *c, fsp_error *err)
+{
+    int rc = connect_repo(c->client, err);
     if (!rc) {
-        c->repo = cl->repo;
+        c->repo = c->client->repo;
         vms_repo_traffic(c->repo, &c->traffic_at_start);
     }
     return rc;
+}
+
+int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp_error *err)
+{
+    vms_ctx_begin(c, cl, stats);
+    return vms_ctx_connect(c, err);
 }
 
 int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
@@ -146,17 +165,30 @@ int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
         c->client->repo = NULL;
     }
     c->repo = NULL;
+    struct vms_event done = {.phase = VMS_PHASE_DONE, .result = rc, .error = rc ? err : NULL};
+    vms_client_emit(c->client, &done);
     return rc;
 }
 
 double vms_ctx_elapsed(const struct vms_ctx *c) { return now_seconds() - c->started; }
 
-int vms_ctx_progress(struct vms_ctx *c, const char *phase, uint64_t done, uint64_t total,
+int vms_ctx_progress(struct vms_ctx *c, enum vms_phase phase, uint64_t done, uint64_t total,
                      fsp_error *err)
 {
-    if (!c->s->progress || !c->s->progress(c->s->ctx, phase, done, total))
-        return 0;
-    return fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled during %s", phase);
+    struct vms_repo_progress p = {backend_progress, c->client};
+    return vms_repo_report(&p, phase, done, total, err);
+}
+
+void vms_ctx_scanning(struct vms_ctx *c, enum vms_phase phase, uint32_t index, uint32_t count)
+{
+    c->scan = (struct vms_event){.phase = phase, .index = index, .count = count};
+}
+
+static void warn_at(struct vms_ctx *c, uint32_t volume, const char *path, const char *msg)
+{
+    struct vms_warning w = {.volume = volume, .path = path, .message = msg};
+    if (c->s->warning)
+        c->s->warning(c->s->ctx, &w);
 }
 
 void vms_ctx_warn(struct vms_ctx *c, const char *fmt, ...)
@@ -166,8 +198,7 @@ void vms_ctx_warn(struct vms_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (c->s->warning)
-        c->s->warning(c->s->ctx, msg);
+    warn_at(c, 0, NULL, msg);
 }
 
 int vms_ctx_cache_path(struct vms_ctx *c, const char *sub, const char *name, char *out,
@@ -192,23 +223,24 @@ int vms_ctx_manifest(struct vms_ctx *c, const uint8_t id[FSP_SHA256_LEN], char *
     return vms_repo_get_manifest(c->repo, id, path, err);
 }
 
+/* fsparse's phases of a scan ("metadata", "files") count one figure: the
+ * engine's event says which scan it is instead. */
 static int h_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
+    (void)phase;
     struct vms_scan_hooks *h = ctx;
-    const struct vms_client_opts *s = h->c->s;
     fsp_error ignored; /* a lost link fails the next request, with its own message */
     if (h->c->repo)
         vms_repo_keep_alive(h->c->repo, &ignored); /* scans run between requests */
-    return s->progress ? s->progress(s->ctx, phase, done, total) : 0;
+    h->c->scan.done = done;
+    h->c->scan.total = total;
+    return vms_client_emit(h->c->client, &h->c->scan);
 }
 
 static int h_warning(void *ctx, uint32_t volume, const char *path, const char *msg)
 {
     struct vms_scan_hooks *h = ctx;
-    if (path)
-        vms_ctx_warn(h->c, "partition %u: %s: %s", volume, path, msg);
-    else
-        vms_ctx_warn(h->c, "%s", msg);
+    warn_at(h->c, path ? volume : 0, path, msg);
     const struct fsp_sink *inner = h->fwd.inner;
     return inner->warning ? inner->warning(inner->ctx, volume, path, msg) : 0;
 }
@@ -260,6 +292,29 @@ int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fs
     return 0;
 }
 
+static int report_scan(struct vms_ctx *c, fsp_error *err)
+{
+    if (!vms_client_emit(c->client, &c->scan))
+        return 0;
+    return fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled during %s",
+                    vms_phase_name(c->scan.phase));
+}
+
+/* Names IMAGE in the scan's events, and says the scan began. */
+static int scan_started(struct vms_ctx *c, const char *image, fsp_error *err)
+{
+    c->scan.subject = image;
+    c->scan.done = c->scan.total = 0;
+    return report_scan(c, err);
+}
+
+/* fsparse reports as it reads, not at the end: say the scan read it all. */
+static int scan_finished(struct vms_ctx *c, int rc, fsp_error *err)
+{
+    c->scan.done = c->scan.total;
+    return rc ? rc : report_scan(c, err);
+}
+
 struct summary_only {
     struct vms_scan_hooks hooks; /* first: the sink callbacks' ctx */
     struct fsp_summary *out;
@@ -283,7 +338,9 @@ static int scan_summary(struct vms_ctx *c, const char *image, bool as_raw, struc
     vms_scan_hooks_init(&so.hooks, c, &nothing);
     so.hooks.fwd.sink.done = so_done;
     memset(out, 0, sizeof *out);
-    rc = fsp_scan(src, NULL, &so.hooks.fwd.sink, err);
+    rc = scan_started(c, image, err);
+    if (!rc)
+        rc = scan_finished(c, fsp_scan(src, NULL, &so.hooks.fwd.sink, err), err);
     fsp_source_close(src);
     return rc;
 }
@@ -308,5 +365,6 @@ int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest
                              .reuse_stream = extra->reuse_stream, .ctx = h};
     struct vms_manifest_create_opts o = {.scan_flags = flags, .progress = h->fwd.sink.progress,
                                          .warning = h->fwd.sink.warning, .hooks = &hooks, .ctx = h};
-    return vms_manifest_create(image, manifest, &o, err);
+    int rc = scan_started(c, image, err);
+    return rc ? rc : scan_finished(c, vms_manifest_create(image, manifest, &o, err), err);
 }

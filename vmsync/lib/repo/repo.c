@@ -20,9 +20,28 @@ int vms_repo_init(const char *path, fsp_error *err)
 int vms_repo_open(const char *path, const char *user, const char *host,
                   const struct vms_remote_opts *remote, vms_repo **out, fsp_error *err)
 {
+    return vms_repo_open_reporting(path, user, host, remote, NULL, out, err);
+}
+
+int vms_repo_open_reporting(const char *path, const char *user, const char *host,
+                            const struct vms_remote_opts *remote,
+                            const struct vms_repo_progress *progress, vms_repo **out,
+                            fsp_error *err)
+{
+    static const struct vms_repo_progress silent = {0};
+    if (!progress)
+        progress = &silent;
     if (vms_repo_is_remote(path))
-        return vms_remote_open(path, user, host, remote, out, err);
-    return vms_local_open(path, user, host, out, err);
+        return vms_remote_open(path, user, host, remote, progress, out, err);
+    return vms_local_open(path, user, host, progress, out, err);
+}
+
+int vms_repo_report(const struct vms_repo_progress *p, enum vms_phase phase, uint64_t done,
+                    uint64_t total, fsp_error *err)
+{
+    if (!p || !p->fn || !p->fn(p->ctx, phase, done, total))
+        return 0;
+    return fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled during %s", vms_phase_name(phase));
 }
 
 int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err)

@@ -43,8 +43,25 @@ int vms_repo_init(const char *path, fsp_error *err);
  * holds the connection's options; NULL means the defaults).  USER and HOST
  * identify this client in leases and the audit log (an agent records the
  * user its SSH key stands for instead). */
+/* Where a backend reports the progress of its long work (the phases of
+ * vmsync.h: CONNECT and SEND remotely, GC_* and CHECK_* locally).  FN may be
+ * NULL; a non-zero return cancels the work. */
+struct vms_repo_progress {
+    int (*fn)(void *ctx, enum vms_phase phase, uint64_t done, uint64_t total);
+    void *ctx;
+};
+/* Calls P (which may be NULL); a cancel becomes FSP_EK_CANCELLED "cancelled during PHASE". */
+int vms_repo_report(const struct vms_repo_progress *p, enum vms_phase phase, uint64_t done,
+                    uint64_t total, fsp_error *err);
+
 int vms_repo_open(const char *path, const char *user, const char *host,
                   const struct vms_remote_opts *remote, vms_repo **out, fsp_error *err);
+/* The same, with PROGRESS (copied; may be NULL) hearing the handle's long work
+ * for as long as it is open, from the connection on. */
+int vms_repo_open_reporting(const char *path, const char *user, const char *host,
+                            const struct vms_remote_opts *remote,
+                            const struct vms_repo_progress *progress, vms_repo **out,
+                            fsp_error *err);
 bool vms_repo_is_remote(const char *path);
 
 /* ---- the operations ----------------------------------------------------------
@@ -64,9 +81,6 @@ struct vms_traffic {
     uint64_t wire_out, wire_in;
 };
 typedef void vms_repo_traffic_fn(const vms_repo *r, struct vms_traffic *out);
-/* Where a remote handle reports the progress of sending objects (phase
- * "send"); local handles have nothing to report. */
-typedef void vms_repo_on_progress_fn(vms_repo *r, vms_progress_cb cb, void *ctx);
 /* Long local work between requests calls this now and then: a remote handle
  * keeps the link and the agent's session alive (the agent ends a session
  * that says nothing for its --idle-timeout).  Never during a request. */
@@ -195,13 +209,11 @@ typedef void vms_repo_gc_wait_fn(vms_repo *r, unsigned seconds);
 /* ---- checking ---------------------------------------------------------------- */
 
 /* Local repositories: vms_check's work (see vmsync.h) on an open handle.
- * PROGRESS (may be NULL) hears the phases "manifests" (bytes of manifest
- * files) and "objects" (stored bytes); a non-zero return cancels. */
+ * The handle's progress hears VMS_PHASE_CHECK_MANIFESTS and
+ * VMS_PHASE_CHECK_OBJECTS. */
 struct vms_check_hooks {
     vms_problem_cb problem;
     void *problem_ctx;
-    vms_progress_cb progress;
-    void *progress_ctx;
 };
 typedef int vms_repo_check_fn(vms_repo *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
     struct vms_check_stats *stats, fsp_error *err);
@@ -219,7 +231,6 @@ struct vms_repo_ops {
     vms_repo_close_fn *close;
     vms_repo_path_fn *path;
     vms_repo_traffic_fn *traffic;
-    vms_repo_on_progress_fn *on_progress; /* remote only: NULL elsewhere */
     vms_repo_keep_alive_fn *keep_alive; /* remote only: NULL elsewhere */
     vms_repo_has_fn *has;
     vms_repo_put_fn *put;
@@ -266,8 +277,6 @@ struct vms_repo_ops {
 #define vms_repo_leases(r, ...) ((r)->ops->leases((r), __VA_ARGS__))
 #define vms_repo_audit_log(r, ...) ((r)->ops->audit_log((r), __VA_ARGS__))
 #define vms_repo_gc(r, ...) ((r)->ops->gc((r), __VA_ARGS__))
-#define vms_repo_on_progress(r, cb, ctx) \
-    ((r)->ops->on_progress ? (r)->ops->on_progress((r), (cb), (ctx)) : (void)0)
 #define vms_repo_keep_alive(r, err) ((r)->ops->keep_alive ? (r)->ops->keep_alive((r), (err)) : 0)
 #define vms_repo_gc_wait(r, seconds) ((r)->ops->gc_wait ? (r)->ops->gc_wait((r), (seconds)) : (void)0)
 /* The operations only local repositories offer fail elsewhere with

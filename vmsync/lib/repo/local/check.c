@@ -104,13 +104,14 @@ static int reportf(struct check *c, enum vms_problem_kind kind, const char *imag
     return report(c, &p);
 }
 
-static int progress(struct check *c, const char *phase, uint64_t step)
+static int progress(struct check *c, enum vms_phase phase, uint64_t step)
 {
     c->done += step;
-    if (!c->h->progress || !c->h->progress(c->h->progress_ctx, phase, c->done, c->total))
+    const struct vms_repo_progress *p = &c->r->progress;
+    if (!p->fn || !p->fn(p->ctx, phase, c->done, c->total))
         return 0;
     return fsp_fail(c->err, FSP_EK_CANCELLED, -ECANCELED, "%s: check cancelled during %s",
-                    c->r->path, phase);
+                    c->r->path, vms_phase_name(phase));
 }
 
 static void start_phase(struct check *c, uint64_t total)
@@ -516,7 +517,7 @@ static int check_version(struct check *c, const struct version_ref *v, struct ne
         rc = reportf(c, VMS_PROBLEM_VERSION, v->image, v->number, NULL, NULL,
                      "cannot be exported: %llu of the objects it needs are missing",
                      (unsigned long long)n->missing);
-    return rc ? rc : progress(c, "manifests", v->manifest_size);
+    return rc ? rc : progress(c, VMS_PHASE_CHECK_MANIFESTS, v->manifest_size);
 }
 
 static int check_versions(struct check *c)
@@ -526,7 +527,7 @@ static int check_versions(struct check *c)
     struct needed needed = {.c = c};
     int rc = load_versions(c, &vs, &n);
     if (!rc)
-        rc = progress(c, "manifests", 0);
+        rc = progress(c, VMS_PHASE_CHECK_MANIFESTS, 0);
     for (size_t i = 0; !rc && i < n; i++)
         rc = check_version(c, &vs[i], &needed);
     c->st->objects_needed = c->present.n + c->missing.n;
@@ -563,7 +564,7 @@ static int check_object(struct check *c, const uint8_t *hash, const char *pack, 
     if (rc)
         rc = reportf(c, VMS_PROBLEM_OBJECT, NULL, 0, key[0], pack, "%s",
                      where ? where + 1 : without_path(oerr.msg, c->r->path));
-    return rc ? rc : progress(c, "objects", stored);
+    return rc ? rc : progress(c, VMS_PHASE_CHECK_OBJECTS, stored);
 }
 
 static int check_pack_objects(struct check *c, const struct pack_ref *p)
@@ -593,7 +594,7 @@ static int check_objects(struct check *c, const struct pack_ref *packs, size_t n
                             c->err);
     start_phase(c, total);
     if (!rc)
-        rc = progress(c, "objects", 0);
+        rc = progress(c, VMS_PHASE_CHECK_OBJECTS, 0);
     for (size_t i = 0; !rc && i < n; i++)
         if (packs[i].readable)
             rc = check_pack_objects(c, &packs[i]);

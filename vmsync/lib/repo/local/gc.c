@@ -69,11 +69,13 @@ static int collect_live(vms_local *r, struct vms_keyset *manifests, struct vms_k
     for (size_t i = 0; !rc && i < manifests->n; i++) {
         char *path = vms_repo_manifest_path(r, manifests->keys[i]);
         struct live_ctx c = {live, err};
-        rc = path ? vms_manifest_objects(path, add_live, &c, err)
-                  : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+        rc = vms_repo_report(&r->progress, VMS_PHASE_GC_MARK, i, manifests->n, err);
+        if (!rc)
+            rc = path ? vms_manifest_objects(path, add_live, &c, err)
+                      : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
         free(path);
     }
-    return rc;
+    return rc ? rc : vms_repo_report(&r->progress, VMS_PHASE_GC_MARK, manifests->n, manifests->n, err);
 }
 
 struct pack_row {
@@ -257,8 +259,13 @@ static int sweep_packs(vms_local *r, const struct vms_keyset *live, struct vms_g
     struct pack_row *packs;
     size_t n;
     int rc = load_packs(r, &packs, &n, err);
-    for (size_t i = 0; !rc && i < n; i++)
-        rc = sweep_pack(r, &packs[i], live, stats, err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = vms_repo_report(&r->progress, VMS_PHASE_GC_SWEEP, i, n, err);
+        if (!rc)
+            rc = sweep_pack(r, &packs[i], live, stats, err);
+    }
+    if (!rc)
+        rc = vms_repo_report(&r->progress, VMS_PHASE_GC_SWEEP, n, n, err);
     free(packs);
     return rc;
 }

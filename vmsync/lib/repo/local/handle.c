@@ -332,8 +332,8 @@ static const struct vms_repo_ops local_ops = {
     .cache_dir = vms_local_cache_dir,
 };
 
-int vms_local_open(const char *path, const char *user, const char *host, vms_repo **out,
-                   fsp_error *err)
+int vms_local_open(const char *path, const char *user, const char *host,
+                   const struct vms_repo_progress *progress, vms_repo **out, fsp_error *err)
 {
     *out = NULL;
     vms_local *r = calloc(1, sizeof *r);
@@ -344,6 +344,7 @@ int vms_local_open(const char *path, const char *user, const char *host, vms_rep
     r->base.ops = &local_ops;
     r->lock_fd = -1;
     r->pack.fd = -1;
+    r->progress = *progress;
     int rc = set_identity(r, user, host, err);
     if (!rc)
         rc = check_marker(path, err);

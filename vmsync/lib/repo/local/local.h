@@ -59,6 +59,7 @@ struct vms_local {
     ino_t lock_ino;
     struct vms_local *next_open; /* this process's open handles (see catalog.c) */
     unsigned gc_wait;            /* seconds; 0: VMS_GC_WAIT_DEFAULT */
+    struct vms_repo_progress progress; /* gc's and check's */
 
     sqlite3_stmt *find_object;   /* hash -> pack id, pack name, offset, stored_len, len */
     sqlite3_stmt *object_exists; /* hash -> 1 */
@@ -75,8 +76,8 @@ struct vms_local {
 
 /* ---- the backend: its operations (repo.h), filled into the table in handle.c ---- */
 int vms_local_init(const char *path, fsp_error *err);
-int vms_local_open(const char *path, const char *user, const char *host, vms_repo **out,
-                   fsp_error *err);
+int vms_local_open(const char *path, const char *user, const char *host,
+                   const struct vms_repo_progress *progress, vms_repo **out, fsp_error *err);
 /* handle.c */
 vms_repo_close_fn vms_local_close;
 vms_repo_path_fn vms_local_path;

@@ -55,15 +55,13 @@ struct vms_remote {
     struct spooled *spool;
     size_t spool_cap;
     struct vms_keyset offered; /* offered before: the agent has them */
-    vms_progress_cb progress;
-    void *progress_ctx;
+    struct vms_repo_progress progress; /* CONNECT and SEND */
 };
 
 /* The operations of repo.h, filled into remote_ops at the end. */
 static vms_repo_close_fn vms_remote_close;
 static vms_repo_path_fn vms_remote_path;
 static vms_repo_traffic_fn vms_remote_traffic;
-static vms_repo_on_progress_fn vms_remote_on_progress;
 static vms_repo_keep_alive_fn vms_remote_keep_alive;
 static vms_repo_has_fn vms_remote_has;
 static vms_repo_put_fn vms_remote_put;
@@ -300,6 +298,15 @@ static int authenticate(vms_remote *r, fsp_error *err)
                     ssh_get_error(r->ssh));
 }
 
+/* The steps of VMS_PHASE_CONNECT: connected, host key checked, authenticated,
+ * agent started, agent's hello. */
+#define CONNECT_STEPS 5
+
+static int connected_step(vms_remote *r, uint64_t step, fsp_error *err)
+{
+    return vms_repo_report(&r->progress, VMS_PHASE_CONNECT, step, CONNECT_STEPS, err);
+}
+
 static int connect_ssh(vms_remote *r, fsp_error *err)
 {
     r->ssh = ssh_new();
@@ -315,11 +322,19 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
     if (r->opts.known_hosts)
         ssh_options_set(r->ssh, SSH_OPTIONS_KNOWNHOSTS, r->opts.known_hosts);
     ssh_options_set(r->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
-    if (ssh_connect(r->ssh) != SSH_OK)
+    int rc = connected_step(r, 0, err);
+    if (!rc && ssh_connect(r->ssh) != SSH_OK)
         return ssh_fail(r, VMS_EK_NETWORK, "cannot connect", err);
-    int rc = check_host_key(r, err);
+    if (!rc)
+        rc = connected_step(r, 1, err);
+    if (!rc)
+        rc = check_host_key(r, err);
+    if (!rc)
+        rc = connected_step(r, 2, err);
     if (!rc)
         rc = authenticate(r, err);
+    if (!rc)
+        rc = connected_step(r, 3, err);
     if (rc)
         return rc;
     r->ch = ssh_channel_new(r->ssh);
@@ -330,7 +345,7 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
     const char *cmd = r->opts.agent ? r->opts.agent : "vmsync-agent";
     if (ssh_channel_request_exec(r->ch, cmd) != SSH_OK)
         return ssh_fail(r, VMS_EK_NETWORK, "cannot start the agent", err);
-    return 0;
+    return connected_step(r, 4, err);
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -394,7 +409,8 @@ static int hello(vms_remote *r, const char *user, const char *host, fsp_error *e
 }
 
 int vms_remote_open(const char *url, const char *user, const char *host,
-                    const struct vms_remote_opts *opts, vms_repo **out, fsp_error *err)
+                    const struct vms_remote_opts *opts, const struct vms_repo_progress *progress,
+                    vms_repo **out, fsp_error *err)
 {
     *out = NULL;
     vms_remote *r = calloc(1, sizeof *r);
@@ -404,12 +420,15 @@ int vms_remote_open(const char *url, const char *user, const char *host,
     r->spool_fd = -1;
     if (opts)
         r->opts = *opts;
+    r->progress = *progress;
     r->conn = (struct vms_conn){.send = ssh_send, .recv = ssh_recv, .io = r, .peer = r->url};
     int rc = parse_url(r, url, err);
     if (!rc)
         rc = connect_ssh(r, err);
     if (!rc)
         rc = hello(r, user, host, err);
+    if (!rc)
+        rc = connected_step(r, CONNECT_STEPS, err);
     if (rc) {
         vms_remote_close(&r->base);
         return rc;
@@ -458,17 +477,10 @@ static void vms_remote_traffic(const vms_repo *repo, struct vms_traffic *out)
     out->wire_out = r->conn.wire_out;
 }
 
-static void vms_remote_on_progress(vms_repo *repo, vms_progress_cb cb, void *ctx)
-{
-    vms_remote *r = (vms_remote *)repo;
-    r->progress = cb;
-    r->progress_ctx = ctx;
-}
-
 static int send_progress(void *ctx, uint64_t done, uint64_t total)
 {
     vms_remote *r = ctx;
-    return r->progress ? r->progress(r->progress_ctx, "send", done, total) : 0;
+    return r->progress.fn ? r->progress.fn(r->progress.ctx, VMS_PHASE_SEND, done, total) : 0;
 }
 
 /* ---- catalog calls ------------------------------------------------------------- */
@@ -1147,7 +1159,6 @@ static const struct vms_repo_ops remote_ops = {
     .close = vms_remote_close,
     .path = vms_remote_path,
     .traffic = vms_remote_traffic,
-    .on_progress = vms_remote_on_progress,
     .keep_alive = vms_remote_keep_alive,
     .has = vms_remote_has,
     .put = vms_remote_put,

@@ -7,6 +7,7 @@
 #include "repo/repo.h"
 
 int vms_remote_open(const char *url, const char *user, const char *host,
-                    const struct vms_remote_opts *opts, vms_repo **out, fsp_error *err);
+                    const struct vms_remote_opts *opts, const struct vms_repo_progress *progress,
+                    vms_repo **out, fsp_error *err);
 
 #endif
