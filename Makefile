@@ -27,15 +27,17 @@ LIBVMSYNC_SRC := $(wildcard vmsync/lib/*.c)
 CLI_SRC := $(wildcard vmsync/cli/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
+TOOL_SRC := $(wildcard tests/tools/*.c)
 
 FSPARSE_OBJ := $(FSPARSE_SRC:%.c=$(BUILD)/obj/%.o)
 LIBVMSYNC_OBJ := $(LIBVMSYNC_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
 .PHONY: all deps check check-plain check-san demo bench fuzz fuzz-run clean
-all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(UNIT_BIN)
+all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(UNIT_BIN) $(TOOL_BIN)
 
 deps:
 	@packaging/install-deps.sh
@@ -56,6 +58,11 @@ $(BUILD)/vmsync-agent: $(AGENT_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Helpers the end-to-end tests run (not tests themselves: run.sh does not start them).
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

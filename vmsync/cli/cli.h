@@ -31,6 +31,11 @@ int cli_bad_option(const char *usage, char **argv);
 /* A whole decimal number S from LO to HI into *OUT; -1 when it is not one. */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 
+/* The token SIGINT and SIGTERM fire from now on (the running operation ends
+ * as cancelled, exit 7; a second signal ends the process); NULL, and the
+ * signals keep their default, when no token can be made. */
+vms_cancel *cli_cancel_on_signals(void);
+
 /* Options of commands that reach a repository, which may be ssh://. */
 enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,
        CLI_OPT_AGENT, CLI_OPT_ALLOW_BACKING };

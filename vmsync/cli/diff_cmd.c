@@ -100,7 +100,7 @@ static int fetch_versions(const char *repo, const struct vms_remote_opts *remote
                           const char *ref_b, char tmp[2][64],
                           fsp_error *err)
 {
-    struct vms_session s = {.repo = repo, .remote = remote};
+    struct vms_session s = {.repo = repo, .remote = remote, .cancel = cli_cancel_on_signals()};
     const char *refs[2] = {ref_a, ref_b};
     for (int k = 0; k < 2; k++) {
         char name[256];

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static const char *const main_usage =
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing or refused backing file;\n"
     "5 corrupt content (check found a problem, or gc refused a repository that\n"
-    "fails it); 6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another\n"
+    "fails it); 6 I/O error; 7 cancelled (Ctrl-C); 8 refused (lease held elsewhere, another\n"
     "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
     "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
     "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
@@ -133,6 +134,27 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, commands[i].name))
             return commands[i].run(argc - 1, argv + 1);
     return cli_usage_error(main_usage, "unknown command '%s'", cmd);
+}
+
+static vms_cancel *interrupt_token;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    vms_cancel_fire(interrupt_token); /* all a handler may do: the operation ends itself */
+}
+
+vms_cancel *cli_cancel_on_signals(void)
+{
+    fsp_error err;
+    if (interrupt_token || vms_cancel_new(&interrupt_token, &err))
+        return interrupt_token; /* without a token, the signals keep their default */
+    /* SA_RESETHAND: a second Ctrl-C ends the process at once, whatever it waits for */
+    struct sigaction sa = {.sa_handler = on_interrupt, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return interrupt_token;
 }
 
 int cli_parse_int(const char *s, int lo, int hi, int *out)

@@ -481,7 +481,7 @@ static int copy_from_seeds(struct checkout *co, fsp_error *err)
     int rc = 0;
     for (size_t i = 0; i < co->n_objs && !rc; i++) {
         struct object *o = &co->objs[i];
-        if (o->done || !o->seed)
+        if (o->done || !o->seed || (rc = vms_ctx_cancelled(co->c, err)) != 0)
             continue;
         fsp_error seed_err;
         if (vms_seed_read(&co->seeds, o->seed, o->hash, buf, &seed_err)) {

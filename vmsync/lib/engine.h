@@ -21,7 +21,11 @@ struct vms_ctx {
 int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stats *stats,
                  fsp_error *err);
 void vms_ctx_close(struct vms_ctx *c);
-/* Reports progress; a cancel from the callback becomes FSP_EK_CANCELLED. */
+/* FSP_EK_CANCELLED once the session's cancel token fired, else 0: for long
+ * loops that report no progress. */
+int vms_ctx_cancelled(struct vms_ctx *c, fsp_error *err);
+/* Reports progress; a cancel from the callback or the token becomes
+ * FSP_EK_CANCELLED. */
 int vms_ctx_progress(struct vms_ctx *c, const char *phase, uint64_t done, uint64_t total,
                      fsp_error *err);
 void vms_ctx_warn(struct vms_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

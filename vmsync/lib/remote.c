@@ -9,6 +9,7 @@
  * on the server before the version that uses them is recorded. */
 #include "remote.h"
 
+#include "cancel.h"
 #include "fileio.h"
 #include "keyset.h"
 #include "proto.h"
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <libssh/libssh.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@
 #define SPOOL_ROUND (64u << 20) /* spooled bytes that trigger an offer round */
 #define KEEPALIVE_SECONDS 10
 #define PING_SECONDS 60 /* well inside the agent's --idle-timeout (600 s by default) */
+#define SEND_CHUNK (64u << 10) /* a write that blocks holds up a cancel: keep each small */
 
 struct spooled {
     uint64_t offset;
@@ -54,6 +57,7 @@ struct vms_remote {
     struct vms_keyset offered; /* offered before: the agent has them */
     vms_progress_cb progress;
     void *progress_ctx;
+    const vms_cancel *cancel;
 };
 
 /* ---- the URL ------------------------------------------------------------------ */
@@ -134,12 +138,42 @@ static int lost(vms_remote *r, const char *how, fsp_error *err)
                     said[0] ? ": the agent said: " : "", said);
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ssh_channel_poll_timeout that the cancel token also ends (-ECANCELED): the
+ * socket and the token are polled together, and libssh only reads what the
+ * socket has.  What ssh_channel_poll_timeout returns otherwise: bytes
+ * available, 0 at the time limit, SSH_EOF, SSH_ERROR. */
+static int wait_readable(vms_remote *r, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+    for (;;) {
+        int avail = ssh_channel_poll_timeout(r->ch, 0, 0);
+        if (avail != 0)
+            return avail;
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        /* slices of at most 200 ms, so that nothing libssh holds unread waits long */
+        int rc = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), POLLIN, left < 200 ? (int)left + 1 : 200);
+        if (rc == -ECANCELED)
+            return rc;
+    }
+}
+
 static int ssh_recv(void *io, void *buf, size_t n, fsp_error *err)
 {
     vms_remote *r = io;
     int timeout_ms = (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000;
     for (size_t done = 0; done < n;) {
-        int avail = ssh_channel_poll_timeout(r->ch, timeout_ms, 0);
+        int avail = wait_readable(r, timeout_ms);
+        if (avail == -ECANCELED)
+            return vms_cancel_fail(err, "while waiting for the server");
         if (avail == 0)
             return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
                             "%s: no data from the server for %d s (is the link down?); run the "
@@ -158,12 +192,22 @@ static int ssh_recv(void *io, void *buf, size_t n, fsp_error *err)
     return 0;
 }
 
+/* Each chunk waits for room in the socket first, with the token: a link
+ * that stalled while sending is cancelled there, not after the timeout. */
 static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
 {
     vms_remote *r = io;
+    int timeout_ms = (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000;
     for (size_t done = 0; done < n;) {
-        size_t chunk = n - done < (1u << 20) ? n - done : (1u << 20);
-        int put = ssh_channel_write(r->ch, (const uint8_t *)buf + done, (uint32_t)chunk);
+        size_t chunk = n - done < SEND_CHUNK ? n - done : SEND_CHUNK;
+        int ready = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), POLLOUT, timeout_ms);
+        if (ready == -ECANCELED)
+            return vms_cancel_fail(err, "while sending");
+        if (ready == 0)
+            return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
+                            "%s: the server took nothing for %d s (is the link down?); run the "
+                            "same command again to resume", r->url, timeout_ms / 1000);
+        int put = ready > 0 ? ssh_channel_write(r->ch, (const uint8_t *)buf + done, (uint32_t)chunk) : -1;
         if (put <= 0)
             return lost(r, "the connection was lost while sending", err);
         done += (size_t)put;
@@ -394,7 +438,9 @@ void vms_remote_close(vms_remote *r)
 {
     if (!r)
         return;
-    if (r->ch) {
+    if (r->ssh && vms_cancel_fired(r->cancel))
+        ssh_set_blocking(r->ssh, 0); /* nothing waits on a link the user gave up on */
+    if (r->ch && !vms_cancel_fired(r->cancel)) {
         /* Let the agent finish (commit, log) before the connection goes:
          * sshd may end a session's processes when its connection closes. */
         ssh_channel_send_eof(r->ch);
@@ -402,6 +448,8 @@ void vms_remote_close(vms_remote *r)
                              ssh_channel_poll_timeout(r->ch, 100, 0) >= 0 && !ssh_channel_is_eof(r->ch);
              waited++)
             ;
+    }
+    if (r->ch) {
         ssh_channel_close(r->ch);
         ssh_channel_free(r->ch);
     }
@@ -427,10 +475,11 @@ void vms_remote_traffic(const vms_remote *r, struct vms_traffic *out)
     out->wire_out = r->conn.wire_out;
 }
 
-void vms_remote_on_progress(vms_remote *r, vms_progress_cb cb, void *ctx)
+void vms_remote_on_progress(vms_remote *r, vms_progress_cb cb, void *ctx, const vms_cancel *cancel)
 {
     r->progress = cb;
     r->progress_ctx = ctx;
+    r->cancel = cancel;
 }
 
 static int send_progress(void *ctx, uint64_t done, uint64_t total)
@@ -875,7 +924,7 @@ static int offer_round(vms_remote *r, fsp_error *err)
     if (!rc)
         rc = wanted_list(r, &body, &w, &src, err);
     struct vms_xfer_opts o = {.level = r->opts.level, .bwlimit = r->opts.bwlimit,
-                              .progress = send_progress, .progress_ctx = r};
+                              .progress = send_progress, .progress_ctx = r, .cancel = r->cancel};
     struct vms_xfer_report rep;
     if (!rc)
         rc = vms_xfer_send(&src, &o, &r->conn, &rep, err);

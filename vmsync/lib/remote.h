@@ -13,7 +13,7 @@ int vms_remote_open(const char *url, const char *user, const char *host,
 void vms_remote_close(vms_remote *r);
 const char *vms_remote_path(const vms_remote *r);
 void vms_remote_traffic(const vms_remote *r, struct vms_traffic *out);
-void vms_remote_on_progress(vms_remote *r, vms_progress_cb cb, void *ctx);
+void vms_remote_on_progress(vms_remote *r, vms_progress_cb cb, void *ctx, const vms_cancel *cancel);
 int vms_remote_has(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                    uint8_t *present, struct vms_object_size *sizes, fsp_error *err);
 int vms_remote_put(vms_remote *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,

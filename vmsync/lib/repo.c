@@ -66,10 +66,10 @@ void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out)
         *out = r->local->traffic;
 }
 
-void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx)
+void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx, const vms_cancel *cancel)
 {
     if (r->remote)
-        vms_remote_on_progress(r->remote, cb, ctx);
+        vms_remote_on_progress(r->remote, cb, ctx, cancel);
 }
 
 int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,

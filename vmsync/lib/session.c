@@ -1,4 +1,5 @@
 /* The engine's context: identity, cache, repository, progress and warnings. */
+#include "cancel.h"
 #include "engine.h"
 #include "written.h"
 
@@ -74,7 +75,7 @@ int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stat
     if (!rc)
         rc = vms_repo_open(s->repo, c->user, c->host, s->remote, &c->repo, err);
     if (!rc)
-        vms_repo_on_progress(c->repo, s->progress, s->ctx);
+        vms_repo_on_progress(c->repo, s->progress, s->ctx, s->cancel);
     return rc;
 }
 
@@ -92,9 +93,17 @@ void vms_ctx_close(struct vms_ctx *c)
 
 double vms_ctx_elapsed(const struct vms_ctx *c) { return now_seconds() - c->started; }
 
+int vms_ctx_cancelled(struct vms_ctx *c, fsp_error *err)
+{
+    return vms_cancel_fired(c->s->cancel) ? vms_cancel_fail(err, NULL) : 0;
+}
+
 int vms_ctx_progress(struct vms_ctx *c, const char *phase, uint64_t done, uint64_t total,
                      fsp_error *err)
 {
+    int rc = vms_ctx_cancelled(c, err);
+    if (rc)
+        return rc;
     if (!c->s->progress || !c->s->progress(c->s->ctx, phase, done, total))
         return 0;
     return fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled during %s", phase);
@@ -140,6 +149,8 @@ static int h_progress(void *ctx, const char *phase, uint64_t done, uint64_t tota
     fsp_error ignored; /* a lost link fails the next request, with its own message */
     if (h->c->repo)
         vms_repo_keep_alive(h->c->repo, &ignored); /* scans run between requests */
+    if (vms_cancel_fired(s->cancel))
+        return 1; /* the scan stops as cancelled */
     return s->progress ? s->progress(s->ctx, phase, done, total) : 0;
 }
 

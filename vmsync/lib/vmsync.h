@@ -157,6 +157,20 @@ struct vms_remote_opts {
     const char *agent;        /* the agent command when authorized_keys does not force one */
 };
 
+/* A cancel token.  vms_cancel_fire may be called from any thread, and from a
+ * signal handler (it is async-signal-safe), at any time between new and free;
+ * the operation running with the token returns FSP_EK_CANCELLED ("cancelled")
+ * within a second, whatever it is waiting for: the network (an SSH link that
+ * went silent), a scan, a copy.  A token stays fired: operations started with
+ * it fail at once.  After a cancel the operation's SSH connection is unusable
+ * (it is closed); a checkout or check-in run again resumes where it stopped.
+ * The one exception is the SSH handshake (connect, host key, login), bounded
+ * by vms_remote_opts.timeout. */
+typedef struct vms_cancel vms_cancel;
+int vms_cancel_new(vms_cancel **out, fsp_error *err);
+void vms_cancel_fire(vms_cancel *c);
+void vms_cancel_free(vms_cancel *c); /* accepts NULL; no operation may still use it */
+
 struct vms_session {
     const char *repo;
     const struct vms_remote_opts *remote; /* NULL: the defaults */
@@ -167,6 +181,7 @@ struct vms_session {
     vms_progress_cb progress;
     vms_warning_cb warning;
     void *ctx;
+    vms_cancel *cancel;       /* NULL: only PROGRESS can cancel; not owned */
 };
 
 struct vms_stats {

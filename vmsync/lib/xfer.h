@@ -54,6 +54,7 @@ struct vms_xfer_opts {
     /* Called after each segment with the raw bytes sent so far; non-zero cancels. */
     int (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    const vms_cancel *cancel; /* ends the pacing sleeps and the send; may be NULL */
 };
 
 struct vms_xfer_report {

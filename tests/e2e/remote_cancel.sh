@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A cancel ends a checkout waiting on a silent link at once, and the run
+# after it resumes.  The client reaches sshd through tests/lib/relay.py,
+# which goes silent (--stall-after) in the middle of the objects:
+#   - the library: a checkout on a second thread (tests/tools/cancel_checkout)
+#     whose session's token is fired from the main thread returns
+#     FSP_EK_CANCELLED within a second;
+#   - the CLI: SIGINT (Ctrl-C) ends a checkout stalled the same way within a
+#     second, with the cancelled exit status (7) and one line saying so;
+#   - the checkout run again on a working link keeps what the cancelled runs
+#     wrote (bytes_resumed) and equals a local export byte for byte.
+source "$(dirname "$0")/../lib/common.sh"
+source "$TESTS_LIB/repo.sh"
+source "$TESTS_LIB/sshd.sh"
+need_vmsync
+need_cmd mke2fs python3 cmp
+HELPER=$(dirname "$VMSYNC")/tools/cancel_checkout
+
+export VMSYNC_HOST=laptop-cancel VMSYNC_CACHE=$T/cache
+sshd_start "$T/sshd" "$T/srv"
+mkdir -p "$T/srv"
+repo_init "$T/srv/repo"
+timg=$(repo_img t ext4) || fail "cannot build T"
+vm_ok "$T/imp" import "$T/srv/repo" "$timg" --name t -q
+
+RELAY_PID=
+# relay_start ARGS...: a relay in front of sshd; sets RELAY_PORT and a
+# known_hosts for it
+relay_start() {
+    rm -f "$T/relay.port" "$T/relay.json"
+    repo_bg python3 "$TESTS_LIB/relay.py" --listen 0 --port-file "$T/relay.port" \
+        --to "127.0.0.1:$SSHD_PORT" --stats "$T/relay.json" "$@"
+    RELAY_PID=$REPO_BG_PID
+    for _ in $(seq 100); do [[ -s $T/relay.port ]] && break; sleep 0.05; done
+    RELAY_PORT=$(cat "$T/relay.port") || fail "the relay did not start"
+    sed "s/^\[127.0.0.1\]:$SSHD_PORT /[127.0.0.1]:$RELAY_PORT /" "$SSH_KNOWN_HOSTS" >"$T/kh-relay"
+}
+relay_stop() {
+    [[ -n $RELAY_PID ]] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
+    RELAY_PID=
+}
+relay_stalled() { grep -q '"stalled": [1-9]' "$T/relay.json" 2>/dev/null; }
+remote() { echo "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo"; }
+now() { date +%s.%N; }
+
+# The wire bytes of a whole checkout, so that the stalls below fall in the
+# middle of the objects, whatever the transfer compresses them to.
+relay_start
+vm_ok "$T/full" checkout "$(remote)" t -o "$T/full.img" -q --known-hosts "$T/kh-relay" \
+    -i "$SSH_CLIENT_KEY"
+relay_stop
+down=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes_down"])' "$T/relay.json")
+info "a whole checkout is $down bytes down the link"
+rm -f "$T/full.img"
+
+info "the library: a cancel from another thread while the link is silent"
+relay_start --stall-after $((down / 3))
+if [[ -x $HELPER ]]; then
+    "$HELPER" "$(remote)" t "$T/t.img" "$T/kh-relay" "$SSH_CLIENT_KEY" "$T/relay.json" \
+        >"$T/helper.out" 2>"$T/helper.err" || bad "$(cat "$T/helper.err")"
+    cat "$T/helper.out"
+    relay_stalled || bad "the relay did not stall: the test proved nothing"
+    [[ -e $T/t.img.vmsync-part ]] || bad "the cancelled checkout kept no partial image"
+else
+    bad "the test helper is not built: $HELPER"
+fi
+relay_stop
+
+info "the CLI: Ctrl-C while the link is silent"
+relay_start --stall-after $((down / 6))
+"$VMSYNC" checkout "$(remote)" t -o "$T/t.img" -q --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY" \
+    --timeout 5 >"$T/int.out" 2>"$T/int.err" &
+cpid=$!
+for _ in $(seq 600); do relay_stalled && break; sleep 0.05; done
+relay_stalled || bad "the relay did not stall under the CLI"
+sleep 0.5
+t0=$(now)
+kill -INT "$cpid"
+rc=0
+wait "$cpid" || rc=$?
+took=$(echo "$(now) - $t0" | bc)
+info "the CLI ended $took s after SIGINT, exit $rc"
+((rc == 7)) || bad "Ctrl-C gave exit $rc, expected 7 (cancelled): $(cat "$T/int.err")"
+[[ $(echo "$took < 1" | bc) == 1 ]] || bad "the CLI took $took s to end after Ctrl-C"
+grep -q '^vmsync: cancelled' "$T/int.err" || bad "no 'cancelled' line: $(cat "$T/int.err")"
+relay_stop
+
+info "the checkout run again resumes"
+relay_start
+vm_ok "$T/co" checkout "$(remote)" t -o "$T/t.img" -q --known-hosts "$T/kh-relay" \
+    -i "$SSH_CLIENT_KEY" --stats-json "$T/co.json"
+resumed=$(repo_stat "$T/co.json" bytes_resumed)
+info "the resumed run found $resumed bytes in place"
+((resumed > 0)) || bad "the run after the cancels found nothing in place"
+vm_ok "$T/exp" export "$T/srv/repo" t -o "$T/t-local.img" -q --cache "$T/cache-l"
+cmp -s "$T/t.img" "$T/t-local.img" || bad "the resumed image differs from a local export"
+relay_stop
+finish
