@@ -128,6 +128,7 @@ int cmd_diff(int argc, char **argv)
                                          {0, 0, 0, 0}};
     struct printer p = {0};
     struct vms_remote_opts remote = {0};
+    cli_remote_init(&remote);
     int c, why;
     while ((c = getopt_long(argc, argv, "hi:", opts, NULL)) != -1) {
         if (c == 'j')

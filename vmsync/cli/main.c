@@ -63,11 +63,19 @@ int cli_exit_status(const fsp_error *err)
     }
 }
 
+/* What the user can do about the error to be reported: the library knows no
+ * option names, the CLI adds them (cli_hint). */
+static const char *report_hint;
+
+void cli_hint(const char *hint) { report_hint = hint; }
+
 int cli_report(const fsp_error *err)
 {
     /* messages embed names from images and from servers */
     fputs("vmsync: ", stderr);
     vms_put_text(stderr, err->msg[0] ? err->msg : "unknown error");
+    if (report_hint)
+        fprintf(stderr, "; %s", report_hint);
     fputc('\n', stderr);
     int status = cli_exit_status(err);
     return status ? status : 1;
@@ -177,11 +185,46 @@ int cli_image_option(int opt, const char *usage)
     return 0;
 }
 
+static bool accept_new; /* --accept-new */
+
+/* y or yes on the terminal to "trust this key?"; no without a terminal. */
+static bool user_trusts(const struct vms_host_key *k)
+{
+    if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO))
+        return false;
+    fputs("vmsync: ", stderr);
+    vms_put_text(stderr, k->host);
+    fprintf(stderr, " offers the host key %s %s, which ", k->type, k->fingerprint);
+    vms_put_text(stderr, k->known_hosts);
+    fputs(" does not hold.\nvmsync: trust it and add it there? [y/N] ", stderr);
+    char line[16];
+    return fgets(line, sizeof line, stdin) && (!strcmp(line, "y\n") || !strcmp(line, "yes\n"));
+}
+
+static enum vms_host_key_answer cli_host_key(void *ctx, const struct vms_host_key *k)
+{
+    (void)ctx;
+    if (k->state != VMS_HOST_KEY_UNKNOWN)
+        return VMS_HOST_KEY_REFUSE; /* always; the library says why */
+    if (!accept_new && !user_trusts(k)) {
+        cli_hint("then run again with --accept-new");
+        return VMS_HOST_KEY_REFUSE;
+    }
+    fputs("vmsync: adding ", stderr);
+    vms_put_text(stderr, k->host);
+    fprintf(stderr, " (%s %s) to ", k->type, k->fingerprint);
+    vms_put_text(stderr, k->known_hosts);
+    fputc('\n', stderr);
+    return VMS_HOST_KEY_REMEMBER;
+}
+
+void cli_remote_init(struct vms_remote_opts *o) { o->host_key = cli_host_key; }
+
 int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
 {
     switch (opt) {
     case CLI_OPT_KNOWN_HOSTS: o->known_hosts = optarg; return 0;
-    case CLI_OPT_ACCEPT_NEW: o->accept_new = true; return 0;
+    case CLI_OPT_ACCEPT_NEW: accept_new = true; return 0;
     case 'i': o->identity = optarg; return 0;
     case CLI_OPT_AGENT: o->agent = optarg; return 0;
     case CLI_OPT_BWLIMIT:

@@ -109,6 +109,7 @@ static void common_start(struct common *c, const char *repo)
     c->s.warning = session_warning;
     c->s.progress = session_progress;
     c->s.cancel = cli_cancel_on_signals();
+    cli_remote_init(&c->remote);
     cli_progress_init(&c->bar, c->quiet ? CLI_PROGRESS_NONE : c->progress);
 }
 

@@ -216,23 +216,26 @@ static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
     return 0;
 }
 
-static int fingerprint(vms_remote *r, char *out, size_t cap)
+/* The server's key type and SHA256 fingerprint, "(unknown)" when libssh
+ * cannot tell. */
+static void fingerprint(vms_remote *r, char *type, size_t type_cap, char *fp, size_t fp_cap)
 {
     ssh_key key = NULL;
     unsigned char *hash = NULL;
     size_t hlen = 0;
-    snprintf(out, cap, "(unknown)");
+    snprintf(type, type_cap, "(unknown)");
+    snprintf(fp, fp_cap, "(unknown)");
     if (ssh_get_server_publickey(r->ssh, &key) != SSH_OK)
-        return -1;
+        return;
+    snprintf(type, type_cap, "%s", ssh_key_type_to_char(ssh_key_type(key)));
     if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
-        char *fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-        if (fp)
-            snprintf(out, cap, "%s %s", ssh_key_type_to_char(ssh_key_type(key)), fp);
-        ssh_string_free_char(fp);
+        char *hex = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+        if (hex)
+            snprintf(fp, fp_cap, "%s", hex);
+        ssh_string_free_char(hex);
         ssh_clean_pubkey_hash(&hash);
     }
     ssh_key_free(key);
-    return 0;
 }
 
 static const char *known_hosts_file(const vms_remote *r, char *buf, size_t cap)
@@ -244,8 +247,8 @@ static const char *known_hosts_file(const vms_remote *r, char *buf, size_t cap)
     return buf;
 }
 
-/* Adds the server's key to the known hosts file (making ~/.ssh if needed). */
-static int accept_key(vms_remote *r, const char *file, const char *fp, fsp_error *err)
+/* Adds the server's key to the known hosts file (making its folder if needed). */
+static int remember_key(vms_remote *r, const char *file, fsp_error *err)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", file);
@@ -256,39 +259,56 @@ static int accept_key(vms_remote *r, const char *file, const char *fp, fsp_error
     }
     if (ssh_session_update_known_hosts(r->ssh) != SSH_OK)
         return ssh_fail(r, FSP_EK_IO, "cannot add the host key to the known hosts file", err);
-    fprintf(stderr, "vmsync: added %s (%s) to %s\n", r->host, fp, file);
     return 0;
+}
+
+/* The client's answer about a key known_hosts does not vouch for; it is only
+ * told about a changed one, which is refused whatever it says. */
+static enum vms_host_key_answer ask_client(vms_remote *r, const struct vms_host_key *k)
+{
+    if (!r->opts.host_key)
+        return VMS_HOST_KEY_REFUSE;
+    enum vms_host_key_answer a = r->opts.host_key(r->opts.host_key_ctx, k);
+    return k->state == VMS_HOST_KEY_UNKNOWN ? a : VMS_HOST_KEY_REFUSE;
+}
+
+static int refuse_key(vms_remote *r, const struct vms_host_key *k, fsp_error *err)
+{
+    if (k->state == VMS_HOST_KEY_CHANGED)
+        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                        "%s: the host key has CHANGED (now %s %s); refusing to connect: someone "
+                        "may be intercepting the connection.  If the server's key was really "
+                        "replaced, remove its old line from %s",
+                        r->url, k->type, k->fingerprint, k->known_hosts);
+    if (k->state == VMS_HOST_KEY_OTHER_TYPE)
+        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                        "%s: the server offers a key of another type (%s %s) than the one in %s; "
+                        "refusing to connect",
+                        r->url, k->type, k->fingerprint, k->known_hosts);
+    return fsp_fail(err, FSP_EK_DENIED, -EACCES,
+                    "%s: unknown host key %s %s (not in %s); check the fingerprint with the "
+                    "server's administrator before trusting it",
+                    r->url, k->type, k->fingerprint, k->known_hosts);
 }
 
 static int check_host_key(vms_remote *r, fsp_error *err)
 {
-    char fp[256], buf[PATH_MAX];
-    const char *file = known_hosts_file(r, buf, sizeof buf);
-    fingerprint(r, fp, sizeof fp);
+    char type[64], fp[128], buf[PATH_MAX];
+    struct vms_host_key k = {.host = r->host, .type = type, .fingerprint = fp,
+                             .known_hosts = known_hosts_file(r, buf, sizeof buf)};
+    fingerprint(r, type, sizeof type, fp, sizeof fp);
     switch (ssh_session_is_known_server(r->ssh)) {
-    case SSH_KNOWN_HOSTS_OK:
-        return 0;
-    case SSH_KNOWN_HOSTS_CHANGED:
-        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
-                        "%s: the host key has CHANGED (now %s); refusing to connect: someone may "
-                        "be intercepting the connection.  If the server's key was really "
-                        "replaced, remove its old line from %s",
-                        r->url, fp, file);
-    case SSH_KNOWN_HOSTS_OTHER:
-        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
-                        "%s: the server offers a key of another type (%s) than the one in %s; "
-                        "refusing to connect",
-                        r->url, fp, file);
+    case SSH_KNOWN_HOSTS_OK: return 0;
+    case SSH_KNOWN_HOSTS_CHANGED: k.state = VMS_HOST_KEY_CHANGED; break;
+    case SSH_KNOWN_HOSTS_OTHER: k.state = VMS_HOST_KEY_OTHER_TYPE; break;
     case SSH_KNOWN_HOSTS_NOT_FOUND:
-    case SSH_KNOWN_HOSTS_UNKNOWN:
-        if (r->opts.accept_new)
-            return accept_key(r, file, fp, err);
-        return fsp_fail(err, FSP_EK_DENIED, -EACCES,
-                        "%s: unknown host key %s (not in %s); check the fingerprint with the "
-                        "server's administrator, then run again with --accept-new",
-                        r->url, fp, file);
-    default:
-        return ssh_fail(r, FSP_EK_DENIED, "cannot check the host key", err);
+    case SSH_KNOWN_HOSTS_UNKNOWN: k.state = VMS_HOST_KEY_UNKNOWN; break;
+    default: return ssh_fail(r, FSP_EK_DENIED, "cannot check the host key", err);
+    }
+    switch (ask_client(r, &k)) {
+    case VMS_HOST_KEY_ACCEPT_ONCE: return 0;
+    case VMS_HOST_KEY_REMEMBER: return remember_key(r, k.known_hosts, err);
+    default: return refuse_key(r, &k, err);
     }
 }
 

@@ -146,10 +146,35 @@ const char *vms_what_name(uint32_t bit);
 typedef int (*vms_progress_cb)(void *ctx, const char *phase, uint64_t done, uint64_t total);
 typedef void (*vms_warning_cb)(void *ctx, const char *msg);
 
+/* A server's host key that the known hosts file does not vouch for. */
+enum vms_host_key_state {
+    VMS_HOST_KEY_UNKNOWN = 1, /* the file has no key for the host */
+    VMS_HOST_KEY_CHANGED,     /* the file has another key for it: always refused */
+    VMS_HOST_KEY_OTHER_TYPE,  /* the file has a key of another type: always refused */
+};
+struct vms_host_key {
+    enum vms_host_key_state state;
+    const char *host;         /* as the URL names it */
+    const char *type;         /* "ssh-ed25519", ... */
+    const char *fingerprint;  /* "SHA256:..." */
+    const char *known_hosts;  /* the file that was consulted */
+};
+enum vms_host_key_answer {
+    VMS_HOST_KEY_REFUSE = 0,
+    VMS_HOST_KEY_ACCEPT_ONCE, /* connect this time, write nothing */
+    VMS_HOST_KEY_REMEMBER,    /* connect, and add the key to the known hosts file */
+};
+/* Asked about an UNKNOWN key, whose answer decides; told about a CHANGED or
+ * OTHER_TYPE key, which is refused (FSP_EK_DENIED) whatever the answer.  K
+ * and its strings live during the call only.  Runs on the thread that opens
+ * the connection, during the open; it may block (a dialog, a prompt). */
+typedef enum vms_host_key_answer (*vms_host_key_cb)(void *ctx, const struct vms_host_key *k);
+
 /* How to reach an ssh:// repository.  Zero values mean the defaults. */
 struct vms_remote_opts {
     const char *known_hosts;  /* NULL: ~/.ssh/known_hosts */
-    bool accept_new;          /* add an unknown host key (a changed one is always refused) */
+    vms_host_key_cb host_key; /* NULL: every key the file does not vouch for is refused */
+    void *host_key_ctx;
     const char *identity;     /* a private key file; NULL: ssh-agent, then ~/.ssh/id_* */
     uint64_t bwlimit;         /* bytes per second each way; 0: no limit */
     int level;                /* zstd level of transfers, 1..19; 0: adapt to the link */
