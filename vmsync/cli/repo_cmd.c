@@ -296,6 +296,17 @@ static void checkout_summary(const struct vms_checkout_opts *o, const struct vms
                  mib(st->bytes_fetched_compressed, d), st->seconds);
 }
 
+/* The library asks whether to take over another's lease: --steal says yes;
+ * without it the refusal tells how. */
+static int answer_steal(void *ctx, const struct vms_lease *held)
+{
+    (void)held; /* the library's refusal names the holder */
+    bool steal = *(const bool *)ctx;
+    if (!steal)
+        cli_hint("use --steal to take it over");
+    return steal;
+}
+
 static int checkout_like(int argc, char **argv, bool export_only)
 {
     const char *usage = export_only ? export_usage : checkout_usage;
@@ -309,7 +320,9 @@ static int checkout_like(int argc, char **argv, bool export_only)
                                          {"keep-volatile", no_argument, 0, OPT_KEEP},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
-    struct vms_checkout_opts o = {.export_only = export_only, .format = "raw"};
+    bool steal = false;
+    struct vms_checkout_opts o = {.export_only = export_only, .format = "raw", .steal = answer_steal,
+                                  .steal_ctx = &steal};
     const char **seeds = calloc((size_t)argc + 1, sizeof *seeds);
     int opt, why;
     while ((opt = getopt_long(argc, argv, "o:qhi:", opts, NULL)) != -1) {
@@ -318,7 +331,7 @@ static int checkout_like(int argc, char **argv, bool export_only)
         case OPT_FORMAT: o.format = optarg; break;
         case OPT_SEED: seeds[o.n_seeds++] = optarg; break;
         case OPT_ESTIMATE: o.estimate = true; break;
-        case OPT_STEAL: o.steal = true; break;
+        case OPT_STEAL: steal = true; break;
         case OPT_KEEP: o.keep_volatile = true; break;
         case OPT_FORCE: o.force = true; break;
         case 'h': free(seeds); return fputs(usage, stdout), 0;

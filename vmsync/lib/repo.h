@@ -142,12 +142,7 @@ int vms_repo_list(vms_repo *r, const char *image, vms_version_cb cb, void *ctx, 
 
 /* ---- leases: who has which image checked out ---------------------------- */
 
-struct vms_lease {
-    char image[256];
-    uint32_t version;
-    char user[128], host[256];
-    int64_t since;
-};
+/* struct vms_lease is public: vmsync.h. */
 
 /* Takes the lease on IMAGE for this client at VERSION.  The holder is a user
  * and a host together.  Held by anyone else: refused (FSP_EK_CONFLICT, naming

@@ -350,6 +350,19 @@ struct vms_import_opts {
 int vms_import(const struct vms_session *s, const struct vms_import_opts *o,
                struct vms_stats *stats, fsp_error *err);
 
+/* Who has an image checked out: a user and a host together. */
+struct vms_lease {
+    char image[256];
+    uint32_t version;
+    char user[128], host[256];
+    int64_t since;             /* Unix seconds */
+};
+/* Asked when someone else holds the lease a checkout needs.  HELD lives
+ * during the call only; it runs on the checkout's thread and may block (a
+ * dialog).  Non-zero takes the lease over, which the audit log records; 0
+ * refuses, and the checkout fails with FSP_EK_CONFLICT naming the holder. */
+typedef int (*vms_steal_cb)(void *ctx, const struct vms_lease *held);
+
 struct vms_checkout_opts {
     const char *name;          /* image name */
     uint32_t version;          /* 0: the latest */
@@ -358,12 +371,13 @@ struct vms_checkout_opts {
     const char *const *seeds;
     size_t n_seeds;
     bool estimate;             /* plan and count only */
-    bool steal;                /* take the lease from another host (logged) */
     bool keep_volatile;        /* write pagefile/swap contents the repository holds
                                 * (see import), instead of zeros */
     bool export_only;          /* no lease, no audit of a checkout */
     bool force;                /* replace OUT even when vmsync did not write it, or it
                                 * holds changes that no version has */
+    vms_steal_cb steal;        /* NULL: another's lease is refused */
+    void *steal_ctx;
 };
 int vms_checkout(const struct vms_session *s, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err);
