@@ -8,7 +8,8 @@
 #   - the CLI: SIGINT (Ctrl-C) ends a checkout stalled the same way within a
 #     second, with the cancelled exit status (7) and one line saying so;
 #   - the checkout run again on a working link keeps what the cancelled runs
-#     wrote (bytes_resumed) and equals a local export byte for byte.
+#     wrote (bytes_resumed) and equals a local export byte for byte;
+#   - locally, Ctrl-C ends gc's wait for the repository's other users at once.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -95,4 +96,22 @@ info "the resumed run found $resumed bytes in place"
 vm_ok "$T/exp" export "$T/srv/repo" t -o "$T/t-local.img" -q --cache "$T/cache-l"
 cmp -s "$T/t.img" "$T/t-local.img" || bad "the resumed image differs from a local export"
 relay_stop
+
+info "gc waiting for another user of the repository: Ctrl-C"
+need_cmd flock
+# one process (its pid the one repo_bg kills) holds the shared lock a reader would
+repo_bg bash -c 'exec 9<"$1" && flock -s 9 && exec sleep 60' _ "$T/srv/repo/lock"
+for _ in $(seq 50); do flock -n -x "$T/srv/repo/lock" true || break; sleep 0.05; done
+"$VMSYNC" gc "$T/srv/repo" --wait 30 -q >"$T/gc.out" 2>"$T/gc.err" &
+gpid=$!
+sleep 1
+t0=$(now)
+kill -INT "$gpid"
+rc=0
+wait "$gpid" || rc=$?
+took=$(echo "$(now) - $t0" | bc)
+info "gc ended $took s after SIGINT, exit $rc"
+((rc == 7)) || bad "Ctrl-C during gc's wait gave exit $rc, expected 7: $(cat "$T/gc.err")"
+[[ $(echo "$took < 1" | bc) == 1 ]] || bad "gc took $took s to end after Ctrl-C"
+kill "$REPO_BG_PID" 2>/dev/null
 finish

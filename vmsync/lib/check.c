@@ -7,6 +7,7 @@
  * The check holds the repository's shared lock like any reader, so it runs
  * beside check-ins: a version is recorded only after its objects are
  * indexed, and only gc (exclusive) deletes, so what it reads stays true. */
+#include "cancel.h"
 #include "engine.h"
 #include "repo_local.h"
 
@@ -631,6 +632,13 @@ int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct v
     return rc;
 }
 
+/* The session's progress, which its cancel token also stops. */
+static int session_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    const struct vms_session *s = ctx;
+    return vms_cancel_fired(s->cancel) || (s->progress && s->progress(s->ctx, phase, done, total));
+}
+
 int vms_check(const struct vms_session *s, const struct vms_check_opts *o, vms_problem_cb cb,
               void *ctx, struct vms_check_stats *stats, fsp_error *err)
 {
@@ -640,7 +648,7 @@ int vms_check(const struct vms_session *s, const struct vms_check_opts *o, vms_p
                         "%s: check runs on the server itself: vmsync check /path/to/repository",
                         s->repo);
     struct vms_ctx c;
-    struct vms_check_hooks h = {cb, ctx, s->progress, s->ctx};
+    struct vms_check_hooks h = {cb, ctx, session_progress, (void *)s};
     int rc = vms_ctx_open(&c, s, NULL, err);
     if (!rc)
         rc = vms_repo_check(c.repo, o, &h, stats, err);

@@ -70,6 +70,8 @@ void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx, const vms_
 {
     if (r->remote)
         vms_remote_on_progress(r->remote, cb, ctx, cancel);
+    else
+        vms_local_on_cancel(r->local, cancel);
 }
 
 int vms_repo_has(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t *present,

@@ -50,8 +50,8 @@ struct vms_traffic {
 };
 void vms_repo_traffic(const vms_repo *r, struct vms_traffic *out);
 /* Where a remote handle reports the progress of sending objects (phase
- * "send"), and the token that ends its waits on the network (may be NULL;
- * not owned); local handles have nothing to report or wait for. */
+ * "send"), and the token that ends its waits on the network or, locally,
+ * gc's wait for the other users (may be NULL; not owned). */
 void vms_repo_on_progress(vms_repo *r, vms_progress_cb cb, void *ctx, const vms_cancel *cancel);
 /* Long local work between requests calls this now and then: a remote handle
  * keeps the link and the agent's session alive (the agent ends a session

@@ -58,6 +58,7 @@ struct vms_local {
     ino_t lock_ino;
     struct vms_local *next_open; /* this process's open handles (see catalog.c) */
     unsigned gc_wait;            /* seconds; 0: VMS_GC_WAIT_DEFAULT */
+    const vms_cancel *cancel;    /* ends gc's wait; may be NULL */
 
     sqlite3_stmt *find_object;   /* hash -> pack id, pack name, offset, stored_len, len */
     sqlite3_stmt *object_exists; /* hash -> 1 */
@@ -106,6 +107,7 @@ int vms_local_gc(vms_local *r, struct vms_gc_stats *stats, fsp_error *err);
 int vms_local_check(vms_local *r, const struct vms_check_opts *o, const struct vms_check_hooks *h,
                     struct vms_check_stats *stats, fsp_error *err);
 void vms_local_gc_wait(vms_local *r, unsigned seconds);
+void vms_local_on_cancel(vms_local *r, const vms_cancel *cancel);
 int vms_local_cache_dir(vms_local *r, const char *sub, char *path, size_t len, fsp_error *err);
 
 /* ---- catalog.c ---- */
