@@ -153,6 +153,8 @@ static int wait_readable(vms_remote *r, int timeout_ms)
 {
     double deadline = now_ms() + timeout_ms;
     for (;;) {
+        if (vms_cancel_fired(r->cancel)) /* a link that never pauses ends too */
+            return -ECANCELED;
         int avail = ssh_channel_poll_timeout(r->ch, 0, 0);
         if (avail != 0)
             return avail;
