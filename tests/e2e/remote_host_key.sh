@@ -8,7 +8,7 @@
 #   - a changed key: the callback is told (state "changed"), and the
 #     connection refused even when it answers "remember"; the file unchanged.
 # The CLI adds its own hint (--accept-new) and its own notice when it adds a
-# key, on stderr; the library prints nothing.
+# key, on stderr, and asks on a terminal; the library prints nothing.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -66,6 +66,16 @@ grep -q "unknown host key.*; then run again with --accept-new" "$T/cli-unknown.e
 vm_ok "$T/cli-accept" log "$URL" -i "$SSH_CLIENT_KEY" --known-hosts "$T/kh-cli" --accept-new
 grep -q "^vmsync: adding 127.0.0.1 (ssh-ed25519 $fp) to $T/kh-cli\$" "$T/cli-accept.err" ||
     bad "the CLI does not say it adds the key: $(cat "$T/cli-accept.err")"
+
+if command -v script >/dev/null 2>&1; then
+    info "the CLI on a terminal: it asks, and y adds the key"
+    : >"$T/kh-tty"
+    printf 'y\n' | script -qec "'$VMSYNC' log '$URL' -i '$SSH_CLIENT_KEY' --known-hosts '$T/kh-tty'" \
+        /dev/null >"$T/tty.out" 2>&1 || bad "the CLI on a terminal failed: $(cat "$T/tty.out")"
+    grep -q "offers the host key ssh-ed25519 $fp" "$T/tty.out" ||
+        bad "the CLI did not ask on the terminal: $(cat "$T/tty.out")"
+    grep -q "127.0.0.1" "$T/kh-tty" || bad "answering y did not add the key"
+fi
 
 info "a changed key: told, and refused whatever the answer"
 sshd_rekey "$T/sshd"
