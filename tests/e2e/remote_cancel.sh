@@ -9,6 +9,8 @@
 #     second, with the cancelled exit status (7) and one line saying so;
 #   - the checkout run again on a working link keeps what the cancelled runs
 #     wrote (bytes_resumed) and equals a local export byte for byte;
+#   - a check-in whose link goes silent while it sends (--stall-up-after)
+#     ends at Ctrl-C within a second, records nothing, and runs again;
 #   - locally, Ctrl-C ends gc's wait for the repository's other users at once.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
@@ -95,6 +97,37 @@ info "the resumed run found $resumed bytes in place"
 ((resumed > 0)) || bad "the run after the cancels found nothing in place"
 vm_ok "$T/exp" export "$T/srv/repo" t -o "$T/t-local.img" -q --cache "$T/cache-l"
 cmp -s "$T/t.img" "$T/t-local.img" || bad "the resumed image differs from a local export"
+relay_stop
+
+info "the CLI: Ctrl-C during a check-in whose link went silent while sending"
+# 40 MB the server has never seen, in the checked-out image's place
+mkdir -p "$T/fresh"
+for i in 1 2 3 4; do head -c 10000000 /dev/urandom >"$T/fresh/f$i"; done
+rm "$T/t.img"
+mke2fs -q -F -t ext4 -d "$T/fresh" "$T/t.img" 100M >/dev/null 2>&1 || fail "mke2fs failed"
+rm -rf "$T/fresh"
+relay_start --stall-up-after 20000000
+"$VMSYNC" checkin "$(remote)" t "$T/t.img" -q --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY" \
+    --timeout 30 >"$T/ci-int.out" 2>"$T/ci-int.err" &
+cpid=$!
+for _ in $(seq 1200); do relay_stalled && break; sleep 0.05; done
+relay_stalled || bad "the relay did not stall under the check-in"
+sleep 0.5
+t0=$(now)
+kill -INT "$cpid"
+rc=0
+wait "$cpid" || rc=$?
+took=$(echo "$(now) - $t0" | bc)
+info "the check-in ended $took s after SIGINT, exit $rc"
+((rc == 7)) || bad "Ctrl-C during the check-in gave exit $rc, expected 7: $(cat "$T/ci-int.err")"
+[[ $(echo "$took < 1" | bc) == 1 ]] || bad "the check-in took $took s to end after Ctrl-C"
+relay_stop
+n=$("$VMSYNC" log "$T/srv/repo" t --json | grep -c "\"version\":")
+((n == 1)) || bad "the cancelled check-in recorded a version ($n versions of t)"
+relay_start
+vm_ok "$T/ci" checkin "$(remote)" t "$T/t.img" -q --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY"
+n=$("$VMSYNC" log "$T/srv/repo" t --json | grep -c "\"version\":")
+((n == 2)) || bad "the check-in run again did not record version 2 ($n versions of t)"
 relay_stop
 
 info "gc waiting for another user of the repository: Ctrl-C"

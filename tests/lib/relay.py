@@ -4,6 +4,7 @@
     relay.py --listen PORT --to HOST:PORT [--rate BITS_PER_SEC]
              [--delay-ms ONE_WAY_MS] [--port-file F] [--stats F]
              [--cut-after BYTES] [--cut-count K] [--stall-after BYTES]
+             [--stall-up-after BYTES]
 
 Listens on 127.0.0.1:PORT (0: an ephemeral port; --port-file F receives the
 chosen port, written atomically once the relay listens) and relays every
@@ -35,6 +36,8 @@ within 0.5%, RTT = 2*delay + ~0.4 ms.
   delivering anything more to the client right after exactly BYTES went down,
   and stays open: the link went silent (the relay then stops reading from the
   server too, as a full router would).
+--stall-up-after BYTES: the same for the first connection to carry BYTES
+  client->server (a link that goes silent while the client sends).
 SIGUSR1 drops every current connection abruptly (counted in "cut").
 SIGTERM/SIGINT: writes the stats and exits 0.
 
@@ -116,7 +119,7 @@ class Link:
             cut = self.relay.cut_due(self.conn, len(data)) if self.down else None
             if cut is not None:
                 data = data[:cut]
-            stall = self.relay.stall_due(self.conn, len(data)) if self.down else None
+            stall = self.relay.stall_due(self.conn, len(data), self.down)
             if stall is not None:
                 await loop.sock_sendall(self.dst, data[:stall])
                 self.conn.sent[self.down] += stall
@@ -201,7 +204,7 @@ class Relay:
         self.delay = (args.delay_ms or 0) / 1000.0
         self.args = args
         self.cuts_left = args.cut_count if args.cut_after is not None else 0
-        self.stalls_left = 1 if args.stall_after is not None else 0
+        self.stalls_left = [int(args.stall_up_after is not None), int(args.stall_after is not None)]
         self.conns = set()
         self.early = 0.0005
         self.link_free = [0.0, 0.0]  # [up, down]: one link each way, shared
@@ -218,12 +221,13 @@ class Relay:
         self.cuts_left -= 1
         return max(0, self.args.cut_after - conn.sent[1])
 
-    def stall_due(self, conn, n):
-        """None, or how many of the next n down bytes go before the stall."""
-        if self.stalls_left <= 0 or conn.sent[1] + n < self.args.stall_after:
+    def stall_due(self, conn, n, down):
+        """None, or how many of the next n bytes (down or up) go before the stall."""
+        after = self.args.stall_after if down else self.args.stall_up_after
+        if self.stalls_left[down] <= 0 or conn.sent[down] + n < after:
             return None
-        self.stalls_left -= 1
-        return max(0, self.args.stall_after - conn.sent[1])
+        self.stalls_left[down] -= 1
+        return max(0, after - conn.sent[down])
 
     def stalled(self):
         self.stats["stalled"] += 1
@@ -291,6 +295,7 @@ def parse():
     p.add_argument("--cut-after", type=int, help="RST a connection after BYTES server->client")
     p.add_argument("--cut-count", type=int, default=1, help="connections to cut (default 1)")
     p.add_argument("--stall-after", type=int, help="go silent after BYTES server->client")
+    p.add_argument("--stall-up-after", type=int, help="go silent after BYTES client->server")
     return p.parse_args()
 
 

@@ -30,7 +30,7 @@
 #define SPOOL_ROUND (64u << 20) /* spooled bytes that trigger an offer round */
 #define KEEPALIVE_SECONDS 10
 #define PING_SECONDS 60 /* well inside the agent's --idle-timeout (600 s by default) */
-#define SEND_CHUNK (64u << 10) /* a write that blocks holds up a cancel: keep each small */
+#define SEND_CHUNK (32u << 10) /* a write that blocks holds up a cancel: keep each small */
 
 struct spooled {
     uint64_t offset;
@@ -194,22 +194,50 @@ static int ssh_recv(void *io, void *buf, size_t n, fsp_error *err)
     return 0;
 }
 
-/* Each chunk waits for room in the socket first, with the token: a link
- * that stalled while sending is cancelled there, not after the timeout. */
+/* Waits until the channel may take bytes: the server's window open and the
+ * socket with room.  The window's size (> 0), 0 at the time limit,
+ * -ECANCELED when the token fired, or SSH_EOF / SSH_ERROR.  A closed window
+ * opens with a message from the server, so then the socket is polled for
+ * input and libssh reads it. */
+static int wait_writable(vms_remote *r, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (vms_cancel_fired(r->cancel))
+            return -ECANCELED;
+        uint32_t window = ssh_channel_window_size(r->ch);
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        int ms = left < 200 ? (int)left + 1 : 200;
+        int rc = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), window ? POLLOUT : POLLIN, ms);
+        if (rc == -ECANCELED)
+            return rc;
+        if (window && rc > 0)
+            return window < INT_MAX ? (int)window : INT_MAX;
+        int avail = window ? 0 : ssh_channel_poll_timeout(r->ch, 0, 0);
+        if (avail == SSH_ERROR || avail == SSH_EOF)
+            return avail;
+    }
+}
+
+/* Each chunk fits the window and waits for room in the socket, so that a
+ * link that stalls while sending is cancelled there, not after the timeout. */
 static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
 {
     vms_remote *r = io;
     int timeout_ms = (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000;
     for (size_t done = 0; done < n;) {
-        size_t chunk = n - done < SEND_CHUNK ? n - done : SEND_CHUNK;
-        int ready = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), POLLOUT, timeout_ms);
-        if (ready == -ECANCELED)
+        int room = wait_writable(r, timeout_ms);
+        if (room == -ECANCELED)
             return vms_cancel_fail(err, "while sending");
-        if (ready == 0)
+        if (room == 0)
             return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT,
                             "%s: the server took nothing for %d s (is the link down?); run the "
                             "same command again to resume", r->url, timeout_ms / 1000);
-        int put = ready > 0 ? ssh_channel_write(r->ch, (const uint8_t *)buf + done, (uint32_t)chunk) : -1;
+        size_t chunk = n - done < SEND_CHUNK ? n - done : SEND_CHUNK;
+        chunk = room > 0 && (size_t)room < chunk ? (size_t)room : chunk;
+        int put = room > 0 ? ssh_channel_write(r->ch, (const uint8_t *)buf + done, (uint32_t)chunk) : -1;
         if (put <= 0)
             return lost(r, "the connection was lost while sending", err);
         done += (size_t)put;
