@@ -162,7 +162,8 @@ static int wait_readable(vms_remote *r, int timeout_ms)
         if (left <= 0)
             return 0;
         /* slices of at most 200 ms, so that nothing libssh holds unread waits long */
-        int rc = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), POLLIN, left < 200 ? (int)left + 1 : 200);
+        int ms = left < 200 ? (int)left + 1 : 200;
+        int rc = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), POLLIN, ms);
         if (rc == -ECANCELED)
             return rc;
     }
@@ -237,7 +238,8 @@ static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
                             "same command again to resume", r->url, timeout_ms / 1000);
         size_t chunk = n - done < SEND_CHUNK ? n - done : SEND_CHUNK;
         chunk = room > 0 && (size_t)room < chunk ? (size_t)room : chunk;
-        int put = room > 0 ? ssh_channel_write(r->ch, (const uint8_t *)buf + done, (uint32_t)chunk) : -1;
+        const uint8_t *from = (const uint8_t *)buf + done;
+        int put = room > 0 ? ssh_channel_write(r->ch, from, (uint32_t)chunk) : -1;
         if (put <= 0)
             return lost(r, "the connection was lost while sending", err);
         done += (size_t)put;
