@@ -6,7 +6,8 @@
 #     whose session's token is fired from the main thread returns
 #     FSP_EK_CANCELLED within a second;
 #   - the CLI: SIGINT (Ctrl-C) ends a checkout stalled the same way within a
-#     second, with the cancelled exit status (7) and one line saying so;
+#     second, with the cancelled exit status (7) and one line saying so, and
+#     one stalled in the SSH handshake too;
 #   - the checkout run again on a working link keeps what the cancelled runs
 #     wrote (bytes_resumed) and equals a local export byte for byte;
 #   - a check-in whose link goes silent while it sends (--stall-up-after)
@@ -86,6 +87,24 @@ info "the CLI ended $took s after SIGINT, exit $rc"
 ((rc == 7)) || bad "Ctrl-C gave exit $rc, expected 7 (cancelled): $(cat "$T/int.err")"
 [[ $(echo "$took < 1" | bc) == 1 ]] || bad "the CLI took $took s to end after Ctrl-C"
 grep -q '^vmsync: cancelled' "$T/int.err" || bad "no 'cancelled' line: $(cat "$T/int.err")"
+relay_stop
+
+info "the CLI: Ctrl-C while the link is silent in the SSH handshake"
+relay_start --stall-after 20
+"$VMSYNC" checkout "$(remote)" t -o "$T/t.img" -q --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY" \
+    --timeout 30 >"$T/hs.out" 2>"$T/hs.err" &
+cpid=$!
+for _ in $(seq 600); do relay_stalled && break; sleep 0.05; done
+relay_stalled || bad "the relay did not stall in the handshake"
+sleep 0.5
+t0=$(now)
+kill -INT "$cpid"
+rc=0
+wait "$cpid" || rc=$?
+took=$(echo "$(now) - $t0" | bc)
+info "the CLI ended $took s after SIGINT, exit $rc"
+((rc == 7)) || bad "Ctrl-C in the handshake gave exit $rc, expected 7: $(cat "$T/hs.err")"
+[[ $(echo "$took < 1" | bc) == 1 ]] || bad "the CLI took $took s to end after Ctrl-C in the handshake"
 relay_stop
 
 info "the checkout run again resumes"

@@ -344,6 +344,56 @@ static int check_host_key(vms_remote *r, fsp_error *err)
     }
 }
 
+/* The handshake runs libssh in nonblocking mode, so that its waits are ours:
+ * each step is tried again until libssh stops saying "again", polling the
+ * socket and the token in between. */
+enum handshake_step { STEP_CONNECT, STEP_LOGIN_KEY, STEP_LOGIN_AUTO, STEP_CHANNEL, STEP_EXEC };
+
+static int try_step(vms_remote *r, enum handshake_step step, ssh_key key, const char *cmd)
+{
+    switch (step) {
+    case STEP_CONNECT: return ssh_connect(r->ssh);
+    case STEP_LOGIN_KEY: return ssh_userauth_publickey(r->ssh, NULL, key);
+    case STEP_LOGIN_AUTO: return ssh_userauth_publickey_auto(r->ssh, NULL, NULL);
+    case STEP_CHANNEL: return ssh_channel_open_session(r->ch);
+    case STEP_EXEC: return ssh_channel_request_exec(r->ch, cmd);
+    }
+    return SSH_ERROR;
+}
+
+/* STEP's result once it is not "again", or -ECANCELED, or -ETIMEDOUT after
+ * the timeout without an end (libssh's own timeout holds only when blocking). */
+static int run_step(vms_remote *r, enum handshake_step step, ssh_key key, const char *cmd)
+{
+    double deadline = now_ms() + (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000.0;
+    for (;;) {
+        int rc = try_step(r, step, key, cmd);
+        bool again = step == STEP_LOGIN_KEY || step == STEP_LOGIN_AUTO ? rc == SSH_AUTH_AGAIN
+                                                                       : rc == SSH_AGAIN;
+        if (!again)
+            return rc;
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        short events = POLLIN | (ssh_get_poll_flags(r->ssh) & SSH_WRITE_PENDING ? POLLOUT : 0);
+        if (vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), events, left < 50 ? (int)left + 1 : 50) ==
+            -ECANCELED)
+            return -ECANCELED;
+    }
+}
+
+/* A failed step's error: cancelled, timed out, or libssh's reason. */
+static int step_fail(vms_remote *r, int rc, enum fsp_error_kind kind, const char *what,
+                     fsp_error *err)
+{
+    if (rc == -ECANCELED)
+        return vms_cancel_fail(err, "while connecting");
+    if (rc == -ETIMEDOUT)
+        return fsp_fail(err, FSP_EK_NETWORK, -ETIMEDOUT, "%s: %s: no answer from the server for %d s",
+                        r->url, what, r->opts.timeout > 0 ? r->opts.timeout : 60);
+    return ssh_fail(r, kind, what, err);
+}
+
 static int authenticate(vms_remote *r, fsp_error *err)
 {
     int rc;
@@ -354,18 +404,35 @@ static int authenticate(vms_remote *r, fsp_error *err)
                             "%s: cannot read the private key (missing, unreadable, not a key, or "
                             "protected by a passphrase: load it into ssh-agent instead)",
                             r->opts.identity);
-        rc = ssh_userauth_publickey(r->ssh, NULL, key);
+        rc = run_step(r, STEP_LOGIN_KEY, key, NULL);
         ssh_key_free(key);
     } else {
-        rc = ssh_userauth_publickey_auto(r->ssh, NULL, NULL); /* ssh-agent, then ~/.ssh/id_* */
+        rc = run_step(r, STEP_LOGIN_AUTO, NULL, NULL); /* ssh-agent, then ~/.ssh/id_* */
     }
     if (rc == SSH_AUTH_SUCCESS)
         return 0;
+    if (rc == -ECANCELED || rc == -ETIMEDOUT)
+        return step_fail(r, rc, FSP_EK_NETWORK, "logging in", err);
     const char *user = r->user[0] ? r->user : "(local user)";
     return fsp_fail(err, FSP_EK_DENIED, -EACCES,
                     "%s: the server refused %s for user %s: %s", r->url,
                     r->opts.identity ? r->opts.identity : "the keys of ssh-agent and ~/.ssh", user,
                     ssh_get_error(r->ssh));
+}
+
+/* The channel, with the agent at its other end. */
+static int start_agent(vms_remote *r, fsp_error *err)
+{
+    r->ch = ssh_channel_new(r->ssh);
+    if (!r->ch)
+        return ssh_fail(r, FSP_EK_NETWORK, "cannot open a channel", err);
+    int rc = run_step(r, STEP_CHANNEL, NULL, NULL);
+    if (rc != SSH_OK)
+        return step_fail(r, rc, FSP_EK_NETWORK, "cannot open a channel", err);
+    /* With command= in authorized_keys (the usual set-up) sshd runs the agent
+     * whatever we ask for. */
+    rc = run_step(r, STEP_EXEC, NULL, r->opts.agent ? r->opts.agent : "vmsync-agent");
+    return rc == SSH_OK ? 0 : step_fail(r, rc, FSP_EK_NETWORK, "cannot start the agent", err);
 }
 
 static int connect_ssh(vms_remote *r, fsp_error *err)
@@ -383,22 +450,17 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
     if (r->opts.known_hosts)
         ssh_options_set(r->ssh, SSH_OPTIONS_KNOWNHOSTS, r->opts.known_hosts);
     ssh_options_set(r->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
-    if (ssh_connect(r->ssh) != SSH_OK)
-        return ssh_fail(r, FSP_EK_NETWORK, "cannot connect", err);
-    int rc = check_host_key(r, err);
+    ssh_set_blocking(r->ssh, 0);
+    int rc = run_step(r, STEP_CONNECT, NULL, NULL);
+    rc = rc == SSH_OK ? 0 : step_fail(r, rc, FSP_EK_NETWORK, "cannot connect", err);
+    if (!rc)
+        rc = check_host_key(r, err);
     if (!rc)
         rc = authenticate(r, err);
-    if (rc)
-        return rc;
-    r->ch = ssh_channel_new(r->ssh);
-    if (!r->ch || ssh_channel_open_session(r->ch) != SSH_OK)
-        return ssh_fail(r, FSP_EK_NETWORK, "cannot open a channel", err);
-    /* With command= in authorized_keys (the usual set-up) sshd runs the agent
-     * whatever we ask for. */
-    const char *cmd = r->opts.agent ? r->opts.agent : "vmsync-agent";
-    if (ssh_channel_request_exec(r->ch, cmd) != SSH_OK)
-        return ssh_fail(r, FSP_EK_NETWORK, "cannot start the agent", err);
-    return 0;
+    if (!rc)
+        rc = start_agent(r, err);
+    ssh_set_blocking(r->ssh, 1); /* the rest waits through wait_readable and wait_writable */
+    return rc;
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -462,13 +524,15 @@ static int hello(vms_remote *r, const char *user, const char *host, fsp_error *e
 }
 
 int vms_remote_open(const char *url, const char *user, const char *host,
-                    const struct vms_remote_opts *opts, vms_remote **out, fsp_error *err)
+                    const struct vms_remote_opts *opts, const vms_cancel *cancel, vms_remote **out,
+                    fsp_error *err)
 {
     *out = NULL;
     vms_remote *r = calloc(1, sizeof *r);
     if (!r)
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     r->spool_fd = -1;
+    r->cancel = cancel;
     if (opts)
         r->opts = *opts;
     r->conn = (struct vms_conn){.send = ssh_send, .recv = ssh_recv, .io = r, .peer = r->url};

@@ -8,8 +8,11 @@
 
 typedef struct vms_remote vms_remote;
 
+/* CANCEL (may be NULL, not owned) ends the connection's waits, from the
+ * handshake on. */
 int vms_remote_open(const char *url, const char *user, const char *host,
-                    const struct vms_remote_opts *opts, vms_remote **out, fsp_error *err);
+                    const struct vms_remote_opts *opts, const vms_cancel *cancel, vms_remote **out,
+                    fsp_error *err);
 void vms_remote_close(vms_remote *r);
 const char *vms_remote_path(const vms_remote *r);
 void vms_remote_traffic(const vms_remote *r, struct vms_traffic *out);

@@ -29,11 +29,18 @@ int vms_repo_init(const char *path, fsp_error *err)
 int vms_repo_open(const char *path, const char *user, const char *host,
                   const struct vms_remote_opts *remote, vms_repo **out, fsp_error *err)
 {
+    return vms_repo_open_cancellable(path, user, host, remote, NULL, out, err);
+}
+
+int vms_repo_open_cancellable(const char *path, const char *user, const char *host,
+                              const struct vms_remote_opts *remote, const vms_cancel *cancel,
+                              vms_repo **out, fsp_error *err)
+{
     *out = NULL;
     vms_repo *r = calloc(1, sizeof *r);
     if (!r)
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
-    int rc = vms_repo_is_remote(path) ? vms_remote_open(path, user, host, remote, &r->remote, err)
+    int rc = vms_repo_is_remote(path) ? vms_remote_open(path, user, host, remote, cancel, &r->remote, err)
                                       : vms_local_open(path, user, host, &r->local, err);
     if (rc)
         free(r);

@@ -36,6 +36,11 @@ int vms_repo_init(const char *path, fsp_error *err);
  * user its SSH key stands for instead). */
 int vms_repo_open(const char *path, const char *user, const char *host,
                   const struct vms_remote_opts *remote, vms_repo **out, fsp_error *err);
+/* The same, with a token (may be NULL, not owned) that cuts short the
+ * connection's handshake too. */
+int vms_repo_open_cancellable(const char *path, const char *user, const char *host,
+                              const struct vms_remote_opts *remote, const vms_cancel *cancel,
+                              vms_repo **out, fsp_error *err);
 void vms_repo_close(vms_repo *r);
 const char *vms_repo_path(const vms_repo *r);
 bool vms_repo_is_remote(const char *path);

@@ -73,7 +73,8 @@ int vms_ctx_open(struct vms_ctx *c, const struct vms_session *s, struct vms_stat
     resolve_identity(c);
     int rc = resolve_cache(c, err);
     if (!rc)
-        rc = vms_repo_open(s->repo, c->user, c->host, s->remote, &c->repo, err);
+        rc = vms_repo_open_cancellable(s->repo, c->user, c->host, s->remote, s->cancel, &c->repo,
+                                       err);
     if (!rc)
         vms_repo_on_progress(c->repo, s->progress, s->ctx, s->cancel);
     return rc;

@@ -188,10 +188,7 @@ struct vms_remote_opts {
  * within a second, whatever it is waiting for: the network (an SSH link that
  * went silent), a scan, a copy.  A token stays fired: later operations with
  * it end as cancelled too.  After a cancel the operation's SSH connection is unusable
- * (it is closed); a checkout or check-in run again resumes where it stopped.
- * The one exception is opening the connection (the SSH handshake, the host
- * key, the login and the agent's greeting), bounded by
- * vms_remote_opts.timeout. */
+ * (it is closed); a checkout or check-in run again resumes where it stopped. */
 typedef struct vms_cancel vms_cancel;
 int vms_cancel_new(vms_cancel **out, fsp_error *err);
 void vms_cancel_fire(vms_cancel *c);
