@@ -74,6 +74,11 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Helpers the end-to-end tests run (not tests themselves: run.sh does not start them).
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Objects live under $(BUILD)/obj/ (e.g. build/obj/fsparse/ext.o); binaries in $(BUILD)/.
 # The suite runs twice: optimised, then under ASan and UBSan.
 check: deps

@@ -139,6 +139,8 @@ VMSYNC_HOST=host-alpha vm "$T/c-a" checkout "$R" leased -o "$T/alpha.img" --seed
 VMSYNC_HOST=host-bravo vm "$T/c-b" checkout "$R" leased -o "$T/bravo.img" --seed "$other"
 ((VM_RC == 8)) || bad "(c) host-bravo's checkout of an image host-alpha holds exited $VM_RC, expected 8"
 grep -q 'host-alpha' "$T/c-b.err" || bad "(c) the refusal does not name host-alpha: $(head -c 300 "$T/c-b.err")"
+grep -q 'checked out by .*host-alpha.*; use --steal to take it over$' "$T/c-b.err" ||
+    bad "(c) the refusal does not end with the CLI's hint: $(head -c 300 "$T/c-b.err")"
 [[ ! -e $T/bravo.img && ! -e $T/bravo.img.vmsync-part ]] || bad "(c) the refused checkout wrote output"
 VMSYNC_HOST=host-bravo vm "$T/c-steal" checkout "$R" leased -o "$T/bravo.img" --seed "$other" --steal
 ((VM_RC == 0)) || bad "(c) host-bravo's checkout --steal exited $VM_RC: $(head -c 300 "$T/c-steal.err")"

@@ -3,7 +3,8 @@
 
     relay.py --listen PORT --to HOST:PORT [--rate BITS_PER_SEC]
              [--delay-ms ONE_WAY_MS] [--port-file F] [--stats F]
-             [--cut-after BYTES] [--cut-count K]
+             [--cut-after BYTES] [--cut-count K] [--stall-after BYTES]
+             [--stall-up-after BYTES]
 
 Listens on 127.0.0.1:PORT (0: an ephemeral port; --port-file F receives the
 chosen port, written atomically once the relay listens) and relays every
@@ -26,10 +27,17 @@ within 0.5%, RTT = 2*delay + ~0.4 ms.
 
 --stats F: rewritten atomically at each connection end and on SIGTERM/SIGINT:
   {"connections": N, "bytes_up": client->server, "bytes_down": server->client,
-   "cut": connections dropped abruptly}
+   "cut": connections dropped abruptly, "stalled": connections stalled}
+  (also rewritten when a connection stalls)
 --cut-after BYTES: the first K connections (--cut-count K, default 1) to carry
   BYTES server->client are dropped abruptly (RST, SO_LINGER 0) right after
   exactly BYTES went down; connections that end earlier do not count.
+--stall-after BYTES: the first connection to carry BYTES server->client stops
+  delivering anything more to the client right after exactly BYTES went down,
+  and stays open: the link went silent (the relay then stops reading from the
+  server too, as a full router would).
+--stall-up-after BYTES: the same for the first connection to carry BYTES
+  client->server (a link that goes silent while the client sends).
 SIGUSR1 drops every current connection abruptly (counted in "cut").
 SIGTERM/SIGINT: writes the stats and exits 0.
 
@@ -111,6 +119,12 @@ class Link:
             cut = self.relay.cut_due(self.conn, len(data)) if self.down else None
             if cut is not None:
                 data = data[:cut]
+            stall = self.relay.stall_due(self.conn, len(data), self.down)
+            if stall is not None:
+                await loop.sock_sendall(self.dst, data[:stall])
+                self.conn.sent[self.down] += stall
+                self.relay.stalled()
+                await asyncio.Event().wait()  # silent until the connection ends
             await loop.sock_sendall(self.dst, data)
             self.queued -= len(data)
             self.conn.sent[self.down] += len(data)
@@ -190,10 +204,11 @@ class Relay:
         self.delay = (args.delay_ms or 0) / 1000.0
         self.args = args
         self.cuts_left = args.cut_count if args.cut_after is not None else 0
+        self.stalls_left = [int(args.stall_up_after is not None), int(args.stall_after is not None)]
         self.conns = set()
         self.early = 0.0005
         self.link_free = [0.0, 0.0]  # [up, down]: one link each way, shared
-        self.stats = {"connections": 0, "bytes_up": 0, "bytes_down": 0, "cut": 0}
+        self.stats = {"connections": 0, "bytes_up": 0, "bytes_down": 0, "cut": 0, "stalled": 0}
 
     def oversleep(self, late):
         # timers fire late (wake-up latency): learn by how much, wake earlier
@@ -205,6 +220,18 @@ class Relay:
             return None
         self.cuts_left -= 1
         return max(0, self.args.cut_after - conn.sent[1])
+
+    def stall_due(self, conn, n, down):
+        """None, or how many of the next n bytes (down or up) go before the stall."""
+        after = self.args.stall_after if down else self.args.stall_up_after
+        if self.stalls_left[down] <= 0 or conn.sent[down] + n < after:
+            return None
+        self.stalls_left[down] -= 1
+        return max(0, after - conn.sent[down])
+
+    def stalled(self):
+        self.stats["stalled"] += 1
+        self.write_stats()
 
     def ended(self, conn, cut):
         self.conns.discard(conn)
@@ -267,6 +294,8 @@ def parse():
     p.add_argument("--stats", help="JSON stats file")
     p.add_argument("--cut-after", type=int, help="RST a connection after BYTES server->client")
     p.add_argument("--cut-count", type=int, default=1, help="connections to cut (default 1)")
+    p.add_argument("--stall-after", type=int, help="go silent after BYTES server->client")
+    p.add_argument("--stall-up-after", type=int, help="go silent after BYTES client->server")
     return p.parse_args()
 
 

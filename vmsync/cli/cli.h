@@ -35,6 +35,11 @@ int cli_bad_option(const char *usage, char **argv);
 /* A whole decimal number S from LO to HI into *OUT; -1 when it is not one. */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 
+/* SIGINT and SIGTERM cancel C's running operation from now on (it ends as
+ * cancelled, exit 7; a second signal ends the process); NULL: no handle to
+ * cancel, and a signal ends the process. */
+void cli_cancel_on_signals(vms_client *c);
+
 /* Options of commands that reach a repository, which may be ssh://. */
 enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,
        CLI_OPT_AGENT, CLI_OPT_ALLOW_BACKING };
@@ -50,14 +55,20 @@ enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_L
     "  -i, --identity FILE    the private key to log in with (default: ssh-agent, then\n"     \
     "                         ~/.ssh/id_*)\n"                                                  \
     "      --known-hosts FILE host keys to trust (default ~/.ssh/known_hosts)\n"              \
-    "      --accept-new       add an unknown host key to that file; a changed key is\n"       \
-    "                         always refused\n"                                                \
+    "      --accept-new       add an unknown host key to that file (on a terminal,\n"        \
+    "                         vmsync asks); a changed key is always refused\n"                \
     "      --bwlimit RATE     cap the transfer at RATE bytes/s (suffix K, M, G; a bare\n"     \
     "                         number is KiB/s, as rsync's)\n"                                  \
     "      --compress-level N zstd level 1-19 of transfers (default: adapts to the link)\n"   \
     "      --timeout SECONDS  give up when the server sends nothing for this long (60)\n"    \
     "      --agent-command C  the agent to start when authorized_keys forces none\n"          \
     "                         (e.g. 'vmsync-agent --root /srv/vmsync')\n"
+/* The CLI's answers to the library's questions: a host key the known hosts
+ * file does not vouch for is trusted with --accept-new, or when the user says
+ * so on a terminal. */
+void cli_remote_init(struct vms_remote_opts *o);
+/* What cli_report adds to the next error it reports ("use --steal ..."). */
+void cli_hint(const char *hint);
 /* Handles one of CLI_REMOTE_OPTIONS: 0 when handled, 1 when not one, 2 (after
  * reporting) on a bad value. */
 int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage);

@@ -119,9 +119,12 @@ static int fetch_versions(const char *repo, const struct vms_remote_opts *remote
     vms_client *c;
     int rc = vms_client_open(repo, &o, &c, err);
     if (!rc)
+        cli_cancel_on_signals(c);
+    if (!rc)
         rc = fetch_version(c, ref_a, tmp[0], err);
     if (!rc)
         rc = fetch_version(c, ref_b, tmp[1], err);
+    cli_cancel_on_signals(NULL);
     vms_client_close(c);
     return rc;
 }
@@ -135,6 +138,7 @@ int cmd_diff(int argc, char **argv)
                                          {0, 0, 0, 0}};
     struct printer p = {0};
     struct vms_remote_opts remote = {0};
+    cli_remote_init(&remote);
     int c, why;
     while ((c = getopt_long(argc, argv, "hi:", opts, NULL)) != -1) {
         if (c == 'j')

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ static const char *const main_usage =
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing or refused backing file;\n"
     "5 corrupt content (check found a problem, or gc refused a repository that\n"
-    "fails it); 6 I/O error; 7 cancelled; 8 refused (lease held elsewhere, another\n"
+    "fails it); 6 I/O error; 7 cancelled (Ctrl-C); 8 refused (lease held elsewhere, another\n"
     "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
     "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
     "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
@@ -66,11 +67,19 @@ int cli_exit_status(const fsp_error *err)
     }
 }
 
+/* What the user can do about the error to be reported: the library knows no
+ * option names, the CLI adds them (cli_hint). */
+static const char *report_hint;
+
+void cli_hint(const char *hint) { report_hint = hint; }
+
 int cli_report(const fsp_error *err)
 {
     /* messages embed names from images and from servers */
     fputs("vmsync: ", stderr);
     vms_put_text(stderr, err->msg[0] ? err->msg : "unknown error");
+    if (report_hint)
+        fprintf(stderr, "; %s", report_hint);
     fputc('\n', stderr);
     int status = cli_exit_status(err);
     return status ? status : 1;
@@ -141,6 +150,29 @@ int main(int argc, char **argv)
     return cli_usage_error(main_usage, "unknown command '%s'", cmd);
 }
 
+static vms_client *volatile interrupt_client;
+
+static void on_interrupt(int sig)
+{
+    vms_client *c = interrupt_client;
+    if (!c) { /* nothing to cancel: the default, at once */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    vms_client_cancel(c); /* all a handler may do: the operation ends itself */
+    signal(sig, SIG_DFL); /* a second signal ends the process, whatever it waits for */
+}
+
+void cli_cancel_on_signals(vms_client *c)
+{
+    interrupt_client = c;
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 int cli_parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
@@ -161,11 +193,46 @@ int cli_image_option(int opt, const char *usage)
     return 0;
 }
 
+static bool accept_new; /* --accept-new */
+
+/* y or yes on the terminal to "trust this key?"; no without a terminal. */
+static bool user_trusts(const struct vms_host_key *k)
+{
+    if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO))
+        return false;
+    fputs("vmsync: ", stderr);
+    vms_put_text(stderr, k->host);
+    fprintf(stderr, " offers the host key %s %s, which ", k->type, k->fingerprint);
+    vms_put_text(stderr, k->known_hosts);
+    fputs(" does not hold.\nvmsync: trust it and add it there? [y/N] ", stderr);
+    char line[16];
+    return fgets(line, sizeof line, stdin) && (!strcmp(line, "y\n") || !strcmp(line, "yes\n"));
+}
+
+static enum vms_host_key_answer cli_host_key(void *ctx, const struct vms_host_key *k)
+{
+    (void)ctx;
+    if (k->state != VMS_HOST_KEY_UNKNOWN)
+        return VMS_HOST_KEY_REFUSE; /* always; the library says why */
+    if (!accept_new && !user_trusts(k)) {
+        cli_hint("then run again with --accept-new");
+        return VMS_HOST_KEY_REFUSE;
+    }
+    fputs("vmsync: adding ", stderr);
+    vms_put_text(stderr, k->host);
+    fprintf(stderr, " (%s %s) to ", k->type, k->fingerprint);
+    vms_put_text(stderr, k->known_hosts);
+    fputc('\n', stderr);
+    return VMS_HOST_KEY_REMEMBER;
+}
+
+void cli_remote_init(struct vms_remote_opts *o) { o->host_key = cli_host_key; }
+
 int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
 {
     switch (opt) {
     case CLI_OPT_KNOWN_HOSTS: o->known_hosts = optarg; return 0;
-    case CLI_OPT_ACCEPT_NEW: o->accept_new = true; return 0;
+    case CLI_OPT_ACCEPT_NEW: accept_new = true; return 0;
     case 'i': o->identity = optarg; return 0;
     case CLI_OPT_AGENT: o->agent = optarg; return 0;
     case CLI_OPT_BWLIMIT: {

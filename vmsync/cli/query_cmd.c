@@ -69,7 +69,18 @@ static int parse(int argc, char **argv, const char *usage, bool takes_since, str
 /* The handle the query's one operation runs on; closed right after it. */
 static int query_open(struct query *q, fsp_error *err)
 {
-    return vms_client_open(q->repo, &q->s, &q->client, err);
+    cli_remote_init(&q->remote);
+    int rc = vms_client_open(q->repo, &q->s, &q->client, err);
+    if (!rc)
+        cli_cancel_on_signals(q->client);
+    return rc;
+}
+
+static void query_close(struct query *q)
+{
+    cli_cancel_on_signals(NULL);
+    vms_client_close(q->client);
+    q->client = NULL;
 }
 
 static int start(struct query *q, const char *repo)
@@ -190,7 +201,7 @@ int cmd_images(int argc, char **argv)
     int rc = query_open(&q, &err);
     if (!rc)
         rc = vms_images(q.client, show_image, &q, &err);
-    vms_client_close(q.client);
+    query_close(&q);
     json_close(&q);
     return finish(&q, rc, &err);
 }
@@ -235,7 +246,7 @@ int cmd_leases(int argc, char **argv)
     int rc = query_open(&q, &err);
     if (!rc)
         rc = vms_leases(q.client, optind + 2 == argc ? argv[optind + 1] : NULL, show_lease, &q, &err);
-    vms_client_close(q.client);
+    query_close(&q);
     json_close(&q);
     return finish(&q, rc, &err);
 }
@@ -310,7 +321,7 @@ int cmd_audit(int argc, char **argv)
     int rc = query_open(&q, &err);
     if (!rc)
         rc = vms_audit_log(q.client, name, q.since, show_entry, &q, &err);
-    vms_client_close(q.client);
+    query_close(&q);
     json_close(&q);
     return finish(&q, rc, &err);
 }
@@ -337,7 +348,7 @@ int cmd_release(int argc, char **argv)
     int rc = query_open(&q, &err);
     if (!rc)
         rc = vms_release(q.client, name, &released, &err);
-    vms_client_close(q.client);
+    query_close(&q);
     if (q.json) {
         fputc('{', q.out);
         vms_json_member(q.out, "image", name);

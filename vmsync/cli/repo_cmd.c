@@ -116,13 +116,24 @@ static void common_start(struct common *c, const char *repo)
     c->s.ctx = c;
     c->s.warning = session_warning;
     c->s.event = session_event;
+    cli_remote_init(&c->remote);
     cli_progress_init(&c->bar, c->quiet ? CLI_PROGRESS_NONE : c->progress);
 }
 
 /* The handle the command's one operation runs on; closed right after it. */
 static int common_open(struct common *c, fsp_error *err)
 {
-    return vms_client_open(c->repo, &c->s, &c->client, err);
+    int rc = vms_client_open(c->repo, &c->s, &c->client, err);
+    if (!rc)
+        cli_cancel_on_signals(c->client);
+    return rc;
+}
+
+static void common_close(struct common *c)
+{
+    cli_cancel_on_signals(NULL);
+    vms_client_close(c->client);
+    c->client = NULL;
 }
 
 static void print_hex(FILE *f, const uint8_t *h)
@@ -243,7 +254,7 @@ int cmd_import(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_import(c.client, &o, &st, &err);
-    vms_client_close(c.client);
+    common_close(&c);
     char summary[256], a[32], b[32];
     snprintf(summary, sizeof summary, "imported %s as %s@%u: %llu new objects, %s (%s stored) in %.1f s",
              o.image, o.name, st.version, (unsigned long long)st.objects_sent,
@@ -313,9 +324,20 @@ struct checkout_args {
     struct common c;
     struct vms_checkout_opts o;
     char name[256];
-    bool estimate;
+    bool estimate, steal;
     uint64_t rate; /* --rate, else --bwlimit; 0: unknown */
 };
+
+/* The library asks whether to take over another's lease: --steal says yes;
+ * without it the refusal tells how. */
+static int answer_steal(void *ctx, const struct vms_lease_info *held)
+{
+    (void)held; /* the library's refusal names the holder */
+    bool steal = *(const bool *)ctx;
+    if (!steal)
+        cli_hint("use --steal to take it over");
+    return steal;
+}
 
 static void plan_summary(const struct checkout_args *a, const vms_plan *p, char *summary, size_t len)
 {
@@ -383,7 +405,7 @@ static int estimate_checkout(struct checkout_args *a)
     int rc = common_open(&a->c, &err);
     if (!rc)
         rc = vms_checkout_plan(a->c.client, &a->o, &p, &err);
-    vms_client_close(a->c.client);
+    common_close(&a->c);
     if (!rc) {
         plan_stats(vms_plan_figures(p), &st);
         plan_summary(a, p, summary, sizeof summary);
@@ -402,7 +424,7 @@ static int run_checkout(struct checkout_args *a)
     int rc = common_open(&a->c, &err);
     if (!rc)
         rc = vms_checkout(a->c.client, &a->o, &st, &err);
-    vms_client_close(a->c.client);
+    common_close(&a->c);
     char summary[512];
     checkout_summary(&a->o, &st, summary, sizeof summary);
     return finish(&a->c, rc, &err, &st, summary);
@@ -436,7 +458,7 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
                 return cli_usage_error(usage, "bad --rate: %s (bytes/s, e.g. 500K or 2M)", err.msg);
             break;
         }
-        case OPT_STEAL: o->steal = true; break;
+        case OPT_STEAL: a->steal = true; break;
         case OPT_KEEP: o->keep_volatile = true; break;
         case OPT_FORCE: o->force = true; break;
         case 'h': return fputs(usage, stdout), 0;
@@ -446,6 +468,8 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
         }
     }
     o->seeds = seeds;
+    o->steal = answer_steal;
+    o->steal_ctx = &a->steal;
     if (optind + 2 != argc || (!o->out && !a->estimate) ||
         (strcmp(o->format, "raw") && strcmp(o->format, "qcow2")))
         return cli_usage_error(usage, "%s", "needs REPO, NAME[@VERSION] and -o OUT (format raw or qcow2)");
@@ -533,7 +557,7 @@ int cmd_checkin(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_checkin(c.client, &o, &st, &err);
-    vms_client_close(c.client);
+    common_close(&c);
     char summary[512];
     checkin_summary(&o, &st, summary, sizeof summary);
     return finish(&c, rc, &err, &st, summary);
@@ -598,7 +622,7 @@ int cmd_log(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_log(c.client, optind + 2 == argc ? argv[optind + 1] : NULL, print_version, &c, &err);
-    vms_client_close(c.client);
+    common_close(&c);
     return rc ? cli_report(&err) : 0;
 }
 
@@ -626,7 +650,7 @@ int cmd_verify(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_verify(c.client, name, version, argv[optind + 2], &same, expected, actual, &err);
-    vms_client_close(c.client);
+    common_close(&c);
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
@@ -713,7 +737,7 @@ int cmd_gc(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_gc(c.client, &st, &err);
-    vms_client_close(c.client);
+    common_close(&c);
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
@@ -861,7 +885,7 @@ int cmd_check(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_check(c.client, &o, show_problem, &out, &st, &err);
-    vms_client_close(c.client);
+    common_close(&c);
     cli_progress_clear(&c.bar);
     if (c.json)
         print_check_json_end(&st, out.shown, &err, rc);

@@ -306,10 +306,35 @@ struct vms_warning {
 };
 typedef void (*vms_warning_cb)(void *ctx, const struct vms_warning *w);
 
+/* A server's host key that the known hosts file does not vouch for. */
+enum vms_host_key_state {
+    VMS_HOST_KEY_UNKNOWN = 1, /* the file has no key for the host */
+    VMS_HOST_KEY_CHANGED,     /* the file has another key for it: always refused */
+    VMS_HOST_KEY_OTHER_TYPE,  /* the file has a key of another type: always refused */
+};
+struct vms_host_key {
+    enum vms_host_key_state state;
+    const char *host;         /* as the URL names it */
+    const char *type;         /* "ssh-ed25519", ... */
+    const char *fingerprint;  /* "SHA256:..." */
+    const char *known_hosts;  /* the file that was consulted */
+};
+enum vms_host_key_answer {
+    VMS_HOST_KEY_REFUSE = 0,
+    VMS_HOST_KEY_ACCEPT_ONCE, /* connect this time, write nothing */
+    VMS_HOST_KEY_REMEMBER,    /* connect, and add the key to the known hosts file */
+};
+/* Asked about an UNKNOWN key, whose answer decides; told about a CHANGED or
+ * OTHER_TYPE key, which is refused (VMS_EK_DENIED) whatever the answer.  K
+ * and its strings live during the call only.  Runs on the thread of the
+ * operation that connects; it may block (a dialog, a prompt). */
+typedef enum vms_host_key_answer (*vms_host_key_cb)(void *ctx, const struct vms_host_key *k);
+
 /* How to reach an ssh:// repository.  Zero values mean the defaults. */
 struct vms_remote_opts {
     const char *known_hosts;  /* NULL: ~/.ssh/known_hosts */
-    bool accept_new;          /* add an unknown host key (a changed one is always refused) */
+    vms_host_key_cb host_key; /* NULL: every key the file does not vouch for is refused */
+    void *host_key_ctx;
     const char *identity;     /* a private key file; NULL: ssh-agent, then ~/.ssh/id_* */
     uint64_t bwlimit;         /* bytes per second each way; 0: no limit */
     int level;                /* zstd level of transfers, 1..19; 0: adapt to the link */
@@ -343,6 +368,15 @@ typedef struct vms_client vms_client;
 int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
                     fsp_error *err);
 void vms_client_close(vms_client *c);
+/* Cancels the operation running on C: it returns FSP_EK_CANCELLED
+ * ("cancelled") within a second, whatever it waits for (an SSH link gone
+ * silent, a scan, a copy, gc's wait for other users).  Any thread may call
+ * it, and so may a signal handler (it is async-signal-safe).  An operation
+ * that starts afterwards runs normally; with none running, it does nothing
+ * that lasts.  The cancelled operation's SSH connection is closed (the next
+ * operation opens a new one), and a checkout or check-in run again resumes
+ * where it stopped. */
+void vms_client_cancel(vms_client *c);
 /* The REPO it was opened with; lives as long as the handle. */
 const char *vms_client_repo(const vms_client *c);
 
@@ -542,6 +576,12 @@ struct vms_import_opts {
 int vms_import(vms_client *c, const struct vms_import_opts *o,
                struct vms_stats *stats, fsp_error *err);
 
+/* Asked when someone else holds the lease a checkout needs.  HELD lives
+ * during the call only; it runs on the checkout's thread and may block (a
+ * dialog).  Non-zero takes the lease over, which the audit log records; 0
+ * refuses, and the checkout fails with VMS_EK_CONFLICT naming the holder. */
+typedef int (*vms_steal_cb)(void *ctx, const struct vms_lease_info *held);
+
 struct vms_checkout_opts {
     const char *name;          /* image name */
     uint32_t version;          /* 0: the latest */
@@ -549,12 +589,13 @@ struct vms_checkout_opts {
     const char *format;        /* "raw" or "qcow2" */
     const char *const *seeds;
     size_t n_seeds;
-    bool steal;                /* take the lease from another host (logged) */
     bool keep_volatile;        /* write pagefile/swap contents the repository holds
                                 * (see import), instead of zeros */
     bool export_only;          /* no lease, no audit of a checkout */
     bool force;                /* replace OUT even when vmsync did not write it, or it
                                 * holds changes that no version has */
+    vms_steal_cb steal;        /* NULL: another's lease is refused */
+    void *steal_ctx;
 };
 /* vms_checkout_plan then vms_checkout_run. */
 int vms_checkout(vms_client *c, const struct vms_checkout_opts *o,

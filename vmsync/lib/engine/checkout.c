@@ -513,7 +513,7 @@ static int copy_from_seeds(struct checkout *co, fsp_error *err)
     int rc = 0;
     for (size_t i = 0; i < co->n_objs && !rc; i++) {
         struct object *o = &co->objs[i];
-        if (o->done || !o->seed)
+        if (o->done || !o->seed || (rc = vms_ctx_cancelled(co->c, err)) != 0)
             continue;
         fsp_error seed_err;
         if (vms_seed_read(&co->seeds, o->seed, o->hash, buf, &seed_err)) {
@@ -807,6 +807,19 @@ static void keep_in_place(struct checkout *co)
         remember_output(co);
 }
 
+/* Whether the client takes over the lease someone else holds (it is asked
+ * after the refusal, so that it sees the holder that refused it). */
+static bool client_steals(struct checkout *co)
+{
+    struct vms_lease held;
+    bool found = false;
+    fsp_error ignored; /* the refusal stands when the holder cannot be read */
+    if (!co->o->steal || vms_repo_lease_get(co->c->repo, co->o->name, &held, &found, &ignored))
+        return false;
+    struct vms_lease_info info = {held.image, held.version, held.user, held.host, held.since};
+    return found && co->o->steal(co->o->steal_ctx, &info) != 0;
+}
+
 /* Takes the lease and learns whom the repository knows as its holder (an
  * agent records its own --user, not ours): OUT's record keeps it, so that a
  * check-in re-run after its lease is gone can tell its own version. */
@@ -816,7 +829,9 @@ static int take_lease(struct checkout *co, fsp_error *err)
     bool found = false;
     if (co->o->export_only)
         return 0;
-    int rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, co->o->steal, err);
+    int rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, false, err);
+    if (rc && err->kind == VMS_EK_CONFLICT && client_steals(co))
+        rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, true, err);
     if (!rc)
         rc = vms_repo_lease_get(co->c->repo, co->o->name, &held, &found, err);
     if (!rc && found)

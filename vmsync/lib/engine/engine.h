@@ -2,6 +2,7 @@
 #ifndef VMS_ENGINE_H
 #define VMS_ENGINE_H
 
+#include "base/cancel.h"
 #include "manifest/loaded.h"
 #include "repo/repo.h"
 
@@ -16,6 +17,7 @@ struct vms_client {
     char user[128], host[256];
     char cache[PATH_MAX];
     vms_repo *repo;                /* NULL after a broken link, until the next operation */
+    vms_cancel *cancel;            /* fired by vms_client_cancel, reset as an operation starts */
 };
 
 /* One operation on a client. */
@@ -44,7 +46,11 @@ int vms_ctx_connect(struct vms_ctx *c, fsp_error *err);
 int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err);
 /* Sends EV to CL's event callback; returns what the callback does (0 without one). */
 int vms_client_emit(vms_client *cl, const struct vms_event *ev);
-/* Reports progress; a cancel from the callback becomes FSP_EK_CANCELLED. */
+/* FSP_EK_CANCELLED once vms_client_cancel fired, else 0: for long loops
+ * that report no progress. */
+int vms_ctx_cancelled(struct vms_ctx *c, fsp_error *err);
+/* Reports progress; a cancel from the callback or from vms_client_cancel
+ * becomes FSP_EK_CANCELLED. */
 int vms_ctx_progress(struct vms_ctx *c, enum vms_phase phase, uint64_t done, uint64_t total,
                      fsp_error *err);
 /* The next scans report as PHASE (a VMS_PHASE_SCAN_* or VERIFY), the image

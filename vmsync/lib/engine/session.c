@@ -67,7 +67,8 @@ static int resolve_cache(struct vms_client *cl, fsp_error *err)
 
 int vms_client_emit(vms_client *cl, const struct vms_event *ev)
 {
-    return cl->o.event ? cl->o.event(cl->o.ctx, ev) : 0;
+    int stop = cl->o.event ? cl->o.event(cl->o.ctx, ev) : 0;
+    return stop || vms_cancel_fired(cl->cancel);
 }
 
 static int backend_progress(void *ctx, enum vms_phase phase, uint64_t done, uint64_t total)
@@ -80,7 +81,7 @@ static int connect_repo(struct vms_client *cl, fsp_error *err)
 {
     if (cl->repo)
         return 0;
-    struct vms_repo_progress progress = {backend_progress, cl};
+    struct vms_repo_progress progress = {backend_progress, cl, cl->cancel};
     return vms_repo_open_reporting(cl->path, cl->user, cl->host, &cl->remote, &progress,
                                    &cl->repo, err);
 }
@@ -101,6 +102,8 @@ int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_clien
     cl->o.remote = &cl->remote;
     resolve_identity(cl);
     int rc = resolve_cache(cl, err);
+    if (!rc)
+        rc = vms_cancel_new(&cl->cancel, err);
     if (rc)
         vms_client_close(cl);
     else
@@ -113,9 +116,12 @@ void vms_client_close(vms_client *cl)
     if (!cl)
         return;
     vms_repo_close(cl->repo);
+    vms_cancel_free(cl->cancel);
     free(cl->path);
     free(cl);
 }
+
+void vms_client_cancel(vms_client *cl) { vms_cancel_fire(cl->cancel); }
 
 const char *vms_client_repo(const vms_client *cl) { return cl->path; }
 
@@ -132,6 +138,7 @@ void vms_ctx_begin(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats)
     c->stats = stats;
     c->started = now_seconds();
     c->scan.phase = VMS_PHASE_SCAN_IMAGE;
+    vms_cancel_reset(cl->cancel);
 }
 
 int vms_ctx_connect(struct vms_ctx *c, fsp_error *err)
@@ -175,8 +182,13 @@ double vms_ctx_elapsed(const struct vms_ctx *c) { return now_seconds() - c->star
 int vms_ctx_progress(struct vms_ctx *c, enum vms_phase phase, uint64_t done, uint64_t total,
                      fsp_error *err)
 {
-    struct vms_repo_progress p = {backend_progress, c->client};
+    struct vms_repo_progress p = {backend_progress, c->client, c->client->cancel};
     return vms_repo_report(&p, phase, done, total, err);
+}
+
+int vms_ctx_cancelled(struct vms_ctx *c, fsp_error *err)
+{
+    return vms_cancel_fired(c->client->cancel) ? vms_cancel_fail(err, NULL) : 0;
 }
 
 void vms_ctx_scanning(struct vms_ctx *c, enum vms_phase phase, uint32_t index, uint32_t count)

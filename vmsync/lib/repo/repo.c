@@ -39,7 +39,7 @@ int vms_repo_open_reporting(const char *path, const char *user, const char *host
 int vms_repo_report(const struct vms_repo_progress *p, enum vms_phase phase, uint64_t done,
                     uint64_t total, fsp_error *err)
 {
-    if (!p || !p->fn || !p->fn(p->ctx, phase, done, total))
+    if (!p || (!vms_cancel_fired(p->cancel) && (!p->fn || !p->fn(p->ctx, phase, done, total))))
         return 0;
     return fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled during %s", vms_phase_name(phase));
 }

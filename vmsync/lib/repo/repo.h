@@ -22,6 +22,7 @@
 #ifndef VMS_REPO_H
 #define VMS_REPO_H
 
+#include "base/cancel.h"
 #include "base/object.h"
 #include "vmsync.h"
 
@@ -49,8 +50,10 @@ int vms_repo_init(const char *path, fsp_error *err);
 struct vms_repo_progress {
     int (*fn)(void *ctx, enum vms_phase phase, uint64_t done, uint64_t total);
     void *ctx;
+    const vms_cancel *cancel; /* ends the handle's waits (the network, gc's); may be NULL */
 };
-/* Calls P (which may be NULL); a cancel becomes FSP_EK_CANCELLED "cancelled during PHASE". */
+/* Calls P (which may be NULL); a cancel, from P or its token, becomes
+ * FSP_EK_CANCELLED "cancelled during PHASE". */
 int vms_repo_report(const struct vms_repo_progress *p, enum vms_phase phase, uint64_t done,
                     uint64_t total, fsp_error *err);
 

@@ -9,6 +9,7 @@
  * the agent sends stored frames as they are and compresses nothing. */
 #include "wire/xfer.h"
 
+#include "base/cancel.h"
 #include "base/fileio.h"
 
 #include <errno.h>
@@ -332,16 +333,12 @@ static void *worker_main(void *arg)
 /* ---- sending --------------------------------------------------------------------------- */
 
 /* Sleeps as long as it takes to keep SENT bytes since START at or under LIMIT
- * bytes per second. */
-static void pace(uint64_t limit, double start, uint64_t sent)
+ * bytes per second; -ECANCELED when CANCEL fires meanwhile. */
+static int pace(uint64_t limit, double start, uint64_t sent, const vms_cancel *cancel)
 {
     if (!limit)
-        return;
-    double due = start + (double)sent / (double)limit - now();
-    if (due > 0) {
-        struct timespec ts = {(time_t)due, (long)((due - (double)(time_t)due) * 1e9)};
-        nanosleep(&ts, NULL);
-    }
+        return 0;
+    return vms_cancel_sleep(cancel, start + (double)sent / (double)limit - now());
 }
 
 static void report_segment(struct vms_xfer_report *rep, const struct slot *slot, const struct seg *g)
@@ -383,10 +380,9 @@ static int send_all(struct pipeline *p, struct vms_conn *c, struct vms_xfer_repo
         rc = vms_conn_send(c, VMS_M_SEGMENT, &slot->msg, err);
         sent += slot->msg.len;
         report_segment(rep, slot, &p->segs[s]);
-        pace(p->o->bwlimit, start, sent);
-        if (!rc && p->o->progress &&
-            p->o->progress(p->o->progress_ctx, rep->raw_bytes, p->raw_total))
-            rc = fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled while sending");
+        if (!rc && (pace(p->o->bwlimit, start, sent, p->o->cancel) ||
+                    (p->o->progress && p->o->progress(p->o->progress_ctx, rep->raw_bytes, p->raw_total))))
+            rc = vms_cancel_fail(err, "while sending");
         pthread_mutex_lock(&p->mu);
         slot->state = SLOT_FREE;
         p->next_send = s + 1;

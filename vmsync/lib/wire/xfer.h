@@ -24,6 +24,7 @@
 #define VMS_XFER_H
 
 #include "wire/proto.h"
+#include "base/cancel.h"
 #include "base/object.h"
 
 #define VMS_SEG_SOLID 1
@@ -54,6 +55,7 @@ struct vms_xfer_opts {
     /* Called after each segment with the raw bytes sent so far; non-zero cancels. */
     int (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    const vms_cancel *cancel; /* ends the pacing sleeps and the send; may be NULL */
 };
 
 struct vms_xfer_report {

@@ -470,7 +470,7 @@ int vms_local_lease_take(vms_repo *repo, const char *image, uint32_t version, bo
             rc = steal_lease(r, &held, version, err);
         else
             rc = fsp_fail(err, VMS_EK_CONFLICT, -EBUSY,
-                          "%s is checked out by %s; use --steal to take it over", image, holder);
+                          "%s is checked out by %s", image, holder);
     }
     if (!rc)
         rc = store_lease(r, id, version, err);

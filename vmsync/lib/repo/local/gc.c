@@ -541,7 +541,7 @@ static void lock_holders(const vms_local *r, char *out, size_t cap)
  * close: a reader that never goes must not hold gc up for good. */
 static int lock_exclusive(vms_local *r, unsigned wait, fsp_error *err)
 {
-    struct timespec start, now, pause = {0, 100 * 1000 * 1000};
+    struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         if (flock(r->lock_fd, LOCK_EX | LOCK_NB) == 0)
@@ -554,7 +554,8 @@ static int lock_exclusive(vms_local *r, unsigned wait, fsp_error *err)
                             (now.tv_nsec - start.tv_nsec) / 1000000;
         if (waited_ms >= (int64_t)wait * 1000)
             break;
-        nanosleep(&pause, NULL);
+        if (vms_cancel_sleep(r->progress.cancel, 0.1))
+            return vms_cancel_fail(err, "while gc waited for the repository's other users");
     }
     char who[512];
     lock_holders(r, who, sizeof who);

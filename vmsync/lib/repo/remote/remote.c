@@ -9,6 +9,7 @@
  * on the server before the version that uses them is recorded. */
 #include "repo/remote/remote.h"
 
+#include "base/cancel.h"
 #include "base/fileio.h"
 #include "base/keyset.h"
 #include "wire/proto.h"
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <libssh/libssh.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@
 #define SPOOL_ROUND (64u << 20) /* spooled bytes that trigger an offer round */
 #define KEEPALIVE_SECONDS 10
 #define PING_SECONDS 60 /* well inside the agent's --idle-timeout (600 s by default) */
+#define SEND_CHUNK (32u << 10) /* a write that blocks holds up a cancel: keep each small */
 
 struct spooled {
     uint64_t offset;
@@ -56,6 +59,7 @@ struct vms_remote {
     size_t spool_cap;
     struct vms_keyset offered; /* offered before: the agent has them */
     struct vms_repo_progress progress; /* CONNECT and SEND */
+    const vms_cancel *cancel; /* progress.cancel */
 };
 
 /* The operations of repo.h, filled into remote_ops at the end. */
@@ -160,12 +164,45 @@ static int lost(vms_remote *r, const char *how, fsp_error *err)
                     said[0] ? ": the agent said: " : "", said);
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ssh_channel_poll_timeout that the cancel token also ends (-ECANCELED): the
+ * socket and the token are polled together, and libssh only reads what the
+ * socket has.  What ssh_channel_poll_timeout returns otherwise: bytes
+ * available, 0 at the time limit, SSH_EOF, SSH_ERROR. */
+static int wait_readable(vms_remote *r, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (vms_cancel_fired(r->cancel)) /* a link that never pauses ends too */
+            return -ECANCELED;
+        int avail = ssh_channel_poll_timeout(r->ch, 0, 0);
+        if (avail != 0)
+            return avail;
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        /* slices of at most 200 ms, so that nothing libssh holds unread waits long */
+        int ms = left < 200 ? (int)left + 1 : 200;
+        int rc = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), POLLIN, ms);
+        if (rc == -ECANCELED)
+            return rc;
+    }
+}
+
 static int ssh_recv(void *io, void *buf, size_t n, fsp_error *err)
 {
     vms_remote *r = io;
     int timeout_ms = (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000;
     for (size_t done = 0; done < n;) {
-        int avail = ssh_channel_poll_timeout(r->ch, timeout_ms, 0);
+        int avail = wait_readable(r, timeout_ms);
+        if (avail == -ECANCELED)
+            return vms_cancel_fail(err, "while waiting for the server");
         if (avail == 0)
             return fsp_fail(err, VMS_EK_NETWORK, -ETIMEDOUT,
                             "%s: no data from the server for %d s (is the link down?); run the "
@@ -184,12 +221,51 @@ static int ssh_recv(void *io, void *buf, size_t n, fsp_error *err)
     return 0;
 }
 
+/* Waits until the channel may take bytes: the server's window open and the
+ * socket with room.  The window's size (> 0), 0 at the time limit,
+ * -ECANCELED when the token fired, or SSH_EOF / SSH_ERROR.  A closed window
+ * opens with a message from the server, so then the socket is polled for
+ * input and libssh reads it. */
+static int wait_writable(vms_remote *r, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (vms_cancel_fired(r->cancel))
+            return -ECANCELED;
+        uint32_t window = ssh_channel_window_size(r->ch);
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        int ms = left < 200 ? (int)left + 1 : 200;
+        int rc = vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), window ? POLLOUT : POLLIN, ms);
+        if (rc == -ECANCELED)
+            return rc;
+        if (window && rc > 0)
+            return window < INT_MAX ? (int)window : INT_MAX;
+        int avail = window ? 0 : ssh_channel_poll_timeout(r->ch, 0, 0);
+        if (avail == SSH_ERROR || avail == SSH_EOF)
+            return avail;
+    }
+}
+
+/* Each chunk fits the window and waits for room in the socket, so that a
+ * link that stalls while sending is cancelled there, not after the timeout. */
 static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
 {
     vms_remote *r = io;
+    int timeout_ms = (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000;
     for (size_t done = 0; done < n;) {
-        size_t chunk = n - done < (1u << 20) ? n - done : (1u << 20);
-        int put = ssh_channel_write(r->ch, (const uint8_t *)buf + done, (uint32_t)chunk);
+        int room = wait_writable(r, timeout_ms);
+        if (room == -ECANCELED)
+            return vms_cancel_fail(err, "while sending");
+        if (room == 0)
+            return fsp_fail(err, VMS_EK_NETWORK, -ETIMEDOUT,
+                            "%s: the server took nothing for %d s (is the link down?); run the "
+                            "same command again to resume", r->url, timeout_ms / 1000);
+        size_t chunk = n - done < SEND_CHUNK ? n - done : SEND_CHUNK;
+        chunk = room > 0 && (size_t)room < chunk ? (size_t)room : chunk;
+        const uint8_t *from = (const uint8_t *)buf + done;
+        int put = room > 0 ? ssh_channel_write(r->ch, from, (uint32_t)chunk) : -1;
         if (put <= 0)
             return lost(r, "the connection was lost while sending", err);
         done += (size_t)put;
@@ -198,23 +274,26 @@ static int ssh_send(void *io, const void *buf, size_t n, fsp_error *err)
     return 0;
 }
 
-static int fingerprint(vms_remote *r, char *out, size_t cap)
+/* The server's key type and SHA256 fingerprint, "(unknown)" when libssh
+ * cannot tell. */
+static void fingerprint(vms_remote *r, char *type, size_t type_cap, char *fp, size_t fp_cap)
 {
     ssh_key key = NULL;
     unsigned char *hash = NULL;
     size_t hlen = 0;
-    snprintf(out, cap, "(unknown)");
+    snprintf(type, type_cap, "(unknown)");
+    snprintf(fp, fp_cap, "(unknown)");
     if (ssh_get_server_publickey(r->ssh, &key) != SSH_OK)
-        return -1;
+        return;
+    snprintf(type, type_cap, "%s", ssh_key_type_to_char(ssh_key_type(key)));
     if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
-        char *fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-        if (fp)
-            snprintf(out, cap, "%s %s", ssh_key_type_to_char(ssh_key_type(key)), fp);
-        ssh_string_free_char(fp);
+        char *hex = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+        if (hex)
+            snprintf(fp, fp_cap, "%s", hex);
+        ssh_string_free_char(hex);
         ssh_clean_pubkey_hash(&hash);
     }
     ssh_key_free(key);
-    return 0;
 }
 
 static const char *known_hosts_file(const vms_remote *r, char *buf, size_t cap)
@@ -226,8 +305,8 @@ static const char *known_hosts_file(const vms_remote *r, char *buf, size_t cap)
     return buf;
 }
 
-/* Adds the server's key to the known hosts file (making ~/.ssh if needed). */
-static int accept_key(vms_remote *r, const char *file, const char *fp, fsp_error *err)
+/* Adds the server's key to the known hosts file (making its folder if needed). */
+static int remember_key(vms_remote *r, const char *file, fsp_error *err)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", file);
@@ -238,40 +317,107 @@ static int accept_key(vms_remote *r, const char *file, const char *fp, fsp_error
     }
     if (ssh_session_update_known_hosts(r->ssh) != SSH_OK)
         return ssh_fail(r, FSP_EK_IO, "cannot add the host key to the known hosts file", err);
-    fprintf(stderr, "vmsync: added %s (%s) to %s\n", r->host, fp, file);
     return 0;
+}
+
+/* The client's answer about a key known_hosts does not vouch for; it is only
+ * told about a changed one, which is refused whatever it says. */
+static enum vms_host_key_answer ask_client(vms_remote *r, const struct vms_host_key *k)
+{
+    if (!r->opts.host_key)
+        return VMS_HOST_KEY_REFUSE;
+    enum vms_host_key_answer a = r->opts.host_key(r->opts.host_key_ctx, k);
+    return k->state == VMS_HOST_KEY_UNKNOWN ? a : VMS_HOST_KEY_REFUSE;
+}
+
+static int refuse_key(vms_remote *r, const struct vms_host_key *k, fsp_error *err)
+{
+    if (k->state == VMS_HOST_KEY_CHANGED)
+        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
+                        "%s: the host key has CHANGED (now %s %s); refusing to connect: someone "
+                        "may be intercepting the connection.  If the server's key was really "
+                        "replaced, remove its old line from %s",
+                        r->url, k->type, k->fingerprint, k->known_hosts);
+    if (k->state == VMS_HOST_KEY_OTHER_TYPE)
+        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
+                        "%s: the server offers a key of another type (%s %s) than the one in %s; "
+                        "refusing to connect",
+                        r->url, k->type, k->fingerprint, k->known_hosts);
+    return fsp_fail(err, VMS_EK_DENIED, -EACCES,
+                    "%s: unknown host key %s %s (not in %s); check the fingerprint with the "
+                    "server's administrator before trusting it",
+                    r->url, k->type, k->fingerprint, k->known_hosts);
 }
 
 static int check_host_key(vms_remote *r, fsp_error *err)
 {
-    char fp[256], buf[PATH_MAX];
-    const char *file = known_hosts_file(r, buf, sizeof buf);
-    fingerprint(r, fp, sizeof fp);
+    char type[64], fp[128], buf[PATH_MAX];
+    struct vms_host_key k = {.host = r->host, .type = type, .fingerprint = fp,
+                             .known_hosts = known_hosts_file(r, buf, sizeof buf)};
+    fingerprint(r, type, sizeof type, fp, sizeof fp);
     switch (ssh_session_is_known_server(r->ssh)) {
-    case SSH_KNOWN_HOSTS_OK:
-        return 0;
-    case SSH_KNOWN_HOSTS_CHANGED:
-        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
-                        "%s: the host key has CHANGED (now %s); refusing to connect: someone may "
-                        "be intercepting the connection.  If the server's key was really "
-                        "replaced, remove its old line from %s",
-                        r->url, fp, file);
-    case SSH_KNOWN_HOSTS_OTHER:
-        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
-                        "%s: the server offers a key of another type (%s) than the one in %s; "
-                        "refusing to connect",
-                        r->url, fp, file);
+    case SSH_KNOWN_HOSTS_OK: return 0;
+    case SSH_KNOWN_HOSTS_CHANGED: k.state = VMS_HOST_KEY_CHANGED; break;
+    case SSH_KNOWN_HOSTS_OTHER: k.state = VMS_HOST_KEY_OTHER_TYPE; break;
     case SSH_KNOWN_HOSTS_NOT_FOUND:
-    case SSH_KNOWN_HOSTS_UNKNOWN:
-        if (r->opts.accept_new)
-            return accept_key(r, file, fp, err);
-        return fsp_fail(err, VMS_EK_DENIED, -EACCES,
-                        "%s: unknown host key %s (not in %s); check the fingerprint with the "
-                        "server's administrator, then run again with --accept-new",
-                        r->url, fp, file);
-    default:
-        return ssh_fail(r, VMS_EK_DENIED, "cannot check the host key", err);
+    case SSH_KNOWN_HOSTS_UNKNOWN: k.state = VMS_HOST_KEY_UNKNOWN; break;
+    default: return ssh_fail(r, VMS_EK_DENIED, "cannot check the host key", err);
     }
+    switch (ask_client(r, &k)) {
+    case VMS_HOST_KEY_ACCEPT_ONCE: return 0;
+    case VMS_HOST_KEY_REMEMBER: return remember_key(r, k.known_hosts, err);
+    default: return refuse_key(r, &k, err);
+    }
+}
+
+/* The handshake runs libssh in nonblocking mode, so that its waits are ours:
+ * each step is tried again until libssh stops saying "again", polling the
+ * socket and the token in between. */
+enum handshake_step { STEP_CONNECT, STEP_LOGIN_KEY, STEP_LOGIN_AUTO, STEP_CHANNEL, STEP_EXEC };
+
+static int try_step(vms_remote *r, enum handshake_step step, ssh_key key, const char *cmd)
+{
+    switch (step) {
+    case STEP_CONNECT: return ssh_connect(r->ssh);
+    case STEP_LOGIN_KEY: return ssh_userauth_publickey(r->ssh, NULL, key);
+    case STEP_LOGIN_AUTO: return ssh_userauth_publickey_auto(r->ssh, NULL, NULL);
+    case STEP_CHANNEL: return ssh_channel_open_session(r->ch);
+    case STEP_EXEC: return ssh_channel_request_exec(r->ch, cmd);
+    }
+    return SSH_ERROR;
+}
+
+/* STEP's result once it is not "again", or -ECANCELED, or -ETIMEDOUT after
+ * the timeout without an end (libssh's own timeout holds only when blocking). */
+static int run_step(vms_remote *r, enum handshake_step step, ssh_key key, const char *cmd)
+{
+    double deadline = now_ms() + (r->opts.timeout > 0 ? r->opts.timeout : 60) * 1000.0;
+    for (;;) {
+        int rc = try_step(r, step, key, cmd);
+        bool again = step == STEP_LOGIN_KEY || step == STEP_LOGIN_AUTO ? rc == SSH_AUTH_AGAIN
+                                                                       : rc == SSH_AGAIN;
+        if (!again)
+            return rc;
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        short events = POLLIN | (ssh_get_poll_flags(r->ssh) & SSH_WRITE_PENDING ? POLLOUT : 0);
+        if (vms_cancel_poll(r->cancel, ssh_get_fd(r->ssh), events, left < 50 ? (int)left + 1 : 50) ==
+            -ECANCELED)
+            return -ECANCELED;
+    }
+}
+
+/* A failed step's error: cancelled, timed out, or libssh's reason. */
+static int step_fail(vms_remote *r, int rc, int kind, const char *what,
+                     fsp_error *err)
+{
+    if (rc == -ECANCELED)
+        return vms_cancel_fail(err, "while connecting");
+    if (rc == -ETIMEDOUT)
+        return fsp_fail(err, VMS_EK_NETWORK, -ETIMEDOUT, "%s: %s: no answer from the server for %d s",
+                        r->url, what, r->opts.timeout > 0 ? r->opts.timeout : 60);
+    return ssh_fail(r, kind, what, err);
 }
 
 static int authenticate(vms_remote *r, fsp_error *err)
@@ -284,13 +430,15 @@ static int authenticate(vms_remote *r, fsp_error *err)
                             "%s: cannot read the private key (missing, unreadable, not a key, or "
                             "protected by a passphrase: load it into ssh-agent instead)",
                             r->opts.identity);
-        rc = ssh_userauth_publickey(r->ssh, NULL, key);
+        rc = run_step(r, STEP_LOGIN_KEY, key, NULL);
         ssh_key_free(key);
     } else {
-        rc = ssh_userauth_publickey_auto(r->ssh, NULL, NULL); /* ssh-agent, then ~/.ssh/id_* */
+        rc = run_step(r, STEP_LOGIN_AUTO, NULL, NULL); /* ssh-agent, then ~/.ssh/id_* */
     }
     if (rc == SSH_AUTH_SUCCESS)
         return 0;
+    if (rc == -ECANCELED || rc == -ETIMEDOUT)
+        return step_fail(r, rc, VMS_EK_NETWORK, "logging in", err);
     const char *user = r->user[0] ? r->user : "(local user)";
     return fsp_fail(err, VMS_EK_DENIED, -EACCES,
                     "%s: the server refused %s for user %s: %s", r->url,
@@ -305,6 +453,21 @@ static int authenticate(vms_remote *r, fsp_error *err)
 static int connected_step(vms_remote *r, uint64_t step, fsp_error *err)
 {
     return vms_repo_report(&r->progress, VMS_PHASE_CONNECT, step, CONNECT_STEPS, err);
+}
+
+/* The channel, with the agent at its other end. */
+static int start_agent(vms_remote *r, fsp_error *err)
+{
+    r->ch = ssh_channel_new(r->ssh);
+    if (!r->ch)
+        return ssh_fail(r, VMS_EK_NETWORK, "cannot open a channel", err);
+    int rc = run_step(r, STEP_CHANNEL, NULL, NULL);
+    if (rc != SSH_OK)
+        return step_fail(r, rc, VMS_EK_NETWORK, "cannot open a channel", err);
+    /* With command= in authorized_keys (the usual set-up) sshd runs the agent
+     * whatever we ask for. */
+    rc = run_step(r, STEP_EXEC, NULL, r->opts.agent ? r->opts.agent : "vmsync-agent");
+    return rc == SSH_OK ? 0 : step_fail(r, rc, VMS_EK_NETWORK, "cannot start the agent", err);
 }
 
 static int connect_ssh(vms_remote *r, fsp_error *err)
@@ -322,9 +485,12 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
     if (r->opts.known_hosts)
         ssh_options_set(r->ssh, SSH_OPTIONS_KNOWNHOSTS, r->opts.known_hosts);
     ssh_options_set(r->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
+    ssh_set_blocking(r->ssh, 0);
     int rc = connected_step(r, 0, err);
-    if (!rc && ssh_connect(r->ssh) != SSH_OK)
-        return ssh_fail(r, VMS_EK_NETWORK, "cannot connect", err);
+    if (!rc) {
+        int step = run_step(r, STEP_CONNECT, NULL, NULL);
+        rc = step == SSH_OK ? 0 : step_fail(r, step, VMS_EK_NETWORK, "cannot connect", err);
+    }
     if (!rc)
         rc = connected_step(r, 1, err);
     if (!rc)
@@ -335,17 +501,12 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
         rc = authenticate(r, err);
     if (!rc)
         rc = connected_step(r, 3, err);
-    if (rc)
-        return rc;
-    r->ch = ssh_channel_new(r->ssh);
-    if (!r->ch || ssh_channel_open_session(r->ch) != SSH_OK)
-        return ssh_fail(r, VMS_EK_NETWORK, "cannot open a channel", err);
-    /* With command= in authorized_keys (the usual set-up) sshd runs the agent
-     * whatever we ask for. */
-    const char *cmd = r->opts.agent ? r->opts.agent : "vmsync-agent";
-    if (ssh_channel_request_exec(r->ch, cmd) != SSH_OK)
-        return ssh_fail(r, VMS_EK_NETWORK, "cannot start the agent", err);
-    return connected_step(r, 4, err);
+    if (!rc)
+        rc = start_agent(r, err);
+    if (!rc)
+        rc = connected_step(r, 4, err);
+    ssh_set_blocking(r->ssh, 1); /* the rest waits through wait_readable and wait_writable */
+    return rc;
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -421,6 +582,7 @@ int vms_remote_open(const char *url, const char *user, const char *host,
     if (opts)
         r->opts = *opts;
     r->progress = *progress;
+    r->cancel = progress->cancel;
     r->conn = (struct vms_conn){.send = ssh_send, .recv = ssh_recv, .io = r, .peer = r->url};
     int rc = parse_url(r, url, err);
     if (!rc)
@@ -443,7 +605,9 @@ static void vms_remote_close(vms_repo *repo)
     vms_remote *r = (vms_remote *)repo;
     if (!r)
         return;
-    if (r->ch) {
+    if (r->ssh && vms_cancel_fired(r->cancel))
+        ssh_set_blocking(r->ssh, 0); /* nothing waits on a link the user gave up on */
+    if (r->ch && !vms_cancel_fired(r->cancel)) {
         /* Let the agent finish (commit, log) before the connection goes:
          * sshd may end a session's processes when its connection closes. */
         ssh_channel_send_eof(r->ch);
@@ -451,6 +615,8 @@ static void vms_remote_close(vms_repo *repo)
                              ssh_channel_poll_timeout(r->ch, 100, 0) >= 0 && !ssh_channel_is_eof(r->ch);
              waited++)
             ;
+    }
+    if (r->ch) {
         ssh_channel_close(r->ch);
         ssh_channel_free(r->ch);
     }
@@ -1108,7 +1274,7 @@ static int offer_round(vms_remote *r, fsp_error *err)
     if (!rc)
         rc = wanted_list(r, &body, &w, &src, err);
     struct vms_xfer_opts o = {.level = r->opts.level, .bwlimit = r->opts.bwlimit,
-                              .progress = send_progress, .progress_ctx = r};
+                              .progress = send_progress, .progress_ctx = r, .cancel = r->cancel};
     struct vms_xfer_report rep;
     if (!rc)
         rc = vms_xfer_send(&src, &o, &r->conn, &rep, err);
