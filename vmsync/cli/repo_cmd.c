@@ -2,6 +2,7 @@
  * verify, gc, check (and the repository form of diff, in diff_cmd.c). */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -328,6 +329,14 @@ struct checkout_args {
     uint64_t rate; /* --rate, else --bwlimit; 0: unknown */
 };
 
+/* The library refuses an OUT that may hold work (-EEXIST); the option that
+ * overrides it is the CLI's to name. */
+static void hint_force(int rc, const fsp_error *err)
+{
+    if (rc == -EEXIST && err->kind == VMS_EK_CONFLICT)
+        cli_hint("add --force to replace it");
+}
+
 /* The library asks whether to take over another's lease: --steal says yes;
  * without it the refusal tells how. */
 static int answer_steal(void *ctx, const struct vms_lease_info *held)
@@ -405,6 +414,7 @@ static int estimate_checkout(struct checkout_args *a)
     int rc = common_open(&a->c, &err);
     if (!rc)
         rc = vms_checkout_plan(a->c.client, &a->o, &p, &err);
+    hint_force(rc, &err);
     common_close(&a->c);
     if (!rc) {
         plan_stats(vms_plan_figures(p), &st);
@@ -424,6 +434,7 @@ static int run_checkout(struct checkout_args *a)
     int rc = common_open(&a->c, &err);
     if (!rc)
         rc = vms_checkout(a->c.client, &a->o, &st, &err);
+    hint_force(rc, &err);
     common_close(&a->c);
     char summary[512];
     checkout_summary(&a->o, &st, summary, sizeof summary);
@@ -737,6 +748,8 @@ int cmd_gc(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_gc(c.client, &st, &err);
+    if (rc == -EBUSY && err.kind == VMS_EK_CONFLICT)
+        cli_hint("--wait sets how long gc waits");
     common_close(&c);
     cli_progress_clear(&c.bar);
     if (rc)

@@ -179,7 +179,7 @@ static int plan_volatile(struct checkout *co)
             continue;
         if (!stream_stored(co, s)) {
             vms_ctx_warn(co->c, "%s@%u: a volatile file's content is not in the repository "
-                         "(import it with --keep-volatile); it stays zero-filled",
+                         "(it was imported without volatile contents); it stays zero-filled",
                          co->o->name, co->version.number);
             continue;
         }
@@ -603,8 +603,8 @@ static int output_untouched(struct checkout *co, fsp_error *err)
         (exists && co->out_existed && vms_written_unchanged(&co->out_seen, &st)))
         return 0;
     return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
-                    "%s: changed while vmsync rebuilt the image, so it is not replaced: run the command "
-                    "again to see whether it holds work, or add --force", co->o->out);
+                    "%s: changed while vmsync rebuilt the image, so it is not replaced: run the "
+                    "checkout again to see whether it holds work", co->o->out);
 }
 
 /* Puts the verified image in place under its final name and format. */
@@ -644,7 +644,8 @@ static void remember_output(struct checkout *co)
     snprintf(w.holder, sizeof w.holder, "%s", co->holder);
     memcpy(w.digest, co->version.digest, FSP_SHA256_LEN);
     if (vms_written_save(co->o->out, &w, &why))
-        vms_ctx_warn(co->c, "%s; a later checkout to %s will need --force", why.msg, co->o->out);
+        vms_ctx_warn(co->c, "%s; a later checkout to %s will have to be forced", why.msg,
+                     co->o->out);
 }
 
 static int rebuild(struct checkout *co, bool allow_resume, bool *same, fsp_error *err)
@@ -775,8 +776,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
     vms_written_identity(&co->out_seen, &st);
     if (!S_ISREG(st.st_mode) || !vms_written_load(out, &st, &w))
         return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
-                        "%s: already exists, and vmsync did not write it: choose another -o, or "
-                        "add --force to replace it", out);
+                        "%s: already exists, and vmsync did not write it", out);
     bool readable = current_digest(co, &w, &st, now);
     if (readable && !memcmp(now, co->version.digest, FSP_SHA256_LEN) &&
         !strcmp(w.format, output_format(co))) {
@@ -787,8 +787,7 @@ static int guard_output(struct checkout *co, fsp_error *err)
         return 0;
     return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
                     "%s: changed since vmsync wrote %s@%u there, and no version holds the change: "
-                    "check it in first (vmsync checkin %s %s %s), or add --force to replace it",
-                    out, w.image, w.version, co->c->client->path, w.image, out);
+                    "check it in first", out, w.image, w.version);
 }
 
 /* OUT holds the version already: said, and its record refreshed when a scan

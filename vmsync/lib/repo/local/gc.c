@@ -561,8 +561,7 @@ static int lock_exclusive(vms_local *r, unsigned wait, fsp_error *err)
     lock_holders(r, who, sizeof who);
     return fsp_fail(err, VMS_EK_CONFLICT, -EBUSY,
                     "%s: gc waited %u s for the repository's other users to finish, and it is "
-                    "still open by %s; nothing was removed: run gc when they are done (--wait "
-                    "sets how long gc waits)",
+                    "still open by %s; nothing was removed: run gc when they are done",
                     r->path, wait, who);
 }
 
