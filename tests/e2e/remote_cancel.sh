@@ -16,6 +16,7 @@
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
+source "$TESTS_LIB/relay.sh"
 need_vmsync
 need_cmd mke2fs python3 cmp
 HELPER=$(dirname "$VMSYNC")/tools/cancel_checkout
@@ -27,22 +28,6 @@ repo_init "$T/srv/repo"
 timg=$(repo_img t ext4) || fail "cannot build T"
 vm_ok "$T/imp" import "$T/srv/repo" "$timg" --name t -q
 
-RELAY_PID=
-# relay_start ARGS...: a relay in front of sshd; sets RELAY_PORT and a
-# known_hosts for it
-relay_start() {
-    rm -f "$T/relay.port" "$T/relay.json"
-    repo_bg python3 "$TESTS_LIB/relay.py" --listen 0 --port-file "$T/relay.port" \
-        --to "127.0.0.1:$SSHD_PORT" --stats "$T/relay.json" "$@"
-    RELAY_PID=$REPO_BG_PID
-    for _ in $(seq 100); do [[ -s $T/relay.port ]] && break; sleep 0.05; done
-    RELAY_PORT=$(cat "$T/relay.port") || fail "the relay did not start"
-    sed "s/^\[127.0.0.1\]:$SSHD_PORT /[127.0.0.1]:$RELAY_PORT /" "$SSH_KNOWN_HOSTS" >"$T/kh-relay"
-}
-relay_stop() {
-    [[ -n $RELAY_PID ]] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
-    RELAY_PID=
-}
 relay_stalled() { grep -q '"stalled": [1-9]' "$T/relay.json" 2>/dev/null; }
 remote() { echo "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo"; }
 now() { date +%s.%N; }

@@ -7,7 +7,7 @@ RELAY_PID=
 # RELAY_PORT, and $T/kh-relay, a known_hosts for it.  Its figures go to
 # $T/relay.json (relay_connections reads them).
 relay_start() {
-    rm -f "$T/relay.port"
+    rm -f "$T/relay.port" "$T/relay.json"
     repo_bg python3 "$TESTS_LIB/relay.py" --listen 0 --port-file "$T/relay.port" \
         --to "127.0.0.1:$SSHD_PORT" --stats "$T/relay.json" "$@"
     RELAY_PID=$REPO_BG_PID

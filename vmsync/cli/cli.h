@@ -39,6 +39,11 @@ int cli_parse_int(const char *s, int lo, int hi, int *out);
  * cancelled, exit 7; a second signal ends the process); NULL: no handle to
  * cancel, and a signal ends the process. */
 void cli_cancel_on_signals(vms_client *c);
+/* A command's handle: vms_client_open, and the signals cancel its operations
+ * until cli_client_close (which takes *C NULL, and leaves it NULL). */
+int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
+                    fsp_error *err);
+void cli_client_close(vms_client **c);
 
 /* Options of commands that reach a repository, which may be ssh://. */
 enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,

@@ -117,15 +117,12 @@ static int fetch_versions(const char *repo, const struct vms_remote_opts *remote
 {
     struct vms_client_opts o = {.remote = remote};
     vms_client *c;
-    int rc = vms_client_open(repo, &o, &c, err);
-    if (!rc)
-        cli_cancel_on_signals(c);
+    int rc = cli_client_open(repo, &o, &c, err);
     if (!rc)
         rc = fetch_version(c, ref_a, tmp[0], err);
     if (!rc)
         rc = fetch_version(c, ref_b, tmp[1], err);
-    cli_cancel_on_signals(NULL);
-    vms_client_close(c);
+    cli_client_close(&c);
     return rc;
 }
 

@@ -173,6 +173,22 @@ void cli_cancel_on_signals(vms_client *c)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
+                    fsp_error *err)
+{
+    int rc = vms_client_open(repo, o, out, err);
+    if (!rc)
+        cli_cancel_on_signals(*out);
+    return rc;
+}
+
+void cli_client_close(vms_client **c)
+{
+    cli_cancel_on_signals(NULL);
+    vms_client_close(*c);
+    *c = NULL;
+}
+
 int cli_parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;

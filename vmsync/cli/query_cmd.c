@@ -70,18 +70,10 @@ static int parse(int argc, char **argv, const char *usage, bool takes_since, str
 static int query_open(struct query *q, fsp_error *err)
 {
     cli_remote_init(&q->remote);
-    int rc = vms_client_open(q->repo, &q->s, &q->client, err);
-    if (!rc)
-        cli_cancel_on_signals(q->client);
-    return rc;
+    return cli_client_open(q->repo, &q->s, &q->client, err);
 }
 
-static void query_close(struct query *q)
-{
-    cli_cancel_on_signals(NULL);
-    vms_client_close(q->client);
-    q->client = NULL;
-}
+static void query_close(struct query *q) { cli_client_close(&q->client); }
 
 static int start(struct query *q, const char *repo)
 {

@@ -124,18 +124,10 @@ static void common_start(struct common *c, const char *repo)
 /* The handle the command's one operation runs on; closed right after it. */
 static int common_open(struct common *c, fsp_error *err)
 {
-    int rc = vms_client_open(c->repo, &c->s, &c->client, err);
-    if (!rc)
-        cli_cancel_on_signals(c->client);
-    return rc;
+    return cli_client_open(c->repo, &c->s, &c->client, err);
 }
 
-static void common_close(struct common *c)
-{
-    cli_cancel_on_signals(NULL);
-    vms_client_close(c->client);
-    c->client = NULL;
-}
+static void common_close(struct common *c) { cli_client_close(&c->client); }
 
 static void print_hex(FILE *f, const uint8_t *h)
 {
