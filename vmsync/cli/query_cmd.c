@@ -336,7 +336,7 @@ int cmd_release(int argc, char **argv)
         return status;
     const char *name = argv[optind + 1];
     fsp_error err = {0};
-    bool released;
+    bool released = false;
     int rc = query_open(&q, &err);
     if (!rc)
         rc = vms_release(q.client, name, &released, &err);

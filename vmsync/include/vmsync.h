@@ -114,8 +114,8 @@ int vms_load(const char *path, uint32_t scan_flags, const struct fsp_sink *sink,
 /* Calls CB for every object a manifest's image is made of, as the scan hands
  * them to fsp_sink.object: each hashed stream under FSP_CHUNK_MIN_STREAM whole,
  * each chunk of larger streams, each RAW piece; volatile streams included,
- * though a repository holds their objects only when imported with
- * --keep-volatile.  The same hash may come more than once. */
+ * though a repository holds their objects only when imported keeping them
+ * (vms_import_opts.keep_volatile).  The same hash may come more than once. */
 typedef int (*vms_hash_cb)(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len);
 int vms_manifest_objects(const char *path, vms_hash_cb cb, void *ctx, fsp_error *err);
 /* The same without volatile streams: what a repository must hold before it
@@ -453,9 +453,9 @@ int vms_log(vms_client *c, const char *name, vms_version_cb cb, void *ctx, fsp_e
  * Each calls CB once per row, in the order said, with a struct that, like
  * every string it points to, lives during the callback only: copy what you
  * keep.  A non-zero return from CB stops the query and is returned.  Names
- * are the catalog's bytes (print them with vms_put_name).  Each call opens
- * the repository for itself, so queries may run at once on several threads;
- * CB runs on the caller's thread. */
+ * are the catalog's bytes (print them with vms_put_name).  Each is one
+ * operation on the client, over its connection; CB runs on the caller's
+ * thread. */
 struct vms_lease_info {
     const char *image;
     uint32_t version;        /* the version checked out */

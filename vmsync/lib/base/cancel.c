@@ -68,20 +68,32 @@ int vms_cancel_fail(fsp_error *err, const char *where)
     return fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled");
 }
 
+/* The token's eventfd was readable while its flag was clear: a fire that
+ * raced a reset.  Drains it, so that it stops waking the waits. */
+static void drain(const vms_cancel *c)
+{
+    uint64_t count;
+    ssize_t n = read(c->fd, &count, sizeof count); /* nonblocking */
+    (void)n;
+}
+
 int vms_cancel_poll(const vms_cancel *c, int fd, short events, int ms)
 {
     struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = c ? c->fd : -1, .events = POLLIN}};
-    if (vms_cancel_fired(c))
-        return -ECANCELED;
-    int n;
-    do
-        n = poll(p, 2, ms);
-    while (n < 0 && errno == EINTR && !vms_cancel_fired(c));
-    if (vms_cancel_fired(c))
-        return -ECANCELED;
-    if (n < 0)
-        return -errno;
-    return n > 0;
+    for (;;) {
+        if (vms_cancel_fired(c))
+            return -ECANCELED;
+        int n = poll(p, 2, ms);
+        if (vms_cancel_fired(c))
+            return -ECANCELED;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0 || p[0].revents)
+            return n > 0;
+        drain(c); /* only the token woke us, and it is not fired: wait again */
+    }
 }
 
 int vms_cancel_sleep(const vms_cancel *c, double seconds)

@@ -298,7 +298,10 @@ static int load_seeds(struct checkout *co, fsp_error *err)
         bool rescanned;
         vms_ctx_scanning(co->c, VMS_PHASE_SCAN_SEED, (uint32_t)i + 1, (uint32_t)co->o->n_seeds);
         rc = vms_seed_load(co->c, co->o->seeds[i], &needs, &m, &rescanned, err);
-        if (!rc && vms_seed_index_add(&co->seeds, co->o->seeds[i], m))
+        int indexed = rc ? 0 : vms_seed_index_add(&co->seeds, co->o->seeds[i], m);
+        if (indexed && co->seeds.n_seeds <= i)
+            vms_loaded_free(m); /* not in the index, so still ours */
+        if (indexed)
             rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory indexing seeds");
     }
     free(sizes);

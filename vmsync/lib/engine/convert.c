@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,18 +24,48 @@ static pid_t start_qemu_img(const char *from, const char *to, int out_fd)
     return pid;
 }
 
-/* Reports each percentage qemu-img prints as bytes of SIZE, until it closes
- * its output or the client cancels. */
-static int follow(struct vms_ctx *c, FILE *f, uint64_t size, fsp_error *err)
+#define FOLLOW_BUF 256
+
+/* Reports the last whole "(P/100%)" in BUF and keeps what follows it, a
+ * percentage still being written; returns the bytes kept. */
+static size_t report_last(struct vms_ctx *c, char *buf, size_t len, uint64_t size, int *rc,
+                          fsp_error *err)
 {
-    int rc = vms_ctx_progress(c, VMS_PHASE_CONVERT, 0, size, err);
+    char *end = memrchr(buf, ')', len);
+    if (!end)
+        return len < FOLLOW_BUF - 1 ? len : 0; /* no percentage in a full buffer: drop it */
+    char *open = memrchr(buf, '(', (size_t)(end - buf));
     double percent;
-    while (!rc && fscanf(f, " (%lf/100%%)", &percent) == 1)
-        if (percent >= 0 && percent <= 100)
-            rc = vms_ctx_progress(c, VMS_PHASE_CONVERT, (uint64_t)(percent / 100 * (double)size),
-                                  size, err);
-    while (!rc && getc(f) != EOF) /* output it does not say that way: let it finish */
-        ;
+    if (open && sscanf(open, "(%lf/100%%)", &percent) == 1 && percent >= 0 && percent <= 100)
+        *rc = vms_ctx_progress(c, VMS_PHASE_CONVERT, (uint64_t)(percent / 100 * (double)size),
+                               size, err);
+    size_t kept = len - (size_t)(end + 1 - buf);
+    memmove(buf, end + 1, kept);
+    return kept;
+}
+
+/* Reports each percentage qemu-img prints as bytes of SIZE, until it closes
+ * its output or the client cancels: the wait polls the cancel token, so a
+ * cancel ends it at once, between two percentages too. */
+static int follow(struct vms_ctx *c, int fd, uint64_t size, fsp_error *err)
+{
+    char buf[FOLLOW_BUF];
+    size_t have = 0;
+    int rc = vms_ctx_progress(c, VMS_PHASE_CONVERT, 0, size, err);
+    while (!rc) {
+        int ready = vms_cancel_poll(c->client->cancel, fd, POLLIN, -1);
+        if (ready < 0) {
+            rc = ready == -ECANCELED ? vms_cancel_fail(err, "while converting to qcow2")
+                                     : fsp_fail(err, FSP_EK_IO, ready, "qemu-img: %s", strerror(-ready));
+            break;
+        }
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* qemu-img closed its output: waitpid tells how it ended */
+        have = report_last(c, buf, have + (size_t)n, size, &rc, err);
+    }
     return rc;
 }
 
@@ -46,14 +77,10 @@ int vms_convert_qcow2(struct vms_ctx *c, const char *from, const char *to, uint6
         return fsp_fail(err, FSP_EK_IO, -errno, "cannot start qemu-img: %s", strerror(errno));
     pid_t pid = start_qemu_img(from, to, fds[1]);
     close(fds[1]);
-    FILE *f = pid > 0 ? fdopen(fds[0], "r") : NULL;
-    int rc = f ? follow(c, f, size, err) : 0;
-    if (rc) /* cancelled: the output is a temporary the caller removes */
+    int rc = pid > 0 ? follow(c, fds[0], size, err) : 0;
+    if (rc && pid > 0) /* cancelled: the output is a temporary the caller removes */
         kill(pid, SIGTERM);
-    if (f)
-        fclose(f);
-    else
-        close(fds[0]);
+    close(fds[0]);
     int status;
     bool ok = pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status);
     if (!rc && !ok)

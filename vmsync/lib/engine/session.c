@@ -115,6 +115,7 @@ void vms_client_close(vms_client *cl)
 {
     if (!cl)
         return;
+    vms_cancel_reset(cl->cancel); /* a cancel with nothing running must not cut the close short */
     vms_repo_close(cl->repo);
     vms_cancel_free(cl->cancel);
     free(cl->path);
@@ -165,14 +166,19 @@ int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
         c->stats->wire_in = t.wire_in - c->traffic_at_start.wire_in;
         c->stats->wire_out = t.wire_out - c->traffic_at_start.wire_out;
     }
-    /* a link that broke, or a request cut short, leaves the connection in no
-     * state to reuse: the next operation opens a new one */
-    if (rc && (err->kind == VMS_EK_NETWORK || err->kind == FSP_EK_CANCELLED)) {
+    /* A failed operation may leave the handle in no state to reuse: a link
+     * that broke, a request cut short, objects put but not flushed.  The next
+     * operation opens a new one.  The fired token tells the close not to wait
+     * for an agent that may never answer. */
+    if (rc && c->client->repo) {
+        if (rc < 0 && (err->kind == VMS_EK_NETWORK || err->kind == FSP_EK_CANCELLED))
+            vms_cancel_fire(c->client->cancel);
         vms_repo_close(c->client->repo);
         c->client->repo = NULL;
     }
     c->repo = NULL;
-    struct vms_event done = {.phase = VMS_PHASE_DONE, .result = rc, .error = rc ? err : NULL};
+    /* a callback's own stop value may come back positive, with ERR unset */
+    struct vms_event done = {.phase = VMS_PHASE_DONE, .result = rc, .error = rc < 0 ? err : NULL};
     vms_client_emit(c->client, &done);
     return rc;
 }

@@ -52,10 +52,11 @@ static int u_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *d
 static void count_sent(struct upload *u)
 {
     struct vms_traffic t;
+    const struct vms_traffic *before = &u->c->traffic_at_start; /* the handle outlives us */
     vms_repo_traffic(u->c->repo, &t);
-    u->stats->objects_sent = t.objects_sent;
-    u->stats->bytes_sent_raw = t.bytes_sent_raw;
-    u->stats->bytes_sent_compressed = t.bytes_sent;
+    u->stats->objects_sent = t.objects_sent - before->objects_sent;
+    u->stats->bytes_sent_raw = t.bytes_sent_raw - before->bytes_sent_raw;
+    u->stats->bytes_sent_compressed = t.bytes_sent - before->bytes_sent;
 }
 
 /* Scans IMAGE into a manifest at MANIFEST, storing missing objects. */
