@@ -13,21 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char root[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static char *in_root(const char *name)
-{
-    char *p;
-    if (asprintf(&p, "%s/%s", root, name) < 0)
-        abort();
-    return p;
-}
-
 struct events {
     unsigned done;  /* DONE events seen */
     int last_result;
@@ -48,7 +33,7 @@ static int on_event(void *ctx, const struct vms_event *ev)
 
 static char *make_image(const char *name, const char *text)
 {
-    char *tree = in_root("tree"), *image = in_root(name), cmd[1024];
+    char *tree = scratch_path("tree"), *image = scratch_path(name), cmd[1024];
     snprintf(cmd, sizeof cmd,
              "rm -rf %s && mkdir -p %s/etc && echo %s >%s/etc/motd && "
              "head -c 300000 /dev/urandom >%s/blob && "
@@ -91,7 +76,7 @@ static void test_a_failure_leaves_the_handle_usable(void)
 {
     vms_client *c = client;
     struct events *ev = &seen;
-    char *missing = in_root("no-such.img"), *out = in_root("out.img");
+    char *missing = scratch_path("no-such.img"), *out = scratch_path("out.img");
     struct vms_stats st;
     fsp_error err = {0};
     unsigned before = ev->done;
@@ -109,7 +94,7 @@ static void test_a_failure_leaves_the_handle_usable(void)
 static void test_a_cancel_between_operations_is_forgotten(void)
 {
     vms_client *c = client;
-    char *out = in_root("out2.img");
+    char *out = scratch_path("out2.img");
     struct vms_stats st;
     fsp_error err = {0};
     vms_client_cancel(c);
@@ -122,10 +107,9 @@ static void test_a_cancel_between_operations_is_forgotten(void)
 
 int main(void)
 {
-    snprintf(root, sizeof root, "/tmp/vmsync-test-client-%d", (int)getpid());
-    if (mkdir(root, 0755) < 0)
-        return perror(root), 1;
-    char *repo = in_root("repo"), *cache = in_root("cache");
+    if (scratch_begin("client"))
+        return 1;
+    char *repo = scratch_path("repo"), *cache = scratch_path("cache");
     struct vms_client_opts o = {.cache_dir = cache, .user = "tester", .host = "one", .event = on_event,
                                 .ctx = &seen};
     fsp_error err = {0};
@@ -139,6 +123,6 @@ int main(void)
     vms_client_close(client);
     free(repo);
     free(cache);
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_end();
     return check_failures ? 1 : 0;
 }

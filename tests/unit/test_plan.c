@@ -22,25 +22,6 @@
             fprintf(stderr, "  %s\n", (err).msg);                                                  \
     } while (0)
 
-static char scratch_root[64];
-static int scratch_count;
-
-/* A new, not yet existing path under the scratch root. */
-static char *scratch(const char *what)
-{
-    char *p;
-    if (asprintf(&p, "%s/%d-%s", scratch_root, ++scratch_count, what) < 0)
-        abort();
-    return p;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
 static bool same_files(const char *a, const char *b)
 {
     char cmd[1024];
@@ -596,11 +577,8 @@ static void test_plan_keeps_its_own_options(void)
 
 int main(void)
 {
-    snprintf(scratch_root, sizeof scratch_root, "/tmp/vmsync-test-plan-%d", (int)getpid());
-    if (mkdir(scratch_root, 0755) < 0) {
-        perror(scratch_root);
+    if (scratch_begin("plan"))
         return 1;
-    }
     RUN(test_seeds_matched_by_content);
     RUN(test_only_the_changed_chunk_is_fetched);
     RUN(test_metadata_blocks_are_pieces);
@@ -608,6 +586,6 @@ int main(void)
     RUN(test_an_interrupted_run_resumes);
     RUN(test_out_changed_since_the_plan);
     RUN(test_plan_keeps_its_own_options);
-    rm_rf(scratch_root);
+    scratch_end();
     return check_failures ? 1 : 0;
 }

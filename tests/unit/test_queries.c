@@ -13,27 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char root[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static char *in_root(const char *name)
-{
-    char *p;
-    if (asprintf(&p, "%s/%s", root, name) < 0)
-        abort();
-    return p;
-}
-
 /* A client of USER on HOST; NULL when it cannot open REPO. */
 static vms_client *session(const char *repo, const char *user, const char *host)
 {
     static char *cache;
     if (!cache)
-        cache = in_root("cache");
+        cache = scratch_path("cache");
     struct vms_client_opts o = {.user = user, .host = host, .cache_dir = cache};
     vms_client *c = NULL;
     fsp_error err = {0};
@@ -116,9 +101,9 @@ static void import_as(const char *name, const char *host)
 /* beta gets two versions; "gamma\xff" a name that is not UTF-8. */
 static bool make_repository(void)
 {
-    char *tree = in_root("tree"), cmd[512];
-    image = in_root("small.ext4");
-    repo = in_root("repo");
+    char *tree = scratch_path("tree"), cmd[512];
+    image = scratch_path("small.ext4");
+    repo = scratch_path("repo");
     snprintf(cmd, sizeof cmd,
              "mkdir -p %s/etc && echo hello >%s/etc/motd && "
              "mke2fs -q -F -t ext4 -d %s %s 4M >/dev/null 2>&1",
@@ -220,7 +205,7 @@ static void test_release(void)
 /* Moves the first audit entry to Unix time AT, for --since. */
 static void backdate_first_entry(int64_t at)
 {
-    char *db = in_root("repo/catalog.db"), sql[128];
+    char *db = scratch_path("repo/catalog.db"), sql[128];
     sqlite3 *h;
     snprintf(sql, sizeof sql, "UPDATE audit SET at = %lld WHERE id = (SELECT MIN(id) FROM audit)",
              (long long)at);
@@ -279,11 +264,8 @@ static void test_parse_time(void)
 
 int main(void)
 {
-    snprintf(root, sizeof root, "/tmp/vmsync-test-queries-%d", (int)getpid());
-    if (mkdir(root, 0755) < 0) {
-        perror(root);
+    if (scratch_begin("queries"))
         return 1;
-    }
     if (make_repository()) {
         RUN(test_images);
         RUN(test_leases);
@@ -291,6 +273,6 @@ int main(void)
         RUN(test_audit);
     }
     RUN(test_parse_time);
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_end();
     return check_failures ? 1 : 0;
 }

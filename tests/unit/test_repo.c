@@ -37,25 +37,6 @@
                     (text), (err).msg);                                                            \
     } while (0)
 
-static char scratch_root[64];
-static int scratch_count;
-
-/* A new, not yet existing path under the scratch root. */
-static char *scratch(const char *what)
-{
-    char *p;
-    if (asprintf(&p, "%s/%d-%s", scratch_root, ++scratch_count, what) < 0)
-        abort();
-    return p;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
 /* ---- objects for tests ---- */
 
 struct object {
@@ -1060,11 +1041,8 @@ static void test_two_processes(void)
 
 int main(void)
 {
-    snprintf(scratch_root, sizeof scratch_root, "/tmp/vmsync-test-repo-%d", (int)getpid());
-    if (mkdir(scratch_root, 0755) < 0) {
-        perror(scratch_root);
+    if (scratch_begin("repo"))
         return 1;
-    }
     TIMED(test_init_open_refuse);
     TIMED(test_objects_round_trip);
     TIMED(test_get_stops);
@@ -1079,6 +1057,6 @@ int main(void)
     TIMED(test_gc_waits_for_writers);
     TIMED(test_gc_gives_up);
     TIMED(test_two_processes);
-    rm_rf(scratch_root);
+    scratch_end();
     return check_failures ? 1 : 0;
 }
