@@ -62,9 +62,10 @@ run "$VMSYNC" init repo
 run "$VMSYNC" import repo golden.qcow2 --name desktop -m "golden image, release 2"
 
 say "3. the laptop checks it out, reusing what its old image already holds"
-run "$VMSYNC" checkout repo desktop --seed laptop-old.qcow2 -o desktop.img --estimate
+run "$VMSYNC" checkout repo desktop --seed laptop-old.qcow2 -o desktop.img --estimate --rate 2M
 run "$VMSYNC" checkout repo desktop --seed laptop-old.qcow2 -o desktop.img --stats-json checkout.json
 jq -c '{bytes_from_seeds, bytes_fetched_compressed, objects_fetched, seconds}' checkout.json
+run "$VMSYNC" images repo
 
 say "4. offline work inside the copy"
 printf 'Meeting notes\n' > notes.txt
@@ -83,3 +84,4 @@ say "6. the history and what changed"
 run "$VMSYNC" log repo desktop
 run "$VMSYNC" diff repo desktop@1 desktop@2
 run "$VMSYNC" verify repo desktop@2 desktop.img
+run "$VMSYNC" audit repo desktop
