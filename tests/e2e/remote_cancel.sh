@@ -32,6 +32,27 @@ relay_stalled() { grep -q '"stalled": [1-9]' "$T/relay.json" 2>/dev/null; }
 remote() { echo "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo"; }
 now() { date +%s.%N; }
 
+# wait_stalled WHAT TRIES: until the relay holds the link silent, then a
+# moment more, so that WHAT is deep in its wait
+wait_stalled() {
+    for _ in $(seq "$2"); do relay_stalled && break; sleep 0.05; done
+    relay_stalled || bad "the relay did not stall under $1"
+    sleep 0.5
+}
+
+# interrupt WHAT PID ERRFILE: SIGINT to PID, which must end within a second
+# with exit 7 (cancelled)
+interrupt() {
+    local what=$1 pid=$2 errf=$3 t0 took rc=0
+    t0=$(now)
+    kill -INT "$pid"
+    wait "$pid" || rc=$?
+    took=$(echo "$(now) - $t0" | bc)
+    info "$what ended $took s after SIGINT, exit $rc"
+    ((rc == 7)) || bad "Ctrl-C during $what gave exit $rc, expected 7 (cancelled): $(cat "$errf")"
+    [[ $(echo "$took < 1" | bc) == 1 ]] || bad "$what took $took s to end after Ctrl-C"
+}
+
 # The wire bytes of a whole checkout, so that the stalls below fall in the
 # middle of the objects, whatever the transfer compresses them to.
 relay_start
@@ -60,17 +81,8 @@ relay_start --stall-after $((down / 6))
 "$VMSYNC" checkout "$(remote)" t -o "$T/t.img" -q --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY" \
     --timeout 5 >"$T/int.out" 2>"$T/int.err" &
 cpid=$!
-for _ in $(seq 600); do relay_stalled && break; sleep 0.05; done
-relay_stalled || bad "the relay did not stall under the CLI"
-sleep 0.5
-t0=$(now)
-kill -INT "$cpid"
-rc=0
-wait "$cpid" || rc=$?
-took=$(echo "$(now) - $t0" | bc)
-info "the CLI ended $took s after SIGINT, exit $rc"
-((rc == 7)) || bad "Ctrl-C gave exit $rc, expected 7 (cancelled): $(cat "$T/int.err")"
-[[ $(echo "$took < 1" | bc) == 1 ]] || bad "the CLI took $took s to end after Ctrl-C"
+wait_stalled "the checkout" 600
+interrupt "the checkout" "$cpid" "$T/int.err"
 grep -q '^vmsync: cancelled' "$T/int.err" || bad "no 'cancelled' line: $(cat "$T/int.err")"
 relay_stop
 
@@ -79,17 +91,8 @@ relay_start --stall-after 20
 "$VMSYNC" checkout "$(remote)" t -o "$T/t.img" -q --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY" \
     --timeout 30 >"$T/hs.out" 2>"$T/hs.err" &
 cpid=$!
-for _ in $(seq 600); do relay_stalled && break; sleep 0.05; done
-relay_stalled || bad "the relay did not stall in the handshake"
-sleep 0.5
-t0=$(now)
-kill -INT "$cpid"
-rc=0
-wait "$cpid" || rc=$?
-took=$(echo "$(now) - $t0" | bc)
-info "the CLI ended $took s after SIGINT, exit $rc"
-((rc == 7)) || bad "Ctrl-C in the handshake gave exit $rc, expected 7: $(cat "$T/hs.err")"
-[[ $(echo "$took < 1" | bc) == 1 ]] || bad "the CLI took $took s to end after Ctrl-C in the handshake"
+wait_stalled "the handshake" 600
+interrupt "the handshake" "$cpid" "$T/hs.err"
 relay_stop
 
 info "the checkout run again resumes"
@@ -114,17 +117,8 @@ relay_start --stall-up-after 20000000
 "$VMSYNC" checkin "$(remote)" t "$T/t.img" -q --known-hosts "$T/kh-relay" -i "$SSH_CLIENT_KEY" \
     --timeout 30 >"$T/ci-int.out" 2>"$T/ci-int.err" &
 cpid=$!
-for _ in $(seq 1200); do relay_stalled && break; sleep 0.05; done
-relay_stalled || bad "the relay did not stall under the check-in"
-sleep 0.5
-t0=$(now)
-kill -INT "$cpid"
-rc=0
-wait "$cpid" || rc=$?
-took=$(echo "$(now) - $t0" | bc)
-info "the check-in ended $took s after SIGINT, exit $rc"
-((rc == 7)) || bad "Ctrl-C during the check-in gave exit $rc, expected 7: $(cat "$T/ci-int.err")"
-[[ $(echo "$took < 1" | bc) == 1 ]] || bad "the check-in took $took s to end after Ctrl-C"
+wait_stalled "the check-in" 1200
+interrupt "the check-in" "$cpid" "$T/ci-int.err"
 relay_stop
 n=$("$VMSYNC" log "$T/srv/repo" t --json | grep -c "\"version\":")
 ((n == 1)) || bad "the cancelled check-in recorded a version ($n versions of t)"
@@ -142,13 +136,6 @@ for _ in $(seq 50); do flock -n -x "$T/srv/repo/lock" true || break; sleep 0.05;
 "$VMSYNC" gc "$T/srv/repo" --wait 30 -q >"$T/gc.out" 2>"$T/gc.err" &
 gpid=$!
 sleep 1
-t0=$(now)
-kill -INT "$gpid"
-rc=0
-wait "$gpid" || rc=$?
-took=$(echo "$(now) - $t0" | bc)
-info "gc ended $took s after SIGINT, exit $rc"
-((rc == 7)) || bad "Ctrl-C during gc's wait gave exit $rc, expected 7: $(cat "$T/gc.err")"
-[[ $(echo "$took < 1" | bc) == 1 ]] || bad "gc took $took s to end after Ctrl-C"
+interrupt "gc's wait" "$gpid" "$T/gc.err"
 kill "$REPO_BG_PID" 2>/dev/null
 finish
