@@ -33,6 +33,7 @@ CLI_SRC := $(wildcard vmsync/cli/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 TOOL_SRC := $(wildcard tests/tools/*.c)
+GUI_SRC := $(wildcard gui-gtk/*.c)
 
 FSPARSE_OBJ := $(FSPARSE_SRC:%.c=$(BUILD)/obj/%.o)
 LIBVMSYNC_OBJ := $(LIBVMSYNC_SRC:%.c=$(BUILD)/obj/%.o)
@@ -40,9 +41,15 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+GUI_OBJ := $(GUI_SRC:%.c=$(BUILD)/obj/%.o)
+# The window's toolkit: its headers come in as system headers, so that our
+# warnings judge our code only.
+GUI_PKGS := gtk4 libadwaita-1
+GUI_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(GUI_PKGS) 2>/dev/null))
+GUI_LIBS = $(shell pkg-config --libs $(GUI_PKGS) 2>/dev/null)
 
 .PHONY: all deps check check-plain check-san demo bench fuzz fuzz-run clean
-all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(UNIT_BIN) $(TOOL_BIN)
+all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(BUILD)/vmsync-gtk $(UNIT_BIN) $(TOOL_BIN)
 
 deps:
 	@packaging/install-deps.sh
@@ -64,6 +71,12 @@ $(BUILD)/vmsync: $(CLI_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 
 $(BUILD)/vmsync-agent: $(AGENT_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The window is a client too: PUBLIC_INC and the toolkit, nothing private.
+$(GUI_OBJ): CFLAGS += $(GUI_CFLAGS)
+$(GUI_OBJ): $(wildcard gui-gtk/*.h)
+$(BUILD)/vmsync-gtk: $(GUI_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(GUI_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)

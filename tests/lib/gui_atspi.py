@@ -1,0 +1,117 @@
+"""Drives vmsync-gtk through AT-SPI, by the accessible names of its controls.
+
+Every wait polls the accessibility tree until what it waits for is there (or
+a deadline passes): the window's state is the only clock.
+
+    app = wait_app("vmsync-gtk")
+    press(wait_find(app, "push button", "Add repository"))
+"""
+import sys
+import time
+
+import pyatspi
+
+POLL = 0.05
+
+
+class Timeout(Exception):
+    pass
+
+
+def wait_until(what, probe, timeout=20):
+    """Calls probe until it returns something true; returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise Timeout("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(POLL)
+
+
+def find_app(name):
+    desktop = pyatspi.Registry.getDesktop(0)
+    for i in range(desktop.childCount):
+        a = desktop.getChildAtIndex(i)
+        if a is not None and a.name == name:
+            return a
+    return None
+
+
+def wait_app(name="vmsync-gtk", timeout=30):
+    return wait_until("application %s" % name, lambda: find_app(name), timeout)
+
+
+def _walk(node, depth=0):
+    if node is None or depth > 60:
+        return
+    yield node
+    try:
+        n = node.childCount
+    except Exception:
+        return
+    for i in range(n):
+        try:
+            c = node.getChildAtIndex(i)
+        except Exception:
+            continue
+        yield from _walk(c, depth + 1)
+
+
+def find_all(root, role=None, name=None):
+    out = []
+    for n in _walk(root):
+        try:
+            if role is not None and n.getRoleName() != role:
+                continue
+            if name is not None and n.name != name:
+                continue
+        except Exception:
+            continue
+        out.append(n)
+    return out
+
+
+def find(root, role=None, name=None):
+    got = find_all(root, role, name)
+    return got[0] if got else None
+
+
+def wait_find(root, role, name, timeout=20):
+    return wait_until("%s %r" % (role, name), lambda: find(root, role, name), timeout)
+
+
+def wait_gone(root, role, name, timeout=20):
+    return wait_until("%s %r to go" % (role, name), lambda: find(root, role, name) is None, timeout)
+
+
+def press(node):
+    """Activates a control as a click would (its first action)."""
+    node.queryAction().doAction(0)
+
+
+def set_text(node, text):
+    node.queryEditableText().setTextContents(text)
+
+
+def text_of(node):
+    t = node.queryText()
+    return t.getText(0, t.characterCount)
+
+
+def labels(root):
+    """The text of every label under root, in tree order."""
+    return [n.name for n in find_all(root, "label") if n.name]
+
+
+def dump(root, out=sys.stderr):
+    """The tree, one node a line: for a failing test's log."""
+    def rec(n, d):
+        try:
+            out.write("%s%s %r\n" % ("  " * d, n.getRoleName(), n.name))
+            for i in range(n.childCount):
+                rec(n.getChildAtIndex(i), d + 1)
+        except Exception as e:
+            out.write("%s(gone: %s)\n" % ("  " * d, e))
+    rec(root, 0)
