@@ -51,7 +51,7 @@ _gui_cleanup() {
     for p in "${all[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${all[@]}"; do
         # give each a moment to go on its own, then end it for sure
-        timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null
+        timeout 5 tail --pid="$p" -f "$T/gui-never-written" 2>/dev/null || kill -9 "$p" 2>/dev/null
     done
     (exit "$rc")
     eval "${_GUI_PREV_EXIT:-exit $rc}"
@@ -108,6 +108,7 @@ PY
 }
 
 gui_session() {
+    : >"$T/gui-never-written" # what tail -f watches while it waits for a pid
     _gui_trap
     export HOME=$T/home XDG_CONFIG_HOME=$T/home/.config XDG_CACHE_HOME=$T/home/.cache
     mkdir -p "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME"
@@ -127,7 +128,7 @@ gui_start() {
 
 gui_wait_exit() {
     GUI_RC=0
-    timeout "$1" tail --pid="$GUI_PID" -f /dev/null 2>/dev/null || fail "vmsync-gtk did not exit within $1 s"
+    timeout "$1" tail --pid="$GUI_PID" -f "$T/gui-never-written" 2>/dev/null || fail "vmsync-gtk did not exit within $1 s"
     wait "$GUI_PID" || GUI_RC=$?
 }
 
