@@ -78,6 +78,13 @@ $(GUI_OBJ): $(wildcard gui-gtk/*.h)
 $(BUILD)/vmsync-gtk: $(GUI_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(GUI_LIBS) $(LDLIBS)
 
+# The window's view models and settings are tested without a display.
+# Its display-free part (settings, view models) links into unit tests alone.
+GUI_MODEL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,gui-gtk/config.c)
+$(BUILD)/tests/test_gui_%: tests/unit/test_gui_%.c $(GUI_MODEL_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PRIVATE_INC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

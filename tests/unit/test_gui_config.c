@@ -1,0 +1,109 @@
+/* The window's settings file (gui-gtk/config.c), without a display: parsing,
+ * errors that name the file and line, adding, and a save that reads back. */
+#include "check.h"
+#include "../../gui-gtk/config.h"
+
+#include <errno.h>
+#include <string.h>
+
+static char *write_file(const char *name, const char *text)
+{
+    char *p = scratch(name);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        abort();
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+static void test_missing_file_is_empty(void)
+{
+    struct cfg *c = NULL;
+    fsp_error err = {0};
+    char *p = scratch("absent");
+    CHECK(cfg_load(p, &c, &err) == 0);
+    CHECK(c && c->n_repos == 0 && c->n_seed_folders == 0);
+    cfg_free(c);
+    free(p);
+}
+
+static void test_parse(void)
+{
+    char *p = write_file("full", "# a comment\n\n[repository]\n  url =  /srv/a  \n"
+                                 "[repository]\nurl=ssh://me@host:2222/golden\n"
+                                 "identity = /k/id_ed25519\n; another\n[seeds]\n"
+                                 "folder = /var/lib/images\nfolder = /b b\n");
+    struct cfg *c = NULL;
+    fsp_error err = {0};
+    CHECK(cfg_load(p, &c, &err) == 0);
+    CHECK(c && c->n_repos == 2 && c->n_seed_folders == 2);
+    if (c && c->n_repos == 2 && c->n_seed_folders == 2) {
+        CHECK(!strcmp(c->repos[0].url, "/srv/a") && !c->repos[0].identity);
+        CHECK(!strcmp(c->repos[1].url, "ssh://me@host:2222/golden"));
+        CHECK(!strcmp(c->repos[1].identity, "/k/id_ed25519"));
+        CHECK(!strcmp(c->seed_folders[1], "/b b"));
+    }
+    cfg_free(c);
+    free(p);
+}
+
+/* TEXT fails to load with a message holding WANT. */
+static void expect_error(const char *text, const char *want)
+{
+    char *p = write_file("bad", text);
+    struct cfg *c = NULL;
+    fsp_error err = {0};
+    CHECK(cfg_load(p, &c, &err) == -EINVAL);
+    CHECK(strstr(err.msg, p) && strstr(err.msg, want));
+    if (!strstr(err.msg, want))
+        fprintf(stderr, "  message: %s\n", err.msg);
+    CHECK(c == NULL);
+    free(p);
+}
+
+static void test_errors(void)
+{
+    expect_error("[repository]\nurl = /a\nurk = /b\n", ":3: unknown key 'urk'");
+    expect_error("url = /a\n", ":1: a key before any section: 'url'");
+    expect_error("[repo]\n", ":1: unknown section 'repo'");
+    expect_error("[seeds\n", ":1: a section name without its ']'");
+    expect_error("[repository]\nurl = /a\nurl = /b\n", ":3: key given twice");
+    expect_error("[repository]\nidentity = /k\n", "repository 1 of 1 has no url");
+    expect_error("[seeds]\njust words\n", ":2: not 'key = value'");
+}
+
+static void test_add_and_save(void)
+{
+    struct cfg *c = NULL, *back = NULL;
+    fsp_error err = {0};
+    bool added = false;
+    char *p = scratch_path("deep/er/config");
+    CHECK(cfg_load(p, &c, &err) == 0);
+    CHECK(cfg_add_repo(c, "/srv/one", NULL, &added, &err) == 0 && added);
+    CHECK(cfg_add_repo(c, "/srv/one", NULL, &added, &err) == 0 && !added);
+    CHECK(cfg_add_repo(c, "ssh://h/x", "/k", &added, &err) == 0 && added);
+    CHECK(cfg_add_repo(c, "/a\nb", NULL, &added, &err) == -EINVAL && !added);
+    CHECK(cfg_add_repo(c, " /a", NULL, &added, &err) == -EINVAL && !added);
+    CHECK(cfg_add_seed_folder(c, "/images", &err) == 0);
+    CHECK(cfg_save(c, p, &err) == 0);
+    CHECK(cfg_load(p, &back, &err) == 0);
+    CHECK(back && back->n_repos == 2 && back->n_seed_folders == 1);
+    if (back && back->n_repos == 2)
+        CHECK(!strcmp(back->repos[1].identity, "/k") && !back->repos[0].identity);
+    cfg_free(c);
+    cfg_free(back);
+    free(p);
+}
+
+int main(void)
+{
+    if (scratch_begin("gui-config"))
+        return 1;
+    RUN(test_missing_file_is_empty);
+    RUN(test_parse);
+    RUN(test_errors);
+    RUN(test_add_and_save);
+    scratch_end();
+    return check_failures;
+}
