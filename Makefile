@@ -80,7 +80,7 @@ $(BUILD)/vmsync-gtk: $(GUI_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 
 # The window's view models and settings are tested without a display.
 # Its display-free part (settings, view models) links into unit tests alone.
-GUI_MODEL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,gui-gtk/config.c)
+GUI_MODEL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,gui-gtk/config.c gui-gtk/model.c)
 $(BUILD)/tests/test_gui_%: tests/unit/test_gui_%.c $(GUI_MODEL_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

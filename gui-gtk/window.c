@@ -1,38 +1,206 @@
-/* The window: a header bar, and the repositories' view below it. */
-#include "window.h"
+/* The window: a header bar, the repositories on the left, the selected
+ * one's images on the right. */
+#include "app.h"
 
+#include <errno.h>
 #include <glib-unix.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define APP_ID "org.vmsync.Gtk"
 
-struct app {
-    AdwApplication *gtk;
-    const char *initial_repo;
-    AdwApplicationWindow *window;
-    AdwToastOverlay *toasts;
-};
-
-/* Every control gets an accessible name: screen readers read it, and the
- * tests find controls by it. */
 void set_accessible_name(GtkWidget *w, const char *name)
 {
     gtk_accessible_update_property(GTK_ACCESSIBLE(w), GTK_ACCESSIBLE_PROPERTY_LABEL, name, -1);
 }
 
-static GtkWidget *build_content(struct app *a)
+void app_toast(struct app *a, const char *text)
 {
-    GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 0);
+    /* a toast's title is markup: escape, so a file name is shown as it is */
+    char *markup = g_markup_escape_text(text, -1);
+    AdwToast *t = adw_toast_new(markup);
+    adw_toast_set_timeout(t, 0); /* errors stay until dismissed */
+    adw_toast_overlay_add_toast(a->toasts, t);
+    g_free(markup);
+}
+
+void app_toast_error(struct app *a, const fsp_error *err)
+{
+    char *text = error_text(err);
+    app_toast(a, text ? text : "out of memory");
+    free(text);
+}
+
+static GtkWidget *repo_row_new(const char *url)
+{
+    char *shown = quoted_name(url);
+    GtkWidget *label = gtk_label_new(shown ? shown : "?");
+    gtk_label_set_xalign(GTK_LABEL(label), 0);
+    gtk_label_set_ellipsize(GTK_LABEL(label), PANGO_ELLIPSIZE_MIDDLE);
+    gtk_widget_set_margin_start(label, 12);
+    gtk_widget_set_margin_end(label, 12);
+    gtk_widget_set_margin_top(label, 10);
+    gtk_widget_set_margin_bottom(label, 10);
+    GtkWidget *row = gtk_list_box_row_new();
+    gtk_list_box_row_set_child(GTK_LIST_BOX_ROW(row), label);
+    set_accessible_name(row, shown ? shown : "?");
+    free(shown);
+    return row;
+}
+
+/* Makes the list and the slots match the configuration (rows are only ever
+ * added, so existing slots and their handles stay). */
+static void sync_repo_list(struct app *a)
+{
+    for (size_t i = a->slots->len; i < a->cfg->n_repos; i++) {
+        const struct cfg_repo *r = &a->cfg->repos[i];
+        g_ptr_array_add(a->slots, repo_slot_new(r->url, r->identity, &a->me));
+        gtk_list_box_append(a->repo_list, repo_row_new(r->url));
+    }
+}
+
+static void select_repo(struct app *a, size_t i)
+{
+    GtkListBoxRow *row = gtk_list_box_get_row_at_index(a->repo_list, (int)i);
+    if (row)
+        gtk_list_box_select_row(a->repo_list, row);
+}
+
+static void on_repo_selected(GtkListBox *list, GtkListBoxRow *row, gpointer data)
+{
+    struct app *a = data;
+    if (!row) {
+        gtk_stack_set_visible_child_name(a->content, "empty");
+        return;
+    }
+    int i = gtk_list_box_row_get_index(row);
+    gtk_stack_set_visible_child_name(a->content, "images");
+    images_view_show(a->images, g_ptr_array_index(a->slots, i));
+}
+
+/* A local folder becomes absolute and must exist: the same path names it in
+ * the file whichever folder the window was started from. */
+static int normalise_location(const char *url, char **out, fsp_error *err)
+{
+    if (!strncmp(url, "ssh://", 6)) {
+        *out = g_strdup(url);
+        return 0;
+    }
+    char *abs = realpath(url, NULL);
+    if (!abs)
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "%s: cannot open: %s", url, strerror(errno));
+    if (!g_file_test(abs, G_FILE_TEST_IS_DIR)) {
+        free(abs);
+        return fsp_fail(err, FSP_EK_OPEN, -ENOTDIR, "%s: not a directory", url);
+    }
+    *out = g_strdup(abs);
+    free(abs);
+    return 0;
+}
+
+int app_add_repo(struct app *a, const char *url, const char *identity, fsp_error *err)
+{
+    char *where = NULL;
+    bool added = false;
+    int rc = normalise_location(url, &where, err);
+    if (!rc)
+        rc = cfg_add_repo(a->cfg, where, identity && *identity ? identity : NULL, &added, err);
+    if (!rc && added)
+        rc = cfg_save(a->cfg, a->cfg_path, err);
+    if (!rc) {
+        sync_repo_list(a);
+        for (size_t i = 0; i < a->cfg->n_repos; i++)
+            if (!strcmp(a->cfg->repos[i].url, where))
+                select_repo(a, i);
+    }
+    g_free(where);
+    return rc;
+}
+
+static void on_add_clicked(GtkButton *b, gpointer data) { repo_add_dialog(data); }
+
+static GtkWidget *build_header(struct app *a)
+{
     GtkWidget *header = adw_header_bar_new();
+    GtkWidget *add = gtk_button_new_from_icon_name("list-add-symbolic");
+    gtk_widget_set_tooltip_text(add, "Add a repository");
+    set_accessible_name(add, "Add repository");
+    g_signal_connect(add, "clicked", G_CALLBACK(on_add_clicked), a);
+    adw_header_bar_pack_start(ADW_HEADER_BAR(header), add);
+    return header;
+}
+
+static GtkWidget *build_sidebar(struct app *a)
+{
+    a->repo_list = GTK_LIST_BOX(gtk_list_box_new());
+    set_accessible_name(GTK_WIDGET(a->repo_list), "Repositories");
+    gtk_widget_add_css_class(GTK_WIDGET(a->repo_list), "navigation-sidebar");
+    g_signal_connect(a->repo_list, "row-selected", G_CALLBACK(on_repo_selected), a);
+    GtkWidget *scroll = gtk_scrolled_window_new();
+    gtk_scrolled_window_set_child(GTK_SCROLLED_WINDOW(scroll), GTK_WIDGET(a->repo_list));
+    gtk_scrolled_window_set_policy(GTK_SCROLLED_WINDOW(scroll), GTK_POLICY_NEVER,
+                                   GTK_POLICY_AUTOMATIC);
+    gtk_widget_set_size_request(scroll, 240, -1);
+    return scroll;
+}
+
+static GtkWidget *build_empty_page(void)
+{
     GtkWidget *status = adw_status_page_new();
+    adw_status_page_set_icon_name(ADW_STATUS_PAGE(status), "drive-harddisk-symbolic");
     adw_status_page_set_title(ADW_STATUS_PAGE(status), "No repository yet");
     adw_status_page_set_description(ADW_STATUS_PAGE(status),
                                     "Add a repository to see its images.");
-    gtk_widget_set_vexpand(status, TRUE);
-    gtk_box_append(GTK_BOX(box), header);
-    gtk_box_append(GTK_BOX(box), status);
+    return status;
+}
+
+static GtkWidget *build_content(struct app *a)
+{
+    a->content = GTK_STACK(gtk_stack_new());
+    gtk_stack_add_named(a->content, build_empty_page(), "empty");
+    a->images = images_view_new(a);
+    gtk_stack_add_named(a->content, images_view_widget(a->images), "images");
+    gtk_widget_set_hexpand(GTK_WIDGET(a->content), TRUE);
+    GtkWidget *panes = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 0);
+    gtk_box_append(GTK_BOX(panes), build_sidebar(a));
+    gtk_box_append(GTK_BOX(panes), gtk_separator_new(GTK_ORIENTATION_VERTICAL));
+    gtk_box_append(GTK_BOX(panes), GTK_WIDGET(a->content));
+    gtk_widget_set_vexpand(panes, TRUE);
+    GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 0);
+    gtk_box_append(GTK_BOX(box), build_header(a));
+    gtk_box_append(GTK_BOX(box), panes);
     a->toasts = ADW_TOAST_OVERLAY(adw_toast_overlay_new());
     adw_toast_overlay_set_child(a->toasts, box);
     return GTK_WIDGET(a->toasts);
+}
+
+/* Closing the window cancels what runs; the process ends once each job has
+ * reported back (each holds the application). */
+static gboolean on_close_request(GtkWindow *w, gpointer data)
+{
+    struct app *a = data;
+    for (guint i = 0; i < a->slots->len; i++)
+        repo_slot_cancel(g_ptr_array_index(a->slots, i));
+    return FALSE;
+}
+
+/* The settings, then REPO from the command line.  Errors are toasts: the
+ * window opens whatever the file holds, so the user can see what is wrong. */
+static void load_settings(struct app *a)
+{
+    fsp_error err = {0};
+    int rc = cfg_default_path(a->cfg_path, sizeof a->cfg_path, &err);
+    if (!rc)
+        rc = cfg_load(a->cfg_path, &a->cfg, &err);
+    if (rc) {
+        app_toast_error(a, &err);
+        a->cfg = calloc(1, sizeof *a->cfg);
+    }
+    sync_repo_list(a);
+    if (a->initial_repo && app_add_repo(a, a->initial_repo, NULL, &err))
+        app_toast_error(a, &err);
+    else if (a->cfg->n_repos && !a->initial_repo)
+        select_repo(a, 0);
 }
 
 static void on_activate(GApplication *gapp, gpointer data)
@@ -44,8 +212,10 @@ static void on_activate(GApplication *gapp, gpointer data)
     }
     a->window = ADW_APPLICATION_WINDOW(adw_application_window_new(GTK_APPLICATION(gapp)));
     gtk_window_set_title(GTK_WINDOW(a->window), "vmsync");
-    gtk_window_set_default_size(GTK_WINDOW(a->window), 820, 560);
+    gtk_window_set_default_size(GTK_WINDOW(a->window), 900, 580);
     adw_application_window_set_content(a->window, build_content(a));
+    g_signal_connect(a->window, "close-request", G_CALLBACK(on_close_request), a);
+    load_settings(a);
     gtk_window_present(GTK_WINDOW(a->window));
 }
 
@@ -54,13 +224,24 @@ static void on_activate(GApplication *gapp, gpointer data)
 static gboolean on_quit_signal(gpointer data)
 {
     struct app *a = data;
-    g_application_quit(G_APPLICATION(a->gtk));
+    if (a->window)
+        gtk_window_close(GTK_WINDOW(a->window));
     return G_SOURCE_CONTINUE;
+}
+
+static void app_free(struct app *a)
+{
+    images_view_free(a->images);
+    for (guint i = 0; i < a->slots->len; i++)
+        repo_slot_free(g_ptr_array_index(a->slots, i));
+    g_ptr_array_free(a->slots, TRUE);
+    cfg_free(a->cfg);
 }
 
 int app_run(const char *repo)
 {
-    struct app a = {.initial_repo = repo};
+    struct app a = {.initial_repo = repo, .slots = g_ptr_array_new()};
+    who_resolve(&a.me);
     /* NON_UNIQUE: each process is its own instance, so that tests (and two
      * users' sessions) never hand their window to another process. */
     a.gtk = adw_application_new(APP_ID, G_APPLICATION_NON_UNIQUE);
@@ -70,6 +251,7 @@ int app_run(const char *repo)
     int status = g_application_run(G_APPLICATION(a.gtk), 0, NULL);
     g_source_remove(term);
     g_source_remove(intr);
+    app_free(&a);
     g_object_unref(a.gtk);
     return status;
 }

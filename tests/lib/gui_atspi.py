@@ -59,13 +59,22 @@ def _walk(node, depth=0):
         yield from _walk(c, depth + 1)
 
 
+def name_matches(got, want):
+    """GTK joins a control's own name with the label that names it (its
+    mnemonic label, a button's label): "Key file Key file (optional)",
+    "_Add Add".  WANT matches either part."""
+    if got is None:
+        return False
+    return got == want or got.startswith(want + " ") or got.endswith(" " + want)
+
+
 def find_all(root, role=None, name=None):
     out = []
     for n in _walk(root):
         try:
             if role is not None and n.getRoleName() != role:
                 continue
-            if name is not None and n.name != name:
+            if name is not None and not name_matches(n.name, name):
                 continue
         except Exception:
             continue

@@ -1,0 +1,44 @@
+/* What the window's parts share: the application's state, on the main loop
+ * only (workers see their own job and slot, never this). */
+#ifndef VMSYNC_GTK_APP_H
+#define VMSYNC_GTK_APP_H
+
+#include "config.h"
+#include "window.h"
+#include "worker.h"
+
+struct images_view;
+
+struct app {
+    AdwApplication *gtk;
+    const char *initial_repo;
+    AdwApplicationWindow *window;
+    AdwToastOverlay *toasts;
+    GtkListBox *repo_list;   /* one row per cfg->repos entry, in order */
+    GtkStack *content;       /* "empty" or "images" */
+    struct images_view *images;
+    struct cfg *cfg;
+    char cfg_path[4096];
+    struct who me;
+    GPtrArray *slots;        /* struct repo_slot *, parallel to cfg->repos */
+};
+
+/* A toast with TEXT as it is (not markup), the CLI's words for an error. */
+void app_toast(struct app *a, const char *text);
+void app_toast_error(struct app *a, const fsp_error *err);
+
+/* Adds the repository at URL (a folder, made absolute, or an ssh:// URL) to
+ * the configuration, saves it, and shows it selected.  0 or a negative
+ * errno with ERR filled. */
+int app_add_repo(struct app *a, const char *url, const char *identity, fsp_error *err);
+/* The dialog that asks for a repository and adds it. */
+void repo_add_dialog(struct app *a);
+
+/* The images page (images.c). */
+struct images_view *images_view_new(struct app *a);
+GtkWidget *images_view_widget(struct images_view *v);
+/* Shows SLOT's images, listing them anew on a worker. */
+void images_view_show(struct images_view *v, struct repo_slot *slot);
+void images_view_free(struct images_view *v);
+
+#endif

@@ -1,0 +1,178 @@
+/* The images page: every image of the selected repository with its latest
+ * version, size and state, listed by vms_images on a worker. */
+#include "app.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct images_view {
+    struct app *app;
+    GtkWidget *page;
+    GtkLabel *title, *status;
+    GtkListBox *list;
+    struct repo_slot *slot;  /* shown now; owned by the app */
+    unsigned generation;     /* bumped per listing: a late answer for another is dropped */
+};
+
+struct list_job {
+    struct job job;
+    struct images_view *view;
+    unsigned generation;
+    GArray *rows;            /* struct image_row */
+};
+
+static void set_status(struct images_view *v, const char *text)
+{
+    gtk_label_set_text(v->status, text);
+    gtk_widget_set_visible(GTK_WIDGET(v->status), text && *text);
+}
+
+static void clear_list(struct images_view *v)
+{
+    GtkWidget *child;
+    while ((child = gtk_widget_get_first_child(GTK_WIDGET(v->list))))
+        gtk_list_box_remove(v->list, child);
+}
+
+static GtkWidget *image_row_widget(struct images_view *v, const struct image_row *r)
+{
+    enum image_state st = image_state(r, &v->app->me, repo_slot_remote(v->slot), false);
+    char *name = quoted_name(r->name), *summary = image_summary_text(r, st);
+    GtkWidget *row = adw_action_row_new();
+    adw_preferences_row_set_use_markup(ADW_PREFERENCES_ROW(row), FALSE);
+    adw_preferences_row_set_title(ADW_PREFERENCES_ROW(row), name ? name : "?");
+    adw_action_row_set_subtitle(ADW_ACTION_ROW(row), summary ? summary : "");
+    set_accessible_name(row, name ? name : "?");
+    free(name);
+    free(summary);
+    return row;
+}
+
+/* ---- the listing, on a worker ---- */
+
+static int collect_image(void *ctx, const struct vms_image_info *info)
+{
+    struct list_job *lj = ctx;
+    struct image_row r;
+    if (image_row_copy(info, &r))
+        return -ENOMEM;
+    g_array_append_val(lj->rows, r);
+    return 0;
+}
+
+static int run_listing(struct job *j, vms_client *c, fsp_error *err)
+{
+    struct list_job *lj = j->data;
+    return vms_images(c, collect_image, lj, err);
+}
+
+static void show_rows(struct images_view *v, GArray *rows)
+{
+    clear_list(v);
+    for (guint i = 0; i < rows->len; i++)
+        gtk_list_box_append(v->list, image_row_widget(v, &g_array_index(rows, struct image_row, i)));
+    set_status(v, rows->len ? "" : "This repository holds no image yet.");
+}
+
+static void list_job_free(struct list_job *lj)
+{
+    for (guint i = 0; i < lj->rows->len; i++)
+        image_row_clear(&g_array_index(lj->rows, struct image_row, i));
+    g_array_free(lj->rows, TRUE);
+    g_free(lj);
+}
+
+static void listing_done(struct job *j, int rc, const fsp_error *err)
+{
+    struct list_job *lj = j->data;
+    struct images_view *v = lj->view;
+    if (v && lj->generation == v->generation) {
+        if (rc) {
+            char *text = error_text(err);
+            set_status(v, text ? text : "out of memory");
+            free(text);
+            app_toast_error(v->app, err);
+        } else
+            show_rows(v, lj->rows);
+    }
+    list_job_free(lj);
+}
+
+static void start_listing(struct images_view *v)
+{
+    struct list_job *lj = g_new0(struct list_job, 1);
+    lj->view = v;
+    lj->generation = ++v->generation;
+    lj->rows = g_array_new(FALSE, FALSE, sizeof(struct image_row));
+    lj->job = (struct job){.run = run_listing, .done = listing_done, .data = lj};
+    clear_list(v);
+    set_status(v, "Listing the images…");
+    if (!job_start(v->slot, &lj->job)) {
+        set_status(v, "The repository is busy: try again when its operation ends.");
+        list_job_free(lj);
+    }
+}
+
+void images_view_show(struct images_view *v, struct repo_slot *slot)
+{
+    char *title = quoted_name(repo_slot_url(slot));
+    v->slot = slot;
+    gtk_label_set_text(v->title, title ? title : "?");
+    free(title);
+    start_listing(v);
+}
+
+static void on_refresh(GtkButton *b, gpointer data)
+{
+    struct images_view *v = data;
+    if (v->slot)
+        start_listing(v);
+}
+
+/* ---- the page ---- */
+
+static GtkWidget *build_top(struct images_view *v)
+{
+    GtkWidget *top = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+    v->title = GTK_LABEL(gtk_label_new(""));
+    gtk_label_set_xalign(v->title, 0);
+    gtk_label_set_ellipsize(v->title, PANGO_ELLIPSIZE_MIDDLE);
+    gtk_widget_add_css_class(GTK_WIDGET(v->title), "title-2");
+    gtk_widget_set_hexpand(GTK_WIDGET(v->title), TRUE);
+    GtkWidget *refresh = gtk_button_new_from_icon_name("view-refresh-symbolic");
+    gtk_widget_set_tooltip_text(refresh, "List the images again");
+    set_accessible_name(refresh, "Refresh images");
+    g_signal_connect(refresh, "clicked", G_CALLBACK(on_refresh), v);
+    gtk_box_append(GTK_BOX(top), GTK_WIDGET(v->title));
+    gtk_box_append(GTK_BOX(top), refresh);
+    return top;
+}
+
+struct images_view *images_view_new(struct app *a)
+{
+    struct images_view *v = g_new0(struct images_view, 1);
+    v->app = a;
+    v->page = gtk_box_new(GTK_ORIENTATION_VERTICAL, 12);
+    g_object_set(v->page, "margin-start", 18, "margin-end", 18, "margin-top", 18,
+                 "margin-bottom", 18, NULL);
+    v->status = GTK_LABEL(gtk_label_new(""));
+    gtk_label_set_wrap(v->status, TRUE);
+    gtk_label_set_xalign(v->status, 0);
+    v->list = GTK_LIST_BOX(gtk_list_box_new());
+    gtk_list_box_set_selection_mode(v->list, GTK_SELECTION_NONE);
+    gtk_widget_add_css_class(GTK_WIDGET(v->list), "boxed-list");
+    set_accessible_name(GTK_WIDGET(v->list), "Images");
+    GtkWidget *scroll = gtk_scrolled_window_new();
+    gtk_scrolled_window_set_child(GTK_SCROLLED_WINDOW(scroll), GTK_WIDGET(v->list));
+    gtk_widget_set_vexpand(scroll, TRUE);
+    gtk_box_append(GTK_BOX(v->page), build_top(v));
+    gtk_box_append(GTK_BOX(v->page), GTK_WIDGET(v->status));
+    gtk_box_append(GTK_BOX(v->page), scroll);
+    return v;
+}
+
+GtkWidget *images_view_widget(struct images_view *v) { return v->page; }
+
+/* Jobs still queued keep a pointer to the view: they end before this runs
+ * (each holds the application), so none is left. */
+void images_view_free(struct images_view *v) { g_free(v); }

@@ -1,0 +1,64 @@
+/* The window's view models: what each screen shows, computed from the
+ * engine's answers.  Plain C without GTK, so tests/unit/test_gui_model.c
+ * checks them without a display.  Every string returned is malloc'd, the
+ * caller's to free; NULL only when memory ran out. */
+#ifndef VMSYNC_GTK_MODEL_H
+#define VMSYNC_GTK_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmsync.h"
+
+/* Who this window is in leases: the user and host it opens handles with. */
+struct who {
+    char user[128];
+    char host[256];
+};
+/* The same user and host as libvmsync resolves when given none: $USER (else
+ * the login name), $VMSYNC_HOST (else the hostname). */
+void who_resolve(struct who *me);
+
+/* One image of a repository's list, copied out of vms_images' callback. */
+struct image_row {
+    char *name;
+    uint32_t latest;
+    uint64_t size;
+    int64_t created;
+    bool leased;
+    uint32_t lease_version;
+    char *holder_user, *holder_host;
+    int64_t since;
+};
+int image_row_copy(const struct vms_image_info *in, struct image_row *out);
+void image_row_clear(struct image_row *r);
+
+enum image_state {
+    IMAGE_NOT_HERE,       /* nobody holds it */
+    IMAGE_CHECKED_OUT,    /* this user and host hold it */
+    IMAGE_HELD_ELSEWHERE, /* another holds it */
+    IMAGE_DOWNLOADING,    /* this window is checking it out now */
+};
+/* REMOTE: over ssh:// the lease's user is the agent's --user, not ours, so
+ * the host alone says "here". */
+enum image_state image_state(const struct image_row *r, const struct who *me, bool remote,
+                             bool downloading);
+/* "not here", "checked out here (version 2)", "held by bob@lab since
+ * 2026-12-01 10:00 UTC (version 1)", "being downloaded". */
+char *image_state_text(const struct image_row *r, enum image_state s);
+/* "version 3 · 11.2 MiB · not here": the row's subtitle. */
+char *image_summary_text(const struct image_row *r, enum image_state s);
+
+/* A name or message as the CLI prints it (vms_put_name, vms_put_text):
+ * valid UTF-8 for the toolkit, control bytes escaped. */
+char *quoted_name(const char *raw);
+char *quoted_text(const char *raw);
+/* The error as the CLI's "vmsync: ..." line says it, without the prefix. */
+char *error_text(const fsp_error *err);
+
+/* "2026-12-01 10:00 UTC" */
+void format_time(int64_t t, char *buf, size_t len);
+/* "11.2 MiB" */
+void format_mib(uint64_t bytes, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,150 @@
+/* Engine work on worker threads: see worker.h. */
+#include "worker.h"
+
+#include <string.h>
+
+struct repo_slot {
+    char *url, *identity;
+    const struct who *me;
+    struct vms_remote_opts remote;
+    struct vms_client_opts opts;
+    vms_client *client; /* opened and used on workers only, one at a time */
+    GMutex lock;        /* guards the fields below, shared with the worker */
+    struct job *running;
+    struct vms_event newest;
+    bool event_pending; /* an idle callback is queued to deliver NEWEST */
+};
+
+static int forward_event(void *ctx, const struct vms_event *ev);
+
+struct repo_slot *repo_slot_new(const char *url, const char *identity, const struct who *me)
+{
+    struct repo_slot *s = g_new0(struct repo_slot, 1);
+    s->url = g_strdup(url);
+    s->identity = g_strdup(identity);
+    s->me = me;
+    s->remote.identity = s->identity;
+    s->opts = (struct vms_client_opts){.remote = &s->remote, .user = me->user,
+                                       .host = me->host, .event = forward_event, .ctx = s};
+    g_mutex_init(&s->lock);
+    return s;
+}
+
+void repo_slot_free(struct repo_slot *s)
+{
+    if (!s)
+        return;
+    /* every job holds the application (job_start), so none runs now */
+    g_warn_if_fail(!repo_slot_busy(s));
+    vms_client_close(s->client);
+    g_mutex_clear(&s->lock);
+    g_free(s->url);
+    g_free(s->identity);
+    g_free(s);
+}
+
+const char *repo_slot_url(const struct repo_slot *s) { return s->url; }
+bool repo_slot_remote(const struct repo_slot *s) { return !strncmp(s->url, "ssh://", 6); }
+
+bool repo_slot_busy(const struct repo_slot *s)
+{
+    g_mutex_lock((GMutex *)&s->lock);
+    bool busy = s->running != NULL;
+    g_mutex_unlock((GMutex *)&s->lock);
+    return busy;
+}
+
+void repo_slot_cancel(struct repo_slot *s)
+{
+    g_mutex_lock(&s->lock);
+    /* the client is closed only when no job runs, so it is alive here */
+    if (s->running && s->client)
+        vms_client_cancel(s->client);
+    g_mutex_unlock(&s->lock);
+}
+
+/* ---- events: worker to main loop ---- */
+
+static gboolean deliver_event(gpointer data)
+{
+    struct repo_slot *s = data;
+    g_mutex_lock(&s->lock);
+    struct vms_event ev = s->newest;
+    struct job *j = s->running;
+    s->event_pending = false;
+    g_mutex_unlock(&s->lock);
+    if (j && j->event)
+        j->event(j, &ev);
+    return G_SOURCE_REMOVE;
+}
+
+/* On the worker.  DONE is left to the job's own completion; the rest keep
+ * numbers only (SUBJECT and ERROR live during this call alone). */
+static int forward_event(void *ctx, const struct vms_event *ev)
+{
+    struct repo_slot *s = ctx;
+    if (ev->phase == VMS_PHASE_DONE)
+        return 0;
+    g_mutex_lock(&s->lock);
+    s->newest = *ev;
+    s->newest.subject = NULL;
+    s->newest.error = NULL;
+    bool queue = !s->event_pending;
+    s->event_pending = true;
+    g_mutex_unlock(&s->lock);
+    if (queue)
+        g_idle_add(deliver_event, s);
+    return 0;
+}
+
+/* ---- jobs ---- */
+
+struct outcome {
+    int rc;
+    fsp_error err;
+};
+
+static void run_on_worker(GTask *task, gpointer src, gpointer data, GCancellable *unused)
+{
+    struct job *j = data;
+    struct repo_slot *s = j->slot;
+    struct outcome *o = g_new0(struct outcome, 1);
+    if (!s->client)
+        o->rc = vms_client_open(s->url, &s->opts, &s->client, &o->err);
+    if (!o->rc)
+        o->rc = j->run(j, s->client, &o->err);
+    g_task_return_pointer(task, o, g_free);
+}
+
+static void finish_on_main(GObject *src, GAsyncResult *res, gpointer data)
+{
+    struct job *j = data;
+    struct repo_slot *s = j->slot;
+    struct outcome *o = g_task_propagate_pointer(G_TASK(res), NULL);
+    g_mutex_lock(&s->lock);
+    s->running = NULL;
+    g_mutex_unlock(&s->lock);
+    j->done(j, o->rc, &o->err);
+    g_free(o);
+    g_application_release(g_application_get_default());
+}
+
+bool job_start(struct repo_slot *s, struct job *j)
+{
+    g_mutex_lock(&s->lock);
+    bool free_now = !s->running;
+    if (free_now)
+        s->running = j;
+    g_mutex_unlock(&s->lock);
+    if (!free_now)
+        return false;
+    j->slot = s;
+    /* the process outlives its window until the job's DONE has run, so
+     * that no worker is left using a handle being closed */
+    g_application_hold(g_application_get_default());
+    GTask *task = g_task_new(NULL, NULL, finish_on_main, j);
+    g_task_set_task_data(task, j, NULL);
+    g_task_run_in_thread(task, run_on_worker);
+    g_object_unref(task);
+    return true;
+}

@@ -1,0 +1,53 @@
+/* Engine work off the main loop.  A repository slot owns one vms_client,
+ * opened on the first job and kept, so an ssh:// repository keeps its one
+ * connection; it runs one job at a time (the handle's rule).  A job's RUN
+ * runs on a worker thread (GTask); its DONE, and its EVENT for the
+ * operation's progress, run on the main loop, where every widget lives.
+ *
+ * Progress events are coalesced: the worker keeps the newest one and has at
+ * most one g_idle_add pending, so a fast operation cannot flood the main
+ * loop, and the window always shows the latest figures. */
+#ifndef VMSYNC_GTK_WORKER_H
+#define VMSYNC_GTK_WORKER_H
+
+#include <gio/gio.h>
+#include <stdbool.h>
+
+#include "model.h"
+
+struct job;
+struct repo_slot;
+
+/* On the worker thread; returns 0 or a negative errno with ERR filled. */
+typedef int (*job_run_fn)(struct job *j, vms_client *c, fsp_error *err);
+/* On the main loop, once; RC and ERR are RUN's (or vms_client_open's). */
+typedef void (*job_done_fn)(struct job *j, int rc, const fsp_error *err);
+/* On the main loop: the newest event since the last call. */
+typedef void (*job_event_fn)(struct job *j, const struct vms_event *ev);
+
+struct job {
+    struct repo_slot *slot;
+    job_run_fn run;
+    job_done_fn done;
+    job_event_fn event; /* may be NULL */
+    void *data;         /* the caller's */
+};
+
+/* URL and IDENTITY (may be NULL) are copied; ME stays the caller's and must
+ * outlive the slot. */
+struct repo_slot *repo_slot_new(const char *url, const char *identity, const struct who *me);
+/* Closes the slot's handle; no job may be running (each holds the
+ * application, so none is once g_application_run has returned). */
+void repo_slot_free(struct repo_slot *s);
+const char *repo_slot_url(const struct repo_slot *s);
+bool repo_slot_remote(const struct repo_slot *s);
+bool repo_slot_busy(const struct repo_slot *s);
+
+/* Starts J (the caller's, alive until its DONE has run) on S.  false when S
+ * is busy with another job: nothing starts. */
+bool job_start(struct repo_slot *s, struct job *j);
+/* Asks the running job to stop (vms_client_cancel): it ends soon with
+ * FSP_EK_CANCELLED through its DONE. */
+void repo_slot_cancel(struct repo_slot *s);
+
+#endif
