@@ -134,3 +134,123 @@ char *image_summary_text(const struct image_row *r, enum image_state s)
     free(state);
     return out;
 }
+
+/* ---- a checkout's plan and progress ---- */
+
+static void format_rate(double rate, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.1f MiB/s", rate / 1048576.0);
+}
+
+static void format_seconds(double s, char *buf, size_t len)
+{
+    if (s < 0)
+        snprintf(buf, len, "unknown");
+    else if (s < 100)
+        snprintf(buf, len, "%.0f s", s < 1 ? 1 : s);
+    else
+        snprintf(buf, len, "%.0f min", s / 60);
+}
+
+char *plan_text(const struct vms_plan_figures *f, double rate)
+{
+    char disk[32], fetch[32], secs[32], speed[32], *out = NULL;
+    int n;
+    if (f->in_place)
+        n = asprintf(&out, "The file already holds version %u: nothing to move.", f->version);
+    else {
+        format_mib(f->bytes_from_seeds + f->bytes_resumed, disk, sizeof disk);
+        format_mib(f->bytes_to_fetch_raw, fetch, sizeof fetch);
+        format_seconds(rate > 0 ? f->bytes_to_fetch_raw / rate : -1, secs, sizeof secs);
+        format_rate(rate, speed, sizeof speed);
+        if (rate > 0)
+            n = asprintf(&out, "%s from your disk, %s to download, about %s at the measured "
+                         "rate (%s)", disk, fetch, secs, speed);
+        else
+            n = asprintf(&out, "%s from your disk, %s to download; the time is unknown: no "
+                         "rate has been measured yet", disk, fetch);
+    }
+    return n < 0 ? NULL : out;
+}
+
+void rate_meter_update(struct rate_meter *m, const struct vms_event *ev, double now)
+{
+    if (ev->phase != m->phase)
+        *m = (struct rate_meter){.phase = ev->phase};
+    m->done = ev->done;
+    m->total = ev->total;
+    m->times[m->head] = now;
+    m->dones[m->head] = ev->done;
+    m->head = (m->head + 1) % RATE_SAMPLES;
+    if (m->n < RATE_SAMPLES)
+        m->n++;
+}
+
+double rate_meter_rate(const struct rate_meter *m)
+{
+    if (m->n < 2)
+        return 0;
+    unsigned newest = (m->head + RATE_SAMPLES - 1) % RATE_SAMPLES;
+    unsigned oldest = (m->head + RATE_SAMPLES - m->n) % RATE_SAMPLES;
+    double span = m->times[newest] - m->times[oldest];
+    if (span < 0.5 || m->dones[newest] < m->dones[oldest])
+        return 0;
+    return (m->dones[newest] - m->dones[oldest]) / span;
+}
+
+double rate_meter_eta(const struct rate_meter *m)
+{
+    double rate = rate_meter_rate(m);
+    if (rate <= 0 || m->total < m->done)
+        return -1;
+    return (m->total - m->done) / rate;
+}
+
+/* Where each phase sits on the one bar: from [0] to [1]. */
+static const double phase_spans[][2] = {
+    [VMS_PHASE_CONNECT] = {0, 0.02},      [VMS_PHASE_SCAN_SEED] = {0.02, 0.1},
+    [VMS_PHASE_SCAN_OUTPUT] = {0.02, 0.1}, [VMS_PHASE_SEED_COPY] = {0.1, 0.85},
+    [VMS_PHASE_FETCH] = {0.1, 0.85},      [VMS_PHASE_VERIFY] = {0.85, 0.95},
+    [VMS_PHASE_CONVERT] = {0.95, 1},      [VMS_PHASE_DONE] = {1, 1},
+};
+
+double checkout_fraction(const struct rate_meter *m)
+{
+    if ((unsigned)m->phase >= sizeof phase_spans / sizeof phase_spans[0])
+        return 0;
+    const double *span = phase_spans[m->phase];
+    double within = m->total ? (double)m->done / m->total : 0;
+    return span[0] + (span[1] - span[0]) * (within > 1 ? 1 : within);
+}
+
+static const char *phase_words(enum vms_phase p)
+{
+    switch (p) {
+    case VMS_PHASE_CONNECT: return "Connecting";
+    case VMS_PHASE_SCAN_SEED: return "Reading a seed";
+    case VMS_PHASE_SCAN_OUTPUT: return "Reading the output";
+    case VMS_PHASE_SEED_COPY: return "Copying from your disk";
+    case VMS_PHASE_FETCH: return "Fetching";
+    case VMS_PHASE_VERIFY: return "Verifying";
+    case VMS_PHASE_CONVERT: return "Converting to qcow2";
+    default: return "Working";
+    }
+}
+
+char *progress_text(const struct rate_meter *m)
+{
+    char done[32], total[32], speed[32] = "rate unknown", left[32], when[48], *out = NULL;
+    double rate = rate_meter_rate(m);
+    format_mib(m->done, done, sizeof done);
+    format_mib(m->total, total, sizeof total);
+    format_seconds(rate_meter_eta(m), left, sizeof left);
+    if (rate > 0) {
+        format_rate(rate, speed, sizeof speed);
+        snprintf(when, sizeof when, "%s left", left);
+    } else
+        snprintf(when, sizeof when, "time left unknown");
+    if (asprintf(&out, "%s: %s of %s · %s · %s", phase_words(m->phase), done, total, speed,
+                 when) < 0)
+        return NULL;
+    return out;
+}

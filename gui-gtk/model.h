@@ -62,3 +62,36 @@ void format_time(int64_t t, char *buf, size_t len);
 void format_mib(uint64_t bytes, char *buf, size_t len);
 
 #endif
+
+/* ---- a checkout's plan and progress ---- */
+
+/* What a checkout's plan tells before anything moves: "19.0 MiB from your
+ * disk, 11.0 MiB to download, about 9 s at the measured rate (1.2 MiB/s)".
+ * RATE is bytes per second measured by an earlier fetch on this
+ * repository; 0 when none was: the time is then said to be unknown. */
+char *plan_text(const struct vms_plan_figures *f, double rate);
+
+/* The true rate of the phase running, from the events' DONE over the clock:
+ * the bytes of the last few seconds over their time, so that a stall shows
+ * at once.  A new phase starts a new measurement. */
+#define RATE_SAMPLES 32
+struct rate_meter {
+    enum vms_phase phase;
+    uint64_t done, total;
+    double times[RATE_SAMPLES];
+    uint64_t dones[RATE_SAMPLES];
+    unsigned n, head;          /* samples kept, the next slot to write */
+};
+void rate_meter_update(struct rate_meter *m, const struct vms_event *ev, double now);
+/* Bytes per second over the window; 0 while there is none yet (fewer than
+ * two samples, or less than half a second between them). */
+double rate_meter_rate(const struct rate_meter *m);
+/* Seconds left at that rate; negative when unknown. */
+double rate_meter_eta(const struct rate_meter *m);
+/* The one bar's fraction, 0..1, over the whole checkout: scanning seeds and
+ * OUT, then copying and fetching (most of it), then the verify scan and a
+ * qcow2 conversion. */
+double checkout_fraction(const struct rate_meter *m);
+/* "Fetching: 4.0 MiB of 11.0 MiB · 2.1 MiB/s · 3 s left", or with "rate
+ * unknown · time left unknown" before there is a rate. */
+char *progress_text(const struct rate_meter *m);

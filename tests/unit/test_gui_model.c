@@ -68,9 +68,60 @@ static void test_quoting(void)
     image_row_clear(&r);
 }
 
+static void expect_text(char *got, const char *want)
+{
+    CHECK(got && !strcmp(got, want));
+    if (got && strcmp(got, want))
+        fprintf(stderr, "  got '%s'\n  want '%s'\n", got, want);
+    free(got);
+}
+
+static void test_plan_text(void)
+{
+    struct vms_plan_figures f = {.version = 2, .bytes_from_seeds = 19 << 20,
+                                 .bytes_to_fetch_raw = 11 << 20};
+    expect_text(plan_text(&f, 1.25 * 1048576),
+                "19.0 MiB from your disk, 11.0 MiB to download, about 9 s at the measured "
+                "rate (1.2 MiB/s)");
+    expect_text(plan_text(&f, 0), "19.0 MiB from your disk, 11.0 MiB to download; the time "
+                                  "is unknown: no rate has been measured yet");
+    f.in_place = true;
+    expect_text(plan_text(&f, 0), "The file already holds version 2: nothing to move.");
+}
+
+static void feed(struct rate_meter *m, enum vms_phase p, uint64_t done, uint64_t total,
+                 double now)
+{
+    struct vms_event ev = {.phase = p, .done = done, .total = total};
+    rate_meter_update(m, &ev, now);
+}
+
+static void test_rate_meter(void)
+{
+    struct rate_meter m = {0};
+    feed(&m, VMS_PHASE_FETCH, 0, 10 << 20, 100.0);
+    /* one sample: no rate, and the text says unknown, never 0 s */
+    CHECK(rate_meter_rate(&m) == 0 && rate_meter_eta(&m) < 0);
+    expect_text(progress_text(&m), "Fetching: 0.0 MiB of 10.0 MiB · rate unknown · time left unknown");
+    feed(&m, VMS_PHASE_FETCH, 1 << 20, 10 << 20, 100.2);
+    CHECK(rate_meter_rate(&m) == 0); /* under half a second: still unknown */
+    feed(&m, VMS_PHASE_FETCH, 2 << 20, 10 << 20, 101.0);
+    CHECK(rate_meter_rate(&m) == 2 << 20);
+    CHECK(rate_meter_eta(&m) == 4);
+    expect_text(progress_text(&m), "Fetching: 2.0 MiB of 10.0 MiB · 2.0 MiB/s · 4 s left");
+    CHECK(checkout_fraction(&m) > 0.1 && checkout_fraction(&m) < 0.85);
+    /* a new phase measures anew */
+    feed(&m, VMS_PHASE_VERIFY, 0, 10 << 20, 101.5);
+    CHECK(rate_meter_rate(&m) == 0 && checkout_fraction(&m) == 0.85);
+    feed(&m, VMS_PHASE_DONE, 0, 0, 102);
+    CHECK(checkout_fraction(&m) == 1);
+}
+
 int main(void)
 {
     RUN(test_states);
     RUN(test_quoting);
+    RUN(test_plan_text);
+    RUN(test_rate_meter);
     return check_failures;
 }
