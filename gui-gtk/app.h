@@ -8,6 +8,7 @@
 #include "worker.h"
 
 struct images_view;
+struct checkout_panel;
 
 struct app {
     AdwApplication *gtk;
@@ -17,6 +18,7 @@ struct app {
     GtkListBox *repo_list;   /* one row per cfg->repos entry, in order */
     GtkStack *content;       /* "empty" or "images" */
     struct images_view *images;
+    struct checkout_panel *checkout; /* the one checkout the window runs at a time */
     struct cfg *cfg;
     char cfg_path[4096];
     struct who me;
@@ -40,5 +42,14 @@ GtkWidget *images_view_widget(struct images_view *v);
 /* Shows SLOT's images, listing them anew on a worker. */
 void images_view_show(struct images_view *v, struct repo_slot *slot);
 void images_view_free(struct images_view *v);
+/* Lists the shown repository's images again (after a checkout). */
+void images_view_refresh(struct images_view *v);
+
+/* Checking out (checkout.c): the dialog that asks what and where, the plan,
+ * the run with its progress panel at the bottom of the window, and cancel. */
+struct checkout_panel *checkout_panel_new(struct app *a);
+GtkWidget *checkout_panel_widget(struct checkout_panel *p);
+void checkout_panel_free(struct checkout_panel *p);
+void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_row *image);
 
 #endif

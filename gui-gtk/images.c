@@ -11,6 +11,7 @@ struct images_view {
     GtkLabel *title, *status;
     GtkListBox *list;
     struct repo_slot *slot;  /* shown now; owned by the app */
+    GArray *rows;            /* struct image_row: the list shown */
     unsigned generation;     /* bumped per listing: a late answer for another is dropped */
 };
 
@@ -34,8 +35,36 @@ static void clear_list(struct images_view *v)
         gtk_list_box_remove(v->list, child);
 }
 
-static GtkWidget *image_row_widget(struct images_view *v, const struct image_row *r)
+struct checkout_button {
+    struct images_view *view;
+    guint index;             /* into the view's rows */
+};
+
+static void on_checkout_clicked(GtkButton *b, gpointer data)
 {
+    struct checkout_button *cb = data;
+    struct images_view *v = cb->view;
+    if (v->rows && cb->index < v->rows->len)
+        checkout_dialog(v->app, v->slot, &g_array_index(v->rows, struct image_row, cb->index));
+}
+
+static GtkWidget *checkout_button_new(struct images_view *v, guint index, const char *name)
+{
+    GtkWidget *b = gtk_button_new_with_label("Check out…");
+    char *label = g_strdup_printf("Check out %s", name);
+    set_accessible_name(b, label);
+    g_free(label);
+    gtk_widget_set_valign(b, GTK_ALIGN_CENTER);
+    struct checkout_button *cb = g_new(struct checkout_button, 1);
+    *cb = (struct checkout_button){.view = v, .index = index};
+    g_signal_connect_data(b, "clicked", G_CALLBACK(on_checkout_clicked), cb,
+                          (GClosureNotify)(void (*)(void))g_free, 0);
+    return b;
+}
+
+static GtkWidget *image_row_widget(struct images_view *v, guint index)
+{
+    const struct image_row *r = &g_array_index(v->rows, struct image_row, index);
     enum image_state st = image_state(r, &v->app->me, repo_slot_remote(v->slot), false);
     char *name = quoted_name(r->name), *summary = image_summary_text(r, st);
     GtkWidget *row = adw_action_row_new();
@@ -43,6 +72,7 @@ static GtkWidget *image_row_widget(struct images_view *v, const struct image_row
     adw_preferences_row_set_title(ADW_PREFERENCES_ROW(row), name ? name : "?");
     adw_action_row_set_subtitle(ADW_ACTION_ROW(row), summary ? summary : "");
     set_accessible_name(row, name ? name : "?");
+    adw_action_row_add_suffix(ADW_ACTION_ROW(row), checkout_button_new(v, index, name ? name : "?"));
     free(name);
     free(summary);
     return row;
@@ -66,19 +96,28 @@ static int run_listing(struct job *j, vms_client *c, fsp_error *err)
     return vms_images(c, collect_image, lj, err);
 }
 
+static void rows_free(GArray *rows)
+{
+    for (guint i = 0; rows && i < rows->len; i++)
+        image_row_clear(&g_array_index(rows, struct image_row, i));
+    if (rows)
+        g_array_free(rows, TRUE);
+}
+
+/* Takes ROWS over. */
 static void show_rows(struct images_view *v, GArray *rows)
 {
     clear_list(v);
+    rows_free(v->rows);
+    v->rows = rows;
     for (guint i = 0; i < rows->len; i++)
-        gtk_list_box_append(v->list, image_row_widget(v, &g_array_index(rows, struct image_row, i)));
+        gtk_list_box_append(v->list, image_row_widget(v, i));
     set_status(v, rows->len ? "" : "This repository holds no image yet.");
 }
 
 static void list_job_free(struct list_job *lj)
 {
-    for (guint i = 0; i < lj->rows->len; i++)
-        image_row_clear(&g_array_index(lj->rows, struct image_row, i));
-    g_array_free(lj->rows, TRUE);
+    rows_free(lj->rows);
     g_free(lj);
 }
 
@@ -92,8 +131,10 @@ static void listing_done(struct job *j, int rc, const fsp_error *err)
             set_status(v, text ? text : "out of memory");
             free(text);
             app_toast_error(v->app, err);
-        } else
+        } else {
             show_rows(v, lj->rows);
+            lj->rows = NULL;
+        }
     }
     list_job_free(lj);
 }
@@ -106,6 +147,8 @@ static void start_listing(struct images_view *v)
     lj->rows = g_array_new(FALSE, FALSE, sizeof(struct image_row));
     lj->job = (struct job){.run = run_listing, .done = listing_done, .data = lj};
     clear_list(v);
+    rows_free(v->rows);
+    v->rows = NULL;
     set_status(v, "Listing the images…");
     if (!job_start(v->slot, &lj->job)) {
         set_status(v, "The repository is busy: try again when its operation ends.");
@@ -122,12 +165,13 @@ void images_view_show(struct images_view *v, struct repo_slot *slot)
     start_listing(v);
 }
 
-static void on_refresh(GtkButton *b, gpointer data)
+void images_view_refresh(struct images_view *v)
 {
-    struct images_view *v = data;
     if (v->slot)
         start_listing(v);
 }
+
+static void on_refresh(GtkButton *b, gpointer data) { images_view_refresh(data); }
 
 /* ---- the page ---- */
 
@@ -175,4 +219,8 @@ GtkWidget *images_view_widget(struct images_view *v) { return v->page; }
 
 /* Jobs still queued keep a pointer to the view: they end before this runs
  * (each holds the application), so none is left. */
-void images_view_free(struct images_view *v) { g_free(v); }
+void images_view_free(struct images_view *v)
+{
+    rows_free(v->rows);
+    g_free(v);
+}

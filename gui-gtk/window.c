@@ -169,6 +169,8 @@ static GtkWidget *build_content(struct app *a)
     GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 0);
     gtk_box_append(GTK_BOX(box), build_header(a));
     gtk_box_append(GTK_BOX(box), panes);
+    a->checkout = checkout_panel_new(a);
+    gtk_box_append(GTK_BOX(box), checkout_panel_widget(a->checkout));
     a->toasts = ADW_TOAST_OVERLAY(adw_toast_overlay_new());
     adw_toast_overlay_set_child(a->toasts, box);
     return GTK_WIDGET(a->toasts);
@@ -232,6 +234,7 @@ static gboolean on_quit_signal(gpointer data)
 static void app_free(struct app *a)
 {
     images_view_free(a->images);
+    checkout_panel_free(a->checkout);
     for (guint i = 0; i < a->slots->len; i++)
         repo_slot_free(g_ptr_array_index(a->slots, i));
     g_ptr_array_free(a->slots, TRUE);

@@ -9,6 +9,7 @@ struct repo_slot {
     struct vms_remote_opts remote;
     struct vms_client_opts opts;
     vms_client *client; /* opened and used on workers only, one at a time */
+    double rate;        /* main loop only */
     GMutex lock;        /* guards the fields below, shared with the worker */
     struct job *running;
     struct vms_event newest;
@@ -45,6 +46,9 @@ void repo_slot_free(struct repo_slot *s)
 
 const char *repo_slot_url(const struct repo_slot *s) { return s->url; }
 bool repo_slot_remote(const struct repo_slot *s) { return !strncmp(s->url, "ssh://", 6); }
+
+double repo_slot_rate(const struct repo_slot *s) { return s->rate; }
+void repo_slot_set_rate(struct repo_slot *s, double rate) { s->rate = rate; }
 
 bool repo_slot_busy(const struct repo_slot *s)
 {

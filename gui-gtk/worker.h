@@ -42,6 +42,10 @@ void repo_slot_free(struct repo_slot *s);
 const char *repo_slot_url(const struct repo_slot *s);
 bool repo_slot_remote(const struct repo_slot *s);
 bool repo_slot_busy(const struct repo_slot *s);
+/* The fetch rate (bytes per second) the last checkout measured on this
+ * repository, for the next plan's estimate; 0 before any. */
+double repo_slot_rate(const struct repo_slot *s);
+void repo_slot_set_rate(struct repo_slot *s, double rate);
 
 /* Starts J (the caller's, alive until its DONE has run) on S.  false when S
  * is busy with another job: nothing starts. */
