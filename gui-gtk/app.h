@@ -15,6 +15,7 @@ struct app {
     const char *initial_repo;
     AdwApplicationWindow *window;
     AdwToastOverlay *toasts;
+    AdwToast *last_toast;    /* a reference, to dismiss it when another comes */
     GtkListBox *repo_list;   /* one row per cfg->repos entry, in order */
     GtkStack *content;       /* "empty" or "images" */
     struct images_view *images;
@@ -25,7 +26,8 @@ struct app {
     GPtrArray *slots;        /* struct repo_slot *, parallel to cfg->repos */
 };
 
-/* A toast with TEXT as it is (not markup), the CLI's words for an error. */
+/* A toast with TEXT as it is (not markup); an error's, in the CLI's words,
+ * stays until dismissed or replaced. */
 void app_toast(struct app *a, const char *text);
 void app_toast_error(struct app *a, const fsp_error *err);
 

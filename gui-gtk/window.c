@@ -14,20 +14,29 @@ void set_accessible_name(GtkWidget *w, const char *name)
     gtk_accessible_update_property(GTK_ACCESSIBLE(w), GTK_ACCESSIBLE_PROPERTY_LABEL, name, -1);
 }
 
-void app_toast(struct app *a, const char *text)
+/* The overlay queues toasts behind the one shown, and an error's stays
+ * until dismissed: the newest news replaces it instead of waiting. */
+static void show_toast(struct app *a, const char *text, guint timeout)
 {
     /* a toast's title is markup: escape, so a file name is shown as it is */
     char *markup = g_markup_escape_text(text, -1);
     AdwToast *t = adw_toast_new(markup);
-    adw_toast_set_timeout(t, 0); /* errors stay until dismissed */
+    adw_toast_set_timeout(t, timeout);
+    if (a->last_toast) {
+        adw_toast_dismiss(a->last_toast);
+        g_object_unref(a->last_toast);
+    }
+    a->last_toast = g_object_ref(t);
     adw_toast_overlay_add_toast(a->toasts, t);
     g_free(markup);
 }
 
+void app_toast(struct app *a, const char *text) { show_toast(a, text, 5); }
+
 void app_toast_error(struct app *a, const fsp_error *err)
 {
     char *text = error_text(err);
-    app_toast(a, text ? text : "out of memory");
+    show_toast(a, text ? text : "out of memory", 0); /* stays until dismissed */
     free(text);
 }
 
@@ -239,6 +248,8 @@ static void app_free(struct app *a)
         repo_slot_free(g_ptr_array_index(a->slots, i));
     g_ptr_array_free(a->slots, TRUE);
     cfg_free(a->cfg);
+    if (a->last_toast)
+        g_object_unref(a->last_toast);
 }
 
 int app_run(const char *repo)

@@ -4,7 +4,7 @@
 #include <string.h>
 
 struct repo_slot {
-    char *url, *identity;
+    char *url, *identity, *known_hosts;
     const struct who *me;
     struct vms_remote_opts remote;
     struct vms_client_opts opts;
@@ -25,6 +25,10 @@ struct repo_slot *repo_slot_new(const char *url, const char *identity, const str
     s->identity = g_strdup(identity);
     s->me = me;
     s->remote.identity = s->identity;
+    /* named, not left to the default: libssh's own default follows the
+     * password database's home, not $HOME, which the engine's messages name */
+    s->known_hosts = g_build_filename(g_get_home_dir(), ".ssh", "known_hosts", NULL);
+    s->remote.known_hosts = s->known_hosts;
     s->opts = (struct vms_client_opts){.remote = &s->remote, .user = me->user,
                                        .host = me->host, .event = forward_event, .ctx = s};
     g_mutex_init(&s->lock);
@@ -41,6 +45,7 @@ void repo_slot_free(struct repo_slot *s)
     g_mutex_clear(&s->lock);
     g_free(s->url);
     g_free(s->identity);
+    g_free(s->known_hosts);
     g_free(s);
 }
 
