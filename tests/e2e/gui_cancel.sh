@@ -67,6 +67,13 @@ try:
                        if re.search(r" · [0-9.]+ MiB/s · [0-9]+ s left$", l)], timeout=30)
     print("# progress:", shown[0])
     wait_find(app, "label", "desk@1 is checked out", timeout=40)
+    # the next plan estimates the time at the rate the fetch measured
+    os.environ["GUI_OUT"] += ".second"
+    plan, body = plan_body()
+    assert re.fullmatch(r"0.0 MiB from your disk, [0-9.]+ MiB to download, about [0-9]+ s at the "
+                        r"measured rate \([0-9.]+ MiB/s\)", body), body
+    press(wait_find(plan, "push button", "Cancel"))
+    wait_gone(app, "dialog", "Check out desk@1?")
     press(wait_find(app, "push button", "Close"))
 except Exception as e:
     print("FAIL: %s" % e)

@@ -22,7 +22,12 @@ def wait_until(what, probe, timeout=20):
     """Calls probe until it returns something true; returns that."""
     deadline = time.monotonic() + timeout
     while True:
-        got = probe()
+        try:
+            got = probe()
+        except Exception:
+            # a node went away while the tree was read (a label replaced
+            # by the progress it shows): read it again
+            got = None
         if got:
             return got
         if time.monotonic() > deadline:
