@@ -7,7 +7,8 @@
 #                        DISPLAY and DBUS_SESSION_BUS_ADDRESS, and points HOME,
 #                        XDG_CONFIG_HOME and XDG_CACHE_HOME into $T
 #   gui_start [ARGS...]  starts $VMSYNC_GTK ARGS in the background (GUI_PID),
-#                        its stdout and stderr in $T/gtk.out and $T/gtk.err
+#                        its stdout and stderr in $T/gtk.out and $T/gtk.err;
+#                        an ASan build gets tests/lib/gui-lsan.supp
 #   gui_wait_exit SECS   waits for the window's process; sets GUI_RC
 #   gui_py SCRIPT...     runs the system python3 (pyatspi) with tests/lib
 #                        importable (gui_atspi.py: the AT-SPI driver)
@@ -121,6 +122,11 @@ gui_session() {
 }
 
 gui_start() {
+    # (grep -c reads to the end: grep -q would leave nm a SIGPIPE, a failure under pipefail)
+    if [[ $(nm "$VMSYNC_GTK" 2>/dev/null | grep -c __asan_init) != 0 ]]; then
+        # the toolkit's process-long caches are not our leaks (the file says which)
+        export LSAN_OPTIONS="suppressions=$TESTS_LIB/gui-lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+    fi
     "$VMSYNC_GTK" "$@" >"$T/gtk.out" 2>"$T/gtk.err" &
     GUI_PID=$!
     _GUI_PIDS+=("$GUI_PID")
