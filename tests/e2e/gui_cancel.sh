@@ -52,8 +52,9 @@ try:
     plan, body = plan_body()
     assert body.endswith("; the time is unknown: no rate has been measured yet"), body
     press(wait_find(plan, "push button", "Check out"))
-    # cancel early in the fetch, then resume
-    shown = wait_until("the fetch", progress, timeout=30)
+    # cancel early in the fetch, once something has arrived, then resume
+    shown = wait_until("the fetch under way", lambda: [l for l in progress()
+                       if float(l.split(" ")[1]) > 0], timeout=30)
     print("# progress:", shown[0])
     press(wait_find(app, "push button", "Cancel checkout"))
     stopped = wait_until("the cancel's toast", lambda: [l for l in labels(app) if l.startswith("cancelled")], timeout=10)
