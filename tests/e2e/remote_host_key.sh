@@ -77,6 +77,18 @@ if command -v script >/dev/null 2>&1; then
     grep -q "127.0.0.1" "$T/kh-tty" || bad "answering y did not add the key"
 fi
 
+info "without --known-hosts: the file in \$HOME is the one read, named and written"
+pw_kh="$(getent passwd "$(id -u)" | cut -d: -f6)/.ssh/known_hosts"
+pw_before=$(sha256sum "$pw_kh" 2>/dev/null || echo absent)
+HOME=$T/home vm_ok "$T/home-accept" log "$URL" -i "$SSH_CLIENT_KEY" --accept-new
+grep -q "to $T/home/.ssh/known_hosts\$" "$T/home-accept.err" ||
+    bad "the CLI does not name \$HOME's file: $(cat "$T/home-accept.err")"
+grep -q "127.0.0.1" "$T/home/.ssh/known_hosts" 2>/dev/null ||
+    bad "the accepted key is not in the file named, \$HOME/.ssh/known_hosts"
+HOME=$T/home vm_ok "$T/home-known" log "$URL" -i "$SSH_CLIENT_KEY"
+[[ $(sha256sum "$pw_kh" 2>/dev/null || echo absent) == "$pw_before" ]] ||
+    bad "the key went to $pw_kh, not to the file named"
+
 info "a changed key: told, and refused whatever the answer"
 sshd_rekey "$T/sshd"
 cp "$T/kh" "$T/kh-before"

@@ -44,6 +44,7 @@ struct vms_remote {
     char url[PATH_MAX];
     char user[128], host[256], port[8], path[PATH_MAX];
     struct vms_remote_opts opts;
+    char known_hosts[PATH_MAX]; /* the file libssh reads and vmsync names */
     ssh_session ssh;
     ssh_channel ch;
     struct vms_conn conn;
@@ -296,13 +297,24 @@ static void fingerprint(vms_remote *r, char *type, size_t type_cap, char *fp, si
     ssh_key_free(key);
 }
 
-static const char *known_hosts_file(const vms_remote *r, char *buf, size_t cap)
+/* The known hosts file: the caller's, else ~/.ssh/config's, else the one in
+ * $HOME.  libssh's own default follows the password database's home, which
+ * is not $HOME under sudo or a service: the file read, the file named in
+ * messages and the file a remembered key goes to must be one. */
+static void choose_known_hosts(vms_remote *r)
 {
-    if (r->opts.known_hosts)
-        return r->opts.known_hosts;
-    const char *home = getenv("HOME");
-    snprintf(buf, cap, "%s/.ssh/known_hosts", home ? home : "");
-    return buf;
+    char *from_config = NULL;
+    if (r->opts.known_hosts) {
+        snprintf(r->known_hosts, sizeof r->known_hosts, "%s", r->opts.known_hosts);
+    } else if (ssh_options_get(r->ssh, SSH_OPTIONS_KNOWNHOSTS, &from_config) == SSH_OK) {
+        snprintf(r->known_hosts, sizeof r->known_hosts, "%s", from_config);
+        ssh_string_free_char(from_config);
+        return;
+    } else {
+        const char *home = getenv("HOME");
+        snprintf(r->known_hosts, sizeof r->known_hosts, "%s/.ssh/known_hosts", home ? home : "");
+    }
+    ssh_options_set(r->ssh, SSH_OPTIONS_KNOWNHOSTS, r->known_hosts);
 }
 
 /* Adds the server's key to the known hosts file (making its folder if needed). */
@@ -351,9 +363,9 @@ static int refuse_key(vms_remote *r, const struct vms_host_key *k, fsp_error *er
 
 static int check_host_key(vms_remote *r, fsp_error *err)
 {
-    char type[64], fp[128], buf[PATH_MAX];
+    char type[64], fp[128];
     struct vms_host_key k = {.host = r->host, .type = type, .fingerprint = fp,
-                             .known_hosts = known_hosts_file(r, buf, sizeof buf)};
+                             .known_hosts = r->known_hosts};
     fingerprint(r, type, sizeof type, fp, sizeof fp);
     switch (ssh_session_is_known_server(r->ssh)) {
     case SSH_KNOWN_HOSTS_OK: return 0;
@@ -482,8 +494,7 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
         ssh_options_set(r->ssh, SSH_OPTIONS_PORT_STR, r->port);
     if (r->user[0])
         ssh_options_set(r->ssh, SSH_OPTIONS_USER, r->user);
-    if (r->opts.known_hosts)
-        ssh_options_set(r->ssh, SSH_OPTIONS_KNOWNHOSTS, r->opts.known_hosts);
+    choose_known_hosts(r);
     ssh_options_set(r->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
     ssh_set_blocking(r->ssh, 0);
     int rc = connected_step(r, 0, err);
