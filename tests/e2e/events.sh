@@ -99,6 +99,21 @@ has_event "$T/qc" '.phase == "convert" and .done == .total and .total > 0' ||
     bad "the qcow2 checkout is not qcow2"
 last_is_done "$T/qc" 0
 
+# ---- a failed conversion: the next run converts again and fetches nothing -------
+mkdir -p "$T/no-qemu-img"
+ln -s "$(command -v timeout)" "$T/no-qemu-img/timeout"
+PATH=$T/no-qemu-img vm "$T/qc-fail" checkout "$R" t -o "$T/out2.qcow2" --format qcow2 --cache "$T/cache-qc2"
+((VM_RC != 0)) || bad "a checkout without qemu-img succeeded"
+[[ -e $T/out2.qcow2.vmsync-qcow2 ]] && bad "a failed conversion left its half-written qcow2"
+vm_ok "$T/qc-again" checkout "$R" t -o "$T/out2.qcow2" --format qcow2 --stats-json "$T/qc-again.json" --cache "$T/cache-qc2"
+jq -e '.objects_fetched == 0 and .bytes_resumed > 0' "$T/qc-again.json" >/dev/null ||
+    bad "the run after a failed conversion fetched again: $(cat "$T/qc-again.json")"
+for left in part journal qcow2; do
+    [[ -e $T/out2.qcow2.vmsync-$left ]] && bad "a finished checkout left out2.qcow2.vmsync-$left"
+done
+cmp -s <(qemu-img convert -O raw "$T/out.qcow2" /dev/stdout) <(qemu-img convert -O raw "$T/out2.qcow2" /dev/stdout) ||
+    bad "the qcow2 converted on the second run differs from the first checkout's"
+
 # ---- a failed operation ends with the final event too ---------------------------
 vm "$T/nope" checkout "$R" no-such-image -o "$T/nope.img" --progress=json --cache "$T/cache-qc"
 ((VM_RC != 0)) || bad "a checkout of a missing image succeeded"

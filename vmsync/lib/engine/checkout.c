@@ -622,9 +622,9 @@ static int install_output(struct checkout *co, fsp_error *err)
             rc = output_untouched(co, err);
         if (!rc && (sync_path(converted) < 0 || rename(converted, out) < 0))
             rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", out, strerror(errno));
-        unlink(co->part);
-        if (rc)
-            unlink(converted);
+        /* A failed conversion keeps the verified raw image and its journal,
+         * so that the next run converts again without fetching anything. */
+        unlink(rc ? converted : co->part);
         return rc;
     }
     int rc = output_untouched(co, err);
