@@ -17,6 +17,7 @@
 
 struct job;
 struct repo_slot;
+struct question;
 
 /* On the worker thread; returns 0 or a negative errno with ERR filled. */
 typedef int (*job_run_fn)(struct job *j, vms_client *c, fsp_error *err);
@@ -51,7 +52,11 @@ void repo_slot_set_rate(struct repo_slot *s, double rate);
  * is busy with another job: nothing starts. */
 bool job_start(struct repo_slot *s, struct job *j);
 /* Asks the running job to stop (vms_client_cancel): it ends soon with
- * FSP_EK_CANCELLED through its DONE. */
+ * FSP_EK_CANCELLED through its DONE.  A question it waits on (ask.h) gets
+ * its refusal. */
 void repo_slot_cancel(struct repo_slot *s);
+/* On the job's worker: asks the user Q in a dialog and waits (ask_wait).
+ * The host-key question of an ssh:// slot is asked this way. */
+const char *repo_slot_ask(struct repo_slot *s, const struct question *q);
 
 #endif
