@@ -255,7 +255,7 @@ char *progress_text(const struct rate_meter *m)
     return out;
 }
 
-/* ---- decisions: a host key ---- */
+/* ---- decisions: a host key, another host's lease ---- */
 
 bool host_key_askable(const struct vms_host_key *k) { return k->state == VMS_HOST_KEY_UNKNOWN; }
 
@@ -342,4 +342,30 @@ char *host_key_body(const struct vms_host_key *k)
     }
     key_words_free(&w);
     return n < 0 ? NULL : out;
+}
+
+char *steal_heading(const struct vms_lease_info *held)
+{
+    char *name = quoted_name(held->image), *out = NULL;
+    if (name && asprintf(&out, "Take over the lease of %s?", name) < 0)
+        out = NULL;
+    free(name);
+    return out;
+}
+
+char *steal_body(const struct vms_lease_info *held)
+{
+    char *name = quoted_name(held->image), *user = quoted_name(held->user),
+         *host = quoted_name(held->host), *out = NULL, since[40];
+    format_time(held->since, since, sizeof since);
+    if (name && user && host &&
+        asprintf(&out, "%s is checked out by %s@%s since %s (version %u).\n\n"
+                 "If you take it over, the lease becomes yours: their copy stays on their "
+                 "machine, but they can no longer check it in. The take-over is recorded in "
+                 "the repository's audit log.", name, user, host, since, held->version) < 0)
+        out = NULL;
+    free(name);
+    free(user);
+    free(host);
+    return out;
 }

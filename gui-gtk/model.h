@@ -96,7 +96,7 @@ double checkout_fraction(const struct rate_meter *m);
  * unknown · time left unknown" before there is a rate. */
 char *progress_text(const struct rate_meter *m);
 
-/* ---- decisions: a host key ---- */
+/* ---- decisions: a host key, another host's lease ---- */
 
 /* Whether the user may answer about K (an unknown key); any other state is
  * refused whatever the answer, and the dialog only tells why. */
@@ -109,3 +109,8 @@ char *host_key_heading(const struct vms_host_key *k);
  * reason and how to mend it. */
 char *host_key_body(const struct vms_host_key *k);
 
+/* "Take over the lease of desk?" */
+char *steal_heading(const struct vms_lease_info *held);
+/* Who holds it, since when and which version; what taking it over does to
+ * the holder; that the repository's audit log records it. */
+char *steal_body(const struct vms_lease_info *held);

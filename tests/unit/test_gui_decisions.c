@@ -1,5 +1,6 @@
 /* The texts of the window's decisions (gui-gtk/model.c), without a display:
- * the host-key dialog in each state the engine reports. */
+ * the host-key dialog in each state the engine reports, and the
+ * confirmation before another host's lease is taken over. */
 #include "check.h"
 #include "../../gui-gtk/model.h"
 
@@ -79,10 +80,25 @@ static void test_key_quoting(void)
     free(body);
 }
 
+static void test_steal(void)
+{
+    struct vms_lease_info held = {.image = "desk", .version = 3, .user = "bob", .host = "lab",
+                                  .since = 1764583200}; /* 2025-12-01 10:00 UTC */
+    expect_text(steal_heading(&held), "Take over the lease of desk?");
+    expect_text(steal_body(&held),
+                "desk is checked out by bob@lab since 2025-12-01 10:00 UTC (version 3).\n\n"
+                "If you take it over, the lease becomes yours: their copy stays on their "
+                "machine, but they can no longer check it in. The take-over is recorded in the "
+                "repository's audit log.");
+    held.host = "lab\tbox";
+    expect_parts(steal_body(&held), (const char *const[]){"by bob@\"lab\\tbox\" since", NULL});
+}
+
 int main(void)
 {
     RUN(test_unknown_key);
     RUN(test_refused_keys);
     RUN(test_key_quoting);
+    RUN(test_steal);
     return check_failures;
 }
