@@ -30,6 +30,7 @@ struct checkout {
     struct vms_stats stats;
     struct rate_meter meter;
     double fetch_rate;       /* the last true rate of the fetch phase */
+    bool downloading;        /* the run is under way: its row says so */
 };
 
 struct checkout_dialog {
@@ -157,12 +158,21 @@ static void start_run(struct checkout *c)
     c->job = (struct job){.run = run_checkout, .done = checkout_done, .event = on_event,
                           .data = c};
     c->meter = (struct rate_meter){0};
+    c->downloading = true;
     panel_show(c->app->checkout, c, "Checking out");
     if (!job_start(c->slot, &c->job)) {
         panel_hide(c->app->checkout);
         app_toast(c->app, "The repository is busy: try again when its operation ends.");
         checkout_free(c);
+        return;
     }
+    images_view_restate(c->app->images);
+}
+
+bool checkout_downloading(const struct app *a, const struct repo_slot *slot, const char *name)
+{
+    const struct checkout *c = a->checkout ? a->checkout->running : NULL;
+    return c && c->downloading && c->slot == slot && !strcmp(c->name, name);
 }
 
 /* ---- another host's lease: asked on the run's worker ---- */
