@@ -54,4 +54,11 @@ GtkWidget *checkout_panel_widget(struct checkout_panel *p);
 void checkout_panel_free(struct checkout_panel *p);
 void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_row *image);
 
+/* decisions: while the window's checkout runs, the image's row says "being
+ * downloaded".  Whether that checkout is fetching NAME from SLOT now
+ * (checkout.c): */
+bool checkout_downloading(const struct app *a, const struct repo_slot *slot, const char *name);
+/* Draws the rows again with their states, without listing anew (images.c). */
+void images_view_restate(struct images_view *v);
+
 #endif

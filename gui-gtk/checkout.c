@@ -2,8 +2,10 @@
  * the seeds; then vms_checkout_plan on a worker and its figures shown before
  * anything moves; then vms_checkout_run with one bar, the true rate and the
  * time left, and a cancel button (vms_client_cancel).  Running it again
- * after a cancel resumes: the new plan counts what is already in place. */
+ * after a cancel resumes: the new plan counts what is already in place.
+ * When another host holds the lease, the run asks before it takes it over. */
 #include "app.h"
+#include "ask.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@ struct checkout {
     struct vms_stats stats;
     struct rate_meter meter;
     double fetch_rate;       /* the last true rate of the fetch phase */
+    bool downloading;        /* the run is under way: its row says so */
 };
 
 struct checkout_dialog {
@@ -155,12 +158,42 @@ static void start_run(struct checkout *c)
     c->job = (struct job){.run = run_checkout, .done = checkout_done, .event = on_event,
                           .data = c};
     c->meter = (struct rate_meter){0};
+    c->downloading = true;
     panel_show(c->app->checkout, c, "Checking out");
     if (!job_start(c->slot, &c->job)) {
         panel_hide(c->app->checkout);
         app_toast(c->app, "The repository is busy: try again when its operation ends.");
         checkout_free(c);
+        return;
     }
+    images_view_restate(c->app->images);
+}
+
+bool checkout_downloading(const struct app *a, const struct repo_slot *slot, const char *name)
+{
+    const struct checkout *c = a->checkout ? a->checkout->running : NULL;
+    return c && c->downloading && c->slot == slot && !strcmp(c->name, name);
+}
+
+/* ---- another host's lease: asked on the run's worker ---- */
+
+static const struct ask_choice steal_choices[] = {
+    {"cancel", "_Cancel", ADW_RESPONSE_DEFAULT},
+    {"steal", "_Take over", ADW_RESPONSE_DESTRUCTIVE},
+};
+
+/* Cancel is the default: taking another's lease over is done on purpose. */
+static int confirm_steal(void *ctx, const struct vms_lease_info *held)
+{
+    struct checkout *c = ctx;
+    char *heading = steal_heading(held), *body = steal_body(held);
+    struct question q = {.heading = heading, .body = body, .choices = steal_choices,
+                         .n_choices = G_N_ELEMENTS(steal_choices), .default_id = "cancel",
+                         .refuse_id = "cancel"};
+    bool steal = heading && body && !strcmp(repo_slot_ask(c->slot, &q), "steal");
+    free(heading);
+    free(body);
+    return steal;
 }
 
 /* ---- the plan ---- */
@@ -199,7 +232,9 @@ static int run_plan(struct job *j, vms_client *client, fsp_error *err)
     struct vms_checkout_opts o = {.name = c->name, .version = c->version, .out = c->out,
                                   .format = c->format,
                                   .seeds = (const char *const *)c->seeds->pdata,
-                                  .n_seeds = c->seeds->len};
+                                  .n_seeds = c->seeds->len,
+                                  /* the plan keeps it for the run, which takes the lease */
+                                  .steal = confirm_steal, .steal_ctx = c};
     return vms_checkout_plan(client, &o, &c->plan, err);
 }
 

@@ -65,7 +65,8 @@ static GtkWidget *checkout_button_new(struct images_view *v, guint index, const 
 static GtkWidget *image_row_widget(struct images_view *v, guint index)
 {
     const struct image_row *r = &g_array_index(v->rows, struct image_row, index);
-    enum image_state st = image_state(r, &v->app->me, repo_slot_remote(v->slot), false);
+    bool downloading = checkout_downloading(v->app, v->slot, r->name);
+    enum image_state st = image_state(r, &v->app->me, repo_slot_remote(v->slot), downloading);
     char *name = quoted_name(r->name), *summary = image_summary_text(r, st);
     GtkWidget *row = adw_action_row_new();
     adw_preferences_row_set_use_markup(ADW_PREFERENCES_ROW(row), FALSE);
@@ -104,15 +105,30 @@ static void rows_free(GArray *rows)
         g_array_free(rows, TRUE);
 }
 
+static void append_rows(struct images_view *v)
+{
+    for (guint i = 0; i < v->rows->len; i++)
+        gtk_list_box_append(v->list, image_row_widget(v, i));
+}
+
 /* Takes ROWS over. */
 static void show_rows(struct images_view *v, GArray *rows)
 {
     clear_list(v);
     rows_free(v->rows);
     v->rows = rows;
-    for (guint i = 0; i < rows->len; i++)
-        gtk_list_box_append(v->list, image_row_widget(v, i));
+    append_rows(v);
     set_status(v, rows->len ? "" : "This repository holds no image yet.");
+}
+
+/* The rows' states change with the window's own checkout, which keeps the
+ * slot busy: the list is drawn again from what it holds, not listed anew. */
+void images_view_restate(struct images_view *v)
+{
+    if (!v->rows)
+        return;
+    clear_list(v);
+    append_rows(v);
 }
 
 static void list_job_free(struct list_job *lj)

@@ -254,3 +254,118 @@ char *progress_text(const struct rate_meter *m)
         return NULL;
     return out;
 }
+
+/* ---- decisions: a host key, another host's lease ---- */
+
+bool host_key_askable(const struct vms_host_key *k) { return k->state == VMS_HOST_KEY_UNKNOWN; }
+
+/* K's strings as the CLI prints them, each freed by key_words_free. */
+struct key_words {
+    char *host, *type, *fingerprint, *file;
+};
+
+static bool key_words_get(const struct vms_host_key *k, struct key_words *w)
+{
+    *w = (struct key_words){quoted_text(k->host), quoted_text(k->type),
+                            quoted_text(k->fingerprint), quoted_text(k->known_hosts)};
+    return w->host && w->type && w->fingerprint && w->file;
+}
+
+static void key_words_free(struct key_words *w)
+{
+    free(w->host);
+    free(w->type);
+    free(w->fingerprint);
+    free(w->file);
+}
+
+char *host_key_heading(const struct vms_host_key *k)
+{
+    static const char *const words[][2] = {
+        [VMS_HOST_KEY_UNKNOWN] = {"Trust the host key of ", "?"},
+        [VMS_HOST_KEY_CHANGED] = {"The host key of ", " has changed"},
+        [VMS_HOST_KEY_OTHER_TYPE] = {"", " offers a key of another type"},
+    };
+    static const char *const refused[2] = {"The host key of ", " is refused"};
+    unsigned st = (unsigned)k->state;
+    const char *const *w = st < sizeof words / sizeof words[0] && words[st][1] ? words[st] : refused;
+    char *host = quoted_text(k->host), *out = NULL;
+    if (host && asprintf(&out, "%s%s%s", w[0], host, w[1]) < 0)
+        out = NULL;
+    free(host);
+    return out;
+}
+
+static int unknown_key_body(char **out, const struct key_words *w)
+{
+    return asprintf(out, "%s offers the host key %s %s, which %s does not hold.\n\n"
+                    "Check the fingerprint with the server's administrator before you trust "
+                    "it. Accept once connects this time only; Remember also adds the key to %s.",
+                    w->host, w->type, w->fingerprint, w->file, w->file);
+}
+
+static int changed_key_body(char **out, const struct key_words *w)
+{
+    return asprintf(out, "%s now offers the host key %s %s, not the one %s holds for it.\n\n"
+                    "The connection is refused: someone may be intercepting it. If the "
+                    "server's key was really replaced, remove its old line from %s.",
+                    w->host, w->type, w->fingerprint, w->file, w->file);
+}
+
+static int other_type_body(char **out, const struct key_words *w)
+{
+    return asprintf(out, "%s offers the host key %s %s, of another type than the one %s "
+                    "holds for it.\n\nThe connection is refused: someone may be intercepting "
+                    "it. If the server's keys were really replaced, remove its old line from %s.",
+                    w->host, w->type, w->fingerprint, w->file, w->file);
+}
+
+/* A state this window does not know yet: the engine refuses it. */
+static int refused_key_body(char **out, const struct key_words *w)
+{
+    return asprintf(out, "%s offers the host key %s %s, which %s does not vouch for.\n\n"
+                    "The connection is refused.", w->host, w->type, w->fingerprint, w->file);
+}
+
+char *host_key_body(const struct vms_host_key *k)
+{
+    struct key_words w;
+    char *out = NULL;
+    int n = -1;
+    if (key_words_get(k, &w)) {
+        switch (k->state) {
+        case VMS_HOST_KEY_UNKNOWN: n = unknown_key_body(&out, &w); break;
+        case VMS_HOST_KEY_CHANGED: n = changed_key_body(&out, &w); break;
+        case VMS_HOST_KEY_OTHER_TYPE: n = other_type_body(&out, &w); break;
+        default: n = refused_key_body(&out, &w); break;
+        }
+    }
+    key_words_free(&w);
+    return n < 0 ? NULL : out;
+}
+
+char *steal_heading(const struct vms_lease_info *held)
+{
+    char *name = quoted_name(held->image), *out = NULL;
+    if (name && asprintf(&out, "Take over the lease of %s?", name) < 0)
+        out = NULL;
+    free(name);
+    return out;
+}
+
+char *steal_body(const struct vms_lease_info *held)
+{
+    char *name = quoted_name(held->image), *user = quoted_name(held->user),
+         *host = quoted_name(held->host), *out = NULL, since[40];
+    format_time(held->since, since, sizeof since);
+    if (name && user && host &&
+        asprintf(&out, "%s is checked out by %s@%s since %s (version %u).\n\n"
+                 "If you take it over, the lease becomes yours: their copy stays on their "
+                 "machine, but they can no longer check it in. The take-over is recorded in "
+                 "the repository's audit log.", name, user, host, since, held->version) < 0)
+        out = NULL;
+    free(name);
+    free(user);
+    free(host);
+    return out;
+}

@@ -95,3 +95,22 @@ double checkout_fraction(const struct rate_meter *m);
 /* "Fetching: 4.0 MiB of 11.0 MiB · 2.1 MiB/s · 3 s left", or with "rate
  * unknown · time left unknown" before there is a rate. */
 char *progress_text(const struct rate_meter *m);
+
+/* ---- decisions: a host key, another host's lease ---- */
+
+/* Whether the user may answer about K (an unknown key); any other state is
+ * refused whatever the answer, and the dialog only tells why. */
+bool host_key_askable(const struct vms_host_key *k);
+/* "Trust the host key of 127.0.0.1?", "The host key of 127.0.0.1 has
+ * changed", ... */
+char *host_key_heading(const struct vms_host_key *k);
+/* The host, the key's type and fingerprint (as `ssh-keygen -lf` prints it),
+ * the known hosts file, and what each answer does; for a refused state, the
+ * reason and how to mend it. */
+char *host_key_body(const struct vms_host_key *k);
+
+/* "Take over the lease of desk?" */
+char *steal_heading(const struct vms_lease_info *held);
+/* Who holds it, since when and which version; what taking it over does to
+ * the holder; that the repository's audit log records it. */
+char *steal_body(const struct vms_lease_info *held);

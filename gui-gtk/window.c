@@ -225,6 +225,10 @@ static void on_activate(GApplication *gapp, gpointer data)
     gtk_window_set_title(GTK_WINDOW(a->window), "vmsync");
     gtk_window_set_default_size(GTK_WINDOW(a->window), 900, 580);
     adw_application_window_set_content(a->window, build_content(a));
+    /* kept past the window's end: a job that ends after the close (it was
+     * cancelled, or its question answered "no") updates these widgets,
+     * unseen, instead of freed ones */
+    g_object_ref(a->toasts);
     g_signal_connect(a->window, "close-request", G_CALLBACK(on_close_request), a);
     load_settings(a);
     gtk_window_present(GTK_WINDOW(a->window));
@@ -250,6 +254,8 @@ static void app_free(struct app *a)
     cfg_free(a->cfg);
     if (a->last_toast)
         g_object_unref(a->last_toast);
+    if (a->toasts)
+        g_object_unref(a->toasts);
 }
 
 int app_run(const char *repo)

@@ -1,7 +1,10 @@
 /* Engine work on worker threads: see worker.h. */
 #include "worker.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "ask.h"
 
 struct repo_slot {
     char *url, *identity, *known_hosts;
@@ -14,9 +17,11 @@ struct repo_slot {
     struct job *running;
     struct vms_event newest;
     bool event_pending; /* an idle callback is queued to deliver NEWEST */
+    struct ask_line ask; /* the engine's questions to the user */
 };
 
 static int forward_event(void *ctx, const struct vms_event *ev);
+static enum vms_host_key_answer ask_host_key(void *ctx, const struct vms_host_key *k);
 
 struct repo_slot *repo_slot_new(const char *url, const char *identity, const struct who *me)
 {
@@ -29,9 +34,12 @@ struct repo_slot *repo_slot_new(const char *url, const char *identity, const str
      * password database's home, not $HOME, which the engine's messages name */
     s->known_hosts = g_build_filename(g_get_home_dir(), ".ssh", "known_hosts", NULL);
     s->remote.known_hosts = s->known_hosts;
+    s->remote.host_key = ask_host_key;
+    s->remote.host_key_ctx = s;
     s->opts = (struct vms_client_opts){.remote = &s->remote, .user = me->user,
                                        .host = me->host, .event = forward_event, .ctx = s};
     g_mutex_init(&s->lock);
+    ask_line_init(&s->ask);
     return s;
 }
 
@@ -43,6 +51,7 @@ void repo_slot_free(struct repo_slot *s)
     g_warn_if_fail(!repo_slot_busy(s));
     vms_client_close(s->client);
     g_mutex_clear(&s->lock);
+    ask_line_clear(&s->ask);
     g_free(s->url);
     g_free(s->identity);
     g_free(s->known_hosts);
@@ -70,6 +79,43 @@ void repo_slot_cancel(struct repo_slot *s)
     if (s->running && s->client)
         vms_client_cancel(s->client);
     g_mutex_unlock(&s->lock);
+    /* a worker waiting for the user waits in no engine call: answer it */
+    ask_line_cancel(&s->ask);
+}
+
+const char *repo_slot_ask(struct repo_slot *s, const struct question *q)
+{
+    return ask_wait(&s->ask, q);
+}
+
+/* ---- host keys: on the worker, while the handle connects ---- */
+
+static const struct ask_choice host_key_choices[] = {
+    {"refuse", "_Refuse", ADW_RESPONSE_DEFAULT},
+    {"once", "Accept _once", ADW_RESPONSE_DEFAULT},
+    {"remember", "Re_member", ADW_RESPONSE_DEFAULT},
+};
+static const struct ask_choice told_choices[] = {{"close", "_Close", ADW_RESPONSE_DEFAULT}};
+
+/* An unknown key is the user's to judge (Refuse is the default: a key is
+ * trusted only on purpose); any other state is refused whatever the
+ * answer, so the dialog only says why. */
+static enum vms_host_key_answer ask_host_key(void *ctx, const struct vms_host_key *k)
+{
+    struct repo_slot *s = ctx;
+    bool askable = host_key_askable(k);
+    char *heading = host_key_heading(k), *body = host_key_body(k);
+    struct question q = {.heading = heading ? heading : "Host key", .body = body ? body : "",
+                         .choices = askable ? host_key_choices : told_choices,
+                         .n_choices = askable ? G_N_ELEMENTS(host_key_choices) : 1,
+                         .default_id = askable ? "refuse" : "close",
+                         .refuse_id = askable ? "refuse" : "close"};
+    const char *answer = heading && body ? repo_slot_ask(s, &q) : "refuse";
+    free(heading);
+    free(body);
+    if (!askable || !strcmp(answer, "refuse"))
+        return VMS_HOST_KEY_REFUSE;
+    return strcmp(answer, "remember") ? VMS_HOST_KEY_ACCEPT_ONCE : VMS_HOST_KEY_REMEMBER;
 }
 
 /* ---- events: worker to main loop ---- */
@@ -148,6 +194,7 @@ bool job_start(struct repo_slot *s, struct job *j)
     if (!free_now)
         return false;
     j->slot = s;
+    ask_line_reset(&s->ask);
     /* the process outlives its window until the job's DONE has run, so
      * that no worker is left using a handle being closed */
     g_application_hold(g_application_get_default());

@@ -17,6 +17,7 @@
 
 struct job;
 struct repo_slot;
+struct question;
 
 /* On the worker thread; returns 0 or a negative errno with ERR filled. */
 typedef int (*job_run_fn)(struct job *j, vms_client *c, fsp_error *err);
@@ -50,8 +51,12 @@ void repo_slot_set_rate(struct repo_slot *s, double rate);
 /* Starts J (the caller's, alive until its DONE has run) on S.  false when S
  * is busy with another job: nothing starts. */
 bool job_start(struct repo_slot *s, struct job *j);
-/* Asks the running job to stop (vms_client_cancel): it ends soon with
- * FSP_EK_CANCELLED through its DONE. */
+/* On the main loop: asks the running job to stop (vms_client_cancel): it
+ * ends soon with FSP_EK_CANCELLED through its DONE.  A question it waits on
+ * (ask.h) gets its refusal, and so does any it asks later. */
 void repo_slot_cancel(struct repo_slot *s);
+/* On the job's worker: asks the user Q in a dialog and waits (ask_wait).
+ * The host-key question of an ssh:// slot is asked this way. */
+const char *repo_slot_ask(struct repo_slot *s, const struct question *q);
 
 #endif

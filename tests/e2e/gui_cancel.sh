@@ -3,8 +3,10 @@
 # 8 Mbit/s in front of the test's sshd): the checkout shows one bar with the
 # true rate and the time left, Cancel stops it (vms_client_cancel), and
 # checking out again resumes: the new plan counts what arrived as already on
-# the disk and estimates the time at the rate measured.  The CLI then checks
-# the file against the version.
+# the disk and estimates the time at the rate measured.  While the fetch
+# runs, the image's row says "being downloaded"; after the cancel it shows
+# the true state again, as vmsync leases tells it.  The CLI then checks the
+# file against the version.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -29,10 +31,11 @@ cp "$T/kh-relay" "$HOME/.ssh/known_hosts"
 URL="ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo"
 printf '[repository]\nurl = %s\nidentity = %s\n' "$URL" "$SSH_CLIENT_KEY" >"$XDG_CONFIG_HOME/vmsync/config"
 gui_start
-GUI_OUT=$T/out/desk.img gui_py - <<'PY' || fail "driving the window failed (see the log)"
-import os, re
+GUI_OUT=$T/out/desk.img VMSYNC_REPO=$T/srv/repo gui_py - <<'PY' || fail "driving the window failed (see the log)"
+import json, os, re, subprocess
 from gui_atspi import *
 app = wait_app()
+ROW = "version 1 · 32.0 MiB · "
 
 def plan_body():
     press(wait_find(app, "push button", "Check out desk"))
@@ -43,6 +46,13 @@ def plan_body():
     body = [l for l in labels(plan) if "to download" in l]
     print("# plan:", body)
     return plan, body[0]
+
+def true_state():
+    """The row's state from the CLI's view of the lease."""
+    out = subprocess.run([os.environ["VMSYNC"], "leases", os.environ["VMSYNC_REPO"], "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    mine = [l for l in json.loads(out)["leases"] if l["image"] == "desk" and l["host"] == "laptop"]
+    return "checked out here (version 1)" if mine else "not here"
 
 def progress():
     return [l for l in labels(app) if l.startswith("Fetching: ")]
@@ -56,9 +66,14 @@ try:
     shown = wait_until("the fetch under way", lambda: [l for l in progress()
                        if float(l.split(" ")[1]) > 0], timeout=30)
     print("# progress:", shown[0])
+    wait_find(app, "label", ROW + "being downloaded", timeout=5)
     press(wait_find(app, "push button", "Cancel checkout"))
     stopped = wait_until("the cancel's toast", lambda: [l for l in labels(app) if l.startswith("cancelled")], timeout=10)
     print("# toast:", stopped[0])
+    state = true_state()
+    wait_find(app, "label", ROW + state, timeout=20)
+    assert not [l for l in labels(app) if "being downloaded" in l], "still said downloading"
+    print("# after the cancel:", state)
     plan, body = plan_body()
     m = re.match(r"([0-9.]+) MiB from your disk, ([0-9.]+) MiB to download", body)
     assert m and float(m.group(1)) > 0, "the new plan resumes nothing: " + body
