@@ -12,6 +12,11 @@
 #   gui_wait_exit SECS   waits for the window's process; sets GUI_RC
 #   gui_py SCRIPT...     runs the system python3 (pyatspi) with tests/lib
 #                        importable (gui_atspi.py: the AT-SPI driver)
+#   gui_screenshot NAME  saves what the window shows (it and its dialogs, each
+#                        at its place: gui_screenshot.sh) as NN-NAME.png in
+#                        $GUI_SHOTS ($VMSYNC_TEST_LOGS/TEST_NAME.shots, kept
+#                        after the test); prints the file's path.  From
+#                        python: gui_atspi.screenshot(NAME)
 #
 # The exit trap ends every process started here by its process id (and the
 # ones they started: the bus launcher's own dbus-daemon and registry),
@@ -25,10 +30,11 @@ GUI_PID=
 GUI_RC=
 _GUI_PIDS=()
 _GUI_PREV_EXIT=
+GUI_SHOTS=${GUI_SHOTS:-${VMSYNC_TEST_LOGS:-$REPO/$BUILD/test-logs}/$TEST_NAME.shots}
 
 need_gui() {
     [[ -x $VMSYNC_GTK ]] || fail "window under test not found: $VMSYNC_GTK"
-    need_cmd Xvfb dbus-daemon
+    need_cmd Xvfb dbus-daemon xdotool xwd xwdtopnm ppmmake pnmpaste pnmtopng
     [[ -x /usr/libexec/at-spi-bus-launcher ]] || skip "missing at-spi-bus-launcher"
     "$GUI_PYTHON" -c 'import pyatspi' 2>/dev/null || skip "missing python3-pyatspi"
 }
@@ -138,4 +144,14 @@ gui_wait_exit() {
     wait "$GUI_PID" || GUI_RC=$?
 }
 
-gui_py() { PYTHONPATH=$TESTS_LIB "$GUI_PYTHON" "$@"; }
+gui_py() { GUI_PID=$GUI_PID GUI_SHOTS=$GUI_SHOTS PYTHONPATH=$TESTS_LIB "$GUI_PYTHON" "$@"; }
+
+# gui_screenshot NAME: the next NN-NAME.png in $GUI_SHOTS (numbered on from
+# the files there, so shots taken from python, gui_atspi.screenshot, interleave).
+gui_screenshot() {
+    local n
+    mkdir -p "$GUI_SHOTS"
+    n=$(find "$GUI_SHOTS" -maxdepth 1 -name '*.png' | wc -l)
+    "$TESTS_LIB/gui_screenshot.sh" "$GUI_PID" "$GUI_SHOTS/$(printf '%02d' $((n + 1)))-$1.png" ||
+        fail "gui_screenshot $1 failed"
+}
