@@ -214,6 +214,32 @@ static void load_settings(struct app *a)
         select_repo(a, 0);
 }
 
+/* ---- the icon ---- */
+
+/* Run from the build tree (build/vmsync-gtk), the icon is not installed:
+ * gui-gtk/data/icons beside the build folder, laid out as an installed
+ * hicolor theme, joins the theme's search path.  (GTK puts only a themed
+ * icon on the window, not one lying loose in a search folder.)  An
+ * installed icon wins, as the theme already has it. */
+static void find_icon_when_not_installed(void)
+{
+    GtkIconTheme *theme = gtk_icon_theme_get_for_display(gdk_display_get_default());
+    char *exe = g_file_read_link("/proc/self/exe", NULL);
+    if (!exe || gtk_icon_theme_has_icon(theme, APP_ID)) {
+        g_free(exe);
+        return;
+    }
+    char *bindir = g_path_get_dirname(exe);
+    char *icons = g_build_filename(bindir, "..", "gui-gtk", "data", "icons", NULL);
+    char *svg = g_build_filename(icons, "hicolor", "scalable", "apps", APP_ID ".svg", NULL);
+    if (g_file_test(svg, G_FILE_TEST_IS_REGULAR))
+        gtk_icon_theme_add_search_path(theme, icons);
+    g_free(svg);
+    g_free(icons);
+    g_free(bindir);
+    g_free(exe);
+}
+
 static void on_activate(GApplication *gapp, gpointer data)
 {
     struct app *a = data;
@@ -221,6 +247,8 @@ static void on_activate(GApplication *gapp, gpointer data)
         gtk_window_present(GTK_WINDOW(a->window));
         return;
     }
+    find_icon_when_not_installed();
+    gtk_window_set_default_icon_name(APP_ID);
     a->window = ADW_APPLICATION_WINDOW(adw_application_window_new(GTK_APPLICATION(gapp)));
     gtk_window_set_title(GTK_WINDOW(a->window), "vmsync");
     gtk_window_set_default_size(GTK_WINDOW(a->window), 900, 580);
