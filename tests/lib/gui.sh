@@ -8,7 +8,8 @@
 #                        XDG_CONFIG_HOME and XDG_CACHE_HOME into $T
 #   gui_start [ARGS...]  starts $VMSYNC_GTK ARGS in the background (GUI_PID),
 #                        its stdout and stderr in $T/gtk.out and $T/gtk.err;
-#                        an ASan build gets tests/lib/gui-lsan.supp
+#                        an ASan build gets tests/lib/gui-lsan.supp (and
+#                        whole leak stacks with GUI_FULL_LEAK_STACKS=1)
 #   gui_wait_exit SECS   waits for the window's process; sets GUI_RC
 #   gui_py SCRIPT...     runs the system python3 (pyatspi) with tests/lib
 #                        importable (gui_atspi.py: the AT-SPI driver)
@@ -128,12 +129,19 @@ gui_session() {
 }
 
 gui_start() {
+    local asan=${ASAN_OPTIONS:-}
     # (grep -c reads to the end: grep -q would leave nm a SIGPIPE, a failure under pipefail)
     if [[ $(nm "$VMSYNC_GTK" 2>/dev/null | grep -c __asan_init) != 0 ]]; then
         # the toolkit's process-long caches are not our leaks (the file says which)
         export LSAN_OPTIONS="suppressions=$TESTS_LIB/gui-lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+        # GUI_FULL_LEAK_STACKS=1: a leak's stack is unwound through the
+        # libraries built without frame pointers (GLib), so that a
+        # suppression can name the library below them.  It costs about
+        # twice the time, so only the tests that need it ask.
+        [[ -z ${GUI_FULL_LEAK_STACKS:-} ]] ||
+            asan="${asan:+$asan:}fast_unwind_on_malloc=0:malloc_context_size=10"
     fi
-    "$VMSYNC_GTK" "$@" >"$T/gtk.out" 2>"$T/gtk.err" &
+    ASAN_OPTIONS=$asan "$VMSYNC_GTK" "$@" >"$T/gtk.out" 2>"$T/gtk.err" &
     GUI_PID=$!
     _GUI_PIDS+=("$GUI_PID")
 }
