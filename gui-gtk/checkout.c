@@ -392,6 +392,7 @@ static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
     gtk_editable_set_text(GTK_EDITABLE(d->out), def);
     g_free(def);
     set_accessible_name(field_label(box, "_Output file", GTK_WIDGET(d->out)), "Output file");
+    gtk_entry_set_activates_default(d->out, TRUE);
     d->format = GTK_DROP_DOWN(gtk_drop_down_new_from_strings(formats));
     set_accessible_name(field_label(box, "_Format", GTK_WIDGET(d->format)), "Format");
     name_drop_down_button(d->format, "Format");
@@ -405,6 +406,7 @@ static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
     d->extra_seed = GTK_ENTRY(gtk_entry_new());
     set_accessible_name(field_label(box, "Another _seed file", GTK_WIDGET(d->extra_seed)),
                         "Seed file");
+    gtk_entry_set_activates_default(d->extra_seed, TRUE);
     return box;
 }
 
