@@ -41,6 +41,8 @@ struct checkout_dialog {
     GtkEntry *out, *extra_seed;
     GtkDropDown *format;
     GPtrArray *seed_checks;  /* GtkCheckButton *, each named by its path */
+    GtkBox *seed_box;        /* where the seed checks are */
+    GtkFileChooserNative *chooser; /* while the user picks a seed */
 };
 
 static void checkout_free(struct checkout *c)
@@ -288,6 +290,9 @@ static struct checkout *checkout_from_dialog(struct checkout_dialog *d)
 
 static void dialog_free(struct checkout_dialog *d)
 {
+    if (d->chooser)
+        gtk_native_dialog_destroy(GTK_NATIVE_DIALOG(d->chooser));
+    g_clear_object(&d->chooser);
     g_ptr_array_free(d->seed_checks, TRUE);
     g_free(d->name);
     g_free(d);
@@ -315,6 +320,16 @@ static GtkWidget *field_label(GtkWidget *box, const char *text, GtkWidget *targe
     return target;
 }
 
+/* GTK 4.8's drop-down takes the focus with a toggle button inside it, which
+ * has no name of its own: a screen reader (and Tab) would meet an unnamed
+ * button.  It gets the drop-down's name. */
+static void name_drop_down_button(GtkDropDown *dd, const char *name)
+{
+    GtkWidget *inner = gtk_widget_get_first_child(GTK_WIDGET(dd));
+    if (inner && GTK_IS_TOGGLE_BUTTON(inner))
+        set_accessible_name(inner, name);
+}
+
 static bool looks_like_image(const char *name)
 {
     static const char *const suffixes[] = {".img", ".raw", ".qcow2", ".vmdk", ".vhdx",
@@ -325,33 +340,80 @@ static bool looks_like_image(const char *name)
     return false;
 }
 
-/* A check button per image file in the configured seed folders, checked.  A folder
+/* A checked seed row for PATH (taken over), or the row already there checked.
+ * On by default: the user named the folder for its seeds, or picked the file,
+ * and an unneeded seed costs little (its scan is cached, and a file whose size
+ * matches nothing needed is never read). */
+static void add_seed_check(struct checkout_dialog *d, char *path)
+{
+    for (guint i = 0; i < d->seed_checks->len; i++) {
+        GtkCheckButton *old = g_ptr_array_index(d->seed_checks, i);
+        if (!strcmp(g_object_get_data(G_OBJECT(old), "path"), path)) {
+            gtk_check_button_set_active(old, TRUE);
+            g_free(path);
+            return;
+        }
+    }
+    char *shown = quoted_name(path);
+    GtkWidget *b = gtk_check_button_new_with_label(shown ? shown : "?");
+    gtk_check_button_set_active(GTK_CHECK_BUTTON(b), TRUE);
+    set_accessible_name(b, shown ? shown : "?");
+    g_object_set_data_full(G_OBJECT(b), "path", path, g_free);
+    g_ptr_array_add(d->seed_checks, b);
+    gtk_box_append(d->seed_box, b);
+    free(shown);
+}
+
+/* A check button per image file in the configured seed folders.  A folder
  * listing is quick, unlike a seed's scan, which the plan does on a worker. */
-static void add_seed_checks(struct checkout_dialog *d, GtkWidget *box)
+static void add_seed_checks(struct checkout_dialog *d)
 {
     const struct cfg *cfg = d->app->cfg;
     for (size_t i = 0; i < cfg->n_seed_folders; i++) {
         GDir *dir = g_dir_open(cfg->seed_folders[i], 0, NULL);
         const char *entry;
-        while (dir && (entry = g_dir_read_name(dir))) {
-            if (!looks_like_image(entry))
-                continue;
-            char *path = g_build_filename(cfg->seed_folders[i], entry, NULL);
-            char *shown = quoted_name(path);
-            GtkWidget *b = gtk_check_button_new_with_label(shown ? shown : "?");
-            /* on by default: the user named the folder for its seeds, and an
-             * unneeded seed costs little (its scan is cached, and a file
-             * whose size matches nothing needed is never read) */
-            gtk_check_button_set_active(GTK_CHECK_BUTTON(b), TRUE);
-            set_accessible_name(b, shown ? shown : "?");
-            g_object_set_data_full(G_OBJECT(b), "path", path, g_free);
-            g_ptr_array_add(d->seed_checks, b);
-            gtk_box_append(GTK_BOX(box), b);
-            free(shown);
-        }
+        while (dir && (entry = g_dir_read_name(dir)))
+            if (looks_like_image(entry))
+                add_seed_check(d, g_build_filename(cfg->seed_folders[i], entry, NULL));
         if (dir)
             g_dir_close(dir);
     }
+}
+
+static void on_seed_chosen(GtkNativeDialog *chooser, int response, gpointer data)
+{
+    struct checkout_dialog *d = data;
+    GFile *f = response == GTK_RESPONSE_ACCEPT
+                   ? gtk_file_chooser_get_file(GTK_FILE_CHOOSER(chooser)) : NULL;
+    char *path = f ? g_file_get_path(f) : NULL;
+    if (path)
+        add_seed_check(d, path);
+    if (f)
+        g_object_unref(f);
+    g_clear_object(&d->chooser);
+}
+
+/* Any file may be a seed (a seed's format is found by its content, not its
+ * name), so the chooser filters nothing. */
+static void on_add_seed_clicked(GtkButton *b, gpointer data)
+{
+    struct checkout_dialog *d = data;
+    if (d->chooser)
+        return;
+    GtkWindow *parent = GTK_WINDOW(gtk_widget_get_root(GTK_WIDGET(b)));
+    d->chooser = gtk_file_chooser_native_new("Seed image", parent, GTK_FILE_CHOOSER_ACTION_OPEN,
+                                             "_Add", "_Cancel");
+    g_signal_connect(d->chooser, "response", G_CALLBACK(on_seed_chosen), d);
+    gtk_native_dialog_show(GTK_NATIVE_DIALOG(d->chooser));
+}
+
+static GtkWidget *add_seed_button_new(struct checkout_dialog *d)
+{
+    GtkWidget *b = gtk_button_new_with_mnemonic("_Add seed…");
+    set_accessible_name(b, "Add seed");
+    gtk_widget_set_halign(b, GTK_ALIGN_START);
+    g_signal_connect(b, "clicked", G_CALLBACK(on_add_seed_clicked), d);
+    return b;
 }
 
 static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
@@ -365,15 +427,21 @@ static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
     gtk_editable_set_text(GTK_EDITABLE(d->out), def);
     g_free(def);
     set_accessible_name(field_label(box, "_Output file", GTK_WIDGET(d->out)), "Output file");
+    gtk_entry_set_activates_default(d->out, TRUE);
     d->format = GTK_DROP_DOWN(gtk_drop_down_new_from_strings(formats));
     set_accessible_name(field_label(box, "_Format", GTK_WIDGET(d->format)), "Format");
+    name_drop_down_button(d->format, "Format");
     GtkWidget *seeds = gtk_label_new("Seeds: local images to copy from");
     gtk_label_set_xalign(GTK_LABEL(seeds), 0);
     gtk_box_append(GTK_BOX(box), seeds);
-    add_seed_checks(d, box);
+    d->seed_box = GTK_BOX(gtk_box_new(GTK_ORIENTATION_VERTICAL, 6));
+    gtk_box_append(GTK_BOX(box), GTK_WIDGET(d->seed_box));
+    add_seed_checks(d);
+    gtk_box_append(GTK_BOX(box), add_seed_button_new(d));
     d->extra_seed = GTK_ENTRY(gtk_entry_new());
     set_accessible_name(field_label(box, "Another _seed file", GTK_WIDGET(d->extra_seed)),
                         "Seed file");
+    gtk_entry_set_activates_default(d->extra_seed, TRUE);
     return box;
 }
 

@@ -50,7 +50,7 @@ static void on_checkout_clicked(GtkButton *b, gpointer data)
 
 static GtkWidget *checkout_button_new(struct images_view *v, guint index, const char *name)
 {
-    GtkWidget *b = gtk_button_new_with_label("Check out…");
+    GtkWidget *b = gtk_button_new_with_mnemonic("C_heck out…");
     char *label = g_strdup_printf("Check out %s", name);
     set_accessible_name(b, label);
     g_free(label);

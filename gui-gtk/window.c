@@ -132,7 +132,7 @@ static GtkWidget *build_header(struct app *a)
 {
     GtkWidget *header = adw_header_bar_new();
     GtkWidget *add = gtk_button_new_from_icon_name("list-add-symbolic");
-    gtk_widget_set_tooltip_text(add, "Add a repository");
+    gtk_widget_set_tooltip_text(add, "Add a repository (Ctrl+N)");
     set_accessible_name(add, "Add repository");
     g_signal_connect(add, "clicked", G_CALLBACK(on_add_clicked), a);
     adw_header_bar_pack_start(ADW_HEADER_BAR(header), add);
@@ -214,6 +214,67 @@ static void load_settings(struct app *a)
         select_repo(a, 0);
 }
 
+/* ---- the icon and the keyboard ---- */
+
+/* Run from the build tree (build/vmsync-gtk), the icon is not installed:
+ * gui-gtk/data/icons beside the build folder, laid out as an installed
+ * hicolor theme, joins the theme's search path.  (GTK puts only a themed
+ * icon on the window, not one lying loose in a search folder.)  An
+ * installed icon wins, as the theme already has it. */
+static void find_icon_when_not_installed(void)
+{
+    GtkIconTheme *theme = gtk_icon_theme_get_for_display(gdk_display_get_default());
+    char *exe = g_file_read_link("/proc/self/exe", NULL);
+    if (!exe || gtk_icon_theme_has_icon(theme, APP_ID)) {
+        g_free(exe);
+        return;
+    }
+    char *bindir = g_path_get_dirname(exe);
+    char *icons = g_build_filename(bindir, "..", "gui-gtk", "data", "icons", NULL);
+    char *svg = g_build_filename(icons, "hicolor", "scalable", "apps", APP_ID ".svg", NULL);
+    if (g_file_test(svg, G_FILE_TEST_IS_REGULAR))
+        gtk_icon_theme_add_search_path(theme, icons);
+    g_free(svg);
+    g_free(icons);
+    g_free(bindir);
+    g_free(exe);
+}
+
+static void on_add_action(GSimpleAction *act, GVariant *param, gpointer data)
+{
+    repo_add_dialog(data);
+}
+
+static void on_refresh_action(GSimpleAction *act, GVariant *param, gpointer data)
+{
+    struct app *a = data;
+    images_view_refresh(a->images);
+}
+
+static void on_close_action(GSimpleAction *act, GVariant *param, gpointer data)
+{
+    struct app *a = data;
+    gtk_window_close(GTK_WINDOW(a->window)); /* through close-request, as the button */
+}
+
+/* Ctrl+N adds a repository, F5 and Ctrl+R list the images again, Ctrl+W and
+ * Ctrl+Q close the window. */
+static void add_shortcuts(struct app *a)
+{
+    static const GActionEntry entries[] = {
+        {.name = "add-repository", .activate = on_add_action},
+        {.name = "refresh", .activate = on_refresh_action},
+        {.name = "close", .activate = on_close_action},
+    };
+    static const char *const add[] = {"<Control>n", NULL};
+    static const char *const refresh[] = {"F5", "<Control>r", NULL};
+    static const char *const close[] = {"<Control>w", "<Control>q", NULL};
+    g_action_map_add_action_entries(G_ACTION_MAP(a->window), entries, G_N_ELEMENTS(entries), a);
+    gtk_application_set_accels_for_action(GTK_APPLICATION(a->gtk), "win.add-repository", add);
+    gtk_application_set_accels_for_action(GTK_APPLICATION(a->gtk), "win.refresh", refresh);
+    gtk_application_set_accels_for_action(GTK_APPLICATION(a->gtk), "win.close", close);
+}
+
 static void on_activate(GApplication *gapp, gpointer data)
 {
     struct app *a = data;
@@ -221,6 +282,8 @@ static void on_activate(GApplication *gapp, gpointer data)
         gtk_window_present(GTK_WINDOW(a->window));
         return;
     }
+    find_icon_when_not_installed();
+    gtk_window_set_default_icon_name(APP_ID);
     a->window = ADW_APPLICATION_WINDOW(adw_application_window_new(GTK_APPLICATION(gapp)));
     gtk_window_set_title(GTK_WINDOW(a->window), "vmsync");
     gtk_window_set_default_size(GTK_WINDOW(a->window), 900, 580);
@@ -229,6 +292,7 @@ static void on_activate(GApplication *gapp, gpointer data)
      * cancelled, or its question answered "no") updates these widgets,
      * unseen, instead of freed ones */
     g_object_ref(a->toasts);
+    add_shortcuts(a);
     g_signal_connect(a->window, "close-request", G_CALLBACK(on_close_request), a);
     load_settings(a);
     gtk_window_present(GTK_WINDOW(a->window));

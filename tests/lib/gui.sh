@@ -8,10 +8,16 @@
 #                        XDG_CONFIG_HOME and XDG_CACHE_HOME into $T
 #   gui_start [ARGS...]  starts $VMSYNC_GTK ARGS in the background (GUI_PID),
 #                        its stdout and stderr in $T/gtk.out and $T/gtk.err;
-#                        an ASan build gets tests/lib/gui-lsan.supp
+#                        an ASan build gets tests/lib/gui-lsan.supp (and
+#                        whole leak stacks with GUI_FULL_LEAK_STACKS=1)
 #   gui_wait_exit SECS   waits for the window's process; sets GUI_RC
 #   gui_py SCRIPT...     runs the system python3 (pyatspi) with tests/lib
 #                        importable (gui_atspi.py: the AT-SPI driver)
+#   gui_screenshot NAME  saves what the window shows (it and its dialogs, each
+#                        at its place: gui_screenshot.sh) as NN-NAME.png in
+#                        $GUI_SHOTS ($VMSYNC_TEST_LOGS/TEST_NAME.shots, kept
+#                        after the test); prints the file's path.  From
+#                        python: gui_atspi.screenshot(NAME)
 #
 # The exit trap ends every process started here by its process id (and the
 # ones they started: the bus launcher's own dbus-daemon and registry),
@@ -25,10 +31,11 @@ GUI_PID=
 GUI_RC=
 _GUI_PIDS=()
 _GUI_PREV_EXIT=
+GUI_SHOTS=${GUI_SHOTS:-${VMSYNC_TEST_LOGS:-$REPO/$BUILD/test-logs}/$TEST_NAME.shots}
 
 need_gui() {
     [[ -x $VMSYNC_GTK ]] || fail "window under test not found: $VMSYNC_GTK"
-    need_cmd Xvfb dbus-daemon
+    need_cmd Xvfb dbus-daemon xdotool xwd xwdtopnm ppmmake pnmpaste pnmtopng
     [[ -x /usr/libexec/at-spi-bus-launcher ]] || skip "missing at-spi-bus-launcher"
     "$GUI_PYTHON" -c 'import pyatspi' 2>/dev/null || skip "missing python3-pyatspi"
 }
@@ -122,12 +129,19 @@ gui_session() {
 }
 
 gui_start() {
+    local asan=${ASAN_OPTIONS:-}
     # (grep -c reads to the end: grep -q would leave nm a SIGPIPE, a failure under pipefail)
     if [[ $(nm "$VMSYNC_GTK" 2>/dev/null | grep -c __asan_init) != 0 ]]; then
         # the toolkit's process-long caches are not our leaks (the file says which)
         export LSAN_OPTIONS="suppressions=$TESTS_LIB/gui-lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+        # GUI_FULL_LEAK_STACKS=1: a leak's stack is unwound through the
+        # libraries built without frame pointers (GLib), so that a
+        # suppression can name the library below them.  It costs about
+        # twice the time, so only the tests that need it ask.
+        [[ -z ${GUI_FULL_LEAK_STACKS:-} ]] ||
+            asan="${asan:+$asan:}fast_unwind_on_malloc=0:malloc_context_size=10"
     fi
-    "$VMSYNC_GTK" "$@" >"$T/gtk.out" 2>"$T/gtk.err" &
+    ASAN_OPTIONS=$asan "$VMSYNC_GTK" "$@" >"$T/gtk.out" 2>"$T/gtk.err" &
     GUI_PID=$!
     _GUI_PIDS+=("$GUI_PID")
 }
@@ -138,4 +152,14 @@ gui_wait_exit() {
     wait "$GUI_PID" || GUI_RC=$?
 }
 
-gui_py() { PYTHONPATH=$TESTS_LIB "$GUI_PYTHON" "$@"; }
+gui_py() { GUI_PID=$GUI_PID GUI_SHOTS=$GUI_SHOTS PYTHONPATH=$TESTS_LIB "$GUI_PYTHON" "$@"; }
+
+# gui_screenshot NAME: the next NN-NAME.png in $GUI_SHOTS (numbered on from
+# the files there, so shots taken from python, gui_atspi.screenshot, interleave).
+gui_screenshot() {
+    local n
+    mkdir -p "$GUI_SHOTS"
+    n=$(find "$GUI_SHOTS" -maxdepth 1 -name '*.png' | wc -l)
+    "$TESTS_LIB/gui_screenshot.sh" "$GUI_PID" "$GUI_SHOTS/$(printf '%02d' $((n + 1)))-$1.png" ||
+        fail "gui_screenshot $1 failed"
+}

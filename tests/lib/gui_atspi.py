@@ -6,6 +6,8 @@ a deadline passes): the window's state is the only clock.
     app = wait_app("vmsync-gtk")
     press(wait_find(app, "push button", "Add repository"))
 """
+import os
+import subprocess
 import sys
 import time
 
@@ -129,3 +131,50 @@ def dump(root, out=sys.stderr):
         except Exception as e:
             out.write("%s(gone: %s)\n" % ("  " * d, e))
     rec(root, 0)
+
+
+def focused(root):
+    """The control that has the keyboard focus under root, or None."""
+    for n in _walk(root):
+        try:
+            st = n.getState()
+            if st.contains(pyatspi.STATE_FOCUSED) and n.getRoleName() not in ("frame", "dialog"):
+                return n
+        except Exception:
+            continue
+    return None
+
+
+def key(*keys):
+    """Real key presses through the X server (xdotool, XTEST): "ctrl+n", "Tab"."""
+    subprocess.run(["xdotool", "key", "--clearmodifiers", "--delay", "30"] + list(keys),
+                   check=True)
+
+
+def type_text(text):
+    subprocess.run(["xdotool", "type", "--clearmodifiers", "--delay", "10", text], check=True)
+
+
+def tab_to(root, role, name, limit=30):
+    """Presses Tab until the control ROLE NAME under root has the focus; the
+    names focused on the way, in order."""
+    seen = []
+    for _ in range(limit):
+        key("Tab")
+        n = wait_until("a focused control", lambda: focused(root), timeout=5)
+        seen.append("%s %r" % (n.getRoleName(), n.name))
+        if n.getRoleName() == role and name_matches(n.name, name):
+            return seen
+    raise Timeout("Tab never reached %s %r; it went through %s" % (role, name, seen))
+
+
+def screenshot(name):
+    """gui_screenshot NAME from python: the next NN-NAME.png in $GUI_SHOTS."""
+    shots = os.environ["GUI_SHOTS"]
+    os.makedirs(shots, exist_ok=True)
+    n = len([f for f in os.listdir(shots) if f.endswith(".png")])
+    path = os.path.join(shots, "%02d-%s.png" % (n + 1, name))
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([os.path.join(here, "gui_screenshot.sh"), os.environ["GUI_PID"], path],
+                   check=True, stdout=subprocess.DEVNULL)
+    return path
