@@ -54,4 +54,13 @@ GtkWidget *checkout_panel_widget(struct checkout_panel *p);
 void checkout_panel_free(struct checkout_panel *p);
 void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_row *image);
 
+/* Checking in (checkin.c): the row's button opens the dialog (the file, what
+ * changed since the checkout, a message, the send, and a refusal in plain
+ * words with safe options).  checkin_remember records in the settings the
+ * file a checkout from the window wrote, for the dialog to offer; a failure
+ * is a toast. */
+GtkWidget *checkin_button_new(struct app *a, struct repo_slot *slot,
+                              const struct image_row *image);
+void checkin_remember(struct app *a, struct repo_slot *slot, const char *image, const char *file);
+
 #endif
