@@ -6,7 +6,7 @@
 #    removed, one rewritten, one moved with ln + unlink).  A new window
 #    offers the recorded file, and the changes it lists and counts are
 #    `vmsync diff` of the same pair, line for line; the new data it announces
-#    is about the two new files.  Checked in with a message: `vmsync log`
+#    is about the two new files.  Escape closes the dialog.  Checked in with a message: `vmsync log`
 #    has desk@2 with it, and `vmsync verify` finds the file's digest there.
 # 3. The CLI checks desk@2 out to another file, which the window is told by
 #    hand.  While its dialog is open, another host steals the lease and checks
@@ -19,7 +19,7 @@ source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/gui.sh"
 need_vmsync
 need_gui
-need_cmd mke2fs debugfs jq
+need_cmd mke2fs debugfs jq xdotool
 
 mkdir -p "$T/tree/data" "$T/srv" "$T/out"
 for i in 0 1 2 3; do head -c $((1 << 20)) /dev/urandom >"$T/tree/data/f$i"; done
@@ -89,11 +89,21 @@ for l in A D M R; do
 done
 
 cat >"$T/checkin.py" <<'PY'
-import os, re
+import os, re, subprocess
 from gui_atspi import *
 want = open(os.environ["GUI_DIFF"]).read().splitlines()
 app = wait_app()
 try:
+    # Escape closes the dialog, a real key sent to it
+    press(wait_find(app, "push button", "Check in desk"))
+    dlg = wait_find(app, "dialog", "Check in desk")
+    wait_until("the summary", lambda: [l for l in labels(dlg) if " added, " in l], timeout=40)
+    wid = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name",
+                          "^Check in desk$"], check=True, timeout=20, capture_output=True,
+                         text=True).stdout.split()[-1]
+    subprocess.run(["xdotool", "windowfocus", "--sync", wid], check=True, timeout=20)
+    subprocess.run(["xdotool", "key", "Escape"], check=True, timeout=20)
+    wait_gone(app, "dialog", "Check in desk")
     press(wait_find(app, "push button", "Check in desk"))
     dlg = wait_find(app, "dialog", "Check in desk")
     entry = wait_find(dlg, "text", "File to check in")
