@@ -35,6 +35,7 @@ struct checkin {
     GtkProgressBar *bar;
     GtkListBox *changes;
     bool running;
+    bool compared;             /* the changes shown are the file's: it may be checked in */
     gint stop;                 /* atomic: Cancel, which the comparison's scan polls */
     char *job_file, *job_message; /* the fields as the job started */
     struct rate_meter meter;
@@ -263,8 +264,9 @@ static int run_save(struct job *j, vms_client *c, fsp_error *err)
     return rc ? rc : vms_import(c, &o, &sa->stats, err);
 }
 
-static void save_as_free(struct save_as *sa)
+static void save_as_free(gpointer data)
 {
+    struct save_as *sa = data;
     g_free(sa->old_name);
     g_free(sa->file);
     g_free(sa->message);
@@ -273,6 +275,19 @@ static void save_as_free(struct save_as *sa)
 }
 
 static void ask_new_name(struct save_as *sa);
+
+/* A dialog owns SA until it answers "save" and hands SA on: closed any
+ * other way (with its parent, say), it frees SA as it goes. */
+#define SAVE_AS_KEY "vmsync-save-as"
+static void dialog_own(GtkWidget *dlg, struct save_as *sa)
+{
+    g_object_set_data_full(G_OBJECT(dlg), SAVE_AS_KEY, sa, save_as_free);
+}
+
+static struct save_as *dialog_hand_on(AdwMessageDialog *dlg)
+{
+    return g_object_steal_data(G_OBJECT(dlg), SAVE_AS_KEY);
+}
 
 /* A name refused (or any failure): the question comes back, with the reason
  * in a toast, so that the file can still be saved. */
@@ -295,15 +310,13 @@ static void on_name_answer(AdwMessageDialog *dlg, const char *response, gpointer
 {
     struct save_as *sa = data;
     const char *name = gtk_editable_get_text(GTK_EDITABLE(sa->entry));
-    if (strcmp(response, "save")) {
-        save_as_free(sa);
-        return;
-    }
+    if (strcmp(response, "save"))
+        return; /* SA goes with the dialog */
     if (!*name) {
         app_toast(sa->app, "Name the new image.");
-        save_as_free(sa);
         return;
     }
+    dialog_hand_on(dlg);
     g_free(sa->name);
     sa->name = g_strdup(name);
     sa->job = (struct job){.run = run_save, .done = save_done, .data = sa};
@@ -334,6 +347,7 @@ static void ask_new_name(struct save_as *sa)
     adw_message_dialog_set_default_response(dlg, "save");
     adw_message_dialog_set_close_response(dlg, "cancel");
     g_signal_connect(dlg, "response", G_CALLBACK(on_name_answer), sa);
+    dialog_own(w, sa);
     gtk_window_present(GTK_WINDOW(w));
     g_free(suggested);
     g_free(body);
@@ -342,13 +356,11 @@ static void ask_new_name(struct save_as *sa)
 
 /* ---- the refusal, in plain words ---- */
 
+/* "keep": the file stays as it is, and SA goes with the dialog. */
 static void on_conflict_answer(AdwMessageDialog *dlg, const char *response, gpointer data)
 {
-    struct save_as *sa = data;
     if (!strcmp(response, "save"))
-        ask_new_name(sa);
-    else
-        save_as_free(sa); /* "keep": the file stays as it is */
+        ask_new_name(dialog_hand_on(dlg));
 }
 
 static struct save_as *save_as_new(struct checkin *ck)
@@ -390,7 +402,8 @@ static void show_conflict(struct checkin *ck, const fsp_error *err)
                                      "_Save as a new image…", NULL);
     adw_message_dialog_set_default_response(dlg, "keep");
     adw_message_dialog_set_close_response(dlg, "keep");
-    g_signal_connect(dlg, "response", G_CALLBACK(on_conflict_answer), save_as_new(ck));
+    g_signal_connect(dlg, "response", G_CALLBACK(on_conflict_answer), NULL);
+    dialog_own(w, save_as_new(ck));
     gtk_window_present(GTK_WINDOW(w));
     free(heading);
     free(body);
@@ -406,8 +419,7 @@ static void set_running(struct checkin *ck, bool running)
      * (its cursor blinks on, and GTK warns) */
     gtk_editable_set_editable(GTK_EDITABLE(ck->file), !running);
     gtk_widget_set_visible(GTK_WIDGET(ck->bar), running);
-    if (running)
-        gtk_widget_set_sensitive(ck->send, FALSE);
+    gtk_widget_set_sensitive(ck->send, !running && ck->compared);
 }
 
 static double now_seconds(void) { return g_get_monotonic_time() / 1e6; }
@@ -433,6 +445,7 @@ static void clear_changes(struct checkin *ck)
     while ((child = gtk_widget_get_first_child(GTK_WIDGET(ck->changes))))
         gtk_list_box_remove(ck->changes, child);
     gtk_label_set_text(ck->summary, "");
+    ck->compared = false;
     gtk_widget_set_sensitive(ck->send, FALSE);
 }
 
@@ -460,6 +473,7 @@ static void show_changes(struct checkin *ck)
     char *text = changes_text(n, ck->new_bytes);
     gtk_label_set_text(ck->summary, text ? text : "");
     free(text);
+    ck->compared = true;
     gtk_widget_set_sensitive(ck->send, TRUE);
     gtk_widget_grab_focus(GTK_WIDGET(ck->message));
 }
@@ -550,7 +564,7 @@ static void on_compare(GtkButton *b, gpointer data) { start_compare(data); }
 static void on_send(GtkButton *b, gpointer data)
 {
     struct checkin *ck = data;
-    if (!ck->running && gtk_widget_get_sensitive(ck->send))
+    if (!ck->running && ck->compared)
         start(ck, run_checkin, checkin_done);
 }
 
@@ -578,20 +592,15 @@ static void on_file_changed(GtkEditable *e, gpointer data)
         clear_changes(ck);
 }
 
-static gboolean on_close_request(GtkWindow *w, gpointer data)
-{
-    struct checkin *ck = data;
-    if (ck->running)
-        request_stop(ck);
-    return FALSE;
-}
-
-/* The window is gone; CK goes too, or when its job has answered. */
+/* The window is gone (closed, or with its parent); CK goes too, or when its
+ * job, told to stop, has answered. */
 static void on_destroy(GtkWidget *w, gpointer data)
 {
     struct checkin *ck = data;
     ck->window = NULL;
-    if (!ck->running)
+    if (ck->running)
+        request_stop(ck);
+    else
         checkin_free(ck);
 }
 
@@ -688,7 +697,8 @@ static void build_window(struct checkin *ck, const char *initial_file)
     /* a dialog to assistive technology, as the message dialogs are */
     ck->window = g_object_new(ADW_TYPE_WINDOW, "accessible-role", GTK_ACCESSIBLE_ROLE_DIALOG,
                               "title", title, "modal", TRUE, "transient-for", ck->app->window,
-                              "default-width", 640, "default-height", 560, NULL);
+                              "default-width", 640, "default-height", 560,
+                              "destroy-with-parent", TRUE, NULL);
     GtkWidget *content = gtk_box_new(GTK_ORIENTATION_VERTICAL, 0);
     gtk_box_append(GTK_BOX(content), adw_header_bar_new());
     gtk_box_append(GTK_BOX(content), build_body(ck, initial_file));
@@ -699,7 +709,6 @@ static void build_window(struct checkin *ck, const char *initial_file)
         gtk_shortcut_new(gtk_shortcut_trigger_parse_string("Escape"),
                          gtk_named_action_new("window.close")));
     gtk_widget_add_controller(GTK_WIDGET(ck->window), keys);
-    g_signal_connect(ck->window, "close-request", G_CALLBACK(on_close_request), ck);
     g_signal_connect(ck->window, "destroy", G_CALLBACK(on_destroy), ck);
     g_signal_connect(ck->file, "changed", G_CALLBACK(on_file_changed), ck);
     g_free(title);
