@@ -427,13 +427,11 @@ static double now_seconds(void) { return g_get_monotonic_time() / 1e6; }
 static void on_event(struct job *j, const struct vms_event *ev)
 {
     struct checkin *ck = j->data;
-    /* over ssh:// the scan sends what it stores as it reads, so the scan's
-     * bytes are the bar; SEND events would restart the rate each time */
-    if (!ck->window || ev->phase == VMS_PHASE_SEND)
+    if (!ck->window)
         return;
     rate_meter_update(&ck->meter, ev, now_seconds());
-    double within = ev->total ? (double)ev->done / ev->total : 0;
-    gtk_progress_bar_set_fraction(ck->bar, within > 1 ? 1 : within);
+    gtk_progress_bar_set_fraction(ck->bar,
+                                  checkin_fraction(&ck->meter, repo_slot_remote(ck->slot)));
     char *text = progress_text(&ck->meter);
     gtk_label_set_text(ck->status, text ? text : "");
     free(text);

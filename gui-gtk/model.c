@@ -327,6 +327,20 @@ char *changes_text(const struct change_counts *n, uint64_t new_bytes)
     return out;
 }
 
+double checkin_fraction(const struct rate_meter *m, bool remote)
+{
+    double within = m->total ? (double)m->done / m->total : 0;
+    within = within > 1 ? 1 : within;
+    if (!remote)
+        return m->phase == VMS_PHASE_SCAN_IMAGE ? within : 0;
+    switch (m->phase) {
+    case VMS_PHASE_CONNECT: return 0.02 * within;
+    case VMS_PHASE_SCAN_IMAGE: return 0.02 + 0.48 * within;
+    case VMS_PHASE_SEND: return 0.5 + 0.5 * within;
+    default: return 0;
+    }
+}
+
 /* "NAME@VERSION" then TAIL. */
 static char *ref_text(const char *name, uint32_t version, const char *tail)
 {

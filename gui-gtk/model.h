@@ -110,6 +110,9 @@ char *diff_item_text(const struct vms_diff_item *d);
  * compression)"; NEW_BYTES are the raw bytes of the objects the file needs
  * that the version checked out has not. */
 char *changes_text(const struct change_counts *n, uint64_t new_bytes);
+/* The check-in's one bar, 0..1: the image's scan, then (over ssh://, REMOTE)
+ * the objects sent, which the scan spools and a round sends after it. */
+double checkin_fraction(const struct rate_meter *m, bool remote);
 /* "desk@2 is checked in" */
 char *checked_in_text(const char *name, uint32_t version);
 /* "desk-mine@1 is saved as a new image" */

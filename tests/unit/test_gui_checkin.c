@@ -55,6 +55,26 @@ static void test_counts(void)
     expect_text(saved_as_text("desk-mine", 1), "desk-mine@1 is saved as a new image");
 }
 
+static struct rate_meter at(enum vms_phase phase, uint64_t done, uint64_t total)
+{
+    struct rate_meter m = {0};
+    rate_meter_update(&m, &(struct vms_event){.phase = phase, .done = done, .total = total}, 1);
+    return m;
+}
+
+/* One bar: the scan, then over ssh:// the send; never past either end. */
+static void test_fraction(void)
+{
+    struct rate_meter half_scan = at(VMS_PHASE_SCAN_IMAGE, 5, 10);
+    struct rate_meter half_send = at(VMS_PHASE_SEND, 5, 10);
+    struct rate_meter over = at(VMS_PHASE_SEND, 12, 10), none = at(VMS_PHASE_SEND, 0, 0);
+    CHECK(checkin_fraction(&half_scan, false) == 0.5);
+    CHECK(checkin_fraction(&half_scan, true) > 0.25 && checkin_fraction(&half_scan, true) < 0.5);
+    CHECK(checkin_fraction(&half_send, true) == 0.75);
+    CHECK(checkin_fraction(&over, true) == 1);
+    CHECK(checkin_fraction(&none, true) == 0.5);
+}
+
 static const char untouched[] = "Nothing was recorded and nothing was lost: your file "
                                 "/home/me/desk.img is untouched. You can save it as a new "
                                 "image, or keep your file as it is.";
@@ -103,6 +123,7 @@ int main(void)
 {
     RUN(test_diff_lines);
     RUN(test_counts);
+    RUN(test_fraction);
     RUN(test_conflict_newer);
     RUN(test_conflict_lease);
     return check_failures;
