@@ -60,5 +60,13 @@ void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_r
 bool checkout_downloading(const struct app *a, const struct repo_slot *slot, const char *name);
 /* Draws the rows again with their states, without listing anew (images.c). */
 void images_view_restate(struct images_view *v);
+/* Checking in (checkin.c): the row's button opens the dialog (the file, what
+ * changed since the checkout, a message, the send, and a refusal in plain
+ * words with safe options).  checkin_remember records in the settings the
+ * file a checkout from the window wrote, for the dialog to offer; a failure
+ * is a toast. */
+GtkWidget *checkin_button_new(struct app *a, struct repo_slot *slot,
+                              const struct image_row *image);
+void checkin_remember(struct app *a, struct repo_slot *slot, const char *image, const char *file);
 
 #endif

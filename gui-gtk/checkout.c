@@ -150,6 +150,7 @@ static void checkout_done(struct job *j, int rc, const fsp_error *err)
         app_toast(a, text);
         g_free(text);
         free(name);
+        checkin_remember(a, c->slot, c->name, c->out);
     }
     checkout_free(c);
     images_view_refresh(a->images);

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS };
+enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS, SEC_CHECKOUT };
 
 struct parser {
     const char *path;
@@ -60,6 +60,16 @@ static int push_repo(struct cfg *c, fsp_error *err)
     return 0;
 }
 
+static int push_checkout(struct cfg *c, fsp_error *err)
+{
+    struct cfg_checkout *grown = realloc(c->checkouts, (c->n_checkouts + 1) * sizeof *grown);
+    if (!grown)
+        return out_of_memory(err);
+    c->checkouts = grown;
+    grown[c->n_checkouts++] = (struct cfg_checkout){0};
+    return 0;
+}
+
 static int parse_error(struct parser *p, const char *what, const char *s)
 {
     return fsp_fail(p->err, FSP_EK_USAGE, -EINVAL, "%s:%u: %s '%s'", p->path, p->line, what, s);
@@ -70,6 +80,10 @@ static int open_section(struct parser *p, const char *name)
     if (!strcmp(name, "seeds")) {
         p->section = SEC_SEEDS;
         return 0;
+    }
+    if (!strcmp(name, "checkout")) {
+        p->section = SEC_CHECKOUT;
+        return push_checkout(p->cfg, p->err);
     }
     if (strcmp(name, "repository"))
         return parse_error(p, "unknown section", name);
@@ -87,9 +101,23 @@ static int set_once(struct parser *p, char **slot, const char *key, const char *
     return 0;
 }
 
+static int set_checkout_key(struct parser *p, const char *key, const char *value)
+{
+    struct cfg_checkout *k = &p->cfg->checkouts[p->cfg->n_checkouts - 1];
+    if (!strcmp(key, "repository"))
+        return set_once(p, &k->repo, key, value);
+    if (!strcmp(key, "image"))
+        return set_once(p, &k->image, key, value);
+    if (!strcmp(key, "file"))
+        return set_once(p, &k->file, key, value);
+    return parse_error(p, "unknown key", key);
+}
+
 static int set_key(struct parser *p, const char *key, const char *value)
 {
     struct cfg *c = p->cfg;
+    if (p->section == SEC_CHECKOUT)
+        return set_checkout_key(p, key, value);
     if (p->section == SEC_SEEDS && !strcmp(key, "folder"))
         return push_string(&c->seed_folders, &c->n_seed_folders, value, p->err);
     if (p->section == SEC_REPOSITORY && !strcmp(key, "url"))
@@ -142,6 +170,22 @@ static int check_repos(struct parser *p)
     return 0;
 }
 
+/* Every [checkout] needs its three keys. */
+static int check_checkouts(struct parser *p)
+{
+    for (size_t i = 0; i < p->cfg->n_checkouts; i++) {
+        const struct cfg_checkout *k = &p->cfg->checkouts[i];
+        const char *missing = !k->repo    ? "repository"
+                              : !k->image ? "image"
+                              : !k->file  ? "file"
+                                          : NULL;
+        if (missing)
+            return fsp_fail(p->err, FSP_EK_USAGE, -EINVAL, "%s: checkout %zu of %zu has no %s",
+                            p->path, i + 1, p->cfg->n_checkouts, missing);
+    }
+    return 0;
+}
+
 static int parse_file(struct parser *p, FILE *f)
 {
     char *line = NULL;
@@ -154,7 +198,9 @@ static int parse_file(struct parser *p, FILE *f)
     if (!rc && ferror(f))
         rc = fsp_fail(p->err, FSP_EK_IO, -EIO, "%s: cannot read", p->path);
     free(line);
-    return rc ? rc : check_repos(p);
+    if (!rc)
+        rc = check_repos(p);
+    return rc ? rc : check_checkouts(p);
 }
 
 int cfg_load(const char *path, struct cfg **out, fsp_error *err)
@@ -205,6 +251,9 @@ static void write_cfg(FILE *f, const struct cfg *c)
         fputs("\n[seeds]\n", f);
     for (size_t i = 0; i < c->n_seed_folders; i++)
         fprintf(f, "folder = %s\n", c->seed_folders[i]);
+    for (size_t i = 0; i < c->n_checkouts; i++)
+        fprintf(f, "\n[checkout]\nrepository = %s\nimage = %s\nfile = %s\n",
+                c->checkouts[i].repo, c->checkouts[i].image, c->checkouts[i].file);
 }
 
 static int write_error(const char *path, fsp_error *err)
@@ -270,10 +319,67 @@ int cfg_add_seed_folder(struct cfg *c, const char *folder, fsp_error *err)
     return rc ? rc : push_string(&c->seed_folders, &c->n_seed_folders, folder, err);
 }
 
+const struct cfg_checkout *cfg_find_checkout(const struct cfg *c, const char *repo,
+                                             const char *image)
+{
+    for (size_t i = 0; i < c->n_checkouts; i++)
+        if (!strcmp(c->checkouts[i].repo, repo) && !strcmp(c->checkouts[i].image, image))
+            return &c->checkouts[i];
+    return NULL;
+}
+
+static void checkout_clear(struct cfg_checkout *k)
+{
+    free(k->repo);
+    free(k->image);
+    free(k->file);
+    *k = (struct cfg_checkout){0};
+}
+
+/* Fills the record K (empty) with copies; on failure leaves it empty. */
+static int checkout_fill(struct cfg_checkout *k, const char *repo, const char *image,
+                         const char *file, fsp_error *err)
+{
+    k->repo = strdup(repo);
+    k->image = strdup(image);
+    k->file = strdup(file);
+    if (k->repo && k->image && k->file)
+        return 0;
+    checkout_clear(k);
+    return out_of_memory(err);
+}
+
+int cfg_set_checkout(struct cfg *c, const char *repo, const char *image, const char *file,
+                     fsp_error *err)
+{
+    int rc = check_value("the repository's location", repo, err);
+    if (!rc)
+        rc = check_value("the image name", image, err);
+    if (!rc)
+        rc = check_value("the checked-out file", file, err);
+    if (rc)
+        return rc;
+    struct cfg_checkout *k = (struct cfg_checkout *)cfg_find_checkout(c, repo, image), fresh = {0};
+    /* filled apart first, so that a failure leaves the old record whole */
+    rc = checkout_fill(&fresh, repo, image, file, err);
+    if (!rc && !k && !(rc = push_checkout(c, err)))
+        k = &c->checkouts[c->n_checkouts - 1];
+    if (rc) {
+        checkout_clear(&fresh);
+        return rc;
+    }
+    checkout_clear(k);
+    *k = fresh;
+    return 0;
+}
+
 void cfg_free(struct cfg *c)
 {
     if (!c)
         return;
+    for (size_t i = 0; i < c->n_checkouts; i++)
+        checkout_clear(&c->checkouts[i]);
+    free(c->checkouts);
     for (size_t i = 0; i < c->n_repos; i++) {
         free(c->repos[i].url);
         free(c->repos[i].identity);

@@ -231,6 +231,8 @@ static const char *phase_words(enum vms_phase p)
     case VMS_PHASE_SCAN_OUTPUT: return "Reading the output";
     case VMS_PHASE_SEED_COPY: return "Copying from your disk";
     case VMS_PHASE_FETCH: return "Fetching";
+    case VMS_PHASE_SCAN_IMAGE: return "Reading the image";
+    case VMS_PHASE_SEND: return "Sending";
     case VMS_PHASE_VERIFY: return "Verifying";
     case VMS_PHASE_CONVERT: return "Converting to qcow2";
     default: return "Working";
@@ -368,4 +370,170 @@ char *steal_body(const struct vms_lease_info *held)
     free(user);
     free(host);
     return out;
+}
+
+/* ---- checkin ---- */
+
+void change_counts_add(struct change_counts *n, const struct vms_diff_item *d)
+{
+    switch (d->change) {
+    case VMS_ADDED: n->added++; break;
+    case VMS_REMOVED: n->removed++; break;
+    case VMS_CHANGED: n->changed++; break;
+    case VMS_MOVED: n->moved++; break;
+    }
+}
+
+/* As the CLI's diff: a path in a move line that holds " -> " is quoted, so
+ * that the line splits one way only. */
+static void put_diff_path(FILE *f, const char *path, bool in_move)
+{
+    if (in_move && strstr(path, " -> "))
+        vms_put_quoted(f, path);
+    else
+        vms_put_name(f, path);
+}
+
+static void put_what(FILE *f, uint32_t what)
+{
+    const char *sep = "";
+    for (uint32_t bit = 1; bit <= VMS_WHAT_STREAMS; bit <<= 1)
+        if (what & bit) {
+            fprintf(f, "%s%s", sep, vms_what_name(bit));
+            sep = ",";
+        }
+}
+
+char *diff_item_text(const struct vms_diff_item *d)
+{
+    static const char letters[] = "?ADMR";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "%c ", letters[d->change <= VMS_MOVED ? d->change : 0]);
+    if (d->change == VMS_MOVED) {
+        put_diff_path(f, d->old_path ? d->old_path : "", true);
+        fputs(" -> ", f);
+    }
+    put_diff_path(f, d->path ? d->path : "", d->change == VMS_MOVED);
+    if (d->change == VMS_CHANGED) {
+        fputs(" (", f);
+        put_what(f, d->what);
+        fputc(')', f);
+    }
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+char *changes_text(const struct change_counts *n, uint64_t new_bytes)
+{
+    char mib[32], *out = NULL;
+    format_mib(new_bytes, mib, sizeof mib);
+    if (asprintf(&out, "%llu added, %llu removed, %llu changed, %llu moved · about %s of new "
+                 "data (before compression)", (unsigned long long)n->added,
+                 (unsigned long long)n->removed, (unsigned long long)n->changed,
+                 (unsigned long long)n->moved, mib) < 0)
+        return NULL;
+    return out;
+}
+
+double checkin_fraction(const struct rate_meter *m, bool remote)
+{
+    double within = m->total ? (double)m->done / m->total : 0;
+    within = within > 1 ? 1 : within;
+    if (!remote)
+        return m->phase == VMS_PHASE_SCAN_IMAGE ? within : 0;
+    switch (m->phase) {
+    case VMS_PHASE_CONNECT: return 0.02 * within;
+    case VMS_PHASE_SCAN_IMAGE: return 0.02 + 0.48 * within;
+    case VMS_PHASE_SEND: return 0.5 + 0.5 * within;
+    default: return 0;
+    }
+}
+
+/* "NAME@VERSION" then TAIL. */
+static char *ref_text(const char *name, uint32_t version, const char *tail)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, "%s@%u%s", shown, version, tail) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}
+
+char *checked_in_text(const char *name, uint32_t version)
+{
+    return ref_text(name, version, " is checked in");
+}
+
+char *saved_as_text(const char *name, uint32_t version)
+{
+    return ref_text(name, version, " is saved as a new image");
+}
+
+char *conflict_heading(const struct checkin_conflict *k)
+{
+    char *name = quoted_name(k->name), *out = NULL;
+    if (name && asprintf(&out, k->newer ? "Someone else checked %s in first"
+                                        : "%s is no longer checked out to you", name) < 0)
+        out = NULL;
+    free(name);
+    return out;
+}
+
+/* "bob@lab checked in desk@3 on 2026-12-01 10:00 UTC, after the version 1
+ * you checked out. " */
+static void put_newer(FILE *f, const struct checkin_conflict *k, const char *name)
+{
+    char when[40];
+    format_time(k->newer->created, when, sizeof when);
+    vms_put_name(f, k->newer->user);
+    fputc('@', f);
+    vms_put_name(f, k->newer->host);
+    fprintf(f, " checked in %s@%u on %s, after the version %u you checked out. ", name,
+            k->newer->number, when, k->parent);
+}
+
+/* "bob@lab holds it now, since ... (version 3). ", or the lease was given back. */
+static void put_holder(FILE *f, const struct checkin_conflict *k)
+{
+    char since[40];
+    if (!k->holder) {
+        fputs(k->newer ? "Nobody holds it now. " : "Its lease was given back: nobody holds it "
+                                                   "now. ", f);
+        return;
+    }
+    format_time(k->holder->since, since, sizeof since);
+    vms_put_name(f, k->holder->user);
+    fputc('@', f);
+    vms_put_name(f, k->holder->host);
+    fprintf(f, k->newer ? " holds it now, since %s (version %u). "
+                        : " took it over on %s (version %u): the lease is no longer yours. ",
+            since, k->holder->version);
+}
+
+char *conflict_text(const struct checkin_conflict *k)
+{
+    char *name = quoted_name(k->name), *file = quoted_name(k->file), *buf = NULL;
+    size_t len = 0;
+    FILE *f = name && file ? open_memstream(&buf, &len) : NULL;
+    if (f) {
+        if (k->newer)
+            put_newer(f, k, name);
+        put_holder(f, k);
+        fprintf(f, "Nothing was recorded and nothing was lost: your file %s is untouched. "
+                "You can save it as a new image, or keep your file as it is.", file);
+        if (fclose(f) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    free(name);
+    free(file);
+    return buf;
 }

@@ -114,3 +114,40 @@ char *steal_heading(const struct vms_lease_info *held);
 /* Who holds it, since when and which version; what taking it over does to
  * the holder; that the repository's audit log records it. */
 char *steal_body(const struct vms_lease_info *held);
+
+/* ---- checkin ---- */
+
+/* What changed since the checkout, counted by kind of vms_diff item. */
+struct change_counts {
+    uint64_t added, removed, changed, moved;
+};
+void change_counts_add(struct change_counts *n, const struct vms_diff_item *d);
+/* One item as `vmsync diff` prints it: "A /new", "D /gone", "M /f (content,size)",
+ * "R /old -> /new", each path quoted as the CLI quotes it. */
+char *diff_item_text(const struct vms_diff_item *d);
+/* "3 added, 1 removed, 1 changed, 1 moved · about 2.0 MiB of new data (before
+ * compression)"; NEW_BYTES are the raw bytes of the objects the file needs
+ * that the version checked out has not. */
+char *changes_text(const struct change_counts *n, uint64_t new_bytes);
+/* The check-in's one bar, 0..1: the image's scan, then (over ssh://, REMOTE)
+ * the objects sent, which the scan spools and a round sends after it. */
+double checkin_fraction(const struct rate_meter *m, bool remote);
+/* "desk@2 is checked in" */
+char *checked_in_text(const char *name, uint32_t version);
+/* "desk-mine@1 is saved as a new image" */
+char *saved_as_text(const char *name, uint32_t version);
+
+/* What the window learnt after vms_checkin refused with VMS_EK_CONFLICT, to
+ * tell it in plain words. */
+struct checkin_conflict {
+    const char *name, *file;
+    uint32_t parent;                     /* the version checked out */
+    const struct vms_version *newer;     /* the latest, recorded after PARENT; or NULL */
+    const struct vms_lease_info *holder; /* who holds the lease now; NULL: nobody */
+};
+/* "Someone else checked desk in first", or "desk is no longer checked out
+ * to you". */
+char *conflict_heading(const struct checkin_conflict *k);
+/* Who recorded what and when, who holds it now, and that the user's file is
+ * untouched and nothing was lost. */
+char *conflict_text(const struct checkin_conflict *k);

@@ -152,6 +152,8 @@ static int forward_event(void *ctx, const struct vms_event *ev)
     return 0;
 }
 
+void job_post_event(struct job *j, const struct vms_event *ev) { forward_event(j->slot, ev); }
+
 /* ---- jobs ---- */
 
 struct outcome {

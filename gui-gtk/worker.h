@@ -51,6 +51,10 @@ void repo_slot_set_rate(struct repo_slot *s, double rate);
 /* Starts J (the caller's, alive until its DONE has run) on S.  false when S
  * is busy with another job: nothing starts. */
 bool job_start(struct repo_slot *s, struct job *j);
+/* On J's worker, for work that is no operation of the client (a scan by
+ * vms_manifest_create): reports EV to J's EVENT as the client's events are,
+ * coalesced the same way. */
+void job_post_event(struct job *j, const struct vms_event *ev);
 /* On the main loop: asks the running job to stop (vms_client_cancel): it
  * ends soon with FSP_EK_CANCELLED through its DONE.  A question it waits on
  * (ask.h) gets its refusal, and so does any it asks later. */

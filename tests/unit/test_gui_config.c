@@ -71,6 +71,39 @@ static void test_errors(void)
     expect_error("[repository]\nurl = /a\nurl = /b\n", ":3: key given twice");
     expect_error("[repository]\nidentity = /k\n", "repository 1 of 1 has no url");
     expect_error("[seeds]\njust words\n", ":2: not 'key = value'");
+    expect_error("[checkout]\nrepository = /a\nimage = d\nfile = /f\nfile = /g\n",
+                 ":5: key given twice");
+    expect_error("[checkout]\nrepository = /a\nimage = d\nversion = 2\n",
+                 ":4: unknown key 'version'");
+    expect_error("[checkout]\nrepository = /a\nfile = /f\n", "checkout 1 of 1 has no image");
+    expect_error("[checkout]\nimage = d\nfile = /f\n", "checkout 1 of 1 has no repository");
+}
+
+/* One record per repository and image, the newest checkout's; it survives a
+ * save and a load. */
+static void test_checkouts(void)
+{
+    struct cfg *c = NULL, *back = NULL;
+    fsp_error err = {0};
+    char *p = scratch_path("checkouts/config");
+    CHECK(cfg_load(p, &c, &err) == 0);
+    CHECK(!cfg_find_checkout(c, "/srv/a", "desk"));
+    CHECK(cfg_set_checkout(c, "/srv/a", "desk", "/home/me/desk.img", &err) == 0);
+    CHECK(cfg_set_checkout(c, "/srv/b", "desk", "/home/me/b-desk.img", &err) == 0);
+    CHECK(cfg_set_checkout(c, "/srv/a", "desk", "/home/me/new desk.img", &err) == 0);
+    CHECK(cfg_set_checkout(c, "/srv/a", "lab\n", "/f", &err) == -EINVAL);
+    CHECK(cfg_set_checkout(c, "/srv/a", "lab", " /f", &err) == -EINVAL);
+    CHECK(c->n_checkouts == 2);
+    CHECK(cfg_save(c, p, &err) == 0);
+    CHECK(cfg_load(p, &back, &err) == 0);
+    const struct cfg_checkout *k = back ? cfg_find_checkout(back, "/srv/a", "desk") : NULL;
+    CHECK(k && !strcmp(k->file, "/home/me/new desk.img"));
+    k = back ? cfg_find_checkout(back, "/srv/b", "desk") : NULL;
+    CHECK(k && !strcmp(k->file, "/home/me/b-desk.img"));
+    CHECK(back && back->n_checkouts == 2 && !cfg_find_checkout(back, "/srv/b", "lab"));
+    cfg_free(c);
+    cfg_free(back);
+    free(p);
 }
 
 static void test_add_and_save(void)
@@ -104,6 +137,7 @@ int main(void)
     RUN(test_parse);
     RUN(test_errors);
     RUN(test_add_and_save);
+    RUN(test_checkouts);
     scratch_end();
     return check_failures;
 }
