@@ -78,9 +78,9 @@ $(GUI_OBJ): $(wildcard gui-gtk/*.h)
 $(BUILD)/vmsync-gtk: $(GUI_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(GUI_LIBS) $(LDLIBS)
 
-# The window's view models and settings are tested without a display.
-# Its display-free part (settings, view models) links into unit tests alone.
-GUI_MODEL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,gui-gtk/config.c gui-gtk/model.c)
+# The window's view models are tested without a display: their display-free
+# object links into unit tests alone.
+GUI_MODEL_OBJ := $(BUILD)/obj/gui-gtk/model.o
 $(BUILD)/tests/test_gui_%: tests/unit/test_gui_%.c $(GUI_MODEL_OBJ) $(BUILD)/libvmsync.a $(BUILD)/libfsparse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -3,7 +3,7 @@
 #ifndef VMSYNC_GTK_APP_H
 #define VMSYNC_GTK_APP_H
 
-#include "config.h"
+#include "vmsync.h"
 #include "window.h"
 #include "worker.h"
 
@@ -20,7 +20,7 @@ struct app {
     GtkStack *content;       /* "empty" or "images" */
     struct images_view *images;
     struct checkout_panel *checkout; /* the one checkout the window runs at a time */
-    struct cfg *cfg;
+    struct vms_config *cfg;
     char cfg_path[4096];
     struct who me;
     GPtrArray *slots;        /* struct repo_slot *, parallel to cfg->repos */

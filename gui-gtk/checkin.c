@@ -78,9 +78,9 @@ void checkin_remember(struct app *a, struct repo_slot *slot, const char *image, 
     int rc = abs ? 0 : fsp_fail(&err, FSP_EK_OPEN, -errno, "%s: cannot open: %s", file,
                                 strerror(errno));
     if (!rc)
-        rc = cfg_set_checkout(a->cfg, repo_slot_url(slot), image, abs, &err);
+        rc = vms_config_set_checkout(a->cfg, repo_slot_url(slot), image, abs, &err);
     if (!rc)
-        rc = cfg_save(a->cfg, a->cfg_path, &err);
+        rc = vms_config_save(a->cfg, a->cfg_path, &err);
     if (rc)
         app_toast_error(a, &err);
     free(abs);
@@ -718,7 +718,7 @@ static void checkin_dialog(struct app *a, struct repo_slot *slot, const char *im
 {
     struct checkin *ck = g_new0(struct checkin, 1);
     *ck = (struct checkin){.app = a, .slot = slot, .name = g_strdup(image), .parent = version};
-    const struct cfg_checkout *known = cfg_find_checkout(a->cfg, repo_slot_url(slot), image);
+    const struct vms_config_checkout *known = vms_config_find_checkout(a->cfg, repo_slot_url(slot), image);
     build_window(ck, known ? known->file : NULL);
     gtk_window_present(ck->window);
     if (known)

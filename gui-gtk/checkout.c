@@ -369,7 +369,7 @@ static void add_seed_check(struct checkout_dialog *d, char *path)
  * listing is quick, unlike a seed's scan, which the plan does on a worker. */
 static void add_seed_checks(struct checkout_dialog *d)
 {
-    const struct cfg *cfg = d->app->cfg;
+    const struct vms_config *cfg = d->app->cfg;
     for (size_t i = 0; i < cfg->n_seed_folders; i++) {
         GDir *dir = g_dir_open(cfg->seed_folders[i], 0, NULL);
         const char *entry;

@@ -62,7 +62,7 @@ static GtkWidget *repo_row_new(const char *url)
 static void sync_repo_list(struct app *a)
 {
     for (size_t i = a->slots->len; i < a->cfg->n_repos; i++) {
-        const struct cfg_repo *r = &a->cfg->repos[i];
+        const struct vms_config_repo *r = &a->cfg->repos[i];
         g_ptr_array_add(a->slots, repo_slot_new(r->url, r->identity, &a->me));
         gtk_list_box_append(a->repo_list, repo_row_new(r->url));
     }
@@ -113,9 +113,9 @@ int app_add_repo(struct app *a, const char *url, const char *identity, fsp_error
     bool added = false;
     int rc = normalise_location(url, &where, err);
     if (!rc)
-        rc = cfg_add_repo(a->cfg, where, identity && *identity ? identity : NULL, &added, err);
+        rc = vms_config_add_repo(a->cfg, where, identity && *identity ? identity : NULL, &added, err);
     if (!rc && added)
-        rc = cfg_save(a->cfg, a->cfg_path, err);
+        rc = vms_config_save(a->cfg, a->cfg_path, err);
     if (!rc) {
         sync_repo_list(a);
         for (size_t i = 0; i < a->cfg->n_repos; i++)
@@ -200,9 +200,9 @@ static gboolean on_close_request(GtkWindow *w, gpointer data)
 static void load_settings(struct app *a)
 {
     fsp_error err = {0};
-    int rc = cfg_default_path(a->cfg_path, sizeof a->cfg_path, &err);
+    int rc = vms_config_default_path(a->cfg_path, sizeof a->cfg_path, &err);
     if (!rc)
-        rc = cfg_load(a->cfg_path, &a->cfg, &err);
+        rc = vms_config_load(a->cfg_path, &a->cfg, &err);
     if (rc) {
         app_toast_error(a, &err);
         a->cfg = calloc(1, sizeof *a->cfg);
@@ -315,7 +315,7 @@ static void app_free(struct app *a)
     for (guint i = 0; i < a->slots->len; i++)
         repo_slot_free(g_ptr_array_index(a->slots, i));
     g_ptr_array_free(a->slots, TRUE);
-    cfg_free(a->cfg);
+    vms_config_free(a->cfg);
     if (a->last_toast)
         g_object_unref(a->last_toast);
     if (a->toasts)

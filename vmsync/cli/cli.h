@@ -57,8 +57,9 @@ enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_L
         {"agent-command", required_argument, 0, CLI_OPT_AGENT}
 #define CLI_REMOTE_HELP                                                                        \
     "ssh:// repositories (REPO as ssh://[user@]host[:port]/path under the agent's root):\n"     \
-    "  -i, --identity FILE    the private key to log in with (default: ssh-agent, then\n"     \
-    "                         ~/.ssh/id_*)\n"                                                  \
+    "  -i, --identity FILE    the private key to log in with (default: the identity\n"     \
+    "                         ~/.config/vmsync/config names for REPO, else ssh-agent,\n"    \
+    "                         then ~/.ssh/id_*)\n"                                             \
     "      --known-hosts FILE host keys to trust (default ~/.ssh/known_hosts)\n"              \
     "      --accept-new       add an unknown host key to that file (on a terminal,\n"        \
     "                         vmsync asks); a changed key is always refused\n"                \

@@ -173,10 +173,35 @@ void cli_cancel_on_signals(vms_client *c)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* The settings file that the window writes, read once: its strings must
+ * outlive every handle, so it stays loaded until the process ends. */
+static struct vms_config *settings;
+
+/* A repository that the settings list with a key file needs no -i: the
+ * window and the command line log in the same way. */
+static int identity_from_settings(const char *repo, const char **identity, fsp_error *err)
+{
+    char path[4096];
+    int rc = 0;
+    if (!settings && vms_config_default_path(path, sizeof path, err) == 0)
+        rc = vms_config_load(path, &settings, err);
+    for (size_t i = 0; !rc && settings && i < settings->n_repos; i++)
+        if (!strcmp(settings->repos[i].url, repo) && settings->repos[i].identity)
+            *identity = settings->repos[i].identity;
+    return rc;
+}
+
 int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
                     fsp_error *err)
 {
-    int rc = vms_client_open(repo, o, out, err);
+    struct vms_client_opts opts = *o;
+    struct vms_remote_opts remote = o->remote ? *o->remote : (struct vms_remote_opts){0};
+    int rc = 0;
+    if (!strncmp(repo, "ssh://", 6) && !remote.identity)
+        rc = identity_from_settings(repo, &remote.identity, err);
+    opts.remote = &remote;
+    if (!rc)
+        rc = vms_client_open(repo, &opts, out, err);
     if (!rc)
         cli_cancel_on_signals(*out);
     return rc;

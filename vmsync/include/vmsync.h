@@ -686,6 +686,72 @@ int vms_verify(vms_client *c, const char *name, uint32_t version, const char *im
 int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
                        const char *dest, fsp_error *err);
 
+/* ---- the settings file ------------------------------------------------------
+ * ~/.config/vmsync/config ($XDG_CONFIG_HOME/vmsync/config when set): one file
+ * that vmsync-gtk writes and both it and the vmsync command read.  Its format:
+ *
+ *   # comments and blank lines are ignored
+ *   [repository]
+ *   url = /srv/vmsync                  a directory or ssh://[user@]host[:port]/path
+ *   identity = /home/me/.ssh/id_vmsync optional: the key file for ssh://
+ *
+ *   [seeds]
+ *   folder = /var/lib/images           folders where local images are looked for
+ *
+ *   [checkout]                         a checkout the window made, for its check-in
+ *   repository = /srv/vmsync           the url of its [repository]
+ *   image = desk
+ *   file = /home/me/desk.img           the file that holds it (an absolute path)
+ *
+ * Each [repository] section is one repository; keys are `name = value`, the
+ * value running to the end of the line, blanks around it dropped.  An
+ * unknown section or key is an error naming the file and line, so that a
+ * typo is never silently ignored.  Values may not hold a newline.  A
+ * [checkout] needs all three keys; one repository and image has one record,
+ * the newest checkout's. */
+struct vms_config_repo {
+    char *url;
+    char *identity; /* NULL: ssh-agent, then ~/.ssh/id_* */
+};
+
+struct vms_config_checkout {
+    char *repo, *image, *file;
+};
+
+struct vms_config {
+    struct vms_config_repo *repos;
+    size_t n_repos;
+    char **seed_folders;
+    size_t n_seed_folders;
+    struct vms_config_checkout *checkouts;
+    size_t n_checkouts;
+};
+
+/* The file's path into BUF: $XDG_CONFIG_HOME/vmsync/config, else
+ * $HOME/.config/vmsync/config.  Neither set, or too long: -ENOENT. */
+int vms_config_default_path(char *buf, size_t len, fsp_error *err);
+/* Reads PATH into *OUT (the caller's, for vms_config_free).  A missing file is an
+ * empty configuration, not an error. */
+int vms_config_load(const char *path, struct vms_config **out, fsp_error *err);
+/* Writes C to PATH atomically (a temporary file renamed over it), creating
+ * its folder.  Comments of the old file are not kept. */
+int vms_config_save(const struct vms_config *c, const char *path, fsp_error *err);
+/* Adds URL (with IDENTITY, may be NULL) unless a repository with that URL is
+ * there; *ADDED says which.  A value holding a newline is -EINVAL. */
+int vms_config_add_repo(struct vms_config *c, const char *url, const char *identity, bool *added,
+                 fsp_error *err);
+int vms_config_add_seed_folder(struct vms_config *c, const char *folder, fsp_error *err);
+/* Records that IMAGE of the repository at REPO is checked out to FILE,
+ * replacing an older record of the same REPO and IMAGE.  A value holding a
+ * newline, or a blank at either end, is -EINVAL. */
+int vms_config_set_checkout(struct vms_config *c, const char *repo, const char *image, const char *file,
+                     fsp_error *err);
+/* The record of IMAGE of REPO; NULL when there is none. */
+const struct vms_config_checkout *vms_config_find_checkout(const struct vms_config *c, const char *repo,
+                                             const char *image);
+void vms_config_free(struct vms_config *c); /* NULL is fine */
+
+
 #ifdef __cplusplus
 }
 #endif

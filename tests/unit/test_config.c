@@ -1,7 +1,7 @@
-/* The window's settings file (gui-gtk/config.c), without a display: parsing,
+/* The settings file (vmsync/lib/config), which the window writes: parsing,
  * errors that name the file and line, adding, and a save that reads back. */
 #include "check.h"
-#include "../../gui-gtk/config.h"
+#include "vmsync.h"
 
 #include <errno.h>
 #include <string.h>
@@ -19,12 +19,12 @@ static char *write_file(const char *name, const char *text)
 
 static void test_missing_file_is_empty(void)
 {
-    struct cfg *c = NULL;
+    struct vms_config *c = NULL;
     fsp_error err = {0};
     char *p = scratch("absent");
-    CHECK(cfg_load(p, &c, &err) == 0);
+    CHECK(vms_config_load(p, &c, &err) == 0);
     CHECK(c && c->n_repos == 0 && c->n_seed_folders == 0);
-    cfg_free(c);
+    vms_config_free(c);
     free(p);
 }
 
@@ -34,9 +34,9 @@ static void test_parse(void)
                                  "[repository]\nurl=ssh://me@host:2222/golden\n"
                                  "identity = /k/id_ed25519\n; another\n[seeds]\n"
                                  "folder = /var/lib/images\nfolder = /b b\n");
-    struct cfg *c = NULL;
+    struct vms_config *c = NULL;
     fsp_error err = {0};
-    CHECK(cfg_load(p, &c, &err) == 0);
+    CHECK(vms_config_load(p, &c, &err) == 0);
     CHECK(c && c->n_repos == 2 && c->n_seed_folders == 2);
     if (c && c->n_repos == 2 && c->n_seed_folders == 2) {
         CHECK(!strcmp(c->repos[0].url, "/srv/a") && !c->repos[0].identity);
@@ -44,7 +44,7 @@ static void test_parse(void)
         CHECK(!strcmp(c->repos[1].identity, "/k/id_ed25519"));
         CHECK(!strcmp(c->seed_folders[1], "/b b"));
     }
-    cfg_free(c);
+    vms_config_free(c);
     free(p);
 }
 
@@ -52,9 +52,9 @@ static void test_parse(void)
 static void expect_error(const char *text, const char *want)
 {
     char *p = write_file("bad", text);
-    struct cfg *c = NULL;
+    struct vms_config *c = NULL;
     fsp_error err = {0};
-    CHECK(cfg_load(p, &c, &err) == -EINVAL);
+    CHECK(vms_config_load(p, &c, &err) == -EINVAL);
     CHECK(strstr(err.msg, p) && strstr(err.msg, want));
     if (!strstr(err.msg, want))
         fprintf(stderr, "  message: %s\n", err.msg);
@@ -83,49 +83,49 @@ static void test_errors(void)
  * save and a load. */
 static void test_checkouts(void)
 {
-    struct cfg *c = NULL, *back = NULL;
+    struct vms_config *c = NULL, *back = NULL;
     fsp_error err = {0};
     char *p = scratch_path("checkouts/config");
-    CHECK(cfg_load(p, &c, &err) == 0);
-    CHECK(!cfg_find_checkout(c, "/srv/a", "desk"));
-    CHECK(cfg_set_checkout(c, "/srv/a", "desk", "/home/me/desk.img", &err) == 0);
-    CHECK(cfg_set_checkout(c, "/srv/b", "desk", "/home/me/b-desk.img", &err) == 0);
-    CHECK(cfg_set_checkout(c, "/srv/a", "desk", "/home/me/new desk.img", &err) == 0);
-    CHECK(cfg_set_checkout(c, "/srv/a", "lab\n", "/f", &err) == -EINVAL);
-    CHECK(cfg_set_checkout(c, "/srv/a", "lab", " /f", &err) == -EINVAL);
+    CHECK(vms_config_load(p, &c, &err) == 0);
+    CHECK(!vms_config_find_checkout(c, "/srv/a", "desk"));
+    CHECK(vms_config_set_checkout(c, "/srv/a", "desk", "/home/me/desk.img", &err) == 0);
+    CHECK(vms_config_set_checkout(c, "/srv/b", "desk", "/home/me/b-desk.img", &err) == 0);
+    CHECK(vms_config_set_checkout(c, "/srv/a", "desk", "/home/me/new desk.img", &err) == 0);
+    CHECK(vms_config_set_checkout(c, "/srv/a", "lab\n", "/f", &err) == -EINVAL);
+    CHECK(vms_config_set_checkout(c, "/srv/a", "lab", " /f", &err) == -EINVAL);
     CHECK(c->n_checkouts == 2);
-    CHECK(cfg_save(c, p, &err) == 0);
-    CHECK(cfg_load(p, &back, &err) == 0);
-    const struct cfg_checkout *k = back ? cfg_find_checkout(back, "/srv/a", "desk") : NULL;
+    CHECK(vms_config_save(c, p, &err) == 0);
+    CHECK(vms_config_load(p, &back, &err) == 0);
+    const struct vms_config_checkout *k = back ? vms_config_find_checkout(back, "/srv/a", "desk") : NULL;
     CHECK(k && !strcmp(k->file, "/home/me/new desk.img"));
-    k = back ? cfg_find_checkout(back, "/srv/b", "desk") : NULL;
+    k = back ? vms_config_find_checkout(back, "/srv/b", "desk") : NULL;
     CHECK(k && !strcmp(k->file, "/home/me/b-desk.img"));
-    CHECK(back && back->n_checkouts == 2 && !cfg_find_checkout(back, "/srv/b", "lab"));
-    cfg_free(c);
-    cfg_free(back);
+    CHECK(back && back->n_checkouts == 2 && !vms_config_find_checkout(back, "/srv/b", "lab"));
+    vms_config_free(c);
+    vms_config_free(back);
     free(p);
 }
 
 static void test_add_and_save(void)
 {
-    struct cfg *c = NULL, *back = NULL;
+    struct vms_config *c = NULL, *back = NULL;
     fsp_error err = {0};
     bool added = false;
     char *p = scratch_path("deep/er/config");
-    CHECK(cfg_load(p, &c, &err) == 0);
-    CHECK(cfg_add_repo(c, "/srv/one", NULL, &added, &err) == 0 && added);
-    CHECK(cfg_add_repo(c, "/srv/one", NULL, &added, &err) == 0 && !added);
-    CHECK(cfg_add_repo(c, "ssh://h/x", "/k", &added, &err) == 0 && added);
-    CHECK(cfg_add_repo(c, "/a\nb", NULL, &added, &err) == -EINVAL && !added);
-    CHECK(cfg_add_repo(c, " /a", NULL, &added, &err) == -EINVAL && !added);
-    CHECK(cfg_add_seed_folder(c, "/images", &err) == 0);
-    CHECK(cfg_save(c, p, &err) == 0);
-    CHECK(cfg_load(p, &back, &err) == 0);
+    CHECK(vms_config_load(p, &c, &err) == 0);
+    CHECK(vms_config_add_repo(c, "/srv/one", NULL, &added, &err) == 0 && added);
+    CHECK(vms_config_add_repo(c, "/srv/one", NULL, &added, &err) == 0 && !added);
+    CHECK(vms_config_add_repo(c, "ssh://h/x", "/k", &added, &err) == 0 && added);
+    CHECK(vms_config_add_repo(c, "/a\nb", NULL, &added, &err) == -EINVAL && !added);
+    CHECK(vms_config_add_repo(c, " /a", NULL, &added, &err) == -EINVAL && !added);
+    CHECK(vms_config_add_seed_folder(c, "/images", &err) == 0);
+    CHECK(vms_config_save(c, p, &err) == 0);
+    CHECK(vms_config_load(p, &back, &err) == 0);
     CHECK(back && back->n_repos == 2 && back->n_seed_folders == 1);
     if (back && back->n_repos == 2)
         CHECK(!strcmp(back->repos[1].identity, "/k") && !back->repos[0].identity);
-    cfg_free(c);
-    cfg_free(back);
+    vms_config_free(c);
+    vms_config_free(back);
     free(p);
 }
 

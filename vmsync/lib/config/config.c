@@ -1,5 +1,5 @@
-/* The settings file: see config.h for its format. */
-#include "config.h"
+/* The settings file: see vmsync.h ("the settings file") for its format. */
+#include "vmsync.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,11 +14,11 @@ struct parser {
     const char *path;
     unsigned line;
     enum section section;
-    struct cfg *cfg;
+    struct vms_config *cfg;
     fsp_error *err;
 };
 
-int cfg_default_path(char *buf, size_t len, fsp_error *err)
+int vms_config_default_path(char *buf, size_t len, fsp_error *err)
 {
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
     int n = -1;
@@ -50,23 +50,23 @@ static int push_string(char ***items, size_t *n, const char *s, fsp_error *err)
     return 0;
 }
 
-static int push_repo(struct cfg *c, fsp_error *err)
+static int push_repo(struct vms_config *c, fsp_error *err)
 {
-    struct cfg_repo *grown = realloc(c->repos, (c->n_repos + 1) * sizeof *grown);
+    struct vms_config_repo *grown = realloc(c->repos, (c->n_repos + 1) * sizeof *grown);
     if (!grown)
         return out_of_memory(err);
     c->repos = grown;
-    grown[c->n_repos++] = (struct cfg_repo){0};
+    grown[c->n_repos++] = (struct vms_config_repo){0};
     return 0;
 }
 
-static int push_checkout(struct cfg *c, fsp_error *err)
+static int push_checkout(struct vms_config *c, fsp_error *err)
 {
-    struct cfg_checkout *grown = realloc(c->checkouts, (c->n_checkouts + 1) * sizeof *grown);
+    struct vms_config_checkout *grown = realloc(c->checkouts, (c->n_checkouts + 1) * sizeof *grown);
     if (!grown)
         return out_of_memory(err);
     c->checkouts = grown;
-    grown[c->n_checkouts++] = (struct cfg_checkout){0};
+    grown[c->n_checkouts++] = (struct vms_config_checkout){0};
     return 0;
 }
 
@@ -103,7 +103,7 @@ static int set_once(struct parser *p, char **slot, const char *key, const char *
 
 static int set_checkout_key(struct parser *p, const char *key, const char *value)
 {
-    struct cfg_checkout *k = &p->cfg->checkouts[p->cfg->n_checkouts - 1];
+    struct vms_config_checkout *k = &p->cfg->checkouts[p->cfg->n_checkouts - 1];
     if (!strcmp(key, "repository"))
         return set_once(p, &k->repo, key, value);
     if (!strcmp(key, "image"))
@@ -115,7 +115,7 @@ static int set_checkout_key(struct parser *p, const char *key, const char *value
 
 static int set_key(struct parser *p, const char *key, const char *value)
 {
-    struct cfg *c = p->cfg;
+    struct vms_config *c = p->cfg;
     if (p->section == SEC_CHECKOUT)
         return set_checkout_key(p, key, value);
     if (p->section == SEC_SEEDS && !strcmp(key, "folder"))
@@ -174,7 +174,7 @@ static int check_repos(struct parser *p)
 static int check_checkouts(struct parser *p)
 {
     for (size_t i = 0; i < p->cfg->n_checkouts; i++) {
-        const struct cfg_checkout *k = &p->cfg->checkouts[i];
+        const struct vms_config_checkout *k = &p->cfg->checkouts[i];
         const char *missing = !k->repo    ? "repository"
                               : !k->image ? "image"
                               : !k->file  ? "file"
@@ -203,9 +203,9 @@ static int parse_file(struct parser *p, FILE *f)
     return rc ? rc : check_checkouts(p);
 }
 
-int cfg_load(const char *path, struct cfg **out, fsp_error *err)
+int vms_config_load(const char *path, struct vms_config **out, fsp_error *err)
 {
-    struct cfg *c = calloc(1, sizeof *c);
+    struct vms_config *c = calloc(1, sizeof *c);
     if (!c)
         return out_of_memory(err);
     struct parser p = {.path = path, .cfg = c, .err = err};
@@ -217,7 +217,7 @@ int cfg_load(const char *path, struct cfg **out, fsp_error *err)
     } else if (errno != ENOENT)
         rc = fsp_fail(err, FSP_EK_OPEN, -errno, "%s: cannot open: %s", path, strerror(errno));
     if (rc) {
-        cfg_free(c);
+        vms_config_free(c);
         return rc;
     }
     *out = c;
@@ -239,7 +239,7 @@ static int make_parents(const char *path, fsp_error *err)
     return 0;
 }
 
-static void write_cfg(FILE *f, const struct cfg *c)
+static void write_cfg(FILE *f, const struct vms_config *c)
 {
     fputs("# vmsync settings: written by vmsync-gtk, read by vmsync-gtk and vmsync.\n", f);
     for (size_t i = 0; i < c->n_repos; i++) {
@@ -261,7 +261,7 @@ static int write_error(const char *path, fsp_error *err)
     return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot write: %s", path, strerror(errno));
 }
 
-int cfg_save(const struct cfg *c, const char *path, fsp_error *err)
+int vms_config_save(const struct vms_config *c, const char *path, fsp_error *err)
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -294,7 +294,7 @@ static int check_value(const char *what, const char *v, fsp_error *err)
     return 0;
 }
 
-int cfg_add_repo(struct cfg *c, const char *url, const char *identity, bool *added,
+int vms_config_add_repo(struct vms_config *c, const char *url, const char *identity, bool *added,
                  fsp_error *err)
 {
     *added = false;
@@ -306,20 +306,20 @@ int cfg_add_repo(struct cfg *c, const char *url, const char *identity, bool *add
             return 0;
     if (!rc)
         rc = push_repo(c, err);
-    struct cfg_repo *r = rc ? NULL : &c->repos[c->n_repos - 1];
+    struct vms_config_repo *r = rc ? NULL : &c->repos[c->n_repos - 1];
     if (r && (!(r->url = strdup(url)) || (identity && !(r->identity = strdup(identity)))))
         rc = out_of_memory(err);
     *added = !rc;
     return rc;
 }
 
-int cfg_add_seed_folder(struct cfg *c, const char *folder, fsp_error *err)
+int vms_config_add_seed_folder(struct vms_config *c, const char *folder, fsp_error *err)
 {
     int rc = check_value("the seed folder", folder, err);
     return rc ? rc : push_string(&c->seed_folders, &c->n_seed_folders, folder, err);
 }
 
-const struct cfg_checkout *cfg_find_checkout(const struct cfg *c, const char *repo,
+const struct vms_config_checkout *vms_config_find_checkout(const struct vms_config *c, const char *repo,
                                              const char *image)
 {
     for (size_t i = 0; i < c->n_checkouts; i++)
@@ -328,16 +328,16 @@ const struct cfg_checkout *cfg_find_checkout(const struct cfg *c, const char *re
     return NULL;
 }
 
-static void checkout_clear(struct cfg_checkout *k)
+static void checkout_clear(struct vms_config_checkout *k)
 {
     free(k->repo);
     free(k->image);
     free(k->file);
-    *k = (struct cfg_checkout){0};
+    *k = (struct vms_config_checkout){0};
 }
 
 /* Fills the record K (empty) with copies; on failure leaves it empty. */
-static int checkout_fill(struct cfg_checkout *k, const char *repo, const char *image,
+static int checkout_fill(struct vms_config_checkout *k, const char *repo, const char *image,
                          const char *file, fsp_error *err)
 {
     k->repo = strdup(repo);
@@ -349,7 +349,7 @@ static int checkout_fill(struct cfg_checkout *k, const char *repo, const char *i
     return out_of_memory(err);
 }
 
-int cfg_set_checkout(struct cfg *c, const char *repo, const char *image, const char *file,
+int vms_config_set_checkout(struct vms_config *c, const char *repo, const char *image, const char *file,
                      fsp_error *err)
 {
     int rc = check_value("the repository's location", repo, err);
@@ -359,7 +359,7 @@ int cfg_set_checkout(struct cfg *c, const char *repo, const char *image, const c
         rc = check_value("the checked-out file", file, err);
     if (rc)
         return rc;
-    struct cfg_checkout *k = (struct cfg_checkout *)cfg_find_checkout(c, repo, image), fresh = {0};
+    struct vms_config_checkout *k = (struct vms_config_checkout *)vms_config_find_checkout(c, repo, image), fresh = {0};
     /* filled apart first, so that a failure leaves the old record whole */
     rc = checkout_fill(&fresh, repo, image, file, err);
     if (!rc && !k && !(rc = push_checkout(c, err)))
@@ -373,7 +373,7 @@ int cfg_set_checkout(struct cfg *c, const char *repo, const char *image, const c
     return 0;
 }
 
-void cfg_free(struct cfg *c)
+void vms_config_free(struct vms_config *c)
 {
     if (!c)
         return;
