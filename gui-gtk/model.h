@@ -61,7 +61,6 @@ void format_time(int64_t t, char *buf, size_t len);
 /* "11.2 MiB" */
 void format_mib(uint64_t bytes, char *buf, size_t len);
 
-#endif
 
 /* ---- a checkout's plan and progress ---- */
 
@@ -151,3 +150,5 @@ char *conflict_heading(const struct checkin_conflict *k);
 /* Who recorded what and when, who holds it now, and that the user's file is
  * untouched and nothing was lost. */
 char *conflict_text(const struct checkin_conflict *k);
+
+#endif
