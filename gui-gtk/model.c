@@ -254,3 +254,160 @@ char *progress_text(const struct rate_meter *m)
         return NULL;
     return out;
 }
+
+/* ---- history: versions, the files changed between two, releasing ---- */
+
+char *version_title_text(const struct vms_version *v)
+{
+    char when[40], parent[32] = "", *user = quoted_name(v->user), *host = quoted_name(v->host);
+    char *out = NULL;
+    format_time(v->created, when, sizeof when);
+    if (v->parent + 1 != v->number)
+        snprintf(parent, sizeof parent, " · parent %u", v->parent);
+    if (user && host && asprintf(&out, "version %u · %s · %s@%s%s", v->number, when, user, host,
+                                 parent) < 0)
+        out = NULL;
+    free(user);
+    free(host);
+    return out;
+}
+
+char *version_message_text(const struct vms_version *v)
+{
+    return v->message[0] ? quoted_text(v->message) : strdup("(no message)");
+}
+
+static int diff_list_grow(struct diff_list *l)
+{
+    if (l->n < l->cap)
+        return 0;
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    struct diff_entry *items = realloc(l->items, cap * sizeof *items);
+    if (!items)
+        return -ENOMEM;
+    l->items = items;
+    l->cap = cap;
+    return 0;
+}
+
+int diff_list_add(void *ctx, const struct vms_diff_item *item)
+{
+    struct diff_list *l = ctx;
+    if (item->change < VMS_ADDED || item->change > VMS_MOVED)
+        return 0; /* no such change: the header names four */
+    if (diff_list_grow(l))
+        return -ENOMEM;
+    struct diff_entry *e = &l->items[l->n];
+    *e = (struct diff_entry){.change = item->change, .what = item->what};
+    e->path = strdup(item->path ? item->path : "");
+    e->old_path = item->old_path ? strdup(item->old_path) : NULL;
+    if (!e->path || (item->old_path && !e->old_path)) {
+        free(e->path);
+        free(e->old_path);
+        return -ENOMEM;
+    }
+    l->n++;
+    l->counts[item->change - 1]++;
+    return 0;
+}
+
+void diff_list_clear(struct diff_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].path);
+        free(l->items[i].old_path);
+    }
+    free(l->items);
+    *l = (struct diff_list){0};
+}
+
+char *diff_counts_text(const struct diff_list *l, uint32_t from, uint32_t to)
+{
+    char *out = NULL;
+    int n;
+    if (!l->n)
+        n = asprintf(&out, "version %u → version %u: no file changed", from, to);
+    else
+        n = asprintf(&out, "version %u → version %u: %zu added, %zu removed, %zu changed, "
+                     "%zu moved", from, to, l->counts[0], l->counts[1], l->counts[2],
+                     l->counts[3]);
+    return n < 0 ? NULL : out;
+}
+
+/* "content, size": the names of WHAT's bits. */
+static void put_what(FILE *f, uint32_t what)
+{
+    const char *sep = "";
+    for (uint32_t bit = 1; bit <= VMS_WHAT_STREAMS; bit <<= 1)
+        if (what & bit) {
+            fprintf(f, "%s%s", sep, vms_what_name(bit));
+            sep = ", ";
+        }
+}
+
+/* In a move, a path holding " -> " is quoted, as the CLI does, so that the
+ * line splits one way only. */
+static void put_path(FILE *f, const char *path, bool in_move)
+{
+    if (in_move && strstr(path, " -> "))
+        vms_put_quoted(f, path);
+    else
+        vms_put_name(f, path);
+}
+
+char *diff_entry_text(const struct diff_entry *e)
+{
+    static const char *const words[] = {"?", "added", "removed", "changed", "moved"};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "%s ", words[e->change <= VMS_MOVED ? e->change : 0]);
+    if (e->change == VMS_MOVED && e->old_path) {
+        put_path(f, e->old_path, true);
+        fputs(" -> ", f);
+    }
+    put_path(f, e->path, e->change == VMS_MOVED);
+    if (e->change == VMS_CHANGED) {
+        fputs(" (", f);
+        put_what(f, e->what);
+        fputc(')', f);
+    }
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+char *release_question_text(const char *name)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, "Release %s?", shown) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}
+
+char *release_body_text(const char *name, uint32_t version)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, "You give back the lease on %s@%u, so that others can check it "
+                          "out. The file you checked out stays where it is, but checking that "
+                          "file in later needs a new checkout first. The release is recorded "
+                          "in the repository's audit log.", shown, version) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}
+
+char *release_done_text(const char *name, bool released)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, released ? "%s is released" : "%s had no lease to release",
+                          shown) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}

@@ -95,3 +95,40 @@ double checkout_fraction(const struct rate_meter *m);
 /* "Fetching: 4.0 MiB of 11.0 MiB · 2.1 MiB/s · 3 s left", or with "rate
  * unknown · time left unknown" before there is a rate. */
 char *progress_text(const struct rate_meter *m);
+
+/* ---- history: versions, the files changed between two, releasing ---- */
+
+/* "version 3 · 2026-12-01 10:00 UTC · alice@laptop", with " · parent 1"
+ * when the parent is not the version before. */
+char *version_title_text(const struct vms_version *v);
+/* The message as the CLI prints it (newlines and bytes that are not UTF-8
+ * escaped), or "(no message)". */
+char *version_message_text(const struct vms_version *v);
+
+/* The differences between two versions, copied out of vms_diff's callback. */
+struct diff_entry {
+    enum vms_change change;
+    uint32_t what;           /* VMS_WHAT_* for changes */
+    char *path, *old_path;   /* OLD_PATH for moves only */
+};
+struct diff_list {
+    struct diff_entry *items;
+    size_t n, cap;
+    size_t counts[4];        /* by change: added, removed, changed, moved */
+};
+/* A vms_diff_cb: CTX is a struct diff_list; -ENOMEM when memory ran out. */
+int diff_list_add(void *ctx, const struct vms_diff_item *item);
+void diff_list_clear(struct diff_list *l);
+/* "version 1 → version 3: 2 added, 1 removed, 3 changed, 0 moved", or
+ * "... : no file changed". */
+char *diff_counts_text(const struct diff_list *l, uint32_t from, uint32_t to);
+/* "added /data/new", "removed /data/f5", "changed /data/f1 (content, size)",
+ * "moved /a -> /b": paths as the CLI prints them. */
+char *diff_entry_text(const struct diff_entry *e);
+
+/* What the release's confirmation says: the lease goes back, the file stays,
+ * checking that file in needs a new checkout, and the release is logged. */
+char *release_question_text(const char *name);
+char *release_body_text(const char *name, uint32_t version);
+/* "desk is released", or "desk had no lease to release". */
+char *release_done_text(const char *name, bool released);
