@@ -54,4 +54,9 @@ GtkWidget *checkout_panel_widget(struct checkout_panel *p);
 void checkout_panel_free(struct checkout_panel *p);
 void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_row *image);
 
+/* History (history.c): the versions of an image with the files changed
+ * between any two; the suffix button of an image's row opens it. */
+void history_dialog(struct app *a, struct repo_slot *slot, const char *name);
+GtkWidget *history_button_new(struct app *a, struct repo_slot *slot, const char *name);
+
 #endif

@@ -73,6 +73,7 @@ static GtkWidget *image_row_widget(struct images_view *v, guint index)
     adw_action_row_set_subtitle(ADW_ACTION_ROW(row), summary ? summary : "");
     set_accessible_name(row, name ? name : "?");
     adw_action_row_add_suffix(ADW_ACTION_ROW(row), checkout_button_new(v, index, name ? name : "?"));
+    adw_action_row_add_suffix(ADW_ACTION_ROW(row), history_button_new(v->app, v->slot, r->name));
     free(name);
     free(summary);
     return row;
