@@ -54,9 +54,11 @@ GtkWidget *checkout_panel_widget(struct checkout_panel *p);
 void checkout_panel_free(struct checkout_panel *p);
 void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_row *image);
 
-/* History (history.c): the versions of an image with the files changed
- * between any two; the suffix button of an image's row opens it. */
+/* History and releasing (history.c, release.c): the versions of an image
+ * with the files changed between any two, and giving back a lease held
+ * here.  Each makes the suffix button of an image's row. */
 void history_dialog(struct app *a, struct repo_slot *slot, const char *name);
 GtkWidget *history_button_new(struct app *a, struct repo_slot *slot, const char *name);
+GtkWidget *release_button_new(struct app *a, struct repo_slot *slot, const struct image_row *r);
 
 #endif

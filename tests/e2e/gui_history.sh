@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vmsync-gtk shows an image's history, driven through
+# vmsync-gtk shows an image's history and gives a lease back, driven through
 # AT-SPI under Xvfb.  The CLI makes three versions of "desk" by two users on
 # two hosts (an import, then two checkouts changed with debugfs -w and
 # checked in, one message holding a newline), then checks desk out as the
@@ -8,6 +8,9 @@
 # The window must list the three versions with who, when and the message as
 # the CLI quotes it; comparing 2 with 3 (the default) and 1 with 3 must show
 # the counts and the paths `vmsync diff REPO desk@A desk@B --json` gives.
+# Release: a Cancel in the confirmation leaves the lease (vmsync leases);
+# confirming gives it back (vmsync leases is empty, vmsync audit has the
+# release by the window's user and host); other's lease has no button.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/gui.sh"
 need_vmsync
@@ -63,6 +66,11 @@ import json, os, subprocess, time
 from gui_atspi import *
 T, R = os.environ["GUI_T"], os.environ["GUI_REPO"]
 
+def lease_hosts():
+    out = subprocess.run([os.environ["GUI_VMSYNC"], "leases", R, "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    return sorted("%s:%s@%s" % (l["image"], l["user"], l["host"]) for l in json.loads(out)["leases"])
+
 def expected_changes(path):
     d = json.load(open(path))
     lines = ["added " + e["path"] for e in d["added"]]
@@ -89,6 +97,7 @@ app = wait_app()
 try:
     wait_find(app, "label", "version 3 · 16.0 MiB · checked out here (version 3)")
     wait_find(app, "push button", "History of other")
+    assert find(app, "push button", "Release other") is None, "another holder's lease has a Release button"
     press(wait_find(app, "push button", "History of desk"))
     hist = wait_find(app, "frame", "History of desk")
     for line in open(T + "/log.out"):
@@ -110,6 +119,21 @@ try:
     subprocess.run(["xdotool", "key", "Escape"], check=True)
     wait_until("Escape to close the history window",
                lambda: not find_all(app, "frame", "History of desk"), timeout=10)
+
+    press(wait_find(app, "push button", "Release desk"))
+    ask = wait_find(app, "dialog", "Release desk?")
+    body = " ".join(labels(ask))
+    for words in ("stays where it is", "needs a new checkout", "audit log"):
+        assert words in body, "the confirmation does not say %r: %r" % (words, body)
+    press(wait_find(ask, "push button", "Cancel"))
+    wait_gone(app, "dialog", "Release desk?")
+    held = lease_hosts()
+    assert held == ["desk:carol@laptop", "other:bob@ws"], "after a Cancel the leases are %r" % held
+    press(wait_find(app, "push button", "Release desk"))
+    press(wait_find(wait_find(app, "dialog", "Release desk?"), "push button", "Release"))
+    wait_find(app, "label", "desk is released", timeout=30)
+    wait_find(app, "label", "version 3 · 16.0 MiB · not here")
+    wait_gone(app, "push button", "Release desk")
     press(wait_find(app, "push button", "Close"))
 except Exception as e:
     print("FAIL: %s" % e)
@@ -118,6 +142,14 @@ except Exception as e:
 PY
 gui_wait_exit 20
 ((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC: $(head -c 400 "$T/gtk.err")"
+vm_ok "$T/leases" leases "$R" --json
+[[ $(jq -c '[.leases[] | .image + ":" + .user + "@" + .host]' "$T/leases.out") == '["other:bob@ws"]' ]] ||
+    bad "after the release the leases are $(cat "$T/leases.out")"
+vm_ok "$T/audit" audit "$R" desk --json
+releases=$(jq -c '[.entries[] | select(.action == "release") | .user + "@" + .host + " " + .image]' \
+    "$T/audit.out")
+[[ $releases == '["carol@laptop desk"]' ]] ||
+    bad "the audit log has not one release of desk by carol@laptop: $(cat "$T/audit.out")"
 [[ -z $(ls -A "$T/tmp") ]] || bad "the comparison left files in TMPDIR: $(ls -A "$T/tmp")"
 if grep -E 'CRITICAL|WARNING' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr"; fi
 finish
