@@ -39,6 +39,10 @@ vm_ok "$T/man" manifest "$T/desk.img" -o "$T/desk.vmsm"
 (($(stat -c %s "$T/desk.vmsm") > 130000)) || fail "the manifest is too small to stall in: $(stat -c %s "$T/desk.vmsm") bytes"
 
 sshd_start "$T/sshd" "$T/srv"
+# the window's host holds the lease, taken over ssh:// past the relay (whose
+# stall is for the window's first connection)
+VMSYNC_HOST=laptop vm_ok "$T/co-here" checkout "$SSHD_URL_BASE/repo" desk -o "$T/here.img" -q \
+    --known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY"
 relay_start --stall-after 100000
 
 export VMSYNC_HOST=laptop
@@ -89,7 +93,7 @@ def stalled():
         return False
 
 try:
-    wait_find(app, "label", "version 2 · 32.0 MiB · not here", timeout=30)
+    wait_find(app, "label", "version 2 · 32.0 MiB · checked out here (version 2)", timeout=30)
     hist = history()
     print("# the first history window")
     wait_find(hist, "label", "many files")
@@ -113,6 +117,12 @@ try:
     got = sorted(labels(box))
     assert got == want, "window %r, CLI %r" % (got, want)
     press(wait_find(hist, "push button", "Close"))
+    wait_until("the history window to close", lambda: not history_frame())
+    # over ssh:// the lease names the agent's user: the host says it is ours
+    press(wait_find(app, "push button", "Release desk"))
+    press(wait_find(wait_find(app, "dialog", "Release desk?"), "push button", "Release"))
+    wait_find(app, "label", "desk is released", timeout=30)
+    wait_find(app, "label", "version 2 · 32.0 MiB · not here", timeout=30)
     press(wait_find(app, "push button", "Close"))
 except Exception as e:
     print("FAIL: %s" % e)
@@ -121,6 +131,11 @@ except Exception as e:
 PY
 gui_wait_exit 20
 ((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC: $(head -c 400 "$T/gtk.err")"
+vm_ok "$T/leases" leases "$R" --json
+[[ $(jq '.leases | length' "$T/leases.out") == 0 ]] || bad "after the release the leases are $(cat "$T/leases.out")"
+vm_ok "$T/audit" audit "$R" desk --json
+[[ $(jq -c '[.entries[] | select(.action == "release") | .host]' "$T/audit.out") == '["laptop"]' ]] ||
+    bad "the audit log has not one release by laptop: $(cat "$T/audit.out")"
 [[ -z $(ls -A "$T/tmp") ]] || bad "the comparisons left files in TMPDIR: $(ls -A "$T/tmp")"
 (($(jq -r .connections "$T/relay.json") >= 2)) || bad "the window did not connect again after the cancel"
 if grep -E 'CRITICAL|WARNING' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr"; fi
