@@ -372,6 +372,8 @@ static GtkWindow *history_window_new(struct history *h)
     gtk_window_set_title(w, title);
     gtk_window_set_transient_for(w, GTK_WINDOW(h->app->window));
     gtk_window_set_modal(w, TRUE);
+    /* closing the main window closes this one too, so its state is freed */
+    gtk_window_set_destroy_with_parent(w, TRUE);
     gtk_window_set_default_size(w, 720, 620);
     GtkWidget *content = gtk_box_new(GTK_ORIENTATION_VERTICAL, 0);
     gtk_box_append(GTK_BOX(content), adw_header_bar_new());
