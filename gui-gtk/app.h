@@ -68,5 +68,11 @@ void images_view_restate(struct images_view *v);
 GtkWidget *checkin_button_new(struct app *a, struct repo_slot *slot,
                               const struct image_row *image);
 void checkin_remember(struct app *a, struct repo_slot *slot, const char *image, const char *file);
+/* History and releasing (history.c, release.c): the versions of an image
+ * with the files changed between any two, and giving back a lease held
+ * here.  Each makes the suffix button of an image's row. */
+void history_dialog(struct app *a, struct repo_slot *slot, const char *name);
+GtkWidget *history_button_new(struct app *a, struct repo_slot *slot, const char *name);
+GtkWidget *release_button_new(struct app *a, struct repo_slot *slot, const struct image_row *r);
 
 #endif

@@ -39,7 +39,7 @@ struct checkin {
     gint stop;                 /* atomic: Cancel, which the comparison's scan polls */
     char *job_file, *job_message; /* the fields as the job started */
     struct rate_meter meter;
-    GPtrArray *lines;          /* the comparison's: char *, as vmsync diff prints them */
+    GPtrArray *lines;          /* the comparison's: char *, diff_item_text's words */
     struct change_counts counts;
     uint64_t new_bytes;
     struct vms_stats stats;    /* the check-in's */

@@ -74,8 +74,11 @@ static GtkWidget *image_row_widget(struct images_view *v, guint index)
     adw_action_row_set_subtitle(ADW_ACTION_ROW(row), summary ? summary : "");
     set_accessible_name(row, name ? name : "?");
     adw_action_row_add_suffix(ADW_ACTION_ROW(row), checkout_button_new(v, index, name ? name : "?"));
-    if (st == IMAGE_CHECKED_OUT)
+    adw_action_row_add_suffix(ADW_ACTION_ROW(row), history_button_new(v->app, v->slot, r->name));
+    if (st == IMAGE_CHECKED_OUT) {
         adw_action_row_add_suffix(ADW_ACTION_ROW(row), checkin_button_new(v->app, v->slot, r));
+        adw_action_row_add_suffix(ADW_ACTION_ROW(row), release_button_new(v->app, v->slot, r));
+    }
     free(name);
     free(summary);
     return row;

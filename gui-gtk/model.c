@@ -384,52 +384,6 @@ void change_counts_add(struct change_counts *n, const struct vms_diff_item *d)
     }
 }
 
-/* As the CLI's diff: a path in a move line that holds " -> " is quoted, so
- * that the line splits one way only. */
-static void put_diff_path(FILE *f, const char *path, bool in_move)
-{
-    if (in_move && strstr(path, " -> "))
-        vms_put_quoted(f, path);
-    else
-        vms_put_name(f, path);
-}
-
-static void put_what(FILE *f, uint32_t what)
-{
-    const char *sep = "";
-    for (uint32_t bit = 1; bit <= VMS_WHAT_STREAMS; bit <<= 1)
-        if (what & bit) {
-            fprintf(f, "%s%s", sep, vms_what_name(bit));
-            sep = ",";
-        }
-}
-
-char *diff_item_text(const struct vms_diff_item *d)
-{
-    static const char letters[] = "?ADMR";
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return NULL;
-    fprintf(f, "%c ", letters[d->change <= VMS_MOVED ? d->change : 0]);
-    if (d->change == VMS_MOVED) {
-        put_diff_path(f, d->old_path ? d->old_path : "", true);
-        fputs(" -> ", f);
-    }
-    put_diff_path(f, d->path ? d->path : "", d->change == VMS_MOVED);
-    if (d->change == VMS_CHANGED) {
-        fputs(" (", f);
-        put_what(f, d->what);
-        fputc(')', f);
-    }
-    if (fclose(f) != 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
 char *changes_text(const struct change_counts *n, uint64_t new_bytes)
 {
     char mib[32], *out = NULL;
@@ -536,4 +490,169 @@ char *conflict_text(const struct checkin_conflict *k)
     free(name);
     free(file);
     return buf;
+}
+
+/* ---- history: versions, the files changed between two, releasing ---- */
+
+char *version_title_text(const struct vms_version *v)
+{
+    char when[40], parent[32] = "", *user = quoted_name(v->user), *host = quoted_name(v->host);
+    char *out = NULL;
+    format_time(v->created, when, sizeof when);
+    if (v->parent + 1 != v->number)
+        snprintf(parent, sizeof parent, " · parent %u", v->parent);
+    if (user && host && asprintf(&out, "version %u · %s · %s@%s%s", v->number, when, user, host,
+                                 parent) < 0)
+        out = NULL;
+    free(user);
+    free(host);
+    return out;
+}
+
+char *version_message_text(const struct vms_version *v)
+{
+    return v->message[0] ? quoted_text(v->message) : strdup("(no message)");
+}
+
+static int diff_list_grow(struct diff_list *l)
+{
+    if (l->n < l->cap)
+        return 0;
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    struct diff_entry *items = realloc(l->items, cap * sizeof *items);
+    if (!items)
+        return -ENOMEM;
+    l->items = items;
+    l->cap = cap;
+    return 0;
+}
+
+int diff_list_add(void *ctx, const struct vms_diff_item *item)
+{
+    struct diff_list *l = ctx;
+    if (item->change < VMS_ADDED || item->change > VMS_MOVED)
+        return 0; /* no such change: the header names four */
+    if (diff_list_grow(l))
+        return -ENOMEM;
+    struct diff_entry *e = &l->items[l->n];
+    *e = (struct diff_entry){.change = item->change, .what = item->what};
+    e->path = strdup(item->path ? item->path : "");
+    e->old_path = item->old_path ? strdup(item->old_path) : NULL;
+    if (!e->path || (item->old_path && !e->old_path)) {
+        free(e->path);
+        free(e->old_path);
+        return -ENOMEM;
+    }
+    l->n++;
+    change_counts_add(&l->counts, item);
+    return 0;
+}
+
+void diff_list_clear(struct diff_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].path);
+        free(l->items[i].old_path);
+    }
+    free(l->items);
+    *l = (struct diff_list){0};
+}
+
+char *diff_counts_text(const struct diff_list *l, uint32_t from, uint32_t to)
+{
+    char *out = NULL;
+    int n;
+    if (!l->n)
+        n = asprintf(&out, "version %u → version %u: no file changed", from, to);
+    else
+        n = asprintf(&out, "version %u → version %u: %llu added, %llu removed, %llu changed, "
+                     "%llu moved", from, to, (unsigned long long)l->counts.added,
+                     (unsigned long long)l->counts.removed, (unsigned long long)l->counts.changed,
+                     (unsigned long long)l->counts.moved);
+    return n < 0 ? NULL : out;
+}
+
+/* "content, size": the names of WHAT's bits. */
+static void put_what(FILE *f, uint32_t what)
+{
+    const char *sep = "";
+    for (uint32_t bit = 1; bit <= VMS_WHAT_STREAMS; bit <<= 1)
+        if (what & bit) {
+            fprintf(f, "%s%s", sep, vms_what_name(bit));
+            sep = ", ";
+        }
+}
+
+/* In a move, a path holding " -> " is quoted, as the CLI does, so that the
+ * line splits one way only. */
+static void put_path(FILE *f, const char *path, bool in_move)
+{
+    if (in_move && strstr(path, " -> "))
+        vms_put_quoted(f, path);
+    else
+        vms_put_name(f, path);
+}
+
+char *diff_item_text(const struct vms_diff_item *d)
+{
+    static const char *const words[] = {"?", "added", "removed", "changed", "moved"};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "%s ", words[d->change <= VMS_MOVED ? d->change : 0]);
+    if (d->change == VMS_MOVED && d->old_path) {
+        put_path(f, d->old_path, true);
+        fputs(" -> ", f);
+    }
+    put_path(f, d->path ? d->path : "", d->change == VMS_MOVED);
+    if (d->change == VMS_CHANGED) {
+        fputs(" (", f);
+        put_what(f, d->what);
+        fputc(')', f);
+    }
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+char *diff_entry_text(const struct diff_entry *e)
+{
+    struct vms_diff_item d = {.change = e->change, .path = e->path, .old_path = e->old_path,
+                              .what = e->what};
+    return diff_item_text(&d);
+}
+
+char *release_question_text(const char *name)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, "Release %s?", shown) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}
+
+char *release_body_text(const char *name, uint32_t version)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, "You give back the lease on %s@%u, so that others can check it "
+                          "out. The file you checked out stays where it is, but checking that "
+                          "file in later needs a new checkout first. The release is recorded "
+                          "in the repository's audit log.", shown, version) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}
+
+char *release_done_text(const char *name, bool released)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, released ? "%s is released" : "%s had no lease to release",
+                          shown) < 0)
+        out = NULL;
+    free(shown);
+    return out;
 }

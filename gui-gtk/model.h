@@ -121,8 +121,9 @@ struct change_counts {
     uint64_t added, removed, changed, moved;
 };
 void change_counts_add(struct change_counts *n, const struct vms_diff_item *d);
-/* One item as `vmsync diff` prints it: "A /new", "D /gone", "M /f (content,size)",
- * "R /old -> /new", each path quoted as the CLI quotes it. */
+/* One changed file in words: "added /data/new", "removed /data/f5",
+ * "changed /data/f1 (content, size)", "moved /a -> /b"; paths quoted as the
+ * CLI quotes them (in a move, a path holding " -> " in quotes). */
 char *diff_item_text(const struct vms_diff_item *d);
 /* "3 added, 1 removed, 1 changed, 1 moved · about 2.0 MiB of new data (before
  * compression)"; NEW_BYTES are the raw bytes of the objects the file needs
@@ -150,5 +151,41 @@ char *conflict_heading(const struct checkin_conflict *k);
 /* Who recorded what and when, who holds it now, and that the user's file is
  * untouched and nothing was lost. */
 char *conflict_text(const struct checkin_conflict *k);
+
+/* ---- history: versions, the files changed between two, releasing ---- */
+
+/* "version 3 · 2026-12-01 10:00 UTC · alice@laptop", with " · parent 1"
+ * when the parent is not the version before. */
+char *version_title_text(const struct vms_version *v);
+/* The message as the CLI prints it (newlines and bytes that are not UTF-8
+ * escaped), or "(no message)". */
+char *version_message_text(const struct vms_version *v);
+
+/* The differences between two versions, copied out of vms_diff's callback. */
+struct diff_entry {
+    enum vms_change change;
+    uint32_t what;           /* VMS_WHAT_* for changes */
+    char *path, *old_path;   /* OLD_PATH for moves only */
+};
+struct diff_list {
+    struct diff_entry *items;
+    size_t n, cap;
+    struct change_counts counts;
+};
+/* A vms_diff_cb: CTX is a struct diff_list; -ENOMEM when memory ran out. */
+int diff_list_add(void *ctx, const struct vms_diff_item *item);
+void diff_list_clear(struct diff_list *l);
+/* "version 1 → version 3: 2 added, 1 removed, 3 changed, 0 moved", or
+ * "... : no file changed". */
+char *diff_counts_text(const struct diff_list *l, uint32_t from, uint32_t to);
+/* diff_item_text of an entry. */
+char *diff_entry_text(const struct diff_entry *e);
+
+/* What the release's confirmation says: the lease goes back, the file stays,
+ * checking that file in needs a new checkout, and the release is logged. */
+char *release_question_text(const char *name);
+char *release_body_text(const char *name, uint32_t version);
+/* "desk is released", or "desk had no lease to release". */
+char *release_done_text(const char *name, bool released);
 
 #endif

@@ -96,7 +96,12 @@ done
 cat >"$T/checkin.py" <<'PY'
 import os, re, subprocess
 from gui_atspi import *
-want = open(os.environ["GUI_DIFF"]).read().splitlines()
+# vmsync diff's lines in the window's words: "A /x" is "added /x", and the
+# list of what changed in a file is spaced: "(content, size)"
+WORDS = {"A": "added", "D": "removed", "M": "changed", "R": "moved"}
+cli = open(os.environ["GUI_DIFF"]).read().splitlines()
+want = [WORDS[l[0]] + l[1:].replace(",", ", ") if l.endswith(")") else WORDS[l[0]] + l[1:]
+        for l in cli]
 app = wait_app()
 try:
     # Escape closes the dialog, a real key sent to it
@@ -118,7 +123,7 @@ try:
     print("# summary:", summary)
     got = labels(wait_find(dlg, "list", "Changes"))
     assert got == want, "the window lists %r, vmsync diff %r" % (got, want)
-    n = {k: sum(1 for l in want if l.startswith(k + " ")) for k in "ADMR"}
+    n = {k: sum(1 for l in cli if l.startswith(k + " ")) for k in "ADMR"}
     m = re.fullmatch(r"(\d+) added, (\d+) removed, (\d+) changed, (\d+) moved · about "
                      r"([0-9.]+) MiB of new data \(before compression\)", summary)
     assert m, summary
@@ -173,7 +178,7 @@ try:
                timeout=40)
     set_text(wait_find(dlg, "text", "File to check in"), os.environ["GUI_FILE2"])
     press(wait_find(dlg, "push button", "Show changes"))
-    wait_until("the changes", lambda: labels(wait_find(dlg, "list", "Changes")) == ["A /data/note"],
+    wait_until("the changes", lambda: labels(wait_find(dlg, "list", "Changes")) == ["added /data/note"],
                timeout=40)
     subprocess.run(["bash", os.environ["GUI_OTHER"]], check=True)
     set_text(wait_find(dlg, "text", "Message"), "mine")

@@ -63,7 +63,7 @@ try:
     print("# summary:", summary)
     assert re.fullmatch(r"1 added, 0 removed, 0 changed, 0 moved · about 8\.[0-9] MiB of new "
                         r"data \(before compression\)", summary), summary
-    assert labels(wait_find(dlg, "list", "Changes")) == ["A /data/big"]
+    assert labels(wait_find(dlg, "list", "Changes")) == ["added /data/big"]
     set_text(wait_find(dlg, "text", "Message"), "big")
     press(wait_find(dlg, "push button", "Check in"))
     shown = wait_until("the send under way", lambda: [l for l in status(dlg, "Sending: ")

@@ -25,15 +25,15 @@ static void expect_item(enum vms_change change, const char *old_path, const char
 
 static void test_diff_lines(void)
 {
-    expect_item(VMS_ADDED, NULL, "/data/new", 0, "A /data/new");
-    expect_item(VMS_REMOVED, NULL, "/data/f0", 0, "D /data/f0");
+    expect_item(VMS_ADDED, NULL, "/data/new", 0, "added /data/new");
+    expect_item(VMS_REMOVED, NULL, "/data/f0", 0, "removed /data/f0");
     expect_item(VMS_CHANGED, NULL, "/data/f1", VMS_WHAT_CONTENT | VMS_WHAT_SIZE,
-                "M /data/f1 (content,size)");
-    expect_item(VMS_MOVED, "/data/f2", "/data/moved", 0, "R /data/f2 -> /data/moved");
+                "changed /data/f1 (content, size)");
+    expect_item(VMS_MOVED, "/data/f2", "/data/moved", 0, "moved /data/f2 -> /data/moved");
     /* quoted as the CLI quotes: control bytes escaped, " -> " in a move quoted */
-    expect_item(VMS_ADDED, NULL, "/a\nb", 0, "A \"/a\\nb\"");
-    expect_item(VMS_MOVED, "/x -> y", "/z", 0, "R \"/x -> y\" -> /z");
-    expect_item(VMS_ADDED, NULL, "/x -> y", 0, "A /x -> y");
+    expect_item(VMS_ADDED, NULL, "/a\nb", 0, "added \"/a\\nb\"");
+    expect_item(VMS_MOVED, "/x -> y", "/z", 0, "moved \"/x -> y\" -> /z");
+    expect_item(VMS_ADDED, NULL, "/x -> y", 0, "added /x -> y");
 }
 
 static void test_counts(void)
