@@ -41,9 +41,7 @@ FILE=$T/out/desk.img
 gui_run() {
     gui_start
     gui_py "$T/$1.py" || fail "driving the window ($1) failed (see the log)"
-    gui_wait_exit 20
-    ((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC: $(head -c 400 "$T/gtk.err")"
-    if grep -E 'CRITICAL|WARNING' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr ($1)"; fi
+    gui_exit_ok "$1"
     cat "$T/gtk.err" >>"$T/gtk-all.err"
 }
 
@@ -51,8 +49,8 @@ gui_run() {
 cat >"$T/checkout.py" <<'PY'
 import os
 from gui_atspi import *
-app = wait_app()
-try:
+
+with driving() as app:
     press(wait_find(app, "push button", "Check out desk"))
     dlg = wait_find(app, "dialog", "Check out desk")
     set_text(wait_find(dlg, "text", "Output file"), os.environ["GUI_FILE"])
@@ -66,10 +64,6 @@ try:
     dlg = wait_find(app, "dialog", "Check in desk")
     wait_until("the summary", lambda: [l for l in labels(dlg) if " added, " in l], timeout=40)
     press(wait_find(wait_find(app, "frame", "vmsync"), "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
 export GUI_FILE=$FILE
 gui_run checkout
@@ -102,8 +96,8 @@ WORDS = {"A": "added", "D": "removed", "M": "changed", "R": "moved"}
 cli = open(os.environ["GUI_DIFF"]).read().splitlines()
 want = [WORDS[l[0]] + l[1:].replace(",", ", ") if l.endswith(")") else WORDS[l[0]] + l[1:]
         for l in cli]
-app = wait_app()
-try:
+
+with driving() as app:
     # Escape closes the dialog, a real key sent to it
     press(wait_find(app, "push button", "Check in desk"))
     dlg = wait_find(app, "dialog", "Check in desk")
@@ -136,10 +130,6 @@ try:
     wait_gone(app, "dialog", "Check in desk")
     wait_find(app, "label", "version 2 · 16.0 MiB · not here")
     press(wait_find(app, "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
 export GUI_DIFF=$T/diff.out
 gui_run checkin
@@ -168,8 +158,8 @@ SH
 cat >"$T/conflict.py" <<'PY'
 import os, re, subprocess
 from gui_atspi import *
-app = wait_app()
-try:
+
+with driving() as app:
     wait_find(app, "label", "version 2 · 16.0 MiB · checked out here (version 2)")
     press(wait_find(app, "push button", "Check in desk"))
     dlg = wait_find(app, "dialog", "Check in desk")
@@ -206,10 +196,6 @@ try:
     press(wait_find(ask, "push button", "Save"))
     wait_find(app, "label", "desk-laptop@1 is saved as a new image", timeout=40)
     press(wait_find(app, "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
 export GUI_FILE2=$FILE2 GUI_OTHER=$T/other.sh GUI_USER=${USER:-$(id -un)}
 gui_run conflict

@@ -64,7 +64,6 @@ import os, re, subprocess
 from gui_atspi import *
 import pyatspi
 E = os.environ
-app = wait_app()
 
 def add_repo(location, key=None):
     press(wait_find(app, "push button", "Add repository"))
@@ -75,7 +74,7 @@ def add_repo(location, key=None):
     screenshot("add-repository")
     press(wait_find(dlg, "push button", "Add"))
 
-try:
+with driving() as app:
     wait_find(app, "label", "No repository yet")
     screenshot("empty")
     # 1. a local repository
@@ -139,15 +138,9 @@ try:
     press(wait_find(hist, "push button", "Close"))
     wait_gone(app, "frame", "History of desk")
     press(wait_find(app, "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
     fail "driving the window failed (see the log)"
-gui_wait_exit 20
-((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC: $(head -c 400 "$T/gtk.err")"
-if grep -E 'CRITICAL|WARNING' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr"; fi
+gui_exit_ok
 
 info "the repository, as the CLI sees it"
 grep -q "127.0.0.1" "$HOME/.ssh/known_hosts" || bad "the remembered key is not in $HOME/.ssh/known_hosts"

@@ -33,14 +33,13 @@ GUI_REPO=$R gui_py - <<'PY' || fail "driving the window failed (see the log)"
 import os
 from gui_atspi import *
 repo = os.environ["GUI_REPO"]
-app = wait_app()
 def add(location):
     press(wait_find(app, "push button", "Add repository"))
     dlg = wait_find(app, "dialog", "Add a repository")
     set_text(wait_find(dlg, "text", "Repository location"), location)
     press(wait_find(dlg, "push button", "Add"))
     wait_gone(app, "dialog", "Add a repository")
-try:
+with driving() as app:
     add(repo + "/nothing-here")
     wait_find(app, "label", repo + "/nothing-here: cannot open: No such file or directory")
     add(repo)
@@ -51,13 +50,8 @@ try:
     print("# web:", held[0])
     assert "@lab since " in held[0] and held[0].endswith(" UTC (version 1)"), held[0]
     press(wait_find(app, "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
-gui_wait_exit 20
-((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC: $(head -c 400 "$T/gtk.err")"
+gui_exit_ok
 CFG=$XDG_CONFIG_HOME/vmsync/config
 grep -qxF "url = $R" "$CFG" || bad "the config does not name $R: $(cat "$CFG")"
 [[ $(grep -c '^url = ' "$CFG") == 1 ]] || bad "the config names other repositories: $(cat "$CFG")"
@@ -68,19 +62,13 @@ GUI_REPO=$R gui_py - <<'PY' || fail "driving the window again failed (see the lo
 import os
 from gui_atspi import *
 repo = os.environ["GUI_REPO"]
-app = wait_app()
-try:
+
+with driving() as app:
     wait_find(app, "list item", repo)
     wait_find(app, "list item", os.path.dirname(repo) + "/second")
     wait_find(app, "label", "This repository holds no image yet.")
     press(wait_find(app, "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
-gui_wait_exit 20
-((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC the second time: $(head -c 400 "$T/gtk.err")"
+gui_exit_ok "the second time"
 grep -qxF "url = $T/srv/second" "$CFG" || bad "the command line's repository is not saved: $(cat "$CFG")"
-if grep -E 'CRITICAL|WARNING' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr"; fi
 finish

@@ -35,7 +35,6 @@ GUI_OUT=$T/out/desk.img GUI_ME=$(id -un) \
 import json, os, subprocess
 from gui_atspi import *
 import pyatspi
-app = wait_app()
 HEADING = "Take over the lease of desk?"
 holder = "%s@lab" % os.environ["GUI_ME"]
 
@@ -61,7 +60,7 @@ def ask_to_steal():
     print("# asked:", body[0].replace("\n", " "))
     return dlg, body[0]
 
-try:
+with driving() as app:
     before = leases()
     since = row_saying("held by %s since " % holder).split(" since ")[1]
     dlg, body = ask_to_steal()
@@ -90,14 +89,8 @@ try:
     wait_find(app, "label", "desk@1 is checked out", timeout=40)
     wait_find(app, "label", "version 1 · 4.0 MiB · checked out here (version 1)")
     press(wait_find(app, "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
-gui_wait_exit 20
-((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC: $(head -c 400 "$T/gtk.err")"
-if grep -E 'CRITICAL|WARNING' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr"; fi
+gui_exit_ok
 vm_ok "$T/after" leases "$R" --json
 [[ $(jq -r '.leases[0].host' "$T/after.out") == laptop ]] || bad "the lease is not laptop's: $(cat "$T/after.out")"
 vm_ok "$T/audit" audit "$R" --json

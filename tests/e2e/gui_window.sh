@@ -14,17 +14,11 @@ gui_session
 gui_start
 gui_py - <<'PY' || fail "driving the window failed (see the log)"
 from gui_atspi import *
-app = wait_app()
-try:
+
+with driving() as app:
     win = wait_find(app, "frame", "vmsync")
     wait_find(win, "label", "No repository yet")
     press(wait_find(win, "push button", "Close"))
-except Exception as e:
-    print("FAIL: %s" % e)
-    dump(app)
-    raise SystemExit(1)
 PY
-gui_wait_exit 20
-((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC: $(head -c 400 "$T/gtk.err")"
-if grep -E 'CRITICAL|WARNING|ERROR' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr"; fi
+gui_exit_ok
 finish

@@ -11,6 +11,8 @@
 #                        an ASan build gets tests/lib/gui-lsan.supp (and
 #                        whole leak stacks with GUI_FULL_LEAK_STACKS=1)
 #   gui_wait_exit SECS   waits for the window's process; sets GUI_RC
+#   gui_exit_ok [WHEN]   waits (20 s); the window must exit 0 with a stderr free
+#                        of GTK's CRITICAL, WARNING and ERROR
 #   gui_py SCRIPT...     runs the system python3 (pyatspi) with tests/lib
 #                        importable (gui_atspi.py: the AT-SPI driver)
 #   gui_screenshot NAME  saves what the window shows (it and its dialogs, each
@@ -150,6 +152,15 @@ gui_wait_exit() {
     GUI_RC=0
     timeout "$1" tail --pid="$GUI_PID" -f "$T/gui-never-written" 2>/dev/null || fail "vmsync-gtk did not exit within $1 s"
     wait "$GUI_PID" || GUI_RC=$?
+}
+
+# gui_exit_ok [WHEN]: waits for the window's process (20 s), which must exit 0
+# with no GTK warning on stderr; WHEN says which run, in a test of several.
+gui_exit_ok() {
+    local when=${1:+ ($1)}
+    gui_wait_exit 20
+    ((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC$when: $(head -c 400 "$T/gtk.err")"
+    if grep -E 'CRITICAL|WARNING|ERROR' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr$when"; fi
 }
 
 gui_py() { GUI_PID=$GUI_PID GUI_SHOTS=$GUI_SHOTS PYTHONPATH=$TESTS_LIB "$GUI_PYTHON" "$@"; }

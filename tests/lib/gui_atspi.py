@@ -3,9 +3,10 @@
 Every wait polls the accessibility tree until what it waits for is there (or
 a deadline passes): the window's state is the only clock.
 
-    app = wait_app("vmsync-gtk")
-    press(wait_find(app, "push button", "Add repository"))
+    with driving() as app:
+        press(wait_find(app, "push button", "Add repository"))
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -48,6 +49,20 @@ def find_app(name):
 
 def wait_app(name="vmsync-gtk", timeout=30):
     return wait_until("application %s" % name, lambda: find_app(name), timeout)
+
+
+@contextlib.contextmanager
+def driving(name="vmsync-gtk"):
+    """The window's application, for the steps of a test: a step that fails
+    prints FAIL with the reason, then the accessibility tree (what the window
+    showed), and the script exits 1."""
+    app = wait_app(name)
+    try:
+        yield app
+    except Exception as e:
+        print("FAIL: %s" % e)
+        dump(app)
+        raise SystemExit(1)
 
 
 def _walk(node, depth=0):
