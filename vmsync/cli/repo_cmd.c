@@ -209,7 +209,7 @@ int cmd_init(int argc, char **argv)
 int cmd_import(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync import REPO IMAGE --name NAME [--message M] [options]\n"
+        "usage: vmsync import REPO IMAGE --name NAME [--message M] [--new] [options]\n"
         "\n"
         "Reads IMAGE, stores the objects the repository lacks, and records it as the\n"
         "next version of NAME (version 1 for a new name).\n"
@@ -217,11 +217,13 @@ int cmd_import(int argc, char **argv)
         "  -n, --name NAME        the image's name in the repository\n"
         "  -m, --message M        a note for the log\n"
         "      --keep-volatile    store pagefile, hiberfil and swap contents too, so that\n"
-        "                         checkout --keep-volatile can restore them\n" COMMON_HELP;
-    enum { OPT_KEEP = 2000 };
+        "                         checkout --keep-volatile can restore them\n"
+        "      --new              NAME must be new: refused (exit 8) when it exists\n" COMMON_HELP;
+    enum { OPT_KEEP = 2000, OPT_NEW };
     static const struct option opts[] = {{"name", required_argument, 0, 'n'},
                                          {"message", required_argument, 0, 'm'},
                                          {"keep-volatile", no_argument, 0, OPT_KEEP},
+                                         {"new", no_argument, 0, OPT_NEW},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
     struct vms_import_opts o = {0};
@@ -233,6 +235,8 @@ int cmd_import(int argc, char **argv)
             o.message = optarg;
         else if (opt == OPT_KEEP)
             o.keep_volatile = true;
+        else if (opt == OPT_NEW)
+            o.new_image = true;
         else if (opt == 'h')
             return fputs(usage, stdout), 0;
         else if ((why = common_option(&c, opt, usage)) != 0)

@@ -572,6 +572,9 @@ int vms_check(vms_client *c, const struct vms_check_opts *o, vms_problem_cb cb,
 struct vms_import_opts {
     const char *image, *name, *message;
     bool keep_volatile; /* store pagefile, hiberfil and swap contents too */
+    bool new_image;     /* NAME must not exist: recorded as version 1, or refused
+                         * (VMS_EK_CONFLICT) in the same step that records, so two
+                         * clients racing for one new name cannot both win */
 };
 int vms_import(vms_client *c, const struct vms_import_opts *o,
                struct vms_stats *stats, fsp_error *err);

@@ -131,7 +131,7 @@ int vms_import(vms_client *cl, const struct vms_import_opts *o,
         rc = scan_and_store(&u, o->image, manifest,
                             o->keep_volatile ? FSP_SCAN_VOLATILE_OBJECTS : 0, err);
     if (!rc)
-        rc = record_version(&u, name, 0, true, manifest, o->message, err);
+        rc = record_version(&u, name, 0, !o->new_image, manifest, o->message, err);
     if (!rc)
         rc = vms_repo_audit(c.repo, "import", name, stats->version, o->image, err);
     if (manifest[0])
