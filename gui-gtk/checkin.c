@@ -80,7 +80,7 @@ void checkin_remember(struct app *a, struct repo_slot *slot, const char *image, 
     if (!rc)
         rc = vms_config_set_checkout(a->cfg, repo_slot_url(slot), image, abs, &err);
     if (!rc)
-        rc = vms_config_save(a->cfg, a->cfg_path, &err);
+        rc = app_save_settings(a, &err);
     if (rc)
         app_toast_error(a, &err);
     free(abs);
@@ -322,13 +322,17 @@ static void on_name_answer(AdwMessageDialog *dlg, const char *response, gpointer
     sa->job = (struct job){.run = run_save, .done = save_done, .data = sa};
     app_toast(sa->app, "Saving as a new image…");
     if (!job_start(sa->slot, &sa->job)) {
-        app_toast(sa->app, "The repository is busy: try again when its operation ends.");
+        app_toast(sa->app, BUSY_TEXT);
         save_as_free(sa);
     }
 }
 
 static void ask_new_name(struct save_as *sa)
 {
+    if (!sa->app->window) { /* closed meanwhile: nobody to ask */
+        save_as_free(sa);
+        return;
+    }
     char *file = quoted_name(sa->file);
     char *body = g_strdup_printf("Your file %s becomes version 1 of a new image. Nothing "
                                  "else changes.", file ? file : "?");
@@ -392,6 +396,8 @@ static void conflict_words(struct checkin *ck, const fsp_error *err, char **head
 
 static void show_conflict(struct checkin *ck, const fsp_error *err)
 {
+    if (!ck->app->window)
+        return; /* closed meanwhile: the file stays as it is */
     char *heading, *body;
     conflict_words(ck, err, &heading, &body);
     GtkWidget *w = adw_message_dialog_new(GTK_WINDOW(ck->app->window), heading ? heading : "",
@@ -476,17 +482,23 @@ static void show_changes(struct checkin *ck)
     gtk_widget_grab_focus(GTK_WIDGET(ck->message));
 }
 
-/* Common to both jobs' answers: the dialog, when still open, is idle again;
- * a cancel is said there, other errors (a refusal aside) once, as a toast. */
+/* Common to both jobs' answers: the dialog, when still open, is idle again
+ * and says a cancel or an error in its status line, as every view of the
+ * window does; closed, the error is a toast.  A refusal has its own dialog. */
 static void job_ended(struct checkin *ck, int rc, const fsp_error *err)
 {
     ck->running = false;
-    if (rc && err->kind != FSP_EK_CANCELLED && err->kind != VMS_EK_CONFLICT)
-        app_toast_error(ck->app, err);
-    if (!ck->window)
+    bool told = !rc || err->kind == FSP_EK_CANCELLED || err->kind == VMS_EK_CONFLICT;
+    if (!ck->window) {
+        if (!told)
+            app_toast_error(ck->app, err);
         return;
+    }
     set_running(ck, false);
-    gtk_label_set_text(ck->status, rc && err->kind == FSP_EK_CANCELLED ? "Cancelled." : "");
+    char *text = told ? NULL : error_text(err);
+    gtk_label_set_text(ck->status, rc && err->kind == FSP_EK_CANCELLED ? "Cancelled."
+                                   : text ? text : "");
+    free(text);
 }
 
 static void compare_done(struct job *j, int rc, const fsp_error *err)
@@ -536,7 +548,7 @@ static void start(struct checkin *ck, job_run_fn run, job_done_fn done)
     if (!job_start(ck->slot, &ck->job)) {
         set_running(ck, false);
         gtk_label_set_text(ck->status, "");
-        app_toast(ck->app, "The repository is busy: try again when its operation ends.");
+        app_toast(ck->app, BUSY_TEXT);
     }
 }
 

@@ -142,7 +142,9 @@ static void checkout_done(struct job *j, int rc, const fsp_error *err)
     panel_hide(a->checkout);
     if (c->fetch_rate > 0)
         repo_slot_set_rate(c->slot, c->fetch_rate);
-    if (rc)
+    if (rc && err->kind == FSP_EK_CANCELLED)
+        app_toast(a, CHECKOUT_CANCELLED_TEXT); /* asked for: no error that stays */
+    else if (rc)
         app_toast_error(a, err);
     else {
         char *name = quoted_name(c->name);
@@ -165,7 +167,7 @@ static void start_run(struct checkout *c)
     panel_show(c->app->checkout, c, "Checking out");
     if (!job_start(c->slot, &c->job)) {
         panel_hide(c->app->checkout);
-        app_toast(c->app, "The repository is busy: try again when its operation ends.");
+        app_toast(c->app, BUSY_TEXT);
         checkout_free(c);
         return;
     }
@@ -201,17 +203,22 @@ static int confirm_steal(void *ctx, const struct vms_lease_info *held)
 
 /* ---- the plan ---- */
 
+#define PLAN_KEY "vmsync-plan"
+
+/* The plan's dialog owns C (and its plan, which keeps the output file
+ * open) until "run" hands it on: closed any other way, C goes with it. */
 static void on_plan_answer(AdwMessageDialog *dlg, const char *response, gpointer data)
 {
-    struct checkout *c = data;
     if (!strcmp(response, "run"))
-        start_run(c);
-    else
-        checkout_free(c);
+        start_run(g_object_steal_data(G_OBJECT(dlg), PLAN_KEY));
 }
 
 static void show_plan(struct checkout *c)
 {
+    if (!c->app->window) { /* the plan ended as the window closed */
+        checkout_free(c);
+        return;
+    }
     char *name = quoted_name(c->name);
     char *body = plan_text(vms_plan_figures(c->plan), repo_slot_rate(c->slot));
     char *heading = g_strdup_printf("Check out %s@%u?", name ? name : "?",
@@ -222,7 +229,8 @@ static void show_plan(struct checkout *c)
     adw_message_dialog_set_response_appearance(dlg, "run", ADW_RESPONSE_SUGGESTED);
     adw_message_dialog_set_default_response(dlg, "run");
     adw_message_dialog_set_close_response(dlg, "cancel");
-    g_signal_connect(dlg, "response", G_CALLBACK(on_plan_answer), c);
+    g_object_set_data_full(G_OBJECT(dlg), PLAN_KEY, c, (GDestroyNotify)checkout_free);
+    g_signal_connect(dlg, "response", G_CALLBACK(on_plan_answer), NULL);
     gtk_window_present(GTK_WINDOW(w));
     g_free(heading);
     free(body);
@@ -259,7 +267,7 @@ static void start_plan(struct checkout *c)
     panel_show(c->app->checkout, c, "Planning");
     if (!job_start(c->slot, &c->job)) {
         panel_hide(c->app->checkout);
-        app_toast(c->app, "The repository is busy: try again when its operation ends.");
+        app_toast(c->app, BUSY_TEXT);
         checkout_free(c);
     }
 }
@@ -289,8 +297,9 @@ static struct checkout *checkout_from_dialog(struct checkout_dialog *d)
     return c;
 }
 
-static void dialog_free(struct checkout_dialog *d)
+static void dialog_free(gpointer data, GClosure *unused)
 {
+    struct checkout_dialog *d = data;
     if (d->chooser)
         gtk_native_dialog_destroy(GTK_NATIVE_DIALOG(d->chooser));
     g_clear_object(&d->chooser);
@@ -308,7 +317,6 @@ static void on_dialog_answer(AdwMessageDialog *dlg, const char *response, gpoint
         else
             start_plan(checkout_from_dialog(d));
     }
-    dialog_free(d);
 }
 
 static GtkWidget *field_label(GtkWidget *box, const char *text, GtkWidget *target)
@@ -452,6 +460,8 @@ void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_r
         app_toast(a, "A checkout is running: wait for it, or cancel it.");
         return;
     }
+    if (!a->window)
+        return;
     struct checkout_dialog *d = g_new0(struct checkout_dialog, 1);
     *d = (struct checkout_dialog){.app = a, .slot = slot, .name = g_strdup(image->name),
                                   .seed_checks = g_ptr_array_new()};
@@ -465,7 +475,8 @@ void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_r
     adw_message_dialog_set_response_appearance(dlg, "plan", ADW_RESPONSE_SUGGESTED);
     adw_message_dialog_set_default_response(dlg, "plan");
     adw_message_dialog_set_close_response(dlg, "cancel");
-    g_signal_connect(dlg, "response", G_CALLBACK(on_dialog_answer), d);
+    /* D goes with the dialog, whatever closes it (its parent, say) */
+    g_signal_connect_data(dlg, "response", G_CALLBACK(on_dialog_answer), d, dialog_free, 0);
     gtk_window_present(GTK_WINDOW(w));
     g_free(heading);
     free(name);

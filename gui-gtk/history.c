@@ -61,8 +61,7 @@ static bool job_ended(struct history *h)
 static bool start_job(struct history *h, struct job *j)
 {
     if (!job_start(h->slot, j)) {
-        gtk_label_set_text(h->status, "The repository is busy: try again when its operation "
-                                      "ends.");
+        gtk_label_set_text(h->status, BUSY_TEXT);
         return false;
     }
     h->jobs++;

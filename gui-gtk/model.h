@@ -53,6 +53,10 @@ char *image_summary_text(const struct image_row *r, enum image_state s);
  * valid UTF-8 for the toolkit, control bytes escaped. */
 char *quoted_name(const char *raw);
 char *quoted_text(const char *raw);
+/* What a job refused on a busy repository (worker.h: one job at a time) says. */
+#define BUSY_TEXT "The repository is busy: try again when its operation ends."
+/* The toast of a checkout the user cancelled. */
+#define CHECKOUT_CANCELLED_TEXT "Checkout cancelled; checking out again resumes it"
 /* The error as the CLI's "vmsync: ..." line says it, without the prefix. */
 char *error_text(const fsp_error *err);
 

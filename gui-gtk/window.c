@@ -114,16 +114,27 @@ int app_add_repo(struct app *a, const char *url, const char *identity, fsp_error
     int rc = normalise_location(url, &where, err);
     if (!rc)
         rc = vms_config_add_repo(a->cfg, where, identity && *identity ? identity : NULL, &added, err);
-    if (!rc && added)
-        rc = vms_config_save(a->cfg, a->cfg_path, err);
     if (!rc) {
+        /* listed even when it cannot be saved: the window works in memory */
         sync_repo_list(a);
         for (size_t i = 0; i < a->cfg->n_repos; i++)
             if (!strcmp(a->cfg->repos[i].url, where))
                 select_repo(a, i);
     }
+    if (!rc && added)
+        rc = app_save_settings(a, err);
     g_free(where);
     return rc;
+}
+
+int app_save_settings(struct app *a, fsp_error *err)
+{
+    /* the file as loaded was not all of it: saving would wipe the rest */
+    if (a->cfg_broken)
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "%s: not saved, as it could not be read (%s): fix it and start "
+                        "vmsync-gtk again", a->cfg_path, a->cfg_broken);
+    return vms_config_save(a->cfg, a->cfg_path, err);
 }
 
 static void on_add_clicked(GtkButton *b, gpointer data) { repo_add_dialog(data); }
@@ -191,12 +202,13 @@ static gboolean on_close_request(GtkWindow *w, gpointer data)
 {
     struct app *a = data;
     for (guint i = 0; i < a->slots->len; i++)
-        repo_slot_cancel(g_ptr_array_index(a->slots, i));
+        repo_slot_shut(g_ptr_array_index(a->slots, i));
     return FALSE;
 }
 
 /* The settings, then REPO from the command line.  Errors are toasts: the
- * window opens whatever the file holds, so the user can see what is wrong. */
+ * window opens whatever the file holds, so the user can see what is wrong.
+ * A file that failed to load is never saved over (app_save_settings). */
 static void load_settings(struct app *a)
 {
     fsp_error err = {0};
@@ -205,6 +217,7 @@ static void load_settings(struct app *a)
         rc = vms_config_load(a->cfg_path, &a->cfg, &err);
     if (rc) {
         app_toast_error(a, &err);
+        a->cfg_broken = g_strdup(err.msg);
         a->cfg = calloc(1, sizeof *a->cfg);
     }
     sync_repo_list(a);
@@ -285,6 +298,8 @@ static void on_activate(GApplication *gapp, gpointer data)
     find_icon_when_not_installed();
     gtk_window_set_default_icon_name(APP_ID);
     a->window = ADW_APPLICATION_WINDOW(adw_application_window_new(GTK_APPLICATION(gapp)));
+    /* NULL once destroyed: late answers then open no dialog on it */
+    g_object_add_weak_pointer(G_OBJECT(a->window), (gpointer *)&a->window);
     gtk_window_set_title(GTK_WINDOW(a->window), "vmsync");
     gtk_window_set_default_size(GTK_WINDOW(a->window), 900, 580);
     adw_application_window_set_content(a->window, build_content(a));
@@ -316,6 +331,7 @@ static void app_free(struct app *a)
         repo_slot_free(g_ptr_array_index(a->slots, i));
     g_ptr_array_free(a->slots, TRUE);
     vms_config_free(a->cfg);
+    g_free(a->cfg_broken);
     if (a->last_toast)
         g_object_unref(a->last_toast);
     if (a->toasts)
