@@ -78,8 +78,6 @@ static void panel_hide(struct checkout_panel *p)
     p->running = NULL;
 }
 
-static double now_seconds(void) { return g_get_monotonic_time() / 1e6; }
-
 static void on_event(struct job *j, const struct vms_event *ev)
 {
     struct checkout *c = j->data;
@@ -319,14 +317,11 @@ static void on_dialog_answer(AdwMessageDialog *dlg, const char *response, gpoint
     }
 }
 
-static GtkWidget *field_label(GtkWidget *box, const char *text, GtkWidget *target)
+/* A field of the dialog: its label, then TARGET below it. */
+static void add_field(GtkWidget *box, const char *mnemonic, GtkWidget *target, const char *name)
 {
-    GtkWidget *l = gtk_label_new_with_mnemonic(text);
-    gtk_label_set_xalign(GTK_LABEL(l), 0);
-    gtk_label_set_mnemonic_widget(GTK_LABEL(l), target);
-    gtk_box_append(GTK_BOX(box), l);
+    field_label(box, mnemonic, target, name);
     gtk_box_append(GTK_BOX(box), target);
-    return target;
 }
 
 /* GTK 4.8's drop-down takes the focus with a toggle button inside it, which
@@ -430,15 +425,15 @@ static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
     GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
     d->version = GTK_SPIN_BUTTON(gtk_spin_button_new_with_range(1, latest ? latest : 1, 1));
     gtk_spin_button_set_value(d->version, latest);
-    set_accessible_name(field_label(box, "_Version", GTK_WIDGET(d->version)), "Version");
+    add_field(box, "_Version", GTK_WIDGET(d->version), "Version");
     d->out = GTK_ENTRY(gtk_entry_new());
     char *def = g_strdup_printf("%s/%s.img", g_get_home_dir(), d->name);
     gtk_editable_set_text(GTK_EDITABLE(d->out), def);
     g_free(def);
-    set_accessible_name(field_label(box, "_Output file", GTK_WIDGET(d->out)), "Output file");
+    add_field(box, "_Output file", GTK_WIDGET(d->out), "Output file");
     gtk_entry_set_activates_default(d->out, TRUE);
     d->format = GTK_DROP_DOWN(gtk_drop_down_new_from_strings(formats));
-    set_accessible_name(field_label(box, "_Format", GTK_WIDGET(d->format)), "Format");
+    add_field(box, "_Format", GTK_WIDGET(d->format), "Format");
     name_drop_down_button(d->format, "Format");
     GtkWidget *seeds = gtk_label_new("Seeds: local images to copy from");
     gtk_label_set_xalign(GTK_LABEL(seeds), 0);
@@ -448,8 +443,7 @@ static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
     add_seed_checks(d);
     gtk_box_append(GTK_BOX(box), add_seed_button_new(d));
     d->extra_seed = GTK_ENTRY(gtk_entry_new());
-    set_accessible_name(field_label(box, "Another _seed file", GTK_WIDGET(d->extra_seed)),
-                        "Seed file");
+    add_field(box, "Another _seed file", GTK_WIDGET(d->extra_seed), "Seed file");
     gtk_entry_set_activates_default(d->extra_seed, TRUE);
     return box;
 }

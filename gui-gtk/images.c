@@ -28,12 +28,7 @@ static void set_status(struct images_view *v, const char *text)
     gtk_widget_set_visible(GTK_WIDGET(v->status), text && *text);
 }
 
-static void clear_list(struct images_view *v)
-{
-    GtkWidget *child;
-    while ((child = gtk_widget_get_first_child(GTK_WIDGET(v->list))))
-        gtk_list_box_remove(v->list, child);
-}
+static void clear_list(struct images_view *v) { list_box_clear(v->list); }
 
 struct checkout_button {
     struct images_view *view;

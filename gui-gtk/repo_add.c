@@ -13,14 +13,12 @@ struct add_dialog {
 static GtkEntry *labelled_entry(GtkWidget *box, const char *label, const char *name,
                                 const char *hint)
 {
-    GtkWidget *l = gtk_label_new_with_mnemonic(label);
-    gtk_label_set_xalign(GTK_LABEL(l), 0);
     GtkWidget *e = gtk_entry_new();
     gtk_entry_set_placeholder_text(GTK_ENTRY(e), hint);
-    gtk_label_set_mnemonic_widget(GTK_LABEL(l), e);
-    set_accessible_name(e, name);
-    gtk_box_append(GTK_BOX(box), l);
+    field_label(box, label, e, name);
     gtk_box_append(GTK_BOX(box), e);
+    /* Enter in either field presses Add */
+    gtk_entry_set_activates_default(GTK_ENTRY(e), TRUE);
     return GTK_ENTRY(e);
 }
 
@@ -62,8 +60,6 @@ static GtkWidget *build_fields(struct add_dialog *d)
     gtk_box_append(GTK_BOX(box), choose);
     d->identity = labelled_entry(box, "_Key file (ssh:// only, optional)", "Key file",
                                  "~/.ssh/id_ed25519");
-    gtk_entry_set_activates_default(d->location, TRUE);
-    gtk_entry_set_activates_default(d->identity, TRUE);
     return box;
 }
 

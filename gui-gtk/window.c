@@ -14,6 +14,41 @@ void set_accessible_name(GtkWidget *w, const char *name)
     gtk_accessible_update_property(GTK_ACCESSIBLE(w), GTK_ACCESSIBLE_PROPERTY_LABEL, name, -1);
 }
 
+void field_label(GtkWidget *box, const char *mnemonic, GtkWidget *target, const char *name)
+{
+    GtkWidget *l = gtk_label_new_with_mnemonic(mnemonic);
+    gtk_label_set_xalign(GTK_LABEL(l), 0);
+    gtk_label_set_mnemonic_widget(GTK_LABEL(l), target);
+    set_accessible_name(target, name);
+    gtk_box_append(GTK_BOX(box), l);
+}
+
+GtkLabel *wrapped_label(GtkWidget *box)
+{
+    GtkLabel *l = GTK_LABEL(gtk_label_new(""));
+    gtk_label_set_xalign(l, 0);
+    gtk_label_set_wrap(l, TRUE);
+    gtk_box_append(GTK_BOX(box), GTK_WIDGET(l));
+    return l;
+}
+
+void list_box_clear(GtkListBox *list)
+{
+    GtkWidget *child;
+    while ((child = gtk_widget_get_first_child(GTK_WIDGET(list))))
+        gtk_list_box_remove(list, child);
+}
+
+void close_on_escape(GtkWindow *w)
+{
+    GtkEventController *keys = gtk_shortcut_controller_new();
+    gtk_shortcut_controller_add_shortcut(
+        GTK_SHORTCUT_CONTROLLER(keys),
+        gtk_shortcut_new(gtk_keyval_trigger_new(GDK_KEY_Escape, 0),
+                         gtk_named_action_new("window.close")));
+    gtk_widget_add_controller(GTK_WIDGET(w), keys);
+}
+
 /* The overlay queues toasts behind the one shown, and an error's stays
  * until dismissed: the newest news replaces it instead of waiting. */
 static void show_toast(struct app *a, const char *text, guint timeout)

@@ -1,8 +1,10 @@
 /* Engine work on worker threads: see worker.h. */
 #include "worker.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ask.h"
 
@@ -158,6 +160,36 @@ static int forward_event(void *ctx, const struct vms_event *ev)
 }
 
 void job_post_event(struct job *j, const struct vms_event *ev) { forward_event(j->slot, ev); }
+
+/* ---- private folders ---- */
+
+char *private_dir_make(const char *prefix, fsp_error *err)
+{
+    char *templ = g_strdup_printf("%s-XXXXXX", prefix);
+    char *dir = g_build_filename(g_get_tmp_dir(), templ, NULL);
+    g_free(templ);
+    if (mkdtemp(dir))
+        return dir;
+    fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create a temporary folder: %s", dir,
+             strerror(errno));
+    g_free(dir);
+    return NULL;
+}
+
+void private_dir_remove(char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *entry;
+    while (d && (entry = g_dir_read_name(d))) {
+        char *path = g_build_filename(dir, entry, NULL);
+        unlink(path);
+        g_free(path);
+    }
+    if (d)
+        g_dir_close(d);
+    rmdir(dir);
+    g_free(dir);
+}
 
 /* ---- jobs ---- */
 

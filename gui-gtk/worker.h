@@ -55,6 +55,12 @@ bool job_start(struct repo_slot *s, struct job *j);
  * vms_manifest_create): reports EV to J's EVENT as the client's events are,
  * coalesced the same way. */
 void job_post_event(struct job *j, const struct vms_event *ev);
+/* On a worker: a new private folder (mode 0700: what goes there may list
+ * every path of an image) under $TMPDIR, named PREFIX-XXXXXX; NULL with ERR
+ * filled when it cannot be made.  private_dir_remove empties and removes it,
+ * whatever a failed step left, and frees DIR. */
+char *private_dir_make(const char *prefix, fsp_error *err);
+void private_dir_remove(char *dir);
 /* On the main loop: asks the running job to stop (vms_client_cancel): it
  * ends soon with FSP_EK_CANCELLED through its DONE.  A question it waits on
  * (ask.h) gets its refusal, and so does any it asks later. */
