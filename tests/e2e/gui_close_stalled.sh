@@ -5,7 +5,8 @@
 # connection gets no answer either): the close cancels the checkout, and no
 # job starts after it (a checkout's end lists the images again, which would
 # wait on the silent link with no window to show it).  The process exits
-# within a few seconds, and cleanly.
+# within a few seconds, and cleanly.  Before that, Refresh while the
+# checkout holds the repository is refused with a toast and keeps the list.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -52,6 +53,10 @@ try:
     wait_until("the link stalled", stalled, timeout=30)
     print("# the link stalled inside the checkout")
     os.kill(int(os.environ["GUI_RELAY"]), signal.SIGSTOP)
+    # Refresh while the checkout holds the slot: refused, and the list stays
+    press(wait_find(app, "push button", "Refresh images"))
+    wait_find(app, "label", "The repository is busy: try again when its operation ends.", timeout=5)
+    wait_find(app, "label", "version 1 · 16.0 MiB · being downloaded", timeout=2)
     press(wait_find(wait_find(app, "frame", "vmsync"), "push button", "Close"))
 except Exception as e:
     print("FAIL: %s" % e)
