@@ -13,7 +13,7 @@ struct checkout_panel;
 struct app {
     AdwApplication *gtk;
     const char *initial_repo;
-    AdwApplicationWindow *window;
+    AdwApplicationWindow *window; /* NULL once destroyed */
     AdwToastOverlay *toasts;
     AdwToast *last_toast;    /* a reference, to dismiss it when another comes */
     GtkListBox *repo_list;   /* one row per cfg->repos entry, in order */
@@ -22,6 +22,7 @@ struct app {
     struct checkout_panel *checkout; /* the one checkout the window runs at a time */
     struct vms_config *cfg;
     char cfg_path[4096];
+    char *cfg_broken;        /* the load's error: the file is not saved over */
     struct who me;
     GPtrArray *slots;        /* struct repo_slot *, parallel to cfg->repos */
 };
@@ -35,6 +36,9 @@ void app_toast_error(struct app *a, const fsp_error *err);
  * the configuration, saves it, and shows it selected.  0 or a negative
  * errno with ERR filled. */
 int app_add_repo(struct app *a, const char *url, const char *identity, fsp_error *err);
+/* Saves the settings, unless the file failed to load: then it refuses,
+ * naming the load's error, and the settings live in memory only. */
+int app_save_settings(struct app *a, fsp_error *err);
 /* The dialog that asks for a repository and adds it. */
 void repo_add_dialog(struct app *a);
 

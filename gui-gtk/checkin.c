@@ -12,9 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The list shows this many changes; the counts count them all. */
-#define MAX_LINES 2000
-
 struct holder {
     bool known, held;
     uint32_t version;
@@ -39,8 +36,7 @@ struct checkin {
     gint stop;                 /* atomic: Cancel, which the comparison's scan polls */
     char *job_file, *job_message; /* the fields as the job started */
     struct rate_meter meter;
-    GPtrArray *lines;          /* the comparison's: char *, diff_item_text's words */
-    struct change_counts counts;
+    struct diff_list diff;     /* the comparison's */
     uint64_t new_bytes;
     struct vms_stats stats;    /* the check-in's */
     bool newer;                /* after a refusal: LATEST was recorded after PARENT */
@@ -64,8 +60,7 @@ static void checkin_free(struct checkin *ck)
     g_free(ck->name);
     g_free(ck->job_file);
     g_free(ck->job_message);
-    if (ck->lines)
-        g_ptr_array_free(ck->lines, TRUE);
+    diff_list_clear(&ck->diff);
     g_free(ck);
 }
 
@@ -80,7 +75,7 @@ void checkin_remember(struct app *a, struct repo_slot *slot, const char *image, 
     if (!rc)
         rc = vms_config_set_checkout(a->cfg, repo_slot_url(slot), image, abs, &err);
     if (!rc)
-        rc = vms_config_save(a->cfg, a->cfg_path, &err);
+        rc = app_save_settings(a, &err);
     if (rc)
         app_toast_error(a, &err);
     free(abs);
@@ -94,16 +89,6 @@ static int on_scan_progress(void *ctx, const char *phase, uint64_t done, uint64_
     struct vms_event ev = {.phase = VMS_PHASE_SCAN_IMAGE, .done = done, .total = total};
     job_post_event(&ck->job, &ev);
     return g_atomic_int_get(&ck->stop);
-}
-
-static int collect_change(void *ctx, const struct vms_diff_item *d)
-{
-    struct checkin *ck = ctx;
-    change_counts_add(&ck->counts, d);
-    char *line = ck->lines->len < MAX_LINES ? diff_item_text(d) : NULL;
-    if (line)
-        g_ptr_array_add(ck->lines, line);
-    return 0;
 }
 
 /* Objects keyed by their SHA-256: its first bytes are as good a hash as any. */
@@ -161,13 +146,9 @@ static int count_new_data(const char *old, const char *now, uint64_t *bytes, fsp
 static int run_compare(struct job *j, vms_client *c, fsp_error *err)
 {
     struct checkin *ck = j->data;
-    GError *gerr = NULL;
-    char *dir = g_dir_make_tmp("vmsync-checkin-XXXXXX", &gerr);
-    if (!dir) {
-        int rc = fsp_fail(err, FSP_EK_IO, -EIO, "%s", gerr->message);
-        g_error_free(gerr);
-        return rc;
-    }
+    char *dir = private_dir_make("vmsync-checkin", err);
+    if (!dir)
+        return err->code;
     char *old = g_build_filename(dir, "checked-out.vmsm", NULL);
     char *now = g_build_filename(dir, "file.vmsm", NULL);
     struct vms_manifest_create_opts o = {.progress = on_scan_progress, .ctx = ck};
@@ -175,15 +156,14 @@ static int run_compare(struct job *j, vms_client *c, fsp_error *err)
     if (!rc)
         rc = vms_manifest_create(ck->job_file, now, &o, err);
     if (!rc)
-        rc = vms_diff(old, now, collect_change, ck, err);
+        rc = vms_diff(old, now, diff_list_add, &ck->diff, err);
+    if (rc == -ENOMEM && !err->msg[0]) /* diff_list_add's, which has no ERR to fill */
+        rc = fsp_fail(err, FSP_EK_NOMEM, rc, "out of memory");
     if (!rc)
         rc = count_new_data(old, now, &ck->new_bytes, err);
-    unlink(old);
-    unlink(now);
-    rmdir(dir);
+    private_dir_remove(dir);
     g_free(old);
     g_free(now);
-    g_free(dir);
     return rc;
 }
 
@@ -322,13 +302,17 @@ static void on_name_answer(AdwMessageDialog *dlg, const char *response, gpointer
     sa->job = (struct job){.run = run_save, .done = save_done, .data = sa};
     app_toast(sa->app, "Saving as a new image…");
     if (!job_start(sa->slot, &sa->job)) {
-        app_toast(sa->app, "The repository is busy: try again when its operation ends.");
+        app_toast(sa->app, BUSY_TEXT);
         save_as_free(sa);
     }
 }
 
 static void ask_new_name(struct save_as *sa)
 {
+    if (!sa->app->window) { /* closed meanwhile: nobody to ask */
+        save_as_free(sa);
+        return;
+    }
     char *file = quoted_name(sa->file);
     char *body = g_strdup_printf("Your file %s becomes version 1 of a new image. Nothing "
                                  "else changes.", file ? file : "?");
@@ -392,6 +376,8 @@ static void conflict_words(struct checkin *ck, const fsp_error *err, char **head
 
 static void show_conflict(struct checkin *ck, const fsp_error *err)
 {
+    if (!ck->app->window)
+        return; /* closed meanwhile: the file stays as it is */
     char *heading, *body;
     conflict_words(ck, err, &heading, &body);
     GtkWidget *w = adw_message_dialog_new(GTK_WINDOW(ck->app->window), heading ? heading : "",
@@ -422,8 +408,6 @@ static void set_running(struct checkin *ck, bool running)
     gtk_widget_set_sensitive(ck->send, !running && ck->compared);
 }
 
-static double now_seconds(void) { return g_get_monotonic_time() / 1e6; }
-
 static void on_event(struct job *j, const struct vms_event *ev)
 {
     struct checkin *ck = j->data;
@@ -439,9 +423,7 @@ static void on_event(struct job *j, const struct vms_event *ev)
 
 static void clear_changes(struct checkin *ck)
 {
-    GtkWidget *child;
-    while ((child = gtk_widget_get_first_child(GTK_WIDGET(ck->changes))))
-        gtk_list_box_remove(ck->changes, child);
+    list_box_clear(ck->changes);
     gtk_label_set_text(ck->summary, "");
     ck->compared = false;
     gtk_widget_set_sensitive(ck->send, FALSE);
@@ -458,17 +440,16 @@ static void add_change_line(struct checkin *ck, const char *text)
 
 static void show_changes(struct checkin *ck)
 {
-    for (guint i = 0; i < ck->lines->len; i++)
-        add_change_line(ck, g_ptr_array_index(ck->lines, i));
-    struct change_counts *n = &ck->counts;
-    uint64_t all = n->added + n->removed + n->changed + n->moved;
-    if (all > ck->lines->len) {
-        char *more = g_strdup_printf("… and %llu more",
-                                     (unsigned long long)(all - ck->lines->len));
-        add_change_line(ck, more);
-        g_free(more);
+    for (size_t i = 0; i < ck->diff.n && i < CHANGES_SHOWN; i++) {
+        char *line = diff_entry_text(&ck->diff.items[i]);
+        add_change_line(ck, line ? line : "out of memory");
+        free(line);
     }
-    char *text = changes_text(n, ck->new_bytes);
+    char *more = diff_more_text(&ck->diff);
+    if (more)
+        add_change_line(ck, more);
+    free(more);
+    char *text = changes_text(&ck->diff.counts, ck->new_bytes);
     gtk_label_set_text(ck->summary, text ? text : "");
     free(text);
     ck->compared = true;
@@ -476,17 +457,23 @@ static void show_changes(struct checkin *ck)
     gtk_widget_grab_focus(GTK_WIDGET(ck->message));
 }
 
-/* Common to both jobs' answers: the dialog, when still open, is idle again;
- * a cancel is said there, other errors (a refusal aside) once, as a toast. */
+/* Common to both jobs' answers: the dialog, when still open, is idle again
+ * and says a cancel or an error in its status line, as every view of the
+ * window does; closed, the error is a toast.  A refusal has its own dialog. */
 static void job_ended(struct checkin *ck, int rc, const fsp_error *err)
 {
     ck->running = false;
-    if (rc && err->kind != FSP_EK_CANCELLED && err->kind != VMS_EK_CONFLICT)
-        app_toast_error(ck->app, err);
-    if (!ck->window)
+    bool told = !rc || err->kind == FSP_EK_CANCELLED || err->kind == VMS_EK_CONFLICT;
+    if (!ck->window) {
+        if (!told)
+            app_toast_error(ck->app, err);
         return;
+    }
     set_running(ck, false);
-    gtk_label_set_text(ck->status, rc && err->kind == FSP_EK_CANCELLED ? "Cancelled." : "");
+    char *text = told ? NULL : error_text(err);
+    gtk_label_set_text(ck->status, rc && err->kind == FSP_EK_CANCELLED ? "Cancelled."
+                                   : text ? text : "");
+    free(text);
 }
 
 static void compare_done(struct job *j, int rc, const fsp_error *err)
@@ -536,7 +523,7 @@ static void start(struct checkin *ck, job_run_fn run, job_done_fn done)
     if (!job_start(ck->slot, &ck->job)) {
         set_running(ck, false);
         gtk_label_set_text(ck->status, "");
-        app_toast(ck->app, "The repository is busy: try again when its operation ends.");
+        app_toast(ck->app, BUSY_TEXT);
     }
 }
 
@@ -547,10 +534,7 @@ static void start_compare(struct checkin *ck)
         return;
     }
     clear_changes(ck);
-    if (ck->lines)
-        g_ptr_array_free(ck->lines, TRUE);
-    ck->lines = g_ptr_array_new_with_free_func(free);
-    ck->counts = (struct change_counts){0};
+    diff_list_clear(&ck->diff);
     ck->new_bytes = 0;
     start(ck, run_compare, compare_done);
 }
@@ -602,17 +586,6 @@ static void on_destroy(GtkWidget *w, gpointer data)
         checkin_free(ck);
 }
 
-static GtkWidget *labelled(GtkWidget *box, const char *mnemonic, GtkWidget *target,
-                           const char *name)
-{
-    GtkWidget *l = gtk_label_new_with_mnemonic(mnemonic);
-    gtk_label_set_xalign(GTK_LABEL(l), 0);
-    gtk_label_set_mnemonic_widget(GTK_LABEL(l), target);
-    set_accessible_name(target, name);
-    gtk_box_append(GTK_BOX(box), l);
-    return target;
-}
-
 static GtkWidget *button(const char *mnemonic, const char *name, GCallback cb, void *data)
 {
     GtkWidget *b = gtk_button_new_with_mnemonic(mnemonic);
@@ -627,7 +600,7 @@ static GtkWidget *build_file_row(struct checkin *ck, GtkWidget *box, const char 
     ck->file = GTK_ENTRY(gtk_entry_new());
     gtk_editable_set_text(GTK_EDITABLE(ck->file), initial ? initial : "");
     gtk_widget_set_hexpand(GTK_WIDGET(ck->file), TRUE);
-    labelled(box, "_File that holds the checkout", GTK_WIDGET(ck->file), "File to check in");
+    field_label(box, "_File that holds the checkout", GTK_WIDGET(ck->file), "File to check in");
     ck->compare = button("Show _changes", "Show changes", G_CALLBACK(on_compare), ck);
     gtk_box_append(GTK_BOX(row), GTK_WIDGET(ck->file));
     gtk_box_append(GTK_BOX(row), ck->compare);
@@ -659,15 +632,6 @@ static GtkWidget *build_buttons(struct checkin *ck)
     return row;
 }
 
-static GtkLabel *wrapped_label(GtkWidget *box, const char *text)
-{
-    GtkWidget *l = gtk_label_new(text);
-    gtk_label_set_wrap(GTK_LABEL(l), TRUE);
-    gtk_label_set_xalign(GTK_LABEL(l), 0);
-    gtk_box_append(GTK_BOX(box), l);
-    return GTK_LABEL(l);
-}
-
 static GtkWidget *build_body(struct checkin *ck, const char *initial_file)
 {
     GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
@@ -678,12 +642,13 @@ static GtkWidget *build_body(struct checkin *ck, const char *initial_file)
     set_accessible_name(GTK_WIDGET(ck->bar), "Check-in progress");
     gtk_widget_set_visible(GTK_WIDGET(ck->bar), FALSE);
     gtk_box_append(GTK_BOX(box), GTK_WIDGET(ck->bar));
-    ck->status = wrapped_label(box, "");
-    ck->summary = wrapped_label(box, "");
+    ck->status = wrapped_label(box);
+    ck->summary = wrapped_label(box);
     gtk_box_append(GTK_BOX(box), build_changes(ck));
     ck->message = GTK_ENTRY(gtk_entry_new());
     gtk_entry_set_activates_default(ck->message, TRUE);
-    gtk_box_append(GTK_BOX(box), labelled(box, "_Message", GTK_WIDGET(ck->message), "Message"));
+    field_label(box, "_Message", GTK_WIDGET(ck->message), "Message");
+    gtk_box_append(GTK_BOX(box), GTK_WIDGET(ck->message));
     gtk_box_append(GTK_BOX(box), build_buttons(ck));
     return box;
 }
@@ -702,11 +667,7 @@ static void build_window(struct checkin *ck, const char *initial_file)
     gtk_box_append(GTK_BOX(content), build_body(ck, initial_file));
     adw_window_set_content(ADW_WINDOW(ck->window), content);
     gtk_window_set_default_widget(ck->window, ck->send);
-    GtkEventController *keys = gtk_shortcut_controller_new();
-    gtk_shortcut_controller_add_shortcut(GTK_SHORTCUT_CONTROLLER(keys),
-        gtk_shortcut_new(gtk_shortcut_trigger_parse_string("Escape"),
-                         gtk_named_action_new("window.close")));
-    gtk_widget_add_controller(GTK_WIDGET(ck->window), keys);
+    close_on_escape(ck->window);
     g_signal_connect(ck->window, "destroy", G_CALLBACK(on_destroy), ck);
     g_signal_connect(ck->file, "changed", G_CALLBACK(on_file_changed), ck);
     g_free(title);

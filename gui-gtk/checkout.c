@@ -78,8 +78,6 @@ static void panel_hide(struct checkout_panel *p)
     p->running = NULL;
 }
 
-static double now_seconds(void) { return g_get_monotonic_time() / 1e6; }
-
 static void on_event(struct job *j, const struct vms_event *ev)
 {
     struct checkout *c = j->data;
@@ -142,7 +140,9 @@ static void checkout_done(struct job *j, int rc, const fsp_error *err)
     panel_hide(a->checkout);
     if (c->fetch_rate > 0)
         repo_slot_set_rate(c->slot, c->fetch_rate);
-    if (rc)
+    if (rc && err->kind == FSP_EK_CANCELLED)
+        app_toast(a, CHECKOUT_CANCELLED_TEXT); /* asked for: no error that stays */
+    else if (rc)
         app_toast_error(a, err);
     else {
         char *name = quoted_name(c->name);
@@ -165,7 +165,7 @@ static void start_run(struct checkout *c)
     panel_show(c->app->checkout, c, "Checking out");
     if (!job_start(c->slot, &c->job)) {
         panel_hide(c->app->checkout);
-        app_toast(c->app, "The repository is busy: try again when its operation ends.");
+        app_toast(c->app, BUSY_TEXT);
         checkout_free(c);
         return;
     }
@@ -201,17 +201,22 @@ static int confirm_steal(void *ctx, const struct vms_lease_info *held)
 
 /* ---- the plan ---- */
 
+#define PLAN_KEY "vmsync-plan"
+
+/* The plan's dialog owns C (and its plan, which keeps the output file
+ * open) until "run" hands it on: closed any other way, C goes with it. */
 static void on_plan_answer(AdwMessageDialog *dlg, const char *response, gpointer data)
 {
-    struct checkout *c = data;
     if (!strcmp(response, "run"))
-        start_run(c);
-    else
-        checkout_free(c);
+        start_run(g_object_steal_data(G_OBJECT(dlg), PLAN_KEY));
 }
 
 static void show_plan(struct checkout *c)
 {
+    if (!c->app->window) { /* the plan ended as the window closed */
+        checkout_free(c);
+        return;
+    }
     char *name = quoted_name(c->name);
     char *body = plan_text(vms_plan_figures(c->plan), repo_slot_rate(c->slot));
     char *heading = g_strdup_printf("Check out %s@%u?", name ? name : "?",
@@ -222,7 +227,8 @@ static void show_plan(struct checkout *c)
     adw_message_dialog_set_response_appearance(dlg, "run", ADW_RESPONSE_SUGGESTED);
     adw_message_dialog_set_default_response(dlg, "run");
     adw_message_dialog_set_close_response(dlg, "cancel");
-    g_signal_connect(dlg, "response", G_CALLBACK(on_plan_answer), c);
+    g_object_set_data_full(G_OBJECT(dlg), PLAN_KEY, c, (GDestroyNotify)checkout_free);
+    g_signal_connect(dlg, "response", G_CALLBACK(on_plan_answer), NULL);
     gtk_window_present(GTK_WINDOW(w));
     g_free(heading);
     free(body);
@@ -259,7 +265,7 @@ static void start_plan(struct checkout *c)
     panel_show(c->app->checkout, c, "Planning");
     if (!job_start(c->slot, &c->job)) {
         panel_hide(c->app->checkout);
-        app_toast(c->app, "The repository is busy: try again when its operation ends.");
+        app_toast(c->app, BUSY_TEXT);
         checkout_free(c);
     }
 }
@@ -289,8 +295,9 @@ static struct checkout *checkout_from_dialog(struct checkout_dialog *d)
     return c;
 }
 
-static void dialog_free(struct checkout_dialog *d)
+static void dialog_free(gpointer data, GClosure *unused)
 {
+    struct checkout_dialog *d = data;
     if (d->chooser)
         gtk_native_dialog_destroy(GTK_NATIVE_DIALOG(d->chooser));
     g_clear_object(&d->chooser);
@@ -308,17 +315,13 @@ static void on_dialog_answer(AdwMessageDialog *dlg, const char *response, gpoint
         else
             start_plan(checkout_from_dialog(d));
     }
-    dialog_free(d);
 }
 
-static GtkWidget *field_label(GtkWidget *box, const char *text, GtkWidget *target)
+/* A field of the dialog: its label, then TARGET below it. */
+static void add_field(GtkWidget *box, const char *mnemonic, GtkWidget *target, const char *name)
 {
-    GtkWidget *l = gtk_label_new_with_mnemonic(text);
-    gtk_label_set_xalign(GTK_LABEL(l), 0);
-    gtk_label_set_mnemonic_widget(GTK_LABEL(l), target);
-    gtk_box_append(GTK_BOX(box), l);
+    field_label(box, mnemonic, target, name);
     gtk_box_append(GTK_BOX(box), target);
-    return target;
 }
 
 /* GTK 4.8's drop-down takes the focus with a toggle button inside it, which
@@ -422,15 +425,15 @@ static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
     GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
     d->version = GTK_SPIN_BUTTON(gtk_spin_button_new_with_range(1, latest ? latest : 1, 1));
     gtk_spin_button_set_value(d->version, latest);
-    set_accessible_name(field_label(box, "_Version", GTK_WIDGET(d->version)), "Version");
+    add_field(box, "_Version", GTK_WIDGET(d->version), "Version");
     d->out = GTK_ENTRY(gtk_entry_new());
     char *def = g_strdup_printf("%s/%s.img", g_get_home_dir(), d->name);
     gtk_editable_set_text(GTK_EDITABLE(d->out), def);
     g_free(def);
-    set_accessible_name(field_label(box, "_Output file", GTK_WIDGET(d->out)), "Output file");
+    add_field(box, "_Output file", GTK_WIDGET(d->out), "Output file");
     gtk_entry_set_activates_default(d->out, TRUE);
     d->format = GTK_DROP_DOWN(gtk_drop_down_new_from_strings(formats));
-    set_accessible_name(field_label(box, "_Format", GTK_WIDGET(d->format)), "Format");
+    add_field(box, "_Format", GTK_WIDGET(d->format), "Format");
     name_drop_down_button(d->format, "Format");
     GtkWidget *seeds = gtk_label_new("Seeds: local images to copy from");
     gtk_label_set_xalign(GTK_LABEL(seeds), 0);
@@ -440,8 +443,7 @@ static GtkWidget *build_fields(struct checkout_dialog *d, uint32_t latest)
     add_seed_checks(d);
     gtk_box_append(GTK_BOX(box), add_seed_button_new(d));
     d->extra_seed = GTK_ENTRY(gtk_entry_new());
-    set_accessible_name(field_label(box, "Another _seed file", GTK_WIDGET(d->extra_seed)),
-                        "Seed file");
+    add_field(box, "Another _seed file", GTK_WIDGET(d->extra_seed), "Seed file");
     gtk_entry_set_activates_default(d->extra_seed, TRUE);
     return box;
 }
@@ -452,6 +454,8 @@ void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_r
         app_toast(a, "A checkout is running: wait for it, or cancel it.");
         return;
     }
+    if (!a->window)
+        return;
     struct checkout_dialog *d = g_new0(struct checkout_dialog, 1);
     *d = (struct checkout_dialog){.app = a, .slot = slot, .name = g_strdup(image->name),
                                   .seed_checks = g_ptr_array_new()};
@@ -465,7 +469,8 @@ void checkout_dialog(struct app *a, struct repo_slot *slot, const struct image_r
     adw_message_dialog_set_response_appearance(dlg, "plan", ADW_RESPONSE_SUGGESTED);
     adw_message_dialog_set_default_response(dlg, "plan");
     adw_message_dialog_set_close_response(dlg, "cancel");
-    g_signal_connect(dlg, "response", G_CALLBACK(on_dialog_answer), d);
+    /* D goes with the dialog, whatever closes it (its parent, say) */
+    g_signal_connect_data(dlg, "response", G_CALLBACK(on_dialog_answer), d, dialog_free, 0);
     gtk_window_present(GTK_WINDOW(w));
     g_free(heading);
     free(name);

@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Changes shown as rows at most; the summary counts them all. */
-#define CHANGES_SHOWN 1000
 
 struct history {
     struct app *app;
@@ -61,8 +59,7 @@ static bool job_ended(struct history *h)
 static bool start_job(struct history *h, struct job *j)
 {
     if (!job_start(h->slot, j)) {
-        gtk_label_set_text(h->status, "The repository is busy: try again when its operation "
-                                      "ends.");
+        gtk_label_set_text(h->status, BUSY_TEXT);
         return false;
     }
     h->jobs++;
@@ -151,21 +148,6 @@ static void start_log(struct history *h)
 
 /* ---- comparing two versions, on a worker ---- */
 
-/* Empties and removes the private folder, whatever a failed step left. */
-static void remove_private_dir(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *entry;
-    while (d && (entry = g_dir_read_name(d))) {
-        char *path = g_build_filename(dir, entry, NULL);
-        unlink(path);
-        g_free(path);
-    }
-    if (d)
-        g_dir_close(d);
-    rmdir(dir);
-}
-
 static int fetch_and_diff(struct compare_job *cj, vms_client *c, const char *dir,
                           fsp_error *err)
 {
@@ -186,28 +168,15 @@ static int fetch_and_diff(struct compare_job *cj, vms_client *c, const char *dir
 static int run_compare(struct job *j, vms_client *c, fsp_error *err)
 {
     struct compare_job *cj = j->data;
-    /* mode 0700: the manifests list every path of the image */
-    char *dir = g_build_filename(g_get_tmp_dir(), "vmsync-history-XXXXXX", NULL);
-    int rc = 0;
-    if (!mkdtemp(dir))
-        rc = fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create a temporary folder: %s", dir,
-                      strerror(errno));
-    else {
-        rc = fetch_and_diff(cj, c, dir, err);
-        remove_private_dir(dir);
-    }
-    g_free(dir);
+    char *dir = private_dir_make("vmsync-history", err);
+    if (!dir)
+        return err->code;
+    int rc = fetch_and_diff(cj, c, dir, err);
+    private_dir_remove(dir);
     return rc;
 }
 
 /* ---- comparing: the answer, on the main loop ---- */
-
-static void clear_changes(struct history *h)
-{
-    GtkWidget *child;
-    while ((child = gtk_widget_get_first_child(GTK_WIDGET(h->changes))))
-        gtk_list_box_remove(h->changes, child);
-}
 
 static void append_change_label(struct history *h, char *text)
 {
@@ -228,8 +197,7 @@ static void show_changes(struct history *h, const struct compare_job *cj)
     for (size_t i = 0; i < cj->diff.n && i < CHANGES_SHOWN; i++)
         append_change_label(h, diff_entry_text(&cj->diff.items[i]));
     if (cj->diff.n > CHANGES_SHOWN)
-        append_change_label(h, g_strdup_printf("and %zu more: vmsync diff lists them all",
-                                               cj->diff.n - CHANGES_SHOWN));
+        append_change_label(h, diff_more_text(&cj->diff));
 }
 
 static void compare_done(struct job *j, int rc, const fsp_error *err)
@@ -259,7 +227,7 @@ static void on_compare(GtkButton *b, gpointer data)
                                .from = (uint32_t)gtk_spin_button_get_value_as_int(h->from),
                                .to = (uint32_t)gtk_spin_button_get_value_as_int(h->to)};
     cj->job = (struct job){.run = run_compare, .done = compare_done, .data = cj};
-    clear_changes(h);
+    list_box_clear(h->changes);
     char *text = g_strdup_printf("Comparing version %u with version %u…", cj->from, cj->to);
     gtk_label_set_text(h->summary, text);
     g_free(text);
@@ -329,40 +297,19 @@ static GtkWidget *build_compare_bar(struct history *h)
     return bar;
 }
 
-static GtkLabel *wrapped_label(void)
-{
-    GtkLabel *l = GTK_LABEL(gtk_label_new(""));
-    gtk_label_set_xalign(l, 0);
-    gtk_label_set_wrap(l, TRUE);
-    return l;
-}
-
 static GtkWidget *build_body(struct history *h)
 {
     GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 12);
     g_object_set(box, "margin-start", 18, "margin-end", 18, "margin-top", 12,
                  "margin-bottom", 18, NULL);
-    h->status = wrapped_label();
-    h->summary = wrapped_label();
     h->versions = boxed_list("Versions");
     h->changes = boxed_list("Changed files");
-    gtk_box_append(GTK_BOX(box), GTK_WIDGET(h->status));
+    h->status = wrapped_label(box);
     gtk_box_append(GTK_BOX(box), scrolled(GTK_WIDGET(h->versions), 160));
     gtk_box_append(GTK_BOX(box), build_compare_bar(h));
-    gtk_box_append(GTK_BOX(box), GTK_WIDGET(h->summary));
+    h->summary = wrapped_label(box);
     gtk_box_append(GTK_BOX(box), scrolled(GTK_WIDGET(h->changes), 160));
     return box;
-}
-
-/* Escape closes it, as it closes every dialog of the window. */
-static void close_on_escape(GtkWindow *w)
-{
-    GtkEventController *keys = gtk_shortcut_controller_new();
-    gtk_shortcut_controller_add_shortcut(
-        GTK_SHORTCUT_CONTROLLER(keys),
-        gtk_shortcut_new(gtk_keyval_trigger_new(GDK_KEY_Escape, 0),
-                         gtk_named_action_new("window.close")));
-    gtk_widget_add_controller(GTK_WIDGET(w), keys);
 }
 
 static GtkWindow *history_window_new(struct history *h)

@@ -28,12 +28,7 @@ static void set_status(struct images_view *v, const char *text)
     gtk_widget_set_visible(GTK_WIDGET(v->status), text && *text);
 }
 
-static void clear_list(struct images_view *v)
-{
-    GtkWidget *child;
-    while ((child = gtk_widget_get_first_child(GTK_WIDGET(v->list))))
-        gtk_list_box_remove(v->list, child);
-}
+static void clear_list(struct images_view *v) { list_box_clear(v->list); }
 
 struct checkout_button {
     struct images_view *view;
@@ -149,9 +144,8 @@ static void listing_done(struct job *j, int rc, const fsp_error *err)
     if (v && lj->generation == v->generation) {
         if (rc) {
             char *text = error_text(err);
-            set_status(v, text ? text : "out of memory");
+            set_status(v, text ? text : "out of memory"); /* shown there only */
             free(text);
-            app_toast_error(v->app, err);
         } else {
             show_rows(v, lj->rows);
             lj->rows = NULL;
@@ -160,21 +154,24 @@ static void listing_done(struct job *j, int rc, const fsp_error *err)
     list_job_free(lj);
 }
 
-static void start_listing(struct images_view *v)
+/* false when the slot is busy: nothing changes, its own answer comes */
+static bool start_listing(struct images_view *v)
 {
     struct list_job *lj = g_new0(struct list_job, 1);
     lj->view = v;
-    lj->generation = ++v->generation;
     lj->rows = g_array_new(FALSE, FALSE, sizeof(struct image_row));
     lj->job = (struct job){.run = run_listing, .done = listing_done, .data = lj};
+    /* started first: a busy slot keeps the list and the listing it runs */
+    if (!job_start(v->slot, &lj->job)) {
+        list_job_free(lj);
+        return false;
+    }
+    lj->generation = ++v->generation;
     clear_list(v);
     rows_free(v->rows);
     v->rows = NULL;
     set_status(v, "Listing the images…");
-    if (!job_start(v->slot, &lj->job)) {
-        set_status(v, "The repository is busy: try again when its operation ends.");
-        list_job_free(lj);
-    }
+    return true;
 }
 
 void images_view_show(struct images_view *v, struct repo_slot *slot)
@@ -183,13 +180,19 @@ void images_view_show(struct images_view *v, struct repo_slot *slot)
     v->slot = slot;
     gtk_label_set_text(v->title, title ? title : "?");
     free(title);
-    start_listing(v);
+    if (start_listing(v))
+        return;
+    v->generation++; /* another repository's rows, or its listing, are not this one's */
+    clear_list(v);
+    rows_free(v->rows);
+    v->rows = NULL;
+    set_status(v, BUSY_TEXT);
 }
 
 void images_view_refresh(struct images_view *v)
 {
-    if (v->slot)
-        start_listing(v);
+    if (v->slot && !start_listing(v))
+        app_toast(v->app, BUSY_TEXT);
 }
 
 static void on_refresh(GtkButton *b, gpointer data) { images_view_refresh(data); }

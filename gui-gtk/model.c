@@ -558,6 +558,22 @@ void diff_list_clear(struct diff_list *l)
     *l = (struct diff_list){0};
 }
 
+char *diff_more_text(const struct diff_list *l)
+{
+    char *out = NULL;
+    if (l->n <= CHANGES_SHOWN)
+        return NULL;
+    int n = asprintf(&out, "and %zu more: vmsync diff lists them all", l->n - CHANGES_SHOWN);
+    return n < 0 ? NULL : out;
+}
+
+double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 char *diff_counts_text(const struct diff_list *l, uint32_t from, uint32_t to)
 {
     char *out = NULL;

@@ -53,6 +53,10 @@ char *image_summary_text(const struct image_row *r, enum image_state s);
  * valid UTF-8 for the toolkit, control bytes escaped. */
 char *quoted_name(const char *raw);
 char *quoted_text(const char *raw);
+/* What a job refused on a busy repository (worker.h: one job at a time) says. */
+#define BUSY_TEXT "The repository is busy: try again when its operation ends."
+/* The toast of a checkout the user cancelled. */
+#define CHECKOUT_CANCELLED_TEXT "Checkout cancelled; checking out again resumes it"
 /* The error as the CLI's "vmsync: ..." line says it, without the prefix. */
 char *error_text(const fsp_error *err);
 
@@ -180,6 +184,13 @@ void diff_list_clear(struct diff_list *l);
 char *diff_counts_text(const struct diff_list *l, uint32_t from, uint32_t to);
 /* diff_item_text of an entry. */
 char *diff_entry_text(const struct diff_entry *e);
+/* Changes shown as rows at most; the counts count them all. */
+#define CHANGES_SHOWN 1000
+/* "and N more: vmsync diff lists them all" for the entries past
+ * CHANGES_SHOWN; NULL when all are shown (or memory ran out). */
+char *diff_more_text(const struct diff_list *l);
+/* The monotonic clock in seconds, for rate_meter_update. */
+double now_seconds(void);
 
 /* What the release's confirmation says: the lease goes back, the file stays,
  * checking that file in needs a new checkout, and the release is logged. */

@@ -60,7 +60,7 @@ static void on_answer(AdwMessageDialog *dlg, const char *response, gpointer data
     struct release *r = release_copy(data);
     r->job = (struct job){.run = run_release, .done = release_done, .data = r};
     if (!job_start(r->slot, &r->job)) {
-        app_toast(r->app, "The repository is busy: try again when its operation ends.");
+        app_toast(r->app, BUSY_TEXT);
         release_free(r, NULL);
     }
 }

@@ -13,14 +13,12 @@ struct add_dialog {
 static GtkEntry *labelled_entry(GtkWidget *box, const char *label, const char *name,
                                 const char *hint)
 {
-    GtkWidget *l = gtk_label_new_with_mnemonic(label);
-    gtk_label_set_xalign(GTK_LABEL(l), 0);
     GtkWidget *e = gtk_entry_new();
     gtk_entry_set_placeholder_text(GTK_ENTRY(e), hint);
-    gtk_label_set_mnemonic_widget(GTK_LABEL(l), e);
-    set_accessible_name(e, name);
-    gtk_box_append(GTK_BOX(box), l);
+    field_label(box, label, e, name);
     gtk_box_append(GTK_BOX(box), e);
+    /* Enter in either field presses Add */
+    gtk_entry_set_activates_default(GTK_ENTRY(e), TRUE);
     return GTK_ENTRY(e);
 }
 
@@ -62,7 +60,6 @@ static GtkWidget *build_fields(struct add_dialog *d)
     gtk_box_append(GTK_BOX(box), choose);
     d->identity = labelled_entry(box, "_Key file (ssh:// only, optional)", "Key file",
                                  "~/.ssh/id_ed25519");
-    gtk_entry_set_activates_default(d->location, TRUE);
     return box;
 }
 
@@ -76,6 +73,11 @@ static void on_response(AdwMessageDialog *dlg, const char *response, gpointer da
         if (app_add_repo(d->app, url, key, &err))
             app_toast_error(d->app, &err);
     }
+}
+
+static void add_dialog_free(gpointer data, GClosure *unused)
+{
+    struct add_dialog *d = data;
     if (d->chooser)
         gtk_native_dialog_destroy(GTK_NATIVE_DIALOG(d->chooser));
     g_clear_object(&d->chooser);
@@ -84,6 +86,8 @@ static void on_response(AdwMessageDialog *dlg, const char *response, gpointer da
 
 void repo_add_dialog(struct app *a)
 {
+    if (!a->window)
+        return;
     struct add_dialog *d = g_new0(struct add_dialog, 1);
     d->app = a;
     GtkWidget *w = adw_message_dialog_new(GTK_WINDOW(a->window), "Add a repository",
@@ -95,6 +99,7 @@ void repo_add_dialog(struct app *a)
     adw_message_dialog_set_response_appearance(dlg, "add", ADW_RESPONSE_SUGGESTED);
     adw_message_dialog_set_default_response(dlg, "add");
     adw_message_dialog_set_close_response(dlg, "cancel");
-    g_signal_connect(dlg, "response", G_CALLBACK(on_response), d);
+    /* D goes with the dialog, whatever closes it (its parent, say) */
+    g_signal_connect_data(dlg, "response", G_CALLBACK(on_response), d, add_dialog_free, 0);
     gtk_window_present(GTK_WINDOW(w));
 }

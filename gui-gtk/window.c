@@ -14,6 +14,41 @@ void set_accessible_name(GtkWidget *w, const char *name)
     gtk_accessible_update_property(GTK_ACCESSIBLE(w), GTK_ACCESSIBLE_PROPERTY_LABEL, name, -1);
 }
 
+void field_label(GtkWidget *box, const char *mnemonic, GtkWidget *target, const char *name)
+{
+    GtkWidget *l = gtk_label_new_with_mnemonic(mnemonic);
+    gtk_label_set_xalign(GTK_LABEL(l), 0);
+    gtk_label_set_mnemonic_widget(GTK_LABEL(l), target);
+    set_accessible_name(target, name);
+    gtk_box_append(GTK_BOX(box), l);
+}
+
+GtkLabel *wrapped_label(GtkWidget *box)
+{
+    GtkLabel *l = GTK_LABEL(gtk_label_new(""));
+    gtk_label_set_xalign(l, 0);
+    gtk_label_set_wrap(l, TRUE);
+    gtk_box_append(GTK_BOX(box), GTK_WIDGET(l));
+    return l;
+}
+
+void list_box_clear(GtkListBox *list)
+{
+    GtkWidget *child;
+    while ((child = gtk_widget_get_first_child(GTK_WIDGET(list))))
+        gtk_list_box_remove(list, child);
+}
+
+void close_on_escape(GtkWindow *w)
+{
+    GtkEventController *keys = gtk_shortcut_controller_new();
+    gtk_shortcut_controller_add_shortcut(
+        GTK_SHORTCUT_CONTROLLER(keys),
+        gtk_shortcut_new(gtk_keyval_trigger_new(GDK_KEY_Escape, 0),
+                         gtk_named_action_new("window.close")));
+    gtk_widget_add_controller(GTK_WIDGET(w), keys);
+}
+
 /* The overlay queues toasts behind the one shown, and an error's stays
  * until dismissed: the newest news replaces it instead of waiting. */
 static void show_toast(struct app *a, const char *text, guint timeout)
@@ -114,16 +149,27 @@ int app_add_repo(struct app *a, const char *url, const char *identity, fsp_error
     int rc = normalise_location(url, &where, err);
     if (!rc)
         rc = vms_config_add_repo(a->cfg, where, identity && *identity ? identity : NULL, &added, err);
-    if (!rc && added)
-        rc = vms_config_save(a->cfg, a->cfg_path, err);
     if (!rc) {
+        /* listed even when it cannot be saved: the window works in memory */
         sync_repo_list(a);
         for (size_t i = 0; i < a->cfg->n_repos; i++)
             if (!strcmp(a->cfg->repos[i].url, where))
                 select_repo(a, i);
     }
+    if (!rc && added)
+        rc = app_save_settings(a, err);
     g_free(where);
     return rc;
+}
+
+int app_save_settings(struct app *a, fsp_error *err)
+{
+    /* the file as loaded was not all of it: saving would wipe the rest */
+    if (a->cfg_broken)
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "%s: not saved, as it could not be read (%s): fix it and start "
+                        "vmsync-gtk again", a->cfg_path, a->cfg_broken);
+    return vms_config_save(a->cfg, a->cfg_path, err);
 }
 
 static void on_add_clicked(GtkButton *b, gpointer data) { repo_add_dialog(data); }
@@ -191,12 +237,13 @@ static gboolean on_close_request(GtkWindow *w, gpointer data)
 {
     struct app *a = data;
     for (guint i = 0; i < a->slots->len; i++)
-        repo_slot_cancel(g_ptr_array_index(a->slots, i));
+        repo_slot_shut(g_ptr_array_index(a->slots, i));
     return FALSE;
 }
 
 /* The settings, then REPO from the command line.  Errors are toasts: the
- * window opens whatever the file holds, so the user can see what is wrong. */
+ * window opens whatever the file holds, so the user can see what is wrong.
+ * A file that failed to load is never saved over (app_save_settings). */
 static void load_settings(struct app *a)
 {
     fsp_error err = {0};
@@ -205,6 +252,7 @@ static void load_settings(struct app *a)
         rc = vms_config_load(a->cfg_path, &a->cfg, &err);
     if (rc) {
         app_toast_error(a, &err);
+        a->cfg_broken = g_strdup(err.msg);
         a->cfg = calloc(1, sizeof *a->cfg);
     }
     sync_repo_list(a);
@@ -285,6 +333,8 @@ static void on_activate(GApplication *gapp, gpointer data)
     find_icon_when_not_installed();
     gtk_window_set_default_icon_name(APP_ID);
     a->window = ADW_APPLICATION_WINDOW(adw_application_window_new(GTK_APPLICATION(gapp)));
+    /* NULL once destroyed: late answers then open no dialog on it */
+    g_object_add_weak_pointer(G_OBJECT(a->window), (gpointer *)&a->window);
     gtk_window_set_title(GTK_WINDOW(a->window), "vmsync");
     gtk_window_set_default_size(GTK_WINDOW(a->window), 900, 580);
     adw_application_window_set_content(a->window, build_content(a));
@@ -316,6 +366,7 @@ static void app_free(struct app *a)
         repo_slot_free(g_ptr_array_index(a->slots, i));
     g_ptr_array_free(a->slots, TRUE);
     vms_config_free(a->cfg);
+    g_free(a->cfg_broken);
     if (a->last_toast)
         g_object_unref(a->last_toast);
     if (a->toasts)

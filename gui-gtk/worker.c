@@ -1,20 +1,23 @@
 /* Engine work on worker threads: see worker.h. */
 #include "worker.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ask.h"
 
 struct repo_slot {
-    char *url, *identity, *known_hosts;
+    char *url, *identity;
     const struct who *me;
     struct vms_remote_opts remote;
     struct vms_client_opts opts;
-    vms_client *client; /* opened and used on workers only, one at a time */
     double rate;        /* main loop only */
     GMutex lock;        /* guards the fields below, shared with the worker */
+    vms_client *client; /* published once opened; used on workers, one at a time */
     struct job *running;
+    bool shut;          /* the window is closing: no job starts any more */
     struct vms_event newest;
     bool event_pending; /* an idle callback is queued to deliver NEWEST */
     struct ask_line ask; /* the engine's questions to the user */
@@ -30,10 +33,7 @@ struct repo_slot *repo_slot_new(const char *url, const char *identity, const str
     s->identity = g_strdup(identity);
     s->me = me;
     s->remote.identity = s->identity;
-    /* named, not left to the default: libssh's own default follows the
-     * password database's home, not $HOME, which the engine's messages name */
-    s->known_hosts = g_build_filename(g_get_home_dir(), ".ssh", "known_hosts", NULL);
-    s->remote.known_hosts = s->known_hosts;
+    /* known_hosts left NULL: the engine picks the file as it does for the CLI */
     s->remote.host_key = ask_host_key;
     s->remote.host_key_ctx = s;
     s->opts = (struct vms_client_opts){.remote = &s->remote, .user = me->user,
@@ -54,7 +54,6 @@ void repo_slot_free(struct repo_slot *s)
     ask_line_clear(&s->ask);
     g_free(s->url);
     g_free(s->identity);
-    g_free(s->known_hosts);
     g_free(s);
 }
 
@@ -81,6 +80,14 @@ void repo_slot_cancel(struct repo_slot *s)
     g_mutex_unlock(&s->lock);
     /* a worker waiting for the user waits in no engine call: answer it */
     ask_line_cancel(&s->ask);
+}
+
+void repo_slot_shut(struct repo_slot *s)
+{
+    g_mutex_lock(&s->lock);
+    s->shut = true;
+    g_mutex_unlock(&s->lock);
+    repo_slot_cancel(s);
 }
 
 const char *repo_slot_ask(struct repo_slot *s, const struct question *q)
@@ -154,6 +161,36 @@ static int forward_event(void *ctx, const struct vms_event *ev)
 
 void job_post_event(struct job *j, const struct vms_event *ev) { forward_event(j->slot, ev); }
 
+/* ---- private folders ---- */
+
+char *private_dir_make(const char *prefix, fsp_error *err)
+{
+    char *templ = g_strdup_printf("%s-XXXXXX", prefix);
+    char *dir = g_build_filename(g_get_tmp_dir(), templ, NULL);
+    g_free(templ);
+    if (mkdtemp(dir))
+        return dir;
+    fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create a temporary folder: %s", dir,
+             strerror(errno));
+    g_free(dir);
+    return NULL;
+}
+
+void private_dir_remove(char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *entry;
+    while (d && (entry = g_dir_read_name(d))) {
+        char *path = g_build_filename(dir, entry, NULL);
+        unlink(path);
+        g_free(path);
+    }
+    if (d)
+        g_dir_close(d);
+    rmdir(dir);
+    g_free(dir);
+}
+
 /* ---- jobs ---- */
 
 struct outcome {
@@ -166,10 +203,17 @@ static void run_on_worker(GTask *task, gpointer src, gpointer data, GCancellable
     struct job *j = data;
     struct repo_slot *s = j->slot;
     struct outcome *o = g_new0(struct outcome, 1);
-    if (!s->client)
-        o->rc = vms_client_open(s->url, &s->opts, &s->client, &o->err);
+    /* only this job's worker writes CLIENT, so reading it unlocked is safe;
+     * repo_slot_cancel reads it from the main loop, under the lock */
+    vms_client *c = s->client;
+    if (!c) {
+        o->rc = vms_client_open(s->url, &s->opts, &c, &o->err);
+        g_mutex_lock(&s->lock);
+        s->client = c;
+        g_mutex_unlock(&s->lock);
+    }
     if (!o->rc)
-        o->rc = j->run(j, s->client, &o->err);
+        o->rc = j->run(j, c, &o->err);
     g_task_return_pointer(task, o, g_free);
 }
 
@@ -189,7 +233,7 @@ static void finish_on_main(GObject *src, GAsyncResult *res, gpointer data)
 bool job_start(struct repo_slot *s, struct job *j)
 {
     g_mutex_lock(&s->lock);
-    bool free_now = !s->running;
+    bool free_now = !s->running && !s->shut;
     if (free_now)
         s->running = j;
     g_mutex_unlock(&s->lock);

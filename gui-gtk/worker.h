@@ -49,16 +49,26 @@ double repo_slot_rate(const struct repo_slot *s);
 void repo_slot_set_rate(struct repo_slot *s, double rate);
 
 /* Starts J (the caller's, alive until its DONE has run) on S.  false when S
- * is busy with another job: nothing starts. */
+ * is busy with another job, or shut: nothing starts. */
 bool job_start(struct repo_slot *s, struct job *j);
 /* On J's worker, for work that is no operation of the client (a scan by
  * vms_manifest_create): reports EV to J's EVENT as the client's events are,
  * coalesced the same way. */
 void job_post_event(struct job *j, const struct vms_event *ev);
+/* On a worker: a new private folder (mode 0700: what goes there may list
+ * every path of an image) under $TMPDIR, named PREFIX-XXXXXX; NULL with ERR
+ * filled when it cannot be made.  private_dir_remove empties and removes it,
+ * whatever a failed step left, and frees DIR. */
+char *private_dir_make(const char *prefix, fsp_error *err);
+void private_dir_remove(char *dir);
 /* On the main loop: asks the running job to stop (vms_client_cancel): it
  * ends soon with FSP_EK_CANCELLED through its DONE.  A question it waits on
  * (ask.h) gets its refusal, and so does any it asks later. */
 void repo_slot_cancel(struct repo_slot *s);
+/* On the main loop, as the window closes: cancels the running job, and
+ * job_start refuses every later one (a job started then, over a stalled
+ * link, would keep the process alive with no window). */
+void repo_slot_shut(struct repo_slot *s);
 /* On the job's worker: asks the user Q in a dialog and waits (ask_wait).
  * The host-key question of an ssh:// slot is asked this way. */
 const char *repo_slot_ask(struct repo_slot *s, const struct question *q);

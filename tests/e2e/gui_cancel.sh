@@ -67,7 +67,7 @@ with driving() as app:
     print("# progress:", shown[0])
     wait_find(app, "label", ROW + "being downloaded", timeout=5)
     press(wait_find(app, "push button", "Cancel checkout"))
-    stopped = wait_until("the cancel's toast", lambda: [l for l in labels(app) if l.startswith("cancelled")], timeout=10)
+    stopped = wait_until("the cancel's toast", lambda: [l for l in labels(app) if l.startswith("Checkout cancelled; checking out again resumes it")], timeout=10)
     print("# toast:", stopped[0])
     state = true_state()
     wait_find(app, "label", ROW + state, timeout=20)

@@ -20,7 +20,7 @@ ICONS=$DATA/icons/hicolor
 desktop-file-validate "$DESKTOP" >"$T/validate.out" 2>&1 || bad "desktop-file-validate: $(cat "$T/validate.out")"
 [[ ! -s $T/validate.out ]] || bad "desktop-file-validate warns: $(cat "$T/validate.out")"
 key() { sed -n "s/^$1=//p" "$DESKTOP"; }
-[[ $(key Exec) == "vmsync-gtk %u" ]] || bad "Exec is '$(key Exec)'"
+[[ $(key Exec) == "vmsync-gtk %f" ]] || bad "Exec is '$(key Exec)'"
 [[ $(key Terminal) == false ]] || bad "Terminal is '$(key Terminal)'"
 icon=$(key Icon)
 [[ -f $ICONS/scalable/apps/$icon.svg ]] || bad "the icon $icon is not in $ICONS/scalable/apps"

@@ -94,6 +94,23 @@ static void test_diff_grows(void)
     diff_list_clear(&l);
 }
 
+/* The history and the check-in show CHANGES_SHOWN rows and one line for
+ * the rest (diff_more_text), none when all fit. */
+static void test_diff_more(void)
+{
+    struct diff_list l = {0};
+    char path[32];
+    for (int i = 0; i < CHANGES_SHOWN; i++) {
+        snprintf(path, sizeof path, "/f%d", i);
+        add(&l, VMS_ADDED, path, NULL, 0);
+    }
+    CHECK(diff_more_text(&l) == NULL);
+    add(&l, VMS_REMOVED, "/gone", NULL, 0);
+    add(&l, VMS_REMOVED, "/gone2", NULL, 0);
+    expect_text(diff_more_text(&l), "and 2 more: vmsync diff lists them all");
+    diff_list_clear(&l);
+}
+
 static void test_release(void)
 {
     expect_text(release_question_text("desk"), "Release desk?");
@@ -114,6 +131,7 @@ int main(void)
     RUN(test_quoting);
     RUN(test_diff);
     RUN(test_diff_grows);
+    RUN(test_diff_more);
     RUN(test_release);
     return check_failures;
 }
