@@ -218,8 +218,9 @@ static int note_taken(void *ctx, const struct vms_version *v)
     return 0;
 }
 
-/* vms_import records a version on top of an image of that name, which
- * would put this file over someone's work: a name in use is refused here. */
+/* A name in use is refused before the scan, in words that name who holds
+ * it; new_image refuses one taken since, in the step that records, since
+ * an import on top of someone's image would bury their work. */
 static int refuse_taken_name(vms_client *c, const char *name, fsp_error *err)
 {
     struct vms_version v = {0};
@@ -239,7 +240,8 @@ static int refuse_taken_name(vms_client *c, const char *name, fsp_error *err)
 static int run_save(struct job *j, vms_client *c, fsp_error *err)
 {
     struct save_as *sa = j->data;
-    struct vms_import_opts o = {.image = sa->file, .name = sa->name, .message = sa->message};
+    struct vms_import_opts o = {.image = sa->file, .name = sa->name, .message = sa->message,
+                                .new_image = true};
     int rc = refuse_taken_name(c, sa->name, err);
     return rc ? rc : vms_import(c, &o, &sa->stats, err);
 }
