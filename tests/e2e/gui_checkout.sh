@@ -12,15 +12,7 @@ need_vmsync
 need_gui
 need_cmd mke2fs
 
-mkdir -p "$T/tree/data" "$T/srv" "$T/seeds" "$T/out"
-for i in 0 1 2 3 4 5; do head -c $((1 << 20)) /dev/urandom >"$T/tree/data/f$i"; done
-mke2fs -q -F -t ext4 -d "$T/tree" "$T/seeds/old-desk.img" 16M >/dev/null 2>&1 || fail "mke2fs -d failed"
-head -c $((2 << 20)) /dev/urandom >"$T/tree/data/new"
-rm "$T/tree/data/f5"
-mke2fs -q -F -t ext4 -d "$T/tree" "$T/desk.img" 16M >/dev/null 2>&1 || fail "mke2fs -d failed"
-R=$T/srv/repo
-vm_ok "$T/init" init "$R"
-vm_ok "$T/imp" import "$R" "$T/desk.img" --name desk -q
+gui_desk_repo "$T/seeds/old-desk.img"
 
 export VMSYNC_HOST=laptop VMSYNC_CACHE=$T/cache
 gui_session

@@ -13,6 +13,9 @@
 #   gui_wait_exit SECS   waits for the window's process; sets GUI_RC
 #   gui_exit_ok [WHEN]   waits (20 s); the window must exit 0 with a stderr free
 #                        of GTK's CRITICAL, WARNING and ERROR
+#   gui_desk_repo SEED   a repository R=$T/srv/repo holding "desk" (16 MiB of
+#                        ext4, random files), and SEED, an older image sharing
+#                        all but one of its files
 #   gui_py SCRIPT...     runs the system python3 (pyatspi) with tests/lib
 #                        importable (gui_atspi.py: the AT-SPI driver)
 #   gui_screenshot NAME  saves what the window shows (it and its dialogs, each
@@ -161,6 +164,19 @@ gui_exit_ok() {
     gui_wait_exit 20
     ((GUI_RC == 0)) || bad "vmsync-gtk exited $GUI_RC$when: $(head -c 400 "$T/gtk.err")"
     if grep -E 'CRITICAL|WARNING|ERROR' "$T/gtk.err"; then bad "vmsync-gtk complained on stderr$when"; fi
+}
+
+gui_desk_repo() {
+    local i
+    mkdir -p "$T/tree/data" "$T/srv" "$T/out" "$(dirname "$1")"
+    for i in 0 1 2 3 4 5; do head -c $((1 << 20)) /dev/urandom >"$T/tree/data/f$i"; done
+    mke2fs -q -F -t ext4 -d "$T/tree" "$1" 16M >/dev/null 2>&1 || fail "mke2fs -d failed"
+    head -c $((2 << 20)) /dev/urandom >"$T/tree/data/new"
+    rm "$T/tree/data/f5"
+    mke2fs -q -F -t ext4 -d "$T/tree" "$T/desk.img" 16M >/dev/null 2>&1 || fail "mke2fs -d failed"
+    R=$T/srv/repo
+    vm_ok "$T/init" init "$R"
+    vm_ok "$T/imp" import "$R" "$T/desk.img" --name desk -q
 }
 
 gui_py() { GUI_PID=$GUI_PID GUI_SHOTS=$GUI_SHOTS PYTHONPATH=$TESTS_LIB "$GUI_PYTHON" "$@"; }
