@@ -433,6 +433,9 @@ int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fs
 
 int vms_init_repo(const char *path, fsp_error *err);
 
+#define VMS_PUBLIC_KEY_LEN 32 /* an Ed25519 public key */
+#define VMS_SIGNATURE_LEN 64  /* an Ed25519 signature */
+
 /* A version of an image in a repository. */
 struct vms_version {
     char image[256];
@@ -444,10 +447,69 @@ struct vms_version {
     int64_t created;       /* Unix seconds */
     char message[1024];
     char user[128], host[256];
+    bool is_signed;        /* false: recorded where the repository had no signing key */
+    uint8_t signer[FSP_SHA256_LEN];      /* is_signed: the key's fingerprint */
+    uint8_t signature[VMS_SIGNATURE_LEN]; /* is_signed: Ed25519 over vms_version_message */
 };
 typedef int (*vms_version_cb)(void *ctx, const struct vms_version *v);
 /* Every version of NAME (of every image when NULL), oldest first. */
 int vms_log(vms_client *c, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
+
+/* ---- signed versions -----------------------------------------------------------
+ * A repository may hold a signing key (Ed25519), made by vms_key_generate.
+ * Where it does, every version recorded from then on is signed where it is
+ * recorded (locally by the local backend, over ssh:// by the agent), and the
+ * signature travels with the version.  The key's private half never leaves
+ * the repository's folder.
+ *
+ * The signed message of a version, version 1 of its layout, all integers
+ * little-endian and of fixed width:
+ *   the 24 bytes "vmsync signed version 1\n",
+ *   u16 length of the image name (1 to 255), then the name's bytes,
+ *   u32 number, u32 parent (0 for a first version),
+ *   the manifest id (32 bytes: the SHA-256 of the manifest file),
+ *   the canonical image digest (32 bytes).
+ * So a signature vouches for the manifest, the manifest for every object, and
+ * the digest for the image rebuilt from them.  docs/signing.md says the same. */
+#define VMS_VERSION_MESSAGE_MAX (24 + 2 + 255 + 4 + 4 + 2 * FSP_SHA256_LEN)
+
+/* A public key as `vmsync key show` prints it and --trust reads it: one line
+ * "vmsync-ed25519 BASE64 [COMMENT]", BASE64 the 32 raw bytes of the key. */
+struct vms_public_key {
+    uint8_t key[VMS_PUBLIC_KEY_LEN];
+    uint8_t fingerprint[FSP_SHA256_LEN]; /* SHA-256 of KEY */
+    char comment[256];                    /* "" when none */
+};
+#define VMS_KEY_LINE_MAX 400
+#define VMS_FINGERPRINT_TEXT_LEN 52 /* "SHA256:" + 43 base64 digits + NUL, as OpenSSH writes */
+
+/* V's signed message into OUT (at least VMS_VERSION_MESSAGE_MAX bytes); its
+ * length, or 0 when V's image name is empty or over 255 bytes. */
+size_t vms_version_message(const struct vms_version *v, uint8_t *out);
+/* Whether SIGNATURE is KEY's signature of V's signed message (V's own
+ * is_signed, signer and signature fields are not read). */
+bool vms_signature_valid(const struct vms_public_key *key, const struct vms_version *v,
+                         const uint8_t signature[VMS_SIGNATURE_LEN]);
+/* "SHA256:..." into OUT, as OpenSSH writes fingerprints (base64, no padding). */
+void vms_fingerprint_text(const uint8_t fingerprint[FSP_SHA256_LEN],
+                          char out[VMS_FINGERPRINT_TEXT_LEN]);
+/* The key line of K into OUT (VMS_KEY_LINE_MAX bytes), without a newline. */
+void vms_public_key_line(const struct vms_public_key *k, char out[VMS_KEY_LINE_MAX]);
+/* Parses a key line (a trailing newline allowed); a bad one is
+ * FSP_EK_FORMAT, the message naming WHERE (a file name) and what is wrong. */
+int vms_public_key_parse(const char *line, const char *where, struct vms_public_key *out,
+                         fsp_error *err);
+/* Reads PATH, a file whose first line that is not blank or a # comment is
+ * a key line. */
+int vms_public_key_load(const char *path, struct vms_public_key *out, fsp_error *err);
+
+/* Makes C's repository's signing key, refusing (VMS_EK_CONFLICT) to replace
+ * one unless FORCE; fills *OUT with its public half (the comment names the
+ * repository's folder).  Local repositories only: a key is made on the server. */
+int vms_key_generate(vms_client *c, bool force, struct vms_public_key *out, fsp_error *err);
+/* The public half of C's repository's key; none is VMS_EK_NOTFOUND.  Local
+ * repositories only. */
+int vms_key_show(vms_client *c, struct vms_public_key *out, fsp_error *err);
 
 /* ---- queries: images, leases, the audit log --------------------------------
  * Each calls CB once per row, in the order said, with a struct that, like

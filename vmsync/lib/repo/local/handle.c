@@ -330,6 +330,8 @@ static const struct vms_repo_ops local_ops = {
     .gc_wait = vms_local_gc_wait,
     .check = vms_local_check,
     .cache_dir = vms_local_cache_dir,
+    .key_generate = vms_local_key_generate,
+    .key_public = vms_local_key_public,
 };
 
 int vms_local_open(const char *path, const char *user, const char *host,
