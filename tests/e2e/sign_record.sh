@@ -7,7 +7,9 @@
 #     check-in are signed: the catalog's signer is the SHA-256 of the key that
 #     key show prints, and the signature verifies with openssl (not vmsync)
 #     over the message docs/signing.md defines, rebuilt here by python from
-#     the catalog's own fields.
+#     the catalog's own fields;
+#   - log, text and --json, shows each version's signature state and signer
+#     at the client (over ssh:// in the VERSION_INFO replies).
 # And an old catalog (schema 1, no signature columns) is brought to schema 2
 # when it is opened, its versions unsigned, the next one signed.
 source "$(dirname "$0")/../lib/common.sh"
@@ -77,6 +79,23 @@ run() { # WHERE
     signed_ok "$R" desk 3
     [[ $(sql "$R" "select count(*) from versions where signature is null") == 1 ]] ||
         bad "$where: the unsigned first version changed"
+    log_shows "$where" "$url" "${c[@]}"
+}
+
+# log_shows WHERE URL OPTS...: log (text and --json) carries each version's
+# signature to the client: 1 unsigned, 2 and 3 by the key, not trusted.
+log_shows() {
+    local where=$1 url=$2 fp got
+    shift 2
+    fp=$("$VMSYNC" key show "$R" 2>&1 >/dev/null | cut -d' ' -f1)
+    vm_ok "$T/$where-logj" log "$url" desk --json "$@"
+    got=$(jq -r '[.version, .signature, (.signer // "none")] | join(" ")' "$T/$where-logj.out" | tr '\n' ,)
+    [[ $got == "1 unsigned none,2 untrusted $fp,3 untrusted $fp," ]] ||
+        bad "$where: log --json says '$got' (key $fp)"
+    vm_ok "$T/$where-log" log "$url" desk "$@"
+    grep -q '^desk@1 .*  unsigned$' "$T/$where-log.out" || bad "$where: log does not say desk@1 is unsigned"
+    [[ $(grep -cF "  signed by $fp (not trusted)" "$T/$where-log.out") == 2 ]] ||
+        bad "$where: log does not show two versions signed by $fp: $(head -c 600 "$T/$where-log.out")"
 }
 run local
 run ssh

@@ -3,6 +3,7 @@
  * key lines that read back, and bad key lines refused by name. */
 #include "check.h"
 #include "sign/sign.h"
+#include "wire/proto.h"
 
 #include <errno.h>
 #include <string.h>
@@ -169,6 +170,39 @@ static void test_key_files(void)
     free(path);
 }
 
+/* VERSION_INFO: a signed version carries its signer and signature, an
+ * unsigned one (and an agent older than signatures) nothing more; a
+ * signature cut short is malformed. */
+static void test_version_on_the_wire(void)
+{
+    struct vms_version v = sample(), back;
+    snprintf(v.user, sizeof v.user, "alice");
+    snprintf(v.host, sizeof v.host, "srv");
+    struct vms_wbuf unsigned_b = {0}, signed_b = {0};
+    vms_put_version(&unsigned_b, &v);
+    v.is_signed = true;
+    memset(v.signer, 0x5a, sizeof v.signer);
+    memset(v.signature, 0xc3, sizeof v.signature);
+    vms_put_version(&signed_b, &v);
+    CHECK(signed_b.len == unsigned_b.len + FSP_SHA256_LEN + VMS_SIGNATURE_LEN);
+
+    struct vms_rbuf r = {unsigned_b.p, unsigned_b.p + unsigned_b.len, false};
+    vms_get_version(&r, &back);
+    CHECK(vms_get_done(&r) && !back.is_signed && back.number == 7 && !strcmp(back.host, "srv"));
+    r = (struct vms_rbuf){signed_b.p, signed_b.p + signed_b.len, false};
+    vms_get_version(&r, &back);
+    CHECK(vms_get_done(&r) && back.is_signed);
+    CHECK(!memcmp(back.signer, v.signer, FSP_SHA256_LEN));
+    CHECK(!memcmp(back.signature, v.signature, VMS_SIGNATURE_LEN));
+    for (size_t cut = 1; cut < FSP_SHA256_LEN + VMS_SIGNATURE_LEN; cut += 19) {
+        r = (struct vms_rbuf){signed_b.p, signed_b.p + signed_b.len - cut, false};
+        vms_get_version(&r, &back);
+        CHECK(!vms_get_done(&r) && !back.is_signed);
+    }
+    vms_wbuf_free(&unsigned_b);
+    vms_wbuf_free(&signed_b);
+}
+
 int main(void)
 {
     if (scratch_begin("sign"))
@@ -178,6 +212,7 @@ int main(void)
     RUN(test_key_line_round_trip);
     RUN(test_bad_key_lines);
     RUN(test_key_files);
+    RUN(test_version_on_the_wire);
     scratch_end();
     return check_failures;
 }

@@ -568,7 +568,31 @@ int cmd_checkin(int argc, char **argv)
 
 /* ---- log -------------------------------------------------------------------------- */
 
-static void print_version_json(const struct vms_version *v)
+/* ,"signature":STATE,"signer":"SHA256:..." (null when unsigned) */
+static void json_signature(vms_client *cl, const struct vms_version *v)
+{
+    char fp[VMS_FINGERPRINT_TEXT_LEN];
+    vms_fingerprint_text(v->signer, fp);
+    printf(",\"signature\":\"%s\",\"signer\":", vms_signature_state_name(vms_signature_state(cl, v)));
+    printf(v->is_signed ? "\"%s\"" : "null", fp);
+}
+
+/* "unsigned", or "signed by SHA256:... (trusted)" and the like. */
+static void put_signature(FILE *out, vms_client *cl, const struct vms_version *v)
+{
+    enum vms_signature_state state = vms_signature_state(cl, v);
+    char fp[VMS_FINGERPRINT_TEXT_LEN];
+    vms_fingerprint_text(v->signer, fp);
+    if (state == VMS_SIGNATURE_NONE)
+        fputs("unsigned", out);
+    else
+        fprintf(out, "signed by %s (%s)", fp,
+                state == VMS_SIGNATURE_TRUSTED ? "trusted"
+                : state == VMS_SIGNATURE_BAD   ? "BAD SIGNATURE"
+                                               : "not trusted");
+}
+
+static void print_version_json(vms_client *cl, const struct vms_version *v)
 {
     putchar('{');
     vms_json_member(stdout, "image", v->image);
@@ -581,7 +605,9 @@ static void print_version_json(const struct vms_version *v)
     vms_json_member(stdout, "message", v->message);
     fputs(",\"digest\":\"", stdout);
     print_hex(stdout, v->digest);
-    fputs("\"}\n", stdout);
+    putchar('"');
+    json_signature(cl, v);
+    fputs("}\n", stdout);
 }
 
 /* Names, users, hosts and messages come from the catalog: data, not text. */
@@ -589,7 +615,7 @@ static int print_version(void *ctx, const struct vms_version *v)
 {
     struct common *c = ctx;
     if (c->json) {
-        print_version_json(v);
+        print_version_json(c->client, v);
         return 0;
     }
     char when[32];
@@ -600,7 +626,9 @@ static int print_version(void *ctx, const struct vms_version *v)
     vms_put_name(stdout, v->user);
     putchar('@');
     vms_put_name(stdout, v->host);
-    printf("  parent %u  %.1f MiB\n", v->parent, v->size / 1048576.0);
+    printf("  parent %u  %.1f MiB  ", v->parent, v->size / 1048576.0);
+    put_signature(stdout, c->client, v);
+    putchar('\n');
     if (v->message[0]) {
         fputs("    ", stdout);
         vms_put_text(stdout, v->message);
@@ -614,8 +642,10 @@ int cmd_log(int argc, char **argv)
     static const char *const usage =
         "usage: vmsync log REPO [NAME] [--json]\n"
         "\n"
-        "Lists the versions of NAME (or of every image), oldest first; --json prints\n"
-        "one JSON object per line.\n" COMMON_HELP;
+        "Lists the versions of NAME (or of every image), oldest first, each with its\n"
+        "signature: unsigned, or signed by a key's fingerprint, trusted or\n"
+        "not trusted, or BAD SIGNATURE; --json prints one JSON object per line\n"
+        "(signature: unsigned, untrusted, trusted or bad; signer).\n" COMMON_HELP;
     struct common c = {0};
     int status = parse_common_only(argc, argv, usage, &c, 1, 2, "log needs REPO and optionally NAME");
     if (status >= 0)

@@ -503,6 +503,20 @@ int vms_public_key_parse(const char *line, const char *where, struct vms_public_
  * a key line. */
 int vms_public_key_load(const char *path, struct vms_public_key *out, fsp_error *err);
 
+/* What a client can say of a version's signature. */
+enum vms_signature_state {
+    VMS_SIGNATURE_NONE = 0,   /* unsigned */
+    VMS_SIGNATURE_UNTRUSTED,  /* signed by a key the client does not trust: not checked */
+    VMS_SIGNATURE_TRUSTED,    /* signed by a trusted key, and the signature holds */
+    VMS_SIGNATURE_BAD,        /* names a trusted key, and does not verify with it */
+};
+/* "unsigned", "untrusted", "trusted", "bad"; "unknown" for a value not in the enum. */
+const char *vms_signature_state_name(enum vms_signature_state state);
+/* Judges V's signature by C's trusted keys (struct vms_client_opts).  It
+ * reads C's settings only, so any thread may call it while C runs an
+ * operation. */
+enum vms_signature_state vms_signature_state(const vms_client *c, const struct vms_version *v);
+
 /* Makes C's repository's signing key, refusing (VMS_EK_CONFLICT) to replace
  * one unless FORCE; fills *OUT with its public half (the comment names the
  * repository's folder).  Local repositories only: a key is made on the server. */

@@ -18,6 +18,8 @@ struct vms_client {
     char cache[PATH_MAX];
     vms_repo *repo;                /* NULL after a broken link, until the next operation */
     vms_cancel *cancel;            /* fired by vms_client_cancel, reset as an operation starts */
+    struct vms_public_key *anchors; /* the trusted keys (signature.c) */
+    size_t n_anchors;
 };
 
 /* One operation on a client. */

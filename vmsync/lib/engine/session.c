@@ -118,6 +118,7 @@ void vms_client_close(vms_client *cl)
     vms_cancel_reset(cl->cancel); /* a cancel with nothing running must not cut the close short */
     vms_repo_close(cl->repo);
     vms_cancel_free(cl->cancel);
+    free(cl->anchors);
     free(cl->path);
     free(cl);
 }

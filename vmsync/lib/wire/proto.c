@@ -100,6 +100,10 @@ void vms_put_version(struct vms_wbuf *b, const struct vms_version *v)
     vms_put_str(b, v->message);
     vms_put_str(b, v->user);
     vms_put_str(b, v->host);
+    if (v->is_signed) { /* absent for an unsigned version: what an older agent sends */
+        vms_put_hash(b, v->signer);
+        vms_put_raw(b, v->signature, VMS_SIGNATURE_LEN);
+    }
 }
 
 void vms_get_version(struct vms_rbuf *r, struct vms_version *v)
@@ -115,6 +119,11 @@ void vms_get_version(struct vms_rbuf *r, struct vms_version *v)
     vms_get_textbuf(r, v->message, sizeof v->message); /* as a local client wrote them */
     vms_get_textbuf(r, v->user, sizeof v->user);
     vms_get_textbuf(r, v->host, sizeof v->host);
+    if (r->bad || r->p == r->end)
+        return; /* unsigned, or an agent that signs nothing */
+    vms_get_hash(r, v->signer);
+    vms_get_raw(r, v->signature, VMS_SIGNATURE_LEN);
+    v->is_signed = !r->bad;
 }
 
 /* ---- the connection ------------------------------------------------------------- */

@@ -55,7 +55,8 @@ enum vms_msg {
     VMS_M_ERROR,          /* u32 kind, svarint code (negative errno), str message */
     VMS_M_HELLO_OK,       /* u32 version, str software */
     VMS_M_VERSION_INFO,   /* str image, u32 number, u32 parent, hash manifest, hash digest,
-                             u64 size, i64 created, str message, str user, str host */
+                             u64 size, i64 created, str message, str user, str host; and
+                             for a signed version only: hash signer, 64 bytes signature */
     VMS_M_END,            /* (empty) */
     VMS_M_LEASE_INFO,     /* u8 found, str image, u32 version, str user, str host, i64 since */
     VMS_M_DATA,           /* bytes (1..VMS_DATA_MAX) */
