@@ -47,7 +47,8 @@ static const char *const main_usage =
     "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
     "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
     "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
-    "key, login, a path outside the agent's root, a --read-only key).\n";
+    "key, login, a path outside the agent's root, a --read-only key); 13 a trusted\n"
+    "key (--trust) did not sign the version, or it is badly signed.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -64,6 +65,7 @@ int cli_exit_status(const fsp_error *err)
     case VMS_EK_NOTFOUND: return 9;
     case VMS_EK_NETWORK: return 11;
     case VMS_EK_DENIED: return 12;
+    case VMS_EK_UNTRUSTED: return 13;
     default: return 1;
     }
 }
@@ -180,12 +182,25 @@ static struct vms_config *settings;
 
 /* A repository that the settings list with a key file needs no -i: the
  * window and the command line log in the same way. */
-static int identity_from_settings(const char *repo, const char **identity, fsp_error *err)
+static int load_settings(fsp_error *err)
 {
     char path[4096];
-    int rc = 0;
     if (!settings && vms_config_default_path(path, sizeof path, err) == 0)
-        rc = vms_config_load(path, &settings, err);
+        return vms_config_load(path, &settings, err);
+    return 0;
+}
+
+int cli_settings_trusted_keys(char *const **keys, size_t *n, fsp_error *err)
+{
+    int rc = load_settings(err);
+    *keys = !rc && settings ? settings->trusted_keys : NULL;
+    *n = !rc && settings ? settings->n_trusted_keys : 0;
+    return rc;
+}
+
+static int identity_from_settings(const char *repo, const char **identity, fsp_error *err)
+{
+    int rc = load_settings(err);
     for (size_t i = 0; !rc && settings && i < settings->n_repos; i++)
         if (!strcmp(settings->repos[i].url, repo) && settings->repos[i].identity)
             *identity = settings->repos[i].identity;

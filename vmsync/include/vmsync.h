@@ -51,6 +51,7 @@ enum vms_error_kind {
     VMS_EK_NOTFOUND,  /* no such image or version in a repository */
     VMS_EK_NETWORK,   /* a remote repository: cannot connect, link lost, timed out */
     VMS_EK_DENIED,    /* refused: host key, authentication, or the agent's rules */
+    VMS_EK_UNTRUSTED, /* refused: a version a trusted key did not sign, or signed badly */
     VMS_EK_END,       /* one past the last */
 };
 /* The kind's name ("usage", "not found", ...), a static string; NULL for a
@@ -354,6 +355,13 @@ struct vms_client_opts {
     vms_event_cb event;       /* may be NULL */
     vms_warning_cb warning;   /* may be NULL */
     void *ctx;                /* passed to both */
+    /* Files of public keys this client trusts (vms_public_key_load), read by
+     * vms_client_open, which fails naming a file that is not one.  With one
+     * or more, checkout and export refuse (VMS_EK_UNTRUSTED) a version that
+     * is unsigned, signed by a key not among them, or badly signed, before
+     * they write anything; see vms_signature_state. */
+    const char *const *trusted_keys;
+    size_t n_trusted_keys;
 };
 
 typedef struct vms_client vms_client;
@@ -758,6 +766,11 @@ int vms_verify(vms_client *c, const char *name, uint32_t version, const char *im
                bool *same, uint8_t expected[FSP_SHA256_LEN], uint8_t actual[FSP_SHA256_LEN],
                fsp_error *err);
 
+/* NAME@VERSION's record into *OUT (VERSION 0: the latest), as the repository
+ * has it: judge its signature with vms_signature_state. */
+int vms_version_lookup(vms_client *c, const char *name, uint32_t version, struct vms_version *out,
+                       fsp_error *err);
+
 /* Copies NAME@VERSION's manifest to DEST. */
 int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
                        const char *dest, fsp_error *err);
@@ -773,6 +786,10 @@ int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
  *
  *   [seeds]
  *   folder = /var/lib/images           folders where local images are looked for
+ *
+ *   [trust]                            keys whose signatures a client trusts (as
+ *   key = /etc/vmsync/office.pub       --trust does): checkout and export then
+ *                                      refuse versions they did not sign
  *
  *   [checkout]                         a checkout the window made, for its check-in
  *   repository = /srv/vmsync           the url of its [repository]
@@ -801,6 +818,8 @@ struct vms_config {
     size_t n_seed_folders;
     struct vms_config_checkout *checkouts;
     size_t n_checkouts;
+    char **trusted_keys; /* [trust] key: public key files (vms_public_key_load) */
+    size_t n_trusted_keys;
 };
 
 /* The file's path into BUF: $XDG_CONFIG_HOME/vmsync/config, else

@@ -187,7 +187,7 @@ static const int wire_kinds[] = {
     FSP_EK_NONE,     FSP_EK_USAGE,     FSP_EK_OPEN,      FSP_EK_FORMAT,
     FSP_EK_CORRUPT,  FSP_EK_IO,        FSP_EK_NOMEM,     FSP_EK_CANCELLED,
     FSP_EK_INTERNAL, VMS_EK_CONFLICT,  VMS_EK_NOTFOUND,  VMS_EK_NETWORK,
-    VMS_EK_DENIED,
+    VMS_EK_DENIED,   VMS_EK_UNTRUSTED,
 };
 #define N_WIRE_KINDS (sizeof wire_kinds / sizeof wire_kinds[0])
 
