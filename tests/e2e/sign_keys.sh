@@ -7,11 +7,14 @@
 #   - a second generate is refused (exit 8) and keeps the key; --force
 #     replaces it (a new fingerprint);
 #   - --json holds the line, the fingerprint and the comment (the folder);
-#   - show on a repository without a key is exit 9; over ssh:// both are
-#     refused before connecting (exit 2), the key staying on the server;
+#   - show on a repository without a key is exit 9; over ssh:// generate is
+#     refused before connecting (exit 2), the key being made on the server,
+#     and show prints what the agent sends: the same line and fingerprint,
+#     the comment the URL's last part, no key exit 9 without the server's root;
 #   - no temporary key file is left in REPO/tmp.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
+source "$TESTS_LIB/sshd.sh"
 need_vmsync
 need_cmd jq python3
 
@@ -63,8 +66,24 @@ vm_ok "$T/show2" key show "$R"
 left=$(find "$R/tmp" -name 'key-*' | head -1)
 [[ -z $left ]] || bad "a temporary key file is left: $left"
 
-vm_expect "$T/remote" 2 key show ssh://nobody@127.0.0.1:1/office
-one_error_line "$T/remote" "ssh://" "stays on the server" ||
-    bad "$(one_error_line "$T/remote" "ssh://" "stays on the server")"
 vm_expect "$T/remote-gen" 2 key generate ssh://nobody@127.0.0.1:1/office
+one_error_line "$T/remote-gen" "ssh://" "stays on the server" ||
+    bad "$(one_error_line "$T/remote-gen" "ssh://" "stays on the server")"
+
+info "key show over ssh://: the agent sends the public half"
+mkdir -p "$T/srv"
+sshd_start "$T/sshd" "$T/srv"
+repo_init "$T/srv/branch"
+ssh_opts=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY")
+vm_expect "$T/r-none" 9 key show "$SSHD_URL_BASE/branch" "${ssh_opts[@]}"
+grep -q "no signing key" "$T/r-none.err" || bad "over ssh://, no key: $(cat "$T/r-none.err")"
+grep -qF "$T/srv" "$T/r-none.err" && bad "the agent's error shows its root: $(cat "$T/r-none.err")"
+vm_ok "$T/r-gen" key generate "$T/srv/branch"
+vm_ok "$T/r-show" key show "$SSHD_URL_BASE/branch" "${ssh_opts[@]}"
+[[ $(cat "$T/r-show.out") == "$(cat "$T/r-gen.out")" ]] ||
+    bad "key show over ssh:// printed '$(cat "$T/r-show.out")', the server's key is '$(cat "$T/r-gen.out")'"
+[[ $(cat "$T/r-show.err") == "$(cat "$T/r-gen.err")" ]] || bad "over ssh://, the fingerprint: $(cat "$T/r-show.err")"
+vm_ok "$T/r-json" key show "$SSHD_URL_BASE/branch" --json "${ssh_opts[@]}"
+[[ $(jget "$T/r-json.out" .comment) == branch ]] || bad "over ssh://, the comment: $(cat "$T/r-json.out")"
+vm_expect "$T/r-gen2" 2 key generate "$SSHD_URL_BASE/branch" "${ssh_opts[@]}"
 finish

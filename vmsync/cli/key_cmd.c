@@ -14,13 +14,15 @@ static const char *const usage =
     "generate makes REPO's signing key (Ed25519), kept in REPO's folder (mode 0600);\n"
     "every version recorded from then on is signed with it, on the server for\n"
     "ssh:// clients.  An existing key is kept unless --force (versions it signed\n"
-    "then verify only for clients that still trust it).  show prints the public\n"
-    "key as one line that --trust reads (vmsync key show REPO > office.pub), and\n"
-    "its fingerprint on stderr.  REPO is a local folder: run it on the server.\n"
+    "then verify only for clients that still trust it); REPO is a local folder:\n"
+    "run it on the server.  show prints the public key as one line that --trust\n"
+    "reads (vmsync key show REPO > office.pub), and its fingerprint on stderr;\n"
+    "over ssh:// the agent sends it.\n"
     "\n"
     "      --force            generate: replace an existing key\n"
     "      --json             one JSON document: key, fingerprint, comment\n"
-    "  -h, --help             this help\n";
+    "  -h, --help             this help\n"
+    "\n" CLI_REMOTE_HELP;
 
 static void print_key(const struct vms_public_key *k, bool json)
 {
@@ -44,18 +46,21 @@ int cmd_key(int argc, char **argv)
     static const struct option opts[] = {{"force", no_argument, 0, 'f'},
                                          {"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
+                                         CLI_REMOTE_OPTIONS,
                                          {0, 0, 0, 0}};
     bool force = false, json = false;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    struct vms_remote_opts remote = {0};
+    cli_remote_init(&remote);
+    int opt, why;
+    while ((opt = getopt_long(argc, argv, "hi:", opts, NULL)) != -1) {
         if (opt == 'h')
             return fputs(usage, stdout), 0;
         if (opt == 'f')
             force = true;
         else if (opt == 'j')
             json = true;
-        else
-            return cli_bad_option(usage, argv);
+        else if ((why = cli_remote_option(&remote, opt, usage)) != 0)
+            return why == 2 ? 2 : cli_bad_option(usage, argv);
     }
     if (argc - optind != 2)
         return cli_usage_error(usage, "%s", "key needs generate or show, and REPO");
@@ -68,7 +73,7 @@ int cmd_key(int argc, char **argv)
     fsp_error err = {0};
     vms_client *c = NULL;
     struct vms_public_key k;
-    int rc = cli_client_open(repo, &(struct vms_client_opts){0}, &c, &err);
+    int rc = cli_client_open(repo, &(struct vms_client_opts){.remote = &remote}, &c, &err);
     if (!rc)
         rc = generate ? vms_key_generate(c, force, &k, &err) : vms_key_show(c, &k, &err);
     cli_client_close(&c);

@@ -529,8 +529,10 @@ enum vms_signature_state vms_signature_state(const vms_client *c, const struct v
  * one unless FORCE; fills *OUT with its public half (the comment names the
  * repository's folder).  Local repositories only: a key is made on the server. */
 int vms_key_generate(vms_client *c, bool force, struct vms_public_key *out, fsp_error *err);
-/* The public half of C's repository's key; none is VMS_EK_NOTFOUND.  Local
- * repositories only. */
+/* The public half of C's repository's key; none is VMS_EK_NOTFOUND.  Over
+ * ssh:// the agent sends it (the comment then names the repository as the
+ * URL does); an agent older than keys ends the session as for a malformed
+ * request. */
 int vms_key_show(vms_client *c, struct vms_public_key *out, fsp_error *err);
 
 /* ---- queries: images, leases, the audit log --------------------------------

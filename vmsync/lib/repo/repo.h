@@ -228,7 +228,8 @@ typedef int vms_repo_cache_dir_fn(vms_repo *r, const char *sub, char *path, size
 
 /* ---- the signing key ----------------------------------------------------------
  * Local repositories: the key lives in REPO/signing-key (PEM, mode 0600), and
- * add_version signs every version it records while the key is there. */
+ * add_version signs every version it records while the key is there.  An
+ * ssh:// repository shows the public half (KEY), and makes none. */
 
 /* Makes a new key, refusing (VMS_EK_CONFLICT) to replace one unless REPLACE;
  * *OUT gets its public half. */
@@ -269,7 +270,7 @@ struct vms_repo_ops {
     vms_repo_check_fn *check; /* local only: NULL elsewhere */
     vms_repo_cache_dir_fn *cache_dir; /* local only: NULL elsewhere */
     vms_repo_key_generate_fn *key_generate; /* local only: NULL elsewhere */
-    vms_repo_key_public_fn *key_public;     /* local only: NULL elsewhere */
+    vms_repo_key_public_fn *key_public;     /* local and ssh:// */
 };
 
 /* Calls into the handle's table.  R is evaluated more than once, so it must

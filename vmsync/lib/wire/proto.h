@@ -48,7 +48,8 @@ enum vms_msg {
     VMS_M_IMAGES,         /* (empty) -> IMAGE_INFO*, END */
     VMS_M_LEASES,         /* u8 all, str image -> LEASE_INFO* (found 1), END */
     VMS_M_AUDIT_LOG,      /* u8 all, str image, i64 since -> AUDIT_ENTRY*, END */
-    VMS_M_REQUEST_LAST = VMS_M_AUDIT_LOG,
+    VMS_M_KEY,            /* (empty) -> KEY_INFO */
+    VMS_M_REQUEST_LAST = VMS_M_KEY,
 
     /* replies and streamed data */
     VMS_M_OK = 64,        /* (empty) */
@@ -71,6 +72,7 @@ enum vms_msg {
                              u32 version, str user, str host, i64 since (the lease) */
     VMS_M_AUDIT_ENTRY,    /* i64 at, str user, str host, str action, str image ("": none),
                              u32 version, str detail */
+    VMS_M_KEY_INFO,       /* 32 bytes: the public signing key; str comment */
 };
 const char *vms_msg_name(int type);
 
