@@ -11,6 +11,8 @@
 #     bad; log and verify say "BAD SIGNATURE" / "bad" for it;
 #   - verify shows the signature, and refuses an unsigned version when a key is
 #     trusted;
+#   - vmsync check reports that signature, and a signature record of the
+#     wrong shape, as problems of kind signature, which do not stop gc;
 #   - the settings' [trust] keys count as --trust does, for the command line;
 #   - a trust file that holds no key is refused (exit 4) naming it.
 # And the last link of the chain: with a key trusted, a cached manifest that
@@ -107,6 +109,20 @@ PY
     vm_ok "$p-logt" log "$url" desk "${office[@]}" "${c[@]}"
     grep -q "^desk@2 .*(BAD SIGNATURE)$" "$p-logt.out" || bad "$where: log --trust: $(cat "$p-logt.out")"
     vm_expect "$p-verbad" 13 verify "$url" desk@2 "$p-2.img" "${office[@]}" "${c[@]}"
+    if [[ $where == local ]]; then check_finds_it; fi
+}
+
+# vmsync check on the server finds the flipped signature, and a signature
+# record of the wrong shape; gc goes on all the same
+check_finds_it() {
+    vm_expect "$T/check-bad" 5 check "$R" --json
+    [[ $(jq -r '.problems[] | select(.kind == "signature") | "\(.image)@\(.version)"' "$T/check-bad.out") == desk@2 ]] ||
+        bad "check does not report desk@2's signature: $(head -c 600 "$T/check-bad.out")"
+    sqlite3 "$R/catalog.db" "update versions set signer = x'00' where number = 1"
+    vm_expect "$T/check-shape" 5 check "$R"
+    grep -q "signature: desk@1.*not a 64-byte signature" "$T/check-shape.out" ||
+        bad "check does not report desk@1's signature record: $(head -c 600 "$T/check-shape.out")"
+    vm_ok "$T/gc-bad" gc "$R"
 }
 run local
 run ssh

@@ -598,7 +598,7 @@ struct vms_gc_stats {
     uint64_t bytes_before, bytes_kept, bytes_freed;
 };
 /* Refuses (FSP_EK_CORRUPT) a repository that fails the quick check
- * (vms_check without objects; VMS_PROBLEM_LEASE aside): deleting by an
+ * (vms_check without objects; VMS_PROBLEM_LEASE and _SIGNATURE aside): deleting by an
  * incomplete picture loses data. */
 int vms_gc(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
 
@@ -607,7 +607,8 @@ int vms_gc(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
  * versions numbered 1, 2, ... each with its parent, leases on existing
  * versions, index rows in existing packs of the size the catalog records),
  * every version's manifest (present, its SHA-256 its name, every record
- * readable), and every object a version needs (vms_manifest_needed) indexed.
+ * readable), every object a version needs (vms_manifest_needed) indexed, and
+ * the signature of every version the repository's key signed.
  * With OBJECTS, SQLite's full integrity_check, and every indexed object is
  * read, decompressed and hashed.  Local repositories only: over ssh:// it is
  * refused (run it on the server). */
@@ -620,8 +621,13 @@ enum vms_problem_kind {
     VMS_PROBLEM_VERSION,     /* a version that cannot be exported, after its other problems */
     VMS_PROBLEM_LEASE,       /* a lease on an image or version that does not exist: reported,
                               * but harmless to the content, so gc goes on */
+    VMS_PROBLEM_SIGNATURE,   /* a version whose signature does not verify with the
+                              * repository's key, or a signature record of the wrong
+                              * shape: reported, and gc goes on, since what it keeps is
+                              * the same; a trusting client refuses that version */
 };
-const char *vms_problem_name(enum vms_problem_kind kind); /* "catalog", "manifest", ... */
+const char *vms_problem_name(enum vms_problem_kind kind); /* "catalog", "manifest", ...,
+                                                          * "lease", "signature" */
 
 /* One problem; the pointers are valid during the callback only, and are NULL
  * when the problem concerns no version, object or pack. */
