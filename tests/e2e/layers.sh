@@ -15,9 +15,10 @@ declare -A allowed=(
     [manifest]="base manifest"
     [wire]="base wire"
     [repo]="base manifest repo repo/local repo/remote"
-    [repo/local]="base manifest repo repo/local"
+    [sign]="base sign"
+    [repo/local]="base manifest sign repo repo/local"
     [repo/remote]="base manifest wire repo repo/remote"
-    [engine]="base manifest repo engine"
+    [engine]="base manifest sign repo engine"
     [serve]="base manifest wire repo serve"
     [config]="base config"
 )

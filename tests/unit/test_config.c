@@ -129,6 +129,31 @@ static void test_add_and_save(void)
     free(p);
 }
 
+/* [trust] lists key files, kept in order, and a save writes them back (the
+ * window saves the file, and must not drop what only the command line uses). */
+static void test_trust(void)
+{
+    char *p = write_file("trust", "[trust]\nkey = /etc/vmsync/office.pub\nkey = /k/two.pub\n"
+                                  "[repository]\nurl = /srv/a\n");
+    struct vms_config *c = NULL, *back = NULL;
+    fsp_error err = {0};
+    CHECK(vms_config_load(p, &c, &err) == 0);
+    CHECK(c && c->n_trusted_keys == 2);
+    if (c && c->n_trusted_keys == 2) {
+        CHECK(!strcmp(c->trusted_keys[0], "/etc/vmsync/office.pub"));
+        CHECK(!strcmp(c->trusted_keys[1], "/k/two.pub"));
+    }
+    CHECK(c && vms_config_save(c, p, &err) == 0);
+    CHECK(vms_config_load(p, &back, &err) == 0);
+    CHECK(back && back->n_trusted_keys == 2 && back->n_repos == 1);
+    if (back && back->n_trusted_keys == 2)
+        CHECK(!strcmp(back->trusted_keys[1], "/k/two.pub"));
+    vms_config_free(c);
+    vms_config_free(back);
+    free(p);
+    expect_error("[trust]\nfile = /k.pub\n", ":2: unknown key 'file'");
+}
+
 int main(void)
 {
     if (scratch_begin("gui-config"))
@@ -138,6 +163,7 @@ int main(void)
     RUN(test_errors);
     RUN(test_add_and_save);
     RUN(test_checkouts);
+    RUN(test_trust);
     scratch_end();
     return check_failures;
 }

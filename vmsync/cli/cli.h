@@ -23,6 +23,7 @@ int cmd_images(int argc, char **argv);
 int cmd_leases(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_key(int argc, char **argv);
 
 /* Prints ERR once and returns the exit status for it. */
 int cli_report(const fsp_error *err);
@@ -44,6 +45,9 @@ void cli_cancel_on_signals(vms_client *c);
 int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
                     fsp_error *err);
 void cli_client_close(vms_client **c);
+/* The [trust] keys of the settings file (read once; they live until the
+ * process ends); none without a file. */
+int cli_settings_trusted_keys(char *const **keys, size_t *n, fsp_error *err);
 
 /* Options of commands that reach a repository, which may be ssh://. */
 enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,

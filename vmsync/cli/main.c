@@ -35,6 +35,7 @@ static const char *const main_usage =
     "  leases REPO [NAME] [--json]                     who holds which image, since when\n"
     "  release REPO NAME [--json]                      give back this host's lease\n"
     "  audit REPO [NAME] [--since T] [--json]          the audit log, oldest first\n"
+    "  key generate|show REPO [--force] [--json]       the repository's signing key\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
@@ -46,7 +47,8 @@ static const char *const main_usage =
     "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
     "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
     "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
-    "key, login, a path outside the agent's root, a --read-only key).\n";
+    "key, login, a path outside the agent's root, a --read-only key); 13 a trusted\n"
+    "key (--trust) did not sign the version, or it is badly signed.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -63,6 +65,7 @@ int cli_exit_status(const fsp_error *err)
     case VMS_EK_NOTFOUND: return 9;
     case VMS_EK_NETWORK: return 11;
     case VMS_EK_DENIED: return 12;
+    case VMS_EK_UNTRUSTED: return 13;
     default: return 1;
     }
 }
@@ -142,7 +145,7 @@ int main(int argc, char **argv)
         {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
         {"verify", cmd_verify},     {"gc", cmd_gc},             {"check", cmd_check},
         {"images", cmd_images},     {"leases", cmd_leases},     {"release", cmd_release},
-        {"audit", cmd_audit},
+        {"audit", cmd_audit},       {"key", cmd_key},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))
@@ -179,12 +182,25 @@ static struct vms_config *settings;
 
 /* A repository that the settings list with a key file needs no -i: the
  * window and the command line log in the same way. */
-static int identity_from_settings(const char *repo, const char **identity, fsp_error *err)
+static int load_settings(fsp_error *err)
 {
     char path[4096];
-    int rc = 0;
     if (!settings && vms_config_default_path(path, sizeof path, err) == 0)
-        rc = vms_config_load(path, &settings, err);
+        return vms_config_load(path, &settings, err);
+    return 0;
+}
+
+int cli_settings_trusted_keys(char *const **keys, size_t *n, fsp_error *err)
+{
+    int rc = load_settings(err);
+    *keys = !rc && settings ? settings->trusted_keys : NULL;
+    *n = !rc && settings ? settings->n_trusted_keys : 0;
+    return rc;
+}
+
+static int identity_from_settings(const char *repo, const char **identity, fsp_error *err)
+{
+    int rc = load_settings(err);
     for (size_t i = 0; !rc && settings && i < settings->n_repos; i++)
         if (!strcmp(settings->repos[i].url, repo) && settings->repos[i].identity)
             *identity = settings->repos[i].identity;

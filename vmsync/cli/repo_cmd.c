@@ -20,15 +20,19 @@ struct common {
     enum cli_progress_mode progress;
     bool quiet, json;
     struct cli_progress bar;
+    bool takes_trust;    /* checkout, export, verify and log */
+    const char **trust;  /* --trust files, then the settings' [trust] keys */
+    size_t n_trust;
 };
 
-enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON };
+enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON, OPT_TRUST };
 
 #define COMMON_OPTIONS                                                                        \
     {"host", required_argument, 0, OPT_HOST}, {"cache", required_argument, 0, OPT_CACHE},     \
         {"stats-json", required_argument, 0, OPT_STATS},                                      \
         {"progress", required_argument, 0, OPT_PROGRESS}, {"json", no_argument, 0, OPT_JSON}, \
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, CLI_REMOTE_OPTIONS,    \
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},                       \
+        {"trust", required_argument, 0, OPT_TRUST}, CLI_REMOTE_OPTIONS,                       \
         CLI_IMAGE_OPTIONS
 
 #define COMMON_HELP                                                                            \
@@ -42,6 +46,22 @@ enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON };
     "  -h, --help             this help\n" CLI_IMAGE_HELP                                \
     "\n" CLI_REMOTE_HELP
 
+#define TRUST_HELP                                                                             \
+    "      --trust KEYFILE    trust the key in KEYFILE (a line of vmsync key show;\n"         \
+    "                         repeatable; [trust] key = FILE in ~/.config/vmsync/config\n"  \
+    "                         adds more): checkout and export then refuse a version\n"       \
+    "                         no trusted key signed, or signed badly (exit 13)\n"
+
+static int add_trust(struct common *c, const char *file)
+{
+    const char **grown = realloc(c->trust, (c->n_trust + 1) * sizeof *grown);
+    if (!grown)
+        return fputs("vmsync: out of memory\n", stderr), 2;
+    c->trust = grown;
+    c->trust[c->n_trust++] = file;
+    return 0;
+}
+
 /* Handles a common option; 0 when handled, 1 when not one, 2 on a bad value. */
 static int common_option(struct common *c, int opt, const char *usage)
 {
@@ -50,6 +70,10 @@ static int common_option(struct common *c, int opt, const char *usage)
     case OPT_CACHE: c->s.cache_dir = optarg; return 0;
     case OPT_STATS: c->stats_json = optarg; return 0;
     case OPT_JSON: c->json = true; return 0;
+    case OPT_TRUST:
+        if (!c->takes_trust)
+            return cli_usage_error(usage, "%s", "only checkout, export, verify and log take --trust"), 2;
+        return add_trust(c, optarg);
     case 'q': c->quiet = true; return 0;
     case OPT_PROGRESS:
         if (cli_parse_progress(optarg, &c->progress))
@@ -121,13 +145,34 @@ static void common_start(struct common *c, const char *repo)
     cli_progress_init(&c->bar, c->quiet ? CLI_PROGRESS_NONE : c->progress);
 }
 
+/* The trusted keys: --trust's, then the settings'. */
+static int gather_trust(struct common *c, fsp_error *err)
+{
+    char *const *keys;
+    size_t n;
+    int rc = c->takes_trust ? cli_settings_trusted_keys(&keys, &n, err) : 0;
+    for (size_t i = 0; !rc && c->takes_trust && i < n; i++)
+        if (add_trust(c, keys[i]))
+            rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    c->s.trusted_keys = c->trust;
+    c->s.n_trusted_keys = c->n_trust;
+    return rc;
+}
+
 /* The handle the command's one operation runs on; closed right after it. */
 static int common_open(struct common *c, fsp_error *err)
 {
-    return cli_client_open(c->repo, &c->s, &c->client, err);
+    int rc = gather_trust(c, err);
+    return rc ? rc : cli_client_open(c->repo, &c->s, &c->client, err);
 }
 
-static void common_close(struct common *c) { cli_client_close(&c->client); }
+static void common_close(struct common *c)
+{
+    cli_client_close(&c->client);
+    free(c->trust); /* the handle, which read the files, is gone */
+    c->trust = NULL;
+    c->n_trust = 0;
+}
 
 static void print_hex(FILE *f, const uint8_t *h)
 {
@@ -267,7 +312,8 @@ int cmd_import(int argc, char **argv)
     "      --format F         raw (default) or qcow2\n"                                       \
     "      --seed IMAGE       a local image to take content from (repeatable)\n"              \
     "      --force            replace OUT even if vmsync did not write it, or if it\n"        \
-    "                         holds work that no version has (the work is lost)\n"
+    "                         holds work that no version has (the work is lost)\n"      \
+    TRUST_HELP
 
 static const char *const checkout_usage =
     "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
@@ -492,7 +538,8 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
 static int checkout_like(int argc, char **argv, bool export_only)
 {
     const char *usage = export_only ? export_usage : checkout_usage;
-    struct checkout_args a = {.o = {.export_only = export_only, .format = "raw"}};
+    struct checkout_args a = {.o = {.export_only = export_only, .format = "raw"},
+                              .c = {.takes_trust = true}};
     const char **seeds = calloc((size_t)argc + 1, sizeof *seeds);
     if (!seeds)
         return fputs("vmsync: out of memory\n", stderr), 6;
@@ -572,7 +619,31 @@ int cmd_checkin(int argc, char **argv)
 
 /* ---- log -------------------------------------------------------------------------- */
 
-static void print_version_json(const struct vms_version *v)
+/* ,"signature":STATE,"signer":"SHA256:..." (null when unsigned) */
+static void json_signature(vms_client *cl, const struct vms_version *v)
+{
+    char fp[VMS_FINGERPRINT_TEXT_LEN];
+    vms_fingerprint_text(v->signer, fp);
+    printf(",\"signature\":\"%s\",\"signer\":", vms_signature_state_name(vms_signature_state(cl, v)));
+    printf(v->is_signed ? "\"%s\"" : "null", fp);
+}
+
+/* "unsigned", or "signed by SHA256:... (trusted)" and the like. */
+static void describe_signature(vms_client *cl, const struct vms_version *v, char *out, size_t len)
+{
+    enum vms_signature_state state = vms_signature_state(cl, v);
+    char fp[VMS_FINGERPRINT_TEXT_LEN];
+    vms_fingerprint_text(v->signer, fp);
+    if (state == VMS_SIGNATURE_NONE)
+        snprintf(out, len, "unsigned");
+    else
+        snprintf(out, len, "signed by %s (%s)", fp,
+                 state == VMS_SIGNATURE_TRUSTED ? "trusted"
+                 : state == VMS_SIGNATURE_BAD   ? "BAD SIGNATURE"
+                                                : "not trusted");
+}
+
+static void print_version_json(vms_client *cl, const struct vms_version *v)
 {
     putchar('{');
     vms_json_member(stdout, "image", v->image);
@@ -585,7 +656,9 @@ static void print_version_json(const struct vms_version *v)
     vms_json_member(stdout, "message", v->message);
     fputs(",\"digest\":\"", stdout);
     print_hex(stdout, v->digest);
-    fputs("\"}\n", stdout);
+    putchar('"');
+    json_signature(cl, v);
+    fputs("}\n", stdout);
 }
 
 /* Names, users, hosts and messages come from the catalog: data, not text. */
@@ -593,7 +666,7 @@ static int print_version(void *ctx, const struct vms_version *v)
 {
     struct common *c = ctx;
     if (c->json) {
-        print_version_json(v);
+        print_version_json(c->client, v);
         return 0;
     }
     char when[32];
@@ -604,7 +677,10 @@ static int print_version(void *ctx, const struct vms_version *v)
     vms_put_name(stdout, v->user);
     putchar('@');
     vms_put_name(stdout, v->host);
-    printf("  parent %u  %.1f MiB\n", v->parent, v->size / 1048576.0);
+    printf("  parent %u  %.1f MiB  ", v->parent, v->size / 1048576.0);
+    char signature[160];
+    describe_signature(c->client, v, signature, sizeof signature);
+    puts(signature);
     if (v->message[0]) {
         fputs("    ", stdout);
         vms_put_text(stdout, v->message);
@@ -618,9 +694,12 @@ int cmd_log(int argc, char **argv)
     static const char *const usage =
         "usage: vmsync log REPO [NAME] [--json]\n"
         "\n"
-        "Lists the versions of NAME (or of every image), oldest first; --json prints\n"
-        "one JSON object per line.\n" COMMON_HELP;
-    struct common c = {0};
+        "Lists the versions of NAME (or of every image), oldest first, each with its\n"
+        "signature: unsigned, or signed by a key's fingerprint, trusted or\n"
+        "not trusted, or BAD SIGNATURE; --json prints one JSON object per line\n"
+        "(signature: unsigned, untrusted, trusted or bad; signer).\n"
+        "\n" TRUST_HELP COMMON_HELP;
+    struct common c = {.takes_trust = true};
     int status = parse_common_only(argc, argv, usage, &c, 1, 2, "log needs REPO and optionally NAME");
     if (status >= 0)
         return status;
@@ -640,9 +719,12 @@ int cmd_verify(int argc, char **argv)
     static const char *const usage =
         "usage: vmsync verify REPO NAME[@VERSION] IMAGE\n"
         "\n"
-        "Scans IMAGE and compares its canonical digest with the version's.  Exit status\n"
-        "0 when they match, 10 when they differ; with -q that is all it says.\n" COMMON_HELP;
-    struct common c = {0};
+        "Scans IMAGE and compares its canonical digest with the version's, and shows\n"
+        "the version's signature.  Exit status 0 when they match, 10 when they differ;\n"
+        "with -q that is all it says.  With a trusted key, a version that no trusted key\n"
+        "signed, or signed badly, is refused before IMAGE is read (exit 13).\n"
+        "\n" TRUST_HELP COMMON_HELP;
+    struct common c = {.takes_trust = true};
     int status = parse_common_only(argc, argv, usage, &c, 3, 3, "verify needs REPO, NAME[@VERSION] and IMAGE");
     if (status >= 0)
         return status;
@@ -654,9 +736,15 @@ int cmd_verify(int argc, char **argv)
     common_start(&c, argv[optind]);
     bool same;
     uint8_t expected[FSP_SHA256_LEN], actual[FSP_SHA256_LEN];
+    struct vms_version v;
+    char signature[160] = "";
     int rc = common_open(&c, &err);
+    if (!rc) /* the number first: the latest may move on between the two calls */
+        rc = vms_version_lookup(c.client, name, version, &v, &err);
     if (!rc)
-        rc = vms_verify(c.client, name, version, argv[optind + 2], &same, expected, actual, &err);
+        rc = vms_verify(c.client, name, v.number, argv[optind + 2], &same, expected, actual, &err);
+    if (!rc)
+        describe_signature(c.client, &v, signature, sizeof signature);
     common_close(&c);
     cli_progress_clear(&c.bar);
     if (rc)
@@ -668,7 +756,7 @@ int cmd_verify(int argc, char **argv)
     print_hex(stdout, expected);
     fputs("\n  actual   ", stdout);
     print_hex(stdout, actual);
-    putchar('\n');
+    printf("\n  %s@%u %s\n", name, v.number, signature);
     return same ? 0 : 10;
 }
 

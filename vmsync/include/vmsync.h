@@ -51,6 +51,7 @@ enum vms_error_kind {
     VMS_EK_NOTFOUND,  /* no such image or version in a repository */
     VMS_EK_NETWORK,   /* a remote repository: cannot connect, link lost, timed out */
     VMS_EK_DENIED,    /* refused: host key, authentication, or the agent's rules */
+    VMS_EK_UNTRUSTED, /* refused: a version a trusted key did not sign, or signed badly */
     VMS_EK_END,       /* one past the last */
 };
 /* The kind's name ("usage", "not found", ...), a static string; NULL for a
@@ -354,6 +355,13 @@ struct vms_client_opts {
     vms_event_cb event;       /* may be NULL */
     vms_warning_cb warning;   /* may be NULL */
     void *ctx;                /* passed to both */
+    /* Files of public keys this client trusts (vms_public_key_load), read by
+     * vms_client_open, which fails naming a file that is not one.  With one
+     * or more, checkout and export refuse (VMS_EK_UNTRUSTED) a version that
+     * is unsigned, signed by a key not among them, or badly signed, before
+     * they write anything; see vms_signature_state. */
+    const char *const *trusted_keys;
+    size_t n_trusted_keys;
 };
 
 typedef struct vms_client vms_client;
@@ -433,6 +441,9 @@ int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fs
 
 int vms_init_repo(const char *path, fsp_error *err);
 
+#define VMS_PUBLIC_KEY_LEN 32 /* an Ed25519 public key */
+#define VMS_SIGNATURE_LEN 64  /* an Ed25519 signature */
+
 /* A version of an image in a repository. */
 struct vms_version {
     char image[256];
@@ -444,10 +455,85 @@ struct vms_version {
     int64_t created;       /* Unix seconds */
     char message[1024];
     char user[128], host[256];
+    bool is_signed;        /* false: recorded where the repository had no signing key */
+    uint8_t signer[FSP_SHA256_LEN];      /* is_signed: the key's fingerprint */
+    uint8_t signature[VMS_SIGNATURE_LEN]; /* is_signed: Ed25519 over vms_version_message */
 };
 typedef int (*vms_version_cb)(void *ctx, const struct vms_version *v);
 /* Every version of NAME (of every image when NULL), oldest first. */
 int vms_log(vms_client *c, const char *name, vms_version_cb cb, void *ctx, fsp_error *err);
+
+/* ---- signed versions -----------------------------------------------------------
+ * A repository may hold a signing key (Ed25519), made by vms_key_generate.
+ * Where it does, every version recorded from then on is signed where it is
+ * recorded (locally by the local backend, over ssh:// by the agent), and the
+ * signature travels with the version.  The key's private half never leaves
+ * the repository's folder.
+ *
+ * The signed message of a version, version 1 of its layout, all integers
+ * little-endian and of fixed width:
+ *   the 24 bytes "vmsync signed version 1\n",
+ *   u16 length of the image name (1 to 255), then the name's bytes,
+ *   u32 number, u32 parent (0 for a first version),
+ *   the manifest id (32 bytes: the SHA-256 of the manifest file),
+ *   the canonical image digest (32 bytes).
+ * So a signature vouches for the manifest, the manifest for every object, and
+ * the digest for the image rebuilt from them.  docs/signing.md says the same. */
+#define VMS_VERSION_MESSAGE_MAX (24 + 2 + 255 + 4 + 4 + 2 * FSP_SHA256_LEN)
+
+/* A public key as `vmsync key show` prints it and --trust reads it: one line
+ * "vmsync-ed25519 BASE64 [COMMENT]", BASE64 the 32 raw bytes of the key. */
+struct vms_public_key {
+    uint8_t key[VMS_PUBLIC_KEY_LEN];
+    uint8_t fingerprint[FSP_SHA256_LEN]; /* SHA-256 of KEY */
+    char comment[256];                    /* "" when none */
+};
+#define VMS_KEY_LINE_MAX 400
+#define VMS_FINGERPRINT_TEXT_LEN 52 /* "SHA256:" + 43 base64 digits + NUL, as OpenSSH writes */
+
+/* V's signed message into OUT (at least VMS_VERSION_MESSAGE_MAX bytes); its
+ * length, or 0 when V's image name is empty or over 255 bytes. */
+size_t vms_version_message(const struct vms_version *v, uint8_t *out);
+/* Whether SIGNATURE is KEY's signature of V's signed message (V's own
+ * is_signed, signer and signature fields are not read). */
+bool vms_signature_valid(const struct vms_public_key *key, const struct vms_version *v,
+                         const uint8_t signature[VMS_SIGNATURE_LEN]);
+/* "SHA256:..." into OUT, as OpenSSH writes fingerprints (base64, no padding). */
+void vms_fingerprint_text(const uint8_t fingerprint[FSP_SHA256_LEN],
+                          char out[VMS_FINGERPRINT_TEXT_LEN]);
+/* The key line of K into OUT (VMS_KEY_LINE_MAX bytes), without a newline. */
+void vms_public_key_line(const struct vms_public_key *k, char out[VMS_KEY_LINE_MAX]);
+/* Parses a key line (a trailing newline allowed); a bad one is
+ * FSP_EK_FORMAT, the message naming WHERE (a file name) and what is wrong. */
+int vms_public_key_parse(const char *line, const char *where, struct vms_public_key *out,
+                         fsp_error *err);
+/* Reads PATH, a file whose first line that is not blank or a # comment is
+ * a key line. */
+int vms_public_key_load(const char *path, struct vms_public_key *out, fsp_error *err);
+
+/* What a client can say of a version's signature. */
+enum vms_signature_state {
+    VMS_SIGNATURE_NONE = 0,   /* unsigned */
+    VMS_SIGNATURE_UNTRUSTED,  /* signed by a key the client does not trust: not checked */
+    VMS_SIGNATURE_TRUSTED,    /* signed by a trusted key, and the signature holds */
+    VMS_SIGNATURE_BAD,        /* names a trusted key, and does not verify with it */
+};
+/* "unsigned", "untrusted", "trusted", "bad"; "unknown" for a value not in the enum. */
+const char *vms_signature_state_name(enum vms_signature_state state);
+/* Judges V's signature by C's trusted keys (struct vms_client_opts).  It
+ * reads C's settings only, so any thread may call it while C runs an
+ * operation. */
+enum vms_signature_state vms_signature_state(const vms_client *c, const struct vms_version *v);
+
+/* Makes C's repository's signing key, refusing (VMS_EK_CONFLICT) to replace
+ * one unless FORCE; fills *OUT with its public half (the comment names the
+ * repository's folder).  Local repositories only: a key is made on the server. */
+int vms_key_generate(vms_client *c, bool force, struct vms_public_key *out, fsp_error *err);
+/* The public half of C's repository's key; none is VMS_EK_NOTFOUND.  Over
+ * ssh:// the agent sends it (the comment then names the repository as the
+ * URL does); an agent older than keys ends the session as for a malformed
+ * request. */
+int vms_key_show(vms_client *c, struct vms_public_key *out, fsp_error *err);
 
 /* ---- queries: images, leases, the audit log --------------------------------
  * Each calls CB once per row, in the order said, with a struct that, like
@@ -512,7 +598,7 @@ struct vms_gc_stats {
     uint64_t bytes_before, bytes_kept, bytes_freed;
 };
 /* Refuses (FSP_EK_CORRUPT) a repository that fails the quick check
- * (vms_check without objects; VMS_PROBLEM_LEASE aside): deleting by an
+ * (vms_check without objects; VMS_PROBLEM_LEASE and _SIGNATURE aside): deleting by an
  * incomplete picture loses data. */
 int vms_gc(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
 
@@ -521,7 +607,8 @@ int vms_gc(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
  * versions numbered 1, 2, ... each with its parent, leases on existing
  * versions, index rows in existing packs of the size the catalog records),
  * every version's manifest (present, its SHA-256 its name, every record
- * readable), and every object a version needs (vms_manifest_needed) indexed.
+ * readable), every object a version needs (vms_manifest_needed) indexed, and
+ * the signature of every version the repository's key signed.
  * With OBJECTS, SQLite's full integrity_check, and every indexed object is
  * read, decompressed and hashed.  Local repositories only: over ssh:// it is
  * refused (run it on the server). */
@@ -534,8 +621,13 @@ enum vms_problem_kind {
     VMS_PROBLEM_VERSION,     /* a version that cannot be exported, after its other problems */
     VMS_PROBLEM_LEASE,       /* a lease on an image or version that does not exist: reported,
                               * but harmless to the content, so gc goes on */
+    VMS_PROBLEM_SIGNATURE,   /* a version whose signature does not verify with the
+                              * repository's key, or a signature record of the wrong
+                              * shape: reported, and gc goes on, since what it keeps is
+                              * the same; a trusting client refuses that version */
 };
-const char *vms_problem_name(enum vms_problem_kind kind); /* "catalog", "manifest", ... */
+const char *vms_problem_name(enum vms_problem_kind kind); /* "catalog", "manifest", ...,
+                                                          * "lease", "signature" */
 
 /* One problem; the pointers are valid during the callback only, and are NULL
  * when the problem concerns no version, object or pack. */
@@ -685,6 +777,11 @@ int vms_verify(vms_client *c, const char *name, uint32_t version, const char *im
                bool *same, uint8_t expected[FSP_SHA256_LEN], uint8_t actual[FSP_SHA256_LEN],
                fsp_error *err);
 
+/* NAME@VERSION's record into *OUT (VERSION 0: the latest), as the repository
+ * has it: judge its signature with vms_signature_state. */
+int vms_version_lookup(vms_client *c, const char *name, uint32_t version, struct vms_version *out,
+                       fsp_error *err);
+
 /* Copies NAME@VERSION's manifest to DEST. */
 int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
                        const char *dest, fsp_error *err);
@@ -700,6 +797,10 @@ int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
  *
  *   [seeds]
  *   folder = /var/lib/images           folders where local images are looked for
+ *
+ *   [trust]                            keys whose signatures a client trusts (as
+ *   key = /etc/vmsync/office.pub       --trust does): checkout and export then
+ *                                      refuse versions they did not sign
  *
  *   [checkout]                         a checkout the window made, for its check-in
  *   repository = /srv/vmsync           the url of its [repository]
@@ -728,6 +829,8 @@ struct vms_config {
     size_t n_seed_folders;
     struct vms_config_checkout *checkouts;
     size_t n_checkouts;
+    char **trusted_keys; /* [trust] key: public key files (vms_public_key_load) */
+    size_t n_trusted_keys;
 };
 
 /* The file's path into BUF: $XDG_CONFIG_HOME/vmsync/config, else

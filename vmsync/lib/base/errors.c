@@ -15,6 +15,7 @@ const char *vms_error_kind_name(int kind)
         [VMS_EK_NOTFOUND - FSP_EK_LIBRARY] = "not found",
         [VMS_EK_NETWORK - FSP_EK_LIBRARY] = "network",
         [VMS_EK_DENIED - FSP_EK_LIBRARY] = "denied",
+        [VMS_EK_UNTRUSTED - FSP_EK_LIBRARY] = "untrusted",
     };
     if (kind >= 0 && kind < FSP_EK_END)
         return fsparse_kinds[kind];

@@ -76,6 +76,30 @@ int vms_sha256(const void *data, size_t len, uint8_t out[FSP_SHA256_LEN])
     return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
 }
 
+int vms_sha256_file(const char *path, uint8_t out[FSP_SHA256_LEN])
+{
+    enum { CHUNK = 256 << 10 };
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint8_t *buf = fd < 0 ? NULL : malloc(CHUNK);
+    EVP_MD_CTX *md = buf ? EVP_MD_CTX_new() : NULL;
+    int rc = fd < 0 ? -errno : !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ? -ENOMEM : 0;
+    ssize_t n = 0;
+    while (!rc && (n = read(fd, buf, CHUNK)) != 0) {
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n > 0)
+            EVP_DigestUpdate(md, buf, (size_t)n);
+    }
+    unsigned int len = 0;
+    if (!rc && EVP_DigestFinal_ex(md, out, &len) != 1)
+        rc = -ENOMEM;
+    EVP_MD_CTX_free(md);
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 int vms_fsync_parent(const char *path)
 {
     char *copy = strdup(path);

@@ -16,6 +16,8 @@ int vms_fsync_dir(const char *path);
 /* fsyncs the directory holding PATH, so a rename into it survives a crash. */
 int vms_fsync_parent(const char *path);
 int vms_sha256(const void *data, size_t len, uint8_t out[FSP_SHA256_LEN]);
+/* The SHA-256 of the file at PATH, read whole. */
+int vms_sha256_file(const char *path, uint8_t out[FSP_SHA256_LEN]);
 
 /* "DIR/NAME", malloc'd; NULL when out of memory. */
 char *vms_path_join(const char *dir, const char *name);

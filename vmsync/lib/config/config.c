@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS, SEC_CHECKOUT };
+enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS, SEC_CHECKOUT, SEC_TRUST };
 
 struct parser {
     const char *path;
@@ -81,6 +81,10 @@ static int open_section(struct parser *p, const char *name)
         p->section = SEC_SEEDS;
         return 0;
     }
+    if (!strcmp(name, "trust")) {
+        p->section = SEC_TRUST;
+        return 0;
+    }
     if (!strcmp(name, "checkout")) {
         p->section = SEC_CHECKOUT;
         return push_checkout(p->cfg, p->err);
@@ -120,6 +124,8 @@ static int set_key(struct parser *p, const char *key, const char *value)
         return set_checkout_key(p, key, value);
     if (p->section == SEC_SEEDS && !strcmp(key, "folder"))
         return push_string(&c->seed_folders, &c->n_seed_folders, value, p->err);
+    if (p->section == SEC_TRUST && !strcmp(key, "key"))
+        return push_string(&c->trusted_keys, &c->n_trusted_keys, value, p->err);
     if (p->section == SEC_REPOSITORY && !strcmp(key, "url"))
         return set_once(p, &c->repos[c->n_repos - 1].url, key, value);
     if (p->section == SEC_REPOSITORY && !strcmp(key, "identity"))
@@ -251,6 +257,10 @@ static void write_cfg(FILE *f, const struct vms_config *c)
         fputs("\n[seeds]\n", f);
     for (size_t i = 0; i < c->n_seed_folders; i++)
         fprintf(f, "folder = %s\n", c->seed_folders[i]);
+    if (c->n_trusted_keys)
+        fputs("\n[trust]\n", f);
+    for (size_t i = 0; i < c->n_trusted_keys; i++)
+        fprintf(f, "key = %s\n", c->trusted_keys[i]);
     for (size_t i = 0; i < c->n_checkouts; i++)
         fprintf(f, "\n[checkout]\nrepository = %s\nimage = %s\nfile = %s\n",
                 c->checkouts[i].repo, c->checkouts[i].image, c->checkouts[i].file);
@@ -386,7 +396,10 @@ void vms_config_free(struct vms_config *c)
     }
     for (size_t i = 0; i < c->n_seed_folders; i++)
         free(c->seed_folders[i]);
+    for (size_t i = 0; i < c->n_trusted_keys; i++)
+        free(c->trusted_keys[i]);
     free(c->repos);
     free(c->seed_folders);
+    free(c->trusted_keys);
     free(c);
 }

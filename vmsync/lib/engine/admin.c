@@ -47,3 +47,33 @@ int vms_check(vms_client *cl, const struct vms_check_opts *o, vms_problem_cb cb,
     stats->seconds = vms_ctx_elapsed(&c);
     return vms_ctx_close(&c, rc, err);
 }
+
+/* The key is made on the server: a remote client is refused before it connects. */
+static int open_for_generate(struct vms_ctx *c, vms_client *cl, fsp_error *err)
+{
+    vms_ctx_begin(c, cl, NULL); /* even to refuse: the refusal ends in DONE */
+    if (vms_repo_is_remote(cl->path))
+        return fsp_fail(err, FSP_EK_USAGE, -ENOTSUP,
+                        "%s: the signing key stays on the server: run vmsync key there, on the "
+                        "repository's folder",
+                        cl->path);
+    return vms_ctx_connect(c, err);
+}
+
+int vms_key_generate(vms_client *cl, bool force, struct vms_public_key *out, fsp_error *err)
+{
+    struct vms_ctx c;
+    int rc = open_for_generate(&c, cl, err);
+    if (!rc)
+        rc = vms_repo_key_generate(c.repo, force, out, err);
+    return vms_ctx_close(&c, rc, err);
+}
+
+int vms_key_show(vms_client *cl, struct vms_public_key *out, fsp_error *err)
+{
+    struct vms_ctx c;
+    int rc = vms_ctx_open(&c, cl, NULL, err);
+    if (!rc)
+        rc = vms_repo_key_public(c.repo, out, err);
+    return vms_ctx_close(&c, rc, err);
+}

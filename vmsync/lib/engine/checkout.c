@@ -708,6 +708,8 @@ static int load_target(struct checkout *co, fsp_error *err)
 {
     char path[PATH_MAX];
     int rc = vms_repo_version(co->c->repo, co->o->name, co->o->version, &co->version, err);
+    if (!rc) /* before anything is fetched or written */
+        rc = vms_ctx_require_signature(co->c, &co->version, err);
     if (!rc)
         rc = vms_ctx_manifest(co->c, co->version.manifest, path, sizeof path, err);
     if (!rc)
@@ -1089,6 +1091,16 @@ void vms_plan_free(vms_plan *p)
 
 /* ---- small repository queries used by the CLI ------------------------------ */
 
+int vms_version_lookup(vms_client *cl, const char *name, uint32_t version, struct vms_version *out,
+                       fsp_error *err)
+{
+    struct vms_ctx c;
+    int rc = vms_ctx_open(&c, cl, NULL, err);
+    if (!rc)
+        rc = vms_repo_version(c.repo, name, version, out, err);
+    return vms_ctx_close(&c, rc, err);
+}
+
 int vms_fetch_manifest(vms_client *cl, const char *name, uint32_t version,
                        const char *dest, fsp_error *err)
 {
@@ -1111,6 +1123,8 @@ int vms_verify(vms_client *cl, const char *name, uint32_t version, const char *i
     int rc = vms_ctx_open(&c, cl, NULL, err);
     if (!rc)
         rc = vms_repo_version(c.repo, name, version, &v, err);
+    if (!rc)
+        rc = vms_ctx_require_signature(&c, &v, err);
     struct fsp_summary sum;
     vms_ctx_scanning(&c, VMS_PHASE_VERIFY, 0, 0);
     if (!rc)

@@ -18,6 +18,8 @@ struct vms_client {
     char cache[PATH_MAX];
     vms_repo *repo;                /* NULL after a broken link, until the next operation */
     vms_cancel *cancel;            /* fired by vms_client_cancel, reset as an operation starts */
+    struct vms_public_key *anchors; /* the trusted keys (signature.c) */
+    size_t n_anchors;
 };
 
 /* One operation on a client. */
@@ -44,6 +46,11 @@ int vms_ctx_connect(struct vms_ctx *c, fsp_error *err);
  * lost link or a cancel the client's repository is closed, to be opened again
  * by the next operation. */
 int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err);
+/* Reads the files of CL->o.trusted_keys into CL->anchors (signature.c). */
+int vms_client_load_anchors(vms_client *cl, fsp_error *err);
+/* With trusted keys, V must be signed by one of them, and the signature must
+ * hold: else VMS_EK_UNTRUSTED naming the version and why.  Without, 0. */
+int vms_ctx_require_signature(struct vms_ctx *c, const struct vms_version *v, fsp_error *err);
 /* Sends EV to CL's event callback; returns what the callback does (0 without one). */
 int vms_client_emit(vms_client *cl, const struct vms_event *ev);
 /* FSP_EK_CANCELLED once vms_client_cancel fired, else 0: for long loops

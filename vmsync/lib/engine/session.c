@@ -1,4 +1,5 @@
 /* The engine's context: identity, cache, repository, progress and warnings. */
+#include "base/fileio.h"
 #include "engine/engine.h"
 #include "manifest/written.h"
 
@@ -103,6 +104,8 @@ int vms_client_open(const char *repo, const struct vms_client_opts *o, vms_clien
     resolve_identity(cl);
     int rc = resolve_cache(cl, err);
     if (!rc)
+        rc = vms_client_load_anchors(cl, err);
+    if (!rc)
         rc = vms_cancel_new(&cl->cancel, err);
     if (rc)
         vms_client_close(cl);
@@ -118,6 +121,7 @@ void vms_client_close(vms_client *cl)
     vms_cancel_reset(cl->cancel); /* a cancel with nothing running must not cut the close short */
     vms_repo_close(cl->repo);
     vms_cancel_free(cl->cancel);
+    free(cl->anchors);
     free(cl->path);
     free(cl);
 }
@@ -229,6 +233,14 @@ int vms_ctx_cache_path(struct vms_ctx *c, const char *sub, const char *name, cha
     return rc;
 }
 
+/* The fetch checks what it brings against ID; a cached copy is checked
+ * again when a signature vouches for ID, the last link of the chain. */
+static bool cached_copy_is(const char *path, const uint8_t id[FSP_SHA256_LEN])
+{
+    uint8_t actual[FSP_SHA256_LEN];
+    return vms_sha256_file(path, actual) == 0 && !memcmp(actual, id, FSP_SHA256_LEN);
+}
+
 int vms_ctx_manifest(struct vms_ctx *c, const uint8_t id[FSP_SHA256_LEN], char *path, size_t len,
                      fsp_error *err)
 {
@@ -236,8 +248,11 @@ int vms_ctx_manifest(struct vms_ctx *c, const uint8_t id[FSP_SHA256_LEN], char *
     fsp_hex(id, FSP_SHA256_LEN, hex);
     strcat(hex, ".vmsm");
     int rc = vms_ctx_cache_path(c, "manifests", hex, path, len, err);
-    if (rc || access(path, R_OK) == 0)
+    if (rc)
         return rc;
+    if (access(path, R_OK) == 0 && (!c->client->n_anchors || cached_copy_is(path, id)))
+        return 0;
+    unlink(path); /* a cached copy that is not the signed manifest: fetched again, checked */
     return vms_repo_get_manifest(c->repo, id, path, err);
 }
 

@@ -18,6 +18,7 @@
  *   REPO/tmp/            temporary files (packs and manifests being written)
  *   REPO/lock            every handle's shared flock; gc's exclusive one
  *   REPO/cache/          what gc may empty: the agent's segments and temporary files
+ *   REPO/signing-key     the Ed25519 private key that signs versions (when made)
  */
 #ifndef VMS_REPO_H
 #define VMS_REPO_H
@@ -225,6 +226,18 @@ typedef int vms_repo_check_fn(vms_repo *r, const struct vms_check_opts *o, const
  * (REPO/cache/SUB, created), written to PATH. */
 typedef int vms_repo_cache_dir_fn(vms_repo *r, const char *sub, char *path, size_t len, fsp_error *err);
 
+/* ---- the signing key ----------------------------------------------------------
+ * Local repositories: the key lives in REPO/signing-key (PEM, mode 0600), and
+ * add_version signs every version it records while the key is there.  An
+ * ssh:// repository shows the public half (KEY), and makes none. */
+
+/* Makes a new key, refusing (VMS_EK_CONFLICT) to replace one unless REPLACE;
+ * *OUT gets its public half. */
+typedef int vms_repo_key_generate_fn(vms_repo *r, bool replace, struct vms_public_key *out,
+                                     fsp_error *err);
+/* The public half of the key; no key is VMS_EK_NOTFOUND. */
+typedef int vms_repo_key_public_fn(vms_repo *r, struct vms_public_key *out, fsp_error *err);
+
 /* ---- the table of operations ------------------------------------------------
  * A backend (a directory, an ssh:// agent; a bundle file or a web server
  * tomorrow) fills this table; the types above say what each operation does.  An operation that only one kind of repository offers is
@@ -256,6 +269,8 @@ struct vms_repo_ops {
     vms_repo_gc_wait_fn *gc_wait; /* local only: NULL elsewhere */
     vms_repo_check_fn *check; /* local only: NULL elsewhere */
     vms_repo_cache_dir_fn *cache_dir; /* local only: NULL elsewhere */
+    vms_repo_key_generate_fn *key_generate; /* local only: NULL elsewhere */
+    vms_repo_key_public_fn *key_public;     /* local and ssh:// */
 };
 
 /* Calls into the handle's table.  R is evaluated more than once, so it must
@@ -291,6 +306,12 @@ int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err);
 #define vms_repo_check(r, o, hooks, stats, err)                              \
     ((r)->ops->check ? (r)->ops->check((r), (o), (hooks), (stats), (err)) \
                      : vms_repo_local_only((r), "check", (err)))
+#define vms_repo_key_generate(r, replace, out, err)                              \
+    ((r)->ops->key_generate ? (r)->ops->key_generate((r), (replace), (out), (err)) \
+                            : vms_repo_local_only((r), "a signing key", (err)))
+#define vms_repo_key_public(r, out, err)                              \
+    ((r)->ops->key_public ? (r)->ops->key_public((r), (out), (err)) \
+                          : vms_repo_local_only((r), "a signing key", (err)))
 #define vms_repo_cache_dir(r, sub, path, len, err)                              \
     ((r)->ops->cache_dir ? (r)->ops->cache_dir((r), (sub), (path), (len), (err)) \
                          : vms_repo_local_only((r), "a repository cache", (err)))

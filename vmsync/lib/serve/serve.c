@@ -410,6 +410,25 @@ static int on_audit_log(struct request *q)
     return end_rows(q, rc);
 }
 
+/* ---- the signing key ------------------------------------------------------------------ */
+
+/* The public half only; the comment is the last part of the path the client
+ * named, so that no name of the server's own shows. */
+static int on_key(struct request *q)
+{
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_KEY);
+    struct vms_public_key k;
+    int rc = vms_repo_key_public(q->a->repo, &k, q->err);
+    if (rc)
+        return rc;
+    const char *slash = strrchr(q->a->path, '/');
+    struct vms_wbuf b = {0};
+    vms_put_raw(&b, k.key, VMS_PUBLIC_KEY_LEN);
+    vms_put_str(&b, slash ? slash + 1 : q->a->path);
+    return reply(q, VMS_M_KEY_INFO, &b);
+}
+
 /* ---- manifests ---------------------------------------------------------------------- */
 
 static int send_file(struct request *q, int fd)
@@ -923,6 +942,7 @@ static handler handler_for(const struct agent *a, uint8_t type)
     case VMS_M_IMAGES: return on_images;
     case VMS_M_LEASES: return on_leases;
     case VMS_M_AUDIT_LOG: return on_audit_log;
+    case VMS_M_KEY: return on_key;
     default: return NULL;
     }
 }

@@ -23,7 +23,7 @@ const char *vms_msg_name(int type)
         [VMS_M_SEGMENT] = "SEGMENT", [VMS_M_PUT_OK] = "PUT_OK", [VMS_M_NUMBER] = "NUMBER",
         [VMS_M_PONG] = "PONG", [VMS_M_IMAGES] = "IMAGES", [VMS_M_LEASES] = "LEASES",
         [VMS_M_AUDIT_LOG] = "AUDIT_LOG", [VMS_M_IMAGE_INFO] = "IMAGE_INFO",
-        [VMS_M_AUDIT_ENTRY] = "AUDIT_ENTRY",
+        [VMS_M_AUDIT_ENTRY] = "AUDIT_ENTRY", [VMS_M_KEY] = "KEY", [VMS_M_KEY_INFO] = "KEY_INFO",
     };
     const char *n = type >= 0 && (size_t)type < sizeof names / sizeof *names ? names[type] : NULL;
     return n ? n : "unknown";
@@ -100,6 +100,10 @@ void vms_put_version(struct vms_wbuf *b, const struct vms_version *v)
     vms_put_str(b, v->message);
     vms_put_str(b, v->user);
     vms_put_str(b, v->host);
+    if (v->is_signed) { /* absent for an unsigned version: what an older agent sends */
+        vms_put_hash(b, v->signer);
+        vms_put_raw(b, v->signature, VMS_SIGNATURE_LEN);
+    }
 }
 
 void vms_get_version(struct vms_rbuf *r, struct vms_version *v)
@@ -115,6 +119,11 @@ void vms_get_version(struct vms_rbuf *r, struct vms_version *v)
     vms_get_textbuf(r, v->message, sizeof v->message); /* as a local client wrote them */
     vms_get_textbuf(r, v->user, sizeof v->user);
     vms_get_textbuf(r, v->host, sizeof v->host);
+    if (r->bad || r->p == r->end)
+        return; /* unsigned, or an agent that signs nothing */
+    vms_get_hash(r, v->signer);
+    vms_get_raw(r, v->signature, VMS_SIGNATURE_LEN);
+    v->is_signed = !r->bad;
 }
 
 /* ---- the connection ------------------------------------------------------------- */
@@ -178,7 +187,7 @@ static const int wire_kinds[] = {
     FSP_EK_NONE,     FSP_EK_USAGE,     FSP_EK_OPEN,      FSP_EK_FORMAT,
     FSP_EK_CORRUPT,  FSP_EK_IO,        FSP_EK_NOMEM,     FSP_EK_CANCELLED,
     FSP_EK_INTERNAL, VMS_EK_CONFLICT,  VMS_EK_NOTFOUND,  VMS_EK_NETWORK,
-    VMS_EK_DENIED,
+    VMS_EK_DENIED,   VMS_EK_UNTRUSTED,
 };
 #define N_WIRE_KINDS (sizeof wire_kinds / sizeof wire_kinds[0])
 

@@ -48,14 +48,16 @@ enum vms_msg {
     VMS_M_IMAGES,         /* (empty) -> IMAGE_INFO*, END */
     VMS_M_LEASES,         /* u8 all, str image -> LEASE_INFO* (found 1), END */
     VMS_M_AUDIT_LOG,      /* u8 all, str image, i64 since -> AUDIT_ENTRY*, END */
-    VMS_M_REQUEST_LAST = VMS_M_AUDIT_LOG,
+    VMS_M_KEY,            /* (empty) -> KEY_INFO */
+    VMS_M_REQUEST_LAST = VMS_M_KEY,
 
     /* replies and streamed data */
     VMS_M_OK = 64,        /* (empty) */
     VMS_M_ERROR,          /* u32 kind, svarint code (negative errno), str message */
     VMS_M_HELLO_OK,       /* u32 version, str software */
     VMS_M_VERSION_INFO,   /* str image, u32 number, u32 parent, hash manifest, hash digest,
-                             u64 size, i64 created, str message, str user, str host */
+                             u64 size, i64 created, str message, str user, str host; and
+                             for a signed version only: hash signer, 64 bytes signature */
     VMS_M_END,            /* (empty) */
     VMS_M_LEASE_INFO,     /* u8 found, str image, u32 version, str user, str host, i64 since */
     VMS_M_DATA,           /* bytes (1..VMS_DATA_MAX) */
@@ -70,6 +72,7 @@ enum vms_msg {
                              u32 version, str user, str host, i64 since (the lease) */
     VMS_M_AUDIT_ENTRY,    /* i64 at, str user, str host, str action, str image ("": none),
                              u32 version, str detail */
+    VMS_M_KEY_INFO,       /* 32 bytes: the public signing key; str comment */
 };
 const char *vms_msg_name(int type);
 

@@ -2,6 +2,7 @@
  * handle.c): images and versions, leases, the audit log, and the manifest
  * files.  The object store is store.c. */
 #include "repo/local/local.h"
+#include "sign/sign.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -131,7 +132,25 @@ static int image_state(vms_local *r, const char *image, int64_t *id, uint32_t *l
 
 #define VERSION_QUERY                                                                              \
     "SELECT i.name, v.number, v.parent, v.manifest, v.digest, v.size, v.created, v.message, "      \
-    "v.user, v.host FROM versions v JOIN images i ON i.id = v.image_id "
+    "v.user, v.host, v.signature, v.signer FROM versions v JOIN images i ON i.id = v.image_id "
+
+/* Columns 10 and 11: NULL for a version recorded without a key. */
+static int row_signature(vms_local *r, sqlite3_stmt *st, struct vms_version *v, fsp_error *err)
+{
+    bool has_sig = sqlite3_column_type(st, 10) != SQLITE_NULL;
+    bool has_signer = sqlite3_column_type(st, 11) != SQLITE_NULL;
+    if (!has_sig && !has_signer)
+        return 0;
+    if (sqlite3_column_bytes(st, 10) != VMS_SIGNATURE_LEN ||
+        sqlite3_column_bytes(st, 11) != FSP_SHA256_LEN)
+        return fsp_fail(err, FSP_EK_CORRUPT, -EUCLEAN,
+                        "%s: catalog: version %s@%u has a bad signature record", r->path, v->image,
+                        v->number);
+    memcpy(v->signature, sqlite3_column_blob(st, 10), VMS_SIGNATURE_LEN);
+    memcpy(v->signer, sqlite3_column_blob(st, 11), FSP_SHA256_LEN);
+    v->is_signed = true;
+    return 0;
+}
 
 static int row_to_version(vms_local *r, sqlite3_stmt *st, struct vms_version *v, fsp_error *err)
 {
@@ -150,7 +169,7 @@ static int row_to_version(vms_local *r, sqlite3_stmt *st, struct vms_version *v,
     vms_repo_column_text(v->message, sizeof v->message, st, 7);
     vms_repo_column_text(v->user, sizeof v->user, st, 8);
     vms_repo_column_text(v->host, sizeof v->host, st, 9);
-    return 0;
+    return row_signature(r, st, v, err);
 }
 
 /* NUMBER 0 is the latest. */
@@ -257,29 +276,52 @@ static int claim_next_number(vms_local *r, const char *image, uint32_t parent, i
     return rc;
 }
 
-static int insert_version(vms_local *r, int64_t image_id, uint32_t number, uint32_t parent,
-                          const uint8_t *manifest, const uint8_t *digest, uint64_t size,
-                          const char *message, fsp_error *err)
+/* V (image, number, parent, manifest, digest, size, message) as a new row,
+ * signed when SIGNER is not NULL. */
+static int insert_version(vms_local *r, int64_t image_id, struct vms_version *v,
+                          const vms_signer *signer, fsp_error *err)
 {
     sqlite3_stmt *st;
-    int rc = vms_repo_prepare(
-        r,
-        "INSERT INTO versions(image_id, number, parent, manifest, digest, size, "
-        "created, message, user, host) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        &st, err);
+    int rc = signer ? vms_signer_sign(signer, v, err) : 0;
+    if (!rc)
+        rc = vms_repo_prepare(
+            r,
+            "INSERT INTO versions(image_id, number, parent, manifest, digest, size, created, "
+            "message, user, host, signature, signer) "
+            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            &st, err);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, image_id);
-    sqlite3_bind_int64(st, 2, number);
-    sqlite3_bind_int64(st, 3, parent);
-    sqlite3_bind_blob(st, 4, manifest, FSP_SHA256_LEN, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 5, digest, FSP_SHA256_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, (int64_t)size);
+    sqlite3_bind_int64(st, 2, v->number);
+    sqlite3_bind_int64(st, 3, v->parent);
+    sqlite3_bind_blob(st, 4, v->manifest, FSP_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, v->digest, FSP_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (int64_t)v->size);
     sqlite3_bind_int64(st, 7, (int64_t)time(NULL));
-    sqlite3_bind_text(st, 8, message, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, v->message, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 9, r->user, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 10, r->host, -1, SQLITE_STATIC);
+    if (v->is_signed) {
+        sqlite3_bind_blob(st, 11, v->signature, VMS_SIGNATURE_LEN, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 12, v->signer, FSP_SHA256_LEN, SQLITE_STATIC);
+    }
     return vms_repo_run_once(r, st, "adding a version", err);
+}
+
+/* What add_version records, before it knows whether PARENT is still the latest. */
+static void new_version(struct vms_version *v, const char *image, uint32_t parent,
+                        const uint8_t *manifest, const uint8_t *digest, uint64_t size,
+                        const char *message)
+{
+    memset(v, 0, sizeof *v);
+    snprintf(v->image, sizeof v->image, "%s", image);
+    v->number = parent + 1;
+    v->parent = parent;
+    memcpy(v->manifest, manifest, FSP_SHA256_LEN);
+    memcpy(v->digest, digest, FSP_SHA256_LEN);
+    v->size = size;
+    snprintf(v->message, sizeof v->message, "%s", message);
 }
 
 /* A version must name a manifest gc can read, or gc would stop for good. */
@@ -316,15 +358,23 @@ int vms_local_add_version(vms_repo *repo, const char *image, uint32_t parent,
                       (unsigned long long)size);
     if (!rc)
         rc = check_manifest_stored(r, manifest, err);
+    vms_signer *signer = NULL; /* read for each version: a key made since is used at once */
+    if (!rc)
+        rc = vms_local_signer(r, &signer, err);
     if (!rc)
         rc = vms_repo_begin(r, err);
-    if (rc)
+    if (rc) {
+        vms_signer_free(signer);
         return rc;
+    }
     int64_t image_id;
+    struct vms_version v;
+    new_version(&v, image, parent, manifest, digest, size, message);
     rc = claim_next_number(r, image, parent, &image_id, err);
     if (!rc)
-        rc = insert_version(r, image_id, parent + 1, parent, manifest, digest, size, message, err);
+        rc = insert_version(r, image_id, &v, signer, err);
     rc = vms_repo_finish(r, rc, err);
+    vms_signer_free(signer);
     if (!rc)
         *number = parent + 1;
     return rc;

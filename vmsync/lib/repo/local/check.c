@@ -8,6 +8,7 @@
  * beside check-ins: a version is recorded only after its objects are
  * indexed, and only gc (exclusive) deletes, so what it reads stays true. */
 #include "repo/local/local.h"
+#include "sign/sign.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,12 +54,12 @@ static const char *const problem_names[] = {
     [VMS_PROBLEM_CATALOG] = "catalog", [VMS_PROBLEM_MANIFEST] = "manifest",
     [VMS_PROBLEM_MISSING] = "missing", [VMS_PROBLEM_PACK] = "pack",
     [VMS_PROBLEM_OBJECT] = "object",   [VMS_PROBLEM_VERSION] = "version",
-    [VMS_PROBLEM_LEASE] = "lease",
+    [VMS_PROBLEM_LEASE] = "lease",     [VMS_PROBLEM_SIGNATURE] = "signature",
 };
 
 const char *vms_problem_name(enum vms_problem_kind kind)
 {
-    return kind >= VMS_PROBLEM_CATALOG && kind <= VMS_PROBLEM_LEASE ? problem_names[kind] : "?";
+    return kind >= VMS_PROBLEM_CATALOG && kind <= VMS_PROBLEM_SIGNATURE ? problem_names[kind] : "?";
 }
 
 void vms_problem_describe(const struct vms_problem *p, char *out, size_t len)
@@ -181,6 +182,12 @@ static const struct rule rules[] = {
      "SELECT " IMAGE_OF("v") ", v.number, NULL, NULL, 'its manifest id or digest is not a SHA-256'"
      " FROM versions v WHERE typeof(v.manifest) <> 'blob' OR length(v.manifest) <> 32"
      " OR typeof(v.digest) <> 'blob' OR length(v.digest) <> 32"},
+    /* signed (both blobs, of their sizes) or not (both NULL), nothing between */
+    {VMS_PROBLEM_SIGNATURE,
+     "SELECT " IMAGE_OF("v") ", v.number, NULL, NULL, 'its signature record is not a 64-byte'"
+     " || ' signature and a 32-byte signer' FROM versions v"
+     " WHERE NOT ((v.signature IS NULL AND v.signer IS NULL) OR (typeof(v.signature) = 'blob'"
+     " AND length(v.signature) = 64 AND typeof(v.signer) = 'blob' AND length(v.signer) = 32))"},
     /* the agent takes leases for clients: a dangling one says nothing of the content */
     {VMS_PROBLEM_LEASE,
      "SELECT NULL, 0, NULL, NULL, 'a lease on image id ' || l.image_id || ', which does not exist'"
@@ -536,6 +543,62 @@ static int check_versions(struct check *c)
     return rc;
 }
 
+/* ---- signatures ------------------------------------------------------------------ */
+
+/* A row of signed_query as the version it signs. */
+static void signed_row(sqlite3_stmt *st, struct vms_version *v)
+{
+    memset(v, 0, sizeof *v);
+    vms_repo_column_text(v->image, sizeof v->image, st, 0);
+    v->number = (uint32_t)sqlite3_column_int64(st, 1);
+    v->parent = (uint32_t)sqlite3_column_int64(st, 2);
+    memcpy(v->manifest, sqlite3_column_blob(st, 3), FSP_SHA256_LEN);
+    memcpy(v->digest, sqlite3_column_blob(st, 4), FSP_SHA256_LEN);
+    memcpy(v->signature, sqlite3_column_blob(st, 5), VMS_SIGNATURE_LEN);
+}
+
+static const char signed_query[] =
+    "SELECT i.name, v.number, v.parent, v.manifest, v.digest, v.signature FROM versions v"
+    " JOIN images i ON i.id = v.image_id WHERE v.signer = ?1 AND length(v.signature) = 64"
+    " AND length(v.manifest) = 32 AND length(v.digest) = 32 ORDER BY i.name, v.number";
+
+/* Versions signed by the repository's key verify with it.  Those that a key
+ * it had before signed (replaced with --force) cannot be checked here. */
+static int check_signatures_by(struct check *c, const struct vms_public_key *key)
+{
+    char fp[VMS_FINGERPRINT_TEXT_LEN];
+    vms_fingerprint_text(key->fingerprint, fp);
+    sqlite3_stmt *st;
+    int rc = vms_repo_prepare(c->r, signed_query, &st, c->err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, key->fingerprint, FSP_SHA256_LEN, SQLITE_STATIC);
+    int s = SQLITE_DONE;
+    struct vms_version v;
+    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        signed_row(st, &v);
+        if (!vms_signature_valid(key, &v, v.signature))
+            rc = reportf(c, VMS_PROBLEM_SIGNATURE, v.image, v.number, NULL, NULL,
+                         "its signature does not verify with the repository's key %s", fp);
+    }
+    if (!rc && s != SQLITE_DONE)
+        rc = vms_repo_db_fail(c->r, s, "checking signatures", c->err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int check_signatures(struct check *c)
+{
+    vms_signer *signer = NULL;
+    int rc = vms_local_signer(c->r, &signer, c->err);
+    if (rc || !signer)
+        return rc;
+    struct vms_public_key key;
+    vms_signer_public(signer, NULL, &key);
+    vms_signer_free(signer);
+    return check_signatures_by(c, &key);
+}
+
 /* ---- every stored object (--objects) ------------------------------------------ */
 
 static int count_object(void *ctx, size_t index, const uint8_t *data, size_t len,
@@ -616,6 +679,8 @@ int vms_local_check(vms_repo *repo, const struct vms_check_opts *o, const struct
         rc = check_packs(&c, &packs, &n_packs);
     if (!rc)
         rc = check_versions(&c);
+    if (!rc)
+        rc = check_signatures(&c);
     if (!rc && o->objects)
         rc = check_objects(&c, packs, n_packs);
     /* only SQLite fails this way here (the rest is reported): a damaged

@@ -458,11 +458,11 @@ struct gc_blockers {
     char first[400];
 };
 
-/* A dangling lease does not change what gc would keep. */
+/* A dangling lease or a bad signature does not change what gc would keep. */
 static int note_blocker(void *ctx, const struct vms_problem *p)
 {
     struct gc_blockers *b = ctx;
-    if (p->kind == VMS_PROBLEM_LEASE)
+    if (p->kind == VMS_PROBLEM_LEASE || p->kind == VMS_PROBLEM_SIGNATURE)
         return 0;
     if (!b->n++)
         vms_problem_describe(p, b->first, sizeof b->first);

@@ -23,7 +23,9 @@
 #define MARKER_NAME "vmsync-repo"
 #define MARKER_TEXT "vmsync-repo 1\n"
 #define FORMAT_VERSION 1
-#define SCHEMA_VERSION "1"
+/* Schema 2 gave versions their signature and signer (NULL: unsigned); a
+ * catalog of schema 1 is brought to 2 when it is opened (migrate_schema). */
+#define SCHEMA_VERSION "2"
 #define BUSY_TIMEOUT_MS 30000
 
 static const char SCHEMA[] =
@@ -34,7 +36,7 @@ static const char SCHEMA[] =
     " image_id INTEGER NOT NULL REFERENCES images(id), number INTEGER NOT NULL,"
     " parent INTEGER NOT NULL, manifest BLOB NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL,"
     " created INTEGER NOT NULL, message TEXT NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,"
-    " UNIQUE(image_id, number));"
+    " signature BLOB, signer BLOB, UNIQUE(image_id, number));"
     "CREATE TABLE leases(image_id INTEGER PRIMARY KEY REFERENCES images(id),"
     " version INTEGER NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL, since INTEGER NOT NULL);"
     "CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, user TEXT NOT NULL,"
@@ -269,19 +271,47 @@ static int take_shared_lock(vms_local *r, fsp_error *err)
     return rc;
 }
 
-static int check_schema(vms_local *r, fsp_error *err)
+static int read_schema(vms_local *r, char version[32], fsp_error *err)
 {
     sqlite3_stmt *st;
     int rc = vms_repo_prepare(r, "SELECT value FROM meta WHERE key = 'schema'", &st, err);
     if (rc)
         return rc;
     int s = sqlite3_step(st);
-    char version[32] = "";
+    version[0] = 0;
     if (s == SQLITE_ROW)
-        vms_repo_column_text(version, sizeof version, st, 0);
+        vms_repo_column_text(version, 32, st, 0);
     sqlite3_finalize(st);
-    if (s != SQLITE_ROW && s != SQLITE_DONE)
-        return vms_repo_db_fail(r, s, "reading the schema version", err);
+    return s == SQLITE_ROW || s == SQLITE_DONE
+               ? 0
+               : vms_repo_db_fail(r, s, "reading the schema version", err);
+}
+
+/* Schema 1 to 2: the columns of signed versions.  Under the write lock, and
+ * read again there, so two handles opening an old catalog migrate it once. */
+static int migrate_schema(vms_local *r, char version[32], fsp_error *err)
+{
+    int rc = vms_repo_begin(r, err);
+    if (!rc)
+        rc = read_schema(r, version, err);
+    if (!rc && !strcmp(version, "1"))
+        rc = vms_repo_exec(r,
+                           "ALTER TABLE versions ADD COLUMN signature BLOB;"
+                           "ALTER TABLE versions ADD COLUMN signer BLOB;"
+                           "UPDATE meta SET value = '2' WHERE key = 'schema'",
+                           err);
+    rc = vms_repo_finish(r, rc, err);
+    return rc ? rc : read_schema(r, version, err);
+}
+
+static int check_schema(vms_local *r, fsp_error *err)
+{
+    char version[32];
+    int rc = read_schema(r, version, err);
+    if (!rc && !strcmp(version, "1"))
+        rc = migrate_schema(r, version, err);
+    if (rc)
+        return rc;
     if (strcmp(version, SCHEMA_VERSION) != 0)
         return fsp_fail(err, FSP_EK_FORMAT, -ENOTSUP,
                         "%s: catalog schema \"%s\" is not supported (this vmsync reads %s)",
@@ -330,6 +360,8 @@ static const struct vms_repo_ops local_ops = {
     .gc_wait = vms_local_gc_wait,
     .check = vms_local_check,
     .cache_dir = vms_local_cache_dir,
+    .key_generate = vms_local_key_generate,
+    .key_public = vms_local_key_public,
 };
 
 int vms_local_open(const char *path, const char *user, const char *host,

@@ -102,6 +102,9 @@ vms_repo_images_fn vms_local_images;
 vms_repo_leases_fn vms_local_leases;
 vms_repo_audit_log_fn vms_local_audit_log;
 vms_repo_cache_dir_fn vms_local_cache_dir;
+/* keys.c */
+vms_repo_key_generate_fn vms_local_key_generate;
+vms_repo_key_public_fn vms_local_key_public;
 /* gc.c */
 vms_repo_gc_fn vms_local_gc;
 vms_repo_gc_wait_fn vms_local_gc_wait;
@@ -138,6 +141,11 @@ bool vms_repo_shared_in_process(const vms_local *r);
 /* ---- catalog.c ---- */
 /* REPO/manifests/<hex>.vmsm, malloc'd (NULL when out of memory). */
 char *vms_repo_manifest_path(const vms_local *r, const uint8_t id[FSP_SHA256_LEN]);
+
+/* ---- keys.c ---- */
+struct vms_signer;
+/* The repository's signing key (sign/sign.h), or *OUT NULL when it has none. */
+int vms_local_signer(vms_local *r, struct vms_signer **out, fsp_error *err);
 
 /* ---- store.c ---- */
 int vms_store_open(vms_local *r, fsp_error *err);

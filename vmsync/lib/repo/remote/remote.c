@@ -704,6 +704,24 @@ static int vms_remote_list(vms_repo *repo, const char *image, vms_version_cb cb,
     return rc ? rc : stopped;
 }
 
+/* The agent answers with the key's public half: the private one stays there. */
+static int vms_remote_key_public(vms_repo *repo, struct vms_public_key *out, fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct vms_rbuf body;
+    memset(out, 0, sizeof *out);
+    int rc = request(r, VMS_M_KEY, NULL, VMS_M_KEY_INFO, &body, err);
+    if (rc)
+        return rc;
+    vms_get_raw(&body, out->key, VMS_PUBLIC_KEY_LEN);
+    vms_get_strbuf(&body, out->comment, sizeof out->comment);
+    if (!vms_get_done(&body))
+        return bad_reply(r, VMS_M_KEY_INFO, err);
+    return vms_sha256(out->key, VMS_PUBLIC_KEY_LEN, out->fingerprint)
+               ? fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory")
+               : 0;
+}
+
 static int vms_remote_add_version(vms_repo *repo, const char *image, uint32_t parent,
                                   const uint8_t manifest[FSP_SHA256_LEN],
                                   const uint8_t digest[FSP_SHA256_LEN], uint64_t size,
@@ -1354,4 +1372,5 @@ static const struct vms_repo_ops remote_ops = {
     .leases = vms_remote_leases,
     .audit_log = vms_remote_audit_log,
     .gc = vms_remote_gc,
+    .key_public = vms_remote_key_public,
 };
