@@ -35,6 +35,11 @@ static const char *const main_usage =
     "  leases REPO [NAME] [--json]                     who holds which image, since when\n"
     "  release REPO NAME [--json]                      give back this host's lease\n"
     "  audit REPO [NAME] [--since T] [--json]          the audit log, oldest first\n"
+    "  bundle create REPO NAME[@V] -o FILE [--have IMG]...  a version in one file, for\n"
+    "                                                  laptops off the network\n"
+    "  bundle show FILE [--json]                       what a bundle holds and needs\n"
+    "\n"
+    "A bundle FILE is a read-only REPO: checkout, export, verify and log read it.\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
@@ -142,7 +147,7 @@ int main(int argc, char **argv)
         {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
         {"verify", cmd_verify},     {"gc", cmd_gc},             {"check", cmd_check},
         {"images", cmd_images},     {"leases", cmd_leases},     {"release", cmd_release},
-        {"audit", cmd_audit},
+        {"audit", cmd_audit},       {"bundle", cmd_bundle},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))

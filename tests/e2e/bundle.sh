@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A bundle carries a version to a laptop with no repository and no network.
+# The repository holds desk@1 (image S) and desk@2 (image T, sharing much of
+# S).  With the repository moved away, desk@2 checked out from a bundle with
+# no --have equals the online checkout byte for byte and verifies; a bundle
+# with --have S (a manifest the laptop made, or the image itself) or --base
+# desk@1 is smaller, holds the same objects either way, and checks out with
+# --seed S; without the seed that checkout fails naming an object, writing
+# nothing.  bundle show --json says what each holds and needs; a bundle
+# refuses every operation that writes; -o - writes the same bytes as a file.
+source "$(dirname "$0")/../lib/common.sh"
+source "$TESTS_LIB/repo.sh"
+need_vmsync
+need_cmd mke2fs jq cmp
+
+export VMSYNC_HOST=bundle-host VMSYNC_CACHE=$T/cache
+R=$T/repo
+repo_init "$R"
+timg=$(repo_img t ext4) || fail "cannot build T"
+simg=$(repo_img s ext4) || fail "cannot build S"
+tdig=$(repo_digest "$timg") || fail "no digest for T"
+sdig=$(repo_digest "$simg") || fail "no digest for S"
+vm_ok "$T/imp1" import "$R" "$simg" --name desk -m "the seed"
+vm_ok "$T/imp2" import "$R" "$timg" --name desk -m "the target"
+vm_ok "$T/online" export "$R" desk -o "$T/online.img"
+vm_ok "$T/s.manifest" manifest "$simg" -o "$T/s.vmsm"
+
+L=9 # the level of every bundle but one: their sizes compare
+vm_ok "$T/full" bundle create "$R" desk -o "$T/full.vmsb" --level $L --json
+vm_ok "$T/have" bundle create "$R" desk@2 -o "$T/have.vmsb" --have "$T/s.vmsm" --level $L --json
+vm_ok "$T/haveimg" bundle create "$R" desk -o "$T/haveimg.vmsb" --have "$simg" --level $L --json
+vm_ok "$T/base" bundle create "$R" desk -o "$T/base.vmsb" --base desk@1 --level $L --json
+vm_ok "$T/best" bundle create "$R" desk -o "$T/best.vmsb" --have "$T/s.vmsm" --json
+vm_ok "$T/pipe" bundle create "$R" desk -o - --have "$T/s.vmsm" --level $L -q
+for b in full have haveimg base best; do
+    json_ok "$T/$b.out" || fail "bundle create $b --json is not JSON: $(head -c 200 "$T/$b.out")"
+    size=$(stat -c %s "$T/$b.vmsb")
+    [[ $(jget "$T/$b.out" .bytes_written) == "$size" ]] ||
+        bad "$b: bytes_written $(jget "$T/$b.out" .bytes_written), the file has $size"
+done
+cmp -s "$T/pipe.out" "$T/have.vmsb" || bad "-o - wrote other bytes than -o FILE"
+full_objects=$(jget "$T/full.out" .objects)
+have_objects=$(jget "$T/have.out" .objects)
+((full_objects > 0 && $(jget "$T/full.out" .objects_held) == 0)) || bad "full bundle: $(cat "$T/full.out")"
+((have_objects < full_objects && $(jget "$T/have.out" .objects_held) > 0)) ||
+    bad "--have S left nothing out: $(cat "$T/have.out")"
+for b in haveimg base best; do
+    [[ $(jget "$T/$b.out" .objects) == "$have_objects" ]] ||
+        bad "$b holds $(jget "$T/$b.out" .objects) objects, --have S.vmsm $have_objects"
+done
+full_size=$(stat -c %s "$T/full.vmsb")
+have_size=$(stat -c %s "$T/have.vmsb")
+best_size=$(stat -c %s "$T/best.vmsb")
+info "full bundle $full_size bytes; with --have S $have_size (level $L), $best_size (level 19)"
+((have_size * 2 < full_size)) || bad "the --have bundle ($have_size) is not under half the full one ($full_size)"
+((best_size <= have_size)) || bad "level 19 ($best_size) is larger than level $L ($have_size)"
+
+# bundle show
+vm_ok "$T/show-full" bundle show "$T/full.vmsb" --json
+vm_ok "$T/show-have" bundle show "$T/have.vmsb" --json
+vm_ok "$T/show-base" bundle show "$T/base.vmsb" --json
+vm_ok "$T/show-text" bundle show "$T/have.vmsb"
+for s in full have base; do json_ok "$T/show-$s.out" || fail "show $s --json is not JSON"; done
+j=$T/show-have.out
+[[ $(jget "$j" .image) == desk && $(jget "$j" .version) == 2 && $(jget "$j" .parent) == 1 ]] ||
+    bad "show: not desk@2 with parent 1: $(cat "$j")"
+[[ $(jget "$j" .canonical_digest) == "$tdig" ]] || bad "show: the digest is not T's"
+[[ $(jget "$j" .signed) == false ]] || bad "show: signed without a signature"
+[[ $(jget "$j" '.needs.held | join(",")') == "$sdig" && $(jget "$j" .needs.base) == null ]] ||
+    bad "show --have: needs $(jq -c .needs "$j"), expected S's digest"
+[[ $(jget "$j" .objects) == "$have_objects" ]] || bad "show: $(jget "$j" .objects) objects, create said $have_objects"
+[[ $(jget "$j" .file_bytes) == "$have_size" ]] || bad "show: file_bytes is not the file's size"
+[[ $(jq -c .needs "$T/show-full.out") == '{"base":null,"held":[]}' ]] || bad "show full: needs $(jq -c .needs "$T/show-full.out")"
+[[ $(jq -c .needs "$T/show-base.out") == '{"base":1,"held":[]}' ]] || bad "show --base: needs $(jq -c .needs "$T/show-base.out")"
+grep -q "^digest:   $tdig" "$T/show-text.out" || bad "show: no digest line: $(cat "$T/show-text.out")"
+grep -q "images of canonical digest $sdig" "$T/show-text.out" || bad "show: does not say what it needs"
+
+# The laptop: no repository, a cache of its own.
+mv "$R" "$R.away"
+export VMSYNC_CACHE=$T/laptop-cache
+vm_ok "$T/air" checkout "$T/full.vmsb" desk -o "$T/air.img"
+cmp "$T/air.img" "$T/online.img" >/dev/null || bad "the checkout from the full bundle differs from the online one"
+vm_ok "$T/air-verify" verify "$T/full.vmsb" desk "$T/air.img"
+vm_ok "$T/seeded" checkout "$T/have.vmsb" desk@2 -o "$T/seeded.img" --seed "$simg" --stats-json "$T/seeded.json"
+cmp "$T/seeded.img" "$T/online.img" >/dev/null || bad "the checkout from the --have bundle differs from the online one"
+(($(repo_stat "$T/seeded.json" bytes_from_seeds) > 0)) || bad "the seeded checkout took nothing from S"
+[[ $(repo_stat "$T/seeded.json" objects_fetched) == "$have_objects" ]] ||
+    bad "the seeded checkout fetched $(repo_stat "$T/seeded.json" objects_fetched) objects, the bundle has $have_objects"
+vm_ok "$T/best-co" export "$T/best.vmsb" desk -o "$T/best.img" --seed "$T/seeded.img"
+cmp "$T/best.img" "$T/online.img" >/dev/null || bad "the export from the level-19 bundle differs"
+vm_ok "$T/log" log "$T/have.vmsb" --json
+[[ $(jq -r .digest "$T/log.out") == "$tdig" ]] || bad "log of a bundle: $(cat "$T/log.out")"
+
+# Without the seed it lacks: refused before writing, naming an object.
+vm_expect "$T/noseed" 5 checkout "$T/have.vmsb" desk -o "$T/noseed.img"
+why=$(one_error_line "$T/noseed" desk "no seed holds them") || bad "no seed: $why"
+grep -Eq 'object [0-9a-f]{64}' "$T/noseed.err" || bad "no seed: the error names no object: $(cat "$T/noseed.err")"
+for f in "$T/noseed.img" "$T/noseed.img.vmsync-part" "$T/noseed.img.vmsync-journal"; do
+    [[ ! -e $f ]] || bad "a refused checkout left $(basename "$f")"
+done
+
+# A bundle is read-only.
+vm_expect "$T/ro-checkin" 2 checkin "$T/full.vmsb" desk "$T/air.img"
+why=$(one_error_line "$T/ro-checkin" full.vmsb "read-only") || bad "checkin into a bundle: $why"
+vm_expect "$T/ro-import" 2 import "$T/full.vmsb" "$simg" --name other
+why=$(one_error_line "$T/ro-import" full.vmsb "read-only") || bad "import into a bundle: $why"
+vm_expect "$T/other" 9 checkout "$T/full.vmsb" other -o "$T/other.img"
+vm_expect "$T/v1" 9 checkout "$T/full.vmsb" desk@1 -o "$T/v1.img"
+[[ ! -e $T/other.img && ! -e $T/v1.img ]] || bad "a refused checkout wrote its output"
+mv "$R.away" "$R"
+vm_expect "$T/notbundle" 2 bundle show "$R"
+finish
