@@ -55,9 +55,29 @@ int vms_bundle_decode_header(const uint8_t *p, size_t len, struct vms_bundle_hea
 void vms_bundle_encode_version(struct vms_wbuf *b, const struct vms_version *v);
 int vms_bundle_decode_version(const uint8_t *p, size_t len, struct vms_version *v,
                               const char *path, fsp_error *err);
-void vms_bundle_encode_end(struct vms_wbuf *b, uint64_t members, uint64_t objects);
-int vms_bundle_decode_end(const uint8_t *p, size_t len, uint64_t *members, uint64_t *objects,
-                          const char *path, fsp_error *err);
+
+/* The SHA-256 of a member's data, by name: the trailer lists one for every
+ * member before it, so that a changed byte anywhere is found, and named. */
+#define VMS_BUNDLE_NAME_MAX 64
+struct vms_bundle_seal {
+    char name[VMS_BUNDLE_NAME_MAX];
+    uint8_t hash[FSP_SHA256_LEN];
+};
+struct vms_bundle_seals {
+    struct vms_bundle_seal *v;
+    size_t n, cap;
+};
+int vms_bundle_seal_add(struct vms_bundle_seals *s, const char *name, const uint8_t hash[FSP_SHA256_LEN]);
+
+/* The trailer: the counts, the seals, and the SHA-256 of the record's bytes
+ * before it (so that damage to the trailer itself is told apart). */
+struct vms_bundle_end {
+    uint64_t members, objects;
+    struct vms_bundle_seals seals; /* decoded: malloc'd, the caller's */
+};
+void vms_bundle_encode_end(struct vms_wbuf *b, const struct vms_bundle_end *e);
+int vms_bundle_decode_end(const uint8_t *p, size_t len, struct vms_bundle_end *e, const char *path,
+                          fsp_error *err);
 
 /* Where an object is: its member (from 1) and its frame's offset in the
  * member's decompressed bytes. */

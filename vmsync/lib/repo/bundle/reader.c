@@ -9,6 +9,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,13 @@ struct cursor {
     struct archive *a;
     char member[128];     /* the current member's name, for messages */
     uint64_t size;        /* its size */
+    bool size_known;      /* a member's header was read whole */
     uint64_t consumed;    /* bytes of member data read in the whole pass */
     const struct vms_repo_progress *progress;
     uint64_t file_bytes;
+    EVP_MD_CTX *member_hash; /* when set, of the current member's data: its seal */
+    bool in_member;
+    struct vms_bundle_seals seals; /* of every member read so far */
 };
 
 static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory"); }
@@ -56,6 +61,30 @@ static void close_cursor(struct cursor *k)
     if (k->a)
         archive_read_free(k->a);
     k->a = NULL;
+    EVP_MD_CTX_free(k->member_hash);
+    k->member_hash = NULL;
+    free(k->seals.v);
+    k->seals = (struct vms_bundle_seals){0};
+}
+
+static void hash_data(struct cursor *k, const void *p, size_t n)
+{
+    if (k->member_hash)
+        EVP_DigestUpdate(k->member_hash, p, n);
+}
+
+/* Ends the current member's seal, and starts the next one's. */
+static int seal_member(struct cursor *k, fsp_error *err)
+{
+    uint8_t hash[FSP_SHA256_LEN];
+    unsigned int len = sizeof hash;
+    if (!k->member_hash)
+        return 0;
+    if (k->in_member && (!EVP_DigestFinal_ex(k->member_hash, hash, &len) ||
+                         vms_bundle_seal_add(&k->seals, k->member, hash)))
+        return nomem(err);
+    k->in_member = true;
+    return EVP_DigestInit_ex(k->member_hash, EVP_sha256(), NULL) ? 0 : nomem(err);
 }
 
 /* A member must be a plain file: no link, no sparse map, a known size. */
@@ -70,6 +99,10 @@ static int check_entry(struct cursor *k, struct archive_entry *e, fsp_error *err
         return fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s has no size", k->path,
                         k->member);
     k->size = (uint64_t)size;
+    k->size_known = true;
+    if (k->file_bytes && k->size > k->file_bytes) /* before any buffer is sized by it */
+        return fsp_fail(err, FSP_EK_FORMAT, -ENODATA, "%s: member %s: %llu bytes, more than the file holds",
+                        k->path, k->member, (unsigned long long)k->size);
     return 0;
 }
 
@@ -77,12 +110,15 @@ static int check_entry(struct cursor *k, struct archive_entry *e, fsp_error *err
 static int next_member(struct cursor *k, bool *end, fsp_error *err)
 {
     struct archive_entry *e;
+    int rc = seal_member(k, err);
+    if (rc)
+        return rc;
     int r = archive_read_next_header(k->a, &e);
     *end = r == ARCHIVE_EOF;
     if (*end)
         return 0;
     if (r != ARCHIVE_OK)
-        return tar_failed(k, "after member", err);
+        return tar_failed(k, "the tar header is damaged after member", err);
     const char *name = archive_entry_pathname(e);
     snprintf(k->member, sizeof k->member, "%s", name ? name : "(unnamed)");
     if (!name || strlen(name) >= sizeof k->member)
@@ -137,8 +173,10 @@ static int read_member(struct cursor *k, uint64_t max, uint8_t **out, size_t *le
             rc = n ? tar_failed(k, "member", err)
                    : fsp_fail(err, FSP_EK_FORMAT, -ENODATA, "%s: member %s is truncated", k->path,
                               k->member);
-        else if (!(rc = report(k, (size_t)n, err)))
+        else if (!(rc = report(k, (size_t)n, err))) {
+            hash_data(k, p + got, (size_t)n);
             got += (size_t)n;
+        }
     }
     if (rc)
         free(p);
@@ -183,6 +221,7 @@ static int zin_refill(struct zin *z, fsp_error *err)
         return tar_failed(z->k, "member", err);
     z->ib = (ZSTD_inBuffer){z->in, (size_t)n, 0};
     z->in_end = n == 0;
+    hash_data(z->k, z->in, (size_t)n);
     return report(z->k, (size_t)n, err);
 }
 
@@ -286,11 +325,9 @@ static int read_header(struct reading *r, fsp_error *err)
     size_t len = 0;
     int which;
     int rc = expect_member(&r->k, VMS_BUNDLE_HEADER_MEMBER, NULL, &which, err);
-    if (rc && err->kind == FSP_EK_FORMAT) {
-        char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
-        rc = fsp_fail(err, FSP_EK_FORMAT, rc, "not a vmsync bundle: %s", why);
-    }
+    if (rc && err->kind == FSP_EK_FORMAT && r->k.size_known && strcmp(r->k.member, VMS_BUNDLE_HEADER_MEMBER))
+        rc = fsp_fail(err, FSP_EK_FORMAT, rc, "%s: not a vmsync bundle: its first member is %s, not %s",
+                      r->k.path, r->k.member, VMS_BUNDLE_HEADER_MEMBER);
     if (!rc)
         rc = read_member(&r->k, VMS_BUNDLE_HEADER_MAX, &p, &len, err);
     if (!rc)
@@ -298,15 +335,14 @@ static int read_header(struct reading *r, fsp_error *err)
     free(p);
     if (!rc && (r->c->header.flags & VMS_BUNDLE_FLAG_SIGNED))
         rc = fsp_fail(err, FSP_EK_FORMAT, -ENOTSUP,
-                      "%s: member %s: the bundle's version is signed, and this vmsync cannot check "
-                      "signatures", r->k.path, VMS_BUNDLE_SIGNATURE_MEMBER);
+                      "%s: member %s announces a signature (member %s), and this vmsync cannot "
+                      "check signatures", r->k.path, VMS_BUNDLE_HEADER_MEMBER,
+                      VMS_BUNDLE_SIGNATURE_MEMBER);
     return rc;
 }
 
 static int read_version(struct reading *r, fsp_error *err)
 {
-    const struct vms_bundle_header *h = &r->c->header;
-    const struct vms_version *v = &r->c->version;
     uint8_t *p = NULL;
     size_t len = 0;
     int which;
@@ -316,27 +352,39 @@ static int read_version(struct reading *r, fsp_error *err)
     if (!rc)
         rc = vms_bundle_decode_version(p, len, &r->c->version, r->k.path, err);
     free(p);
-    if (!rc && (strcmp(v->image, h->image) || v->number != h->version || v->parent != h->parent))
-        rc = fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s: not the version the header names",
-                      r->k.path, VMS_BUNDLE_VERSION_MEMBER);
     return rc;
 }
 
 static int read_manifest(struct reading *r, fsp_error *err)
 {
     struct vms_bundle_contents *c = r->c;
-    uint8_t id[FSP_SHA256_LEN];
     int which;
     int rc = expect_member(&r->k, VMS_BUNDLE_MANIFEST_MEMBER, NULL, &which, err);
-    if (!rc)
-        rc = read_member(&r->k, VMS_BUNDLE_MANIFEST_MAX, &c->manifest, &c->manifest_len, err);
-    if (!rc)
-        vms_sha256(c->manifest, c->manifest_len, id);
-    if (!rc && memcmp(id, c->version.manifest, FSP_SHA256_LEN))
-        rc = fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG,
-                      "%s: member %s: not the manifest the version record names", r->k.path,
-                      VMS_BUNDLE_MANIFEST_MEMBER);
-    return rc;
+    return rc ? rc : read_member(&r->k, VMS_BUNDLE_MANIFEST_MAX, &c->manifest, &c->manifest_len, err);
+}
+
+/* Once every member is known unchanged (the trailer's seals): the records
+ * agree with each other, so that a crafted bundle is refused too. */
+static int check_records(const char *path, const struct vms_bundle_contents *c, fsp_error *err)
+{
+    const struct vms_bundle_header *h = &c->header;
+    const struct vms_version *v = &c->version;
+    uint8_t id[FSP_SHA256_LEN];
+    uint64_t bytes = 0;
+    if (strcmp(v->image, h->image) || v->number != h->version || v->parent != h->parent)
+        return fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s: not the version the header names",
+                        path, VMS_BUNDLE_VERSION_MEMBER);
+    vms_sha256(c->manifest, c->manifest_len, id);
+    if (memcmp(id, v->manifest, FSP_SHA256_LEN))
+        return fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG,
+                        "%s: member %s: not the manifest the version record names", path,
+                        VMS_BUNDLE_MANIFEST_MEMBER);
+    for (size_t i = 0; i < c->ids.n; i++)
+        bytes += c->locs[i].len;
+    if (bytes != h->object_bytes)
+        return fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s: the objects' bytes are not the header's",
+                        path, VMS_BUNDLE_HEADER_MEMBER);
+    return 0;
 }
 
 static int index_object(void *ctx, uint32_t member, uint64_t offset, const uint8_t hash[FSP_SHA256_LEN],
@@ -381,22 +429,51 @@ static int read_objects_member(struct reading *r, fsp_error *err)
     return rc;
 }
 
+/* Every member before the trailer is the one the trailer sealed. */
+static int check_seals(struct reading *r, const struct vms_bundle_seals *want, fsp_error *err)
+{
+    const struct vms_bundle_seals *got = &r->k.seals;
+    for (size_t i = 0; i < got->n; i++) {
+        const struct vms_bundle_seal *g = &got->v[i];
+        if (i >= want->n || strcmp(g->name, want->v[i].name))
+            return fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s: not in member %s's list",
+                            r->k.path, g->name, VMS_BUNDLE_END_MEMBER);
+        if (memcmp(g->hash, want->v[i].hash, FSP_SHA256_LEN))
+            return fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG,
+                            "%s: member %s was changed: its SHA-256 is not the one member %s holds",
+                            r->k.path, g->name, VMS_BUNDLE_END_MEMBER);
+    }
+    if (want->n != got->n)
+        return fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s lists %zu members, %zu came before it",
+                        r->k.path, VMS_BUNDLE_END_MEMBER, want->n, got->n);
+    return 0;
+}
+
+static int check_end(struct reading *r, const struct vms_bundle_end *e, fsp_error *err)
+{
+    const struct vms_bundle_contents *c = r->c;
+    int rc = check_seals(r, &e->seals, err);
+    if (!rc && (e->members != c->n_members || e->objects != c->ids.n || e->objects != c->header.objects))
+        rc = fsp_fail(err, FSP_EK_FORMAT, -EBADMSG,
+                      "%s: member %s: %llu objects in %llu members, read %zu in %zu", r->k.path,
+                      VMS_BUNDLE_END_MEMBER, (unsigned long long)e->objects,
+                      (unsigned long long)e->members, c->ids.n, c->n_members);
+    return rc;
+}
+
 static int read_end(struct reading *r, fsp_error *err)
 {
-    struct vms_bundle_contents *c = r->c;
     uint8_t *p = NULL;
     size_t len = 0;
-    uint64_t members = 0, objects = 0;
+    struct vms_bundle_end e = {0};
     bool end;
     int rc = read_member(&r->k, VMS_BUNDLE_RECORD_MAX, &p, &len, err);
     if (!rc)
-        rc = vms_bundle_decode_end(p, len, &members, &objects, r->k.path, err);
+        rc = vms_bundle_decode_end(p, len, &e, r->k.path, err);
     free(p);
-    if (!rc && (members != c->n_members || objects != c->ids.n || objects != c->header.objects))
-        rc = fsp_fail(err, FSP_EK_FORMAT, -EBADMSG,
-                      "%s: member %s: %llu objects in %llu members, read %zu in %zu", r->k.path,
-                      VMS_BUNDLE_END_MEMBER, (unsigned long long)objects,
-                      (unsigned long long)members, c->ids.n, c->n_members);
+    if (!rc)
+        rc = check_end(r, &e, err);
+    free(e.seals.v);
     if (!rc)
         rc = next_member(&r->k, &end, err);
     if (!rc && !end)
@@ -427,6 +504,8 @@ int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
     memset(c, 0, sizeof *c);
     int rc = open_cursor(&r.k, path, err);
     r.k.progress = progress;
+    if (!rc && !(r.k.member_hash = EVP_MD_CTX_new()))
+        rc = nomem(err);
     if (!rc && stat(path, &st) == 0)
         r.k.file_bytes = c->file_bytes = (uint64_t)st.st_size;
     if (!rc)
@@ -437,17 +516,11 @@ int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
         rc = read_manifest(&r, err);
     if (!rc)
         rc = read_rest(&r, err);
+    if (!rc)
+        rc = check_records(path, c, err);
     close_cursor(&r.k);
     ZSTD_freeDStream(r.z.ds);
     free(r.z.obj);
-    if (!rc && c->header.object_bytes != 0) {
-        uint64_t bytes = 0;
-        for (size_t i = 0; i < c->ids.n; i++)
-            bytes += c->locs[i].len;
-        if (bytes != c->header.object_bytes)
-            rc = fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s: the objects' bytes are not the header's",
-                          path, VMS_BUNDLE_HEADER_MEMBER);
-    }
     if (rc)
         vms_bundle_contents_free(c);
     return rc;

@@ -2,6 +2,7 @@
  * the trailer, in the manifest format's varints.  Decoders take hostile
  * bytes: every count and string is bounded, and a record must end where its
  * member ends. */
+#include "base/fileio.h"
 #include "repo/bundle/bundle.h"
 
 #include <errno.h>
@@ -83,8 +84,8 @@ int vms_bundle_decode_header(const uint8_t *p, size_t len, struct vms_bundle_hea
         return bad_record(path, VMS_BUNDLE_HEADER_MEMBER, "not a vmsync bundle header", err);
     h->format = get_u32(&r);
     if (!r.bad && h->format != VMS_BUNDLE_FORMAT)
-        return fsp_fail(err, FSP_EK_FORMAT, -ENOTSUP, "%s: bundle format %u, this vmsync reads %u",
-                        path, h->format, VMS_BUNDLE_FORMAT);
+        return fsp_fail(err, FSP_EK_FORMAT, -ENOTSUP, "%s: member %s: bundle format %u, this vmsync reads %u",
+                        path, VMS_BUNDLE_HEADER_MEMBER, h->format, VMS_BUNDLE_FORMAT);
     h->flags = get_u32(&r);
     get_text(&r, h->image, sizeof h->image, false);
     h->version = get_u32(&r);
@@ -139,22 +140,65 @@ int vms_bundle_decode_version(const uint8_t *p, size_t len, struct vms_version *
     return 0;
 }
 
-void vms_bundle_encode_end(struct vms_wbuf *b, uint64_t members, uint64_t objects)
+int vms_bundle_seal_add(struct vms_bundle_seals *s, const char *name, const uint8_t hash[FSP_SHA256_LEN])
 {
-    vms_put_raw(b, VMS_BUNDLE_END_MAGIC, VMS_BUNDLE_MAGIC_LEN);
-    vms_put_varint(b, members);
-    vms_put_varint(b, objects);
+    if (strlen(name) >= VMS_BUNDLE_NAME_MAX || vms_grow(&s->v, &s->cap, s->n + 1, sizeof *s->v))
+        return -ENOMEM;
+    snprintf(s->v[s->n].name, VMS_BUNDLE_NAME_MAX, "%s", name);
+    memcpy(s->v[s->n++].hash, hash, FSP_SHA256_LEN);
+    return 0;
 }
 
-int vms_bundle_decode_end(const uint8_t *p, size_t len, uint64_t *members, uint64_t *objects,
-                          const char *path, fsp_error *err)
+void vms_bundle_encode_end(struct vms_wbuf *b, const struct vms_bundle_end *e)
+{
+    uint8_t self[FSP_SHA256_LEN];
+    vms_put_raw(b, VMS_BUNDLE_END_MAGIC, VMS_BUNDLE_MAGIC_LEN);
+    vms_put_varint(b, e->members);
+    vms_put_varint(b, e->objects);
+    vms_put_varint(b, e->seals.n);
+    for (size_t i = 0; i < e->seals.n; i++) {
+        vms_put_str(b, e->seals.v[i].name);
+        vms_put_raw(b, e->seals.v[i].hash, FSP_SHA256_LEN);
+    }
+    if (!b->failed) {
+        vms_sha256(b->p, b->len, self);
+        vms_put_raw(b, self, FSP_SHA256_LEN);
+    }
+}
+
+static void get_seals(struct vms_rbuf *r, struct vms_bundle_seals *s)
+{
+    uint64_t n = vms_get_count(r, 2 + FSP_SHA256_LEN);
+    for (uint64_t i = 0; i < n && !r->bad; i++) {
+        uint8_t hash[FSP_SHA256_LEN];
+        char *name = vms_get_str(r, VMS_BUNDLE_NAME_MAX - 1);
+        vms_get_raw(r, hash, FSP_SHA256_LEN);
+        if (!name || r->bad || vms_bundle_seal_add(s, name, hash))
+            r->bad = true;
+        free(name);
+    }
+}
+
+int vms_bundle_decode_end(const uint8_t *p, size_t len, struct vms_bundle_end *e, const char *path,
+                          fsp_error *err)
 {
     struct vms_rbuf r;
-    if (!open_record(&r, p, len, VMS_BUNDLE_END_MAGIC))
+    uint8_t self[FSP_SHA256_LEN];
+    memset(e, 0, sizeof *e);
+    if (len < VMS_BUNDLE_MAGIC_LEN + FSP_SHA256_LEN ||
+        !open_record(&r, p, len - FSP_SHA256_LEN, VMS_BUNDLE_END_MAGIC))
         return bad_record(path, VMS_BUNDLE_END_MEMBER, "not a bundle trailer", err);
-    *members = vms_get_varint(&r);
-    *objects = vms_get_varint(&r);
-    if (r.bad || r.p != r.end)
+    vms_sha256(p, len - FSP_SHA256_LEN, self);
+    if (memcmp(self, p + len - FSP_SHA256_LEN, FSP_SHA256_LEN))
+        return fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG, "%s: member %s is damaged (its own SHA-256 does not match)",
+                        path, VMS_BUNDLE_END_MEMBER);
+    e->members = vms_get_varint(&r);
+    e->objects = vms_get_varint(&r);
+    get_seals(&r, &e->seals);
+    if (r.bad || r.p != r.end) {
+        free(e->seals.v);
+        e->seals = (struct vms_bundle_seals){0};
         return bad_record(path, VMS_BUNDLE_END_MEMBER, "a malformed trailer", err);
+    }
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -31,6 +32,8 @@ struct vms_bundle_writer {
     ZSTD_CCtx *z;
     uint32_t members;
     uint64_t member_raw, objects, bytes;
+    EVP_MD_CTX *member_hash; /* of the member being written */
+    struct vms_bundle_seals seals;
     uint8_t buf[COPY_CHUNK];
 };
 
@@ -55,7 +58,19 @@ static int begin_member(vms_bundle_writer *w, const char *name, uint64_t size, f
     archive_entry_set_mtime(e, w->mtime, 0);
     int rc = archive_write_header(w->a, e) == ARCHIVE_OK ? 0 : archive_failed(w, name, err);
     archive_entry_free(e);
+    if (!rc && !EVP_DigestInit_ex(w->member_hash, EVP_sha256(), NULL))
+        rc = nomem(err);
     return rc;
+}
+
+/* The member NAME is written whole: its hash goes to the trailer. */
+static int seal_member(vms_bundle_writer *w, const char *name, fsp_error *err)
+{
+    uint8_t hash[FSP_SHA256_LEN];
+    unsigned int len = sizeof hash;
+    if (!EVP_DigestFinal_ex(w->member_hash, hash, &len) || vms_bundle_seal_add(&w->seals, name, hash))
+        return nomem(err);
+    return 0;
 }
 
 static int write_data(vms_bundle_writer *w, const char *name, const void *p, size_t len,
@@ -66,6 +81,7 @@ static int write_data(vms_bundle_writer *w, const char *name, const void *p, siz
         la_ssize_t n = archive_write_data(w->a, at, len);
         if (n <= 0)
             return archive_failed(w, name, err);
+        EVP_DigestUpdate(w->member_hash, at, (size_t)n);
         at += n;
         len -= (size_t)n;
     }
@@ -78,7 +94,9 @@ static int put_member(vms_bundle_writer *w, const char *name, const struct vms_w
     if (b->failed)
         return nomem(err);
     int rc = begin_member(w, name, b->len, err);
-    return rc ? rc : write_data(w, name, b->p, b->len, err);
+    if (!rc)
+        rc = write_data(w, name, b->p, b->len, err);
+    return rc ? rc : seal_member(w, name, err);
 }
 
 /* Copies SIZE bytes of F (from its start) as the data of member NAME. */
@@ -94,7 +112,7 @@ static int copy_member(vms_bundle_writer *w, const char *name, FILE *f, uint64_t
         rc = write_data(w, name, w->buf, want, err);
         size -= want;
     }
-    return rc;
+    return rc ? rc : seal_member(w, name, err);
 }
 
 /* ---- the records ------------------------------------------------------------ */
@@ -261,6 +279,10 @@ int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
     if (!w)
         return nomem(err);
     w->fd = -1;
+    if (!(w->member_hash = EVP_MD_CTX_new())) {
+        free(w);
+        return nomem(err);
+    }
     w->mtime = plan->version->created;
     w->planned_objects = plan->objects;
     w->planned_bytes = plan->object_bytes;
@@ -295,7 +317,8 @@ static int put_end(vms_bundle_writer *w, fsp_error *err)
                         w->path, (unsigned long long)w->objects,
                         (unsigned long long)w->planned_objects);
     struct vms_wbuf b = {0};
-    vms_bundle_encode_end(&b, w->members, w->objects);
+    struct vms_bundle_end e = {w->members, w->objects, w->seals};
+    vms_bundle_encode_end(&b, &e);
     int rc = put_member(w, VMS_BUNDLE_END_MEMBER, &b, err);
     vms_wbuf_free(&b);
     if (!rc && archive_write_close(w->a) != ARCHIVE_OK)
@@ -310,6 +333,8 @@ static void free_writer(vms_bundle_writer *w)
     if (w->member)
         fclose(w->member);
     ZSTD_freeCCtx(w->z);
+    EVP_MD_CTX_free(w->member_hash);
+    free(w->seals.v);
     free(w);
 }
 
