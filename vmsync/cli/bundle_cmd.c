@@ -1,5 +1,5 @@
-/* vmsync bundle: create a bundle from a repository, and show what one holds
- * and needs.  A bundle file is a read-only repository too: checkout, export,
+/* vmsync bundle: create a bundle from a repository, show what one holds and
+ * needs, and apply one to a repository.  A bundle file is a read-only repository too: checkout, export,
  * verify and log take it as REPO. */
 #include "cli.h"
 
@@ -12,6 +12,7 @@ static const char *const bundle_usage =
     "usage: vmsync bundle create REPO NAME[@VERSION] -o FILE|- [--have MANIFEST|IMAGE]...\n"
     "                            [--base NAME@V] [--level N] [--json] [options]\n"
     "       vmsync bundle show FILE [--json]\n"
+    "       vmsync bundle apply REPO FILE [--json] [options]\n"
     "\n"
     "create writes one file that carries NAME at VERSION (default: the latest) to a\n"
     "laptop off the network: the version, its manifest, and the objects the laptop\n"
@@ -21,12 +22,15 @@ static const char *const bundle_usage =
     "bundle and its seeds, with no repository and no network.\n"
     "show prints what a bundle holds and what its receiver must hold; it reads\n"
     "the whole file and checks every object.\n"
+    "apply adds the bundle's version to REPO (a branch server, a second site) as\n"
+    "check-in records one: its parent must be the latest version there, or it is\n"
+    "refused (exit 8); the objects REPO lacks come from the bundle.\n"
     "\n"
     "  -o, --output FILE      the bundle to write, whole or not at all; - for stdout\n"
     "      --have PATH        an image or a manifest the receiver holds (repeatable)\n"
     "      --base NAME@V      the receiver holds that version of NAME\n"
     "      --level N          zstd level 1-19 of the objects (default 19: smallest)\n"
-    "      --json             the figures (create) or the contents (show) as JSON\n"
+    "      --json             the figures (create, apply) or the contents (show) as JSON\n"
     "      --cache DIR        local cache of manifests and seed indexes\n"
     "                         (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"
     "      --progress=MODE    auto (a bar on a terminal), none, or json lines on stderr\n"
@@ -310,14 +314,66 @@ static int bundle_show(int argc, char **argv)
     return rc ? cli_report(&err) : 0;
 }
 
+/* ---- apply ---------------------------------------------------------------------- */
+
+static void print_applied(const struct bundle_args *a, const char *repo, const struct vms_stats *st)
+{
+    if (a->json) {
+        printf("{\"version\":%u,\"objects_added\":%llu,\"bytes_added\":%llu,\"already_recorded\":%s,"
+               "\"seconds\":%.3f,\"canonical_digest\":\"",
+               st->version, (unsigned long long)st->objects_sent,
+               (unsigned long long)st->bytes_sent_raw, st->already_recorded ? "true" : "false",
+               st->seconds);
+        print_hex(stdout, st->canonical_digest);
+        fputs("\"}\n", stdout);
+        return;
+    }
+    fputs(st->already_recorded ? "already recorded in " : "applied to ", stdout);
+    vms_put_name(stdout, repo);
+    printf(" as version %u: %llu objects added, %.1f MiB, in %.1f s\n", st->version,
+           (unsigned long long)st->objects_sent, st->bytes_sent_raw / 1048576.0, st->seconds);
+}
+
+static int bundle_apply(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, 0, OPT_JSON}, {"progress", required_argument, 0, OPT_PROGRESS},
+        {"cache", required_argument, 0, OPT_CACHE}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'}, CLI_REMOTE_OPTIONS, {0, 0, 0, 0}};
+    struct bundle_args a = {0};
+    int opt, status;
+    cli_remote_init(&a.remote);
+    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1)
+        if ((status = create_option(&a, opt, NULL, NULL)) >= 0)
+            return status == 1 ? cli_bad_option(bundle_usage, argv) : status;
+    if (optind + 2 != argc)
+        return cli_usage_error(bundle_usage, "%s", "bundle apply needs REPO and FILE");
+    vms_client *c = NULL;
+    struct vms_stats st;
+    fsp_error err = {0};
+    start(&a);
+    int rc = cli_client_open(argv[optind], &a.s, &c, &err);
+    if (!rc)
+        rc = vms_bundle_apply(c, argv[optind + 1], &st, &err);
+    cli_client_close(&c);
+    cli_progress_clear(&a.bar);
+    if (rc)
+        return cli_report(&err);
+    if (!a.quiet)
+        print_applied(&a, argv[optind], &st);
+    return 0;
+}
+
 int cmd_bundle(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-        return argc < 2 ? cli_usage_error(bundle_usage, "%s", "bundle needs create or show")
+        return argc < 2 ? cli_usage_error(bundle_usage, "%s", "bundle needs create, show or apply")
                         : (fputs(bundle_usage, stdout), 0);
     if (!strcmp(argv[1], "create"))
         return bundle_create(argc - 1, argv + 1);
     if (!strcmp(argv[1], "show"))
         return bundle_show(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "apply"))
+        return bundle_apply(argc - 1, argv + 1);
     return cli_usage_error(bundle_usage, "unknown bundle command '%s'", argv[1]);
 }

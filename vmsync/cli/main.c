@@ -38,6 +38,7 @@ static const char *const main_usage =
     "  bundle create REPO NAME[@V] -o FILE [--have IMG]...  a version in one file, for\n"
     "                                                  laptops off the network\n"
     "  bundle show FILE [--json]                       what a bundle holds and needs\n"
+    "  bundle apply REPO FILE                          record a bundle's version in REPO\n"
     "\n"
     "A bundle FILE is a read-only REPO: checkout, export, verify and log read it.\n"
     "\n"

@@ -475,7 +475,9 @@ struct vms_image_info {
 struct vms_audit_entry {
     int64_t at;              /* Unix seconds */
     const char *user, *host;
-    const char *action;      /* "import", "checkout", "checkin", "export", "steal", "release" */
+    const char *action;      /* "import", "checkout", "checkin", "export", "steal", "release",
+                              * "apply" (a bundle's version, vms_bundle_apply; over
+                              * ssh:// the agent records it as the check-in it is) */
     const char *image;       /* NULL when the entry names none */
     uint32_t version;
     const char *detail;      /* free text ("" when none); over ssh:// the agent keeps the
@@ -741,6 +743,16 @@ typedef int (*vms_bundle_info_cb)(void *ctx, const struct vms_bundle_info *info)
 /* Calls CB once with what C's bundle holds and needs; C opened on anything
  * but a bundle: FSP_EK_USAGE "REPO: not a bundle". */
 int vms_bundle_show(vms_client *c, vms_bundle_info_cb cb, void *ctx, fsp_error *err);
+
+/* Adds the version that BUNDLE (a bundle file) carries to C's repository (a
+ * branch server, a second site; local or ssh://), with check-in's rule: the
+ * version's parent must be the image's latest version (0: a new image), else
+ * VMS_EK_CONFLICT names the newer one and nothing is recorded.  The objects
+ * the repository lacks come from the bundle, and one that neither holds is
+ * FSP_EK_CORRUPT naming it, before anything is stored.  STATS: the version
+ * recorded, objects_sent and bytes_sent_raw (what the bundle added), the
+ * digest; already_recorded when the repository holds that very version. */
+int vms_bundle_apply(vms_client *c, const char *bundle, struct vms_stats *stats, fsp_error *err);
 
 /* ---- the settings file ------------------------------------------------------
  * ~/.config/vmsync/config ($XDG_CONFIG_HOME/vmsync/config when set): one file
