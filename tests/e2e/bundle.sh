@@ -7,7 +7,9 @@
 # desk@1 is smaller, holds the same objects either way, and checks out with
 # --seed S; without the seed that checkout fails naming an object, writing
 # nothing.  bundle show --json says what each holds and needs; a bundle
-# refuses every operation that writes; -o - writes the same bytes as a file.
+# refuses every operation that writes; -o - writes the same bytes as a file,
+# an existing bundle is replaced only with --force, and a bundle read from a
+# pipe (-) shows and checks out as the file does, damage refused the same.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
@@ -75,6 +77,14 @@ j=$T/show-have.out
 grep -q "^digest:   $tdig" "$T/show-text.out" || bad "show: no digest line: $(cat "$T/show-text.out")"
 grep -q "images of canonical digest $sdig" "$T/show-text.out" || bad "show: does not say what it needs"
 
+# An existing bundle is replaced only with --force.
+cp "$T/full.vmsb" "$T/full.copy"
+vm_expect "$T/again" 8 bundle create "$R" desk -o "$T/full.vmsb" --level 1
+why=$(one_error_line "$T/again" full.vmsb "--force") || bad "an existing output: $why"
+cmp -s "$T/full.vmsb" "$T/full.copy" || bad "a refused create changed the existing bundle"
+vm_ok "$T/forced" bundle create "$R" desk -o "$T/full.copy" --level $L --force
+cmp -s "$T/full.vmsb" "$T/full.copy" || bad "--force did not write the same bundle again"
+
 # The laptop: no repository, a cache of its own.
 mv "$R" "$R.away"
 export VMSYNC_CACHE=$T/laptop-cache
@@ -90,6 +100,26 @@ vm_ok "$T/best-co" export "$T/best.vmsb" desk -o "$T/best.img" --seed "$T/seeded
 cmp "$T/best.img" "$T/online.img" >/dev/null || bad "the export from the level-19 bundle differs"
 vm_ok "$T/log" log "$T/have.vmsb" --json
 [[ $(jq -r .digest "$T/log.out") == "$tdig" ]] || bad "log of a bundle: $(cat "$T/log.out")"
+
+# From a pipe: the same contents, the same checkout; damage refused as from a file.
+vm_ok "$T/show-pipe" bundle show - --json <"$T/have.vmsb"
+cmp -s "$T/show-pipe.out" "$T/show-have.out" || bad "show - differs from show FILE: $(cat "$T/show-pipe.out")"
+# (a process substitution: a real pipe, and vm runs in this shell, so VM_RC is its)
+vm "$T/pipe-co" checkout - desk -o "$T/pipe.img" --seed "$simg" < <(cat "$T/have.vmsb")
+((VM_RC == 0)) || bad "checkout - exited $VM_RC: $(head -c 300 "$T/pipe-co.err")"
+cmp "$T/pipe.img" "$T/online.img" >/dev/null || bad "the checkout from a pipe differs from the online one"
+python3 - "$T/have.vmsb" "$T/flipped.vmsb" <<'EOF2'
+import sys, tarfile
+raw = bytearray(open(sys.argv[1], 'rb').read())
+m = [m for m in tarfile.open(sys.argv[1]) if m.name.startswith('objects-')][0]
+raw[m.offset_data + m.size // 3] ^= 0x10
+open(sys.argv[2], 'wb').write(raw)
+EOF2
+# (vmsync stops reading at the damage: cat's broken pipe is expected)
+vm "$T/pipe-bad" checkout - desk -o "$T/pipe-bad.img" --seed "$simg" < <(cat "$T/flipped.vmsb" 2>/dev/null || true)
+((VM_RC == 5)) || bad "a damaged bundle from a pipe: exit $VM_RC, expected 5"
+why=$(one_error_line "$T/pipe-bad" objects-000001.zst) || bad "a damaged bundle from a pipe: $why"
+[[ ! -e $T/pipe-bad.img && ! -e $T/pipe-bad.img.vmsync-part ]] || bad "a damaged bundle from a pipe wrote its output"
 
 # Without the seed it lacks: refused before writing, naming an object.
 vm_expect "$T/noseed" 5 checkout "$T/have.vmsb" desk -o "$T/noseed.img"

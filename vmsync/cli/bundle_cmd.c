@@ -3,6 +3,7 @@
  * verify and log take it as REPO. */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,8 @@
 static const char *const bundle_usage =
     "usage: vmsync bundle create REPO NAME[@VERSION] -o FILE|- [--have MANIFEST|IMAGE]...\n"
     "                            [--base NAME@V] [--level N] [--json] [options]\n"
-    "       vmsync bundle show FILE [--json]\n"
-    "       vmsync bundle apply REPO FILE [--json] [options]\n"
+    "       vmsync bundle show FILE|- [--json]\n"
+    "       vmsync bundle apply REPO FILE|- [--json] [options]\n"
     "\n"
     "create writes one file that carries NAME at VERSION (default: the latest) to a\n"
     "laptop off the network: the version, its manifest, and the objects the laptop\n"
@@ -21,12 +22,14 @@ static const char *const bundle_usage =
     "'vmsync checkout FILE NAME -o OUT --seed IMAGE' rebuilds the version from the\n"
     "bundle and its seeds, with no repository and no network.\n"
     "show prints what a bundle holds and what its receiver must hold; it reads\n"
-    "the whole file and checks every object.\n"
+    "the whole file and checks every object.  A FILE of - is read from standard\n"
+    "input, here and wherever a bundle is a REPO (checkout - NAME -o OUT ...).\n"
     "apply adds the bundle's version to REPO (a branch server, a second site) as\n"
     "check-in records one: its parent must be the latest version there, or it is\n"
     "refused (exit 8); the objects REPO lacks come from the bundle.\n"
     "\n"
     "  -o, --output FILE      the bundle to write, whole or not at all; - for stdout\n"
+    "      --force            replace FILE when it exists\n"
     "      --have PATH        an image or a manifest the receiver holds (repeatable)\n"
     "      --base NAME@V      the receiver holds that version of NAME\n"
     "      --level N          zstd level 1-19 of the objects (default 19: smallest)\n"
@@ -120,7 +123,7 @@ static int parse_base(struct bundle_args *a, const char *ref)
     return -1;
 }
 
-enum { OPT_HAVE = 3000, OPT_BASE, OPT_LEVEL, OPT_JSON, OPT_PROGRESS, OPT_CACHE };
+enum { OPT_HAVE = 3000, OPT_BASE, OPT_LEVEL, OPT_JSON, OPT_PROGRESS, OPT_CACHE, OPT_FORCE };
 
 static int create_option(struct bundle_args *a, int opt, const char **haves, const char **base)
 {
@@ -129,6 +132,7 @@ static int create_option(struct bundle_args *a, int opt, const char **haves, con
     case OPT_HAVE: haves[a->o.n_have++] = optarg; return -1;
     case OPT_BASE: *base = optarg; return -1;
     case OPT_JSON: a->json = true; return -1;
+    case OPT_FORCE: a->o.force = true; return -1;
     case OPT_CACHE: a->s.cache_dir = optarg; return -1;
     case 'q': a->quiet = true; return -1;
     case 'h': return fputs(bundle_usage, stdout), 0;
@@ -153,6 +157,7 @@ static int parse_create(int argc, char **argv, struct bundle_args *a, const char
 {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"have", required_argument, 0, OPT_HAVE},
+        {"force", no_argument, 0, OPT_FORCE},
         {"base", required_argument, 0, OPT_BASE}, {"level", required_argument, 0, OPT_LEVEL},
         {"json", no_argument, 0, OPT_JSON}, {"progress", required_argument, 0, OPT_PROGRESS},
         {"cache", required_argument, 0, OPT_CACHE}, {"quiet", no_argument, 0, 'q'},
@@ -188,6 +193,8 @@ static int bundle_create(int argc, char **argv)
         int rc = cli_client_open(argv[optind], &a.s, &c, &err);
         if (!rc)
             rc = vms_bundle_create(c, &a.o, &st, &err);
+        if (rc == -EEXIST && err.kind == VMS_EK_CONFLICT)
+            cli_hint("add --force to replace it");
         cli_client_close(&c);
         cli_progress_clear(&a.bar);
         status = rc ? cli_report(&err) : 0;
@@ -273,9 +280,10 @@ static void show_text(const struct vms_bundle_info *b)
     print_hex(stdout, v->manifest);
     printf(" (%llu bytes)\nsigned:   %s\n", (unsigned long long)b->manifest_bytes,
            b->is_signed ? "yes" : "no");
-    printf("objects:  %llu, %.1f MiB, in %llu members of %.1f MiB (format %u, %.1f MiB in all)\n",
-           (unsigned long long)b->objects, b->bytes_raw / 1048576.0,
-           (unsigned long long)b->object_members, b->bytes_stored / 1048576.0, b->format,
+    printf("objects:  %llu, %.1f MiB, compressed to %.1f MiB in %llu member%s (format %u, %.1f MiB "
+           "in all)\n",
+           (unsigned long long)b->objects, b->bytes_raw / 1048576.0, b->bytes_stored / 1048576.0,
+           (unsigned long long)b->object_members, b->object_members == 1 ? "" : "s", b->format,
            b->file_bytes / 1048576.0);
     show_needs(b);
 }

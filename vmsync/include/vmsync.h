@@ -694,7 +694,9 @@ int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
 /* ---- bundles: a version in one file, for laptops off the network ------------
  * A bundle (docs/bundle.md) holds one version of an image, its manifest and
  * the objects its receiver lacks.  vms_client_open on a bundle file (known by
- * its content, whatever its name) gives a read-only repository: checkout
+ * its content, whatever its name), or on "-" for one read from standard input
+ * (spooled to an unnamed temporary file as it is read), gives a read-only
+ * repository: checkout
  * (which then takes no lease and writes no audit entry, like an export),
  * verify, log, images and vms_bundle_show work on it; an operation that
  * writes fails with FSP_EK_USAGE "FILE: ...: the repository is read-only".
@@ -710,6 +712,7 @@ struct vms_bundle_create_opts {
     uint32_t base;             /* a version of NAME the receiver holds (0: none): its
                                 * objects are left out too */
     int level;                 /* zstd level 1..19 of the objects; 0: 19 */
+    bool force;                /* replace an existing OUT (else VMS_EK_CONFLICT) */
 };
 struct vms_bundle_stats {
     uint32_t version;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct bundling {
     struct vms_ctx *c;
@@ -31,17 +32,20 @@ struct bundling {
 
 static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory"); }
 
-/* Indexes M (whose ownership passes on) as held, with its digest. */
-static int hold(struct bundling *b, const char *path, struct vms_loaded *m, fsp_error *err)
+/* Indexes M (whose ownership passes on) as held; its digest goes to the
+ * header when LISTED (a base version is named by its number instead). */
+static int hold(struct bundling *b, const char *path, struct vms_loaded *m, bool listed,
+                fsp_error *err)
 {
-    size_t n = b->n_digests + 1;
-    void *grown = realloc(b->digests, n * sizeof *b->digests);
-    if (!grown) {
+    void *grown = listed ? realloc(b->digests, (b->n_digests + 1) * sizeof *b->digests) : NULL;
+    if (listed && !grown) {
         vms_loaded_free(m);
         return nomem(err);
     }
-    b->digests = grown;
-    memcpy(b->digests[b->n_digests++], m->summary.digest, FSP_SHA256_LEN);
+    if (listed) {
+        b->digests = grown;
+        memcpy(b->digests[b->n_digests++], m->summary.digest, FSP_SHA256_LEN);
+    }
     size_t before = b->held.n_seeds;
     if (vms_seed_index_add(&b->held, path, m)) {
         if (b->held.n_seeds == before)
@@ -58,7 +62,7 @@ static int load_have(struct bundling *b, const char *path, const struct vms_seed
     bool rescanned;
     int rc = vms_is_manifest(path) ? vms_loaded_read(path, &m, err)
                                    : vms_seed_load(b->c, path, needs, &m, &rescanned, err);
-    return rc ? rc : hold(b, path, m, err);
+    return rc ? rc : hold(b, path, m, true, err);
 }
 
 static int load_haves(struct bundling *b, fsp_error *err)
@@ -91,11 +95,7 @@ static int load_base(struct bundling *b, fsp_error *err)
         rc = vms_ctx_manifest(b->c, base.manifest, path, sizeof path, err);
     if (!rc)
         rc = vms_loaded_read(path, &m, err);
-    if (!rc) {
-        rc = hold(b, path, m, err);
-        b->n_digests--; /* the header names the base by its number */
-    }
-    return rc;
+    return rc ? rc : hold(b, path, m, false, err);
 }
 
 /* ---- what goes in ------------------------------------------------------------- */
@@ -165,6 +165,9 @@ static int check_opts(const struct vms_bundle_create_opts *o, fsp_error *err)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "a bundle needs the image's name and an output");
     if (o->level < 0 || o->level > 19)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "zstd level %d: expected 1 to 19", o->level);
+    struct stat st;
+    if (strcmp(o->out, "-") && !o->force && lstat(o->out, &st) == 0)
+        return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST, "%s: already exists", o->out);
     if (o->n_have > VMS_BUNDLE_HELD_MAX)
         return fsp_fail(err, FSP_EK_USAGE, -E2BIG, "%zu images held: at most %u", o->n_have,
                         VMS_BUNDLE_HELD_MAX);

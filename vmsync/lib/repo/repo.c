@@ -1,6 +1,6 @@
 /* Opening a repository: a directory is the local backend (repo/local), an
- * ssh:// URL the agent's client (repo/remote), a file that reads as a tar a
- * bundle (repo/bundle, read-only).  After that, every call goes
+ * ssh:// URL the agent's client (repo/remote), a file that reads as a tar or
+ * "-" (standard input) a bundle (repo/bundle, read-only).  After that, every call goes
  * through the handle's table of operations (repo.h). */
 #include "repo/bundle/bundle.h"
 #include "repo/local/local.h"
@@ -35,7 +35,7 @@ int vms_repo_open_reporting(const char *path, const char *user, const char *host
         progress = &silent;
     if (vms_repo_is_remote(path))
         return vms_remote_open(path, user, host, remote, progress, out, err);
-    if (vms_bundle_sniff(path))
+    if (!strcmp(path, "-") || vms_bundle_sniff(path))
         return vms_bundle_open(path, progress, out, err);
     return vms_local_open(path, user, host, progress, out, err);
 }

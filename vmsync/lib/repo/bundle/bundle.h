@@ -101,18 +101,20 @@ struct vms_bundle_contents {
     struct vms_bundle_member *members; /* [0] unused: members count from 1 */
     size_t n_members, cap_members;
     uint64_t file_bytes;
+    int spool; /* read from standard input: the unnamed copy later passes read; else -1 */
 };
 
 /* The stored bytes an object stands for: its member's, shared by raw size. */
 size_t vms_bundle_stored_share(const struct vms_bundle_contents *c, const struct vms_bundle_loc *l);
 
-/* Reads PATH whole into C, checking every member and object (docs/bundle.md);
- * PROGRESS hears VMS_PHASE_CHECK_OBJECTS in bytes of the file. */
+/* Reads PATH ("-": standard input, spooled to an unnamed temporary file)
+ * whole into C, checking every member and object (docs/bundle.md); PROGRESS
+ * hears VMS_PHASE_CHECK_OBJECTS in bytes of the file. */
 int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
                     struct vms_bundle_contents *c, fsp_error *err);
 void vms_bundle_contents_free(struct vms_bundle_contents *c);
 /* Objects HASHES[0..n) of C (every one in C->ids), read again from PATH
- * and checked, to CB in the order asked: in one pass when that is the
+ * (or C's spool) and checked, to CB in the order asked: in one pass when that is the
  * bundle's order, else in as many as it takes. */
 int vms_bundle_fetch(const char *path, const struct vms_bundle_contents *c,
                      const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,

@@ -9,11 +9,13 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #define READ_CHUNK (1u << 16)
@@ -42,7 +44,32 @@ static int tar_failed(struct cursor *k, const char *where, fsp_error *err)
                     why ? why : "unreadable");
 }
 
-static int open_cursor(struct cursor *k, const char *path, fsp_error *err)
+/* Standard input, read once: what is read is also spooled to an unnamed
+ * temporary file, from which later passes read. */
+struct tee {
+    int in, spool;
+    uint8_t buf[READ_CHUNK];
+};
+
+static la_ssize_t tee_read(struct archive *a, void *ctx, const void **buf)
+{
+    struct tee *t = ctx;
+    ssize_t n;
+    do
+        n = read(t->in, t->buf, sizeof t->buf);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        archive_set_error(a, errno, "cannot read standard input: %s", strerror(errno));
+    else if (n > 0 && vms_write_all(t->spool, t->buf, (size_t)n))
+        archive_set_error(a, EIO, "cannot spool standard input: %s", strerror(errno));
+    else
+        return *buf = t->buf, n;
+    return -1;
+}
+
+/* Opens K on PATH; on SPOOL from its start when it is a descriptor; on
+ * standard input, spooling to TEE->spool, when TEE is set. */
+static int open_cursor(struct cursor *k, const char *path, int spool, struct tee *tee, fsp_error *err)
 {
     memset(k, 0, sizeof *k);
     k->path = path;
@@ -50,9 +77,24 @@ static int open_cursor(struct cursor *k, const char *path, fsp_error *err)
     if (!(k->a = archive_read_new()))
         return nomem(err);
     archive_read_support_format_tar(k->a);
-    if (archive_read_open_filename(k->a, path, READ_CHUNK) != ARCHIVE_OK)
+    int r = tee ? archive_read_open(k->a, tee, NULL, tee_read, NULL)
+            : spool >= 0 ? (lseek(spool, 0, SEEK_SET) < 0 ? ARCHIVE_FATAL
+                                                            : archive_read_open_fd(k->a, spool, READ_CHUNK))
+                         : archive_read_open_filename(k->a, path, READ_CHUNK);
+    if (r != ARCHIVE_OK)
         return fsp_fail(err, FSP_EK_OPEN, -EIO, "%s: cannot open: %s", path,
                         archive_error_string(k->a) ? archive_error_string(k->a) : "unreadable");
+    return 0;
+}
+
+/* An unnamed temporary file for a bundle read from standard input. */
+static int open_spool(const char *path, int *fd, fsp_error *err)
+{
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    *fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot make a temporary file in %s: %s", path,
+                        dir, strerror(errno));
     return 0;
 }
 
@@ -496,18 +538,36 @@ static int read_rest(struct reading *r, fsp_error *err)
     return rc ? rc : read_end(r, err);
 }
 
+/* Where the bundle is read from: PATH, or standard input through a spool. */
+static int open_source(struct reading *r, const char *path, struct tee **tee, fsp_error *err)
+{
+    struct stat st;
+    *tee = NULL;
+    r->c->spool = -1;
+    if (strcmp(path, "-")) {
+        int rc = open_cursor(&r->k, path, -1, NULL, err);
+        if (!rc && stat(path, &st) == 0)
+            r->k.file_bytes = r->c->file_bytes = (uint64_t)st.st_size;
+        return rc;
+    }
+    if (!(*tee = malloc(sizeof **tee)))
+        return nomem(err);
+    (*tee)->in = STDIN_FILENO;
+    int rc = open_spool(path, &r->c->spool, err);
+    (*tee)->spool = r->c->spool;
+    return rc ? rc : open_cursor(&r->k, path, -1, *tee, err);
+}
+
 int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
                     struct vms_bundle_contents *c, fsp_error *err)
 {
     struct reading r = {.c = c};
-    struct stat st;
+    struct tee *tee;
     memset(c, 0, sizeof *c);
-    int rc = open_cursor(&r.k, path, err);
+    int rc = open_source(&r, path, &tee, err);
     r.k.progress = progress;
     if (!rc && !(r.k.member_hash = EVP_MD_CTX_new()))
         rc = nomem(err);
-    if (!rc && stat(path, &st) == 0)
-        r.k.file_bytes = c->file_bytes = (uint64_t)st.st_size;
     if (!rc)
         rc = read_header(&r, err);
     if (!rc)
@@ -519,8 +579,11 @@ int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
     if (!rc)
         rc = check_records(path, c, err);
     close_cursor(&r.k);
+    free(tee);
     ZSTD_freeDStream(r.z.ds);
     free(r.z.obj);
+    if (!rc && c->spool >= 0)
+        c->file_bytes = (uint64_t)lseek(c->spool, 0, SEEK_END);
     if (rc)
         vms_bundle_contents_free(c);
     return rc;
@@ -528,12 +591,15 @@ int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
 
 void vms_bundle_contents_free(struct vms_bundle_contents *c)
 {
+    if (c->spool >= 0)
+        close(c->spool);
     free(c->header.held);
     free(c->manifest);
     vms_keyset_free(&c->ids);
     free(c->locs);
     free(c->members);
     memset(c, 0, sizeof *c);
+    c->spool = -1;
 }
 
 /* ---- fetching objects ------------------------------------------------------------ */
@@ -580,7 +646,7 @@ static int fetch_pass(const char *path, struct fetching *f, struct zin *z, fsp_e
 {
     struct cursor k;
     bool end = false;
-    int rc = open_cursor(&k, path, err);
+    int rc = open_cursor(&k, path, f->c->spool, NULL, err);
     for (uint32_t m = 0; !rc && f->next < f->n;) {
         rc = next_member(&k, &end, err);
         if (rc || end)
