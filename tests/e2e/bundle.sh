@@ -8,8 +8,9 @@
 # --seed S; without the seed that checkout fails naming an object, writing
 # nothing.  bundle show --json says what each holds and needs; a bundle
 # refuses every operation that writes; -o - writes the same bytes as a file,
-# an existing bundle is replaced only with --force, and a bundle read from a
-# pipe (-) shows and checks out as the file does, damage refused the same.
+# an existing bundle is replaced only with --force, a bundle read from a
+# pipe (-) shows and checks out as the file does, damage refused the same,
+# and --split writes parts that read as the one bundle.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
@@ -85,6 +86,27 @@ cmp -s "$T/full.vmsb" "$T/full.copy" || bad "a refused create changed the existi
 vm_ok "$T/forced" bundle create "$R" desk -o "$T/full.copy" --level $L --force
 cmp -s "$T/full.vmsb" "$T/full.copy" || bad "--force did not write the same bundle again"
 
+# --split: parts of 1 MiB that together are the one bundle; written again
+# with larger parts, the parts left over are removed.
+vm_ok "$T/split" bundle create "$R" desk -o "$T/split.vmsb" --have "$T/s.vmsm" --level $L --split 1M
+parts=("$T/split.vmsb" "$T"/split.vmsb.0*)
+((${#parts[@]} == (have_size + 1048575) / 1048576)) || bad "${#parts[@]} parts for $have_size bytes in 1 MiB parts"
+for p in "${parts[@]}"; do
+    (($(stat -c %s "$p") <= 1048576)) || bad "$(basename "$p") is over 1 MiB"
+done
+cat "${parts[@]}" | cmp -s - "$T/have.vmsb" || bad "the parts together are not the unsplit bundle"
+vm_ok "$T/split-show" bundle show "$T/split.vmsb" --json
+[[ $(jget "$T/split-show.out" .file_bytes) == "$have_size" && $(jget "$T/split-show.out" .objects) == "$have_objects" ]] ||
+    bad "show of the parts: $(cat "$T/split-show.out")"
+mv "$T/split.vmsb.003" "$T/part3"
+vm "$T/split-lost" bundle show "$T/split.vmsb"
+((VM_RC == 4 || VM_RC == 5)) || bad "a missing part: show exited $VM_RC"
+mv "$T/part3" "$T/split.vmsb.003"
+vm_ok "$T/split2" bundle create "$R" desk -o "$T/split2.vmsb" --have "$T/s.vmsm" --level $L --split 1M
+vm_ok "$T/split2b" bundle create "$R" desk -o "$T/split2.vmsb" --have "$T/s.vmsm" --level $L --split 2M --force
+[[ ! -e $T/split2.vmsb.004 && -e $T/split2.vmsb.003 ]] || bad "--split 2M left the 1 MiB parts after its own: $(ls "$T" | grep split2 | tr '\n' ' ')"
+vm_ok "$T/split2-show" bundle show "$T/split2.vmsb"
+
 # The laptop: no repository, a cache of its own.
 mv "$R" "$R.away"
 export VMSYNC_CACHE=$T/laptop-cache
@@ -96,6 +118,8 @@ cmp "$T/seeded.img" "$T/online.img" >/dev/null || bad "the checkout from the --h
 (($(repo_stat "$T/seeded.json" bytes_from_seeds) > 0)) || bad "the seeded checkout took nothing from S"
 [[ $(repo_stat "$T/seeded.json" objects_fetched) == "$have_objects" ]] ||
     bad "the seeded checkout fetched $(repo_stat "$T/seeded.json" objects_fetched) objects, the bundle has $have_objects"
+vm_ok "$T/split-co" checkout "$T/split.vmsb" desk -o "$T/split.img" --seed "$simg"
+cmp "$T/split.img" "$T/online.img" >/dev/null || bad "the checkout from the parts differs from the online one"
 vm_ok "$T/best-co" export "$T/best.vmsb" desk -o "$T/best.img" --seed "$T/seeded.img"
 cmp "$T/best.img" "$T/online.img" >/dev/null || bad "the export from the level-19 bundle differs"
 vm_ok "$T/log" log "$T/have.vmsb" --json

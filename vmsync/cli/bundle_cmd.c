@@ -11,7 +11,7 @@
 
 static const char *const bundle_usage =
     "usage: vmsync bundle create REPO NAME[@VERSION] -o FILE|- [--have MANIFEST|IMAGE]...\n"
-    "                            [--base NAME@V] [--level N] [--json] [options]\n"
+    "                            [--base NAME@V] [--split SIZE] [--level N] [--json] [options]\n"
     "       vmsync bundle show FILE|- [--json]\n"
     "       vmsync bundle apply REPO FILE|- [--json] [options]\n"
     "\n"
@@ -30,6 +30,8 @@ static const char *const bundle_usage =
     "\n"
     "  -o, --output FILE      the bundle to write, whole or not at all; - for stdout\n"
     "      --force            replace FILE when it exists\n"
+    "      --split SIZE       write parts of at most SIZE bytes (suffix K, M, G; e.g.\n"
+    "                         3900M for FAT32): FILE, FILE.002, ...; give FILE to read\n"
     "      --have PATH        an image or a manifest the receiver holds (repeatable)\n"
     "      --base NAME@V      the receiver holds that version of NAME\n"
     "      --level N          zstd level 1-19 of the objects (default 19: smallest)\n"
@@ -123,7 +125,7 @@ static int parse_base(struct bundle_args *a, const char *ref)
     return -1;
 }
 
-enum { OPT_HAVE = 3000, OPT_BASE, OPT_LEVEL, OPT_JSON, OPT_PROGRESS, OPT_CACHE, OPT_FORCE };
+enum { OPT_HAVE = 3000, OPT_BASE, OPT_LEVEL, OPT_JSON, OPT_PROGRESS, OPT_CACHE, OPT_FORCE, OPT_SPLIT };
 
 static int create_option(struct bundle_args *a, int opt, const char **haves, const char **base)
 {
@@ -133,6 +135,12 @@ static int create_option(struct bundle_args *a, int opt, const char **haves, con
     case OPT_BASE: *base = optarg; return -1;
     case OPT_JSON: a->json = true; return -1;
     case OPT_FORCE: a->o.force = true; return -1;
+    case OPT_SPLIT: {
+        fsp_error err = {0};
+        return vms_parse_size(optarg, 0, &a->o.split, &err)
+                   ? cli_usage_error(bundle_usage, "bad --split: %s (bytes, e.g. 3900M)", err.msg)
+                   : -1;
+    }
     case OPT_CACHE: a->s.cache_dir = optarg; return -1;
     case 'q': a->quiet = true; return -1;
     case 'h': return fputs(bundle_usage, stdout), 0;
@@ -157,7 +165,7 @@ static int parse_create(int argc, char **argv, struct bundle_args *a, const char
 {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"have", required_argument, 0, OPT_HAVE},
-        {"force", no_argument, 0, OPT_FORCE},
+        {"force", no_argument, 0, OPT_FORCE}, {"split", required_argument, 0, OPT_SPLIT},
         {"base", required_argument, 0, OPT_BASE}, {"level", required_argument, 0, OPT_LEVEL},
         {"json", no_argument, 0, OPT_JSON}, {"progress", required_argument, 0, OPT_PROGRESS},
         {"cache", required_argument, 0, OPT_CACHE}, {"quiet", no_argument, 0, 'q'},

@@ -713,6 +713,9 @@ struct vms_bundle_create_opts {
                                 * objects are left out too */
     int level;                 /* zstd level 1..19 of the objects; 0: 19 */
     bool force;                /* replace an existing OUT (else VMS_EK_CONFLICT) */
+    uint64_t split;            /* write parts of at most this many bytes (at least 1 MiB):
+                                * OUT, OUT.002, OUT.003, ...; a reader given OUT takes
+                                * them all.  0: one file */
 };
 struct vms_bundle_stats {
     uint32_t version;

@@ -144,7 +144,7 @@ static int write_bundle(struct bundling *b, fsp_error *err)
         .version = &b->version, .manifest = b->manifest,
         .held = (const uint8_t(*)[FSP_SHA256_LEN])b->digests, .n_held = b->n_digests,
         .base = b->o->base, .objects = b->n_write, .object_bytes = b->write_bytes,
-        .level = b->o->level ? b->o->level : 19,
+        .level = b->o->level ? b->o->level : 19, .split = b->o->split,
     };
     b->err = err;
     int rc = vms_bundle_writer_open(b->o->out, &plan, &b->w, err);
@@ -163,6 +163,8 @@ static int check_opts(const struct vms_bundle_create_opts *o, fsp_error *err)
 {
     if (!o->name || !o->out)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "a bundle needs the image's name and an output");
+    if (o->split && (o->split < (1u << 20) || !strcmp(o->out, "-")))
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "parts of at least 1 MiB, written to a file");
     if (o->level < 0 || o->level > 19)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "zstd level %d: expected 1 to 19", o->level);
     struct stat st;

@@ -333,7 +333,7 @@ int vms_repo_not_bundle(const vms_repo *r, fsp_error *err);
 /* ---- writing a bundle (repo/bundle; the format is docs/bundle.md) -----------
  * The members go out in the format's order: open (the header), the version
  * record, the manifest, the objects, and commit (the trailer).  The bundle is
- * written to a temporary file beside PATH and renamed by commit; PATH "-" is
+ * written to temporary files beside PATH and renamed by commit; PATH "-" is
  * standard output, written as it goes.  Abort removes the temporary; it and
  * commit free W (NULL is fine for abort). */
 typedef struct vms_bundle_writer vms_bundle_writer;
@@ -346,6 +346,7 @@ struct vms_bundle_plan {
     uint32_t base;                       /* a version of the image the receiver holds; 0: none */
     uint64_t objects, object_bytes;      /* exactly what vms_bundle_add_object will add */
     int level;                           /* zstd 1..19 */
+    uint64_t split;                      /* bytes per part (parts.c); 0: one file */
 };
 int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
                            vms_bundle_writer **out, fsp_error *err);

@@ -10,6 +10,8 @@
 #include "base/keyset.h"
 #include "repo/repo.h"
 
+#include <limits.h>
+
 #define VMS_BUNDLE_FORMAT 1
 #define VMS_BUNDLE_HEADER_MAGIC "VMSYNCBH"
 #define VMS_BUNDLE_VERSION_MAGIC "VMSYNCVR"
@@ -102,6 +104,7 @@ struct vms_bundle_contents {
     size_t n_members, cap_members;
     uint64_t file_bytes;
     int spool; /* read from standard input: the unnamed copy later passes read; else -1 */
+    char **parts; /* else the files it is read from, NULL-terminated */
 };
 
 /* The stored bytes an object stands for: its member's, shared by raw size. */
@@ -119,6 +122,31 @@ void vms_bundle_contents_free(struct vms_bundle_contents *c);
 int vms_bundle_fetch(const char *path, const struct vms_bundle_contents *c,
                      const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
                      void *ctx, fsp_error *err);
+
+/* ---- parts (parts.c) ---------------------------------------------------------
+ * A bundle of several parts is FILE, FILE.002, FILE.003, ...: one tar's
+ * bytes cut every LIMIT bytes.  Part K's name (K from 1) into OUT; false
+ * when it does not fit. */
+bool vms_bundle_part_name(const char *path, uint32_t k, char *out, size_t len);
+/* Where a writer's bytes go: standard output for "-", else parts written
+ * under temporary names (one part when LIMIT is 0), renamed by commit. */
+struct vms_bundle_out {
+    char path[PATH_MAX];
+    bool to_stdout;
+    uint64_t limit, in_part;
+    char (*tmps)[PATH_MAX + 16];
+    size_t n, cap;
+    int fd;
+};
+int vms_bundle_out_open(struct vms_bundle_out *o, const char *path, uint64_t limit, fsp_error *err);
+int vms_bundle_out_write(struct vms_bundle_out *o, const void *p, size_t len); /* 0 or -errno */
+int vms_bundle_out_commit(struct vms_bundle_out *o, fsp_error *err);
+/* Removes the temporaries that commit did not rename. */
+void vms_bundle_out_free(struct vms_bundle_out *o);
+/* The parts of the bundle whose first part is PATH, NULL-terminated, and
+ * their bytes together. */
+int vms_bundle_parts(const char *path, char ***parts, uint64_t *bytes, fsp_error *err);
+void vms_bundle_parts_free(char **parts);
 
 /* True when PATH is a regular file that starts as a tar does: repo.c opens
  * it as a bundle, which then says whether it is one. */

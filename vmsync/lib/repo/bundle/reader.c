@@ -67,9 +67,10 @@ static la_ssize_t tee_read(struct archive *a, void *ctx, const void **buf)
     return -1;
 }
 
-/* Opens K on PATH; on SPOOL from its start when it is a descriptor; on
- * standard input, spooling to TEE->spool, when TEE is set. */
-static int open_cursor(struct cursor *k, const char *path, int spool, struct tee *tee, fsp_error *err)
+/* Opens K on PATH's PARTS; on SPOOL from its start when it is a descriptor;
+ * on standard input, spooling to TEE->spool, when TEE is set. */
+static int open_cursor(struct cursor *k, const char *path, char **parts, int spool, struct tee *tee,
+                       fsp_error *err)
 {
     memset(k, 0, sizeof *k);
     k->path = path;
@@ -80,7 +81,7 @@ static int open_cursor(struct cursor *k, const char *path, int spool, struct tee
     int r = tee ? archive_read_open(k->a, tee, NULL, tee_read, NULL)
             : spool >= 0 ? (lseek(spool, 0, SEEK_SET) < 0 ? ARCHIVE_FATAL
                                                             : archive_read_open_fd(k->a, spool, READ_CHUNK))
-                         : archive_read_open_filename(k->a, path, READ_CHUNK);
+                         : archive_read_open_filenames(k->a, (const char **)parts, READ_CHUNK);
     if (r != ARCHIVE_OK)
         return fsp_fail(err, FSP_EK_OPEN, -EIO, "%s: cannot open: %s", path,
                         archive_error_string(k->a) ? archive_error_string(k->a) : "unreadable");
@@ -541,21 +542,19 @@ static int read_rest(struct reading *r, fsp_error *err)
 /* Where the bundle is read from: PATH, or standard input through a spool. */
 static int open_source(struct reading *r, const char *path, struct tee **tee, fsp_error *err)
 {
-    struct stat st;
     *tee = NULL;
     r->c->spool = -1;
     if (strcmp(path, "-")) {
-        int rc = open_cursor(&r->k, path, -1, NULL, err);
-        if (!rc && stat(path, &st) == 0)
-            r->k.file_bytes = r->c->file_bytes = (uint64_t)st.st_size;
-        return rc;
+        int rc = vms_bundle_parts(path, &r->c->parts, &r->c->file_bytes, err);
+        r->k.file_bytes = r->c->file_bytes;
+        return rc ? rc : open_cursor(&r->k, path, r->c->parts, -1, NULL, err);
     }
     if (!(*tee = malloc(sizeof **tee)))
         return nomem(err);
     (*tee)->in = STDIN_FILENO;
     int rc = open_spool(path, &r->c->spool, err);
     (*tee)->spool = r->c->spool;
-    return rc ? rc : open_cursor(&r->k, path, -1, *tee, err);
+    return rc ? rc : open_cursor(&r->k, path, NULL, -1, *tee, err);
 }
 
 int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
@@ -593,6 +592,7 @@ void vms_bundle_contents_free(struct vms_bundle_contents *c)
 {
     if (c->spool >= 0)
         close(c->spool);
+    vms_bundle_parts_free(c->parts);
     free(c->header.held);
     free(c->manifest);
     vms_keyset_free(&c->ids);
@@ -646,7 +646,7 @@ static int fetch_pass(const char *path, struct fetching *f, struct zin *z, fsp_e
 {
     struct cursor k;
     bool end = false;
-    int rc = open_cursor(&k, path, f->c->spool, NULL, err);
+    int rc = open_cursor(&k, path, f->c->parts, f->c->spool, NULL, err);
     for (uint32_t m = 0; !rc && f->next < f->n;) {
         rc = next_member(&k, &end, err);
         if (rc || end)

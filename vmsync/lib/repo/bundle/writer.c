@@ -21,9 +21,8 @@
 #define COPY_CHUNK (1u << 16)
 
 struct vms_bundle_writer {
-    char path[PATH_MAX], tmp[PATH_MAX + 16];
-    int fd;                 /* the temporary, or standard output */
-    bool to_stdout;
+    char path[PATH_MAX];
+    struct vms_bundle_out out; /* the parts, or standard output */
     struct archive *a;
     int64_t mtime;          /* every member's: the version's, so a bundle is reproducible */
     uint64_t planned_objects, planned_bytes;
@@ -245,18 +244,14 @@ int vms_bundle_add_object(vms_bundle_writer *w, const uint8_t hash[FSP_SHA256_LE
 
 /* ---- opening and closing ------------------------------------------------------- */
 
-static int open_output(vms_bundle_writer *w, const char *path, fsp_error *err)
+static la_ssize_t to_parts(struct archive *a, void *ctx, const void *buf, size_t len)
 {
-    snprintf(w->path, sizeof w->path, "%s", path);
-    if ((w->to_stdout = !strcmp(path, "-"))) {
-        w->fd = STDOUT_FILENO;
-        return 0;
-    }
-    snprintf(w->tmp, sizeof w->tmp, "%s.XXXXXX", path);
-    w->fd = vms_mkostemp_readable(w->tmp);
-    if (w->fd < 0)
-        return fsp_fail(err, FSP_EK_IO, w->fd, "%s: cannot create: %s", w->tmp, strerror(-w->fd));
-    return 0;
+    vms_bundle_writer *w = ctx;
+    int rc = vms_bundle_out_write(&w->out, buf, len);
+    if (!rc)
+        return (la_ssize_t)len;
+    archive_set_error(a, -rc, "%s", strerror(-rc));
+    return -1;
 }
 
 static int open_archive(vms_bundle_writer *w, fsp_error *err)
@@ -264,10 +259,10 @@ static int open_archive(vms_bundle_writer *w, fsp_error *err)
     if (!(w->a = archive_write_new()))
         return nomem(err);
     /* No padding of the last block, to a file or a pipe alike: the same
-     * bundle is the same bytes wherever it goes. */
+     * bundle is the same bytes wherever it goes, split or not. */
     if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
-        archive_write_open_fd(w->a, w->fd) != ARCHIVE_OK)
+        archive_write_open(w->a, w, NULL, to_parts, NULL) != ARCHIVE_OK)
         return archive_failed(w, VMS_BUNDLE_HEADER_MEMBER, err);
     return 0;
 }
@@ -278,7 +273,8 @@ int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
     vms_bundle_writer *w = calloc(1, sizeof *w);
     if (!w)
         return nomem(err);
-    w->fd = -1;
+    w->out.fd = -1;
+    snprintf(w->path, sizeof w->path, "%s", path);
     if (!(w->member_hash = EVP_MD_CTX_new())) {
         free(w);
         return nomem(err);
@@ -288,7 +284,7 @@ int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
     w->planned_bytes = plan->object_bytes;
     w->level = plan->level;
     w->window_log = window_for(plan->object_bytes);
-    int rc = open_output(w, path, err);
+    int rc = vms_bundle_out_open(&w->out, path, plan->split, err);
     if (!rc)
         rc = open_archive(w, err);
     if (!rc)
@@ -333,6 +329,7 @@ static void free_writer(vms_bundle_writer *w)
     if (w->member)
         fclose(w->member);
     ZSTD_freeCCtx(w->z);
+    vms_bundle_out_free(&w->out);
     EVP_MD_CTX_free(w->member_hash);
     free(w->seals.v);
     free(w);
@@ -349,25 +346,13 @@ int vms_bundle_writer_commit(vms_bundle_writer *w, uint64_t *written, fsp_error 
         vms_bundle_writer_abort(w);
         return rc;
     }
-    if (!w->to_stdout) {
-        rc = vms_commit_file(w->fd, w->tmp, w->path, err);
-        if (rc)
-            unlink(w->tmp);
-    }
+    rc = vms_bundle_out_commit(&w->out, err);
     free_writer(w);
     return rc;
 }
 
 void vms_bundle_writer_abort(vms_bundle_writer *w)
 {
-    if (!w)
-        return;
-    if (w->a)
-        archive_write_free(w->a); /* closes the archive, not the descriptor */
-    w->a = NULL;
-    if (!w->to_stdout && w->fd >= 0) {
-        close(w->fd);
-        unlink(w->tmp);
-    }
-    free_writer(w);
+    if (w)
+        free_writer(w); /* the parts written so far are removed */
 }
