@@ -25,6 +25,7 @@ static const char *const main_usage =
     "  import REPO IMAGE --name NAME [-m MSG]          store an image as NAME's next version\n"
     "  checkout REPO NAME[@V] -o OUT [--seed IMG]...   rebuild a version from seeds + repository\n"
     "  checkin REPO NAME IMAGE [-m MSG]                send what changed; record a new version\n"
+    "  checkin --to-bundle FILE NAME IMAGE             the same, offline: into a bundle\n"
     "  export REPO NAME[@V] -o OUT                     materialise a version (no lease)\n"
     "  log REPO [NAME] [--json]                        versions, oldest first\n"
     "  diff REPO NAME@V1 NAME@V2 [--json]              what changed between two versions\n"

@@ -760,6 +760,24 @@ int vms_bundle_show(vms_client *c, vms_bundle_info_cb cb, void *ctx, fsp_error *
  * digest; already_recorded when the repository holds that very version. */
 int vms_bundle_apply(vms_client *c, const char *bundle, struct vms_stats *stats, fsp_error *err);
 
+/* A check-in on a laptop that cannot reach its repository: scans IMAGE (which
+ * vmsync checked out, so that its record names NAME and the version it
+ * holds) and writes to OUT (a file, written whole or not at all; an
+ * existing one is VMS_EK_CONFLICT) a bundle of the next version: its parent
+ * that version, IMAGE's manifest, and the objects the parent's manifest
+ * lacks, read back from IMAGE.  The parent's manifest is taken from C's
+ * cache, where the checkout left it; C opens no repository (any REPO will
+ * do for vms_client_open).  At the repository, vms_bundle_apply records it,
+ * refused if another check-in won.  STATS: the version it carries,
+ * objects_sent and bytes_sent_raw (its objects), bytes_sent_compressed (the
+ * bundle's size), the digest.  The lease stays as it is. */
+struct vms_checkin_bundle_opts {
+    const char *name, *image, *message;
+    const char *out;
+};
+int vms_checkin_to_bundle(vms_client *c, const struct vms_checkin_bundle_opts *o,
+                          struct vms_stats *stats, fsp_error *err);
+
 /* ---- the settings file ------------------------------------------------------
  * ~/.config/vmsync/config ($XDG_CONFIG_HOME/vmsync/config when set): one file
  * that vmsync-gtk writes and both it and the vmsync command read.  Its format:
