@@ -5,7 +5,7 @@
 BUILD ?= build
 SAN ?=
 CC ?= cc
-PKGS := ext2fs com_err libntfs-3g libnbd blkid openssl libzstd sqlite3 libssh
+PKGS := ext2fs com_err libntfs-3g libnbd blkid openssl libzstd sqlite3 libssh libarchive
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The house rule of vmsync/lib: each folder includes only the folders below it
-# (the README's "How it is built" gives the order), the two repository backends
+# (the README's "How it is built" gives the order), the repository backends
 # never include each other, and the clients (vmsync/cli, agent) include only the
 # public headers.  A private header reached from the wrong layer fails here,
 # naming the file, the line and the include.
@@ -14,7 +14,8 @@ declare -A allowed=(
     [base]="base"
     [manifest]="base manifest"
     [wire]="base wire"
-    [repo]="base manifest repo repo/local repo/remote"
+    [repo]="base manifest repo repo/local repo/remote repo/bundle"
+    [repo/bundle]="base manifest repo repo/bundle"
     [sign]="base sign"
     [repo/local]="base manifest sign repo repo/local"
     [repo/remote]="base manifest wire repo repo/remote"

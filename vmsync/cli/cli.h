@@ -23,6 +23,7 @@ int cmd_images(int argc, char **argv);
 int cmd_leases(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_bundle(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 
 /* Prints ERR once and returns the exit status for it. */

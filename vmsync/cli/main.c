@@ -25,6 +25,7 @@ static const char *const main_usage =
     "  import REPO IMAGE --name NAME [-m MSG]          store an image as NAME's next version\n"
     "  checkout REPO NAME[@V] -o OUT [--seed IMG]...   rebuild a version from seeds + repository\n"
     "  checkin REPO NAME IMAGE [-m MSG]                send what changed; record a new version\n"
+    "  checkin --to-bundle FILE NAME IMAGE             the same, offline: into a bundle\n"
     "  export REPO NAME[@V] -o OUT                     materialise a version (no lease)\n"
     "  log REPO [NAME] [--json]                        versions, oldest first\n"
     "  diff REPO NAME@V1 NAME@V2 [--json]              what changed between two versions\n"
@@ -36,6 +37,12 @@ static const char *const main_usage =
     "  release REPO NAME [--json]                      give back this host's lease\n"
     "  audit REPO [NAME] [--since T] [--json]          the audit log, oldest first\n"
     "  key generate|show REPO [--force] [--json]       the repository's signing key\n"
+    "  bundle create REPO NAME[@V] -o FILE [--have IMG]...  a version in one file, for\n"
+    "                                                  laptops off the network\n"
+    "  bundle show FILE [--json]                       what a bundle holds and needs\n"
+    "  bundle apply REPO FILE                          record a bundle's version in REPO\n"
+    "\n"
+    "A bundle FILE is a read-only REPO: checkout, export, verify and log read it.\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
@@ -145,7 +152,8 @@ int main(int argc, char **argv)
         {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
         {"verify", cmd_verify},     {"gc", cmd_gc},             {"check", cmd_check},
         {"images", cmd_images},     {"leases", cmd_leases},     {"release", cmd_release},
-        {"audit", cmd_audit},       {"key", cmd_key},
+        {"audit", cmd_audit},       {"bundle", cmd_bundle},
+        {"key", cmd_key},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))

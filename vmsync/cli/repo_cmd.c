@@ -572,10 +572,34 @@ static void checkin_summary(const struct vms_checkin_opts *o, const struct vms_s
                  mib(st->bytes_sent_raw, a), mib(st->bytes_sent_compressed, b), st->seconds);
 }
 
+/* checkin --to-bundle FILE NAME IMAGE: no repository, a bundle instead. */
+static int checkin_to_bundle(struct common *c, const char *file, const char *name, const char *image,
+                             const char *message)
+{
+    struct vms_checkin_bundle_opts o = {name, image, message, file};
+    struct vms_stats st = {0};
+    fsp_error err = {0};
+    char summary[512], a[32], b[32];
+    common_start(c, file);
+    int rc = common_open(c, &err);
+    if (!rc)
+        rc = vms_checkin_to_bundle(c->client, &o, &st, &err);
+    if (rc == -EEXIST && err.kind == VMS_EK_CONFLICT)
+        cli_hint("remove it, or name another file");
+    common_close(c);
+    snprintf(summary, sizeof summary,
+             "wrote %s@%u (parent %u) to %s: %llu new objects, %s, a bundle of %s; apply it with "
+             "vmsync bundle apply REPO %s", name, st.version, st.version ? st.version - 1 : 0, file,
+             (unsigned long long)st.objects_sent, mib(st.bytes_sent_raw, a), mib(st.bytes_sent_compressed, b),
+             file);
+    return finish(c, rc, &err, &st, summary);
+}
+
 int cmd_checkin(int argc, char **argv)
 {
     static const char *const usage =
         "usage: vmsync checkin REPO NAME IMAGE [--message M] [--full-rescan] [options]\n"
+        "       vmsync checkin --to-bundle FILE NAME IMAGE [--message M] [options]\n"
         "\n"
         "Sends what changed in IMAGE since this host checked NAME out, records it as\n"
         "the next version (its parent: the version checked out) and releases the lease.\n"
@@ -583,26 +607,39 @@ int cmd_checkin(int argc, char **argv)
         "Run again after an interruption that came once the version was recorded, it\n"
         "says so (NAME@N) and exits 0.\n"
         "\n"
+        "With --to-bundle, on a laptop that cannot reach REPO: writes FILE, a bundle\n"
+        "of the next version (IMAGE's manifest, and the objects that the version it\n"
+        "was checked out as lacks), for 'vmsync bundle apply REPO FILE' at the server,\n"
+        "which records it as this check-in would, or refuses it if another won.\n"
+        "\n"
         "  -m, --message M        a note for the log\n"
-        "      --full-rescan      reread every file\n" COMMON_HELP;
-    enum { OPT_FULL = 2000 };
+        "      --full-rescan      reread every file\n"
+        "      --to-bundle FILE   write the check-in to the bundle FILE (no REPO)\n" COMMON_HELP;
+    enum { OPT_FULL = 2000, OPT_TO_BUNDLE };
     static const struct option opts[] = {{"message", required_argument, 0, 'm'},
-                                         {"full-rescan", no_argument, 0, OPT_FULL}, COMMON_OPTIONS, {0, 0, 0, 0}};
+                                         {"full-rescan", no_argument, 0, OPT_FULL},
+                                         {"to-bundle", required_argument, 0, OPT_TO_BUNDLE},
+                                         COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
     struct vms_checkin_opts o = {0};
+    const char *to_bundle = NULL;
     int opt, why;
     while ((opt = getopt_long(argc, argv, "m:qhi:", opts, NULL)) != -1) {
         if (opt == 'm')
             o.message = optarg;
         else if (opt == OPT_FULL)
             o.full_rescan = true;
+        else if (opt == OPT_TO_BUNDLE)
+            to_bundle = optarg;
         else if (opt == 'h')
             return fputs(usage, stdout), 0;
         else if ((why = common_option(&c, opt, usage)) != 0)
             return option_failed(why, usage, argv);
     }
-    if (optind + 3 != argc)
-        return cli_usage_error(usage, "%s", "checkin needs REPO, NAME and IMAGE");
+    if (to_bundle && optind + 2 == argc)
+        return checkin_to_bundle(&c, to_bundle, argv[optind], argv[optind + 1], o.message);
+    if (to_bundle || optind + 3 != argc)
+        return cli_usage_error(usage, "%s", "checkin needs REPO, NAME and IMAGE (or --to-bundle FILE, NAME and IMAGE)");
     o.name = argv[optind + 1];
     o.image = argv[optind + 2];
     common_start(&c, argv[optind]);

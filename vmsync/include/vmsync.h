@@ -254,7 +254,8 @@ void vms_inspect_free(struct vms_inspect_result *r);
 enum vms_phase {
     VMS_PHASE_CONNECT = 1,     /* ssh://: the SSH connection, in 5 steps: connected, host key
                                 * checked, authenticated, agent started, agent's hello */
-    VMS_PHASE_SCAN_SEED,       /* checkout: a seed scanned (SUBJECT its path, INDEX of COUNT);
+    VMS_PHASE_SCAN_SEED,       /* checkout (bundle create: a --have image): a seed scanned
+                                * (SUBJECT its path, INDEX of COUNT);
                                 * bytes read of those to read.  A seed whose scan is
                                 * cached is not scanned */
     VMS_PHASE_SCAN_IMAGE,      /* import, check-in: the image (SUBJECT) scanned; bytes */
@@ -262,7 +263,8 @@ enum vms_phase {
                                 * scanned to see which version it holds; bytes */
     VMS_PHASE_SEED_COPY,       /* checkout: objects copied from the seeds; bytes of the
                                 * image in place, of all it needs (as FETCH, which follows) */
-    VMS_PHASE_FETCH,           /* checkout: objects fetched from the repository; same unit */
+    VMS_PHASE_FETCH,           /* checkout: objects fetched from the repository; same unit.
+                                * bundle create: objects read into the bundle; raw bytes */
     VMS_PHASE_SEND,            /* import, check-in over ssh://: objects sent; raw bytes */
     VMS_PHASE_VERIFY,          /* checkout: the rebuilt image (SUBJECT: its temporary,
                                 * OUT.vmsync-part), verify: the image named (SUBJECT),
@@ -272,7 +274,8 @@ enum vms_phase {
                                 * versions use */
     VMS_PHASE_GC_SWEEP,        /* gc of a local repository: pack files swept, of all */
     VMS_PHASE_CHECK_MANIFESTS, /* check: bytes of manifest files read */
-    VMS_PHASE_CHECK_OBJECTS,   /* check with objects: stored bytes read */
+    VMS_PHASE_CHECK_OBJECTS,   /* check with objects: stored bytes read; a bundle opened:
+                                * bytes of its members read and checked */
     VMS_PHASE_DONE,            /* the last event of every operation on a client, whether it
                                 * succeeded or not: RESULT is what it returns */
 };
@@ -558,7 +561,9 @@ struct vms_image_info {
 struct vms_audit_entry {
     int64_t at;              /* Unix seconds */
     const char *user, *host;
-    const char *action;      /* "import", "checkout", "checkin", "export", "steal", "release" */
+    const char *action;      /* "import", "checkout", "checkin", "export", "steal", "release",
+                              * "apply" (a bundle's version, vms_bundle_apply; over
+                              * ssh:// the agent records it as the check-in it is) */
     const char *image;       /* NULL when the entry names none */
     uint32_t version;
     const char *detail;      /* free text ("" when none); over ssh:// the agent keeps the
@@ -785,6 +790,93 @@ int vms_version_lookup(vms_client *c, const char *name, uint32_t version, struct
 /* Copies NAME@VERSION's manifest to DEST. */
 int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
                        const char *dest, fsp_error *err);
+
+/* ---- bundles: a version in one file, for laptops off the network ------------
+ * A bundle (docs/bundle.md) holds one version of an image, its manifest and
+ * the objects its receiver lacks.  vms_client_open on a bundle file (known by
+ * its content, whatever its name), or on "-" for one read from standard input
+ * (spooled to an unnamed temporary file as it is read), gives a read-only
+ * repository: checkout
+ * (which then takes no lease and writes no audit entry, like an export),
+ * verify, log, images and vms_bundle_show work on it; an operation that
+ * writes fails with FSP_EK_USAGE "FILE: ...: the repository is read-only".
+ * Opening it reads the whole file once and checks every member and every
+ * object's hash (FSP_EK_CORRUPT or FSP_EK_FORMAT naming the member). */
+struct vms_bundle_create_opts {
+    const char *name;          /* the image */
+    uint32_t version;          /* 0: the latest */
+    const char *out;           /* the bundle file, written whole or not at all; "-": stdout */
+    const char *const *have;   /* what the receiver holds: images, or manifest files that
+                                * vms_manifest_create wrote; their objects are left out */
+    size_t n_have;
+    uint32_t base;             /* a version of NAME the receiver holds (0: none): its
+                                * objects are left out too */
+    int level;                 /* zstd level 1..19 of the objects; 0: 19 */
+    bool force;                /* replace an existing OUT (else VMS_EK_CONFLICT) */
+    uint64_t split;            /* write parts of at most this many bytes (at least 1 MiB):
+                                * OUT, OUT.002, OUT.003, ...; a reader given OUT takes
+                                * them all.  0: one file */
+};
+struct vms_bundle_stats {
+    uint32_t version;
+    uint64_t objects, bytes_raw;       /* objects written, and their bytes */
+    uint64_t objects_held, bytes_held; /* left out: the receiver holds them */
+    uint64_t bytes_written;            /* the bundle's size */
+    double seconds;
+};
+/* Writes NAME@VERSION of C's repository (any kind) as a bundle: the version,
+ * its manifest, and every object its image needs that no HAVE image or BASE
+ * version holds.  HAVE images are scanned as a checkout scans its seeds
+ * (VMS_PHASE_SCAN_SEED; the same cache), and the objects are read from the
+ * repository (VMS_PHASE_FETCH, bytes). */
+int vms_bundle_create(vms_client *c, const struct vms_bundle_create_opts *o,
+                      struct vms_bundle_stats *stats, fsp_error *err);
+
+struct vms_bundle_info {
+    uint32_t format;                   /* docs/bundle.md's format version */
+    const struct vms_version *version; /* the version it carries */
+    bool is_signed;                    /* it carries the version's signature */
+    uint32_t base;                     /* the receiver must hold NAME@BASE (0: none) */
+    const uint8_t (*held)[FSP_SHA256_LEN]; /* and images of these canonical digests */
+    size_t n_held;
+    uint64_t objects, bytes_raw;       /* the objects it holds */
+    uint64_t object_members, bytes_stored; /* in how many members, of how many bytes */
+    uint64_t manifest_bytes;
+    uint64_t file_bytes;               /* the bundle's size */
+};
+/* INFO and all it points to live during the call only. */
+typedef int (*vms_bundle_info_cb)(void *ctx, const struct vms_bundle_info *info);
+/* Calls CB once with what C's bundle holds and needs; C opened on anything
+ * but a bundle: FSP_EK_USAGE "REPO: not a bundle". */
+int vms_bundle_show(vms_client *c, vms_bundle_info_cb cb, void *ctx, fsp_error *err);
+
+/* Adds the version that BUNDLE (a bundle file) carries to C's repository (a
+ * branch server, a second site; local or ssh://), with check-in's rule: the
+ * version's parent must be the image's latest version (0: a new image), else
+ * VMS_EK_CONFLICT names the newer one and nothing is recorded.  The objects
+ * the repository lacks come from the bundle, and one that neither holds is
+ * FSP_EK_CORRUPT naming it, before anything is stored.  STATS: the version
+ * recorded, objects_sent and bytes_sent_raw (what the bundle added), the
+ * digest; already_recorded when the repository holds that very version. */
+int vms_bundle_apply(vms_client *c, const char *bundle, struct vms_stats *stats, fsp_error *err);
+
+/* A check-in on a laptop that cannot reach its repository: scans IMAGE (which
+ * vmsync checked out, so that its record names NAME and the version it
+ * holds) and writes to OUT (a file, written whole or not at all; an
+ * existing one is VMS_EK_CONFLICT) a bundle of the next version: its parent
+ * that version, IMAGE's manifest, and the objects the parent's manifest
+ * lacks, read back from IMAGE.  The parent's manifest is taken from C's
+ * cache, where the checkout left it; C opens no repository (any REPO will
+ * do for vms_client_open).  At the repository, vms_bundle_apply records it,
+ * refused if another check-in won.  STATS: the version it carries,
+ * objects_sent and bytes_sent_raw (its objects), bytes_sent_compressed (the
+ * bundle's size), the digest.  The lease stays as it is. */
+struct vms_checkin_bundle_opts {
+    const char *name, *image, *message;
+    const char *out;
+};
+int vms_checkin_to_bundle(vms_client *c, const struct vms_checkin_bundle_opts *o,
+                          struct vms_stats *stats, fsp_error *err);
 
 /* ---- the settings file ------------------------------------------------------
  * ~/.config/vmsync/config ($XDG_CONFIG_HOME/vmsync/config when set): one file

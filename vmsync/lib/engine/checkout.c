@@ -256,41 +256,11 @@ static int plan(struct checkout *co, fsp_error *err)
 
 /* ---- seeds --------------------------------------------------------------- */
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The sizes of small streams the target needs, sorted and unique. */
-static int needed_sizes(const struct vms_loaded *t, struct vms_seed_needs *needs, uint64_t **sizes)
-{
-    size_t n = 0;
-    *sizes = malloc((t->n_streams + 1) * sizeof **sizes);
-    if (!*sizes)
-        return -ENOMEM;
-    for (size_t i = 0; i < t->n_streams; i++) {
-        const struct vms_lstream *s = &t->streams[i];
-        if (s->n_chunks)
-            needs->chunked = true;
-        else if (s->size)
-            (*sizes)[n++] = s->size;
-    }
-    qsort(*sizes, n, sizeof **sizes, cmp_u64);
-    size_t unique = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!unique || (*sizes)[unique - 1] != (*sizes)[i])
-            (*sizes)[unique++] = (*sizes)[i];
-    needs->sizes = *sizes;
-    needs->n_sizes = unique;
-    return 0;
-}
-
 static int load_seeds(struct checkout *co, fsp_error *err)
 {
     struct vms_seed_needs needs = {0};
     uint64_t *sizes;
-    if (needed_sizes(co->target, &needs, &sizes))
+    if (vms_seed_needs_of(co->target, &needs, &sizes))
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     int rc = 0;
     for (size_t i = 0; i < co->o->n_seeds && !rc; i++) {
@@ -329,6 +299,18 @@ static int objects_to_fetch(struct checkout *co, uint8_t (**hashes)[FSP_SHA256_L
     return 0;
 }
 
+/* The repository (a bundle, say) lacks objects that no seed gives: named,
+ * the first of them, so that the user can tell which seed is missing. */
+static int lacking(struct checkout *co, const uint8_t hash[FSP_SHA256_LEN], size_t missing,
+                   fsp_error *err)
+{
+    char hex[2 * FSP_SHA256_LEN + 1];
+    fsp_hex(hash, FSP_SHA256_LEN, hex);
+    return fsp_fail(err, FSP_EK_CORRUPT, -ENOENT,
+                    "%s@%u: the repository lacks %zu of its objects, and no seed holds them "
+                    "(the first: object %s)", co->o->name, co->version.number, missing, hex);
+}
+
 /* Asks the repository, in one request, for the stored size of every object
  * the plan fetches: a client shows what will travel, and an object it lacks
  * fails the plan before anything is written. */
@@ -344,14 +326,15 @@ static int ask_repository(struct checkout *co, fsp_error *err)
     if (!rc && n)
         rc = vms_repo_has(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, present, sizes,
                           err);
+    size_t first_missing = 0;
     for (size_t k = 0; !rc && k < n; k++) {
         co->objs[indexes[k]].to_fetch = true;
         co->objs[indexes[k]].stored = sizes[k].stored;
-        missing += !present[k];
+        if (!present[k] && !missing++)
+            first_missing = k;
     }
     if (!rc && missing)
-        rc = fsp_fail(err, FSP_EK_CORRUPT, -ENOENT, "%s@%u: the repository lacks %zu of its objects",
-                      co->o->name, co->version.number, missing);
+        rc = lacking(co, hashes[first_missing], missing, err);
     free(hashes);
     free(indexes);
     free(present);
@@ -831,8 +814,8 @@ static int take_lease(struct checkout *co, fsp_error *err)
 {
     struct vms_lease held;
     bool found = false;
-    if (co->o->export_only)
-        return 0;
+    if (co->o->export_only || !vms_repo_writable(co->c->repo))
+        return 0; /* a read-only repository (a bundle) keeps no leases */
     int rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, false, err);
     if (rc && err->kind == VMS_EK_CONFLICT && client_steals(co))
         rc = vms_repo_lease_take(co->c->repo, co->o->name, co->version.number, true, err);
@@ -846,6 +829,8 @@ static int take_lease(struct checkout *co, fsp_error *err)
 static int audit(struct checkout *co, fsp_error *err)
 {
     char detail[PATH_MAX + 128];
+    if (!vms_repo_writable(co->c->repo))
+        return 0; /* nor an audit log */
     snprintf(detail, sizeof detail, "%s; %llu bytes from seeds, %llu fetched", co->o->out,
              (unsigned long long)co->stats->bytes_from_seeds,
              (unsigned long long)co->stats->bytes_fetched_compressed);

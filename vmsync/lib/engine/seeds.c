@@ -257,3 +257,34 @@ int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
                         seed->path);
     return 0;
 }
+
+/* ---- what a target needs ----------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int vms_seed_needs_of(const struct vms_loaded *t, struct vms_seed_needs *needs, uint64_t **sizes)
+{
+    size_t n = 0;
+    *sizes = malloc((t->n_streams + 1) * sizeof **sizes);
+    if (!*sizes)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n_streams; i++) {
+        const struct vms_lstream *s = &t->streams[i];
+        if (s->n_chunks)
+            needs->chunked = true;
+        else if (s->size)
+            (*sizes)[n++] = s->size;
+    }
+    qsort(*sizes, n, sizeof **sizes, cmp_u64);
+    size_t unique = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!unique || (*sizes)[unique - 1] != (*sizes)[i])
+            (*sizes)[unique++] = (*sizes)[i];
+    needs->sizes = *sizes;
+    needs->n_sizes = unique;
+    return 0;
+}

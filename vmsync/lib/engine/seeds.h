@@ -11,6 +11,10 @@ struct vms_seed_needs {
     bool chunked;          /* the target has streams matched chunk by chunk */
 };
 
+/* The needs of target T: the sizes of the small streams it needs, sorted
+ * and unique, in *SIZES (malloc'd, the caller's; NEEDS points into it). */
+int vms_seed_needs_of(const struct vms_loaded *t, struct vms_seed_needs *needs, uint64_t **sizes);
+
 /* Loads the seed's manifest from the cache, or scans it (lazily, per NEEDS)
  * and caches it.  *RESCANNED tells whether the image was read. */
 int vms_seed_load(struct vms_ctx *c, const char *path, const struct vms_seed_needs *needs,

@@ -116,6 +116,12 @@ static int temp_manifest(struct vms_ctx *c, const char *what, char *path, size_t
     return vms_ctx_cache_path(c, "tmp", name, path, len, err);
 }
 
+/* A read-only repository (a bundle) is refused before any scan. */
+static int writable(struct vms_ctx *c, const char *what, fsp_error *err)
+{
+    return vms_repo_writable(c->repo) ? 0 : vms_repo_read_only(c->repo, what, err);
+}
+
 int vms_import(vms_client *cl, const struct vms_import_opts *o,
                struct vms_stats *stats, fsp_error *err)
 {
@@ -125,6 +131,8 @@ int vms_import(vms_client *cl, const struct vms_import_opts *o,
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
     int rc = vms_ctx_open(&c, cl, stats, err);
+    if (!rc)
+        rc = writable(&c, "import", err);
     if (!rc)
         rc = temp_manifest(&c, "import", manifest, sizeof manifest, err);
     if (!rc)
@@ -310,6 +318,8 @@ int vms_checkin(vms_client *cl, const struct vms_checkin_opts *o,
     struct vms_written written;
     bool was_written = written_before(o->image, &written);
     int rc = vms_ctx_open(&c, cl, stats, err);
+    if (!rc)
+        rc = writable(&c, "check-in", err);
     if (!rc) {
         rc = checked_out_version(&c, o->name, &lease, err);
         if (!rc)

@@ -1,6 +1,8 @@
 /* Opening a repository: a directory is the local backend (repo/local), an
- * ssh:// URL the agent's client (repo/remote).  After that, every call goes
+ * ssh:// URL the agent's client (repo/remote), a file that reads as a tar or
+ * "-" (standard input) a bundle (repo/bundle, read-only).  After that, every call goes
  * through the handle's table of operations (repo.h). */
+#include "repo/bundle/bundle.h"
 #include "repo/local/local.h"
 #include "repo/remote/remote.h"
 
@@ -33,6 +35,8 @@ int vms_repo_open_reporting(const char *path, const char *user, const char *host
         progress = &silent;
     if (vms_repo_is_remote(path))
         return vms_remote_open(path, user, host, remote, progress, out, err);
+    if (!strcmp(path, "-") || vms_bundle_sniff(path))
+        return vms_bundle_open(path, progress, out, err);
     return vms_local_open(path, user, host, progress, out, err);
 }
 
@@ -48,4 +52,15 @@ int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err)
 {
     return fsp_fail(err, FSP_EK_USAGE, -ENOTSUP, "%s: %s needs a local repository",
                     vms_repo_path(r), what);
+}
+
+int vms_repo_read_only(const vms_repo *r, const char *what, fsp_error *err)
+{
+    return fsp_fail(err, FSP_EK_USAGE, -EROFS, "%s: %s: the repository is read-only", vms_repo_path(r),
+                    what);
+}
+
+int vms_repo_not_bundle(const vms_repo *r, fsp_error *err)
+{
+    return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: not a bundle", vms_repo_path(r));
 }

@@ -237,13 +237,18 @@ typedef int vms_repo_key_generate_fn(vms_repo *r, bool replace, struct vms_publi
                                      fsp_error *err);
 /* The public half of the key; no key is VMS_EK_NOTFOUND. */
 typedef int vms_repo_key_public_fn(vms_repo *r, struct vms_public_key *out, fsp_error *err);
+/* Bundles only: what the bundle holds and needs, to CB (see vmsync.h). */
+typedef int vms_repo_bundle_info_fn(vms_repo *r, vms_bundle_info_cb cb, void *ctx, fsp_error *err);
 
 /* ---- the table of operations ------------------------------------------------
- * A backend (a directory, an ssh:// agent; a bundle file or a web server
- * tomorrow) fills this table; the types above say what each operation does.  An operation that only one kind of repository offers is
- * NULL in the others, and the calls below answer for it. */
+ * A backend (a directory, an ssh:// agent, a bundle file; a web server
+ * tomorrow) fills this table; the types above say what each operation does.
+ * An operation that only one kind of repository offers is NULL in the
+ * others, and the calls below answer for it.  A read-only backend (a bundle)
+ * leaves every operation that writes NULL: put, flush, put_manifest,
+ * add_version, lease_take, lease_release, audit, gc. */
 struct vms_repo_ops {
-    const char *kind; /* "local", "ssh" */
+    const char *kind; /* "local", "ssh", "bundle" */
     vms_repo_close_fn *close;
     vms_repo_path_fn *path;
     vms_repo_traffic_fn *traffic;
@@ -271,32 +276,56 @@ struct vms_repo_ops {
     vms_repo_cache_dir_fn *cache_dir; /* local only: NULL elsewhere */
     vms_repo_key_generate_fn *key_generate; /* local only: NULL elsewhere */
     vms_repo_key_public_fn *key_public;     /* local and ssh:// */
+    vms_repo_bundle_info_fn *bundle_info; /* bundle only: NULL elsewhere */
 };
 
 /* Calls into the handle's table.  R is evaluated more than once, so it must
  * have no side effects. */
 #define vms_repo_close(r) ((r) ? (r)->ops->close(r) : (void)0)
 #define vms_repo_path(r) ((r)->ops->path(r))
-#define vms_repo_flush(r, err) ((r)->ops->flush((r), (err)))
 #define vms_repo_traffic(r, ...) ((r)->ops->traffic((r), __VA_ARGS__))
 #define vms_repo_has(r, ...) ((r)->ops->has((r), __VA_ARGS__))
-#define vms_repo_put(r, ...) ((r)->ops->put((r), __VA_ARGS__))
 #define vms_repo_get(r, ...) ((r)->ops->get((r), __VA_ARGS__))
-#define vms_repo_put_manifest(r, ...) ((r)->ops->put_manifest((r), __VA_ARGS__))
 #define vms_repo_get_manifest(r, ...) ((r)->ops->get_manifest((r), __VA_ARGS__))
 #define vms_repo_version(r, ...) ((r)->ops->version((r), __VA_ARGS__))
-#define vms_repo_add_version(r, ...) ((r)->ops->add_version((r), __VA_ARGS__))
 #define vms_repo_list(r, ...) ((r)->ops->list((r), __VA_ARGS__))
-#define vms_repo_lease_take(r, ...) ((r)->ops->lease_take((r), __VA_ARGS__))
 #define vms_repo_lease_get(r, ...) ((r)->ops->lease_get((r), __VA_ARGS__))
-#define vms_repo_lease_release(r, ...) ((r)->ops->lease_release((r), __VA_ARGS__))
-#define vms_repo_audit(r, ...) ((r)->ops->audit((r), __VA_ARGS__))
 #define vms_repo_images(r, ...) ((r)->ops->images((r), __VA_ARGS__))
 #define vms_repo_leases(r, ...) ((r)->ops->leases((r), __VA_ARGS__))
 #define vms_repo_audit_log(r, ...) ((r)->ops->audit_log((r), __VA_ARGS__))
-#define vms_repo_gc(r, ...) ((r)->ops->gc((r), __VA_ARGS__))
 #define vms_repo_keep_alive(r, err) ((r)->ops->keep_alive ? (r)->ops->keep_alive((r), (err)) : 0)
 #define vms_repo_gc_wait(r, seconds) ((r)->ops->gc_wait ? (r)->ops->gc_wait((r), (seconds)) : (void)0)
+
+/* The operations that write fail on a read-only backend with FSP_EK_USAGE
+ * "PATH: WHAT: the repository is read-only". */
+int vms_repo_read_only(const vms_repo *r, const char *what, fsp_error *err);
+/* Whether R records versions (a bundle does not): a checkout from a
+ * read-only repository takes no lease and writes no audit entry. */
+#define vms_repo_writable(r) ((r)->ops->add_version != NULL)
+#define vms_repo_flush(r, err) \
+    ((r)->ops->flush ? (r)->ops->flush((r), (err)) : vms_repo_read_only((r), "flush", (err)))
+#define vms_repo_put(r, hash, data, len, err)                          \
+    ((r)->ops->put ? (r)->ops->put((r), (hash), (data), (len), (err)) \
+                   : vms_repo_read_only((r), "storing an object", (err)))
+#define vms_repo_put_manifest(r, path, id, err)                          \
+    ((r)->ops->put_manifest ? (r)->ops->put_manifest((r), (path), (id), (err)) \
+                            : vms_repo_read_only((r), "storing a manifest", (err)))
+#define vms_repo_add_version(r, image, parent, manifest, digest, size, message, number, err)       \
+    ((r)->ops->add_version                                                                         \
+         ? (r)->ops->add_version((r), (image), (parent), (manifest), (digest), (size), (message), \
+                                 (number), (err))                                                  \
+         : vms_repo_read_only((r), "recording a version", (err)))
+#define vms_repo_lease_take(r, image, version, steal, err)                           \
+    ((r)->ops->lease_take ? (r)->ops->lease_take((r), (image), (version), (steal), (err)) \
+                          : vms_repo_read_only((r), "taking a lease", (err)))
+#define vms_repo_lease_release(r, image, err)                           \
+    ((r)->ops->lease_release ? (r)->ops->lease_release((r), (image), (err)) \
+                             : vms_repo_read_only((r), "releasing a lease", (err)))
+#define vms_repo_audit(r, action, image, version, detail, err)                              \
+    ((r)->ops->audit ? (r)->ops->audit((r), (action), (image), (version), (detail), (err)) \
+                     : vms_repo_read_only((r), "writing the audit log", (err)))
+#define vms_repo_gc(r, stats, err) \
+    ((r)->ops->gc ? (r)->ops->gc((r), (stats), (err)) : vms_repo_read_only((r), "gc", (err)))
 /* The operations only local repositories offer fail elsewhere with
  * FSP_EK_USAGE "PATH: WHAT needs a local repository". */
 int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err);
@@ -315,5 +344,36 @@ int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err);
 #define vms_repo_cache_dir(r, sub, path, len, err)                              \
     ((r)->ops->cache_dir ? (r)->ops->cache_dir((r), (sub), (path), (len), (err)) \
                          : vms_repo_local_only((r), "a repository cache", (err)))
+/* Elsewhere FSP_EK_USAGE "PATH: not a bundle". */
+int vms_repo_not_bundle(const vms_repo *r, fsp_error *err);
+#define vms_repo_bundle_info(r, cb, ctx, err)                             \
+    ((r)->ops->bundle_info ? (r)->ops->bundle_info((r), (cb), (ctx), (err)) \
+                           : vms_repo_not_bundle((r), (err)))
+
+/* ---- writing a bundle (repo/bundle; the format is docs/bundle.md) -----------
+ * The members go out in the format's order: open (the header), the version
+ * record, the manifest, the objects, and commit (the trailer).  The bundle is
+ * written to temporary files beside PATH and renamed by commit; PATH "-" is
+ * standard output, written as it goes.  Abort removes the temporary; it and
+ * commit free W (NULL is fine for abort). */
+typedef struct vms_bundle_writer vms_bundle_writer;
+#define VMS_BUNDLE_HELD_MAX 4096 /* the most held images a header lists */
+struct vms_bundle_plan {
+    const struct vms_version *version;   /* carried; its manifest is MANIFEST */
+    const char *manifest;                /* the manifest file's path */
+    const uint8_t (*held)[FSP_SHA256_LEN]; /* canonical digests the receiver holds */
+    size_t n_held;
+    uint32_t base;                       /* a version of the image the receiver holds; 0: none */
+    uint64_t objects, object_bytes;      /* exactly what vms_bundle_add_object will add */
+    int level;                           /* zstd 1..19 */
+    uint64_t split;                      /* bytes per part (parts.c); 0: one file */
+};
+int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
+                           vms_bundle_writer **out, fsp_error *err);
+int vms_bundle_add_object(vms_bundle_writer *w, const uint8_t hash[FSP_SHA256_LEN],
+                          const void *data, size_t len, fsp_error *err);
+/* *WRITTEN gets the bundle's size in bytes. */
+int vms_bundle_writer_commit(vms_bundle_writer *w, uint64_t *written, fsp_error *err);
+void vms_bundle_writer_abort(vms_bundle_writer *w);
 
 #endif

@@ -296,14 +296,15 @@ static int on_audit(struct request *q)
     vms_get_strbuf(q->body, detail, sizeof detail);
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_AUDIT);
-    static const char *const known[] = {"checkout", "checkin", "import", "export", "release"};
+    static const char *const known[] = {"checkout", "checkin", "import", "export", "release", "apply"};
     size_t i = 0;
     while (i < sizeof known / sizeof *known && strcmp(action, known[i]))
         i++;
     if (i == sizeof known / sizeof *known)
         return fsp_fail(q->err, FSP_EK_USAGE, -EINVAL, "%s: no audit action named '%s'",
                         q->a->path, action);
-    /* Checkouts, check-ins and imports were recorded as they happened; an
+    /* Checkouts, check-ins, imports and a bundle's version applied (a
+     * check-in to the agent) were recorded as they happened; an
      * export is news, but only once the version is known to exist.  A
      * read-only key leaves the catalog as it was. */
     if (!strcmp(action, "release"))

@@ -1,0 +1,181 @@
+/* Applying a bundle to a repository (a branch server, a second site): the
+ * objects its version needs that the repository lacks come from the bundle,
+ * then the manifest, then the version is recorded with check-in's rule: its
+ * parent must be the image's latest version, or it is refused as a lost race
+ * (VMS_EK_CONFLICT), recording nothing.  A version the repository already
+ * holds (same number, manifest and digest) is said so, and not recorded
+ * twice.  Everything is checked before the first object is stored. */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct applying {
+    struct vms_ctx *c;
+    const char *path;          /* the bundle */
+    vms_repo *from;            /* the bundle, opened as a repository */
+    struct vms_version v;
+    char manifest[PATH_MAX];
+    struct vms_keyset needed;  /* what the version needs, once each */
+    uint8_t (*missing)[FSP_SHA256_LEN]; /* of those, what the repository lacks */
+    size_t n_missing, cap_missing;
+    struct vms_stats *st;
+    fsp_error *err;            /* the operation's, for the callbacks */
+};
+
+static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory"); }
+
+static int take_version(void *ctx, const struct vms_bundle_info *info)
+{
+    struct applying *a = ctx;
+    a->v = *info->version;
+    return 0;
+}
+
+static int open_bundle(struct applying *a, fsp_error *err)
+{
+    struct vms_ctx *c = a->c;
+    char name[2 * FSP_SHA256_LEN + 8];
+    int rc = vms_repo_open(a->path, c->user, c->host, NULL, &a->from, err);
+    if (!rc)
+        rc = vms_repo_bundle_info(a->from, take_version, a, err);
+    if (!rc) {
+        fsp_hex(a->v.manifest, FSP_SHA256_LEN, name);
+        strcat(name, ".vmsm");
+        rc = vms_ctx_cache_path(c, "manifests", name, a->manifest, sizeof a->manifest, err);
+    }
+    if (!rc)
+        rc = vms_repo_get_manifest(a->from, a->v.manifest, a->manifest, err);
+    return rc;
+}
+
+/* Whether the repository holds the bundle's very version already. */
+static bool already_there(struct applying *a)
+{
+    struct vms_version have;
+    fsp_error ignored;
+    return !vms_repo_version(a->c->repo, a->v.image, a->v.number, &have, &ignored) &&
+           !memcmp(have.manifest, a->v.manifest, FSP_SHA256_LEN) &&
+           !memcmp(have.digest, a->v.digest, FSP_SHA256_LEN);
+}
+
+static int collect(void *ctx, const uint8_t hash[FSP_SHA256_LEN], uint64_t len)
+{
+    struct applying *a = ctx;
+    size_t i;
+    bool added;
+    (void)len;
+    return vms_keyset_add(&a->needed, hash, &i, &added) ? -ENOMEM : 0;
+}
+
+/* Which objects of HASHES R lacks, into PRESENT (0 or 1 each). */
+static int presence(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, uint8_t **present,
+                    fsp_error *err)
+{
+    if (!(*present = malloc(n + 1)))
+        return nomem(err);
+    return n ? vms_repo_has(r, hashes, n, *present, NULL, err) : 0;
+}
+
+static int lacking(struct applying *a, const uint8_t hash[FSP_SHA256_LEN], size_t n, fsp_error *err)
+{
+    char hex[2 * FSP_SHA256_LEN + 1];
+    fsp_hex(hash, FSP_SHA256_LEN, hex);
+    return fsp_fail(err, FSP_EK_CORRUPT, -ENOENT,
+                    "%s: %s@%u needs %zu objects that neither the bundle nor %s holds (the first: "
+                    "object %s)", a->path, a->v.image, a->v.number, n, vms_client_repo(a->c->client), hex);
+}
+
+/* The objects the repository lacks, each of which the bundle must hold. */
+static int find_missing(struct applying *a, fsp_error *err)
+{
+    uint8_t *in_repo = NULL, *in_bundle = NULL;
+    size_t absent = 0, first = 0;
+    int rc = vms_manifest_needed(a->manifest, collect, a, err);
+    size_t n = a->needed.n;
+    const uint8_t(*all)[FSP_SHA256_LEN] = (const uint8_t(*)[FSP_SHA256_LEN])a->needed.keys;
+    if (rc == -ENOMEM)
+        rc = nomem(err);
+    if (!rc)
+        rc = presence(a->c->repo, all, n, &in_repo, err);
+    if (!rc)
+        rc = presence(a->from, all, n, &in_bundle, err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (in_repo[i])
+            continue;
+        if (!in_bundle[i] && !absent++)
+            first = i;
+        if (vms_grow(&a->missing, &a->cap_missing, a->n_missing + 1, sizeof *a->missing))
+            rc = nomem(err);
+        else
+            memcpy(a->missing[a->n_missing++], all[i], FSP_SHA256_LEN);
+    }
+    if (!rc && absent)
+        rc = lacking(a, all[first], absent, err);
+    free(in_repo);
+    free(in_bundle);
+    return rc;
+}
+
+static int store_object(void *ctx, size_t index, const uint8_t *data, size_t len, size_t stored)
+{
+    struct applying *a = ctx;
+    (void)stored;
+    a->st->objects_sent++;
+    a->st->bytes_sent_raw += len;
+    int rc = vms_repo_put(a->c->repo, a->missing[index], data, len, a->err);
+    return rc ? rc : vms_ctx_progress(a->c, VMS_PHASE_SEND, a->st->bytes_sent_raw, 0, a->err);
+}
+
+static int record(struct applying *a, fsp_error *err)
+{
+    uint8_t id[FSP_SHA256_LEN];
+    const struct vms_version *v = &a->v;
+    int rc = a->n_missing ? vms_repo_get(a->from, (const uint8_t(*)[FSP_SHA256_LEN])a->missing,
+                                         a->n_missing, store_object, a, err)
+                          : 0;
+    if (!rc)
+        rc = vms_repo_flush(a->c->repo, err);
+    if (!rc)
+        rc = vms_repo_put_manifest(a->c->repo, a->manifest, id, err);
+    if (!rc)
+        rc = vms_repo_add_version(a->c->repo, v->image, v->parent, id, v->digest, v->size, v->message,
+                                  &a->st->version, err);
+    if (!rc)
+        rc = vms_repo_audit(a->c->repo, "apply", v->image, a->st->version, a->path, err);
+    return rc;
+}
+
+static int apply(struct applying *a, fsp_error *err)
+{
+    int rc = vms_repo_writable(a->c->repo) ? 0 : vms_repo_read_only(a->c->repo, "apply", err);
+    if (!rc)
+        rc = open_bundle(a, err);
+    if (rc)
+        return rc;
+    a->st->image_size = a->v.size;
+    memcpy(a->st->canonical_digest, a->v.digest, FSP_SHA256_LEN);
+    if (already_there(a)) {
+        a->st->version = a->v.number;
+        a->st->already_recorded = true;
+        return 0;
+    }
+    rc = find_missing(a, err);
+    return rc ? rc : record(a, err);
+}
+
+int vms_bundle_apply(vms_client *cl, const char *bundle, struct vms_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    struct applying a = {.c = &c, .path = bundle, .st = stats, .err = err};
+    memset(stats, 0, sizeof *stats);
+    int rc = vms_ctx_open(&c, cl, stats, err);
+    if (!rc)
+        rc = apply(&a, err);
+    vms_repo_close(a.from);
+    vms_keyset_free(&a.needed);
+    free(a.missing);
+    stats->seconds = vms_ctx_elapsed(&c);
+    return vms_ctx_close(&c, rc, err);
+}
