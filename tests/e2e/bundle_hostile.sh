@@ -4,7 +4,8 @@
 # a member's tar header, truncations, a member ../x (before the trailer and
 # after it), an absolute path, a link where the manifest goes, members out of
 # order, an absurd member size, an absurd object count, and a header that
-# announces a signature this vmsync cannot check.  Each is tried as a checkout
+# announces a signature the bundle does not hold (e2e/bundle_signed changes
+# a signature that is there).  Each is tried as a checkout
 # into an empty folder with its own cache: the folder and the cache hold no
 # file afterwards, and no x appears beside it.  bundle show refuses them too.
 source "$(dirname "$0")/../lib/common.sh"
@@ -109,7 +110,7 @@ elif kind == 'count':                   # a header with ARG objects
     e[0] = (info('vmsync-bundle', 0), header(int(arg), 0))
     e[0][0].size = len(e[0][1])
     write(e)
-elif kind == 'signed':                  # a header that announces a signature
+elif kind == 'signed':                  # a header that announces a signature, and no version.sig
     h = bytearray(data['vmsync-bundle'])
     h[9] |= 1                           # flags: after the magic and the format
     e = plain()
@@ -156,5 +157,5 @@ refused "the manifest as a link" manifest symlink /etc/passwd
 refused "members out of order" manifest swap
 refused "an absurd member size" vmsync-bundle huge $((3 << 30))
 refused "an absurd object count" vmsync-bundle count $((1 << 30))
-refused "a signature announced" version.sig signed
+refused "a signature announced, none there" version.sig signed
 finish

@@ -2,7 +2,8 @@
  * refuse or accept without crashing; an accepted bundle must hand over every
  * object it lists with the bytes its hash names, in the order asked (here
  * the reverse of the bundle's, so the reader takes more than one pass), and
- * its manifest must be the one its version record names. */
+ * its manifest must be the one its version record names, and its version
+ * signed exactly when its header says so. */
 #include "base/fileio.h"
 #include "repo/bundle/bundle.h"
 
@@ -44,6 +45,9 @@ static void check_contents(const char *path, const struct vms_bundle_contents *c
         abort();
     vms_sha256(c->manifest, c->manifest_len, id);
     if (memcmp(id, c->version.manifest, FSP_SHA256_LEN))
+        abort();
+    /* the version carries a signature exactly when the header announces one */
+    if (c->version.is_signed != ((c->header.flags & VMS_BUNDLE_FLAG_SIGNED) != 0))
         abort();
     free(wanted);
 }

@@ -20,15 +20,18 @@ def zstd(data):
     return subprocess.run(["zstd", "-q", "-c", "-3", "--check"], input=data,
                           stdout=subprocess.PIPE, check=True).stdout
 
-def bundle(objects, members_of, held):
+def bundle(objects, members_of, held, signed=False):
     manifest = b"VMSYNCMF" + bytes(range(64))  # the reader checks its hash, not its records
     mid = hashlib.sha256(manifest).digest()
     total = sum(len(o) for o in objects)
-    header = (b"VMSYNCBH" + varint(1) + varint(0) + s("desk") + varint(2) + varint(1) + varint(0)
+    header = (b"VMSYNCBH" + varint(1) + varint(1 if signed else 0) + s("desk") + varint(2) + varint(1) + varint(0)
               + varint(len(held)) + b"".join(held) + varint(len(objects)) + varint(total))
     version = (b"VMSYNCVR" + s("desk") + varint(2) + varint(1) + mid + hashlib.sha256(b"d").digest()
                + varint(1 << 20) + varint(2 * 1700000000) + s("m") + s("u") + s("h"))
-    members = [("vmsync-bundle", header), ("version", version), ("manifest", manifest)]
+    members = [("vmsync-bundle", header), ("version", version)]
+    if signed:  # a signer's fingerprint and a signature: their shape, not a real key's
+        members.append(("version.sig", b"VMSYNCSG" + bytes(range(32)) + bytes(range(64, 128))))
+    members.append(("manifest", manifest))
     for i, group in enumerate(members_of, 1):
         frames = b"".join(hashlib.sha256(o).digest() + struct.pack("<I", len(o)) + o for o in group)
         members.append(("objects-%06u.zst" % i, zstd(frames)))
@@ -51,6 +54,7 @@ def main():
         "empty": bundle([], [], []),
         "one-member": bundle(objs, [objs], []),
         "two-members": bundle(objs, [objs[:1], objs[1:]], [hashlib.sha256(b"held").digest()]),
+        "signed": bundle(objs, [objs], [], signed=True),
     }
     for name, data in seeds.items():
         with open(os.path.join(d, name), "wb") as f:

@@ -15,6 +15,7 @@
 #define VMS_BUNDLE_FORMAT 1
 #define VMS_BUNDLE_HEADER_MAGIC "VMSYNCBH"
 #define VMS_BUNDLE_VERSION_MAGIC "VMSYNCVR"
+#define VMS_BUNDLE_SIGNATURE_MAGIC "VMSYNCSG"
 #define VMS_BUNDLE_END_MAGIC "VMSYNCEN"
 #define VMS_BUNDLE_MAGIC_LEN 8
 
@@ -57,6 +58,12 @@ int vms_bundle_decode_header(const uint8_t *p, size_t len, struct vms_bundle_hea
 void vms_bundle_encode_version(struct vms_wbuf *b, const struct vms_version *v);
 int vms_bundle_decode_version(const uint8_t *p, size_t len, struct vms_version *v,
                               const char *path, fsp_error *err);
+/* The signature record: V's signer and signature, as the catalog holds them.
+ * Decoding fills V's and sets V->is_signed; it checks the record's shape, not
+ * the signature, which is the client's to judge (vms_signature_state). */
+void vms_bundle_encode_signature(struct vms_wbuf *b, const struct vms_version *v);
+int vms_bundle_decode_signature(const uint8_t *p, size_t len, struct vms_version *v,
+                                const char *path, fsp_error *err);
 
 /* The SHA-256 of a member's data, by name: the trailer lists one for every
  * member before it, so that a changed byte anywhere is found, and named. */

@@ -376,11 +376,6 @@ static int read_header(struct reading *r, fsp_error *err)
     if (!rc)
         rc = vms_bundle_decode_header(p, len, &r->c->header, r->k.path, err);
     free(p);
-    if (!rc && (r->c->header.flags & VMS_BUNDLE_FLAG_SIGNED))
-        rc = fsp_fail(err, FSP_EK_FORMAT, -ENOTSUP,
-                      "%s: member %s announces a signature (member %s), and this vmsync cannot "
-                      "check signatures", r->k.path, VMS_BUNDLE_HEADER_MEMBER,
-                      VMS_BUNDLE_SIGNATURE_MEMBER);
     return rc;
 }
 
@@ -394,6 +389,23 @@ static int read_version(struct reading *r, fsp_error *err)
         rc = read_member(&r->k, VMS_BUNDLE_RECORD_MAX, &p, &len, err);
     if (!rc)
         rc = vms_bundle_decode_version(p, len, &r->c->version, r->k.path, err);
+    free(p);
+    return rc;
+}
+
+/* The signature the header announces; judged later, by the client's keys. */
+static int read_signature(struct reading *r, fsp_error *err)
+{
+    uint8_t *p = NULL;
+    size_t len = 0;
+    int which;
+    if (!(r->c->header.flags & VMS_BUNDLE_FLAG_SIGNED))
+        return 0;
+    int rc = expect_member(&r->k, VMS_BUNDLE_SIGNATURE_MEMBER, NULL, &which, err);
+    if (!rc)
+        rc = read_member(&r->k, VMS_BUNDLE_RECORD_MAX, &p, &len, err);
+    if (!rc)
+        rc = vms_bundle_decode_signature(p, len, &r->c->version, r->k.path, err);
     free(p);
     return rc;
 }
@@ -571,6 +583,8 @@ int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
         rc = read_header(&r, err);
     if (!rc)
         rc = read_version(&r, err);
+    if (!rc)
+        rc = read_signature(&r, err);
     if (!rc)
         rc = read_manifest(&r, err);
     if (!rc)

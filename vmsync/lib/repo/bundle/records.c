@@ -1,5 +1,5 @@
-/* The bundle's records (docs/bundle.md): the header, the version record and
- * the trailer, in the manifest format's varints.  Decoders take hostile
+/* The bundle's records (docs/bundle.md): the header, the version record, its
+ * signature and the trailer, in the manifest format's varints.  Decoders take hostile
  * bytes: every count and string is bounded, and a record must end where its
  * member ends. */
 #include "base/fileio.h"
@@ -137,6 +137,27 @@ int vms_bundle_decode_version(const uint8_t *p, size_t len, struct vms_version *
     get_text(&r, v->host, sizeof v->host, true);
     if (r.bad || r.p != r.end)
         return bad_record(path, VMS_BUNDLE_VERSION_MEMBER, "a malformed version record", err);
+    return 0;
+}
+
+void vms_bundle_encode_signature(struct vms_wbuf *b, const struct vms_version *v)
+{
+    vms_put_raw(b, VMS_BUNDLE_SIGNATURE_MAGIC, VMS_BUNDLE_MAGIC_LEN);
+    vms_put_raw(b, v->signer, FSP_SHA256_LEN);
+    vms_put_raw(b, v->signature, VMS_SIGNATURE_LEN);
+}
+
+int vms_bundle_decode_signature(const uint8_t *p, size_t len, struct vms_version *v,
+                                const char *path, fsp_error *err)
+{
+    struct vms_rbuf r;
+    if (!open_record(&r, p, len, VMS_BUNDLE_SIGNATURE_MAGIC))
+        return bad_record(path, VMS_BUNDLE_SIGNATURE_MEMBER, "not a signature record", err);
+    vms_get_raw(&r, v->signer, FSP_SHA256_LEN);
+    vms_get_raw(&r, v->signature, VMS_SIGNATURE_LEN);
+    if (r.bad || r.p != r.end)
+        return bad_record(path, VMS_BUNDLE_SIGNATURE_MEMBER, "a malformed signature record", err);
+    v->is_signed = true;
     return 0;
 }
 

@@ -123,6 +123,7 @@ static int put_header(vms_bundle_writer *w, const struct vms_bundle_plan *p, fsp
         .parent = p->version->parent, .base = p->base,
         .held = (uint8_t(*)[FSP_SHA256_LEN])p->held, .n_held = p->n_held,
         .objects = p->objects, .object_bytes = p->object_bytes,
+        .flags = p->version->is_signed ? VMS_BUNDLE_FLAG_SIGNED : 0,
     };
     snprintf(h.image, sizeof h.image, "%s", p->version->image);
     struct vms_wbuf b = {0};
@@ -138,9 +139,19 @@ static int put_version(vms_bundle_writer *w, const struct vms_version *v, fsp_er
     vms_bundle_encode_version(&b, v);
     int rc = put_member(w, VMS_BUNDLE_VERSION_MEMBER, &b, err);
     vms_wbuf_free(&b);
-    /* The version's signature goes here, as VMS_BUNDLE_SIGNATURE_MEMBER with
-     * VMS_BUNDLE_FLAG_SIGNED in the header, once versions carry one: none
-     * does yet, so none is written. */
+    return rc;
+}
+
+/* A signed version's signature travels as the catalog holds it: the bundle
+ * vouches for nothing itself, the receiver judges it by its trusted keys. */
+static int put_signature(vms_bundle_writer *w, const struct vms_version *v, fsp_error *err)
+{
+    struct vms_wbuf b = {0};
+    if (!v->is_signed)
+        return 0;
+    vms_bundle_encode_signature(&b, v);
+    int rc = put_member(w, VMS_BUNDLE_SIGNATURE_MEMBER, &b, err);
+    vms_wbuf_free(&b);
     return rc;
 }
 
@@ -291,6 +302,8 @@ int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
         rc = put_header(w, plan, err);
     if (!rc)
         rc = put_version(w, plan->version, err);
+    if (!rc)
+        rc = put_signature(w, plan->version, err);
     if (!rc)
         rc = put_manifest(w, plan->manifest, err);
     if (rc)
