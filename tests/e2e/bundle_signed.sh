@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # A bundle carries its version's signature, and a client that trusts a key
 # judges it as it judges a repository's version.  "office" has a key and
-# signs desk@1 and desk@2; "plain" has none (desk@2 unsigned); "branch" has
-# a key of its own.
+# signs desk@1 and desk@2; "plain" has none (desk@2 unsigned); "branch" and,
+# over ssh://, "remote" each have a key of their own and hold desk@1.
 #   - the bundle of a signed version holds version.sig and says signed; one of
 #     an unsigned version does not;
 #   - checkout FILE --trust office.pub equals the online export; --trust of
 #     branch's key only is refused (exit 13), as is the unsigned bundle, and
 #     a signature changed and resealed (bad); a byte flipped in version.sig
 #     is refused naming it: each writes nothing, no OUT and no cache;
-#   - a bundle made from the office over ssh:// carries the signature too.
+#   - bundle apply --trust office.pub refuses the unsigned bundle (exit 13)
+#     and the repository is unchanged; the signed one is applied, and the
+#     branch signs desk@2 with its own key, locally and over ssh://; a
+#     [trust] key in the settings refuses as --trust does; without a trusted
+#     key the unsigned one applies as before.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -133,9 +137,55 @@ vm_expect "$T/verify-forged" 13 verify "$T/forged.vmsb" desk "$T/online.img" "${
 # without a trusted key, the unsigned bundle checks out as before
 vm_ok "$T/co-plain" checkout "$unsigned" desk -o "$T/plain.img" -q
 
-# A bundle made over ssh:// carries the signature as well.
+# snapshot REPO: what apply may change
+snapshot() {
+    sqlite3 "$1/catalog.db" "select count(*) from versions; select count(*) from audit;"
+    (cd "$1" && find packs manifests -type f -printf '%p %s\n' | sort)
+}
+
+# applied WHERE URL REPO OPTS...: apply refuses the unsigned bundle with
+# office's key trusted, REPO unchanged; takes the signed one; and REPO signs
+# desk@2 with its own key.
+applied() {
+    local where=$1 url=$2 repo=$3 before why
+    shift 3
+    before=$(snapshot "$repo")
+    vm_expect "$T/$where-apply-plain" 13 bundle apply "$url" "$unsigned" "${trust_office[@]}" "$@"
+    why=$(one_error_line "$T/$where-apply-plain" unsigned.vmsb unsigned) || bad "$where: apply: $why"
+    [[ $(snapshot "$repo") == "$before" ]] || bad "$where: a refused apply changed the repository"
+    vm_expect "$T/$where-apply-other" 13 bundle apply "$url" "$signed" --trust "$T/branch.pub" "$@"
+    [[ $(snapshot "$repo") == "$before" ]] || bad "$where: a refused apply changed the repository"
+
+    vm_ok "$T/$where-apply" bundle apply "$url" "$signed" --json "${trust_office[@]}" "$@"
+    [[ $(jget "$T/$where-apply.out" .version) == 2 ]] || bad "$where: apply: $(cat "$T/$where-apply.out")"
+    vm_ok "$T/$where-log" log "$url" desk --json --trust "$T/$where.pub" "$@"
+    [[ $(jq -r 'select(.version == 2) | [.signature, .signer] | join(" ")' "$T/$where-log.out") == \
+        "trusted $(fingerprint "$repo")" ]] ||
+        bad "$where: the applied desk@2 is not signed by the branch's key: $(cat "$T/$where-log.out")"
+    vm_ok "$T/$where-export" export "$url" desk@2 -o "$T/$where.img" -q --trust "$T/$where.pub" "$@"
+    cmp "$T/$where.img" "$T/online.img" >/dev/null || bad "$where: the applied desk@2 differs from the office's"
+}
+applied branch "$T/srv/branch" "$T/srv/branch"
+
 sshopts=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY")
+newrepo remote key
+applied remote "$SSHD_URL_BASE/remote" "$T/srv/remote" "${sshopts[@]}"
+
+# A bundle made over ssh:// carries the signature as well.
 vm_ok "$T/create-ssh" bundle create "$SSHD_URL_BASE/office" desk -o "$T/ssh.vmsb" --level 3 "${sshopts[@]}"
 [[ $(members "$T/ssh.vmsb") == "$(members "$signed")" ]] || bad "the bundle made over ssh:// has other members"
 vm_ok "$T/co-ssh" checkout "$T/ssh.vmsb" desk -o "$T/ssh.img" -q "${trust_office[@]}"
+
+# The settings' [trust] keys count for apply as --trust does.
+newrepo set
+mkdir -p "$XDG_CONFIG_HOME/vmsync"
+printf '[trust]\nkey = %s\n' "$T/office.pub" >"$XDG_CONFIG_HOME/vmsync/config"
+vm_expect "$T/set-apply" 13 bundle apply "$T/srv/set" "$unsigned"
+[[ $(repo_nversions "$T/srv/set" desk) == 1 ]] || bad "apply refused by the settings' key recorded a version"
+rm "$XDG_CONFIG_HOME/vmsync/config"
+
+# Without a trusted key the unsigned bundle applies, as it always did.
+newrepo open
+vm_ok "$T/open-apply" bundle apply "$T/srv/open" "$unsigned" --json
+[[ $(jget "$T/open-apply.out" .version) == 2 ]] || bad "apply without --trust: $(cat "$T/open-apply.out")"
 finish

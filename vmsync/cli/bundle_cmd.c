@@ -13,7 +13,7 @@ static const char *const bundle_usage =
     "usage: vmsync bundle create REPO NAME[@VERSION] -o FILE|- [--have MANIFEST|IMAGE]...\n"
     "                            [--base NAME@V] [--split SIZE] [--level N] [--json] [options]\n"
     "       vmsync bundle show FILE|- [--json]\n"
-    "       vmsync bundle apply REPO FILE|- [--json] [options]\n"
+    "       vmsync bundle apply REPO FILE|- [--trust KEYFILE]... [--json] [options]\n"
     "\n"
     "create writes one file that carries NAME at VERSION (default: the latest) to a\n"
     "laptop off the network: the version, its manifest, and the objects the laptop\n"
@@ -26,7 +26,9 @@ static const char *const bundle_usage =
     "input, here and wherever a bundle is a REPO (checkout - NAME -o OUT ...).\n"
     "apply adds the bundle's version to REPO (a branch server, a second site) as\n"
     "check-in records one: its parent must be the latest version there, or it is\n"
-    "refused (exit 8); the objects REPO lacks come from the bundle.\n"
+    "refused (exit 8); the objects REPO lacks come from the bundle.  With a trusted\n"
+    "key, a bundle whose version that key did not sign is refused (exit 13) before\n"
+    "REPO changes.  REPO signs what it records with its own key, when it has one.\n"
     "\n"
     "  -o, --output FILE      the bundle to write, whole or not at all; - for stdout\n"
     "      --force            replace FILE when it exists\n"
@@ -35,6 +37,9 @@ static const char *const bundle_usage =
     "      --have PATH        an image or a manifest the receiver holds (repeatable)\n"
     "      --base NAME@V      the receiver holds that version of NAME\n"
     "      --level N          zstd level 1-19 of the objects (default 19: smallest)\n"
+    "      --trust KEYFILE    apply: trust the key in KEYFILE (a line of vmsync key\n"
+    "                         show; repeatable; [trust] key = FILE in the settings\n"
+    "                         adds more)\n"
     "      --json             the figures (create, apply) or the contents (show) as JSON\n"
     "      --cache DIR        local cache of manifests and seed indexes\n"
     "                         (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"
@@ -50,6 +55,8 @@ struct bundle_args {
     bool json, quiet;
     enum cli_progress_mode progress;
     struct cli_progress bar;
+    const char **trust; /* apply: --trust files, then the settings' [trust] keys */
+    size_t n_trust;
 };
 
 static int on_event(void *ctx, const struct vms_event *ev)
@@ -125,7 +132,8 @@ static int parse_base(struct bundle_args *a, const char *ref)
     return -1;
 }
 
-enum { OPT_HAVE = 3000, OPT_BASE, OPT_LEVEL, OPT_JSON, OPT_PROGRESS, OPT_CACHE, OPT_FORCE, OPT_SPLIT };
+enum { OPT_HAVE = 3000, OPT_BASE, OPT_LEVEL, OPT_JSON, OPT_PROGRESS, OPT_CACHE, OPT_FORCE, OPT_SPLIT,
+       OPT_TRUST };
 
 static int create_option(struct bundle_args *a, int opt, const char **haves, const char **base)
 {
@@ -350,28 +358,69 @@ static void print_applied(const struct bundle_args *a, const char *repo, const s
            (unsigned long long)st->objects_sent, st->bytes_sent_raw / 1048576.0, st->seconds);
 }
 
-static int bundle_apply(int argc, char **argv)
+static int add_trust(struct bundle_args *a, const char *file)
+{
+    const char **grown = realloc(a->trust, (a->n_trust + 1) * sizeof *grown);
+    if (!grown)
+        return -ENOMEM;
+    a->trust = grown;
+    a->trust[a->n_trust++] = file;
+    return 0;
+}
+
+/* The keys an apply trusts: --trust's, then the settings'. */
+static int gather_trust(struct bundle_args *a, fsp_error *err)
+{
+    char *const *keys;
+    size_t n;
+    int rc = cli_settings_trusted_keys(&keys, &n, err);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (add_trust(a, keys[i]))
+            rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    a->s.trusted_keys = a->trust;
+    a->s.n_trusted_keys = a->n_trust;
+    return rc;
+}
+
+static int parse_apply(int argc, char **argv, struct bundle_args *a)
 {
     static const struct option opts[] = {
         {"json", no_argument, 0, OPT_JSON}, {"progress", required_argument, 0, OPT_PROGRESS},
         {"cache", required_argument, 0, OPT_CACHE}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, CLI_REMOTE_OPTIONS, {0, 0, 0, 0}};
-    struct bundle_args a = {0};
+        {"trust", required_argument, 0, OPT_TRUST}, {"help", no_argument, 0, 'h'},
+        CLI_REMOTE_OPTIONS, {0, 0, 0, 0}};
     int opt, status;
-    cli_remote_init(&a.remote);
-    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1)
-        if ((status = create_option(&a, opt, NULL, NULL)) >= 0)
+    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
+        if (opt == OPT_TRUST && add_trust(a, optarg))
+            return fputs("vmsync: out of memory\n", stderr), 6;
+        if (opt != OPT_TRUST && (status = create_option(a, opt, NULL, NULL)) >= 0)
             return status == 1 ? cli_bad_option(bundle_usage, argv) : status;
+    }
     if (optind + 2 != argc)
         return cli_usage_error(bundle_usage, "%s", "bundle apply needs REPO and FILE");
+    return -1;
+}
+
+static int bundle_apply(int argc, char **argv)
+{
+    struct bundle_args a = {0};
+    cli_remote_init(&a.remote);
+    int status = parse_apply(argc, argv, &a);
+    if (status >= 0) {
+        free(a.trust);
+        return status;
+    }
     vms_client *c = NULL;
     struct vms_stats st;
     fsp_error err = {0};
     start(&a);
-    int rc = cli_client_open(argv[optind], &a.s, &c, &err);
+    int rc = gather_trust(&a, &err);
+    if (!rc)
+        rc = cli_client_open(argv[optind], &a.s, &c, &err);
     if (!rc)
         rc = vms_bundle_apply(c, argv[optind + 1], &st, &err);
     cli_client_close(&c);
+    free(a.trust); /* the handle, which read the files, is gone */
     cli_progress_clear(&a.bar);
     if (rc)
         return cli_report(&err);

@@ -72,7 +72,9 @@ static int common_option(struct common *c, int opt, const char *usage)
     case OPT_JSON: c->json = true; return 0;
     case OPT_TRUST:
         if (!c->takes_trust)
-            return cli_usage_error(usage, "%s", "only checkout, export, verify and log take --trust"), 2;
+            return cli_usage_error(usage, "%s",
+                                   "only checkout, export, verify, log and bundle apply take --trust"),
+                   2;
         return add_trust(c, optarg);
     case 'q': c->quiet = true; return 0;
     case OPT_PROGRESS:

@@ -360,9 +360,9 @@ struct vms_client_opts {
     void *ctx;                /* passed to both */
     /* Files of public keys this client trusts (vms_public_key_load), read by
      * vms_client_open, which fails naming a file that is not one.  With one
-     * or more, checkout and export refuse (VMS_EK_UNTRUSTED) a version that
-     * is unsigned, signed by a key not among them, or badly signed, before
-     * they write anything; see vms_signature_state. */
+     * or more, checkout, export and bundle apply refuse (VMS_EK_UNTRUSTED) a
+     * version that is unsigned, signed by a key not among them, or badly
+     * signed, before they write anything; see vms_signature_state. */
     const char *const *trusted_keys;
     size_t n_trusted_keys;
 };
@@ -835,7 +835,7 @@ int vms_bundle_create(vms_client *c, const struct vms_bundle_create_opts *o,
 struct vms_bundle_info {
     uint32_t format;                   /* docs/bundle.md's format version */
     const struct vms_version *version; /* the version it carries */
-    bool is_signed;                    /* it carries the version's signature */
+    bool is_signed;                    /* VERSION carries its signature */
     uint32_t base;                     /* the receiver must hold NAME@BASE (0: none) */
     const uint8_t (*held)[FSP_SHA256_LEN]; /* and images of these canonical digests */
     size_t n_held;
@@ -855,9 +855,14 @@ int vms_bundle_show(vms_client *c, vms_bundle_info_cb cb, void *ctx, fsp_error *
  * version's parent must be the image's latest version (0: a new image), else
  * VMS_EK_CONFLICT names the newer one and nothing is recorded.  The objects
  * the repository lacks come from the bundle, and one that neither holds is
- * FSP_EK_CORRUPT naming it, before anything is stored.  STATS: the version
- * recorded, objects_sent and bytes_sent_raw (what the bundle added), the
- * digest; already_recorded when the repository holds that very version. */
+ * FSP_EK_CORRUPT naming it, before anything is stored.  With trusted keys
+ * (vms_client_opts.trusted_keys), a bundle whose version they did not sign
+ * well is VMS_EK_UNTRUSTED naming BUNDLE, before anything is written (see
+ * vms_signature_state); without, any bundle that is whole is taken.  The
+ * repository signs the version it records with its own key, when it has
+ * one.  STATS: the version recorded, objects_sent and bytes_sent_raw (what
+ * the bundle added), the digest; already_recorded when the repository holds
+ * that very version. */
 int vms_bundle_apply(vms_client *c, const char *bundle, struct vms_stats *stats, fsp_error *err);
 
 /* A check-in on a laptop that cannot reach its repository: scans IMAGE (which

@@ -4,7 +4,9 @@
  * parent must be the image's latest version, or it is refused as a lost race
  * (VMS_EK_CONFLICT), recording nothing.  A version the repository already
  * holds (same number, manifest and digest) is said so, and not recorded
- * twice.  Everything is checked before the first object is stored. */
+ * twice.  With trusted keys, the bundle's version must be signed by one of
+ * them, as a checkout requires; the repository signs the version it records
+ * with its own key.  Everything is checked before the first object is stored. */
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -40,6 +42,8 @@ static int open_bundle(struct applying *a, fsp_error *err)
     int rc = vms_repo_open(a->path, c->user, c->host, NULL, &a->from, err);
     if (!rc)
         rc = vms_repo_bundle_info(a->from, take_version, a, err);
+    if (!rc) /* before anything is written, in the cache or the repository */
+        rc = vms_ctx_require_signature_from(c, a->path, &a->v, err);
     if (!rc) {
         fsp_hex(a->v.manifest, FSP_SHA256_LEN, name);
         strcat(name, ".vmsm");

@@ -51,6 +51,9 @@ int vms_client_load_anchors(vms_client *cl, fsp_error *err);
 /* With trusted keys, V must be signed by one of them, and the signature must
  * hold: else VMS_EK_UNTRUSTED naming the version and why.  Without, 0. */
 int vms_ctx_require_signature(struct vms_ctx *c, const struct vms_version *v, fsp_error *err);
+/* The same for a version read from WHERE (a bundle), which the message names. */
+int vms_ctx_require_signature_from(struct vms_ctx *c, const char *where, const struct vms_version *v,
+                                   fsp_error *err);
 /* Sends EV to CL's event callback; returns what the callback does (0 without one). */
 int vms_client_emit(vms_client *cl, const struct vms_event *ev);
 /* FSP_EK_CANCELLED once vms_client_cancel fired, else 0: for long loops

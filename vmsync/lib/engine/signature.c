@@ -54,6 +54,12 @@ int vms_client_load_anchors(vms_client *cl, fsp_error *err)
 
 int vms_ctx_require_signature(struct vms_ctx *c, const struct vms_version *v, fsp_error *err)
 {
+    return vms_ctx_require_signature_from(c, c->client->path, v, err);
+}
+
+int vms_ctx_require_signature_from(struct vms_ctx *c, const char *where, const struct vms_version *v,
+                                   fsp_error *err)
+{
     const vms_client *cl = c->client;
     if (!cl->n_anchors)
         return 0;
@@ -64,14 +70,14 @@ int vms_ctx_require_signature(struct vms_ctx *c, const struct vms_version *v, fs
     case VMS_SIGNATURE_NONE:
         return fsp_fail(err, VMS_EK_UNTRUSTED, -EPERM,
                         "%s: %s@%u is unsigned, and only versions signed by a trusted key are taken",
-                        cl->path, v->image, v->number);
+                        where, v->image, v->number);
     case VMS_SIGNATURE_UNTRUSTED:
         return fsp_fail(err, VMS_EK_UNTRUSTED, -EPERM,
-                        "%s: %s@%u is signed by %s, which is not a trusted key", cl->path, v->image,
+                        "%s: %s@%u is signed by %s, which is not a trusted key", where, v->image,
                         v->number, fp);
     default:
         return fsp_fail(err, VMS_EK_UNTRUSTED, -EBADMSG,
                         "%s: %s@%u has a bad signature: it does not verify with the trusted key %s",
-                        cl->path, v->image, v->number, fp);
+                        where, v->image, v->number, fp);
     }
 }
