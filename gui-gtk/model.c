@@ -514,6 +514,25 @@ char *version_message_text(const struct vms_version *v)
     return v->message[0] ? quoted_text(v->message) : strdup("(no message)");
 }
 
+char *untrusted_heading(const char *name)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, "%s was not checked out", shown) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}
+
+char *untrusted_text(const fsp_error *err)
+{
+    char *why = error_text(err), *out = NULL;
+    if (why && asprintf(&out, "%s. Nothing was written. The keys that the settings trust "
+                              "([trust]) decide which versions are taken.", why) < 0)
+        out = NULL;
+    free(why);
+    return out;
+}
+
 static int diff_list_grow(struct diff_list *l)
 {
     if (l->n < l->cap)
