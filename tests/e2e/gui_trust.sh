@@ -5,13 +5,15 @@
 # generate`); "branch" holds desk@1 signed by a key of its own; "plain" has
 # no key.  The settings file trusts office's key (`vmsync key show`).  One
 # window per repository, each listed alone in the settings:
-#   - office: desk checks out (vmsync verify --trust says same); old is
+#   - office: the history says desk@1 is signed by a trusted key (its
+#     fingerprint as `vmsync log --json` names the signer) and old@1 is not
+#     signed; desk checks out (vmsync verify --trust says same); old is
 #     refused with the engine's reason and "Nothing was written";
 #   - office again, with a byte of desk@1's signature flipped (sqlite3):
-#     the checkout is refused as badly signed (the signer's fingerprint as
-#     `vmsync log --json` names it);
-#   - branch: the checkout is refused as signed by a key that is not
-#     trusted;
+#     the history says BAD SIGNATURE, and the checkout is refused as badly
+#     signed;
+#   - branch: the history says "a key not trusted here"; the checkout is
+#     refused as signed by a key that is not trusted;
 #   - plain: the checkout is refused as unsigned;
 # and a refused checkout writes no file, no .vmsync-part, takes no lease.
 # Last, a [trust] key file that is missing: the window says so naming the
@@ -66,6 +68,15 @@ import os, sys
 from gui_atspi import *
 mode, out = sys.argv[1], os.environ.get("GUI_OUT", "")
 
+def history_says(app, image, words):
+    press(wait_find(app, "push button", "History of " + image))
+    hist = wait_find(app, "frame", "History of " + image)
+    wait_find(hist, "label", words, timeout=30)
+    print("# history of %s:" % image, words)
+    screenshot("%s-history-%s" % (mode, image))
+    press(wait_find(hist, "push button", "Close"))
+    wait_gone(app, "frame", "History of " + image)
+
 def refused(app, image, reason):
     press(wait_find(app, "push button", "Check out " + image))
     dlg = wait_find(app, "dialog", "Check out " + image)
@@ -90,6 +101,8 @@ with driving() as app:
                    if l.startswith(key + ": cannot open")])
         assert find(app, "push button", "Check out desk") is None, "listed without its trusted key"
     elif mode == "office":
+        history_says(app, "desk", "signed by a trusted key (%s)" % os.environ["GUI_FP"])
+        history_says(app, "old", "not signed")
         refused(app, "old", "old@1 is unsigned")
         press(wait_find(app, "push button", "Check out desk"))
         dlg = wait_find(app, "dialog", "Check out desk")
@@ -100,10 +113,13 @@ with driving() as app:
         wait_find(app, "label", "desk@1 is checked out", timeout=40)
     elif mode == "bad":
         fp = os.environ["GUI_FP"]
+        history_says(app, "desk", "BAD SIGNATURE: it does not verify with the trusted key " + fp)
         refused(app, "desk", "desk@1 has a bad signature: it does not verify with the trusted key " + fp)
     elif mode == "branch":
+        history_says(app, "desk", "signed by %s, a key not trusted here" % os.environ["GUI_FP"])
         refused(app, "desk", "desk@1 is signed by %s, which is not a trusted key" % os.environ["GUI_FP"])
     else:
+        history_says(app, "desk", "not signed")
         refused(app, "desk", "desk@1 is unsigned")
     press(wait_find(app, "push button", "Close"))
 PY
