@@ -127,6 +127,24 @@ void checkout_panel_free(struct checkout_panel *p) { g_free(p); }
 
 /* ---- the run ---- */
 
+/* A version no trusted key signed is refused before anything is written.
+ * Its reason names the repository, the version and the signer's
+ * fingerprint, too long for a toast: a dialog says it whole. */
+static void tell_refusal(struct app *a, const char *name, const fsp_error *err)
+{
+    if (err->kind != VMS_EK_UNTRUSTED || !a->window) {
+        app_toast_error(a, err);
+        return;
+    }
+    char *heading = untrusted_heading(name), *body = untrusted_text(err);
+    GtkWidget *w = adw_message_dialog_new(GTK_WINDOW(a->window), heading ? heading : "?",
+                                          body ? body : "out of memory");
+    adw_message_dialog_add_response(ADW_MESSAGE_DIALOG(w), "close", "_Close");
+    gtk_window_present(GTK_WINDOW(w));
+    free(heading);
+    free(body);
+}
+
 static int run_checkout(struct job *j, vms_client *client, fsp_error *err)
 {
     struct checkout *c = j->data;
@@ -143,7 +161,7 @@ static void checkout_done(struct job *j, int rc, const fsp_error *err)
     if (rc && err->kind == FSP_EK_CANCELLED)
         app_toast(a, CHECKOUT_CANCELLED_TEXT); /* asked for: no error that stays */
     else if (rc)
-        app_toast_error(a, err);
+        tell_refusal(a, c->name, err);
     else {
         char *name = quoted_name(c->name);
         char *text = g_strdup_printf("%s@%u is checked out", name ? name : "?", c->stats.version);
@@ -252,7 +270,7 @@ static void plan_done(struct job *j, int rc, const fsp_error *err)
     struct checkout *c = j->data;
     panel_hide(c->app->checkout);
     if (rc) {
-        app_toast_error(c->app, err);
+        tell_refusal(c->app, c->name, err);
         checkout_free(c);
         return;
     }

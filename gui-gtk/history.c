@@ -28,6 +28,7 @@ struct log_job {
     struct job job;
     struct history *h;
     GArray *versions;        /* struct vms_version, oldest first */
+    GArray *signatures;      /* enum vms_signature_state of each, judged on the worker */
 };
 
 struct compare_job {
@@ -74,7 +75,24 @@ static void set_label(GtkLabel *l, char *text)
 
 /* ---- the versions ---- */
 
-static GtkWidget *version_row_new(const struct vms_version *v)
+static GtkWidget *signature_label_new(enum vms_signature_state state, const struct vms_version *v)
+{
+    char *text = signature_text(state, v);
+    GtkWidget *l = gtk_label_new(text ? text : "out of memory");
+    gtk_label_set_selectable(GTK_LABEL(l), TRUE); /* the fingerprint, to compare */
+    gtk_label_set_wrap(GTK_LABEL(l), TRUE);
+    gtk_label_set_wrap_mode(GTK_LABEL(l), PANGO_WRAP_WORD_CHAR);
+    gtk_label_set_max_width_chars(GTK_LABEL(l), 30);
+    gtk_label_set_xalign(GTK_LABEL(l), 1);
+    if (state == VMS_SIGNATURE_BAD)
+        gtk_widget_add_css_class(l, "error");
+    else if (state == VMS_SIGNATURE_TRUSTED)
+        gtk_widget_add_css_class(l, "success");
+    free(text);
+    return l;
+}
+
+static GtkWidget *version_row_new(const struct vms_version *v, enum vms_signature_state state)
 {
     GtkWidget *row = adw_action_row_new();
     char *title = version_title_text(v), *message = version_message_text(v);
@@ -82,6 +100,7 @@ static GtkWidget *version_row_new(const struct vms_version *v)
     adw_preferences_row_set_use_markup(ADW_PREFERENCES_ROW(row), FALSE);
     adw_preferences_row_set_title(ADW_PREFERENCES_ROW(row), title ? title : "?");
     adw_action_row_set_subtitle(ADW_ACTION_ROW(row), message ? message : "");
+    adw_action_row_add_suffix(ADW_ACTION_ROW(row), signature_label_new(state, v));
     set_accessible_name(row, name);
     g_free(name);
     free(title);
@@ -91,11 +110,13 @@ static GtkWidget *version_row_new(const struct vms_version *v)
 
 /* Newest first; From and To default to the one before the latest and the
  * latest. */
-static void show_versions(struct history *h, const GArray *versions)
+static void show_versions(struct history *h, const GArray *versions, const GArray *signatures)
 {
-    for (guint i = versions->len; i-- > 0;)
-        gtk_list_box_append(h->versions,
-                            version_row_new(&g_array_index(versions, struct vms_version, i)));
+    for (guint i = versions->len; i-- > 0;) {
+        const struct vms_version *v = &g_array_index(versions, struct vms_version, i);
+        enum vms_signature_state state = g_array_index(signatures, enum vms_signature_state, i);
+        gtk_list_box_append(h->versions, version_row_new(v, state));
+    }
     uint32_t latest = versions->len
                           ? g_array_index(versions, struct vms_version, versions->len - 1).number
                           : 0;
@@ -107,16 +128,33 @@ static void show_versions(struct history *h, const GArray *versions)
     gtk_label_set_text(h->status, latest ? "" : "This image has no version.");
 }
 
+struct collecting {
+    struct log_job *lj;
+    const vms_client *client;
+};
+
+/* Each signature is judged by the handle's trusted keys, on the worker:
+ * the check is a public-key verification per version. */
 static int collect_version(void *ctx, const struct vms_version *v)
 {
-    g_array_append_val(((struct log_job *)ctx)->versions, *v);
+    struct collecting *k = ctx;
+    enum vms_signature_state state = vms_signature_state(k->client, v);
+    g_array_append_val(k->lj->versions, *v);
+    g_array_append_val(k->lj->signatures, state);
     return 0;
 }
 
 static int run_log(struct job *j, vms_client *c, fsp_error *err)
 {
-    struct log_job *lj = j->data;
-    return vms_log(c, lj->h->name, collect_version, lj, err);
+    struct collecting k = {.lj = j->data, .client = c};
+    return vms_log(c, k.lj->h->name, collect_version, &k, err);
+}
+
+static void log_job_free(struct log_job *lj)
+{
+    g_array_free(lj->versions, TRUE);
+    g_array_free(lj->signatures, TRUE);
+    g_free(lj);
 }
 
 static void log_done(struct job *j, int rc, const fsp_error *err)
@@ -127,10 +165,9 @@ static void log_done(struct job *j, int rc, const fsp_error *err)
         if (rc)
             set_label(h->status, error_text(err));
         else
-            show_versions(h, lj->versions);
+            show_versions(h, lj->versions, lj->signatures);
     }
-    g_array_free(lj->versions, TRUE);
-    g_free(lj);
+    log_job_free(lj);
 }
 
 static void start_log(struct history *h)
@@ -138,12 +175,11 @@ static void start_log(struct history *h)
     struct log_job *lj = g_new0(struct log_job, 1);
     lj->h = h;
     lj->versions = g_array_new(FALSE, FALSE, sizeof(struct vms_version));
+    lj->signatures = g_array_new(FALSE, FALSE, sizeof(enum vms_signature_state));
     lj->job = (struct job){.run = run_log, .done = log_done, .data = lj};
     gtk_label_set_text(h->status, "Reading the history…");
-    if (!start_job(h, &lj->job)) {
-        g_array_free(lj->versions, TRUE);
-        g_free(lj);
-    }
+    if (!start_job(h, &lj->job))
+        log_job_free(lj);
 }
 
 /* ---- comparing two versions, on a worker ---- */

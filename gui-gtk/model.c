@@ -514,6 +514,43 @@ char *version_message_text(const struct vms_version *v)
     return v->message[0] ? quoted_text(v->message) : strdup("(no message)");
 }
 
+/* The fingerprint is shown whole: it is what `vmsync key show` prints to
+ * compare with. */
+char *signature_text(enum vms_signature_state state, const struct vms_version *v)
+{
+    char fp[VMS_FINGERPRINT_TEXT_LEN], *out = NULL;
+    int n = 0;
+    vms_fingerprint_text(v->signer, fp);
+    if (state == VMS_SIGNATURE_TRUSTED)
+        n = asprintf(&out, "signed by a trusted key (%s)", fp);
+    else if (state == VMS_SIGNATURE_UNTRUSTED)
+        n = asprintf(&out, "signed by %s, a key not trusted here", fp);
+    else if (state == VMS_SIGNATURE_BAD)
+        n = asprintf(&out, "BAD SIGNATURE: it does not verify with the trusted key %s", fp);
+    else
+        out = strdup(state == VMS_SIGNATURE_NONE ? "not signed" : vms_signature_state_name(state));
+    return n < 0 ? NULL : out;
+}
+
+char *untrusted_heading(const char *name)
+{
+    char *shown = quoted_name(name), *out = NULL;
+    if (shown && asprintf(&out, "%s was not checked out", shown) < 0)
+        out = NULL;
+    free(shown);
+    return out;
+}
+
+char *untrusted_text(const fsp_error *err)
+{
+    char *why = error_text(err), *out = NULL;
+    if (why && asprintf(&out, "%s. Nothing was written. The keys that the settings trust "
+                              "([trust]) decide which versions are taken.", why) < 0)
+        out = NULL;
+    free(why);
+    return out;
+}
+
 static int diff_list_grow(struct diff_list *l)
 {
     if (l->n < l->cap)

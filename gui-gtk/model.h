@@ -164,6 +164,17 @@ char *version_title_text(const struct vms_version *v);
 /* The message as the CLI prints it (newlines and bytes that are not UTF-8
  * escaped), or "(no message)". */
 char *version_message_text(const struct vms_version *v);
+/* A version's signature as the window's trusted keys judge it (STATE, from
+ * vms_signature_state): "signed by a trusted key (SHA256:...)", "not
+ * signed", "signed by SHA256:..., a key not trusted here", "BAD SIGNATURE:
+ * ...". */
+char *signature_text(enum vms_signature_state state, const struct vms_version *v);
+/* A checkout of NAME refused because no trusted key signed the version
+ * (VMS_EK_UNTRUSTED): "desk was not checked out", then the engine's
+ * reason, that nothing was written, and that the settings' [trust] keys
+ * decide. */
+char *untrusted_heading(const char *name);
+char *untrusted_text(const fsp_error *err);
 
 /* The differences between two versions, copied out of vms_diff's callback. */
 struct diff_entry {

@@ -98,7 +98,8 @@ static void sync_repo_list(struct app *a)
 {
     for (size_t i = a->slots->len; i < a->cfg->n_repos; i++) {
         const struct vms_config_repo *r = &a->cfg->repos[i];
-        g_ptr_array_add(a->slots, repo_slot_new(r->url, r->identity, &a->me));
+        struct repo_trust trust = {a->cfg->trusted_keys, a->cfg->n_trusted_keys};
+        g_ptr_array_add(a->slots, repo_slot_new(r->url, r->identity, &trust, &a->me));
         gtk_list_box_append(a->repo_list, repo_row_new(r->url));
     }
 }
@@ -241,6 +242,23 @@ static gboolean on_close_request(GtkWindow *w, gpointer data)
     return FALSE;
 }
 
+/* A [trust] key that cannot be read fails the opening of every handle (no
+ * version is taken on a trust that cannot be checked), so it is said at the
+ * start, naming the settings file and the key's, as the file's own errors
+ * are. */
+static int check_trusted_keys(const struct app *a, fsp_error *err)
+{
+    struct vms_public_key key;
+    fsp_error why = {0};
+    int rc = 0;
+    for (size_t i = 0; !rc && i < a->cfg->n_trusted_keys; i++)
+        rc = vms_public_key_load(a->cfg->trusted_keys[i], &key, &why);
+    if (rc)
+        rc = fsp_fail(err, why.kind, rc, "%s: [trust]: %s; no repository opens until it is fixed",
+                      a->cfg_path, why.msg);
+    return rc;
+}
+
 /* The settings, then REPO from the command line.  Errors are toasts: the
  * window opens whatever the file holds, so the user can see what is wrong.
  * A file that failed to load is never saved over (app_save_settings). */
@@ -254,7 +272,8 @@ static void load_settings(struct app *a)
         app_toast_error(a, &err);
         a->cfg_broken = g_strdup(err.msg);
         a->cfg = calloc(1, sizeof *a->cfg);
-    }
+    } else if (check_trusted_keys(a, &err))
+        app_toast_error(a, &err);
     sync_repo_list(a);
     if (a->initial_repo && app_add_repo(a, a->initial_repo, NULL, &err))
         app_toast_error(a, &err);

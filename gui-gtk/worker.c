@@ -10,6 +10,7 @@
 
 struct repo_slot {
     char *url, *identity;
+    char **trusted_keys;     /* the handle reads them as it opens */
     const struct who *me;
     struct vms_remote_opts remote;
     struct vms_client_opts opts;
@@ -26,18 +27,24 @@ struct repo_slot {
 static int forward_event(void *ctx, const struct vms_event *ev);
 static enum vms_host_key_answer ask_host_key(void *ctx, const struct vms_host_key *k);
 
-struct repo_slot *repo_slot_new(const char *url, const char *identity, const struct who *me)
+struct repo_slot *repo_slot_new(const char *url, const char *identity,
+                                const struct repo_trust *trust, const struct who *me)
 {
     struct repo_slot *s = g_new0(struct repo_slot, 1);
     s->url = g_strdup(url);
     s->identity = g_strdup(identity);
+    s->trusted_keys = g_new0(char *, trust->n_keys + 1);
+    for (size_t i = 0; i < trust->n_keys; i++)
+        s->trusted_keys[i] = g_strdup(trust->keys[i]);
     s->me = me;
     s->remote.identity = s->identity;
     /* known_hosts left NULL: the engine picks the file as it does for the CLI */
     s->remote.host_key = ask_host_key;
     s->remote.host_key_ctx = s;
     s->opts = (struct vms_client_opts){.remote = &s->remote, .user = me->user,
-                                       .host = me->host, .event = forward_event, .ctx = s};
+                                       .host = me->host, .event = forward_event, .ctx = s,
+                                       .trusted_keys = (const char *const *)s->trusted_keys,
+                                       .n_trusted_keys = trust->n_keys};
     g_mutex_init(&s->lock);
     ask_line_init(&s->ask);
     return s;
@@ -54,6 +61,7 @@ void repo_slot_free(struct repo_slot *s)
     ask_line_clear(&s->ask);
     g_free(s->url);
     g_free(s->identity);
+    g_strfreev(s->trusted_keys);
     g_free(s);
 }
 

@@ -34,9 +34,18 @@ struct job {
     void *data;         /* the caller's */
 };
 
-/* URL and IDENTITY (may be NULL) are copied; ME stays the caller's and must
- * outlive the slot. */
-struct repo_slot *repo_slot_new(const char *url, const char *identity, const struct who *me);
+/* The public key files whose signatures the slot's handle trusts (the
+ * settings' [trust] keys): with any, a checkout of a version none of them
+ * signed is refused (VMS_EK_UNTRUSTED), and a file that holds no key fails
+ * the handle's opening, naming it. */
+struct repo_trust {
+    char *const *keys;
+    size_t n_keys;
+};
+/* URL, IDENTITY (may be NULL) and TRUST's files are copied; ME stays the
+ * caller's and must outlive the slot. */
+struct repo_slot *repo_slot_new(const char *url, const char *identity,
+                                const struct repo_trust *trust, const struct who *me);
 /* Closes the slot's handle; no job may be running (each holds the
  * application, so none is once g_application_run has returned). */
 void repo_slot_free(struct repo_slot *s);

@@ -111,6 +111,25 @@ static void test_diff_more(void)
     diff_list_clear(&l);
 }
 
+/* Each state in words, with the signer's fingerprint as `vmsync key show`
+ * prints it (32 zero bytes: 43 base64 A's). */
+static void test_signatures(void)
+{
+    struct vms_version v = version(2, 1, "signed");
+    v.is_signed = true;
+    char fp[64];
+    snprintf(fp, sizeof fp, "SHA256:%s", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    char want[160];
+    expect_text(signature_text(VMS_SIGNATURE_NONE, &v), "not signed");
+    snprintf(want, sizeof want, "signed by a trusted key (%s)", fp);
+    expect_text(signature_text(VMS_SIGNATURE_TRUSTED, &v), want);
+    snprintf(want, sizeof want, "signed by %s, a key not trusted here", fp);
+    expect_text(signature_text(VMS_SIGNATURE_UNTRUSTED, &v), want);
+    snprintf(want, sizeof want, "BAD SIGNATURE: it does not verify with the trusted key %s", fp);
+    expect_text(signature_text(VMS_SIGNATURE_BAD, &v), want);
+    expect_text(signature_text((enum vms_signature_state)99, &v), "unknown");
+}
+
 static void test_release(void)
 {
     expect_text(release_question_text("desk"), "Release desk?");
@@ -132,6 +151,7 @@ int main(void)
     RUN(test_diff);
     RUN(test_diff_grows);
     RUN(test_diff_more);
+    RUN(test_signatures);
     RUN(test_release);
     return check_failures;
 }

@@ -3,6 +3,7 @@
 #include "check.h"
 #include "../../gui-gtk/model.h"
 
+#include <errno.h>
 #include <string.h>
 
 static const struct who me = {.user = "alice", .host = "laptop"};
@@ -117,11 +118,31 @@ static void test_rate_meter(void)
     CHECK(checkout_fraction(&m) == 1);
 }
 
+/* A refused checkout says why, that nothing was written, and what decides;
+ * the engine's message is quoted as the CLI quotes it. */
+static void test_untrusted(void)
+{
+    fsp_error err = {.kind = VMS_EK_UNTRUSTED, .code = -EPERM};
+    snprintf(err.msg, sizeof err.msg, "/srv/r: desk@1 is unsigned, and only versions signed by a "
+                                      "trusted key are taken");
+    expect_text(untrusted_heading("desk"), "desk was not checked out");
+    expect_text(untrusted_heading("a\nb"), "\"a\\nb\" was not checked out");
+    expect_text(untrusted_text(&err),
+                "/srv/r: desk@1 is unsigned, and only versions signed by a "
+                "trusted key are taken. Nothing was written. The keys that the settings trust "
+                "([trust]) decide which versions are taken.");
+    snprintf(err.msg, sizeof err.msg, "/srv/r: a\nb@1 is unsigned");
+    char *text = untrusted_text(&err);
+    CHECK(text && strstr(text, "a\\nb@1") && !strchr(text, '\n'));
+    free(text);
+}
+
 int main(void)
 {
     RUN(test_states);
     RUN(test_quoting);
     RUN(test_plan_text);
     RUN(test_rate_meter);
+    RUN(test_untrusted);
     return check_failures;
 }
