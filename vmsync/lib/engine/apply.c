@@ -15,7 +15,7 @@ struct applying {
     struct vms_ctx *c;
     const char *path;          /* the bundle */
     vms_repo *from;            /* the bundle, opened as a repository */
-    struct vms_version v;
+    struct vms_version v;      /* the bundle's record, checked against its manifest */
     char manifest[PATH_MAX];
     struct vms_keyset needed;  /* what the version needs, once each */
     uint8_t (*missing)[FSP_SHA256_LEN]; /* of those, what the repository lacks */
@@ -47,6 +47,25 @@ static int open_bundle(struct applying *a, fsp_error *err)
     }
     if (!rc)
         rc = vms_repo_get_manifest(a->from, a->v.manifest, a->manifest, err);
+    return rc;
+}
+
+/* The digest and size recorded and signed are the manifest's, as a check-in
+ * records them: the record's copy is only a claim, and one that disagrees
+ * (a resealed trailer) is refused before anything is stored. */
+static int match_manifest(struct applying *a, fsp_error *err)
+{
+    struct vms_loaded *m;
+    int rc = vms_loaded_read(a->manifest, &m, err);
+    if (rc)
+        return rc;
+    if (memcmp(m->summary.digest, a->v.digest, FSP_SHA256_LEN) || m->image_size != a->v.size)
+        rc = fsp_fail(err, FSP_EK_CORRUPT, -EINVAL,
+                      "%s: member version: %s@%u's digest or size (%llu bytes) is not its manifest's "
+                      "(%llu bytes); nothing was recorded",
+                      a->path, a->v.image, a->v.number, (unsigned long long)a->v.size,
+                      (unsigned long long)m->image_size);
+    vms_loaded_free(m);
     return rc;
 }
 
@@ -139,7 +158,7 @@ static int record(struct applying *a, fsp_error *err)
         rc = vms_repo_flush(a->c->repo, err);
     if (!rc)
         rc = vms_repo_put_manifest(a->c->repo, a->manifest, id, err);
-    if (!rc)
+    if (!rc) /* the record's digest and size, which match_manifest found the manifest's */
         rc = vms_repo_add_version(a->c->repo, v->image, v->parent, id, v->digest, v->size, v->message,
                                   &a->st->version, err);
     if (!rc)
@@ -152,6 +171,8 @@ static int apply(struct applying *a, fsp_error *err)
     int rc = vms_repo_writable(a->c->repo) ? 0 : vms_repo_read_only(a->c->repo, "apply", err);
     if (!rc)
         rc = open_bundle(a, err);
+    if (!rc)
+        rc = match_manifest(a, err);
     if (rc)
         return rc;
     a->st->image_size = a->v.size;
