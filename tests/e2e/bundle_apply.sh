@@ -5,13 +5,59 @@
 # gets the objects it lacks from the bundle, records desk@2 with T's digest
 # and the office's message, exports it byte for byte as the office does, and
 # passes check --objects; applied again, it says so and adds nothing.  A
+# bundle whose version record claims another digest, its trailer resealed to
+# match, is refused naming the record (the digest recorded and signed is the
+# manifest's), and nothing is recorded.  A
 # branch whose latest is newer refuses it as a lost race (exit 8) and records
 # nothing; an empty one refuses it naming an object it lacks (exit 5); a
 # bundle is no target, and a directory is no bundle.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
-need_cmd mke2fs jq cmp
+need_cmd mke2fs jq cmp python3
+
+# reseal IN OUT: OUT is IN with one byte of its version record's digest
+# flipped and the trailer's seals computed again, so only the record's
+# agreement with its manifest can tell.
+reseal() {
+    python3 - "$1" "$2" <<'EOF2'
+import hashlib, io, sys, tarfile
+t = tarfile.open(sys.argv[1])
+ms = t.getmembers()
+data = {m.name: bytearray(t.extractfile(m).read()) for m in ms}
+
+def varint(b, i):
+    n = shift = 0
+    while True:
+        n |= (b[i] & 0x7f) << shift
+        shift += 7
+        i += 1
+        if not b[i - 1] & 0x80:
+            return n, i
+
+v = data['version']
+n, i = varint(v, 8)                     # the image name
+i += max(n - 1, 0)
+_, i = varint(v, i)                     # number
+_, i = varint(v, i)                     # parent
+v[i + 32] ^= 0x01                       # past the manifest id: the digest
+e = data['end']
+_, i = varint(e, 8)
+_, i = varint(e, i)
+count, i = varint(e, i)
+for _ in range(count):
+    n, i = varint(e, i)
+    name = bytes(e[i:i + n - 1]).decode()
+    i += n - 1
+    e[i:i + 32] = hashlib.sha256(data[name]).digest()
+    i += 32
+e[i:i + 32] = hashlib.sha256(bytes(e[:i])).digest()
+with tarfile.open(sys.argv[2], 'w', format=tarfile.PAX_FORMAT) as o:
+    for m in ms:
+        m.size = len(data[m.name])
+        o.addfile(m, io.BytesIO(bytes(data[m.name])))
+EOF2
+}
 
 export VMSYNC_HOST=apply-host VMSYNC_CACHE=$T/cache
 R=$T/office
@@ -30,6 +76,13 @@ have_objects=$(jget "$T/have.out" .objects)
 B=$T/branch
 repo_init "$B"
 vm_ok "$T/b-imp" import "$B" "$simg" --name desk
+reseal "$T/have.vmsb" "$T/lying.vmsb"
+vm_ok "$T/lying-show" bundle show "$T/lying.vmsb" --json
+[[ $(jget "$T/lying-show.out" .canonical_digest) != "$tdig" ]] || fail "the resealed record still says T"
+vm_expect "$T/lying" 5 bundle apply "$B" "$T/lying.vmsb"
+why=$(one_error_line "$T/lying" "lying.vmsb: member version" "not its manifest") || bad "a record unlike its manifest: $why"
+[[ $(repo_nversions "$B" desk) == 1 ]] || bad "a record unlike its manifest was recorded"
+
 vm_ok "$T/apply" bundle apply "$B" "$T/have.vmsb" --json
 json_ok "$T/apply.out" || fail "apply --json is not JSON: $(cat "$T/apply.out")"
 [[ $(jget "$T/apply.out" .version) == 2 && $(jget "$T/apply.out" .already_recorded) == false ]] ||

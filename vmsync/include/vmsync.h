@@ -862,7 +862,14 @@ int vms_bundle_show(vms_client *c, vms_bundle_info_cb cb, void *ctx, fsp_error *
  * repository signs the version it records with its own key, when it has
  * one.  STATS: the version recorded, objects_sent and bytes_sent_raw (what
  * the bundle added), the digest; already_recorded when the repository holds
- * that very version. */
+ * that very version.
+ * The version's digest and size must be its manifest's, else FSP_EK_CORRUPT
+ * naming the bundle's version member.  It is recorded as the check-in of the
+ * user and host the bundle's record names, through a second handle opened
+ * as them (over ssh://, the agent's user at that host): a lease on the image
+ * held by anyone else is VMS_EK_CONFLICT, theirs is released once the
+ * version is recorded.  The audit entry is C's, naming them
+ * (docs/bundle.md, "Applying a bundle"). */
 int vms_bundle_apply(vms_client *c, const char *bundle, struct vms_stats *stats, fsp_error *err);
 
 /* A check-in on a laptop that cannot reach its repository: scans IMAGE (which

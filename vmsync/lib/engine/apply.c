@@ -6,7 +6,16 @@
  * holds (same number, manifest and digest) is said so, and not recorded
  * twice.  With trusted keys, the bundle's version must be signed by one of
  * them, as a checkout requires; the repository signs the version it records
- * with its own key.  Everything is checked before the first object is stored. */
+ * with its own key.  Everything is checked before the first object is stored.
+ *
+ * The version is the check-in of the user and host its record names (the
+ * laptop that wrote a check-in bundle, or the author of a version carried to
+ * a second site): it is recorded through a second handle opened as them, so
+ * that their lease rules as an online check-in's would (held by anyone else:
+ * refused; theirs: released once the version is recorded), and the version
+ * is theirs.  Over ssh:// the agent's key names the user, as for every
+ * write, so only the host is theirs.  The audit entry is the applier's, and
+ * names them. */
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -17,7 +26,8 @@ struct applying {
     struct vms_ctx *c;
     const char *path;          /* the bundle */
     vms_repo *from;            /* the bundle, opened as a repository */
-    struct vms_version v;
+    vms_repo *author;          /* the repository, opened as the record's user and host */
+    struct vms_version v;      /* the bundle's record, checked against its manifest */
     char manifest[PATH_MAX];
     struct vms_keyset needed;  /* what the version needs, once each */
     uint8_t (*missing)[FSP_SHA256_LEN]; /* of those, what the repository lacks */
@@ -51,6 +61,52 @@ static int open_bundle(struct applying *a, fsp_error *err)
     }
     if (!rc)
         rc = vms_repo_get_manifest(a->from, a->v.manifest, a->manifest, err);
+    return rc;
+}
+
+/* The digest and size recorded and signed are the manifest's, as a check-in
+ * records them: the record's copy is only a claim, and one that disagrees
+ * (a resealed trailer) is refused before anything is stored. */
+static int match_manifest(struct applying *a, fsp_error *err)
+{
+    struct vms_loaded *m;
+    int rc = vms_loaded_read(a->manifest, &m, err);
+    if (rc)
+        return rc;
+    if (memcmp(m->summary.digest, a->v.digest, FSP_SHA256_LEN) || m->image_size != a->v.size)
+        rc = fsp_fail(err, FSP_EK_CORRUPT, -EINVAL,
+                      "%s: member version: %s@%u's digest or size (%llu bytes) is not its manifest's "
+                      "(%llu bytes); nothing was recorded",
+                      a->path, a->v.image, a->v.number, (unsigned long long)a->v.size,
+                      (unsigned long long)m->image_size);
+    vms_loaded_free(m);
+    return rc;
+}
+
+/* A record that names nobody (an older writer's) is the applier's own. */
+static int open_author(struct applying *a, fsp_error *err)
+{
+    vms_client *cl = a->c->client;
+    if (!a->v.user[0] || !a->v.host[0]) {
+        snprintf(a->v.user, sizeof a->v.user, "%s", cl->user);
+        snprintf(a->v.host, sizeof a->v.host, "%s", cl->host);
+    }
+    return vms_repo_open(cl->path, a->v.user, a->v.host, &cl->remote, &a->author, err);
+}
+
+/* Check-in's rule for the lease: nobody's, or the author's own. */
+static int check_lease(struct applying *a, fsp_error *err)
+{
+    struct vms_lease l;
+    bool found = false;
+    const char *user = a->v.user;
+    bool remote = vms_repo_is_remote(a->c->client->path);
+    int rc = vms_repo_lease_get(a->author, a->v.image, &l, &found, err);
+    if (!rc && found && (strcmp(l.host, a->v.host) || (!remote && strcmp(l.user, user))))
+        rc = fsp_fail(err, VMS_EK_CONFLICT, -EPERM,
+                      "%s: %s is checked out by %s@%s (version %u), not by %s@%s, whose check-in "
+                      "the bundle carries; nothing was recorded",
+                      a->path, a->v.image, l.user, l.host, l.version, user, a->v.host);
     return rc;
 }
 
@@ -132,6 +188,14 @@ static int store_object(void *ctx, size_t index, const uint8_t *data, size_t len
     return rc ? rc : vms_ctx_progress(a->c, VMS_PHASE_SEND, a->st->bytes_sent_raw, 0, a->err);
 }
 
+static int audit_apply(struct applying *a, fsp_error *err)
+{
+    char detail[PATH_MAX + 512];
+    snprintf(detail, sizeof detail, "on behalf of %s@%s, parent %u, %llu objects from %s", a->v.user,
+             a->v.host, a->v.parent, (unsigned long long)a->n_missing, a->path);
+    return vms_repo_audit(a->c->repo, "apply", a->v.image, a->st->version, detail, err);
+}
+
 static int record(struct applying *a, fsp_error *err)
 {
     uint8_t id[FSP_SHA256_LEN];
@@ -143,11 +207,13 @@ static int record(struct applying *a, fsp_error *err)
         rc = vms_repo_flush(a->c->repo, err);
     if (!rc)
         rc = vms_repo_put_manifest(a->c->repo, a->manifest, id, err);
-    if (!rc)
-        rc = vms_repo_add_version(a->c->repo, v->image, v->parent, id, v->digest, v->size, v->message,
+    if (!rc) /* the record's digest and size, which match_manifest found the manifest's */
+        rc = vms_repo_add_version(a->author, v->image, v->parent, id, v->digest, v->size, v->message,
                                   &a->st->version, err);
     if (!rc)
-        rc = vms_repo_audit(a->c->repo, "apply", v->image, a->st->version, a->path, err);
+        rc = vms_repo_lease_release(a->author, v->image, err);
+    if (!rc)
+        rc = audit_apply(a, err);
     return rc;
 }
 
@@ -156,6 +222,8 @@ static int apply(struct applying *a, fsp_error *err)
     int rc = vms_repo_writable(a->c->repo) ? 0 : vms_repo_read_only(a->c->repo, "apply", err);
     if (!rc)
         rc = open_bundle(a, err);
+    if (!rc)
+        rc = match_manifest(a, err);
     if (rc)
         return rc;
     a->st->image_size = a->v.size;
@@ -165,7 +233,11 @@ static int apply(struct applying *a, fsp_error *err)
         a->st->already_recorded = true;
         return 0;
     }
-    rc = find_missing(a, err);
+    rc = open_author(a, err);
+    if (!rc)
+        rc = check_lease(a, err);
+    if (!rc)
+        rc = find_missing(a, err);
     return rc ? rc : record(a, err);
 }
 
@@ -178,6 +250,7 @@ int vms_bundle_apply(vms_client *cl, const char *bundle, struct vms_stats *stats
     if (!rc)
         rc = apply(&a, err);
     vms_repo_close(a.from);
+    vms_repo_close(a.author);
     vms_keyset_free(&a.needed);
     free(a.missing);
     stats->seconds = vms_ctx_elapsed(&c);

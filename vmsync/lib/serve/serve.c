@@ -287,6 +287,14 @@ static int on_audit_release(struct request *q, const char *image)
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
+/* The entry is in the agent's words: this session applied the bundle, and
+ * the catalog says as whom the version was recorded. */
+static int record_apply(struct request *q, const struct vms_version *v)
+{
+    return record(q, "apply", v->image, v->number, "on behalf of %s@%s, %llu objects received", v->user,
+                  v->host, (unsigned long long)q->a->stats->objects_received);
+}
+
 static int on_audit(struct request *q)
 {
     char action[64], image[256], detail[1024];
@@ -303,18 +311,22 @@ static int on_audit(struct request *q)
     if (i == sizeof known / sizeof *known)
         return fsp_fail(q->err, FSP_EK_USAGE, -EINVAL, "%s: no audit action named '%s'",
                         q->a->path, action);
-    /* Checkouts, check-ins, imports and a bundle's version applied (a
-     * check-in to the agent) were recorded as they happened; an
-     * export is news, but only once the version is known to exist.  A
-     * read-only key leaves the catalog as it was. */
+    /* Checkouts, check-ins and imports were recorded as they happened; an
+     * export is news, and so is a bundle's version applied (its check-in
+     * was recorded through the author's own session), but only once the
+     * version is known to exist.  A read-only key leaves the catalog as it
+     * was. */
     if (!strcmp(action, "release"))
         return on_audit_release(q, image);
-    bool news = !strcmp(action, "export") && !q->a->o->read_only;
+    bool exported = !strcmp(action, "export"), applied = !strcmp(action, "apply");
+    bool news = (exported || applied) && !q->a->o->read_only;
     struct vms_version v;
     int rc = news ? vms_repo_version(q->a->repo, image, version, &v, q->err) : 0;
-    if (!rc && news)
+    if (!rc && news && exported)
         rc = record(q, "export", v.image, v.number, "%llu objects sent",
                     (unsigned long long)q->a->stats->objects_sent);
+    if (!rc && news && applied)
+        rc = record_apply(q, &v);
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
