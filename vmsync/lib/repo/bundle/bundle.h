@@ -117,8 +117,8 @@ int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
                     struct vms_bundle_contents *c, fsp_error *err);
 void vms_bundle_contents_free(struct vms_bundle_contents *c);
 /* Objects HASHES[0..n) of C (every one in C->ids), read again from PATH
- * (or C's spool) and checked, to CB in the order asked: in one pass when that is the
- * bundle's order, else in as many as it takes. */
+ * (or C's spool) in one pass and checked, to CB in the bundle's order (CB's
+ * INDEX says which was asked for; an object asked for twice comes twice). */
 int vms_bundle_fetch(const char *path, const struct vms_bundle_contents *c,
                      const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
                      void *ctx, fsp_error *err);
