@@ -469,6 +469,11 @@ static int read_objects_member(struct reading *r, fsp_error *err)
     int rc = zin_start(&r->z, &r->k, err);
     if (!rc)
         rc = walk_objects(&r->z, m, index_object, r, err);
+    /* Each member holds an object, so the header's count bounds them: a
+     * stream of empty members would otherwise grow without end. */
+    if (!rc && !c->members[m].raw)
+        rc = fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s holds no object", r->k.path,
+                      r->k.member);
     return rc;
 }
 
