@@ -106,6 +106,17 @@ vm_ok "$T/split2" bundle create "$R" desk -o "$T/split2.vmsb" --have "$T/s.vmsm"
 vm_ok "$T/split2b" bundle create "$R" desk -o "$T/split2.vmsb" --have "$T/s.vmsm" --level $L --split 2M --force
 [[ ! -e $T/split2.vmsb.004 && -e $T/split2.vmsb.003 ]] || bad "--split 2M left the 1 MiB parts after its own: $(ls "$T" | grep split2 | tr '\n' ' ')"
 vm_ok "$T/split2-show" bundle show "$T/split2.vmsb"
+# Without --force, a file that would be read as a second part stays, and so
+# does the user's file that the bundle's name would take; parts that FAT32
+# cannot hold are refused.
+echo "the user's own" >"$T/mine.vmsb.002"
+vm "$T/split3" bundle create "$R" desk -o "$T/mine.vmsb" --have "$T/s.vmsm" --level $L
+((VM_RC == 8)) || bad "a FILE.002 there: create exited $VM_RC"
+why=$(one_error_line "$T/split3" mine.vmsb.002 "already exists") || bad "a FILE.002 there: $why"
+[[ $(cat "$T/mine.vmsb.002") == "the user's own" && ! -e $T/mine.vmsb ]] || bad "a FILE.002 there was touched"
+vm "$T/split4" bundle create "$R" desk -o "$T/big.vmsb" --split 4G
+((VM_RC == 2)) || bad "--split 4G: exited $VM_RC, expected 2 (FAT32 holds 4 GiB less a byte)"
+vm_ok "$T/split5" bundle create "$R" desk -o "$T/big.vmsb" --split 4294967295 --level 1
 
 # The laptop: no repository, a cache of its own.
 mv "$R" "$R.away"

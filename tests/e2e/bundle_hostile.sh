@@ -3,7 +3,8 @@
 # naming the member: a byte flipped in the data of each member in turn and in
 # a member's tar header, truncations, a member ../x (before the trailer and
 # after it), an absolute path, a link where the manifest goes, members out of
-# order, an absurd member size, an absurd object count, and a header that
+# order, an absurd member size, an absurd object count, an objects member
+# with no object (a stream of them would grow without end), and a header that
 # announces a signature the bundle does not hold (e2e/bundle_signed changes
 # a signature that is there).  Each is tried as a checkout
 # into an empty folder with its own cache: the folder and the cache hold no
@@ -11,7 +12,7 @@
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
-need_cmd mke2fs jq python3
+need_cmd mke2fs jq python3 zstd
 
 export VMSYNC_HOST=hostile-host VMSYNC_CACHE=$T/cache
 R=$T/repo
@@ -110,6 +111,12 @@ elif kind == 'count':                   # a header with ARG objects
     e[0] = (info('vmsync-bundle', 0), header(int(arg), 0))
     e[0][0].size = len(e[0][1])
     write(e)
+elif kind == 'empty':                   # an objects member ARG with no object
+    import subprocess
+    e = plain()
+    z = subprocess.run(['zstd', '-c'], input=b'', capture_output=True, check=True).stdout
+    e.insert(4, (info(arg, len(z)), z))
+    write(e)
 elif kind == 'signed':                  # a header that announces a signature, and no version.sig
     h = bytearray(data['vmsync-bundle'])
     h[9] |= 1                           # flags: after the magic and the format
@@ -157,5 +164,9 @@ refused "the manifest as a link" manifest symlink /etc/passwd
 refused "members out of order" manifest swap
 refused "an absurd member size" vmsync-bundle huge $((3 << 30))
 refused "an absurd object count" vmsync-bundle count $((1 << 30))
+refused "an objects member with no object" objects-000002.zst empty objects-000002.zst
+# refused as it comes, not at the trailer: a pipe of them has no trailer
+grep -q "holds no object" "$T/case-$((n - 1))/logs/co.err" ||
+    bad "an empty objects member was not refused as empty: $(head -c 300 "$T/case-$((n - 1))/logs/co.err")"
 refused "a signature announced, none there" version.sig signed
 finish

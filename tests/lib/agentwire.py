@@ -62,8 +62,8 @@ def error(body):
 
 
 class Session:
-    def __init__(self, argv, host='laptop', stderr=None):
-        self.host = host
+    def __init__(self, argv, host='laptop', stderr=None, version=VERSION):
+        self.host, self.version = host, version
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=stderr)
 
@@ -83,9 +83,10 @@ class Session:
         return self.recv()
 
     def open(self, path):
-        hello = (put_varint(MAGIC) + put_varint(VERSION) + put_str('crafted') +
+        hello = (put_varint(MAGIC) + put_varint(self.version) + put_str('crafted') +
                  put_str(self.host) + put_str('agentwire'))
         kind, body = self.ask(HELLO, hello)
+        self.hello = body
         if kind != HELLO_OK:
             raise RuntimeError('HELLO: %r %r' % (kind, body[:200]))
         kind, body = self.ask(OPEN, put_str(path))

@@ -802,6 +802,7 @@ int vms_fetch_manifest(vms_client *c, const char *name, uint32_t version,
  * writes fails with FSP_EK_USAGE "FILE: ...: the repository is read-only".
  * Opening it reads the whole file once and checks every member and every
  * object's hash (FSP_EK_CORRUPT or FSP_EK_FORMAT naming the member). */
+#define VMS_BUNDLE_SPLIT_MAX 0xffffffffull /* 4 GiB less a byte: the most a FAT32 file holds */
 struct vms_bundle_create_opts {
     const char *name;          /* the image */
     uint32_t version;          /* 0: the latest */
@@ -812,10 +813,11 @@ struct vms_bundle_create_opts {
     uint32_t base;             /* a version of NAME the receiver holds (0: none): its
                                 * objects are left out too */
     int level;                 /* zstd level 1..19 of the objects; 0: 19 */
-    bool force;                /* replace an existing OUT (else VMS_EK_CONFLICT) */
-    uint64_t split;            /* write parts of at most this many bytes (at least 1 MiB):
-                                * OUT, OUT.002, OUT.003, ...; a reader given OUT takes
-                                * them all.  0: one file */
+    bool force;                /* replace an existing OUT and OUT.002, ... (else
+                                * VMS_EK_CONFLICT, nothing written) */
+    uint64_t split;            /* write parts of at most this many bytes (1 MiB to
+                                * VMS_BUNDLE_SPLIT_MAX): OUT, OUT.002, OUT.003, ...; a
+                                * reader given OUT takes them all.  0: one file */
 };
 struct vms_bundle_stats {
     uint32_t version;

@@ -145,6 +145,7 @@ static int write_bundle(struct bundling *b, fsp_error *err)
         .held = (const uint8_t(*)[FSP_SHA256_LEN])b->digests, .n_held = b->n_digests,
         .base = b->o->base, .objects = b->n_write, .object_bytes = b->write_bytes,
         .level = b->o->level ? b->o->level : 19, .split = b->o->split,
+        .replace = b->o->force,
     };
     b->err = err;
     int rc = vms_bundle_writer_open(b->o->out, &plan, &b->w, err);
@@ -159,17 +160,32 @@ static int write_bundle(struct bundling *b, fsp_error *err)
     return rc;
 }
 
+/* A bundle's first part, or a second one that would be read after it. */
+static int refuse_existing_parts(const char *out, fsp_error *err)
+{
+    char second[PATH_MAX];
+    struct stat st;
+    if (lstat(out, &st) == 0)
+        return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST, "%s: already exists", out);
+    if (snprintf(second, sizeof second, "%s.002", out) < (int)sizeof second && lstat(second, &st) == 0)
+        return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST,
+                        "%s: already exists, and would be read as the second part of %s", second, out);
+    return 0;
+}
+
 static int check_opts(const struct vms_bundle_create_opts *o, fsp_error *err)
 {
     if (!o->name || !o->out)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "a bundle needs the image's name and an output");
-    if (o->split && (o->split < (1u << 20) || !strcmp(o->out, "-")))
-        return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "parts of at least 1 MiB, written to a file");
+    if (o->split && (o->split < (1u << 20) || o->split > VMS_BUNDLE_SPLIT_MAX || !strcmp(o->out, "-")))
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "parts of 1 MiB to 4 GiB less a byte (the most a FAT32 file holds), "
+                        "written to a file");
     if (o->level < 0 || o->level > 19)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "zstd level %d: expected 1 to 19", o->level);
-    struct stat st;
-    if (strcmp(o->out, "-") && !o->force && lstat(o->out, &st) == 0)
-        return fsp_fail(err, VMS_EK_CONFLICT, -EEXIST, "%s: already exists", o->out);
+    int rc = strcmp(o->out, "-") && !o->force ? refuse_existing_parts(o->out, err) : 0;
+    if (rc)
+        return rc;
     if (o->n_have > VMS_BUNDLE_HELD_MAX)
         return fsp_fail(err, FSP_EK_USAGE, -E2BIG, "%zu images held: at most %u", o->n_have,
                         VMS_BUNDLE_HELD_MAX);

@@ -367,6 +367,8 @@ struct vms_bundle_plan {
     uint64_t objects, object_bytes;      /* exactly what vms_bundle_add_object will add */
     int level;                           /* zstd 1..19 */
     uint64_t split;                      /* bytes per part (parts.c); 0: one file */
+    bool replace;                        /* replace PATH and the parts after it; else
+                                          * commit refuses (VMS_EK_CONFLICT) to */
 };
 int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
                            vms_bundle_writer **out, fsp_error *err);

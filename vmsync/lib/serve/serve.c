@@ -37,6 +37,7 @@ struct agent {
     uint32_t released_version;
     char cache[PATH_MAX];    /* segment cache directory ("" without) */
     bool hello;
+    uint32_t proto; /* the protocol version the client asked for */
     struct vms_serve_stats *stats;
 };
 
@@ -119,15 +120,17 @@ static int on_hello(struct request *q)
     vms_get_strbuf(q->body, software, sizeof software);
     if (!vms_get_done(q->body) || magic != VMS_PROTO_MAGIC)
         return malformed(q, VMS_M_HELLO);
-    if (version != VMS_PROTO_VERSION) {
+    if (version < VMS_PROTO_VERSION_MIN || version > VMS_PROTO_VERSION) {
         q->fatal = true;
         return fsp_fail(q->err, FSP_EK_USAGE, -EPROTONOSUPPORT,
-                        "vmsync-agent %s speaks protocol %d, the client (%s) %llu", VMSYNC_VERSION,
-                        VMS_PROTO_VERSION, software, (unsigned long long)version);
+                        "vmsync-agent %s speaks protocols %d to %d, the client (%s) %llu",
+                        VMSYNC_VERSION, VMS_PROTO_VERSION_MIN, VMS_PROTO_VERSION, software,
+                        (unsigned long long)version);
     }
     a->hello = true;
+    a->proto = (uint32_t)version;
     struct vms_wbuf b = {0};
-    vms_put_varint(&b, VMS_PROTO_VERSION);
+    vms_put_varint(&b, version);
     vms_put_str(&b, "vmsync-agent " VMSYNC_VERSION);
     return reply(q, VMS_M_HELLO_OK, &b);
 }
@@ -179,6 +182,19 @@ static int on_open(struct request *q)
 
 /* ---- the catalog ------------------------------------------------------------------ */
 
+/* A client older than signatures reads a VERSION_INFO with one for a
+ * malformed reply: it gets the version unsigned. */
+static int send_version(void *ctx, const struct vms_version *v)
+{
+    struct request *q = ctx;
+    struct vms_wbuf b = {0};
+    struct vms_version shown = *v;
+    if (q->a->proto < VMS_PROTO_VERSION_SIGNED)
+        shown.is_signed = false;
+    vms_put_version(&b, &shown);
+    return reply(q, VMS_M_VERSION_INFO, &b);
+}
+
 static int on_version(struct request *q)
 {
     char image[256];
@@ -190,17 +206,7 @@ static int on_version(struct request *q)
     int rc = vms_repo_version(q->a->repo, image, number, &v, q->err);
     if (rc)
         return rc;
-    struct vms_wbuf b = {0};
-    vms_put_version(&b, &v);
-    return reply(q, VMS_M_VERSION_INFO, &b);
-}
-
-static int send_version(void *ctx, const struct vms_version *v)
-{
-    struct request *q = ctx;
-    struct vms_wbuf b = {0};
-    vms_put_version(&b, v);
-    return reply(q, VMS_M_VERSION_INFO, &b);
+    return send_version(q, &v);
 }
 
 static int on_list(struct request *q)

@@ -124,8 +124,8 @@ int vms_bundle_read(const char *path, const struct vms_repo_progress *progress,
                     struct vms_bundle_contents *c, fsp_error *err);
 void vms_bundle_contents_free(struct vms_bundle_contents *c);
 /* Objects HASHES[0..n) of C (every one in C->ids), read again from PATH
- * (or C's spool) and checked, to CB in the order asked: in one pass when that is the
- * bundle's order, else in as many as it takes. */
+ * (or C's spool) in one pass and checked, to CB in the bundle's order (CB's
+ * INDEX says which was asked for; an object asked for twice comes twice). */
 int vms_bundle_fetch(const char *path, const struct vms_bundle_contents *c,
                      const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
                      void *ctx, fsp_error *err);
@@ -136,16 +136,19 @@ int vms_bundle_fetch(const char *path, const struct vms_bundle_contents *c,
  * when it does not fit. */
 bool vms_bundle_part_name(const char *path, uint32_t k, char *out, size_t len);
 /* Where a writer's bytes go: standard output for "-", else parts written
- * under temporary names (one part when LIMIT is 0), renamed by commit. */
+ * under temporary names (one part when LIMIT is 0), renamed by commit: over
+ * what is there when REPLACE (and the parts of an older, longer bundle
+ * removed), else never over a file. */
 struct vms_bundle_out {
     char path[PATH_MAX];
-    bool to_stdout;
+    bool to_stdout, replace;
     uint64_t limit, in_part;
     char (*tmps)[PATH_MAX + 16];
     size_t n, cap;
     int fd;
 };
-int vms_bundle_out_open(struct vms_bundle_out *o, const char *path, uint64_t limit, fsp_error *err);
+int vms_bundle_out_open(struct vms_bundle_out *o, const char *path, uint64_t limit, bool replace,
+                        fsp_error *err);
 int vms_bundle_out_write(struct vms_bundle_out *o, const void *p, size_t len); /* 0 or -errno */
 int vms_bundle_out_commit(struct vms_bundle_out *o, fsp_error *err);
 /* Removes the temporaries that commit did not rename. */

@@ -7,6 +7,7 @@
 #include "repo/bundle/bundle.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,11 +47,13 @@ static int next_part(struct vms_bundle_out *o)
     return 0;
 }
 
-int vms_bundle_out_open(struct vms_bundle_out *o, const char *path, uint64_t limit, fsp_error *err)
+int vms_bundle_out_open(struct vms_bundle_out *o, const char *path, uint64_t limit, bool replace,
+                        fsp_error *err)
 {
     memset(o, 0, sizeof *o);
     o->fd = -1;
     o->limit = limit;
+    o->replace = replace;
     snprintf(o->path, sizeof o->path, "%s", path);
     if ((o->to_stdout = !strcmp(path, "-"))) {
         o->fd = STDOUT_FILENO;
@@ -86,9 +89,32 @@ static void remove_stale_parts(const struct vms_bundle_out *o)
     }
 }
 
-int vms_bundle_out_commit(struct vms_bundle_out *o, fsp_error *err)
+/* Part K from its temporary name into place: over an existing file only
+ * when the writer may replace it. */
+static int rename_part(struct vms_bundle_out *o, uint32_t k, fsp_error *err)
 {
     char name[PATH_MAX];
+    if (!vms_bundle_part_name(o->path, k, name, sizeof name))
+        return fsp_fail(err, FSP_EK_USAGE, -ENAMETOOLONG, "%s: name too long for its parts", o->path);
+    if (renameat2(AT_FDCWD, o->tmps[k - 1], AT_FDCWD, name, o->replace ? 0 : RENAME_NOREPLACE) < 0)
+        return errno == EEXIST ? fsp_fail(err, VMS_EK_CONFLICT, -EEXIST, "%s: already exists", name)
+                               : fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s",
+                                          name, strerror(errno));
+    o->tmps[k - 1][0] = 0; /* no longer ours to remove */
+    return 0;
+}
+
+/* Removes parts FROM.. that commit renamed into place before it failed. */
+static void unrename_parts(const struct vms_bundle_out *o, uint32_t from)
+{
+    char name[PATH_MAX];
+    for (uint32_t k = from; k <= o->n; k++)
+        if (vms_bundle_part_name(o->path, k, name, sizeof name))
+            unlink(name);
+}
+
+int vms_bundle_out_commit(struct vms_bundle_out *o, fsp_error *err)
+{
     if (o->to_stdout)
         return 0;
     if (fsync(o->fd) < 0 || close(o->fd) < 0) {
@@ -96,13 +122,16 @@ int vms_bundle_out_commit(struct vms_bundle_out *o, fsp_error *err)
         return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot write: %s", o->tmps[o->n - 1], strerror(errno));
     }
     o->fd = -1;
-    for (uint32_t k = o->n; k >= 1; k--) {
-        if (!vms_bundle_part_name(o->path, k, name, sizeof name) || rename(o->tmps[k - 1], name) < 0)
-            return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot rename into place: %s", name, strerror(errno));
-        o->tmps[k - 1][0] = 0; /* no longer ours to remove */
-    }
-    remove_stale_parts(o);
-    int rc = vms_fsync_parent(o->path);
+    uint32_t k = o->n;
+    int rc = 0;
+    for (; k >= 1 && !rc; k--)
+        rc = rename_part(o, k, err);
+    if (rc)
+        unrename_parts(o, k + 2); /* part K + 1 failed: the later ones are ours */
+    if (!rc && o->replace)
+        remove_stale_parts(o);
+    if (!rc)
+        rc = vms_fsync_parent(o->path);
     return rc ? fsp_fail(err, FSP_EK_IO, rc, "%s: cannot sync its directory: %s", o->path, strerror(-rc)) : 0;
 }
 

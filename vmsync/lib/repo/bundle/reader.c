@@ -481,6 +481,11 @@ static int read_objects_member(struct reading *r, fsp_error *err)
     int rc = zin_start(&r->z, &r->k, err);
     if (!rc)
         rc = walk_objects(&r->z, m, index_object, r, err);
+    /* Each member holds an object, so the header's count bounds them: a
+     * stream of empty members would otherwise grow without end. */
+    if (!rc && !c->members[m].raw)
+        rc = fsp_fail(err, FSP_EK_FORMAT, -EBADMSG, "%s: member %s holds no object", r->k.path,
+                      r->k.member);
     return rc;
 }
 
@@ -618,19 +623,18 @@ void vms_bundle_contents_free(struct vms_bundle_contents *c)
 
 /* ---- fetching objects ------------------------------------------------------------ */
 
+/* The objects asked for, by where the bundle holds them: WANTED[i] is the
+ * first K with HASHES[K] the bundle's object I (SIZE_MAX: not asked for),
+ * SAME[K] the next K asking for the same object. */
 struct fetching {
+    const char *path;
     const struct vms_bundle_contents *c;
-    const uint8_t (*hashes)[FSP_SHA256_LEN];
-    size_t n, next;       /* HASHES[NEXT] is the next to hand over */
+    size_t *wanted, *same;
+    bool *member_wanted; /* by member, from 1 */
+    size_t left;         /* objects asked for and not handed over yet */
     vms_object_cb cb;
     void *ctx;
 };
-
-static const struct vms_bundle_loc *loc_of(const struct fetching *f, size_t k)
-{
-    size_t i;
-    return vms_keyset_find(&f->c->ids, f->hashes[k], &i) ? &f->c->locs[i] : NULL;
-}
 
 size_t vms_bundle_stored_share(const struct vms_bundle_contents *c, const struct vms_bundle_loc *l)
 {
@@ -638,37 +642,70 @@ size_t vms_bundle_stored_share(const struct vms_bundle_contents *c, const struct
     return m->raw ? (size_t)((double)m->stored * (VMS_BUNDLE_FRAME_HEAD + l->len) / m->raw) : l->len;
 }
 
+static int not_in_bundle(const char *path, const uint8_t hash[FSP_SHA256_LEN], fsp_error *err)
+{
+    char hex[2 * FSP_SHA256_LEN + 1];
+    fsp_hex(hash, FSP_SHA256_LEN, hex);
+    return fsp_fail(err, FSP_EK_CORRUPT, -ENOENT, "object %s is not in bundle %s", hex, path);
+}
+
+static int plan_fetch(struct fetching *f, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                      fsp_error *err)
+{
+    const struct vms_bundle_contents *c = f->c;
+    f->wanted = malloc((c->ids.n ? c->ids.n : 1) * sizeof *f->wanted);
+    f->same = malloc((n ? n : 1) * sizeof *f->same);
+    f->member_wanted = calloc(c->n_members + 1, sizeof *f->member_wanted);
+    if (!f->wanted || !f->same || !f->member_wanted)
+        return nomem(err);
+    for (size_t i = 0; i < c->ids.n; i++)
+        f->wanted[i] = SIZE_MAX;
+    for (size_t k = n; k-- > 0;) {
+        size_t i;
+        if (!vms_keyset_find(&c->ids, hashes[k], &i))
+            return not_in_bundle(f->path, hashes[k], err);
+        f->same[k] = f->wanted[i];
+        f->wanted[i] = k;
+        f->member_wanted[c->locs[i].member] = true;
+    }
+    f->left = n;
+    return 0;
+}
+
+/* An object as the bundle holds it, to every K that asked for it: the
+ * frame's hash (checked against its data) must be one the bundle was opened
+ * with, at the place it was then, so a file changed since is found. */
 static int hand_over(void *ctx, uint32_t member, uint64_t offset, const uint8_t hash[FSP_SHA256_LEN],
                      const uint8_t *data, uint32_t len, fsp_error *err)
 {
     struct fetching *f = ctx;
+    size_t i;
+    if (!vms_keyset_find(&f->c->ids, hash, &i) || f->c->locs[i].member != member ||
+        f->c->locs[i].offset != offset || f->c->locs[i].len != len)
+        return fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG, "%s: member " VMS_BUNDLE_OBJECTS_MEMBER
+                        ": changed since it was opened", f->path, (unsigned)member);
     int rc = 0;
-    (void)hash;
-    (void)err;
-    while (!rc && f->next < f->n) {
-        const struct vms_bundle_loc *l = loc_of(f, f->next);
-        if (l->member != member || l->offset != offset)
-            break;
-        rc = f->cb(f->ctx, f->next++, data, len, vms_bundle_stored_share(f->c, l));
+    for (size_t k = f->wanted[i]; !rc && k != SIZE_MAX; k = f->same[k]) {
+        f->left--;
+        rc = f->cb(f->ctx, k, data, len, vms_bundle_stored_share(f->c, &f->c->locs[i]));
     }
+    f->wanted[i] = SIZE_MAX;
     return rc;
 }
 
-/* One pass: hands over objects in the order asked for as long as the bundle
- * has them in that order. */
+/* One pass over the members that hold an object asked for. */
 static int fetch_pass(const char *path, struct fetching *f, struct zin *z, fsp_error *err)
 {
     struct cursor k;
     bool end = false;
     int rc = open_cursor(&k, path, f->c->parts, f->c->spool, NULL, err);
-    for (uint32_t m = 0; !rc && f->next < f->n;) {
+    for (uint32_t m = 0; !rc && f->left;) {
         rc = next_member(&k, &end, err);
         if (rc || end)
             break;
         if (strncmp(k.member, "objects-", 8))
             continue;
-        m++;
-        if (loc_of(f, f->next)->member != m)
+        if (++m > f->c->n_members || !f->member_wanted[m])
             continue; /* libarchive skips the unread data */
         rc = zin_start(z, &k, err);
         if (!rc)
@@ -682,21 +719,16 @@ int vms_bundle_fetch(const char *path, const struct vms_bundle_contents *c,
                      const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n, vms_object_cb cb,
                      void *ctx, fsp_error *err)
 {
-    struct fetching f = {c, hashes, n, 0, cb, ctx};
+    struct fetching f = {.path = path, .c = c, .cb = cb, .ctx = ctx};
     struct zin z = {0};
-    int rc = 0;
-    for (size_t k = 0; k < n && !rc; k++)
-        if (!loc_of(&f, k)) {
-            char hex[2 * FSP_SHA256_LEN + 1];
-            fsp_hex(hashes[k], FSP_SHA256_LEN, hex);
-            rc = fsp_fail(err, FSP_EK_CORRUPT, -ENOENT, "object %s is not in bundle %s", hex, path);
-        }
-    while (!rc && f.next < n) {
-        size_t before = f.next;
+    int rc = plan_fetch(&f, hashes, n, err);
+    if (!rc && n)
         rc = fetch_pass(path, &f, &z, err);
-        if (!rc && f.next == before)
-            rc = fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG, "%s: changed since it was opened", path);
-    }
+    if (!rc && f.left)
+        rc = fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG, "%s: changed since it was opened", path);
+    free(f.wanted);
+    free(f.same);
+    free(f.member_wanted);
     ZSTD_freeDStream(z.ds);
     free(z.obj);
     return rc;

@@ -295,7 +295,7 @@ int vms_bundle_writer_open(const char *path, const struct vms_bundle_plan *plan,
     w->planned_bytes = plan->object_bytes;
     w->level = plan->level;
     w->window_log = window_for(plan->object_bytes);
-    int rc = vms_bundle_out_open(&w->out, path, plan->split, err);
+    int rc = vms_bundle_out_open(&w->out, path, plan->split, plan->replace, err);
     if (!rc)
         rc = open_archive(w, err);
     if (!rc)
