@@ -46,14 +46,7 @@ t = tarfile.open(src)
 ms = t.getmembers()
 data = {m.name: t.extractfile(m).read() for m in ms}
 
-def varint(n):
-    b = bytearray()
-    while True:
-        c = n & 0x7f
-        n >>= 7
-        b.append(c | (0x80 if n else 0))
-        if not n:
-            return bytes(b)
+from agentwire import put_varint as varint
 
 def info(name, size, type_=tarfile.REGTYPE, link=''):
     i = tarfile.TarInfo(name)

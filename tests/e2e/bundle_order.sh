@@ -39,14 +39,7 @@ while i < len(raw):
 data[name] = subprocess.run(['zstd', '-3', '-c'], input=b''.join(reversed(frames)),
                             capture_output=True, check=True).stdout
 
-def varint(b, i):
-    v, s = 0, 0
-    while True:
-        v |= (b[i] & 0x7f) << s
-        s += 7
-        i += 1
-        if not b[i - 1] & 0x80:
-            return v, i
+from agentwire import get_varint as varint
 
 end = bytearray(data['end'][:-32])
 i = 8

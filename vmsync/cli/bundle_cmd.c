@@ -69,15 +69,7 @@ static int on_event(void *ctx, const struct vms_event *ev)
 static void on_warning(void *ctx, const struct vms_warning *w)
 {
     struct bundle_args *a = ctx;
-    cli_progress_clear(&a->bar);
-    fputs("vmsync: warning: ", stderr);
-    if (w->path) {
-        fprintf(stderr, "partition %u: ", w->volume);
-        vms_put_name(stderr, w->path);
-        fputs(": ", stderr);
-    }
-    vms_put_text(stderr, w->message);
-    fputc('\n', stderr);
+    cli_progress_warning(&a->bar, w);
 }
 
 static void start(struct bundle_args *a)

@@ -109,6 +109,8 @@ void cli_progress_show(struct cli_progress *p, const char *phase, uint64_t done,
 void cli_progress_event(struct cli_progress *p, const struct vms_event *ev);
 /* Ends a drawn bar's line, so other output starts on a line of its own. */
 void cli_progress_clear(struct cli_progress *p);
+/* Prints an engine warning on a line of its own. */
+void cli_progress_warning(struct cli_progress *p, const struct vms_warning *w);
 
 /* A scan's callbacks for vms_manifest_create: warnings are printed to stderr
  * (naming IMAGE) and progress is shown. */

@@ -130,6 +130,19 @@ static int c_progress(void *ctx, const char *phase, uint64_t done, uint64_t tota
     return 0;
 }
 
+void cli_progress_warning(struct cli_progress *p, const struct vms_warning *w)
+{
+    cli_progress_clear(p);
+    fputs("vmsync: warning: ", stderr);
+    if (w->path) {
+        fprintf(stderr, "partition %u: ", w->volume);
+        vms_put_name(stderr, w->path);
+        fputs(": ", stderr);
+    }
+    vms_put_text(stderr, w->message);
+    fputc('\n', stderr);
+}
+
 static int c_warning(void *ctx, uint32_t volume, const char *path, const char *msg)
 {
     struct cli_scan *c = ctx;

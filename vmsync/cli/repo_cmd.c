@@ -118,15 +118,7 @@ static int parse_common_only(int argc, char **argv, const char *usage, struct co
 static void session_warning(void *ctx, const struct vms_warning *w)
 {
     struct common *c = ctx;
-    cli_progress_clear(&c->bar);
-    fputs("vmsync: warning: ", stderr);
-    if (w->path) {
-        fprintf(stderr, "partition %u: ", w->volume);
-        vms_put_name(stderr, w->path);
-        fputs(": ", stderr);
-    }
-    vms_put_text(stderr, w->message);
-    fputc('\n', stderr);
+    cli_progress_warning(&c->bar, w);
 }
 
 static int session_event(void *ctx, const struct vms_event *ev)
