@@ -72,14 +72,16 @@ def bundle_report(fs, b):
     ssh = b["vm_co19_wire_in"] + b["vm_co19_wire_out"]
     ca = b["ca_T_index"] + b["ca_co_bytes"] if "ca_co_bytes" in b else None
     b["ssh19_bytes"], b["casync_bytes"] = ssh, ca
-    print("\n== %s: a bundle for the laptop that holds minbase (bundle create --have held, "
-          "level 19) vs the same checkout over ssh:// on loopback at --compress-level 19" % fs)
+    level = int(b["level"])
+    print("\n== %s: a bundle for the laptop that holds minbase (bundle create --have held "
+          "--level %d) vs the same checkout over ssh:// on loopback at --compress-level %d" % (
+              fs, level, level))
     print("%-44s %10s  %s" % ("bundle t --have held", mb(b["bn_bytes"]) + " MB",
                               "%d objects; create %s s (cpu %s); checkout from it with the seed "
                               "%s s, verified against the repository and equal to T" % (
                                   b["bn_objects"], num(b["bn_create_s"]),
                                   num(b["bn_create_cpu"]), num(b["bn_co_s"]))))
-    print("%-44s %10s  %s" % ("vmsync checkout ssh://, level 19", mb(ssh) + " MB",
+    print("%-44s %10s  %s" % ("vmsync checkout ssh://, level %d" % level, mb(ssh) + " MB",
                               "protocol bytes in %s + out %s; %d objects, %s MB; agent level %s" % (
                                   mb(b["vm_co19_wire_in"]), mb(b["vm_co19_wire_out"]),
                                   b["vm_co19_objects_fetched"],
@@ -90,11 +92,13 @@ def bundle_report(fs, b):
                               "index %s + chunks %s MB (bench/sync.sh's peers)" % (
                                   mb(b.get("ca_T_index")), mb(b.get("ca_co_bytes")))))
     goals = {}
-    for name, r, lim in (("bundle / ssh:// level 19", ratio(b["bn_bytes"], ssh), BUNDLE_GOAL),
+    # The goal is the issue's, at level 19; at another level the ratio compares.
+    for name, r, lim in (("bundle / ssh:// level %d" % level, ratio(b["bn_bytes"], ssh),
+                          BUNDLE_GOAL if level == 19 else None),
                          ("bundle / casync", ratio(b["bn_bytes"], ca), None)):
         ok = r is not None and (lim is None or r <= lim)
         goals[name] = {"ratio": r, "goal": lim, "ok": ok}
-        print("goal: %-36s %6s  %s" % (name, num(r, "%.3f"),
+        print("%s %-36s %6s  %s" % ("goal: " if lim else "ratio:", name, num(r, "%.3f"),
                                         "(goal <= %.2f) %s" % (lim, "ok" if ok else "MISSED")
                                         if lim is not None else "(for comparison)"))
     return {"figures": b, "goals": goals}
