@@ -40,6 +40,14 @@
 # With several clients of one version, the per-client CPU should fall well
 # below the single client's: the agents share compressed segments.
 #
+# Then the bundle, the way of a laptop off the network: `vmsync bundle create
+# repo t --have held --level 19` against the protocol bytes, in and out, of
+# `vmsync checkout ssh://.../repo t --seed held --compress-level 19` on
+# loopback (goal: the bundle at most 1.02 times those), and against
+# casync's index plus the chunks its extract --seed read (bench/sync.sh's
+# figures).  A checkout from the bundle with the held image as seed must
+# verify against the repository and equal T, or the run fails.
+#
 # The images come from bench/sync.sh's cache, $BUILD/bench-cache/sync/
 # (<fs>-held.img, -target.img, -co.img, -mod.img).  When one is missing, this
 # script runs `SYNC_RUNS=1 SYNC_FS=<fs> bench/sync.sh BUILD` first to build
@@ -60,9 +68,13 @@
 #   WAN_RUNS     runs of each WAN measurement (default 1)
 #   WAN_CLIENTS  concurrent clients in the CPU cases (default 8)
 #   WAN_CPU_LEVEL  the fixed zstd level of the CPU cases (default 19)
+#   WAN_BUNDLE_LEVEL  the zstd level of the bundle and of the ssh:// checkout
+#                it is compared with (default 19, the goal's; a lower one
+#                compares the two at that level, in less time)
 #   WAN_SCRATCH  where the scratch directory goes (default /var/tmp; it needs
 #                ~2 GB per concurrent client plus 3 repository copies)
-#   WAN_SKIP_CPU=1 / WAN_SKIP_WAN=1  leave out one half
+#   WAN_SKIP_CPU=1 / WAN_SKIP_WAN=1 / WAN_SKIP_BUNDLE=1  leave out a part
+#                (WAN_SKIP_WAN=1 WAN_SKIP_CPU=1: the bundle's figures alone)
 # Duration, ext4, one run: about 9 minutes at 10 Mbit/s (each checkout moves
 # 260 to 315 MB), 42 at 2 Mbit/s, plus the CPU cases (5 to 8 minutes: zstd -19);
 # 58 minutes in all on 2 cores.
@@ -77,6 +89,7 @@ FSES=${WAN_FS:-ext4}
 RUNS=${WAN_RUNS:-1}
 CLIENTS=${WAN_CLIENTS:-8}
 CPU_LEVEL=${WAN_CPU_LEVEL:-19}
+BUNDLE_LEVEL=${WAN_BUNDLE_LEVEL:-19}
 
 msg() { printf 'wan-bench: %s\n' "$*" >&2; }
 die() { printf 'wan-bench: error: %s\n' "$*" >&2; exit 1; }
@@ -85,6 +98,8 @@ die() { printf 'wan-bench: error: %s\n' "$*" >&2; exit 1; }
 [[ $CLIENTS =~ ^[1-9][0-9]*$ ]] || die "WAN_CLIENTS must be a positive integer"
 [[ $CPU_LEVEL =~ ^[0-9]+$ ]] || die "WAN_CPU_LEVEL must be 1 to 19"
 ((CPU_LEVEL >= 1 && CPU_LEVEL <= 19)) || die "WAN_CPU_LEVEL must be 1 to 19"
+[[ $BUNDLE_LEVEL =~ ^[0-9]+$ ]] || die "WAN_BUNDLE_LEVEL must be 1 to 19"
+((BUNDLE_LEVEL >= 1 && BUNDLE_LEVEL <= 19)) || die "WAN_BUNDLE_LEVEL must be 1 to 19"
 for l in $LINKS; do
     [[ $l =~ ^[1-9][0-9]*:[0-9]+(\.[0-9]+)?$ ]] || die "WAN_LINKS: '$l' is not RATE_BITS_PER_S:DELAY_MS"
 done
@@ -451,6 +466,50 @@ cpu_cases() { # FS
     cpu_case "$fs" "1 client, adaptive level, cold cache" 1 ""
 }
 
+# ------------------------------------------------------------ the bundle
+
+# bundle_case FS: the offline laptop's way.  The bundle of T with the held
+# image as --have against what the same checkout moves over ssh:// at the
+# same level, WAN_BUNDLE_LEVEL (loopback, no relay: the bytes, not the
+# time, are the figure) and against casync (its index plus the chunks its
+# extract --seed read, from bench/sync.sh's cached peers).  The bundle's
+# size counts only once a checkout from it with the held image as seed
+# matches the version: verify against the repository, then T byte for byte.
+bundle_case() {
+    local fs=$1
+    local held=$CACHE/$fs-held.img T=$CACHE/$fs-target.img peers=$CACHE/$fs-peers/static.json
+    local b=$WORK/t.vmsb out=$WORK/bundle-out.img cache=$WORK/bundle-cache st=$WORK/stats.json k
+    restore_repo
+    prime_dir "$SRV/repo"
+    rm -rf "$cache" "$out"
+    msg "$fs: vmsync checkout over ssh:// on loopback at --compress-level $BUNDLE_LEVEL"
+    measure bundle "$fs" 1 vm_co19 "$VMSYNC" checkout "$SSHD_URL_BASE/repo" t -o "$out" --seed "$held" \
+        --compress-level "$BUNDLE_LEVEL" --known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY" --cache "$cache" \
+        --host laptop -q --stats-json "$st"
+    for k in wire_in wire_out bytes_fetched_compressed objects_fetched; do
+        put bundle "$fs" 1 "vm_co19_$k" "$(jget "$st" "$k")"
+    done
+    rm -rf "$cache" "$out"
+    msg "$fs: vmsync bundle create t --have $fs-held.img"
+    measure bundle "$fs" 1 bn_create "$VMSYNC" bundle create "$REPO0" t -o "$b" --have "$held" \
+        --level "$BUNDLE_LEVEL" --cache "$cache" --json
+    put bundle "$fs" 1 bn_bytes "$(stat -c %s "$b")"
+    put bundle "$fs" 1 level "$BUNDLE_LEVEL"
+    put bundle "$fs" 1 bn_objects "$(jget "$WORK/bn_create.out" objects)"
+    rm -rf "$cache"
+    msg "$fs: vmsync checkout from the bundle with the held image as seed"
+    measure bundle "$fs" 1 bn_co "$VMSYNC" checkout "$b" t -o "$out" --seed "$held" --cache "$cache" -q
+    measure bundle "$fs" 1 bn_verify "$VMSYNC" verify "$REPO0" t "$out" --cache "$cache" -q
+    cmp "$out" "$T" || die "the checkout from the bundle differs from $fs-target.img"
+    rm -rf "$cache" "$out" "$b"
+    if [[ -f $peers ]]; then
+        put bundle "$fs" 1 ca_co_bytes "$(jget "$peers" ca_co_bytes)"
+        put bundle "$fs" 1 ca_T_index "$(jget "$peers" ca_T_index)"
+    else
+        msg "note: no $peers (bench/sync.sh builds it): the bundle is not compared with casync"
+    fi
+}
+
 # ------------------------------------------------------------ main
 
 T_START=$SECONDS
@@ -470,6 +529,7 @@ for fs in $FSES; do
         done
     fi
     [[ ${WAN_SKIP_CPU:-0} == 1 ]] || cpu_cases "$fs"
+    [[ ${WAN_SKIP_BUNDLE:-0} == 1 ]] || bundle_case "$fs"
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 

@@ -10,7 +10,8 @@
       sessions that sent segments (0 if none did).  Prints JSON.
   wan_lib.py report RESULTS_TSV OUT_JSON
       RESULTS_TSV lines: SCOPE FS RUN METRIC VALUE, SCOPE being a link
-      (RATE:DELAY_MS) or "cpu" (then RUN is the case's name).  Prints the
+      (RATE:DELAY_MS), "cpu" (then RUN is the case's name) or "bundle" (the
+      bundle against ssh:// at level 19 and casync).  Prints the
       tables (medians over runs), writes OUT_JSON; $WAN_META (JSON) is copied
       into it.
 """
@@ -20,6 +21,7 @@ import statistics
 import sys
 
 GOAL = 1.1  # wall time / (busier direction's bytes / rate): the link never idles
+BUNDLE_GOAL = 1.02  # bundle bytes / what the same checkout moves over ssh:// at level 19
 TOOLS = [("vm_co", "vmsync checkout"), ("vm_ci", "vmsync check-in"),
          ("rs_co", "rsync checkout"), ("rs_ci", "rsync check-in")]
 
@@ -61,12 +63,55 @@ def link_name(scope):
     return "%g Mbit/s, %g ms RTT" % (float(rate) / 1e6, 2 * float(delay))
 
 
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def bundle_report(fs, b):
+    """The bundle's table for one filesystem; returns its figures and goals."""
+    ssh = b["vm_co19_wire_in"] + b["vm_co19_wire_out"]
+    ca = b["ca_T_index"] + b["ca_co_bytes"] if "ca_co_bytes" in b else None
+    b["ssh19_bytes"], b["casync_bytes"] = ssh, ca
+    level = int(b["level"])
+    print("\n== %s: a bundle for the laptop that holds minbase (bundle create --have held "
+          "--level %d) vs the same checkout over ssh:// on loopback at --compress-level %d" % (
+              fs, level, level))
+    print("%-44s %10s  %s" % ("bundle t --have held", mb(b["bn_bytes"]) + " MB",
+                              "%d objects; create %s s (cpu %s); checkout from it with the seed "
+                              "%s s, verified against the repository and equal to T" % (
+                                  b["bn_objects"], num(b["bn_create_s"]),
+                                  num(b["bn_create_cpu"]), num(b["bn_co_s"]))))
+    print("%-44s %10s  %s" % ("vmsync checkout ssh://, level %d" % level, mb(ssh) + " MB",
+                              "protocol bytes in %s + out %s; %d objects, %s MB; agent level %s" % (
+                                  mb(b["vm_co19_wire_in"]), mb(b["vm_co19_wire_out"]),
+                                  b["vm_co19_objects_fetched"],
+                                  mb(b["vm_co19_bytes_fetched_compressed"]),
+                                  num(b.get("vm_co19_level"), "%d"))))
+    print("%-44s %10s  %s" % ("casync make index + extract --seed chunks",
+                              (mb(ca) + " MB") if ca is not None else "-",
+                              "index %s + chunks %s MB (bench/sync.sh's peers)" % (
+                                  mb(b.get("ca_T_index")), mb(b.get("ca_co_bytes")))))
+    goals = {}
+    # The goal is the issue's, at level 19; at another level the ratio compares.
+    for name, r, lim in (("bundle / ssh:// level %d" % level, ratio(b["bn_bytes"], ssh),
+                          BUNDLE_GOAL if level == 19 else None),
+                         ("bundle / casync", ratio(b["bn_bytes"], ca), None)):
+        ok = r is not None and (lim is None or r <= lim)
+        goals[name] = {"ratio": r, "goal": lim, "ok": ok}
+        print("%s %-36s %6s  %s" % ("goal: " if lim else "ratio:", name, num(r, "%.3f"),
+                                        "(goal <= %.2f) %s" % (lim, "ok" if ok else "MISSED")
+                                        if lim is not None else "(for comparison)"))
+    return {"figures": b, "goals": goals}
+
+
 def report(tsv, out_json):
-    wan, cpu, order = {}, {}, []
+    wan, cpu, order, bundle = {}, {}, [], {}
     with open(tsv) as fh:
         for line in fh:
             scope, fs, run, metric, value = line.rstrip("\n").split("\t")
-            if scope == "cpu":
+            if scope == "bundle":
+                bundle.setdefault(fs, {})[metric] = float(value)
+            elif scope == "cpu":
                 case = cpu.setdefault(fs, {}).setdefault(run, {})
                 case[metric] = float(value)
                 if (fs, run) not in order:
@@ -167,13 +212,16 @@ def report(tsv, out_json):
                   "single client does (1/%d would be %.0f%%)" % (
                       many["clients"], 100 * share, many["clients"], 100 / many["clients"]))
 
+    res_bundle = {fs: bundle_report(fs, b) for fs, b in bundle.items()}
+
     meta = json.loads(os.environ.get("WAN_META") or "{}")
     with open(out_json + ".tmp", "w") as fh:
         json.dump({"benchmark": "bench/wan.sh: checkout and check-in over an emulated WAN, "
                                 "vs rsync over ssh; server CPU per client",
                    "aggregate": "median", "goal_ratio": GOAL,
                    "units": {"bytes": "bytes", "times": "seconds", "rate": "bits/s"},
-                   "meta": meta, "wan": res_wan, "server_cpu": res_cpu}, fh, indent=2,
+                   "meta": meta, "wan": res_wan, "server_cpu": res_cpu,
+                   "bundle": res_bundle}, fh, indent=2,
                   sort_keys=True)
         fh.write("\n")
     os.replace(out_json + ".tmp", out_json)
