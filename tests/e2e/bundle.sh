@@ -14,7 +14,7 @@
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
-need_cmd mke2fs jq cmp
+need_cmd mke2fs jq cmp unshare
 
 export VMSYNC_HOST=bundle-host VMSYNC_CACHE=$T/cache
 R=$T/repo
@@ -129,6 +129,11 @@ cmp "$T/seeded.img" "$T/online.img" >/dev/null || bad "the checkout from the --h
 (($(repo_stat "$T/seeded.json" bytes_from_seeds) > 0)) || bad "the seeded checkout took nothing from S"
 [[ $(repo_stat "$T/seeded.json" objects_fetched) == "$have_objects" ]] ||
     bad "the seeded checkout fetched $(repo_stat "$T/seeded.json" objects_fetched) objects, the bundle has $have_objects"
+# and in a network namespace of its own, where no address answers
+timeout -k 10 "$VMSYNC_CMD_TIMEOUT" unshare --net "$VMSYNC" checkout "$T/have.vmsb" desk -o "$T/netless.img" \
+    --seed "$simg" -q >"$T/netless.out" 2>"$T/netless.err" ||
+    bad "the checkout with no network failed: $(head -c 300 "$T/netless.err")"
+cmp "$T/netless.img" "$T/online.img" >/dev/null || bad "the checkout with no network differs from the online one"
 vm_ok "$T/split-co" checkout "$T/split.vmsb" desk -o "$T/split.img" --seed "$simg"
 cmp "$T/split.img" "$T/online.img" >/dev/null || bad "the checkout from the parts differs from the online one"
 vm_ok "$T/best-co" export "$T/best.vmsb" desk -o "$T/best.img" --seed "$T/seeded.img"
