@@ -16,6 +16,9 @@ struct app {
     AdwApplicationWindow *window; /* NULL once destroyed */
     AdwToastOverlay *toasts;
     AdwToast *last_toast;    /* a reference, to dismiss it when another comes */
+    gint64 last_toast_at;    /* when it was added (g_get_monotonic_time) */
+    char *next_toast;        /* the newest text waiting for last_toast to settle */
+    guint next_toast_timeout, next_toast_source;
     GtkListBox *repo_list;   /* one row per cfg->repos entry, in order */
     GtkStack *content;       /* "empty" or "images" */
     struct images_view *images;

@@ -257,6 +257,18 @@ char *progress_text(const struct rate_meter *m)
     return out;
 }
 
+/* ---- toasts ---- */
+
+unsigned toast_wait_ms(int64_t shown, int64_t now)
+{
+    int64_t left = shown + (int64_t)TOAST_SETTLE_MS * 1000 - now;
+    if (left <= 0)
+        return 0;
+    if (left > (int64_t)TOAST_SETTLE_MS * 1000) /* a clock that went back: wait it all */
+        return TOAST_SETTLE_MS;
+    return (unsigned)((left + 999) / 1000);
+}
+
 /* ---- decisions: a host key, another host's lease ---- */
 
 bool host_key_askable(const struct vms_host_key *k) { return k->state == VMS_HOST_KEY_UNKNOWN; }

@@ -60,6 +60,13 @@ char *quoted_text(const char *raw);
 /* The error as the CLI's "vmsync: ..." line says it, without the prefix. */
 char *error_text(const fsp_error *err);
 
+/* How long after SHOWN (when a toast was added, monotonic microseconds) it
+ * must still stay at NOW before another replaces it: 0 when it may go now,
+ * else milliseconds.  libadwaita 1.2 crashes when a toast is dismissed
+ * while it still slides in (see window.c's show_toast). */
+#define TOAST_SETTLE_MS 700
+unsigned toast_wait_ms(int64_t shown, int64_t now);
+
 /* "2026-12-01 10:00 UTC" */
 void format_time(int64_t t, char *buf, size_t len);
 /* "11.2 MiB" */

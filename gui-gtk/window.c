@@ -51,7 +51,7 @@ void close_on_escape(GtkWindow *w)
 
 /* The overlay queues toasts behind the one shown, and an error's stays
  * until dismissed: the newest news replaces it instead of waiting. */
-static void show_toast(struct app *a, const char *text, guint timeout)
+static void replace_toast(struct app *a, const char *text, guint timeout)
 {
     /* a toast's title is markup: escape, so a file name is shown as it is */
     char *markup = g_markup_escape_text(text, -1);
@@ -62,8 +62,38 @@ static void show_toast(struct app *a, const char *text, guint timeout)
         g_object_unref(a->last_toast);
     }
     a->last_toast = g_object_ref(t);
+    a->last_toast_at = g_get_monotonic_time();
     adw_toast_overlay_add_toast(a->toasts, t);
     g_free(markup);
+}
+
+static gboolean show_next_toast(gpointer data)
+{
+    struct app *a = data;
+    a->next_toast_source = 0;
+    replace_toast(a, a->next_toast, a->next_toast_timeout);
+    g_clear_pointer(&a->next_toast, g_free);
+    return G_SOURCE_REMOVE;
+}
+
+/* libadwaita 1.2 frees a toast dismissed while it still slides in, as soon
+ * as its hide ends, which can be before its show does (a toast that
+ * replaced another slides in for 500 ms, a hide takes 300); the show's end
+ * then reads the freed toast and the window crashes ("Saving as a new
+ * image…" then, 14 ms later, the name's refusal did so).  So a toast stays
+ * until it has settled, and what comes meanwhile waits: the newest of it. */
+static void show_toast(struct app *a, const char *text, guint timeout)
+{
+    guint wait = a->last_toast ? toast_wait_ms(a->last_toast_at, g_get_monotonic_time()) : 0;
+    if (!wait && !a->next_toast_source) {
+        replace_toast(a, text, timeout);
+        return;
+    }
+    g_free(a->next_toast);
+    a->next_toast = g_strdup(text);
+    a->next_toast_timeout = timeout;
+    if (!a->next_toast_source)
+        a->next_toast_source = g_timeout_add(wait, show_next_toast, a);
 }
 
 void app_toast(struct app *a, const char *text) { show_toast(a, text, 5); }
@@ -386,6 +416,9 @@ static void app_free(struct app *a)
     g_ptr_array_free(a->slots, TRUE);
     vms_config_free(a->cfg);
     g_free(a->cfg_broken);
+    if (a->next_toast_source)
+        g_source_remove(a->next_toast_source); /* the window is gone: nobody sees it */
+    g_free(a->next_toast);
     if (a->last_toast)
         g_object_unref(a->last_toast);
     if (a->toasts)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # vmsync-gtk checks an image in, driven through AT-SPI under Xvfb.
 #
-# 1. The window checks "desk" out; the settings then record the file.  The
+# 1. The window checks "desk" out; the settings then record the file.
+#    Toasts that come 60 ms apart, each replacing the last, leave the window
+#    running (libadwaita 1.2 freed a toast dismissed while it slid in).  The
 #    window closes cleanly with the check-in dialog open.
 # 2. Files change inside the ext4 image (debugfs -w: one written, one
 #    removed, one rewritten, one moved with ln + unlink).  A new window
@@ -50,7 +52,7 @@ gui_run() {
 
 # ---- 1. the window checks desk out, and remembers the file ----
 cat >"$T/checkout.py" <<'PY'
-import os
+import os, subprocess, time
 from gui_atspi import *
 
 with driving() as app:
@@ -66,6 +68,20 @@ with driving() as app:
     press(wait_find(app, "push button", "Check in desk"))
     dlg = wait_find(app, "dialog", "Check in desk")
     wait_until("the summary", lambda: [l for l in labels(dlg) if " added, " in l], timeout=40)
+    # toasts that come fast, each replacing the last: libadwaita 1.2 freed
+    # one dismissed before it had slid in, and the window crashed as its
+    # show ended.  Real clicks (an AT-SPI press waits 250 ms), 60 ms apart,
+    # on "Show changes" with no file: a toast each, and no job.
+    set_text(wait_find(dlg, "text", "File to check in"), "")
+    x, y, w, h = wait_find(dlg, "push button", "Show changes").queryComponent().getExtents(
+        pyatspi.WINDOW_COORDS)
+    wid = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name",
+                          "^Check in desk$"], check=True, timeout=20, capture_output=True,
+                         text=True).stdout.split()[-1]
+    subprocess.run(["xdotool", "mousemove", "--window", wid, str(x + w // 2), str(y + h // 2),
+                    "click", "--repeat", "8", "--delay", "60", "1"], check=True, timeout=20)
+    wait_find(app, "label", "Name the file that holds the checkout.")
+    time.sleep(1.5) # every show has ended: the window is still there
     press(wait_find(wait_find(app, "frame", "vmsync"), "push button", "Close"))
 PY
 export GUI_FILE=$FILE

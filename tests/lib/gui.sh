@@ -146,7 +146,11 @@ gui_start() {
         [[ -z ${GUI_FULL_LEAK_STACKS:-} ]] ||
             asan="${asan:+$asan:}fast_unwind_on_malloc=0:malloc_context_size=10"
     fi
-    ASAN_OPTIONS=$asan "$VMSYNC_GTK" "$@" >"$T/gtk.out" 2>"$T/gtk.err" &
+    # glibc scribbles over freed memory (a sanitizer's allocator ignores it):
+    # a use after free inside the toolkit, which no sanitizer sees, then
+    # crashes at once instead of rarely (libadwaita's toasts did: window.c)
+    MALLOC_PERTURB_=${MALLOC_PERTURB_:-165} ASAN_OPTIONS=$asan "$VMSYNC_GTK" "$@" \
+        >"$T/gtk.out" 2>"$T/gtk.err" &
     GUI_PID=$!
     _GUI_PIDS+=("$GUI_PID")
 }

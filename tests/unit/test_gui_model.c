@@ -137,6 +137,23 @@ static void test_untrusted(void)
     free(text);
 }
 
+/* A toast is replaced only once it has slid in (libadwaita 1.2 crashes on a
+ * toast dismissed before its show ends): the wait left, in milliseconds. */
+static void test_toast_wait(void)
+{
+    const int64_t shown = 5000000; /* µs */
+    CHECK(toast_wait_ms(shown, shown) == TOAST_SETTLE_MS);
+    CHECK(toast_wait_ms(shown, shown + 14000) == TOAST_SETTLE_MS - 14); /* the refusal's 14 ms */
+    CHECK(toast_wait_ms(shown, shown + 1) == TOAST_SETTLE_MS); /* rounded up, never early */
+    CHECK(toast_wait_ms(shown, shown + TOAST_SETTLE_MS * 1000 - 1) == 1);
+    CHECK(toast_wait_ms(shown, shown + TOAST_SETTLE_MS * 1000) == 0);
+    CHECK(toast_wait_ms(shown, shown + 60 * 1000000) == 0);
+    /* a clock that went back waits the whole time, not a huge one */
+    CHECK(toast_wait_ms(shown, shown - 10 * 1000000) == TOAST_SETTLE_MS);
+    /* more than a replacing toast's show (500 ms) after the hide's (300 ms) start */
+    CHECK(TOAST_SETTLE_MS >= 500 + 100);
+}
+
 int main(void)
 {
     RUN(test_states);
@@ -144,5 +161,6 @@ int main(void)
     RUN(test_plan_text);
     RUN(test_rate_meter);
     RUN(test_untrusted);
+    RUN(test_toast_wait);
     return check_failures;
 }
