@@ -7,7 +7,7 @@
 # parses to its end; a session of version 2 gets HELLO_OK 2 and the same
 # reply with the signer and the signature (96 bytes more), the signer the
 # key's fingerprint; version 0 and version 3 are refused naming the versions
-# the agent speaks.  And this vmsync, over a real sshd, shows the version
+# the agent speaks; a GET paced under 8 KiB/s is refused.  And this vmsync, over a real sshd, shows the version
 # signed.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
@@ -73,6 +73,15 @@ assert got == signer, (got, signer)
 for v in (0, 3):
     msg = refused(v)
     assert 'protocols 1 to 2' in msg, msg
+# A GET paced slower than a 64 kbit/s line would hold the agent for as long
+# as the client likes: refused, and the session goes on.
+s = Session([agent, '--root', root, '--user', 'tester'], version=2)
+s.open('repo')
+kind, body = s.ask(GET, put_varint(0) + put_varint(1) + put_varint(1) + bytes(32))
+assert kind == ERROR and 'at least 8192' in error(body)[1], (kind, body[:200])
+kind, _ = s.ask(VERSION_REQ, put_str('desk') + put_varint(0))
+assert kind == VERSION_INFO, kind
+s.close()
 print('ok')
 EOF2
 grep -qx ok "$T/wire.out" || bad "the versions: $(tail -c 800 "$T/wire.out")"

@@ -304,6 +304,8 @@ int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
         fsp_error err = {0};
         if (vms_parse_size(optarg, 10, &o->bwlimit, &err))
             return cli_usage_error(usage, "bad --bwlimit: %s (bytes/s, e.g. 500K or 2M)", err.msg);
+        if (o->bwlimit && o->bwlimit < VMS_BWLIMIT_MIN)
+            return cli_usage_error(usage, "bad --bwlimit: %s: at least %uK", optarg, VMS_BWLIMIT_MIN >> 10);
         return 0;
     }
     case CLI_OPT_LEVEL:

@@ -340,7 +340,8 @@ struct vms_remote_opts {
     vms_host_key_cb host_key; /* NULL: every key the file does not vouch for is refused */
     void *host_key_ctx;
     const char *identity;     /* a private key file; NULL: ssh-agent, then ~/.ssh/id_* */
-    uint64_t bwlimit;         /* bytes per second each way; 0: no limit */
+    uint64_t bwlimit;         /* bytes per second each way (at least VMS_BWLIMIT_MIN,
+                               * else the agent refuses it); 0: no limit */
     int level;                /* zstd level of transfers, 1..19; 0: adapt to the link */
     int timeout;              /* seconds without a byte from the server; 0: 60 */
     const char *agent;        /* the agent command when authorized_keys does not force one */
@@ -437,6 +438,9 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
  * --bwlimit).  Not one: -EINVAL; too large for 64 bits: -ERANGE (FSP_EK_USAGE,
  * the message quoting S). */
 int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error *err);
+/* The lowest bandwidth limit: a 64 kbit/s line.  Slower, a segment outlasts
+ * any sensible timeout, and a client could hold an agent pacing for days. */
+#define VMS_BWLIMIT_MIN 8192u
 
 /* Parses "NAME" or "NAME@N" (NAME shorter than LEN); VERSION 0 when absent.
  * A bad one: -EINVAL (FSP_EK_USAGE, the message quoting REF). */

@@ -644,6 +644,9 @@ static int on_get(struct request *q)
     const uint8_t(*hashes)[FSP_SHA256_LEN] = hash_list(q, &n);
     if (!vms_get_done(q->body))
         return malformed(q, VMS_M_GET);
+    if (bwlimit && bwlimit < VMS_BWLIMIT_MIN)
+        return fsp_fail(q->err, FSP_EK_USAGE, -EINVAL, "a bandwidth limit of %llu bytes/s: at least %u",
+                        (unsigned long long)bwlimit, VMS_BWLIMIT_MIN);
     uint32_t *lens = malloc((n + 1) * sizeof *lens);
     int rc = lens ? sizes_of(q, hashes, n, lens)
                   : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
