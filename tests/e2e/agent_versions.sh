@@ -20,9 +20,7 @@ SRV=$T/srv
 mkdir -p "$SRV"
 repo_init "$SRV/repo"
 vm_ok "$T/keygen" key generate "$SRV/repo" --json
-mkdir -p "$T/tree/etc"
-echo signed >"$T/tree/etc/motd"
-mke2fs -q -F -t ext4 -d "$T/tree" "$T/one.img" 4M >/dev/null 2>&1 || fail "mke2fs -d failed"
+repo_motd_img signed "$T/one.img"
 vm_ok "$T/imp" import "$SRV/repo" "$T/one.img" --name desk
 vm_ok "$T/log" log "$SRV/repo" desk --json
 signer=$(jq -rs '.[0].signer' "$T/log.out")

@@ -25,14 +25,8 @@ export HOME=$T/home XDG_CONFIG_HOME=$T/xdg
 mkdir -p "$T/srv" "$HOME" "$XDG_CONFIG_HOME"
 sshd_start "$T/sshd" "$T/srv"
 
-mkimage() { # DIR TEXT IMAGE
-    mkdir -p "$1/etc"
-    echo "$2" >"$1/etc/motd"
-    head -c 300000 /dev/urandom >"$1/etc/blob"
-    mke2fs -q -F -t ext4 -d "$1" "$3" 4M >/dev/null 2>&1 || fail "mke2fs -d failed"
-}
-mkimage "$T/tree1" "first" "$T/one.img"
-mkimage "$T/tree2" "second" "$T/two.img"
+repo_motd_img first "$T/one.img" 300000
+repo_motd_img second "$T/two.img" 300000
 
 # newrepo NAME [key]: $T/srv/NAME holding desk@1 (one.img), signed with a key of its own with "key"
 newrepo() {

@@ -20,20 +20,15 @@
 # settings file and the key's, and lists nothing from a handle that cannot
 # check signatures.
 source "$(dirname "$0")/../lib/common.sh"
+source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/gui.sh"
 need_vmsync
 need_gui
 need_cmd mke2fs jq python3
 
-mkimage() { # TEXT IMAGE
-    mkdir -p "$T/tree-$1/etc"
-    echo "$1" >"$T/tree-$1/etc/motd"
-    head -c 200000 /dev/urandom >"$T/tree-$1/etc/blob"
-    mke2fs -q -F -t ext4 -d "$T/tree-$1" "$2" 4M >/dev/null 2>&1 || fail "mke2fs -d failed"
-}
 mkdir -p "$T/srv" "$T/out"
-mkimage old "$T/old.img"
-mkimage desk "$T/desk.img"
+repo_motd_img old "$T/old.img" 200000
+repo_motd_img desk "$T/desk.img" 200000
 export VMSYNC_HOST=laptop VMSYNC_CACHE=$T/cache
 
 vm_ok "$T/init-office" init "$T/srv/office"

@@ -22,14 +22,9 @@ export VMSYNC_CACHE=$T/cache VMSYNC_HOST=laptop
 mkdir -p "$T/srv"
 sshd_start "$T/sshd" "$T/srv"
 
-mkimage() { # DIR TEXT IMAGE
-    mkdir -p "$1/etc"
-    echo "$2" >"$1/etc/motd"
-    mke2fs -q -F -t ext4 -d "$1" "$3" 4M >/dev/null 2>&1 || fail "mke2fs -d failed"
-}
-mkimage "$T/tree1" "first" "$T/one.img"
-mkimage "$T/tree2" "second" "$T/two.img"
-mkimage "$T/tree3" "third" "$T/three.img"
+repo_motd_img first "$T/one.img"
+repo_motd_img second "$T/two.img"
+repo_motd_img third "$T/three.img"
 
 sql() { sqlite3 "$1/catalog.db" "$2"; }
 

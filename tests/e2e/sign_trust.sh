@@ -28,13 +28,8 @@ export HOME=$T/home XDG_CONFIG_HOME=$T/xdg
 mkdir -p "$T/srv" "$HOME" "$XDG_CONFIG_HOME/vmsync"
 sshd_start "$T/sshd" "$T/srv"
 
-mkimage() { # DIR TEXT IMAGE
-    mkdir -p "$1/etc"
-    echo "$2" >"$1/etc/motd"
-    mke2fs -q -F -t ext4 -d "$1" "$3" 4M >/dev/null 2>&1 || fail "mke2fs -d failed"
-}
-mkimage "$T/tree1" "first" "$T/one.img"
-mkimage "$T/tree2" "second" "$T/two.img"
+repo_motd_img first "$T/one.img"
+repo_motd_img second "$T/two.img"
 
 repo_init "$T/srv/branch"
 vm_ok "$T/bkey" key generate "$T/srv/branch"

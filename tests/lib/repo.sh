@@ -164,6 +164,17 @@ repo_img() {
     printf '%s\n' "$(_cache)/$name"
 }
 
+# repo_motd_img TEXT IMAGE [BLOB_BYTES]: a 4 MiB ext4 IMAGE whose /etc/motd
+# says TEXT, with BLOB_BYTES of random data in /etc/blob when given (so that
+# two such images share little), built from $T/motd-TEXT.
+repo_motd_img() {
+    local tree=$T/motd-$1
+    mkdir -p "$tree/etc"
+    echo "$1" >"$tree/etc/motd"
+    [[ -z ${3:-} ]] || head -c "$3" /dev/urandom >"$tree/etc/blob"
+    mke2fs -q -F -t ext4 -d "$tree" "$2" 4M >/dev/null 2>&1 || fail "mke2fs -d $tree failed"
+}
+
 # ---- vmsync shortcuts -----------------------------------------------------------
 
 repo_init() {
