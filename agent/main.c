@@ -31,6 +31,9 @@ static const char usage[] =
     "  --read-only        reading only: exports, logs and manifests; refuses\n"
     "                     check-ins, imports and leases (so checkouts: use export),\n"
     "                     and changes nothing in the catalog\n"
+    "  --append-only      adding only: check-ins, imports, bundle applies and\n"
+    "                     leases, as without it; refuses forget and prune (gc\n"
+    "                     runs on the server only, never through an agent)\n"
     "  --cache-size SIZE  keep up to SIZE bytes of compressed segments, so a second\n"
     "                     client of the same version costs no compression\n"
     "                     (default 2G; 0 turns the cache off; suffixes K M G)\n"
@@ -57,7 +60,7 @@ static int bad_usage(const char *what, const char *arg)
     return 2;
 }
 
-enum { OPT_ROOT = 256, OPT_USER, OPT_READ_ONLY, OPT_CACHE, OPT_IDLE, OPT_STATS, OPT_VERSION };
+enum { OPT_ROOT = 256, OPT_USER, OPT_READ_ONLY, OPT_APPEND_ONLY, OPT_CACHE, OPT_IDLE, OPT_STATS, OPT_VERSION };
 
 #define IDLE_DEFAULT 600
 #define IDLE_MAX 2000000u /* seconds; poll's milliseconds must fit an int */
@@ -84,6 +87,7 @@ static int parse_options(int argc, char **argv, struct options *options)
     static const struct option opts[] = {
         {"root", required_argument, 0, OPT_ROOT},         {"user", required_argument, 0, OPT_USER},
         {"read-only", no_argument, 0, OPT_READ_ONLY},     {"cache-size", required_argument, 0, OPT_CACHE},
+        {"append-only", no_argument, 0, OPT_APPEND_ONLY},
         {"stats-file", required_argument, 0, OPT_STATS},  {"help", no_argument, 0, 'h'},
         {"idle-timeout", required_argument, 0, OPT_IDLE}, {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0}};
@@ -97,6 +101,7 @@ static int parse_options(int argc, char **argv, struct options *options)
         case OPT_ROOT: o->root = optarg; break;
         case OPT_USER: o->user = optarg; break;
         case OPT_READ_ONLY: o->read_only = true; break;
+        case OPT_APPEND_ONLY: o->append_only = true; break;
         case OPT_STATS: options->stats_file = optarg; break;
         case OPT_CACHE: {
             fsp_error err = {0};

@@ -810,12 +810,13 @@ static void write_gc_json(FILE *f, const struct vms_gc_stats *st)
 static uint64_t tenths_of_mib(uint64_t bytes) { return (bytes * 10 + (1u << 19)) >> 20; }
 
 /* Freed is shown as before minus kept, rounded alike, so the line adds up. */
-static void print_gc_summary(const struct vms_gc_stats *st)
+static void print_gc_summary(const struct vms_gc_stats *st, bool dry_run)
 {
     uint64_t before = tenths_of_mib(st->bytes_before), kept = tenths_of_mib(st->bytes_kept);
     uint64_t freed = before > kept ? before - kept : 0;
-    printf("gc: %llu objects: %llu kept, %llu dropped; %llu packs: %llu kept, %llu rewritten, "
+    printf("gc%s: %llu objects: %llu kept, %llu dropped; %llu packs: %llu kept, %llu rewritten, "
            "%llu removed; %llu.%llu MiB: %llu.%llu MiB kept, %llu.%llu MiB freed\n",
+           dry_run ? " (dry run: nothing changed)" : "",
            (unsigned long long)st->objects_before, (unsigned long long)st->objects_kept,
            (unsigned long long)st->objects_dropped, (unsigned long long)st->packs_before,
            (unsigned long long)st->packs_kept, (unsigned long long)st->packs_rewritten,
@@ -828,7 +829,7 @@ static void print_gc_summary(const struct vms_gc_stats *st)
 int cmd_gc(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync gc REPO [--wait SECONDS] [--json] [-q]\n"
+        "usage: vmsync gc REPO [--wait SECONDS] [-n|--dry-run] [--json] [-q]\n"
         "\n"
         "Drops the objects that no version uses and rewrites the packs that held them.\n"
         "Waits for other vmsync processes using the repository (agents' sessions too)\n"
@@ -838,14 +839,22 @@ int cmd_gc(int argc, char **argv)
         "files and bytes (packs, manifests, temporary files and caches) before, kept\n"
         "and removed; --json prints the same figures, exact, as JSON.\n"
         "\n"
-        "      --wait SECONDS     how long to wait for them (default 60)\n" COMMON_HELP;
+        "      --wait SECONDS     how long to wait for them (default 60)\n"
+        "  -n, --dry-run          what gc would drop and free now, changing nothing and\n"
+        "                         waiting for no one (freed: the stored bytes of the\n"
+        "                         objects it would drop, unused manifests, temporary\n"
+        "                         files and caches)\n" COMMON_HELP;
     enum { OPT_WAIT = 2000 };
-    static const struct option opts[] = {{"wait", required_argument, 0, OPT_WAIT}, COMMON_OPTIONS,
+    static const struct option opts[] = {{"wait", required_argument, 0, OPT_WAIT},
+                                         {"dry-run", no_argument, 0, 'n'}, COMMON_OPTIONS,
                                          {0, 0, 0, 0}};
+    bool dry_run = false;
     struct common c = {0};
     int opt, why, wait;
-    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
-        if (opt == OPT_WAIT) {
+    while ((opt = getopt_long(argc, argv, "nqhi:", opts, NULL)) != -1) {
+        if (opt == 'n')
+            dry_run = true;
+        else if (opt == OPT_WAIT) {
             if (cli_parse_int(optarg, 1, 86400, &wait))
                 return cli_usage_error(usage, "--wait: not a number of seconds from 1 to 86400: '%s'",
                                        optarg);
@@ -862,7 +871,7 @@ int cmd_gc(int argc, char **argv)
     fsp_error err = {0};
     int rc = common_open(&c, &err);
     if (!rc)
-        rc = vms_gc(c.client, &st, &err);
+        rc = dry_run ? vms_gc_dry_run(c.client, &st, &err) : vms_gc(c.client, &st, &err);
     if (rc == -EBUSY && err.kind == VMS_EK_CONFLICT)
         cli_hint("--wait sets how long gc waits");
     common_close(&c);
@@ -882,7 +891,7 @@ int cmd_gc(int argc, char **argv)
     if (c.json)
         write_gc_json(stdout, &st);
     else
-        print_gc_summary(&st);
+        print_gc_summary(&st, dry_run);
     return 0;
 }
 

@@ -419,6 +419,7 @@ struct vms_serve_opts {
     const char *root;
     const char *user;
     bool read_only;     /* checkouts only */
+    bool append_only;   /* adds versions, never forgets one */
     uint64_t cache_max; /* bytes of cached compressed segments; 0: no cache */
     unsigned idle_timeout; /* seconds without a word from the client that end the
                             * session (an idle one holds the repository open); 0: none */
@@ -610,6 +611,55 @@ struct vms_gc_stats {
  * (vms_check without objects; VMS_PROBLEM_LEASE and _SIGNATURE aside): deleting by an
  * incomplete picture loses data. */
 int vms_gc(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
+/* What vms_gc would do now, changing nothing: the same figures, counted from
+ * the index and the live set (bytes_freed: the stored bytes of the objects it
+ * would drop, the manifests no version uses, temporary files and caches; pack
+ * headers aside).  Under the repository's shared lock, so it waits for no one.
+ * Local repositories only, as gc. */
+int vms_gc_dry_run(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
+
+/* ---- forgetting versions ----------------------------------------------------
+ * A forgotten version's record goes from the catalog at once; its manifest and
+ * the objects no other version uses go at the next gc.  Two versions always
+ * stay: an image's latest (the next check-in's parent; it also keeps version
+ * numbers from being given twice, so an image is never forgotten whole), and a
+ * leased one (its holder's cached manifest names objects gc would drop).  Those
+ * are refused with VMS_EK_CONFLICT naming why and who.  Signatures are per
+ * version: nothing else is re-signed.  An agent started with --read-only or
+ * --append-only refuses (VMS_EK_DENIED). */
+
+/* Forgets NAME@VERSION and writes "forget" to the audit log; DRY_RUN makes
+ * the same checks and changes nothing.  Unknown: VMS_EK_NOTFOUND. */
+int vms_forget(vms_client *c, const char *name, uint32_t version, bool dry_run, fsp_error *err);
+
+/* A retention policy: each image keeps its KEEP_LAST newest versions, the
+ * newest version of each of the KEEP_DAILY newest days that have versions,
+ * and the newest of each of the KEEP_MONTHLY newest months likewise (days and
+ * months in UTC, as vmsync prints times); 0 keeps none by that rule. */
+struct vms_retention {
+    uint32_t keep_last, keep_daily, keep_monthly;
+};
+/* Why a version is kept: any of these bits, or 0 when it is forgotten. */
+enum {
+    VMS_KEEP_LAST = 1u << 0,
+    VMS_KEEP_DAILY = 1u << 1,
+    VMS_KEEP_MONTHLY = 1u << 2,
+    VMS_KEEP_LATEST = 1u << 3, /* the image's latest: always */
+    VMS_KEEP_LEASED = 1u << 4, /* checked out: always */
+};
+/* The rules of P over one image's versions, CREATED[0..n) (Unix seconds,
+ * oldest version first): sets WHY[i] to the VMS_KEEP_* bits that keep version
+ * i (VMS_KEEP_LATEST for the last), 0 for one the policy forgets.  Pure. */
+void vms_retention_select(const struct vms_retention *p, const int64_t *created, size_t n,
+                          unsigned *why);
+/* One version prune looked at: KEPT the VMS_KEEP_* bits, 0 when forgotten (or,
+ * in a dry run, when it would be).  V lives for the call. */
+typedef int (*vms_prune_cb)(void *ctx, const struct vms_version *v, unsigned kept);
+/* Applies P to NAME's versions (every image's when NULL), oldest first per
+ * image, calling CB (may be NULL) for each; DRY_RUN forgets nothing.  Stops at
+ * the first refusal, with what went before it forgotten. */
+int vms_prune(vms_client *c, const char *name, const struct vms_retention *p, bool dry_run,
+              vms_prune_cb cb, void *ctx, fsp_error *err);
 
 /* ---- checking a repository (fsck) --------------------------------------------
  * The quick check: the catalog (SQLite's quick_check, and its own rules:

@@ -77,3 +77,13 @@ int vms_key_show(vms_client *cl, struct vms_public_key *out, fsp_error *err)
         rc = vms_repo_key_public(c.repo, out, err);
     return vms_ctx_close(&c, rc, err);
 }
+
+int vms_gc_dry_run(vms_client *cl, struct vms_gc_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    memset(stats, 0, sizeof *stats);
+    int rc = vms_ctx_open(&c, cl, NULL, err);
+    if (!rc)
+        rc = vms_repo_gc_estimate(c.repo, stats, err);
+    return vms_ctx_close(&c, rc, err);
+}

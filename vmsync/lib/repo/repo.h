@@ -158,6 +158,16 @@ typedef int vms_repo_add_version_fn(vms_repo *r, const char *image, uint32_t par
 /* Every version of IMAGE (or of every image when IMAGE is NULL), oldest first. */
 typedef int vms_repo_list_fn(vms_repo *r, const char *image, vms_version_cb cb, void *ctx, fsp_error *err);
 
+/* Removes version VERSION of IMAGE from the catalog and writes "forget" to
+ * the audit log; its manifest file and objects stay until gc, which drops
+ * what no version uses.  Refused (VMS_EK_CONFLICT, naming why) for the
+ * image's latest version (the next check-in's parent) and for a leased one
+ * (its holder's cached manifest names objects gc would drop).  Unknown:
+ * VMS_EK_NOTFOUND.  DRY_RUN makes the same checks and changes nothing.
+ * Atomic. */
+typedef int vms_repo_forget_fn(vms_repo *r, const char *image, uint32_t version, bool dry_run,
+                               fsp_error *err);
+
 /* ---- leases: who has which image checked out ---------------------------- */
 
 struct vms_lease {
@@ -206,6 +216,9 @@ typedef int vms_repo_audit_fn(vms_repo *r, const char *action, const char *image
  * that lock it first runs the quick check, and refuses (FSP_EK_CORRUPT) when
  * it finds a problem. */
 typedef int vms_repo_gc_fn(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+/* Local repositories: what gc would do now (see vms_gc_dry_run), changing
+ * nothing and taking no exclusive lock. */
+typedef int vms_repo_gc_estimate_fn(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
 #define VMS_GC_WAIT_DEFAULT 60
 /* Seconds gc waits for other handles (local repositories); 0: the default. */
 typedef void vms_repo_gc_wait_fn(vms_repo *r, unsigned seconds);
@@ -246,7 +259,7 @@ typedef int vms_repo_bundle_info_fn(vms_repo *r, vms_bundle_info_cb cb, void *ct
  * An operation that only one kind of repository offers is NULL in the
  * others, and the calls below answer for it.  A read-only backend (a bundle)
  * leaves every operation that writes NULL: put, flush, put_manifest,
- * add_version, lease_take, lease_release, audit, gc. */
+ * add_version, forget, lease_take, lease_release, audit, gc. */
 struct vms_repo_ops {
     const char *kind; /* "local", "ssh", "bundle" */
     vms_repo_close_fn *close;
@@ -263,6 +276,7 @@ struct vms_repo_ops {
     vms_repo_version_fn *version;
     vms_repo_add_version_fn *add_version;
     vms_repo_list_fn *list;
+    vms_repo_forget_fn *forget;
     vms_repo_lease_take_fn *lease_take;
     vms_repo_lease_get_fn *lease_get;
     vms_repo_lease_release_fn *lease_release;
@@ -272,6 +286,7 @@ struct vms_repo_ops {
     vms_repo_audit_log_fn *audit_log;
     vms_repo_gc_fn *gc;
     vms_repo_gc_wait_fn *gc_wait; /* local only: NULL elsewhere */
+    vms_repo_gc_estimate_fn *gc_estimate; /* local only: NULL elsewhere */
     vms_repo_check_fn *check; /* local only: NULL elsewhere */
     vms_repo_cache_dir_fn *cache_dir; /* local only: NULL elsewhere */
     vms_repo_key_generate_fn *key_generate; /* local only: NULL elsewhere */
@@ -315,6 +330,9 @@ int vms_repo_read_only(const vms_repo *r, const char *what, fsp_error *err);
          ? (r)->ops->add_version((r), (image), (parent), (manifest), (digest), (size), (message), \
                                  (number), (err))                                                  \
          : vms_repo_read_only((r), "recording a version", (err)))
+#define vms_repo_forget(r, image, version, dry_run, err)                              \
+    ((r)->ops->forget ? (r)->ops->forget((r), (image), (version), (dry_run), (err)) \
+                      : vms_repo_read_only((r), "forgetting a version", (err)))
 #define vms_repo_lease_take(r, image, version, steal, err)                           \
     ((r)->ops->lease_take ? (r)->ops->lease_take((r), (image), (version), (steal), (err)) \
                           : vms_repo_read_only((r), "taking a lease", (err)))
@@ -332,6 +350,9 @@ int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err);
 #define vms_repo_get_stored(r, hashes, n, cb, ctx, err)                                  \
     ((r)->ops->get_stored ? (r)->ops->get_stored((r), (hashes), (n), (cb), (ctx), (err)) \
                           : vms_repo_local_only((r), "reading stored objects", (err)))
+#define vms_repo_gc_estimate(r, stats, err)                              \
+    ((r)->ops->gc_estimate ? (r)->ops->gc_estimate((r), (stats), (err)) \
+                           : vms_repo_local_only((r), "gc", (err)))
 #define vms_repo_check(r, o, hooks, stats, err)                              \
     ((r)->ops->check ? (r)->ops->check((r), (o), (hooks), (stats), (err)) \
                      : vms_repo_local_only((r), "check", (err)))

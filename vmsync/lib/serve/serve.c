@@ -940,6 +940,27 @@ static void hide_roots(const struct agent *a, fsp_error *err)
         hide_root(err->msg, sizeof err->msg, a->o->root); /* as given, symlinks and all */
 }
 
+/* A key that adds must not take away: --append-only (and --read-only) refuse
+ * even a dry run, which would tell such a key nothing it may act on. */
+static int on_forget(struct request *q)
+{
+    char image[256];
+    vms_get_strbuf(q->body, image, sizeof image);
+    uint32_t version = (uint32_t)vms_get_bounded(q->body, UINT32_MAX);
+    bool dry_run = vms_get_u8(q->body) != 0;
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_FORGET);
+    if (q->a->o->read_only)
+        return denied_read_only(q);
+    if (q->a->o->append_only)
+        return fsp_fail(q->err, VMS_EK_DENIED, -EACCES,
+                        "%s: this key may add versions but never forget one (the agent runs "
+                        "with --append-only)",
+                        q->a->path);
+    int rc = vms_repo_forget(q->a->repo, image, version, dry_run, q->err);
+    return rc ? rc : reply(q, VMS_M_OK, NULL);
+}
+
 typedef int (*handler)(struct request *q);
 
 static handler handler_for(const struct agent *a, uint8_t type)
@@ -965,6 +986,7 @@ static handler handler_for(const struct agent *a, uint8_t type)
     case VMS_M_LEASES: return on_leases;
     case VMS_M_AUDIT_LOG: return on_audit_log;
     case VMS_M_KEY: return on_key;
+    case VMS_M_FORGET: return on_forget;
     default: return NULL;
     }
 }

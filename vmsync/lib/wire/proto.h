@@ -54,7 +54,8 @@ enum vms_msg {
     VMS_M_LEASES,         /* u8 all, str image -> LEASE_INFO* (found 1), END */
     VMS_M_AUDIT_LOG,      /* u8 all, str image, i64 since -> AUDIT_ENTRY*, END */
     VMS_M_KEY,            /* (empty) -> KEY_INFO */
-    VMS_M_REQUEST_LAST = VMS_M_KEY,
+    VMS_M_FORGET,         /* str image, u32 version, u8 dry_run -> OK */
+    VMS_M_REQUEST_LAST = VMS_M_FORGET,
 
     /* replies and streamed data */
     VMS_M_OK = 64,        /* (empty) */

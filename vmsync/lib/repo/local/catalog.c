@@ -830,3 +830,66 @@ int vms_local_get_manifest(vms_repo *repo, const uint8_t id[FSP_SHA256_LEN], con
     free(src);
     return rc;
 }
+
+/* ---- forgetting a version ------------------------------------------------------ */
+
+/* Why VERSION of IMAGE must stay, or 0.  The latest stays because a check-in's
+ * parent must be the latest (and numbers must never be given twice); a leased
+ * version stays because its holder's cached manifest names objects that gc
+ * would otherwise drop before the holder checks in. */
+static int refuse_needed(vms_local *r, const char *image, uint32_t version, uint32_t latest,
+                         fsp_error *err)
+{
+    struct vms_lease held;
+    bool leased = false;
+    int rc = query_lease(r, image, &held, &leased, err);
+    if (!rc && version == latest)
+        rc = fsp_fail(err, VMS_EK_CONFLICT, -EBUSY,
+                      "%s: %s@%u is the image's latest version, which the next check-in needs "
+                      "as its parent: it is never forgotten",
+                      r->path, image, version);
+    if (!rc && leased && held.version == version) {
+        char holder[512];
+        describe_holder(&held, holder, sizeof holder);
+        rc = fsp_fail(err, VMS_EK_CONFLICT, -EBUSY, "%s: %s@%u is checked out by %s", r->path,
+                      image, version, holder);
+    }
+    return rc;
+}
+
+static int delete_version(vms_local *r, int64_t image_id, uint32_t version, fsp_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = vms_repo_prepare(r, "DELETE FROM versions WHERE image_id = ?1 AND number = ?2", &st,
+                              err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, image_id);
+    sqlite3_bind_int64(st, 2, version);
+    return vms_repo_run_once(r, st, "forgetting a version", err);
+}
+
+int vms_local_forget(vms_repo *repo, const char *image, uint32_t version, bool dry_run,
+                     fsp_error *err)
+{
+    vms_local *r = (vms_local *)repo;
+    struct vms_version v;
+    int64_t id;
+    uint32_t latest;
+    bool exists;
+    int rc = check_image_name(r, image, err);
+    if (!rc)
+        rc = vms_repo_begin(r, err);
+    if (rc)
+        return rc;
+    rc = vms_local_version(repo, image, version, &v, err); /* NOTFOUND naming it */
+    if (!rc)
+        rc = image_state(r, image, &id, &latest, &exists, err);
+    if (!rc)
+        rc = refuse_needed(r, image, version, latest, err);
+    if (!rc && !dry_run)
+        rc = delete_version(r, id, version, err);
+    if (!rc && !dry_run)
+        rc = vms_local_audit(repo, "forget", image, version, "", err);
+    return vms_repo_finish(r, rc, err); /* a dry run wrote nothing to commit */
+}

@@ -177,7 +177,10 @@ static const struct rule rules[] = {
     {VMS_PROBLEM_CATALOG,
      "SELECT " IMAGE_OF("v") ", v.number, NULL, NULL, 'its parent, version ' || v.parent ||"
      " ', does not exist' FROM versions v WHERE v.parent > 0 AND NOT EXISTS"
-     " (SELECT 1 FROM versions p WHERE p.image_id = v.image_id AND p.number = v.parent)"},
+     " (SELECT 1 FROM versions p WHERE p.image_id = v.image_id AND p.number = v.parent)"
+     /* vmsync forget removes a version and says so in the audit log */
+     " AND NOT EXISTS (SELECT 1 FROM audit a WHERE a.action = 'forget'"
+     " AND a.image = " IMAGE_OF("v") " AND a.version = v.parent)"},
     {VMS_PROBLEM_CATALOG,
      "SELECT " IMAGE_OF("v") ", v.number, NULL, NULL, 'its manifest id or digest is not a SHA-256'"
      " FROM versions v WHERE typeof(v.manifest) <> 'blob' OR length(v.manifest) <> 32"

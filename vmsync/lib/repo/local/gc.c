@@ -591,3 +591,97 @@ int vms_local_gc(vms_repo *repo, struct vms_gc_stats *stats, fsp_error *err)
         rc = fsp_fail(err, FSP_EK_IO, relock, "%s: cannot lock: %s", r->path, strerror(-relock));
     return rc;
 }
+
+/* ---- the dry run ------------------------------------------------------------------
+ * gc's figures without gc: which indexed objects are dead (by the index, not
+ * the packs), and the files gc would remove.  Under the shared lock only, so a
+ * check-in running meanwhile makes the figures a moment's picture. */
+
+struct dead_pack {
+    int64_t id;
+    uint64_t objects, dead;
+};
+
+static void close_dead_pack(const struct dead_pack *p, struct vms_gc_stats *stats)
+{
+    if (p->dead && p->dead == p->objects)
+        stats->packs_removed++;
+    else if (p->dead)
+        stats->packs_rewritten++;
+}
+
+static void count_dead_row(sqlite3_stmt *st, const struct vms_keyset *live, struct dead_pack *p,
+                           struct vms_gc_stats *stats)
+{
+    int64_t pack = sqlite3_column_int64(st, 0);
+    if (p->objects && pack != p->id) {
+        close_dead_pack(p, stats);
+        *p = (struct dead_pack){0};
+    }
+    p->id = pack;
+    p->objects++;
+    if (sqlite3_column_bytes(st, 1) == FSP_SHA256_LEN &&
+        !vms_keyset_find(live, sqlite3_column_blob(st, 1), NULL)) {
+        p->dead++;
+        stats->objects_dropped++;
+        stats->bytes_freed += (uint64_t)sqlite3_column_int64(st, 2);
+    }
+}
+
+static int count_dead_objects(vms_local *r, const struct vms_keyset *live,
+                              struct vms_gc_stats *stats, fsp_error *err)
+{
+    sqlite3_stmt *st;
+    struct dead_pack p = {0};
+    int rc = vms_repo_prepare(r, "SELECT pack_id, hash, stored_len FROM objects ORDER BY pack_id",
+                              &st, err);
+    int s = SQLITE_DONE;
+    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW)
+        count_dead_row(st, live, &p, stats);
+    if (!rc && s != SQLITE_DONE)
+        rc = vms_repo_db_fail(r, s, "listing objects", err);
+    if (!rc)
+        close_dead_pack(&p, stats);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int count_if_unused(vms_local *r, int dir, const char *name, const struct stat *st,
+                           void *ctx, struct vms_gc_stats *stats, fsp_error *err)
+{
+    const struct vms_keyset *used = ctx;
+    uint8_t id[FSP_SHA256_LEN];
+    if (parse_manifest_name(name, id) && !vms_keyset_find(used, id, NULL))
+        stats->bytes_freed += (uint64_t)st->st_size;
+    return 0;
+}
+
+int vms_local_gc_estimate(vms_repo *repo, struct vms_gc_stats *stats, fsp_error *err)
+{
+    vms_local *r = (vms_local *)repo;
+    struct store_count before, leftovers = {0};
+    struct vms_keyset manifests = {0}, live = {0};
+    memset(stats, 0, sizeof *stats);
+    int rc = refuse_unless_healthy(r, err);
+    if (!rc)
+        rc = count_store(r, &before, err);
+    if (!rc)
+        rc = collect_live(r, &manifests, &live, err);
+    if (!rc)
+        rc = count_dead_objects(r, &live, stats, err);
+    if (!rc)
+        rc = for_each_file(r, "manifests", count_if_unused, &manifests, stats, err);
+    static const char *const emptied[] = {"tmp", "cache/segments", "cache/tmp"};
+    for (size_t i = 0; !rc && i < sizeof emptied / sizeof *emptied; i++)
+        add_dir_usage(r, emptied[i], &leftovers);
+    vms_keyset_free(&manifests);
+    vms_keyset_free(&live);
+    stats->bytes_freed += leftovers.bytes;
+    stats->objects_before = before.objects;
+    stats->objects_kept = less(before.objects, stats->objects_dropped);
+    stats->packs_before = before.packs;
+    stats->packs_kept = less(before.packs, stats->packs_rewritten + stats->packs_removed);
+    stats->bytes_before = before.bytes;
+    stats->bytes_kept = less(before.bytes, stats->bytes_freed);
+    return rc;
+}

@@ -80,6 +80,7 @@ static vms_repo_list_fn vms_remote_list;
 static vms_repo_lease_take_fn vms_remote_lease_take;
 static vms_repo_lease_get_fn vms_remote_lease_get;
 static vms_repo_lease_release_fn vms_remote_lease_release;
+static vms_repo_forget_fn vms_remote_forget;
 static vms_repo_audit_fn vms_remote_audit;
 static vms_repo_images_fn vms_remote_images;
 static vms_repo_leases_fn vms_remote_leases;
@@ -783,6 +784,25 @@ static int vms_remote_lease_release(vms_repo *repo, const char *image, fsp_error
     return simple(r, VMS_M_LEASE_RELEASE, &b, err);
 }
 
+/* An agent older than FORGET takes it for a malformed request (and ends the
+ * session): say what to do instead. */
+static int vms_remote_forget(vms_repo *repo, const char *image, uint32_t version, bool dry_run,
+                             fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, image);
+    vms_put_varint(&b, version);
+    vms_put_u8(&b, dry_run);
+    int rc = simple(r, VMS_M_FORGET, &b, err);
+    if (rc == -EPROTO && err->kind == FSP_EK_CORRUPT && strstr(err->msg, "FORGET") == NULL)
+        rc = fsp_fail(err, FSP_EK_USAGE, -EPROTONOSUPPORT,
+                      "%s: the agent does not know forget (it is older than this vmsync): "
+                      "upgrade vmsync-agent on the server",
+                      r->url);
+    return rc;
+}
+
 static int vms_remote_audit(vms_repo *repo, const char *action, const char *image, uint32_t version,
                             const char *detail, fsp_error *err)
 {
@@ -1367,6 +1387,7 @@ static const struct vms_repo_ops remote_ops = {
     .lease_take = vms_remote_lease_take,
     .lease_get = vms_remote_lease_get,
     .lease_release = vms_remote_lease_release,
+    .forget = vms_remote_forget,
     .audit = vms_remote_audit,
     .images = vms_remote_images,
     .leases = vms_remote_leases,
