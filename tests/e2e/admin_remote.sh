@@ -11,7 +11,8 @@
 #   - a key whose agent runs with --append-only may import, check out and
 #     release, but forget, forget -n and prune are refused (exit 12) naming
 #     --append-only, and the catalog is unchanged; a --read-only key's forget
-#     is exit 12 too; gc over ssh:// is refused (it runs on the server).
+#     is exit 12 too; gc -n and stats over ssh:// are refused (exit 2: they run
+#     on the server).
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -81,4 +82,5 @@ done
 vm_expect "$T/ro-deny" 12 forget "$url" other@1 "${ro[@]}" &&
     { grep -q -- "--read-only" "$T/ro-deny.err" || bad "read-only forget: $(cat "$T/ro-deny.err")"; }
 vm_expect "$T/gc" 2 gc "$url" -n "${c[@]}"
+vm_expect "$T/stats" 2 stats "$url" "${c[@]}"
 finish

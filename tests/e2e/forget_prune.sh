@@ -8,6 +8,10 @@
 #     the same before and after); forget desk@1 then removes it, the audit
 #     log says who forgot it, check still passes, and gc -n foresees what gc
 #     then drops: the same objects, and gc frees about the bytes it said;
+#   - stats before and after that gc: what gc would free is the dry run's,
+#     objects and bytes are the index's (sqlite3 counts them), gc's dropped
+#     objects are gone, the dedup ratio is referenced / raw; image "twin",
+#     imported from desk@2's image, has no objects of its own and shares all;
 #   - the versions left export to the images that were imported;
 #   - image "tl" gets six versions whose times are set in the closed catalog
 #     (Jan 10, Feb 3, Feb 20 10:00, Feb 20 12:00, Mar 1 08:00, Mar 1 09:00):
@@ -59,6 +63,10 @@ vm_ok "$T/check" check "$R"
 before=$(dump)
 vm_ok "$T/gdry" gc "$R" -n --json
 [[ $(dump) == "$before" ]] || bad "gc -n changed the repository"
+vm_ok "$T/s1" stats "$R" --json
+[[ $(jq .gc_objects "$T/s1.out") == $(jq .objects_dropped "$T/gdry.out") &&
+    $(jq .gc_bytes "$T/s1.out") == $(jq .bytes_freed "$T/gdry.out") ]] ||
+    bad "stats and gc -n disagree on what gc frees: $(cat "$T/s1.out")"
 vm_ok "$T/gc" gc "$R" --json
 want=$(jq .objects_dropped "$T/gdry.out") got=$(jq .objects_dropped "$T/gc.out")
 ((want > 0 && want == got)) || bad "gc -n said $want objects would go, gc dropped $got"
@@ -66,6 +74,23 @@ fwant=$(jq .bytes_freed "$T/gdry.out") fgot=$(jq .bytes_freed "$T/gc.out")
 ((fwant > 300000 && fgot > 300000)) || bad "gc -n foresaw $fwant bytes freed, gc freed $fgot"
 ((fwant * 10 >= fgot * 9 && fwant * 10 <= fgot * 11)) || bad "gc -n foresaw $fwant bytes freed, gc freed $fgot"
 vm_ok "$T/gdry2" gc "$R" -n --json
+vm_ok "$T/twin" import "$R" "$T/desk2.img" --name twin
+vm_ok "$T/s2" stats "$R" --json
+sql() { sqlite3 "$R/catalog.db" "$1"; }
+[[ $(jq .objects "$T/s2.out") == $(sql "select count(*) from objects") &&
+    $(jq .raw_bytes "$T/s2.out") == $(sql "select sum(len) from objects") &&
+    $(jq .stored_bytes "$T/s2.out") == $(sql "select sum(stored_len) from objects") &&
+    $(jq .pack_bytes "$T/s2.out") == $(find "$R/packs" -type f -printf '%s\n' | awk '{s += $1} END {print s}') ]] ||
+    bad "stats disagrees with the index and the packs: $(cat "$T/s2.out")"
+(($(jq .objects "$T/s1.out") - $(jq .objects_dropped "$T/gc.out") == $(jq .objects "$T/s2.out"))) ||
+    bad "stats before gc, gc and stats after do not add up: $(cat "$T/s1.out" "$T/gc.out" "$T/s2.out")"
+jq -e '(.referenced_bytes / .raw_bytes * 1000 | round) == (.dedup_ratio * 1000 | round) and .gc_objects == 0' \
+    "$T/s2.out" >/dev/null || bad "stats: dedup ratio or gc after gc: $(cat "$T/s2.out")"
+jq -e '(.images | map({(.image): .}) | add) as $i | $i.twin.unique_objects == 0 and $i.twin.shared_objects > 0
+    and $i.desk.unique_objects > 0 and $i.desk.versions == 3 and $i.twin.versions == 1' "$T/s2.out" >/dev/null ||
+    bad "stats per image: $(jq -c .images "$T/s2.out")"
+vm_ok "$T/s2t" stats "$R"
+grep -q "^  twin  1 version, its own: 0.0 MiB" "$T/s2t.out" || bad "stats text: $(cat "$T/s2t.out")"
 [[ $(jq .objects_dropped "$T/gdry2.out") == 0 ]] || bad "gc -n after gc: $(cat "$T/gdry2.out")"
 
 for i in 2 3 4; do

@@ -233,3 +233,116 @@ int cmd_prune(int argc, char **argv)
         fputs("]}\n", a.out);
     return finish(&a, rc, &err);
 }
+
+/* ---- stats ------------------------------------------------------------------------- */
+
+static void put_mib(FILE *out, const char *what, uint64_t bytes)
+{
+    fprintf(out, "%s%.1f MiB", what, bytes / 1048576.0);
+}
+
+static int show_image(void *ctx, const struct vms_image_usage *u)
+{
+    struct admin *a = ctx;
+    if (a->json) {
+        fputs(a->rows++ ? ",{" : "{", a->out);
+        vms_json_member(a->out, "image", u->name);
+        fprintf(a->out,
+                ",\"versions\":%u,\"unique_objects\":%llu,\"unique_raw\":%llu,"
+                "\"unique_stored\":%llu,\"shared_objects\":%llu,\"shared_raw\":%llu}",
+                u->versions, (unsigned long long)u->unique_objects,
+                (unsigned long long)u->unique_raw, (unsigned long long)u->unique_stored,
+                (unsigned long long)u->shared_objects, (unsigned long long)u->shared_raw);
+        return 0;
+    }
+    fputs("  ", a->out);
+    vms_put_name(a->out, u->name);
+    fprintf(a->out, "  %u version%s", u->versions, u->versions == 1 ? "" : "s");
+    put_mib(a->out, ", its own: ", u->unique_raw);
+    put_mib(a->out, " (", u->unique_stored);
+    put_mib(a->out, " stored), shared: ", u->shared_raw);
+    fputc('\n', a->out);
+    return 0;
+}
+
+static double dedup_ratio(const struct vms_repo_stats *s)
+{
+    return s->raw_bytes ? (double)s->referenced_bytes / (double)s->raw_bytes : 0.0;
+}
+
+static void print_stats_json(FILE *out, const struct vms_repo_stats *s)
+{
+    fprintf(out,
+            "],\"images_count\":%llu,\"versions\":%llu,\"objects\":%llu,\"raw_bytes\":%llu,"
+            "\"stored_bytes\":%llu,\"packs\":%llu,\"pack_bytes\":%llu,\"referenced_bytes\":%llu,"
+            "\"dedup_ratio\":%.3f,\"gc_objects\":%llu,\"gc_bytes\":%llu}\n",
+            (unsigned long long)s->images, (unsigned long long)s->versions,
+            (unsigned long long)s->objects, (unsigned long long)s->raw_bytes,
+            (unsigned long long)s->stored_bytes, (unsigned long long)s->packs,
+            (unsigned long long)s->pack_bytes, (unsigned long long)s->referenced_bytes,
+            dedup_ratio(s), (unsigned long long)s->gc.objects_dropped,
+            (unsigned long long)s->gc.bytes_freed);
+}
+
+static void print_stats_text(FILE *out, const struct vms_repo_stats *s)
+{
+    fprintf(out, "%llu images, %llu versions, %llu objects: ", (unsigned long long)s->images,
+            (unsigned long long)s->versions, (unsigned long long)s->objects);
+    put_mib(out, "", s->raw_bytes);
+    put_mib(out, " raw, ", s->stored_bytes);
+    fprintf(out, " stored in %llu packs", (unsigned long long)s->packs);
+    put_mib(out, " of ", s->pack_bytes);
+    fputc('\n', out);
+    put_mib(out, "versions name ", s->referenced_bytes);
+    fprintf(out, ": dedup ratio %.2f\n", dedup_ratio(s));
+    fprintf(out, "gc would drop %llu objects", (unsigned long long)s->gc.objects_dropped);
+    put_mib(out, " and free ", s->gc.bytes_freed);
+    fputc('\n', out);
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    static const char *const usage =
+        "usage: vmsync stats REPO [--json]\n"
+        "\n"
+        "What the repository holds, from its catalog, object index and manifests (no\n"
+        "pack is read): images, versions, unique objects, their raw bytes and the\n"
+        "bytes they take stored (compressed), the pack files; the dedup ratio, the raw\n"
+        "bytes all versions' manifests name (repeats included; zeros and free space\n"
+        "are no objects) divided by the raw bytes stored; and what gc would free now\n"
+        "(see gc --dry-run).  Per image: its versions, the objects no other image\n"
+        "uses (raw and stored bytes: what forgetting the whole image would free),\n"
+        "and the raw bytes of the objects it shares with others.  Local\n"
+        "repositories only: run it on the server.\n"
+        "\n"
+        "      --json             one JSON document\n"
+        "      --host NAME        this client's name (default: $VMSYNC_HOST, else the\n"
+        "                         hostname)\n"
+        "      --cache DIR        local cache (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"
+        "  -h, --help             this help\n";
+    struct admin a = {0};
+    int status = parse(argc, argv, usage, false, &a, 1, 1, "stats needs REPO");
+    if (status >= 0)
+        return status;
+    if (a.dry_run)
+        return finish(&a, 0, &(fsp_error){0}), cli_usage_error(usage, "%s", "stats changes nothing: no --dry-run");
+    fsp_error err = {0};
+    struct vms_repo_stats s;
+    if (a.json)
+        fputs("{\"images\":[", a.out);
+    else
+        a.out = open_memstream(&a.buf, &a.buf_len); /* the images go after the totals */
+    if (!a.out)
+        return perror("vmsync"), 6;
+    int rc = admin_open(&a, &err);
+    if (!rc)
+        rc = vms_stats(a.client, &s, show_image, &a, &err);
+    if (!rc && a.json)
+        print_stats_json(a.out, &s);
+    else if (!rc)
+        print_stats_text(stdout, &s);
+    if (!a.json && !rc)
+        fputs("per image:\n", stdout);
+    a.json = true; /* print the buffer as finish prints a JSON document */
+    return finish(&a, rc, &err);
+}

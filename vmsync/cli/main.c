@@ -33,6 +33,7 @@ static const char *const main_usage =
     "  gc REPO [--wait SECONDS] [-n]                   drop objects no version uses\n"
     "  forget REPO NAME@V [-n]                         remove a version (gc frees it)\n"
     "  prune REPO [NAME] --keep-last N [-n]            forget by a retention policy\n"
+    "  stats REPO [--json]                             bytes stored, dedup, per image\n"
     "  check REPO [--objects] [--json]                 check the repository's health\n"
     "  images REPO [--json]                            images, latest versions, leases\n"
     "  leases REPO [NAME] [--json]                     who holds which image, since when\n"
@@ -154,7 +155,7 @@ int main(int argc, char **argv)
         {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
         {"verify", cmd_verify},     {"gc", cmd_gc},             {"check", cmd_check},
         {"images", cmd_images},     {"leases", cmd_leases},     {"release", cmd_release},
-        {"forget", cmd_forget},     {"prune", cmd_prune},
+        {"forget", cmd_forget},     {"prune", cmd_prune},       {"stats", cmd_stats},
         {"audit", cmd_audit},       {"bundle", cmd_bundle},
         {"key", cmd_key},
     };

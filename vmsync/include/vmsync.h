@@ -618,6 +618,29 @@ int vms_gc(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
  * Local repositories only, as gc. */
 int vms_gc_dry_run(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
 
+/* ---- what a repository holds (vmsync stats) ------------------------------------
+ * From the catalog, the object index and the manifests; no pack is read.
+ * Local repositories only (over ssh:// it is refused: run it on the server). */
+struct vms_repo_stats {
+    uint64_t images, versions;
+    uint64_t objects, raw_bytes, stored_bytes; /* the index: unique objects */
+    uint64_t packs, pack_bytes;                /* pack files, as the catalog records them */
+    uint64_t referenced_bytes; /* the raw bytes all versions' manifests name, repeats
+                                * included (zeros and free space are not objects) */
+    struct vms_gc_stats gc;    /* what gc would do now (vms_gc_dry_run) */
+};
+/* One image's part.  NAME lives for the call. */
+struct vms_image_usage {
+    const char *name;
+    uint32_t versions;
+    uint64_t unique_objects, unique_raw, unique_stored; /* stored objects no other image uses */
+    uint64_t shared_objects, shared_raw; /* stored objects it uses that another image uses too */
+};
+typedef int (*vms_image_usage_cb)(void *ctx, const struct vms_image_usage *u);
+/* Fills *OUT and calls CB (may be NULL) once per image, by name. */
+int vms_stats(vms_client *c, struct vms_repo_stats *out, vms_image_usage_cb cb, void *ctx,
+              fsp_error *err);
+
 /* ---- forgetting versions ----------------------------------------------------
  * A forgotten version's record goes from the catalog at once; its manifest and
  * the objects no other version uses go at the next gc.  Two versions always

@@ -87,3 +87,16 @@ int vms_gc_dry_run(vms_client *cl, struct vms_gc_stats *stats, fsp_error *err)
         rc = vms_repo_gc_estimate(c.repo, stats, err);
     return vms_ctx_close(&c, rc, err);
 }
+
+int vms_stats(vms_client *cl, struct vms_repo_stats *out, vms_image_usage_cb cb, void *ctx,
+              fsp_error *err)
+{
+    struct vms_ctx c;
+    memset(out, 0, sizeof *out);
+    int rc = vms_ctx_open(&c, cl, NULL, err);
+    if (!rc)
+        rc = vms_repo_stats(c.repo, out, cb, ctx, err);
+    if (!rc)
+        rc = vms_repo_gc_estimate(c.repo, &out->gc, err);
+    return vms_ctx_close(&c, rc, err);
+}

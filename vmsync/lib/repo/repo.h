@@ -219,6 +219,9 @@ typedef int vms_repo_gc_fn(vms_repo *r, struct vms_gc_stats *stats, fsp_error *e
 /* Local repositories: what gc would do now (see vms_gc_dry_run), changing
  * nothing and taking no exclusive lock. */
 typedef int vms_repo_gc_estimate_fn(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
+/* Local repositories: vms_stats's work but the gc figures (see vmsync.h). */
+typedef int vms_repo_stats_fn(vms_repo *r, struct vms_repo_stats *out, vms_image_usage_cb cb,
+                              void *ctx, fsp_error *err);
 #define VMS_GC_WAIT_DEFAULT 60
 /* Seconds gc waits for other handles (local repositories); 0: the default. */
 typedef void vms_repo_gc_wait_fn(vms_repo *r, unsigned seconds);
@@ -287,6 +290,7 @@ struct vms_repo_ops {
     vms_repo_gc_fn *gc;
     vms_repo_gc_wait_fn *gc_wait; /* local only: NULL elsewhere */
     vms_repo_gc_estimate_fn *gc_estimate; /* local only: NULL elsewhere */
+    vms_repo_stats_fn *stats;             /* local only: NULL elsewhere */
     vms_repo_check_fn *check; /* local only: NULL elsewhere */
     vms_repo_cache_dir_fn *cache_dir; /* local only: NULL elsewhere */
     vms_repo_key_generate_fn *key_generate; /* local only: NULL elsewhere */
@@ -353,6 +357,9 @@ int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err);
 #define vms_repo_gc_estimate(r, stats, err)                              \
     ((r)->ops->gc_estimate ? (r)->ops->gc_estimate((r), (stats), (err)) \
                            : vms_repo_local_only((r), "gc", (err)))
+#define vms_repo_stats(r, out, cb, ctx, err)                              \
+    ((r)->ops->stats ? (r)->ops->stats((r), (out), (cb), (ctx), (err)) \
+                     : vms_repo_local_only((r), "stats", (err)))
 #define vms_repo_check(r, o, hooks, stats, err)                              \
     ((r)->ops->check ? (r)->ops->check((r), (o), (hooks), (stats), (err)) \
                      : vms_repo_local_only((r), "check", (err)))

@@ -354,6 +354,7 @@ static const struct vms_repo_ops local_ops = {
     .lease_release = vms_local_lease_release,
     .forget = vms_local_forget,
     .gc_estimate = vms_local_gc_estimate,
+    .stats = vms_local_stats,
     .audit = vms_local_audit,
     .images = vms_local_images,
     .leases = vms_local_leases,

@@ -99,6 +99,7 @@ vms_repo_lease_get_fn vms_local_lease_get;
 vms_repo_lease_release_fn vms_local_lease_release;
 vms_repo_forget_fn vms_local_forget;
 vms_repo_gc_estimate_fn vms_local_gc_estimate;
+vms_repo_stats_fn vms_local_stats;
 vms_repo_audit_fn vms_local_audit;
 vms_repo_images_fn vms_local_images;
 vms_repo_leases_fn vms_local_leases;
