@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# vmsync forget, prune and gc --dry-run on a local repository.  Image "desk"
-# gets four imported versions that share little (each its own random blob):
+# vmsync forget, prune, gc --dry-run and stats on a local repository.  Image
+# "desk" gets three imported versions and a checked-in fourth that share
+# little (each its own random blob):
 #   - forget of the latest (desk@4) is refused (exit 8) naming why; of a
 #     version checked out (desk@2, leased by this host) too, naming the
 #     holder; of a version that does not exist, exit 9;
@@ -21,18 +22,23 @@
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
-need_cmd mke2fs sqlite3 jq
+need_cmd mke2fs debugfs sqlite3 jq
 
 export VMSYNC_CACHE=$T/cache VMSYNC_HOST=laptop
 R=$T/repo
 repo_init "$R"
 dump() { sqlite3 "$R/catalog.db" .dump; find "$R/packs" "$R/manifests" -type f -printf '%p %s\n' | sort; }
 
-for i in 1 2 3 4; do
+for i in 1 2 3; do
     repo_motd_img "desk-$i" "$T/desk$i.img" 400000
-    vm_ok "$T/imp$i" import "$R" "$T/desk$i.img" --name desk
     digest[i]=$(repo_digest "$T/desk$i.img")
+    vm_ok "$T/imp$i" import "$R" "$T/desk$i.img" --name desk
 done
+vm_ok "$T/co3" checkout "$R" desk -o "$T/desk4.img"
+head -c 400000 /dev/urandom >"$T/blob4"
+debugfs -w -R "write $T/blob4 /blob4" "$T/desk4.img" >/dev/null 2>&1 || fail "debugfs could not write /blob4"
+digest[4]=$(repo_digest "$T/desk4.img")
+vm_ok "$T/ci4" checkin "$R" desk "$T/desk4.img" -m "the fourth"
 
 vm_expect "$T/latest" 8 forget "$R" desk@4 &&
     { grep -q "latest" "$T/latest.err" || bad "forget of the latest does not say why: $(cat "$T/latest.err")"; }
