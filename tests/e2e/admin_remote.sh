@@ -11,8 +11,11 @@
 #   - a key whose agent runs with --append-only may import, check out and
 #     release, but forget, forget -n and prune are refused (exit 12) naming
 #     --append-only, and the catalog is unchanged; a --read-only key's forget
-#     is exit 12 too; gc -n and stats over ssh:// are refused (exit 2: they run
-#     on the server).
+#     is exit 12 too; gc -n over ssh:// is refused (exit 2: it runs on the
+#     server);
+#   - stats over ssh:// (the agent's STATS), through the --append-only key,
+#     says what stats on the server's directory says, and a --read-only key
+#     may ask too.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -82,5 +85,10 @@ done
 vm_expect "$T/ro-deny" 12 forget "$url" other@1 "${ro[@]}" &&
     { grep -q -- "--read-only" "$T/ro-deny.err" || bad "read-only forget: $(cat "$T/ro-deny.err")"; }
 vm_expect "$T/gc" 2 gc "$url" -n "${c[@]}"
-vm_expect "$T/stats" 2 stats "$url" "${c[@]}"
+vm_ok "$T/stats" stats "$url" --json "${ao[@]}"
+vm_ok "$T/stats-local" stats "$R" --json
+[[ $(jq -S . "$T/stats.out") == "$(jq -S . "$T/stats-local.out")" && $(jq .versions "$T/stats.out") == 4 ]] ||
+    bad "stats over ssh:// (an --append-only key) differs from stats on the server: $(cat "$T/stats.out")"
+vm_ok "$T/stats-ro" stats "$url" "${ro[@]}"
+grep -q "^  other  2 versions" "$T/stats-ro.out" || bad "stats over a --read-only key: $(cat "$T/stats-ro.out")"
 finish

@@ -312,14 +312,15 @@ int cmd_stats(int argc, char **argv)
         "are no objects) divided by the raw bytes stored; and what gc would free now\n"
         "(see gc --dry-run).  Per image: its versions, the objects no other image\n"
         "uses (raw and stored bytes: what forgetting the whole image would free),\n"
-        "and the raw bytes of the objects it shares with others.  Local\n"
-        "repositories only: run it on the server.\n"
+        "and the raw bytes of the objects it shares with others.  Over ssh:// the\n"
+        "agent counts.\n"
         "\n"
         "      --json             one JSON document\n"
         "      --host NAME        this client's name (default: $VMSYNC_HOST, else the\n"
         "                         hostname)\n"
         "      --cache DIR        local cache (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"
-        "  -h, --help             this help\n";
+        "  -h, --help             this help\n"
+        "\n" CLI_REMOTE_HELP;
     struct admin a = {0};
     int status = parse(argc, argv, usage, false, &a, 1, 1, "stats needs REPO");
     if (status >= 0)

@@ -620,7 +620,7 @@ int vms_gc_dry_run(vms_client *c, struct vms_gc_stats *stats, fsp_error *err);
 
 /* ---- what a repository holds (vmsync stats) ------------------------------------
  * From the catalog, the object index and the manifests; no pack is read.
- * Local repositories only (over ssh:// it is refused: run it on the server). */
+ * Local and ssh:// repositories (the agent counts). */
 struct vms_repo_stats {
     uint64_t images, versions;
     uint64_t objects, raw_bytes, stored_bytes; /* the index: unique objects */

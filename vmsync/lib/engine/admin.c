@@ -96,7 +96,5 @@ int vms_stats(vms_client *cl, struct vms_repo_stats *out, vms_image_usage_cb cb,
     int rc = vms_ctx_open(&c, cl, NULL, err);
     if (!rc)
         rc = vms_repo_stats(c.repo, out, cb, ctx, err);
-    if (!rc)
-        rc = vms_repo_gc_estimate(c.repo, &out->gc, err);
     return vms_ctx_close(&c, rc, err);
 }

@@ -219,7 +219,7 @@ typedef int vms_repo_gc_fn(vms_repo *r, struct vms_gc_stats *stats, fsp_error *e
 /* Local repositories: what gc would do now (see vms_gc_dry_run), changing
  * nothing and taking no exclusive lock. */
 typedef int vms_repo_gc_estimate_fn(vms_repo *r, struct vms_gc_stats *stats, fsp_error *err);
-/* Local repositories: vms_stats's work but the gc figures (see vmsync.h). */
+/* vms_stats's work (see vmsync.h), gc's dry run included.  Local and ssh://. */
 typedef int vms_repo_stats_fn(vms_repo *r, struct vms_repo_stats *out, vms_image_usage_cb cb,
                               void *ctx, fsp_error *err);
 #define VMS_GC_WAIT_DEFAULT 60
@@ -290,7 +290,7 @@ struct vms_repo_ops {
     vms_repo_gc_fn *gc;
     vms_repo_gc_wait_fn *gc_wait; /* local only: NULL elsewhere */
     vms_repo_gc_estimate_fn *gc_estimate; /* local only: NULL elsewhere */
-    vms_repo_stats_fn *stats;             /* local only: NULL elsewhere */
+    vms_repo_stats_fn *stats;             /* local and ssh:// */
     vms_repo_check_fn *check; /* local only: NULL elsewhere */
     vms_repo_cache_dir_fn *cache_dir; /* local only: NULL elsewhere */
     vms_repo_key_generate_fn *key_generate; /* local only: NULL elsewhere */

@@ -961,6 +961,42 @@ static int on_forget(struct request *q)
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }
 
+static int send_usage(void *ctx, const struct vms_image_usage *u)
+{
+    struct vms_wbuf b = {0};
+    vms_put_str(&b, u->name);
+    vms_put_varint(&b, u->versions);
+    const uint64_t fields[] = {u->unique_objects, u->unique_raw, u->unique_stored,
+                               u->shared_objects, u->shared_raw};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        vms_put_varint(&b, fields[i]);
+    return reply(ctx, VMS_M_IMAGE_USAGE, &b);
+}
+
+static int send_stats(struct request *q, const struct vms_repo_stats *s)
+{
+    struct vms_wbuf b = {0};
+    const struct vms_gc_stats *g = &s->gc;
+    const uint64_t fields[] = {s->images, s->versions, s->objects, s->raw_bytes,
+                               s->stored_bytes, s->packs, s->pack_bytes, s->referenced_bytes,
+                               g->objects_before, g->objects_dropped, g->packs_before,
+                               g->packs_rewritten, g->packs_removed, g->bytes_before,
+                               g->bytes_freed};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        vms_put_varint(&b, fields[i]);
+    return reply(q, VMS_M_STATS_INFO, &b);
+}
+
+/* Reading only: served to --read-only and --append-only keys alike. */
+static int on_stats(struct request *q)
+{
+    if (!vms_get_done(q->body))
+        return malformed(q, VMS_M_STATS);
+    struct vms_repo_stats s = {0};
+    int rc = end_rows(q, vms_repo_stats(q->a->repo, &s, send_usage, q, q->err));
+    return rc ? rc : send_stats(q, &s);
+}
+
 typedef int (*handler)(struct request *q);
 
 static handler handler_for(const struct agent *a, uint8_t type)
@@ -987,6 +1023,7 @@ static handler handler_for(const struct agent *a, uint8_t type)
     case VMS_M_AUDIT_LOG: return on_audit_log;
     case VMS_M_KEY: return on_key;
     case VMS_M_FORGET: return on_forget;
+    case VMS_M_STATS: return on_stats;
     default: return NULL;
     }
 }

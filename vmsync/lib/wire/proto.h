@@ -55,7 +55,8 @@ enum vms_msg {
     VMS_M_AUDIT_LOG,      /* u8 all, str image, i64 since -> AUDIT_ENTRY*, END */
     VMS_M_KEY,            /* (empty) -> KEY_INFO */
     VMS_M_FORGET,         /* str image, u32 version, u8 dry_run -> OK */
-    VMS_M_REQUEST_LAST = VMS_M_FORGET,
+    VMS_M_STATS,          /* (empty) -> IMAGE_USAGE*, END, STATS_INFO */
+    VMS_M_REQUEST_LAST = VMS_M_STATS,
 
     /* replies and streamed data */
     VMS_M_OK = 64,        /* (empty) */
@@ -79,6 +80,12 @@ enum vms_msg {
     VMS_M_AUDIT_ENTRY,    /* i64 at, str user, str host, str action, str image ("": none),
                              u32 version, str detail */
     VMS_M_KEY_INFO,       /* 32 bytes: the public signing key; str comment */
+    VMS_M_IMAGE_USAGE,    /* str image, u32 versions, u64 unique_objects, unique_raw,
+                             unique_stored, shared_objects, shared_raw */
+    VMS_M_STATS_INFO,     /* u64 images, versions, objects, raw_bytes, stored_bytes, packs,
+                             pack_bytes, referenced_bytes; then gc's dry run: u64
+                             objects_before, objects_dropped, packs_before, packs_rewritten,
+                             packs_removed, bytes_before, bytes_freed */
 };
 const char *vms_msg_name(int type);
 

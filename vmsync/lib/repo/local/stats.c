@@ -226,6 +226,8 @@ int vms_local_stats(vms_repo *repo, struct vms_repo_stats *out, vms_image_usage_
         rc = walk_images(r, &m, out, &rows, &n, err);
     if (!rc)
         settle_owners(&m, rows, n);
+    if (!rc)
+        rc = vms_local_gc_estimate(repo, &out->gc, err);
     for (size_t i = 0; !rc && cb && i < n; i++) {
         rows[i].u.name = rows[i].name;
         rc = cb(ctx, &rows[i].u);

@@ -81,6 +81,7 @@ static vms_repo_lease_take_fn vms_remote_lease_take;
 static vms_repo_lease_get_fn vms_remote_lease_get;
 static vms_repo_lease_release_fn vms_remote_lease_release;
 static vms_repo_forget_fn vms_remote_forget;
+static vms_repo_stats_fn vms_remote_stats;
 static vms_repo_audit_fn vms_remote_audit;
 static vms_repo_images_fn vms_remote_images;
 static vms_repo_leases_fn vms_remote_leases;
@@ -903,6 +904,79 @@ static int vms_remote_images(vms_repo *repo, vms_image_cb cb, void *ctx, fsp_err
     return read_rows(r, VMS_M_IMAGES, &b, &q.w, err);
 }
 
+struct usage_rows {
+    struct rows w;
+    char image[256];
+    struct vms_image_usage u;
+    vms_image_usage_cb cb;
+    void *ctx;
+    int stopped; /* the callback's first non-zero: STATS_INFO is read all the same */
+};
+
+static bool decode_usage(struct rows *w, struct vms_rbuf *b)
+{
+    struct usage_rows *q = (struct usage_rows *)w;
+    vms_get_textbuf(b, q->image, sizeof q->image);
+    q->u = (struct vms_image_usage){.name = q->image,
+                                    .versions = (uint32_t)vms_get_bounded(b, UINT32_MAX)};
+    uint64_t *fields[] = {&q->u.unique_objects, &q->u.unique_raw, &q->u.unique_stored,
+                          &q->u.shared_objects, &q->u.shared_raw};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        *fields[i] = vms_get_varint(b);
+    return !b->bad;
+}
+
+static int deliver_usage(struct rows *w)
+{
+    struct usage_rows *q = (struct usage_rows *)w;
+    if (q->cb && !q->stopped)
+        q->stopped = q->cb(q->ctx, &q->u);
+    return 0;
+}
+
+static int read_stats_info(vms_remote *r, struct vms_repo_stats *s, fsp_error *err)
+{
+    struct vms_rbuf body;
+    int rc = vms_conn_expect(&r->conn, VMS_M_STATS_INFO, &body, err);
+    if (rc)
+        return rc;
+    struct vms_gc_stats *g = &s->gc;
+    uint64_t *fields[] = {&s->images, &s->versions, &s->objects, &s->raw_bytes,
+                          &s->stored_bytes, &s->packs, &s->pack_bytes, &s->referenced_bytes,
+                          &g->objects_before, &g->objects_dropped, &g->packs_before,
+                          &g->packs_rewritten, &g->packs_removed, &g->bytes_before,
+                          &g->bytes_freed};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        *fields[i] = vms_get_varint(&body);
+    if (!vms_get_done(&body))
+        return bad_reply(r, VMS_M_STATS_INFO, err);
+    g->objects_kept = g->objects_before > g->objects_dropped ? g->objects_before - g->objects_dropped : 0;
+    g->packs_kept = g->packs_before > g->packs_rewritten + g->packs_removed
+                        ? g->packs_before - g->packs_rewritten - g->packs_removed : 0;
+    g->bytes_kept = g->bytes_before > g->bytes_freed ? g->bytes_before - g->bytes_freed : 0;
+    return 0;
+}
+
+/* An agent older than STATS ends the session on it, as on FORGET. */
+static int vms_remote_stats(vms_repo *repo, struct vms_repo_stats *out, vms_image_usage_cb cb,
+                            void *ctx, fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct usage_rows q = {{VMS_M_IMAGE_USAGE, decode_usage, deliver_usage}, .cb = cb, .ctx = ctx};
+    struct vms_wbuf b = {0};
+    int rc = read_rows(r, VMS_M_STATS, &b, &q.w, err);
+    if (!rc)
+        rc = read_stats_info(r, out, err);
+    if (!rc)
+        rc = q.stopped;
+    if (rc == -EPROTO && err->kind == FSP_EK_CORRUPT && strstr(err->msg, "STATS") == NULL)
+        rc = fsp_fail(err, FSP_EK_USAGE, -EPROTONOSUPPORT,
+                      "%s: the agent does not know stats (it is older than this vmsync): "
+                      "upgrade vmsync-agent on the server",
+                      r->url);
+    return rc;
+}
+
 struct lease_rows {
     struct rows w;
     struct lease_fields lease;
@@ -1388,6 +1462,7 @@ static const struct vms_repo_ops remote_ops = {
     .lease_get = vms_remote_lease_get,
     .lease_release = vms_remote_lease_release,
     .forget = vms_remote_forget,
+    .stats = vms_remote_stats,
     .audit = vms_remote_audit,
     .images = vms_remote_images,
     .leases = vms_remote_leases,
