@@ -13,7 +13,8 @@
 #     objects and bytes are the index's (sqlite3 counts them), gc's dropped
 #     objects are gone, the dedup ratio is referenced / raw; image "twin",
 #     imported from desk@2's image, has no objects of its own and shares all;
-#   - the versions left export to the images that were imported;
+#   - the versions left export to the images that were imported; a bundle, a
+#     read-only repository, refuses forget and prune (exit 2);
 #   - image "tl" gets six versions whose times are set in the closed catalog
 #     (Jan 10, Feb 3, Feb 20 10:00, Feb 20 12:00, Mar 1 08:00, Mar 1 09:00):
 #     prune --keep-daily 2 -n names what it would forget and forgets nothing;
@@ -104,6 +105,10 @@ for i in 2 3 4; do
     [[ $(repo_digest "$T/exp$i.img") == "${digest[i]}" ]] || bad "desk@$i does not export to what was imported"
 done
 vm_expect "$T/gone" 9 export "$R" desk@1 -o "$T/gone.img"
+vm_ok "$T/bundle" bundle create "$R" desk@3 -o "$T/desk.vmsb"
+vm_expect "$T/bforget" 2 forget "$T/desk.vmsb" desk@3 -n &&
+    { grep -q "read-only" "$T/bforget.err" || bad "forget in a bundle: $(cat "$T/bforget.err")"; }
+vm_expect "$T/bprune" 2 prune "$T/desk.vmsb" --keep-last 1 -n
 
 repo_motd_img tl "$T/tl.img"
 for i in 1 2 3 4 5 6; do vm_ok "$T/tl$i" import "$R" "$T/tl.img" --name tl; done

@@ -188,6 +188,8 @@ int vms_prune(vms_client *cl, const char *name, const struct vms_retention *p, b
         rc = fsp_fail(err, FSP_EK_USAGE, -EINVAL,
                       "%s: prune needs a policy: --keep-last, --keep-daily or --keep-monthly",
                       cl->path);
+    if (!rc && !c.repo->ops->forget) /* refused even when it would forget nothing */
+        rc = vms_repo_read_only(c.repo, "prune", err);
     if (!rc)
         rc = gather(&c, name, &w, err);
     for (size_t i = 0, j; !rc && i < w.n; i = j) {
