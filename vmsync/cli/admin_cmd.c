@@ -124,7 +124,7 @@ int cmd_forget(int argc, char **argv)
         "  - the image's latest version: the next check-in's parent (so an image always\n"
         "    keeps one version, and numbers are never given twice);\n"
         "  - a version someone has checked out: their check-in builds on what it\n"
-        "    holds (release the lease first: vmsync release, or --steal it).\n"
+        "    holds (its holder checks in or runs vmsync release first).\n"
         "Later versions do not need it: each version stands alone.  An agent started\n"
         "with --append-only or --read-only refuses (exit 12).\n"
         "\n" ADMIN_HELP;
@@ -198,8 +198,8 @@ static int show_decision(void *ctx, const struct vms_version *v, unsigned kept)
 int cmd_prune(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync prune REPO [NAME] --keep-last N [--keep-daily N] [--keep-monthly N]\n"
-        "                    [-n|--dry-run] [--json]\n"
+        "usage: vmsync prune REPO [NAME] --keep-last N [--keep-daily N]\n"
+        "                    [--keep-monthly N] [-n|--dry-run] [--json]\n"
         "\n"
         "Applies a retention policy to NAME's versions (every image's without NAME)\n"
         "and forgets the versions it does not keep, as vmsync forget does; then\n"
