@@ -289,7 +289,8 @@ static int check_trusted_keys(const struct app *a, fsp_error *err)
     return rc;
 }
 
-/* The settings, then REPO from the command line.  Errors are toasts: the
+/* The settings (the system file's and the user's, which alone is saved),
+ * then REPO from the command line.  Errors are toasts: the
  * window opens whatever the file holds, so the user can see what is wrong.
  * A file that failed to load is never saved over (app_save_settings). */
 static void load_settings(struct app *a)
@@ -297,7 +298,7 @@ static void load_settings(struct app *a)
     fsp_error err = {0};
     int rc = vms_config_default_path(a->cfg_path, sizeof a->cfg_path, &err);
     if (!rc)
-        rc = vms_config_load(a->cfg_path, &a->cfg, &err);
+        rc = vms_config_load_all(vms_config_system_path(), a->cfg_path, &a->cfg, &err);
     if (rc) {
         app_toast_error(a, &err);
         a->cfg_broken = g_strdup(err.msg);

@@ -77,6 +77,104 @@ static void test_errors(void)
                  ":4: unknown key 'version'");
     expect_error("[checkout]\nrepository = /a\nfile = /f\n", "checkout 1 of 1 has no image");
     expect_error("[checkout]\nimage = d\nfile = /f\n", "checkout 1 of 1 has no repository");
+    expect_error("[repository]\nname = off/ice\nurl = /a\n", ":2: a name is letters");
+    expect_error("[repository]\nname = ..\nurl = /a\n", ":2: a name is letters");
+    expect_error("[repository]\nname = a\nurl = /a\n[repository]\nname = a\nurl = /b\n",
+                 "two repositories are named 'a'");
+    expect_error("[repository]\nurl = /a\nbwlimit = 1K\n", ":3: bwlimit is not a rate");
+    expect_error("[repository]\nurl = /a\ntimeout = 0\n", ":3: timeout is not seconds");
+    expect_error("[defaults]\nrepository = a\nrepository = b\n", ":3: key given twice");
+    expect_error("[defaults]\nrepo = a\n", ":2: unknown key 'repo'");
+}
+
+/* A named remote with its rate and timeout, and a default, survive a save. */
+static void test_named_remote(void)
+{
+    char *p = write_file("named", "[defaults]\nrepository = office\n[repository]\nname = office\n"
+                                  "url = ssh://h/r\nidentity = /k\nbwlimit = 2M\ntimeout = 30\n");
+    struct vms_config *c = NULL, *back = NULL;
+    fsp_error err = {0};
+    CHECK(vms_config_load(p, &c, &err) == 0);
+    const struct vms_config_repo *r = c ? vms_config_find_repo(c, "office") : NULL;
+    CHECK(r && !strcmp(r->url, "ssh://h/r") && r->bwlimit == 2u << 20 && r->timeout == 30);
+    CHECK(c && !strcmp(c->default_repo, "office") && !vms_config_find_repo(c, "ssh://h/r"));
+    CHECK(c && vms_config_save(c, p, &err) == 0);
+    CHECK(vms_config_load(p, &back, &err) == 0);
+    r = back ? vms_config_find_repo(back, "office") : NULL;
+    CHECK(r && r->bwlimit == 2u << 20 && r->timeout == 30 && !strcmp(r->identity, "/k"));
+    CHECK(back && back->default_repo && !strcmp(back->default_repo, "office"));
+    vms_config_free(c);
+    vms_config_free(back);
+    free(p);
+}
+
+static const char system_text[] =
+    "[defaults]\nrepository = office\n"
+    "[repository]\nname = office\nurl = ssh://sys/office\nbwlimit = 1M\n"
+    "[repository]\nname = lab\nurl = /srv/lab\n"
+    "[repository]\nurl = /srv/shared\n"
+    "[seeds]\nfolder = /var/lib/images\nfolder = /both\n[trust]\nkey = /etc/vmsync/office.pub\n";
+
+/* The user's file wins one thing, a repository of the same name or url
+ * whole; lists are the union; a save writes back only the user's part. */
+static void test_merge(void)
+{
+    char *sys = write_file("sys.conf", system_text);
+    char *user = write_file("user.conf", "[repository]\nname = office\nurl = ssh://me/office\n"
+                                         "[repository]\nurl = /srv/shared\nidentity = /k\n"
+                                         "[seeds]\nfolder = /both\nfolder = /mine\n");
+    struct vms_config *c = NULL, *back = NULL;
+    fsp_error err = {0};
+    CHECK(vms_config_load_all(sys, user, &c, &err) == 0);
+    if (!c)
+        return;
+    const struct vms_config_repo *office = vms_config_find_repo(c, "office");
+    const struct vms_config_repo *lab = vms_config_find_repo(c, "lab");
+    CHECK(office && !strcmp(office->url, "ssh://me/office") && !office->bwlimit && !office->system);
+    CHECK(lab && lab->system && !strcmp(lab->url, "/srv/lab"));
+    CHECK(c->n_repos == 3 && !strcmp(c->repos[1].identity, "/k"));
+    CHECK(c->default_repo && !strcmp(c->default_repo, "office") && c->default_repo_system);
+    CHECK(c->n_seed_folders == 3 && !strcmp(c->seed_folders[2], "/var/lib/images"));
+    CHECK(c->n_trusted_keys == 1);
+    bool added = false;
+    CHECK(vms_config_add_repo(c, "/srv/new", NULL, &added, &err) == 0 && added);
+    CHECK(vms_config_save(c, user, &err) == 0);
+    CHECK(vms_config_load(user, &back, &err) == 0);
+    CHECK(back && back->n_repos == 3 && !vms_config_find_repo(back, "lab"));
+    CHECK(back && !back->default_repo && back->n_trusted_keys == 0);
+    CHECK(back && back->n_seed_folders == 1 && !strcmp(back->seed_folders[0], "/mine"));
+    vms_config_free(c);
+    vms_config_free(back);
+    free(sys);
+    free(user);
+}
+
+/* The user's default beats the system's; either file broken is an error
+ * naming it and its line; either missing is fine. */
+static void test_merge_precedence(void)
+{
+    char *sys = write_file("sys2.conf", system_text);
+    char *user = write_file("user2.conf", "[defaults]\nrepository = /srv/mine\n");
+    char *absent = scratch("absent2");
+    struct vms_config *c = NULL;
+    fsp_error err = {0};
+    CHECK(vms_config_load_all(sys, user, &c, &err) == 0);
+    CHECK(c && !strcmp(c->default_repo, "/srv/mine") && !c->default_repo_system);
+    vms_config_free(c);
+    c = NULL;
+    CHECK(vms_config_load_all(absent, user, &c, &err) == 0 && c && c->n_repos == 0);
+    vms_config_free(c);
+    c = NULL;
+    CHECK(vms_config_load_all(sys, absent, &c, &err) == 0 && c && c->n_repos == 3);
+    vms_config_free(c);
+    c = NULL;
+    char *bad = write_file("sys3.conf", "[repository]\nurl = /a\nspeed = 2M\n");
+    CHECK(vms_config_load_all(bad, user, &c, &err) == -EINVAL && !c);
+    CHECK(strstr(err.msg, bad) && strstr(err.msg, ":3: unknown key 'speed'"));
+    free(sys);
+    free(user);
+    free(absent);
+    free(bad);
 }
 
 /* One record per repository and image, the newest checkout's; it survives a
@@ -164,6 +262,9 @@ int main(void)
     RUN(test_add_and_save);
     RUN(test_checkouts);
     RUN(test_trust);
+    RUN(test_named_remote);
+    RUN(test_merge);
+    RUN(test_merge_precedence);
     scratch_end();
     return check_failures;
 }

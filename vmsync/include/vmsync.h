@@ -924,8 +924,12 @@ int vms_checkin_to_bundle(vms_client *c, const struct vms_checkin_bundle_opts *o
  * [checkout] needs all three keys; one repository and image has one record,
  * the newest checkout's. */
 struct vms_config_repo {
+    char *name;     /* NULL: none; else [A-Za-z0-9._-], not "." nor "..", one per file */
     char *url;
     char *identity; /* NULL: ssh-agent, then ~/.ssh/id_* */
+    uint64_t bwlimit; /* bytes/s, at least VMS_BWLIMIT_MIN; 0: none given */
+    int timeout;      /* seconds, 1..86400; 0: none given */
+    bool system;      /* from the system file: vms_config_save leaves it out */
 };
 
 struct vms_config_checkout {
@@ -941,6 +945,10 @@ struct vms_config {
     size_t n_checkouts;
     char **trusted_keys; /* [trust] key: public key files (vms_public_key_load) */
     size_t n_trusted_keys;
+    char *default_repo;       /* [defaults] repository: a name or a location; NULL: none */
+    bool default_repo_system; /* it came from the system file */
+    struct vms_config *system; /* vms_config_load_all: the system file as read, whose
+                                * seeds and keys vms_config_save leaves out; else NULL */
 };
 
 /* The file's path into BUF: $XDG_CONFIG_HOME/vmsync/config, else
@@ -949,6 +957,20 @@ int vms_config_default_path(char *buf, size_t len, fsp_error *err);
 /* Reads PATH into *OUT (the caller's, for vms_config_free).  A missing file is an
  * empty configuration, not an error. */
 int vms_config_load(const char *path, struct vms_config **out, fsp_error *err);
+/* The system file: $VMSYNC_SYSTEM_CONFIG when set (for tests), else
+ * /etc/vmsync/vmsync.conf.  A static string or the environment's. */
+const char *vms_config_system_path(void);
+/* Reads the system file SYSTEM_PATH and the user's USER_PATH (either may be
+ * missing) into one view *OUT: the user's default repository wins; a user's
+ * [repository] of the same name, or else of the same url, replaces the
+ * system's whole; seeds, keys and other repositories are the union, the
+ * user's first.  Entries from the system file are marked so that
+ * vms_config_save, writing the user's file, leaves them out.  A file that
+ * does not parse is an error naming it and its line. */
+int vms_config_load_all(const char *system_path, const char *user_path, struct vms_config **out,
+                        fsp_error *err);
+/* The repository named NAME (its `name` key); NULL when none is. */
+const struct vms_config_repo *vms_config_find_repo(const struct vms_config *c, const char *name);
 /* Writes C to PATH atomically (a temporary file renamed over it), creating
  * its folder.  Comments of the old file are not kept. */
 int vms_config_save(const struct vms_config *c, const char *path, fsp_error *err);
