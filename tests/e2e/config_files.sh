@@ -3,7 +3,8 @@
 # user's file together: the user's default repository beats the system's,
 # VMSYNC_REPO beats both, -R beats it; a named remote lends its url and key;
 # a word that could be REPO or NAME is refused, never guessed; a broken
-# system file names its line.
+# system file names its line; the [bandwidth] window in force is the rate
+# the agent is asked for, below a repository's bwlimit and --bwlimit.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -14,7 +15,8 @@ export HOME=$T/home XDG_CONFIG_HOME=$T/xdg VMSYNC_SYSTEM_CONFIG=$T/etc/vmsync.co
 unset VMSYNC_REPO
 mkdir -p "$HOME" "$XDG_CONFIG_HOME/vmsync" "$T/etc" "$T/srv" "$T/work"
 SYS=$VMSYNC_SYSTEM_CONFIG USER_CONF=$XDG_CONFIG_HOME/vmsync/config
-sshd_start "$T/sshd" "$T/srv"
+AGENT_STATS=$T/agent-stats.jsonl
+sshd_start "$T/sshd" "$T/srv" --stats-file "$AGENT_STATS"
 repo_init "$T/srv/office"
 repo_init "$T/a"
 repo_init "$T/b"
@@ -91,6 +93,25 @@ vm_ok "$T/office" images office "${KH[@]}" --json
 jq -e '.images == []' "$T/office.out" >/dev/null || bad "office: $(cat "$T/office.out")"
 vm "$T/wrong" images office "${KH[@]}" -i "$T/sshd/host_key" --json
 grep -q "refused $T/sshd/host_key for user" "$T/wrong.err" || bad "-i did not beat the remote's key: $(cat "$T/wrong.err")"
+
+info "the bandwidth window in force is the rate the agent sees; bwlimit and --bwlimit beat it"
+vm_ok "$T/imp-office" import "$T/srv/office" "$T/desk.img" --name desk
+# last_rate: the rate the agent's last session asked for its last GET
+last_rate() { tail -n 1 "$AGENT_STATS" | jq -r '.last_bwlimit'; }
+# a day that is not today: its window does not hold; the first that holds wins
+other_day=$(LC_ALL=C date -d '+2 days' +%a | tr A-Z a-z)
+printf '[bandwidth]\nlimit = 8K %s\nlimit = 512K daily\nlimit = 16K\n' "$other_day" >"$USER_CONF"
+vm_ok "$T/bw-window" export office desk -o "$T/bw1.img" "${KH[@]}" -q
+[[ $(last_rate) == 524288 ]] || bad "the window's 512K did not reach the agent: $(last_rate)"
+printf '[bandwidth]\nlimit = 512K\n[repository]\nname = office\nurl = %s\nidentity = %s\nbwlimit = 2M\n' \
+    "$SSHD_URL_BASE/office" "$SSH_CLIENT_KEY" >"$USER_CONF"
+vm_ok "$T/bw-repo" export office desk -o "$T/bw2.img" "${KH[@]}" -q
+[[ $(last_rate) == 2097152 ]] || bad "the repository's bwlimit did not beat the window: $(last_rate)"
+vm_ok "$T/bw-opt" export office desk -o "$T/bw3.img" "${KH[@]}" -q --bwlimit 1M
+[[ $(last_rate) == 1048576 ]] || bad "--bwlimit did not beat the settings: $(last_rate)"
+printf '[bandwidth]\nlimit = 2M weekdays 8-18\n' >"$USER_CONF"
+vm_expect "$T/bw-bad" 2 images office "${KH[@]}"
+grep -q "$USER_CONF:2: bad bandwidth window" "$T/bw-bad.err" || bad "bad window not named: $(cat "$T/bw-bad.err")"
 
 info "a user's remote of the same name replaces the system's"
 printf '[repository]\nname = office\nurl = %s\n' "$T/a" >"$USER_CONF"

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const main_usage =
@@ -338,6 +339,31 @@ static int settings_repo(const char *repo, const struct vms_config_repo **out, f
     return rc;
 }
 
+/* The settings' [bandwidth] windows, parsed once (checked when read). */
+static struct vms_bw_window *windows;
+static size_t n_windows;
+
+static uint64_t rate_by_clock(void *ctx)
+{
+    (void)ctx;
+    return vms_bw_rate_at(windows, n_windows, time(NULL));
+}
+
+/* Below --bwlimit and a repository's bwlimit: the windows follow the clock,
+ * consulted by the library before each request. */
+static int apply_windows(struct vms_remote_opts *r, fsp_error *err)
+{
+    int rc = 0;
+    if (!windows && settings->n_bw_limits &&
+        !(windows = calloc(settings->n_bw_limits, sizeof *windows)))
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    for (; !rc && n_windows < settings->n_bw_limits; n_windows++)
+        rc = vms_bw_window_parse(settings->bw_limits[n_windows], &windows[n_windows], err);
+    if (!rc && !r->bwlimit && n_windows)
+        r->bwlimit_now = rate_by_clock;
+    return rc;
+}
+
 /* A repository that the settings list (by url or name) lends its key file,
  * rate and timeout where the command line gives none: the window and the
  * command line log in the same way.  A local repository never reads them. */
@@ -347,16 +373,16 @@ static int apply_settings(const char **repo, struct vms_remote_opts *r, fsp_erro
         return 0;
     const struct vms_config_repo *s = NULL;
     int rc = settings_repo(*repo, &s, err);
-    if (rc || !s)
-        return rc;
-    *repo = s->url;
-    if (!r->identity)
-        r->identity = s->identity;
-    if (!r->bwlimit)
-        r->bwlimit = s->bwlimit;
-    if (!r->timeout)
-        r->timeout = s->timeout;
-    return 0;
+    if (!rc && s) {
+        *repo = s->url;
+        if (!r->identity)
+            r->identity = s->identity;
+        if (!r->bwlimit)
+            r->bwlimit = s->bwlimit;
+        if (!r->timeout)
+            r->timeout = s->timeout;
+    }
+    return rc ? rc : apply_windows(r, err);
 }
 
 int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS, SEC_CHECKOUT, SEC_TRUST, SEC_DEFAULTS };
+enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS, SEC_CHECKOUT, SEC_TRUST, SEC_DEFAULTS, SEC_BANDWIDTH };
 
 struct parser {
     const char *path;
@@ -90,6 +90,10 @@ static int open_section(struct parser *p, const char *name)
     }
     if (!strcmp(name, "trust")) {
         p->section = SEC_TRUST;
+        return 0;
+    }
+    if (!strcmp(name, "bandwidth")) {
+        p->section = SEC_BANDWIDTH;
         return 0;
     }
     if (!strcmp(name, "defaults")) {
@@ -176,6 +180,15 @@ static int set_repo_key(struct parser *p, const char *key, const char *value)
     return parse_error(p, "unknown key", key);
 }
 
+static int add_bw_limit(struct parser *p, const char *value)
+{
+    struct vms_bw_window w;
+    fsp_error why = {0};
+    if (vms_bw_window_parse(value, &w, &why))
+        return fsp_fail(p->err, FSP_EK_USAGE, -EINVAL, "%s:%u: %s", p->path, p->line, why.msg);
+    return push_string(&p->cfg->bw_limits, &p->cfg->n_bw_limits, value, p->err);
+}
+
 static int set_key(struct parser *p, const char *key, const char *value)
 {
     struct vms_config *c = p->cfg;
@@ -183,6 +196,8 @@ static int set_key(struct parser *p, const char *key, const char *value)
         return set_checkout_key(p, key, value);
     if (p->section == SEC_REPOSITORY)
         return set_repo_key(p, key, value);
+    if (p->section == SEC_BANDWIDTH && !strcmp(key, "limit"))
+        return add_bw_limit(p, value);
     if (p->section == SEC_DEFAULTS && !strcmp(key, "repository"))
         return set_once(p, &c->default_repo, key, value);
     if (p->section == SEC_SEEDS && !strcmp(key, "folder"))
@@ -364,6 +379,8 @@ static int merge_system(struct vms_config *u, const struct vms_config *s, fsp_er
         rc = take_system_list(&u->seed_folders, &u->n_seed_folders, s->seed_folders,
                               s->n_seed_folders, err);
     if (!rc)
+        rc = take_system_list(&u->bw_limits, &u->n_bw_limits, s->bw_limits, s->n_bw_limits, err);
+    if (!rc)
         rc = take_system_list(&u->trusted_keys, &u->n_trusted_keys, s->trusted_keys,
                               s->n_trusted_keys, err);
     return rc;
@@ -453,6 +470,8 @@ static void write_cfg(FILE *f, const struct vms_config *c)
             write_repo(f, &c->repos[i]);
     write_list(f, "seeds", "folder", c->seed_folders, c->n_seed_folders, sys->seed_folders,
                sys->n_seed_folders);
+    write_list(f, "bandwidth", "limit", c->bw_limits, c->n_bw_limits, sys->bw_limits,
+               sys->n_bw_limits);
     write_list(f, "trust", "key", c->trusted_keys, c->n_trusted_keys, sys->trusted_keys,
                sys->n_trusted_keys);
     for (size_t i = 0; i < c->n_checkouts; i++)
@@ -589,6 +608,9 @@ void vms_config_free(struct vms_config *c)
         free(c->repos[i].url);
         free(c->repos[i].identity);
     }
+    for (size_t i = 0; i < c->n_bw_limits; i++)
+        free(c->bw_limits[i]);
+    free(c->bw_limits);
     free(c->default_repo);
     vms_config_free(c->system);
     for (size_t i = 0; i < c->n_seed_folders; i++)
