@@ -12,7 +12,6 @@ need_vmsync
 
 export VMSYNC_HOST=laptop-conf VMSYNC_CACHE=$T/cache
 export HOME=$T/home XDG_CONFIG_HOME=$T/xdg VMSYNC_SYSTEM_CONFIG=$T/etc/vmsync.conf
-unset VMSYNC_REPO
 mkdir -p "$HOME" "$XDG_CONFIG_HOME/vmsync" "$T/etc" "$T/srv" "$T/work"
 SYS=$VMSYNC_SYSTEM_CONFIG USER_CONF=$XDG_CONFIG_HOME/vmsync/config
 AGENT_STATS=$T/agent-stats.jsonl
