@@ -67,6 +67,10 @@ vm_expect "$T/twice" 2 images -R mine -R "$T/a"
 vm_expect "$T/both" 2 images -R mine "$T/a"
 vm_expect "$T/initR" 2 init -R "$T/c"
 [[ ! -e $T/c ]] || bad "init -R created a repository"
+vm_expect "$T/showR" 2 bundle show -R "$T/a" "$T/none.vmsb"
+grep -q "bundle takes no -R" "$T/showR.err" || bad "bundle show -R not refused: $(cat "$T/showR.err")"
+vm_ok "$T/diffR" diff -R "$T/a" desk@1 desk@1 --json
+VMSYNC_REPO=$T/a vm_expect "$T/diff-images" 3 diff "$T/none1.img" "$T/none2.img"
 
 info "a written REPO still wins over every default"
 vm_ok "$T/written" images "$T/a" --json

@@ -136,7 +136,7 @@ bool cli_wants_help(int argc, char **argv)
     return false;
 }
 
-static bool cli_repo_option_refused(const char *cmd);
+static bool cli_repo_option_refused(const char *cmd, const char *sub);
 
 int main(int argc, char **argv)
 {
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
     }
     if ((argc = cli_take_repo_option(argc, argv)) < 0)
         return cli_usage_error(main_usage, "%s", "-R/--repo needs a REPO, and is given once");
-    if (cli_repo_option_refused(cmd))
+    if (cli_repo_option_refused(cmd, argc > 2 ? argv[2] : ""))
         return cli_usage_error(main_usage, "%s takes no -R/--repo%s", cmd,
                                strcmp(cmd, "init") ? "" : ": write its REPO");
     static const struct {
@@ -227,10 +227,10 @@ static const char *repo_option; /* -R/--repo, which main took out of argv */
 
 /* Commands that would ignore -R: those without a REPO, and init, which
  * creates one and so is always told where. */
-static bool cli_repo_option_refused(const char *cmd)
+static bool cli_repo_option_refused(const char *cmd, const char *sub)
 {
     return repo_option && (!strcmp(cmd, "manifest") || !strcmp(cmd, "inspect") ||
-                           !strcmp(cmd, "init"));
+                           !strcmp(cmd, "init") || (!strcmp(cmd, "bundle") && !strcmp(sub, "show")));
 }
 
 int cli_take_repo_option(int argc, char **argv)

@@ -1013,7 +1013,10 @@ int vms_config_load_all(const char *system_path, const char *user_path, struct v
 /* The repository named NAME (its `name` key); NULL when none is. */
 const struct vms_config_repo *vms_config_find_repo(const struct vms_config *c, const char *name);
 /* Writes C to PATH atomically (a temporary file renamed over it), creating
- * its folder.  Comments of the old file are not kept. */
+ * its folder.  Comments of the old file are not kept.  Entries that came
+ * from the system file (vms_config_load_all) are left out: a repository
+ * marked system, the system's default, and the seed folders, windows and
+ * keys that the system file lists. */
 int vms_config_save(const struct vms_config *c, const char *path, fsp_error *err);
 /* Adds URL (with IDENTITY, may be NULL) unless a repository with that URL is
  * there; *ADDED says which.  A value holding a newline is -EINVAL. */
