@@ -61,7 +61,7 @@ VMSYNC_REPO=$T/a vm_ok "$T/env" images --json
 [[ $(names "$T/env") == desk ]] || bad "VMSYNC_REPO lost to the files: $(cat "$T/env.out")"
 VMSYNC_REPO=$T/a vm_ok "$T/opt" images -R mine --json
 [[ $(names "$T/opt") == lab ]] || bad "-R lost to VMSYNC_REPO: $(cat "$T/opt.out")"
-vm_ok "$T/opt2" log --repo="$T/a" desk
+vm_ok "$T/opt2" --repo="$T/a" log desk
 grep -q '^desk@1' "$T/opt2.out" || bad "--repo= was not the REPO: $(cat "$T/opt2.out")"
 vm_expect "$T/twice" 2 images -R mine -R "$T/a"
 vm_expect "$T/both" 2 images -R mine "$T/a"

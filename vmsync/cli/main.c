@@ -141,6 +141,8 @@ static bool cli_repo_option_refused(const char *cmd, const char *sub);
 int main(int argc, char **argv)
 {
     opterr = 0; /* errors are reported the vmsync way, by cli_bad_option */
+    if ((argc = cli_take_repo_option(argc, argv)) < 0) /* anywhere: vmsync -R REPO log */
+        return cli_usage_error(main_usage, "%s", "-R/--repo needs a REPO, and is given once");
     if (argc < 2)
         return cli_usage_error(main_usage, "%s", "missing command");
     const char *cmd = argv[1];
@@ -152,8 +154,6 @@ int main(int argc, char **argv)
         printf("vmsync %s\n", VMSYNC_VERSION);
         return 0;
     }
-    if ((argc = cli_take_repo_option(argc, argv)) < 0)
-        return cli_usage_error(main_usage, "%s", "-R/--repo needs a REPO, and is given once");
     if (cli_repo_option_refused(cmd, argc > 2 ? argv[2] : ""))
         return cli_usage_error(main_usage, "%s takes no -R/--repo%s", cmd,
                                strcmp(cmd, "init") ? "" : ": write its REPO");
