@@ -43,7 +43,7 @@ static const char usage[] =
     "                     repository, and gc waits for it.  Clients ping every 60 s\n"
     "                     while they scan: keep it above that\n"
     "  --stats-file FILE  append one JSON line per session: requests, objects and\n"
-    "                     bytes moved, CPU seconds\n"
+    "                     bytes moved, CPU seconds, the rate the last GET asked\n"
     "  -h, --help         this text\n"
     "  --version\n"
     "\n"
@@ -152,14 +152,14 @@ static void write_stats(const char *file, const struct options *o, const struct 
             "\"segments\": %llu, \"segments_cached\": %llu, \"segments_stored\": %llu, "
             "\"raw_bytes_sent\": %llu, \"segment_bytes_sent\": %llu, \"wire_in\": %llu, "
             "\"wire_out\": %llu, \"last_level\": %d, \"cpu_user\": %.3f, \"cpu_system\": %.3f, "
-            "\"max_rss_kib\": %ld}\n",
+            "\"max_rss_kib\": %ld, \"last_bwlimit\": %llu}\n",
             status, (unsigned long long)s->requests,
             (unsigned long long)s->objects_sent, (unsigned long long)s->objects_received,
             (unsigned long long)s->segments, (unsigned long long)s->segments_cached,
             (unsigned long long)s->segments_stored, (unsigned long long)s->raw_bytes_sent,
             (unsigned long long)s->segment_bytes_sent, (unsigned long long)s->wire_in,
             (unsigned long long)s->wire_out, s->last_level, seconds(ru.ru_utime),
-            seconds(ru.ru_stime), ru.ru_maxrss);
+            seconds(ru.ru_stime), ru.ru_maxrss, (unsigned long long)s->last_bwlimit);
     fclose(f);
 }
 

@@ -122,6 +122,27 @@ static GtkWidget *repo_row_new(const char *url)
     return row;
 }
 
+/* The settings' [bandwidth] windows: parsed once, then only read (by the
+ * jobs' threads too) until the process ends. */
+static struct vms_bw_window *bw_windows;
+static size_t n_bw_windows;
+
+static uint64_t rate_by_clock(void *ctx)
+{
+    (void)ctx;
+    return vms_bw_rate_at(bw_windows, n_bw_windows, time(NULL));
+}
+
+/* The lines were checked when the file was read: one failing now is left out. */
+static void load_windows(const struct vms_config *c)
+{
+    fsp_error err = {0};
+    bw_windows = g_new0(struct vms_bw_window, c->n_bw_limits + 1);
+    for (size_t i = 0; i < c->n_bw_limits; i++)
+        if (!vms_bw_window_parse(c->bw_limits[i], &bw_windows[n_bw_windows], &err))
+            n_bw_windows++;
+}
+
 /* Makes the list and the slots match the configuration (rows are only ever
  * added, so existing slots and their handles stay). */
 static void sync_repo_list(struct app *a)
@@ -129,7 +150,9 @@ static void sync_repo_list(struct app *a)
     for (size_t i = a->slots->len; i < a->cfg->n_repos; i++) {
         const struct vms_config_repo *r = &a->cfg->repos[i];
         struct repo_trust trust = {a->cfg->trusted_keys, a->cfg->n_trusted_keys};
-        g_ptr_array_add(a->slots, repo_slot_new(r->url, r->identity, &trust, &a->me));
+        struct repo_slot *slot = repo_slot_new(r->url, r->identity, &trust, &a->me);
+        repo_slot_set_limits(slot, r->bwlimit, r->timeout, n_bw_windows ? rate_by_clock : NULL, NULL);
+        g_ptr_array_add(a->slots, slot);
         gtk_list_box_append(a->repo_list, repo_row_new(r->url));
     }
 }
@@ -289,7 +312,8 @@ static int check_trusted_keys(const struct app *a, fsp_error *err)
     return rc;
 }
 
-/* The settings, then REPO from the command line.  Errors are toasts: the
+/* The settings (the system file's and the user's, which alone is saved),
+ * then REPO from the command line.  Errors are toasts: the
  * window opens whatever the file holds, so the user can see what is wrong.
  * A file that failed to load is never saved over (app_save_settings). */
 static void load_settings(struct app *a)
@@ -297,13 +321,14 @@ static void load_settings(struct app *a)
     fsp_error err = {0};
     int rc = vms_config_default_path(a->cfg_path, sizeof a->cfg_path, &err);
     if (!rc)
-        rc = vms_config_load(a->cfg_path, &a->cfg, &err);
+        rc = vms_config_load_all(vms_config_system_path(), a->cfg_path, &a->cfg, &err);
     if (rc) {
         app_toast_error(a, &err);
         a->cfg_broken = g_strdup(err.msg);
         a->cfg = calloc(1, sizeof *a->cfg);
     } else if (check_trusted_keys(a, &err))
         app_toast_error(a, &err);
+    load_windows(a->cfg);
     sync_repo_list(a);
     if (a->initial_repo && app_add_repo(a, a->initial_repo, NULL, &err))
         app_toast_error(a, &err);
@@ -415,6 +440,7 @@ static void app_free(struct app *a)
         repo_slot_free(g_ptr_array_index(a->slots, i));
     g_ptr_array_free(a->slots, TRUE);
     vms_config_free(a->cfg);
+    g_free(bw_windows);
     g_free(a->cfg_broken);
     if (a->next_toast_source)
         g_source_remove(a->next_toast_source); /* the window is gone: nobody sees it */

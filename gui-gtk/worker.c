@@ -50,6 +50,15 @@ struct repo_slot *repo_slot_new(const char *url, const char *identity,
     return s;
 }
 
+void repo_slot_set_limits(struct repo_slot *s, uint64_t bwlimit, int timeout,
+                          uint64_t (*rate_now)(void *ctx), void *ctx)
+{
+    s->remote.bwlimit = bwlimit;
+    s->remote.timeout = timeout;
+    s->remote.bwlimit_now = bwlimit ? NULL : rate_now;
+    s->remote.bwlimit_ctx = ctx;
+}
+
 void repo_slot_free(struct repo_slot *s)
 {
     if (!s)

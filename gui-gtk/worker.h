@@ -46,6 +46,11 @@ struct repo_trust {
  * caller's and must outlive the slot. */
 struct repo_slot *repo_slot_new(const char *url, const char *identity,
                                 const struct repo_trust *trust, const struct who *me);
+/* The repository's own BWLIMIT and TIMEOUT (0: none); without a BWLIMIT,
+ * RATE_NOW(CTX) gives the rate in force before each request (NULL: none),
+ * called on the job's thread.  Before the slot's first job. */
+void repo_slot_set_limits(struct repo_slot *s, uint64_t bwlimit, int timeout,
+                          uint64_t (*rate_now)(void *ctx), void *ctx);
 /* Closes the slot's handle; no job may be running (each holds the
  * application, so none is once g_application_run has returned). */
 void repo_slot_free(struct repo_slot *s);

@@ -19,6 +19,10 @@ set -euo pipefail
 umask 022
 export LC_ALL=C.UTF-8
 export TZ=UTC
+# the machine's /etc/vmsync/vmsync.conf and the shell's VMSYNC_REPO never
+# reach a test: a test that wants them sets its own
+export VMSYNC_SYSTEM_CONFIG=/nonexistent/vmsync.conf
+unset VMSYNC_REPO
 
 TESTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TESTS_DIR=$(dirname "$TESTS_LIB")

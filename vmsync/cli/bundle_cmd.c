@@ -175,6 +175,8 @@ static int parse_create(int argc, char **argv, struct bundle_args *a, const char
     while ((opt = getopt_long(argc, argv, "o:qhi:", opts, NULL)) != -1)
         if ((status = create_option(a, opt, haves, &base)) >= 0)
             return status == 1 ? cli_bad_option(bundle_usage, argv) : status;
+    if ((status = cli_take_repo(argc, argv, 0, 2, 2, bundle_usage)) >= 0)
+        return status;
     if (optind + 2 != argc || !a->o.out)
         return cli_usage_error(bundle_usage, "%s", "bundle create needs REPO, NAME[@VERSION] and -o FILE");
     fsp_error err = {0};
@@ -388,6 +390,8 @@ static int parse_apply(int argc, char **argv, struct bundle_args *a)
         if (opt != OPT_TRUST && (status = create_option(a, opt, NULL, NULL)) >= 0)
             return status == 1 ? cli_bad_option(bundle_usage, argv) : status;
     }
+    if ((status = cli_take_repo(argc, argv, 0, 2, 2, bundle_usage)) >= 0)
+        return status;
     if (optind + 2 != argc)
         return cli_usage_error(bundle_usage, "%s", "bundle apply needs REPO and FILE");
     return -1;

@@ -53,6 +53,19 @@ void cli_client_close(vms_client **c);
  * process ends); none without a file. */
 int cli_settings_trusted_keys(char *const **keys, size_t *n, fsp_error *err);
 
+/* -R REPO, --repo REPO and --repo=REPO, taken out of ARGV (up to "--") for
+ * cli_take_repo; the new argc, or -1 when one has no value or two are given. */
+int cli_take_repo_option(int argc, char **argv);
+/* After getopt, makes argv[optind..argc) hold the REPO of a command that
+ * takes MIN to MAX operands, REPO the one at AT among them.  REPO comes from
+ * -R; else the words as written, when their count needs one; else
+ * VMSYNC_REPO, then the settings' default, put in.  When the count fits
+ * both with and without REPO (log [NAME]), the word at AT is the NAME only
+ * when a default is set and it is a plain word that is no file, folder or
+ * configured repository; when it is one of those, the command is refused,
+ * never guessed.  Returns -1 to go on, else an exit status (reported). */
+int cli_take_repo(int argc, char **argv, int at, int min, int max, const char *usage);
+
 /* Options of commands that reach a repository, which may be ssh://. */
 enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_LEVEL, CLI_OPT_TIMEOUT,
        CLI_OPT_AGENT, CLI_OPT_ALLOW_BACKING };
@@ -64,9 +77,13 @@ enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_L
         {"timeout", required_argument, 0, CLI_OPT_TIMEOUT},                                   \
         {"agent-command", required_argument, 0, CLI_OPT_AGENT}
 #define CLI_REMOTE_HELP                                                                        \
+    "  -R, --repo REPO        the repository, for REPO left out (else $VMSYNC_REPO, then\n"  \
+    "                         the settings' [defaults]; see vmsync.conf(5)); REPO may\n"     \
+    "                         be a name the settings give a repository\n"                    \
+    "\n"                                                                                      \
     "ssh:// repositories (REPO as ssh://[user@]host[:port]/path under the agent's root):\n"     \
     "  -i, --identity FILE    the private key to log in with (default: the identity\n"     \
-    "                         ~/.config/vmsync/config names for REPO, else ssh-agent,\n"    \
+    "                         the settings name for REPO, else ssh-agent,\n"                \
     "                         then ~/.ssh/id_*)\n"                                             \
     "      --known-hosts FILE host keys to trust (default ~/.ssh/known_hosts)\n"              \
     "      --accept-new       add an unknown host key to that file (on a terminal,\n"        \

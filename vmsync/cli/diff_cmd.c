@@ -148,6 +148,9 @@ int cmd_diff(int argc, char **argv)
         else if (why == 2)
             return 2;
     }
+    int took = cli_take_repo(argc, argv, -1, 3, 3, usage);
+    if (took >= 0)
+        return took;
     if (optind + 2 != argc && optind + 3 != argc)
         return cli_usage_error(usage, "%s", "diff needs two images or manifests, or REPO and two versions");
     for (int k = 0; k < 4 && p.json; k++)

@@ -62,6 +62,9 @@ int cmd_key(int argc, char **argv)
         else if ((why = cli_remote_option(&remote, opt, usage)) != 0)
             return why == 2 ? 2 : cli_bad_option(usage, argv);
     }
+    int took = cli_take_repo(argc, argv, 1, 2, 2, usage);
+    if (took >= 0)
+        return took;
     if (argc - optind != 2)
         return cli_usage_error(usage, "%s", "key needs generate or show, and REPO");
     const char *what = argv[optind], *repo = argv[optind + 1];

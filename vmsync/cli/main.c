@@ -7,8 +7,10 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const main_usage =
@@ -46,6 +48,11 @@ static const char *const main_usage =
     "  bundle apply REPO FILE                          record a bundle's version in REPO\n"
     "\n"
     "A bundle FILE is a read-only REPO: checkout, export, verify and log read it.\n"
+    "REPO may be a repository named in /etc/vmsync/vmsync.conf or ~/.config/vmsync/config,\n"
+    "or left out: -R REPO (--repo) names it, else $VMSYNC_REPO, else the files'\n"
+    "[defaults] repository (see vmsync.conf(5)).  One word that could be REPO or\n"
+    "NAME (log, leases, audit) is refused when it names a file, folder or\n"
+    "configured repository: write -R REPO or ./DIR.\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
     "Run 'vmsync COMMAND --help' for a command's options.\n"
@@ -132,9 +139,13 @@ bool cli_wants_help(int argc, char **argv)
     return false;
 }
 
+static bool cli_repo_option_refused(const char *cmd, const char *sub);
+
 int main(int argc, char **argv)
 {
     opterr = 0; /* errors are reported the vmsync way, by cli_bad_option */
+    if ((argc = cli_take_repo_option(argc, argv)) < 0) /* anywhere: vmsync -R REPO log */
+        return cli_usage_error(main_usage, "%s", "-R/--repo needs a REPO, and is given once");
     if (argc < 2)
         return cli_usage_error(main_usage, "%s", "missing command");
     const char *cmd = argv[1];
@@ -146,6 +157,9 @@ int main(int argc, char **argv)
         printf("vmsync %s\n", VMSYNC_VERSION);
         return 0;
     }
+    if (cli_repo_option_refused(cmd, argc > 2 ? argv[2] : ""))
+        return cli_usage_error(main_usage, "%s takes no -R/--repo%s", cmd,
+                               strcmp(cmd, "init") ? "" : ": write its REPO");
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
@@ -188,18 +202,21 @@ void cli_cancel_on_signals(vms_client *c)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* The settings file that the window writes, read once: its strings must
- * outlive every handle, so it stays loaded until the process ends. */
+/* The settings, the system file's and the user's in one view, read once:
+ * their strings must outlive every handle, so they stay loaded until the
+ * process ends. */
 static struct vms_config *settings;
 
-/* A repository that the settings list with a key file needs no -i: the
- * window and the command line log in the same way. */
 static int load_settings(fsp_error *err)
 {
-    char path[4096];
-    if (!settings && vms_config_default_path(path, sizeof path, err) == 0)
-        return vms_config_load(path, &settings, err);
-    return 0;
+    char path[4096] = "";
+    fsp_error no_home = {0};
+    if (settings)
+        return 0;
+    /* without a home there is no user's file, but there is the system's */
+    if (vms_config_default_path(path, sizeof path, &no_home))
+        path[0] = 0;
+    return vms_config_load_all(vms_config_system_path(), path, &settings, err);
 }
 
 int cli_settings_trusted_keys(char *const **keys, size_t *n, fsp_error *err)
@@ -210,13 +227,166 @@ int cli_settings_trusted_keys(char *const **keys, size_t *n, fsp_error *err)
     return rc;
 }
 
-static int identity_from_settings(const char *repo, const char **identity, fsp_error *err)
+static const char *repo_option; /* -R/--repo, which main took out of argv */
+
+/* Commands that would ignore -R: those without a REPO, and init, which
+ * creates one and so is always told where. */
+static bool cli_repo_option_refused(const char *cmd, const char *sub)
+{
+    return repo_option && (!strcmp(cmd, "manifest") || !strcmp(cmd, "inspect") ||
+                           !strcmp(cmd, "init") || (!strcmp(cmd, "bundle") && !strcmp(sub, "show")));
+}
+
+int cli_take_repo_option(int argc, char **argv)
+{
+    int kept = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool is_opt = !strcmp(a, "-R") || !strcmp(a, "--repo");
+        bool done = !strcmp(a, "--");
+        if (done || (!is_opt && strncmp(a, "--repo=", 7))) {
+            argv[kept++] = argv[i];
+            if (done)
+                while (++i < argc)
+                    argv[kept++] = argv[i];
+            continue;
+        }
+        if (repo_option || (is_opt && i + 1 >= argc))
+            return -1;
+        repo_option = is_opt ? argv[++i] : a + 7;
+    }
+    argv[kept] = NULL;
+    return kept;
+}
+
+/* A word with neither '/' nor ':' may name a configured repository. */
+static bool plain_word(const char *s) { return !strchr(s, '/') && !strchr(s, ':'); }
+
+static bool path_exists(const char *s)
+{
+    struct stat st;
+    return stat(s, &st) == 0;
+}
+
+/* The repository a command uses when none is written: VMSYNC_REPO, else the
+ * files' [defaults]; NULL when neither says. */
+static int default_repo(const char **repo, fsp_error *err)
+{
+    const char *env = getenv("VMSYNC_REPO");
+    *repo = env && *env ? env : NULL;
+    int rc = *repo ? 0 : load_settings(err);
+    if (!*repo && !rc)
+        *repo = settings->default_repo;
+    return rc;
+}
+
+/* Puts REPO among the operands at AT, in the slot before optind (the last
+ * option word, or the command's name, which nothing reads again). */
+static void insert_operand(char **argv, int at, const char *repo)
+{
+    optind--;
+    for (int k = 0; k < at; k++)
+        argv[optind + k] = argv[optind + k + 1];
+    argv[optind + at] = (char *)repo;
+}
+
+/* WORD would be REPO in the place of an image's NAME: does it name one? */
+static int word_names_repo(const char *word, bool *names, fsp_error *err)
 {
     int rc = load_settings(err);
-    for (size_t i = 0; !rc && settings && i < settings->n_repos; i++)
-        if (!strcmp(settings->repos[i].url, repo) && settings->repos[i].identity)
-            *identity = settings->repos[i].identity;
+    *names = !plain_word(word) || path_exists(word) ||
+             (!rc && vms_config_find_repo(settings, word));
     return rc;
+}
+
+int cli_take_repo(int argc, char **argv, int at, int min, int max, const char *usage)
+{
+    int n = argc - optind;
+    bool missing = n + 1 >= min && n + 1 <= max, written = n >= min && n <= max;
+    const char *repo = repo_option;
+    fsp_error err = {0};
+    if (repo) {
+        insert_operand(argv, at < 0 ? 0 : at, repo);
+        return -1;
+    }
+    if (at < 0 || !missing || (written && !plain_word(argv[optind + at])))
+        return -1;
+    bool names = false;
+    int rc = default_repo(&repo, &err);
+    if (!rc && repo && written)
+        rc = word_names_repo(argv[optind + at], &names, &err);
+    if (rc)
+        return cli_report(&err);
+    if (names)
+        return cli_usage_error(usage, "'%s' could be REPO or a NAME: write -R REPO for the "
+                               "repository (./%s for a folder here)", argv[optind + at],
+                               argv[optind + at]);
+    if (repo)
+        insert_operand(argv, at, repo);
+    return -1;
+}
+
+/* The settings' entry for REPO: by name for a plain word, else by url. */
+static int settings_repo(const char *repo, const struct vms_config_repo **out, fsp_error *err)
+{
+    int rc = load_settings(err);
+    *out = NULL;
+    if (!rc && plain_word(repo))
+        *out = vms_config_find_repo(settings, repo);
+    for (size_t i = 0; !rc && !*out && i < settings->n_repos; i++)
+        if (!strcmp(settings->repos[i].url, repo))
+            *out = &settings->repos[i];
+    if (!rc && *out && plain_word(repo) && path_exists(repo))
+        rc = fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                      "'%s' is both a folder here and a repository of the settings: write "
+                      "./%s for the folder, or its url", repo, repo);
+    return rc;
+}
+
+/* The settings' [bandwidth] windows, parsed once (checked when read). */
+static struct vms_bw_window *windows;
+static size_t n_windows;
+
+static uint64_t rate_by_clock(void *ctx)
+{
+    (void)ctx;
+    return vms_bw_rate_at(windows, n_windows, time(NULL));
+}
+
+/* Below --bwlimit and a repository's bwlimit: the windows follow the clock,
+ * consulted by the library before each request. */
+static int apply_windows(struct vms_remote_opts *r, fsp_error *err)
+{
+    int rc = 0;
+    if (!windows && settings->n_bw_limits &&
+        !(windows = calloc(settings->n_bw_limits, sizeof *windows)))
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    for (; !rc && n_windows < settings->n_bw_limits; n_windows++)
+        rc = vms_bw_window_parse(settings->bw_limits[n_windows], &windows[n_windows], err);
+    if (!rc && !r->bwlimit && n_windows)
+        r->bwlimit_now = rate_by_clock;
+    return rc;
+}
+
+/* A repository that the settings list (by url or name) lends its key file,
+ * rate and timeout where the command line gives none: the window and the
+ * command line log in the same way.  A local repository never reads them. */
+static int apply_settings(const char **repo, struct vms_remote_opts *r, fsp_error *err)
+{
+    if (!plain_word(*repo) && strncmp(*repo, "ssh://", 6))
+        return 0;
+    const struct vms_config_repo *s = NULL;
+    int rc = settings_repo(*repo, &s, err);
+    if (!rc && s) {
+        *repo = s->url;
+        if (!r->identity)
+            r->identity = s->identity;
+        if (!r->bwlimit)
+            r->bwlimit = s->bwlimit;
+        if (!r->timeout)
+            r->timeout = s->timeout;
+    }
+    return rc ? rc : apply_windows(r, err);
 }
 
 int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
@@ -224,9 +394,7 @@ int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_clien
 {
     struct vms_client_opts opts = *o;
     struct vms_remote_opts remote = o->remote ? *o->remote : (struct vms_remote_opts){0};
-    int rc = 0;
-    if (!strncmp(repo, "ssh://", 6) && !remote.identity)
-        rc = identity_from_settings(repo, &remote.identity, err);
+    int rc = apply_settings(&repo, &remote, err);
     opts.remote = &remote;
     if (!rc)
         rc = vms_client_open(repo, &opts, out, err);

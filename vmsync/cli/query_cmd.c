@@ -60,6 +60,9 @@ static int parse(int argc, char **argv, const char *usage, bool takes_since, str
         if (why)
             return why == 2 ? 2 : cli_bad_option(usage, argv);
     }
+    int took = cli_take_repo(argc, argv, 0, min, max, usage);
+    if (took >= 0)
+        return took;
     int operands = argc - optind;
     if (operands < min || operands > max)
         return cli_usage_error(usage, "%s", what);

@@ -109,6 +109,9 @@ static int parse_common_only(int argc, char **argv, const char *usage, struct co
         if (why)
             return option_failed(why, usage, argv);
     }
+    int took = cli_take_repo(argc, argv, 0, min, max, usage);
+    if (took >= 0)
+        return took;
     int operands = argc - optind;
     if (operands < min || operands > max)
         return cli_usage_error(usage, "%s", what);
@@ -281,6 +284,9 @@ int cmd_import(int argc, char **argv)
         else if ((why = common_option(&c, opt, usage)) != 0)
             return option_failed(why, usage, argv);
     }
+    int took = cli_take_repo(argc, argv, 0, 2, 2, usage);
+    if (took >= 0)
+        return took;
     if (optind + 2 != argc || !o.name)
         return cli_usage_error(usage, "%s", "import needs REPO, IMAGE and --name");
     o.image = argv[optind + 1];
@@ -517,6 +523,9 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
     o->seeds = seeds;
     o->steal = answer_steal;
     o->steal_ctx = &a->steal;
+    int took = cli_take_repo(argc, argv, 0, 2, 2, usage);
+    if (took >= 0)
+        return took;
     if (optind + 2 != argc || (!o->out && !a->estimate) ||
         (strcmp(o->format, "raw") && strcmp(o->format, "qcow2")))
         return cli_usage_error(usage, "%s", "needs REPO, NAME[@VERSION] and -o OUT (format raw or qcow2)");
@@ -630,6 +639,9 @@ int cmd_checkin(int argc, char **argv)
         else if ((why = common_option(&c, opt, usage)) != 0)
             return option_failed(why, usage, argv);
     }
+    int took = to_bundle ? -1 : cli_take_repo(argc, argv, 0, 3, 3, usage);
+    if (took >= 0)
+        return took;
     if (to_bundle && optind + 2 == argc)
         return checkin_to_bundle(&c, to_bundle, argv[optind], argv[optind + 1], o.message);
     if (to_bundle || optind + 3 != argc)
@@ -864,6 +876,9 @@ int cmd_gc(int argc, char **argv)
         else if ((why = common_option(&c, opt, usage)) != 0)
             return option_failed(why, usage, argv);
     }
+    int took = cli_take_repo(argc, argv, 0, 1, 1, usage);
+    if (took >= 0)
+        return took;
     if (optind + 1 != argc)
         return cli_usage_error(usage, "%s", "gc needs REPO");
     common_start(&c, argv[optind]);
@@ -1008,6 +1023,9 @@ int cmd_check(int argc, char **argv)
         else if ((why = common_option(&c, opt, usage)) != 0)
             return option_failed(why, usage, argv);
     }
+    int took = cli_take_repo(argc, argv, 0, 1, 1, usage);
+    if (took >= 0)
+        return took;
     if (optind + 1 != argc)
         return cli_usage_error(usage, "%s", "check needs REPO");
     common_start(&c, argv[optind]);

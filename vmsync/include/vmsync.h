@@ -35,6 +35,7 @@
 #define VMSYNC_VERSION "0.2.0"
 
 #include <stdio.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -345,6 +346,12 @@ struct vms_remote_opts {
     int level;                /* zstd level of transfers, 1..19; 0: adapt to the link */
     int timeout;              /* seconds without a byte from the server; 0: 60 */
     const char *agent;        /* the agent command when authorized_keys does not force one */
+    /* When bwlimit is 0 and this is set, the rate in force now (0: none; a
+     * lower one is raised to VMS_BWLIMIT_MIN), asked before each GET and PUT
+     * request on the thread that runs the operation, so that a limit follows
+     * the clock during a long transfer (vms_bw_rate_at). */
+    uint64_t (*bwlimit_now)(void *ctx);
+    void *bwlimit_ctx;
 };
 
 /* What a handle is opened with.  vms_client_open copies the struct and the
@@ -429,6 +436,7 @@ struct vms_serve_stats {
     uint64_t segments, segments_cached, segments_stored, raw_bytes_sent, segment_bytes_sent;
     uint64_t wire_in, wire_out;
     int last_level;
+    uint64_t last_bwlimit; /* the rate the last GET asked, bytes/s; 0: none */
     char client_host[256];
 };
 int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_serve_stats *stats,
@@ -442,6 +450,25 @@ int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error 
 /* The lowest bandwidth limit: a 64 kbit/s line.  Slower, a segment outlasts
  * any sensible timeout, and a client could hold an agent pacing for days. */
 #define VMS_BWLIMIT_MIN 8192u
+
+/* ---- bandwidth windows -------------------------------------------------------
+ * A window is "RATE [DAYS] [HH:MM-HH:MM]": RATE as --bwlimit takes it (at
+ * least VMS_BWLIMIT_MIN) or "unlimited"; DAYS a comma-separated list of mon,
+ * tue, ..., sun, ranges of them (mon-fri, sat-mon), weekdays, weekends or
+ * daily (the default); the span in local time, FROM included and TO not,
+ * crossing midnight when TO is earlier (22:00-06:00 on fri holds Friday night
+ * and Saturday's small hours); the default is the whole day.  In a list the
+ * first window that holds the time wins; none: unlimited. */
+struct vms_bw_window {
+    uint8_t days;       /* bit 0 Monday .. bit 6 Sunday */
+    uint16_t from, to;  /* minutes after midnight, 0..1440 */
+    uint64_t rate;      /* bytes/s; 0: unlimited */
+};
+/* Parses S into *OUT; not one: -EINVAL (FSP_EK_USAGE, quoting S). */
+int vms_bw_window_parse(const char *s, struct vms_bw_window *out, fsp_error *err);
+/* The rate of the first of the N windows W that holds WHEN (in the local time
+ * zone, TZ); 0 when none does. */
+uint64_t vms_bw_rate_at(const struct vms_bw_window *w, size_t n, time_t when);
 
 /* Parses "NAME" or "NAME@N" (NAME shorter than LEN); VERSION 0 when absent.
  * A bad one: -EINVAL (FSP_EK_USAGE, the message quoting REF). */
@@ -970,13 +997,17 @@ int vms_checkin_to_bundle(vms_client *c, const struct vms_checkin_bundle_opts *o
                           struct vms_stats *stats, fsp_error *err);
 
 /* ---- the settings file ------------------------------------------------------
- * ~/.config/vmsync/config ($XDG_CONFIG_HOME/vmsync/config when set): one file
- * that vmsync-gtk writes and both it and the vmsync command read.  Its format:
+ * ~/.config/vmsync/config ($XDG_CONFIG_HOME/vmsync/config when set), the file
+ * that vmsync-gtk writes, and /etc/vmsync/vmsync.conf, the system file (see
+ * vms_config_load_all); both it and the vmsync command read them.  Format:
  *
  *   # comments and blank lines are ignored
  *   [repository]
  *   url = /srv/vmsync                  a directory or ssh://[user@]host[:port]/path
  *   identity = /home/me/.ssh/id_vmsync optional: the key file for ssh://
+ *   name = office                      optional: REPO may then be written "office"
+ *   bwlimit = 2M                       optional: as --bwlimit, unless it is given
+ *   timeout = 120                      optional: as --timeout, unless it is given
  *
  *   [seeds]
  *   folder = /var/lib/images           folders where local images are looked for
@@ -984,6 +1015,14 @@ int vms_checkin_to_bundle(vms_client *c, const struct vms_checkin_bundle_opts *o
  *   [trust]                            keys whose signatures a client trusts (as
  *   key = /etc/vmsync/office.pub       --trust does): checkout and export then
  *                                      refuse versions they did not sign
+ *
+ *   [defaults]
+ *   repository = office                the REPO of commands that leave it out
+ *                                      (after -R and $VMSYNC_REPO)
+ *
+ *   [bandwidth]                        windows of the rate (vms_bw_window_parse),
+ *   limit = 2M weekdays 08:00-18:00    first match wins, none: unlimited; a
+ *   limit = unlimited                  repository's bwlimit and --bwlimit beat them
  *
  *   [checkout]                         a checkout the window made, for its check-in
  *   repository = /srv/vmsync           the url of its [repository]
@@ -997,8 +1036,12 @@ int vms_checkin_to_bundle(vms_client *c, const struct vms_checkin_bundle_opts *o
  * [checkout] needs all three keys; one repository and image has one record,
  * the newest checkout's. */
 struct vms_config_repo {
+    char *name;     /* NULL: none; else [A-Za-z0-9._-], not "." nor "..", one per file */
     char *url;
     char *identity; /* NULL: ssh-agent, then ~/.ssh/id_* */
+    uint64_t bwlimit; /* bytes/s, at least VMS_BWLIMIT_MIN; 0: none given */
+    int timeout;      /* seconds, 1..86400; 0: none given */
+    bool system;      /* from the system file: vms_config_save leaves it out */
 };
 
 struct vms_config_checkout {
@@ -1014,6 +1057,12 @@ struct vms_config {
     size_t n_checkouts;
     char **trusted_keys; /* [trust] key: public key files (vms_public_key_load) */
     size_t n_trusted_keys;
+    char **bw_limits;         /* [bandwidth] limit: windows, checked, in order */
+    size_t n_bw_limits;
+    char *default_repo;       /* [defaults] repository: a name or a location; NULL: none */
+    bool default_repo_system; /* it came from the system file */
+    struct vms_config *system; /* vms_config_load_all: the system file as read, whose
+                                * seeds and keys vms_config_save leaves out; else NULL */
 };
 
 /* The file's path into BUF: $XDG_CONFIG_HOME/vmsync/config, else
@@ -1022,8 +1071,25 @@ int vms_config_default_path(char *buf, size_t len, fsp_error *err);
 /* Reads PATH into *OUT (the caller's, for vms_config_free).  A missing file is an
  * empty configuration, not an error. */
 int vms_config_load(const char *path, struct vms_config **out, fsp_error *err);
+/* The system file: $VMSYNC_SYSTEM_CONFIG when set (for tests), else
+ * /etc/vmsync/vmsync.conf.  A static string or the environment's. */
+const char *vms_config_system_path(void);
+/* Reads the system file SYSTEM_PATH and the user's USER_PATH (either may be
+ * missing) into one view *OUT: the user's default repository wins; a user's
+ * [repository] of the same name, or else of the same url, replaces the
+ * system's whole; seeds, keys and other repositories are the union, the
+ * user's first.  Entries from the system file are marked so that
+ * vms_config_save, writing the user's file, leaves them out.  A file that
+ * does not parse is an error naming it and its line. */
+int vms_config_load_all(const char *system_path, const char *user_path, struct vms_config **out,
+                        fsp_error *err);
+/* The repository named NAME (its `name` key); NULL when none is. */
+const struct vms_config_repo *vms_config_find_repo(const struct vms_config *c, const char *name);
 /* Writes C to PATH atomically (a temporary file renamed over it), creating
- * its folder.  Comments of the old file are not kept. */
+ * its folder.  Comments of the old file are not kept.  Entries that came
+ * from the system file (vms_config_load_all) are left out: a repository
+ * marked system, the system's default, and the seed folders, windows and
+ * keys that the system file lists. */
 int vms_config_save(const struct vms_config *c, const char *path, fsp_error *err);
 /* Adds URL (with IDENTITY, may be NULL) unless a repository with that URL is
  * there; *ADDED says which.  A value holding a newline is -EINVAL. */

@@ -2,13 +2,14 @@
 #include "vmsync.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS, SEC_CHECKOUT, SEC_TRUST };
+enum section { SEC_NONE, SEC_REPOSITORY, SEC_SEEDS, SEC_CHECKOUT, SEC_TRUST, SEC_DEFAULTS, SEC_BANDWIDTH };
 
 struct parser {
     const char *path;
@@ -30,6 +31,12 @@ int vms_config_default_path(char *buf, size_t len, fsp_error *err)
         return fsp_fail(err, FSP_EK_USAGE, -ENOENT,
                         "cannot find the configuration: neither XDG_CONFIG_HOME nor HOME is set");
     return 0;
+}
+
+const char *vms_config_system_path(void)
+{
+    const char *over = getenv("VMSYNC_SYSTEM_CONFIG");
+    return over && *over ? over : "/etc/vmsync/vmsync.conf";
 }
 
 static int out_of_memory(fsp_error *err)
@@ -85,6 +92,14 @@ static int open_section(struct parser *p, const char *name)
         p->section = SEC_TRUST;
         return 0;
     }
+    if (!strcmp(name, "bandwidth")) {
+        p->section = SEC_BANDWIDTH;
+        return 0;
+    }
+    if (!strcmp(name, "defaults")) {
+        p->section = SEC_DEFAULTS;
+        return 0;
+    }
     if (!strcmp(name, "checkout")) {
         p->section = SEC_CHECKOUT;
         return push_checkout(p->cfg, p->err);
@@ -117,19 +132,78 @@ static int set_checkout_key(struct parser *p, const char *key, const char *value
     return parse_error(p, "unknown key", key);
 }
 
+/* A remote's name is a word that can never be a path or a URL. */
+static bool remote_name_ok(const char *s)
+{
+    if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+        return false;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(s);
+}
+
+static int set_rate(struct parser *p, struct vms_config_repo *r, const char *value)
+{
+    fsp_error why = {0};
+    if (r->bwlimit)
+        return parse_error(p, "key given twice in one section:", "bwlimit");
+    if (vms_parse_size(value, 10, &r->bwlimit, &why) || r->bwlimit < VMS_BWLIMIT_MIN)
+        return parse_error(p, "bwlimit is not a rate of at least 8K:", value);
+    return 0;
+}
+
+static int set_timeout(struct parser *p, struct vms_config_repo *r, const char *value)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (r->timeout)
+        return parse_error(p, "key given twice in one section:", "timeout");
+    if (end == value || *end || v < 1 || v > 86400)
+        return parse_error(p, "timeout is not seconds from 1 to 86400:", value);
+    r->timeout = (int)v;
+    return 0;
+}
+
+static int set_repo_key(struct parser *p, const char *key, const char *value)
+{
+    struct vms_config_repo *r = &p->cfg->repos[p->cfg->n_repos - 1];
+    if (!strcmp(key, "url"))
+        return set_once(p, &r->url, key, value);
+    if (!strcmp(key, "identity"))
+        return set_once(p, &r->identity, key, value);
+    if (!strcmp(key, "name") && !remote_name_ok(value))
+        return parse_error(p, "a name is letters, digits, '.', '_' and '-', not", value);
+    if (!strcmp(key, "name"))
+        return set_once(p, &r->name, key, value);
+    if (!strcmp(key, "bwlimit"))
+        return set_rate(p, r, value);
+    if (!strcmp(key, "timeout"))
+        return set_timeout(p, r, value);
+    return parse_error(p, "unknown key", key);
+}
+
+static int add_bw_limit(struct parser *p, const char *value)
+{
+    struct vms_bw_window w;
+    fsp_error why = {0};
+    if (vms_bw_window_parse(value, &w, &why))
+        return fsp_fail(p->err, FSP_EK_USAGE, -EINVAL, "%s:%u: %s", p->path, p->line, why.msg);
+    return push_string(&p->cfg->bw_limits, &p->cfg->n_bw_limits, value, p->err);
+}
+
 static int set_key(struct parser *p, const char *key, const char *value)
 {
     struct vms_config *c = p->cfg;
     if (p->section == SEC_CHECKOUT)
         return set_checkout_key(p, key, value);
+    if (p->section == SEC_REPOSITORY)
+        return set_repo_key(p, key, value);
+    if (p->section == SEC_BANDWIDTH && !strcmp(key, "limit"))
+        return add_bw_limit(p, value);
+    if (p->section == SEC_DEFAULTS && !strcmp(key, "repository"))
+        return set_once(p, &c->default_repo, key, value);
     if (p->section == SEC_SEEDS && !strcmp(key, "folder"))
         return push_string(&c->seed_folders, &c->n_seed_folders, value, p->err);
     if (p->section == SEC_TRUST && !strcmp(key, "key"))
         return push_string(&c->trusted_keys, &c->n_trusted_keys, value, p->err);
-    if (p->section == SEC_REPOSITORY && !strcmp(key, "url"))
-        return set_once(p, &c->repos[c->n_repos - 1].url, key, value);
-    if (p->section == SEC_REPOSITORY && !strcmp(key, "identity"))
-        return set_once(p, &c->repos[c->n_repos - 1].identity, key, value);
     if (p->section == SEC_NONE)
         return parse_error(p, "a key before any section:", key);
     return parse_error(p, "unknown key", key);
@@ -165,14 +239,19 @@ static int parse_line(struct parser *p, char *raw)
     return set_key(p, trim(s), trim(eq + 1));
 }
 
-/* Every [repository] needs its url. */
+/* Every [repository] needs its url, and a name names one of them. */
 static int check_repos(struct parser *p)
 {
-    for (size_t i = 0; i < p->cfg->n_repos; i++)
-        if (!p->cfg->repos[i].url)
-            return fsp_fail(p->err, FSP_EK_USAGE, -EINVAL,
-                            "%s: repository %zu of %zu has no url", p->path, i + 1,
-                            p->cfg->n_repos);
+    const struct vms_config *c = p->cfg;
+    for (size_t i = 0; i < c->n_repos; i++) {
+        if (!c->repos[i].url)
+            return fsp_fail(p->err, FSP_EK_USAGE, -EINVAL, "%s: repository %zu of %zu has no url",
+                            p->path, i + 1, c->n_repos);
+        for (size_t j = 0; c->repos[i].name && j < i; j++)
+            if (c->repos[j].name && !strcmp(c->repos[i].name, c->repos[j].name))
+                return fsp_fail(p->err, FSP_EK_USAGE, -EINVAL,
+                                "%s: two repositories are named '%s'", p->path, c->repos[i].name);
+    }
     return 0;
 }
 
@@ -230,6 +309,110 @@ int vms_config_load(const char *path, struct vms_config **out, fsp_error *err)
     return 0;
 }
 
+static bool listed(char *const *items, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(items[i], s))
+            return true;
+    return false;
+}
+
+static int dup_or_null(char **to, const char *from, fsp_error *err)
+{
+    if (from && !(*to = strdup(from)))
+        return out_of_memory(err);
+    return 0;
+}
+
+/* Appends a copy of the system file's repository R to C, marked as the system's. */
+static int take_system_repo(struct vms_config *c, const struct vms_config_repo *r, fsp_error *err)
+{
+    int rc = push_repo(c, err);
+    struct vms_config_repo *to = rc ? NULL : &c->repos[c->n_repos - 1];
+    if (to) {
+        *to = (struct vms_config_repo){.bwlimit = r->bwlimit, .timeout = r->timeout, .system = true};
+        rc = dup_or_null(&to->url, r->url, err);
+    }
+    if (!rc)
+        rc = dup_or_null(&to->name, r->name, err);
+    if (!rc)
+        rc = dup_or_null(&to->identity, r->identity, err);
+    return rc;
+}
+
+/* One of the user's N_USER repositories of R's name, or else of its url,
+ * shadows R. */
+static bool shadowed(const struct vms_config *user, size_t n_user, const struct vms_config_repo *r)
+{
+    for (size_t i = 0; i < n_user; i++) {
+        const struct vms_config_repo *u = &user->repos[i];
+        if ((r->name && u->name && !strcmp(r->name, u->name)) || !strcmp(r->url, u->url))
+            return true;
+    }
+    return false;
+}
+
+static int take_system_list(char ***items, size_t *n, char *const *sys, size_t n_sys,
+                            fsp_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n_sys; i++)
+        if (!listed(*items, *n, sys[i]))
+            rc = push_string(items, n, sys[i], err);
+    return rc;
+}
+
+/* Adds to U (the user's file) what the system file S says and U does not.
+ * The system's [checkout] records are not taken: they belong to a user. */
+static int merge_system(struct vms_config *u, const struct vms_config *s, fsp_error *err)
+{
+    size_t n_user = u->n_repos;
+    int rc = 0;
+    if (!u->default_repo && s->default_repo) {
+        rc = dup_or_null(&u->default_repo, s->default_repo, err);
+        u->default_repo_system = true;
+    }
+    for (size_t i = 0; !rc && i < s->n_repos; i++)
+        if (!shadowed(u, n_user, &s->repos[i]))
+            rc = take_system_repo(u, &s->repos[i], err);
+    if (!rc)
+        rc = take_system_list(&u->seed_folders, &u->n_seed_folders, s->seed_folders,
+                              s->n_seed_folders, err);
+    if (!rc)
+        rc = take_system_list(&u->bw_limits, &u->n_bw_limits, s->bw_limits, s->n_bw_limits, err);
+    if (!rc)
+        rc = take_system_list(&u->trusted_keys, &u->n_trusted_keys, s->trusted_keys,
+                              s->n_trusted_keys, err);
+    return rc;
+}
+
+int vms_config_load_all(const char *system_path, const char *user_path, struct vms_config **out,
+                        fsp_error *err)
+{
+    struct vms_config *sys = NULL, *user = NULL;
+    int rc = vms_config_load(system_path, &sys, err);
+    if (!rc)
+        rc = vms_config_load(user_path, &user, err);
+    if (!rc)
+        rc = merge_system(user, sys, err);
+    if (!rc) {
+        user->system = sys;
+        *out = user;
+        return 0;
+    }
+    vms_config_free(sys);
+    vms_config_free(user);
+    return rc;
+}
+
+const struct vms_config_repo *vms_config_find_repo(const struct vms_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_repos; i++)
+        if (c->repos[i].name && !strcmp(c->repos[i].name, name))
+            return &c->repos[i];
+    return NULL;
+}
+
 /* Creates the folders above PATH, as mkdir -p of its dirname. */
 static int make_parents(const char *path, fsp_error *err)
 {
@@ -245,22 +428,52 @@ static int make_parents(const char *path, fsp_error *err)
     return 0;
 }
 
+static void write_repo(FILE *f, const struct vms_config_repo *r)
+{
+    fputs("\n[repository]\n", f);
+    if (r->name)
+        fprintf(f, "name = %s\n", r->name);
+    fprintf(f, "url = %s\n", r->url);
+    if (r->identity)
+        fprintf(f, "identity = %s\n", r->identity);
+    if (r->bwlimit)
+        fprintf(f, "bwlimit = %" PRIu64 "\n", r->bwlimit >> 10);
+    if (r->timeout)
+        fprintf(f, "timeout = %d\n", r->timeout);
+}
+
+/* Writes the ITEMS the system file S does not list, under [SECTION] as KEY. */
+static void write_list(FILE *f, const char *section, const char *key, char *const *items,
+                       size_t n, char *const *sys, size_t n_sys)
+{
+    bool opened = false;
+    for (size_t i = 0; i < n; i++) {
+        if (listed(sys, n_sys, items[i]))
+            continue;
+        if (!opened)
+            fprintf(f, "\n[%s]\n", section);
+        opened = true;
+        fprintf(f, "%s = %s\n", key, items[i]);
+    }
+}
+
+/* Only the user's own entries: the system file's stay in it. */
 static void write_cfg(FILE *f, const struct vms_config *c)
 {
+    static const struct vms_config none;
+    const struct vms_config *sys = c->system ? c->system : &none;
     fputs("# vmsync settings: written by vmsync-gtk, read by vmsync-gtk and vmsync.\n", f);
-    for (size_t i = 0; i < c->n_repos; i++) {
-        fprintf(f, "\n[repository]\nurl = %s\n", c->repos[i].url);
-        if (c->repos[i].identity)
-            fprintf(f, "identity = %s\n", c->repos[i].identity);
-    }
-    if (c->n_seed_folders)
-        fputs("\n[seeds]\n", f);
-    for (size_t i = 0; i < c->n_seed_folders; i++)
-        fprintf(f, "folder = %s\n", c->seed_folders[i]);
-    if (c->n_trusted_keys)
-        fputs("\n[trust]\n", f);
-    for (size_t i = 0; i < c->n_trusted_keys; i++)
-        fprintf(f, "key = %s\n", c->trusted_keys[i]);
+    if (c->default_repo && !c->default_repo_system)
+        fprintf(f, "\n[defaults]\nrepository = %s\n", c->default_repo);
+    for (size_t i = 0; i < c->n_repos; i++)
+        if (!c->repos[i].system)
+            write_repo(f, &c->repos[i]);
+    write_list(f, "seeds", "folder", c->seed_folders, c->n_seed_folders, sys->seed_folders,
+               sys->n_seed_folders);
+    write_list(f, "bandwidth", "limit", c->bw_limits, c->n_bw_limits, sys->bw_limits,
+               sys->n_bw_limits);
+    write_list(f, "trust", "key", c->trusted_keys, c->n_trusted_keys, sys->trusted_keys,
+               sys->n_trusted_keys);
     for (size_t i = 0; i < c->n_checkouts; i++)
         fprintf(f, "\n[checkout]\nrepository = %s\nimage = %s\nfile = %s\n",
                 c->checkouts[i].repo, c->checkouts[i].image, c->checkouts[i].file);
@@ -391,9 +604,15 @@ void vms_config_free(struct vms_config *c)
         checkout_clear(&c->checkouts[i]);
     free(c->checkouts);
     for (size_t i = 0; i < c->n_repos; i++) {
+        free(c->repos[i].name);
         free(c->repos[i].url);
         free(c->repos[i].identity);
     }
+    for (size_t i = 0; i < c->n_bw_limits; i++)
+        free(c->bw_limits[i]);
+    free(c->bw_limits);
+    free(c->default_repo);
+    vms_config_free(c->system);
     for (size_t i = 0; i < c->n_seed_folders; i++)
         free(c->seed_folders[i]);
     for (size_t i = 0; i < c->n_trusted_keys; i++)

@@ -647,6 +647,7 @@ static int on_get(struct request *q)
     if (bwlimit && bwlimit < VMS_BWLIMIT_MIN)
         return fsp_fail(q->err, FSP_EK_USAGE, -EINVAL, "a bandwidth limit of %llu bytes/s: at least %u",
                         (unsigned long long)bwlimit, VMS_BWLIMIT_MIN);
+    a->stats->last_bwlimit = bwlimit;
     uint32_t *lens = malloc((n + 1) * sizeof *lens);
     int rc = lens ? sizes_of(q, hashes, n, lens)
                   : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");

@@ -1231,12 +1231,21 @@ static int on_received(void *ctx, size_t index, const uint8_t *data, size_t len,
     return g->cb(g->ctx, g->first + index, data, len, wire);
 }
 
+/* The rate of the next request: the fixed one, else the clock's. */
+static uint64_t rate_now(const vms_remote *r)
+{
+    if (r->opts.bwlimit || !r->opts.bwlimit_now)
+        return r->opts.bwlimit;
+    uint64_t rate = r->opts.bwlimit_now(r->opts.bwlimit_ctx);
+    return rate && rate < VMS_BWLIMIT_MIN ? VMS_BWLIMIT_MIN : rate;
+}
+
 static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                     struct get_ctx *g, fsp_error *err)
 {
     struct vms_wbuf b = {0};
     vms_put_varint(&b, (uint64_t)r->opts.level);
-    vms_put_varint(&b, r->opts.bwlimit);
+    vms_put_varint(&b, rate_now(r));
     vms_put_varint(&b, n);
     vms_put_raw(&b, hashes, n * FSP_SHA256_LEN);
     int rc = vms_conn_send(&r->conn, VMS_M_GET, &b, err);
@@ -1396,7 +1405,7 @@ static int offer_round(vms_remote *r, fsp_error *err)
     struct vms_xfer_source src = {0};
     if (!rc)
         rc = wanted_list(r, &body, &w, &src, err);
-    struct vms_xfer_opts o = {.level = r->opts.level, .bwlimit = r->opts.bwlimit,
+    struct vms_xfer_opts o = {.level = r->opts.level, .bwlimit = rate_now(r),
                               .progress = send_progress, .progress_ctx = r, .cancel = r->cancel};
     struct vms_xfer_report rep;
     if (!rc)
