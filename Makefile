@@ -49,7 +49,7 @@ GUI_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(GUI_PKGS) 2
 GUI_LIBS = $(shell pkg-config --libs $(GUI_PKGS) 2>/dev/null)
 
 .PHONY: all deps check check-plain check-san demo bench fuzz fuzz-run clean \
-        programs man install uninstall
+        programs man install uninstall deb
 all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(BUILD)/vmsync-gtk $(UNIT_BIN) $(TOOL_BIN)
 
 deps:
@@ -190,6 +190,17 @@ install: programs man
 uninstall:
 	rm -f $(INSTALLED:%=$(DESTDIR)%)
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
+
+# The packages, built from the tracked files of the work tree (committed or
+# not, untracked files left out) copied into $(BUILD)/deb/src, as
+# dpkg-buildpackage -us -uc -b builds them; lintian then judges them.
+DEB_DIR := $(BUILD)/deb
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	git ls-files -z --cached | xargs -0 cp -a --parents -t $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning --info $(DEB_DIR)/*.changes
 
 clean:
 	rm -rf build build-san build-fuzz
