@@ -6,15 +6,17 @@
 # of the general and ssh:// ones, any other option a help names (another
 # command's, the agent's) is an entry of some page, and every option entry of
 # a section is in its command's --help; the same for vmsync-agent(8) and
-# vmsync-gtk(1).  The pages render
-# with scdoc and man without a warning.  Both texts are parsed, not listed
-# here: options are the words that start with - or --, commands come from the
-# indented lines of the top-level help, and the pages' options from the
-# entries (lines starting with *-) of the scdoc sources.
+# vmsync-gtk(1).  vmsync(1) and vmsync-agent(8) list the exit statuses that
+# their --help lists, no more.  The pages render with scdoc and man without
+# a warning.  Both texts are parsed, not listed here: options are the words
+# that start with - or --, commands come from the indented lines of the
+# top-level help, and the pages' options from the entries (lines starting
+# with *-) of the scdoc sources.
 #
-# VMSYNC_MAN_DIR checks another folder of pages (default docs/man).  The test
-# then checks itself: a page with one option entry deleted, one with a
-# made-up option, and one without a command's section must each be found.
+# VMSYNC_MAN_DIR checks another folder of pages (default docs/man).  Without
+# it, the test also checks itself on changed copies of docs/man: one option
+# entry deleted, a made-up option, a command's section or synopsis missing, an
+# exit status missing or made up: each must be found.
 source "$(dirname "$0")/../lib/common.sh"
 need_vmsync
 command -v scdoc >/dev/null || fail "scdoc is not installed (packaging/debian-deps.txt lists it)"
@@ -115,6 +117,29 @@ family_help() {
     done
 }
 
+# The exit statuses that a help text's "Exit status:" paragraph lists ("0
+# success; 1 internal error; ...", "0 when ..., 1 on ...").
+help_exit_statuses() {
+    sed -n '/^[Ee]xit status:/,/^$/p' | tr '\n' ' ' | sed 's/^[Ee]xit status://' |
+        { grep -oE '(^|[;,]) *[0-9]+ [A-Za-z]' || true; } | grep -oE '[0-9]+' | sort -u
+}
+
+# The "*N*" entries of a page's "# EXIT STATUS".
+page_exit_statuses() {
+    awk '/^# / { in_exit = ($0 == "# EXIT STATUS"); next }
+        in_exit && /^\*[0-9]+\*$/ { gsub(/\*/, ""); print }' "$1" | sort -u
+}
+
+# PAGE's exit statuses against those of the help text HELP.
+exit_status_problems() {
+    local page=$1 help=$2 name=$3
+    help_exit_statuses <"$help" >"$T/w/exit.help"
+    [[ -s $T/w/exit.help ]] || echo "no exit status found in the help that $name is checked against"
+    page_exit_statuses "$page" >"$T/w/exit.page"
+    only_in "$T/w/exit.help" "$T/w/exit.page" | sed "s/^/$name lacks an entry for --help's exit status /"
+    only_in "$T/w/exit.page" "$T/w/exit.help" | sed "s/^/$name documents an exit status that --help lacks: /"
+}
+
 # vmsync(1) against the help texts; prints one line per problem.
 vmsync_page_problems() {
     local page=$1 fam w=$T/w
@@ -165,8 +190,14 @@ man_problems() {
     fi
     mkdir -p "$T/w"
     for p in "$dir"/*.scd; do page_entries "$p"; done | awk '{ print $2 }' | sort -u >"$T/w/every"
-    [[ -f $dir/vmsync.1.scd ]] && vmsync_page_problems "$dir/vmsync.1.scd"
-    [[ -f $dir/vmsync-agent.8.scd ]] && plain_page_problems "$dir/vmsync-agent.8.scd" "$H/agent" "vmsync-agent(8)"
+    if [[ -f $dir/vmsync.1.scd ]]; then
+        vmsync_page_problems "$dir/vmsync.1.scd"
+        exit_status_problems "$dir/vmsync.1.scd" "$H/top" "vmsync(1)"
+    fi
+    if [[ -f $dir/vmsync-agent.8.scd ]]; then
+        plain_page_problems "$dir/vmsync-agent.8.scd" "$H/agent" "vmsync-agent(8)"
+        exit_status_problems "$dir/vmsync-agent.8.scd" "$H/agent" "vmsync-agent(8)"
+    fi
     if [[ -f $dir/vmsync-gtk.1.scd && -f $H/gtk ]]; then
         plain_page_problems "$dir/vmsync-gtk.1.scd" "$H/gtk" "vmsync-gtk(1)"
     fi
@@ -195,7 +226,7 @@ man_problems "$MAN_DIR" >"$T/problems"
 while IFS= read -r line; do bad "$line"; done <"$T/problems"
 
 if [[ -z ${VMSYNC_MAN_DIR:-} ]]; then
-    info "self-check: the test finds a deleted entry, a made-up option and a missing section"
+    info "self-check: the test finds a deleted entry, a made-up option, a missing section and exit status"
     # the last option entry of vmsync(1) and the first of vmsync-agent(8)
     last=$(grep -n '^\*-' "$REPO/docs/man/vmsync.1.scd" | tail -1)
     last_opt=$(grep -oE '^\*--?[A-Za-z][A-Za-z0-9-]*' <<<"${last#*:}" | tr -d '*')
@@ -206,6 +237,8 @@ if [[ -z ${VMSYNC_MAN_DIR:-} ]]; then
     self_check vmsync.1.scd '/^## images$/a *--made-up-option*\n\tNothing.\n' "lacks: --made-up-option"
     self_check vmsync-gtk.1.scd '/^# OPTIONS$/a *-Z*\n\tNothing.\n' "lacks: -Z"
     self_check vmsync.1.scd 's/^## release$/## releasing/' "no section for the command release"
+    self_check vmsync.1.scd 's/^\*13\*$/*31*/' "exit status 13"
+    self_check vmsync-agent.8.scd '/^# EXIT STATUS$/a *3*\n\tNever.\n' "exit status that --help lacks: 3"
     self_check vmsync.1.scd 's/^\*vmsync key generate\*/*vmsync key make*/' "no synopsis line for vmsync key generate"
 fi
 finish
