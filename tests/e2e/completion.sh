@@ -63,7 +63,7 @@ vm_ok "$T/i2" import "$L" "$T/b.img" --name desk -q
 vm_ok "$T/i3" import "$L" "$T/a.img" --name lab.web-1 -q
 
 info "commands: those of vmsync --help, no more"
-cd "$T"
+cd "$T" || fail "cannot enter $T"
 want=$("$VMSYNC" --help | awk '/^  [a-z]/ { print $1 }' | sort -u | tr '\n' ' ' | sed 's/ $//')
 [[ $want == *checkout* && $want == *bundle* ]] || fail "vmsync --help lists no commands: $want"
 expect "commands" "$VMSYNC " "$want"
