@@ -158,9 +158,10 @@ INSTALL_PROGRAMS := vmsync vmsync-agent vmsync-gtk
 UNITS := vmsync-maintenance.service vmsync-maintenance.timer
 ICONS := $(patsubst gui-gtk/data/%,%,$(shell find gui-gtk/data/icons -type f | sort))
 # The completion script comes with the man pages: installed once it is there.
+# It completes the agent too; bash-completion finds it by the command's name.
 COMPLETION := $(wildcard packaging/completion/vmsync)
 APPDATA := applications/org.vmsync.Gtk.desktop metainfo/org.vmsync.Gtk.metainfo.xml \
-           $(if $(COMPLETION),bash-completion/completions/vmsync)
+           $(if $(COMPLETION),bash-completion/completions/vmsync bash-completion/completions/vmsync-agent)
 # Every file install writes, so that uninstall removes exactly those.
 INSTALLED := $(INSTALL_PROGRAMS:%=$(BINDIR)/%) $(LIBEXECDIR)/vmsync-maintenance \
              $(APPDATA:%=$(DATADIR)/%) $(ICONS:%=$(DATADIR)/%) \
@@ -183,6 +184,7 @@ install: programs man
 	install -m 644 gui-gtk/data/org.vmsync.Gtk.desktop $(DESTDIR)$(DATADIR)/applications/
 	install -m 644 packaging/org.vmsync.Gtk.metainfo.xml $(DESTDIR)$(DATADIR)/metainfo/
 	$(if $(COMPLETION),install -m 644 $(COMPLETION) $(DESTDIR)$(DATADIR)/bash-completion/completions/vmsync)
+	$(if $(COMPLETION),ln -sf vmsync $(DESTDIR)$(DATADIR)/bash-completion/completions/vmsync-agent)
 	for i in $(ICONS); do install -D -m 644 gui-gtk/data/$$i $(DESTDIR)$(DATADIR)/$$i; done
 	for m in $(MAN_OUT); do \
 	  s=$${m##*.}; install -D -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done

@@ -103,6 +103,11 @@ rm -rf "$root/root/repo" "$root/root/motd.img" "$root/root/out.img"* "$root/root
 
 step "man -w vmsync"
 in_root man -w vmsync || bad "man -w vmsync finds no page"
+if [[ -f $REPO/packaging/completion/vmsync ]]; then
+    step "the bash completion"
+    in_root ls -l /usr/share/bash-completion/completions/vmsync /usr/share/bash-completion/completions/vmsync-agent ||
+        bad "the bash completion is not installed"
+fi
 step "the vmsync user, /srv/vmsync, the timer"
 in_root getent passwd vmsync || bad "no vmsync user"
 [[ $(in_root stat -c %U /srv/vmsync 2>/dev/null) == vmsync ]] || bad "/srv/vmsync is not there, owned by vmsync"

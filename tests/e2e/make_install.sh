@@ -24,7 +24,8 @@ expect=(bin/vmsync bin/vmsync-agent bin/vmsync-gtk lib/vmsync/vmsync-maintenance
     share/applications/org.vmsync.Gtk.desktop share/metainfo/org.vmsync.Gtk.metainfo.xml
     share/icons/hicolor/scalable/apps/org.vmsync.Gtk.svg
     share/icons/hicolor/symbolic/apps/org.vmsync.Gtk-symbolic.svg)
-[[ ! -f $REPO/packaging/completion/vmsync ]] || expect+=(share/bash-completion/completions/vmsync)
+[[ ! -f $REPO/packaging/completion/vmsync ]] ||
+    expect+=(share/bash-completion/completions/vmsync share/bash-completion/completions/vmsync-agent)
 for scd in "$REPO"/docs/man/*.scd; do
     [[ -f $scd ]] || continue
     page=$(basename "$scd" .scd)
