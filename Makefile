@@ -48,7 +48,8 @@ GUI_PKGS := gtk4 libadwaita-1
 GUI_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(GUI_PKGS) 2>/dev/null))
 GUI_LIBS = $(shell pkg-config --libs $(GUI_PKGS) 2>/dev/null)
 
-.PHONY: all deps check check-plain check-san demo bench fuzz fuzz-run clean
+.PHONY: all deps check check-plain check-san demo bench fuzz fuzz-run clean \
+        programs man install uninstall deb
 all: $(BUILD)/vmsync $(BUILD)/vmsync-agent $(BUILD)/vmsync-gtk $(UNIT_BIN) $(TOOL_BIN)
 
 deps:
@@ -133,6 +134,75 @@ build-fuzz/%: tests/fuzz/%.c $(FSPARSE_SRC) $(LIBVMSYNC_SRC)
 FUZZ_SECONDS ?= 60
 fuzz-run: fuzz
 	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# ---- man pages, install, packages -------------------------------------------------
+# Each docs/man/NAME.SECTION.scd becomes $(BUILD)/man/NAME.SECTION, installed
+# under share/man/manSECTION/.
+MAN_SRC := $(wildcard docs/man/*.scd)
+MAN_OUT := $(MAN_SRC:docs/man/%.scd=$(BUILD)/man/%)
+man: $(MAN_OUT)
+$(BUILD)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc <$< >$@
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/lib/vmsync
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# The agent goes to bin/, not sbin/: sshd starts it through authorized_keys'
+# command= with the default PATH of a user, which has no sbin.
+INSTALL_PROGRAMS := vmsync vmsync-agent vmsync-gtk
+UNITS := vmsync-maintenance.service vmsync-maintenance.timer
+ICONS := $(patsubst gui-gtk/data/%,%,$(shell find gui-gtk/data/icons -type f | sort))
+# The completion script comes with the man pages: installed once it is there.
+# It completes the agent too; bash-completion finds it by the command's name.
+COMPLETION := $(wildcard packaging/completion/vmsync)
+APPDATA := applications/org.vmsync.Gtk.desktop metainfo/org.vmsync.Gtk.metainfo.xml \
+           $(if $(COMPLETION),bash-completion/completions/vmsync bash-completion/completions/vmsync-agent)
+# Every file install writes, so that uninstall removes exactly those.
+INSTALLED := $(INSTALL_PROGRAMS:%=$(BINDIR)/%) $(LIBEXECDIR)/vmsync-maintenance \
+             $(APPDATA:%=$(DATADIR)/%) $(ICONS:%=$(DATADIR)/%) \
+             $(UNITS:%=$(SYSTEMDUNITDIR)/%) \
+             $(foreach m,$(notdir $(MAN_OUT)),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(m))
+# The units name the installed paths.
+SUBST_PATHS = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g'
+
+programs: $(INSTALL_PROGRAMS:%=$(BUILD)/%)
+install: programs man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(DATADIR)/applications $(DESTDIR)$(DATADIR)/metainfo \
+	  $(DESTDIR)$(DATADIR)/bash-completion/completions
+	install -m 755 $(INSTALL_PROGRAMS:%=$(BUILD)/%) $(DESTDIR)$(BINDIR)/
+	$(SUBST_PATHS) packaging/systemd/vmsync-maintenance >$(DESTDIR)$(LIBEXECDIR)/vmsync-maintenance
+	chmod 755 $(DESTDIR)$(LIBEXECDIR)/vmsync-maintenance
+	for u in $(UNITS); do \
+	  $(SUBST_PATHS) packaging/systemd/$$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+	  chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	install -m 644 gui-gtk/data/org.vmsync.Gtk.desktop $(DESTDIR)$(DATADIR)/applications/
+	install -m 644 packaging/org.vmsync.Gtk.metainfo.xml $(DESTDIR)$(DATADIR)/metainfo/
+	$(if $(COMPLETION),install -m 644 $(COMPLETION) $(DESTDIR)$(DATADIR)/bash-completion/completions/vmsync)
+	$(if $(COMPLETION),ln -sf vmsync $(DESTDIR)$(DATADIR)/bash-completion/completions/vmsync-agent)
+	for i in $(ICONS); do install -D -m 644 gui-gtk/data/$$i $(DESTDIR)$(DATADIR)/$$i; done
+	for m in $(MAN_OUT); do \
+	  s=$${m##*.}; install -D -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+
+uninstall:
+	rm -f $(INSTALLED:%=$(DESTDIR)%)
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
+
+# The packages, built from the tracked files of the work tree (committed or
+# not, untracked files left out) copied into $(BUILD)/deb/src, as
+# dpkg-buildpackage -us -uc -b builds them; lintian then judges them.
+DEB_DIR := $(BUILD)/deb
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	git ls-files -z --cached | xargs -0 cp -a --parents -t $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning --info $(DEB_DIR)/*.changes
 
 clean:
 	rm -rf build build-san build-fuzz
