@@ -45,7 +45,8 @@ static const char *const main_usage =
     "A bundle FILE is a read-only REPO: checkout, export, verify and log read it.\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
-    "Run 'vmsync COMMAND --help' for a command's options.\n"
+    "Run 'vmsync COMMAND --help' for a command's options; 'vmsync --version' (-V)\n"
+    "prints the version and the libraries' (--json: as JSON).\n"
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing or refused backing file;\n"
@@ -129,6 +130,41 @@ bool cli_wants_help(int argc, char **argv)
     return false;
 }
 
+static void put_library_text(void *ctx, const struct vms_library_version *v)
+{
+    (void)ctx;
+    printf("  %-11s built %-28s running %s\n", v->name, v->built ? v->built : "unknown",
+           v->running ? v->running : "unknown");
+}
+
+static void put_library_json(void *ctx, const struct vms_library_version *v)
+{
+    bool *first = ctx;
+    fputs(*first ? "{" : ",{", stdout);
+    *first = false;
+    vms_json_member(stdout, "name", v->name);
+    fputs(",\"built\":", stdout);
+    vms_json_string(stdout, v->built);
+    fputs(",\"running\":", stdout);
+    vms_json_string(stdout, v->running);
+    putchar('}');
+}
+
+/* vmsync's version, then the libraries' as built and as loaded. */
+static int print_version(bool json)
+{
+    bool first = true;
+    if (json) {
+        printf("{\"version\":\"%s\",\"libraries\":[", VMSYNC_VERSION);
+        vms_library_versions(put_library_json, &first);
+        puts("]}");
+    } else {
+        printf("vmsync %s\nlibraries:\n", VMSYNC_VERSION);
+        vms_library_versions(put_library_text, NULL);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     opterr = 0; /* errors are reported the vmsync way, by cli_bad_option */
@@ -139,10 +175,8 @@ int main(int argc, char **argv)
         fputs(main_usage, stdout);
         return 0;
     }
-    if (!strcmp(cmd, "--version")) {
-        printf("vmsync %s\n", VMSYNC_VERSION);
-        return 0;
-    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V"))
+        return print_version(argc > 2 && !strcmp(argv[2], "--json"));
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);

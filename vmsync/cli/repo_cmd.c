@@ -253,7 +253,8 @@ int cmd_import(int argc, char **argv)
         "Reads IMAGE, stores the objects the repository lacks, and records it as the\n"
         "next version of NAME (version 1 for a new name).\n"
         "\n"
-        "  -n, --name NAME        the image's name in the repository\n"
+        "  -n, --name NAME        the image's name in the repository: letters, digits,\n"
+        "                         '.', '_' and '-', not starting with '-' or '.'\n"
         "  -m, --message M        a note for the log\n"
         "      --keep-volatile    store pagefile, hiberfil and swap contents too, so that\n"
         "                         checkout --keep-volatile can restore them\n"
@@ -311,7 +312,7 @@ int cmd_import(int argc, char **argv)
 
 static const char *const checkout_usage =
     "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
-    "                       [--estimate [--rate RATE]] [--steal] [--keep-volatile] [options]\n"
+    "                       [-n|--estimate [--rate RATE]] [--steal] [--keep-volatile] [options]\n"
     "\n"
     "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
     "it can from the seed images (any format; matched by content, not by path) and\n"
@@ -323,7 +324,8 @@ static const char *const checkout_usage =
     "is rebuilt.\n"
     "\n"
     OUTPUT_HELP
-    "      --estimate         print the plan, and write nothing: what would come from\n"
+    "  -n, --dry-run, --estimate\n"
+    "                         print the plan, and write nothing: what would come from\n"
     "                         seeds, what would be fetched, and the time that takes\n"
     "                         at --rate (--json: every figure of the plan)\n"
     "      --rate RATE        the link's rate for --estimate, in --bwlimit's form\n"
@@ -487,15 +489,17 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
                                          {"format", required_argument, 0, OPT_FORMAT},
                                          {"seed", required_argument, 0, OPT_SEED},
                                          {"estimate", no_argument, 0, OPT_ESTIMATE},
+                                         {"dry-run", no_argument, 0, OPT_ESTIMATE},
                                          {"rate", required_argument, 0, OPT_RATE},
                                          {"steal", no_argument, 0, OPT_STEAL},
                                          {"keep-volatile", no_argument, 0, OPT_KEEP},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct vms_checkout_opts *o = &a->o;
     int opt, why;
-    while ((opt = getopt_long(argc, argv, "o:qhi:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "o:nqhi:", opts, NULL)) != -1) {
         switch (opt) {
         case 'o': o->out = optarg; break;
+        case 'n': a->estimate = true; break;
         case OPT_FORMAT: o->format = optarg; break;
         case OPT_SEED: seeds[o->n_seeds++] = optarg; break;
         case OPT_ESTIMATE: a->estimate = true; break;

@@ -58,6 +58,18 @@ enum vms_error_kind {
  * number that is no kind.  Every kind of either list has its own name. */
 const char *vms_error_kind_name(int kind);
 
+/* ---- library versions ----------------------------------------------------
+ * The libraries vmsync is linked with, for --version and bug reports.  NAME
+ * is the library ("ext2fs", "openssl", ...); BUILT the version its headers
+ * (or pkg-config) gave at build time, RUNNING the one loaded now; either is
+ * NULL when unknown.  The strings live only during the callback. */
+struct vms_library_version {
+    const char *name, *built, *running;
+};
+typedef void vms_library_version_fn(void *ctx, const struct vms_library_version *v);
+/* Calls EACH once per library, in a fixed order, on the calling thread. */
+void vms_library_versions(vms_library_version_fn *each, void *ctx);
+
 /* ---- manifest files -----------------------------------------------------
  * Format (version 1), all integers little-endian:
  *   header, 16 bytes, not compressed:
@@ -442,6 +454,11 @@ int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error 
  * any sensible timeout, and a client could hold an agent pacing for days. */
 #define VMS_BWLIMIT_MIN 8192u
 
+/* Checks the name of an image about to be created: 1 to 255 of A-Z, a-z,
+ * 0-9, '.', '_' and '-', not starting with '-' or '.'.  A bad one: -EINVAL
+ * (FSP_EK_USAGE, the message naming the first bad character).  Names that
+ * older versions stored stay readable: only import checks. */
+int vms_image_name_check(const char *name, fsp_error *err);
 /* Parses "NAME" or "NAME@N" (NAME shorter than LEN); VERSION 0 when absent.
  * A bad one: -EINVAL (FSP_EK_USAGE, the message quoting REF). */
 int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fsp_error *err);

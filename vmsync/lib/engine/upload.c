@@ -130,7 +130,10 @@ int vms_import(vms_client *cl, const struct vms_import_opts *o,
     struct upload u = {.c = &c, .stats = stats};
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
-    int rc = vms_ctx_open(&c, cl, stats, err);
+    int rc = vms_image_name_check(name, err);
+    if (rc)
+        return rc; /* before any connection: a usage error */
+    rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc)
         rc = writable(&c, "import", err);
     if (!rc)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The conventions a user expects of a command line:
+#   - -V is --version; both name the libraries, as built and as running, and
+#     --version --json says the same as one object; vmsync-agent takes -V too;
+#   - checkout -n and --dry-run are --estimate: a plan, nothing written;
+#   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
+#     a bad one exits 2 naming the bad character, and nothing is recorded.
+source "$(dirname "$0")/../lib/common.sh"
+source "$TESTS_LIB/repo.sh"
+need_vmsync
+VMSYNC_AGENT=${VMSYNC_AGENT:-$(dirname "$VMSYNC")/vmsync-agent}
+need_cmd mke2fs jq
+
+export VMSYNC_CACHE=$T/cache VMSYNC_HOST=conv
+
+info "-V and --version"
+vm_ok "$T/V" -V
+vm_ok "$T/version" --version
+cmp -s "$T/V.out" "$T/version.out" || bad "-V and --version differ"
+head -1 "$T/V.out" | grep -qE '^vmsync [0-9]+\.[0-9]+' || bad "-V: $(head -1 "$T/V.out")"
+for lib in ext2fs ntfs-3g libnbd openssl zstd sqlite libssh libarchive; do
+    grep -qE "^  $lib +built [^ ].* running " "$T/V.out" || bad "-V does not list $lib: $(cat "$T/V.out")"
+done
+running=$(sqlite3 :memory: 'select sqlite_version()' 2>/dev/null || true)
+[[ -z $running ]] || grep -qE "^  sqlite .* running $running\$" "$T/V.out" ||
+    bad "-V's running sqlite is not $running: $(grep sqlite "$T/V.out")"
+vm_ok "$T/vjson" --version --json
+jq -e '.version and (.libraries | length) == 8 and
+       (.libraries[] | select(.name == "zstd") | .built and .running)' "$T/vjson.out" >/dev/null ||
+    bad "--version --json: $(head -c 300 "$T/vjson.out")"
+"$VMSYNC_AGENT" -V >"$T/agent.out" 2>&1 || bad "vmsync-agent -V failed: $(head -c 200 "$T/agent.out")"
+grep -qE '^vmsync-agent [0-9]' "$T/agent.out" && grep -q '^  openssl ' "$T/agent.out" ||
+    bad "vmsync-agent -V: $(head -c 200 "$T/agent.out")"
+
+repo_motd_img conv "$T/img"
+R=$T/repo
+repo_init "$R"
+vm_ok "$T/imp" import "$R" "$T/img" --name desk -q
+
+info "checkout -n and --dry-run are --estimate"
+vm_ok "$T/est" checkout "$R" desk -o "$T/out.img" --estimate --json
+for flag in -n --dry-run; do
+    vm_ok "$T/dry$flag" checkout "$R" desk -o "$T/out.img" "$flag" --json
+    [[ -e $T/out.img || -e $T/out.img.vmsync-part ]] && bad "checkout $flag wrote OUT"
+    jq -e '.objects_to_fetch > 0' "$T/dry$flag.out" >/dev/null ||
+        bad "checkout $flag printed no plan: $(head -c 200 "$T/dry$flag.out")"
+    [[ $(jq -c 'del(.planning_seconds)' "$T/dry$flag.out") == $(jq -c 'del(.planning_seconds)' "$T/est.out") ]] ||
+        bad "checkout $flag's plan is not --estimate's"
+done
+vm_ok "$T/leases" leases "$R" --json
+jq -e '.leases == []' "$T/leases.out" >/dev/null ||
+    bad "a dry run took a lease: $(cat "$T/leases.out")"
+
+info "image names"
+bad_name() { # NAME WHAT: import refuses NAME, naming WHAT
+    vm "$T/name" import "$R" "$T/img" --name "$1" -q
+    ((VM_RC == 2)) || bad "import --name '$1' exited $VM_RC, expected 2: $(head -c 200 "$T/name.err")"
+    grep -qF -- "$2" "$T/name.err" || bad "import --name '$1': the message does not name $2: $(cat "$T/name.err")"
+}
+bad_name 'a@2' "'@' is not allowed"
+bad_name 'two words' "' ' is not allowed"
+bad_name 'a/b' "'/' is not allowed"
+bad_name $'caf\xe9' 'byte 0xe9'
+bad_name '-rf' "may not start with '-'"
+bad_name '.hidden' "may not start with '.'"
+vm_ok "$T/images" images "$R" --json
+[[ $(jq -r '.images | map(.image) | join(",")' "$T/images.out") == desk ]] ||
+    bad "a refused name was recorded: $(cat "$T/images.out")"
+vm_ok "$T/good" import "$R" "$T/img" --name Web_01.v-2 -q
+finish
