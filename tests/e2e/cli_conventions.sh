@@ -4,11 +4,14 @@
 #     --version --json says the same as one object; vmsync-agent takes -V too;
 #   - checkout -n and --dry-run are --estimate: a plan, nothing written;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
-#     a bad one exits 2 naming the bad character, and nothing is recorded.
+#     a bad one exits 2 naming the bad character, and nothing is recorded;
+#   - ssh:// to a server without the agent (--agent /nonexistent, with a key
+#     that runs what it is asked) exits 12, naming the command, and does not
+#     say to run it again; the same key with the real agent works.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
+source "$TESTS_LIB/sshd.sh"
 need_vmsync
-VMSYNC_AGENT=${VMSYNC_AGENT:-$(dirname "$VMSYNC")/vmsync-agent}
 need_cmd mke2fs jq
 
 export VMSYNC_CACHE=$T/cache VMSYNC_HOST=conv
@@ -67,4 +70,17 @@ vm_ok "$T/images" images "$R" --json
 [[ $(jq -r '.images | map(.image) | join(",")' "$T/images.out") == desk ]] ||
     bad "a refused name was recorded: $(cat "$T/images.out")"
 vm_ok "$T/good" import "$R" "$T/img" --name Web_01.v-2 -q
+
+info "a missing agent"
+mkdir -p "$T/srv"
+sshd_start "$T/sshd" "$T/srv"
+ssh_opts=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_PLAIN_KEY")
+vm_expect "$T/noagent" 12 images "$SSHD_URL_BASE/$R" --agent /nonexistent "${ssh_opts[@]}"
+grep -q "the agent command /nonexistent was not found on 127.0.0.1" "$T/noagent.err" ||
+    bad "a missing agent: $(cat "$T/noagent.err")"
+grep -q -- "--agent" "$T/noagent.err" || bad "a missing agent: no word of --agent: $(cat "$T/noagent.err")"
+grep -q "again" "$T/noagent.err" && bad "a missing agent: told to try again: $(cat "$T/noagent.err")"
+vm_ok "$T/agent" images "$SSHD_URL_BASE/repo" --agent "$VMSYNC_AGENT --root $T" --json "${ssh_opts[@]}"
+[[ $(jq -r '.images | map(.image) | join(",")' "$T/agent.out") == Web_01.v-2,desk ]] ||
+    bad "the real agent over the same key: $(cat "$T/agent.out")"
 finish

@@ -55,8 +55,9 @@ static const char *const main_usage =
     "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
     "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
     "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
-    "key, login, a path outside the agent's root, a --read-only key); 13 a trusted\n"
-    "key (--trust) did not sign the version, or it is badly signed.\n";
+    "key, login, a path outside the agent's root, a --read-only key, no vmsync-agent\n"
+    "on the server); 13 a trusted key (--trust) did not sign the version, or it is\n"
+    "badly signed.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -87,6 +88,8 @@ void cli_hint(const char *hint) { report_hint = hint; }
 int cli_report(const fsp_error *err)
 {
     /* messages embed names from images and from servers */
+    if (err->code == -ENOENT && err->kind == VMS_EK_DENIED && !report_hint)
+        report_hint = "or give its path there with --agent"; /* the server has no such agent */
     fputs("vmsync: ", stderr);
     vms_put_text(stderr, err->msg[0] ? err->msg : "unknown error");
     if (report_hint)
