@@ -3,6 +3,9 @@
 #   - -V is --version; both name the libraries, as built and as running, and
 #     --version --json says the same as one object; vmsync-agent takes -V too;
 #   - checkout -n and --dry-run are --estimate: a plan, nothing written;
+#   - --json: checkout, import and verify print JSON; an error, a usage error
+#     too, is one JSON object on stderr with its kind and exit status, and
+#     nothing on stdout;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
 #     a bad one exits 2 naming the bad character, and nothing is recorded;
 #   - ssh:// to a server without the agent (--agent /nonexistent, with a key
@@ -53,6 +56,29 @@ done
 vm_ok "$T/leases" leases "$R" --json
 jq -e '.leases == []' "$T/leases.out" >/dev/null ||
     bad "a dry run took a lease: $(cat "$T/leases.out")"
+
+info "--json results and errors"
+json_error() { # PREFIX STATUS KIND ARGS...: the command fails as a JSON error
+    local p=$1 status=$2 kind=$3
+    shift 3
+    vm_expect "$p" "$status" "$@" || return 0
+    [[ ! -s $p.out ]] || bad "vmsync $*: an error, yet stdout holds $(head -c 200 "$p.out")"
+    [[ $(wc -l <"$p.err") == 1 ]] && jq -e --arg k "$kind" --argjson s "$status" \
+        '.error.kind == $k and .error.exit == $s and (.error.message | length > 0)' "$p.err" >/dev/null ||
+        bad "vmsync $*: stderr is not one JSON error of kind $kind: $(head -c 300 "$p.err")"
+}
+json_error "$T/je-opt" 2 usage checkout "$R" desk --no-such-option --json
+json_error "$T/je-cmd" 2 usage frobnicate --json
+json_error "$T/je-missing" 9 "not found" checkout "$R" nosuch -o "$T/x.img" --json
+json_error "$T/je-open" 3 open images "$T/no-repo" --json
+vm_ok "$T/co" checkout "$R" desk -o "$T/co.img" --json
+jq -e '.version == 1 and .image_size > 0' "$T/co.out" >/dev/null || bad "checkout --json: $(head -c 300 "$T/co.out")"
+vm_ok "$T/ver" verify "$R" desk "$T/co.img" --json
+jq -e '.matches == true and .version == 1 and .image == "desk" and .signature == "unsigned" and
+       .expected == .actual' "$T/ver.out" >/dev/null || bad "verify --json: $(head -c 300 "$T/ver.out")"
+vm_ok "$T/imp2" import "$R" "$T/co.img" --name desk --json
+jq -e '.version == 2' "$T/imp2.out" >/dev/null || bad "import --json: $(head -c 300 "$T/imp2.out")"
+vm_ok "$T/rel" release "$R" desk
 
 info "image names"
 bad_name() { # NAME WHAT: import refuses NAME, naming WHAT

@@ -45,6 +45,8 @@ static const char *const main_usage =
     "A bundle FILE is a read-only REPO: checkout, export, verify and log read it.\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
+    "With --json a command prints its result as JSON, and an error (a usage error\n"
+    "too) as one line on stderr: {\"error\":{\"message\":M,\"kind\":K,\"exit\":N,\"hint\":H}}.\n"
     "Run 'vmsync COMMAND --help' for a command's options; 'vmsync --version' (-V)\n"
     "prints the version and the libraries' (--json: as JSON).\n"
     "\n"
@@ -85,31 +87,64 @@ static const char *report_hint;
 
 void cli_hint(const char *hint) { report_hint = hint; }
 
+/* --json anywhere among the words (before a "--"): errors are JSON too.  The
+ * words are scanned, not parsed, so that a usage error is JSON as well. */
+static bool json_errors;
+
+static void scan_for_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--json"))
+            json_errors = true;
+}
+
+/* One line on stderr: {"error":{"message":M,"kind":K,"exit":N,"hint":H}}. */
+static void put_json_error(const char *msg, int kind, int status, const char *hint)
+{
+    fputs("{\"error\":{", stderr);
+    vms_json_member(stderr, "message", msg);
+    fputs(",\"kind\":", stderr);
+    vms_json_string(stderr, vms_error_kind_name(kind));
+    fprintf(stderr, ",\"exit\":%d,\"hint\":", status);
+    vms_json_string(stderr, hint);
+    fputs("}}\n", stderr);
+}
+
 int cli_report(const fsp_error *err)
 {
-    /* messages embed names from images and from servers */
     if (err->code == -ENOENT && err->kind == VMS_EK_DENIED && !report_hint)
         report_hint = "or give its path there with --agent"; /* the server has no such agent */
+    int status = cli_exit_status(err);
+    status = status ? status : 1;
+    const char *msg = err->msg[0] ? err->msg : "unknown error";
+    if (json_errors)
+        return put_json_error(msg, err->kind, status, report_hint), status;
+    /* messages embed names from images and from servers */
     fputs("vmsync: ", stderr);
-    vms_put_text(stderr, err->msg[0] ? err->msg : "unknown error");
+    vms_put_text(stderr, msg);
     if (report_hint)
         fprintf(stderr, "; %s", report_hint);
     fputc('\n', stderr);
-    int status = cli_exit_status(err);
-    return status ? status : 1;
+    return status;
 }
 
 int cli_usage_error(const char *usage, const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    fputs("vmsync: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     /* The synopsis only: the usage up to its first blank line. */
     const char *end = strstr(usage, "\n\n");
-    fwrite(usage, 1, end ? (size_t)(end - usage) + 1 : strlen(usage), stderr);
+    size_t synopsis = end ? (size_t)(end - usage) + 1 : strlen(usage);
+    if (json_errors) {
+        char hint[1024];
+        snprintf(hint, sizeof hint, "%.*s", (int)strcspn(usage, "\n"), usage);
+        return put_json_error(msg, FSP_EK_USAGE, 2, hint), 2;
+    }
+    fprintf(stderr, "vmsync: %s\n", msg);
+    fwrite(usage, 1, synopsis, stderr);
     return 2;
 }
 
@@ -171,6 +206,7 @@ static int print_version(bool json)
 int main(int argc, char **argv)
 {
     opterr = 0; /* errors are reported the vmsync way, by cli_bad_option */
+    scan_for_json(argc, argv);
     if (argc < 2)
         return cli_usage_error(main_usage, "%s", "missing command");
     const char *cmd = argv[1];

@@ -42,6 +42,10 @@ enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON, OPT_TRUST 
     "                         (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"               \
     "      --stats-json FILE  write the figures of the run to FILE as JSON\n"                 \
     "      --progress=MODE    auto (a bar on a terminal), none, or json lines on stderr\n"     \
+    "      --json             the result as JSON on stdout (import, checkout, export,\n"     \
+    "                         checkin: the figures of --stats-json), and an error as\n"      \
+    "                         one line on stderr: {\"error\":{\"message\",\"kind\",\"exit\",\n"  \
+    "                         \"hint\"}} (stdout keeps what came before it)\n"                \
     "  -q, --quiet            no progress, no summary\n"                                      \
     "  -h, --help             this help\n" CLI_IMAGE_HELP                                \
     "\n" CLI_REMOTE_HELP
@@ -212,7 +216,9 @@ static int finish(struct common *c, int rc, const fsp_error *err, const struct v
         if (f != stdout)
             fclose(f);
     }
-    if (!c->quiet && summary) {
+    if (!c->quiet && summary && c->json)
+        write_stats(stdout, st); /* the figures of the run, as --stats-json writes them */
+    else if (!c->quiet && summary) {
         vms_put_text(stdout, summary); /* it embeds names and paths */
         putchar('\n');
     }
@@ -749,15 +755,33 @@ int cmd_log(int argc, char **argv)
 
 /* ---- verify ------------------------------------------------------------------------ */
 
+static void print_verify_json(const char *image, const struct vms_version *v, bool same,
+                              const uint8_t *expected, const uint8_t *actual, const char *state)
+{
+    char fp[VMS_FINGERPRINT_TEXT_LEN];
+    vms_fingerprint_text(v->signer, fp);
+    putchar('{');
+    vms_json_member(stdout, "file", image);
+    putchar(',');
+    vms_json_member(stdout, "image", v->image);
+    printf(",\"version\":%u,\"matches\":%s,\"expected\":\"", v->number, same ? "true" : "false");
+    print_hex(stdout, expected);
+    fputs("\",\"actual\":\"", stdout);
+    print_hex(stdout, actual);
+    printf("\",\"signature\":\"%s\",\"signer\":", state);
+    printf(v->is_signed ? "\"%s\"}\n" : "null}\n", fp);
+}
+
 int cmd_verify(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync verify REPO NAME[@VERSION] IMAGE\n"
+        "usage: vmsync verify REPO NAME[@VERSION] IMAGE [--json]\n"
         "\n"
         "Scans IMAGE and compares its canonical digest with the version's, and shows\n"
         "the version's signature.  Exit status 0 when they match, 10 when they differ;\n"
-        "with -q that is all it says.  With a trusted key, a version that no trusted key\n"
-        "signed, or signed badly, is refused before IMAGE is read (exit 13).\n"
+        "with -q that is all it says; --json says it as one object.  With a trusted key,\n"
+        "a version that no trusted key signed, or signed badly, is refused before IMAGE\n"
+        "is read (exit 13).\n"
         "\n" TRUST_HELP COMMON_HELP;
     struct common c = {.takes_trust = true};
     int status = parse_common_only(argc, argv, usage, &c, 3, 3, "verify needs REPO, NAME[@VERSION] and IMAGE");
@@ -773,19 +797,26 @@ int cmd_verify(int argc, char **argv)
     uint8_t expected[FSP_SHA256_LEN], actual[FSP_SHA256_LEN];
     struct vms_version v;
     char signature[160] = "";
+    const char *state = NULL;
     int rc = common_open(&c, &err);
     if (!rc) /* the number first: the latest may move on between the two calls */
         rc = vms_version_lookup(c.client, name, version, &v, &err);
     if (!rc)
         rc = vms_verify(c.client, name, v.number, argv[optind + 2], &same, expected, actual, &err);
-    if (!rc)
+    if (!rc) {
         describe_signature(c.client, &v, signature, sizeof signature);
+        state = vms_signature_state_name(vms_signature_state(c.client, &v));
+    }
     common_close(&c);
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
     if (c.quiet)
         return same ? 0 : 10;
+    if (c.json) {
+        print_verify_json(argv[optind + 2], &v, same, expected, actual, state);
+        return same ? 0 : 10;
+    }
     vms_put_name(stdout, argv[optind + 2]);
     printf(": %s\n  expected ", same ? "matches" : "DIFFERS");
     print_hex(stdout, expected);
