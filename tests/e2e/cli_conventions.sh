@@ -8,6 +8,10 @@
 #     nothing on stdout;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
 #     a bad one exits 2 naming the bad character, and nothing is recorded;
+#   - SIGINT and SIGTERM (sent by gdb, stopped in the library the phase
+#     calls) end a manifest and a local import in their scan, and a checkout
+#     in its fetch, with exit 7: no manifest file, no version, and the
+#     checkout run again resumes (bytes_resumed > 0) to T's digest;
 #   - ssh:// to a server without the agent (--agent /nonexistent, with a key
 #     that runs what it is asked) exits 12, naming the command, and does not
 #     say to run it again; the same key with the real agent works.
@@ -15,7 +19,7 @@ source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
 need_vmsync
-need_cmd mke2fs jq
+need_cmd mke2fs jq gdb
 
 export VMSYNC_CACHE=$T/cache VMSYNC_HOST=conv
 
@@ -97,6 +101,36 @@ vm_ok "$T/images" images "$R" --json
     bad "a refused name was recorded: $(cat "$T/images.out")"
 vm_ok "$T/good" import "$R" "$T/img" --name Web_01.v-2 -q
 
+info "Ctrl-C and SIGTERM: exit 7, resumable"
+# at_break PREFIX FUNCTION SKIP SIGNAL ARGS...: runs vmsync ARGS under gdb,
+# stops at the SKIP+1th call of FUNCTION, sends SIGNAL; the exit status is
+# gdb's report.  (LeakSanitizer cannot run under a debugger.)
+at_break() {
+    local p=$1 fn=$2 skip=$3 sig=$4
+    shift 4
+    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+        timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
+        -ex 'set startup-with-shell off' -ex 'set breakpoint pending on' -ex "break $fn" \
+        -ex "ignore 1 $skip" -ex run -ex delete -ex "signal $sig" --args "$VMSYNC" "$@" \
+        >"$p.gdb" 2>&1 </dev/null || true
+    grep -q 'exited with code 07\]' "$p.gdb" ||
+        bad "$sig to vmsync $1: not exit 7: $(grep -v '^\[\|^Using\|^$' "$p.gdb" | tail -c 300 | tr '\n' ' ')"
+    grep -q '^vmsync: cancelled' "$p.gdb" || bad "$sig to vmsync $1: no 'cancelled': $(tail -c 300 "$p.gdb")"
+}
+timg=$(repo_img t ext4) || fail "cannot build T"
+at_break "$T/sig-manifest" ext2fs_read_inode 0 SIGINT manifest "$timg" -o "$T/t.vmm" -q
+[[ ! -e $T/t.vmm ]] || bad "a cancelled manifest left $T/t.vmm"
+at_break "$T/sig-import" ext2fs_read_inode 0 SIGTERM import "$R" "$timg" --name big -q
+vm_ok "$T/after-import" images "$R" --json
+jq -e '[.images[].image] | index("big") == null' "$T/after-import.out" >/dev/null ||
+    bad "a cancelled import recorded a version: $(cat "$T/after-import.out")"
+vm_ok "$T/imp-t" import "$R" "$timg" --name t -q
+at_break "$T/sig-co" ZSTD_decompressStream 40 SIGTERM checkout "$R" t -o "$T/t.img" -q
+[[ ! -e $T/t.img && -e $T/t.img.vmsync-part ]] || bad "a cancelled checkout left $(ls "$T" | grep t.img)"
+vm_ok "$T/co-again" checkout "$R" t -o "$T/t.img" -q --stats-json "$T/co-again.json"
+(($(repo_stat "$T/co-again.json" bytes_resumed) > 0)) || bad "the checkout after SIGTERM resumed nothing"
+[[ $(repo_digest "$T/t.img") == $(repo_digest "$timg") ]] || bad "the resumed checkout is not T"
+
 info "a missing agent"
 mkdir -p "$T/srv"
 sshd_start "$T/sshd" "$T/srv"
@@ -107,6 +141,6 @@ grep -q "the agent command /nonexistent was not found on 127.0.0.1" "$T/noagent.
 grep -q -- "--agent" "$T/noagent.err" || bad "a missing agent: no word of --agent: $(cat "$T/noagent.err")"
 grep -q "again" "$T/noagent.err" && bad "a missing agent: told to try again: $(cat "$T/noagent.err")"
 vm_ok "$T/agent" images "$SSHD_URL_BASE/repo" --agent "$VMSYNC_AGENT --root $T" --json "${ssh_opts[@]}"
-[[ $(jq -r '.images | map(.image) | join(",")' "$T/agent.out") == Web_01.v-2,desk ]] ||
+[[ $(jq -r '.images | map(.image) | join(",")' "$T/agent.out") == Web_01.v-2,desk,t ]] ||
     bad "the real agent over the same key: $(cat "$T/agent.out")"
 finish

@@ -207,6 +207,7 @@ int main(int argc, char **argv)
 {
     opterr = 0; /* errors are reported the vmsync way, by cli_bad_option */
     scan_for_json(argc, argv);
+    cli_cancel_on_signals(NULL); /* Ctrl-C cancels every command: exit 7 */
     if (argc < 2)
         return cli_usage_error(main_usage, "%s", "missing command");
     const char *cmd = argv[1];
@@ -235,22 +236,30 @@ int main(int argc, char **argv)
 }
 
 static vms_client *volatile interrupt_client;
+static volatile sig_atomic_t interrupted;
 
+bool cli_interrupted(void) { return interrupted; }
+
+/* All a handler may do: flag it, and fire the open client's token; the
+ * operation then ends itself (the scans that run without a client see the
+ * flag in their progress callback).  A second signal ends the process,
+ * whatever it waits for. */
 static void on_interrupt(int sig)
 {
+    interrupted = 1;
     vms_client *c = interrupt_client;
-    if (!c) { /* nothing to cancel: the default, at once */
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    vms_client_cancel(c); /* all a handler may do: the operation ends itself */
-    signal(sig, SIG_DFL); /* a second signal ends the process, whatever it waits for */
+    if (c)
+        vms_client_cancel(c);
+    signal(sig, SIG_DFL);
 }
 
 void cli_cancel_on_signals(vms_client *c)
 {
     interrupt_client = c;
+    if (c && interrupted) /* the signal came before the handle */
+        vms_client_cancel(c);
+    if (interrupted)
+        return; /* the second signal keeps its default */
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);

@@ -127,7 +127,7 @@ void cli_progress_clear(struct cli_progress *p)
 static int c_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
     cli_progress_show(&((struct cli_scan *)ctx)->bar, phase, done, total);
-    return 0;
+    return cli_interrupted(); /* non-zero: the scan ends as cancelled */
 }
 
 void cli_progress_warning(struct cli_progress *p, const struct vms_warning *w)

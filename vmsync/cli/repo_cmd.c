@@ -129,7 +129,7 @@ static int session_event(void *ctx, const struct vms_event *ev)
 {
     struct common *c = ctx;
     cli_progress_event(&c->bar, ev);
-    return 0;
+    return cli_interrupted(); /* a local phase ends at the next event too */
 }
 
 static void common_start(struct common *c, const char *repo)
