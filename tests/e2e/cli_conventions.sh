@@ -8,6 +8,10 @@
 #     nothing on stdout;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
 #     a bad one exits 2 naming the bad character, and nothing is recorded;
+#   - an unknown image name close to one the repository holds (a letter
+#     more or less, another case) gets "did you mean 'desk'?" (exit 9), locally and
+#     over ssh://; a far one does not; import IMAGE REPO, swapped, fails with
+#     the hint "did you mean: vmsync import REPO IMAGE";
 #   - SIGINT and SIGTERM (sent by gdb, stopped in the library the phase
 #     calls) end a manifest and a local import in their scan, and a checkout
 #     in its fetch, with exit 7: no manifest file, no version, and the
@@ -101,6 +105,24 @@ vm_ok "$T/images" images "$R" --json
     bad "a refused name was recorded: $(cat "$T/images.out")"
 vm_ok "$T/good" import "$R" "$T/img" --name Web_01.v-2 -q
 
+info "did you mean"
+suggests() { # PREFIX NAME WANT: log REPO NAME fails (exit 9), suggesting WANT ("" none)
+    vm_expect "$1" 9 log "${@:4}" "$2" || return 0
+    if [[ -n $3 ]]; then
+        grep -qF "no image named $2; did you mean '$3'?" "$1.err" || bad "log $2: $(cat "$1.err")"
+    elif grep -q "did you mean" "$1.err"; then
+        bad "log $2 suggests what is not close: $(cat "$1.err")"
+    fi
+}
+suggests "$T/dym1" dsk desk "$R"
+suggests "$T/dym2" desks desk "$R"
+suggests "$T/dym3" DESK desk "$R"
+suggests "$T/dym4" zzzz "" "$R"
+vm_expect "$T/swap" 4 import "$T/img" "$R" --name desk
+grep -qF "did you mean: vmsync import $R $T/img" "$T/swap.err" || bad "import IMAGE REPO: $(cat "$T/swap.err")"
+vm_expect "$T/swap2" 4 import "$T/img" "$T/nothing" --name desk
+grep -qF "did you mean: vmsync import $T/nothing $T/img" "$T/swap2.err" || bad "import IMAGE MISSING: $(cat "$T/swap2.err")"
+
 info "Ctrl-C and SIGTERM: exit 7, resumable"
 # at_break PREFIX FUNCTION SKIP SIGNAL ARGS...: runs vmsync ARGS under gdb,
 # stops at the SKIP+1th call of FUNCTION, sends SIGNAL; the exit status is
@@ -140,6 +162,7 @@ grep -q "the agent command /nonexistent was not found on 127.0.0.1" "$T/noagent.
     bad "a missing agent: $(cat "$T/noagent.err")"
 grep -q -- "--agent" "$T/noagent.err" || bad "a missing agent: no word of --agent: $(cat "$T/noagent.err")"
 grep -q "again" "$T/noagent.err" && bad "a missing agent: told to try again: $(cat "$T/noagent.err")"
+suggests "$T/dym-ssh" Desk desk "$SSHD_URL_BASE/repo" --agent "$VMSYNC_AGENT --root $T" "${ssh_opts[@]}"
 vm_ok "$T/agent" images "$SSHD_URL_BASE/repo" --agent "$VMSYNC_AGENT --root $T" --json "${ssh_opts[@]}"
 [[ $(jq -r '.images | map(.image) | join(",")' "$T/agent.out") == Web_01.v-2,desk,t ]] ||
     bad "the real agent over the same key: $(cat "$T/agent.out")"

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -251,6 +252,20 @@ int cmd_init(int argc, char **argv)
 
 /* ---- import ----------------------------------------------------------------- */
 
+/* import IMAGE REPO, swapped: the first a file, the second a directory or
+ * nothing.  Only a hint for a failed import: a bundle FILE is a REPO too. */
+static void hint_swapped(const char *repo, const char *image)
+{
+    static char hint[8192];
+    struct stat r, i;
+    bool swapped = strncmp(repo, "ssh://", 6) && !stat(repo, &r) && S_ISREG(r.st_mode) &&
+                   (stat(image, &i) ? errno == ENOENT : S_ISDIR(i.st_mode));
+    if (swapped && strlen(repo) < 4000 && strlen(image) < 4000) {
+        snprintf(hint, sizeof hint, "did you mean: vmsync import %.4000s %.4000s ...?", image, repo);
+        cli_hint(hint);
+    }
+}
+
 int cmd_import(int argc, char **argv)
 {
     static const char *const usage =
@@ -297,6 +312,8 @@ int cmd_import(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_import(c.client, &o, &st, &err);
+    if (rc)
+        hint_swapped(argv[optind], o.image);
     common_close(&c);
     char summary[256], a[32], b[32];
     snprintf(summary, sizeof summary, "imported %s as %s@%u: %llu new objects, %s (%s stored) in %.1f s",
