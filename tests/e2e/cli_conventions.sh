@@ -16,6 +16,8 @@
 #     calls) end a manifest and a local import in their scan, and a checkout
 #     in its fetch, with exit 7: no manifest file, no version, and the
 #     checkout run again resumes (bytes_resumed > 0) to T's digest;
+#   - on a terminal (script gives it a pty) the progress bar of a checkout
+#     ends full: its last line shows the total done, ETA 0s;
 #   - ssh:// to a server without the agent (--agent /nonexistent, with a key
 #     that runs what it is asked) exits 12, naming the command, and does not
 #     say to run it again; the same key with the real agent works.
@@ -152,6 +154,15 @@ at_break "$T/sig-co" ZSTD_decompressStream 40 SIGTERM checkout "$R" t -o "$T/t.i
 vm_ok "$T/co-again" checkout "$R" t -o "$T/t.img" -q --stats-json "$T/co-again.json"
 (($(repo_stat "$T/co-again.json" bytes_resumed) > 0)) || bad "the checkout after SIGTERM resumed nothing"
 [[ $(repo_digest "$T/t.img") == $(repo_digest "$timg") ]] || bad "the resumed checkout is not T"
+
+info "the progress bar ends full"
+need_cmd script
+rm -f "$T/t.img"
+VMSYNC_CACHE=$T/cache script -qec "$(printf '%q ' "$VMSYNC" export "$R" t -o "$T/t.img")" "$T/pty.out" \
+    >/dev/null 2>&1 </dev/null || bad "export on a pty failed: $(tail -c 300 "$T/pty.out")"
+last=$(tr '\r' '\n' <"$T/pty.out" | grep ' MiB/s ' | tail -1)
+[[ $last =~ \ ([0-9.]+)\ /\ ([0-9.]+)\ MiB\ .*ETA\ 0s ]] && [[ ${BASH_REMATCH[1]} == "${BASH_REMATCH[2]}" ]] ||
+    bad "the bar's last line is not full: '$last'"
 
 info "a missing agent"
 mkdir -p "$T/srv"

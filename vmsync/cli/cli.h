@@ -104,6 +104,7 @@ struct cli_progress {
     char phase[32];
     uint32_t index; /* the seed whose scan is shown */
     double phase_started, last_shown;
+    uint64_t total; /* the shown phase's, for the bar's last draw */
     bool drawn;
 };
 void cli_progress_init(struct cli_progress *p, enum cli_progress_mode mode);
