@@ -2,6 +2,8 @@
 # The conventions a user expects of a command line:
 #   - -V is --version; both name the libraries, as built and as running, and
 #     --version --json says the same as one object; vmsync-agent takes -V too;
+#   - the top-level help names the three forms of REPO and every exit status,
+#     0 to 13;
 #   - checkout -n and --dry-run are --estimate: a plan, nothing written;
 #   - --json: checkout, import and verify print JSON; an error, a usage error
 #     too, is one JSON object on stderr with its kind and exit status, and
@@ -47,6 +49,12 @@ jq -e '.version and (.libraries | length) == 8 and
 "$VMSYNC_AGENT" -V >"$T/agent.out" 2>&1 || bad "vmsync-agent -V failed: $(head -c 200 "$T/agent.out")"
 grep -qE '^vmsync-agent [0-9]' "$T/agent.out" && grep -q '^  openssl ' "$T/agent.out" ||
     bad "vmsync-agent -V: $(head -c 200 "$T/agent.out")"
+
+vm_ok "$T/help" --help
+grep -q "REPO is a directory, an ssh://.* URL,\$" "$T/help.out" && grep -q "a bundle FILE" "$T/help.out" ||
+    bad "--help does not name the forms of REPO: $(grep REPO "$T/help.out" | head -3)"
+statuses=$(sed -n '/^Exit status:/,$p' "$T/help.out" | tr '\n' ' ' | grep -oE '(: |; )[0-9]+ ' | grep -oE '[0-9]+' | tr '\n' ' ')
+[[ $statuses == "$(seq -s ' ' 0 13) " ]] || bad "--help lists the exit statuses $statuses, not 0 to 13"
 
 repo_motd_img conv "$T/img"
 R=$T/repo
