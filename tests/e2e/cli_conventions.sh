@@ -2,6 +2,8 @@
 # The conventions a user expects of a command line:
 #   - -V is --version; both name the libraries, as built and as running, and
 #     --version --json says the same as one object; vmsync-agent takes -V too;
+#   - checkin -n: sends and records nothing, keeps the lease, and foretells
+#     the objects and bytes that the real check-in then sends;
 #   - the top-level help names the three forms of REPO and every exit status,
 #     0 to 13;
 #   - checkout -n and --dry-run are --estimate: a plan, nothing written;
@@ -115,6 +117,26 @@ vm_ok "$T/images" images "$R" --json
     bad "a refused name was recorded: $(cat "$T/images.out")"
 vm_ok "$T/good" import "$R" "$T/img" --name Web_01.v-2 -q
 
+info "checkin --dry-run"
+vm_ok "$T/dry-imp" import "$R" "$T/img" --name dry -q
+vm_ok "$T/dry-co" checkout "$R" dry -o "$T/dry.img" -q
+repo_motd_img changed "$T/changed.img" 300000
+for flag in -n --dry-run; do
+    vm_ok "$T/dry$flag" checkin "$R" dry "$T/changed.img" "$flag" --json
+done
+cmp -s <(jq -c '{objects_sent, bytes_sent_raw}' "$T/dry-n.out") \
+    <(jq -c '{objects_sent, bytes_sent_raw}' "$T/dry--dry-run.out") || bad "-n and --dry-run differ"
+jq -e '.objects_sent > 0 and .bytes_sent_raw >= 300000' "$T/dry-n.out" >/dev/null ||
+    bad "checkin -n foresees nothing to send: $(cat "$T/dry-n.out")"
+vm_ok "$T/dry-log" log "$R" dry --json
+[[ $(jq -s length "$T/dry-log.out") == 1 ]] || bad "checkin -n recorded a version"
+vm_ok "$T/dry-leases" leases "$R" dry --json
+jq -e '.leases | length == 1' "$T/dry-leases.out" >/dev/null || bad "checkin -n let the lease go: $(cat "$T/dry-leases.out")"
+vm_ok "$T/dry-real" checkin "$R" dry "$T/changed.img" --json
+[[ $(jq -c '{objects_sent, bytes_sent_raw}' "$T/dry-real.out") == $(jq -c '{objects_sent, bytes_sent_raw}' "$T/dry-n.out") ]] ||
+    bad "checkin -n foresaw $(jq -c '{objects_sent, bytes_sent_raw}' "$T/dry-n.out"), the check-in sent $(jq -c '{objects_sent, bytes_sent_raw}' "$T/dry-real.out")"
+vm_expect "$T/dry-bundle" 2 checkin --to-bundle "$T/b.vmsb" dry "$T/changed.img" -n
+
 info "did you mean"
 suggests() { # PREFIX NAME WANT: log REPO NAME fails (exit 9), suggesting WANT ("" none)
     vm_expect "$1" 9 log "${@:4}" "$2" || return 0
@@ -183,6 +205,6 @@ grep -q -- "--agent" "$T/noagent.err" || bad "a missing agent: no word of --agen
 grep -q "again" "$T/noagent.err" && bad "a missing agent: told to try again: $(cat "$T/noagent.err")"
 suggests "$T/dym-ssh" Desk desk "$SSHD_URL_BASE/repo" --agent "$VMSYNC_AGENT --root $T" "${ssh_opts[@]}"
 vm_ok "$T/agent" images "$SSHD_URL_BASE/repo" --agent "$VMSYNC_AGENT --root $T" --json "${ssh_opts[@]}"
-[[ $(jq -r '.images | map(.image) | join(",")' "$T/agent.out") == Web_01.v-2,desk,t ]] ||
+[[ $(jq -r '.images | map(.image) | join(",")' "$T/agent.out") == Web_01.v-2,desk,dry,t ]] ||
     bad "the real agent over the same key: $(cat "$T/agent.out")"
 finish

@@ -582,7 +582,13 @@ static void checkin_summary(const struct vms_checkin_opts *o, const struct vms_s
                             size_t len)
 {
     char a[32], b[32];
-    if (st->already_recorded)
+    if (o->dry_run)
+        snprintf(out, len,
+                 "dry run: checking in %s as %s would send %llu objects, %s before compression; "
+                 "%llu files reread, %llu trusted; nothing was sent, the lease is kept",
+                 o->image, o->name, (unsigned long long)st->objects_sent, mib(st->bytes_sent_raw, a),
+                 (unsigned long long)st->files_rehashed, (unsigned long long)st->files_trusted);
+    else if (st->already_recorded)
         snprintf(out, len, "%s is already recorded as %s@%u (an interrupted check-in recorded it); lease released",
                  o->image, o->name, st->version);
     else
@@ -619,7 +625,7 @@ static int checkin_to_bundle(struct common *c, const char *file, const char *nam
 int cmd_checkin(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync checkin REPO NAME IMAGE [--message M] [--full-rescan] [options]\n"
+        "usage: vmsync checkin REPO NAME IMAGE [--message M] [--full-rescan] [-n] [options]\n"
         "       vmsync checkin --to-bundle FILE NAME IMAGE [--message M] [options]\n"
         "\n"
         "Sends what changed in IMAGE since this host checked NAME out, records it as\n"
@@ -635,19 +641,26 @@ int cmd_checkin(int argc, char **argv)
         "\n"
         "  -m, --message M        a note for the log\n"
         "      --full-rescan      reread every file\n"
+        "  -n, --dry-run          scan IMAGE and ask REPO what it lacks, then stop: print\n"
+        "                         what would be sent (objects, bytes before compression,\n"
+        "                         files reread); nothing is sent or recorded, the lease\n"
+        "                         stays\n"
         "      --to-bundle FILE   write the check-in to the bundle FILE (no REPO)\n" COMMON_HELP;
     enum { OPT_FULL = 2000, OPT_TO_BUNDLE };
     static const struct option opts[] = {{"message", required_argument, 0, 'm'},
                                          {"full-rescan", no_argument, 0, OPT_FULL},
+                                         {"dry-run", no_argument, 0, 'n'},
                                          {"to-bundle", required_argument, 0, OPT_TO_BUNDLE},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
     struct vms_checkin_opts o = {0};
     const char *to_bundle = NULL;
     int opt, why;
-    while ((opt = getopt_long(argc, argv, "m:qhi:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:nqhi:", opts, NULL)) != -1) {
         if (opt == 'm')
             o.message = optarg;
+        else if (opt == 'n')
+            o.dry_run = true;
         else if (opt == OPT_FULL)
             o.full_rescan = true;
         else if (opt == OPT_TO_BUNDLE)
@@ -657,6 +670,8 @@ int cmd_checkin(int argc, char **argv)
         else if ((why = common_option(&c, opt, usage)) != 0)
             return option_failed(why, usage, argv);
     }
+    if (to_bundle && o.dry_run)
+        return cli_usage_error(usage, "%s", "--dry-run is for a check-in to REPO, not --to-bundle");
     if (to_bundle && optind + 2 == argc)
         return checkin_to_bundle(&c, to_bundle, argv[optind], argv[optind + 1], o.message);
     if (to_bundle || optind + 3 != argc)

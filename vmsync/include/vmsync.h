@@ -788,11 +788,17 @@ int vms_checkout_run(vms_client *c, vms_plan *p, struct vms_stats *stats,
                      fsp_error *err);
 void vms_plan_free(vms_plan *p); /* NULL is fine */
 
+/* With DRY_RUN the check-in scans IMAGE under this host's lease and asks the
+ * repository which of its objects it lacks, and stops there: nothing is
+ * sent or recorded, and the lease stays.  STATS then counts what a real run
+ * would send: objects_sent and bytes_sent_raw (before compression; the
+ * compressed figure stays 0), files_rehashed the files it had to read. */
 struct vms_checkin_opts {
     const char *name;
     const char *image;
     const char *message;
     bool full_rescan;          /* reread every file, trust nothing */
+    bool dry_run;
 };
 int vms_checkin(vms_client *c, const struct vms_checkin_opts *o,
                 struct vms_stats *stats, fsp_error *err);
