@@ -7,7 +7,7 @@
 #   - the top-level help names the three forms of REPO and every exit status,
 #     0 to 13;
 #   - checkout -n and --dry-run are --estimate: a plan, nothing written;
-#   - --json: checkout, import and verify print JSON; an error, a usage error
+#   - --json: init, checkout, import and verify print JSON; an error, a usage error
 #     too, is one JSON object on stderr with its kind and exit status, and
 #     nothing on stdout;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
@@ -60,7 +60,8 @@ statuses=$(sed -n '/^Exit status:/,$p' "$T/help.out" | tr '\n' ' ' | grep -oE '(
 
 repo_motd_img conv "$T/img"
 R=$T/repo
-repo_init "$R"
+vm_ok "$T/init" init "$R" --json
+jq -e --arg r "$R" '.repository == $r' "$T/init.out" >/dev/null || bad "init --json: $(cat "$T/init.out")"
 vm_ok "$T/imp" import "$R" "$T/img" --name desk -q
 
 info "checkout -n and --dry-run are --estimate"

@@ -236,14 +236,23 @@ static const char *mib(uint64_t bytes, char *buf)
 
 int cmd_init(int argc, char **argv)
 {
-    static const char *const usage = "usage: vmsync init REPO\n\nCreates an empty repository in the directory REPO.\n";
+    static const char *const usage =
+        "usage: vmsync init REPO [--json]\n\nCreates an empty repository in the directory REPO;\n"
+        "--json says so as {\"repository\":REPO}.\n";
     if (cli_wants_help(argc, argv))
         return fputs(usage, stdout), 0;
-    if (argc != 2)
+    bool json = argc == 3 && !strcmp(argv[2], "--json");
+    if (argc != 2 && !json)
         return cli_usage_error(usage, "%s", "init needs exactly one REPO");
     fsp_error err = {0};
     if (vms_init_repo(argv[1], &err))
         return cli_report(&err);
+    if (json) {
+        putchar('{');
+        vms_json_member(stdout, "repository", argv[1]);
+        puts("}");
+        return 0;
+    }
     fputs("initialised an empty vmsync repository in ", stdout);
     vms_put_name(stdout, argv[1]);
     putchar('\n');
