@@ -12,6 +12,8 @@
 #     nothing on stdout;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
 #     a bad one exits 2 naming the bad character, and nothing is recorded;
+#     one an older vmsync stored stays readable (log, export NAME@V), and a
+#     bundle of its first version is refused by bundle apply elsewhere;
 #   - an unknown image name close to one the repository holds (a letter
 #     more or less, another case) gets "did you mean 'desk'?" (exit 9), locally and
 #     over ssh://; a far one does not; import IMAGE REPO, swapped, fails with
@@ -29,7 +31,7 @@ source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
 need_vmsync
-need_cmd mke2fs jq gdb
+need_cmd mke2fs jq gdb sqlite3
 
 export VMSYNC_CACHE=$T/cache VMSYNC_HOST=conv
 
@@ -117,6 +119,17 @@ vm_ok "$T/images" images "$R" --json
 [[ $(jq -r '.images | map(.image) | join(",")' "$T/images.out") == desk ]] ||
     bad "a refused name was recorded: $(cat "$T/images.out")"
 vm_ok "$T/good" import "$R" "$T/img" --name Web_01.v-2 -q
+vm_ok "$T/old" import "$R" "$T/img" --name old -q
+sqlite3 "$R/catalog.db" "update images set name = 'old@2' where name = 'old'" || fail "cannot rename old"
+vm_ok "$T/old-log" log "$R" old@2 --json
+[[ $(jq -r .image "$T/old-log.out") == old@2 ]] || bad "log of a stored odd name: $(cat "$T/old-log.out")"
+vm_ok "$T/old-export" export "$R" old@2@1 -o "$T/old.img" -q
+vm_ok "$T/old-bundle" bundle create "$R" old@2@1 -o "$T/old.vmsb" -q
+repo_init "$T/other"
+vm_expect "$T/old-apply" 2 bundle apply "$T/other" "$T/old.vmsb"
+grep -qF "bad image name 'old@2': '@' is not allowed" "$T/old-apply.err" || bad "bundle apply of old@2: $(cat "$T/old-apply.err")"
+sqlite3 "$R/catalog.db" "delete from versions where image_id = (select id from images where name = 'old@2');
+    delete from audit where image = 'old'; delete from images where name = 'old@2'" || fail "cannot drop old@2"
 
 info "checkin --dry-run"
 vm_ok "$T/dry-imp" import "$R" "$T/img" --name dry -q
