@@ -457,7 +457,8 @@ int vms_parse_size(const char *s, unsigned bare_shift, uint64_t *out, fsp_error 
 /* Checks the name of an image about to be created: 1 to 255 of A-Z, a-z,
  * 0-9, '.', '_' and '-', not starting with '-' or '.'.  A bad one: -EINVAL
  * (FSP_EK_USAGE, the message naming the first bad character).  Names that
- * older versions stored stay readable: only import checks. */
+ * older versions stored stay readable: only import, and bundle apply of a
+ * first version, check. */
 int vms_image_name_check(const char *name, fsp_error *err);
 /* Parses "NAME" or "NAME@N" (NAME shorter than LEN); VERSION 0 when absent.
  * A bad one: -EINVAL (FSP_EK_USAGE, the message quoting REF). */
