@@ -9,7 +9,8 @@
 #   - checkout -n and --dry-run are --estimate: a plan, nothing written;
 #   - --json: init, checkout, import and verify print JSON; an error, a usage error
 #     too, is one JSON object on stderr with its kind and exit status, and
-#     nothing on stdout;
+#     nothing on stdout; an unknown option before other words is called
+#     unknown, not one that needs a value;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
 #     a bad one exits 2 naming the bad character, and nothing is recorded;
 #     one an older vmsync stored stays readable (log, export NAME@V), and a
@@ -92,6 +93,8 @@ json_error() { # PREFIX STATUS KIND ARGS...: the command fails as a JSON error
 }
 json_error "$T/je-opt" 2 usage checkout "$R" desk --no-such-option --json
 json_error "$T/je-cmd" 2 usage frobnicate --json
+vm_expect "$T/unknown-q" 2 release "$R" -q desk
+grep -q "^vmsync: unknown option '-q'\$" "$T/unknown-q.err" || bad "release -q: $(head -1 "$T/unknown-q.err")"
 json_error "$T/je-missing" 9 "not found" checkout "$R" nosuch -o "$T/x.img" --json
 json_error "$T/je-open" 3 open images "$T/no-repo" --json
 vm_ok "$T/co" checkout "$R" desk -o "$T/co.img" --json

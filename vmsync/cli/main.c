@@ -151,10 +151,14 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 
 int cli_bad_option(const char *usage, char **argv)
 {
-    /* getopt leaves the offending word just before optind */
+    /* getopt leaves the offending word just before optind, and says the same
+     * of an unknown option and of one whose value is missing: only the last
+     * word can lack its value */
     const char *word = optind > 0 ? argv[optind - 1] : "?";
+    if (optind > 0 && argv[optind])
+        return cli_usage_error(usage, "unknown option '%s'", word);
     if (optopt && optopt != '?' && strchr("abcdefghijklmnopqrstuvwxyz", optopt))
-        return cli_usage_error(usage, "option -%c needs a value", optopt);
+        return cli_usage_error(usage, "option -%c needs a value, or is unknown", optopt);
     return cli_usage_error(usage, "unknown option, or an option without its value: '%s'", word);
 }
 
