@@ -1,29 +1,29 @@
 #!/usr/bin/env bash
-# The conventions a user expects of a command line:
+# The conventions a user expects of a command line, in the order tested:
 #   - -V is --version; both name the libraries, as built and as running, and
 #     --version --json says the same as one object; vmsync-agent takes -V too;
-#   - checkin -n: sends and records nothing, keeps the lease, and foretells
-#     the objects and bytes that the real check-in then sends;
 #   - the top-level help names the three forms of REPO and every exit status,
 #     0 to 13;
 #   - checkout -n and --dry-run are --estimate: a plan, nothing written;
-#   - --json: init, checkout, import and verify print JSON; an error, a usage error
-#     too, is one JSON object on stderr with its kind and exit status, and
-#     nothing on stdout; an unknown option before other words is called
+#   - --json: init, checkout, import and verify print JSON; an error, a usage
+#     error too, is one JSON object on stderr with its kind and exit status,
+#     and nothing on stdout; an unknown option before other words is called
 #     unknown, not one that needs a value;
 #   - import takes only names of A-Z a-z 0-9 . _ - not starting with - or .:
 #     a bad one exits 2 naming the bad character, and nothing is recorded;
 #     one an older vmsync stored stays readable (log, export NAME@V), and a
 #     bundle of its first version is refused by bundle apply elsewhere;
-#   - an unknown image name close to one the repository holds (a letter
-#     more or less, another case) gets "did you mean 'desk'?" (exit 9), locally and
-#     over ssh://; a far one does not; import IMAGE REPO, swapped, fails with
-#     the hint "did you mean: vmsync import REPO IMAGE";
+#   - checkin -n: sends and records nothing, keeps the lease, and foretells
+#     the objects and bytes that the real check-in then sends;
+#   - an unknown image name close to one the repository holds (a letter more
+#     or less, another case) gets "did you mean 'desk'?" (exit 9), locally
+#     and over ssh://; a far one does not; import IMAGE REPO, swapped, fails
+#     with the hint "did you mean: vmsync import REPO IMAGE";
 #   - SIGINT and SIGTERM (sent by gdb, stopped in the library the phase
 #     calls) end a manifest and a local import in their scan, and a checkout
 #     in its fetch, with exit 7: no manifest file, no version, and the
 #     checkout run again resumes (bytes_resumed > 0) to T's digest;
-#   - on a terminal (script gives it a pty) the progress bar of a checkout
+#   - on a terminal (script gives it a pty) the progress bar of an export
 #     ends full: its last line shows the total done, ETA 0s;
 #   - ssh:// to a server without the agent (--agent /nonexistent, with a key
 #     that runs what it is asked) exits 12, naming the command, and does not
