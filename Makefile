@@ -57,6 +57,9 @@ deps:
 
 HEADERS := $(shell find fsparse vmsync agent -name '*.h')
 $(FSPARSE_OBJ) $(LIBVMSYNC_OBJ): CPPFLAGS += $(PRIVATE_INC)
+# The versions whose headers do not say them, for --version (base/versions.c).
+$(BUILD)/obj/vmsync/lib/base/versions.o: CPPFLAGS += \
+  $(foreach lib,EXT2FS:ext2fs NTFS3G:libntfs-3g LIBNBD:libnbd,-DVMS_BUILT_$(word 1,$(subst :, ,$(lib)))='"$(shell pkg-config --modversion $(word 2,$(subst :, ,$(lib))))"')
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -45,7 +45,7 @@ static const char usage[] =
     "  --stats-file FILE  append one JSON line per session: requests, objects and\n"
     "                     bytes moved, CPU seconds, the rate the last GET asked\n"
     "  -h, --help         this text\n"
-    "  --version\n"
+    "  -V, --version      the version, and those of the libraries (built, running)\n"
     "\n"
     "Errors name repositories by their path under DIR, never DIR itself.\n"
     "\n"
@@ -82,6 +82,19 @@ struct options {
     const char *stats_file;
 };
 
+static void put_library(void *ctx, const struct vms_library_version *v)
+{
+    (void)ctx;
+    printf("  %-11s built %-28s running %s\n", v->name, v->built ? v->built : "unknown",
+           v->running ? v->running : "unknown");
+}
+
+static void print_version(void)
+{
+    printf("vmsync-agent %s\nlibraries:\n", VMSYNC_VERSION);
+    vms_library_versions(put_library, NULL);
+}
+
 static int parse_options(int argc, char **argv, struct options *options)
 {
     static const struct option opts[] = {
@@ -96,7 +109,7 @@ static int parse_options(int argc, char **argv, struct options *options)
     opterr = 0;
     o->cache_max = 2ull << 30;
     o->idle_timeout = IDLE_DEFAULT;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_ROOT: o->root = optarg; break;
         case OPT_USER: o->user = optarg; break;
@@ -114,7 +127,8 @@ static int parse_options(int argc, char **argv, struct options *options)
                 return bad_usage("--idle-timeout: not a number of seconds (0 to 2000000): ", optarg);
             break;
         case 'h': fputs(usage, stdout); return -1;
-        case OPT_VERSION: printf("vmsync-agent %s\n", VMSYNC_VERSION); return -1;
+        case 'V':
+        case OPT_VERSION: print_version(); return -1;
         default: return bad_usage("unknown option ", argv[optind - 1]);
         }
     }

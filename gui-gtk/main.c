@@ -12,7 +12,14 @@ static const char usage[] =
     "URL, is added to the repositories of ~/.config/vmsync/config (or\n"
     "$XDG_CONFIG_HOME/vmsync/config) when it is not there yet.\n"
     "  -h, --help     this help\n"
-    "  --version      the version\n";
+    "  -V, --version  the version, and those of the libraries (built, running)\n";
+
+static void put_library(void *ctx, const struct vms_library_version *v)
+{
+    (void)ctx;
+    printf("  %-11s built %-28s running %s\n", v->name, v->built ? v->built : "unknown",
+           v->running ? v->running : "unknown");
+}
 
 /* Answers --help and --version before GTK parses anything, so that they work
  * without a display. */
@@ -23,8 +30,9 @@ static int answer_info_options(int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         }
-        if (!strcmp(argv[i], "--version")) {
-            printf("vmsync-gtk %s\n", VMSYNC_VERSION);
+        if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+            printf("vmsync-gtk %s\nlibraries:\n", VMSYNC_VERSION);
+            vms_library_versions(put_library, NULL);
             return 0;
         }
     }

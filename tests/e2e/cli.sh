@@ -27,14 +27,14 @@ for cmd in "" manifest "manifest show" diff inspect; do
 done
 
 # usage errors: status 2 and a "vmsync: ..." line on stderr (usage text may
-# follow); nothing on stdout
+# follow; with --json a JSON error object instead); nothing on stdout
 usage_err() {
     local label=$1
     shift
     vm "$T/usage" "$@"
     if ((VM_RC != 2)); then
         bad "$label: vmsync $* exited $VM_RC, expected 2"
-    elif ! grep -q '^vmsync: ' "$T/usage.err"; then
+    elif ! grep -q -e '^vmsync: ' -e '^{"error":{' "$T/usage.err"; then
         bad "$label: vmsync $*: no 'vmsync: ...' error line on stderr: $(head -2 "$T/usage.err" | tr '\n' '|')"
     elif [[ -s $T/usage.out ]]; then
         bad "$label: vmsync $*: wrote to stdout on a usage error"

@@ -44,14 +44,16 @@ digest_of() { # digest_of PREFIX IMAGE [ARGS...]
 }
 
 # refused NAME IMAGE REFERENCE [ARGS...]: exit 4, nothing on stdout, one error
-# line naming the image and the reference.
+# (a JSON object: --json) naming the image and the reference.
 refused() {
     local name=$1 image=$2 ref=$3 why
     shift 3
     vm_expect "$T/$name" 4 manifest "$image" --json "$@" || { kill_strays; return 0; }
     [[ ! -s $T/$name.out ]] || bad "$name: refused, yet printed $(head -c 100 "$T/$name.out")"
     why=$(one_error_line "$T/$name" "$image") || bad "$name: $why"
-    grep -qF -- "$ref" "$T/$name.err" || bad "$name: the message does not name '$ref': $(cat "$T/$name.err")"
+    local msg # with --json the error is JSON: its message, unescaped
+    msg=$(jq -r .error.message "$T/$name.err" 2>/dev/null) || msg=$(cat "$T/$name.err")
+    [[ $msg == *"$ref"* ]] || bad "$name: the message does not name '$ref': $(cat "$T/$name.err")"
     kill_strays
 }
 

@@ -2,7 +2,8 @@
 # vmsync images, leases, release and audit, text and --json, on a local
 # repository and over ssh://.  On the server's side the repository gets "web"
 # (imported from a file whose name holds a newline, in a directory) and
-# "caf\xe9" (a name that is not UTF-8), checked out by another host whose name
+# "caf\xe9" (a name that is not UTF-8, which only an older vmsync could
+# import: the test renames it in the catalog), checked out by another host whose name
 # holds a newline.  The client (host laptop) checks web out, then:
 #   - images and leases show both leases with their holders, names quoted in
 #     text and lossless in JSON (image_bytes, "lab\nbox");
@@ -54,7 +55,12 @@ run() { # WHERE
 
     # the server's own work, on the directory itself
     VMSYNC_HOST=srv vm_ok "$p-imp1" import "$R" "$T/images/$NL" --name web -m $'two\nlines' -q
-    VMSYNC_HOST=srv vm_ok "$p-imp2" import "$R" "$T/images/$NL" --name "$CAFE" -q
+    # import refuses such a name now; one that an older vmsync stored stays
+    # readable, so it is made by renaming in the catalog
+    VMSYNC_HOST=srv vm_ok "$p-imp2" import "$R" "$T/images/$NL" --name cafe -q
+    sqlite3 "$R/catalog.db" "update images set name = cast(x'636166e9' as text) where name = 'cafe';
+        update audit set image = cast(x'636166e9' as text) where image = 'cafe'" ||
+        fail "cannot rename cafe in $R/catalog.db"
     VMSYNC_HOST=$OTHER vm_ok "$p-co1" checkout "$R" "$CAFE" -o "$T/$where-other.img" -q
     # the client's
     VMSYNC_HOST=laptop vm_ok "$p-co2" checkout "$url" web -o "$T/$where-web.img" -q "${c[@]}"

@@ -144,18 +144,20 @@ vm_expect() {
     fi
 }
 
-# stderr_is_clean PREFIX: every stderr line has the "vmsync: " prefix.
+# stderr_is_clean PREFIX: every stderr line has the "vmsync: " prefix, or is
+# the JSON error object of a command run with --json.
 stderr_is_clean() {
-    ! grep -qv '^vmsync: ' "$1.err"
+    ! grep -qv -e '^vmsync: ' -e '^{"error":{' "$1.err"
 }
 
 # one_error_line PREFIX PATH [WORD]: stderr holds exactly one non-warning
-# "vmsync: " line, it names PATH (and contains WORD, case-insensitive, if given).
+# "vmsync: " line (or JSON error object, with --json), it names PATH (and
+# contains WORD, case-insensitive, if given).
 # Prints what is wrong and returns 1 otherwise.
 one_error_line() {
     local p=$1 path=$2 word=${3:-} errs
     if ! stderr_is_clean "$p"; then
-        echo "stderr has lines without the 'vmsync: ' prefix: $(grep -v '^vmsync: ' "$p.err" | head -3 | tr '\n' '|')"
+        echo "stderr has lines without the 'vmsync: ' prefix: $(grep -v -e '^vmsync: ' -e '^{"error":{' "$p.err" | head -3 | tr '\n' '|')"
         return 1
     fi
     errs=$(grep -v '^vmsync: warning: ' "$p.err" || true)

@@ -42,8 +42,11 @@ int cli_parse_int(const char *s, int lo, int hi, int *out);
 
 /* SIGINT and SIGTERM cancel C's running operation from now on (it ends as
  * cancelled, exit 7; a second signal ends the process); NULL: no handle to
- * cancel, and a signal ends the process. */
+ * cancel, and a signal is only noted, for cli_interrupted. */
 void cli_cancel_on_signals(vms_client *c);
+/* Whether SIGINT or SIGTERM came: progress callbacks return it, so that the
+ * scans run without a handle (manifest, diff, inspect) end as cancelled. */
+bool cli_interrupted(void);
 /* A command's handle: vms_client_open, and the signals cancel its operations
  * until cli_client_close (which takes *C NULL, and leaves it NULL). */
 int cli_client_open(const char *repo, const struct vms_client_opts *o, vms_client **out,
@@ -121,6 +124,7 @@ struct cli_progress {
     char phase[32];
     uint32_t index; /* the seed whose scan is shown */
     double phase_started, last_shown;
+    uint64_t total; /* the shown phase's, for the bar's last draw */
     bool drawn;
 };
 void cli_progress_init(struct cli_progress *p, enum cli_progress_mode mode);

@@ -22,7 +22,8 @@ static const char *const main_usage =
     "  diff A B [--json]                               what changed between two images or manifests\n"
     "  inspect IMAGE [--json] [--guestfs]              partitions, filesystems, files, OS\n"
     "\n"
-    "Repository commands (REPO is a directory, or ssh://[user@]host[:port]/path):\n"
+    "Repository commands.  REPO is a directory, an ssh://[user@]host[:port]/path URL,\n"
+    "or, for checkout, export, verify and log, a bundle FILE:\n"
     "  init REPO                                       create an empty repository\n"
     "  import REPO IMAGE --name NAME [-m MSG]          store an image as NAME's next version\n"
     "  checkout REPO NAME[@V] -o OUT [--seed IMG]...   rebuild a version from seeds + repository\n"
@@ -55,7 +56,10 @@ static const char *const main_usage =
     "configured repository: write -R REPO or ./DIR.\n"
     "\n"
     "Images may be raw, qcow2, vmdk, vhdx, vdi or vpc; they are only ever read.\n"
-    "Run 'vmsync COMMAND --help' for a command's options.\n"
+    "With --json a command prints its result as JSON, and an error (a usage error\n"
+    "too) as one line on stderr: {\"error\":{\"message\":M,\"kind\":K,\"exit\":N,\"hint\":H}}.\n"
+    "Run 'vmsync COMMAND --help' for a command's options; 'vmsync --version' (-V)\n"
+    "prints the version and the libraries' (--json: as JSON).\n"
     "\n"
     "Exit status: 0 success; 1 internal error; 2 bad usage; 3 cannot open an input;\n"
     "4 not a disk image, truncated, or a missing or refused backing file;\n"
@@ -64,8 +68,9 @@ static const char *const main_usage =
     "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
     "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
     "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
-    "key, login, a path outside the agent's root, a --read-only key); 13 a trusted\n"
-    "key (--trust) did not sign the version, or it is badly signed.\n";
+    "key, login, a path outside the agent's root, a --read-only key, no vmsync-agent\n"
+    "on the server); 13 a trusted key (--trust) did not sign the version, or it is\n"
+    "badly signed.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -93,38 +98,77 @@ static const char *report_hint;
 
 void cli_hint(const char *hint) { report_hint = hint; }
 
+/* --json anywhere among the words (before a "--"): errors are JSON too.  The
+ * words are scanned, not parsed, so that a usage error is JSON as well. */
+static bool json_errors;
+
+static void scan_for_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--json"))
+            json_errors = true;
+}
+
+/* One line on stderr: {"error":{"message":M,"kind":K,"exit":N,"hint":H}}. */
+static void put_json_error(const char *msg, int kind, int status, const char *hint)
+{
+    fputs("{\"error\":{", stderr);
+    vms_json_member(stderr, "message", msg);
+    fputs(",\"kind\":", stderr);
+    vms_json_string(stderr, vms_error_kind_name(kind));
+    fprintf(stderr, ",\"exit\":%d,\"hint\":", status);
+    vms_json_string(stderr, hint);
+    fputs("}}\n", stderr);
+}
+
 int cli_report(const fsp_error *err)
 {
+    if (err->code == -ENOENT && err->kind == VMS_EK_DENIED && !report_hint)
+        report_hint = "or give its path there with --agent"; /* the server has no such agent */
+    int status = cli_exit_status(err);
+    status = status ? status : 1;
+    const char *msg = err->msg[0] ? err->msg : "unknown error";
+    if (json_errors)
+        return put_json_error(msg, err->kind, status, report_hint), status;
     /* messages embed names from images and from servers */
     fputs("vmsync: ", stderr);
-    vms_put_text(stderr, err->msg[0] ? err->msg : "unknown error");
+    vms_put_text(stderr, msg);
     if (report_hint)
         fprintf(stderr, "; %s", report_hint);
     fputc('\n', stderr);
-    int status = cli_exit_status(err);
-    return status ? status : 1;
+    return status;
 }
 
 int cli_usage_error(const char *usage, const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    fputs("vmsync: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     /* The synopsis only: the usage up to its first blank line. */
     const char *end = strstr(usage, "\n\n");
-    fwrite(usage, 1, end ? (size_t)(end - usage) + 1 : strlen(usage), stderr);
+    size_t synopsis = end ? (size_t)(end - usage) + 1 : strlen(usage);
+    if (json_errors) {
+        char hint[1024];
+        snprintf(hint, sizeof hint, "%.*s", (int)strcspn(usage, "\n"), usage);
+        return put_json_error(msg, FSP_EK_USAGE, 2, hint), 2;
+    }
+    fprintf(stderr, "vmsync: %s\n", msg);
+    fwrite(usage, 1, synopsis, stderr);
     return 2;
 }
 
 int cli_bad_option(const char *usage, char **argv)
 {
-    /* getopt leaves the offending word just before optind */
+    /* getopt leaves the offending word just before optind, and says the same
+     * of an unknown option and of one whose value is missing: only the last
+     * word can lack its value */
     const char *word = optind > 0 ? argv[optind - 1] : "?";
+    if (optind > 0 && argv[optind])
+        return cli_usage_error(usage, "unknown option '%s'", word);
     if (optopt && optopt != '?' && strchr("abcdefghijklmnopqrstuvwxyz", optopt))
-        return cli_usage_error(usage, "option -%c needs a value", optopt);
+        return cli_usage_error(usage, "option -%c needs a value, or is unknown", optopt);
     return cli_usage_error(usage, "unknown option, or an option without its value: '%s'", word);
 }
 
@@ -140,10 +184,46 @@ bool cli_wants_help(int argc, char **argv)
 }
 
 static bool cli_repo_option_refused(const char *cmd, const char *sub);
+static void put_library_text(void *ctx, const struct vms_library_version *v)
+{
+    (void)ctx;
+    printf("  %-11s built %-28s running %s\n", v->name, v->built ? v->built : "unknown",
+           v->running ? v->running : "unknown");
+}
+
+static void put_library_json(void *ctx, const struct vms_library_version *v)
+{
+    bool *first = ctx;
+    fputs(*first ? "{" : ",{", stdout);
+    *first = false;
+    vms_json_member(stdout, "name", v->name);
+    fputs(",\"built\":", stdout);
+    vms_json_string(stdout, v->built);
+    fputs(",\"running\":", stdout);
+    vms_json_string(stdout, v->running);
+    putchar('}');
+}
+
+/* vmsync's version, then the libraries' as built and as loaded. */
+static int print_version(bool json)
+{
+    bool first = true;
+    if (json) {
+        printf("{\"version\":\"%s\",\"libraries\":[", VMSYNC_VERSION);
+        vms_library_versions(put_library_json, &first);
+        puts("]}");
+    } else {
+        printf("vmsync %s\nlibraries:\n", VMSYNC_VERSION);
+        vms_library_versions(put_library_text, NULL);
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
     opterr = 0; /* errors are reported the vmsync way, by cli_bad_option */
+    scan_for_json(argc, argv);
+    cli_cancel_on_signals(NULL); /* Ctrl-C cancels every command: exit 7 */
     if ((argc = cli_take_repo_option(argc, argv)) < 0) /* anywhere: vmsync -R REPO log */
         return cli_usage_error(main_usage, "%s", "-R/--repo needs a REPO, and is given once");
     if (argc < 2)
@@ -153,10 +233,8 @@ int main(int argc, char **argv)
         fputs(main_usage, stdout);
         return 0;
     }
-    if (!strcmp(cmd, "--version")) {
-        printf("vmsync %s\n", VMSYNC_VERSION);
-        return 0;
-    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V"))
+        return print_version(argc > 2 && !strcmp(argv[2], "--json"));
     if (cli_repo_option_refused(cmd, argc > 2 ? argv[2] : ""))
         return cli_usage_error(main_usage, "%s takes no -R/--repo%s", cmd,
                                strcmp(cmd, "init") ? "" : ": write its REPO");
@@ -180,22 +258,30 @@ int main(int argc, char **argv)
 }
 
 static vms_client *volatile interrupt_client;
+static volatile sig_atomic_t interrupted;
 
+bool cli_interrupted(void) { return interrupted; }
+
+/* All a handler may do: flag it, and fire the open client's token; the
+ * operation then ends itself (the scans that run without a client see the
+ * flag in their progress callback).  A second signal ends the process,
+ * whatever it waits for. */
 static void on_interrupt(int sig)
 {
+    interrupted = 1;
     vms_client *c = interrupt_client;
-    if (!c) { /* nothing to cancel: the default, at once */
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    vms_client_cancel(c); /* all a handler may do: the operation ends itself */
-    signal(sig, SIG_DFL); /* a second signal ends the process, whatever it waits for */
+    if (c)
+        vms_client_cancel(c);
+    signal(sig, SIG_DFL);
 }
 
 void cli_cancel_on_signals(vms_client *c)
 {
     interrupt_client = c;
+    if (c && interrupted) /* the signal came before the handle */
+        vms_client_cancel(c);
+    if (interrupted)
+        return; /* the second signal keeps its default */
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);

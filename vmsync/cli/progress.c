@@ -43,9 +43,26 @@ static void draw_bar(struct cli_progress *p, const char *phase, uint64_t done, u
     memset(bar, '#', (size_t)filled);
     memset(bar + filled, '.', (size_t)(width - filled));
     bar[width] = 0;
-    fprintf(stderr, "\r%-10s [%s] %8.1f / %.1f MiB  %7.1f MiB/s  ETA %3.0fs ", phase, bar,
-            done / 1048576.0, total / 1048576.0, rate / 1048576.0, eta);
+    char left[16] = "unknown"; /* no rate yet, or no total to reach */
+    if (done >= total && total)
+        snprintf(left, sizeof left, "0s");
+    else if (eta > 0)
+        snprintf(left, sizeof left, "%.0fs", eta);
+    fprintf(stderr, "\r%-10s [%s] %8.1f / %.1f MiB  %7.1f MiB/s  ETA %-7s ", phase, bar,
+            done / 1048576.0, total / 1048576.0, rate / 1048576.0, left);
     p->drawn = true;
+    p->total = total;
+}
+
+/* A success ends the bar full: the throttle may have skipped the phase's last
+ * figures. */
+static void draw_finished(struct cli_progress *p, const struct vms_event *ev)
+{
+    if (p->mode == CLI_PROGRESS_JSON || !p->drawn || ev->result)
+        return;
+    double t = now_seconds();
+    double rate = t > p->phase_started ? p->total / (t - p->phase_started) : 0;
+    draw_bar(p, p->phase, p->total, p->total, rate, 0);
 }
 
 /* Whether to show a phase's progress now: at most five times a second, but
@@ -100,6 +117,8 @@ void cli_progress_event(struct cli_progress *p, const struct vms_event *ev)
     double rate, eta;
     if (p->mode == CLI_PROGRESS_JSON && ev->phase == VMS_PHASE_DONE)
         json_done(ev);
+    if (ev->phase == VMS_PHASE_DONE)
+        draw_finished(p, ev);
     if (p->mode == CLI_PROGRESS_NONE || ev->phase == VMS_PHASE_DONE ||
         !due(p, phase, ev->index, ev->done, ev->total, &rate, &eta))
         return;
@@ -127,7 +146,7 @@ void cli_progress_clear(struct cli_progress *p)
 static int c_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
     cli_progress_show(&((struct cli_scan *)ctx)->bar, phase, done, total);
-    return 0;
+    return cli_interrupted(); /* non-zero: the scan ends as cancelled */
 }
 
 void cli_progress_warning(struct cli_progress *p, const struct vms_warning *w)

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +43,10 @@ enum { OPT_HOST = 1000, OPT_CACHE, OPT_STATS, OPT_PROGRESS, OPT_JSON, OPT_TRUST 
     "                         (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"               \
     "      --stats-json FILE  write the figures of the run to FILE as JSON\n"                 \
     "      --progress=MODE    auto (a bar on a terminal), none, or json lines on stderr\n"     \
+    "      --json             the result as JSON on stdout (import, checkout, export,\n"     \
+    "                         checkin: the figures of --stats-json), and an error as\n"      \
+    "                         one line on stderr: {\"error\":{\"message\",\"kind\",\"exit\",\n"  \
+    "                         \"hint\"}} (stdout keeps what came before it)\n"                \
     "  -q, --quiet            no progress, no summary\n"                                      \
     "  -h, --help             this help\n" CLI_IMAGE_HELP                                \
     "\n" CLI_REMOTE_HELP
@@ -128,7 +133,7 @@ static int session_event(void *ctx, const struct vms_event *ev)
 {
     struct common *c = ctx;
     cli_progress_event(&c->bar, ev);
-    return 0;
+    return cli_interrupted(); /* a local phase ends at the next event too */
 }
 
 static void common_start(struct common *c, const char *repo)
@@ -215,7 +220,9 @@ static int finish(struct common *c, int rc, const fsp_error *err, const struct v
         if (f != stdout)
             fclose(f);
     }
-    if (!c->quiet && summary) {
+    if (!c->quiet && summary && c->json)
+        write_stats(stdout, st); /* the figures of the run, as --stats-json writes them */
+    else if (!c->quiet && summary) {
         vms_put_text(stdout, summary); /* it embeds names and paths */
         putchar('\n');
     }
@@ -232,14 +239,23 @@ static const char *mib(uint64_t bytes, char *buf)
 
 int cmd_init(int argc, char **argv)
 {
-    static const char *const usage = "usage: vmsync init REPO\n\nCreates an empty repository in the directory REPO.\n";
+    static const char *const usage =
+        "usage: vmsync init REPO [--json]\n\nCreates an empty repository in the directory REPO;\n"
+        "--json says so as {\"repository\":REPO}.\n";
     if (cli_wants_help(argc, argv))
         return fputs(usage, stdout), 0;
-    if (argc != 2)
+    bool json = argc == 3 && !strcmp(argv[2], "--json");
+    if (argc != 2 && !json)
         return cli_usage_error(usage, "%s", "init needs exactly one REPO");
     fsp_error err = {0};
     if (vms_init_repo(argv[1], &err))
         return cli_report(&err);
+    if (json) {
+        putchar('{');
+        vms_json_member(stdout, "repository", argv[1]);
+        puts("}");
+        return 0;
+    }
     fputs("initialised an empty vmsync repository in ", stdout);
     vms_put_name(stdout, argv[1]);
     putchar('\n');
@@ -247,6 +263,20 @@ int cmd_init(int argc, char **argv)
 }
 
 /* ---- import ----------------------------------------------------------------- */
+
+/* import IMAGE REPO, swapped: the first a file, the second a directory or
+ * nothing.  Only a hint for a failed import: a bundle FILE is a REPO too. */
+static void hint_swapped(const char *repo, const char *image)
+{
+    static char hint[8192];
+    struct stat r, i;
+    bool swapped = strncmp(repo, "ssh://", 6) && !stat(repo, &r) && S_ISREG(r.st_mode) &&
+                   (stat(image, &i) ? errno == ENOENT : S_ISDIR(i.st_mode));
+    if (swapped && strlen(repo) < 4000 && strlen(image) < 4000) {
+        snprintf(hint, sizeof hint, "did you mean: vmsync import %.4000s %.4000s ...?", image, repo);
+        cli_hint(hint);
+    }
+}
 
 int cmd_import(int argc, char **argv)
 {
@@ -256,7 +286,8 @@ int cmd_import(int argc, char **argv)
         "Reads IMAGE, stores the objects the repository lacks, and records it as the\n"
         "next version of NAME (version 1 for a new name).\n"
         "\n"
-        "  -n, --name NAME        the image's name in the repository\n"
+        "  -n, --name NAME        the image's name in the repository: letters, digits,\n"
+        "                         '.', '_' and '-', not starting with '-' or '.'\n"
         "  -m, --message M        a note for the log\n"
         "      --keep-volatile    store pagefile, hiberfil and swap contents too, so that\n"
         "                         checkout --keep-volatile can restore them\n"
@@ -296,6 +327,8 @@ int cmd_import(int argc, char **argv)
     int rc = common_open(&c, &err);
     if (!rc)
         rc = vms_import(c.client, &o, &st, &err);
+    if (rc)
+        hint_swapped(argv[optind], o.image);
     common_close(&c);
     char summary[256], a[32], b[32];
     snprintf(summary, sizeof summary, "imported %s as %s@%u: %llu new objects, %s (%s stored) in %.1f s",
@@ -317,7 +350,7 @@ int cmd_import(int argc, char **argv)
 
 static const char *const checkout_usage =
     "usage: vmsync checkout REPO NAME[@VERSION] -o OUT [--format raw|qcow2] [--seed IMAGE]...\n"
-    "                       [--estimate [--rate RATE]] [--steal] [--keep-volatile] [options]\n"
+    "                       [-n|--estimate [--rate RATE]] [--steal] [--keep-volatile] [options]\n"
     "\n"
     "Builds OUT, the image NAME at VERSION (default: the latest), taking every byte\n"
     "it can from the seed images (any format; matched by content, not by path) and\n"
@@ -329,7 +362,8 @@ static const char *const checkout_usage =
     "is rebuilt.\n"
     "\n"
     OUTPUT_HELP
-    "      --estimate         print the plan, and write nothing: what would come from\n"
+    "  -n, --dry-run, --estimate\n"
+    "                         print the plan, and write nothing: what would come from\n"
     "                         seeds, what would be fetched, and the time that takes\n"
     "                         at --rate (--json: every figure of the plan)\n"
     "      --rate RATE        the link's rate for --estimate, in --bwlimit's form\n"
@@ -493,15 +527,17 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
                                          {"format", required_argument, 0, OPT_FORMAT},
                                          {"seed", required_argument, 0, OPT_SEED},
                                          {"estimate", no_argument, 0, OPT_ESTIMATE},
+                                         {"dry-run", no_argument, 0, OPT_ESTIMATE},
                                          {"rate", required_argument, 0, OPT_RATE},
                                          {"steal", no_argument, 0, OPT_STEAL},
                                          {"keep-volatile", no_argument, 0, OPT_KEEP},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct vms_checkout_opts *o = &a->o;
     int opt, why;
-    while ((opt = getopt_long(argc, argv, "o:qhi:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "o:nqhi:", opts, NULL)) != -1) {
         switch (opt) {
         case 'o': o->out = optarg; break;
+        case 'n': a->estimate = true; break;
         case OPT_FORMAT: o->format = optarg; break;
         case OPT_SEED: seeds[o->n_seeds++] = optarg; break;
         case OPT_ESTIMATE: a->estimate = true; break;
@@ -564,7 +600,13 @@ static void checkin_summary(const struct vms_checkin_opts *o, const struct vms_s
                             size_t len)
 {
     char a[32], b[32];
-    if (st->already_recorded)
+    if (o->dry_run)
+        snprintf(out, len,
+                 "dry run: checking in %s as %s would send %llu objects, %s before compression; "
+                 "%llu files reread, %llu trusted; nothing was sent, the lease is kept",
+                 o->image, o->name, (unsigned long long)st->objects_sent, mib(st->bytes_sent_raw, a),
+                 (unsigned long long)st->files_rehashed, (unsigned long long)st->files_trusted);
+    else if (st->already_recorded)
         snprintf(out, len, "%s is already recorded as %s@%u (an interrupted check-in recorded it); lease released",
                  o->image, o->name, st->version);
     else
@@ -601,7 +643,7 @@ static int checkin_to_bundle(struct common *c, const char *file, const char *nam
 int cmd_checkin(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync checkin REPO NAME IMAGE [--message M] [--full-rescan] [options]\n"
+        "usage: vmsync checkin REPO NAME IMAGE [--message M] [--full-rescan] [-n] [options]\n"
         "       vmsync checkin --to-bundle FILE NAME IMAGE [--message M] [options]\n"
         "\n"
         "Sends what changed in IMAGE since this host checked NAME out, records it as\n"
@@ -617,19 +659,26 @@ int cmd_checkin(int argc, char **argv)
         "\n"
         "  -m, --message M        a note for the log\n"
         "      --full-rescan      reread every file\n"
+        "  -n, --dry-run          scan IMAGE and ask REPO what it lacks, then stop: print\n"
+        "                         what would be sent (objects, bytes before compression,\n"
+        "                         files reread); nothing is sent or recorded, the lease\n"
+        "                         stays\n"
         "      --to-bundle FILE   write the check-in to the bundle FILE (no REPO)\n" COMMON_HELP;
     enum { OPT_FULL = 2000, OPT_TO_BUNDLE };
     static const struct option opts[] = {{"message", required_argument, 0, 'm'},
                                          {"full-rescan", no_argument, 0, OPT_FULL},
+                                         {"dry-run", no_argument, 0, 'n'},
                                          {"to-bundle", required_argument, 0, OPT_TO_BUNDLE},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct common c = {0};
     struct vms_checkin_opts o = {0};
     const char *to_bundle = NULL;
     int opt, why;
-    while ((opt = getopt_long(argc, argv, "m:qhi:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:nqhi:", opts, NULL)) != -1) {
         if (opt == 'm')
             o.message = optarg;
+        else if (opt == 'n')
+            o.dry_run = true;
         else if (opt == OPT_FULL)
             o.full_rescan = true;
         else if (opt == OPT_TO_BUNDLE)
@@ -639,6 +688,8 @@ int cmd_checkin(int argc, char **argv)
         else if ((why = common_option(&c, opt, usage)) != 0)
             return option_failed(why, usage, argv);
     }
+    if (to_bundle && o.dry_run)
+        return cli_usage_error(usage, "%s", "--dry-run is for a check-in to REPO, not --to-bundle");
     int took = to_bundle ? -1 : cli_take_repo(argc, argv, 0, 3, 3, usage);
     if (took >= 0)
         return took;
@@ -757,15 +808,33 @@ int cmd_log(int argc, char **argv)
 
 /* ---- verify ------------------------------------------------------------------------ */
 
+static void print_verify_json(const char *image, const struct vms_version *v, bool same,
+                              const uint8_t *expected, const uint8_t *actual, const char *state)
+{
+    char fp[VMS_FINGERPRINT_TEXT_LEN];
+    vms_fingerprint_text(v->signer, fp);
+    putchar('{');
+    vms_json_member(stdout, "file", image);
+    putchar(',');
+    vms_json_member(stdout, "image", v->image);
+    printf(",\"version\":%u,\"matches\":%s,\"expected\":\"", v->number, same ? "true" : "false");
+    print_hex(stdout, expected);
+    fputs("\",\"actual\":\"", stdout);
+    print_hex(stdout, actual);
+    printf("\",\"signature\":\"%s\",\"signer\":", state);
+    printf(v->is_signed ? "\"%s\"}\n" : "null}\n", fp);
+}
+
 int cmd_verify(int argc, char **argv)
 {
     static const char *const usage =
-        "usage: vmsync verify REPO NAME[@VERSION] IMAGE\n"
+        "usage: vmsync verify REPO NAME[@VERSION] IMAGE [--json]\n"
         "\n"
         "Scans IMAGE and compares its canonical digest with the version's, and shows\n"
         "the version's signature.  Exit status 0 when they match, 10 when they differ;\n"
-        "with -q that is all it says.  With a trusted key, a version that no trusted key\n"
-        "signed, or signed badly, is refused before IMAGE is read (exit 13).\n"
+        "with -q that is all it says; --json says it as one object.  With a trusted key,\n"
+        "a version that no trusted key signed, or signed badly, is refused before IMAGE\n"
+        "is read (exit 13).\n"
         "\n" TRUST_HELP COMMON_HELP;
     struct common c = {.takes_trust = true};
     int status = parse_common_only(argc, argv, usage, &c, 3, 3, "verify needs REPO, NAME[@VERSION] and IMAGE");
@@ -781,19 +850,26 @@ int cmd_verify(int argc, char **argv)
     uint8_t expected[FSP_SHA256_LEN], actual[FSP_SHA256_LEN];
     struct vms_version v;
     char signature[160] = "";
+    const char *state = NULL;
     int rc = common_open(&c, &err);
     if (!rc) /* the number first: the latest may move on between the two calls */
         rc = vms_version_lookup(c.client, name, version, &v, &err);
     if (!rc)
         rc = vms_verify(c.client, name, v.number, argv[optind + 2], &same, expected, actual, &err);
-    if (!rc)
+    if (!rc) {
         describe_signature(c.client, &v, signature, sizeof signature);
+        state = vms_signature_state_name(vms_signature_state(c.client, &v));
+    }
     common_close(&c);
     cli_progress_clear(&c.bar);
     if (rc)
         return cli_report(&err);
     if (c.quiet)
         return same ? 0 : 10;
+    if (c.json) {
+        print_verify_json(argv[optind + 2], &v, same, expected, actual, state);
+        return same ? 0 : 10;
+    }
     vms_put_name(stdout, argv[optind + 2]);
     printf(": %s\n  expected ", same ? "matches" : "DIFFERS");
     print_hex(stdout, expected);

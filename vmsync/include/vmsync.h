@@ -59,6 +59,18 @@ enum vms_error_kind {
  * number that is no kind.  Every kind of either list has its own name. */
 const char *vms_error_kind_name(int kind);
 
+/* ---- library versions ----------------------------------------------------
+ * The libraries vmsync is linked with, for --version and bug reports.  NAME
+ * is the library ("ext2fs", "openssl", ...); BUILT the version its headers
+ * (or pkg-config) gave at build time, RUNNING the one loaded now; either is
+ * NULL when unknown.  The strings live only during the callback. */
+struct vms_library_version {
+    const char *name, *built, *running;
+};
+typedef void vms_library_version_fn(void *ctx, const struct vms_library_version *v);
+/* Calls EACH once per library, in a fixed order, on the calling thread. */
+void vms_library_versions(vms_library_version_fn *each, void *ctx);
+
 /* ---- manifest files -----------------------------------------------------
  * Format (version 1), all integers little-endian:
  *   header, 16 bytes, not compressed:
@@ -470,6 +482,12 @@ int vms_bw_window_parse(const char *s, struct vms_bw_window *out, fsp_error *err
  * zone, TZ); 0 when none does. */
 uint64_t vms_bw_rate_at(const struct vms_bw_window *w, size_t n, time_t when);
 
+/* Checks the name of an image about to be created: 1 to 255 of A-Z, a-z,
+ * 0-9, '.', '_' and '-', not starting with '-' or '.'.  A bad one: -EINVAL
+ * (FSP_EK_USAGE, the message naming the first bad character).  Names that
+ * older versions stored stay readable: only import, and bundle apply of a
+ * first version, check. */
+int vms_image_name_check(const char *name, fsp_error *err);
 /* Parses "NAME" or "NAME@N" (NAME shorter than LEN); VERSION 0 when absent.
  * A bad one: -EINVAL (FSP_EK_USAGE, the message quoting REF). */
 int vms_parse_ref(const char *ref, char *name, size_t len, uint32_t *version, fsp_error *err);
@@ -871,11 +889,17 @@ int vms_checkout_run(vms_client *c, vms_plan *p, struct vms_stats *stats,
                      fsp_error *err);
 void vms_plan_free(vms_plan *p); /* NULL is fine */
 
+/* With DRY_RUN the check-in scans IMAGE under this host's lease and asks the
+ * repository which of its objects it lacks, and stops there: nothing is
+ * sent or recorded, and the lease stays.  STATS then counts what a real run
+ * would send: objects_sent and bytes_sent_raw (before compression; the
+ * compressed figure stays 0), files_rehashed the files it had to read. */
 struct vms_checkin_opts {
     const char *name;
     const char *image;
     const char *message;
     bool full_rescan;          /* reread every file, trust nothing */
+    bool dry_run;
 };
 int vms_checkin(vms_client *c, const struct vms_checkin_opts *o,
                 struct vms_stats *stats, fsp_error *err);

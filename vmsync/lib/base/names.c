@@ -5,6 +5,8 @@
  * README, "Names in output"). */
 #include "vmsync.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 size_t vms_utf8_len(const char *s)
@@ -91,3 +93,35 @@ void vms_put_name(FILE *out, const char *s)
 }
 
 void vms_put_text(FILE *out, const char *s) { put_escaped(out, s, false); }
+
+/* The characters a new image name may hold: safe in a shell word, a file
+ * name and a URL, and free of '@', which NAME@VERSION splits at. */
+static bool name_char_ok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+int vms_image_name_check(const char *name, fsp_error *err)
+{
+    size_t len = strlen(name);
+    if (!len || len > 255)
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "an image name must be 1 to 255 characters");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (name_char_ok(c))
+            continue;
+        char shown[16];
+        snprintf(shown, sizeof shown, c >= ' ' && c < 0x7f ? "'%c'" : "byte 0x%02x", c);
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "bad image name '%s': %s is not allowed (use letters, digits, '.', '_' "
+                        "and '-')",
+                        name, shown);
+    }
+    if (name[0] == '-' || name[0] == '.')
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                        "bad image name '%s': it may not start with '%c' (a leading '-' reads "
+                        "as an option, a leading '.' as a hidden file)",
+                        name, name[0]);
+    return 0;
+}

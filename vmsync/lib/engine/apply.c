@@ -233,7 +233,10 @@ static int apply(struct applying *a, fsp_error *err)
         a->st->already_recorded = true;
         return 0;
     }
-    rc = open_author(a, err);
+    /* a first version brings a new name in, as an import would: its rule */
+    rc = a->v.parent == 0 ? vms_image_name_check(a->v.image, err) : 0;
+    if (!rc)
+        rc = open_author(a, err);
     if (!rc)
         rc = check_lease(a, err);
     if (!rc)

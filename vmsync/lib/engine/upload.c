@@ -24,7 +24,40 @@ struct upload {
     struct vms_trust trust;      /* check-in: the version checked out */
     bool trusting;
     struct vms_keyset in_parent; /* check-in: objects the checked-out version has */
+    bool dry_run;                /* check-in -n: count what is missing, send nothing */
+    struct vms_keyset asked;     /* dry run: each object once */
+    uint8_t pending[256][FSP_SHA256_LEN]; /* dry run: asked in one round */
+    uint32_t pending_len[256];
+    size_t n_pending;
 };
+
+/* Dry run: which of the pending objects the repository lacks, counted as
+ * the ones a check-in would send. */
+static int ask_pending(struct upload *u)
+{
+    uint8_t present[256];
+    int rc = u->n_pending ? vms_repo_has(u->c->repo, u->pending, u->n_pending, present, NULL,
+                                         &u->repo_err) : 0;
+    for (size_t i = 0; !rc && i < u->n_pending; i++) {
+        u->stats->objects_sent += !present[i];
+        u->stats->bytes_sent_raw += present[i] ? 0 : u->pending_len[i];
+    }
+    u->n_pending = 0;
+    return rc;
+}
+
+static int count_missing(struct upload *u, const uint8_t hash[FSP_SHA256_LEN], size_t len)
+{
+    bool added;
+    int rc = vms_keyset_add(&u->asked, hash, NULL, &added);
+    if (rc < 0)
+        return fsp_fail(&u->repo_err, FSP_EK_NOMEM, rc, "out of memory");
+    if (!added)
+        return 0;
+    memcpy(u->pending[u->n_pending], hash, FSP_SHA256_LEN);
+    u->pending_len[u->n_pending++] = (uint32_t)len;
+    return u->n_pending == 256 ? ask_pending(u) : 0;
+}
 
 static bool u_reuse(void *ctx, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st)
 {
@@ -44,6 +77,8 @@ static int u_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *d
      * ask it, which over a narrow link saves a hash per metadata block. */
     if (vms_keyset_find(&u->in_parent, hash, NULL))
         return 0;
+    if (u->dry_run)
+        return count_missing(u, hash, len);
     return vms_repo_put(u->c->repo, hash, data, len, &u->repo_err);
 }
 
@@ -130,7 +165,10 @@ int vms_import(vms_client *cl, const struct vms_import_opts *o,
     struct upload u = {.c = &c, .stats = stats};
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
-    int rc = vms_ctx_open(&c, cl, stats, err);
+    int rc = vms_image_name_check(name, err);
+    if (rc)
+        return rc; /* before any connection: a usage error */
+    rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc)
         rc = writable(&c, "import", err);
     if (!rc)
@@ -257,6 +295,8 @@ static int checkin_leased(struct upload *u, const struct vms_checkin_opts *o, co
         rc = temp_manifest(u->c, "checkin", manifest, len, err);
     if (!rc)
         rc = scan_and_store(u, o->image, manifest, 0, err);
+    if (u->dry_run)
+        return rc ? rc : ask_pending(u) ? (*err = u->repo_err, u->repo_err.code) : 0;
     if (!rc)
         rc = record_version(u, o->name, lease->version, false, manifest, o->message, err);
     if (rc && err->kind == VMS_EK_CONFLICT &&
@@ -311,7 +351,7 @@ int vms_checkin(vms_client *cl, const struct vms_checkin_opts *o,
                 struct vms_stats *stats, fsp_error *err)
 {
     struct vms_ctx c;
-    struct upload u = {.c = &c, .stats = stats};
+    struct upload u = {.c = &c, .stats = stats, .dry_run = o->dry_run};
     memset(stats, 0, sizeof *stats);
     char manifest[PATH_MAX] = "";
     struct vms_lease lease = {0};
@@ -324,15 +364,16 @@ int vms_checkin(vms_client *cl, const struct vms_checkin_opts *o,
         rc = checked_out_version(&c, o->name, &lease, err);
         if (!rc)
             rc = checkin_leased(&u, o, &lease, manifest, sizeof manifest, err);
-        else if (err->kind == VMS_EK_CONFLICT && was_written)
+        else if (err->kind == VMS_EK_CONFLICT && was_written && !o->dry_run)
             rc = recorded_unleased(&u, o, &written, rc, err);
     }
-    if (!rc && was_written)
+    if (!rc && was_written && !o->dry_run)
         note_checked_in(o->image, o->name, &written, lease.user[0] ? lease.user : written.holder, stats);
     if (manifest[0])
         unlink(manifest);
     vms_trust_free(&u.trust);
     vms_keyset_free(&u.in_parent);
+    vms_keyset_free(&u.asked);
     stats->seconds = vms_ctx_elapsed(&c);
     return vms_ctx_close(&c, rc, err);
 }

@@ -4,12 +4,14 @@
 #include "repo/local/local.h"
 #include "sign/sign.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,8 +197,59 @@ static int query_version(vms_local *r, const char *image, uint32_t number, struc
     return rc;
 }
 
+/* Levenshtein distance, a letter's case aside; names are at most 255 bytes
+ * (longer ones are never close). */
+static size_t name_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[256];
+    if (la > 255 || lb > 255)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            bool same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+            size_t best = diag + !same;
+            best = up + 1 < best ? up + 1 : best;
+            row[j] = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The image whose name is nearest IMAGE, into OUT ("" when none is close:
+ * a third of IMAGE's letters changed at most, one for a short name, and
+ * never all of them). */
+static void closest_image(vms_local *r, const char *image, char *out, size_t len)
+{
+    sqlite3_stmt *st;
+    fsp_error ignored = {0};
+    size_t n = strlen(image), best = n / 3 > 0 ? n / 3 : 1;
+    out[0] = 0;
+    if (vms_repo_prepare(r, "SELECT name FROM images", &st, &ignored))
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        size_t d = name ? name_distance(image, name) : SIZE_MAX;
+        if (d <= best && d < n && strlen(name) < len) {
+            best = d;
+            strcpy(out, name);
+        }
+    }
+    sqlite3_finalize(st);
+}
+
 static int no_such_image(vms_local *r, const char *image, fsp_error *err)
 {
+    char near[256];
+    closest_image(r, image, near, sizeof near);
+    if (near[0])
+        return fsp_fail(err, VMS_EK_NOTFOUND, -ENOENT, "%s: no image named %s; did you mean '%s'?",
+                        r->path, image, near);
     return fsp_fail(err, VMS_EK_NOTFOUND, -ENOENT, "%s: no image named %s", r->path, image);
 }
 

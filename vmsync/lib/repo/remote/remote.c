@@ -582,6 +582,24 @@ static int hello(vms_remote *r, const char *user, const char *host, fsp_error *e
     return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_OK, err);
 }
 
+/* A session that ended before the agent's hello may be a shell that could not
+ * run the agent: 127 (not found) or 126 (not executable) is the exit status
+ * of the channel then, and the user must install it, not retry. */
+static int agent_missing(vms_remote *r, int rc, fsp_error *err)
+{
+    if (rc != -ECONNRESET || !r->ch || !ssh_channel_is_eof(r->ch))
+        return rc;
+    int status = ssh_channel_get_exit_status(r->ch);
+    if (status != 127 && status != 126)
+        return rc;
+    char said[512];
+    agent_stderr(r, said, sizeof said);
+    return fsp_fail(err, VMS_EK_DENIED, -ENOENT, "%s: the agent command %s %s on %s (install "
+                    "vmsync-agent there)%s%s", r->url, r->opts.agent ? r->opts.agent : "vmsync-agent",
+                    status == 127 ? "was not found" : "cannot be run", r->host,
+                    said[0] ? ": the server said: " : "", said);
+}
+
 int vms_remote_open(const char *url, const char *user, const char *host,
                     const struct vms_remote_opts *opts, const struct vms_repo_progress *progress,
                     vms_repo **out, fsp_error *err)
@@ -601,7 +619,7 @@ int vms_remote_open(const char *url, const char *user, const char *host,
     if (!rc)
         rc = connect_ssh(r, err);
     if (!rc)
-        rc = hello(r, user, host, err);
+        rc = agent_missing(r, hello(r, user, host, err), err);
     if (!rc)
         rc = connected_step(r, CONNECT_STEPS, err);
     if (rc) {
