@@ -83,6 +83,9 @@ static int parse(int argc, char **argv, const char *usage, bool keeps, struct ad
         if (status)
             return status;
     }
+    int took = cli_take_repo(argc, argv, 0, min, max, usage);
+    if (took >= 0)
+        return took;
     int operands = argc - optind;
     if (operands < min || operands > max)
         return cli_usage_error(usage, "%s", what);
