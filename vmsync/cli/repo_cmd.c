@@ -640,9 +640,7 @@ static int checkin_to_bundle(struct common *c, const char *file, const char *nam
     return finish(c, rc, &err, &st, summary);
 }
 
-int cmd_checkin(int argc, char **argv)
-{
-    static const char *const usage =
+static const char *const checkin_usage =
         "usage: vmsync checkin REPO NAME IMAGE [--message M] [--full-rescan] [-n] [options]\n"
         "       vmsync checkin --to-bundle FILE NAME IMAGE [--message M] [options]\n"
         "\n"
@@ -664,6 +662,10 @@ int cmd_checkin(int argc, char **argv)
         "                         files reread); nothing is sent or recorded, the lease\n"
         "                         stays\n"
         "      --to-bundle FILE   write the check-in to the bundle FILE (no REPO)\n" COMMON_HELP;
+
+int cmd_checkin(int argc, char **argv)
+{
+    const char *usage = checkin_usage;
     enum { OPT_FULL = 2000, OPT_TO_BUNDLE };
     static const struct option opts[] = {{"message", required_argument, 0, 'm'},
                                          {"full-rescan", no_argument, 0, OPT_FULL},
@@ -914,6 +916,26 @@ static void print_gc_summary(const struct vms_gc_stats *st, bool dry_run)
            (unsigned long long)(freed % 10));
 }
 
+/* gc's figures: --stats-json FILE, then the summary (--json: the same as JSON). */
+static int report_gc(const struct common *c, const struct vms_gc_stats *st, bool dry_run)
+{
+    if (c->stats_json) {
+        FILE *f = strcmp(c->stats_json, "-") ? fopen(c->stats_json, "w") : stdout;
+        if (!f)
+            return perror(c->stats_json), 6;
+        write_gc_json(f, st);
+        if (f != stdout)
+            fclose(f);
+    }
+    if (c->quiet)
+        return 0;
+    if (c->json)
+        write_gc_json(stdout, st);
+    else
+        print_gc_summary(st, dry_run);
+    return 0;
+}
+
 int cmd_gc(int argc, char **argv)
 {
     static const char *const usage =
@@ -967,23 +989,7 @@ int cmd_gc(int argc, char **argv)
         cli_hint("--wait sets how long gc waits");
     common_close(&c);
     cli_progress_clear(&c.bar);
-    if (rc)
-        return cli_report(&err);
-    if (c.stats_json) {
-        FILE *f = strcmp(c.stats_json, "-") ? fopen(c.stats_json, "w") : stdout;
-        if (!f)
-            return perror(c.stats_json), 6;
-        write_gc_json(f, &st);
-        if (f != stdout)
-            fclose(f);
-    }
-    if (c.quiet)
-        return 0;
-    if (c.json)
-        write_gc_json(stdout, &st);
-    else
-        print_gc_summary(&st, dry_run);
-    return 0;
+    return rc ? cli_report(&err) : report_gc(&c, &st, dry_run);
 }
 
 /* ---- check ------------------------------------------------------------------------- */
