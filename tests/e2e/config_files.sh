@@ -112,6 +112,8 @@ vm_ok "$T/bw-repo" export office desk -o "$T/bw2.img" "${KH[@]}" -q
 [[ $(last_rate) == 2097152 ]] || bad "the repository's bwlimit did not beat the window: $(last_rate)"
 vm_ok "$T/bw-opt" export office desk -o "$T/bw3.img" "${KH[@]}" -q --bwlimit 1M
 [[ $(last_rate) == 1048576 ]] || bad "--bwlimit did not beat the settings: $(last_rate)"
+vm_ok "$T/bw-none" export office desk -o "$T/bw4.img" "${KH[@]}" -q --bwlimit 0
+[[ $(last_rate) == 0 ]] || bad "--bwlimit 0 (no limit) did not beat the settings: $(last_rate)"
 printf '[bandwidth]\nlimit = 2M weekdays 8-18\n' >"$USER_CONF"
 vm_expect "$T/bw-bad" 2 images office "${KH[@]}"
 grep -q "$USER_CONF:2: bad bandwidth window" "$T/bw-bad.err" || bad "bad window not named: $(cat "$T/bw-bad.err")"

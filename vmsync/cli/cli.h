@@ -92,7 +92,8 @@ enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_L
     "      --accept-new       add an unknown host key to that file (on a terminal,\n"        \
     "                         vmsync asks); a changed key is always refused\n"                \
     "      --bwlimit RATE     cap the transfer at RATE bytes/s (suffix K, M, G; a bare\n"     \
-    "                         number is KiB/s, as rsync's)\n"                                  \
+    "                         number is KiB/s, as rsync's; 0: no cap, whatever the\n"     \
+    "                         settings say)\n"                                             \
     "      --compress-level N zstd level 1-19 of transfers (default: adapts to the link)\n"   \
     "      --timeout SECONDS  give up when the server sends nothing for this long (60)\n"    \
     "      --agent-command C  the agent to start when authorized_keys forces none\n"          \

@@ -439,6 +439,9 @@ static uint64_t rate_by_clock(void *ctx)
     return vms_bw_rate_at(windows, n_windows, time(NULL));
 }
 
+/* --bwlimit, even 0 (no limit), beats the settings' rates. */
+static bool bwlimit_given;
+
 /* Below --bwlimit and a repository's bwlimit: the windows follow the clock,
  * consulted by the library before each request. */
 static int apply_windows(struct vms_remote_opts *r, fsp_error *err)
@@ -449,7 +452,7 @@ static int apply_windows(struct vms_remote_opts *r, fsp_error *err)
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     for (; !rc && n_windows < settings->n_bw_limits; n_windows++)
         rc = vms_bw_window_parse(settings->bw_limits[n_windows], &windows[n_windows], err);
-    if (!rc && !r->bwlimit && n_windows)
+    if (!rc && !r->bwlimit && !bwlimit_given && n_windows)
         r->bwlimit_now = rate_by_clock;
     return rc;
 }
@@ -467,7 +470,7 @@ static int apply_settings(const char **repo, struct vms_remote_opts *r, fsp_erro
         *repo = s->url;
         if (!r->identity)
             r->identity = s->identity;
-        if (!r->bwlimit)
+        if (!bwlimit_given)
             r->bwlimit = s->bwlimit;
         if (!r->timeout)
             r->timeout = s->timeout;
@@ -560,6 +563,7 @@ int cli_remote_option(struct vms_remote_opts *o, int opt, const char *usage)
     case CLI_OPT_AGENT: o->agent = optarg; return 0;
     case CLI_OPT_BWLIMIT: {
         fsp_error err = {0};
+        bwlimit_given = true;
         if (vms_parse_size(optarg, 10, &o->bwlimit, &err))
             return cli_usage_error(usage, "bad --bwlimit: %s (bytes/s, e.g. 500K or 2M)", err.msg);
         if (o->bwlimit && o->bwlimit < VMS_BWLIMIT_MIN)
