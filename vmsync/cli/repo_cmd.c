@@ -242,22 +242,31 @@ int cmd_init(int argc, char **argv)
     static const char *const usage =
         "usage: vmsync init REPO [--json]\n\nCreates an empty repository in the directory REPO;\n"
         "--json says so as {\"repository\":REPO}.\n";
-    if (cli_wants_help(argc, argv))
-        return fputs(usage, stdout), 0;
-    bool json = argc == 3 && !strcmp(argv[2], "--json");
-    if (argc != 2 && !json)
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    bool json = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (opt == 'h')
+            return fputs(usage, stdout), 0;
+        if (opt != 'j')
+            return cli_bad_option(usage, argv);
+        json = true;
+    }
+    if (optind + 1 != argc)
         return cli_usage_error(usage, "%s", "init needs exactly one REPO");
+    const char *repo = argv[optind];
     fsp_error err = {0};
-    if (vms_init_repo(argv[1], &err))
+    if (vms_init_repo(repo, &err))
         return cli_report(&err);
     if (json) {
         putchar('{');
-        vms_json_member(stdout, "repository", argv[1]);
+        vms_json_member(stdout, "repository", repo);
         puts("}");
         return 0;
     }
     fputs("initialised an empty vmsync repository in ", stdout);
-    vms_put_name(stdout, argv[1]);
+    vms_put_name(stdout, repo);
     putchar('\n');
     return 0;
 }
