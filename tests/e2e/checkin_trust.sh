@@ -8,7 +8,9 @@
 # Checking B in under A's lease must record B: the export of the new version
 # is B byte for byte, and nothing is trusted.  Then within one filesystem: a
 # file of the checkout rewritten in place offline (debugfs write, same size,
-# mtime set back) moves its ctime and is reread, the others are trusted.
+# mtime set back) moves its ctime and is reread, the others are trusted; one
+# written to other blocks with its mtime and ctime set back is reread for
+# its extents.
 source "$(dirname "$0")/../lib/common.sh"
 need_vmsync
 need_cmd mke2fs debugfs jq cmp
@@ -74,5 +76,24 @@ info "the same filesystem, one file rewritten: files trusted $trusted, rehashed 
 ((trusted >= ${#FILES[@]} - 1)) || bad "the same filesystem: only $trusted files trusted"
 ((rehashed >= 1)) || bad "the same filesystem: the rewritten file was not reread"
 exported_is "$R" t@3 "$T/work.copy" in-place
+
+# An offline tool that also sets ctime back defeats the times; a file it
+# wrote to other blocks is still reread: its extents moved.  debugfs writes
+# the bytes as /x, gives /three that inode (copy_inode) and then the times.
+vm_ok "$T/co3" checkout "$R" t -o "$T/work.img" -q
+head -c 6000 /dev/urandom >"$T/new-three"
+debugfs -w -f - "$T/work.img" >/dev/null 2>&1 <<DEBUGFS || fail "debugfs copy_inode"
+write $T/new-three /x
+copy_inode /x /three
+unlink /x
+sif /three mtime 20240102030405
+sif /three ctime 20240102030405
+DEBUGFS
+cp --sparse=always "$T/work.img" "$T/work.copy"
+vm_ok "$T/ci-m" checkin "$R" t "$T/work.img" -m moved --stats-json "$T/ci-m.json"
+rehashed=$(jget "$T/ci-m.json" .files_rehashed)
+info "the same filesystem, one file moved: files trusted $(jget "$T/ci-m.json" .files_trusted), rehashed $rehashed"
+((rehashed >= 1)) || bad "the same filesystem: the moved file was not reread"
+exported_is "$R" t@4 "$T/work.copy" moved
 
 finish

@@ -104,8 +104,8 @@ int vms_convert_qcow2(struct vms_ctx *c, const char *from, const char *to, uint6
                       fsp_error *err);
 
 /* Trusting unchanged files the way git's index does: a stream of an entry
- * whose inode, generation (NTFS: MFT sequence number), type, size, mtime and
- * ctime equal those in REF keeps REF's hashes without being read.
+ * whose inode, generation (NTFS: MFT sequence number), type, size, mtime,
+ * ctime and extents equal those in REF keeps REF's hashes without being read.
  * Only on REF's own filesystems: another mke2fs or mkntfs gives its files the
  * same inode numbers and times from the same tree, so the scanned volume must
  * have REF's volume's UUID (NTFS: serial number), kind, place and size; a

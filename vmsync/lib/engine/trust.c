@@ -51,12 +51,30 @@ void vms_trust_volume(struct vms_trust *t, const struct fsp_volume_info *v)
             t->same_fs[i] = same_filesystem(&t->ref->volumes[i], v);
 }
 
-static bool volume_trusted(const struct vms_trust *t, uint32_t volume)
+/* REF's volume VOLUME when the scan's is the same filesystem, else NULL. */
+static const struct fsp_volume_info *trusted_volume(const struct vms_trust *t, uint32_t volume)
 {
     for (size_t i = 0; i < t->ref->n_volumes; i++)
         if (t->ref->volumes[i].index == volume)
-            return t->same_fs[i];
-    return false;
+            return t->same_fs[i] ? &t->ref->volumes[i] : NULL;
+    return NULL;
+}
+
+/* A file moved to other blocks may hold other bytes whatever its times say.
+ * The scan offers ST with extents relative to the volume (it makes them
+ * absolute after), the manifest has them absolute. */
+static bool same_extents(const struct vms_trust *t, const struct fsp_volume_info *vol,
+                         const struct vms_lstream *rs, const struct fsp_stream *st)
+{
+    if (rs->n_extents != st->n_extents)
+        return false;
+    for (size_t i = 0; i < st->n_extents; i++) {
+        const struct fsp_extent *a = &t->ref->extents[rs->first_extent + i], *b = &st->extents[i];
+        if (a->logical != b->logical || a->physical != b->physical + vol->start ||
+            a->length != b->length || a->flags != b->flags)
+            return false;
+    }
+    return true;
 }
 
 static bool same_time(struct fsp_time a, struct fsp_time b) { return a.sec == b.sec && a.nsec == b.nsec; }
@@ -65,7 +83,8 @@ static const struct vms_lstream *trusted_stream(struct vms_trust *t, const struc
                                                 uint32_t idx, const struct fsp_stream *st)
 {
     uint8_t key[FSP_SHA256_LEN];
-    if (!volume_trusted(t, e->volume))
+    const struct fsp_volume_info *vol = trusted_volume(t, e->volume);
+    if (!vol)
         return NULL;
     inode_key(e->volume, e->ino, key);
     uint64_t *i = vms_hashmap_get(&t->by_inode, key);
@@ -78,7 +97,8 @@ static const struct vms_lstream *trusted_stream(struct vms_trust *t, const struc
     const struct vms_lstream *rs = &t->ref->streams[r->first_stream + idx];
     const char *name = vms_lstream_name(t->ref, rs);
     bool same_name = (!name && !st->name) || (name && st->name && !strcmp(name, st->name));
-    if (!same_name || rs->size != st->size || (rs->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED)))
+    if (!same_name || rs->size != st->size ||
+        (rs->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED)) || !same_extents(t, vol, rs, st))
         return NULL;
     return rs;
 }

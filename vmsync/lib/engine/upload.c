@@ -2,9 +2,9 @@
  * lacks as the scan hands it over, then record the manifest as a new version.
  *
  * Check-in trusts unchanged files the way git's index does: a file whose inode,
- * generation (NTFS: MFT sequence number), size, mtime and ctime equal those
- * in the checked-out version's manifest, on the same filesystem (its UUID),
- * keeps its hashes without being read, so the cost follows the change,
+ * generation (NTFS: MFT sequence number), size, mtime, ctime and extents equal
+ * those in the checked-out version's manifest, on the same filesystem (its
+ * UUID), keeps its hashes without being read, so the cost follows the change,
  * not the image.  Metadata blocks are always reread: they are small, and they
  * are where a change shows first. */
 #include "engine/engine.h"
