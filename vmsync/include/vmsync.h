@@ -108,8 +108,9 @@ struct vms_manifest_create_opts {
     int (*progress)(void *ctx, const char *phase, uint64_t done, uint64_t total);
     /* A damaged file or structure; the manifest records it too. */
     int (*warning)(void *ctx, uint32_t volume, const char *path, const char *msg);
-    /* Content hooks for engines: only HOOKS' object, want_stream and
-     * reuse_stream are used, each called with HOOKS->ctx (see fsp_sink). */
+    /* Content hooks for engines: only HOOKS' volume (each volume before its
+     * entries), object, want_stream and reuse_stream are used, each called
+     * with HOOKS->ctx (see fsp_sink). */
     const struct fsp_sink *hooks;
     void *ctx;
 };

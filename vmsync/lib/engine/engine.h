@@ -92,7 +92,7 @@ void vms_scan_hooks_init(struct vms_scan_hooks *h, struct vms_ctx *c, const stru
 
 /* Scans IMAGE (with FSP_SCAN_* FLAGS) into the manifest file MANIFEST by
  * vms_manifest_create, progress and warnings going to the session through
- * hooks H, with the object, want_stream and reuse_stream callbacks of EXTRA
+ * hooks H, with the volume, object, want_stream and reuse_stream callbacks of EXTRA
  * (their ctx is H). */
 int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
                       struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err);
@@ -104,13 +104,20 @@ int vms_convert_qcow2(struct vms_ctx *c, const char *from, const char *to, uint6
                       fsp_error *err);
 
 /* Trusting unchanged files the way git's index does: a stream of an entry
- * whose inode, generation (NTFS: MFT sequence number), type, size, mtime and
- * ctime equal those in REF keeps REF's hashes without being read. */
+ * whose inode, generation (NTFS: MFT sequence number), type, size, mtime,
+ * ctime and extents equal those in REF keeps REF's hashes without being read.
+ * Only on REF's own filesystems: another mke2fs or mkntfs gives its files the
+ * same inode numbers and times from the same tree, so the scanned volume must
+ * have REF's volume's UUID (NTFS: serial number), kind, place and size; a
+ * volume without a UUID is never trusted. */
 struct vms_trust {
     struct vms_loaded *ref;       /* owned */
     struct vms_hashmap by_inode;  /* (volume, ino) -> index in ref->entries */
+    bool *same_fs;                /* per ref->volumes: the scan's is that filesystem */
 };
 int vms_trust_init(struct vms_trust *t, struct vms_loaded *ref);
+/* A volume of the scan, before its entries: trusted when it is REF's. */
+void vms_trust_volume(struct vms_trust *t, const struct fsp_volume_info *v);
 /* Fills ST's sha256 and chunks (malloc'd) from REF when trusted. */
 bool vms_trust_fill(struct vms_trust *t, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st);
 void vms_trust_free(struct vms_trust *t);

@@ -44,6 +44,14 @@ static bool w_want(void *ctx, const struct fsp_entry *e, uint32_t idx)
     return !(e->flags & FSP_ENTRY_VOLATILE) && size_needed(w->needs, e->streams[idx].size);
 }
 
+static int w_volume(void *ctx, const struct fsp_volume_info *v)
+{
+    struct want *w = ctx;
+    if (w->trust)
+        vms_trust_volume(w->trust, v);
+    return 0;
+}
+
 static bool w_reuse(void *ctx, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st)
 {
     struct want *w = ctx;
@@ -86,7 +94,8 @@ static int scan_seed(struct vms_ctx *c, const char *path, const char *manifest,
                      const struct vms_seed_needs *needs, struct vms_trust *trust, fsp_error *err)
 {
     struct want want = {.needs = needs, .trust = trust};
-    static const struct fsp_sink lazy = {.want_stream = w_want, .reuse_stream = w_reuse};
+    static const struct fsp_sink lazy = {.volume = w_volume, .want_stream = w_want,
+                                      .reuse_stream = w_reuse};
     return vms_ctx_scan_into(c, path, manifest, 0, &want.hooks, &lazy, err);
 }
 

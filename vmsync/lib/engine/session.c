@@ -394,8 +394,9 @@ int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest
 {
     static const struct fsp_sink nothing = {0}; /* vms_manifest_create feeds the writer */
     vms_scan_hooks_init(h, c, &nothing);
-    struct fsp_sink hooks = {.object = extra->object, .want_stream = extra->want_stream,
-                             .reuse_stream = extra->reuse_stream, .ctx = h};
+    struct fsp_sink hooks = {.volume = extra->volume, .object = extra->object,
+                             .want_stream = extra->want_stream, .reuse_stream = extra->reuse_stream,
+                             .ctx = h};
     struct vms_manifest_create_opts o = {.scan_flags = flags, .progress = h->fwd.sink.progress,
                                          .warning = h->fwd.sink.warning, .hooks = &hooks, .ctx = h};
     int rc = scan_started(c, image, err);

@@ -1,5 +1,6 @@
 /* Trusting unchanged files: a stream keeps the hashes an earlier manifest
- * gave it when its inode looks untouched (see vms_trust_fill). */
+ * gave it when its inode looks untouched on the same filesystem (see
+ * struct vms_trust). */
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -20,6 +21,9 @@ int vms_trust_init(struct vms_trust *t, struct vms_loaded *ref)
 {
     memset(t, 0, sizeof *t);
     t->ref = ref;
+    t->same_fs = calloc(ref->n_volumes ? ref->n_volumes : 1, sizeof *t->same_fs);
+    if (!t->same_fs)
+        return -ENOMEM;
     for (size_t i = 0; i < t->ref->n_entries; i++) {
         const struct vms_lentry *e = &t->ref->entries[i];
         if (e->flags & FSP_ENTRY_HARDLINK)
@@ -32,12 +36,56 @@ int vms_trust_init(struct vms_trust *t, struct vms_loaded *ref)
     return 0;
 }
 
+/* The same filesystem, not one made alike: a fresh mke2fs or mkntfs of the
+ * same tree repeats the inode numbers and times, never the UUID. */
+static bool same_filesystem(const struct fsp_volume_info *a, const struct fsp_volume_info *b)
+{
+    return a->fs_uuid[0] && !strcmp(a->fs_uuid, b->fs_uuid) && a->fs_kind == b->fs_kind &&
+           a->start == b->start && a->fs_length == b->fs_length && a->block_size == b->block_size;
+}
+
+void vms_trust_volume(struct vms_trust *t, const struct fsp_volume_info *v)
+{
+    for (size_t i = 0; t->ref && i < t->ref->n_volumes; i++)
+        if (t->ref->volumes[i].index == v->index)
+            t->same_fs[i] = same_filesystem(&t->ref->volumes[i], v);
+}
+
+/* REF's volume VOLUME when the scan's is the same filesystem, else NULL. */
+static const struct fsp_volume_info *trusted_volume(const struct vms_trust *t, uint32_t volume)
+{
+    for (size_t i = 0; i < t->ref->n_volumes; i++)
+        if (t->ref->volumes[i].index == volume)
+            return t->same_fs[i] ? &t->ref->volumes[i] : NULL;
+    return NULL;
+}
+
+/* A file moved to other blocks may hold other bytes whatever its times say.
+ * The scan offers ST with extents relative to the volume (it makes them
+ * absolute after), the manifest has them absolute. */
+static bool same_extents(const struct vms_trust *t, const struct fsp_volume_info *vol,
+                         const struct vms_lstream *rs, const struct fsp_stream *st)
+{
+    if (rs->n_extents != st->n_extents)
+        return false;
+    for (size_t i = 0; i < st->n_extents; i++) {
+        const struct fsp_extent *a = &t->ref->extents[rs->first_extent + i], *b = &st->extents[i];
+        if (a->logical != b->logical || a->physical != b->physical + vol->start ||
+            a->length != b->length || a->flags != b->flags)
+            return false;
+    }
+    return true;
+}
+
 static bool same_time(struct fsp_time a, struct fsp_time b) { return a.sec == b.sec && a.nsec == b.nsec; }
 
 static const struct vms_lstream *trusted_stream(struct vms_trust *t, const struct fsp_entry *e,
                                                 uint32_t idx, const struct fsp_stream *st)
 {
     uint8_t key[FSP_SHA256_LEN];
+    const struct fsp_volume_info *vol = trusted_volume(t, e->volume);
+    if (!vol)
+        return NULL;
     inode_key(e->volume, e->ino, key);
     uint64_t *i = vms_hashmap_get(&t->by_inode, key);
     if (!i)
@@ -49,7 +97,8 @@ static const struct vms_lstream *trusted_stream(struct vms_trust *t, const struc
     const struct vms_lstream *rs = &t->ref->streams[r->first_stream + idx];
     const char *name = vms_lstream_name(t->ref, rs);
     bool same_name = (!name && !st->name) || (name && st->name && !strcmp(name, st->name));
-    if (!same_name || rs->size != st->size || (rs->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED)))
+    if (!same_name || rs->size != st->size ||
+        (rs->flags & (FSP_STREAM_UNREADABLE | FSP_STREAM_NOT_HASHED)) || !same_extents(t, vol, rs, st))
         return NULL;
     return rs;
 }
@@ -76,5 +125,6 @@ void vms_trust_free(struct vms_trust *t)
 {
     vms_loaded_free(t->ref);
     vms_hashmap_free(&t->by_inode);
+    free(t->same_fs);
     memset(t, 0, sizeof *t);
 }

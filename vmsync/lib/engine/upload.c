@@ -2,10 +2,11 @@
  * lacks as the scan hands it over, then record the manifest as a new version.
  *
  * Check-in trusts unchanged files the way git's index does: a file whose inode,
- * generation (NTFS: MFT sequence number), size, mtime and ctime equal those in
- * the checked-out version's manifest keeps its hashes without being read, so
- * the cost follows the change, not the image.  Metadata blocks are always
- * reread: they are small, and they are where a change shows first. */
+ * generation (NTFS: MFT sequence number), size, mtime, ctime and extents equal
+ * those in the checked-out version's manifest, on the same filesystem (its
+ * UUID), keeps its hashes without being read, so the cost follows the change,
+ * not the image.  Metadata blocks are always reread: they are small, and they
+ * are where a change shows first. */
 #include "engine/engine.h"
 #include "base/keyset.h"
 #include "manifest/written.h"
@@ -70,6 +71,14 @@ static bool u_reuse(void *ctx, const struct fsp_entry *e, uint32_t idx, struct f
     return trusted;
 }
 
+static int u_volume(void *ctx, const struct fsp_volume_info *v)
+{
+    struct upload *u = ctx;
+    if (u->trusting)
+        vms_trust_volume(&u->trust, v);
+    return 0;
+}
+
 static int u_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len)
 {
     struct upload *u = ctx;
@@ -98,7 +107,8 @@ static void count_sent(struct upload *u)
 static int scan_and_store(struct upload *u, const char *image, const char *manifest,
                           uint32_t flags, fsp_error *err)
 {
-    static const struct fsp_sink storing = {.object = u_object, .reuse_stream = u_reuse};
+    static const struct fsp_sink storing = {.volume = u_volume, .object = u_object,
+                                         .reuse_stream = u_reuse};
     int rc = vms_ctx_scan_into(u->c, image, manifest, flags, &u->hooks, &storing, err);
     if (rc && u->repo_err.msg[0])
         *err = u->repo_err; /* the repository's reason, not the scan's "cancelled" */

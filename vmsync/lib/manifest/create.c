@@ -21,6 +21,16 @@ static int c_warning(void *ctx, uint32_t volume, const char *path, const char *m
     return rc ? rc : writer->warning(writer->ctx, volume, path, msg);
 }
 
+/* The hooks see a volume before its entries, so they can tell which
+ * filesystem the entries they are asked to trust belong to. */
+static int c_volume(void *ctx, const struct fsp_volume_info *v)
+{
+    struct creator *c = ctx;
+    const struct fsp_sink *h = c->o->hooks, *writer = c->fwd.inner;
+    int rc = h->volume(h->ctx, v);
+    return rc ? rc : writer->volume(writer->ctx, v);
+}
+
 static int c_object(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len)
 {
     const struct fsp_sink *h = ((struct creator *)ctx)->o->hooks;
@@ -47,6 +57,7 @@ static int scan_to_writer(fsp_source *src, vms_manifest_writer *w,
     vms_forward_init(&c.fwd, vms_manifest_writer_sink(w));
     c.fwd.sink.progress = c_progress;
     c.fwd.sink.warning = c_warning;
+    c.fwd.sink.volume = h && h->volume ? c_volume : c.fwd.sink.volume;
     c.fwd.sink.object = h && h->object ? c_object : NULL;
     c.fwd.sink.want_stream = h && h->want_stream ? c_want : NULL;
     c.fwd.sink.reuse_stream = h && h->reuse_stream ? c_reuse : NULL;
