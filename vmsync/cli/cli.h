@@ -126,6 +126,11 @@ struct cli_progress {
     uint32_t index; /* the seed whose scan is shown */
     double phase_started, last_shown;
     uint64_t total; /* the shown phase's, for the bar's last draw */
+    /* The one bar, 0 to 1: how far it is, and the shown phase's slice of it
+     * (from, width; width 0 until the phase knows its total). */
+    double fraction, slice_from, slice;
+    bool sliced; /* the shown phase has taken its slice */
+    bool full;   /* the operation succeeded: the bar is drawn full */
     bool drawn;
 };
 void cli_progress_init(struct cli_progress *p, enum cli_progress_mode mode);
@@ -146,6 +151,7 @@ struct cli_scan {
 /* Sets O's progress, warning and ctx to C's. */
 void cli_scan_init(struct cli_scan *c, const char *image, enum cli_progress_mode progress,
                    struct vms_manifest_create_opts *o);
-void cli_scan_finish(struct cli_scan *c);
+/* RC: the scan's return; a success draws the bar full. */
+void cli_scan_finish(struct cli_scan *c, int rc);
 
 #endif

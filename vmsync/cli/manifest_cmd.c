@@ -147,7 +147,7 @@ static int scan_to_file(const char *image, const char *out, enum cli_progress_mo
     struct cli_scan cs;
     cli_scan_init(&cs, image, progress, &o);
     int rc = vms_manifest_create(image, out, &o, err);
-    cli_scan_finish(&cs);
+    cli_scan_finish(&cs, rc);
     return rc;
 }
 
