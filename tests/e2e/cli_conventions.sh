@@ -65,6 +65,8 @@ repo_motd_img conv "$T/img"
 R=$T/repo
 vm_ok "$T/init" init "$R" --json
 jq -e --arg r "$R" '.repository == $r' "$T/init.out" >/dev/null || bad "init --json: $(cat "$T/init.out")"
+(cd "$T" && vm_expect "$T/init-none" 2 init --json)
+[[ ! -e $T/--json ]] || bad "init --json with no REPO made a repository named --json"
 vm_ok "$T/imp" import "$R" "$T/img" --name desk -q
 
 info "checkout -n and --dry-run are --estimate"
