@@ -2,13 +2,14 @@
 # make install puts every file under DESTDIR/PREFIX, with the units naming the
 # installed paths; make uninstall removes exactly what it put there.  The
 # installed vmsync-maintenance (what the systemd timer runs) checks and
-# collects each repository under its root: a busy one (gc's exit 8) is no
-# failure, a damaged one is.
+# collects each repository under its root, whatever its depth or the spaces in
+# its path: a busy one (gc's exit 8) is no failure, a damaged one is, and a
+# harmless check finding (a dangling lease) fails the run but gc still runs.
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
-need_cmd make flock
+need_cmd make flock sqlite3 jq
 [[ -z $(ls "$REPO"/docs/man/*.scd 2>/dev/null) ]] || need_cmd scdoc
 
 mk() { make -s -C "$REPO" BUILD="$BUILD" "$@"; }
@@ -73,7 +74,8 @@ rc=0
 [[ $rc == 0 ]] || bad "vmsync-maintenance on healthy repositories: exit $rc: $(cat "$T/maint.log")"
 
 # A client holding a repository: gc gives up (exit 8), which is not a failure.
-flock -s "$srv/team/desk/lock" sleep 60 &
+# The holder is sleep itself, so that killing it by PID frees the lock.
+(exec 9>>"$srv/team/desk/lock" && flock -s 9 && exec sleep 60) &
 holder=$!
 sleep 0.3
 rc=0
@@ -82,6 +84,32 @@ kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
 [[ $rc == 0 ]] || bad "a busy repository made vmsync-maintenance fail: exit $rc: $(cat "$T/maint-busy.log")"
 grep -q "team/desk: in use" "$T/maint-busy.log" || bad "vmsync-maintenance did not say the busy repository is in use: $(cat "$T/maint-busy.log")"
+
+# A lease on a version that is gone fails the check, but gc still collects:
+# it refuses real damage by itself.  The repository's path has a space and is
+# deeper than the others.
+odd="$srv/team a/x/y/z/odd"
+mkdir -p "${odd%/*}"
+repo_init "$odd"
+repo_motd_img one "$T/one.img" 65536
+repo_motd_img two "$T/two.img" 65536
+vm_ok "$T/odd1" import "$odd" "$T/one.img" --name hello
+vm_ok "$T/odd2" import "$odd" "$T/two.img" --name hello
+vm_ok "$T/odd-forget" forget "$odd" hello@1
+sqlite3 "$odd/catalog.db" "INSERT INTO leases SELECT id, 99, 'gone', 'laptop', 0 FROM images" ||
+    fail "sqlite3 could not add a dangling lease"
+vm_ok "$T/odd-gc0" gc "$odd" -n --json
+[[ $(jq .objects_dropped "$T/odd-gc0.out") -gt 0 ]] || fail "no garbage to collect: $(cat "$T/odd-gc0.out")"
+rc=0
+"$maint" "$srv" >"$T/maint-lease.log" 2>&1 || rc=$?
+[[ $rc == 1 ]] || bad "a check finding: vmsync-maintenance exit $rc, not 1: $(cat "$T/maint-lease.log")"
+grep -qF "$odd: check failed" "$T/maint-lease.log" ||
+    bad "the repository with a space in its path is not named whole: $(cat "$T/maint-lease.log")"
+! grep -q "gc failed" "$T/maint-lease.log" || bad "gc failed on a dangling lease: $(cat "$T/maint-lease.log")"
+vm_ok "$T/odd-gc1" gc "$odd" -n --json
+[[ $(jq .objects_dropped "$T/odd-gc1.out") == 0 ]] ||
+    bad "vmsync-maintenance did not collect after a harmless check finding: $(cat "$T/odd-gc1.out")"
+rm -rf "$srv/team a"
 
 # A damaged repository is a failure (and the others are still maintained).
 rm -f "$srv"/golden/manifests/*
