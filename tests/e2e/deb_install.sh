@@ -143,4 +143,17 @@ in_root apt-get purge -y -qq vmsync vmsync-agent vmsync-gtk >"$T/purge2.log" 2>&
 grep 'vmsync-agent:' "$T/purge2.log" || bad "purge did not say that it kept /srv/vmsync"
 [[ -f $root/srv/vmsync/golden/catalog.db ]] || bad "purge removed the repository in /srv/vmsync"
 in_root getent passwd vmsync || bad "purge removed the vmsync user that owns /srv/vmsync"
+
+# Neither is a repository that the vmsync user owns under another agent root.
+step "again, with /srv/vmsync empty and a repository of the vmsync user in /var/backups"
+rm -rf "$root/srv/vmsync/golden"
+in_root sh -c 'cd /tmp/debs && apt-get install -y -qq --no-install-recommends ./*.deb' >"$T/install3.log" 2>&1 ||
+    { tail -20 "$T/install3.log"; fail "the third apt-get install failed"; }
+in_root install -d -o vmsync /var/backups/vmsync-repo
+in_root runuser -u vmsync -- vmsync init /var/backups/vmsync-repo/golden || bad "vmsync init in /var/backups as vmsync failed"
+in_root apt-get purge -y -qq vmsync vmsync-agent vmsync-gtk >"$T/purge3.log" 2>&1 ||
+    { tail -20 "$T/purge3.log"; fail "the third apt-get purge failed"; }
+grep 'vmsync-agent: /var/backups/vmsync-repo' "$T/purge3.log" || bad "purge did not name the vmsync user's file that it kept the user for"
+in_root getent passwd vmsync || bad "purge removed the vmsync user that owns /var/backups/vmsync-repo"
+[[ ! -e $root/srv/vmsync ]] || bad "purge left the empty /srv/vmsync"
 finish
