@@ -8,6 +8,9 @@
 #     forget desk@1 removes it, and the audit log names the agent's user;
 #   - prune --keep-last 1 -n names desk@3 and forgets nothing; prune
 #     --keep-last 1 forgets desk@3, keeping desk@2 as leased;
+#   - crafted requests: LEASE_TAKE of other@99 by an --append-only key, FORGET
+#     of desk@0 and of the forgotten desk@3, are each NOTFOUND naming the
+#     version; check still passes and the audit log has no false forget;
 #   - a key whose agent runs with --append-only may import, check out and
 #     release, but forget, forget -n and prune are refused (exit 12) naming
 #     --append-only, and the catalog is unchanged; a --read-only key's forget
@@ -74,6 +77,31 @@ vm_ok "$T/ao-imp" import "$url" "$T/desk1.img" --name other "${ao[@]}"
 vm_ok "$T/ao-imp2" import "$url" "$T/desk2.img" --name other "${ao[@]}"
 vm_ok "$T/ao-co" checkout "$url" other -o "$T/ao.img" "${ao[@]}"
 vm_ok "$T/ao-rel" release "$url" other "${ao[@]}"
+# crafted requests (tests/lib/agentwire.py): a lease of a version that is not
+# there (of the image no one holds now), from an --append-only key, and forgets of desk@0 and of the forgotten
+# desk@3, are each NOTFOUND; the catalog stays one that check passes
+py - "$VMSYNC_AGENT" "$T/srv" "${R#"$T/srv/"}" >"$T/crafted.out" 2>&1 <<'EOF' || bad "crafted requests: $(cat "$T/crafted.out")"
+import sys
+from agentwire import *
+agent, root, path = sys.argv[1:]
+FORGET = 21
+asks = [('lease other@99', ['--append-only'], LEASE_TAKE, put_str('other') + put_varint(99) + b'\0'),
+        ('forget desk@0', [], FORGET, put_str('desk') + put_varint(0) + b'\0'),
+        ('forget desk@3', [], FORGET, put_str('desk') + put_varint(3) + b'\0')]
+fails = 0
+for name, extra, kind, payload in asks:
+    s = Session([agent, '--root', root, '--user', 'u'] + extra, host='laptop')
+    s.open(path)
+    got, body = s.ask(kind, payload)
+    s.close()
+    if got != ERROR or error(body)[0] != 10 or name.split()[1] not in error(body)[1]:
+        print('FAIL: %s: %r %r' % (name, got, error(body) if got == ERROR else body)); fails += 1
+sys.exit(1 if fails else 0)
+EOF
+vm_ok "$T/check" check "$R"
+[[ $(sqlite3 "$R/catalog.db" "select count(*) from audit where action = 'forget' and version in (0, 3)") == 1 ]] ||
+    bad "the audit log tells of a forget that did not happen"
+
 before=$(dump)
 for args in "forget $url other@1" "forget $url other@1 -n" "prune $url --keep-last 1"; do
     read -ra a <<<"$args"

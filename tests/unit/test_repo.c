@@ -673,6 +673,7 @@ static void test_leases(void)
     store_some_manifest(a, 30, m);
     uint32_t n;
     CHECK_OK(vms_repo_add_version(a, "win11", 0, m, digest, 1, "", &n, &err), err);
+    CHECK_OK(vms_repo_add_version(a, "win11", 1, m, digest, 1, "", &n, &err), err);
 
     struct vms_lease l;
     bool found = true;
@@ -681,6 +682,11 @@ static void test_leases(void)
     CHECK_FAILS(vms_repo_lease_take(a, "macos", 1, false, &err), err, VMS_EK_NOTFOUND,
                 "no image named");
 
+    /* a version that is not there: a lease of it would fail check for good */
+    CHECK_FAILS(vms_repo_lease_take(a, "win11", 3, false, &err), err, VMS_EK_NOTFOUND,
+                "no version win11@3");
+    CHECK_OK(vms_repo_lease_get(a, "win11", &l, &found, &err), err);
+    CHECK(!found);
     CHECK_OK(vms_repo_lease_take(a, "win11", 1, false, &err), err);
     CHECK_OK(vms_repo_lease_take(a, "win11", 2, false, &err), err); /* same host: updated */
     CHECK_OK(vms_repo_lease_get(b, "win11", &l, &found, &err), err);

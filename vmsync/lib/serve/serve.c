@@ -958,6 +958,10 @@ static int on_forget(struct request *q)
                         "%s: this key may add versions but never forget one (the agent runs "
                         "with --append-only)",
                         q->a->path);
+    if (version == 0) /* "the latest" elsewhere, which is never forgotten anyway */
+        return fsp_fail(q->err, VMS_EK_NOTFOUND, -ENOENT,
+                        "%s: there is no version %s@0: forget names a version's number",
+                        q->a->path, image);
     int rc = vms_repo_forget(q->a->repo, image, version, dry_run, q->err);
     return rc ? rc : reply(q, VMS_M_OK, NULL);
 }

@@ -539,6 +539,28 @@ static int existing_image(vms_local *r, const char *image, int64_t *id, fsp_erro
     return rc || exists ? rc : no_such_image(r, image, err);
 }
 
+/* VERSION of IMAGE as given, never the latest that 0 stands for elsewhere: a
+ * lease or a forget of a version that is not there (never was, or forgotten
+ * since a checkout found it) would leave a row that check calls corrupt and
+ * gc stops at, or a false "forget" in the audit log. */
+static int require_version(vms_local *r, const char *image, uint32_t version, fsp_error *err)
+{
+    struct vms_version v;
+    bool found = false;
+    int rc = version ? query_version(r, image, version, &v, &found, err) : 0;
+    if (rc || found)
+        return rc;
+    int64_t id;
+    uint32_t latest = 0;
+    bool exists;
+    rc = image_state(r, image, &id, &latest, &exists, err);
+    return rc ? rc
+              : fsp_fail(err, VMS_EK_NOTFOUND, -ENOENT,
+                         "%s: there is no version %s@%u (latest is %u; forgotten, or never "
+                         "checked in)",
+                         r->path, image, version, latest);
+}
+
 /* Opens the transaction of a lease change and reads the lease.  *OPEN tells
  * whether a transaction was opened, which the caller must then vms_repo_finish(). */
 static int lease_transaction(vms_local *r, const char *image, int64_t *id, struct vms_lease *held,
@@ -575,6 +597,8 @@ int vms_local_lease_take(vms_repo *repo, const char *image, uint32_t version, bo
             rc = fsp_fail(err, VMS_EK_CONFLICT, -EBUSY,
                           "%s is checked out by %s", image, holder);
     }
+    if (!rc)
+        rc = require_version(r, image, version, err);
     if (!rc)
         rc = store_lease(r, id, version, err);
     return vms_repo_finish(r, rc, err);
@@ -926,16 +950,17 @@ int vms_local_forget(vms_repo *repo, const char *image, uint32_t version, bool d
                      fsp_error *err)
 {
     vms_local *r = (vms_local *)repo;
-    struct vms_version v;
     int64_t id;
     uint32_t latest;
-    bool exists;
     int rc = check_image_name(r, image, err);
     if (!rc)
         rc = vms_repo_begin(r, err);
     if (rc)
         return rc;
-    rc = vms_local_version(repo, image, version, &v, err); /* NOTFOUND naming it */
+    rc = existing_image(r, image, &id, err);
+    if (!rc)
+        rc = require_version(r, image, version, err);
+    bool exists;
     if (!rc)
         rc = image_state(r, image, &id, &latest, &exists, err);
     if (!rc)
