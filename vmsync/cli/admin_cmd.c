@@ -128,8 +128,11 @@ int cmd_forget(int argc, char **argv)
         "    keeps one version, and numbers are never given twice);\n"
         "  - a version someone has checked out: their check-in builds on what it\n"
         "    holds (its holder checks in or runs vmsync release first).\n"
-        "Later versions do not need it: each version stands alone.  An agent started\n"
-        "with --append-only or --read-only refuses (exit 12).\n"
+        "Later versions do not need it: each version stands alone.  But a bundle of a\n"
+        "later version names its parent, and applies only to a repository that holds\n"
+        "the image: to move an image whose first versions are forgotten to a new\n"
+        "repository, export and import it.  An agent started with --append-only or\n"
+        "--read-only refuses (exit 12).\n"
         "\n" ADMIN_HELP;
     struct admin a = {0};
     int status = parse(argc, argv, usage, false, &a, 2, 2, "forget needs REPO and NAME@V");
