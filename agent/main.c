@@ -166,14 +166,17 @@ static void write_stats(const char *file, const struct options *o, const struct 
             "\"segments\": %llu, \"segments_cached\": %llu, \"segments_stored\": %llu, "
             "\"raw_bytes_sent\": %llu, \"segment_bytes_sent\": %llu, \"wire_in\": %llu, "
             "\"wire_out\": %llu, \"last_level\": %d, \"cpu_user\": %.3f, \"cpu_system\": %.3f, "
-            "\"max_rss_kib\": %ld, \"last_bwlimit\": %llu}\n",
+            "\"max_rss_kib\": %ld, \"last_bwlimit\": %llu, \"manifests_whole\": %llu, "
+            "\"manifests_delta\": %llu, \"manifest_bytes_in\": %llu}\n",
             status, (unsigned long long)s->requests,
             (unsigned long long)s->objects_sent, (unsigned long long)s->objects_received,
             (unsigned long long)s->segments, (unsigned long long)s->segments_cached,
             (unsigned long long)s->segments_stored, (unsigned long long)s->raw_bytes_sent,
             (unsigned long long)s->segment_bytes_sent, (unsigned long long)s->wire_in,
             (unsigned long long)s->wire_out, s->last_level, seconds(ru.ru_utime),
-            seconds(ru.ru_stime), ru.ru_maxrss, (unsigned long long)s->last_bwlimit);
+            seconds(ru.ru_stime), ru.ru_maxrss, (unsigned long long)s->last_bwlimit,
+            (unsigned long long)s->manifests_whole, (unsigned long long)s->manifests_delta,
+            (unsigned long long)s->manifest_bytes_in);
     fclose(f);
 }
 

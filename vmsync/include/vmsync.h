@@ -448,6 +448,8 @@ struct vms_serve_stats {
     uint64_t requests, objects_sent, objects_received;
     uint64_t segments, segments_cached, segments_stored, raw_bytes_sent, segment_bytes_sent;
     uint64_t wire_in, wire_out;
+    uint64_t manifests_whole, manifests_delta; /* stored from PUT_MANIFEST, from a delta */
+    uint64_t manifest_bytes_in; /* their DATA bytes, whole or delta */
     int last_level;
     uint64_t last_bwlimit; /* the rate the last GET asked, bytes/s; 0: none */
     char client_host[256];

@@ -25,6 +25,8 @@ struct upload {
     struct vms_trust trust;      /* check-in: the version checked out */
     bool trusting;
     struct vms_keyset in_parent; /* check-in: objects the checked-out version has */
+    uint8_t parent_manifest[FSP_SHA256_LEN]; /* check-in: the checked-out version's, */
+    char parent_manifest_path[PATH_MAX];     /* held here ("" when not) */
     bool dry_run;                /* check-in -n: count what is missing, send nothing */
     struct vms_keyset asked;     /* dry run: each object once */
     uint8_t pending[256][FSP_SHA256_LEN]; /* dry run: asked in one round */
@@ -134,7 +136,10 @@ static int record_version(struct upload *u, const char *name, uint32_t parent, b
     uint8_t id[FSP_SHA256_LEN];
     int rc = vms_repo_flush(u->c->repo, err);
     count_sent(u);
-    if (!rc)
+    if (!rc && u->parent_manifest_path[0])
+        rc = vms_repo_put_manifest_from(u->c->repo, manifest, u->parent_manifest,
+                                        u->parent_manifest_path, id, err);
+    else if (!rc)
         rc = vms_repo_put_manifest(u->c->repo, manifest, id, err);
     if (!rc)
         rc = vms_loaded_read(manifest, &m, err);
@@ -249,8 +254,11 @@ static int load_reference(struct upload *u, const char *name, uint32_t parent, f
         rc = vms_ctx_manifest(u->c, v.manifest, path, sizeof path, err);
     if (!rc)
         rc = vms_manifest_needed(path, add_parent_object, u, err);
-    if (!rc)
+    if (!rc) {
+        memcpy(u->parent_manifest, v.manifest, FSP_SHA256_LEN);
+        snprintf(u->parent_manifest_path, sizeof u->parent_manifest_path, "%s", path);
         rc = vms_loaded_read(path, &ref, err);
+    }
     if (!rc && (rc = vms_trust_init(&u->trust, ref)) < 0)
         rc = fsp_fail(err, FSP_EK_NOMEM, rc, "out of memory");
     u->trusting = !rc;

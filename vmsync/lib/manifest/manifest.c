@@ -33,6 +33,7 @@
  */
 #include "base/codec.h"
 #include "base/fileio.h"
+#include "manifest/delta.h"
 #include "manifest/loaded.h"
 #include "vmsync.h"
 #include "manifest/written.h"
@@ -335,6 +336,14 @@ static char *temp_path_for(const char *path)
     return tmp;
 }
 
+static void fill_header(uint8_t header[HEADER_LEN])
+{
+    memset(header, 0, HEADER_LEN);
+    memcpy(header, VMS_MANIFEST_MAGIC, 8);
+    header[8] = VMS_MANIFEST_VERSION;
+    header[10] = HEADER_LEN;
+}
+
 int vms_manifest_writer_open(const char *path, vms_manifest_writer **out, fsp_error *err)
 {
     vms_manifest_writer *w = calloc(1, sizeof *w);
@@ -363,9 +372,8 @@ int vms_manifest_writer_open(const char *path, vms_manifest_writer **out, fsp_er
         vms_manifest_writer_abort(w);
         return rc;
     }
-    uint8_t header[HEADER_LEN] = VMS_MANIFEST_MAGIC;
-    header[8] = VMS_MANIFEST_VERSION;
-    header[10] = HEADER_LEN;
+    uint8_t header[HEADER_LEN];
+    fill_header(header);
     int rc = vms_write_all(w->fd, header, sizeof header);
     if (rc < 0) {
         fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", w->tmp_path, strerror(-rc));
@@ -417,6 +425,27 @@ void vms_manifest_writer_abort(vms_manifest_writer *w)
     free(w->path);
     free(w->tmp_path);
     free(w);
+}
+
+int vms_manifest_encode(const uint8_t *decoded, size_t len, const char *path, fsp_error *err)
+{
+    uint8_t header[HEADER_LEN];
+    fill_header(header);
+    if (len < HEADER_LEN || memcmp(decoded, header, HEADER_LEN))
+        return fsp_fail(err, FSP_EK_FORMAT, -EPROTO, "%s: not a manifest of version %u",
+                        path, VMS_MANIFEST_VERSION);
+    vms_manifest_writer *w;
+    int rc = vms_manifest_writer_open(path, &w, err);
+    if (rc)
+        return rc;
+    /* Fed as the writer's records are, through the same compressor: the
+     * file comes out byte for byte as the scan wrote it, with this zstd. */
+    rc = compress_out(w, decoded + HEADER_LEN, len - HEADER_LEN, ZSTD_e_continue);
+    if (rc < 0) {
+        w->failed = true;
+        fsp_fail(&w->err, FSP_EK_IO, rc, "%s: cannot write: %s", w->tmp_path, strerror(-rc));
+    }
+    return vms_manifest_writer_commit(w, err);
 }
 
 /* ---- reader ------------------------------------------------------------ */
@@ -1061,6 +1090,54 @@ int vms_manifest_read(const char *path, const struct fsp_sink *sink, fsp_error *
     free(r.first_stream);
     free(r.entry_streams);
     free(r.streams);
+    return rc;
+}
+
+/* Decompresses what is left of R's file after its header onto OUT, which
+ * must stay within MAX bytes. */
+static int decode_body(struct reader *r, size_t max, struct vms_wbuf *out)
+{
+    for (;;) {
+        if (r->zin.pos == r->zin.size) {
+            size_t n = fread(r->in, 1, ZSTD_DStreamInSize(), r->f);
+            if (ferror(r->f))
+                return fsp_fail(r->err, FSP_EK_IO, -EIO, "%s: read error", r->path);
+            if (n == 0)
+                return 0;
+            r->zin = (ZSTD_inBuffer){r->in, n, 0};
+        }
+        uint8_t buf[1 << 16];
+        ZSTD_outBuffer zout = {buf, sizeof buf, 0};
+        size_t ret = ZSTD_decompressStream(r->dz, &zout, &r->zin);
+        if (ZSTD_isError(ret))
+            return fsp_fail(r->err, FSP_EK_CORRUPT, -EBADMSG, "%s: compressed body is corrupt: %s",
+                            r->path, ZSTD_getErrorName(ret));
+        if (out->len + zout.pos > max)
+            return fsp_fail(r->err, FSP_EK_FORMAT, -EFBIG, "%s: decodes to more than %zu bytes",
+                            r->path, max);
+        vms_put_raw(out, buf, zout.pos);
+    }
+}
+
+int vms_manifest_decode(const char *path, size_t max, struct vms_wbuf *out, fsp_error *err)
+{
+    struct reader r = {.path = path, .err = err};
+    if (!(r.f = fopen(path, "rbe")))
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "%s: cannot open: %s", path, strerror(errno));
+    r.dz = ZSTD_createDCtx();
+    r.in = malloc(ZSTD_DStreamInSize());
+    int rc = r.dz && r.in ? check_header(&r) : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    if (!rc) {
+        uint8_t header[HEADER_LEN];
+        fill_header(header);
+        vms_put_raw(out, header, sizeof header); /* check_header accepts only this one */
+        rc = decode_body(&r, max, out);
+    }
+    if (!rc && out->failed)
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "%s: out of memory", path);
+    fclose(r.f);
+    ZSTD_freeDCtx(r.dz);
+    free(r.in);
     return rc;
 }
 

@@ -135,6 +135,12 @@ typedef int vms_repo_get_stored_fn(vms_repo *r, const uint8_t (*hashes)[FSP_SHA2
 /* Copies the manifest file at PATH into the repository (checked by reading it
  * first) and returns its id: the SHA-256 of the file. */
 typedef int vms_repo_put_manifest_fn(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err);
+/* Remote only: the same, sent as a delta against the manifest BASE, which the
+ * repository holds and the caller has at BASE_PATH.  Whole when no delta can
+ * be made or the agent cannot rebuild this very file from it. */
+typedef int vms_repo_put_manifest_delta_fn(vms_repo *r, const char *path,
+    const uint8_t base[FSP_SHA256_LEN], const char *base_path, uint8_t id[FSP_SHA256_LEN],
+    fsp_error *err);
 /* Copies manifest ID to DEST (atomically: temp file, fsync, rename). */
 typedef int vms_repo_get_manifest_fn(vms_repo *r, const uint8_t id[FSP_SHA256_LEN], const char *dest,
     fsp_error *err);
@@ -275,6 +281,7 @@ struct vms_repo_ops {
     vms_repo_get_fn *get;
     vms_repo_get_stored_fn *get_stored; /* local only: NULL elsewhere */
     vms_repo_put_manifest_fn *put_manifest;
+    vms_repo_put_manifest_delta_fn *put_manifest_delta; /* remote only: NULL elsewhere */
     vms_repo_get_manifest_fn *get_manifest;
     vms_repo_version_fn *version;
     vms_repo_add_version_fn *add_version;
@@ -329,6 +336,12 @@ int vms_repo_read_only(const vms_repo *r, const char *what, fsp_error *err);
 #define vms_repo_put_manifest(r, path, id, err)                          \
     ((r)->ops->put_manifest ? (r)->ops->put_manifest((r), (path), (id), (err)) \
                             : vms_repo_read_only((r), "storing a manifest", (err)))
+/* put_manifest, as a delta against BASE (at BASE_PATH) where the backend
+ * can send one. */
+#define vms_repo_put_manifest_from(r, path, base, base_path, id, err)                      \
+    ((r)->ops->put_manifest_delta                                                        \
+         ? (r)->ops->put_manifest_delta((r), (path), (base), (base_path), (id), (err)) \
+         : vms_repo_put_manifest((r), (path), (id), (err)))
 #define vms_repo_add_version(r, image, parent, manifest, digest, size, message, number, err)       \
     ((r)->ops->add_version                                                                         \
          ? (r)->ops->add_version((r), (image), (parent), (manifest), (digest), (size), (message), \

@@ -6,6 +6,7 @@
  * lease held elsewhere); a malformed request, or a failure in the middle of a
  * stream, sets FATAL, and the session ends after the ERROR. */
 #include "base/fileio.h"
+#include "manifest/delta.h"
 #include "wire/proto.h"
 #include "repo/repo.h"
 #include "wire/xfer.h"
@@ -499,30 +500,45 @@ static int on_get_manifest(struct request *q)
     return rc;
 }
 
-/* Reads DATA frames up to END into FD: SIZE bytes, as announced. */
-static int receive_file(struct request *q, int fd, uint64_t size)
+typedef int data_put_fn(void *ctx, const uint8_t *p, size_t n);
+
+static int put_in_file(void *ctx, const uint8_t *p, size_t n)
+{
+    return vms_write_all(*(int *)ctx, p, n);
+}
+
+static int put_in_buffer(void *ctx, const uint8_t *p, size_t n)
+{
+    struct vms_wbuf *b = ctx;
+    vms_put_raw(b, p, n);
+    return b->failed ? -ENOMEM : 0;
+}
+
+/* Reads the DATA frames of request TYPE up to END into PUT: SIZE bytes, as
+ * announced. */
+static int receive_data(struct request *q, uint8_t type, uint64_t size, data_put_fn *put, void *ctx)
 {
     uint64_t got = 0;
     for (;;) {
-        uint8_t type;
+        uint8_t t;
         struct vms_rbuf body;
-        int rc = vms_conn_recv(&q->a->conn, &type, &body, q->err);
+        int rc = vms_conn_recv(&q->a->conn, &t, &body, q->err);
         if (rc) {
             q->fatal = true;
             return rc;
         }
-        if (type == VMS_M_END)
+        if (t == VMS_M_END)
             break;
         size_t n = (size_t)(body.end - body.p);
-        if (type != VMS_M_DATA || n == 0 || n > VMS_DATA_MAX || got + n > size)
-            return malformed(q, VMS_M_PUT_MANIFEST);
-        if ((rc = vms_write_all(fd, body.p, n)) != 0) {
+        if (t != VMS_M_DATA || n == 0 || n > VMS_DATA_MAX || got + n > size)
+            return malformed(q, type);
+        if ((rc = put(ctx, body.p, n)) != 0) {
             q->fatal = true; /* the rest of the stream is still coming */
             return fsp_fail(q->err, FSP_EK_IO, rc, "cannot store a manifest: %s", strerror(-rc));
         }
         got += n;
     }
-    return got == size ? 0 : malformed(q, VMS_M_PUT_MANIFEST);
+    return got == size ? 0 : malformed(q, type);
 }
 
 static int on_put_manifest(struct request *q)
@@ -540,7 +556,7 @@ static int on_put_manifest(struct request *q)
         q->fatal = true;
         return fd;
     }
-    int rc = receive_file(q, fd, size);
+    int rc = receive_data(q, VMS_M_PUT_MANIFEST, size, put_in_file, &fd);
     close(fd);
     uint8_t id[FSP_SHA256_LEN];
     if (!rc)
@@ -548,6 +564,99 @@ static int on_put_manifest(struct request *q)
     unlink(tmp);
     if (rc)
         return rc;
+    q->a->stats->manifests_whole++;
+    q->a->stats->manifest_bytes_in += size;
+    struct vms_wbuf b = {0};
+    vms_put_hash(&b, id);
+    return reply(q, VMS_M_MANIFEST_ID, &b);
+}
+
+/* A temp file's name under the agent's cache, the file itself closed. */
+static int temp_name(struct request *q, char *path, size_t len)
+{
+    int fd = temp_file(q->a, path, len, q->err);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
+}
+
+/* The stored manifest BASE's decoded form onto OUT. */
+static int decode_stored(struct request *q, const uint8_t base[FSP_SHA256_LEN], struct vms_wbuf *out)
+{
+    char path[PATH_MAX];
+    int rc = temp_name(q, path, sizeof path);
+    if (rc)
+        return rc;
+    rc = vms_repo_get_manifest(q->a->repo, base, path, q->err);
+    if (!rc)
+        rc = vms_manifest_decode(path, VMS_MANIFEST_MAX, out, q->err);
+    unlink(path);
+    return rc;
+}
+
+/* The manifest file that DELTA against BASE decodes to, at PATH. */
+static int rebuild_manifest(struct request *q, const uint8_t base[FSP_SHA256_LEN],
+                            const struct vms_wbuf *delta, const char *path)
+{
+    struct vms_wbuf ref = {0}, decoded = {0};
+    int rc = decode_stored(q, base, &ref);
+    if (!rc)
+        rc = vms_delta_apply(&ref, delta->p, delta->len, VMS_MANIFEST_MAX, "a manifest delta",
+                             &decoded, q->err);
+    vms_wbuf_free(&ref);
+    if (!rc)
+        rc = vms_manifest_encode(decoded.p, decoded.len, path, q->err);
+    vms_wbuf_free(&decoded);
+    return rc;
+}
+
+/* Stores the manifest that DELTA against BASE decodes to, when its id is ID.
+ * Whatever keeps the agent from it (BASE unknown, a delta that does not
+ * decode, another file than the client's: a zstd of another version there
+ * or here) is -ESTALE, which tells the client to send the manifest whole. */
+static int store_from_delta(struct request *q, const uint8_t base[FSP_SHA256_LEN],
+                            const uint8_t id[FSP_SHA256_LEN], const struct vms_wbuf *delta)
+{
+    char path[PATH_MAX];
+    uint8_t rebuilt[FSP_SHA256_LEN];
+    int rc = temp_name(q, path, sizeof path);
+    if (!rc)
+        rc = rebuild_manifest(q, base, delta, path);
+    if (!rc && (rc = vms_sha256_file(path, rebuilt)) < 0)
+        fsp_fail(q->err, FSP_EK_IO, rc, "cannot read a rebuilt manifest: %s", strerror(-rc));
+    if (!rc && memcmp(rebuilt, id, FSP_SHA256_LEN))
+        rc = fsp_fail(q->err, FSP_EK_CORRUPT, -ESTALE, "the manifest rebuilt from the delta "
+                      "is not the one the client named");
+    if (!rc)
+        rc = vms_repo_put_manifest(q->a->repo, path, rebuilt, q->err); /* reads it: a bad one is refused */
+    unlink(path);
+    if (rc && q->err->code != -ESTALE && q->err->code != -ENOMEM && q->err->code != -ENOSPC)
+        q->err->code = rc = -ESTALE;
+    return rc;
+}
+
+static int on_put_manifest_delta(struct request *q)
+{
+    uint8_t base[FSP_SHA256_LEN], id[FSP_SHA256_LEN];
+    vms_get_hash(q->body, base);
+    vms_get_hash(q->body, id);
+    uint64_t size = vms_get_bounded(q->body, VMS_MANIFEST_MAX);
+    if (!vms_get_done(q->body) || q->a->proto < VMS_PROTO_VERSION_DELTA)
+        return malformed(q, VMS_M_PUT_MANIFEST_DELTA);
+    if (q->a->o->read_only) {
+        q->fatal = true; /* the delta's bytes follow */
+        return denied_read_only(q);
+    }
+    struct vms_wbuf delta = {0};
+    int rc = receive_data(q, VMS_M_PUT_MANIFEST_DELTA, size, put_in_buffer, &delta);
+    if (!rc)
+        rc = store_from_delta(q, base, id, &delta);
+    vms_wbuf_free(&delta);
+    if (rc)
+        return rc;
+    q->a->stats->manifests_delta++;
+    q->a->stats->manifest_bytes_in += size;
     struct vms_wbuf b = {0};
     vms_put_hash(&b, id);
     return reply(q, VMS_M_MANIFEST_ID, &b);
@@ -1029,6 +1138,7 @@ static handler handler_for(const struct agent *a, uint8_t type)
     case VMS_M_KEY: return on_key;
     case VMS_M_FORGET: return on_forget;
     case VMS_M_STATS: return on_stats;
+    case VMS_M_PUT_MANIFEST_DELTA: return on_put_manifest_delta;
     default: return NULL;
     }
 }

@@ -25,6 +25,7 @@ const char *vms_msg_name(int type)
         [VMS_M_AUDIT_LOG] = "AUDIT_LOG", [VMS_M_IMAGE_INFO] = "IMAGE_INFO",
         [VMS_M_AUDIT_ENTRY] = "AUDIT_ENTRY", [VMS_M_KEY] = "KEY", [VMS_M_KEY_INFO] = "KEY_INFO",
         [VMS_M_FORGET] = "FORGET", [VMS_M_STATS] = "STATS",
+        [VMS_M_PUT_MANIFEST_DELTA] = "PUT_MANIFEST_DELTA",
         [VMS_M_IMAGE_USAGE] = "IMAGE_USAGE", [VMS_M_STATS_INFO] = "STATS_INFO",
     };
     const char *n = type >= 0 && (size_t)type < sizeof names / sizeof *names ? names[type] : NULL;

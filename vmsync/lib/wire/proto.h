@@ -19,12 +19,14 @@
 #include <stdint.h>
 
 #define VMS_PROTO_MAGIC 0x31534d56u /* "VMS1" */
-/* 2: a signed version's VERSION_INFO carries its signature.  An agent
+/* 2: a signed version's VERSION_INFO carries its signature.  3: the
+ * client may send a manifest as a delta (PUT_MANIFEST_DELTA).  An agent
  * speaks every version from VMS_PROTO_VERSION_MIN, as the client asks, so
  * that clients older than the agent go on working. */
-#define VMS_PROTO_VERSION 2
+#define VMS_PROTO_VERSION 3
 #define VMS_PROTO_VERSION_MIN 1
 #define VMS_PROTO_VERSION_SIGNED 2
+#define VMS_PROTO_VERSION_DELTA 3
 #define VMS_MSG_MAX (72u << 20)      /* a frame, type included */
 #define VMS_LIST_MAX (1u << 20)      /* hashes in one HAS, GET or OFFER */
 #define VMS_DATA_MAX (1u << 20)      /* bytes in one DATA frame */
@@ -56,7 +58,11 @@ enum vms_msg {
     VMS_M_KEY,            /* (empty) -> KEY_INFO */
     VMS_M_FORGET,         /* str image, u32 version, u8 dry_run -> OK */
     VMS_M_STATS,          /* (empty) -> IMAGE_USAGE*, END, STATS_INFO */
-    VMS_M_REQUEST_LAST = VMS_M_STATS,
+    VMS_M_PUT_MANIFEST_DELTA, /* hash base, hash id, u64 size; then DATA*, END from the
+                                 client: the manifest ID as a zstd frame against the
+                                 stored manifest BASE (see manifest/delta.h) -> MANIFEST_ID,
+                                 or ERROR with code -ESTALE: send it whole (protocol 3) */
+    VMS_M_REQUEST_LAST = VMS_M_PUT_MANIFEST_DELTA,
 
     /* replies and streamed data */
     VMS_M_OK = 64,        /* (empty) */

@@ -12,6 +12,7 @@
 #include "base/cancel.h"
 #include "base/fileio.h"
 #include "base/keyset.h"
+#include "manifest/delta.h"
 #include "wire/proto.h"
 #include "wire/xfer.h"
 
@@ -73,6 +74,7 @@ static vms_repo_put_fn vms_remote_put;
 static vms_repo_flush_fn vms_remote_flush;
 static vms_repo_get_fn vms_remote_get;
 static vms_repo_put_manifest_fn vms_remote_put_manifest;
+static vms_repo_put_manifest_delta_fn vms_remote_put_manifest_delta;
 static vms_repo_get_manifest_fn vms_remote_get_manifest;
 static vms_repo_version_fn vms_remote_version;
 static vms_repo_add_version_fn vms_remote_add_version;
@@ -1088,6 +1090,11 @@ static int vms_remote_gc(vms_repo *repo, struct vms_gc_stats *stats, fsp_error *
 
 /* ---- manifests ------------------------------------------------------------------ */
 
+/* The delta is small and sent once: zstd's strongest regular level. */
+#define MANIFEST_DELTA_LEVEL 19
+
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
 static int receive_manifest(vms_remote *r, const uint8_t id[FSP_SHA256_LEN], int fd,
                             fsp_error *err)
 {
@@ -1169,39 +1176,91 @@ static int read_file(const char *path, struct vms_wbuf *out, fsp_error *err)
     return rc ? fsp_fail(err, FSP_EK_IO, rc, "%s: cannot read: %s", path, strerror(-rc)) : 0;
 }
 
-static int vms_remote_put_manifest(vms_repo *repo, const char *path, uint8_t id[FSP_SHA256_LEN],
-                                   fsp_error *err)
+/* P[0..LEN) as DATA frames, then END, and the agent's MANIFEST_ID, which must
+ * be EXPECTED; into ID. */
+static int send_manifest_data(vms_remote *r, const uint8_t *p, size_t len,
+                              const uint8_t expected[FSP_SHA256_LEN], uint8_t id[FSP_SHA256_LEN],
+                              fsp_error *err)
 {
-    vms_remote *r = (vms_remote *)repo;
-    struct vms_wbuf file = {0}, b = {0};
-    int rc = read_file(path, &file, err);
-    if (!rc) {
-        vms_put_varint(&b, file.len);
-        rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST, &b, err);
-    }
-    for (size_t off = 0; !rc && off < file.len; off += VMS_DATA_MAX) {
-        struct vms_wbuf chunk = {.p = file.p + off,
-                                 .len = file.len - off < VMS_DATA_MAX ? file.len - off : VMS_DATA_MAX};
+    int rc = 0;
+    for (size_t off = 0; !rc && off < len; off += VMS_DATA_MAX) {
+        struct vms_wbuf chunk = {.p = (uint8_t *)p + off, .len = min_size(len - off, VMS_DATA_MAX)};
         rc = vms_conn_send(&r->conn, VMS_M_DATA, &chunk, err);
     }
     struct vms_rbuf body;
     if (!rc)
         rc = request(r, VMS_M_END, NULL, VMS_M_MANIFEST_ID, &body, err);
-    uint8_t expected[FSP_SHA256_LEN];
     if (!rc) {
         vms_get_hash(&body, id);
-        vms_sha256(file.p, file.len, expected);
         if (!vms_get_done(&body) || memcmp(id, expected, FSP_SHA256_LEN))
             rc = bad_reply(r, VMS_M_MANIFEST_ID, err);
     }
+    return rc;
+}
+
+static int vms_remote_put_manifest(vms_repo *repo, const char *path, uint8_t id[FSP_SHA256_LEN],
+                                   fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct vms_wbuf file = {0}, b = {0};
+    uint8_t expected[FSP_SHA256_LEN];
+    int rc = read_file(path, &file, err);
+    if (!rc) {
+        vms_sha256(file.p, file.len, expected);
+        vms_put_varint(&b, file.len);
+        rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST, &b, err);
+    }
+    if (!rc)
+        rc = send_manifest_data(r, file.p, file.len, expected, id, err);
     vms_wbuf_free(&file);
     vms_wbuf_free(&b);
     return rc;
 }
 
-/* ---- objects: lookups and fetches ---------------------------------------------- */
+/* The manifest at PATH as a delta against the one at BASE_PATH; its id
+ * into ID.  Failing here only means the manifest goes whole. */
+static int make_manifest_delta(const char *path, const char *base_path, struct vms_wbuf *delta,
+                               uint8_t id[FSP_SHA256_LEN])
+{
+    struct vms_wbuf base = {0}, target = {0};
+    fsp_error ignored;
+    int rc = vms_sha256_file(path, id);
+    if (!rc)
+        rc = vms_manifest_decode(base_path, VMS_MANIFEST_MAX, &base, &ignored);
+    if (!rc)
+        rc = vms_manifest_decode(path, VMS_MANIFEST_MAX, &target, &ignored);
+    if (!rc)
+        rc = vms_delta_make(&base, &target, MANIFEST_DELTA_LEVEL, delta, &ignored);
+    vms_wbuf_free(&base);
+    vms_wbuf_free(&target);
+    return rc;
+}
 
-static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+static int vms_remote_put_manifest_delta(vms_repo *repo, const char *path,
+                                         const uint8_t base[FSP_SHA256_LEN], const char *base_path,
+                                         uint8_t id[FSP_SHA256_LEN], fsp_error *err)
+{
+    vms_remote *r = (vms_remote *)repo;
+    struct vms_wbuf delta = {0}, b = {0};
+    uint8_t expected[FSP_SHA256_LEN];
+    if (make_manifest_delta(path, base_path, &delta, expected)) {
+        vms_wbuf_free(&delta);
+        return vms_remote_put_manifest(repo, path, id, err);
+    }
+    vms_put_hash(&b, base);
+    vms_put_hash(&b, expected);
+    vms_put_varint(&b, delta.len);
+    int rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST_DELTA, &b, err);
+    if (!rc)
+        rc = send_manifest_data(r, delta.p, delta.len, expected, id, err);
+    vms_wbuf_free(&delta);
+    vms_wbuf_free(&b);
+    if (rc == -ESTALE) /* the agent could not rebuild this very file: it goes whole */
+        rc = vms_remote_put_manifest(repo, path, id, err);
+    return rc;
+}
+
+/* ---- objects: lookups and fetches ---------------------------------------------- */
 
 static int vms_remote_has(vms_repo *repo, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                           uint8_t *present, struct vms_object_size *sizes, fsp_error *err)
@@ -1481,6 +1540,7 @@ static const struct vms_repo_ops remote_ops = {
     .flush = vms_remote_flush,
     .get = vms_remote_get,
     .put_manifest = vms_remote_put_manifest,
+    .put_manifest_delta = vms_remote_put_manifest_delta,
     .get_manifest = vms_remote_get_manifest,
     .version = vms_remote_version,
     .add_version = vms_remote_add_version,
