@@ -43,7 +43,11 @@ static const char usage[] =
     "                     repository, and gc waits for it.  Clients ping every 60 s\n"
     "                     while they scan: keep it above that\n"
     "  --stats-file FILE  append one JSON line per session: requests, objects and\n"
-    "                     bytes moved, CPU seconds, the rate the last GET asked\n"
+    "                     bytes moved, manifests stored whole or from a delta,\n"
+    "                     CPU seconds, the rate the last GET asked\n"
+    "  --max-protocol N   speak protocol versions up to N only, as an older agent\n"
+    "                     would (default: the newest this agent knows); newer\n"
+    "                     clients then speak N: version 2 sends manifests whole\n"
     "  -h, --help         this text\n"
     "  -V, --version      the version, and those of the libraries (built, running)\n"
     "\n"
@@ -60,7 +64,8 @@ static int bad_usage(const char *what, const char *arg)
     return 2;
 }
 
-enum { OPT_ROOT = 256, OPT_USER, OPT_READ_ONLY, OPT_APPEND_ONLY, OPT_CACHE, OPT_IDLE, OPT_STATS, OPT_VERSION };
+enum { OPT_ROOT = 256, OPT_USER, OPT_READ_ONLY, OPT_APPEND_ONLY, OPT_CACHE, OPT_IDLE, OPT_STATS, OPT_VERSION,
+       OPT_MAX_PROTOCOL };
 
 #define IDLE_DEFAULT 600
 #define IDLE_MAX 2000000u /* seconds; poll's milliseconds must fit an int */
@@ -103,6 +108,7 @@ static int parse_options(int argc, char **argv, struct options *options)
         {"append-only", no_argument, 0, OPT_APPEND_ONLY},
         {"stats-file", required_argument, 0, OPT_STATS},  {"help", no_argument, 0, 'h'},
         {"idle-timeout", required_argument, 0, OPT_IDLE}, {"version", no_argument, 0, OPT_VERSION},
+        {"max-protocol", required_argument, 0, OPT_MAX_PROTOCOL},
         {0, 0, 0, 0}};
     struct vms_serve_opts *o = &options->serve;
     int opt;
@@ -125,6 +131,10 @@ static int parse_options(int argc, char **argv, struct options *options)
         case OPT_IDLE:
             if (parse_seconds(optarg, &o->idle_timeout))
                 return bad_usage("--idle-timeout: not a number of seconds (0 to 2000000): ", optarg);
+            break;
+        case OPT_MAX_PROTOCOL:
+            if (parse_seconds(optarg, &o->max_protocol) || o->max_protocol == 0)
+                return bad_usage("--max-protocol: not a protocol version: ", optarg);
             break;
         case 'h': fputs(usage, stdout); return -1;
         case 'V':

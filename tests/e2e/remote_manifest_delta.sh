@@ -11,7 +11,9 @@
 # an unknown base; the honest frame is accepted.  A session of protocol 2
 # (an older client) may not send a delta but still stores a manifest whole.
 # When the agent cannot rebuild the file (its copy of the base is gone), the
-# client sends the manifest whole and the check-in succeeds.
+# client sends the manifest whole and the check-in succeeds.  An agent that
+# speaks protocol 2 only (--max-protocol 2) refuses this client's HELLO, and
+# the client greets it again in protocol 2 and sends its manifest whole.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
@@ -153,4 +155,18 @@ vm_ok "$T/ci3" checkin "$URL" t-ext4 "$T/s3.img" -m third -q "${SSH_OPTS[@]}" --
 v3=$(manifest_id "$T/srv/repo" t-ext4 3)
 [[ -n $v3 && -s $T/srv/repo/manifests/$v3.vmsm ]] || bad "version 3 has no manifest"
 mv "$T/v2.vmsm" "$T/srv/repo/manifests/$target.vmsm"
+
+# An agent of protocol 2 (--max-protocol 2, through the key without a forced
+# command) refuses this client's HELLO; the client greets it again in
+# protocol 2 and sends the manifest whole.
+cp "$T/s3.img" "$T/s4.img"
+repo_add_file "$T/s4.img" fourth
+vm_ok "$T/co4" checkout "$URL" t-ext4 -o "$T/co4.img" -q "${SSH_OPTS[@]}" --cache "$T/cache-r"
+rm -f "$T/co4.img"
+vm_ok "$T/ci4" checkin "$URL" t-ext4 "$T/s4.img" -m fourth -q --known-hosts "$SSH_KNOWN_HOSTS" \
+    -i "$SSH_PLAIN_KEY" --cache "$T/cache-r" --agent-command \
+    "$VMSYNC_AGENT --root $T/srv --user tester --max-protocol 2 --stats-file $STATS"
+[[ $(last_stat manifests_whole) == 1 && $(last_stat manifests_delta) == 0 ]] ||
+    bad "the check-in through a protocol-2 agent did not send its manifest whole: $(tail -n 1 "$STATS")"
+[[ -n $(manifest_id "$T/srv/repo" t-ext4 4) ]] || bad "version 4 was not recorded"
 finish

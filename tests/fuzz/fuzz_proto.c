@@ -5,9 +5,14 @@
  *         version), whose replies are discarded;
  *   odd:  the rest is one message payload, decoded the ways a client decodes
  *         replies: as a SEGMENT for a list of known objects, a version record
- *         and an ERROR.
- * Nothing may crash, leak, or deliver an object that is not what was asked. */
+ *         and an ERROR;
+ *   odd with bit 1 set as well: the rest is a PUT_MANIFEST_DELTA's delta,
+ *         applied to a fixed base and, when it decodes, rebuilt into a
+ *         manifest file and read as the agent does.
+ * Nothing may crash, leak, deliver an object that is not what was asked, or
+ * decode a delta past its bound. */
 #include "base/fileio.h"
+#include "manifest/delta.h"
 #include "repo/repo.h"
 #include "wire/xfer.h"
 
@@ -76,6 +81,32 @@ static void client_side(const uint8_t *data, size_t size)
     vms_decode_error(&b, &err);
 }
 
+#define DELTA_MAX (1u << 20)
+
+/* The base is a manifest header and the alphabet, so seeds can be built
+ * anywhere (tests/fuzz/seeds-fuzz_proto.py). */
+static void delta_side(const uint8_t *data, size_t size)
+{
+    uint8_t base[16 + 26] = VMS_MANIFEST_MAGIC;
+    base[8] = VMS_MANIFEST_VERSION;
+    base[10] = 16;
+    for (int i = 0; i < 26; i++)
+        base[16 + i] = (uint8_t)('a' + i);
+    struct vms_wbuf ref = {.p = base, .len = sizeof base}, out = {0};
+    fsp_error err;
+    if (vms_delta_apply(&ref, data, size, DELTA_MAX, "fuzz", &out, &err) == 0) {
+        if (out.len > DELTA_MAX)
+            abort();
+        char path[96];
+        snprintf(path, sizeof path, "%s/rebuilt.vmsm", root);
+        struct fsp_sink check_only = {0};
+        if (vms_manifest_encode(out.p, out.len, path, &err) == 0)
+            vms_manifest_read(path, &check_only, &err);
+        unlink(path);
+    }
+    vms_wbuf_free(&out);
+}
+
 /* The input through a pipe would block on big inputs; a memfd reads the same. */
 static void agent_side(const uint8_t *data, size_t size)
 {
@@ -97,7 +128,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         make_repo();
     if (size < 1)
         return 0;
-    if (data[0] & 1)
+    if ((data[0] & 3) == 3)
+        delta_side(data + 1, size - 1);
+    else if (data[0] & 1)
         client_side(data + 1, size - 1);
     else
         agent_side(data + 1, size - 1);

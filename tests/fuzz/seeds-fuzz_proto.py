@@ -2,7 +2,7 @@
 """Seed inputs for fuzz_proto: well-formed protocol streams, so the fuzzer
 starts past the framing.  Usage: seeds-fuzz_proto.py DIR
 
-Each seed is a side byte (0 agent, 1 client) and then bytes as
+Each seed is a side byte (0 agent, 1 client, 3 delta) and then bytes as
 docs/protocol.md describes them.  The objects are those fuzz_proto.c stores:
 'A' x 1000, 'B' x 2000, 'C' x 3000, 'D' x 4000."""
 import hashlib, os, struct, subprocess, sys
@@ -15,7 +15,7 @@ def frame(t, payload=b""):
 
 M = dict(HELLO=1, OPEN=2, VERSION=3, LIST=4, LEASE_TAKE=5, LEASE_GET=6, LEASE_RELEASE=7,
          AUDIT=8, GET_MANIFEST=9, PUT_MANIFEST=10, HAS=11, GET=12, OFFER=13, PUT_END=14,
-         ADD_VERSION=15, PING=16, IMAGES=17, LEASES=18, AUDIT_LOG=19, DATA=70, END=68, SEGMENT=74)
+         ADD_VERSION=15, PING=16, IMAGES=17, LEASES=18, AUDIT_LOG=19, PUT_MANIFEST_DELTA=23, DATA=70, END=68, SEGMENT=74)
 objs = [bytes([ord('A') + i]) * (1000 * (i + 1)) for i in range(4)]
 hashes = [hashlib.sha256(o).digest() for o in objs]
 
@@ -37,6 +37,21 @@ def stored(idx):
     return varint(2) + varint(9) + varint(len(idx)) + head + bodies
 
 hello = frame(M["HELLO"], varint(0x31534d56) + varint(1) + s("u") + s("h") + s("seed"))
+hello3 = frame(M["HELLO"], varint(0x31534d56) + varint(3) + s("u") + s("h") + s("seed"))
+
+# fuzz_proto.c's fixed base: a manifest header and the alphabet
+header = b"VMSYNCMF" + bytes([1, 0, 16]) + bytes(5)
+base = header + b"abcdefghijklmnopqrstuvwxyz"
+
+def patch(target):
+    with open("/tmp/seeds-fuzz-proto-base", "wb") as f:
+        f.write(base)
+    with open("/tmp/seeds-fuzz-proto-target", "wb") as f:
+        f.write(target)
+    return subprocess.run(["zstd", "-q", "-c", "-19", "--patch-from=/tmp/seeds-fuzz-proto-base",
+                           "/tmp/seeds-fuzz-proto-target"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, check=True).stdout
+delta = patch(header + b"abcdefghijklmnopqrstuvwxyz" * 3)
 opened = hello + frame(M["OPEN"], s("repo"))
 hl = lambda idx: varint(len(idx)) + b"".join(hashes[i] for i in idx)
 seeds = {
@@ -51,13 +66,17 @@ seeds = {
     "manifest": opened + frame(M["PUT_MANIFEST"], varint(5)) + frame(M["DATA"], b"abcde") + frame(M["END"])
     + frame(M["GET_MANIFEST"], b"\x00" * 32)
     + frame(M["ADD_VERSION"], s("img") + varint(0) + b"\x01" * 32 + b"\x02" * 32 + varint(10) + s("m")),
+    "manifest-delta": hello3 + frame(M["OPEN"], s("repo"))
+    + frame(M["PUT_MANIFEST_DELTA"], b"\x01" * 32 + b"\x02" * 32 + varint(len(delta)))
+    + frame(M["DATA"], delta) + frame(M["END"]),
 }
 agent = {k: b"\x00" + v for k, v in seeds.items()}
 client = {"solid": b"\x01" + solid([0, 1, 2, 3]), "stored": b"\x01" + stored([0, 1, 2, 3]),
           "mixed": b"\x01" + solid([0, 1]) ,
           "version": b"\x01" + s("img") + varint(2) + varint(1) + b"\x01" * 64 + varint(5) + varint(6)
           + s("m") + s("u") + s("h"),
-          "error": b"\x01" + varint(9) + varint(2) + s("no such image")}
+          "error": b"\x01" + varint(9) + varint(2) + s("no such image"),
+          "delta": b"\x03" + delta}
 os.makedirs(sys.argv[1], exist_ok=True)
 for name, data in {**agent, **client}.items():
     with open(os.path.join(sys.argv[1], name), "wb") as f:

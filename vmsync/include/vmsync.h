@@ -443,6 +443,7 @@ struct vms_serve_opts {
     uint64_t cache_max; /* bytes of cached compressed segments; 0: no cache */
     unsigned idle_timeout; /* seconds without a word from the client that end the
                             * session (an idle one holds the repository open); 0: none */
+    unsigned max_protocol; /* the newest protocol version spoken; 0: this library's */
 };
 struct vms_serve_stats {
     uint64_t requests, objects_sent, objects_received;

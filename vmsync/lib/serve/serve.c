@@ -121,11 +121,13 @@ static int on_hello(struct request *q)
     vms_get_strbuf(q->body, software, sizeof software);
     if (!vms_get_done(q->body) || magic != VMS_PROTO_MAGIC)
         return malformed(q, VMS_M_HELLO);
-    if (version < VMS_PROTO_VERSION_MIN || version > VMS_PROTO_VERSION) {
+    unsigned newest = a->o->max_protocol && a->o->max_protocol < VMS_PROTO_VERSION
+                          ? a->o->max_protocol : VMS_PROTO_VERSION;
+    if (version < VMS_PROTO_VERSION_MIN || version > newest) {
         q->fatal = true;
         return fsp_fail(q->err, FSP_EK_USAGE, -EPROTONOSUPPORT,
-                        "vmsync-agent %s speaks protocols %d to %d, the client (%s) %llu",
-                        VMSYNC_VERSION, VMS_PROTO_VERSION_MIN, VMS_PROTO_VERSION, software,
+                        "vmsync-agent %s speaks protocols %d to %u, the client (%s) %llu",
+                        VMSYNC_VERSION, VMS_PROTO_VERSION_MIN, newest, software,
                         (unsigned long long)version);
     }
     a->hello = true;

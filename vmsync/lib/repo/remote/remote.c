@@ -52,6 +52,7 @@ struct vms_remote {
     struct vms_traffic traffic;
     time_t last_io;
     time_t last_frame; /* the last protocol message sent: the agent's idle clock */
+    uint32_t proto;    /* the protocol version the session speaks */
 
     /* puts not yet offered */
     int spool_fd;
@@ -552,11 +553,12 @@ static int simple(vms_remote *r, uint8_t type, struct vms_wbuf *b, fsp_error *er
 }
 
 /* HELLO and OPEN go out together: one round trip to a usable session. */
-static int hello(vms_remote *r, const char *user, const char *host, fsp_error *err)
+static int hello(vms_remote *r, uint32_t version, const char *user, const char *host,
+                 fsp_error *err)
 {
     struct vms_wbuf b = {0}, o = {0};
     vms_put_varint(&b, VMS_PROTO_MAGIC);
-    vms_put_varint(&b, VMS_PROTO_VERSION);
+    vms_put_varint(&b, version);
     vms_put_str(&b, user);
     vms_put_str(&b, host);
     vms_put_str(&b, "vmsync " VMSYNC_VERSION);
@@ -571,17 +573,33 @@ static int hello(vms_remote *r, const char *user, const char *host, fsp_error *e
         rc = vms_conn_expect(&r->conn, VMS_M_HELLO_OK, &body, err);
     if (rc)
         return rc;
-    uint64_t version = vms_get_varint(&body);
+    uint64_t spoken = vms_get_varint(&body);
     char software[256];
     vms_get_strbuf(&body, software, sizeof software);
     if (!vms_get_done(&body))
         return bad_reply(r, VMS_M_HELLO_OK, err);
-    if (version != VMS_PROTO_VERSION)
-        return fsp_fail(err, FSP_EK_USAGE, -EPROTONOSUPPORT,
-                        "%s: the agent (%s) speaks protocol %llu, this vmsync %d", r->url, software,
-                        (unsigned long long)version, VMS_PROTO_VERSION);
+    if (spoken != version)
+        return fsp_fail(err, FSP_EK_USAGE, -EPROTO,
+                        "%s: the agent (%s) speaks protocol %llu, this vmsync %u", r->url, software,
+                        (unsigned long long)spoken, version);
+    r->proto = version;
     rc = vms_conn_expect(&r->conn, VMS_M_OK, &body, err);
     return rc || vms_get_done(&body) ? rc : bad_reply(r, VMS_M_OK, err);
+}
+
+/* HELLO in this vmsync's protocol, or, when the agent refuses it as too new
+ * (and so ends that session), on a new channel in the last protocol before
+ * manifest deltas: such an agent gets manifests whole. */
+static int greet(vms_remote *r, const char *user, const char *host, fsp_error *err)
+{
+    int rc = hello(r, VMS_PROTO_VERSION, user, host, err);
+    if (rc != -EPROTONOSUPPORT)
+        return rc;
+    ssh_channel_close(r->ch);
+    ssh_channel_free(r->ch);
+    r->ch = NULL;
+    rc = start_agent(r, err);
+    return rc ? rc : hello(r, VMS_PROTO_VERSION_DELTA - 1, user, host, err);
 }
 
 /* A session that ended before the agent's hello may be a shell that could not
@@ -621,7 +639,7 @@ int vms_remote_open(const char *url, const char *user, const char *host,
     if (!rc)
         rc = connect_ssh(r, err);
     if (!rc)
-        rc = agent_missing(r, hello(r, user, host, err), err);
+        rc = agent_missing(r, greet(r, user, host, err), err);
     if (!rc)
         rc = connected_step(r, CONNECT_STEPS, err);
     if (rc) {
@@ -1243,7 +1261,7 @@ static int vms_remote_put_manifest_delta(vms_repo *repo, const char *path,
     vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf delta = {0}, b = {0};
     uint8_t expected[FSP_SHA256_LEN];
-    if (make_manifest_delta(path, base_path, &delta, expected)) {
+    if (r->proto < VMS_PROTO_VERSION_DELTA || make_manifest_delta(path, base_path, &delta, expected)) {
         vms_wbuf_free(&delta);
         return vms_remote_put_manifest(repo, path, id, err);
     }
