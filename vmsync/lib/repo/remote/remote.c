@@ -1108,8 +1108,11 @@ static int vms_remote_gc(vms_repo *repo, struct vms_gc_stats *stats, fsp_error *
 
 /* ---- manifests ------------------------------------------------------------------ */
 
-/* The delta is small and sent once: zstd's strongest regular level. */
-#define MANIFEST_DELTA_LEVEL 19
+/* On the bench's manifests (2.7 and 3.1 MB decoded) level 12 comes within
+ * 3 % of level 19's delta (9.7 against 9.5 KB, 12.2 against 11.9) in a
+ * seventh of the CPU (0.1 s against 0.6 to 0.8 s): a few hundred bytes are
+ * worth less than that on any link. */
+#define MANIFEST_DELTA_LEVEL 12
 
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
