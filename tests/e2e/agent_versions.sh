@@ -6,7 +6,7 @@
 # version's VERSION_INFO without a signature, in the layout that client
 # parses to its end; a session of version 2 gets HELLO_OK 2 and the same
 # reply with the signer and the signature (96 bytes more), the signer the
-# key's fingerprint; version 0 and version 3 are refused naming the versions
+# key's fingerprint; version 0 and version 4 are refused naming the versions
 # the agent speaks; a GET paced under 8 KiB/s is refused.  And this vmsync, over a real sshd, shows the version
 # signed.
 source "$(dirname "$0")/../lib/common.sh"
@@ -68,9 +68,9 @@ assert host_end(old) == len(old), 'the version-1 reply does not end after the ho
 assert len(new) == len(old) + 96 and new[:len(old)] == old, (len(old), len(new))
 got = 'SHA256:' + base64.b64encode(new[len(old):len(old) + 32]).decode().rstrip('=')
 assert got == signer, (got, signer)
-for v in (0, 3):
+for v in (0, 4):
     msg = refused(v)
-    assert 'protocols 1 to 2' in msg, msg
+    assert 'protocols 1 to 3' in msg, msg
 # A GET paced slower than a 64 kbit/s line would hold the agent for as long
 # as the client likes: refused, and the session goes on.
 s = Session([agent, '--root', root, '--user', 'tester'], version=2)
