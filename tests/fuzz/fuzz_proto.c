@@ -5,7 +5,10 @@
  *         version), whose replies are discarded;
  *   odd:  the rest is one message payload, decoded the ways a client decodes
  *         replies: as a SEGMENT for a list of known objects, a version record
- *         and an ERROR.
+ *         and an ERROR;
+ *   3 mod 4, also: the rest is a run of SEGMENT payloads, each after its u32
+ *         length (little-endian), to one receiver: CHAINED ones refer to the
+ *         segment before.
  * Nothing may crash, leak, or deliver an object that is not what was asked. */
 #include "base/fileio.h"
 #include "repo/repo.h"
@@ -63,7 +66,7 @@ static int expect_known(void *ctx, size_t index, const uint8_t *data, size_t len
 static void client_side(const uint8_t *data, size_t size)
 {
     struct vms_xfer_receiver rx = {.hashes = (const uint8_t(*)[FSP_SHA256_LEN])known, .n = N_KNOWN,
-                                   .cb = expect_known, .peer = "fuzz"};
+                                   .cb = expect_known, .peer = "fuzz", .chain = true};
     fsp_error err;
     struct vms_rbuf b = {data, data + size, false};
     while (vms_xfer_receive(&rx, &b, &err) == 0 && rx.next < N_KNOWN && b.p < b.end)
@@ -74,6 +77,22 @@ static void client_side(const uint8_t *data, size_t size)
     vms_get_version(&b, &v);
     b = (struct vms_rbuf){data, data + size, false};
     vms_decode_error(&b, &err);
+}
+
+static void segment_run(const uint8_t *data, size_t size)
+{
+    struct vms_xfer_receiver rx = {.hashes = (const uint8_t(*)[FSP_SHA256_LEN])known, .n = N_KNOWN,
+                                   .cb = expect_known, .peer = "fuzz", .chain = true};
+    fsp_error err;
+    uint32_t len;
+    while (size >= 4 && rx.next < N_KNOWN && (memcpy(&len, data, 4), len <= size - 4)) {
+        struct vms_rbuf b = {data + 4, data + 4 + len, false};
+        if (vms_xfer_receive(&rx, &b, &err))
+            break;
+        data += 4 + len;
+        size -= 4 + len;
+    }
+    vms_xfer_receiver_free(&rx);
 }
 
 /* The input through a pipe would block on big inputs; a memfd reads the same. */
@@ -97,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         make_repo();
     if (size < 1)
         return 0;
+    if ((data[0] & 3) == 3)
+        segment_run(data + 1, size - 1);
     if (data[0] & 1)
         client_side(data + 1, size - 1);
     else
