@@ -626,6 +626,7 @@ int vms_xfer_receive(struct vms_xfer_receiver *r, struct vms_rbuf *body, fsp_err
     if (body->bad || n == 0 || n > r->n - r->next)
         return bad_segment(r, "has a bad header or more objects than were asked for", err);
     bool chained = r->chain && codec == VMS_SEG_CHAINED;
+    r->seg_len = 0; /* what a refused segment delivered is no prefix */
     if (chained && !r->segments)
         return bad_segment(r, "refers to a segment before the first", err);
     int rc;
