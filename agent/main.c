@@ -174,6 +174,7 @@ static void write_stats(const char *file, const struct options *o, const struct 
             ", \"status\": %d, "
             "\"requests\": %llu, \"objects_sent\": %llu, \"objects_received\": %llu, "
             "\"segments\": %llu, \"segments_cached\": %llu, \"segments_stored\": %llu, "
+            "\"segments_chained\": %llu, "
             "\"raw_bytes_sent\": %llu, \"segment_bytes_sent\": %llu, \"wire_in\": %llu, "
             "\"wire_out\": %llu, \"last_level\": %d, \"cpu_user\": %.3f, \"cpu_system\": %.3f, "
             "\"max_rss_kib\": %ld, \"last_bwlimit\": %llu, \"manifests_whole\": %llu, "
@@ -181,7 +182,8 @@ static void write_stats(const char *file, const struct options *o, const struct 
             status, (unsigned long long)s->requests,
             (unsigned long long)s->objects_sent, (unsigned long long)s->objects_received,
             (unsigned long long)s->segments, (unsigned long long)s->segments_cached,
-            (unsigned long long)s->segments_stored, (unsigned long long)s->raw_bytes_sent,
+            (unsigned long long)s->segments_stored, (unsigned long long)s->segments_chained,
+            (unsigned long long)s->raw_bytes_sent,
             (unsigned long long)s->segment_bytes_sent, (unsigned long long)s->wire_in,
             (unsigned long long)s->wire_out, s->last_level, seconds(ru.ru_utime),
             seconds(ru.ru_stime), ru.ru_maxrss, (unsigned long long)s->last_bwlimit,

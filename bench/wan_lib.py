@@ -6,7 +6,7 @@
   wan_lib.py agent-stats STATS_FILE SKIP
       Sums the vmsync-agent --stats-file lines after the first SKIP: sessions,
       failed (status != 0), agent_cpu (user + system), segments,
-      segments_cached, segments_stored; level: the highest last_level of the
+      segments_cached, segments_stored, segments_chained; level: the highest last_level of the
       sessions that sent segments (0 if none did).  Prints JSON.
   wan_lib.py report RESULTS_TSV OUT_JSON
       RESULTS_TSV lines: SCOPE FS RUN METRIC VALUE, SCOPE being a link
@@ -34,7 +34,7 @@ def get(path, key):
 
 def agent_stats(path, skip):
     out = {"sessions": 0, "failed": 0, "agent_cpu": 0.0, "segments": 0, "segments_cached": 0,
-           "segments_stored": 0, "level": 0}
+           "segments_stored": 0, "segments_chained": 0, "level": 0}
     with open(path) as fh:
         lines = fh.read().splitlines()[skip:]
     for line in lines:
@@ -42,7 +42,7 @@ def agent_stats(path, skip):
         out["sessions"] += 1
         out["failed"] += int(s.get("status", 0) != 0)
         out["agent_cpu"] += s["cpu_user"] + s["cpu_system"]
-        for k in ("segments", "segments_cached", "segments_stored"):
+        for k in ("segments", "segments_cached", "segments_stored", "segments_chained"):
             out[k] += s.get(k, 0)
         if s.get("segments", 0) > 0:
             out["level"] = max(out["level"], s.get("last_level", 0))

@@ -6,9 +6,13 @@
  *   odd:  the rest is one message payload, decoded the ways a client decodes
  *         replies: as a SEGMENT for a list of known objects, a version record
  *         and an ERROR;
- *   odd with bit 1 set as well: the rest is a PUT_MANIFEST_DELTA's delta,
- *         applied to a fixed base and, when it decodes, rebuilt into a
- *         manifest file and read as the agent does.
+ *   odd with bits 1 and 2 set as well (7 mod 8): the rest is first a run
+ *         of SEGMENT payloads, each after its u32 length (little-endian),
+ *         to one receiver (CHAINED ones refer to the segment before), then
+ *         decoded as a client decodes replies;
+ *   odd with bit 1 set and bit 2 clear (3 mod 8): the rest is a
+ *         PUT_MANIFEST_DELTA's delta, applied to a fixed base and, when it
+ *         decodes, rebuilt into a manifest file and read as the agent does.
  * Nothing may crash, leak, deliver an object that is not what was asked, or
  * decode a delta past its bound. */
 #include "base/fileio.h"
@@ -68,7 +72,7 @@ static int expect_known(void *ctx, size_t index, const uint8_t *data, size_t len
 static void client_side(const uint8_t *data, size_t size)
 {
     struct vms_xfer_receiver rx = {.hashes = (const uint8_t(*)[FSP_SHA256_LEN])known, .n = N_KNOWN,
-                                   .cb = expect_known, .peer = "fuzz"};
+                                   .cb = expect_known, .peer = "fuzz", .chain = true};
     fsp_error err;
     struct vms_rbuf b = {data, data + size, false};
     while (vms_xfer_receive(&rx, &b, &err) == 0 && rx.next < N_KNOWN && b.p < b.end)
@@ -107,6 +111,22 @@ static void delta_side(const uint8_t *data, size_t size)
     vms_wbuf_free(&out);
 }
 
+static void segment_run(const uint8_t *data, size_t size)
+{
+    struct vms_xfer_receiver rx = {.hashes = (const uint8_t(*)[FSP_SHA256_LEN])known, .n = N_KNOWN,
+                                   .cb = expect_known, .peer = "fuzz", .chain = true};
+    fsp_error err;
+    uint32_t len;
+    while (size >= 4 && rx.next < N_KNOWN && (memcpy(&len, data, 4), len <= size - 4)) {
+        struct vms_rbuf b = {data + 4, data + 4 + len, false};
+        if (vms_xfer_receive(&rx, &b, &err))
+            break;
+        data += 4 + len;
+        size -= 4 + len;
+    }
+    vms_xfer_receiver_free(&rx);
+}
+
 /* The input through a pipe would block on big inputs; a memfd reads the same. */
 static void agent_side(const uint8_t *data, size_t size)
 {
@@ -128,9 +148,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         make_repo();
     if (size < 1)
         return 0;
-    if ((data[0] & 3) == 3)
+    if ((data[0] & 7) == 3) {
         delta_side(data + 1, size - 1);
-    else if (data[0] & 1)
+        return 0;
+    }
+    if ((data[0] & 7) == 7)
+        segment_run(data + 1, size - 1);
+    if (data[0] & 1)
         client_side(data + 1, size - 1);
     else
         agent_side(data + 1, size - 1);

@@ -5,7 +5,7 @@ starts past the framing.  Usage: seeds-fuzz_proto.py DIR
 Each seed is a side byte (0 agent, 1 client, 3 delta) and then bytes as
 docs/protocol.md describes them.  The objects are those fuzz_proto.c stores:
 'A' x 1000, 'B' x 2000, 'C' x 3000, 'D' x 4000."""
-import hashlib, os, struct, subprocess, sys
+import hashlib, os, struct, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from agentwire import put_str as s, put_varint as varint
@@ -27,6 +27,20 @@ def solid(idx):
     z = zstd(b"".join(objs[i] for i in idx))
     return (varint(1) + varint(3) + varint(len(idx)) + b"".join(varint(len(objs[i])) for i in idx)
             + varint(len(z)) + z)
+
+def chained(prefix_idx, idx):  # zstd's --patch-from: the prefix as a raw dictionary
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(b"".join(objs[i] for i in prefix_idx))
+        f.flush()
+        data = b"".join(objs[i] for i in idx)
+        z = subprocess.run(["zstd", "-q", "-c", "-12", "--no-check", "--patch-from=" + f.name,
+                            "--stream-size=%d" % len(data)],
+                           input=data, stdout=subprocess.PIPE, check=True).stdout
+    return (varint(3) + varint(12) + varint(len(idx)) + b"".join(varint(len(objs[i])) for i in idx)
+            + varint(len(z)) + z)
+
+def run(*payloads):
+    return b"".join(struct.pack("<I", len(p)) + p for p in payloads)
 
 def stored(idx):
     head, bodies = b"", b""
@@ -73,6 +87,8 @@ seeds = {
 agent = {k: b"\x00" + v for k, v in seeds.items()}
 client = {"solid": b"\x01" + solid([0, 1, 2, 3]), "stored": b"\x01" + stored([0, 1, 2, 3]),
           "mixed": b"\x01" + solid([0, 1]) ,
+          "chained": b"\x07" + run(solid([0, 1]), chained([0, 1], [2, 3])),
+          "chained-first": b"\x07" + run(chained([0, 1], [0, 1])),
           "version": b"\x01" + s("img") + varint(2) + varint(1) + b"\x01" * 64 + varint(5) + varint(6)
           + s("m") + s("u") + s("h"),
           "error": b"\x01" + varint(9) + varint(2) + s("no such image"),

@@ -422,6 +422,9 @@ struct vms_stats {
     uint64_t bytes_zero;       /* zero or unallocated: nothing moved */
     uint64_t files_rehashed, files_trusted;
     uint64_t wire_in, wire_out; /* protocol bytes from and to a remote repository */
+    /* SEGMENTs a remote repository sent, and those of them compressed with the
+     * segment before as their prefix (a narrow link's choice) */
+    uint64_t segments_fetched, segments_chained;
     double seconds;
     uint8_t canonical_digest[FSP_SHA256_LEN];
     bool in_place;             /* checkout: OUT already held the version; nothing moved */
@@ -448,6 +451,7 @@ struct vms_serve_opts {
 struct vms_serve_stats {
     uint64_t requests, objects_sent, objects_received;
     uint64_t segments, segments_cached, segments_stored, raw_bytes_sent, segment_bytes_sent;
+    uint64_t segments_chained; /* compressed with the segment before as their prefix */
     uint64_t wire_in, wire_out;
     uint64_t manifests_whole, manifests_delta; /* stored from PUT_MANIFEST, from a delta */
     uint64_t manifest_bytes_in; /* their DATA bytes, whole or delta */

@@ -169,6 +169,8 @@ int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
         vms_repo_traffic(c->repo, &t);
         c->stats->wire_in = t.wire_in - c->traffic_at_start.wire_in;
         c->stats->wire_out = t.wire_out - c->traffic_at_start.wire_out;
+        c->stats->segments_fetched = t.segments_received - c->traffic_at_start.segments_received;
+        c->stats->segments_chained = t.segments_chained - c->traffic_at_start.segments_chained;
     }
     /* A failed operation may leave the handle in no state to reuse: a link
      * that broke, a request cut short, objects put but not flushed.  The next

@@ -766,7 +766,8 @@ static int on_get(struct request *q)
     struct vms_xfer_source src = {.hashes = hashes, .lens = lens, .n = n, .read = read_object,
                                   .read_stored = read_stored, .ctx = &s};
     struct vms_xfer_opts xo = {.level = level, .bwlimit = bwlimit,
-                               .cache = a->cache[0] ? a->cache : NULL};
+                               .cache = a->cache[0] ? a->cache : NULL,
+                               .chain = a->proto >= VMS_PROTO_VERSION_CHAINED};
     struct vms_xfer_report rep;
     if (!rc) {
         rc = vms_xfer_send(&src, &xo, &a->conn, &rep, q->err);
@@ -777,6 +778,7 @@ static int on_get(struct request *q)
         a->stats->segments += rep.segments;
         a->stats->segments_cached += rep.cached;
         a->stats->segments_stored += rep.stored_segments;
+        a->stats->segments_chained += rep.chained;
         a->stats->raw_bytes_sent += rep.raw_bytes;
         a->stats->segment_bytes_sent += rep.wire_bytes;
         a->stats->last_level = rep.level_last;

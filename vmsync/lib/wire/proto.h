@@ -20,13 +20,15 @@
 
 #define VMS_PROTO_MAGIC 0x31534d56u /* "VMS1" */
 /* 2: a signed version's VERSION_INFO carries its signature.  3: the
- * client may send a manifest as a delta (PUT_MANIFEST_DELTA).  An agent
- * speaks every version from VMS_PROTO_VERSION_MIN, as the client asks, so
- * that clients older than the agent go on working. */
+ * client may send a manifest as a delta (PUT_MANIFEST_DELTA), and a GET's
+ * SEGMENTs may be CHAINED (xfer.h).  An agent speaks every version from
+ * VMS_PROTO_VERSION_MIN, as the client asks, so that clients older than
+ * the agent go on working. */
 #define VMS_PROTO_VERSION 3
 #define VMS_PROTO_VERSION_MIN 1
 #define VMS_PROTO_VERSION_SIGNED 2
 #define VMS_PROTO_VERSION_DELTA 3
+#define VMS_PROTO_VERSION_CHAINED 3
 #define VMS_MSG_MAX (72u << 20)      /* a frame, type included */
 #define VMS_LIST_MAX (1u << 20)      /* hashes in one HAS, GET or OFFER */
 #define VMS_DATA_MAX (1u << 20)      /* bytes in one DATA frame */

@@ -87,6 +87,28 @@ static int cut_segments(struct pipeline *p, fsp_error *err)
     return 0;
 }
 
+/* Whether segment G at LEVEL is compressed with the segment before it as its
+ * prefix: on a narrow link, for a receiver that decodes it. */
+static bool chained_segment(const struct pipeline *p, const struct seg *g, int level)
+{
+    bool stored = p->src->read_stored && level <= VMS_STORE_LEVEL;
+    return p->o->chain && g != p->segs && level >= VMS_CHAIN_LEVEL && !stored;
+}
+
+/* The objects G's compressed bytes depend on: its own, and a chained
+ * segment's prefix after a marker (which no list of hashes alone can end
+ * with: its length is no multiple of a hash's). */
+static void put_key_objects(struct vms_wbuf *b, const struct pipeline *p, const struct seg *g,
+                            int level)
+{
+    vms_put_raw(b, p->src->hashes[g->first], g->n * FSP_SHA256_LEN);
+    if (!chained_segment(p, g, level))
+        return;
+    vms_put_raw(b, "CHAIN", 5);
+    vms_put_varint(b, g[-1].n);
+    vms_put_raw(b, p->src->hashes[g[-1].first], g[-1].n * FSP_SHA256_LEN);
+}
+
 /* ---- the segment cache ------------------------------------------------------------ */
 
 #define CACHE_MAGIC "VMSSEG1\n"
@@ -98,7 +120,7 @@ static bool cache_key(const struct pipeline *p, const struct seg *g, int level, 
     struct vms_wbuf b = {0};
     vms_put_raw(&b, CACHE_MAGIC, 8);
     vms_put_varint(&b, (uint64_t)level);
-    vms_put_raw(&b, p->src->hashes[g->first], g->n * FSP_SHA256_LEN);
+    put_key_objects(&b, p, g, level);
     bool ok = !b.failed && vms_sha256(b.p, b.len, key) == 0;
     vms_wbuf_free(&b);
     fsp_hex(key, FSP_SHA256_LEN, hex);
@@ -167,24 +189,37 @@ static int grow(uint8_t **buf, size_t *cap, size_t need, fsp_error *err)
     return 0;
 }
 
-static int read_raw(struct worker *w, const struct seg *g, fsp_error *err)
+/* Reads N objects from FIRST, BYTES in all, into w->raw. */
+static int read_raw(struct worker *w, size_t first, size_t n, uint64_t bytes, fsp_error *err)
 {
     const struct vms_xfer_source *s = w->p->src;
-    int rc = grow(&w->raw, &w->raw_cap, g->raw ? g->raw : 1, err);
+    int rc = grow(&w->raw, &w->raw_cap, bytes ? bytes : 1, err);
     uint64_t off = 0;
     pthread_mutex_lock(&w->p->read_mu);
-    for (size_t i = 0; !rc && i < g->n; i++) {
-        rc = s->read(s->ctx, g->first + i, w->raw + off, err);
-        off += s->lens[g->first + i];
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = s->read(s->ctx, first + i, w->raw + off, err);
+        off += s->lens[first + i];
     }
     pthread_mutex_unlock(&w->p->read_mu);
     return rc;
 }
 
+/* A window that holds a chained segment and its prefix, within what a
+ * receiver allows (VMS_CHAIN_WINDOW_LOG); never below the level's own. */
+static int chain_window_log(uint64_t bytes)
+{
+    int log = 23;
+    while (log < VMS_CHAIN_WINDOW_LOG && (1ull << log) < bytes)
+        log++;
+    return log;
+}
+
 static int build_solid(struct worker *w, const struct seg *g, int level, struct vms_wbuf *msg,
                        fsp_error *err)
 {
-    int rc = read_raw(w, g, err);
+    const struct seg *from = chained_segment(w->p, g, level) ? g - 1 : g;
+    uint64_t prefix = from == g ? 0 : from->raw;
+    int rc = read_raw(w, from->first, g->first + g->n - from->first, prefix + g->raw, err);
     size_t bound = ZSTD_compressBound(g->raw);
     if (!rc)
         rc = grow(&w->out, &w->out_cap, bound, err);
@@ -193,10 +228,14 @@ static int build_solid(struct worker *w, const struct seg *g, int level, struct 
     ZSTD_CCtx_reset(w->zc, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 0);
-    size_t z = ZSTD_compress2(w->zc, w->out, bound, w->raw, g->raw);
+    if (prefix) {
+        ZSTD_CCtx_setParameter(w->zc, ZSTD_c_windowLog, chain_window_log(prefix + g->raw));
+        ZSTD_CCtx_refPrefix(w->zc, w->raw, prefix);
+    }
+    size_t z = ZSTD_compress2(w->zc, w->out, bound, w->raw + prefix, g->raw);
     if (ZSTD_isError(z))
         return fsp_fail(err, FSP_EK_INTERNAL, -EIO, "zstd: %s", ZSTD_getErrorName(z));
-    vms_put_varint(msg, VMS_SEG_SOLID);
+    vms_put_varint(msg, prefix ? VMS_SEG_CHAINED : VMS_SEG_SOLID);
     vms_put_varint(msg, (uint64_t)level);
     vms_put_varint(msg, g->n);
     for (size_t i = 0; i < g->n; i++)
@@ -349,6 +388,7 @@ static void report_segment(struct vms_xfer_report *rep, const struct slot *slot,
     rep->segments++;
     rep->cached += slot->cached;
     rep->stored_segments += slot->stored;
+    rep->chained += slot->msg.len && slot->msg.p[0] == VMS_SEG_CHAINED; /* the codec's varint */
     rep->raw_bytes += g->raw;
     rep->wire_bytes += slot->msg.len;
     rep->level_last = slot->level;
@@ -458,8 +498,28 @@ static int deliver(struct vms_xfer_receiver *r, const uint8_t *data, size_t len,
                         r->peer, hex);
     }
     r->raw_bytes += len;
+    if (r->chain) { /* the next segment's prefix */
+        if (grow(&r->seg, &r->seg_cap, r->seg_len + len, err))
+            return -ENOMEM;
+        memcpy(r->seg + r->seg_len, data, len);
+        r->seg_len += len;
+    }
     size_t i = r->next++;
     return r->cb(r->ctx, i, data, len, wire);
+}
+
+/* The segment just received becomes the prefix of the next. */
+static void end_segment(struct vms_xfer_receiver *r)
+{
+    uint8_t *b = r->prev;
+    size_t cap = r->prev_cap;
+    r->prev = r->seg;
+    r->prev_cap = r->seg_cap;
+    r->prev_len = r->seg_len;
+    r->seg = b;
+    r->seg_cap = cap;
+    r->seg_len = 0;
+    r->segments++;
 }
 
 static int bad_segment(const struct vms_xfer_receiver *r, const char *why, fsp_error *err)
@@ -467,8 +527,10 @@ static int bad_segment(const struct vms_xfer_receiver *r, const char *why, fsp_e
     return fsp_fail(err, FSP_EK_CORRUPT, -EPROTO, "%s: protocol error: a SEGMENT %s", r->peer, why);
 }
 
+/* One zstd frame of SRC into r->plain, exactly LEN bytes; with PREFIX_LEN
+ * bytes of PREFIX as its dictionary (a chained segment's). */
 static int decompress(struct vms_xfer_receiver *r, const uint8_t *src, size_t zlen, size_t len,
-                      fsp_error *err)
+                      const uint8_t *prefix, size_t prefix_len, fsp_error *err)
 {
     if (!r->zd && !(r->zd = ZSTD_createDCtx()))
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
@@ -476,13 +538,18 @@ static int decompress(struct vms_xfer_receiver *r, const uint8_t *src, size_t zl
         return -ENOMEM;
     if (ZSTD_findFrameCompressedSize(src, zlen) != zlen)
         return bad_segment(r, "does not hold exactly one zstd frame", err);
+    ZSTD_DCtx_reset(r->zd, ZSTD_reset_session_and_parameters);
+    ZSTD_DCtx_setParameter(r->zd, ZSTD_d_windowLogMax, VMS_CHAIN_WINDOW_LOG);
+    if (prefix && ZSTD_isError(ZSTD_DCtx_refPrefix(r->zd, prefix, prefix_len)))
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     size_t got = ZSTD_decompressDCtx(r->zd, r->plain, len, src, zlen);
     if (ZSTD_isError(got) || got != len)
         return bad_segment(r, "does not decompress to its announced size", err);
     return 0;
 }
 
-static int receive_solid(struct vms_xfer_receiver *r, struct vms_rbuf *b, size_t n, fsp_error *err)
+static int receive_solid(struct vms_xfer_receiver *r, struct vms_rbuf *b, size_t n, bool chained,
+                         fsp_error *err)
 {
     uint32_t lens[256];
     uint32_t *l = n <= 256 ? lens : malloc(n * sizeof *l);
@@ -499,7 +566,7 @@ static int receive_solid(struct vms_xfer_receiver *r, struct vms_rbuf *b, size_t
     if (!vms_get_done(b) || total > VMS_SEG_RAW_MAX)
         rc = bad_segment(r, "is malformed or too big", err);
     if (!rc)
-        rc = decompress(r, z, zlen, (size_t)total, err);
+        rc = decompress(r, z, zlen, (size_t)total, chained ? r->prev : NULL, r->prev_len, err);
     r->wire_bytes += zlen;
     uint64_t off = 0;
     for (size_t i = 0; !rc && i < n; i++) {
@@ -542,7 +609,7 @@ static int receive_stored(struct vms_xfer_receiver *r, struct vms_rbuf *b, size_
         if (items[i].codec == VMS_CODEC_RAW) {
             rc = deliver(r, body, items[i].len, items[i].stored, err);
         } else {
-            rc = decompress(r, body, items[i].stored, items[i].len, err);
+            rc = decompress(r, body, items[i].stored, items[i].len, NULL, 0, err);
             if (!rc)
                 rc = deliver(r, r->plain, items[i].len, items[i].stored, err);
         }
@@ -558,18 +625,30 @@ int vms_xfer_receive(struct vms_xfer_receiver *r, struct vms_rbuf *body, fsp_err
     size_t n = (size_t)vms_get_bounded(body, VMS_SEG_OBJECTS);
     if (body->bad || n == 0 || n > r->n - r->next)
         return bad_segment(r, "has a bad header or more objects than were asked for", err);
-    if (codec == VMS_SEG_SOLID)
-        return receive_solid(r, body, n, err);
-    if (codec == VMS_SEG_STORED)
-        return receive_stored(r, body, n, err);
-    return bad_segment(r, "has an unknown codec", err);
+    bool chained = r->chain && codec == VMS_SEG_CHAINED;
+    r->seg_len = 0; /* what a refused segment delivered is no prefix */
+    if (chained && !r->segments)
+        return bad_segment(r, "refers to a segment before the first", err);
+    int rc;
+    if (codec == VMS_SEG_SOLID || chained)
+        rc = receive_solid(r, body, n, chained, err);
+    else if (codec == VMS_SEG_STORED)
+        rc = receive_stored(r, body, n, err);
+    else
+        return bad_segment(r, "has an unknown codec", err);
+    r->chained += chained && !rc;
+    if (!rc)
+        end_segment(r);
+    return rc;
 }
 
 void vms_xfer_receiver_free(struct vms_xfer_receiver *r)
 {
     ZSTD_freeDCtx(r->zd);
     free(r->plain);
+    free(r->prev);
+    free(r->seg);
     r->zd = NULL;
-    r->plain = NULL;
-    r->plain_cap = 0;
+    r->plain = r->prev = r->seg = NULL;
+    r->plain_cap = r->prev_cap = r->seg_cap = r->prev_len = r->seg_len = 0;
 }

@@ -7,9 +7,13 @@
  *
  *   u32 codec      1 SOLID: the objects' bytes, concatenated, as one zstd frame
  *                  2 STORED: each object as the store keeps it
+ *                  3 CHAINED (protocol 3): as SOLID, but the frame was
+ *                    compressed with the previous segment's objects,
+ *                    concatenated, as its prefix (zstd's raw-content
+ *                    dictionary); never the first segment of a transfer
  *   u32 level      the zstd level used (SOLID), for statistics
  *   u32 n          1 .. VMS_SEG_OBJECTS
- *   SOLID:  n x u32 len, u32 zlen, zlen bytes
+ *   SOLID, CHAINED: n x u32 len, u32 zlen, zlen bytes
  *   STORED: n x (u32 len, u32 stored_len, u8 codec 0 raw / 1 zstd), then the
  *           n bodies, concatenated
  *
@@ -19,7 +23,13 @@
  *
  * Segments are cut at VMS_SEG_TARGET raw bytes, so the same list always gives
  * the same segments: the agent caches SOLID segments by their objects and
- * level, and a second client of the same version costs it no compression. */
+ * level, and a second client of the same version costs it no compression.
+ *
+ * A narrow link (a level of VMS_CHAIN_LEVEL or more) gets CHAINED segments
+ * when the receiver speaks protocol 3: matches reach into the segment before,
+ * which 4 MiB frames alone lose.  Each transfer starts a new chain, so a
+ * resumed checkout, which asks for what is left, decodes from its first
+ * segment.  The receiver keeps one segment's bytes more. */
 #ifndef VMS_XFER_H
 #define VMS_XFER_H
 
@@ -29,6 +39,9 @@
 
 #define VMS_SEG_SOLID 1
 #define VMS_SEG_STORED 2
+#define VMS_SEG_CHAINED 3
+#define VMS_CHAIN_LEVEL 12
+#define VMS_CHAIN_WINDOW_LOG 26 /* a chained frame's window: prefix and segment */
 #define VMS_SEG_OBJECTS 65536
 #define VMS_SEG_TARGET (4u << 20)
 #define VMS_SEG_RAW_MAX VMS_OBJECT_MAX
@@ -52,6 +65,7 @@ struct vms_xfer_opts {
     uint64_t bwlimit;     /* bytes per second; 0 unlimited */
     const char *cache;    /* directory of cached SOLID segments; NULL for none */
     int workers;          /* compressing threads; 0: 2 */
+    bool chain;           /* the receiver accepts CHAINED segments */
     /* Called after each segment with the raw bytes sent so far; non-zero cancels. */
     int (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
@@ -59,7 +73,7 @@ struct vms_xfer_opts {
 };
 
 struct vms_xfer_report {
-    uint64_t segments, cached, stored_segments;
+    uint64_t segments, cached, stored_segments, chained;
     uint64_t raw_bytes, wire_bytes;
     int level_first, level_last, level_min, level_max;
 };
@@ -79,10 +93,15 @@ struct vms_xfer_receiver {
     vms_xfer_object_cb cb;
     void *ctx;
     const char *peer;
+    bool chain;        /* accepts CHAINED segments (it asked in protocol 3) */
     void *zd;          /* ZSTD_DCtx */
     uint8_t *plain;
     size_t plain_cap;
-    uint64_t raw_bytes, wire_bytes;
+    /* The last segment's objects, concatenated: a CHAINED segment's prefix.
+     * SEG collects the segment being received. */
+    uint8_t *prev, *seg;
+    size_t prev_len, prev_cap, seg_len, seg_cap;
+    uint64_t raw_bytes, wire_bytes, segments, chained;
 };
 /* Decodes one SEGMENT payload and delivers its objects. */
 int vms_xfer_receive(struct vms_xfer_receiver *r, struct vms_rbuf *body, fsp_error *err);

@@ -1349,13 +1349,15 @@ static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size
     int rc = vms_conn_send(&r->conn, VMS_M_GET, &b, err);
     vms_wbuf_free(&b);
     struct vms_xfer_receiver rx = {
-        .hashes = hashes, .n = n, .cb = on_received, .ctx = g, .peer = r->url};
+        .hashes = hashes, .n = n, .cb = on_received, .ctx = g, .peer = r->url, .chain = r->proto >= VMS_PROTO_VERSION_CHAINED};
     while (!rc && rx.next < n) {
         struct vms_rbuf body;
         rc = vms_conn_expect(&r->conn, VMS_M_SEGMENT, &body, err);
         if (!rc)
             rc = vms_xfer_receive(&rx, &body, err);
     }
+    r->traffic.segments_received += rx.segments;
+    r->traffic.segments_chained += rx.chained;
     vms_xfer_receiver_free(&rx);
     return rc;
 }
