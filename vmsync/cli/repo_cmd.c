@@ -187,13 +187,14 @@ static void write_stats(FILE *f, const struct vms_stats *st)
 {
     fprintf(f,
             "{\"version\":%u,\"image_size\":%llu,\"bytes_from_seeds\":%llu,\"objects_from_seeds\":%llu,"
-            "\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
+            "\"bytes_shared\":%llu,\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
             "\"bytes_sent_raw\":%llu,\"bytes_sent_compressed\":%llu,\"objects_sent\":%llu,"
             "\"bytes_resumed\":%llu,\"bytes_zero\":%llu,\"files_rehashed\":%llu,\"files_trusted\":%llu,"
             "\"wire_in\":%llu,\"wire_out\":%llu,\"seconds\":%.3f,\"in_place\":%s,\"already_recorded\":%s,"
             "\"canonical_digest\":\"",
             st->version, (unsigned long long)st->image_size, (unsigned long long)st->bytes_from_seeds,
-            (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_fetched_raw,
+            (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_shared,
+            (unsigned long long)st->bytes_fetched_raw,
             (unsigned long long)st->bytes_fetched_compressed, (unsigned long long)st->objects_fetched,
             (unsigned long long)st->bytes_sent_raw, (unsigned long long)st->bytes_sent_compressed,
             (unsigned long long)st->objects_sent, (unsigned long long)st->bytes_resumed,
