@@ -7,7 +7,10 @@
 # output holds.  On ext4, which shares no blocks, the same checkout copies:
 # identical bytes, bytes_shared 0, no shared extent.  Then, on XFS and btrfs,
 # a checkout killed (SIGKILL, under gdb) at its last journal sync resumes
-# with what the first run placed and gives the same bytes again.
+# with what the first run placed and gives the same bytes again; and a seed
+# overwritten (under gdb) after its bytes were read and checked, just before
+# they are shared, gives an image that does not verify: the checkout says so,
+# rebuilds it from scratch, and installs the right bytes.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 need_vmsync
@@ -53,6 +56,19 @@ kill_at_last_sync() {
         --args "$VMSYNC" "$@" >"$p.gdb" 2>&1 </dev/null || true
 }
 
+# write_seed_at_share PREFIX SEED ARGS...: runs vmsync ARGS under gdb; when
+# it is about to share a range of SEED, overwrites a block of that range with
+# random bytes, then lets it go on.
+write_seed_at_share() {
+    local p=$1 seed=$2
+    shift 2
+    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+        timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
+        -ex 'set startup-with-shell off' -ex 'break vms_share_flush if sh->pending != 0' -ex run \
+        -ex "eval \"shell dd if=/dev/urandom of=$seed bs=4096 count=1 seek=%lu conv=notrunc status=none\", (sh->src + 4095) / 4096" \
+        -ex delete -ex continue --args "$VMSYNC" "$@" >"$p.gdb" 2>&1 </dev/null || true
+}
+
 for fs in xfs btrfs ext4; do
     mnt=$T/mnt-$fs
     fs_mount "$fs" "$mnt"
@@ -93,5 +109,15 @@ for fs in xfs btrfs ext4; do
     (($(repo_stat "$T/$fs.resume.json" bytes_shared) > 0)) || bad "$fs: the resumed checkout shared nothing"
     cmp -s "$out" "$T/clean.img" || bad "$fs: the resumed checkout differs from a clean export"
     vm_ok "$T/$fs.verify2" verify "$R" t "$out" -q
+
+    info "$fs: a seed written to after its bytes were read, before they are shared"
+    rm -f "$out"
+    cp --reflink=never "$simg" "$mnt/seed2.img"
+    write_seed_at_share "$T/$fs.race" "$mnt/seed2.img" checkout "$R" t -o "$out" --seed "$mnt/seed2.img" --force
+    grep -q 'exited normally' "$T/$fs.race.gdb" ||
+        bad "$fs: the checkout with a seed written to failed: $(tail -c 400 "$T/$fs.race.gdb")"
+    grep -q 'a seed changed after it was read; rebuilding it from scratch' "$T/$fs.race.gdb" ||
+        bad "$fs: the checkout did not notice the seed's change: $(tail -c 400 "$T/$fs.race.gdb")"
+    cmp -s "$out" "$T/clean.img" || bad "$fs: the checkout with a seed written to differs from a clean export"
 done
 finish

@@ -605,12 +605,18 @@ static int fetch_from_repo(struct checkout *co, fsp_error *err)
 /* ---- finishing ------------------------------------------------------------- */
 
 /* Scans the rebuilt image (raw, even when the disk starts like a qcow2
- * header); *SAME when its digest is the version's. */
+ * header); *SAME when its digest is the version's.  One that does not even
+ * read as an image is not the same either (said as a warning). */
 static int verify_output(struct checkout *co, bool *same, fsp_error *err)
 {
     struct fsp_summary sum;
     vms_ctx_scanning(co->c, VMS_PHASE_VERIFY, 0, 0);
     int rc = vms_ctx_scan_summary_raw(co->c, co->part, &sum, err);
+    if (rc && (err->kind == FSP_EK_FORMAT || err->kind == FSP_EK_CORRUPT)) {
+        vms_ctx_warn(co->c, "%s", err->msg);
+        *same = false;
+        return 0;
+    }
     *same = !rc && !memcmp(sum.digest, co->version.digest, FSP_SHA256_LEN);
     if (!rc)
         memcpy(co->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);
@@ -718,12 +724,24 @@ static void reset_progress(struct checkout *co)
     st->bytes_fetched_raw = st->bytes_fetched_compressed = st->objects_fetched = 0;
 }
 
+/* Why an image that did not verify is worth one rebuild from scratch, or
+ * NULL.  Seed ranges the kernel placed (shared, or copied from the file)
+ * were read and checked just before, so a write to the seed in between shows
+ * only in the verification. */
+static const char *worth_rebuilding(const struct checkout *co)
+{
+    if (co->stats->bytes_resumed)
+        return "the resumed image did not verify";
+    return co->share.bytes_placed ? "did not verify: a seed changed after it was read" : NULL;
+}
+
 static int execute(struct checkout *co, fsp_error *err)
 {
     bool same = false;
     int rc = rebuild(co, true, &same, err);
-    if (!rc && !same && co->stats->bytes_resumed) {
-        vms_ctx_warn(co->c, "%s: the resumed image did not verify; rebuilding it from scratch", co->part);
+    const char *why = rc || same ? NULL : worth_rebuilding(co);
+    if (why) {
+        vms_ctx_warn(co->c, "%s: %s; rebuilding it from scratch", co->part, why);
         reset_progress(co);
         rc = rebuild(co, false, &same, err);
     }

@@ -2,8 +2,8 @@
  *
  * A shared range is a copy-on-write copy: a later write to the seed leaves
  * the output as it was.  The bytes were checked against their hash when the
- * seed was read just before; one that changed in between is caught by the
- * verification of the whole output, as a read one would be. */
+ * seed was read just before; a write to the seed in between shows in the
+ * verification of the whole output (and the checkout then rebuilds). */
 #include "engine/share.h"
 
 #include <errno.h>
@@ -124,7 +124,10 @@ int vms_share_flush(struct vms_share *sh, fsp_error *err)
 {
     struct vms_share_source *from = sh->pending;
     sh->pending = NULL;
-    return from ? place(sh, from, sh->src, sh->dst, sh->len, err) : 0;
+    if (!from)
+        return 0;
+    sh->bytes_placed += sh->len;
+    return place(sh, from, sh->src, sh->dst, sh->len, err);
 }
 
 int vms_share_range(struct vms_share *sh, struct vms_share_source *from, uint64_t src,

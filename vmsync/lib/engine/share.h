@@ -26,7 +26,8 @@ struct vms_share {
     uint64_t block;                   /* the output filesystem's block size */
     struct vms_share_source *pending; /* NULL: nothing pending */
     uint64_t src, dst, len;
-    uint64_t bytes_shared;            /* handed to FICLONERANGE or copy_file_range */
+    uint64_t bytes_placed;            /* every byte placed from a seed's file */
+    uint64_t bytes_shared;            /* of those, the blocks FICLONERANGE shared */
 };
 
 /* Starts sharing into OUT_FD (PATH names it in errors). */
