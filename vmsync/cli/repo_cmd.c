@@ -353,7 +353,9 @@ int cmd_import(int argc, char **argv)
 #define OUTPUT_HELP                                                                            \
     "  -o, --output OUT       the image to write\n"                                           \
     "      --format F         raw (default) or qcow2\n"                                       \
-    "      --seed IMAGE       a local image to take content from (repeatable)\n"              \
+    "      --seed IMAGE       a local image to take content from (repeatable); a raw\n"       \
+    "                         seed on OUT's filesystem shares its blocks with OUT\n"        \
+    "                         where the filesystem can (XFS, btrfs)\n"                     \
     "      --force            replace OUT even if vmsync did not write it, or if it\n"        \
     "                         holds work that no version has (the work is lost)\n"      \
     TRUST_HELP
