@@ -1,7 +1,7 @@
 /* Sharing seed ranges into an output: whatever the filesystems can do, the
  * output gets the seed's bytes, adjacent ranges merge into one call, and a
- * seed whose files cannot be shared or copied in the kernel falls back once
- * to writing by hand and stays there. */
+ * seed whose blocks cannot be shared falls back once to writing and stays
+ * there. */
 #include "engine/share.h"
 #include "check.h"
 
@@ -77,9 +77,9 @@ static void test_the_output_holds_the_seed_bytes(void)
     free(outp);
 }
 
-/* A seed in /dev/shm (tmpfs) and the output elsewhere: no sharing and no
- * copy in the kernel across them, so the seed is written by hand from its
- * first range on, and later ranges go back to the caller. */
+/* A seed in /dev/shm (tmpfs) and the output elsewhere: no sharing across
+ * them, so the first range is copied by hand and later ones go back to the
+ * caller to write. */
 static void test_a_seed_that_cannot_be_shared_falls_back_once(void)
 {
     char seed[64], *outp = scratch("out");

@@ -258,7 +258,7 @@ static int open_seed(struct vms_seed *seed, fsp_error *err)
     int rc = vms_written_open(seed->path, &seed->src, err);
     if (rc || strcmp(fsp_source_format(seed->src), "raw"))
         return rc;
-    seed->share.fd = open(seed->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    seed->share.fd = open(seed->path, O_RDONLY | O_CLOEXEC);
     if (seed->share.fd >= 0 && (fstat(seed->share.fd, &st) < 0 || !S_ISREG(st.st_mode))) {
         close(seed->share.fd);
         seed->share.fd = -1;

@@ -32,8 +32,8 @@ static int share_error(const struct vms_share *sh, const struct vms_share_source
                     from->path, strerror(-code));
 }
 
-/* Errors that say this pair of files cannot take the call at all, rather
- * than that it failed. */
+/* Errors that say these files cannot share blocks at all, rather than that
+ * the call failed. */
 static bool unsupported(int e)
 {
     return e == EOPNOTSUPP || e == EXDEV || e == EINVAL || e == ENOTTY || e == ENOSYS;
@@ -64,32 +64,9 @@ static int copy_by_hand(struct vms_share *sh, const struct vms_share_source *fro
     return 0;
 }
 
-/* Returns 1, with the seed's mode lowered, when the kernel cannot copy
- * between these files: the caller copies the rest by hand. */
-static int copy_in_kernel(struct vms_share *sh, struct vms_share_source *from, uint64_t *src,
-                          uint64_t *dst, uint64_t *len, fsp_error *err)
-{
-    while (*len) {
-        off_t in = (off_t)*src, out = (off_t)*dst;
-        ssize_t n = copy_file_range(from->fd, &in, sh->out_fd, &out, *len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && unsupported(errno)) {
-            from->mode = VMS_SHARE_WRITE;
-            return 1;
-        }
-        if (n <= 0)
-            return share_error(sh, from, n < 0 ? -errno : -EIO, "copy", err);
-        *src += (uint64_t)n;
-        *dst += (uint64_t)n;
-        *len -= (uint64_t)n;
-    }
-    return 0;
-}
-
 /* Shares the whole blocks of the range and copies its ragged ends by hand.
- * Returns 1 when nothing was done: the blocks do not line up (the mode
- * stays), or the filesystem shares none (the mode is lowered). */
+ * Returns 1 when nothing was done: the blocks do not line up, or the
+ * filesystem shares none (the seed is then written from now on). */
 static int share_blocks(struct vms_share *sh, struct vms_share_source *from, uint64_t src,
                         uint64_t dst, uint64_t len, fsp_error *err)
 {
@@ -102,7 +79,7 @@ static int share_blocks(struct vms_share *sh, struct vms_share_source *from, uin
     if (ioctl(sh->out_fd, FICLONERANGE, &r) < 0) {
         if (!unsupported(errno))
             return share_error(sh, from, -errno, "share blocks", err);
-        from->mode = VMS_SHARE_COPY_RANGE;
+        from->mode = VMS_SHARE_WRITE;
         return 1;
     }
     sh->bytes_shared += core;
@@ -115,8 +92,6 @@ static int place(struct vms_share *sh, struct vms_share_source *from, uint64_t s
                  uint64_t len, fsp_error *err)
 {
     int rc = from->mode == VMS_SHARE_CLONE ? share_blocks(sh, from, src, dst, len, err) : 1;
-    if (rc == 1 && from->mode == VMS_SHARE_COPY_RANGE)
-        rc = copy_in_kernel(sh, from, &src, &dst, &len, err);
     return rc == 1 ? copy_by_hand(sh, from, src, dst, len, err) : rc;
 }
 

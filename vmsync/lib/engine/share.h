@@ -7,10 +7,10 @@
 #include "engine/engine.h"
 
 /* How a seed's ranges reach the output, decided per seed at its first
- * failure and kept: blocks shared (FICLONERANGE), copied in the kernel
- * (copy_file_range, which some filesystems turn into sharing or a server-side
- * copy), or written by the caller from what it read. */
-enum vms_share_mode { VMS_SHARE_CLONE, VMS_SHARE_COPY_RANGE, VMS_SHARE_WRITE };
+ * failure and kept: blocks shared (FICLONERANGE), or written by the caller
+ * from what it read.  (copy_file_range in between cost time on ext4, where it
+ * copies, for nothing that FICLONERANGE does not already give.) */
+enum vms_share_mode { VMS_SHARE_CLONE, VMS_SHARE_WRITE };
 
 struct vms_share_source {
     const char *path; /* the seed, for errors */
