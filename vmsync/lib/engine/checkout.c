@@ -70,7 +70,7 @@ struct checkout {
     size_t n_tasks, cap_tasks;
     char part[PATH_MAX], journal_path[PATH_MAX];
     int out_fd;
-    struct vms_share share; /* seed ranges placed by the kernel, not written */
+    struct vms_share share; /* seed ranges shared with OUT (or copied from the seed file) */
     FILE *journal;
     uint64_t unsynced_bytes;
     double synced_at; /* when the journal was last synced (vms_ctx_elapsed) */
