@@ -124,6 +124,7 @@ demo: deps all
 bench: deps all
 	bench/run.sh $(BUILD)
 	bench/sync.sh $(BUILD)
+	bench/share.sh $(BUILD)
 	bench/wan.sh $(BUILD)
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))

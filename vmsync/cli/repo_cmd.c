@@ -187,14 +187,15 @@ static void write_stats(FILE *f, const struct vms_stats *st)
 {
     fprintf(f,
             "{\"version\":%u,\"image_size\":%llu,\"bytes_from_seeds\":%llu,\"objects_from_seeds\":%llu,"
-            "\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
+            "\"bytes_shared\":%llu,\"bytes_fetched_raw\":%llu,\"bytes_fetched_compressed\":%llu,\"objects_fetched\":%llu,"
             "\"bytes_sent_raw\":%llu,\"bytes_sent_compressed\":%llu,\"objects_sent\":%llu,"
             "\"bytes_resumed\":%llu,\"bytes_zero\":%llu,\"files_rehashed\":%llu,\"files_trusted\":%llu,"
             "\"wire_in\":%llu,\"wire_out\":%llu,\"segments_fetched\":%llu,\"segments_chained\":%llu,"
             "\"seconds\":%.3f,\"in_place\":%s,\"already_recorded\":%s,"
             "\"canonical_digest\":\"",
             st->version, (unsigned long long)st->image_size, (unsigned long long)st->bytes_from_seeds,
-            (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_fetched_raw,
+            (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_shared,
+            (unsigned long long)st->bytes_fetched_raw,
             (unsigned long long)st->bytes_fetched_compressed, (unsigned long long)st->objects_fetched,
             (unsigned long long)st->bytes_sent_raw, (unsigned long long)st->bytes_sent_compressed,
             (unsigned long long)st->objects_sent, (unsigned long long)st->bytes_resumed,
@@ -354,7 +355,9 @@ int cmd_import(int argc, char **argv)
 #define OUTPUT_HELP                                                                            \
     "  -o, --output OUT       the image to write\n"                                           \
     "      --format F         raw (default) or qcow2\n"                                       \
-    "      --seed IMAGE       a local image to take content from (repeatable)\n"              \
+    "      --seed IMAGE       a local image to take content from (repeatable); a raw\n"       \
+    "                         seed on OUT's filesystem shares its blocks with OUT\n"        \
+    "                         where the filesystem can (XFS, btrfs)\n"                     \
     "      --force            replace OUT even if vmsync did not write it, or if it\n"        \
     "                         holds work that no version has (the work is lost)\n"      \
     TRUST_HELP

@@ -416,6 +416,8 @@ struct vms_stats {
     uint32_t version;
     uint64_t image_size;
     uint64_t bytes_from_seeds, objects_from_seeds;
+    uint64_t bytes_shared;     /* of those, blocks shared with a seed on the same
+                                * filesystem (FICLONERANGE): not written */
     uint64_t bytes_fetched_raw, bytes_fetched_compressed, objects_fetched;
     uint64_t bytes_sent_raw, bytes_sent_compressed, objects_sent;
     uint64_t bytes_resumed;    /* already in place from an interrupted run */

@@ -6,7 +6,9 @@
  * copied to an offset of the output.  Every object is read once, from a seed
  * when one holds it (checked against its hash) or else from the repository,
  * and all its tasks are written.  ZERO runs and unallocated space are left as
- * holes of the sparse output.
+ * holes of the sparse output.  A seed object's bytes are still read and
+ * checked, but where the seed is a raw file on the output's filesystem its
+ * blocks are shared rather than written (share.h).
  *
  * A checkout is that plan, kept (vms_plan: the target, the tasks, the seed
  * index, the stored sizes of what is fetched), and a run of it that writes.
@@ -68,6 +70,7 @@ struct checkout {
     size_t n_tasks, cap_tasks;
     char part[PATH_MAX], journal_path[PATH_MAX];
     int out_fd;
+    struct vms_share share; /* seed ranges shared with OUT (or copied from the seed file) */
     FILE *journal;
     uint64_t unsynced_bytes;
     double synced_at; /* when the journal was last synced (vms_ctx_elapsed) */
@@ -356,6 +359,9 @@ static int sync_journal(struct checkout *co, fsp_error *err)
 {
     if (!co->n_pending)
         return 0;
+    int rc = vms_share_flush(&co->share, err);
+    if (rc)
+        return rc;
     if (fdatasync(co->out_fd) < 0)
         return out_error(co, -errno, "sync", err);
     if (fwrite(co->journal_pending, FSP_SHA256_LEN, co->n_pending, co->journal) != co->n_pending ||
@@ -367,23 +373,25 @@ static int sync_journal(struct checkout *co, fsp_error *err)
     return 0;
 }
 
-static int write_object(struct checkout *co, size_t index, const uint8_t *data, fsp_error *err)
+static int write_at(struct checkout *co, const uint8_t *p, uint64_t len, uint64_t at, fsp_error *err)
+{
+    for (uint64_t left = len; left;) {
+        ssize_t n = pwrite(co->out_fd, p, left, (off_t)(at + (len - left)));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return out_error(co, n < 0 ? -errno : -ENOSPC, "write", err);
+        p += n;
+        left -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The object's tasks are written (or their sharing pending): it is done,
+ * and in the journal at its next sync. */
+static int object_placed(struct checkout *co, size_t index, fsp_error *err)
 {
     struct object *o = &co->objs[index];
-    for (size_t i = 0; i < o->n_tasks; i++) {
-        const struct task *t = &co->tasks[o->first_task + i];
-        const uint8_t *p = data + t->obj_offset;
-        for (size_t left = t->len; left;) {
-            ssize_t n = pwrite(co->out_fd, p, left, (off_t)(t->out_offset + (t->len - left)));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                return out_error(co, n < 0 ? -errno : -ENOSPC, "write", err);
-            p += n;
-            left -= (size_t)n;
-        }
-        co->unsynced_bytes += t->len;
-    }
     o->done = true;
     co->done_bytes += o->len;
     if (vms_grow(&co->journal_pending, &co->cap_pending, co->n_pending + 1, FSP_SHA256_LEN))
@@ -394,6 +402,50 @@ static int write_object(struct checkout *co, size_t index, const uint8_t *data, 
     int rc = due ? sync_journal(co, err) : 0;
     enum vms_phase phase = o->seed ? VMS_PHASE_SEED_COPY : VMS_PHASE_FETCH;
     return rc ? rc : vms_ctx_progress(co->c, phase, co->done_bytes, co->total_bytes, err);
+}
+
+static int write_object(struct checkout *co, size_t index, const uint8_t *data, fsp_error *err)
+{
+    const struct object *o = &co->objs[index];
+    int rc = 0;
+    for (size_t i = 0; i < o->n_tasks && !rc; i++) {
+        const struct task *t = &co->tasks[o->first_task + i];
+        rc = write_at(co, data + t->obj_offset, t->len, t->out_offset, err);
+        co->unsynced_bytes += t->len;
+    }
+    return rc ? rc : object_placed(co, index, err);
+}
+
+struct seed_task {
+    struct checkout *co;
+    const struct task *t;
+    const uint8_t *data; /* the object, as read from the seed and checked */
+    fsp_error *err;
+};
+
+/* A run of a task's bytes: its blocks shared with the seed where they can
+ * be, else written from what was read. */
+static int place_seed_piece(void *ctx, struct vms_seed *seed, uint64_t off, int64_t file_off,
+                            uint64_t len)
+{
+    struct seed_task *st = ctx;
+    uint64_t at = st->t->out_offset + (off - st->t->obj_offset);
+    int rc = file_off < 0 ? 1
+                          : vms_share_range(&st->co->share, &seed->share, (uint64_t)file_off, at, len,
+                                            st->err);
+    return rc == 1 ? write_at(st->co, st->data + off, len, at, st->err) : rc;
+}
+
+static int write_seed_object(struct checkout *co, size_t index, const uint8_t *data, fsp_error *err)
+{
+    const struct object *o = &co->objs[index];
+    int rc = 0;
+    for (size_t i = 0; i < o->n_tasks && !rc; i++) {
+        struct seed_task st = {co, &co->tasks[o->first_task + i], data, err};
+        rc = vms_seed_pieces(&co->seeds, o->seed, st.t->obj_offset, st.t->len, place_seed_piece, &st);
+        co->unsynced_bytes += st.t->len;
+    }
+    return rc ? rc : object_placed(co, index, err);
 }
 
 /* Marks the objects an interrupted run already wrote; returns the count. */
@@ -458,6 +510,7 @@ static int open_output(struct checkout *co, bool allow_resume, fsp_error *err)
     co->out_fd = open(co->part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (co->out_fd < 0)
         return out_error(co, -errno, "create", err);
+    vms_share_init(&co->share, co->out_fd, co->part);
     if (ftruncate(co->out_fd, (off_t)co->target->image_size) < 0)
         return out_error(co, -errno, "size", err);
     if (resume) {
@@ -484,6 +537,7 @@ static void close_output(struct checkout *co)
     if (co->out_fd >= 0)
         close(co->out_fd);
     co->out_fd = -1;
+    co->share.pending = NULL; /* unsynced, so not in the journal: redone by a resume */
     if (co->journal)
         fclose(co->journal);
     co->journal = NULL;
@@ -508,7 +562,7 @@ static int copy_from_seeds(struct checkout *co, fsp_error *err)
         }
         co->stats->objects_from_seeds++;
         co->stats->bytes_from_seeds += o->len;
-        rc = write_object(co, i, buf, err);
+        rc = write_seed_object(co, i, buf, err);
     }
     free(buf);
     return rc;
@@ -551,12 +605,18 @@ static int fetch_from_repo(struct checkout *co, fsp_error *err)
 /* ---- finishing ------------------------------------------------------------- */
 
 /* Scans the rebuilt image (raw, even when the disk starts like a qcow2
- * header); *SAME when its digest is the version's. */
+ * header); *SAME when its digest is the version's.  One that does not even
+ * read as an image is not the same either (said as a warning). */
 static int verify_output(struct checkout *co, bool *same, fsp_error *err)
 {
     struct fsp_summary sum;
     vms_ctx_scanning(co->c, VMS_PHASE_VERIFY, 0, 0);
     int rc = vms_ctx_scan_summary_raw(co->c, co->part, &sum, err);
+    if (rc && (err->kind == FSP_EK_FORMAT || err->kind == FSP_EK_CORRUPT)) {
+        vms_ctx_warn(co->c, "%s", err->msg);
+        *same = false;
+        return 0;
+    }
     *same = !rc && !memcmp(sum.digest, co->version.digest, FSP_SHA256_LEN);
     if (!rc)
         memcpy(co->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);
@@ -647,6 +707,7 @@ static int rebuild(struct checkout *co, bool allow_resume, bool *same, fsp_error
     int synced = sync_journal(co, rc ? &ignored : err);
     if (!rc)
         rc = synced;
+    co->stats->bytes_shared = co->share.bytes_shared;
     close_output(co);
     if (!rc)
         rc = verify_output(co, same, err);
@@ -663,12 +724,24 @@ static void reset_progress(struct checkout *co)
     st->bytes_fetched_raw = st->bytes_fetched_compressed = st->objects_fetched = 0;
 }
 
+/* Why an image that did not verify is worth one rebuild from scratch, or
+ * NULL.  Seed ranges the kernel placed (shared, or copied from the file)
+ * were read and checked just before, so a write to the seed in between shows
+ * only in the verification. */
+static const char *worth_rebuilding(const struct checkout *co)
+{
+    if (co->stats->bytes_resumed)
+        return "the resumed image did not verify";
+    return co->share.bytes_placed ? "did not verify: a seed changed after it was read" : NULL;
+}
+
 static int execute(struct checkout *co, fsp_error *err)
 {
     bool same = false;
     int rc = rebuild(co, true, &same, err);
-    if (!rc && !same && co->stats->bytes_resumed) {
-        vms_ctx_warn(co->c, "%s: the resumed image did not verify; rebuilding it from scratch", co->part);
+    const char *why = rc || same ? NULL : worth_rebuilding(co);
+    if (why) {
+        vms_ctx_warn(co->c, "%s: %s; rebuilding it from scratch", co->part, why);
         reset_progress(co);
         rc = rebuild(co, false, &same, err);
     }

@@ -11,11 +11,13 @@
 #include "manifest/written.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct want {
     struct vms_scan_hooks hooks; /* first: the sink callbacks' ctx */
@@ -186,7 +188,7 @@ int vms_seed_index_add(struct vms_seed_index *ix, const char *path, struct vms_l
     if (vms_grow(&ix->seeds, &ix->cap_seeds, ix->n_seeds + 1, sizeof *ix->seeds))
         return -ENOMEM;
     uint32_t seed = (uint32_t)ix->n_seeds++;
-    ix->seeds[seed] = (struct vms_seed){.path = path, .m = m};
+    ix->seeds[seed] = (struct vms_seed){.path = path, .m = m, .share = {.path = path, .fd = -1}};
     int rc = index_streams(ix, seed, m);
     return rc ? rc : index_pieces(ix, seed, m);
 }
@@ -197,18 +199,25 @@ const struct vms_seed_loc *vms_seed_find(const struct vms_seed_index *ix, const 
     return i ? &ix->locs[*i] : NULL;
 }
 
+static void close_seed(struct vms_seed *seed)
+{
+    fsp_source_close(seed->src);
+    seed->src = NULL;
+    if (seed->share.fd >= 0)
+        close(seed->share.fd);
+    seed->share.fd = -1;
+}
+
 void vms_seed_index_close_images(struct vms_seed_index *ix)
 {
-    for (size_t i = 0; i < ix->n_seeds; i++) {
-        fsp_source_close(ix->seeds[i].src);
-        ix->seeds[i].src = NULL;
-    }
+    for (size_t i = 0; i < ix->n_seeds; i++)
+        close_seed(&ix->seeds[i]);
 }
 
 void vms_seed_index_free(struct vms_seed_index *ix)
 {
     for (size_t i = 0; i < ix->n_seeds; i++) {
-        fsp_source_close(ix->seeds[i].src);
+        close_seed(&ix->seeds[i]);
         vms_loaded_free(ix->seeds[i].m);
     }
     free(ix->seeds);
@@ -241,16 +250,29 @@ static int read_stream_range(fsp_source *src, const struct vms_loaded *m, const 
     return 0;
 }
 
+/* Opens the seed's image and, when it is a raw regular file, the file
+ * itself too, for sharing its blocks (a failure there only means copying). */
+static int open_seed(struct vms_seed *seed, fsp_error *err)
+{
+    struct stat st;
+    int rc = vms_written_open(seed->path, &seed->src, err);
+    if (rc || strcmp(fsp_source_format(seed->src), "raw"))
+        return rc;
+    seed->share.fd = open(seed->path, O_RDONLY | O_CLOEXEC);
+    if (seed->share.fd >= 0 && (fstat(seed->share.fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        close(seed->share.fd);
+        seed->share.fd = -1;
+    }
+    return 0;
+}
+
 int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
                   const uint8_t hash[FSP_SHA256_LEN], uint8_t *out, fsp_error *err)
 {
     struct vms_seed *seed = &ix->seeds[loc->seed];
-    if (!seed->src) {
-        int rc = vms_written_open(seed->path, &seed->src, err);
-        if (rc)
-            return rc;
-    }
-    int rc;
+    int rc = seed->src ? 0 : open_seed(seed, err);
+    if (rc)
+        return rc;
     if (loc->kind == VMS_LOC_IMAGE)
         rc = fsp_source_pread(seed->src, out, loc->len, loc->offset, err);
     else
@@ -265,6 +287,46 @@ int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
         return fsp_fail(err, FSP_EK_CORRUPT, -EBADMSG, "%s: seed content changed since it was indexed",
                         seed->path);
     return 0;
+}
+
+/* The seed's file offset of image bytes [OFF, OFF+LEN), or -1. */
+static int64_t file_offset(const struct vms_seed *seed, uint64_t off, uint64_t len)
+{
+    return seed->share.fd >= 0 && off + len <= fsp_source_size(seed->src) ? (int64_t)off : -1;
+}
+
+/* Stream bytes [BASE+OFF, BASE+OFF+LEN) of S, the piece's offsets counted
+ * from BASE (where the object starts in the stream). */
+static int stream_pieces(struct vms_seed *seed, const struct vms_lstream *s, uint64_t base,
+                         uint64_t off, uint64_t len, vms_seed_piece_cb piece, void *ctx)
+{
+    uint64_t at = base + off, end = at + len;
+    int rc = 0;
+    for (size_t i = 0; i < s->n_extents && !rc; i++) {
+        const struct fsp_extent *x = &seed->m->extents[s->first_extent + i];
+        uint64_t lo = x->logical > at ? x->logical : at;
+        uint64_t hi = x->logical + x->length < end ? x->logical + x->length : end;
+        if (hi > s->valid_size)
+            hi = s->valid_size;
+        if (lo >= hi || (x->flags & FSP_EXT_UNWRITTEN))
+            continue;
+        if (lo > at)
+            rc = piece(ctx, seed, at - base, -1, lo - at);
+        if (!rc)
+            rc = piece(ctx, seed, lo - base,
+                       file_offset(seed, x->physical + (lo - x->logical), hi - lo), hi - lo);
+        at = hi;
+    }
+    return !rc && at < end ? piece(ctx, seed, at - base, -1, end - at) : rc;
+}
+
+int vms_seed_pieces(struct vms_seed_index *ix, const struct vms_seed_loc *loc, uint64_t off,
+                    uint64_t len, vms_seed_piece_cb piece, void *ctx)
+{
+    struct vms_seed *seed = &ix->seeds[loc->seed];
+    if (loc->kind == VMS_LOC_IMAGE)
+        return piece(ctx, seed, off, file_offset(seed, loc->offset + off, len), len);
+    return stream_pieces(seed, &seed->m->streams[loc->stream], loc->offset, off, len, piece, ctx);
 }
 
 /* ---- what a target needs ----------------------------------------------------- */

@@ -3,6 +3,7 @@
 #define VMS_SEEDS_H
 
 #include "engine/engine.h"
+#include "engine/share.h"
 
 /* What the target needs, so a seed scan hashes only what can match. */
 struct vms_seed_needs {
@@ -35,6 +36,7 @@ struct vms_seed {
     const char *path;
     struct vms_loaded *m;
     fsp_source *src; /* opened on first read */
+    struct vms_share_source share; /* a raw seed's file, opened with SRC */
 };
 
 struct vms_seed_index {
@@ -53,6 +55,14 @@ const struct vms_seed_loc *vms_seed_find(const struct vms_seed_index *ix,
  * FSP_EK_CORRUPT when the seed no longer holds them. */
 int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
                   const uint8_t hash[FSP_SHA256_LEN], uint8_t *out, fsp_error *err);
+/* Calls PIECE for each run of LOC's bytes [OFF, OFF+LEN), in order, with
+ * where the run lies in the seed's file (FILE_OFF), or -1 when the run is not
+ * the plain file's own bytes (a hole, zeros past the valid size, a seed read
+ * through a format).  Only after a vms_seed_read of LOC. */
+typedef int (*vms_seed_piece_cb)(void *ctx, struct vms_seed *seed, uint64_t off, int64_t file_off,
+                                 uint64_t len);
+int vms_seed_pieces(struct vms_seed_index *ix, const struct vms_seed_loc *loc, uint64_t off,
+                    uint64_t len, vms_seed_piece_cb piece, void *ctx);
 /* Closes the seed images vms_seed_read opened; a later read opens them again. */
 void vms_seed_index_close_images(struct vms_seed_index *ix);
 void vms_seed_index_free(struct vms_seed_index *ix);
