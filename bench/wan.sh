@@ -492,12 +492,15 @@ cpu_cases() { # FS
 
 # checkin19 FS: the offline work checked in over ssh:// on loopback at
 # WAN_BUNDLE_LEVEL, from the client cache (lease, trusted manifest) of the
-# checkout at that level; the protocol bytes are the figure.
+# checkout at that level; the protocol bytes are the figure.  --timeout 600:
+# on a loaded machine one level-19 segment can take the client over the
+# default 60 s to compress, and that check-in then gave up ("the server took
+# nothing for 60 s").
 checkin19() {
     local fs=$1
     local mod=$CACHE/$fs-mod.img cache=$WORK/bundle-cache st=$WORK/stats.json k
     msg "$fs: vmsync checkin over ssh:// on loopback at --compress-level $BUNDLE_LEVEL"
-    measure bundle "$fs" 1 vm_ci19 "$VMSYNC" checkin "$SSHD_URL_BASE/repo" t "$mod" \
+    measure bundle "$fs" 1 vm_ci19 "$VMSYNC" checkin "$SSHD_URL_BASE/repo" t "$mod" --timeout 600 \
         --compress-level "$BUNDLE_LEVEL" --known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY" --cache "$cache" \
         --host laptop -q --stats-json "$st"
     for k in wire_in wire_out bytes_sent_compressed objects_sent; do
