@@ -120,12 +120,20 @@ check-san:
 demo: deps all
 	tests/demo.sh $(BUILD)
 
-# The manifest benchmark, then checkout and check-in against casync and rsync.
+# The manifest benchmark, then checkout and check-in against casync and rsync,
+# the same over narrow links, then bench/summary.py: one table of every figure
+# of this run.  One run id ties the steps' JSON files together; a step that
+# fails is noted in bench-status.tsv, the others still run, its rows show as
+# "not measured" and make bench fails at the end.
+bench: export BENCH_RUN_ID := $(shell date -u +%Y%m%dT%H%M%SZ)-$(shell echo $$$$)
+bench_step = $(1) $(BUILD) || printf '%s\t%s\n' $(1) $$? >>$(BUILD)/bench-status.tsv
 bench: deps all
-	bench/run.sh $(BUILD)
-	bench/sync.sh $(BUILD)
-	bench/share.sh $(BUILD)
-	bench/wan.sh $(BUILD)
+	rm -f $(BUILD)/bench-status.tsv
+	$(call bench_step,bench/run.sh)
+	$(call bench_step,bench/sync.sh)
+	$(call bench_step,bench/share.sh)
+	$(call bench_step,bench/wan.sh)
+	bench/summary.py $(BUILD)
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz: deps $(FUZZ_TARGETS)

@@ -201,7 +201,8 @@ def report(tsv, out_json):
         for g in goals:
             print(g)
     with open(out_json + ".tmp", "w") as fh:
-        json.dump({"tool": "vmsync manifest IMAGE -o FILE -q",
+        json.dump({"run_id": os.environ.get("BENCH_RUN_ID"),
+                   "tool": "vmsync manifest IMAGE -o FILE -q",
                    "baseline": "openssl dgst -sha256 IMAGE",
                    "aggregate": "median", "cpus": int(os.environ.get("BENCH_CPUS", "0")),
                    "load_average_before_after": [float(x) for x in os.environ.get("BENCH_LOAD", "").split()],

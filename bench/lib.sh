@@ -3,6 +3,11 @@
 # images keyed by their recipe, mount-safe removal, and the Debian mirror.
 # The caller defines msg, die, CACHE and STEP before calling them.
 
+# The run id each JSON records, so that bench/summary.py never mixes figures of
+# two runs: make bench sets one for all its steps; a script run alone makes its
+# own.
+export BENCH_RUN_ID=${BENCH_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
+
 need() {
     local c missing=()
     for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done

@@ -129,4 +129,4 @@ for fs in $FSES; do
         json+=("{\"fs\":\"$fs\",\"seed\":\"$mode\",\"runs\":$RUNS,\"wall_s\":${m[1]},\"cpu_s\":${m[2]},\"bytes_written\":${m[3]},\"bytes_used\":${m[4]},\"bytes_shared\":${m[5]}}")
     done
 done
-(IFS=,; printf '[%s]\n' "${json[*]}") >"$BUILD/bench-share.json"
+(IFS=,; printf '{"run_id":"%s","results":[%s]}\n' "$BENCH_RUN_ID" "${json[*]}") >"$BUILD/bench-share.json"

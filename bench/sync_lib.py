@@ -435,7 +435,8 @@ def report(tsv, static_json, out_json):
                                                      lim, "ok" if ok else "MISSED"))
             goals_out[fs][name] = {"ratio": r, "goal": lim, "ok": ok}
     with open(out_json + ".tmp", "w") as fh:
-        json.dump({"benchmark": "bench/sync.sh: checkout and check-in vs zstd, rsync, casync",
+        json.dump({"run_id": os.environ.get("BENCH_RUN_ID"),
+                   "benchmark": "bench/sync.sh: checkout and check-in vs zstd, rsync, casync",
                    "aggregate": "median", "cpus": os.cpu_count(),
                    "load_average_before_after": os.environ.get("SYNC_LOAD", ""),
                    "units": {"bytes": "bytes", "times": "seconds"},

@@ -46,7 +46,10 @@
 # loopback (goal: the bundle at most 1.02 times those), and against
 # casync's index plus the chunks its extract --seed read (bench/sync.sh's
 # figures).  A checkout from the bundle with the held image as seed must
-# verify against the repository and equal T, or the run fails.
+# verify against the repository and equal T, or the run fails.  After that
+# checkout, `vmsync checkin ssh://.../repo t mod --compress-level 19` on
+# loopback gives the check-in's bytes at level 19.  This section runs on
+# each filesystem of WAN_BUNDLE_FS.
 #
 # The images come from bench/sync.sh's cache, $BUILD/bench-cache/sync/
 # (<fs>-held.img, -target.img, -co.img, -mod.img).  When one is missing, this
@@ -55,7 +58,8 @@
 # measures it holds a shared lock on that cache, so sync.sh cannot rebuild an
 # image underneath it.
 #
-# Output: the table on stdout, every figure in $BUILD/bench-wan.json (and the
+# Output: the table on stdout, every figure in $BUILD/bench-wan.json with the
+# run id $BENCH_RUN_ID (bench/summary.py reads it; one is made when unset; and the
 # raw samples in $BUILD/bench-wan.tsv), progress and each measured command line
 # on stderr ("+ ..."; scratch paths are gone afterwards, the commands show the
 # exact options).
@@ -64,7 +68,9 @@
 #   WAN_LINKS    links as RATE_BITS_PER_S:ONE_WAY_DELAY_MS
 #                (default "10000000:25 2000000:150": 10 Mbit/s with 50 ms RTT,
 #                2 Mbit/s with 300 ms RTT)
-#   WAN_FS       "ext4" (default), "ntfs" or "ext4 ntfs"
+#   WAN_FS       "ext4" (default), "ntfs" or "ext4 ntfs": the WAN and CPU runs
+#   WAN_BUNDLE_FS  the filesystems of the bundle and level-19 section
+#                (default "ext4 ntfs")
 #   WAN_RUNS     runs of each WAN measurement (default 1)
 #   WAN_CLIENTS  concurrent clients in the CPU cases (default 8)
 #   WAN_CPU_LEVEL  the fixed zstd level of the CPU cases (default 19)
@@ -77,7 +83,9 @@
 #                (WAN_SKIP_WAN=1 WAN_SKIP_CPU=1: the bundle's figures alone)
 # Duration, ext4, one run: about 9 minutes at 10 Mbit/s (each checkout moves
 # 260 to 315 MB), 42 at 2 Mbit/s, plus the CPU cases (5 to 8 minutes: zstd -19);
-# 58 minutes in all on 2 cores.
+# 58 minutes in all on 2 cores.  The bundle section compresses T's missing
+# objects at level 19 twice per filesystem of WAN_BUNDLE_FS (the ssh:// checkout
+# and the bundle), each about what the CPU case of 1 client at level 19 costs.
 # shellcheck disable=SC2317  # functions run via trap
 set -euo pipefail
 shopt -s inherit_errexit
@@ -86,6 +94,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=${1:-${BUILD:-build}}
 LINKS=${WAN_LINKS:-10000000:25 2000000:150}
 FSES=${WAN_FS:-ext4}
+BUNDLE_FSES=${WAN_BUNDLE_FS:-ext4 ntfs}
 RUNS=${WAN_RUNS:-1}
 CLIENTS=${WAN_CLIENTS:-8}
 CPU_LEVEL=${WAN_CPU_LEVEL:-19}
@@ -103,9 +112,22 @@ die() { printf 'wan-bench: error: %s\n' "$*" >&2; exit 1; }
 for l in $LINKS; do
     [[ $l =~ ^[1-9][0-9]*:[0-9]+(\.[0-9]+)?$ ]] || die "WAN_LINKS: '$l' is not RATE_BITS_PER_S:DELAY_MS"
 done
-for fs in $FSES; do
-    [[ $fs == ext4 || $fs == ntfs ]] || die "WAN_FS: unknown filesystem $fs"
+for fs in $FSES $BUNDLE_FSES; do
+    [[ $fs == ext4 || $fs == ntfs ]] || die "WAN_FS, WAN_BUNDLE_FS: unknown filesystem $fs"
 done
+has() { [[ " $1 " == *" $2 "* ]]; } # LIST WORD
+SKIPPED=()
+for s in wan cpu bundle; do
+    v=WAN_SKIP_${s^^}
+    [[ ${!v:-0} != 1 ]] || SKIPPED+=("$s")
+done
+has "${SKIPPED[*]}" bundle && BUNDLE_FSES=
+ALL_FSES=$FSES # the filesystems whose images are needed
+for fs in $BUNDLE_FSES; do
+    has "$ALL_FSES" "$fs" || ALL_FSES+=" $fs"
+done
+# The run id bench/summary.py matches (sync.sh, if run below, records it too).
+export BENCH_RUN_ID=${BENCH_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
 [[ -d $BUILD ]] || die "build directory '$BUILD' does not exist (make BUILD=$BUILD all)"
 BUILD=$(cd "$BUILD" && pwd)
 VMSYNC=$BUILD/vmsync
@@ -128,7 +150,7 @@ CACHE=$BUILD/bench-cache/sync
 # cache keys live there; one measuring run is the price of reusing them).
 ensure_images() {
     local fs f missing=()
-    for fs in $FSES; do
+    for fs in $ALL_FSES; do
         for f in held target co mod; do
             if [[ ! -f $CACHE/$fs-$f.img || ! -f $CACHE/$fs-$f.img.key ]]; then
                 missing+=("$fs")
@@ -468,6 +490,24 @@ cpu_cases() { # FS
 
 # ------------------------------------------------------------ the bundle
 
+# checkin19 FS: the offline work checked in over ssh:// on loopback at
+# WAN_BUNDLE_LEVEL, from the client cache (lease, trusted manifest) of the
+# checkout at that level; the protocol bytes are the figure.  --timeout 600:
+# on a loaded machine one level-19 segment can take the client over the
+# default 60 s to compress, and that check-in then gave up ("the server took
+# nothing for 60 s").
+checkin19() {
+    local fs=$1
+    local mod=$CACHE/$fs-mod.img cache=$WORK/bundle-cache st=$WORK/stats.json k
+    msg "$fs: vmsync checkin over ssh:// on loopback at --compress-level $BUNDLE_LEVEL"
+    measure bundle "$fs" 1 vm_ci19 "$VMSYNC" checkin "$SSHD_URL_BASE/repo" t "$mod" --timeout 600 \
+        --compress-level "$BUNDLE_LEVEL" --known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY" --cache "$cache" \
+        --host laptop -q --stats-json "$st"
+    for k in wire_in wire_out bytes_sent_compressed objects_sent; do
+        put bundle "$fs" 1 "vm_ci19_$k" "$(jget "$st" "$k")"
+    done
+}
+
 # bundle_case FS: the offline laptop's way.  The bundle of T with the held
 # image as --have against what the same checkout moves over ssh:// at the
 # same level, WAN_BUNDLE_LEVEL (loopback, no relay: the bytes, not the
@@ -489,7 +529,9 @@ bundle_case() {
     for k in wire_in wire_out bytes_fetched_compressed objects_fetched; do
         put bundle "$fs" 1 "vm_co19_$k" "$(jget "$st" "$k")"
     done
-    rm -rf "$cache" "$out"
+    rm -f "$out"
+    checkin19 "$fs"
+    rm -rf "$cache"
     msg "$fs: vmsync bundle create t --have $fs-held.img"
     measure bundle "$fs" 1 bn_create "$VMSYNC" bundle create "$REPO0" t -o "$b" --have "$held" \
         --level "$BUNDLE_LEVEL" --cache "$cache" --json
@@ -514,30 +556,32 @@ bundle_case() {
 
 T_START=$SECONDS
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-for fs in $FSES; do
+for fs in $ALL_FSES; do
     msg "$fs: importing $fs-target.img as t into a fresh repository (local, once)"
     rm -rf "$REPO0"
     "$VMSYNC" init "$REPO0" >/dev/null
     "$VMSYNC" import "$REPO0" "$CACHE/$fs-target.img" --name t -q --cache "$WORK/import-cache" --host bench
     rm -rf "$WORK/import-cache"
     prime "$CACHE/$fs-held.img" "$CACHE/$fs-target.img" "$CACHE/$fs-co.img" "$CACHE/$fs-mod.img"
-    if [[ ${WAN_SKIP_WAN:-0} != 1 ]]; then
+    if [[ ${WAN_SKIP_WAN:-0} != 1 ]] && has "$FSES" "$fs"; then
         for link in $LINKS; do
             for ((run = 1; run <= RUNS; run++)); do
                 wan_run "$link" "$fs" "$run"
             done
         done
     fi
-    [[ ${WAN_SKIP_CPU:-0} == 1 ]] || cpu_cases "$fs"
-    [[ ${WAN_SKIP_BUNDLE:-0} == 1 ]] || bundle_case "$fs"
+    [[ ${WAN_SKIP_CPU:-0} == 1 ]] || ! has "$FSES" "$fs" || cpu_cases "$fs"
+    ! has "$BUNDLE_FSES" "$fs" || bundle_case "$fs"
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cp "$RESULTS_TSV" "$BUILD/bench-wan.tsv"
-WAN_META=$("$PY" - "$CACHE" "$FSES" <<EOF
+WAN_META=$("$PY" - "$CACHE" "$ALL_FSES" "$FSES" "$BUNDLE_FSES" "${SKIPPED[*]}" <<EOF
 import json, os, sys
 cache, fses = sys.argv[1], sys.argv[2].split()
 print(json.dumps({
+    "run_id": "$BENCH_RUN_ID", "wan_fs": sys.argv[3].split(), "bundle_fs": sys.argv[4].split(),
+    "skipped": sys.argv[5].split(), "links": "$LINKS".split(),
     "cpus": os.cpu_count(), "load_average_before_after": "$LOAD_BEFORE / $LOAD_AFTER",
     "runs": $RUNS, "clients": $CLIENTS, "cpu_level": $CPU_LEVEL,
     "vmsync": "$(git -C "$HERE/.." describe --always --dirty 2>/dev/null || echo unknown)",

@@ -11,9 +11,9 @@
   wan_lib.py report RESULTS_TSV OUT_JSON
       RESULTS_TSV lines: SCOPE FS RUN METRIC VALUE, SCOPE being a link
       (RATE:DELAY_MS), "cpu" (then RUN is the case's name) or "bundle" (the
-      bundle against ssh:// at level 19 and casync).  Prints the
-      tables (medians over runs), writes OUT_JSON; $WAN_META (JSON) is copied
-      into it.
+      bundle against ssh:// at level 19 and casync; the check-in over ssh://
+      at level 19).  Prints the tables (medians over runs), writes OUT_JSON
+      with the run id of $WAN_META (JSON), which is copied into it.
 """
 import json
 import os
@@ -72,6 +72,7 @@ def bundle_report(fs, b):
     ssh = b["vm_co19_wire_in"] + b["vm_co19_wire_out"]
     ca = b["ca_T_index"] + b["ca_co_bytes"] if "ca_co_bytes" in b else None
     b["ssh19_bytes"], b["casync_bytes"] = ssh, ca
+    b["ssh19_checkin_bytes"] = b["vm_ci19_wire_in"] + b["vm_ci19_wire_out"]
     level = int(b["level"])
     print("\n== %s: a bundle for the laptop that holds minbase (bundle create --have held "
           "--level %d) vs the same checkout over ssh:// on loopback at --compress-level %d" % (
@@ -87,6 +88,12 @@ def bundle_report(fs, b):
                                   b["vm_co19_objects_fetched"],
                                   mb(b["vm_co19_bytes_fetched_compressed"]),
                                   num(b.get("vm_co19_level"), "%d"))))
+    print("%-44s %10s  %s" % ("vmsync checkin ssh://, level %d" % level,
+                              mb(b["ssh19_checkin_bytes"]) + " MB",
+                              "protocol bytes in %s + out %s; %d objects, %s MB" % (
+                                  mb(b["vm_ci19_wire_in"]), mb(b["vm_ci19_wire_out"]),
+                                  b["vm_ci19_objects_sent"],
+                                  mb(b["vm_ci19_bytes_sent_compressed"]))))
     print("%-44s %10s  %s" % ("casync make index + extract --seed chunks",
                               (mb(ca) + " MB") if ca is not None else "-",
                               "index %s + chunks %s MB (bench/sync.sh's peers)" % (
@@ -216,7 +223,8 @@ def report(tsv, out_json):
 
     meta = json.loads(os.environ.get("WAN_META") or "{}")
     with open(out_json + ".tmp", "w") as fh:
-        json.dump({"benchmark": "bench/wan.sh: checkout and check-in over an emulated WAN, "
+        json.dump({"run_id": meta.get("run_id", os.environ.get("BENCH_RUN_ID")),
+                   "benchmark": "bench/wan.sh: checkout and check-in over an emulated WAN, "
                                 "vs rsync over ssh; server CPU per client",
                    "aggregate": "median", "goal_ratio": GOAL,
                    "units": {"bytes": "bytes", "times": "seconds", "rate": "bits/s"},
