@@ -8,7 +8,13 @@
  * Most files are small: their one segment and the close travel together, so
  * a job costs one hand-over.  For that the scan thread keeps the latest
  * segment of a job back until the next push or the close, and a job joins the
- * queue only with its first segment. */
+ * queue only with its first segment.
+ *
+ * Waking a thread costs about as much as hashing a small file, so nobody is
+ * woken for each one: idle workers are woken for a batch of small jobs, for a
+ * job that will have more segments, or when the scan thread has to wait; the
+ * scan thread, once out of buffers, is woken when a quarter of them are free. */
+#define WAKE_BATCH 8
 #include "internal.h"
 
 #include <errno.h>
@@ -17,6 +23,7 @@
 
 struct seg {
     uint8_t *buf; /* NULL for FSP_SEG_ZEROS */
+    unsigned *users; /* the jobs that still need BUF, shared by their segments */
     size_t len;
     int kind;
     struct seg *next;
@@ -42,6 +49,8 @@ struct fsp_pool {
     unsigned n_threads;
     uint8_t **free_bufs;
     unsigned n_free, n_made, n_bufs;
+    unsigned want_free; /* the scan thread waits for this many free buffers */
+    unsigned n_queued;  /* jobs in the queue */
     struct fsp_pool_job *queue, *queue_tail;
     bool stop;
 };
@@ -53,6 +62,7 @@ static struct fsp_pool_job *take_job(fsp_pool *p)
     struct fsp_pool_job *j = p->queue;
     if (j && !(p->queue = j->next))
         p->queue_tail = NULL;
+    p->n_queued -= j != NULL;
     return j;
 }
 
@@ -75,10 +85,13 @@ static void run_job(fsp_pool *p, struct fsp_pool_job *j)
         if (!j->rc)
             j->rc = j->ops->segment(j->ctx, s->buf, s->len, s->kind);
         pthread_mutex_lock(&p->lock);
-        if (s->buf)
+        if (s->buf && !--*s->users) {
             p->free_bufs[p->n_free++] = s->buf;
+            free(s->users);
+            if (p->want_free && p->n_free >= p->want_free)
+                pthread_cond_signal(&p->settled);
+        }
         free(s);
-        pthread_cond_signal(&p->settled);
     }
     pthread_mutex_unlock(&p->lock);
     if (!j->rc)
@@ -184,7 +197,8 @@ static void hand_over(fsp_pool *p, struct fsp_pool_job *j, bool close)
         else
             p->queue = j;
         p->queue_tail = j;
-        pthread_cond_signal(&p->work);
+        if (++p->n_queued >= WAKE_BATCH || !close)
+            pthread_cond_signal(&p->work);
     } else {
         pthread_cond_broadcast(&p->more);
     }
@@ -195,8 +209,13 @@ static void hand_over(fsp_pool *p, struct fsp_pool_job *j, bool close)
 uint8_t *fsp_pool_buffer(fsp_pool *p)
 {
     pthread_mutex_lock(&p->lock);
-    while (!p->n_free && p->n_made == p->n_bufs)
-        pthread_cond_wait(&p->settled, &p->lock);
+    if (!p->n_free && p->n_made == p->n_bufs) {
+        pthread_cond_broadcast(&p->work); /* the jobs waiting for a batch */
+        p->want_free = p->n_bufs / 4 ? p->n_bufs / 4 : 1;
+        while (p->n_free < p->want_free)
+            pthread_cond_wait(&p->settled, &p->lock);
+        p->want_free = 0;
+    }
     uint8_t *buf = p->n_free ? p->free_bufs[--p->n_free] : NULL;
     bool make = !buf;
     if (make)
@@ -220,17 +239,35 @@ void fsp_pool_unused(fsp_pool *p, uint8_t *buf)
     pthread_mutex_unlock(&p->lock);
 }
 
-int fsp_pool_push(fsp_pool *p, fsp_pool_job *j, uint8_t *buf, size_t len, int kind)
+/* Queues S on J, after the segment J holds back. */
+static void hold(fsp_pool *p, struct fsp_pool_job *j, struct seg *s)
 {
-    struct seg *s = malloc(sizeof *s);
-    if (!s) {
-        fsp_pool_unused(p, buf);
-        return -ENOMEM;
-    }
-    *s = (struct seg){.buf = buf, .len = len, .kind = kind};
     if (j->held)
         hand_over(p, j, false);
     j->held = s;
+}
+
+int fsp_pool_push(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
+                  size_t len, int kind)
+{
+    struct seg *segs[FSP_POOL_SHARE_MAX] = {0};
+    unsigned *users = buf ? malloc(sizeof *users) : NULL;
+    bool ok = n_jobs <= FSP_POOL_SHARE_MAX && (users || !buf);
+    for (unsigned i = 0; ok && i < n_jobs; i++)
+        ok = (segs[i] = malloc(sizeof *segs[i])) != NULL;
+    if (!ok) {
+        for (unsigned i = 0; i < n_jobs && i < FSP_POOL_SHARE_MAX; i++)
+            free(segs[i]);
+        free(users);
+        fsp_pool_unused(p, buf);
+        return -ENOMEM;
+    }
+    if (users)
+        *users = n_jobs;
+    for (unsigned i = 0; i < n_jobs; i++) {
+        *segs[i] = (struct seg){.buf = buf, .users = users, .len = len, .kind = kind};
+        hold(p, jobs[i], segs[i]);
+    }
     return 0;
 }
 
@@ -250,6 +287,8 @@ bool fsp_pool_done(fsp_pool *p, const fsp_pool_job *j)
 int fsp_pool_wait(fsp_pool *p, fsp_pool_job *j)
 {
     pthread_mutex_lock(&p->lock);
+    if (!j->done)
+        pthread_cond_broadcast(&p->work); /* J may be in a batch nobody was woken for */
     while (!j->done)
         pthread_cond_wait(&p->settled, &p->lock);
     pthread_mutex_unlock(&p->lock);

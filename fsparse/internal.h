@@ -138,6 +138,8 @@ void fsp_xsort_free(fsp_xsort *xs);
  * order, on one worker, so a result never depends on the number of workers.
  * Segment buffers come from the pool, at most N_BUFS of FSP_POOL_SEG bytes,
  * which bounds the memory in flight: fsp_pool_buffer waits for a free one.
+ * Jobs that share buffers must be open together with at least two workers,
+ * or the buffers that one of them still needs could stall the other.
  * The callbacks run on a worker; they touch only their job's context. */
 #define FSP_POOL_SEG (256u << 10)
 
@@ -160,7 +162,12 @@ int fsp_pool_open(fsp_pool *p, const struct fsp_pool_ops *ops, void *ctx, fsp_po
  * with fsp_pool_push (the pool owns it then, even on failure) or fsp_pool_unused. */
 uint8_t *fsp_pool_buffer(fsp_pool *p);
 void fsp_pool_unused(fsp_pool *p, uint8_t *buf);
-int fsp_pool_push(fsp_pool *p, fsp_pool_job *j, uint8_t *buf, size_t len, int kind);
+/* Queues the same bytes on each of N_JOBS jobs (at most FSP_POOL_SHARE_MAX):
+ * several jobs may hash one stream in different ways on different workers.
+ * The buffer comes back once all of them are done with it. */
+#define FSP_POOL_SHARE_MAX 2
+int fsp_pool_push(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
+                  size_t len, int kind);
 /* No more segments: the job finishes once its worker has run them all. */
 void fsp_pool_close(fsp_pool *p, fsp_pool_job *j);
 bool fsp_pool_done(fsp_pool *p, const fsp_pool_job *j);

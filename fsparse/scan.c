@@ -354,13 +354,17 @@ struct stream_hasher {
     bool pending_zero;      /* every pending byte is zero (see feed_zeros) */
 };
 
-static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_sink *objects)
+enum { HASH_WHOLE = 1, HASH_CHUNKS = 2, HASH_BOTH = 3 };
+
+/* PARTS: the whole-stream hash, the chunks (for a stream that has them), or both. */
+static int hasher_init_parts(struct stream_hasher *h, uint64_t size, int parts,
+                             const struct fsp_sink *objects)
 {
     memset(h, 0, sizeof *h);
-    h->whole = EVP_MD_CTX_new();
-    if (!h->whole || !EVP_DigestInit_ex(h->whole, EVP_sha256(), NULL))
+    if ((parts & HASH_WHOLE) && (!(h->whole = EVP_MD_CTX_new()) ||
+                                 !EVP_DigestInit_ex(h->whole, EVP_sha256(), NULL)))
         return -ENOMEM;
-    h->chunked = size >= FSP_CHUNK_MIN_STREAM;
+    h->chunked = (parts & HASH_CHUNKS) && size >= FSP_CHUNK_MIN_STREAM;
     h->pending_zero = true;
     if (h->chunked && !(h->pending = malloc(FSP_CDC_MAX)))
         return -ENOMEM;
@@ -368,6 +372,11 @@ static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_
     if (h->sink && !h->chunked && !(h->whole_copy = malloc(size ? size : 1)))
         return -ENOMEM;
     return 0;
+}
+
+static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_sink *objects)
+{
+    return hasher_init_parts(h, size, HASH_BOTH, objects);
 }
 
 static int add_chunk(struct stream_hasher *h, const uint8_t *data, size_t len)
@@ -432,7 +441,8 @@ static int chunk_feed(struct stream_hasher *h, const uint8_t *data, size_t len, 
  * zero fast path of feed_zeros open. */
 static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t len, bool data_is_zero)
 {
-    EVP_DigestUpdate(h->whole, data, len);
+    if (h->whole)
+        EVP_DigestUpdate(h->whole, data, len);
     if (h->whole_copy) {
         memcpy(h->whole_copy + h->whole_len, data, len);
         h->whole_len += len;
@@ -449,7 +459,8 @@ static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t le
 static int hasher_final(struct stream_hasher *h, struct fsp_stream *st)
 {
     unsigned int md_len = FSP_SHA256_LEN;
-    EVP_DigestFinal_ex(h->whole, st->sha256, &md_len);
+    if (h->whole)
+        EVP_DigestFinal_ex(h->whole, st->sha256, &md_len);
     int rc = h->chunked ? chunk_feed(h, NULL, 0, true) : 0;
     if (!rc && h->whole_copy)
         rc = h->sink_rc = h->sink->object(h->sink->ctx, st->sha256, h->whole_copy, h->whole_len);
@@ -524,7 +535,8 @@ static void zero_chunk_init(void)
 static size_t add_zero_chunk(struct stream_hasher *h, int *rc)
 {
     size_t take = zero_chunk_len - h->pending_len;
-    EVP_DigestUpdate(h->whole, zero_chunk_data, take);
+    if (h->whole)
+        EVP_DigestUpdate(h->whole, zero_chunk_data, take);
     h->pending_len = 0;
     struct chunk_list *c = &h->chunks;
     if (c->n == c->cap) {
@@ -569,17 +581,18 @@ static int feed_zeros(struct stream_hasher *h, uint64_t len)
     return 0;
 }
 
-/* Where a stream's bytes go: its hasher here, or its job on the workers. */
+/* Where a stream's bytes go: its hasher here, or its jobs on the workers. */
 struct feed {
     struct stream_hasher *h;
-    fsp_pool_job *job;
+    fsp_pool_job *jobs[FSP_POOL_SHARE_MAX];
+    unsigned n_jobs;
 };
 
 static int feed_zero_bytes(struct scan *s, struct feed *f, uint64_t len)
 {
-    if (!f->job)
+    if (!f->n_jobs)
         return feed_zeros(f->h, len);
-    return len ? fsp_pool_push(s->pool, f->job, NULL, len, FSP_SEG_ZEROS) : 0;
+    return len ? fsp_pool_push(s->pool, f->jobs, f->n_jobs, NULL, len, FSP_SEG_ZEROS) : 0;
 }
 
 /* The buffer to read the next N bytes into, and how many fit. */
@@ -589,14 +602,14 @@ static uint8_t *feed_buffer(struct scan *s, struct feed *f, uint64_t len, size_t
      * same bytes; small enough that the bytes read are still in the cache
      * when a worker hashes them. */
     *n = len < FSP_POOL_SEG ? (size_t)len : FSP_POOL_SEG;
-    return f->job ? fsp_pool_buffer(s->pool) : s->buf;
+    return f->n_jobs ? fsp_pool_buffer(s->pool) : s->buf;
 }
 
 /* Hands over BUF filled by feed_buffer; KIND says whether it may be all zeros. */
 static int feed_bytes(struct scan *s, struct feed *f, uint8_t *buf, size_t n, int kind)
 {
-    if (f->job)
-        return fsp_pool_push(s->pool, f->job, buf, n, kind);
+    if (f->n_jobs)
+        return fsp_pool_push(s->pool, f->jobs, f->n_jobs, buf, n, kind);
     /* Zero blocks are common in sparse image files: a cheap test opens the fast path. */
     if (kind == FSP_SEG_IMAGE && all_zero(buf, n))
         return feed_zeros(f->h, n);
@@ -612,7 +625,7 @@ static int feed_from_image(struct fsp_vol *v, struct feed *f, uint64_t phys, uin
         if (!buf)
             return -ENOMEM;
         int rc = fsp_vol_pread(v, buf, n, phys);
-        if (rc < 0 && f->job)
+        if (rc < 0 && f->n_jobs)
             fsp_pool_unused(s->pool, buf);
         if (rc >= 0)
             rc = feed_bytes(s, f, buf, n, FSP_SEG_IMAGE);
@@ -676,7 +689,7 @@ static int hash_through_reader(struct fsp_vol *v, const struct fsp_stream *st,
             memset(buf, 0, n);
         else
             rc = src->read(src->ctx, buf, n, pos);
-        if (rc < 0 && f->job)
+        if (rc < 0 && f->n_jobs)
             fsp_pool_unused(s->pool, buf);
         if (rc >= 0)
             rc = feed_bytes(s, f, buf, n, FSP_SEG_BYTES);
@@ -689,48 +702,88 @@ static int hash_through_reader(struct fsp_vol *v, const struct fsp_stream *st,
 
 /* ---- stream jobs on the workers --------------------------------------- */
 
-struct stream_job {
+/* One job's share of a stream: a hasher and what it found. */
+struct hash_part {
     struct stream_hasher h;
-    struct fsp_stream out; /* sha256 and chunks, once the job is done */
+    struct fsp_stream out;
     fsp_pool_job *job;
+};
+
+/* A stream on the workers.  A chunked stream is two jobs over the same bytes,
+ * its whole-stream hash and its chunks, so that one large file keeps two
+ * workers busy; any other stream is one job. */
+struct stream_job {
+    struct hash_part part[FSP_POOL_SHARE_MAX];
+    unsigned n_parts;
     bool abandoned; /* reading failed: the stream is unreadable, the result unused */
 };
 
 static int job_segment(void *ctx, const uint8_t *data, size_t len, int kind)
 {
-    struct stream_job *j = ctx;
+    struct hash_part *part = ctx;
     if (kind == FSP_SEG_ZEROS || (kind == FSP_SEG_IMAGE && all_zero(data, len)))
-        return feed_zeros(&j->h, len);
-    return hasher_update(&j->h, data, len, false);
+        return feed_zeros(&part->h, len);
+    return hasher_update(&part->h, data, len, false);
 }
 
 static int job_finish(void *ctx)
 {
-    struct stream_job *j = ctx;
-    return hasher_final(&j->h, &j->out);
+    struct hash_part *part = ctx;
+    return hasher_final(&part->h, &part->out);
 }
 
 static const struct fsp_pool_ops stream_job_ops = {job_segment, job_finish};
 
-/* Waits for the job and frees it; on success ST gets its hashes. */
+static bool stream_job_done(struct scan *s, const struct stream_job *j)
+{
+    for (unsigned i = 0; i < j->n_parts; i++)
+        if (j->part[i].job && !fsp_pool_done(s->pool, j->part[i].job))
+            return false;
+    return true;
+}
+
+/* Waits for the jobs and frees them; on success ST gets the hashes. */
 static int stream_job_collect(struct scan *s, struct stream_job *j, struct fsp_stream *st)
 {
-    int rc = j->job ? fsp_pool_wait(s->pool, j->job) : -ENOMEM;
+    int rc = j->n_parts ? 0 : -ENOMEM;
+    for (unsigned i = 0; i < j->n_parts; i++) {
+        int part_rc = j->part[i].job ? fsp_pool_wait(s->pool, j->part[i].job) : -ENOMEM;
+        rc = rc ? rc : part_rc;
+    }
+    struct hash_part *chunks = &j->part[j->n_parts - (j->n_parts > 0)];
     if (!rc && !j->abandoned) {
-        memcpy(st->sha256, j->out.sha256, FSP_SHA256_LEN);
-        st->chunks = j->out.chunks;
-        st->n_chunks = j->out.n_chunks;
-        j->out.chunks = NULL;
+        memcpy(st->sha256, j->part[0].out.sha256, FSP_SHA256_LEN);
+        st->chunks = chunks->out.chunks;
+        st->n_chunks = chunks->out.n_chunks;
+        chunks->out.chunks = NULL;
+    }
+    for (unsigned i = 0; i < FSP_POOL_SHARE_MAX; i++) {
+        free(j->part[i].out.chunks);
+        hasher_free(&j->part[i].h);
     }
     if (j->abandoned)
         rc = 0;
-    free(j->out.chunks);
-    hasher_free(&j->h);
     free(j);
     return rc;
 }
 
-/* Reads stream ST into a new job *OUT; the workers hash it. */
+static int open_parts(struct scan *s, struct stream_job *j, uint64_t size)
+{
+    bool split = size >= FSP_CHUNK_MIN_STREAM;
+    static const int parts[2][FSP_POOL_SHARE_MAX] = {{HASH_BOTH}, {HASH_WHOLE, HASH_CHUNKS}};
+    for (unsigned i = 0; i < (split ? 2u : 1u); i++) {
+        struct hash_part *part = &j->part[i];
+        int rc = hasher_init_parts(&part->h, size, parts[split][i], NULL);
+        if (!rc)
+            rc = fsp_pool_open(s->pool, &stream_job_ops, part, &part->job);
+        j->n_parts++;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Reads stream ST into new jobs *OUT; the workers hash it. */
 static int queue_stream(struct fsp_vol *v, struct fsp_stream *st, const struct fsp_stream_src *src,
                         struct stream_job **out)
 {
@@ -739,14 +792,16 @@ static int queue_stream(struct fsp_vol *v, struct fsp_stream *st, const struct f
     if (!j)
         return -ENOMEM;
     *out = j;
-    int rc = hasher_init(&j->h, st->size, NULL);
+    struct feed f = {0};
+    int rc = open_parts(s, j, st->size);
+    for (unsigned i = 0; i < j->n_parts; i++)
+        if (j->part[i].job)
+            f.jobs[f.n_jobs++] = j->part[i].job;
     if (!rc)
-        rc = fsp_pool_open(s->pool, &stream_job_ops, j, &j->job);
-    if (rc < 0)
-        return rc;
-    struct feed f = {.job = j->job};
-    rc = src->read ? hash_through_reader(v, st, src, &f) : hash_through_extents(v, st, src, &f);
-    fsp_pool_close(s->pool, j->job);
+        rc = src->read ? hash_through_reader(v, st, src, &f)
+                       : hash_through_extents(v, st, src, &f);
+    for (unsigned i = 0; i < f.n_jobs; i++)
+        fsp_pool_close(s->pool, f.jobs[i]);
     j->abandoned = rc < 0;
     return rc;
 }
@@ -1069,8 +1124,7 @@ static int collect_jobs(struct scan *s, struct fsp_entry *e, struct stream_slot 
 static bool jobs_done(struct scan *s, const struct pending *p)
 {
     for (uint32_t i = 0; i < p->e.n_streams; i++)
-        if (p->slots[i].job && p->slots[i].job->job &&
-            !fsp_pool_done(s->pool, p->slots[i].job->job))
+        if (p->slots[i].job && !stream_job_done(s, p->slots[i].job))
             return false;
     return true;
 }
@@ -1638,7 +1692,7 @@ static void start_pool(struct scan *s)
 {
     unsigned n = hash_threads();
     if (n > 1 && !s->sink->object && !(s->flags & FSP_SCAN_NO_DATA) &&
-        fsp_pool_new(n, 4 * n, &s->pool) < 0)
+        fsp_pool_new(n, 8 * n, &s->pool) < 0)
         s->pool = NULL; /* hashing in this thread still works */
 }
 

@@ -65,8 +65,12 @@ EOF
 check_workers() {
     local image=$1 n1 n4
     command -v strace >/dev/null 2>&1 || { info "no strace: the thread count is not checked"; return; }
-    VMSYNC_HASH_THREADS=1 strace -f -qq -e trace=clone,clone3 -o "$T/clone-1" "$VMSYNC" manifest "$image" -q -o "$T/c1.vmm"
-    VMSYNC_HASH_THREADS=4 strace -f -qq -e trace=clone,clone3 -o "$T/clone-4" "$VMSYNC" manifest "$image" -q -o "$T/c4.vmm"
+    # LeakSanitizer cannot run under ptrace
+    local asan=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 t
+    for t in 1 4; do
+        ASAN_OPTIONS=$asan VMSYNC_HASH_THREADS=$t strace -f -qq -e trace=clone,clone3 -o "$T/clone-$t" \
+            "$VMSYNC" manifest "$image" -q -o "$T/c$t.vmm" || bad "manifest under strace with $t thread(s) failed"
+    done
     n1=$(grep -c clone "$T/clone-1" || true)
     n4=$(grep -c clone "$T/clone-4" || true)
     ((n4 >= n1 + 2)) || bad "4 hashing threads started $n4 threads, 1 started $n1: no workers?"
