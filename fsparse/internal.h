@@ -131,4 +131,47 @@ int fsp_xsort_next(fsp_xsort *xs, void *rec);
 uint64_t fsp_xsort_count(const fsp_xsort *xs);
 void fsp_xsort_free(fsp_xsort *xs);
 
+/* ---- hashing workers (hashpool.c) -------------------------------------- */
+
+/* The scan thread opens a job per stream and pushes its bytes in segments;
+ * workers run the jobs in the order they were opened, each job's segments in
+ * order, on one worker, so a result never depends on the number of workers.
+ * Segment buffers come from the pool, at most N_BUFS of FSP_POOL_SEG bytes,
+ * which bounds the memory in flight: fsp_pool_buffer waits for a free one.
+ * Jobs that share buffers must be open together with at least two workers,
+ * or the buffers that one of them still needs could stall the other.
+ * The callbacks run on a worker; they touch only their job's context. */
+#define FSP_POOL_SEG (256u << 10)
+
+enum { FSP_SEG_ZEROS, FSP_SEG_IMAGE /* may be all zeros: worth a test */, FSP_SEG_BYTES };
+
+struct fsp_pool_ops {
+    /* DATA is NULL for FSP_SEG_ZEROS.  A nonzero return skips the job's
+     * remaining segments and its finish. */
+    int (*segment)(void *ctx, const uint8_t *data, size_t len, int kind);
+    int (*finish)(void *ctx);
+};
+
+typedef struct fsp_pool fsp_pool;
+typedef struct fsp_pool_job fsp_pool_job;
+int fsp_pool_new(unsigned n_threads, unsigned n_bufs, fsp_pool **out);
+/* Joins the workers; every job must have been closed and waited for. */
+void fsp_pool_free(fsp_pool *p);
+int fsp_pool_open(fsp_pool *p, const struct fsp_pool_ops *ops, void *ctx, fsp_pool_job **out);
+/* A buffer of FSP_POOL_SEG bytes, or NULL when out of memory.  Give it back
+ * with fsp_pool_push (the pool owns it then, even on failure) or fsp_pool_unused. */
+uint8_t *fsp_pool_buffer(fsp_pool *p);
+void fsp_pool_unused(fsp_pool *p, uint8_t *buf);
+/* Queues the same bytes on each of N_JOBS jobs (at most FSP_POOL_SHARE_MAX):
+ * several jobs may hash one stream in different ways on different workers.
+ * The buffer comes back once all of them are done with it. */
+#define FSP_POOL_SHARE_MAX 2
+int fsp_pool_push(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
+                  size_t len, int kind);
+/* No more segments: the job finishes once its worker has run them all. */
+void fsp_pool_close(fsp_pool *p, fsp_pool_job *j);
+bool fsp_pool_done(fsp_pool *p, const fsp_pool_job *j);
+/* Waits for a closed job, frees it and returns its result. */
+int fsp_pool_wait(fsp_pool *p, fsp_pool_job *j);
+
 #endif

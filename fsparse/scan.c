@@ -15,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define READ_BUF (4u << 20)
 #define CLAIM_SORT_BUDGET (4u << 20)
 #define RUN_MAX_PIECES 256
+#define HASH_THREADS_MAX 8
+#define PENDING_MAX 4096 /* entries waiting for their hashes */
 
 enum { CLAIM_ZERO = 1, CLAIM_ZERO_IF_ZERO = 2 };
 
@@ -56,6 +59,9 @@ struct scan {
     uint64_t progress_done, progress_total;
     uint64_t holes_hashed; /* zeros hashed for bytes not on disk, see hole_budget */
     int fatal; /* set once: the scan must stop */
+    fsp_pool *pool; /* NULL: streams are hashed in the scan thread */
+    struct pending *pending, *pending_tail; /* emitted, waiting for hashes, in order */
+    unsigned n_pending;
 };
 
 struct fsp_vol {
@@ -276,7 +282,8 @@ static struct link_streams *link_find(struct fsp_vol *v, uint64_t ino)
 
 bool fsp_vol_inode_seen(struct fsp_vol *v, uint64_t ino) { return link_find(v, ino) != NULL; }
 
-static int link_remember(struct fsp_vol *v, const struct fsp_entry *e)
+/* *OUT keeps the record: the hashes may come later (link_update). */
+static int link_remember(struct fsp_vol *v, const struct fsp_entry *e, struct link_streams **out)
 {
     struct link_streams *l = calloc(1, sizeof *l);
     struct fsp_stream *streams = calloc(e->n_streams ? e->n_streams : 1, sizeof *streams);
@@ -300,7 +307,14 @@ static int link_remember(struct fsp_vol *v, const struct fsp_entry *e)
     struct link_streams **b = link_bucket(v, e->ino);
     l->next = *b;
     *b = l;
+    *out = l;
     return 0;
+}
+
+static void link_update(struct link_streams *l, const struct fsp_entry *e)
+{
+    for (uint32_t i = 0; l && i < l->n && i < e->n_streams; i++)
+        memcpy(l->streams[i].sha256, e->streams[i].sha256, FSP_SHA256_LEN);
 }
 
 static void links_free(struct fsp_vol *v)
@@ -340,13 +354,17 @@ struct stream_hasher {
     bool pending_zero;      /* every pending byte is zero (see feed_zeros) */
 };
 
-static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_sink *objects)
+enum { HASH_WHOLE = 1, HASH_CHUNKS = 2, HASH_BOTH = 3 };
+
+/* PARTS: the whole-stream hash, the chunks (for a stream that has them), or both. */
+static int hasher_init_parts(struct stream_hasher *h, uint64_t size, int parts,
+                             const struct fsp_sink *objects)
 {
     memset(h, 0, sizeof *h);
-    h->whole = EVP_MD_CTX_new();
-    if (!h->whole || !EVP_DigestInit_ex(h->whole, EVP_sha256(), NULL))
+    if ((parts & HASH_WHOLE) && (!(h->whole = EVP_MD_CTX_new()) ||
+                                 !EVP_DigestInit_ex(h->whole, EVP_sha256(), NULL)))
         return -ENOMEM;
-    h->chunked = size >= FSP_CHUNK_MIN_STREAM;
+    h->chunked = (parts & HASH_CHUNKS) && size >= FSP_CHUNK_MIN_STREAM;
     h->pending_zero = true;
     if (h->chunked && !(h->pending = malloc(FSP_CDC_MAX)))
         return -ENOMEM;
@@ -354,6 +372,11 @@ static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_
     if (h->sink && !h->chunked && !(h->whole_copy = malloc(size ? size : 1)))
         return -ENOMEM;
     return 0;
+}
+
+static int hasher_init(struct stream_hasher *h, uint64_t size, const struct fsp_sink *objects)
+{
+    return hasher_init_parts(h, size, HASH_BOTH, objects);
 }
 
 static int add_chunk(struct stream_hasher *h, const uint8_t *data, size_t len)
@@ -418,7 +441,8 @@ static int chunk_feed(struct stream_hasher *h, const uint8_t *data, size_t len, 
  * zero fast path of feed_zeros open. */
 static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t len, bool data_is_zero)
 {
-    EVP_DigestUpdate(h->whole, data, len);
+    if (h->whole)
+        EVP_DigestUpdate(h->whole, data, len);
     if (h->whole_copy) {
         memcpy(h->whole_copy + h->whole_len, data, len);
         h->whole_len += len;
@@ -435,7 +459,8 @@ static int hasher_update(struct stream_hasher *h, const uint8_t *data, size_t le
 static int hasher_final(struct stream_hasher *h, struct fsp_stream *st)
 {
     unsigned int md_len = FSP_SHA256_LEN;
-    EVP_DigestFinal_ex(h->whole, st->sha256, &md_len);
+    if (h->whole)
+        EVP_DigestFinal_ex(h->whole, st->sha256, &md_len);
     int rc = h->chunked ? chunk_feed(h, NULL, 0, true) : 0;
     if (!rc && h->whole_copy)
         rc = h->sink_rc = h->sink->object(h->sink->ctx, st->sha256, h->whole_copy, h->whole_len);
@@ -510,7 +535,8 @@ static void zero_chunk_init(void)
 static size_t add_zero_chunk(struct stream_hasher *h, int *rc)
 {
     size_t take = zero_chunk_len - h->pending_len;
-    EVP_DigestUpdate(h->whole, zero_chunk_data, take);
+    if (h->whole)
+        EVP_DigestUpdate(h->whole, zero_chunk_data, take);
     h->pending_len = 0;
     struct chunk_list *c = &h->chunks;
     if (c->n == c->cap) {
@@ -536,7 +562,7 @@ static size_t add_zero_chunk(struct stream_hasher *h, int *rc)
 
 /* Holes, unwritten extents and zero blocks: whole zero chunks skip the chunk
  * scan and their hash (only the stream hash sees their bytes). */
-static int feed_zeros(struct scan *s, struct stream_hasher *h, uint64_t len)
+static int feed_zeros(struct stream_hasher *h, uint64_t len)
 {
     pthread_once(&zero_chunk_once, zero_chunk_init);
     while (len) {
@@ -555,16 +581,54 @@ static int feed_zeros(struct scan *s, struct stream_hasher *h, uint64_t len)
     return 0;
 }
 
-static int feed_from_image(struct fsp_vol *v, struct stream_hasher *h, uint64_t phys, uint64_t len)
+/* Where a stream's bytes go: its hasher here, or its jobs on the workers. */
+struct feed {
+    struct stream_hasher *h;
+    fsp_pool_job *jobs[FSP_POOL_SHARE_MAX];
+    unsigned n_jobs;
+};
+
+static int feed_zero_bytes(struct scan *s, struct feed *f, uint64_t len)
+{
+    if (!f->n_jobs)
+        return feed_zeros(f->h, len);
+    return len ? fsp_pool_push(s->pool, f->jobs, f->n_jobs, NULL, len, FSP_SEG_ZEROS) : 0;
+}
+
+/* The buffer to read the next N bytes into, and how many fit. */
+static uint8_t *feed_buffer(struct scan *s, struct feed *f, uint64_t len, size_t *n)
+{
+    /* One size with and without workers, so that a failed read names the
+     * same bytes; small enough that the bytes read are still in the cache
+     * when a worker hashes them. */
+    *n = len < FSP_POOL_SEG ? (size_t)len : FSP_POOL_SEG;
+    return f->n_jobs ? fsp_pool_buffer(s->pool) : s->buf;
+}
+
+/* Hands over BUF filled by feed_buffer; KIND says whether it may be all zeros. */
+static int feed_bytes(struct scan *s, struct feed *f, uint8_t *buf, size_t n, int kind)
+{
+    if (f->n_jobs)
+        return fsp_pool_push(s->pool, f->jobs, f->n_jobs, buf, n, kind);
+    /* Zero blocks are common in sparse image files: a cheap test opens the fast path. */
+    if (kind == FSP_SEG_IMAGE && all_zero(buf, n))
+        return feed_zeros(f->h, n);
+    return hasher_update(f->h, buf, n, false);
+}
+
+static int feed_from_image(struct fsp_vol *v, struct feed *f, uint64_t phys, uint64_t len)
 {
     struct scan *s = v->scan;
     while (len) {
-        size_t n = len < READ_BUF ? (size_t)len : READ_BUF;
-        int rc = fsp_vol_pread(v, s->buf, n, phys);
-        if (rc < 0)
-            return rc;
-        /* Zero blocks are common in sparse image files: a cheap test opens the fast path. */
-        rc = all_zero(s->buf, n) ? feed_zeros(s, h, n) : hasher_update(h, s->buf, n, false);
+        size_t n;
+        uint8_t *buf = feed_buffer(s, f, len, &n);
+        if (!buf)
+            return -ENOMEM;
+        int rc = fsp_vol_pread(v, buf, n, phys);
+        if (rc < 0 && f->n_jobs)
+            fsp_pool_unused(s->pool, buf);
+        if (rc >= 0)
+            rc = feed_bytes(s, f, buf, n, FSP_SEG_IMAGE);
         if (rc < 0)
             return rc;
         s->progress_done += n;
@@ -576,7 +640,7 @@ static int feed_from_image(struct fsp_vol *v, struct stream_hasher *h, uint64_t 
 
 /* Bytes [from, to) of the stream within one extent: image data up to the
  * initialized size, zeros after it and in unwritten extents. */
-static int feed_extent_part(struct fsp_vol *v, struct stream_hasher *h, const struct fsp_extent *x,
+static int feed_extent_part(struct fsp_vol *v, struct feed *f, const struct fsp_extent *x,
                             uint64_t from, uint64_t to, uint64_t valid_size)
 {
     uint64_t data_end = to;
@@ -586,50 +650,160 @@ static int feed_extent_part(struct fsp_vol *v, struct stream_hasher *h, const st
         data_end = valid_size > from ? valid_size : from;
     int rc = 0;
     if (data_end > from)
-        rc = feed_from_image(v, h, x->physical + (from - x->logical), data_end - from);
+        rc = feed_from_image(v, f, x->physical + (from - x->logical), data_end - from);
     if (!rc && to > data_end)
-        rc = feed_zeros(v->scan, h, to - data_end);
+        rc = feed_zero_bytes(v->scan, f, to - data_end);
     return rc;
 }
 
 static int hash_through_extents(struct fsp_vol *v, const struct fsp_stream *st,
-                                const struct fsp_stream_src *src, struct stream_hasher *h)
+                                const struct fsp_stream_src *src, struct feed *f)
 {
     uint64_t pos = 0;
     for (uint32_t i = 0; i < st->n_extents && pos < st->size; i++) {
         const struct fsp_extent *x = &st->extents[i];
         if (x->logical >= st->size)
             break;
-        int rc = x->logical > pos ? feed_zeros(v->scan, h, x->logical - pos) : 0;
+        int rc = x->logical > pos ? feed_zero_bytes(v->scan, f, x->logical - pos) : 0;
         uint64_t end = x->logical + x->length < st->size ? x->logical + x->length : st->size;
         if (!rc)
-            rc = feed_extent_part(v, h, x, x->logical, end, src->valid_size);
+            rc = feed_extent_part(v, f, x, x->logical, end, src->valid_size);
         if (rc < 0)
             return rc;
         pos = end;
     }
-    return pos < st->size ? feed_zeros(v->scan, h, st->size - pos) : 0;
+    return pos < st->size ? feed_zero_bytes(v->scan, f, st->size - pos) : 0;
 }
 
 static int hash_through_reader(struct fsp_vol *v, const struct fsp_stream *st,
-                               const struct fsp_stream_src *src, struct stream_hasher *h)
+                               const struct fsp_stream_src *src, struct feed *f)
 {
     struct scan *s = v->scan;
     for (uint64_t pos = 0; pos < st->size;) {
-        size_t n = st->size - pos < READ_BUF ? (size_t)(st->size - pos) : READ_BUF;
-        if (pos >= src->valid_size) {
-            memset(s->buf, 0, n);
-        } else {
-            int rc = src->read(src->ctx, s->buf, n, pos);
-            if (rc < 0)
-                return rc;
-        }
-        int rc = hasher_update(h, s->buf, n, false);
+        size_t n;
+        uint8_t *buf = feed_buffer(s, f, st->size - pos, &n);
+        if (!buf)
+            return -ENOMEM;
+        int rc = 0;
+        if (pos >= src->valid_size)
+            memset(buf, 0, n);
+        else
+            rc = src->read(src->ctx, buf, n, pos);
+        if (rc < 0 && f->n_jobs)
+            fsp_pool_unused(s->pool, buf);
+        if (rc >= 0)
+            rc = feed_bytes(s, f, buf, n, FSP_SEG_BYTES);
         if (rc < 0)
             return rc;
         pos += n;
     }
     return 0;
+}
+
+/* ---- stream jobs on the workers --------------------------------------- */
+
+/* One job's share of a stream: a hasher and what it found. */
+struct hash_part {
+    struct stream_hasher h;
+    struct fsp_stream out;
+    fsp_pool_job *job;
+};
+
+/* A stream on the workers.  A chunked stream is two jobs over the same bytes,
+ * its whole-stream hash and its chunks, so that one large file keeps two
+ * workers busy; any other stream is one job. */
+struct stream_job {
+    struct hash_part part[FSP_POOL_SHARE_MAX];
+    unsigned n_parts;
+    bool abandoned; /* reading failed: the stream is unreadable, the result unused */
+};
+
+static int job_segment(void *ctx, const uint8_t *data, size_t len, int kind)
+{
+    struct hash_part *part = ctx;
+    if (kind == FSP_SEG_ZEROS || (kind == FSP_SEG_IMAGE && all_zero(data, len)))
+        return feed_zeros(&part->h, len);
+    return hasher_update(&part->h, data, len, false);
+}
+
+static int job_finish(void *ctx)
+{
+    struct hash_part *part = ctx;
+    return hasher_final(&part->h, &part->out);
+}
+
+static const struct fsp_pool_ops stream_job_ops = {job_segment, job_finish};
+
+static bool stream_job_done(struct scan *s, const struct stream_job *j)
+{
+    for (unsigned i = 0; i < j->n_parts; i++)
+        if (j->part[i].job && !fsp_pool_done(s->pool, j->part[i].job))
+            return false;
+    return true;
+}
+
+/* Waits for the jobs and frees them; on success ST gets the hashes. */
+static int stream_job_collect(struct scan *s, struct stream_job *j, struct fsp_stream *st)
+{
+    int rc = j->n_parts ? 0 : -ENOMEM;
+    for (unsigned i = 0; i < j->n_parts; i++) {
+        int part_rc = j->part[i].job ? fsp_pool_wait(s->pool, j->part[i].job) : -ENOMEM;
+        rc = rc ? rc : part_rc;
+    }
+    struct hash_part *chunks = &j->part[j->n_parts - (j->n_parts > 0)];
+    if (!rc && !j->abandoned) {
+        memcpy(st->sha256, j->part[0].out.sha256, FSP_SHA256_LEN);
+        st->chunks = chunks->out.chunks;
+        st->n_chunks = chunks->out.n_chunks;
+        chunks->out.chunks = NULL;
+    }
+    for (unsigned i = 0; i < FSP_POOL_SHARE_MAX; i++) {
+        free(j->part[i].out.chunks);
+        hasher_free(&j->part[i].h);
+    }
+    if (j->abandoned)
+        rc = 0;
+    free(j);
+    return rc;
+}
+
+static int open_parts(struct scan *s, struct stream_job *j, uint64_t size)
+{
+    bool split = size >= FSP_CHUNK_MIN_STREAM;
+    static const int parts[2][FSP_POOL_SHARE_MAX] = {{HASH_BOTH}, {HASH_WHOLE, HASH_CHUNKS}};
+    for (unsigned i = 0; i < (split ? 2u : 1u); i++) {
+        struct hash_part *part = &j->part[i];
+        int rc = hasher_init_parts(&part->h, size, parts[split][i], NULL);
+        if (!rc)
+            rc = fsp_pool_open(s->pool, &stream_job_ops, part, &part->job);
+        j->n_parts++;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Reads stream ST into new jobs *OUT; the workers hash it. */
+static int queue_stream(struct fsp_vol *v, struct fsp_stream *st, const struct fsp_stream_src *src,
+                        struct stream_job **out)
+{
+    struct scan *s = v->scan;
+    struct stream_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    *out = j;
+    struct feed f = {0};
+    int rc = open_parts(s, j, st->size);
+    for (unsigned i = 0; i < j->n_parts; i++)
+        if (j->part[i].job)
+            f.jobs[f.n_jobs++] = j->part[i].job;
+    if (!rc)
+        rc = src->read ? hash_through_reader(v, st, src, &f)
+                       : hash_through_extents(v, st, src, &f);
+    for (unsigned i = 0; i < f.n_jobs; i++)
+        fsp_pool_close(s->pool, f.jobs[i]);
+    j->abandoned = rc < 0;
+    return rc;
 }
 
 /* Checks that extents are in logical order, do not overlap, and lie inside the
@@ -727,10 +901,29 @@ static bool stream_settled_by_sink(struct scan *s, const struct fsp_entry *e, ui
     return s->sink->reuse_stream && s->sink->reuse_stream(s->sink->ctx, e, idx, st);
 }
 
-/* Hashes stream IDX of E.  Content problems mark the stream unreadable; the
- * return value is negative only when the whole scan must stop. */
+/* Hashes ST in this thread; *SINK_RC gets what the object callback failed with. */
+static int hash_here(struct fsp_vol *v, const struct fsp_entry *e, struct fsp_stream *st,
+                     const struct fsp_stream_src *src, int *sink_rc)
+{
+    struct scan *s = v->scan;
+    struct stream_hasher h;
+    bool store = !(e->flags & FSP_ENTRY_VOLATILE) || (s->flags & FSP_SCAN_VOLATILE_OBJECTS);
+    int rc = hasher_init(&h, st->size, store ? s->sink : NULL);
+    struct feed f = {.h = &h};
+    if (!rc)
+        rc = src->read ? hash_through_reader(v, st, src, &f) : hash_through_extents(v, st, src, &f);
+    if (!rc)
+        rc = hasher_final(&h, st);
+    *sink_rc = h.sink_rc;
+    hasher_free(&h);
+    return rc;
+}
+
+/* Hashes stream IDX of E, here or, with workers, in a new job *JOB whose
+ * result stream_job_collect fills in.  Content problems mark the stream
+ * unreadable; the return value is negative only when the whole scan must stop. */
 static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
-                       const struct fsp_stream_src *src)
+                       const struct fsp_stream_src *src, struct stream_job **job)
 {
     struct fsp_stream *st = &e->streams[idx];
     struct scan *s = v->scan;
@@ -752,15 +945,8 @@ static int hash_stream(struct fsp_vol *v, struct fsp_entry *e, uint32_t idx,
     if (stream_settled_by_sink(s, e, idx))
         return 0;
     s->holes_hashed += holes;
-    struct stream_hasher h;
-    bool store = !(e->flags & FSP_ENTRY_VOLATILE) || (s->flags & FSP_SCAN_VOLATILE_OBJECTS);
-    int rc = hasher_init(&h, st->size, store ? s->sink : NULL);
-    if (!rc)
-        rc = src->read ? hash_through_reader(v, st, src, &h) : hash_through_extents(v, st, src, &h);
-    if (!rc)
-        rc = hasher_final(&h, st);
-    int sink_rc = h.sink_rc;
-    hasher_free(&h);
+    int sink_rc = 0;
+    int rc = s->pool ? queue_stream(v, st, src, job) : hash_here(v, e, st, src, &sink_rc);
     if (sink_rc)
         return sink_result(s, sink_rc);
     if (rc < 0 && !s->fatal && rc != -ENOMEM) {
@@ -820,8 +1006,226 @@ static int absolutise_extents(struct fsp_vol *v, struct fsp_entry *e, struct fsp
     return rc ? fsp_fail(v->scan->err, FSP_EK_NOMEM, rc, "out of memory") : 0;
 }
 
+/* ---- entries waiting for their hashes --------------------------------- */
+
+struct stream_slot {
+    struct stream_job *job; /* hashing on the workers, or NULL */
+    bool claim;             /* read through extents: claim its blocks */
+};
+
+/* An entry emitted while earlier ones still wait: the backend owns its E, so
+ * this is a deep copy, handed to the sink once every earlier entry was. */
+struct pending {
+    struct fsp_entry e;
+    uint64_t seq;
+    struct stream_slot *slots;
+    struct link_streams *link;
+    struct pending *next;
+};
+
+static int copy_bytes(void *dst, const void *src, size_t len)
+{
+    void **to = dst;
+    *to = NULL;
+    if (!src)
+        return 0;
+    if (!(*to = malloc(len ? len : 1)))
+        return -ENOMEM;
+    memcpy(*to, src, len);
+    return 0;
+}
+
+static int copy_string(char **dst, const char *src)
+{
+    return copy_bytes(dst, src, src ? strlen(src) + 1 : 0);
+}
+
+/* The chunks move to the copy (a sink's reuse_stream may have set them). */
+static int copy_streams(struct fsp_entry *to, struct fsp_entry *from)
+{
+    to->n_streams = 0;
+    if (!(to->streams = calloc(from->n_streams ? from->n_streams : 1, sizeof *to->streams)))
+        return -ENOMEM;
+    to->n_streams = from->n_streams;
+    int rc = 0;
+    for (uint32_t i = 0; i < from->n_streams; i++) {
+        struct fsp_stream *d = &to->streams[i], *f = &from->streams[i];
+        *d = *f;
+        f->chunks = NULL;
+        rc |= copy_string(&d->name, f->name);
+        rc |= copy_bytes(&d->extents, f->extents, (size_t)f->n_extents * sizeof *f->extents);
+    }
+    return rc ? -ENOMEM : 0;
+}
+
+static int copy_xattrs(struct fsp_entry *to, const struct fsp_entry *from)
+{
+    to->n_xattrs = 0;
+    if (!(to->xattrs = calloc(from->n_xattrs ? from->n_xattrs : 1, sizeof *to->xattrs)))
+        return -ENOMEM;
+    to->n_xattrs = from->n_xattrs;
+    int rc = 0;
+    for (uint32_t i = 0; i < from->n_xattrs; i++) {
+        to->xattrs[i].len = from->xattrs[i].len;
+        rc |= copy_string(&to->xattrs[i].name, from->xattrs[i].name);
+        rc |= copy_bytes(&to->xattrs[i].value, from->xattrs[i].value, from->xattrs[i].len);
+    }
+    return rc ? -ENOMEM : 0;
+}
+
+static void entry_copy_free(struct fsp_entry *e)
+{
+    free(e->path);
+    free(e->symlink);
+    free(e->dos_name);
+    free(e->reparse);
+    free(e->security);
+    for (uint32_t i = 0; e->xattrs && i < e->n_xattrs; i++) {
+        free(e->xattrs[i].name);
+        free(e->xattrs[i].value);
+    }
+    free(e->xattrs);
+    for (uint32_t i = 0; e->streams && i < e->n_streams; i++) {
+        free(e->streams[i].name);
+        free(e->streams[i].extents);
+        free(e->streams[i].chunks);
+    }
+    free(e->streams);
+}
+
+/* On failure TO is still safe to pass to entry_copy_free. */
+static int entry_copy(struct fsp_entry *to, struct fsp_entry *from)
+{
+    *to = *from;
+    to->xattrs = NULL;
+    to->streams = NULL;
+    int rc = copy_string(&to->path, from->path);
+    rc |= copy_string(&to->symlink, from->symlink);
+    rc |= copy_string(&to->dos_name, from->dos_name);
+    rc |= copy_bytes(&to->reparse, from->reparse, from->reparse_len);
+    rc |= copy_bytes(&to->security, from->security, from->security_len);
+    rc |= copy_xattrs(to, from);
+    rc |= copy_streams(to, from);
+    return rc ? -ENOMEM : 0;
+}
+
+/* Waits for the entry's jobs and fills in their hashes; the first failure wins. */
+static int collect_jobs(struct scan *s, struct fsp_entry *e, struct stream_slot *slots)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < e->n_streams; i++) {
+        int job_rc = slots[i].job ? stream_job_collect(s, slots[i].job, &e->streams[i]) : 0;
+        slots[i].job = NULL;
+        rc = rc ? rc : job_rc;
+    }
+    return rc;
+}
+
+static bool jobs_done(struct scan *s, const struct pending *p)
+{
+    for (uint32_t i = 0; i < p->e.n_streams; i++)
+        if (p->slots[i].job && !stream_job_done(s, p->slots[i].job))
+            return false;
+    return true;
+}
+
+/* The part of an emit that needs the hashes: claims, hard links, the sink. */
+static int finish_entry(struct fsp_vol *v, uint64_t seq, struct fsp_entry *e,
+                        struct stream_slot *slots, struct link_streams *link)
+{
+    struct scan *s = v->scan;
+    int rc = collect_jobs(s, e, slots);
+    for (uint32_t i = 0; !rc && i < e->n_streams; i++)
+        if (slots[i].claim && !(e->streams[i].flags & FSP_STREAM_UNREADABLE))
+            rc = add_claims(v, seq, i, e);
+    free(slots);
+    link_update(link, e);
+    struct fsp_extent **saved = NULL;
+    if (!rc)
+        rc = absolutise_extents(v, e, &saved);
+    if (rc) {
+        free_stream_results(e, saved);
+        return stop_scan(s, rc);
+    }
+    rc = s->sink->entry ? s->sink->entry(s->sink->ctx, seq, e) : 0;
+    free_stream_results(e, saved);
+    return sink_result(s, rc);
+}
+
+/* Once the scan must stop, waiting entries only wait for their jobs. */
+static int deliver_oldest(struct fsp_vol *v)
+{
+    struct scan *s = v->scan;
+    struct pending *p = s->pending;
+    if (!(s->pending = p->next))
+        s->pending_tail = NULL;
+    s->n_pending--;
+    int rc = s->fatal;
+    if (rc) {
+        collect_jobs(s, &p->e, p->slots);
+        free(p->slots);
+    } else {
+        rc = finish_entry(v, p->seq, &p->e, p->slots, p->link);
+    }
+    entry_copy_free(&p->e);
+    free(p);
+    return rc;
+}
+
+/* Hands the sink the waiting entries whose hashes are done, in order; with
+ * WAIT, the oldest one even if it must wait for its hashes. */
+static int deliver_ready(struct fsp_vol *v, bool wait)
+{
+    struct scan *s = v->scan;
+    int rc = 0;
+    while (!rc && s->pending && (wait || jobs_done(s, s->pending))) {
+        rc = deliver_oldest(v);
+        wait = false;
+    }
+    return rc;
+}
+
+static int drain_pending(struct fsp_vol *v)
+{
+    int rc = 0;
+    while (v->scan->pending)
+        rc = deliver_oldest(v) ? v->scan->fatal : rc;
+    return rc;
+}
+
+static int defer_entry(struct fsp_vol *v, uint64_t seq, struct fsp_entry *e,
+                       struct stream_slot *slots, struct link_streams *link)
+{
+    struct scan *s = v->scan;
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p || entry_copy(&p->e, e) < 0) {
+        if (p)
+            entry_copy_free(&p->e);
+        free(p);
+        collect_jobs(s, e, slots);
+        free(slots);
+        free_stream_results(e, NULL);
+        return stop_scan(s, fsp_fail(s->err, FSP_EK_NOMEM, -ENOMEM, "out of memory"));
+    }
+    p->seq = seq;
+    p->slots = slots;
+    p->link = link;
+    if (s->pending_tail)
+        s->pending_tail->next = p;
+    else
+        s->pending = p;
+    s->pending_tail = p;
+    s->n_pending++;
+    return deliver_ready(v, s->n_pending > PENDING_MAX);
+}
+
+/* ---- emitting entries -------------------------------------------------- */
+
 static int emit_hardlink(struct fsp_vol *v, uint64_t seq, struct fsp_entry *e)
 {
+    int rc = drain_pending(v); /* the first path's hashes */
+    if (rc)
+        return rc;
     struct link_streams *l = link_find(v, e->ino);
     struct fsp_entry copy = *e;
     if (l) {
@@ -833,6 +1237,30 @@ static int emit_hardlink(struct fsp_vol *v, uint64_t seq, struct fsp_entry *e)
     }
     struct scan *s = v->scan;
     return sink_result(s, s->sink->entry ? s->sink->entry(s->sink->ctx, seq, &copy) : 0);
+}
+
+static int hash_streams(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream_src *srcs,
+                        struct stream_slot *slots)
+{
+    bool with_data = fsp_vol_wants_data(v) && v->geometry_set;
+    for (uint32_t i = 0; i < e->n_streams; i++)
+        e->streams[i].valid_size = e->streams[i].size; /* until the source says less */
+    int rc = 0;
+    for (uint32_t i = 0; with_data && i < e->n_streams && !rc; i++) {
+        rc = hash_stream(v, e, i, &srcs[i], &slots[i].job);
+        slots[i].claim = !srcs[i].read;
+        if (e->streams[i].flags & FSP_STREAM_UNREADABLE)
+            e->flags |= FSP_ENTRY_DAMAGED;
+    }
+    return rc;
+}
+
+static bool has_jobs(const struct fsp_entry *e, const struct stream_slot *slots)
+{
+    for (uint32_t i = 0; i < e->n_streams; i++)
+        if (slots[i].job)
+            return true;
+    return false;
 }
 
 int fsp_vol_emit(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream_src *srcs)
@@ -856,30 +1284,22 @@ int fsp_vol_emit(struct fsp_vol *v, struct fsp_entry *e, const struct fsp_stream
         e->n_streams = 0;
         e->flags |= FSP_ENTRY_DAMAGED;
     }
-    bool with_data = fsp_vol_wants_data(v) && v->geometry_set;
-    for (uint32_t i = 0; i < e->n_streams; i++)
-        e->streams[i].valid_size = e->streams[i].size; /* until the source says less */
-    for (uint32_t i = 0; with_data && i < e->n_streams && !rc; i++) {
-        rc = hash_stream(v, e, i, &srcs[i]);
-        if (!rc && !(e->streams[i].flags & FSP_STREAM_UNREADABLE) && !srcs[i].read)
-            rc = add_claims(v, seq, i, e);
-        if (e->streams[i].flags & FSP_STREAM_UNREADABLE)
-            e->flags |= FSP_ENTRY_DAMAGED;
-    }
-    if (rc)
-        return stop_scan(s, rc);
-    if (e->nlink > 1 && e->type != FSP_T_DIR) /* directories count subdirectories, not links */
-        rc = link_remember(v, e);
-    struct fsp_extent **saved = NULL;
-    if (!rc)
-        rc = absolutise_extents(v, e, &saved);
+    struct stream_slot *slots = calloc(e->n_streams ? e->n_streams : 1, sizeof *slots);
+    if (!slots)
+        return stop_scan(s, fsp_fail(s->err, FSP_EK_NOMEM, -ENOMEM, "out of memory"));
+    rc = hash_streams(v, e, srcs, slots);
+    struct link_streams *link = NULL;
+    if (!rc && e->nlink > 1 && e->type != FSP_T_DIR) /* directories count subdirectories */
+        rc = link_remember(v, e, &link);
     if (rc) {
-        free_stream_results(e, saved);
+        collect_jobs(s, e, slots);
+        free(slots);
+        free_stream_results(e, NULL);
         return stop_scan(s, rc);
     }
-    rc = s->sink->entry ? s->sink->entry(s->sink->ctx, seq, e) : 0;
-    free_stream_results(e, saved);
-    return sink_result(s, rc);
+    if (s->pending || has_jobs(e, slots))
+        return defer_entry(v, seq, e, slots, link);
+    return finish_entry(v, seq, e, slots, link);
 }
 
 /* ---- the layout pass --------------------------------------------------- */
@@ -1230,6 +1650,7 @@ static int scan_volume(struct scan *s, struct fsp_vol *v)
         rc = fsp_ext_scan(v);
     else if (v->info.fs_kind == FSP_FS_NTFS)
         rc = fsp_ntfs_scan(v);
+    drain_pending(v);
     if (s->fatal)
         return s->fatal;
     if (rc < 0)
@@ -1254,6 +1675,27 @@ static int cmp_claim(const void *a, const void *b)
     return x->entry_seq < y->entry_seq ? -1 : x->entry_seq > y->entry_seq;
 }
 
+/* VMSYNC_HASH_THREADS=N forces N threads (1: hash in the scan thread, as
+ * tests and comparisons want); else one per online CPU, capped. */
+static unsigned hash_threads(void)
+{
+    const char *env = getenv("VMSYNC_HASH_THREADS");
+    long n = env ? strtol(env, NULL, 10) : 0;
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > HASH_THREADS_MAX ? HASH_THREADS_MAX : (unsigned)n;
+}
+
+/* Workers only where nothing needs the bytes after hashing: a sink that
+ * stores objects gets them in order from the scan thread, as before. */
+static void start_pool(struct scan *s)
+{
+    unsigned n = hash_threads();
+    if (n > 1 && !s->sink->object && !(s->flags & FSP_SCAN_NO_DATA) &&
+        fsp_pool_new(n, 8 * n, &s->pool) < 0)
+        s->pool = NULL; /* hashing in this thread still works */
+}
+
 static int scan_init(struct scan *s, fsp_source *src, const struct fsp_scan_opts *opts,
                      const struct fsp_sink *sink, fsp_error *err)
 {
@@ -1267,6 +1709,7 @@ static int scan_init(struct scan *s, fsp_source *src, const struct fsp_scan_opts
     if (!s->buf || fsp_digest_new(s->image_size, &s->digest) < 0 ||
         fsp_xsort_new(sizeof(struct claim), CLAIM_SORT_BUDGET, cmp_claim, &s->claims) < 0)
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    start_pool(s);
     return 0;
 }
 
@@ -1350,6 +1793,7 @@ int fsp_scan(fsp_source *src, const struct fsp_scan_opts *opts, const struct fsp
         vol_free(vols[i]);
     free(vols);
     free(parts);
+    fsp_pool_free(s.pool);
     fsp_xsort_free(s.claims);
     fsp_digest_free(s.digest);
     free(s.buf);

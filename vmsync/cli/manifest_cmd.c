@@ -29,7 +29,10 @@ static const char *const usage =
     "Without -o and --json a summary is printed.  Damaged files produce warnings on\n"
     "stderr and in the manifest; the exit status is still 0.  A saved manifest is\n"
     "checked whole before anything is printed: a damaged one prints nothing on\n"
-    "stdout, one error on stderr, and exits 5.\n";
+    "stdout, one error on stderr, and exits 5.\n"
+    "\n"
+    "Files are hashed on every online CPU (at most 8); VMSYNC_HASH_THREADS=N sets\n"
+    "the number (1: one thread).  The manifest is the same whatever the number.\n";
 
 struct summary_printer {
     struct fsp_sink sink;
