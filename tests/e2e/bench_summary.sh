@@ -147,8 +147,8 @@ grep -v '^bundle	ntfs	' "$T/wan.tsv" >"$T/wan-ext4.tsv"
 WAN_META='{"run_id": "'$BENCH_RUN_ID'", "skipped": []}' \
     python3 "$BENCH/wan_lib.py" report "$T/wan-ext4.tsv" "$B/bench-wan.json" >/dev/null
 printf 'bench/sync.sh\t3\n' >"$B/bench-status.tsv"
-# bench/share.sh's first form: its results with no run id
-echo '[{"fs": "xfs", "seed": "copy", "wall_s": 9, "bytes_written": 9}]' >"$B/bench-share.json"
+# a bench-share.json without a run id (as an older bench/share.sh wrote)
+echo '{"results": [{"fs": "xfs", "seed": "copy", "wall_s": 9, "bytes_written": 9}]}' >"$B/bench-share.json"
 rc=0
 "$BENCH/summary.py" "$B" >"$T/sum.out" || rc=$?
 ((rc == 1)) || bad "summary.py exited $rc after a failed step, not 1"
