@@ -422,6 +422,7 @@ struct vms_stats {
     uint64_t bytes_zero;       /* zero or unallocated: nothing moved */
     uint64_t files_rehashed, files_trusted;
     uint64_t wire_in, wire_out; /* protocol bytes from and to a remote repository */
+    uint64_t round_trips;      /* remote: the times the client waited for an answer */
     double seconds;
     uint8_t canonical_digest[FSP_SHA256_LEN];
     bool in_place;             /* checkout: OUT already held the version; nothing moved */
