@@ -610,7 +610,7 @@ static int owe(vms_remote *r, uint8_t reply, const uint8_t *id, fsp_error *err)
     return 0;
 }
 
-/* Sends request TYPE whose reply is REPLY with no payload, without waiting. */
+/* Sends request TYPE without waiting for its REPLY, which read_owed checks. */
 static int send_owing(vms_remote *r, uint8_t type, struct vms_wbuf *b, uint8_t reply, fsp_error *err)
 {
     int rc = failed_before(r, err);
