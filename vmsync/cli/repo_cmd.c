@@ -191,7 +191,7 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             "\"bytes_sent_raw\":%llu,\"bytes_sent_compressed\":%llu,\"objects_sent\":%llu,"
             "\"bytes_resumed\":%llu,\"bytes_zero\":%llu,\"files_rehashed\":%llu,\"files_trusted\":%llu,"
             "\"wire_in\":%llu,\"wire_out\":%llu,\"segments_fetched\":%llu,\"segments_chained\":%llu,"
-            "\"seconds\":%.3f,\"in_place\":%s,\"already_recorded\":%s,"
+            "\"round_trips\":%llu,\"seconds\":%.3f,\"in_place\":%s,\"already_recorded\":%s,"
             "\"canonical_digest\":\"",
             st->version, (unsigned long long)st->image_size, (unsigned long long)st->bytes_from_seeds,
             (unsigned long long)st->objects_from_seeds, (unsigned long long)st->bytes_shared,
@@ -202,7 +202,8 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             (unsigned long long)st->bytes_zero, (unsigned long long)st->files_rehashed,
             (unsigned long long)st->files_trusted, (unsigned long long)st->wire_in,
             (unsigned long long)st->wire_out, (unsigned long long)st->segments_fetched,
-            (unsigned long long)st->segments_chained, st->seconds, st->in_place ? "true" : "false",
+            (unsigned long long)st->segments_chained, (unsigned long long)st->round_trips, st->seconds,
+            st->in_place ? "true" : "false",
             st->already_recorded ? "true" : "false");
     print_hex(f, st->canonical_digest);
     fputs("\"}\n", f);

@@ -427,6 +427,7 @@ struct vms_stats {
     /* SEGMENTs a remote repository sent, and those of them compressed with the
      * segment before as their prefix (a narrow link's choice) */
     uint64_t segments_fetched, segments_chained;
+    uint64_t round_trips;      /* remote: the times the client waited for an answer */
     double seconds;
     uint8_t canonical_digest[FSP_SHA256_LEN];
     bool in_place;             /* checkout: OUT already held the version; nothing moved */

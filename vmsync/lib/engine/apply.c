@@ -207,11 +207,15 @@ static int record(struct applying *a, fsp_error *err)
         rc = vms_repo_flush(a->c->repo, err);
     if (!rc)
         rc = vms_repo_put_manifest(a->c->repo, a->manifest, id, err);
+    if (!rc) /* the author's handle records it: what this one sent must be stored first */
+        rc = vms_repo_settle(a->c->repo, err);
     if (!rc) /* the record's digest and size, which match_manifest found the manifest's */
         rc = vms_repo_add_version(a->author, v->image, v->parent, id, v->digest, v->size, v->message,
                                   &a->st->version, err);
     if (!rc)
         rc = vms_repo_lease_release(a->author, v->image, err);
+    if (!rc) /* no operation's end settles the author's handle */
+        rc = vms_repo_settle(a->author, err);
     if (!rc)
         rc = audit_apply(a, err);
     return rc;

@@ -42,10 +42,11 @@ int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp
  * needs the repository. */
 void vms_ctx_begin(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats);
 int vms_ctx_connect(struct vms_ctx *c, fsp_error *err);
-/* Ends the operation that returned RC (with ERR), and returns RC.  After a
- * lost link or a cancel the client's repository is closed, to be opened again
- * by the next operation. */
-int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err);
+/* Ends the operation that returned RC (with ERR), and returns RC, or when RC
+ * is 0 the failure of an answer the repository still owed (vms_repo_settle),
+ * in ERR.  After a lost link or a cancel the client's repository is closed,
+ * to be opened again by the next operation. */
+int vms_ctx_close(struct vms_ctx *c, int rc, fsp_error *err);
 /* Reads the files of CL->o.trusted_keys into CL->anchors (signature.c). */
 int vms_client_load_anchors(vms_client *cl, fsp_error *err);
 /* With trusted keys, V must be signed by one of them, and the signature must

@@ -162,8 +162,10 @@ int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp
     return vms_ctx_connect(c, err);
 }
 
-int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
+int vms_ctx_close(struct vms_ctx *c, int rc, fsp_error *err)
 {
+    if (!rc && c->repo)
+        rc = vms_repo_settle(c->repo, err);
     if (c->repo && c->stats) {
         struct vms_traffic t;
         vms_repo_traffic(c->repo, &t);
@@ -171,6 +173,7 @@ int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
         c->stats->wire_out = t.wire_out - c->traffic_at_start.wire_out;
         c->stats->segments_fetched = t.segments_received - c->traffic_at_start.segments_received;
         c->stats->segments_chained = t.segments_chained - c->traffic_at_start.segments_chained;
+        c->stats->round_trips = t.round_trips - c->traffic_at_start.round_trips;
     }
     /* A failed operation may leave the handle in no state to reuse: a link
      * that broke, a request cut short, objects put but not flushed.  The next

@@ -328,7 +328,7 @@ static int checkin_leased(struct upload *u, const struct vms_checkin_opts *o, co
     if (!rc)
         rc = audit_checkin(u, o->name, lease->version,
                            u->stats->already_recorded ? "recorded by an interrupted run" : NULL, err);
-    return rc;
+    return rc ? rc : vms_repo_settle(u->c->repo, err); /* before the image's record says so */
 }
 
 /* IMAGE's canonical digest and size into the stats, storing nothing. */

@@ -84,6 +84,7 @@ struct vms_traffic {
     uint64_t objects_received, bytes_received_raw, bytes_received;
     uint64_t wire_out, wire_in;
     uint64_t segments_received, segments_chained; /* remotely: SEGMENTs, and CHAINED ones */
+    uint64_t round_trips; /* remote: replies waited for after sending (vms_conn) */
 };
 typedef void vms_repo_traffic_fn(const vms_repo *r, struct vms_traffic *out);
 /* Long local work between requests calls this now and then: a remote handle
@@ -115,8 +116,18 @@ typedef int vms_repo_has_fn(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN]
  * and offered to the agent in rounds; only those it lacks are sent. */
 typedef int vms_repo_put_fn(vms_repo *r, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len,
     fsp_error *err);
-/* Makes every put durable in the repository: the bytes, then the index rows. */
+/* Makes every put durable in the repository: the bytes, then the index rows.
+ * Remotely the agent's acknowledgement may still be on its way when this
+ * returns (see settle): the next request, or settle, reads it, and a
+ * version is recorded only once the agent holds every object it needs. */
 typedef int vms_repo_flush_fn(vms_repo *r, fsp_error *err);
+/* Reads every answer still owed: a remote handle sends requests whose
+ * answers nothing waits for (the acknowledgements of puts, a manifest, a
+ * lease release, an audit entry) without waiting for each, and reads those
+ * answers before the next reply, or here.  The first that reports a failure
+ * is returned, here and by every later call on the handle.  Each operation
+ * ends with it (vms_ctx_close); NULL where nothing is ever owed. */
+typedef int vms_repo_settle_fn(vms_repo *r, fsp_error *err);
 
 /* Fetches objects HASHES[0..n), verified against their hashes.  A missing
  * object is FSP_EK_CORRUPT "object X is not in the repository"; a damaged one
@@ -279,6 +290,7 @@ struct vms_repo_ops {
     vms_repo_has_fn *has;
     vms_repo_put_fn *put;
     vms_repo_flush_fn *flush;
+    vms_repo_settle_fn *settle; /* remote only: NULL elsewhere */
     vms_repo_get_fn *get;
     vms_repo_get_stored_fn *get_stored; /* local only: NULL elsewhere */
     vms_repo_put_manifest_fn *put_manifest;
@@ -321,6 +333,7 @@ struct vms_repo_ops {
 #define vms_repo_leases(r, ...) ((r)->ops->leases((r), __VA_ARGS__))
 #define vms_repo_audit_log(r, ...) ((r)->ops->audit_log((r), __VA_ARGS__))
 #define vms_repo_keep_alive(r, err) ((r)->ops->keep_alive ? (r)->ops->keep_alive((r), (err)) : 0)
+#define vms_repo_settle(r, err) ((r)->ops->settle ? (r)->ops->settle((r), (err)) : 0)
 #define vms_repo_gc_wait(r, seconds) ((r)->ops->gc_wait ? (r)->ops->gc_wait((r), (seconds)) : (void)0)
 
 /* The operations that write fail on a read-only backend with FSP_EK_USAGE

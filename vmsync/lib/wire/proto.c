@@ -153,8 +153,10 @@ int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fs
     int rc = c->send(c->io, head, sizeof head, err);
     if (!rc && plen)
         rc = c->send(c->io, p->p, plen, err);
-    if (!rc)
+    if (!rc) {
         c->wire_out += sizeof head + plen;
+        c->sent_last = true;
+    }
     return rc;
 }
 
@@ -179,6 +181,8 @@ int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_
     if (rc)
         return rc;
     c->wire_in += sizeof head + len;
+    c->round_trips += c->sent_last;
+    c->sent_last = false;
     *type = c->in[0];
     *body = (struct vms_rbuf){.p = c->in + 1, .end = c->in + len};
     return 0;

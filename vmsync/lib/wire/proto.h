@@ -107,6 +107,10 @@ struct vms_conn {
     void *io;
     const char *peer; /* names the other end in messages */
     uint64_t wire_in, wire_out;
+    /* Receives that followed a send: the times this end waited for the
+     * other, which on a slow link is what requests sent back to back save. */
+    uint64_t round_trips;
+    bool sent_last;
     uint8_t *in; /* the last message received */
     size_t in_cap;
 };

@@ -32,10 +32,17 @@
 #define KEEPALIVE_SECONDS 10
 #define PING_SECONDS 60 /* well inside the agent's --idle-timeout (600 s by default) */
 #define SEND_CHUNK (32u << 10) /* a write that blocks holds up a cancel: keep each small */
+#define OWED_MAX 16 /* answers owed before the next request waits for them */
 
 struct spooled {
     uint64_t offset;
     uint32_t len;
+};
+
+/* An answer not read yet: its type, and for MANIFEST_ID the id it must name. */
+struct owed {
+    uint8_t reply;
+    uint8_t id[FSP_SHA256_LEN];
 };
 
 typedef struct vms_remote vms_remote;
@@ -61,6 +68,12 @@ struct vms_remote {
     struct spooled *spool;
     size_t spool_cap;
     struct vms_keyset offered; /* offered before: the agent has them */
+
+    /* requests sent ahead: their answers are read, in order, before any other */
+    struct owed owed[OWED_MAX];
+    size_t n_owed;
+    int failed_rc; /* the first owed answer that failed: the handle's error from then on */
+    fsp_error failed;
     struct vms_repo_progress progress; /* CONNECT and SEND */
     const vms_cancel *cancel; /* progress.cancel */
 };
@@ -73,6 +86,7 @@ static vms_repo_keep_alive_fn vms_remote_keep_alive;
 static vms_repo_has_fn vms_remote_has;
 static vms_repo_put_fn vms_remote_put;
 static vms_repo_flush_fn vms_remote_flush;
+static vms_repo_settle_fn vms_remote_settle;
 static vms_repo_get_fn vms_remote_get;
 static vms_repo_put_manifest_fn vms_remote_put_manifest;
 static vms_repo_put_manifest_delta_fn vms_remote_put_manifest_delta;
@@ -525,22 +539,97 @@ static int connect_ssh(vms_remote *r, fsp_error *err)
     return rc;
 }
 
-/* ---- requests ------------------------------------------------------------------ */
-
-static int request(vms_remote *r, uint8_t type, const struct vms_wbuf *b, uint8_t reply,
-                   struct vms_rbuf *body, fsp_error *err)
-{
-    int rc = vms_conn_send(&r->conn, type, b, err);
-    if (!rc)
-        rc = vms_conn_expect(&r->conn, reply, body, err);
-    return rc;
-}
+/* ---- requests ------------------------------------------------------------------
+ * The agent answers requests in the order they came.  A request whose answer
+ * nothing needs before the next one goes out is sent without waiting: its
+ * answer is owed, and read before the next reply (or by settle).  That turns
+ * the tail of a check-in (objects acknowledged, manifest stored, version
+ * recorded; lease released, audit entry) into two round trips, not five.
+ * Nothing is recorded on the strength of an unread answer: the agent records
+ * a version only once it holds the manifest and every object it needs. */
 
 static int bad_reply(vms_remote *r, uint8_t type, fsp_error *err)
 {
     char what[64];
     snprintf(what, sizeof what, "a malformed %s", vms_msg_name(type));
     return vms_proto_fail(&r->conn, err, what);
+}
+
+static int read_owed(vms_remote *r, const struct owed *o, fsp_error *err)
+{
+    struct vms_rbuf body;
+    uint8_t id[FSP_SHA256_LEN];
+    int rc = vms_conn_expect(&r->conn, o->reply, &body, err);
+    if (rc)
+        return rc;
+    if (o->reply == VMS_M_PUT_OK)
+        vms_get_varint(&body);
+    if (o->reply == VMS_M_MANIFEST_ID) {
+        vms_get_hash(&body, id);
+        if (memcmp(id, o->id, FSP_SHA256_LEN))
+            return bad_reply(r, o->reply, err);
+    }
+    return vms_get_done(&body) ? 0 : bad_reply(r, o->reply, err);
+}
+
+/* The handle's first failure, once an owed answer reported one. */
+static int failed_before(vms_remote *r, fsp_error *err)
+{
+    if (r->failed_rc)
+        *err = r->failed;
+    return r->failed_rc;
+}
+
+static int settle(vms_remote *r, fsp_error *err)
+{
+    for (size_t i = 0; i < r->n_owed && !r->failed_rc; i++)
+        r->failed_rc = read_owed(r, &r->owed[i], &r->failed);
+    r->n_owed = 0;
+    return failed_before(r, err);
+}
+
+static int vms_remote_settle(vms_repo *repo, fsp_error *err) { return settle((vms_remote *)repo, err); }
+
+/* Sends request TYPE, then reads what is owed: its own reply comes next. */
+static int send_request(vms_remote *r, uint8_t type, const struct vms_wbuf *b, fsp_error *err)
+{
+    int rc = failed_before(r, err);
+    if (!rc)
+        rc = vms_conn_send(&r->conn, type, b, err);
+    return rc ? rc : settle(r, err);
+}
+
+/* Notes that the next answer due (after those already owed) is REPLY; ID is
+ * the manifest a MANIFEST_ID must name (NULL otherwise). */
+static int owe(vms_remote *r, uint8_t reply, const uint8_t *id, fsp_error *err)
+{
+    int rc = r->n_owed == OWED_MAX ? settle(r, err) : 0;
+    if (rc)
+        return rc;
+    struct owed *o = &r->owed[r->n_owed++];
+    o->reply = reply;
+    if (id)
+        memcpy(o->id, id, FSP_SHA256_LEN);
+    return 0;
+}
+
+/* Sends request TYPE without waiting for its REPLY, which read_owed checks. */
+static int send_owing(vms_remote *r, uint8_t type, struct vms_wbuf *b, uint8_t reply, fsp_error *err)
+{
+    int rc = failed_before(r, err);
+    if (!rc)
+        rc = vms_conn_send(&r->conn, type, b, err);
+    vms_wbuf_free(b);
+    return rc ? rc : owe(r, reply, NULL, err);
+}
+
+static int request(vms_remote *r, uint8_t type, const struct vms_wbuf *b, uint8_t reply,
+                   struct vms_rbuf *body, fsp_error *err)
+{
+    int rc = send_request(r, type, b, err);
+    if (!rc)
+        rc = vms_conn_expect(&r->conn, reply, body, err);
+    return rc;
 }
 
 /* Sends TYPE with B and expects OK. */
@@ -692,6 +781,7 @@ static void vms_remote_traffic(const vms_repo *repo, struct vms_traffic *out)
     *out = r->traffic;
     out->wire_in = r->conn.wire_in;
     out->wire_out = r->conn.wire_out;
+    out->round_trips = r->conn.round_trips;
 }
 
 static int send_progress(void *ctx, uint64_t done, uint64_t total)
@@ -723,7 +813,7 @@ static int vms_remote_list(vms_repo *repo, const char *image, vms_version_cb cb,
     struct vms_wbuf b = {0};
     vms_put_u8(&b, image == NULL);
     vms_put_str(&b, image ? image : "");
-    int rc = vms_conn_send(&r->conn, VMS_M_LIST, &b, err);
+    int rc = send_request(r, VMS_M_LIST, &b, err);
     vms_wbuf_free(&b);
     int stopped = 0;
     while (!rc) {
@@ -820,7 +910,7 @@ static int vms_remote_lease_release(vms_repo *repo, const char *image, fsp_error
     vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf b = {0};
     vms_put_str(&b, image);
-    return simple(r, VMS_M_LEASE_RELEASE, &b, err);
+    return send_owing(r, VMS_M_LEASE_RELEASE, &b, VMS_M_OK, err);
 }
 
 /* An agent older than FORGET takes it for a malformed request (and ends the
@@ -851,7 +941,7 @@ static int vms_remote_audit(vms_repo *repo, const char *action, const char *imag
     vms_put_str(&b, image);
     vms_put_varint(&b, version);
     vms_put_str(&b, detail ? detail : "");
-    return simple(r, VMS_M_AUDIT, &b, err);
+    return send_owing(r, VMS_M_AUDIT, &b, VMS_M_OK, err);
 }
 
 /* ---- queries ------------------------------------------------------------------ */
@@ -869,7 +959,7 @@ struct rows {
 static int read_rows(vms_remote *r, uint8_t type, struct vms_wbuf *b, struct rows *w,
                      fsp_error *err)
 {
-    int rc = vms_conn_send(&r->conn, type, b, err), stopped = 0;
+    int rc = send_request(r, type, b, err), stopped = 0;
     vms_wbuf_free(b);
     while (!rc) {
         uint8_t got;
@@ -1161,7 +1251,7 @@ static int vms_remote_get_manifest(vms_repo *repo, const uint8_t id[FSP_SHA256_L
         return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot create: %s", tmp, strerror(errno));
     struct vms_wbuf b = {0};
     vms_put_hash(&b, id);
-    int rc = vms_conn_send(&r->conn, VMS_M_GET_MANIFEST, &b, err);
+    int rc = send_request(r, VMS_M_GET_MANIFEST, &b, err);
     vms_wbuf_free(&b);
     if (!rc)
         rc = receive_manifest(r, id, fd, err);
@@ -1198,7 +1288,8 @@ static int read_file(const char *path, struct vms_wbuf *out, fsp_error *err)
 }
 
 /* P[0..LEN) as DATA frames, then END, and the agent's MANIFEST_ID, which must
- * be EXPECTED; into ID. */
+ * be EXPECTED; into ID.  Waited for, not owed: a delta the agent cannot
+ * rebuild is answered -ESTALE, and then the file goes whole. */
 static int send_manifest_data(vms_remote *r, const uint8_t *p, size_t len,
                               const uint8_t expected[FSP_SHA256_LEN], uint8_t id[FSP_SHA256_LEN],
                               fsp_error *err)
@@ -1219,20 +1310,30 @@ static int send_manifest_data(vms_remote *r, const uint8_t *p, size_t len,
     return rc;
 }
 
+/* The id is the manifest's hash, known here: the agent's MANIFEST_ID is owed,
+ * and must name it. */
 static int vms_remote_put_manifest(vms_repo *repo, const char *path, uint8_t id[FSP_SHA256_LEN],
                                    fsp_error *err)
 {
     vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf file = {0}, b = {0};
-    uint8_t expected[FSP_SHA256_LEN];
-    int rc = read_file(path, &file, err);
+    int rc = failed_before(r, err);
+    if (!rc)
+        rc = read_file(path, &file, err);
+    if (!rc && vms_sha256(file.p, file.len, id))
+        rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     if (!rc) {
-        vms_sha256(file.p, file.len, expected);
         vms_put_varint(&b, file.len);
         rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST, &b, err);
     }
+    for (size_t off = 0; !rc && off < file.len; off += VMS_DATA_MAX) {
+        struct vms_wbuf chunk = {.p = file.p + off, .len = min_size(file.len - off, VMS_DATA_MAX)};
+        rc = vms_conn_send(&r->conn, VMS_M_DATA, &chunk, err);
+    }
     if (!rc)
-        rc = send_manifest_data(r, file.p, file.len, expected, id, err);
+        rc = vms_conn_send(&r->conn, VMS_M_END, NULL, err);
+    if (!rc)
+        rc = owe(r, VMS_M_MANIFEST_ID, id, err);
     vms_wbuf_free(&file);
     vms_wbuf_free(&b);
     return rc;
@@ -1271,7 +1372,9 @@ static int vms_remote_put_manifest_delta(vms_repo *repo, const char *path,
     vms_put_hash(&b, base);
     vms_put_hash(&b, expected);
     vms_put_varint(&b, delta.len);
-    int rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST_DELTA, &b, err);
+    int rc = failed_before(r, err);
+    if (!rc)
+        rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST_DELTA, &b, err);
     if (!rc)
         rc = send_manifest_data(r, delta.p, delta.len, expected, id, err);
     vms_wbuf_free(&delta);
@@ -1346,7 +1449,7 @@ static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size
     vms_put_varint(&b, rate_now(r));
     vms_put_varint(&b, n);
     vms_put_raw(&b, hashes, n * FSP_SHA256_LEN);
-    int rc = vms_conn_send(&r->conn, VMS_M_GET, &b, err);
+    int rc = send_request(r, VMS_M_GET, &b, err);
     vms_wbuf_free(&b);
     struct vms_xfer_receiver rx = {
         .hashes = hashes, .n = n, .cb = on_received, .ctx = g, .peer = r->url, .chain = r->proto >= VMS_PROTO_VERSION_CHAINED};
@@ -1512,13 +1615,9 @@ static int offer_round(vms_remote *r, fsp_error *err)
         rc = vms_xfer_send(&src, &o, &r->conn, &rep, err);
     if (!rc) {
         vms_put_varint(&b, src.n);
-        rc = request(r, VMS_M_PUT_END, &b, VMS_M_PUT_OK, &body, err);
-        vms_wbuf_free(&b);
+        rc = send_owing(r, VMS_M_PUT_END, &b, VMS_M_PUT_OK, err);
     }
     if (!rc) {
-        vms_get_varint(&body);
-        if (!vms_get_done(&body))
-            rc = bad_reply(r, VMS_M_PUT_OK, err);
         r->traffic.objects_sent += src.n;
         r->traffic.bytes_sent_raw += rep.raw_bytes;
         r->traffic.bytes_sent += rep.wire_bytes;
@@ -1529,9 +1628,8 @@ static int offer_round(vms_remote *r, fsp_error *err)
     return rc;
 }
 
-/* Offers what is spooled, sends what the agent lacks, and waits until the
- * agent has made it durable.  The spool is kept on failure, so a retry on
- * the same handle has nothing to redo locally. */
+/* Offers what is spooled and sends what the agent lacks; its PUT_OK (the
+ * objects are durable) is owed.  The spool is kept when the round fails. */
 static int vms_remote_flush(vms_repo *repo, fsp_error *err)
 {
     vms_remote *r = (vms_remote *)repo;
@@ -1561,6 +1659,7 @@ static const struct vms_repo_ops remote_ops = {
     .has = vms_remote_has,
     .put = vms_remote_put,
     .flush = vms_remote_flush,
+    .settle = vms_remote_settle,
     .get = vms_remote_get,
     .put_manifest = vms_remote_put_manifest,
     .put_manifest_delta = vms_remote_put_manifest_delta,
