@@ -43,7 +43,8 @@ static const char usage[] =
     "                     repository, and gc waits for it.  Clients ping every 60 s\n"
     "                     while they scan: keep it above that\n"
     "  --stats-file FILE  append one JSON line per session: requests, objects and\n"
-    "                     bytes moved, CPU seconds, the rate the last GET asked\n"
+    "                     bytes moved, CPU seconds, the rate the last GET asked,\n"
+    "                     segments cached, stored and compressed, the levels sent\n"
     "  -h, --help         this text\n"
     "  -V, --version      the version, and those of the libraries (built, running)\n"
     "\n"
@@ -147,6 +148,18 @@ static int parse_options(int argc, char **argv, struct options *options)
 
 static double seconds(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec / 1e6; }
 
+/* What compressing cost, and the levels sent: a range, not the last one. */
+static void put_compression(FILE *f, const struct vms_serve_stats *s)
+{
+    double share = s->raw_bytes_sent ? (double)s->raw_bytes_compressed / (double)s->raw_bytes_sent : 0;
+    fprintf(f,
+            "\"segments_compressed\": %llu, \"raw_bytes_compressed\": %llu, "
+            "\"compress_cpu\": %.3f, \"recompressed\": %.4f, \"link_rate\": %.0f, ",
+            (unsigned long long)s->segments_compressed, (unsigned long long)s->raw_bytes_compressed,
+            s->compress_cpu, share, s->link_rate);
+    vms_json_levels(f, s->segments_at_level);
+}
+
 static void write_stats(const char *file, const struct options *o, const struct vms_serve_stats *s,
                         int status)
 {
@@ -166,7 +179,7 @@ static void write_stats(const char *file, const struct options *o, const struct 
             "\"segments\": %llu, \"segments_cached\": %llu, \"segments_stored\": %llu, "
             "\"raw_bytes_sent\": %llu, \"segment_bytes_sent\": %llu, \"wire_in\": %llu, "
             "\"wire_out\": %llu, \"last_level\": %d, \"cpu_user\": %.3f, \"cpu_system\": %.3f, "
-            "\"max_rss_kib\": %ld, \"last_bwlimit\": %llu}\n",
+            "\"max_rss_kib\": %ld, \"last_bwlimit\": %llu, ",
             status, (unsigned long long)s->requests,
             (unsigned long long)s->objects_sent, (unsigned long long)s->objects_received,
             (unsigned long long)s->segments, (unsigned long long)s->segments_cached,
@@ -174,6 +187,8 @@ static void write_stats(const char *file, const struct options *o, const struct 
             (unsigned long long)s->segment_bytes_sent, (unsigned long long)s->wire_in,
             (unsigned long long)s->wire_out, s->last_level, seconds(ru.ru_utime),
             seconds(ru.ru_stime), ru.ru_maxrss, (unsigned long long)s->last_bwlimit);
+    put_compression(f, s);
+    fputs("}\n", f);
     fclose(f);
 }
 

@@ -169,6 +169,9 @@ int vms_ctx_close(struct vms_ctx *c, int rc, const fsp_error *err)
         vms_repo_traffic(c->repo, &t);
         c->stats->wire_in = t.wire_in - c->traffic_at_start.wire_in;
         c->stats->wire_out = t.wire_out - c->traffic_at_start.wire_out;
+        for (int l = 0; l < VMS_STATS_LEVELS; l++)
+            c->stats->segments_at_level[l] =
+                t.segments_at_level[l] - c->traffic_at_start.segments_at_level[l];
     }
     /* A failed operation may leave the handle in no state to reuse: a link
      * that broke, a request cut short, objects put but not flushed.  The next

@@ -83,6 +83,7 @@ struct vms_traffic {
     uint64_t objects_sent, bytes_sent_raw, bytes_sent;
     uint64_t objects_received, bytes_received_raw, bytes_received;
     uint64_t wire_out, wire_in;
+    uint64_t segments_at_level[VMS_STATS_LEVELS]; /* remotely: segments each way, by level */
 };
 typedef void vms_repo_traffic_fn(const vms_repo *r, struct vms_traffic *out);
 /* Long local work between requests calls this now and then: a remote handle
