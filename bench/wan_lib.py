@@ -119,7 +119,7 @@ def issue_rows(fs, cases):
                  and name.endswith("cold cache")), None)
     second = next((c for name, c in cases.items() if name.startswith("second client on")), None)
     if cold:
-        print("%s: the agent's CPU per client, 1 client at level %s, cold: %.1f s (goal <= 60 s)" % (
+        print("%s: the agent's CPU per client, 1 client at level %d, cold: %.1f s (goal <= 60 s)" % (
             fs, cold.get("level_max", cold["level"]), cold["agent_cpu_per_client"]))
     if second:
         share = second["raw_bytes_compressed"] / second["raw_bytes_sent"] if second.get(
