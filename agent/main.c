@@ -44,7 +44,8 @@ static const char usage[] =
     "                     while they scan: keep it above that\n"
     "  --stats-file FILE  append one JSON line per session: requests, objects and\n"
     "                     bytes moved, manifests stored whole or from a delta,\n"
-    "                     CPU seconds, the rate the last GET asked\n"
+    "                     CPU seconds, the rate the last GET asked,\n"
+    "                     segments cached, stored and compressed, the levels sent\n"
     "  --max-protocol N   speak protocol versions up to N only, as an older agent\n"
     "                     would (default: the newest this agent knows); newer\n"
     "                     clients then speak N: version 2 sends manifests whole\n"
@@ -157,6 +158,18 @@ static int parse_options(int argc, char **argv, struct options *options)
 
 static double seconds(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec / 1e6; }
 
+/* What compressing cost, and the levels sent: a range, not the last one. */
+static void put_compression(FILE *f, const struct vms_serve_stats *s)
+{
+    double share = s->raw_bytes_sent ? (double)s->raw_bytes_compressed / (double)s->raw_bytes_sent : 0;
+    fprintf(f,
+            "\"segments_compressed\": %llu, \"raw_bytes_compressed\": %llu, "
+            "\"compress_cpu\": %.3f, \"recompressed\": %.4f, \"link_rate\": %.0f, ",
+            (unsigned long long)s->segments_compressed, (unsigned long long)s->raw_bytes_compressed,
+            s->compress_cpu, share, s->link_rate);
+    vms_json_levels(f, s->segments_at_level);
+}
+
 static void write_stats(const char *file, const struct options *o, const struct vms_serve_stats *s,
                         int status)
 {
@@ -178,7 +191,7 @@ static void write_stats(const char *file, const struct options *o, const struct 
             "\"raw_bytes_sent\": %llu, \"segment_bytes_sent\": %llu, \"wire_in\": %llu, "
             "\"wire_out\": %llu, \"last_level\": %d, \"cpu_user\": %.3f, \"cpu_system\": %.3f, "
             "\"max_rss_kib\": %ld, \"last_bwlimit\": %llu, \"manifests_whole\": %llu, "
-            "\"manifests_delta\": %llu, \"manifest_bytes_in\": %llu}\n",
+            "\"manifests_delta\": %llu, \"manifest_bytes_in\": %llu, ",
             status, (unsigned long long)s->requests,
             (unsigned long long)s->objects_sent, (unsigned long long)s->objects_received,
             (unsigned long long)s->segments, (unsigned long long)s->segments_cached,
@@ -189,6 +202,8 @@ static void write_stats(const char *file, const struct options *o, const struct 
             seconds(ru.ru_stime), ru.ru_maxrss, (unsigned long long)s->last_bwlimit,
             (unsigned long long)s->manifests_whole, (unsigned long long)s->manifests_delta,
             (unsigned long long)s->manifest_bytes_in);
+    put_compression(f, s);
+    fputs("}\n", f);
     fclose(f);
 }
 

@@ -37,8 +37,15 @@
 #   WAN_CLIENTS clients at once, same level, cache as the previous case left it
 #   1 client, no --compress-level (adapts; on loopback it should send the
 #     stored frames as they are), segment cache emptied first
+#   2 clients one after the other through a relay of WAN_CPU_LINK, no
+#     --compress-level, segment cache emptied before the first only: the
+#     second should take nearly every segment from the cache
 # With several clients of one version, the per-client CPU should fall well
-# below the single client's: the agents share compressed segments.
+# below the single client's: the agents share compressed segments.  The
+# report ends with the two figures of the agent's CPU: the cold single client
+# at WAN_CPU_LEVEL (agent CPU seconds), and the second client on the link
+# (its agent's CPU seconds spent compressing, of its total, and the share of
+# the raw bytes it compressed again).
 #
 # Then the bundle, the way of a laptop off the network: `vmsync bundle create
 # repo t --have held --level 19` against the protocol bytes, in and out, of
@@ -72,8 +79,11 @@
 #   WAN_BUNDLE_FS  the filesystems of the bundle and level-19 section
 #                (default "ext4 ntfs")
 #   WAN_RUNS     runs of each WAN measurement (default 1)
-#   WAN_CLIENTS  concurrent clients in the CPU cases (default 8)
+#   WAN_CLIENTS  concurrent clients in the CPU cases (default 8; 0 leaves
+#                the cases of several clients out)
 #   WAN_CPU_LEVEL  the fixed zstd level of the CPU cases (default 19)
+#   WAN_CPU_LINK the link of the two clients one after the other (default
+#                the first of WAN_LINKS); "none" leaves that case out
 #   WAN_BUNDLE_LEVEL  the zstd level of the bundle and of the ssh:// checkout
 #                it is compared with (default 19, the goal's; a lower one
 #                compares the two at that level, in less time)
@@ -98,18 +108,19 @@ BUNDLE_FSES=${WAN_BUNDLE_FS:-ext4 ntfs}
 RUNS=${WAN_RUNS:-1}
 CLIENTS=${WAN_CLIENTS:-8}
 CPU_LEVEL=${WAN_CPU_LEVEL:-19}
+CPU_LINK=${WAN_CPU_LINK:-${LINKS%% *}}
 BUNDLE_LEVEL=${WAN_BUNDLE_LEVEL:-19}
 
 msg() { printf 'wan-bench: %s\n' "$*" >&2; }
 die() { printf 'wan-bench: error: %s\n' "$*" >&2; exit 1; }
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "WAN_RUNS must be a positive integer"
-[[ $CLIENTS =~ ^[1-9][0-9]*$ ]] || die "WAN_CLIENTS must be a positive integer"
+[[ $CLIENTS =~ ^[0-9]+$ ]] || die "WAN_CLIENTS must be a number"
 [[ $CPU_LEVEL =~ ^[0-9]+$ ]] || die "WAN_CPU_LEVEL must be 1 to 19"
 ((CPU_LEVEL >= 1 && CPU_LEVEL <= 19)) || die "WAN_CPU_LEVEL must be 1 to 19"
 [[ $BUNDLE_LEVEL =~ ^[0-9]+$ ]] || die "WAN_BUNDLE_LEVEL must be 1 to 19"
 ((BUNDLE_LEVEL >= 1 && BUNDLE_LEVEL <= 19)) || die "WAN_BUNDLE_LEVEL must be 1 to 19"
-for l in $LINKS; do
+for l in $LINKS ${CPU_LINK/#none/}; do
     [[ $l =~ ^[1-9][0-9]*:[0-9]+(\.[0-9]+)?$ ]] || die "WAN_LINKS: '$l' is not RATE_BITS_PER_S:DELAY_MS"
 done
 for fs in $FSES $BUNDLE_FSES; do
@@ -431,14 +442,19 @@ link_name() { # RATE:DELAY
 
 # ------------------------------------------------------------ server CPU
 
-# cpu_case FS NAME N [LEVEL] [warm]: N exports at once over loopback; the
-# segment cache is emptied first unless "warm".
+# cpu_case FS NAME N [LEVEL] [warm] [LINK]: N exports at once over loopback
+# (through a relay of LINK when given); the segment cache is emptied first
+# unless "warm".
 cpu_case() {
-    local fs=$1 name=$2 n=$3 level=${4:-} warm=${5:-}
-    local held=$CACHE/$fs-held.img
+    local fs=$1 name=$2 n=$3 level=${4:-} warm=${5:-} link=${6:-}
+    local held=$CACHE/$fs-held.img url=$SSHD_URL_BASE/repo kh=$SSH_KNOWN_HOSTS
     local i t0 t1 c0 n0 rc a k pids=() lv=()
     [[ -z $level ]] || lv=(--compress-level "$level")
     [[ $warm == warm ]] || rm -rf "$SRV/repo/cache/segments"
+    if [[ -n $link ]]; then
+        relay_start "${link%%:*}" "${link#*:}"
+        url=ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo kh=$RELAY_KH
+    fi
     for ((i = 1; i <= n; i++)); do
         rm -rf "$WORK/cpu-cache-$i" "$WORK/cpu-out-$i.img"
     done
@@ -447,8 +463,8 @@ cpu_case() {
     n0=$(wc -l <"$AGENT_STATS")
     t0=$EPOCHREALTIME
     for ((i = 1; i <= n; i++)); do
-        local cmd=("$VMSYNC" export "$SSHD_URL_BASE/repo" t -o "$WORK/cpu-out-$i.img" --seed "$held"
-            "${lv[@]}" --known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY"
+        local cmd=("$VMSYNC" export "$url" t -o "$WORK/cpu-out-$i.img" --seed "$held"
+            "${lv[@]}" --known-hosts "$kh" -i "$SSH_CLIENT_KEY"
             --cache "$WORK/cpu-cache-$i" --host "laptop-$i" -q)
         show --bg "${cmd[@]}"
         "${cmd[@]}" >"$WORK/cpu-$i.out" 2>"$WORK/cpu-$i.err" &
@@ -462,12 +478,14 @@ cpu_case() {
     done
     t1=$EPOCHREALTIME
     BG_PIDS=()
+    relay_stop
     sessions_gone
     put cpu "$fs" "$name" clients "$n"
     put cpu "$fs" "$name" wall_s "$(secs "$t0" "$t1")"
     put cpu "$fs" "$name" srv_cpu "$(awk -v a="$c0" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')"
     a=$("$PY" "$LIB" agent-stats "$AGENT_STATS" "$n0")
-    for k in agent_cpu level segments segments_cached segments_stored sessions failed; do
+    for k in agent_cpu level level_min level_max segments segments_cached segments_stored \
+        segments_compressed compress_cpu raw_bytes_sent raw_bytes_compressed sessions failed; do
         put cpu "$fs" "$name" "$k" "$("$PY" "$LIB" get - "$k" <<<"$a")"
     done
     cmp -s "$WORK/cpu-out-1.img" "$CACHE/$fs-target.img" ||
@@ -483,9 +501,16 @@ cpu_cases() { # FS
     restore_repo
     prime_dir "$SRV/repo"
     cpu_case "$fs" "1 client, level $CPU_LEVEL, cold cache" 1 "$CPU_LEVEL"
-    cpu_case "$fs" "$CLIENTS clients, level $CPU_LEVEL, cold cache" "$CLIENTS" "$CPU_LEVEL"
-    cpu_case "$fs" "$CLIENTS clients, level $CPU_LEVEL, warm cache" "$CLIENTS" "$CPU_LEVEL" warm
+    if ((CLIENTS > 0)); then
+        cpu_case "$fs" "$CLIENTS clients, level $CPU_LEVEL, cold cache" "$CLIENTS" "$CPU_LEVEL"
+        cpu_case "$fs" "$CLIENTS clients, level $CPU_LEVEL, warm cache" "$CLIENTS" "$CPU_LEVEL" warm
+    fi
     cpu_case "$fs" "1 client, adaptive level, cold cache" 1 ""
+    if [[ $CPU_LINK != none ]]; then
+        local on="$(link_name "$CPU_LINK")"
+        cpu_case "$fs" "first client on $on, adaptive" 1 "" "" "$CPU_LINK"
+        cpu_case "$fs" "second client on $on, adaptive" 1 "" warm "$CPU_LINK"
+    fi
 }
 
 # ------------------------------------------------------------ the bundle

@@ -6,8 +6,10 @@
   wan_lib.py agent-stats STATS_FILE SKIP
       Sums the vmsync-agent --stats-file lines after the first SKIP: sessions,
       failed (status != 0), agent_cpu (user + system), segments,
-      segments_cached, segments_stored, segments_chained; level: the highest last_level of the
-      sessions that sent segments (0 if none did).  Prints JSON.
+      segments_cached, segments_stored, segments_compressed, compress_cpu,
+      raw_bytes_sent, raw_bytes_compressed, segments_chained; level: the highest last_level of
+      the sessions that sent segments (0 if none did); level_min, level_max:
+      the range of levels they sent.  Prints JSON.
   wan_lib.py report RESULTS_TSV OUT_JSON
       RESULTS_TSV lines: SCOPE FS RUN METRIC VALUE, SCOPE being a link
       (RATE:DELAY_MS), "cpu" (then RUN is the case's name) or "bundle" (the
@@ -33,8 +35,10 @@ def get(path, key):
 
 
 def agent_stats(path, skip):
-    out = {"sessions": 0, "failed": 0, "agent_cpu": 0.0, "segments": 0, "segments_cached": 0,
-           "segments_stored": 0, "segments_chained": 0, "level": 0}
+    sums = ("segments", "segments_cached", "segments_stored", "segments_compressed",
+            "compress_cpu", "raw_bytes_sent", "raw_bytes_compressed", "segments_chained")
+    out = {"sessions": 0, "failed": 0, "agent_cpu": 0.0, "level": 0, "level_min": 0, "level_max": 0}
+    out.update({k: 0 for k in sums})
     with open(path) as fh:
         lines = fh.read().splitlines()[skip:]
     for line in lines:
@@ -42,11 +46,15 @@ def agent_stats(path, skip):
         out["sessions"] += 1
         out["failed"] += int(s.get("status", 0) != 0)
         out["agent_cpu"] += s["cpu_user"] + s["cpu_system"]
-        for k in ("segments", "segments_cached", "segments_stored", "segments_chained"):
+        for k in sums:
             out[k] += s.get(k, 0)
         if s.get("segments", 0) > 0:
             out["level"] = max(out["level"], s.get("last_level", 0))
+            lo, hi = s.get("level_min", s.get("last_level", 0)), s.get("level_max", s.get("last_level", 0))
+            out["level_min"] = min(out["level_min"], lo) if out["level_min"] else lo
+            out["level_max"] = max(out["level_max"], hi)
     out["agent_cpu"] = round(out["agent_cpu"], 3)
+    out["compress_cpu"] = round(out["compress_cpu"], 3)
     print(json.dumps(out))
 
 
@@ -109,6 +117,25 @@ def bundle_report(fs, b):
                                         "(goal <= %.2f) %s" % (lim, "ok" if ok else "MISSED")
                                         if lim is not None else "(for comparison)"))
     return {"figures": b, "goals": goals}
+
+
+def issue_rows(fs, cases):
+    """The agent's two CPU figures: a cold single client at the fixed level, and the
+    second of two clients one after the other on one link."""
+    cold = next((c for name, c in cases.items() if name.startswith("1 client, level")
+                 and name.endswith("cold cache")), None)
+    second = next((c for name, c in cases.items() if name.startswith("second client on")), None)
+    if cold:
+        print("%s: the agent's CPU per client, 1 client at level %d, cold: %.1f s (goal <= 60 s)" % (
+            fs, cold.get("level_max", cold["level"]), cold["agent_cpu_per_client"]))
+    if second:
+        share = second["raw_bytes_compressed"] / second["raw_bytes_sent"] if second.get(
+            "raw_bytes_sent") else 0
+        second["recompressed_share"] = share
+        print("%s: a second client on the same link, same version: %.1f s of %.1f s recompressed "
+              "(%d of %d segments, %.1f %% of the raw bytes; goal under 5 %%)" % (
+                  fs, second.get("compress_cpu", 0), second["agent_cpu"],
+                  second.get("segments_compressed", 0), second["segments"], 100 * share))
 
 
 def report(tsv, out_json):
@@ -189,9 +216,9 @@ def report(tsv, out_json):
     for fs in fses:
         print("\n== %s: server CPU per client (vmsync export --seed held over ssh on loopback, "
               "no relay)" % fs)
-        print("%-36s %7s %7s %10s %10s %8s %7s %7s %5s" % (
+        print("%-44s %7s %7s %10s %10s %8s %7s %7s %7s %8s %6s" % (
             "case", "clients", "wall s", "agent cpu", "srv cpu", "segments", "cached", "stored",
-            "level"))
+            "compr.", "compr. s", "levels"))
         res_cpu[fs] = {}
         for f, name in order:
             if f != fs:
@@ -201,14 +228,18 @@ def report(tsv, out_json):
             c["agent_cpu_per_client"] = c["agent_cpu"] / n
             c["srv_cpu_per_client"] = c["srv_cpu"] / n
             res_cpu[fs][name] = c
-            print("%-36s %7d %7s %10s %10s %8d %7d %7d %5d" % (
+            levels = "%d-%d" % (c.get("level_min", c["level"]), c.get("level_max", c["level"]))
+            print("%-44s %7d %7s %10s %10s %8d %7d %7d %7d %8s %6s" % (
                 name, n, num(c["wall_s"]), num(c["agent_cpu_per_client"], "%.2f"),
                 num(c["srv_cpu_per_client"], "%.2f"), c["segments"], c["segments_cached"],
-                c["segments_stored"], c["level"]))
+                c["segments_stored"], c.get("segments_compressed", 0),
+                num(c.get("compress_cpu"), "%.2f"), levels))
         print("agent cpu, srv cpu: CPU seconds (user + system) per client, of the agents alone "
               "(their --stats-file lines) and of all of sshd's sessions (ssh's crypto included); "
               "segments: summed over the clients; cached: sent from the agents' segment cache; "
-              "stored: sent as stored (no recompression)")
+              "stored: sent as stored (no recompression); compr.: compressed for this case, "
+              "compr. s: the agents' CPU seconds doing it (reading included); levels: the range sent")
+        issue_rows(fs, res_cpu[fs])
         cases = list(res_cpu[fs].values())
         one = next((c for c in cases if c["clients"] == 1), None)
         many = next((c for c in cases if c["clients"] > 1), None)

@@ -94,7 +94,8 @@ enum { CLI_OPT_KNOWN_HOSTS = 900, CLI_OPT_ACCEPT_NEW, CLI_OPT_BWLIMIT, CLI_OPT_L
     "      --bwlimit RATE     cap the transfer at RATE bytes/s (suffix K, M, G; a bare\n"     \
     "                         number is KiB/s, as rsync's; 0: no cap, whatever the\n"     \
     "                         settings say)\n"                                             \
-    "      --compress-level N zstd level 1-19 of transfers (default: adapts to the link)\n"   \
+    "      --compress-level N zstd level 1-19 of transfers, at least (it adapts upwards\n"   \
+    "                         to the link; default: from the stored frames' level)\n"      \
     "      --timeout SECONDS  give up when the server sends nothing for this long (60)\n"    \
     "      --agent-command C  the agent to start when authorized_keys forces none\n"          \
     "                         (e.g. 'vmsync-agent --root /srv/vmsync')\n"

@@ -206,7 +206,9 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             st->in_place ? "true" : "false",
             st->already_recorded ? "true" : "false");
     print_hex(f, st->canonical_digest);
-    fputs("\"}\n", f);
+    fputs("\",", f);
+    vms_json_levels(f, st->segments_at_level);
+    fputs("}\n", f);
 }
 
 /* Prints the outcome and writes --stats-json; returns the exit status. */

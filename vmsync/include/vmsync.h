@@ -162,6 +162,10 @@ void vms_json_string(FILE *out, const char *s);
  * ,"KEY_bytes":"HEX" with VALUE's bytes in lowercase hex, so that two names
  * that differ only in bytes that are not UTF-8 stay two names. */
 void vms_json_member(FILE *out, const char *key, const char *value);
+/* Writes "level_min":MIN,"level_max":MAX,"segments_at_level":{"LEVEL":N,...}
+ * for the levels of COUNTS (VMS_STATS_LEVELS entries, defined below) that
+ * have segments; MIN and MAX are 0 when none has. */
+void vms_json_levels(FILE *out, const uint64_t *counts);
 
 /* ---- names in text output ------------------------------------------------
  * A name (a path, a link target, a label, an image name) is printed as it is
@@ -412,6 +416,9 @@ void vms_client_cancel(vms_client *c);
 /* The REPO it was opened with; lives as long as the handle. */
 const char *vms_client_repo(const vms_client *c);
 
+/* Zstd levels 0 to 19: the size of the per-level segment counts below. */
+#define VMS_STATS_LEVELS 20
+
 struct vms_stats {
     uint32_t version;
     uint64_t image_size;
@@ -428,6 +435,9 @@ struct vms_stats {
      * segment before as their prefix (a narrow link's choice) */
     uint64_t segments_fetched, segments_chained;
     uint64_t round_trips;      /* remote: the times the client waited for an answer */
+    /* segments from or to a remote repository at each zstd level (the stored
+     * frames count at their own level, VMS_STORE_LEVEL) */
+    uint64_t segments_at_level[VMS_STATS_LEVELS];
     double seconds;
     uint8_t canonical_digest[FSP_SHA256_LEN];
     bool in_place;             /* checkout: OUT already held the version; nothing moved */
@@ -455,6 +465,10 @@ struct vms_serve_stats {
     uint64_t requests, objects_sent, objects_received;
     uint64_t segments, segments_cached, segments_stored, raw_bytes_sent, segment_bytes_sent;
     uint64_t segments_chained; /* compressed with the segment before as their prefix */
+    uint64_t segments_compressed, raw_bytes_compressed; /* compressed for this session */
+    double compress_cpu; /* the CPU seconds those took */
+    double link_rate;    /* the last GET's estimate of the link, wire bytes/s; 0: none */
+    uint64_t segments_at_level[VMS_STATS_LEVELS]; /* segments sent at each zstd level */
     uint64_t wire_in, wire_out;
     uint64_t manifests_whole, manifests_delta; /* stored from PUT_MANIFEST, from a delta */
     uint64_t manifest_bytes_in; /* their DATA bytes, whole or delta */

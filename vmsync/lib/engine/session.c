@@ -174,6 +174,9 @@ int vms_ctx_close(struct vms_ctx *c, int rc, fsp_error *err)
         c->stats->segments_fetched = t.segments_received - c->traffic_at_start.segments_received;
         c->stats->segments_chained = t.segments_chained - c->traffic_at_start.segments_chained;
         c->stats->round_trips = t.round_trips - c->traffic_at_start.round_trips;
+        for (int l = 0; l < VMS_STATS_LEVELS; l++)
+            c->stats->segments_at_level[l] =
+                t.segments_at_level[l] - c->traffic_at_start.segments_at_level[l];
     }
     /* A failed operation may leave the handle in no state to reuse: a link
      * that broke, a request cut short, objects put but not flushed.  The next

@@ -62,6 +62,24 @@ void vms_json_member(FILE *out, const char *key, const char *value)
     putc('"', out);
 }
 
+void vms_json_levels(FILE *out, const uint64_t *counts)
+{
+    int lo = 0, hi = 0;
+    for (int l = VMS_STATS_LEVELS - 1; l >= 0; l--)
+        if (counts[l]) {
+            lo = l;
+            hi = hi ? hi : l;
+        }
+    fprintf(out, "\"level_min\":%d,\"level_max\":%d,\"segments_at_level\":{", lo, hi);
+    const char *sep = "";
+    for (int l = 0; l < VMS_STATS_LEVELS; l++)
+        if (counts[l]) {
+            fprintf(out, "%s\"%d\":%llu", sep, l, (unsigned long long)counts[l]);
+            sep = ",";
+        }
+    putc('}', out);
+}
+
 static void print_hash(FILE *out, const char *key, const uint8_t *h)
 {
     char hex[2 * FSP_SHA256_LEN + 1];

@@ -85,6 +85,7 @@ struct vms_traffic {
     uint64_t wire_out, wire_in;
     uint64_t segments_received, segments_chained; /* remotely: SEGMENTs, and CHAINED ones */
     uint64_t round_trips; /* remote: replies waited for after sending (vms_conn) */
+    uint64_t segments_at_level[VMS_STATS_LEVELS]; /* remotely: segments each way, by level */
 };
 typedef void vms_repo_traffic_fn(const vms_repo *r, struct vms_traffic *out);
 /* Long local work between requests calls this now and then: a remote handle

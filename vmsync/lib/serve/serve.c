@@ -781,6 +781,12 @@ static int on_get(struct request *q)
         a->stats->segments_chained += rep.chained;
         a->stats->raw_bytes_sent += rep.raw_bytes;
         a->stats->segment_bytes_sent += rep.wire_bytes;
+        a->stats->segments_compressed += rep.compressed;
+        a->stats->raw_bytes_compressed += rep.raw_compressed;
+        a->stats->compress_cpu += rep.compress_cpu;
+        a->stats->link_rate = rep.link_rate;
+        for (int l = 0; l <= VMS_LEVEL_MAX; l++)
+            a->stats->segments_at_level[l] += rep.at_level[l];
         a->stats->last_level = rep.level_last;
     }
     free(lens);

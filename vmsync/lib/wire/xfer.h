@@ -22,8 +22,10 @@
  * size and checks every object against the hash it asked for.
  *
  * Segments are cut at VMS_SEG_TARGET raw bytes, so the same list always gives
- * the same segments: the agent caches SOLID segments by their objects and
- * level, and a second client of the same version costs it no compression.
+ * the same segments: the agent caches SOLID and CHAINED segments by their
+ * objects (and a CHAINED one's prefix), at the highest level it compressed
+ * them, and serves one to any request for that level or less; a second
+ * client of the same version costs it no compression.
  *
  * A narrow link (a level of VMS_CHAIN_LEVEL or more) gets CHAINED segments
  * when the receiver speaks protocol 3: matches reach into the segment before,
@@ -61,7 +63,9 @@ struct vms_xfer_source {
 };
 
 struct vms_xfer_opts {
-    int level;            /* fixed zstd level; 0 adapts between 1 and VMS_LEVEL_MAX */
+    int level;            /* the lowest zstd level (the stored frames count as
+                           * VMS_STORE_LEVEL); the sender adapts upwards from it
+                           * to the link.  0: from the bottom of its ladder */
     uint64_t bwlimit;     /* bytes per second; 0 unlimited */
     const char *cache;    /* directory of cached SOLID segments; NULL for none */
     int workers;          /* compressing threads; 0: 2 */
@@ -74,7 +78,12 @@ struct vms_xfer_opts {
 
 struct vms_xfer_report {
     uint64_t segments, cached, stored_segments, chained;
+    uint64_t compressed;     /* segments compressed for this send (not cached, not stored) */
     uint64_t raw_bytes, wire_bytes;
+    uint64_t raw_compressed; /* the raw bytes of those */
+    double compress_cpu;     /* the CPU seconds they took, reading included */
+    uint64_t at_level[VMS_LEVEL_MAX + 1]; /* segments sent at each level */
+    double link_rate;        /* the last estimate of the link's wire bytes per second */
     int level_first, level_last, level_min, level_max;
 };
 
@@ -102,6 +111,7 @@ struct vms_xfer_receiver {
     uint8_t *prev, *seg;
     size_t prev_len, prev_cap, seg_len, seg_cap;
     uint64_t raw_bytes, wire_bytes, segments, chained;
+    uint64_t at_level[VMS_LEVEL_MAX + 1]; /* segments received at each level */
 };
 /* Decodes one SEGMENT payload and delivers its objects. */
 int vms_xfer_receive(struct vms_xfer_receiver *r, struct vms_rbuf *body, fsp_error *err);

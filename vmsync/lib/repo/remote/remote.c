@@ -1441,6 +1441,14 @@ static uint64_t rate_now(const vms_remote *r)
     return rate && rate < VMS_BWLIMIT_MIN ? VMS_BWLIMIT_MIN : rate;
 }
 
+_Static_assert(VMS_STATS_LEVELS == VMS_LEVEL_MAX + 1, "every level of a segment has its count");
+
+static void count_levels(vms_remote *r, const uint64_t *at_level)
+{
+    for (int l = 0; l < VMS_STATS_LEVELS; l++)
+        r->traffic.segments_at_level[l] += at_level[l];
+}
+
 static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                     struct get_ctx *g, fsp_error *err)
 {
@@ -1461,6 +1469,7 @@ static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size
     }
     r->traffic.segments_received += rx.segments;
     r->traffic.segments_chained += rx.chained;
+    count_levels(r, rx.at_level);
     vms_xfer_receiver_free(&rx);
     return rc;
 }
@@ -1621,6 +1630,7 @@ static int offer_round(vms_remote *r, fsp_error *err)
         r->traffic.objects_sent += src.n;
         r->traffic.bytes_sent_raw += rep.raw_bytes;
         r->traffic.bytes_sent += rep.wire_bytes;
+        count_levels(r, rep.at_level);
     }
     free((void *)src.hashes);
     free((void *)src.lens);
