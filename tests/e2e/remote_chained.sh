@@ -6,7 +6,9 @@
 # matches reach across the 4 MiB segments and each segment costs bytes:
 #   - a checkout at --compress-level 19 shows chained segments in its
 #     --stats-json, gives the image a local check-out gives, byte for byte,
-#     and verify finds it equal; at level 6 (a fast link) none is chained;
+#     and verify finds it equal; at level 6 (a fast link), with the agent's
+#     segment cache emptied (its level-19 segments serve any lower level),
+#     none is chained;
 #   - the same checkout with the link cut after the first segment exits 11,
 #     and run again fetches only what it lacked, starting a new chain, and
 #     gives the same image;
@@ -59,7 +61,8 @@ info "level 19: $segments segments, $chained chained, $fetched19 bytes"
 cmp -s "$T/co19.img" "$T/local.img" || bad "the chained checkout differs from a local export"
 vm_ok "$T/verify" verify "$SSHD_URL_BASE/repo" t "$T/co19.img" "${KEYS[@]}"
 
-info "checkout at level 6: no chain"
+info "checkout at level 6 on a cold segment cache: no chain"
+rm -rf "$T/srv/repo/cache/segments" # the level-19 segments would serve it
 vm_ok "$T/co6" checkout "$SSHD_URL_BASE/repo" t -o "$T/co6.img" -q "${KEYS[@]}" --steal \
     --compress-level 6 --stats-json "$T/co6.json"
 [[ $(repo_stat "$T/co6.json" segments_chained) == 0 ]] ||

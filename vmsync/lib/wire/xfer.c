@@ -91,22 +91,29 @@ static int cut_segments(struct pipeline *p, fsp_error *err)
     return 0;
 }
 
+/* Whether G may be CHAINED: a segment after the first, for a receiver that
+ * decodes CHAINED ones.  Such a segment is cached under its prefix too, so
+ * that one cache file serves such receivers at every level, chained or not. */
+static bool chainable(const struct pipeline *p, const struct seg *g)
+{
+    return p->o->chain && g != p->segs;
+}
+
 /* Whether segment G at LEVEL is compressed with the segment before it as its
  * prefix: on a narrow link, for a receiver that decodes it. */
 static bool chained_segment(const struct pipeline *p, const struct seg *g, int level)
 {
     bool stored = p->src->read_stored && level <= VMS_STORE_LEVEL;
-    return p->o->chain && g != p->segs && level >= VMS_CHAIN_LEVEL && !stored;
+    return chainable(p, g) && level >= VMS_CHAIN_LEVEL && !stored;
 }
 
-/* The objects G's compressed bytes depend on: its own, and a chained
+/* The objects G's compressed bytes may depend on: its own, and a chainable
  * segment's prefix after a marker (which no list of hashes alone can end
  * with: its length is no multiple of a hash's). */
-static void put_key_objects(struct vms_wbuf *b, const struct pipeline *p, const struct seg *g,
-                            int level)
+static void put_key_objects(struct vms_wbuf *b, const struct pipeline *p, const struct seg *g)
 {
     vms_put_raw(b, p->src->hashes[g->first], g->n * FSP_SHA256_LEN);
-    if (!chained_segment(p, g, level))
+    if (!chainable(p, g))
         return;
     vms_put_raw(b, "CHAIN", 5);
     vms_put_varint(b, g[-1].n);
@@ -118,21 +125,21 @@ static void put_key_objects(struct vms_wbuf *b, const struct pipeline *p, const 
 /* A cache file holds one SOLID or CHAINED segment, whatever its level:
  *   8 bytes CACHE_MAGIC, u8 level, the body's SHA-256, the body (the SEGMENT
  *   message, whose own header names the same level).
- * Its name is the hash of the segment's objects alone (and a CHAINED one's
- * prefix: put_key_objects), so one lookup finds the
- * best level cached, and a segment compressed at L serves every request for L
+ * Its name is the hash of the segment's objects alone (and, for a receiver
+ * of CHAINED segments, its prefix's: put_key_objects), so one lookup finds
+ * the best level cached, and a segment compressed at L serves every request for L
  * or less.  Files of the first format (named by objects and level) are never
  * looked up again; the agent's LRU trim removes them. */
 #define CACHE_MAGIC "VMSSEG2\n"
 #define CACHE_HEAD (8 + 1 + FSP_SHA256_LEN)
 
 /* False when out of memory: a key of a cut-short buffer could name another segment. */
-static bool cache_key(const struct pipeline *p, const struct seg *g, int level, char hex[65])
+static bool cache_key(const struct pipeline *p, const struct seg *g, char hex[65])
 {
     uint8_t key[FSP_SHA256_LEN];
     struct vms_wbuf b = {0};
     vms_put_raw(&b, CACHE_MAGIC, 8);
-    put_key_objects(&b, p, g, level);
+    put_key_objects(&b, p, g);
     bool ok = !b.failed && vms_sha256(b.p, b.len, key) == 0;
     vms_wbuf_free(&b);
     fsp_hex(key, FSP_SHA256_LEN, hex);
@@ -354,7 +361,7 @@ static int build(struct worker *w, const struct seg *g, int level, int accept, s
     slot->cached = slot->compressed = false;
     slot->cpu = 0;
     char hex[65], path[PATH_MAX], lock[PATH_MAX + 8];
-    bool keyed = p->o->cache && cache_key(p, g, level, hex);
+    bool keyed = p->o->cache && cache_key(p, g, hex);
     if (keyed)
         snprintf(path, sizeof path, "%s/%s.seg", p->o->cache, hex);
     if (slot->stored) { /* pass-through costs nothing: no lock to wait on */
