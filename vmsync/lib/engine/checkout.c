@@ -71,6 +71,7 @@ struct checkout {
     char part[PATH_MAX], journal_path[PATH_MAX];
     int out_fd;
     struct vms_share share; /* seed ranges shared with OUT (or copied from the seed file) */
+    bool write_seeds;       /* write what was read and checked: a shared seed changed */
     FILE *journal;
     uint64_t unsynced_bytes;
     double synced_at; /* when the journal was last synced (vms_ctx_elapsed) */
@@ -430,7 +431,7 @@ static int place_seed_piece(void *ctx, struct vms_seed *seed, uint64_t off, int6
 {
     struct seed_task *st = ctx;
     uint64_t at = st->t->out_offset + (off - st->t->obj_offset);
-    int rc = file_off < 0 ? 1
+    int rc = file_off < 0 || st->co->write_seeds ? 1
                           : vms_share_range(&st->co->share, &seed->share, (uint64_t)file_off, at, len,
                                             st->err);
     return rc == 1 ? write_at(st->co, st->data + off, len, at, st->err) : rc;
@@ -743,6 +744,7 @@ static int execute(struct checkout *co, fsp_error *err)
     if (why) {
         vms_ctx_warn(co->c, "%s: %s; rebuilding it from scratch", co->part, why);
         reset_progress(co);
+        co->write_seeds = co->share.bytes_placed > 0; /* the seed may be changing still */
         rc = rebuild(co, false, &same, err);
     }
     if (!rc && !same)

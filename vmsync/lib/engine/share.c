@@ -36,7 +36,8 @@ static int share_error(const struct vms_share *sh, const struct vms_share_source
  * the call failed. */
 static bool unsupported(int e)
 {
-    return e == EOPNOTSUPP || e == EXDEV || e == EINVAL || e == ENOTTY || e == ENOSYS;
+    return e == EOPNOTSUPP || e == EXDEV || e == EINVAL || e == ENOTTY || e == ENOSYS ||
+           e == EPERM || e == ETXTBSY;
 }
 
 static int copy_by_hand(struct vms_share *sh, const struct vms_share_source *from, uint64_t src,
@@ -108,8 +109,8 @@ int vms_share_flush(struct vms_share *sh, fsp_error *err)
 int vms_share_range(struct vms_share *sh, struct vms_share_source *from, uint64_t src,
                     uint64_t dst, uint64_t len, fsp_error *err)
 {
-    if (from->fd < 0 || from->mode == VMS_SHARE_WRITE)
-        return 1;
+    if (from->fd < 0 || from->mode == VMS_SHARE_WRITE || src % sh->block != dst % sh->block)
+        return 1; /* unaligned: the checked bytes are written, never the file's */
     if (sh->pending == from && sh->src + sh->len == src && sh->dst + sh->len == dst) {
         sh->len += len;
         return 0;

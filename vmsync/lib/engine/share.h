@@ -35,7 +35,7 @@ void vms_share_init(struct vms_share *sh, int out_fd, const char *path);
 
 /* Bytes [SRC, SRC+LEN) of the seed go to [DST, DST+LEN) of the output.
  * Returns 1 when the caller must write them itself (the seed's mode is
- * VMS_SHARE_WRITE, or the range is too small to share alone), else 0 or a
+ * VMS_SHARE_WRITE, or the range is too small or unaligned to share), else 0 or a
  * negative errno.  The bytes may be placed only at the next flush. */
 int vms_share_range(struct vms_share *sh, struct vms_share_source *from, uint64_t src,
                     uint64_t dst, uint64_t len, fsp_error *err);

@@ -643,7 +643,7 @@ static int on_put_manifest_delta(struct request *q)
     uint8_t base[FSP_SHA256_LEN], id[FSP_SHA256_LEN];
     vms_get_hash(q->body, base);
     vms_get_hash(q->body, id);
-    uint64_t size = vms_get_bounded(q->body, VMS_MANIFEST_MAX);
+    uint64_t size = vms_get_bounded(q->body, VMS_MANIFEST_DELTA_MAX);
     if (!vms_get_done(q->body) || q->a->proto < VMS_PROTO_VERSION_DELTA)
         return malformed(q, VMS_M_PUT_MANIFEST_DELTA);
     if (q->a->o->read_only) {

@@ -33,6 +33,8 @@
 #define VMS_LIST_MAX (1u << 20)      /* hashes in one HAS, GET or OFFER */
 #define VMS_DATA_MAX (1u << 20)      /* bytes in one DATA frame */
 #define VMS_MANIFEST_MAX (1ull << 31) /* a manifest sent to the agent */
+/* A manifest's delta, which the agent holds in memory; a bigger one goes whole. */
+#define VMS_MANIFEST_DELTA_MAX (64ull << 20)
 #define VMS_AUDIT_DETAIL_MAX 1024    /* bytes of an AUDIT_ENTRY's detail, NUL included */
 
 enum vms_msg {

@@ -182,7 +182,7 @@ static bool cache_load(const char *path, int min_level, struct vms_wbuf *msg, in
     return ok;
 }
 
-/* Writes MSG, a SOLID segment at LEVEL, over whatever PATH held: the caller
+/* Writes MSG, a SOLID or CHAINED segment at LEVEL, over whatever PATH held: the caller
  * found nothing there at LEVEL or above. */
 static void cache_store(const char *path, int level, const struct vms_wbuf *msg)
 {

@@ -67,7 +67,7 @@ struct vms_xfer_opts {
                            * VMS_STORE_LEVEL); the sender adapts upwards from it
                            * to the link.  0: from the bottom of its ladder */
     uint64_t bwlimit;     /* bytes per second; 0 unlimited */
-    const char *cache;    /* directory of cached SOLID segments; NULL for none */
+    const char *cache;    /* directory of cached segments; NULL for none */
     int workers;          /* compressing threads; 0: 2 */
     bool chain;           /* the receiver accepts CHAINED segments */
     /* Called after each segment with the raw bytes sent so far; non-zero cancels. */

@@ -1365,7 +1365,8 @@ static int vms_remote_put_manifest_delta(vms_repo *repo, const char *path,
     vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf delta = {0}, b = {0};
     uint8_t expected[FSP_SHA256_LEN];
-    if (r->proto < VMS_PROTO_VERSION_DELTA || make_manifest_delta(path, base_path, &delta, expected)) {
+    if (r->proto < VMS_PROTO_VERSION_DELTA || make_manifest_delta(path, base_path, &delta, expected) ||
+        delta.len > VMS_MANIFEST_DELTA_MAX) {
         vms_wbuf_free(&delta);
         return vms_remote_put_manifest(repo, path, id, err);
     }
