@@ -5,7 +5,7 @@
 BUILD ?= build
 SAN ?=
 CC ?= cc
-PKGS := ext2fs com_err libntfs-3g libnbd blkid openssl libzstd sqlite3 libssh libarchive
+PKGS := ext2fs com_err libntfs-3g libnbd blkid openssl libzstd sqlite3 libssh libarchive libcurl
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
@@ -121,7 +121,9 @@ demo: deps all
 	tests/demo.sh $(BUILD)
 
 # The manifest benchmark, then checkout and check-in against casync and rsync,
-# the same over narrow links, then bench/summary.py: one table of every figure
+# the same over narrow links, a simulated rollout, checkouts through nginx,
+# a branch's upstream line with and without a reflector, then
+# bench/summary.py: one table of every figure
 # of this run.  One run id ties the steps' JSON files together; a step that
 # fails is noted in bench-status.tsv, the others still run, its rows show as
 # "not measured" and make bench fails at the end.
@@ -133,6 +135,9 @@ bench: deps all
 	$(call bench_step,bench/sync.sh)
 	$(call bench_step,bench/share.sh)
 	$(call bench_step,bench/wan.sh)
+	$(call bench_step,bench/fleet.sh)
+	$(call bench_step,bench/web.sh)
+	$(call bench_step,bench/reflector.sh)
 	bench/summary.py $(BUILD)
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))

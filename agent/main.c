@@ -15,6 +15,7 @@
 
 static const char usage[] =
     "usage: vmsync-agent --root DIR [options]\n"
+    "       vmsync-agent --upstream ssh://[USER@]HOST[:PORT][/PREFIX] [options]\n"
     "\n"
     "Serves the vmsync repositories under DIR on standard input and output, for\n"
     "one client.  sshd starts it for each connection; put it in authorized_keys:\n"
@@ -36,7 +37,26 @@ static const char usage[] =
     "                     runs on the server only, never through an agent)\n"
     "  --cache-size SIZE  keep up to SIZE bytes of compressed segments, so a second\n"
     "                     client of the same version costs no compression\n"
-    "                     (default 2G; 0 turns the cache off; suffixes K M G)\n"
+    "                     (default 2G; 0 turns the cache off; suffixes K M G);\n"
+    "                     with --upstream, the bytes of objects and manifests the\n"
+    "                     reflector keeps (default 20G)\n"
+    "\n"
+    "a branch reflector (a cache in front of another agent):\n"
+    "  --upstream URL     serve ssh://this-host/NAME as URL/NAME: checkouts from the\n"
+    "                     cache, each missing object fetched from URL once for all\n"
+    "                     sessions; versions, leases, check-ins and queries pass\n"
+    "                     through.  Upstream sees this agent's key as the user and\n"
+    "                     USER@CLIENT-HOST as the host\n"
+    "  --cache-dir DIR    the reflector's cache (default ~/.cache/vmsync-reflector);\n"
+    "                     it survives restarts, the least recently used goes first\n"
+    "  --upstream-identity FILE\n"
+    "                     the private key for upstream (default: ssh-agent, then\n"
+    "                     ~/.ssh/id_*)\n"
+    "  --upstream-known-hosts FILE\n"
+    "                     upstream's host key (default ~/.ssh/known_hosts)\n"
+    "  --trust FILE       serve only versions signed by this public key (repeat for\n"
+    "                     more keys)\n"
+    "\n"
     "  --idle-timeout SECONDS\n"
     "                     end a session when the client has sent nothing for this\n"
     "                     long (default 600; 0: never); an open session holds the\n"
@@ -66,7 +86,7 @@ static int bad_usage(const char *what, const char *arg)
 }
 
 enum { OPT_ROOT = 256, OPT_USER, OPT_READ_ONLY, OPT_APPEND_ONLY, OPT_CACHE, OPT_IDLE, OPT_STATS, OPT_VERSION,
-       OPT_MAX_PROTOCOL };
+       OPT_MAX_PROTOCOL, OPT_UPSTREAM, OPT_CACHE_DIR, OPT_UP_IDENTITY, OPT_UP_KNOWN, OPT_TRUST };
 
 #define IDLE_DEFAULT 600
 #define IDLE_MAX 2000000u /* seconds; poll's milliseconds must fit an int */
@@ -83,9 +103,15 @@ static int parse_seconds(const char *s, unsigned *out)
 }
 
 /* 0 to go on, else the exit status. */
+#define TRUSTED_MAX 16
+
 struct options {
     struct vms_serve_opts serve;
     const char *stats_file;
+    bool cache_size_given;
+    struct vms_remote_opts upstream;
+    struct vms_public_key trusted[TRUSTED_MAX];
+    char cache_dir[4096];
 };
 
 static void put_library(void *ctx, const struct vms_library_version *v)
@@ -101,6 +127,64 @@ static void print_version(void)
     vms_library_versions(put_library, NULL);
 }
 
+/* The options of --upstream: 0, else the exit status. */
+static int reflector_option(int opt, const char *arg, struct options *options)
+{
+    struct vms_serve_opts *o = &options->serve;
+    fsp_error err = {0};
+    switch (opt) {
+    case OPT_UPSTREAM: o->upstream = arg; break;
+    case OPT_CACHE_DIR: o->reflect_dir = arg; break;
+    case OPT_UP_IDENTITY: options->upstream.identity = arg; break;
+    case OPT_UP_KNOWN: options->upstream.known_hosts = arg; break;
+    case OPT_TRUST:
+        if (o->n_trusted == TRUSTED_MAX)
+            return bad_usage("--trust: at most 16 keys", "");
+        if (vms_public_key_load(arg, &options->trusted[o->n_trusted++], &err))
+            return bad_usage("--trust: ", err.msg);
+        break;
+    }
+    return 0;
+}
+
+#define REFLECT_CACHE_DEFAULT (20ull << 30)
+
+/* --upstream: the cache's place and size, the key for upstream. */
+static int reflector_options(struct options *options)
+{
+    struct vms_serve_opts *o = &options->serve;
+    if (strncmp(o->upstream, "ssh://", 6))
+        return bad_usage("--upstream: not an ssh:// URL: ", o->upstream);
+    if (o->root)
+        return bad_usage("--upstream and --root: choose one", "");
+    if (!o->reflect_dir) {
+        const char *home = getenv("HOME");
+        snprintf(options->cache_dir, sizeof options->cache_dir, "%s/.cache/vmsync-reflector",
+                 home && *home ? home : ".");
+        o->reflect_dir = options->cache_dir;
+    }
+    o->reflect_max = options->cache_size_given ? o->cache_max : REFLECT_CACHE_DEFAULT;
+    o->cache_max = 0; /* the objects are cached: no segment cache besides */
+    o->upstream_opts = &options->upstream;
+    o->trusted = options->trusted;
+    return 0;
+}
+
+/* What the command line left out: the user, and --root or the reflector's own. */
+static int complete_options(struct options *options)
+{
+    struct vms_serve_opts *o = &options->serve;
+    if (!o->user) {
+        struct passwd *pw = getpwuid(getuid());
+        o->user = pw ? pw->pw_name : "unknown";
+    }
+    if (o->upstream)
+        return reflector_options(options);
+    if (!o->root)
+        return bad_usage("--root is required", "");
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *options)
 {
     static const struct option opts[] = {
@@ -110,6 +194,11 @@ static int parse_options(int argc, char **argv, struct options *options)
         {"stats-file", required_argument, 0, OPT_STATS},  {"help", no_argument, 0, 'h'},
         {"idle-timeout", required_argument, 0, OPT_IDLE}, {"version", no_argument, 0, OPT_VERSION},
         {"max-protocol", required_argument, 0, OPT_MAX_PROTOCOL},
+        {"upstream", required_argument, 0, OPT_UPSTREAM},
+        {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
+        {"upstream-identity", required_argument, 0, OPT_UP_IDENTITY},
+        {"upstream-known-hosts", required_argument, 0, OPT_UP_KNOWN},
+        {"trust", required_argument, 0, OPT_TRUST},
         {0, 0, 0, 0}};
     struct vms_serve_opts *o = &options->serve;
     int opt;
@@ -127,6 +216,13 @@ static int parse_options(int argc, char **argv, struct options *options)
             fsp_error err = {0};
             if (vms_parse_size(optarg, 0, &o->cache_max, &err))
                 return bad_usage("--cache-size: ", err.msg);
+            options->cache_size_given = true;
+            break;
+        }
+        case OPT_UPSTREAM ... OPT_TRUST: {
+            int rc = reflector_option(opt, optarg, options);
+            if (rc)
+                return rc;
             break;
         }
         case OPT_IDLE:
@@ -145,13 +241,7 @@ static int parse_options(int argc, char **argv, struct options *options)
     }
     if (optind < argc)
         return bad_usage("unexpected argument ", argv[optind]);
-    if (!o->root)
-        return bad_usage("--root is required", "");
-    if (!o->user) {
-        struct passwd *pw = getpwuid(getuid());
-        o->user = pw ? pw->pw_name : "unknown";
-    }
-    return 0;
+    return complete_options(options);
 }
 
 /* ---- statistics ------------------------------------------------------------------------ */

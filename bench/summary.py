@@ -31,6 +31,12 @@ The files and the keys read (medians where the scripts repeat runs):
                                        recompressed_cpu, agent_cpu
   bench-share.json    (bench/share.sh) results: [{fs, seed: copy or shared,
                                        wall_s, bytes_written}] (fs: xfs, btrfs)
+  bench-fleet.json    (bench/fleet.sh) makespan, makespan_all_at_once, laptops,
+                                       branches, ranking (simulated)
+  bench-web.json      (bench/web.sh)   results: [{rate, delay_ms, via: ssh or web,
+                                       seconds}] (the first link)
+  bench-reflector.json (bench/reflector.sh) laptops, link, direct.upstream_bytes,
+                                       reflector.upstream_bytes
 """
 import json
 import os
@@ -41,6 +47,9 @@ SOURCES = {  # name: (file in BUILD, what writes it)
     "sync": ("bench-sync.json", "bench/sync.sh"),
     "wan": ("bench-wan.json", "bench/wan.sh"),
     "share": ("bench-share.json", "bench/share.sh"),
+    "fleet": ("bench-fleet.json", "bench/fleet.sh"),
+    "web": ("bench-web.json", "bench/web.sh"),
+    "reflector": ("bench-reflector.json", "bench/reflector.sh"),
 }
 LINKS = ((10e6, "10 Mbit/s"), (2e6, "2 Mbit/s"))
 SAMEHOST_FS = (("xfs", "XFS"), ("btrfs", "btrfs"))
@@ -275,6 +284,38 @@ def samehost(sources, fs, what):
                     "the same checkout copying", None, unit=unit)
 
 
+def fleet_makespan(sources):
+    d = need(sources, "fleet")
+    why = "bench-fleet.json lacks makespan or makespan_all_at_once"
+    row = compared(dig(d, ["makespan"], why), dig(d, ["makespan_all_at_once"], why),
+                   "everyone at once", 1.0, unit="s")
+    row["note"] = "simulated, %s laptops in %s branches, %s" % (
+        d.get("laptops"), d.get("branches"), d.get("ranking"))
+    return row
+
+
+def web_checkout(sources):
+    results = dig(need(sources, "web"), ["results"], "bench-web.json has no results")
+    first = results[0] if results else {}
+    by_via = {r.get("via"): r for r in results
+              if (r.get("rate"), r.get("delay_ms")) == (first.get("rate"), first.get("delay_ms"))}
+    why = "bench/web.sh measured no ssh:// and https:// checkout on one link"
+    row = compared(dig(by_via, ["web", "seconds"], why), dig(by_via, ["ssh", "seconds"], why),
+                   "ssh:// on the same link", 1.0, unit="s")
+    row["note"] = "%g Mbit/s, %s ms each way" % (first.get("rate", 0) / 1e6, first.get("delay_ms"))
+    return row
+
+
+def reflector_bytes(sources):
+    d = need(sources, "reflector")
+    why = "bench-reflector.json lacks the upstream bytes"
+    laptops = dig(d, ["laptops"], why)
+    row = compared(dig(d, ["reflector", "upstream_bytes"], why), dig(d, ["direct", "upstream_bytes"], why),
+                   "%s direct ssh:// clients" % laptops, 1.3 / laptops if laptops else None)
+    row["note"] = "%s laptops at once; goal: each object once, 30 %% slack" % laptops
+    return row
+
+
 def rows():
     """(id, label, function of the sources) for every row of the table."""
     out = []
@@ -307,6 +348,11 @@ def rows():
         out.append(("agent_levels_checkout_%dmbit" % (rate / 1e6),
                     "agent's zstd levels, checkout, " + name,
                     lambda s, r=rate: level_range(s, r)))
+    out.append(("fleet_makespan_simulated", "rollout makespan, schedule / everyone at once",
+                fleet_makespan))
+    out.append(("web_checkout_time", "checkout through nginx (https://): wall time", web_checkout))
+    out.append(("reflector_upstream_bytes", "8 laptops behind a reflector: upstream bytes",
+                reflector_bytes))
     return out
 
 

@@ -4,6 +4,8 @@
  * under it is a few pointer moves, and the hashing itself runs outside it.
  * Workers take jobs in the order they were opened and a job's segments in the
  * order they were pushed, so a job computes exactly what one thread would.
+ * A range of the image pushed unread is read by the first of its jobs to get
+ * there, outside the lock; a job that shares it waits for that read.
  *
  * Most files are small: their one segment and the close travel together, so
  * a job costs one hand-over.  For that the scan thread keeps the latest
@@ -21,10 +23,20 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+/* A buffer and what its segments share: who still needs it and, for a range
+ * of the image, whether a worker has read it yet. */
+enum { BUF_FILLED, BUF_UNREAD, BUF_READING };
+struct shared_buf {
+    unsigned users; /* the jobs that still need the bytes */
+    int state;
+    int read_rc;
+};
+
 struct seg {
     uint8_t *buf; /* NULL for FSP_SEG_ZEROS */
-    unsigned *users; /* the jobs that still need BUF, shared by their segments */
+    struct shared_buf *shared;
     size_t len;
+    uint64_t off; /* where an unread range is in the image */
     int kind;
     struct seg *next;
 };
@@ -45,6 +57,7 @@ struct fsp_pool {
     pthread_cond_t work;    /* idle workers: a job or the stop */
     pthread_cond_t more;    /* the worker of an open job: a segment or the close */
     pthread_cond_t settled; /* the scan thread: a buffer came back or a job ended */
+    pthread_cond_t filled;  /* workers of other jobs: a range was read */
     pthread_t *threads;
     unsigned n_threads;
     uint8_t **free_bufs;
@@ -76,22 +89,48 @@ static struct seg *take_seg(fsp_pool *p, struct fsp_pool_job *j)
     return s;
 }
 
+/* An unread range is read by the first job that needs it; the others that
+ * share it wait for that read.  Called and returns with the lock held. */
+static int fill_seg(fsp_pool *p, struct fsp_pool_job *j, struct seg *s)
+{
+    struct shared_buf *b = s->shared;
+    if (b && b->state == BUF_UNREAD) {
+        b->state = BUF_READING;
+        pthread_mutex_unlock(&p->lock);
+        int rc = j->ops->read(j->ctx, s->buf, s->len, s->off);
+        pthread_mutex_lock(&p->lock);
+        b->read_rc = rc;
+        b->state = BUF_FILLED;
+        pthread_cond_broadcast(&p->filled);
+    }
+    while (b && b->state == BUF_READING)
+        pthread_cond_wait(&p->filled, &p->lock);
+    return b ? b->read_rc : 0;
+}
+
+static void release_seg(fsp_pool *p, struct seg *s)
+{
+    if (s->buf && !--s->shared->users) {
+        p->free_bufs[p->n_free++] = s->buf;
+        free(s->shared);
+        if (p->want_free && p->n_free >= p->want_free)
+            pthread_cond_signal(&p->settled);
+    }
+    free(s);
+}
+
 /* Called and returns with the lock held. */
 static void run_job(fsp_pool *p, struct fsp_pool_job *j)
 {
     struct seg *s;
     while ((s = take_seg(p, j))) {
+        if (!j->rc)
+            j->rc = fill_seg(p, j, s);
         pthread_mutex_unlock(&p->lock);
         if (!j->rc)
             j->rc = j->ops->segment(j->ctx, s->buf, s->len, s->kind);
         pthread_mutex_lock(&p->lock);
-        if (s->buf && !--*s->users) {
-            p->free_bufs[p->n_free++] = s->buf;
-            free(s->users);
-            if (p->want_free && p->n_free >= p->want_free)
-                pthread_cond_signal(&p->settled);
-        }
-        free(s);
+        release_seg(p, s);
     }
     pthread_mutex_unlock(&p->lock);
     if (!j->rc)
@@ -134,6 +173,7 @@ int fsp_pool_new(unsigned n_threads, unsigned n_bufs, fsp_pool **out)
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->more, NULL);
     pthread_cond_init(&p->settled, NULL);
+    pthread_cond_init(&p->filled, NULL);
     p->n_bufs = n_bufs ? n_bufs : 1;
     p->free_bufs = calloc(p->n_bufs, sizeof *p->free_bufs);
     int rc = p->free_bufs ? start_workers(p, n_threads ? n_threads : 1) : -ENOMEM;
@@ -160,6 +200,7 @@ void fsp_pool_free(fsp_pool *p)
         free(p->free_bufs[i]);
     free(p->free_bufs);
     free(p->threads);
+    pthread_cond_destroy(&p->filled);
     pthread_cond_destroy(&p->settled);
     pthread_cond_destroy(&p->more);
     pthread_cond_destroy(&p->work);
@@ -247,28 +288,44 @@ static void hold(fsp_pool *p, struct fsp_pool_job *j, struct seg *s)
     j->held = s;
 }
 
-int fsp_pool_push(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
-                  size_t len, int kind)
+/* Queues a copy of TEMPLATE on each job; the pool owns its buffer then. */
+static int push_seg(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs,
+                    const struct seg *template, int state)
 {
     struct seg *segs[FSP_POOL_SHARE_MAX] = {0};
-    unsigned *users = buf ? malloc(sizeof *users) : NULL;
-    bool ok = n_jobs <= FSP_POOL_SHARE_MAX && (users || !buf);
+    struct shared_buf *shared = template->buf ? malloc(sizeof *shared) : NULL;
+    bool ok = n_jobs <= FSP_POOL_SHARE_MAX && (shared || !template->buf);
     for (unsigned i = 0; ok && i < n_jobs; i++)
         ok = (segs[i] = malloc(sizeof *segs[i])) != NULL;
     if (!ok) {
         for (unsigned i = 0; i < n_jobs && i < FSP_POOL_SHARE_MAX; i++)
             free(segs[i]);
-        free(users);
-        fsp_pool_unused(p, buf);
+        free(shared);
+        fsp_pool_unused(p, template->buf);
         return -ENOMEM;
     }
-    if (users)
-        *users = n_jobs;
+    if (shared)
+        *shared = (struct shared_buf){.users = n_jobs, .state = state};
     for (unsigned i = 0; i < n_jobs; i++) {
-        *segs[i] = (struct seg){.buf = buf, .users = users, .len = len, .kind = kind};
+        *segs[i] = *template;
+        segs[i]->shared = shared;
         hold(p, jobs[i], segs[i]);
     }
     return 0;
+}
+
+int fsp_pool_push(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
+                  size_t len, int kind)
+{
+    struct seg s = {.buf = buf, .len = len, .kind = kind};
+    return push_seg(p, jobs, n_jobs, &s, BUF_FILLED);
+}
+
+int fsp_pool_push_range(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
+                        size_t len, uint64_t off)
+{
+    struct seg s = {.buf = buf, .len = len, .off = off, .kind = FSP_SEG_IMAGE};
+    return push_seg(p, jobs, n_jobs, &s, BUF_UNREAD);
 }
 
 void fsp_pool_close(fsp_pool *p, fsp_pool_job *j)

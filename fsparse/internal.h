@@ -15,6 +15,12 @@
 #define FSP_MAX_EXTENTS (1u << 20) /* per stream */
 #define FSP_MAX_STREAMS 1024     /* per entry */
 
+/* ---- sources (source.c) ------------------------------------------------ */
+
+/* True when threads may call fsp_source_pread on SRC at the same time: raw
+ * files and memory.  The reads of a qemu-nbd source stay in one thread. */
+bool fsp_source_reads_concurrently(const fsp_source *src);
+
 /* ---- partitions (partition.c) ---------------------------------------- */
 
 struct fsp_part {
@@ -150,6 +156,10 @@ struct fsp_pool_ops {
      * remaining segments and its finish. */
     int (*segment)(void *ctx, const uint8_t *data, size_t len, int kind);
     int (*finish)(void *ctx);
+    /* Fills BUF with the LEN image bytes at OFF for fsp_pool_push_range; NULL
+     * when nothing is pushed that way.  A nonzero return fails every job that
+     * shares the range, as a segment callback's would. */
+    int (*read)(void *ctx, uint8_t *buf, size_t len, uint64_t off);
 };
 
 typedef struct fsp_pool fsp_pool;
@@ -168,6 +178,12 @@ void fsp_pool_unused(fsp_pool *p, uint8_t *buf);
 #define FSP_POOL_SHARE_MAX 2
 int fsp_pool_push(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
                   size_t len, int kind);
+/* As fsp_pool_push with FSP_SEG_IMAGE, but BUF is still to be filled from
+ * the image at OFF: the first worker that needs it reads it with its job's
+ * read callback, so that reading runs on the workers, in parallel, and not in
+ * the scan thread.  Only for sources that take concurrent reads. */
+int fsp_pool_push_range(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs, uint8_t *buf,
+                        size_t len, uint64_t off);
 /* No more segments: the job finishes once its worker has run them all. */
 void fsp_pool_close(fsp_pool *p, fsp_pool_job *j);
 bool fsp_pool_done(fsp_pool *p, const fsp_pool_job *j);

@@ -60,6 +60,7 @@ struct scan {
     uint64_t holes_hashed; /* zeros hashed for bytes not on disk, see hole_budget */
     int fatal; /* set once: the scan must stop */
     fsp_pool *pool; /* NULL: streams are hashed in the scan thread */
+    bool workers_read; /* the workers read file data themselves (see feed_from_image) */
     struct pending *pending, *pending_tail; /* emitted, waiting for hashes, in order */
     unsigned n_pending;
 };
@@ -128,9 +129,14 @@ uint32_t fsp_vol_index(const struct fsp_vol *v) { return v->info.index; }
 const char *fsp_vol_image_path(const struct fsp_vol *v) { return fsp_source_path(v->scan->src); }
 bool fsp_vol_wants_data(const struct fsp_vol *v) { return !(v->scan->flags & FSP_SCAN_NO_DATA); }
 
+static bool inside_volume(const struct fsp_vol *v, size_t len, uint64_t off)
+{
+    return off <= v->info.length && len <= v->info.length - off;
+}
+
 int fsp_vol_pread(struct fsp_vol *v, void *buf, size_t len, uint64_t off)
 {
-    if (off > v->info.length || len > v->info.length - off)
+    if (!inside_volume(v, len, off))
         return -EIO; /* a filesystem pointing outside its partition: content, not I/O */
     fsp_error e;
     int rc = fsp_source_pread(v->scan->src, buf, len, v->info.start + off, &e);
@@ -399,27 +405,42 @@ static int add_chunk(struct stream_hasher *h, const uint8_t *data, size_t len)
     return h->sink ? (h->sink_rc = h->sink->object(h->sink->ctx, ch->sha256, data, len)) : 0;
 }
 
+/* Completes the pending bytes with *DATA up to a cut, if there is one.  The
+ * bytes after the cut that came from *DATA go back to it rather than being
+ * moved down in PENDING: copying them at every cut would cost more than the
+ * chunk scan itself. */
+static int chunk_pending(struct stream_hasher *h, const uint8_t **data, size_t *len, bool eof)
+{
+    size_t had = h->pending_len;
+    size_t take = FSP_CDC_MAX - had < *len ? FSP_CDC_MAX - had : *len;
+    if (take) /* DATA is NULL at the end of the stream */
+        memcpy(h->pending + had, *data, take);
+    h->pending_len += take;
+    *data += take;
+    *len -= take;
+    size_t cut = fsp_cdc_next(h->pending, h->pending_len, eof && !*len);
+    if (!cut)
+        return 0;
+    int rc = add_chunk(h, h->pending, cut);
+    size_t rest = h->pending_len - cut;
+    if (cut >= had && rest) {
+        *data -= rest;
+        *len += rest;
+    } else if (rest) {
+        memmove(h->pending, h->pending + cut, rest);
+    }
+    h->pending_len = cut >= had ? 0 : rest;
+    return rc;
+}
+
 /* Cuts chunks from the pending bytes followed by DATA; keeps the tail pending. */
 static int chunk_feed(struct stream_hasher *h, const uint8_t *data, size_t len, bool eof)
 {
     while (len || (eof && h->pending_len)) {
         if (h->pending_len) {
-            size_t take = FSP_CDC_MAX - h->pending_len;
-            if (take > len)
-                take = len;
-            if (take) /* DATA is NULL at the end of the stream */
-                memcpy(h->pending + h->pending_len, data, take);
-            h->pending_len += take;
-            data += take;
-            len -= take;
-            size_t cut = fsp_cdc_next(h->pending, h->pending_len, eof && !len);
-            if (!cut)
-                continue;
-            int rc = add_chunk(h, h->pending, cut);
+            int rc = chunk_pending(h, &data, &len, eof);
             if (rc < 0)
                 return rc;
-            memmove(h->pending, h->pending + cut, h->pending_len - cut);
-            h->pending_len -= cut;
             continue;
         }
         size_t cut = fsp_cdc_next(data, len, eof);
@@ -616,6 +637,20 @@ static int feed_bytes(struct scan *s, struct feed *f, uint8_t *buf, size_t n, in
     return hasher_update(f->h, buf, n, false);
 }
 
+/* Reads N bytes at PHYS into BUF and hands them over, or, where the workers
+ * read, hands over the range: the scan thread then only walks metadata. */
+static int feed_image_range(struct fsp_vol *v, struct feed *f, uint8_t *buf, size_t n,
+                            uint64_t phys)
+{
+    struct scan *s = v->scan;
+    if (f->n_jobs && s->workers_read && inside_volume(v, n, phys))
+        return fsp_pool_push_range(s->pool, f->jobs, f->n_jobs, buf, n, v->info.start + phys);
+    int rc = fsp_vol_pread(v, buf, n, phys);
+    if (rc < 0 && f->n_jobs)
+        fsp_pool_unused(s->pool, buf);
+    return rc < 0 ? rc : feed_bytes(s, f, buf, n, FSP_SEG_IMAGE);
+}
+
 static int feed_from_image(struct fsp_vol *v, struct feed *f, uint64_t phys, uint64_t len)
 {
     struct scan *s = v->scan;
@@ -624,11 +659,7 @@ static int feed_from_image(struct fsp_vol *v, struct feed *f, uint64_t phys, uin
         uint8_t *buf = feed_buffer(s, f, len, &n);
         if (!buf)
             return -ENOMEM;
-        int rc = fsp_vol_pread(v, buf, n, phys);
-        if (rc < 0 && f->n_jobs)
-            fsp_pool_unused(s->pool, buf);
-        if (rc >= 0)
-            rc = feed_bytes(s, f, buf, n, FSP_SEG_IMAGE);
+        int rc = feed_image_range(v, f, buf, n, phys);
         if (rc < 0)
             return rc;
         s->progress_done += n;
@@ -707,6 +738,9 @@ struct hash_part {
     struct stream_hasher h;
     struct fsp_stream out;
     fsp_pool_job *job;
+    fsp_source *src;   /* where the workers read the stream's ranges */
+    fsp_error read_err; /* why this job's read failed */
+    bool read_failed;
 };
 
 /* A stream on the workers.  A chunked stream is two jobs over the same bytes,
@@ -732,7 +766,27 @@ static int job_finish(void *ctx)
     return hasher_final(&part->h, &part->out);
 }
 
-static const struct fsp_pool_ops stream_job_ops = {job_segment, job_finish};
+static int job_read(void *ctx, uint8_t *buf, size_t len, uint64_t off)
+{
+    struct hash_part *part = ctx;
+    int rc = fsp_source_pread(part->src, buf, len, off, &part->read_err);
+    part->read_failed = rc < 0;
+    return rc;
+}
+
+static const struct fsp_pool_ops stream_job_ops = {job_segment, job_finish, job_read};
+
+/* A worker failed to read the image: that stops the scan, as it does when
+ * the scan thread reads (fsp_vol_pread). */
+static int read_failure(struct scan *s, const struct stream_job *j, int rc)
+{
+    for (unsigned i = 0; i < j->n_parts; i++) {
+        const fsp_error *e = &j->part[i].read_err;
+        if (j->part[i].read_failed)
+            return stop_scan(s, s->fatal ? s->fatal : fsp_fail(s->err, e->kind, rc, "%s", e->msg));
+    }
+    return rc;
+}
 
 static bool stream_job_done(struct scan *s, const struct stream_job *j)
 {
@@ -750,6 +804,8 @@ static int stream_job_collect(struct scan *s, struct stream_job *j, struct fsp_s
         int part_rc = j->part[i].job ? fsp_pool_wait(s->pool, j->part[i].job) : -ENOMEM;
         rc = rc ? rc : part_rc;
     }
+    if (rc < 0)
+        rc = read_failure(s, j, rc);
     struct hash_part *chunks = &j->part[j->n_parts - (j->n_parts > 0)];
     if (!rc && !j->abandoned) {
         memcpy(st->sha256, j->part[0].out.sha256, FSP_SHA256_LEN);
@@ -774,6 +830,7 @@ static int open_parts(struct scan *s, struct stream_job *j, uint64_t size)
     for (unsigned i = 0; i < (split ? 2u : 1u); i++) {
         struct hash_part *part = &j->part[i];
         int rc = hasher_init_parts(&part->h, size, parts[split][i], NULL);
+        part->src = s->src;
         if (!rc)
             rc = fsp_pool_open(s->pool, &stream_job_ops, part, &part->job);
         j->n_parts++;
@@ -1694,6 +1751,7 @@ static void start_pool(struct scan *s)
     if (n > 1 && !s->sink->object && !(s->flags & FSP_SCAN_NO_DATA) &&
         fsp_pool_new(n, 8 * n, &s->pool) < 0)
         s->pool = NULL; /* hashing in this thread still works */
+    s->workers_read = s->pool && fsp_source_reads_concurrently(s->src);
 }
 
 static int scan_init(struct scan *s, fsp_source *src, const struct fsp_scan_opts *opts,

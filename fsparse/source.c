@@ -600,6 +600,11 @@ static int pread_nbd(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_e
     return rc;
 }
 
+bool fsp_source_reads_concurrently(const fsp_source *src)
+{
+    return src->kind == SOURCE_RAW || src->kind == SOURCE_MEM;
+}
+
 int fsp_source_pread(fsp_source *src, void *buf, size_t len, uint64_t off, fsp_error *err)
 {
     if (off > src->size || len > src->size - off)

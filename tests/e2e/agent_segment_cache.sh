@@ -5,6 +5,9 @@
 #   - a second client at --compress-level 10, then one at the store's level,
 #     take every segment from the cache (compressed at 12 serves 10 and less)
 #     and compress nothing;
+#   - a second client with no --compress-level on a narrow link (a relay),
+#     whose controller climbs above the cached level, still takes every
+#     segment from the cache and compresses nothing;
 #   - a damaged cache file is not served: that segment is compressed again,
 #     and the image is still right;
 #   - on loopback with a cold cache and no --compress-level, the agent stays
@@ -14,6 +17,7 @@
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
+source "$TESTS_LIB/relay.sh"
 need_vmsync
 need_cmd mke2fs jq cmp python3
 
@@ -22,7 +26,6 @@ sshd_start "$T/sshd" "$T/srv" --stats-file "$AGENT_STATS"
 mkdir -p "$T/srv"
 repo_init "$T/srv/repo"
 URL=$SSHD_URL_BASE/repo
-KEYS=(--known-hosts "$SSH_KNOWN_HOSTS" -i "$SSH_CLIENT_KEY")
 
 # 40 files of 1 MiB of words (compressible, distinct): about ten segments
 mkdir -p "$T/tree"
@@ -45,12 +48,17 @@ vm_ok "$T/imp" import "$T/srv/repo" "$T/t.img" --name t -q
 vm_ok "$T/local" export "$T/srv/repo" t -o "$T/local.img" -q --cache "$T/cache-local"
 CACHE_DIR=$T/srv/repo/cache/segments
 
-# export N LEVEL...: one export over ssh; its agent's stats line in $T/stats-N.json
+# export_one N [--url URL --known-hosts FILE] OPTIONS...: one export over ssh;
+# its agent's stats line in $T/stats-N.json
 export_one() {
-    local n=$1
+    local n=$1 url=$URL kh=$SSH_KNOWN_HOSTS
     shift
-    vm_ok "$T/exp-$n" export "$URL" t -o "$T/out-$n.img" -q --cache "$T/cache-$n" \
-        --stats-json "$T/client-$n.json" "$@" "${KEYS[@]}"
+    if [[ ${1:-} == --url ]]; then
+        url=$2 kh=$4
+        shift 4
+    fi
+    vm_ok "$T/exp-$n" export "$url" t -o "$T/out-$n.img" -q --cache "$T/cache-$n" \
+        --stats-json "$T/client-$n.json" "$@" --known-hosts "$kh" -i "$SSH_CLIENT_KEY"
     cmp -s "$T/out-$n.img" "$T/local.img" || bad "export $n differs from the local export"
     rm -f "$T/out-$n.img"
     tail -n 1 "$AGENT_STATS" >"$T/stats-$n.json"
@@ -81,6 +89,15 @@ for lv in 10 3; do
     jq -e '.recompressed == 0' "$T/stats-$lv.json" >/dev/null || bad "level $lv: recompressed $(field "$lv" recompressed)"
     (($(field "$lv" level_min) >= 12)) || bad "level $lv was sent below the cached level: $(field "$lv" level_min)"
 done
+
+info "a second client on a narrow link, adaptive: all from the cache, whatever level its link picks"
+relay_start --rate "${SEGCACHE_NARROW_RATE:-4000000}" --delay-ms 10
+export_one narrow --url "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo" --known-hosts "$T/kh-relay"
+relay_stop
+[[ $(field narrow segments_cached) == "$segs" ]] ||
+    bad "narrow link: $(field narrow segments_cached) of $segs segments came from the cache"
+jq -e '.segments_compressed == 0 and .recompressed == 0' "$T/stats-narrow.json" >/dev/null ||
+    bad "narrow link: compressed $(field narrow segments_compressed) segments again ($(field narrow recompressed) of the bytes)"
 
 info "a damaged cache file is not served"
 victim=$(ls "$CACHE_DIR"/*.seg | head -n 1)

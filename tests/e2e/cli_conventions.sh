@@ -177,13 +177,16 @@ grep -qF "did you mean: vmsync import $T/nothing $T/img" "$T/swap2.err" || bad "
 info "Ctrl-C and SIGTERM: exit 7, resumable"
 # at_break PREFIX FUNCTION SKIP SIGNAL ARGS...: runs vmsync ARGS under gdb,
 # stops at the SKIP+1th call of FUNCTION, sends SIGNAL; the exit status is
-# gdb's report.  (LeakSanitizer cannot run under a debugger.)
+# gdb's report.  (LeakSanitizer cannot run under a debugger.)  gdb keeps
+# quiet about threads: its "[Thread ... exited]" lines, from the hashing
+# workers, would land inside the program's own.
 at_break() {
     local p=$1 fn=$2 skip=$3 sig=$4
     shift 4
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
         timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
-        -ex 'set startup-with-shell off' -ex 'set breakpoint pending on' -ex "break $fn" \
+        -ex 'set startup-with-shell off' -ex 'set print thread-events off' \
+        -ex 'set breakpoint pending on' -ex "break $fn" \
         -ex "ignore 1 $skip" -ex run -ex delete -ex "signal $sig" --args "$VMSYNC" "$@" \
         >"$p.gdb" 2>&1 </dev/null || true
     grep -q 'exited with code 07\]' "$p.gdb" ||

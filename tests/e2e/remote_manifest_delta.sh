@@ -8,7 +8,8 @@
 # nothing, the session going on: a frame that decodes to another manifest
 # than the id it names, one that is no manifest, one that does not state its
 # size, a truncated one, two frames,
-# an unknown base; the honest frame is accepted.  A session of protocol 2
+# an unknown base; the honest frame is accepted.  A base the repository
+# cannot read is the agent's own error, not -ESTALE.  A session of protocol 2
 # (an older client) may not send a delta but still stores a manifest whole.
 # When the agent cannot rebuild the file (its copy of the base is gone), the
 # client sends the manifest whole and the check-in succeeds.  An agent that
@@ -77,7 +78,7 @@ zstd -q "$T/other.dec" -o "$T/other.zst"
 zstd -q "$T/target.dec" -o "$T/plain.zst"
 mv "$T/srv/repo/manifests/$target.vmsm" "$T/target.vmsm"
 py - "$VMSYNC_AGENT" "$T/srv" "$base" "$target" "$T" >"$T/wire.out" 2>&1 <<'PY' || bad "crafted deltas: $(tail -c 1500 "$T/wire.out")"
-import os, sys
+import errno, os, sys
 from agentwire import *
 agent, root, base, target, tmp = sys.argv[1:]
 
@@ -113,6 +114,18 @@ refused(s, open(os.path.join(tmp, 'other.zst'), 'rb').read(), 'a bare header')
 refused(s, good[:len(good) // 2], 'truncated')
 refused(s, good + good, 'two frames')
 refused(s, good, 'an unknown base', base_id='00' * 32)
+# the repository cannot read the base (a directory in its place): the
+# agent's own error, not -ESTALE (the whole manifest would not mend it)
+base_file = os.path.join(root, 'repo', 'manifests', base + '.vmsm')
+os.rename(base_file, base_file + '.away')
+os.mkdir(base_file)
+kind, body = put_delta(s, good)
+os.rmdir(base_file)
+os.rename(base_file + '.away', base_file)
+assert kind == ERROR and code(body) == -errno.EISDIR, ('unreadable base', kind, body[:300])
+assert not os.path.exists(stored), 'unreadable base: a manifest was stored'
+assert s.ask(PING)[0] == PONG, 'unreadable base: the session ended'
+print('failed:', 'unreadable base', '-', error(body)[1])
 kind, body = put_delta(s, good)
 assert kind == MANIFEST_ID and body == bytes.fromhex(target), (kind, body[:300])
 assert os.path.exists(stored), 'the honest delta stored nothing'

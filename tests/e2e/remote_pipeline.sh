@@ -14,10 +14,16 @@
 #     1 MiB: ulimit -f), the error of that step is the one reported, though
 #     the manifest and ADD_VERSION were already on their way; no version is
 #     recorded, the lease stays this host's, and the same check-in run again
-#     once the limit is gone records version 2 with the image's digest.
+#     once the limit is gone records version 2 with the image's digest;
+#   - over a link of 1.2 s round trip (tests/lib/relay.py), the command line's
+#     check-in ends its session with its last requests (the lease release and
+#     the audit entry), so its close does not wait one more round trip for the
+#     agent: the process ends within 0.6 s of the check-in's own end (its
+#     --stats-json seconds), where waiting after the last answer takes 1.2 s.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
+source "$TESTS_LIB/relay.sh"
 need_vmsync
 need_cmd mke2fs debugfs jq
 
@@ -83,4 +89,21 @@ vm_ok "$T/ci3" checkin "$URL" t "$T/w2.img" -q "${SSH_OPTS[@]}" --stats-json "$T
 (($(repo_nversions "$T/srv/repo" t) == 3)) || bad "the retry did not record version 3"
 [[ $(repo_version_digest "$T/srv/repo" t 3) == "$(jq -r .canonical_digest "$T/ci3.json")" ]] ||
     bad "version 3 does not have the image's digest"
+
+info "the last requests end the session: no round trip after the last answer"
+vm_ok "$T/co4" checkout "$URL" t -o "$T/w4.img" -q "${SSH_OPTS[@]}"
+add_random "$T/w4.img" last 64
+relay_start --delay-ms 600
+t0=$EPOCHREALTIME
+vm_ok "$T/ci4" checkin "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT/repo" t "$T/w4.img" -q \
+    -i "$SSH_CLIENT_KEY" --known-hosts "$T/kh-relay" --stats-json "$T/ci4.json"
+t1=$EPOCHREALTIME
+relay_stop
+(($(repo_nversions "$T/srv/repo" t) == 4)) || bad "the check-in through the relay did not record version 4"
+[[ $(repo_lease "$T/srv/repo") != *laptop-pipe* ]] ||
+    bad "the lease is still held after the check-in: $(repo_lease "$T/srv/repo")"
+after=$(awk -v a="$t0" -v b="$t1" -v s="$(jq .seconds "$T/ci4.json")" 'BEGIN { printf "%.2f", b - a - s }')
+info "the process outlived its check-in by $after s (round trip 1.2 s)"
+awk -v x="$after" 'BEGIN { exit !(x < 0.6) }' ||
+    bad "the check-in waited $after s after its end: its close waited a round trip for the agent"
 finish

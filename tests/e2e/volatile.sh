@@ -37,4 +37,18 @@ vm_ok "$T/imp2" import "$T/repo" "$T/a.img" --name v --keep-volatile
 vm_ok "$T/exp3" export "$T/repo" v@2 -o "$T/kept.img" --keep-volatile
 [[ $(swap_in "$T/kept.img") == "$swap_sha" ]] || bad "--keep-volatile did not restore the swap file"
 vm_ok "$T/ver2" verify "$T/repo" v@2 "$T/kept.img"
+
+# A part that an interrupted --keep-volatile checkout left (its conversion to
+# qcow2 failed) holds the swap file's bytes: a plain checkout to the same
+# OUT must not resume it, or those bytes would stay where zeros belong.
+mkdir -p "$T/bin"
+printf '#!/bin/sh\nexit 1\n' >"$T/bin/qemu-img"
+chmod +x "$T/bin/qemu-img"
+PATH=$T/bin:$PATH vm "$T/kq" checkout "$T/repo" v@2 -o "$T/again.img" --keep-volatile --format qcow2 -q
+((VM_RC != 0)) || fail "the checkout with a failing qemu-img succeeded"
+[[ -s $T/again.img.vmsync-journal ]] || fail "no part and journal were kept"
+vm_ok "$T/plain2" checkout "$T/repo" v@2 -o "$T/again.img"
+! grep -q 'resuming an interrupted checkout' "$T/plain2.err" ||
+    bad "a plain checkout resumed the part of a --keep-volatile one"
+[[ $(swap_in "$T/again.img") == "$zero_sha" ]] || bad "the plain checkout kept the swap file's bytes"
 finish

@@ -11,7 +11,7 @@ relay_start() {
     repo_bg python3 "$TESTS_LIB/relay.py" --listen 0 --port-file "$T/relay.port" \
         --to "127.0.0.1:$SSHD_PORT" --stats "$T/relay.json" "$@"
     RELAY_PID=$REPO_BG_PID
-    for _ in $(seq 100); do [[ -s $T/relay.port ]] && break; sleep 0.05; done
+    for _ in $(seq 400); do [[ -s $T/relay.port ]] && break; sleep 0.05; done # python is slow to start on a loaded box
     RELAY_PORT=$(cat "$T/relay.port") || fail "the relay did not start"
     sed "s/^\[127.0.0.1\]:$SSHD_PORT /[127.0.0.1]:$RELAY_PORT /" "$SSH_KNOWN_HOSTS" >"$T/kh-relay"
 }

@@ -161,8 +161,8 @@ PermitUserEnvironment no
 UseDNS no
 PrintMotd no
 PrintLastLog no
-ClientAliveInterval 5
-ClientAliveCountMax 3
+ClientAliveInterval 30
+ClientAliveCountMax 10
 LoginGraceTime 30
 MaxStartups 64
 MaxSessions 64

@@ -87,6 +87,61 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The chunk format, written out the plain way: the gear table from its seed
+ * and a byte-at-a-time scan.  fsp_cdc_next must cut exactly where this does,
+ * whatever it does to go faster. */
+static uint64_t ref_gear[256];
+
+static void ref_gear_init(void)
+{
+    uint64_t state = 0x766d73796e63ULL;
+    for (int i = 0; i < 256; i++) {
+        uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        ref_gear[i] = z ^ (z >> 31);
+    }
+}
+
+static size_t ref_cdc_next(const uint8_t *buf, size_t len, bool eof)
+{
+    const uint64_t small = ((1ULL << 18) - 1) << 46, large = ((1ULL << 14) - 1) << 50;
+    if (len <= FSP_CDC_MIN)
+        return eof ? len : 0;
+    uint64_t h = 0;
+    for (size_t i = FSP_CDC_MIN; i < len && i < FSP_CDC_MAX; i++) {
+        h = (h << 1) + ref_gear[buf[i]];
+        if (!(h & (i < FSP_CDC_AVG ? small : large)))
+            return i + 1;
+    }
+    return len >= FSP_CDC_MAX ? FSP_CDC_MAX : eof ? len : 0;
+}
+
+/* Random bytes, runs of zeros and a short repeating pattern, cut from every
+ * length remainder, with and without the end of the stream. */
+static void test_cdc_matches_reference(void)
+{
+    ref_gear_init();
+    size_t len = 24u << 20;
+    uint8_t *data = random_bytes(len, 7);
+    memset(data + (3u << 20), 0, 1u << 20);
+    for (size_t i = 9u << 20; i < (10u << 20); i++)
+        data[i] = (uint8_t)(i % 7);
+    size_t mismatches = 0, n = 0;
+    for (size_t pos = 0; pos < len; n++) {
+        size_t avail = len - pos;
+        bool eof = n % 3 != 1;
+        if (n % 5 == 2 && avail > 70000 + n % 4)
+            avail = 70000 + n % 4; /* ends before the cut, at varied alignments */
+        size_t cut = fsp_cdc_next(data + pos, avail, eof);
+        mismatches += cut != ref_cdc_next(data + pos, avail, eof);
+        pos += cut ? cut : FSP_CDC_MIN;
+    }
+    CHECK(mismatches == 0);
+    CHECK(n > 300);
+    free(data);
+}
+
 static void sort_and_check(size_t count, size_t budget)
 {
     fsp_xsort *xs;
@@ -122,6 +177,7 @@ int main(void)
     RUN(test_cdc_bounds_and_average);
     RUN(test_cdc_resynchronises_after_insert);
     RUN(test_cdc_needs_more_without_eof);
+    RUN(test_cdc_matches_reference);
     RUN(test_xsort_in_memory);
     RUN(test_xsort_spills_and_merges);
     RUN(test_xsort_empty);

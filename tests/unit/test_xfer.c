@@ -49,16 +49,17 @@ static int collect(void *io, const void *buf, size_t n, fsp_error *err)
     return 0;
 }
 
-/* Sends objects FIRST.. of O (as a resumed transfer asks for what is left). */
-static struct vms_wbuf send_objects(struct objects *o, size_t first, bool chain, const char *cache,
-                                    struct vms_xfer_report *rep)
+/* Sends objects FIRST.. of O (as a resumed transfer asks for what is left)
+ * from LEVEL up. */
+static struct vms_wbuf send_at(struct objects *o, size_t first, bool chain, const char *cache,
+                               int level, struct vms_xfer_report *rep)
 {
     struct vms_wbuf out = {0};
     struct vms_conn c = {.send = collect, .io = &out, .peer = "test"};
     struct vms_xfer_source src = {.hashes = (const uint8_t(*)[FSP_SHA256_LEN])o->hashes + first,
                                   .lens = o->lens + first, .n = N_OBJS - first,
                                   .read = read_object};
-    struct vms_xfer_opts opts = {.level = VMS_CHAIN_LEVEL, .chain = chain, .cache = cache};
+    struct vms_xfer_opts opts = {.level = level, .chain = chain, .cache = cache};
     fsp_error err;
     /* read_object's index counts from the list's start */
     struct objects view = *o;
@@ -67,6 +68,12 @@ static struct vms_wbuf send_objects(struct objects *o, size_t first, bool chain,
     src.ctx = &view;
     CHECK(vms_xfer_send(&src, &opts, &c, rep, &err) == 0);
     return out;
+}
+
+static struct vms_wbuf send_objects(struct objects *o, size_t first, bool chain, const char *cache,
+                                    struct vms_xfer_report *rep)
+{
+    return send_at(o, first, chain, cache, VMS_CHAIN_LEVEL, rep);
 }
 
 /* The payload of the K-th frame of OUT (0 first). */
@@ -128,6 +135,27 @@ static void test_chained_round_trip(void)
     struct vms_xfer_receiver rx = receiver(&objs, 0, true, &d);
     CHECK(receive_all(&rx, &a, 2, &err) == 0);
     CHECK(d.n == N_OBJS && rx.segments == 2 && rx.chained == 1);
+    vms_xfer_receiver_free(&rx);
+    vms_wbuf_free(&a);
+    vms_wbuf_free(&b);
+}
+
+/* At level 19 the compressor takes the prefix's last MiB alone (object 3,
+ * which object 7 repeats), the receiver the whole prefix: the offsets agree,
+ * and objects 4..6, whose matches lie further back, cost their size. */
+static void test_slow_levels_chain_the_prefix_tail(void)
+{
+    fsp_error err;
+    struct vms_xfer_report tail, whole;
+    struct vms_wbuf a = send_at(&objs, 0, true, NULL, VMS_LEVEL_MAX, &tail);
+    struct vms_wbuf b = send_objects(&objs, 0, true, NULL, &whole);
+    CHECK(tail.segments == 2 && tail.chained == 1 && tail.level_max == VMS_LEVEL_MAX);
+    CHECK(tail.wire_bytes > whole.wire_bytes + 2 * OBJ_LEN);
+    CHECK(tail.wire_bytes < 7 * OBJ_LEN + OBJ_LEN / 2);
+    struct delivered d = {0};
+    struct vms_xfer_receiver rx = receiver(&objs, 0, true, &d);
+    CHECK(receive_all(&rx, &a, 2, &err) == 0);
+    CHECK(d.n == N_OBJS && rx.chained == 1);
     vms_xfer_receiver_free(&rx);
     vms_wbuf_free(&a);
     vms_wbuf_free(&b);
@@ -209,6 +237,7 @@ int main(void)
         return 1;
     make_objects(&objs);
     RUN(test_chained_round_trip);
+    RUN(test_slow_levels_chain_the_prefix_tail);
     RUN(test_resumed_transfer_starts_a_chain);
     RUN(test_crafted_chained_segment_refused);
     RUN(test_cache_keys_the_chain);

@@ -25,9 +25,11 @@ int cmd_release(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_publish(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_fleet(int argc, char **argv);
 
 /* Prints ERR once and returns the exit status for it. */
 int cli_report(const fsp_error *err);

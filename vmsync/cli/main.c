@@ -47,8 +47,12 @@ static const char *const main_usage =
     "                                                  laptops off the network\n"
     "  bundle show FILE [--json]                       what a bundle holds and needs\n"
     "  bundle apply REPO FILE                          record a bundle's version in REPO\n"
+    "  fleet plan FLEET.json [--json]                  predict and schedule a rollout\n"
+    "  fleet status REPO [--json]                      which laptop holds what, pending work\n"
+    "  publish REPO DIR                                REPO as a static tree for web servers\n"
     "\n"
     "A bundle FILE is a read-only REPO: checkout, export, verify and log read it.\n"
+    "So is https://host/path, a tree that publish wrote, served by any web server.\n"
     "REPO may be a repository named in /etc/vmsync/vmsync.conf or ~/.config/vmsync/config,\n"
     "or left out: -R REPO (--repo) names it, else $VMSYNC_REPO, else the files'\n"
     "[defaults] repository (see vmsync.conf(5)).  One word that could be REPO or\n"
@@ -66,11 +70,12 @@ static const char *const main_usage =
     "5 corrupt content (check found a problem, or gc refused a repository that\n"
     "fails it); 6 I/O error; 7 cancelled (Ctrl-C); 8 refused (lease held elsewhere, another\n"
     "check-in won, OUT would be replaced (see --force), or gc found the repository\n"
-    "in use); 9 no such image or version; 10 verify found a difference; 11 ssh://:\n"
-    "cannot connect, or the link was lost or went silent; 12 ssh://: refused (host\n"
-    "key, login, a path outside the agent's root, a --read-only key, no vmsync-agent\n"
-    "on the server); 13 a trusted key (--trust) did not sign the version, or it is\n"
-    "badly signed.\n";
+    "in use); 9 no such image or version; 10 verify found a difference; 11 ssh:// or\n"
+    "https://: cannot connect, or the link was lost or went silent; 12 ssh://: refused\n"
+    "(host key, login, a path outside the agent's root, a --read-only key, no\n"
+    "vmsync-agent on the server), https://: refused (the certificate, HTTP 401 or\n"
+    "403); 13 a trusted key (--trust) did not sign the version, or it is badly\n"
+    "signed.\n";
 
 int cli_exit_status(const fsp_error *err)
 {
@@ -250,6 +255,8 @@ int main(int argc, char **argv)
         {"forget", cmd_forget},     {"prune", cmd_prune},       {"stats", cmd_stats},
         {"audit", cmd_audit},       {"bundle", cmd_bundle},
         {"key", cmd_key},
+        {"fleet", cmd_fleet},
+        {"publish", cmd_publish},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))
@@ -320,7 +327,8 @@ static const char *repo_option; /* -R/--repo, which main took out of argv */
 static bool cli_repo_option_refused(const char *cmd, const char *sub)
 {
     return repo_option && (!strcmp(cmd, "manifest") || !strcmp(cmd, "inspect") ||
-                           !strcmp(cmd, "init") || (!strcmp(cmd, "bundle") && !strcmp(sub, "show")));
+                           !strcmp(cmd, "init") || (!strcmp(cmd, "bundle") && !strcmp(sub, "show")) ||
+                           (!strcmp(cmd, "fleet") && !strcmp(sub, "plan")));
 }
 
 int cli_take_repo_option(int argc, char **argv)

@@ -206,7 +206,9 @@ static void write_stats(FILE *f, const struct vms_stats *st)
             st->in_place ? "true" : "false",
             st->already_recorded ? "true" : "false");
     print_hex(f, st->canonical_digest);
-    fputs("\",", f);
+    fprintf(f, "\",\"bytes_verified_while_writing\":%llu,\"bytes_rescanned\":%llu,",
+            (unsigned long long)st->bytes_verified_while_writing,
+            (unsigned long long)st->bytes_rescanned);
     vms_json_levels(f, st->segments_at_level);
     fputs("}\n", f);
 }
@@ -363,6 +365,8 @@ int cmd_import(int argc, char **argv)
     "                         where the filesystem can (XFS, btrfs)\n"                     \
     "      --force            replace OUT even if vmsync did not write it, or if it\n"        \
     "                         holds work that no version has (the work is lost)\n"      \
+    "      --full-verify      read the whole rebuilt image back to check it, not only\n"   \
+    "                         what was not written from checked data\n"                  \
     TRUST_HELP
 
 static const char *const checkout_usage =
@@ -524,6 +528,7 @@ static int run_checkout(struct checkout_args *a)
 {
     struct vms_stats st = {0};
     fsp_error err = {0};
+    a->c.s.one_operation = true;
     int rc = common_open(&a->c, &err);
     if (!rc)
         rc = vms_checkout(a->c.client, &a->o, &st, &err);
@@ -538,7 +543,8 @@ static int run_checkout(struct checkout_args *a)
 static int parse_checkout(int argc, char **argv, const char *usage, const char **seeds,
                           struct checkout_args *a)
 {
-    enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_RATE, OPT_STEAL, OPT_KEEP, OPT_FORCE };
+    enum { OPT_FORMAT = 2000, OPT_SEED, OPT_ESTIMATE, OPT_RATE, OPT_STEAL, OPT_KEEP, OPT_FORCE,
+           OPT_FULL_VERIFY };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"force", no_argument, 0, OPT_FORCE},
                                          {"format", required_argument, 0, OPT_FORMAT},
@@ -548,6 +554,7 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
                                          {"rate", required_argument, 0, OPT_RATE},
                                          {"steal", no_argument, 0, OPT_STEAL},
                                          {"keep-volatile", no_argument, 0, OPT_KEEP},
+                                         {"full-verify", no_argument, 0, OPT_FULL_VERIFY},
                                          COMMON_OPTIONS, {0, 0, 0, 0}};
     struct vms_checkout_opts *o = &a->o;
     int opt, why;
@@ -567,6 +574,7 @@ static int parse_checkout(int argc, char **argv, const char *usage, const char *
         case OPT_STEAL: a->steal = true; break;
         case OPT_KEEP: o->keep_volatile = true; break;
         case OPT_FORCE: o->force = true; break;
+        case OPT_FULL_VERIFY: o->full_verify = true; break;
         case 'h': return fputs(usage, stdout), 0;
         default:
             if ((why = common_option(&a->c, opt, usage)) != 0)
@@ -719,6 +727,7 @@ int cmd_checkin(int argc, char **argv)
     o.name = argv[optind + 1];
     o.image = argv[optind + 2];
     common_start(&c, argv[optind]);
+    c.s.one_operation = true;
     struct vms_stats st = {0};
     fsp_error err = {0};
     int rc = common_open(&c, &err);

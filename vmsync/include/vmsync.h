@@ -390,6 +390,10 @@ struct vms_client_opts {
      * signed, before they write anything; see vms_signature_state. */
     const char *const *trusted_keys;
     size_t n_trusted_keys;
+    /* The handle serves one operation (a command line's): over ssh:// its
+     * last requests end the session too, which saves the close's round
+     * trip.  An operation that follows opens the repository again. */
+    bool one_operation;
 };
 
 typedef struct vms_client vms_client;
@@ -429,6 +433,9 @@ struct vms_stats {
     uint64_t bytes_sent_raw, bytes_sent_compressed, objects_sent;
     uint64_t bytes_resumed;    /* already in place from an interrupted run */
     uint64_t bytes_zero;       /* zero or unallocated: nothing moved */
+    /* checkout: image bytes the verification took on the writer's hash (it
+     * wrote them from checked data), and those it read back from the image */
+    uint64_t bytes_verified_while_writing, bytes_rescanned;
     uint64_t files_rehashed, files_trusted;
     uint64_t wire_in, wire_out; /* protocol bytes from and to a remote repository */
     /* SEGMENTs a remote repository sent, and those of them compressed with the
@@ -460,6 +467,18 @@ struct vms_serve_opts {
     unsigned idle_timeout; /* seconds without a word from the client that end the
                             * session (an idle one holds the repository open); 0: none */
     unsigned max_protocol; /* the newest protocol version spoken; 0: this library's */
+    /* A reflector: when UPSTREAM (ssh://[user@]host[:port][/prefix]) is set,
+     * ROOT is unused and the client's repository NAME is UPSTREAM/NAME,
+     * served through a cache in REFLECT_DIR of at most REFLECT_MAX bytes
+     * (objects and manifests, least recently used evicted).  Upstream
+     * records this agent's key as the user, and "USER@CLIENT_HOST" as the
+     * host.  With N_TRUSTED keys, versions they did not sign are refused. */
+    const char *upstream;
+    const char *reflect_dir;
+    uint64_t reflect_max;
+    const struct vms_remote_opts *upstream_opts; /* NULL: the defaults */
+    const struct vms_public_key *trusted;
+    size_t n_trusted;
 };
 struct vms_serve_stats {
     uint64_t requests, objects_sent, objects_received;
@@ -834,13 +853,17 @@ struct vms_checkout_opts {
     uint32_t version;          /* 0: the latest */
     const char *out;
     const char *format;        /* "raw" or "qcow2" */
-    const char *const *seeds;
+    const char *const *seeds;  /* images; for a plan only, also manifest files
+                                * (vms_manifest_create) of images another laptop holds,
+                                * which a run refuses (FSP_EK_USAGE) */
     size_t n_seeds;
     bool keep_volatile;        /* write pagefile/swap contents the repository holds
                                 * (see import), instead of zeros */
     bool export_only;          /* no lease, no audit of a checkout */
     bool force;                /* replace OUT even when vmsync did not write it, or it
                                 * holds changes that no version has */
+    bool full_verify;          /* scan the whole rebuilt image, rather than only what
+                                * was not written from checked data */
     vms_steal_cb steal;        /* NULL: another's lease is refused */
     void *steal_ctx;
 };
@@ -987,6 +1010,23 @@ struct vms_bundle_stats {
 int vms_bundle_create(vms_client *c, const struct vms_bundle_create_opts *o,
                       struct vms_bundle_stats *stats, fsp_error *err);
 
+/* ---- publishing for web servers (docs/web.md) ----------------------------------
+ * vms_publish writes every version of C's repository (a local folder: run it
+ * on the server) into DIR as a static tree that any web server or CDN can
+ * serve read-only; `vmsync checkout https://host/path NAME` reads it.  DIR
+ * may hold an earlier publish: only new files are added (manifests, one new
+ * pack and its index), every old one is left byte for byte, and the
+ * top-level index is renamed into place last, so a reader sees the old tree
+ * or the new one.  Versions keep their signatures. */
+struct vms_publish_stats {
+    uint64_t versions;           /* in the tree */
+    uint64_t manifests_written;  /* new manifest files */
+    uint64_t packs_written;      /* 0 or 1 */
+    uint64_t objects_written, bytes_written; /* in the new pack, as stored */
+    double seconds;
+};
+int vms_publish(vms_client *c, const char *dir, struct vms_publish_stats *stats, fsp_error *err);
+
 struct vms_bundle_info {
     uint32_t format;                   /* docs/bundle.md's format version */
     const struct vms_version *version; /* the version it carries */
@@ -1044,6 +1084,81 @@ struct vms_checkin_bundle_opts {
 };
 int vms_checkin_to_bundle(vms_client *c, const struct vms_checkin_bundle_opts *o,
                           struct vms_stats *stats, fsp_error *err);
+
+/* ---- fleets: predicting and scheduling a rollout -------------------------------
+ * A fleet file (FLEET.json, docs/fleet.md) names the repository and the
+ * version to roll out, the server's uplink, the branches (their link to the
+ * server, a reflector or not, its LAN) and the laptops (their branch, link,
+ * online hours, and what they hold: versions of the repository, manifest
+ * files of their images, or for a simulation the bytes they lack).  The
+ * planner measures what each laptop lacks with the checkout's own plan
+ * (vms_checkout_plan, its seeds the manifests of what it holds), simulates
+ * the links (a flow model: shared links divide their rate fairly among the
+ * transfers on them; each transfer first pays VMS_FLEET_HANDSHAKE_RTTS round
+ * trips; a laptop moves bytes only in its online hours) and searches a
+ * schedule: reflectors filled ahead of time, laptops ranked, and how many of
+ * a branch at once; it is never worse than everyone at once, which it
+ * simulates too.  The file is hostile input: bounded, strictly parsed, an
+ * unknown key refused, the message naming the file, line and what. */
+#define VMS_FLEET_LAPTOPS_MAX 20000
+#define VMS_FLEET_BRANCHES_MAX 1000
+#define VMS_FLEET_SEEDS_MAX 16      /* versions and manifests one laptop holds */
+typedef struct vms_fleet vms_fleet;
+
+struct vms_fleet_laptop {
+    const char *name, *branch;
+    bool measured;            /* its bytes come from the plan of its seeds, not from the file */
+    bool via_reflector;       /* its branch has a reflector: it fetches over the LAN */
+    uint64_t bytes;           /* what travels to it, as the repository stores it */
+    uint64_t bytes_raw, objects, bytes_from_seeds; /* measured only, else 0 */
+    uint32_t order;           /* the schedule's rank: 1 starts first */
+    double start, ready;      /* the schedule: seconds from the rollout's start */
+    double ready_all_at_once; /* everyone at once */
+};
+struct vms_fleet_branch {
+    const char *name;
+    bool reflector;
+    size_t laptops;
+    uint64_t upstream_bytes;  /* over its link: a reflector's union of its laptops' needs,
+                               * once; else the sum of its laptops' */
+    uint64_t lan_bytes;       /* a reflector's to its laptops */
+    uint32_t concurrency;     /* the schedule's laptops at once; 0: all of them */
+    double reflector_ready;   /* a reflector holds the union (the schedule); else 0 */
+    double ready, ready_all_at_once; /* its last laptop is ready */
+};
+struct vms_fleet_report {
+    const char *image;
+    uint32_t version;         /* the version rolled out (resolved when 0 was asked) */
+    const struct vms_fleet_laptop *laptops;
+    size_t n_laptops;
+    const struct vms_fleet_branch *branches;
+    size_t n_branches;
+    uint64_t server_bytes;    /* over the server's uplink (the same either way) */
+    double makespan, makespan_all_at_once; /* until every laptop is ready, in seconds */
+    const char *ranking;      /* "window-first" (shortest online hours, then largest),
+                               * "largest-first", or "all-at-once" when nothing beat it */
+    unsigned simulations;     /* the schedules tried */
+};
+/* Reads PATH (vms_fleet_parse); *OUT is the caller's, for vms_fleet_free. */
+int vms_fleet_load(const char *path, vms_fleet **out, fsp_error *err);
+/* TEXT (LEN bytes) as FLEET.json; WHERE names it in messages, and its folder
+ * is where relative manifest paths start (NULL: the current one). */
+int vms_fleet_parse(const char *text, size_t len, const char *where, const char *dir,
+                    vms_fleet **out, fsp_error *err);
+/* The file's "repository" (NULL: none), and whether a laptop needs it: one
+ * whose seeds are to be measured. */
+const char *vms_fleet_repository(const vms_fleet *f);
+bool vms_fleet_needs_repository(const vms_fleet *f);
+/* Measures, on C's repository, each laptop given by its seeds: the version's
+ * record, then a checkout plan per laptop whose seeds are the manifests of
+ * the versions it holds (fetched once each into a temporary folder, removed
+ * after) and its manifest files; and per reflector the union of its
+ * laptops' objects.  Nothing is written to the repository. */
+int vms_fleet_measure(vms_fleet *f, vms_client *c, fsp_error *err);
+/* Simulates and schedules F (measured first, when a laptop needs it); the
+ * report lives until vms_fleet_free. */
+int vms_fleet_plan(vms_fleet *f, const struct vms_fleet_report **out, fsp_error *err);
+void vms_fleet_free(vms_fleet *f); /* NULL is fine */
 
 /* ---- the settings file ------------------------------------------------------
  * ~/.config/vmsync/config ($XDG_CONFIG_HOME/vmsync/config when set), the file

@@ -130,6 +130,24 @@ int vms_mkostemp_readable(char *template)
     return fd < 0 ? -errno : fd;
 }
 
+int vms_write_file_durably(char *template, const char *dest, const void *data, size_t len,
+                           fsp_error *err)
+{
+    int fd = vms_mkostemp_readable(template);
+    if (fd < 0)
+        return fsp_fail(err, FSP_EK_IO, fd, "%s: cannot create: %s", template, strerror(-fd));
+    int rc = vms_write_all(fd, data, len);
+    if (rc) {
+        close(fd);
+        unlink(template);
+        return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", template, strerror(-rc));
+    }
+    rc = vms_commit_file(fd, template, dest, err);
+    if (rc)
+        unlink(template);
+    return rc;
+}
+
 /* Makes TMP (written through FD, which this closes) durable as DEST. */
 int vms_commit_file(int fd, const char *tmp, const char *dest, fsp_error *err)
 {

@@ -26,5 +26,9 @@ int vms_mkostemp_readable(char *template);
 /* Makes TMP (written through FD, which this closes) durable as DEST: fsync,
  * rename, fsync of the directory. */
 int vms_commit_file(int fd, const char *tmp, const char *dest, fsp_error *err);
+/* Writes DATA durably as DEST through a temporary made from TEMPLATE (a
+ * mkostemp template, rewritten in place), which is gone again on failure. */
+int vms_write_file_durably(char *template, const char *dest, const void *data, size_t len,
+                           fsp_error *err);
 
 #endif

@@ -18,13 +18,16 @@
  *
  * The output is written to OUT.vmsync-part; a journal beside it records which
  * objects are in place (after the data is synced), so an interrupted checkout
- * resumes where it stopped.  The finished image is scanned again and renamed
- * into place only when its canonical digest equals the version's.
+ * resumes where it stopped.  The finished image is renamed into place only
+ * when its canonical digest equals the version's: computed from the layout
+ * with the hashes of what this process wrote from checked bytes, and the rest
+ * read back (outdigest.h); a mismatch is confirmed by a scan of the image.
  *
  * An existing OUT is replaced only when no work would be lost: vmsync wrote
  * it (OUT.vmsync-record says so, see written.h) and it still holds a version
  * of the image.  A file vmsync did not write, or one changed since and not
  * checked in, is refused unless --force. */
+#include "engine/outdigest.h"
 #include "engine/seeds.h"
 #include "manifest/written.h"
 
@@ -47,7 +50,14 @@ struct object {
     uint32_t stored;                 /* the repository's size of it, when the plan fetches it */
     bool to_fetch;                   /* the plan fetches it (a run may fetch more) */
     bool done;
+    bool checked_write; /* this process wrote every task from bytes that hash to it */
     size_t first_task, n_tasks;
+    size_t first_ref, n_refs; /* the chunks of streams it is, in refs */
+};
+
+/* Chunk CHUNK of the target's stream STREAM. */
+struct chunk_ref {
+    size_t stream, chunk;
 };
 
 struct task {
@@ -68,6 +78,8 @@ struct checkout {
     struct vms_hashmap obj_by_hash;
     struct task *tasks;
     size_t n_tasks, cap_tasks;
+    struct chunk_ref *refs; /* grouped by object */
+    struct vms_order_hash *in_order; /* chunked streams hashed as written, this run */
     char part[PATH_MAX], journal_path[PATH_MAX];
     int out_fd;
     struct vms_share share; /* seed ranges shared with OUT (or copied from the seed file) */
@@ -236,6 +248,47 @@ static int group_tasks(struct checkout *co)
     return 0;
 }
 
+/* Calls FN for each chunk of a chunked stream whose object the plan has. */
+static void each_chunk(struct checkout *co, void (*fn)(struct checkout *, size_t, size_t, size_t))
+{
+    const struct vms_loaded *t = co->target;
+    for (size_t i = 0; i < t->n_streams; i++)
+        for (size_t k = 0; k < t->streams[i].n_chunks; k++) {
+            const uint64_t *obj = vms_hashmap_get(&co->obj_by_hash,
+                                                  t->chunks[t->streams[i].first_chunk + k].sha256);
+            if (obj)
+                fn(co, *obj, i, k);
+        }
+}
+
+static void count_ref(struct checkout *co, size_t obj, size_t stream, size_t chunk)
+{
+    co->objs[obj].n_refs++;
+}
+
+static void put_ref(struct checkout *co, size_t obj, size_t stream, size_t chunk)
+{
+    struct object *o = &co->objs[obj];
+    co->refs[o->first_ref + o->n_refs++] = (struct chunk_ref){stream, chunk};
+}
+
+/* Which chunks of which streams each object is, for hashing the streams
+ * as their chunks are written. */
+static int index_chunks(struct checkout *co)
+{
+    each_chunk(co, count_ref);
+    size_t next = 0;
+    for (size_t i = 0; i < co->n_objs; i++) {
+        co->objs[i].first_ref = next;
+        next += co->objs[i].n_refs;
+        co->objs[i].n_refs = 0;
+    }
+    if (!(co->refs = malloc((next + 1) * sizeof *co->refs)))
+        return -ENOMEM;
+    each_chunk(co, put_ref);
+    return 0;
+}
+
 static int plan(struct checkout *co, fsp_error *err)
 {
     const struct vms_loaded *t = co->target;
@@ -252,6 +305,8 @@ static int plan(struct checkout *co, fsp_error *err)
         rc = plan_volatile(co);
     if (!rc)
         rc = group_tasks(co);
+    if (!rc)
+        rc = index_chunks(co);
     if (rc == -EINVAL)
         return fsp_fail(err, FSP_EK_CORRUPT, rc, "%s@%u: the manifest's layout does not fit its streams",
                         co->o->name, co->version.number);
@@ -271,7 +326,10 @@ static int load_seeds(struct checkout *co, fsp_error *err)
         struct vms_loaded *m;
         bool rescanned;
         vms_ctx_scanning(co->c, VMS_PHASE_SCAN_SEED, (uint32_t)i + 1, (uint32_t)co->o->n_seeds);
-        rc = vms_seed_load(co->c, co->o->seeds[i], &needs, &m, &rescanned, err);
+        /* a manifest stands for an image another laptop holds: a plan only */
+        rc = vms_is_manifest(co->o->seeds[i])
+                 ? vms_loaded_read(co->o->seeds[i], &m, err)
+                 : vms_seed_load(co->c, co->o->seeds[i], &needs, &m, &rescanned, err);
         int indexed = rc ? 0 : vms_seed_index_add(&co->seeds, co->o->seeds[i], m);
         if (indexed && co->seeds.n_seeds <= i)
             vms_loaded_free(m); /* not in the index, so still ours */
@@ -405,6 +463,20 @@ static int object_placed(struct checkout *co, size_t index, fsp_error *err)
     return rc ? rc : vms_ctx_progress(co->c, phase, co->done_bytes, co->total_bytes, err);
 }
 
+/* The object's tasks are written: the streams it is a chunk of go on
+ * being hashed in order when its bytes were the checked DATA. */
+static void note_written(struct checkout *co, size_t index, const uint8_t *data)
+{
+    const struct object *o = &co->objs[index];
+    for (size_t r = 0; co->in_order && r < o->n_refs; r++) {
+        const struct chunk_ref *ref = &co->refs[o->first_ref + r];
+        if (o->checked_write)
+            vms_order_hash_chunk(co->in_order, ref->stream, ref->chunk, data);
+        else
+            vms_order_hash_break(co->in_order, ref->stream);
+    }
+}
+
 static int write_object(struct checkout *co, size_t index, const uint8_t *data, fsp_error *err)
 {
     const struct object *o = &co->objs[index];
@@ -414,6 +486,8 @@ static int write_object(struct checkout *co, size_t index, const uint8_t *data, 
         rc = write_at(co, data + t->obj_offset, t->len, t->out_offset, err);
         co->unsynced_bytes += t->len;
     }
+    co->objs[index].checked_write = !rc;
+    note_written(co, index, data);
     return rc ? rc : object_placed(co, index, err);
 }
 
@@ -422,6 +496,7 @@ struct seed_task {
     const struct task *t;
     const uint8_t *data; /* the object, as read from the seed and checked */
     fsp_error *err;
+    bool placed; /* some bytes went from the seed's file, not from DATA */
 };
 
 /* A run of a task's bytes: its blocks shared with the seed where they can
@@ -434,18 +509,23 @@ static int place_seed_piece(void *ctx, struct vms_seed *seed, uint64_t off, int6
     int rc = file_off < 0 || st->co->write_seeds ? 1
                           : vms_share_range(&st->co->share, &seed->share, (uint64_t)file_off, at, len,
                                             st->err);
+    st->placed |= rc == 0;
     return rc == 1 ? write_at(st->co, st->data + off, len, at, st->err) : rc;
 }
 
 static int write_seed_object(struct checkout *co, size_t index, const uint8_t *data, fsp_error *err)
 {
-    const struct object *o = &co->objs[index];
+    struct object *o = &co->objs[index];
     int rc = 0;
+    bool placed = false;
     for (size_t i = 0; i < o->n_tasks && !rc; i++) {
-        struct seed_task st = {co, &co->tasks[o->first_task + i], data, err};
+        struct seed_task st = {co, &co->tasks[o->first_task + i], data, err, false};
         rc = vms_seed_pieces(&co->seeds, o->seed, st.t->obj_offset, st.t->len, place_seed_piece, &st);
         co->unsynced_bytes += st.t->len;
+        placed |= st.placed;
     }
+    o->checked_write = !rc && !placed;
+    note_written(co, index, data);
     return rc ? rc : object_placed(co, index, err);
 }
 
@@ -475,6 +555,8 @@ static void name_outputs(struct checkout *co)
 static void journal_header(const struct checkout *co, uint8_t header[8 + FSP_SHA256_LEN])
 {
     memcpy(header, JOURNAL_MAGIC, 8);
+    if (co->o->keep_volatile)
+        header[7] = 'V'; /* its part holds volatile files' bytes: no plain checkout resumes it */
     memcpy(header + 8, co->version.manifest, FSP_SHA256_LEN);
 }
 
@@ -608,7 +690,7 @@ static int fetch_from_repo(struct checkout *co, fsp_error *err)
 /* Scans the rebuilt image (raw, even when the disk starts like a qcow2
  * header); *SAME when its digest is the version's.  One that does not even
  * read as an image is not the same either (said as a warning). */
-static int verify_output(struct checkout *co, bool *same, fsp_error *err)
+static int scan_output(struct checkout *co, bool *same, fsp_error *err)
 {
     struct fsp_summary sum;
     vms_ctx_scanning(co->c, VMS_PHASE_VERIFY, 0, 0);
@@ -619,8 +701,79 @@ static int verify_output(struct checkout *co, bool *same, fsp_error *err)
         return 0;
     }
     *same = !rc && !memcmp(sum.digest, co->version.digest, FSP_SHA256_LEN);
-    if (!rc)
+    if (!rc) {
         memcpy(co->stats->canonical_digest, sum.digest, FSP_SHA256_LEN);
+        co->stats->bytes_rescanned += sum.allocated_bytes;
+    }
+    return rc;
+}
+
+/* Whether the object of HASH was written whole from checked bytes. */
+static bool written_checked(const struct checkout *co, const uint8_t hash[FSP_SHA256_LEN])
+{
+    const uint64_t *i = vms_hashmap_get(&co->obj_by_hash, hash);
+    return i && co->objs[*i].checked_write;
+}
+
+/* What the writer vouches for (outdigest.h).  A chunked stream's chunks are
+ * checked one by one, so it counts only when hashed whole as written. */
+static void mark_written(const struct checkout *co, bool *stream_ok, bool *piece_ok)
+{
+    const struct vms_loaded *t = co->target;
+    for (size_t i = 0; i < t->n_streams; i++) {
+        const struct vms_lstream *s = &t->streams[i];
+        stream_ok[i] = s->n_chunks ? vms_order_hash_ok(co->in_order, i)
+                                   : s->size && written_checked(co, s->sha256);
+    }
+    for (size_t h = 0; h < t->n_hashes; h++)
+        piece_ok[h] = written_checked(co, t->hashes[h]);
+}
+
+/* Whether the digest may be taken from the layout and the writer's word:
+ * not when asked for a full rescan, nor when volatile contents were
+ * written where the layout has zeros (they might overlap what was checked). */
+static bool verify_from_layout(const struct checkout *co)
+{
+    return !co->o->full_verify && !co->o->keep_volatile;
+}
+
+/* *SAME when the digest from the layout, the writer's hashes and what is
+ * read back is the version's. */
+static int digest_output(struct checkout *co, bool *same, bool *zeros_differ, fsp_error *err)
+{
+    const struct vms_loaded *t = co->target;
+    bool *stream_ok = malloc(t->n_streams + 1), *piece_ok = malloc(t->n_hashes + 1);
+    struct vms_out_counts counts = {0};
+    uint8_t digest[FSP_SHA256_LEN];
+    int rc = stream_ok && piece_ok ? 0 : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    if (!rc) {
+        mark_written(co, stream_ok, piece_ok);
+        vms_ctx_scanning(co->c, VMS_PHASE_VERIFY, 0, 0);
+        struct vms_out_marks marks = {stream_ok, piece_ok};
+        rc = vms_out_digest(co->c, t, co->part, &marks, digest, &counts, err);
+    }
+    free(stream_ok);
+    free(piece_ok);
+    co->stats->bytes_verified_while_writing += counts.recorded;
+    co->stats->bytes_rescanned += counts.rescanned;
+    *zeros_differ = counts.zeros_differ;
+    *same = !rc && !counts.zeros_differ && !memcmp(digest, co->version.digest, FSP_SHA256_LEN);
+    if (*same)
+        memcpy(co->stats->canonical_digest, digest, FSP_SHA256_LEN);
+    return rc;
+}
+
+/* The digest from the layout where it may be; an image that does not match
+ * it is scanned whole before it is judged, so that only the scan refuses.
+ * Bytes where the layout says zeros are the exception: the scan does not read
+ * every such run (volatile files, unwritten extents), so it cannot overrule. */
+static int verify_output(struct checkout *co, bool *same, fsp_error *err)
+{
+    *same = false;
+    bool zeros_differ = false;
+    int rc = verify_from_layout(co) ? digest_output(co, same, &zeros_differ, err) : 0;
+    if (!rc && !*same && !zeros_differ)
+        rc = scan_output(co, same, err);
     return rc;
 }
 
@@ -697,6 +850,9 @@ static void remember_output(struct checkout *co)
 
 static int rebuild(struct checkout *co, bool allow_resume, bool *same, fsp_error *err)
 {
+    vms_order_hash_free(co->in_order);
+    co->in_order = NULL; /* without one, chunked streams are read back */
+    vms_order_hash_new(co->target, &co->in_order);
     int rc = open_output(co, allow_resume, err);
     if (!rc)
         rc = copy_from_seeds(co, err);
@@ -718,7 +874,7 @@ static int rebuild(struct checkout *co, bool allow_resume, bool *same, fsp_error
 static void reset_progress(struct checkout *co)
 {
     for (size_t i = 0; i < co->n_objs; i++)
-        co->objs[i].done = false;
+        co->objs[i].done = co->objs[i].checked_write = false;
     co->done_bytes = 0;
     struct vms_stats *st = co->stats;
     st->bytes_resumed = st->bytes_from_seeds = st->objects_from_seeds = 0;
@@ -1051,11 +1207,25 @@ static void begin_run(vms_plan *p, struct vms_ctx *c, struct vms_stats *stats)
     memcpy(stats->canonical_digest, p->figures.canonical_digest, FSP_SHA256_LEN);
 }
 
+/* A seed given as its manifest tells a plan what some laptop holds, but has
+ * no bytes to give. */
+static int refuse_manifest_seeds(const struct checkout *co, fsp_error *err)
+{
+    for (size_t i = 0; i < co->o->n_seeds; i++)
+        if (vms_is_manifest(co->o->seeds[i]))
+            return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
+                            "%s: a manifest, not an image: a plan may count on it, a checkout "
+                            "cannot copy from it", co->o->seeds[i]);
+    return 0;
+}
+
 static int run_plan(struct vms_ctx *c, vms_plan *p, struct vms_stats *stats, fsp_error *err)
 {
     struct checkout *co = &p->co;
     begin_run(p, c, stats);
-    int rc = co->o->out ? guard_again(co, err)
+    int rc = refuse_manifest_seeds(co, err);
+    if (!rc)
+        rc = co->o->out ? guard_again(co, err)
                         : fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s@%u: the plan names no image to write",
                                    co->o->name, co->version.number);
     if (!rc)
@@ -1138,10 +1308,12 @@ void vms_plan_free(vms_plan *p)
     struct checkout *co = &p->co;
     close_output(co);
     vms_seed_index_free(&co->seeds);
+    vms_order_hash_free(co->in_order); /* it reads the target's streams */
     vms_loaded_free(co->target);
     vms_hashmap_free(&co->obj_by_hash);
     free(co->objs);
     free(co->tasks);
+    free(co->refs);
     free(co->journal_pending);
     for (size_t i = 0; p->strings && i < 3 + p->o.n_seeds; i++)
         free(p->strings[i]);

@@ -47,6 +47,9 @@ int vms_ctx_connect(struct vms_ctx *c, fsp_error *err);
  * in ERR.  After a lost link or a cancel the client's repository is closed,
  * to be opened again by the next operation. */
 int vms_ctx_close(struct vms_ctx *c, int rc, fsp_error *err);
+/* With a handle of one operation, tells the repository that no request
+ * follows those sent (vms_repo_hang_up); vms_ctx_close does it otherwise. */
+void vms_ctx_hang_up(struct vms_ctx *c);
 /* Reads the files of CL->o.trusted_keys into CL->anchors (signature.c). */
 int vms_client_load_anchors(vms_client *cl, fsp_error *err);
 /* With trusted keys, V must be signed by one of them, and the signature must
@@ -97,6 +100,34 @@ void vms_scan_hooks_init(struct vms_scan_hooks *h, struct vms_ctx *c, const stru
  * (their ctx is H). */
 int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
                       struct vms_scan_hooks *h, const struct fsp_sink *extra, fsp_error *err);
+
+/* The pieces of a scan's reports, for a scan that runs on another thread
+ * (scanpipe.c): the scan of IMAGE begins, has read DONE of TOTAL (a
+ * keep-alive, then the event; non-zero: stop), warns, ends with RC. */
+int vms_ctx_scan_started(struct vms_ctx *c, const char *image, fsp_error *err);
+int vms_ctx_scan_progress(struct vms_ctx *c, uint64_t done, uint64_t total);
+void vms_ctx_warn_at(struct vms_ctx *c, uint32_t volume, const char *path, const char *msg);
+int vms_ctx_scan_finished(struct vms_ctx *c, int rc, fsp_error *err);
+
+/* A scan on a thread of its own (scanpipe.c): the calling thread takes the
+ * objects it hands over, in order, and may send them while the scan reads on;
+ * the client's callbacks (events, warnings) and every request to the
+ * repository still run on the calling thread.  KEEP, VOLUME and REUSE_STREAM
+ * run on the scan's thread (which alone touches what they touch while it
+ * runs); OBJECT (the objects KEEP kept, with their bytes) and IDLE (nothing
+ * handed over right now: a moment to send what it has) on the calling one.
+ * Non-zero from OBJECT or IDLE stops the scan; their message is theirs to
+ * keep (ERR gets the scan's). */
+struct vms_pipe_sink {
+    void *ctx;
+    bool (*keep)(void *ctx, const uint8_t hash[FSP_SHA256_LEN]);
+    int (*volume)(void *ctx, const struct fsp_volume_info *v);
+    bool (*reuse_stream)(void *ctx, const struct fsp_entry *e, uint32_t idx, struct fsp_stream *st);
+    int (*object)(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len);
+    int (*idle)(void *ctx);
+};
+int vms_ctx_scan_piped(struct vms_ctx *c, const char *image, const char *manifest, uint32_t flags,
+                       const struct vms_pipe_sink *sink, fsp_error *err);
 
 /* Converts the raw image FROM (SIZE bytes) to the qcow2 file TO with qemu-img,
  * reporting VMS_PHASE_CONVERT; a cancel stops qemu-img, and leaves TO for the

@@ -228,20 +228,27 @@ void vms_seed_index_free(struct vms_seed_index *ix)
 
 /* ---- reading from a seed ------------------------------------------------------ */
 
-/* Copies stream bytes [off, off+len) through the stream's extents: holes,
- * unwritten extents and bytes past the valid size are zeros. */
-static int read_stream_range(fsp_source *src, const struct vms_loaded *m, const struct vms_lstream *s,
-                             uint64_t off, uint64_t len, uint8_t *out, fsp_error *err)
+/* The part [*LO, *HI) of stream bytes [OFF, END) that extent X holds as
+ * written data (within S's valid size); false when there is none. */
+static bool clip_extent(const struct vms_lstream *s, const struct fsp_extent *x, uint64_t off,
+                        uint64_t end, uint64_t *lo, uint64_t *hi)
+{
+    *lo = x->logical > off ? x->logical : off;
+    *hi = x->logical + x->length < end ? x->logical + x->length : end;
+    if (*hi > s->valid_size)
+        *hi = s->valid_size;
+    return *lo < *hi && !(x->flags & FSP_EXT_UNWRITTEN);
+}
+
+int vms_stream_pread(fsp_source *src, const struct vms_loaded *m, const struct vms_lstream *s,
+                     uint64_t off, uint64_t len, uint8_t *out, fsp_error *err)
 {
     memset(out, 0, len);
     uint64_t end = off + len;
     for (size_t i = 0; i < s->n_extents; i++) {
         const struct fsp_extent *x = &m->extents[s->first_extent + i];
-        uint64_t lo = x->logical > off ? x->logical : off;
-        uint64_t hi = x->logical + x->length < end ? x->logical + x->length : end;
-        if (hi > s->valid_size)
-            hi = s->valid_size;
-        if (lo >= hi || (x->flags & FSP_EXT_UNWRITTEN))
+        uint64_t lo, hi;
+        if (!clip_extent(s, x, off, end, &lo, &hi))
             continue;
         int rc = fsp_source_pread(src, out + (lo - off), hi - lo, x->physical + (lo - x->logical), err);
         if (rc)
@@ -276,8 +283,8 @@ int vms_seed_read(struct vms_seed_index *ix, const struct vms_seed_loc *loc,
     if (loc->kind == VMS_LOC_IMAGE)
         rc = fsp_source_pread(seed->src, out, loc->len, loc->offset, err);
     else
-        rc = read_stream_range(seed->src, seed->m, &seed->m->streams[loc->stream], loc->offset,
-                               loc->len, out, err);
+        rc = vms_stream_pread(seed->src, seed->m, &seed->m->streams[loc->stream], loc->offset,
+                              loc->len, out, err);
     if (rc)
         return rc;
     uint8_t actual[FSP_SHA256_LEN];
@@ -304,11 +311,8 @@ static int stream_pieces(struct vms_seed *seed, const struct vms_lstream *s, uin
     int rc = 0;
     for (size_t i = 0; i < s->n_extents && !rc; i++) {
         const struct fsp_extent *x = &seed->m->extents[s->first_extent + i];
-        uint64_t lo = x->logical > at ? x->logical : at;
-        uint64_t hi = x->logical + x->length < end ? x->logical + x->length : end;
-        if (hi > s->valid_size)
-            hi = s->valid_size;
-        if (lo >= hi || (x->flags & FSP_EXT_UNWRITTEN))
+        uint64_t lo, hi;
+        if (!clip_extent(s, x, at, end, &lo, &hi))
             continue;
         if (lo > at)
             rc = piece(ctx, seed, at - base, -1, lo - at);

@@ -21,6 +21,12 @@ int vms_seed_needs_of(const struct vms_loaded *t, struct vms_seed_needs *needs, 
 int vms_seed_load(struct vms_ctx *c, const char *path, const struct vms_seed_needs *needs,
                   struct vms_loaded **out, bool *rescanned, fsp_error *err);
 
+/* Copies bytes [OFF, OFF+LEN) of M's stream S, as image SRC holds them,
+ * through the stream's extents: holes, unwritten extents and bytes past the
+ * valid size are zeros. */
+int vms_stream_pread(fsp_source *src, const struct vms_loaded *m, const struct vms_lstream *s,
+                     uint64_t off, uint64_t len, uint8_t *out, fsp_error *err);
+
 enum vms_loc_kind { VMS_LOC_STREAM, VMS_LOC_IMAGE };
 
 /* Where an object's bytes are in a seed: a stream range, or image bytes. */

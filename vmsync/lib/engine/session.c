@@ -82,6 +82,11 @@ static int connect_repo(struct vms_client *cl, fsp_error *err)
 {
     if (cl->repo)
         return 0;
+    /* Over plain http:// only the signature vouches for what arrives. */
+    if (!strncmp(cl->path, "http://", 7) && !cl->n_anchors)
+        return fsp_fail(err, FSP_EK_USAGE, -EPERM,
+                        "%s: plain http:// needs a trusted signing key (--trust); use https://",
+                        cl->path);
     struct vms_repo_progress progress = {backend_progress, cl, cl->cancel};
     return vms_repo_open_reporting(cl->path, cl->user, cl->host, &cl->remote, &progress,
                                    &cl->repo, err);
@@ -162,10 +167,18 @@ int vms_ctx_open(struct vms_ctx *c, vms_client *cl, struct vms_stats *stats, fsp
     return vms_ctx_connect(c, err);
 }
 
+void vms_ctx_hang_up(struct vms_ctx *c)
+{
+    if (c->repo && c->s->one_operation)
+        vms_repo_hang_up(c->repo);
+}
+
 int vms_ctx_close(struct vms_ctx *c, int rc, fsp_error *err)
 {
-    if (!rc && c->repo)
+    if (!rc && c->repo) {
+        vms_ctx_hang_up(c);
         rc = vms_repo_settle(c->repo, err);
+    }
     if (c->repo && c->stats) {
         struct vms_traffic t;
         vms_repo_traffic(c->repo, &t);
@@ -182,7 +195,7 @@ int vms_ctx_close(struct vms_ctx *c, int rc, fsp_error *err)
      * that broke, a request cut short, objects put but not flushed.  The next
      * operation opens a new one.  The fired token tells the close not to wait
      * for an agent that may never answer. */
-    if (rc && c->client->repo) {
+    if ((rc || c->s->one_operation) && c->client->repo) {
         if (rc < 0 && (err->kind == VMS_EK_NETWORK || err->kind == FSP_EK_CANCELLED))
             vms_cancel_fire(c->client->cancel);
         vms_repo_close(c->client->repo);
@@ -266,16 +279,25 @@ int vms_ctx_manifest(struct vms_ctx *c, const uint8_t id[FSP_SHA256_LEN], char *
 
 /* fsparse's phases of a scan ("metadata", "files") count one figure: the
  * engine's event says which scan it is instead. */
+int vms_ctx_scan_progress(struct vms_ctx *c, uint64_t done, uint64_t total)
+{
+    fsp_error ignored; /* a lost link fails the next request, with its own message */
+    if (c->repo)
+        vms_repo_keep_alive(c->repo, &ignored); /* scans run between requests */
+    c->scan.done = done;
+    c->scan.total = total;
+    return vms_client_emit(c->client, &c->scan);
+}
+
 static int h_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
     (void)phase;
-    struct vms_scan_hooks *h = ctx;
-    fsp_error ignored; /* a lost link fails the next request, with its own message */
-    if (h->c->repo)
-        vms_repo_keep_alive(h->c->repo, &ignored); /* scans run between requests */
-    h->c->scan.done = done;
-    h->c->scan.total = total;
-    return vms_client_emit(h->c->client, &h->c->scan);
+    return vms_ctx_scan_progress(((struct vms_scan_hooks *)ctx)->c, done, total);
+}
+
+void vms_ctx_warn_at(struct vms_ctx *c, uint32_t volume, const char *path, const char *msg)
+{
+    warn_at(c, path ? volume : 0, path, msg);
 }
 
 static int h_warning(void *ctx, uint32_t volume, const char *path, const char *msg)
@@ -342,7 +364,7 @@ static int report_scan(struct vms_ctx *c, fsp_error *err)
 }
 
 /* Names IMAGE in the scan's events, and says the scan began. */
-static int scan_started(struct vms_ctx *c, const char *image, fsp_error *err)
+int vms_ctx_scan_started(struct vms_ctx *c, const char *image, fsp_error *err)
 {
     c->scan.subject = image;
     c->scan.done = c->scan.total = 0;
@@ -350,7 +372,7 @@ static int scan_started(struct vms_ctx *c, const char *image, fsp_error *err)
 }
 
 /* fsparse reports as it reads, not at the end: say the scan read it all. */
-static int scan_finished(struct vms_ctx *c, int rc, fsp_error *err)
+int vms_ctx_scan_finished(struct vms_ctx *c, int rc, fsp_error *err)
 {
     c->scan.done = c->scan.total;
     return rc ? rc : report_scan(c, err);
@@ -379,9 +401,9 @@ static int scan_summary(struct vms_ctx *c, const char *image, bool as_raw, struc
     vms_scan_hooks_init(&so.hooks, c, &nothing);
     so.hooks.fwd.sink.done = so_done;
     memset(out, 0, sizeof *out);
-    rc = scan_started(c, image, err);
+    rc = vms_ctx_scan_started(c, image, err);
     if (!rc)
-        rc = scan_finished(c, fsp_scan(src, NULL, &so.hooks.fwd.sink, err), err);
+        rc = vms_ctx_scan_finished(c, fsp_scan(src, NULL, &so.hooks.fwd.sink, err), err);
     fsp_source_close(src);
     return rc;
 }
@@ -407,6 +429,6 @@ int vms_ctx_scan_into(struct vms_ctx *c, const char *image, const char *manifest
                              .ctx = h};
     struct vms_manifest_create_opts o = {.scan_flags = flags, .progress = h->fwd.sink.progress,
                                          .warning = h->fwd.sink.warning, .hooks = &hooks, .ctx = h};
-    int rc = scan_started(c, image, err);
-    return rc ? rc : scan_finished(c, vms_manifest_create(image, manifest, &o, err), err);
+    int rc = vms_ctx_scan_started(c, image, err);
+    return rc ? rc : vms_ctx_scan_finished(c, vms_manifest_create(image, manifest, &o, err), err);
 }

@@ -28,6 +28,8 @@ struct upload {
     uint8_t parent_manifest[FSP_SHA256_LEN]; /* check-in: the checked-out version's, */
     char parent_manifest_path[PATH_MAX];     /* held here ("" when not) */
     bool dry_run;                /* check-in -n: count what is missing, send nothing */
+    bool piped;                  /* the scan runs on a thread, objects go out as it reads on */
+    uint64_t unsent;             /* piped: bytes put since the last round went out */
     struct vms_keyset asked;     /* dry run: each object once */
     uint8_t pending[256][FSP_SHA256_LEN]; /* dry run: asked in one round */
     uint32_t pending_len[256];
@@ -105,13 +107,42 @@ static void count_sent(struct upload *u)
     u->stats->bytes_sent_compressed = t.bytes_sent - before->bytes_sent;
 }
 
+/* Piped: the objects that the checked-out version lacks go to the calling thread. */
+static bool u_keep(void *ctx, const uint8_t hash[FSP_SHA256_LEN])
+{
+    return !vms_keyset_find(&((struct upload *)ctx)->in_parent, hash, NULL);
+}
+
+static int u_put(void *ctx, const uint8_t hash[FSP_SHA256_LEN], const void *data, size_t len)
+{
+    struct upload *u = ctx;
+    u->unsent += len;
+    return vms_repo_put(u->c->repo, hash, data, len, &u->repo_err);
+}
+
+/* The scan has nothing new for now: what it found goes out, so the link
+ * works while the scan reads on.  Not a few objects at a time: each round
+ * waits a round trip for the agent's answer. */
+#define EARLY_ROUND (4u << 20)
+static int u_idle(void *ctx)
+{
+    struct upload *u = ctx;
+    if (u->unsent < EARLY_ROUND)
+        return 0;
+    u->unsent = 0;
+    return vms_repo_flush(u->c->repo, &u->repo_err);
+}
+
 /* Scans IMAGE into a manifest at MANIFEST, storing missing objects. */
 static int scan_and_store(struct upload *u, const char *image, const char *manifest,
                           uint32_t flags, fsp_error *err)
 {
     static const struct fsp_sink storing = {.volume = u_volume, .object = u_object,
                                          .reuse_stream = u_reuse};
-    int rc = vms_ctx_scan_into(u->c, image, manifest, flags, &u->hooks, &storing, err);
+    const struct vms_pipe_sink piping = {.ctx = u, .keep = u_keep, .volume = u_volume,
+                                         .reuse_stream = u_reuse, .object = u_put, .idle = u_idle};
+    int rc = u->piped ? vms_ctx_scan_piped(u->c, image, manifest, flags, &piping, err)
+                      : vms_ctx_scan_into(u->c, image, manifest, flags, &u->hooks, &storing, err);
     if (rc && u->repo_err.msg[0])
         *err = u->repo_err; /* the repository's reason, not the scan's "cancelled" */
     return rc;
@@ -309,6 +340,8 @@ static int checkin_leased(struct upload *u, const struct vms_checkin_opts *o, co
                           char *manifest, size_t len, fsp_error *err)
 {
     int rc = o->full_rescan ? 0 : load_reference(u, o->name, lease->version, err);
+    /* over ssh:// the link works while the scan reads on */
+    u->piped = !u->dry_run && vms_repo_is_remote(u->c->client->path);
     if (!rc)
         rc = temp_manifest(u->c, "checkin", manifest, len, err);
     if (!rc)
@@ -328,6 +361,8 @@ static int checkin_leased(struct upload *u, const struct vms_checkin_opts *o, co
     if (!rc)
         rc = audit_checkin(u, o->name, lease->version,
                            u->stats->already_recorded ? "recorded by an interrupted run" : NULL, err);
+    if (!rc)
+        vms_ctx_hang_up(u->c); /* the release and the audit entry were the last requests */
     return rc ? rc : vms_repo_settle(u->c->repo, err); /* before the image's record says so */
 }
 

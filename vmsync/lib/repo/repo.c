@@ -1,19 +1,27 @@
 /* Opening a repository: a directory is the local backend (repo/local), an
  * ssh:// URL the agent's client (repo/remote), a file that reads as a tar or
- * "-" (standard input) a bundle (repo/bundle, read-only).  After that, every call goes
+ * "-" (standard input) a bundle (repo/bundle, read-only), an https:// or
+ * http:// URL a published tree (repo/web, read-only).  After that, every call goes
  * through the handle's table of operations (repo.h). */
 #include "repo/bundle/bundle.h"
+#include "repo/cache/cache.h"
 #include "repo/local/local.h"
 #include "repo/remote/remote.h"
+#include "repo/web/web.h"
 
 #include <errno.h>
 #include <string.h>
 
 bool vms_repo_is_remote(const char *path) { return strncmp(path, "ssh://", 6) == 0; }
 
+bool vms_repo_is_web(const char *path)
+{
+    return !strncmp(path, "https://", 8) || !strncmp(path, "http://", 7);
+}
+
 int vms_repo_init(const char *path, fsp_error *err)
 {
-    if (vms_repo_is_remote(path))
+    if (vms_repo_is_remote(path) || vms_repo_is_web(path))
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL,
                         "%s: init works on local paths only: run it on the server", path);
     return vms_local_init(path, err);
@@ -35,9 +43,16 @@ int vms_repo_open_reporting(const char *path, const char *user, const char *host
         progress = &silent;
     if (vms_repo_is_remote(path))
         return vms_remote_open(path, user, host, remote, progress, out, err);
+    if (vms_repo_is_web(path))
+        return vms_web_open(path, remote, progress, out, err);
     if (!strcmp(path, "-") || vms_bundle_sniff(path))
         return vms_bundle_open(path, progress, out, err);
     return vms_local_open(path, user, host, progress, out, err);
+}
+
+int vms_repo_open_reflector(const struct vms_reflect_opts *o, vms_repo **out, fsp_error *err)
+{
+    return vms_reflect_open(o, out, err);
 }
 
 int vms_repo_report(const struct vms_repo_progress *p, enum vms_phase phase, uint64_t done,
@@ -56,6 +71,10 @@ int vms_repo_local_only(const vms_repo *r, const char *what, fsp_error *err)
 
 int vms_repo_read_only(const vms_repo *r, const char *what, fsp_error *err)
 {
+    if (!strcmp(r->ops->kind, "web"))
+        return fsp_fail(err, FSP_EK_USAGE, -EROFS,
+                        "%s: %s: a web-served repository is read-only (check in through ssh://)",
+                        vms_repo_path(r), what);
     return fsp_fail(err, FSP_EK_USAGE, -EROFS, "%s: %s: the repository is read-only", vms_repo_path(r),
                     what);
 }

@@ -68,6 +68,24 @@ int vms_repo_open_reporting(const char *path, const char *user, const char *host
                             fsp_error *err);
 bool vms_repo_is_remote(const char *path);
 
+/* A branch reflector's repository (vmsync-agent --upstream): the bounded cache
+ * of objects and manifests in DIR in front of the ssh:// UPSTREAM, which keeps
+ * everything else (repo/cache/cache.h has the details). */
+struct vms_reflect_opts {
+    const char *upstream;  /* the repository's ssh:// URL upstream */
+    const char *name;      /* how the client named it: errors say this */
+    const char *dir;       /* the cache directory (created) */
+    uint64_t max;          /* bytes the cache may hold */
+    const char *user, *host; /* who upstream records (see vms_serve_opts) */
+    const struct vms_remote_opts *remote;
+    const struct vms_public_key *trusted; /* with N_TRUSTED > 0, versions must be */
+    size_t n_trusted;                     /* signed well by one of them */
+};
+
+int vms_repo_open_reflector(const struct vms_reflect_opts *o, vms_repo **out, fsp_error *err);
+/* https:// or http://: a tree that vmsync publish wrote (repo/web). */
+bool vms_repo_is_web(const char *path);
+
 /* ---- the operations ----------------------------------------------------------
  * Each is a function type, written once here; a backend declares its own
  * functions with these types and fills struct vms_repo_ops (at the end) with
@@ -129,6 +147,10 @@ typedef int vms_repo_flush_fn(vms_repo *r, fsp_error *err);
  * is returned, here and by every later call on the handle.  Each operation
  * ends with it (vms_ctx_close); NULL where nothing is ever owed. */
 typedef int vms_repo_settle_fn(vms_repo *r, fsp_error *err);
+/* Tells the server that no request follows those sent: the answers still
+ * owed can be read (settle), and the close then waits for nothing more, as
+ * the agent ends its session once it has answered them.  Remote only. */
+typedef void vms_repo_hang_up_fn(vms_repo *r);
 
 /* Fetches objects HASHES[0..n), verified against their hashes.  A missing
  * object is FSP_EK_CORRUPT "object X is not in the repository"; a damaged one
@@ -148,9 +170,10 @@ typedef int vms_repo_get_stored_fn(vms_repo *r, const uint8_t (*hashes)[FSP_SHA2
 /* Copies the manifest file at PATH into the repository (checked by reading it
  * first) and returns its id: the SHA-256 of the file. */
 typedef int vms_repo_put_manifest_fn(vms_repo *r, const char *path, uint8_t id[FSP_SHA256_LEN], fsp_error *err);
-/* Remote only: the same, sent as a delta against the manifest BASE, which the
- * repository holds and the caller has at BASE_PATH.  Whole when no delta can
- * be made or the agent cannot rebuild this very file from it. */
+/* Remote and reflector only: the same, sent as a delta against the manifest
+ * BASE, which the repository holds and the caller has at BASE_PATH (a
+ * reflector's cache has it: BASE_PATH may be NULL there).  Whole when no
+ * delta can be made or the agent cannot rebuild this very file from it. */
 typedef int vms_repo_put_manifest_delta_fn(vms_repo *r, const char *path,
     const uint8_t base[FSP_SHA256_LEN], const char *base_path, uint8_t id[FSP_SHA256_LEN],
     fsp_error *err);
@@ -272,6 +295,11 @@ typedef int vms_repo_key_generate_fn(vms_repo *r, bool replace, struct vms_publi
                                      fsp_error *err);
 /* The public half of the key; no key is VMS_EK_NOTFOUND. */
 typedef int vms_repo_key_public_fn(vms_repo *r, struct vms_public_key *out, fsp_error *err);
+/* Reflectors only: HASHES is the list a GET is about to read one by one, in
+ * order, valid until the next call (NULL, 0 ends it).  What the cache lacks
+ * of it is fetched ahead, a window of it per request upstream. */
+typedef int vms_repo_prefetch_fn(vms_repo *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
+                                 fsp_error *err);
 /* Bundles only: what the bundle holds and needs, to CB (see vmsync.h). */
 typedef int vms_repo_bundle_info_fn(vms_repo *r, vms_bundle_info_cb cb, void *ctx, fsp_error *err);
 
@@ -283,7 +311,7 @@ typedef int vms_repo_bundle_info_fn(vms_repo *r, vms_bundle_info_cb cb, void *ct
  * leaves every operation that writes NULL: put, flush, put_manifest,
  * add_version, forget, lease_take, lease_release, audit, gc. */
 struct vms_repo_ops {
-    const char *kind; /* "local", "ssh", "bundle" */
+    const char *kind; /* "local", "ssh", "bundle", "web", "reflector" */
     vms_repo_close_fn *close;
     vms_repo_path_fn *path;
     vms_repo_traffic_fn *traffic;
@@ -292,10 +320,11 @@ struct vms_repo_ops {
     vms_repo_put_fn *put;
     vms_repo_flush_fn *flush;
     vms_repo_settle_fn *settle; /* remote only: NULL elsewhere */
+    vms_repo_hang_up_fn *hang_up; /* remote only: NULL elsewhere */
     vms_repo_get_fn *get;
     vms_repo_get_stored_fn *get_stored; /* local only: NULL elsewhere */
     vms_repo_put_manifest_fn *put_manifest;
-    vms_repo_put_manifest_delta_fn *put_manifest_delta; /* remote only: NULL elsewhere */
+    vms_repo_put_manifest_delta_fn *put_manifest_delta; /* remote, reflector: NULL elsewhere */
     vms_repo_get_manifest_fn *get_manifest;
     vms_repo_version_fn *version;
     vms_repo_add_version_fn *add_version;
@@ -317,6 +346,7 @@ struct vms_repo_ops {
     vms_repo_key_generate_fn *key_generate; /* local only: NULL elsewhere */
     vms_repo_key_public_fn *key_public;     /* local and ssh:// */
     vms_repo_bundle_info_fn *bundle_info; /* bundle only: NULL elsewhere */
+    vms_repo_prefetch_fn *prefetch;       /* reflector only: NULL elsewhere */
 };
 
 /* Calls into the handle's table.  R is evaluated more than once, so it must
@@ -335,6 +365,9 @@ struct vms_repo_ops {
 #define vms_repo_audit_log(r, ...) ((r)->ops->audit_log((r), __VA_ARGS__))
 #define vms_repo_keep_alive(r, err) ((r)->ops->keep_alive ? (r)->ops->keep_alive((r), (err)) : 0)
 #define vms_repo_settle(r, err) ((r)->ops->settle ? (r)->ops->settle((r), (err)) : 0)
+#define vms_repo_hang_up(r) ((r)->ops->hang_up ? (r)->ops->hang_up(r) : (void)0)
+#define vms_repo_prefetch(r, hashes, n, err) \
+    ((r)->ops->prefetch ? (r)->ops->prefetch((r), (hashes), (n), (err)) : 0)
 #define vms_repo_gc_wait(r, seconds) ((r)->ops->gc_wait ? (r)->ops->gc_wait((r), (seconds)) : (void)0)
 
 /* The operations that write fail on a read-only backend with FSP_EK_USAGE
@@ -433,5 +466,27 @@ int vms_bundle_add_object(vms_bundle_writer *w, const uint8_t hash[FSP_SHA256_LE
 /* *WRITTEN gets the bundle's size in bytes. */
 int vms_bundle_writer_commit(vms_bundle_writer *w, uint64_t *written, fsp_error *err);
 void vms_bundle_writer_abort(vms_bundle_writer *w);
+
+/* ---- the version record (repo/bundle/records.c; docs/bundle.md) ----------
+ * One encoding of a version and its signature, carried by bundles and by
+ * web trees alike; decoders fail with FSP_EK_FORMAT naming PATH and the
+ * member. */
+struct vms_wbuf;
+void vms_bundle_encode_version(struct vms_wbuf *b, const struct vms_version *v);
+int vms_bundle_decode_version(const uint8_t *p, size_t len, struct vms_version *v,
+                              const char *path, fsp_error *err);
+/* The signature record: V's signer and signature, as the catalog holds them.
+ * Decoding fills V's and sets V->is_signed; it checks the record's shape, not
+ * the signature, which is the client's to judge (vms_signature_state). */
+void vms_bundle_encode_signature(struct vms_wbuf *b, const struct vms_version *v);
+int vms_bundle_decode_signature(const uint8_t *p, size_t len, struct vms_version *v,
+                                const char *path, fsp_error *err);
+
+/* ---- publishing a web tree (repo/web; the layout is docs/web.md) -----------
+ * Writes every version of SRC (a local repository: its stored objects are
+ * copied as they are) into DIR as a static tree, adding to what an earlier
+ * publish wrote there and changing no file of it but the top-level index,
+ * which is renamed into place last. */
+int vms_web_publish(vms_repo *src, const char *dir, struct vms_publish_stats *st, fsp_error *err);
 
 #endif

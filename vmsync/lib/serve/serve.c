@@ -167,6 +167,26 @@ outside:
                     "--root", path);
 }
 
+/* A reflector's repository: upstream's of the same name, through the cache
+ * (one for every repository: objects are named by their content). */
+static int open_reflected(struct request *q)
+{
+    const struct vms_serve_opts *o = q->a->o;
+    const char *p = q->a->path;
+    while (*p == '/')
+        p++;
+    char url[2 * PATH_MAX], host[512];
+    if (!*p || strstr(p, "..") || strlen(o->upstream) + strlen(p) + 2 > PATH_MAX)
+        return fsp_fail(q->err, FSP_EK_USAGE, -EINVAL, "%s: not a repository name", q->a->path);
+    snprintf(url, sizeof url, "%s/%s", o->upstream, p);
+    snprintf(host, sizeof host, "%s@%s", o->user, client_host(q->a));
+    struct vms_reflect_opts ro = {.upstream = url, .name = q->a->path, .dir = o->reflect_dir,
+                                  .max = o->reflect_max, .user = o->user, .host = host,
+                                  .remote = o->upstream_opts, .trusted = o->trusted,
+                                  .n_trusted = o->n_trusted};
+    return vms_repo_open_reflector(&ro, &q->a->repo, q->err);
+}
+
 static int on_open(struct request *q)
 {
     struct agent *a = q->a;
@@ -174,8 +194,8 @@ static int on_open(struct request *q)
     vms_get_strbuf(q->body, a->path, sizeof a->path);
     if (!vms_get_done(q->body) || a->repo)
         return malformed(q, VMS_M_OPEN);
-    int rc = resolve(q, a->path, full);
-    if (!rc)
+    int rc = a->o->upstream ? open_reflected(q) : resolve(q, a->path, full);
+    if (!rc && !a->o->upstream)
         rc = vms_repo_open(full, a->o->user, client_host(a), NULL, &a->repo, q->err);
     if (!rc && a->o->cache_max &&
         vms_repo_cache_dir(a->repo, "segments", a->cache, sizeof a->cache, q->err))
@@ -613,10 +633,20 @@ static int rebuild_manifest(struct request *q, const uint8_t base[FSP_SHA256_LEN
     return rc;
 }
 
+/* Whether the failure ERR is the delta's, not the agent's: BASE unknown or
+ * damaged here, a delta that does not decode or decodes to no manifest,
+ * another file than the client's (a zstd of another version there or here).
+ * A read or write failure of the repository or the cache, or no memory, is
+ * the agent's own, and sending the manifest whole would not mend it. */
+static bool delta_unusable(const fsp_error *err)
+{
+    return err->code == -ESTALE || err->kind == FSP_EK_CORRUPT || err->kind == FSP_EK_FORMAT ||
+           err->kind == VMS_EK_NOTFOUND;
+}
+
 /* Stores the manifest that DELTA against BASE decodes to, when its id is ID.
- * Whatever keeps the agent from it (BASE unknown, a delta that does not
- * decode, another file than the client's: a zstd of another version there
- * or here) is -ESTALE, which tells the client to send the manifest whole. */
+ * A delta that cannot be used is -ESTALE, which tells the client to send
+ * the manifest whole; the agent's own failures stay what they are. */
 static int store_from_delta(struct request *q, const uint8_t base[FSP_SHA256_LEN],
                             const uint8_t id[FSP_SHA256_LEN], const struct vms_wbuf *delta)
 {
@@ -631,9 +661,9 @@ static int store_from_delta(struct request *q, const uint8_t base[FSP_SHA256_LEN
         rc = fsp_fail(q->err, FSP_EK_CORRUPT, -ESTALE, "the manifest rebuilt from the delta "
                       "is not the one the client named");
     if (!rc)
-        rc = vms_repo_put_manifest(q->a->repo, path, rebuilt, q->err); /* reads it: a bad one is refused */
+        rc = vms_repo_put_manifest_from(q->a->repo, path, base, NULL, rebuilt, q->err); /* read: checked */
     unlink(path);
-    if (rc && q->err->code != -ESTALE && q->err->code != -ENOMEM && q->err->code != -ENOSPC)
+    if (rc && delta_unusable(q->err))
         q->err->code = rc = -ESTALE;
     return rc;
 }
@@ -760,7 +790,8 @@ static int on_get(struct request *q)
                         (unsigned long long)bwlimit, VMS_BWLIMIT_MIN);
     a->stats->last_bwlimit = bwlimit;
     uint32_t *lens = malloc((n + 1) * sizeof *lens);
-    int rc = lens ? sizes_of(q, hashes, n, lens)
+    int rc = vms_repo_prefetch(a->repo, hashes, n, q->err); /* a reflector fetches ahead */
+    rc = rc ? rc : lens ? sizes_of(q, hashes, n, lens)
                   : fsp_fail(q->err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
     struct serving s = {a, hashes, NULL};
     struct vms_xfer_source src = {.hashes = hashes, .lens = lens, .n = n, .read = read_object,
@@ -790,6 +821,8 @@ static int on_get(struct request *q)
         a->stats->last_level = rep.level_last;
     }
     free(lens);
+    fsp_error ignored;
+    vms_repo_prefetch(a->repo, NULL, 0, &ignored); /* HASHES lives in this request only */
     return rc;
 }
 
@@ -1056,8 +1089,10 @@ static void hide_root(char *msg, size_t cap, const char *root)
 static void hide_roots(const struct agent *a, fsp_error *err)
 {
     hide_root(err->msg, sizeof err->msg, a->root);
-    if (a->o->root[0] == '/')
+    if (a->o->root && a->o->root[0] == '/')
         hide_root(err->msg, sizeof err->msg, a->o->root); /* as given, symlinks and all */
+    if (a->o->upstream) /* "UPSTREAM/NAME: ..." is "NAME: ...", as the client named it */
+        hide_root(err->msg, sizeof err->msg, a->o->upstream);
 }
 
 /* A key that adds must not take away: --append-only (and --read-only) refuse
@@ -1168,6 +1203,9 @@ static int serve_loop(struct agent *a, fsp_error *err)
         a->stats->requests++;
         struct request q = {a, &body, err, false};
         if (type == VMS_M_PING) {
+            fsp_error later; /* a link upstream that is gone fails the next request */
+            if (a->repo)
+                vms_repo_keep_alive(a->repo, &later); /* a reflector's upstream session too */
             rc = reply(&q, VMS_M_PONG, NULL);
         } else {
             handler h = handler_for(a, type);
@@ -1286,8 +1324,12 @@ int vms_serve(const struct vms_serve_opts *o, int in_fd, int out_fd, struct vms_
 {
     struct agent a = {.o = o, .in_fd = in_fd, .out_fd = out_fd, .stats = stats};
     memset(stats, 0, sizeof *stats);
-    if (!realpath(o->root, a.root)) /* the client sees this: no path */
-        return fsp_fail(err, FSP_EK_OPEN, -errno, "the agent's --root: %s", strerror(errno));
+    const char *root = o->upstream ? o->reflect_dir : o->root; /* a reflector hides its cache */
+    if (o->upstream)
+        mkdir(o->reflect_dir, 0700); /* else realpath says why; store.c says why 0700 */
+    if (!realpath(root, a.root)) /* the client sees this: no path */
+        return fsp_fail(err, FSP_EK_OPEN, -errno, "the agent's %s: %s",
+                        o->upstream ? "--cache-dir" : "--root", strerror(errno));
     a.conn = (struct vms_conn){.send = fd_send, .recv = fd_recv, .io = &a, .peer = "the client"};
     int rc = serve_loop(&a, err);
     if (a.repo)

@@ -24,8 +24,9 @@
  * Segments are cut at VMS_SEG_TARGET raw bytes, so the same list always gives
  * the same segments: the agent caches SOLID and CHAINED segments by their
  * objects (and a CHAINED one's prefix), at the highest level it compressed
- * them, and serves one to any request for that level or less; a second
- * client of the same version costs it no compression.
+ * them, and serves one to any request whose floor (--compress-level) is that
+ * level or less, whatever level the link would pick; a second client of the
+ * same version costs it no compression.
  *
  * A narrow link (a level of VMS_CHAIN_LEVEL or more) gets CHAINED segments
  * when the receiver speaks protocol 3: matches reach into the segment before,

@@ -55,15 +55,8 @@ struct vms_bundle_header {
 void vms_bundle_encode_header(struct vms_wbuf *b, const struct vms_bundle_header *h);
 int vms_bundle_decode_header(const uint8_t *p, size_t len, struct vms_bundle_header *h,
                              const char *path, fsp_error *err);
-void vms_bundle_encode_version(struct vms_wbuf *b, const struct vms_version *v);
-int vms_bundle_decode_version(const uint8_t *p, size_t len, struct vms_version *v,
-                              const char *path, fsp_error *err);
-/* The signature record: V's signer and signature, as the catalog holds them.
- * Decoding fills V's and sets V->is_signed; it checks the record's shape, not
- * the signature, which is the client's to judge (vms_signature_state). */
-void vms_bundle_encode_signature(struct vms_wbuf *b, const struct vms_version *v);
-int vms_bundle_decode_signature(const uint8_t *p, size_t len, struct vms_version *v,
-                                const char *path, fsp_error *err);
+/* The version and signature records are declared in repo.h: web trees
+ * carry them too. */
 
 /* The SHA-256 of a member's data, by name: the trailer lists one for every
  * member before it, so that a changed byte anywhere is found, and named. */

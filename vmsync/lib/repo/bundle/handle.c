@@ -92,19 +92,7 @@ static int bundle_get_manifest(vms_repo *r, const uint8_t id[FSP_SHA256_LEN], co
     }
     if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", dest) >= (int)sizeof tmp)
         return fsp_fail(err, FSP_EK_USAGE, -ENAMETOOLONG, "%s: path too long", dest);
-    int fd = vms_mkostemp_readable(tmp);
-    if (fd < 0)
-        return fsp_fail(err, FSP_EK_IO, fd, "%s: cannot create: %s", tmp, strerror(-fd));
-    int rc = vms_write_all(fd, b->c.manifest, b->c.manifest_len);
-    if (rc) {
-        close(fd);
-        unlink(tmp);
-        return fsp_fail(err, FSP_EK_IO, rc, "%s: cannot write: %s", tmp, strerror(-rc));
-    }
-    rc = vms_commit_file(fd, tmp, dest, err);
-    if (rc)
-        unlink(tmp);
-    return rc;
+    return vms_write_file_durably(tmp, dest, b->c.manifest, b->c.manifest_len, err);
 }
 
 /* IMAGE is the bundle's image; VMS_EK_NOTFOUND naming it otherwise. */

@@ -73,6 +73,7 @@ struct vms_remote {
     struct owed owed[OWED_MAX];
     size_t n_owed;
     int failed_rc; /* the first owed answer that failed: the handle's error from then on */
+    bool hung_up;  /* our end of the channel is closed: no request may follow */
     fsp_error failed;
     struct vms_repo_progress progress; /* CONNECT and SEND */
     const vms_cancel *cancel; /* progress.cancel */
@@ -590,10 +591,27 @@ static int settle(vms_remote *r, fsp_error *err)
 
 static int vms_remote_settle(vms_repo *repo, fsp_error *err) { return settle((vms_remote *)repo, err); }
 
+/* The agent reads the requests before our end of file, answers them and
+ * ends: its answers and the session's end come back in one round trip. */
+static void vms_remote_hang_up(vms_repo *repo)
+{
+    vms_remote *r = (vms_remote *)repo;
+    if (r->ch && !r->hung_up && ssh_channel_send_eof(r->ch) == SSH_OK)
+        r->hung_up = true;
+}
+
+/* A request after the hang-up would never be answered. */
+static int after_hang_up(vms_remote *r, fsp_error *err)
+{
+    if (r->hung_up)
+        return fsp_fail(err, VMS_EK_NETWORK, -EPIPE, "%s: the session was ended", r->url);
+    return failed_before(r, err);
+}
+
 /* Sends request TYPE, then reads what is owed: its own reply comes next. */
 static int send_request(vms_remote *r, uint8_t type, const struct vms_wbuf *b, fsp_error *err)
 {
-    int rc = failed_before(r, err);
+    int rc = after_hang_up(r, err);
     if (!rc)
         rc = vms_conn_send(&r->conn, type, b, err);
     return rc ? rc : settle(r, err);
@@ -616,7 +634,7 @@ static int owe(vms_remote *r, uint8_t reply, const uint8_t *id, fsp_error *err)
 /* Sends request TYPE without waiting for its REPLY, which read_owed checks. */
 static int send_owing(vms_remote *r, uint8_t type, struct vms_wbuf *b, uint8_t reply, fsp_error *err)
 {
-    int rc = failed_before(r, err);
+    int rc = after_hang_up(r, err);
     if (!rc)
         rc = vms_conn_send(&r->conn, type, b, err);
     vms_wbuf_free(b);
@@ -740,6 +758,24 @@ int vms_remote_open(const char *url, const char *user, const char *host,
     return 0;
 }
 
+/* Up to 10 s of silence (a minute in all).  Replies nobody will read (those after a failure)
+ * are read and dropped: left there, they would end the wait at once, and
+ * the agent, still at work on what it was sent, would outlive the client. */
+static void wait_for_agent_end(vms_remote *r)
+{
+    char drop[4096];
+    for (int quiet = 0, turns = 0; quiet < 100 && turns < 600 && ssh_channel_is_open(r->ch) &&
+                                   !ssh_channel_is_eof(r->ch);
+         turns++) {
+        int n = ssh_channel_poll_timeout(r->ch, 100, 0);
+        if (n < 0)
+            break;
+        if (n > 0)
+            ssh_channel_read_nonblocking(r->ch, drop, sizeof drop, 0);
+        quiet = n > 0 ? 0 : quiet + 1;
+    }
+}
+
 static void vms_remote_close(vms_repo *repo)
 {
     vms_remote *r = (vms_remote *)repo;
@@ -750,11 +786,9 @@ static void vms_remote_close(vms_repo *repo)
     if (r->ch && !vms_cancel_fired(r->cancel)) {
         /* Let the agent finish (commit, log) before the connection goes:
          * sshd may end a session's processes when its connection closes. */
-        ssh_channel_send_eof(r->ch);
-        for (int waited = 0; waited < 100 && ssh_channel_is_open(r->ch) &&
-                             ssh_channel_poll_timeout(r->ch, 100, 0) >= 0 && !ssh_channel_is_eof(r->ch);
-             waited++)
-            ;
+        if (!r->hung_up)
+            ssh_channel_send_eof(r->ch);
+        wait_for_agent_end(r);
     }
     if (r->ch) {
         ssh_channel_close(r->ch);
@@ -1317,7 +1351,7 @@ static int vms_remote_put_manifest(vms_repo *repo, const char *path, uint8_t id[
 {
     vms_remote *r = (vms_remote *)repo;
     struct vms_wbuf file = {0}, b = {0};
-    int rc = failed_before(r, err);
+    int rc = after_hang_up(r, err);
     if (!rc)
         rc = read_file(path, &file, err);
     if (!rc && vms_sha256(file.p, file.len, id))
@@ -1373,7 +1407,7 @@ static int vms_remote_put_manifest_delta(vms_repo *repo, const char *path,
     vms_put_hash(&b, base);
     vms_put_hash(&b, expected);
     vms_put_varint(&b, delta.len);
-    int rc = failed_before(r, err);
+    int rc = after_hang_up(r, err);
     if (!rc)
         rc = vms_conn_send(&r->conn, VMS_M_PUT_MANIFEST_DELTA, &b, err);
     if (!rc)
@@ -1671,6 +1705,7 @@ static const struct vms_repo_ops remote_ops = {
     .put = vms_remote_put,
     .flush = vms_remote_flush,
     .settle = vms_remote_settle,
+    .hang_up = vms_remote_hang_up,
     .get = vms_remote_get,
     .put_manifest = vms_remote_put_manifest,
     .put_manifest_delta = vms_remote_put_manifest_delta,
