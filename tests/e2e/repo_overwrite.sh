@@ -95,13 +95,15 @@ for where in local ssh; do
     [[ $(repo_digest "$out") == "$tdig" ]] || bad "$where: the checkout of t@1 over the checked-in work did not write t@1"
 
     # a VM writes to OUT while an export of t@2 over it runs: the export,
-    # stopped by gdb as it starts to verify the rebuilt image, finds
-    # the change and does not replace it
+    # stopped by gdb as it starts to verify the rebuilt image (from what it
+    # wrote, or by a scan when that cannot vouch), finds the change and does
+    # not replace it
     printf 'written during the export\n' >"$T/during.txt"
     # (LeakSanitizer cannot run under a debugger: a sanitizer build would fail at exit)
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
         timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
-        -ex 'set startup-with-shell off' -ex 'break vms_ctx_scan_summary_raw' -ex run \
+        -ex 'set startup-with-shell off' -ex 'break vms_out_digest' \
+        -ex 'break vms_ctx_scan_summary_raw' -ex run \
         -ex 'shell debugfs -w -R "write '"$T"'/during.txt /during.txt" "'"$out?offset=$PART"'" >/dev/null 2>&1' \
         -ex 'delete' -ex continue --args "$VMSYNC" export "$url" t@2 -o "$out" -q "${opts[@]}" \
         >"$T/$where.race.out" 2>&1 </dev/null || true

@@ -138,6 +138,33 @@ int vms_proto_fail(const struct vms_conn *c, fsp_error *err, const char *what)
 
 int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fsp_error *err)
 {
+    return vms_conn_send_watched(c, type, p, NULL, NULL, err);
+}
+
+/* A big message on a narrow link takes seconds: WRITTEN hears of each piece
+ * so that progress moves while it goes. */
+enum { WATCHED_PIECE = 256 << 10 };
+
+static int send_payload(struct vms_conn *c, const struct vms_wbuf *p,
+                        void (*written)(void *ctx, size_t n), void *ctx, fsp_error *err)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (!rc && off < p->len) {
+        size_t n = p->len - off;
+        if (written && n > WATCHED_PIECE)
+            n = WATCHED_PIECE;
+        rc = c->send(c->io, p->p + off, n, err);
+        off += n;
+        if (!rc && written)
+            written(ctx, off);
+    }
+    return rc;
+}
+
+int vms_conn_send_watched(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p,
+                          void (*written)(void *ctx, size_t n), void *ctx, fsp_error *err)
+{
     size_t plen = p ? p->len : 0;
     if (p && p->failed)
         return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory for a %s message",
@@ -152,7 +179,7 @@ int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fs
     head[4] = type;
     int rc = c->send(c->io, head, sizeof head, err);
     if (!rc && plen)
-        rc = c->send(c->io, p->p, plen, err);
+        rc = send_payload(c, p, written, ctx, err);
     if (!rc) {
         c->wire_out += sizeof head + plen;
         c->sent_last = true;

@@ -118,6 +118,10 @@ struct vms_conn {
 };
 /* Sends a message of TYPE with payload P (may be NULL for none). */
 int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fsp_error *err);
+/* The same, calling WRITTEN (when not NULL) with the payload bytes written
+ * so far after each piece of it. */
+int vms_conn_send_watched(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p,
+                          void (*written)(void *ctx, size_t n), void *ctx, fsp_error *err);
 /* Receives one message: *TYPE and its payload in BODY (valid until the next
  * receive). */
 int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_error *err);

@@ -577,6 +577,36 @@ static void report_segment(struct vms_xfer_report *rep, const struct slot *slot,
     rep->level_max = slot->level > rep->level_max ? slot->level : rep->level_max;
 }
 
+/* A segment under way: its share of raw bytes in proportion to what of its
+ * message is written.  A cancel asked for meanwhile waits for the message's
+ * end, so that the stream stays whole. */
+struct segment_watch {
+    struct pipeline *p;
+    uint64_t raw_before, raw;
+    size_t msg_len;
+    bool cancelled;
+};
+
+static void segment_written(void *ctx, size_t n)
+{
+    struct segment_watch *w = ctx;
+    uint64_t done = w->raw_before + (uint64_t)((double)w->raw * n / w->msg_len);
+    const struct vms_xfer_opts *o = w->p->o;
+    if (n < w->msg_len && o->progress(o->progress_ctx, done, w->p->raw_total))
+        w->cancelled = true;
+}
+
+static int send_segment(struct pipeline *p, struct vms_conn *c, const struct slot *slot,
+                        const struct seg *g, uint64_t raw_before, fsp_error *err)
+{
+    struct segment_watch w = {p, raw_before, g->raw, slot->msg.len, false};
+    int rc = vms_conn_send_watched(c, VMS_M_SEGMENT, &slot->msg,
+                                   p->o->progress ? segment_written : NULL, &w, err);
+    if (!rc && w.cancelled)
+        rc = vms_cancel_fail(err, "while sending");
+    return rc;
+}
+
 static int send_all(struct pipeline *p, struct vms_conn *c, struct vms_xfer_report *rep,
                     fsp_error *err)
 {
@@ -596,7 +626,7 @@ static int send_all(struct pipeline *p, struct vms_conn *c, struct vms_xfer_repo
         }
         double ready = now();
         pthread_mutex_unlock(&p->mu);
-        rc = vms_conn_send(c, VMS_M_SEGMENT, &slot->msg, err);
+        rc = send_segment(p, c, slot, &p->segs[s], rep->raw_bytes, err);
         sent += slot->msg.len;
         report_segment(rep, slot, &p->segs[s]);
         if (!rc && (pace(p->o->bwlimit, start, sent, p->o->cancel) ||

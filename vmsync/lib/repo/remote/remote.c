@@ -818,10 +818,15 @@ static void vms_remote_traffic(const vms_repo *repo, struct vms_traffic *out)
     out->round_trips = r->conn.round_trips;
 }
 
+/* A check-in sends in rounds while its scan goes on: the figures count from
+ * the session's first round, so that a rate can be measured across them. */
 static int send_progress(void *ctx, uint64_t done, uint64_t total)
 {
     vms_remote *r = ctx;
-    return r->progress.fn ? r->progress.fn(r->progress.ctx, VMS_PHASE_SEND, done, total) : 0;
+    uint64_t before = r->traffic.bytes_sent_raw;
+    return r->progress.fn ? r->progress.fn(r->progress.ctx, VMS_PHASE_SEND, before + done,
+                                           before + total)
+                          : 0;
 }
 
 /* ---- catalog calls ------------------------------------------------------------- */
