@@ -370,14 +370,20 @@ static int by_use(const void *a, const void *b)
     return (x->used.tv_nsec > y->used.tv_nsec) - (x->used.tv_nsec < y->used.tv_nsec);
 }
 
+/* Every file the cache holds: objects (one level of fan-out) and manifests. */
+static void list_cache(const struct vms_cache_store *s, struct file_list *l)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/objects", s->dir);
+    list_dir(l, p, 1);
+    snprintf(p, sizeof p, "%s/manifests", s->dir);
+    list_dir(l, p, 0);
+}
+
 uint64_t vms_cache_size(const struct vms_cache_store *s)
 {
     struct file_list l = {0};
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s/objects", s->dir);
-    list_dir(&l, p, 1);
-    snprintf(p, sizeof p, "%s/manifests", s->dir);
-    list_dir(&l, p, 0);
+    list_cache(s, &l);
     for (size_t i = 0; i < l.n; i++)
         free(l.f[i].path);
     free(l.f);
@@ -387,11 +393,7 @@ uint64_t vms_cache_size(const struct vms_cache_store *s)
 void vms_cache_evict(struct vms_cache_store *s)
 {
     struct file_list l = {0};
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s/objects", s->dir);
-    list_dir(&l, p, 1);
-    snprintf(p, sizeof p, "%s/manifests", s->dir);
-    list_dir(&l, p, 0);
+    list_cache(s, &l);
     if (l.total > s->max && l.n > 1)
         qsort(l.f, l.n, sizeof *l.f, by_use);
     for (size_t i = 0; i < l.n; i++) {
