@@ -283,7 +283,10 @@ enum vms_phase {
                                 * image in place, of all it needs (as FETCH, which follows) */
     VMS_PHASE_FETCH,           /* checkout: objects fetched from the repository; same unit.
                                 * bundle create: objects read into the bundle; raw bytes */
-    VMS_PHASE_SEND,            /* import, check-in over ssh://: objects sent; raw bytes */
+    VMS_PHASE_SEND,            /* import, check-in over ssh://: objects sent; raw bytes,
+                                * counted from the session's first round: a check-in
+                                * sends while it scans, and its TOTAL grows as it finds
+                                * more; SCAN_IMAGE events come between the rounds */
     VMS_PHASE_VERIFY,          /* checkout: the rebuilt image (SUBJECT: its temporary,
                                 * OUT.vmsync-part), verify: the image named (SUBJECT),
                                 * scanned to compare its digest; bytes */
