@@ -52,6 +52,7 @@ kill_at_last_sync() {
     shift
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
         timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
+        -iex 'set print thread-events off' \
         -ex 'set startup-with-shell off' -ex 'break sync_journal' -ex 'ignore 1 1' -ex run -ex kill \
         --args "$VMSYNC" "$@" >"$p.gdb" 2>&1 </dev/null || true
 }
@@ -64,6 +65,7 @@ write_seed_at_share() {
     shift 2
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
         timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
+        -iex 'set print thread-events off' \
         -ex 'set startup-with-shell off' -ex 'break vms_share_flush if sh->pending != 0' -ex run \
         -ex "eval \"shell dd if=/dev/urandom of=$seed bs=4096 count=1 seek=%lu conv=notrunc status=none\", (sh->src + 4095) / 4096" \
         -ex delete -ex continue --args "$VMSYNC" "$@" >"$p.gdb" 2>&1 </dev/null || true

@@ -31,6 +31,7 @@ kill_at() {
     local fn=$1 p=$2
     shift 2
     timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
+        -iex 'set print thread-events off' \
         -ex 'set startup-with-shell off' -ex "break $fn" -ex run -ex kill \
         --args "$VMSYNC" "$@" >"$p.out" 2>&1 </dev/null || true
 }

@@ -102,6 +102,7 @@ for where in local ssh; do
     # (LeakSanitizer cannot run under a debugger: a sanitizer build would fail at exit)
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
         timeout -k 10 "$VMSYNC_CMD_TIMEOUT" gdb -nx -batch -q -iex 'set debuginfod enabled off' \
+        -iex 'set print thread-events off' \
         -ex 'set startup-with-shell off' -ex 'break vms_out_digest' \
         -ex 'break vms_ctx_scan_summary_raw' -ex run \
         -ex 'shell debugfs -w -R "write '"$T"'/during.txt /during.txt" "'"$out?offset=$PART"'" >/dev/null 2>&1' \
