@@ -169,10 +169,12 @@ LIBEXECDIR ?= $(PREFIX)/lib/vmsync
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSTEMDUSERUNITDIR ?= $(PREFIX)/lib/systemd/user
 # The agent goes to bin/, not sbin/: sshd starts it through authorized_keys'
 # command= with the default PATH of a user, which has no sbin.
 INSTALL_PROGRAMS := vmsync vmsync-agent vmsync-gtk
 UNITS := vmsync-maintenance.service vmsync-maintenance.timer
+USER_UNITS := vmsync-prefetch@.service vmsync-prefetch@.timer
 ICONS := $(patsubst gui-gtk/data/%,%,$(shell find gui-gtk/data/icons -type f | sort))
 # The completion script comes with the man pages: installed once it is there.
 # It completes the agent too; bash-completion finds it by the command's name.
@@ -182,7 +184,7 @@ APPDATA := applications/org.vmsync.Gtk.desktop metainfo/org.vmsync.Gtk.metainfo.
 # Every file install writes, so that uninstall removes exactly those.
 INSTALLED := $(INSTALL_PROGRAMS:%=$(BINDIR)/%) $(LIBEXECDIR)/vmsync-maintenance \
              $(APPDATA:%=$(DATADIR)/%) $(ICONS:%=$(DATADIR)/%) \
-             $(UNITS:%=$(SYSTEMDUNITDIR)/%) \
+             $(UNITS:%=$(SYSTEMDUNITDIR)/%) $(USER_UNITS:%=$(SYSTEMDUSERUNITDIR)/%) \
              $(foreach m,$(notdir $(MAN_OUT)),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(m))
 # The units name the installed paths.
 SUBST_PATHS = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g'
@@ -190,6 +192,7 @@ SUBST_PATHS = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g
 programs: $(INSTALL_PROGRAMS:%=$(BUILD)/%)
 install: programs man
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(SYSTEMDUSERUNITDIR) \
 	  $(DESTDIR)$(DATADIR)/applications $(DESTDIR)$(DATADIR)/metainfo \
 	  $(DESTDIR)$(DATADIR)/bash-completion/completions
 	install -m 755 $(INSTALL_PROGRAMS:%=$(BUILD)/%) $(DESTDIR)$(BINDIR)/
@@ -198,6 +201,9 @@ install: programs man
 	for u in $(UNITS); do \
 	  $(SUBST_PATHS) packaging/systemd/$$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 	  chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	for u in $(USER_UNITS); do \
+	  $(SUBST_PATHS) packaging/systemd/$$u >$(DESTDIR)$(SYSTEMDUSERUNITDIR)/$$u; \
+	  chmod 644 $(DESTDIR)$(SYSTEMDUSERUNITDIR)/$$u; done
 	install -m 644 gui-gtk/data/org.vmsync.Gtk.desktop $(DESTDIR)$(DATADIR)/applications/
 	install -m 644 packaging/org.vmsync.Gtk.metainfo.xml $(DESTDIR)$(DATADIR)/metainfo/
 	$(if $(COMPLETION),install -m 644 $(COMPLETION) $(DESTDIR)$(DATADIR)/bash-completion/completions/vmsync)

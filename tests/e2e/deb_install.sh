@@ -114,6 +114,9 @@ in_root getent passwd vmsync || bad "no vmsync user"
 ls -l "$root"/lib/systemd/system/vmsync-maintenance.* || bad "no vmsync-maintenance units"
 grep -q '^OnCalendar=' "$root/lib/systemd/system/vmsync-maintenance.timer" || bad "the timer has no OnCalendar="
 [[ -L $root/etc/systemd/system/timers.target.wants/vmsync-maintenance.timer ]] || bad "the timer is not enabled"
+grep -q '^ExecStart=/usr/bin/vmsync prefetch %I' "$root/usr/lib/systemd/user/vmsync-prefetch@.service" ||
+    bad "the vmsync package has no prefetch user service running /usr/bin/vmsync"
+[[ -f $root/usr/lib/systemd/user/vmsync-prefetch@.timer ]] || bad "the vmsync package has no prefetch user timer"
 
 step "apt-get purge -y vmsync vmsync-agent vmsync-gtk"
 in_root apt-get purge -y vmsync vmsync-agent vmsync-gtk >"$T/purge.log" 2>&1 ||

@@ -22,6 +22,7 @@ files_under "$dest" >"$T/installed"
 info "installed: $(wc -l <"$T/installed") files"
 expect=(bin/vmsync bin/vmsync-agent bin/vmsync-gtk lib/vmsync/vmsync-maintenance
     lib/systemd/system/vmsync-maintenance.service lib/systemd/system/vmsync-maintenance.timer
+    lib/systemd/user/vmsync-prefetch@.service lib/systemd/user/vmsync-prefetch@.timer
     share/applications/org.vmsync.Gtk.desktop share/metainfo/org.vmsync.Gtk.metainfo.xml
     share/icons/hicolor/scalable/apps/org.vmsync.Gtk.svg
     share/icons/hicolor/symbolic/apps/org.vmsync.Gtk-symbolic.svg)
@@ -45,6 +46,8 @@ done
 "$dest/opt/vms/bin/vmsync" --version >"$T/version" 2>&1 || bad "the installed vmsync --version failed: $(cat "$T/version")"
 grep -q '^ExecStart=/opt/vms/lib/vmsync/vmsync-maintenance /srv/vmsync$' \
     "$dest/opt/vms/lib/systemd/system/vmsync-maintenance.service" || bad "the service does not run the installed script"
+grep -q '^ExecStart=/opt/vms/bin/vmsync prefetch %I --quiet$' \
+    "$dest/opt/vms/lib/systemd/user/vmsync-prefetch@.service" || bad "the prefetch service does not run the installed vmsync"
 grep -q '^vmsync=/opt/vms/bin/vmsync$' "$dest/opt/vms/lib/vmsync/vmsync-maintenance" || bad "the script does not run the installed vmsync"
 if grep -rl '@[A-Z]*DIR@' "$dest" >"$T/unsubst"; then bad "paths left unsubstituted in: $(cat "$T/unsubst")"; fi
 if command -v desktop-file-validate >/dev/null; then

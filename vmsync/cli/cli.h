@@ -14,6 +14,7 @@ int cmd_init(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_checkout(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_prefetch(int argc, char **argv);
 int cmd_checkin(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

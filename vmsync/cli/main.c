@@ -30,6 +30,7 @@ static const char *const main_usage =
     "  checkin REPO NAME IMAGE [-m MSG]                send what changed; record a new version\n"
     "  checkin --to-bundle FILE NAME IMAGE             the same, offline: into a bundle\n"
     "  export REPO NAME[@V] -o OUT                     materialise a version (no lease)\n"
+    "  prefetch REPO NAME [--seed IMG]...              fetch the latest version ahead of time\n"
     "  log REPO [NAME] [--json]                        versions, oldest first\n"
     "  diff REPO NAME@V1 NAME@V2 [--json]              what changed between two versions\n"
     "  verify REPO NAME[@V] IMAGE                      does IMAGE match the version?\n"
@@ -249,7 +250,8 @@ int main(int argc, char **argv)
     } commands[] = {
         {"manifest", cmd_manifest}, {"diff", cmd_diff},         {"inspect", cmd_inspect},
         {"init", cmd_init},         {"import", cmd_import},     {"checkout", cmd_checkout},
-        {"export", cmd_export},     {"checkin", cmd_checkin},   {"log", cmd_log},
+        {"export", cmd_export},     {"prefetch", cmd_prefetch}, {"checkin", cmd_checkin},
+        {"log", cmd_log},
         {"verify", cmd_verify},     {"gc", cmd_gc},             {"check", cmd_check},
         {"images", cmd_images},     {"leases", cmd_leases},     {"release", cmd_release},
         {"forget", cmd_forget},     {"prune", cmd_prune},       {"stats", cmd_stats},

@@ -1,13 +1,16 @@
-/* The repository commands: init, import, checkout, export, checkin, log,
- * verify, gc, check (and the repository form of diff, in diff_cmd.c). */
+/* The repository commands: init, import, checkout, export, prefetch,
+ * checkin, log, verify, gc, check (and the repository form of diff, in diff_cmd.c). */
 #include "cli.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -618,6 +621,229 @@ static int checkout_like(int argc, char **argv, bool export_only)
 
 int cmd_checkout(int argc, char **argv) { return checkout_like(argc, argv, false); }
 int cmd_export(int argc, char **argv) { return checkout_like(argc, argv, true); }
+
+/* ---- prefetch ------------------------------------------------------------------ */
+
+static const char *const prefetch_usage =
+    "usage: vmsync prefetch REPO NAME [--seed IMAGE]... [--retries N] [--ignore-metered]\n"
+    "                       [options]\n"
+    "       vmsync prefetch --snooze DURATION|off [--cache DIR]\n"
+    "\n"
+    "Fetches NAME's latest version ahead of time, while the laptop is online: it\n"
+    "is rebuilt into the cache (CACHE/prefetch/), from the seeds and from the last\n"
+    "prefetch, without a lease.  Every later checkout or export of NAME from REPO\n"
+    "takes it as a seed, so only what came since travels then.  It runs at the\n"
+    "lowest CPU and I/O priority, within --bwlimit and the settings' bandwidth\n"
+    "windows; a link that drops is tried again, and what arrived is kept.\n"
+    "\n"
+    "      --seed IMAGE       a local image to take content from (repeatable)\n"
+    "      --retries N        when the link drops, try again N times (default 5),\n"
+    "                         waiting 1, 2, 4... s (at most 60 s) in between\n"
+    "      --ignore-metered   fetch even when NetworkManager says the link is\n"
+    "                         metered (by default nothing is fetched then, exit 0)\n"
+    "      --snooze DURATION  no prefetch does anything for DURATION (s, m, h or d,\n"
+    "                         e.g. 90m), then they go on; off ends a snooze\n"
+    TRUST_HELP COMMON_HELP;
+
+struct prefetch_args {
+    struct common c;
+    struct vms_prefetch_opts o;
+    unsigned retries;
+    bool ignore_metered;
+    const char *snooze;
+};
+
+/* NetworkManager's Metered property: 1 yes, 3 guessed yes.  No NetworkManager
+ * (or no busctl) means no one says the link is metered. */
+static bool link_metered(void)
+{
+    FILE *p = popen("busctl --system get-property org.freedesktop.NetworkManager "
+                    "/org/freedesktop/NetworkManager org.freedesktop.NetworkManager Metered "
+                    "2>/dev/null", "r");
+    char line[64] = "";
+    if (!p)
+        return false;
+    bool read = fgets(line, sizeof line, p) != NULL;
+    pclose(p);
+    return read && (!strcmp(line, "u 1\n") || !strcmp(line, "u 3\n"));
+}
+
+/* A background job yields the CPU and the disk to the user's work. */
+static void lower_priority(void)
+{
+    enum { IOPRIO_WHO_PROCESS = 1, IOPRIO_CLASS_IDLE = 3, IOPRIO_CLASS_SHIFT = 13 };
+    /* best effort: a container may refuse either */
+    (void)setpriority(PRIO_PROCESS, 0, 19);
+    (void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT);
+}
+
+/* "90", "90s", "30m", "2h", "1d" as seconds; -1 when malformed. */
+static int64_t parse_duration(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    static const char units[] = "smhd";
+    static const int64_t scale[] = {1, 60, 3600, 86400};
+    const char *u = *end ? strchr(units, *end) : units;
+    if (errno || end == s || n < 0 || !u || !*u || (*end && end[1]) || n > (1LL << 40))
+        return -1;
+    return n * scale[u - units];
+}
+
+static const char *when_text(int64_t t);
+
+static int run_snooze(struct prefetch_args *a)
+{
+    bool off = !strcmp(a->snooze, "off");
+    int64_t secs = off ? 0 : parse_duration(a->snooze);
+    if (secs < 0)
+        return cli_usage_error(prefetch_usage, "bad --snooze: %s (e.g. 90m, 2h, or off)", a->snooze);
+    fsp_error err = {0};
+    int64_t until = off ? 0 : (int64_t)time(NULL) + secs;
+    /* the snooze is the cache's: the handle's repository is never opened */
+    int rc = vms_client_open(".", &a->c.s, &a->c.client, &err);
+    if (!rc)
+        rc = vms_prefetch_snooze(a->c.client, until, &err);
+    vms_client_close(a->c.client);
+    if (rc)
+        return cli_report(&err);
+    if (a->c.quiet)
+        return 0;
+    if (a->c.json)
+        printf("{\"snoozed_until\":%lld}\n", (long long)until);
+    else if (off)
+        puts("prefetching goes on: the snooze is over");
+    else
+        printf("prefetching is snoozed until %s\n", when_text(until));
+    return 0;
+}
+
+static const char *when_text(int64_t t)
+{
+    static char buf[64];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", localtime_r(&tt, &tm));
+    return buf;
+}
+
+/* Nothing to do now: snoozed, or on a metered link. */
+static int report_skipped(const struct prefetch_args *a, int64_t snoozed_until)
+{
+    if (a->c.quiet)
+        return 0;
+    if (a->c.json && snoozed_until)
+        printf("{\"skipped\":\"snoozed\",\"snoozed_until\":%lld}\n", (long long)snoozed_until);
+    else if (a->c.json)
+        puts("{\"skipped\":\"metered\"}");
+    else if (snoozed_until)
+        printf("prefetching is snoozed until %s: nothing fetched\n", when_text(snoozed_until));
+    else
+        puts("the link is metered: nothing fetched (--ignore-metered fetches anyway)");
+    return 0;
+}
+
+/* Waits before the next try; false when interrupted meanwhile. */
+static bool back_off(struct prefetch_args *a, unsigned attempt, const fsp_error *err)
+{
+    unsigned wait = attempt < 6 ? 1u << attempt : 60;
+    if (!a->c.quiet) {
+        cli_progress_clear(&a->c.bar);
+        fputs("vmsync: ", stderr);
+        vms_put_text(stderr, err->msg);
+        fprintf(stderr, "; trying again in %u s (%u of %u)\n", wait, attempt + 1, a->retries);
+    }
+    for (unsigned i = 0; i < wait * 10 && !cli_interrupted(); i++)
+        usleep(100000);
+    return !cli_interrupted();
+}
+
+static int run_prefetch(struct prefetch_args *a)
+{
+    struct vms_stats st = {0};
+    struct vms_prefetch_result r = {0};
+    fsp_error err = {0};
+    if (!a->ignore_metered && link_metered())
+        return report_skipped(a, 0);
+    lower_priority();
+    int rc = common_open(&a->c, &err);
+    for (unsigned attempt = 0; !rc; attempt++) {
+        rc = vms_prefetch(a->c.client, &a->o, &r, &st, &err);
+        if (!rc || err.kind != VMS_EK_NETWORK || attempt >= a->retries || !back_off(a, attempt, &err))
+            break;
+        rc = 0;
+    }
+    common_close(&a->c);
+    if (!rc && r.snoozed_until)
+        return report_skipped(a, r.snoozed_until);
+    char summary[PATH_MAX + 256], x[32], y[32], z[32];
+    if (!rc && st.in_place)
+        snprintf(summary, sizeof summary, "%s already holds %s@%u: nothing to fetch", r.image,
+                 a->o.name, st.version);
+    else if (!rc)
+        snprintf(summary, sizeof summary, "prefetched %s@%u into %s: %s from seeds, %s fetched (%s "
+                 "compressed) in %.1f s", a->o.name, st.version, r.image, mib(st.bytes_from_seeds, x),
+                 mib(st.bytes_fetched_raw, y), mib(st.bytes_fetched_compressed, z), st.seconds);
+    return finish(&a->c, rc, &err, &st, summary);
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_prefetch(int argc, char **argv, const char **seeds, struct prefetch_args *a)
+{
+    enum { OPT_SEED = 2000, OPT_RETRIES, OPT_METERED, OPT_SNOOZE };
+    static const struct option opts[] = {{"seed", required_argument, 0, OPT_SEED},
+                                         {"retries", required_argument, 0, OPT_RETRIES},
+                                         {"ignore-metered", no_argument, 0, OPT_METERED},
+                                         {"snooze", required_argument, 0, OPT_SNOOZE},
+                                         COMMON_OPTIONS, {0, 0, 0, 0}};
+    int opt, why;
+    char *end;
+    while ((opt = getopt_long(argc, argv, "qhi:", opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_SEED: seeds[a->o.n_seeds++] = optarg; break;
+        case OPT_RETRIES:
+            a->retries = (unsigned)strtoul(optarg, &end, 10);
+            if (*end || end == optarg || a->retries > 1000)
+                return cli_usage_error(prefetch_usage, "bad --retries: %s (0 to 1000)", optarg);
+            break;
+        case OPT_METERED: a->ignore_metered = true; break;
+        case OPT_SNOOZE: a->snooze = optarg; break;
+        case 'h': return fputs(prefetch_usage, stdout), 0;
+        default:
+            if ((why = common_option(&a->c, opt, prefetch_usage)) != 0)
+                return option_failed(why, prefetch_usage, argv);
+        }
+    }
+    a->o.seeds = seeds;
+    if (a->snooze)
+        return optind == argc ? -1 : cli_usage_error(prefetch_usage, "%s", "--snooze takes no REPO or NAME");
+    int took = cli_take_repo(argc, argv, 0, 2, 2, prefetch_usage);
+    if (took >= 0)
+        return took;
+    if (optind + 2 != argc)
+        return cli_usage_error(prefetch_usage, "%s", "needs REPO and NAME");
+    a->o.name = argv[optind + 1];
+    return -1;
+}
+
+int cmd_prefetch(int argc, char **argv)
+{
+    struct prefetch_args a = {.c = {.takes_trust = true}, .retries = 5};
+    const char **seeds = calloc((size_t)argc + 1, sizeof *seeds);
+    if (!seeds)
+        return fputs("vmsync: out of memory\n", stderr), 6;
+    int status = parse_prefetch(argc, argv, seeds, &a);
+    if (status < 0 && a.snooze) {
+        common_start(&a.c, ".");
+        status = run_snooze(&a);
+    } else if (status < 0) {
+        common_start(&a.c, argv[optind]);
+        status = run_prefetch(&a);
+    }
+    free(seeds);
+    return status;
+}
 
 /* ---- checkin ------------------------------------------------------------------ */
 

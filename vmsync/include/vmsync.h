@@ -874,6 +874,30 @@ struct vms_checkout_opts {
 int vms_checkout(vms_client *c, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err);
 
+/* ---- pre-copy ------------------------------------------------------------------
+ * While the laptop is online, NAME's latest version is rebuilt into the
+ * client's cache (CACHE/prefetch/), as an export: no lease, no audit.  Every
+ * later checkout or export of NAME from the same repository takes that image
+ * as one more seed, so that only what came since travels then.  The next
+ * prefetch builds the new version from the last one; an interrupted one
+ * resumes.  While the user snoozes prefetching (vms_prefetch_snooze), it
+ * does nothing and says until when.  Fails as an export fails. */
+struct vms_prefetch_opts {
+    const char *name;
+    const char *const *seeds; /* images, as vms_checkout_opts's */
+    size_t n_seeds;
+};
+struct vms_prefetch_result {
+    char image[4096];      /* the prefetched image's path */
+    int64_t snoozed_until; /* not 0: snoozed until then (seconds since the epoch),
+                            * and nothing was done */
+};
+int vms_prefetch(vms_client *c, const struct vms_prefetch_opts *o, struct vms_prefetch_result *r,
+                 struct vms_stats *stats, fsp_error *err);
+/* No prefetch of this client's does anything before UNTIL (seconds since the
+ * epoch; 0 or a time gone by: from now on again).  Touches no repository. */
+int vms_prefetch_snooze(vms_client *c, int64_t until, fsp_error *err);
+
 /* ---- a checkout as a plan, then a run of it ------------------------------------
  * The plan does all a checkout learns before it writes: it loads the version's
  * manifest and the seeds (scanning those not cached), matches the seeds'

@@ -28,6 +28,7 @@
  * of the image.  A file vmsync did not write, or one changed since and not
  * checked in, is refused unless --force. */
 #include "engine/outdigest.h"
+#include "engine/prefetch.h"
 #include "engine/seeds.h"
 #include "manifest/written.h"
 
@@ -1088,7 +1089,7 @@ static int copy_opts(vms_plan *p, const struct vms_checkout_opts *o, fsp_error *
 {
     if (!o->name)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "a checkout needs the image's name");
-    size_t n = 3 + o->n_seeds;
+    size_t n = 4 + o->n_seeds; /* and a prefetched image of NAME */
     bool ok = (p->strings = calloc(n, sizeof *p->strings)) != NULL;
     p->o = *o;
     p->o.seeds = (const char *const *)(p->strings ? p->strings + 3 : NULL);
@@ -1139,6 +1140,24 @@ static int plan_objects(struct checkout *co, fsp_error *err)
     return rc;
 }
 
+/* What a prefetch of NAME from this repository left in the cache is one more
+ * seed; a prefetch itself builds the next version from the last. */
+static int add_prefetched_seed(struct vms_ctx *c, vms_plan *p, fsp_error *err)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (vms_prefetch_path(c, p->o.name, path, sizeof path, err) || stat(path, &st) < 0 ||
+        !S_ISREG(st.st_mode))
+        return 0; /* none (a name too long for one has none either) */
+    for (size_t i = 0; i < p->o.n_seeds; i++)
+        if (!strcmp(p->o.seeds[i], path))
+            return 0;
+    if (!(p->strings[3 + p->o.n_seeds] = strdup(path)))
+        return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    p->o.n_seeds++;
+    return 0;
+}
+
 static int make_plan(struct vms_ctx *c, const struct vms_checkout_opts *o, vms_plan **out,
                      fsp_error *err)
 {
@@ -1148,6 +1167,8 @@ static int make_plan(struct vms_ctx *c, const struct vms_checkout_opts *o, vms_p
     p->co = (struct checkout){.c = c, .o = &p->o, .stats = &p->planning, .out_fd = -1};
     double started = vms_ctx_elapsed(c);
     int rc = copy_opts(p, o, err);
+    if (!rc)
+        rc = add_prefetched_seed(c, p, err);
     if (!rc && p->o.out)
         name_outputs(&p->co);
     if (!rc)
@@ -1267,18 +1288,25 @@ int vms_checkout_run(vms_client *cl, vms_plan *p, struct vms_stats *stats, fsp_e
     return vms_ctx_close(&c, rc, err);
 }
 
+int vms_ctx_checkout(struct vms_ctx *c, const struct vms_checkout_opts *o,
+                     struct vms_stats *stats, fsp_error *err)
+{
+    vms_plan *p = NULL;
+    int rc = make_plan(c, o, &p, err);
+    if (!rc)
+        rc = run_plan(c, p, stats, err);
+    vms_plan_free(p);
+    return rc;
+}
+
 int vms_checkout(vms_client *cl, const struct vms_checkout_opts *o,
                  struct vms_stats *stats, fsp_error *err)
 {
     struct vms_ctx c;
-    vms_plan *p = NULL;
     memset(stats, 0, sizeof *stats);
     int rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc)
-        rc = make_plan(&c, o, &p, err);
-    if (!rc)
-        rc = run_plan(&c, p, stats, err);
-    vms_plan_free(p);
+        rc = vms_ctx_checkout(&c, o, stats, err);
     stats->seconds = vms_ctx_elapsed(&c);
     return vms_ctx_close(&c, rc, err);
 }

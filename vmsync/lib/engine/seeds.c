@@ -80,6 +80,19 @@ static int seed_cache_path(struct vms_ctx *c, const char *path, char *out, size_
     return vms_ctx_cache_path(c, "seeds", name, out, len, err);
 }
 
+int vms_seed_remember(struct vms_ctx *c, const char *image, const char *manifest, fsp_error *err)
+{
+    char cached[PATH_MAX];
+    int rc = seed_cache_path(c, image, cached, sizeof cached, err);
+    if (rc)
+        return rc;
+    unlink(cached); /* a link keeps the manifest should its own cache entry go */
+    if (link(manifest, cached) < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot note the scan of %s: %s", cached,
+                        image, strerror(errno));
+    return 0;
+}
+
 /* True when a cached scan skipped a stream that the target now needs. */
 static bool cached_scan_lacks(const struct vms_loaded *m, const struct vms_seed_needs *needs)
 {

@@ -16,6 +16,11 @@ struct vms_seed_needs {
  * and unique, in *SIZES (malloc'd, the caller's; NEEDS points into it). */
 int vms_seed_needs_of(const struct vms_loaded *t, struct vms_seed_needs *needs, uint64_t **sizes);
 
+/* Notes MANIFEST (a file) as the cached scan of IMAGE, which holds exactly
+ * what it describes (vmsync rebuilt it and checked it): the image is not read
+ * when it is first used as a seed. */
+int vms_seed_remember(struct vms_ctx *c, const char *image, const char *manifest, fsp_error *err);
+
 /* Loads the seed's manifest from the cache, or scans it (lazily, per NEEDS)
  * and caches it.  *RESCANNED tells whether the image was read. */
 int vms_seed_load(struct vms_ctx *c, const char *path, const struct vms_seed_needs *needs,

@@ -1,0 +1,124 @@
+/* Pre-copy: while the laptop is online, the latest version of an image is
+ * rebuilt into the client's cache, as an export (no lease).  Each checkout or
+ * export of that image from the same repository then takes it as one more
+ * seed (checkout.c), so that only what came since travels then.  The next
+ * prefetch builds the new version from the last one, and an interrupted one
+ * resumes as any checkout does. */
+#include "engine/prefetch.h"
+#include "base/fileio.h"
+#include "engine/seeds.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The repository as this client names it: a local one by its real path, so
+ * that ./repo and /srv/repo share one prefetch. */
+static void repository_key(const struct vms_ctx *c, char hex[17])
+{
+    const char *given = c->client->path;
+    char *real = strstr(given, "://") ? NULL : realpath(given, NULL);
+    const char *name = real ? real : given;
+    uint8_t h[FSP_SHA256_LEN];
+    vms_sha256(name, strlen(name), h);
+    fsp_hex(h, 8, hex);
+    free(real);
+}
+
+int vms_prefetch_path(struct vms_ctx *c, const char *name, char *out, size_t len, fsp_error *err)
+{
+    char key[17];
+    repository_key(c, key);
+    if ((size_t)snprintf(out, len, "%s/prefetch/%s-%s.img", c->cache, key, name) >= len)
+        return fsp_fail(err, FSP_EK_USAGE, -ENAMETOOLONG, "%s: cache path too long", c->cache);
+    return 0;
+}
+
+/* The checkout that follows reads the image as it reads any seed: noting the
+ * version's manifest as its scan spares it reading the whole image first. */
+static int remember_scan(struct vms_ctx *c, const char *name, const char *image,
+                         const struct vms_stats *st, fsp_error *err)
+{
+    struct vms_version v;
+    char manifest[PATH_MAX];
+    int rc = vms_repo_version(c->repo, name, st->version, &v, err);
+    if (!rc)
+        rc = vms_ctx_manifest(c, v.manifest, manifest, sizeof manifest, err);
+    return rc ? rc : vms_seed_remember(c, image, manifest, err);
+}
+
+static int prefetch_into(struct vms_ctx *c, const struct vms_prefetch_opts *o,
+                         struct vms_prefetch_result *r, struct vms_stats *stats, fsp_error *err)
+{
+    int rc = vms_prefetch_path(c, o->name, r->image, sizeof r->image, err);
+    struct vms_checkout_opts co = {.name = o->name, .out = r->image, .format = "raw",
+                                   .seeds = o->seeds, .n_seeds = o->n_seeds,
+                                   .export_only = true};
+    if (!rc)
+        rc = vms_ctx_checkout(c, &co, stats, err);
+    if (!rc && !stats->in_place) {
+        fsp_error why;
+        if (remember_scan(c, o->name, r->image, stats, &why))
+            vms_ctx_warn(c, "%s; the next checkout reads the prefetched image first", why.msg);
+    }
+    return rc;
+}
+
+/* CACHE/prefetch/snooze holds the time until which prefetching sleeps. */
+static int snooze_path(struct vms_ctx *c, char *out, size_t len, fsp_error *err)
+{
+    return vms_ctx_cache_path(c, "prefetch", "snooze", out, len, err);
+}
+
+static int64_t snoozed_until(struct vms_ctx *c)
+{
+    char path[PATH_MAX], text[32] = "";
+    fsp_error ignored;
+    FILE *f = snooze_path(c, path, sizeof path, &ignored) ? NULL : fopen(path, "re");
+    if (!f)
+        return 0;
+    bool read = fgets(text, sizeof text, f) != NULL;
+    fclose(f);
+    long long until = read ? strtoll(text, NULL, 10) : 0;
+    return until > (long long)time(NULL) ? until : 0;
+}
+
+int vms_prefetch_snooze(vms_client *cl, int64_t until, fsp_error *err)
+{
+    struct vms_ctx c;
+    char path[PATH_MAX], text[32];
+    vms_ctx_begin(&c, cl, NULL);
+    int rc = snooze_path(&c, path, sizeof path, err);
+    if (rc)
+        return rc;
+    if (until <= (int64_t)time(NULL)) {
+        if (unlink(path) < 0 && errno != ENOENT)
+            return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot remove: %s", path, strerror(errno));
+        return 0;
+    }
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int n = snprintf(text, sizeof text, "%lld\n", (long long)until);
+    return vms_write_file_durably(tmp, path, text, (size_t)n, err);
+}
+
+int vms_prefetch(vms_client *cl, const struct vms_prefetch_opts *o, struct vms_prefetch_result *r,
+                 struct vms_stats *stats, fsp_error *err)
+{
+    struct vms_ctx c;
+    memset(stats, 0, sizeof *stats);
+    memset(r, 0, sizeof *r);
+    if (!o->name)
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "a prefetch needs the image's name");
+    vms_ctx_begin(&c, cl, stats);
+    if ((r->snoozed_until = snoozed_until(&c)) != 0)
+        return 0;
+    int rc = vms_ctx_connect(&c, err);
+    if (!rc)
+        rc = prefetch_into(&c, o, r, stats, err);
+    stats->seconds = vms_ctx_elapsed(&c);
+    return vms_ctx_close(&c, rc, err);
+}
