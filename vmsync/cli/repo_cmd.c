@@ -671,10 +671,12 @@ static bool link_metered(void)
 /* A background job yields the CPU and the disk to the user's work. */
 static void lower_priority(void)
 {
-    enum { IOPRIO_WHO_PROCESS = 1, IOPRIO_CLASS_IDLE = 3, IOPRIO_CLASS_SHIFT = 13 };
+    /* the lowest best-effort level, not the idle class: that one can starve
+     * for as long as anything else reads (the user unit asks for idle) */
+    enum { IOPRIO_WHO_PROCESS = 1, IOPRIO_CLASS_BE = 2, IOPRIO_CLASS_SHIFT = 13, LOWEST = 7 };
     /* best effort: a container may refuse either */
     (void)setpriority(PRIO_PROCESS, 0, 19);
-    (void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT);
+    (void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | LOWEST);
 }
 
 /* "90", "90s", "30m", "2h", "1d" as seconds; -1 when malformed. */
@@ -686,9 +688,10 @@ static int64_t parse_duration(const char *s)
     static const char units[] = "smhd";
     static const int64_t scale[] = {1, 60, 3600, 86400};
     const char *u = *end ? strchr(units, *end) : units;
-    if (errno || end == s || n < 0 || !u || !*u || (*end && end[1]) || n > (1LL << 40))
+    if (errno || end == s || n < 0 || !u || !*u || (*end && end[1]))
         return -1;
-    return n * scale[u - units];
+    int64_t secs = n * scale[u - units];
+    return n > 366 * 86400 || secs > 366 * 86400 ? -1 : secs; /* a year, at most */
 }
 
 static const char *when_text(int64_t t);
@@ -698,7 +701,8 @@ static int run_snooze(struct prefetch_args *a)
     bool off = !strcmp(a->snooze, "off");
     int64_t secs = off ? 0 : parse_duration(a->snooze);
     if (secs < 0)
-        return cli_usage_error(prefetch_usage, "bad --snooze: %s (e.g. 90m, 2h, or off)", a->snooze);
+        return cli_usage_error(prefetch_usage, "bad --snooze: %s (e.g. 90m, 2h, at most 366d, or off)",
+                               a->snooze);
     fsp_error err = {0};
     int64_t until = off ? 0 : (int64_t)time(NULL) + secs;
     /* the snooze is the cache's: the handle's repository is never opened */
@@ -724,28 +728,47 @@ static const char *when_text(int64_t t)
     static char buf[64];
     time_t tt = (time_t)t;
     struct tm tm;
-    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", localtime_r(&tt, &tm));
+    if (!localtime_r(&tt, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", &tm))
+        snprintf(buf, sizeof buf, "%lld (seconds since 1970)", (long long)t);
     return buf;
 }
 
-/* Nothing to do now: snoozed, or on a metered link. */
-static int report_skipped(const struct prefetch_args *a, int64_t snoozed_until)
+/* Nothing to do now: snoozed, on a metered link, or another prefetch runs. */
+static int report_skipped(const struct prefetch_args *a, const struct vms_prefetch_result *r)
 {
     if (a->c.quiet)
         return 0;
-    if (a->c.json && snoozed_until)
-        printf("{\"skipped\":\"snoozed\",\"snoozed_until\":%lld}\n", (long long)snoozed_until);
+    const char *why = r->snoozed_until ? "snoozed" : r->running_elsewhere ? "running" : "metered";
+    if (a->c.json && r->snoozed_until)
+        printf("{\"skipped\":\"snoozed\",\"snoozed_until\":%lld}\n", (long long)r->snoozed_until);
     else if (a->c.json)
-        puts("{\"skipped\":\"metered\"}");
-    else if (snoozed_until)
-        printf("prefetching is snoozed until %s: nothing fetched\n", when_text(snoozed_until));
+        printf("{\"skipped\":\"%s\"}\n", why);
+    else if (r->snoozed_until)
+        printf("prefetching is snoozed until %s: nothing fetched\n", when_text(r->snoozed_until));
+    else if (r->running_elsewhere)
+        printf("another prefetch of %s is running: nothing to do\n", a->o.name);
     else
         puts("the link is metered: nothing fetched (--ignore-metered fetches anyway)");
     return 0;
 }
 
-/* Waits before the next try; false when interrupted meanwhile. */
-static bool back_off(struct prefetch_args *a, unsigned attempt, const fsp_error *err)
+/* A try cut short still moved bytes: the figures are those of every try. */
+static void add_tries(struct vms_stats *total, const struct vms_stats *last)
+{
+    struct vms_stats sum = *last;
+    sum.bytes_fetched_raw += total->bytes_fetched_raw;
+    sum.bytes_fetched_compressed += total->bytes_fetched_compressed;
+    sum.objects_fetched += total->objects_fetched;
+    sum.wire_in += total->wire_in;
+    sum.wire_out += total->wire_out;
+    sum.round_trips += total->round_trips;
+    sum.seconds += total->seconds;
+    *total = sum;
+}
+
+/* Waits before the next try; false when interrupted meanwhile (ERR then
+ * says so). */
+static bool back_off(struct prefetch_args *a, unsigned attempt, fsp_error *err)
 {
     unsigned wait = attempt < 6 ? 1u << attempt : 60;
     if (!a->c.quiet) {
@@ -756,27 +779,31 @@ static bool back_off(struct prefetch_args *a, unsigned attempt, const fsp_error 
     }
     for (unsigned i = 0; i < wait * 10 && !cli_interrupted(); i++)
         usleep(100000);
+    if (cli_interrupted())
+        fsp_fail(err, FSP_EK_CANCELLED, -ECANCELED, "cancelled");
     return !cli_interrupted();
 }
 
 static int run_prefetch(struct prefetch_args *a)
 {
-    struct vms_stats st = {0};
+    struct vms_stats st = {0}, last;
     struct vms_prefetch_result r = {0};
     fsp_error err = {0};
     if (!a->ignore_metered && link_metered())
-        return report_skipped(a, 0);
+        return report_skipped(a, &r);
     lower_priority();
+    a->c.s.one_operation = true;
     int rc = common_open(&a->c, &err);
     for (unsigned attempt = 0; !rc; attempt++) {
-        rc = vms_prefetch(a->c.client, &a->o, &r, &st, &err);
-        if (!rc || err.kind != VMS_EK_NETWORK || attempt >= a->retries || !back_off(a, attempt, &err))
+        rc = vms_prefetch(a->c.client, &a->o, &r, &last, &err);
+        add_tries(&st, &last);
+        if (!rc || err.kind != VMS_EK_NETWORK || attempt >= a->retries)
             break;
-        rc = 0;
+        rc = back_off(a, attempt, &err) ? 0 : -ECANCELED;
     }
     common_close(&a->c);
-    if (!rc && r.snoozed_until)
-        return report_skipped(a, r.snoozed_until);
+    if (!rc && (r.snoozed_until || r.running_elsewhere))
+        return report_skipped(a, &r);
     char summary[PATH_MAX + 256], x[32], y[32], z[32];
     if (!rc && st.in_place)
         snprintf(summary, sizeof summary, "%s already holds %s@%u: nothing to fetch", r.image,

@@ -876,12 +876,14 @@ int vms_checkout(vms_client *c, const struct vms_checkout_opts *o,
 
 /* ---- pre-copy ------------------------------------------------------------------
  * While the laptop is online, NAME's latest version is rebuilt into the
- * client's cache (CACHE/prefetch/), as an export: no lease, no audit.  Every
+ * client's cache (CACHE/prefetch/), as an export: no lease, and audited as
+ * one only when it brought the version (not when it had it already).  Every
  * later checkout or export of NAME from the same repository takes that image
  * as one more seed, so that only what came since travels then.  The next
  * prefetch builds the new version from the last one; an interrupted one
- * resumes.  While the user snoozes prefetching (vms_prefetch_snooze), it
- * does nothing and says until when.  Fails as an export fails. */
+ * resumes.  While the user snoozes prefetching (vms_prefetch_snooze), or
+ * while another prefetch of NAME runs, it does nothing and says so.  Fails as
+ * an export fails. */
 struct vms_prefetch_opts {
     const char *name;
     const char *const *seeds; /* images, as vms_checkout_opts's */
@@ -891,6 +893,7 @@ struct vms_prefetch_result {
     char image[4096];      /* the prefetched image's path */
     int64_t snoozed_until; /* not 0: snoozed until then (seconds since the epoch),
                             * and nothing was done */
+    bool running_elsewhere; /* another prefetch of NAME runs: nothing was done */
 };
 int vms_prefetch(vms_client *c, const struct vms_prefetch_opts *o, struct vms_prefetch_result *r,
                  struct vms_stats *stats, fsp_error *err);

@@ -85,6 +85,7 @@ struct checkout {
     int out_fd;
     struct vms_share share; /* seed ranges shared with OUT (or copied from the seed file) */
     bool write_seeds;       /* write what was read and checked: a shared seed changed */
+    bool prefetch;          /* into the cache, ahead (prefetch.c) */
     FILE *journal;
     uint64_t unsynced_bytes;
     double synced_at; /* when the journal was last synced (vms_ctx_elapsed) */
@@ -1146,7 +1147,8 @@ static int add_prefetched_seed(struct vms_ctx *c, vms_plan *p, fsp_error *err)
 {
     char path[PATH_MAX];
     struct stat st;
-    if (vms_prefetch_path(c, p->o.name, path, sizeof path, err) || stat(path, &st) < 0 ||
+    fsp_error too_long;
+    if (vms_prefetch_path(c, p->o.name, path, sizeof path, &too_long) || stat(path, &st) < 0 ||
         !S_ISREG(st.st_mode))
         return 0; /* none (a name too long for one has none either) */
     for (size_t i = 0; i < p->o.n_seeds; i++)
@@ -1255,7 +1257,7 @@ static int run_plan(struct vms_ctx *c, vms_plan *p, struct vms_stats *stats, fsp
         keep_in_place(co);
     else if (!rc)
         rc = execute(co, err);
-    if (!rc)
+    if (!rc && !(co->prefetch && co->in_place)) /* a timer's idle runs are no news */
         rc = audit(co, err);
     close_output(co);
     vms_seed_index_close_images(&co->seeds); /* a plan kept for later holds no seed open */
@@ -1288,13 +1290,15 @@ int vms_checkout_run(vms_client *cl, vms_plan *p, struct vms_stats *stats, fsp_e
     return vms_ctx_close(&c, rc, err);
 }
 
-int vms_ctx_checkout(struct vms_ctx *c, const struct vms_checkout_opts *o,
+int vms_ctx_checkout(struct vms_ctx *c, const struct vms_checkout_opts *o, bool prefetch,
                      struct vms_stats *stats, fsp_error *err)
 {
     vms_plan *p = NULL;
     int rc = make_plan(c, o, &p, err);
-    if (!rc)
+    if (!rc) {
+        p->co.prefetch = prefetch;
         rc = run_plan(c, p, stats, err);
+    }
     vms_plan_free(p);
     return rc;
 }
@@ -1306,7 +1310,7 @@ int vms_checkout(vms_client *cl, const struct vms_checkout_opts *o,
     memset(stats, 0, sizeof *stats);
     int rc = vms_ctx_open(&c, cl, stats, err);
     if (!rc)
-        rc = vms_ctx_checkout(&c, o, stats, err);
+        rc = vms_ctx_checkout(&c, o, false, stats, err);
     stats->seconds = vms_ctx_elapsed(&c);
     return vms_ctx_close(&c, rc, err);
 }

@@ -76,6 +76,11 @@ double vms_ctx_elapsed(const struct vms_ctx *c);
 /* A path in the cache: cache/SUB/NAME (SUB created). */
 int vms_ctx_cache_path(struct vms_ctx *c, const char *sub, const char *name, char *out,
                        size_t len, fsp_error *err);
+/* vms_checkout on an open context (checkout.c): STATS are filled but for the
+ * time.  PREFETCH: into the cache ahead of time, audited as an export only
+ * when it brought the version (a timer's idle runs are no news). */
+int vms_ctx_checkout(struct vms_ctx *c, const struct vms_checkout_opts *o, bool prefetch,
+                     struct vms_stats *stats, fsp_error *err);
 /* The local copy of manifest ID, fetched from the repository when missing. */
 int vms_ctx_manifest(struct vms_ctx *c, const uint8_t id[FSP_SHA256_LEN], char *path, size_t len,
                      fsp_error *err);

@@ -9,9 +9,11 @@
 #include "engine/seeds.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,20 +52,61 @@ static int remember_scan(struct vms_ctx *c, const char *name, const char *image,
     return rc ? rc : vms_seed_remember(c, image, manifest, err);
 }
 
-static int prefetch_into(struct vms_ctx *c, const struct vms_prefetch_opts *o,
-                         struct vms_prefetch_result *r, struct vms_stats *stats, fsp_error *err)
+/* Builds and checks the image.  The file is the cache's own: no work of the
+ * user's lives there, so one that vmsync no longer recognises (its record
+ * lost, say) is rebuilt rather than refused at every run. */
+static int build(struct vms_ctx *c, const struct vms_prefetch_opts *o,
+                 struct vms_prefetch_result *r, struct vms_stats *stats, fsp_error *err)
 {
-    int rc = vms_prefetch_path(c, o->name, r->image, sizeof r->image, err);
     struct vms_checkout_opts co = {.name = o->name, .out = r->image, .format = "raw",
                                    .seeds = o->seeds, .n_seeds = o->n_seeds,
                                    .export_only = true};
-    if (!rc)
-        rc = vms_ctx_checkout(c, &co, stats, err);
+    int rc = vms_ctx_checkout(c, &co, true, stats, err);
+    if (rc == -EEXIST && err->kind == VMS_EK_CONFLICT) {
+        vms_ctx_warn(c, "%s; it is the cache's own copy, so it is built again", err->msg);
+        co.force = true;
+        rc = vms_ctx_checkout(c, &co, true, stats, err);
+    }
     if (!rc && !stats->in_place) {
         fsp_error why;
         if (remember_scan(c, o->name, r->image, stats, &why))
             vms_ctx_warn(c, "%s; the next checkout reads the prefetched image first", why.msg);
     }
+    return rc;
+}
+
+/* One prefetch of NAME at a time (a timer's and the user's would race on
+ * the part and its journal): IMAGE.lock, held while it runs. */
+static int lock_image(const char *image, int *fd, fsp_error *err)
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s.lock", image);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    int e = errno;
+    close(*fd);
+    *fd = -1;
+    return e == EWOULDBLOCK ? 0 : fsp_fail(err, FSP_EK_IO, -e, "%s: cannot lock: %s", path, strerror(e));
+}
+
+static int prefetch_into(struct vms_ctx *c, const struct vms_prefetch_opts *o,
+                         struct vms_prefetch_result *r, struct vms_stats *stats, fsp_error *err)
+{
+    char dir[PATH_MAX];
+    int lock = -1;
+    int rc = vms_ctx_cache_path(c, "prefetch", "", dir, sizeof dir, err);
+    if (!rc)
+        rc = vms_prefetch_path(c, o->name, r->image, sizeof r->image, err);
+    if (!rc)
+        rc = lock_image(r->image, &lock, err);
+    r->running_elsewhere = !rc && lock < 0;
+    if (!rc && lock >= 0)
+        rc = build(c, o, r, stats, err);
+    if (lock >= 0)
+        close(lock);
     return rc;
 }
 
@@ -114,10 +157,10 @@ int vms_prefetch(vms_client *cl, const struct vms_prefetch_opts *o, struct vms_p
     if (!o->name)
         return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "a prefetch needs the image's name");
     vms_ctx_begin(&c, cl, stats);
-    if ((r->snoozed_until = snoozed_until(&c)) != 0)
-        return 0;
-    int rc = vms_ctx_connect(&c, err);
-    if (!rc)
+    int rc = 0;
+    if ((r->snoozed_until = snoozed_until(&c)) == 0)
+        rc = vms_ctx_connect(&c, err);
+    if (!rc && !r->snoozed_until)
         rc = prefetch_into(&c, o, r, stats, err);
     stats->seconds = vms_ctx_elapsed(&c);
     return vms_ctx_close(&c, rc, err);

@@ -1,6 +1,5 @@
 /* Pre-copy: an image's latest version rebuilt into the client's cache ahead
- * of the checkout that needs it (prefetch.c), and the checkout that runs it
- * (checkout.c). */
+ * of the checkout that needs it (prefetch.c). */
 #ifndef VMS_ENGINE_PREFETCH_H
 #define VMS_ENGINE_PREFETCH_H
 
@@ -9,9 +8,5 @@
 /* Where a prefetch of NAME from C's repository keeps its image, whether one
  * is there or not: CACHE/prefetch/KEY-NAME.img, KEY naming the repository. */
 int vms_prefetch_path(struct vms_ctx *c, const char *name, char *out, size_t len, fsp_error *err);
-
-/* vms_checkout on an open context: STATS are filled but for the time. */
-int vms_ctx_checkout(struct vms_ctx *c, const struct vms_checkout_opts *o,
-                     struct vms_stats *stats, fsp_error *err);
 
 #endif
