@@ -103,6 +103,8 @@ static int prefetch_into(struct vms_ctx *c, const struct vms_prefetch_opts *o,
     if (!rc)
         rc = lock_image(r->image, &lock, err);
     r->running_elsewhere = !rc && lock < 0;
+    if (!rc && lock >= 0) /* connected only now: one that holds off costs no session */
+        rc = vms_ctx_connect(c, err);
     if (!rc && lock >= 0)
         rc = build(c, o, r, stats, err);
     if (lock >= 0)
@@ -159,8 +161,6 @@ int vms_prefetch(vms_client *cl, const struct vms_prefetch_opts *o, struct vms_p
     vms_ctx_begin(&c, cl, stats);
     int rc = 0;
     if ((r->snoozed_until = snoozed_until(&c)) == 0)
-        rc = vms_ctx_connect(&c, err);
-    if (!rc && !r->snoozed_until)
         rc = prefetch_into(&c, o, r, stats, err);
     stats->seconds = vms_ctx_elapsed(&c);
     return vms_ctx_close(&c, rc, err);
