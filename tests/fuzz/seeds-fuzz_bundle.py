@@ -3,18 +3,7 @@
 written here from the format's description, so that the fuzzer starts past
 the tar framing and the records.  Usage: seeds-fuzz_bundle.py DIR"""
 import hashlib, io, os, struct, subprocess, sys, tarfile
-
-def varint(n):
-    out = bytearray()
-    while True:
-        c, n = n & 0x7f, n >> 7
-        out.append(c | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-def s(text):
-    b = text.encode()
-    return varint(len(b) + 1) + b
+from wire_fields import s, varint
 
 def zstd(data):
     return subprocess.run(["zstd", "-q", "-c", "-3", "--check"], input=data,

@@ -4,21 +4,7 @@
 trailing SHA-256 that the target appends, after the byte that chooses the
 record (0: the index, 1: a pack index).  Usage: seeds-fuzz_web.py DIR"""
 import hashlib, os, struct, sys
-
-def varint(n):
-    out = bytearray()
-    while True:
-        c, n = n & 0x7f, n >> 7
-        out.append(c | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-def s(text):
-    b = text.encode()
-    return varint(len(b) + 1) + b
-
-def blob(b):
-    return varint(len(b) + 1) + b
+from wire_fields import blob, s, varint
 
 def version(n, signed):
     rec = (b"VMSYNCVR" + s("desk") + varint(n) + varint(n - 1) + hashlib.sha256(b"m%d" % n).digest()
