@@ -61,9 +61,10 @@ with driving() as app:
     plan, body = plan_body()
     assert body.endswith("; the time is unknown: no rate has been measured yet"), body
     press(wait_find(plan, "push button", "Check out"))
-    # cancel early in the fetch, once something has arrived, then resume
+    # cancel early in the fetch, once its first segment (4 MiB) is on the
+    # disk, then resume
     shown = wait_until("the fetch under way", lambda: [l for l in progress()
-                       if float(l.split(" ")[1]) > 0], timeout=30)
+                       if float(l.split(" ")[1]) > 4.5], timeout=30)
     print("# progress:", shown[0])
     wait_find(app, "label", ROW + "being downloaded", timeout=5)
     press(wait_find(app, "push button", "Cancel checkout"))

@@ -92,6 +92,7 @@ struct checkout {
     uint8_t (*journal_pending)[FSP_SHA256_LEN];
     size_t n_pending, cap_pending;
     uint64_t done_bytes, total_bytes;
+    uint64_t fetch_shown; /* the FETCH progress last reported, which never goes back */
     bool in_place; /* OUT already holds the version: nothing to rebuild */
     bool out_existed;            /* OUT was there when the guard looked */
     struct vms_written out_seen; /* OUT's identity when the guard let it be replaced */
@@ -448,6 +449,20 @@ static int write_at(struct checkout *co, const uint8_t *p, uint64_t len, uint64_
     return 0;
 }
 
+static int report_fetched(struct checkout *co, uint64_t done, fsp_error *err)
+{
+    if (done > co->fetch_shown)
+        co->fetch_shown = done;
+    return vms_ctx_progress(co->c, VMS_PHASE_FETCH, co->fetch_shown, co->total_bytes, err);
+}
+
+static int report_placed(struct checkout *co, enum vms_phase phase, fsp_error *err)
+{
+    if (phase == VMS_PHASE_FETCH)
+        return report_fetched(co, co->done_bytes, err);
+    return vms_ctx_progress(co->c, phase, co->done_bytes, co->total_bytes, err);
+}
+
 /* The object's tasks are written (or their sharing pending): it is done,
  * and in the journal at its next sync. */
 static int object_placed(struct checkout *co, size_t index, fsp_error *err)
@@ -461,8 +476,7 @@ static int object_placed(struct checkout *co, size_t index, fsp_error *err)
     bool due = co->unsynced_bytes >= JOURNAL_EVERY ||
                vms_ctx_elapsed(co->c) - co->synced_at >= JOURNAL_SECONDS;
     int rc = due ? sync_journal(co, err) : 0;
-    enum vms_phase phase = o->seed ? VMS_PHASE_SEED_COPY : VMS_PHASE_FETCH;
-    return rc ? rc : vms_ctx_progress(co->c, phase, co->done_bytes, co->total_bytes, err);
+    return rc ? rc : report_placed(co, o->seed ? VMS_PHASE_SEED_COPY : VMS_PHASE_FETCH, err);
 }
 
 /* The object's tasks are written: the streams it is a chunk of go on
@@ -672,6 +686,22 @@ static int on_object(void *ctx, size_t k, const uint8_t *data, size_t len, size_
     return write_object(b->co, b->indexes[k], data, b->err);
 }
 
+/* A segment's objects are placed only once all of it arrived, seconds later
+ * on a narrow link: meanwhile the bar moves by what its bytes on the wire
+ * hold at the compression seen so far (a cancel comes by its token). */
+static void fetch_arriving(void *ctx, uint64_t got, uint64_t len)
+{
+    struct checkout *co = ctx;
+    const struct vms_stats *st = co->stats;
+    double ratio = st->bytes_fetched_compressed
+                       ? (double)st->bytes_fetched_raw / (double)st->bytes_fetched_compressed
+                       : 1;
+    uint64_t guess = (uint64_t)((double)got * ratio), left = co->total_bytes - co->done_bytes;
+    fsp_error ignored;
+    (void)len;
+    report_fetched(co, co->done_bytes + (guess < left ? guess : left), &ignored);
+}
+
 /* One request for everything the seeds do not supply: over a remote link it
  * costs one round trip, and the agent streams the rest. */
 static int fetch_from_repo(struct checkout *co, fsp_error *err)
@@ -680,8 +710,10 @@ static int fetch_from_repo(struct checkout *co, fsp_error *err)
     size_t *indexes = NULL, n = 0;
     int rc = objects_to_fetch(co, &hashes, &indexes, &n, err);
     struct fetch_batch b = {co, indexes, err};
+    vms_ctx_watch_arrivals(co->c, fetch_arriving, co);
     if (!rc && n)
         rc = vms_repo_get(co->c->repo, (const uint8_t(*)[FSP_SHA256_LEN])hashes, n, on_object, &b, err);
+    vms_ctx_watch_arrivals(co->c, NULL, NULL);
     free(hashes);
     free(indexes);
     return rc;

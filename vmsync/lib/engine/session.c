@@ -78,6 +78,13 @@ static int backend_progress(void *ctx, enum vms_phase phase, uint64_t done, uint
     return vms_client_emit(ctx, &ev);
 }
 
+static void backend_arriving(void *ctx, uint64_t got, uint64_t len)
+{
+    const struct vms_client *cl = ctx;
+    if (cl->arriving)
+        cl->arriving(cl->arriving_ctx, got, len);
+}
+
 static int connect_repo(struct vms_client *cl, fsp_error *err)
 {
     if (cl->repo)
@@ -87,7 +94,7 @@ static int connect_repo(struct vms_client *cl, fsp_error *err)
         return fsp_fail(err, FSP_EK_USAGE, -EPERM,
                         "%s: plain http:// needs a trusted signing key (--trust); use https://",
                         cl->path);
-    struct vms_repo_progress progress = {backend_progress, cl, cl->cancel};
+    struct vms_repo_progress progress = {backend_progress, cl, cl->cancel, backend_arriving};
     return vms_repo_open_reporting(cl->path, cl->user, cl->host, &cl->remote, &progress,
                                    &cl->repo, err);
 }
@@ -213,13 +220,20 @@ double vms_ctx_elapsed(const struct vms_ctx *c) { return now_seconds() - c->star
 int vms_ctx_progress(struct vms_ctx *c, enum vms_phase phase, uint64_t done, uint64_t total,
                      fsp_error *err)
 {
-    struct vms_repo_progress p = {backend_progress, c->client, c->client->cancel};
+    struct vms_repo_progress p = {backend_progress, c->client, c->client->cancel, NULL};
     return vms_repo_report(&p, phase, done, total, err);
 }
 
 int vms_ctx_cancelled(struct vms_ctx *c, fsp_error *err)
 {
     return vms_cancel_fired(c->client->cancel) ? vms_cancel_fail(err, NULL) : 0;
+}
+
+void vms_ctx_watch_arrivals(struct vms_ctx *c, void (*fn)(void *ctx, uint64_t got, uint64_t len),
+                            void *ctx)
+{
+    c->client->arriving = fn;
+    c->client->arriving_ctx = ctx;
 }
 
 void vms_ctx_scanning(struct vms_ctx *c, enum vms_phase phase, uint32_t index, uint32_t count)

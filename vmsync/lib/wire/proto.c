@@ -141,8 +141,8 @@ int vms_conn_send(struct vms_conn *c, uint8_t type, const struct vms_wbuf *p, fs
     return vms_conn_send_watched(c, type, p, NULL, NULL, err);
 }
 
-/* A big message on a narrow link takes seconds: WRITTEN hears of each piece
- * so that progress moves while it goes. */
+/* A big message on a narrow link takes seconds: WRITTEN (or GOT) hears of
+ * each piece so that progress moves while it goes. */
 enum { WATCHED_PIECE = 256 << 10 };
 
 static int send_payload(struct vms_conn *c, const struct vms_wbuf *p,
@@ -187,7 +187,25 @@ int vms_conn_send_watched(struct vms_conn *c, uint8_t type, const struct vms_wbu
     return rc;
 }
 
-int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_error *err)
+static int recv_payload(struct vms_conn *c, uint32_t len, void (*got)(void *ctx, size_t n, size_t len),
+                        void *ctx, fsp_error *err)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (!rc && off < len) {
+        size_t n = len - off;
+        if (got && n > WATCHED_PIECE)
+            n = WATCHED_PIECE;
+        rc = c->recv(c->io, c->in + off, n, err);
+        off += n;
+        if (!rc && got)
+            got(ctx, off, len);
+    }
+    return rc;
+}
+
+static int recv_message(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body,
+                        void (*got)(void *ctx, size_t n, size_t len), void *ctx, fsp_error *err)
 {
     uint8_t head[4];
     int rc = c->recv(c->io, head, sizeof head, err);
@@ -204,7 +222,7 @@ int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_
         c->in = p;
         c->in_cap = len;
     }
-    rc = c->recv(c->io, c->in, len, err);
+    rc = recv_payload(c, len, got, ctx, err);
     if (rc)
         return rc;
     c->wire_in += sizeof head + len;
@@ -213,6 +231,11 @@ int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_
     *type = c->in[0];
     *body = (struct vms_rbuf){.p = c->in + 1, .end = c->in + len};
     return 0;
+}
+
+int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_error *err)
+{
+    return recv_message(c, type, body, NULL, NULL, err);
 }
 
 /* Error kinds by their number on the wire (docs/protocol.md): the enums may
@@ -253,10 +276,11 @@ int vms_conn_error(const struct vms_conn *c, struct vms_rbuf *body, fsp_error *e
     return fsp_fail(err, e.kind, e.code, "%s: %s", c->peer, e.msg);
 }
 
-int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp_error *err)
+int vms_conn_expect_watched(struct vms_conn *c, uint8_t want, struct vms_rbuf *body,
+                            void (*got)(void *ctx, size_t n, size_t len), void *ctx, fsp_error *err)
 {
     uint8_t type;
-    int rc = vms_conn_recv(c, &type, body, err);
+    int rc = recv_message(c, &type, body, got, ctx, err);
     if (rc || type == want)
         return rc;
     if (type == VMS_M_ERROR)
@@ -264,6 +288,11 @@ int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp
     char what[96];
     snprintf(what, sizeof what, "expected %s, got %s", vms_msg_name(want), vms_msg_name(type));
     return vms_proto_fail(c, err, what);
+}
+
+int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp_error *err)
+{
+    return vms_conn_expect_watched(c, want, body, NULL, NULL, err);
 }
 
 int vms_conn_send_error(struct vms_conn *c, const fsp_error *e, fsp_error *err)

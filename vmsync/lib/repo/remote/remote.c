@@ -1489,6 +1489,13 @@ static void count_levels(vms_remote *r, const uint64_t *at_level)
         r->traffic.segments_at_level[l] += at_level[l];
 }
 
+static void segment_arriving(void *ctx, size_t got, size_t len)
+{
+    const vms_remote *r = ctx;
+    if (r->progress.arriving)
+        r->progress.arriving(r->progress.ctx, got, len);
+}
+
 static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,
                     struct get_ctx *g, fsp_error *err)
 {
@@ -1503,7 +1510,7 @@ static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size
         .hashes = hashes, .n = n, .cb = on_received, .ctx = g, .peer = r->url, .chain = r->proto >= VMS_PROTO_VERSION_CHAINED};
     while (!rc && rx.next < n) {
         struct vms_rbuf body;
-        rc = vms_conn_expect(&r->conn, VMS_M_SEGMENT, &body, err);
+        rc = vms_conn_expect_watched(&r->conn, VMS_M_SEGMENT, &body, segment_arriving, r, err);
         if (!rc)
             rc = vms_xfer_receive(&rx, &body, err);
     }
