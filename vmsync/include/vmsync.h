@@ -883,7 +883,9 @@ int vms_checkout(vms_client *c, const struct vms_checkout_opts *o,
  * prefetch builds the new version from the last one; an interrupted one
  * resumes.  While the user snoozes prefetching (vms_prefetch_snooze), or
  * while another prefetch of NAME runs, it does nothing and says so.  Fails as
- * an export fails. */
+ * an export fails, and before writing with FSP_EK_IO -ENOSPC when it would
+ * leave less than a tenth of the cache's filesystem free.  The repository is
+ * known by its canonical URL: no user, no default port, no trailing slash. */
 struct vms_prefetch_opts {
     const char *name;
     const char *const *seeds; /* images, as vms_checkout_opts's */

@@ -1327,6 +1327,8 @@ int vms_ctx_checkout(struct vms_ctx *c, const struct vms_checkout_opts *o, bool 
 {
     vms_plan *p = NULL;
     int rc = make_plan(c, o, &p, err);
+    if (!rc && prefetch && !p->figures.in_place)
+        rc = vms_prefetch_room(p->o.out, p->o.name, &p->figures, err);
     if (!rc) {
         p->co.prefetch = prefetch;
         rc = run_plan(c, p, stats, err);

@@ -8,22 +8,70 @@
 #include "base/fileio.h"
 #include "engine/seeds.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
+static bool default_port(const char *scheme, size_t len, const char *port, size_t n)
+{
+    static const char *const defaults[][2] = {{"ssh", "22"}, {"https", "443"}, {"http", "80"}};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        if (strlen(defaults[i][0]) == len && !strncasecmp(scheme, defaults[i][0], len))
+            return strlen(defaults[i][1]) == n && !strncmp(port, defaults[i][1], n);
+    return false;
+}
+
+static size_t put_lower(char *out, size_t n, size_t cap, const char *from, const char *to)
+{
+    for (const char *p = from; p < to && n + 1 < cap; p++)
+        out[n++] = (char)tolower((unsigned char)*p);
+    return n;
+}
+
+/* URL's scheme and host in lower case, without the user (the same repository
+ * whoever reads it), a default port or trailing slashes: ssh://me@Host:22/repo/
+ * is ssh://host/repo.  Other slashes stay: on an agent, //srv is not /srv. */
+static void canonical_url(const char *url, char *out, size_t cap)
+{
+    const char *scheme_end = strstr(url, "://"), *auth = scheme_end + 3;
+    const char *path = auth + strcspn(auth, "/"), *at = memrchr(auth, '@', (size_t)(path - auth));
+    const char *host = at ? at + 1 : auth, *v6_end = NULL;
+    if (*host == '[')
+        v6_end = memchr(host, ']', (size_t)(path - host));
+    const char *after_host = v6_end ? v6_end : host;
+    const char *colon = memchr(after_host, ':', (size_t)(path - after_host));
+    size_t n = put_lower(out, 0, cap, url, auth);
+    n = put_lower(out, n, cap, host, colon ? colon : path);
+    if (colon && !default_port(url, (size_t)(scheme_end - url), colon + 1, (size_t)(path - colon - 1)))
+        n = put_lower(out, n, cap, colon, path);
+    size_t path_len = strlen(path);
+    while (path_len && path[path_len - 1] == '/')
+        path_len--;
+    n += (size_t)snprintf(out + n, cap - n, "%.*s", (int)path_len, path);
+    out[n < cap ? n : cap - 1] = 0;
+}
+
 /* The repository as this client names it: a local one by its real path, so
- * that ./repo and /srv/repo share one prefetch. */
+ * that ./repo and /srv/repo share one prefetch, a URL in its canonical form. */
 static void repository_key(const struct vms_ctx *c, char hex[17])
 {
-    const char *given = c->client->path;
-    char *real = strstr(given, "://") ? NULL : realpath(given, NULL);
-    const char *name = real ? real : given;
+    const char *given = c->client->path, *name = given;
+    char url[4096], *real = NULL;
+    if (strstr(given, "://")) {
+        canonical_url(given, url, sizeof url);
+        name = url;
+    } else if ((real = realpath(given, NULL))) {
+        name = real;
+    }
     uint8_t h[FSP_SHA256_LEN];
     vms_sha256(name, strlen(name), h);
     fsp_hex(h, 8, hex);
@@ -73,6 +121,31 @@ static int build(struct vms_ctx *c, const struct vms_prefetch_opts *o,
             vms_ctx_warn(c, "%s; the next checkout reads the prefetched image first", why.msg);
     }
     return rc;
+}
+
+static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
+
+int vms_prefetch_room(const char *out, const char *name, const struct vms_plan_figures *f,
+                      fsp_error *err)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    struct statvfs vfs;
+    if (statvfs(slash ? dir : ".", &vfs) < 0)
+        return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot tell its free space: %s", dir,
+                        strerror(errno));
+    uint64_t size = (uint64_t)vfs.f_blocks * vfs.f_frsize, avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    uint64_t need = f->bytes_to_fetch_raw + f->bytes_from_seeds;
+    uint64_t keep = size / 100 * PREFETCH_RESERVE_PERCENT;
+    if (need + keep <= avail)
+        return 0;
+    return fsp_fail(err, FSP_EK_IO, -ENOSPC,
+                    "%s: prefetching %s@%u writes %.1f MiB, and %.1f MiB of %.1f MiB are free: "
+                    "a prefetch leaves %d%% of the disk free; free space or check out instead",
+                    dir, name, f->version, mib(need), mib(avail), mib(size), PREFETCH_RESERVE_PERCENT);
 }
 
 /* One prefetch of NAME at a time (a timer's and the user's would race on
