@@ -54,6 +54,10 @@ void images_view_free(struct images_view *v);
 /* Lists the shown repository's images again (after a checkout). */
 void images_view_refresh(struct images_view *v);
 
+/* The header bar's "Downloads ahead" button: pause the prefetch timer's
+ * work for a while, or let it go on (snooze.c). */
+GtkWidget *snooze_button_new(struct app *a);
+
 /* Checking out (checkout.c): the dialog that asks what and where, the plan,
  * the run with its progress panel at the bottom of the window, and cancel. */
 struct checkout_panel *checkout_panel_new(struct app *a);

@@ -721,3 +721,12 @@ char *release_done_text(const char *name, bool released)
     free(shown);
     return out;
 }
+
+char *snooze_state_text(int64_t until, int64_t now)
+{
+    char when[40], *out = NULL;
+    if (until <= now)
+        return strdup("Downloads ahead run on their schedule");
+    format_time(until, when, sizeof when);
+    return asprintf(&out, "Downloads ahead are paused until %s", when) < 0 ? NULL : out;
+}

@@ -217,4 +217,9 @@ char *release_body_text(const char *name, uint32_t version);
 /* "desk is released", or "desk had no lease to release". */
 char *release_done_text(const char *name, bool released);
 
+/* Downloads ahead (vmsync prefetch) in words: "Downloads ahead are paused
+ * until 2026-12-03 10:25 UTC" while snoozed until UNTIL (a time to come),
+ * else "Downloads ahead run on their schedule". */
+char *snooze_state_text(int64_t until, int64_t now);
+
 #endif

@@ -236,6 +236,7 @@ static GtkWidget *build_header(struct app *a)
     set_accessible_name(add, "Add repository");
     g_signal_connect(add, "clicked", G_CALLBACK(on_add_clicked), a);
     adw_header_bar_pack_start(ADW_HEADER_BAR(header), add);
+    adw_header_bar_pack_end(ADW_HEADER_BAR(header), snooze_button_new(a));
     return header;
 }
 

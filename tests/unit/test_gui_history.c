@@ -144,6 +144,15 @@ static void test_release(void)
     expect_text(release_done_text("a\nb", true), "\"a\\nb\" is released");
 }
 
+static void test_snooze(void)
+{
+    const int64_t now = 1796287500; /* 2026-12-03 08:45 UTC */
+    expect_text(snooze_state_text(0, now), "Downloads ahead run on their schedule");
+    expect_text(snooze_state_text(now, now), "Downloads ahead run on their schedule");
+    expect_text(snooze_state_text(now + 3600, now),
+                "Downloads ahead are paused until 2026-12-03 09:45 UTC");
+}
+
 int main(void)
 {
     RUN(test_versions);
@@ -153,5 +162,6 @@ int main(void)
     RUN(test_diff_more);
     RUN(test_signatures);
     RUN(test_release);
+    RUN(test_snooze);
     return check_failures;
 }

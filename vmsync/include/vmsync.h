@@ -902,6 +902,9 @@ int vms_prefetch(vms_client *c, const struct vms_prefetch_opts *o, struct vms_pr
 /* No prefetch of this client's does anything before UNTIL (seconds since the
  * epoch; 0 or a time gone by: from now on again).  Touches no repository. */
 int vms_prefetch_snooze(vms_client *c, int64_t until, fsp_error *err);
+/* Until when this client's prefetching is snoozed (seconds since the epoch),
+ * or 0.  Touches no repository, and may run beside the handle's operation. */
+int64_t vms_prefetch_snoozed_until(vms_client *c);
 
 /* ---- a checkout as a plan, then a run of it ------------------------------------
  * The plan does all a checkout learns before it writes: it loads the version's

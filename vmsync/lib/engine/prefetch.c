@@ -204,6 +204,12 @@ static int64_t snoozed_until(struct vms_ctx *c)
     return until > (long long)time(NULL) ? until : 0;
 }
 
+int64_t vms_prefetch_snoozed_until(vms_client *cl)
+{
+    struct vms_ctx c = {.client = cl, .cache = cl->cache}; /* no operation begins */
+    return snoozed_until(&c);
+}
+
 int vms_prefetch_snooze(vms_client *cl, int64_t until, fsp_error *err)
 {
     struct vms_ctx c;
