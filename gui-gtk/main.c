@@ -8,8 +8,9 @@
 
 static const char usage[] =
     "usage: vmsync-gtk [REPO]\n"
-    "Opens the vmsync window.  REPO, a directory or an ssh://[user@]host[:port]/path\n"
-    "URL, is added to the repositories of ~/.config/vmsync/config (or\n"
+    "Opens the vmsync window.  REPO, a directory, an ssh://[user@]host[:port]/path\n"
+    "URL or an https:// one (a tree that vmsync publish wrote), is added to the\n"
+    "repositories of ~/.config/vmsync/config (or\n"
     "$XDG_CONFIG_HOME/vmsync/config) when it is not there yet.\n"
     "  -h, --help     this help\n"
     "  -V, --version  the version, and those of the libraries (built, running)\n";

@@ -1,5 +1,5 @@
-/* Adding a repository: a folder (typed, or chosen in the file chooser) or
- * an ssh:// URL with an optional key file. */
+/* Adding a repository: a folder (typed, or chosen in the file chooser), an
+ * ssh:// URL with an optional key file, or an https:// one. */
 #include "app.h"
 
 #include <string.h>
@@ -52,8 +52,8 @@ static void on_choose_clicked(GtkButton *b, gpointer data)
 static GtkWidget *build_fields(struct add_dialog *d)
 {
     GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
-    d->location = labelled_entry(box, "_Folder or ssh:// URL", "Repository location",
-                                 "/srv/vmsync or ssh://user@host/path");
+    d->location = labelled_entry(box, "_Folder, ssh:// or https:// URL", "Repository location",
+                                 "/srv/vmsync, ssh://user@host/path or https://host/path");
     GtkWidget *choose = gtk_button_new_with_mnemonic("C_hoose a folder…");
     set_accessible_name(choose, "Choose a folder");
     g_signal_connect(choose, "clicked", G_CALLBACK(on_choose_clicked), d);
@@ -91,8 +91,9 @@ void repo_add_dialog(struct app *a)
     struct add_dialog *d = g_new0(struct add_dialog, 1);
     d->app = a;
     GtkWidget *w = adw_message_dialog_new(GTK_WINDOW(a->window), "Add a repository",
-                                          "A folder holding a repository, or an ssh:// URL "
-                                          "served by vmsync-agent.");
+                                          "A folder holding a repository, an ssh:// URL "
+                                          "served by vmsync-agent, or an https:// URL of a "
+                                          "tree that vmsync publish wrote (read-only).");
     AdwMessageDialog *dlg = ADW_MESSAGE_DIALOG(w);
     adw_message_dialog_set_extra_child(dlg, build_fields(d));
     adw_message_dialog_add_responses(dlg, "cancel", "_Cancel", "add", "_Add", NULL);

@@ -177,10 +177,16 @@ static void on_repo_selected(GtkListBox *list, GtkListBoxRow *row, gpointer data
 }
 
 /* A local folder becomes absolute and must exist: the same path names it in
- * the file whichever folder the window was started from. */
+ * the file whichever folder the window was started from.  A URL is the
+ * engine's to judge, when the handle opens. */
+static bool is_url(const char *url)
+{
+    return !strncmp(url, "ssh://", 6) || !strncmp(url, "https://", 8) || !strncmp(url, "http://", 7);
+}
+
 static int normalise_location(const char *url, char **out, fsp_error *err)
 {
-    if (!strncmp(url, "ssh://", 6)) {
+    if (is_url(url)) {
         *out = g_strdup(url);
         return 0;
     }
