@@ -3,13 +3,16 @@
 # two seconds, and the bar must not wait for it whole: a checkout's fetch
 # and a check-in's send over ssh:// each report their bytes many times per
 # segment (--progress=json, five lines a second at most), their figures
-# never go back, and the last one is the phase's total.
+# never go back, and the last one is the phase's total.  The same holds for
+# a checkout over https:// (nginx behind the relay), whose ranges of up to
+# 4 MiB arrive four at a time.
 source "$(dirname "$0")/../lib/common.sh"
 source "$TESTS_LIB/repo.sh"
 source "$TESTS_LIB/sshd.sh"
 source "$TESTS_LIB/relay.sh"
+source "$TESTS_LIB/nginx.sh"
 need_vmsync
-need_cmd mke2fs jq
+need_cmd mke2fs jq nginx openssl
 
 export VMSYNC_HOST=narrow VMSYNC_CACHE=$T/cache
 random_tree() {
@@ -48,4 +51,17 @@ mke2fs -q -F -t ext4 -d "$T/tree2" "$T/w.img" 32M >/dev/null 2>&1 || fail "mke2f
 vm_ok "$T/ci" checkin "$URL" desk "$T/w.img" --progress=json --stats-json "$T/ci.json" "${SSH_OPTS[@]}"
 check_moves "$T/ci.err" send "$(jq '[.segments_at_level[]] | add' "$T/ci.json")"
 relay_stop
+
+mkdir -p "$T/www"
+vm_ok "$T/pub" publish "$T/srv/repo" "$T/www/repo" -q
+nginx_start "$T/www"
+repo_bg python3 "$TESTS_LIB/relay.py" --listen 0 --port-file "$T/web-relay.port" \
+    --to "127.0.0.1:$NGINX_HTTPS" --rate 16000000
+for _ in $(seq 400); do [[ -s $T/web-relay.port ]] && break; sleep 0.05; done
+[[ -s $T/web-relay.port ]] || fail "the relay in front of nginx did not start"
+CURL_CA_BUNDLE=$NGINX_CA VMSYNC_CACHE=$T/cache-web vm_ok "$T/web" checkout \
+    "https://127.0.0.1:$(cat "$T/web-relay.port")/repo" desk -o "$T/web.img" --progress=json \
+    --stats-json "$T/web.json"
+check_moves "$T/web.err" fetch "$(jq '(.bytes_fetched_compressed + 4194303) / 4194304 | floor' "$T/web.json")"
+nginx_stop
 finish

@@ -52,8 +52,8 @@ struct vms_repo_progress {
     int (*fn)(void *ctx, enum vms_phase phase, uint64_t done, uint64_t total);
     void *ctx;
     const vms_cancel *cancel; /* ends the handle's waits (the network, gc's); may be NULL */
-    /* May be NULL: hears of a reply to a get while it arrives, GOT of its LEN
-     * bytes on the wire, before the objects in it are delivered. */
+    /* May be NULL: hears of a get's reply while it arrives: GOT bytes on the
+     * wire that hold objects not yet delivered, of LEN (0: not known). */
     void (*arriving)(void *ctx, uint64_t got, uint64_t len);
 };
 /* Calls P (which may be NULL); a cancel, from P or its token, becomes

@@ -201,6 +201,8 @@ struct run {
     bool ended, stop; /* the transfer thread ended; the caller wants it to */
     int rc;           /* the transfer thread's result, its message in ERR */
     fsp_error err;
+    uint64_t body;      /* bytes received, ranges delivered or not (atomic) */
+    uint64_t delivered; /* the caller's: those of the ranges it was given */
 };
 
 static size_t waiting(struct run *x)
@@ -305,7 +307,9 @@ static void *transfers(void *arg)
         rc = fill(x, &x->err);
         if (!rc && curl_multi_perform(h->multi, &running) != CURLM_OK)
             rc = fsp_fail(&x->err, FSP_EK_IO, -EIO, "libcurl failed");
-        h->traffic->wire_in = wire_at_start + body_bytes(x);
+        uint64_t body = body_bytes(x);
+        h->traffic->wire_in = wire_at_start + body;
+        __atomic_store_n(&x->body, body, __ATOMIC_RELAXED);
         if (!rc)
             rc = reap(x, &x->err);
         if (!rc && vms_cancel_fired(h->progress.cancel))
@@ -321,13 +325,42 @@ static void *transfers(void *arg)
     return NULL;
 }
 
+/* Four ranges of up to 4 MiB arrive together: on a narrow link the first
+ * is whole only after a minute.  Meanwhile the caller's thread hears of the
+ * bytes that came (vms_repo_progress.arriving), a few times a second. */
+enum { ARRIVING_EVERY_NS = 250 * 1000 * 1000 };
+
+static void report_arriving(struct run *x)
+{
+    const struct vms_repo_progress *p = &x->h->progress;
+    uint64_t body = __atomic_load_n(&x->body, __ATOMIC_RELAXED);
+    if (p->arriving && body > x->delivered)
+        p->arriving(p->ctx, body - x->delivered, 0);
+}
+
+static void wait_changed(struct run *x)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += ARRIVING_EVERY_NS;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_cond_timedwait(&x->changed, &x->mu, &until) == ETIMEDOUT) {
+        pthread_mutex_unlock(&x->mu);
+        report_arriving(x);
+        pthread_mutex_lock(&x->mu);
+    }
+}
+
 /* The next whole range, or NULL once the transfer thread has ended. */
 static struct vms_web_range *next_ready(struct run *x)
 {
     struct vms_web_range *r = NULL;
     pthread_mutex_lock(&x->mu);
     while (x->head == x->tail && !x->ended)
-        pthread_cond_wait(&x->changed, &x->mu);
+        wait_changed(x);
     if (x->head < x->tail)
         r = x->ready[x->head++];
     pthread_mutex_unlock(&x->mu);
@@ -347,6 +380,7 @@ static int deliver(struct run *x, vms_web_done_fn *done, void *ctx, fsp_error *e
 {
     int rc = 0;
     for (struct vms_web_range *r; (r = next_ready(x));) {
+        x->delivered += r->got;
         if (!rc && (rc = done(ctx, r, err)))
             ask_stop(x);
         free(r->buf);
