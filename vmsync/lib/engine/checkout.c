@@ -698,7 +698,6 @@ static void fetch_arriving(void *ctx, uint64_t got, uint64_t len)
                        : 1;
     uint64_t guess = (uint64_t)((double)got * ratio), left = co->total_bytes - co->done_bytes;
     fsp_error ignored;
-    (void)len;
     report_fetched(co, co->done_bytes + (guess < left ? guess : left), &ignored);
 }
 
