@@ -33,7 +33,8 @@ _nginx_conf() {
     cat <<CONF
 daemon off;
 $( ((EUID == 0)) && echo 'user root;')
-worker_processes 1;
+# one process: the exit trap's kill -9 of its PID leaves no orphaned worker
+master_process off;
 pid $d/nginx.pid;
 error_log $d/logs/error.log;
 events { worker_connections 128; }
