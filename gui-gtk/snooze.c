@@ -27,14 +27,8 @@ static int with_cache_handle(struct app *a, int64_t until, int64_t *now_until, f
     return rc;
 }
 
-static void show_state(struct snooze *z, bool toast)
+static void show_until(struct snooze *z, int64_t until, bool toast)
 {
-    fsp_error err = {0};
-    int64_t until = 0;
-    if (with_cache_handle(z->app, -1, &until, &err)) {
-        app_toast_error(z->app, &err);
-        return;
-    }
     char *text = snooze_state_text(until, (int64_t)time(NULL));
     gtk_label_set_text(z->state, text ? text : "out of memory");
     if (toast)
@@ -42,21 +36,27 @@ static void show_state(struct snooze *z, bool toast)
     free(text);
 }
 
-static void snooze_for(struct snooze *z, int64_t seconds)
+/* until < 0 reads the state; otherwise it sets it first (0: go on now) */
+static void apply(struct snooze *z, int64_t until, bool toast)
 {
     fsp_error err = {0};
-    int64_t until = 0;
-    gtk_menu_button_popdown(z->button);
-    if (with_cache_handle(z->app, seconds ? (int64_t)time(NULL) + seconds : 0, &until, &err))
+    int64_t now_until = 0;
+    if (with_cache_handle(z->app, until, &now_until, &err))
         app_toast_error(z->app, &err);
     else
-        show_state(z, true);
+        show_until(z, now_until, toast);
+}
+
+static void snooze_for(struct snooze *z, int64_t seconds)
+{
+    gtk_menu_button_popdown(z->button);
+    apply(z, seconds ? (int64_t)time(NULL) + seconds : 0, true);
 }
 
 static void on_hour(GtkButton *b, gpointer data) { snooze_for(data, 3600); }
 static void on_day(GtkButton *b, gpointer data) { snooze_for(data, 8 * 3600); }
 static void on_resume(GtkButton *b, gpointer data) { snooze_for(data, 0); }
-static void on_popover_shown(GtkWidget *w, gpointer data) { show_state(data, false); }
+static void on_popover_shown(GtkWidget *w, gpointer data) { apply(data, -1, false); }
 
 static void add_button(GtkWidget *box, const char *label, GCallback cb, struct snooze *z)
 {

@@ -37,11 +37,7 @@ from gui_atspi import *
 ROW = "version 1 · 32.0 MiB · "
 
 def plan_body():
-    press(wait_find(app, "push button", "Check out desk"))
-    dlg = wait_find(app, "dialog", "Check out desk")
-    set_text(wait_find(dlg, "text", "Output file"), os.environ["GUI_OUT"])
-    press(wait_find(dlg, "push button", "Plan"))
-    plan = wait_find(app, "dialog", "Check out desk@1?", timeout=40)
+    plan = plan_checkout(app, "desk", os.environ["GUI_OUT"])
     body = [l for l in labels(plan) if "to download" in l]
     print("# plan:", body)
     return plan, body[0]

@@ -42,11 +42,7 @@ def stalled():
         return False
 with driving() as app:
     wait_find(app, "label", "version 1 · 16.0 MiB · not here", timeout=30)
-    press(wait_find(app, "push button", "Check out desk"))
-    dlg = wait_find(app, "dialog", "Check out desk")
-    set_text(wait_find(dlg, "text", "Output file"), os.environ["GUI_OUT"])
-    press(wait_find(dlg, "push button", "Plan"))
-    plan = wait_find(app, "dialog", "Check out desk@1?", timeout=40)
+    plan = plan_checkout(app, "desk", os.environ["GUI_OUT"])
     press(wait_find(plan, "push button", "Check out"))
     wait_find(app, "push button", "Cancel checkout")
     wait_until("the link stalled", stalled, timeout=30)

@@ -32,11 +32,7 @@ from gui_atspi import *
 
 with driving() as app:
     wait_find(app, "label", "version 1 · 16.0 MiB · not here", timeout=30)
-    press(wait_find(app, "push button", "Check out desk"))
-    dlg = wait_find(app, "dialog", "Check out desk")
-    set_text(wait_find(dlg, "text", "Output file"), os.environ["GUI_OUT"])
-    press(wait_find(dlg, "push button", "Plan"))
-    plan = wait_find(app, "dialog", "Check out desk@1?", timeout=40)
+    plan = plan_checkout(app, "desk", os.environ["GUI_OUT"])
     body = [l for l in labels(plan) if "to download" in l]
     print("# plan:", body)
     m = body and re.match(r"([0-9.]+) MiB from your disk, ([0-9.]+) MiB to download", body[0])

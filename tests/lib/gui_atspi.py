@@ -126,6 +126,16 @@ def set_text(node, text):
     node.queryEditableText().setTextContents(text)
 
 
+def plan_checkout(app, image, out, version=1):
+    """Opens the checkout dialog of image's row, names the output file and
+    asks for the plan: returns the plan's dialog."""
+    press(wait_find(app, "push button", "Check out " + image))
+    dlg = wait_find(app, "dialog", "Check out " + image)
+    set_text(wait_find(dlg, "text", "Output file"), out)
+    press(wait_find(dlg, "push button", "Plan"))
+    return wait_find(app, "dialog", "Check out %s@%d?" % (image, version), timeout=40)
+
+
 def text_of(node):
     t = node.queryText()
     return t.getText(0, t.characterCount)

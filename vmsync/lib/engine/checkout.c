@@ -689,7 +689,7 @@ static int on_object(void *ctx, size_t k, const uint8_t *data, size_t len, size_
 /* A segment's objects are placed only once all of it arrived, seconds later
  * on a narrow link: meanwhile the bar moves by what its bytes on the wire
  * hold at the compression seen so far (a cancel comes by its token). */
-static void fetch_arriving(void *ctx, uint64_t got, uint64_t len)
+static void fetch_arriving(void *ctx, uint64_t got)
 {
     struct checkout *co = ctx;
     const struct vms_stats *st = co->stats;

@@ -21,7 +21,7 @@ struct vms_client {
     struct vms_public_key *anchors; /* the trusted keys (signature.c) */
     size_t n_anchors;
     /* hears of the repository's replies while they arrive (vms_ctx_watch_arrivals) */
-    void (*arriving)(void *ctx, uint64_t got, uint64_t len);
+    void (*arriving)(void *ctx, uint64_t got);
     void *arriving_ctx;
 };
 
@@ -75,8 +75,7 @@ int vms_ctx_progress(struct vms_ctx *c, enum vms_phase phase, uint64_t done, uin
 void vms_ctx_scanning(struct vms_ctx *c, enum vms_phase phase, uint32_t index, uint32_t count);
 /* FN (NULL for none) hears of each reply to the operation's gets while it
  * arrives over the network (vms_repo_progress.arriving), until set again. */
-void vms_ctx_watch_arrivals(struct vms_ctx *c, void (*fn)(void *ctx, uint64_t got, uint64_t len),
-                            void *ctx);
+void vms_ctx_watch_arrivals(struct vms_ctx *c, void (*fn)(void *ctx, uint64_t got), void *ctx);
 /* A warning about the operation (no volume, no path). */
 void vms_ctx_warn(struct vms_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 double vms_ctx_elapsed(const struct vms_ctx *c);

@@ -78,11 +78,11 @@ static int backend_progress(void *ctx, enum vms_phase phase, uint64_t done, uint
     return vms_client_emit(ctx, &ev);
 }
 
-static void backend_arriving(void *ctx, uint64_t got, uint64_t len)
+static void backend_arriving(void *ctx, uint64_t got)
 {
     const struct vms_client *cl = ctx;
     if (cl->arriving)
-        cl->arriving(cl->arriving_ctx, got, len);
+        cl->arriving(cl->arriving_ctx, got);
 }
 
 static int connect_repo(struct vms_client *cl, fsp_error *err)
@@ -229,8 +229,7 @@ int vms_ctx_cancelled(struct vms_ctx *c, fsp_error *err)
     return vms_cancel_fired(c->client->cancel) ? vms_cancel_fail(err, NULL) : 0;
 }
 
-void vms_ctx_watch_arrivals(struct vms_ctx *c, void (*fn)(void *ctx, uint64_t got, uint64_t len),
-                            void *ctx)
+void vms_ctx_watch_arrivals(struct vms_ctx *c, void (*fn)(void *ctx, uint64_t got), void *ctx)
 {
     c->client->arriving = fn;
     c->client->arriving_ctx = ctx;

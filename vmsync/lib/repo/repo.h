@@ -53,8 +53,8 @@ struct vms_repo_progress {
     void *ctx;
     const vms_cancel *cancel; /* ends the handle's waits (the network, gc's); may be NULL */
     /* May be NULL: hears of a get's reply while it arrives: GOT bytes on the
-     * wire that hold objects not yet delivered, of LEN (0: not known). */
-    void (*arriving)(void *ctx, uint64_t got, uint64_t len);
+     * wire that hold objects not yet delivered. */
+    void (*arriving)(void *ctx, uint64_t got);
 };
 /* Calls P (which may be NULL); a cancel, from P or its token, becomes
  * FSP_EK_CANCELLED "cancelled during PHASE". */

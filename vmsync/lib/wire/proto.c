@@ -187,7 +187,7 @@ int vms_conn_send_watched(struct vms_conn *c, uint8_t type, const struct vms_wbu
     return rc;
 }
 
-static int recv_payload(struct vms_conn *c, uint32_t len, void (*got)(void *ctx, size_t n, size_t len),
+static int recv_payload(struct vms_conn *c, uint32_t len, void (*got)(void *ctx, size_t n),
                         void *ctx, fsp_error *err)
 {
     size_t off = 0;
@@ -199,13 +199,13 @@ static int recv_payload(struct vms_conn *c, uint32_t len, void (*got)(void *ctx,
         rc = c->recv(c->io, c->in + off, n, err);
         off += n;
         if (!rc && got)
-            got(ctx, off, len);
+            got(ctx, off);
     }
     return rc;
 }
 
 static int recv_message(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body,
-                        void (*got)(void *ctx, size_t n, size_t len), void *ctx, fsp_error *err)
+                        void (*got)(void *ctx, size_t n), void *ctx, fsp_error *err)
 {
     uint8_t head[4];
     int rc = c->recv(c->io, head, sizeof head, err);
@@ -277,7 +277,7 @@ int vms_conn_error(const struct vms_conn *c, struct vms_rbuf *body, fsp_error *e
 }
 
 int vms_conn_expect_watched(struct vms_conn *c, uint8_t want, struct vms_rbuf *body,
-                            void (*got)(void *ctx, size_t n, size_t len), void *ctx, fsp_error *err)
+                            void (*got)(void *ctx, size_t n), void *ctx, fsp_error *err)
 {
     uint8_t type;
     int rc = recv_message(c, &type, body, got, ctx, err);

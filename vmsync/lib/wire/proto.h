@@ -128,10 +128,10 @@ int vms_conn_recv(struct vms_conn *c, uint8_t *type, struct vms_rbuf *body, fsp_
 /* Receives a message that must be WANT; an ERROR reply becomes ERR (its kind,
  * code and message) and its code is returned. */
 int vms_conn_expect(struct vms_conn *c, uint8_t want, struct vms_rbuf *body, fsp_error *err);
-/* The same, calling GOT (when not NULL) with the bytes of the message's LEN
- * received so far after each piece of it. */
+/* The same, calling GOT (when not NULL) with the payload bytes received so
+ * far after each piece of it. */
 int vms_conn_expect_watched(struct vms_conn *c, uint8_t want, struct vms_rbuf *body,
-                            void (*got)(void *ctx, size_t n, size_t len), void *ctx, fsp_error *err);
+                            void (*got)(void *ctx, size_t n), void *ctx, fsp_error *err);
 /* The ERROR payload BODY as ERR, its message prefixed with the peer's name;
  * returns its code. */
 int vms_conn_error(const struct vms_conn *c, struct vms_rbuf *body, fsp_error *err);

@@ -1489,11 +1489,11 @@ static void count_levels(vms_remote *r, const uint64_t *at_level)
         r->traffic.segments_at_level[l] += at_level[l];
 }
 
-static void segment_arriving(void *ctx, size_t got, size_t len)
+static void segment_arriving(void *ctx, size_t got)
 {
     const vms_remote *r = ctx;
     if (r->progress.arriving)
-        r->progress.arriving(r->progress.ctx, got, len);
+        r->progress.arriving(r->progress.ctx, got);
 }
 
 static int get_some(vms_remote *r, const uint8_t (*hashes)[FSP_SHA256_LEN], size_t n,

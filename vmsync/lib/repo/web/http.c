@@ -335,7 +335,7 @@ static void report_arriving(struct run *x)
     const struct vms_repo_progress *p = &x->h->progress;
     uint64_t body = __atomic_load_n(&x->body, __ATOMIC_RELAXED);
     if (p->arriving && body > x->delivered)
-        p->arriving(p->ctx, body - x->delivered, 0);
+        p->arriving(p->ctx, body - x->delivered);
 }
 
 static void wait_changed(struct run *x)
