@@ -91,6 +91,30 @@ static void test_a_short_window_goes_first(void)
     vms_fleet_free(f);
 }
 
+/* A window's end must end the laptop's transfer whatever the start's
+ * fraction of a second (fleet run starts now, not at a whole minute): the
+ * clock adds that fraction to every event's time, and a boundary a hair
+ * ahead was once skipped for a day. */
+static void test_a_window_ends_at_any_start_second(void)
+{
+    static const char *const fleet =
+        "{\"image\":\"d\",\"server\":{\"uplink\":\"1M\"},\"branches\":[{\"name\":\"b\"}],"
+        "\"laptops\":[{\"name\":\"w\",\"branch\":\"b\",\"bytes\":\"3600M\",\"online\":[\"12:58-14:58\"]},"
+        "{\"name\":\"x\",\"branch\":\"b\",\"bytes\":\"3600M\"}]}";
+    for (double start = 46680.3; start < 46700; start += 0.7) {
+        vms_fleet *f = NULL;
+        fsp_error err = {0};
+        const struct vms_fleet_report *r = NULL;
+        CHECK(!vms_fleet_parse(fleet, strlen(fleet), "test.json", NULL, &f, &err));
+        vms_fleet_start_at(f, start);
+        CHECK(f && !vms_fleet_plan(f, &r, &err));
+        CHECK(r && r->makespan_all_at_once > 80000 && near(r->makespan, 7200));
+        CHECK(r && laptop(r, "w")->order == 1 && r->branches[0].concurrency == 1);
+        CHECK(f && vms_fleet_until_online(f, 0, 0) == 0 && vms_fleet_until_online(f, 0, 8000) > 70000);
+        vms_fleet_free(f);
+    }
+}
+
 static void test_a_reflector_carries_the_union_once(void)
 {
     vms_fleet *f;
@@ -142,6 +166,7 @@ int main(void)
     RUN(test_a_shared_uplink_is_shared_fairly);
     RUN(test_online_hours_wait_for_the_window);
     RUN(test_a_short_window_goes_first);
+    RUN(test_a_window_ends_at_any_start_second);
     RUN(test_a_reflector_carries_the_union_once);
     RUN(test_the_reader_is_strict);
     return check_failures ? 1 : 0;

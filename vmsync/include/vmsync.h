@@ -1149,6 +1149,7 @@ struct vms_fleet_laptop {
     uint32_t order;           /* the schedule's rank: 1 starts first */
     double start, ready;      /* the schedule: seconds from the rollout's start */
     double ready_all_at_once; /* everyone at once */
+    const char *const *run;   /* the command that rolls it out ("run"), NULL-terminated; NULL: none */
 };
 struct vms_fleet_branch {
     const char *name;
@@ -1193,6 +1194,12 @@ int vms_fleet_measure(vms_fleet *f, vms_client *c, fsp_error *err);
 /* Simulates and schedules F (measured first, when a laptop needs it); the
  * report lives until vms_fleet_free. */
 int vms_fleet_plan(vms_fleet *f, const struct vms_fleet_report **out, fsp_error *err);
+/* The rollout starts SECOND seconds after local midnight (0 to 86399), not
+ * at the file's "start": vmsync fleet run plans from now. */
+void vms_fleet_start_at(vms_fleet *f, double second);
+/* Seconds from T (seconds after the rollout's start) until laptop I of the
+ * report comes online: 0 when it is online then. */
+double vms_fleet_until_online(const vms_fleet *f, size_t i, double t);
 void vms_fleet_free(vms_fleet *f); /* NULL is fine */
 
 /* ---- the settings file ------------------------------------------------------

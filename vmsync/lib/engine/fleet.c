@@ -263,10 +263,33 @@ static int parse_needs(struct parsing *p, const struct vms_jr *l, struct vms_fle
     return rc;
 }
 
+/* "run": the command, word by word, that brings the laptop to the version
+ * (vmsync fleet run); its words point into the tree. */
+static int parse_run(struct parsing *p, const struct vms_jr *l, struct vms_fleet_node *n)
+{
+    const struct vms_jr *v = vms_jr_get(l, "run");
+    if (!v)
+        return 0;
+    int rc = want_type(p, v, "run", VMS_JR_ARRAY);
+    if (!rc && (!v->n_kids || v->n_kids > VMS_FLEET_RUN_ARGS_MAX))
+        return bad(p, v, "run", "expected a command of 1 to 256 words: [\"ssh\", \"host\", \"vmsync\", ...]");
+    if (!rc && !(n->run = calloc(v->n_kids + 1, sizeof *n->run)))
+        return nomem(p->err);
+    for (size_t i = 0; !rc && i < v->n_kids; i++) {
+        rc = want_type(p, &v->kids[i], "run", VMS_JR_STRING);
+        if (!rc && !v->kids[i].str[0])
+            rc = bad(p, &v->kids[i], "run", "an empty word");
+        if (!rc)
+            n->run[i] = v->kids[i].str;
+    }
+    n->out.run = n->run;
+    return rc;
+}
+
 static int parse_laptop(struct parsing *p, const struct vms_jr *l, struct vms_fleet_node *n)
 {
     static const char *const keys[] = {"name", "branch", "link", "online", "versions", "manifests",
-                                       "bytes", NULL};
+                                       "bytes", "run", NULL};
     int rc = want_type(p, l, "laptops", VMS_JR_OBJECT);
     if (!rc)
         rc = known_keys(p, l, keys);
@@ -282,6 +305,8 @@ static int parse_laptop(struct parsing *p, const struct vms_jr *l, struct vms_fl
         rc = parse_online(p, l, n);
     if (!rc)
         rc = parse_needs(p, l, n);
+    if (!rc)
+        rc = parse_run(p, l, n);
     return rc;
 }
 
@@ -350,9 +375,11 @@ static int parse_rollout(struct parsing *p, const struct vms_jr *root)
 static int parse_start(struct parsing *p, const struct vms_jr *root)
 {
     const char *s;
+    unsigned minute = 0;
     int rc = get_string(p, root, "start", false, &s);
-    if (!rc && s && !parse_clock(s, false, &p->f->start_minute))
+    if (!rc && s && !parse_clock(s, false, &minute))
         return bad(p, vms_jr_get(root, "start"), "start", "expected \"HH:MM\" (local time)");
+    p->f->start_second = minute * 60.0;
     return rc;
 }
 
@@ -436,6 +463,7 @@ void vms_fleet_free(vms_fleet *f)
             free(f->nodes[i].manifests[k]);
         free(f->nodes[i].versions);
         free(f->nodes[i].manifests);
+        free(f->nodes[i].run);
     }
     for (size_t i = 0; i < f->n_sites; i++)
         if (f->sites[i].held) {

@@ -8,6 +8,7 @@
 #include "vmsync.h"
 
 #define VMS_FLEET_WINDOWS_MAX 8     /* online windows of one laptop */
+#define VMS_FLEET_RUN_ARGS_MAX 256  /* words of one laptop's "run" command */
 #define VMS_FLEET_HANDSHAKE_RTTS 8  /* round trips a transfer pays before its bytes flow */
 #define VMS_FLEET_HORIZON (60.0 * 86400) /* a rollout simulated past this never ends */
 #define VMS_FLEET_EVENTS_MAX 1000000   /* events of one simulation: more is refused */
@@ -29,6 +30,7 @@ struct vms_fleet_node {            /* one laptop */
     struct vms_fleet_window windows[VMS_FLEET_WINDOWS_MAX];
     size_t n_windows;              /* 0: always online */
     char **versions, **manifests;  /* its seeds, as FLEET.json names them */
+    const char **run;              /* its "run" command, NULL-terminated; NULL: none */
     size_t n_versions, n_manifests;
     double online_per_day;         /* seconds */
 };
@@ -51,7 +53,7 @@ struct vms_fleet {
     char *repository, *image;
     uint32_t version;
     double uplink;                 /* the server's, bytes/s */
-    unsigned start_minute;         /* the rollout's start, minutes after midnight */
+    double start_second;           /* the rollout's start, seconds after local midnight */
     struct vms_fleet_node *nodes;
     size_t n_nodes;
     struct vms_fleet_site *sites;

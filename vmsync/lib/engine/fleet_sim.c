@@ -48,14 +48,19 @@ static struct flow *reflector_flow(struct sim *s, size_t site) { return &s->flow
 
 /* ---- time of day -------------------------------------------------------------- */
 
-static double day_second(const struct sim *s, double t)
+static double day_second(const struct vms_fleet *f, double t)
 {
-    return fmod(s->f->start_minute * 60.0 + t, 86400.0);
+    return fmod(f->start_second + t, 86400.0);
 }
 
-static bool online(const struct sim *s, const struct vms_fleet_node *n, double t)
+/* A boundary closer ahead than this counts as crossed, both here and in
+ * until_boundary: the clock's sums of fractional seconds land a hair short
+ * of the boundary they were aimed at, and a window's end must not wait a day. */
+#define BOUNDARY_EPS 1e-6
+
+static bool online(const struct vms_fleet *f, const struct vms_fleet_node *n, double t)
 {
-    double sec = day_second(s, t);
+    double sec = fmod(day_second(f, t) + BOUNDARY_EPS, 86400.0);
     for (size_t i = 0; i < n->n_windows; i++) {
         double from = n->windows[i].from * 60.0, to = n->windows[i].to * 60.0;
         if (from < to ? sec >= from && sec < to : sec >= from || sec < to)
@@ -64,18 +69,26 @@ static bool online(const struct sim *s, const struct vms_fleet_node *n, double t
     return !n->n_windows;
 }
 
-static double until_boundary(const struct sim *s, const struct vms_fleet_node *n, double t)
+static double until_boundary(const struct vms_fleet *f, const struct vms_fleet_node *n, double t)
 {
-    double sec = day_second(s, t), best = INFINITY;
+    double sec = day_second(f, t), best = INFINITY;
     for (size_t i = 0; i < n->n_windows; i++) {
         double b[2] = {n->windows[i].from * 60.0, n->windows[i].to * 60.0};
         for (int k = 0; k < 2; k++) {
             double d = fmod(b[k] - sec + 2 * 86400.0, 86400.0);
-            d = d < 1e-6 ? 86400.0 : d;
+            d = d < BOUNDARY_EPS ? 86400.0 : d;
             best = d < best ? d : best;
         }
     }
     return best;
+}
+
+void vms_fleet_start_at(vms_fleet *f, double second) { f->start_second = fmod(second, 86400.0); }
+
+double vms_fleet_until_online(const vms_fleet *f, size_t i, double t)
+{
+    const struct vms_fleet_node *n = &f->nodes[i];
+    return online(f, n, t) ? 0 : until_boundary(f, n, t);
 }
 
 /* ---- the links ------------------------------------------------------------------
@@ -205,14 +218,14 @@ static void choose(struct sim *s)
 {
     const struct vms_fleet *f = s->f;
     for (size_t i = 0; i < f->n_nodes; i++) /* sticky: a running laptop keeps its place */
-        if (s->flows[i].active && (s->flows[i].done || !online(s, &f->nodes[i], s->t)))
+        if (s->flows[i].active && (s->flows[i].done || !online(s->f, &f->nodes[i], s->t)))
             set_active(s, i, false);
     for (size_t k = 0; k < f->n_nodes; k++) {
         size_t i = s->rank[k];
         const struct vms_fleet_node *n = &f->nodes[i];
         uint32_t limit = s->limit[n->branch];
         if (!s->flows[i].active && !s->flows[i].done && (!limit || s->running[n->branch] < limit) &&
-            online(s, n, s->t))
+            online(s->f, n, s->t))
             set_active(s, i, true);
     }
     for (size_t k = 0; k < f->n_sites; k++) {
@@ -234,7 +247,7 @@ static double next_event(struct sim *s)
         dt = d < dt ? d : dt;
     }
     for (size_t i = 0; i < s->f->n_nodes; i++) {
-        double d = s->ready[i] < 0 ? until_boundary(s, &s->f->nodes[i], s->t) : INFINITY;
+        double d = s->ready[i] < 0 ? until_boundary(s->f, &s->f->nodes[i], s->t) : INFINITY;
         dt = d < dt ? d : dt;
     }
     return dt;
