@@ -121,7 +121,8 @@ demo: deps all
 	tests/demo.sh $(BUILD)
 
 # The manifest benchmark, then checkout and check-in against casync and rsync,
-# the same over narrow links, a simulated rollout, checkouts through nginx,
+# the same over narrow links, a simulated rollout and a real one against its
+# prediction, checkouts through nginx,
 # a branch's upstream line with and without a reflector, then
 # bench/summary.py: one table of every figure
 # of this run.  One run id ties the steps' JSON files together; a step that
@@ -136,6 +137,7 @@ bench: deps all
 	$(call bench_step,bench/share.sh)
 	$(call bench_step,bench/wan.sh)
 	$(call bench_step,bench/fleet.sh)
+	$(call bench_step,bench/fleet_run.sh)
 	$(call bench_step,bench/web.sh)
 	$(call bench_step,bench/reflector.sh)
 	bench/summary.py $(BUILD)

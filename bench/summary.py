@@ -33,6 +33,8 @@ The files and the keys read (medians where the scripts repeat runs):
                                        wall_s, bytes_written}] (fs: xfs, btrfs)
   bench-fleet.json    (bench/fleet.sh) makespan, makespan_all_at_once, laptops,
                                        branches, ranking (simulated)
+  bench-fleet-run.json (bench/fleet_run.sh) makespan_median, makespan_predicted,
+                                       ratio_median, laptops, uplink, office
   bench-web.json      (bench/web.sh)   results: [{rate, delay_ms, via: ssh or web,
                                        seconds}] (the first link)
   bench-reflector.json (bench/reflector.sh) laptops, link, direct.upstream_bytes,
@@ -48,6 +50,7 @@ SOURCES = {  # name: (file in BUILD, what writes it)
     "wan": ("bench-wan.json", "bench/wan.sh"),
     "share": ("bench-share.json", "bench/share.sh"),
     "fleet": ("bench-fleet.json", "bench/fleet.sh"),
+    "fleet_run": ("bench-fleet-run.json", "bench/fleet_run.sh"),
     "web": ("bench-web.json", "bench/web.sh"),
     "reflector": ("bench-reflector.json", "bench/reflector.sh"),
 }
@@ -294,6 +297,17 @@ def fleet_makespan(sources):
     return row
 
 
+def fleet_run_makespan(sources):
+    d = need(sources, "fleet_run")
+    why = "bench-fleet-run.json lacks makespan_median or makespan_predicted"
+    row = compared(dig(d, ["makespan_median"], why), dig(d, ["makespan_predicted"], why),
+                   "the prediction", 1.2, unit="s")
+    row["met"] = row["ratio"] is not None and 0.8 <= row["ratio"] <= 1.2
+    row["note"] = "%s laptops, uplink %s, office %s (bits/s:ms one way); goal: within 20 %%" % (
+        d.get("laptops"), d.get("uplink"), d.get("office"))
+    return row
+
+
 def web_checkout(sources):
     results = dig(need(sources, "web"), ["results"], "bench-web.json has no results")
     first = results[0] if results else {}
@@ -350,6 +364,8 @@ def rows():
                     lambda s, r=rate: level_range(s, r)))
     out.append(("fleet_makespan_simulated", "rollout makespan, schedule / everyone at once",
                 fleet_makespan))
+    out.append(("fleet_run_makespan", "8-laptop rollout (fleet run): actual / predicted makespan",
+                fleet_run_makespan))
     out.append(("web_checkout_time", "checkout through nginx (https://): wall time", web_checkout))
     out.append(("reflector_upstream_bytes", "8 laptops behind a reflector: upstream bytes",
                 reflector_bytes))

@@ -2,7 +2,7 @@
  * a repository's laptops stand (leases, audit log and images).  Names come
  * from FLEET.json and the catalog: data, printed with vms_put_name and kept
  * lossless in JSON. */
-#include "cli.h"
+#include "fleet.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +12,7 @@
 
 static const char *const fleet_usage =
     "usage: vmsync fleet plan FLEET.json [--json]\n"
+    "       vmsync fleet run FLEET.json [--logs DIR] [--json]\n"
     "       vmsync fleet status REPO [--json]\n"
     "\n"
     "plan: what each laptop of FLEET.json (docs/fleet.md) lacks of the version to roll\n"
@@ -19,31 +20,30 @@ static const char *const fleet_usage =
     "the bytes on each link; a simulation of the links; and a schedule (reflectors\n"
     "filled ahead of time, the order of the laptops, how many of a branch at once)\n"
     "against everyone at once.  Nothing is written.\n"
+    "run: plans from now, then carries the schedule out: starts each laptop's \"run\"\n"
+    "command in the schedule's order, as many of a branch at once as it says, in\n"
+    "the laptop's online hours; reports each laptop's start and ready time, and the\n"
+    "makespan, against the prediction.\n"
     "status: per laptop (user and host), the version it holds, its lease, its last\n"
     "check-in and what is pending, from the repository's leases and audit log.\n"
     "\n"
     "Options:\n"
     "      --json             one JSON document\n"
+    "      --logs DIR         run: each laptop's output in DIR/NAME.log (default: FLEET.logs)\n"
     "      --host NAME        this client's name (default: $VMSYNC_HOST, else the hostname)\n"
     "      --cache DIR        local cache (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"
     "  -h, --help             this help\n"
     "\n" CLI_REMOTE_HELP;
 
-enum { OPT_HOST = 1000, OPT_CACHE, OPT_JSON };
+enum { OPT_HOST = 1000, OPT_CACHE, OPT_JSON, OPT_LOGS };
 
-struct fleet_cmd {
-    struct vms_client_opts s;
-    struct vms_remote_opts remote;
-    vms_client *client;
-    bool json;
-};
-
-static int parse(int argc, char **argv, struct fleet_cmd *q)
+int fleet_parse(int argc, char **argv, struct fleet_cmd *q)
 {
     static const struct option opts[] = {
         {"host", required_argument, 0, OPT_HOST}, {"cache", required_argument, 0, OPT_CACHE},
-        {"json", no_argument, 0, OPT_JSON},       {"help", no_argument, 0, 'h'},
-        CLI_REMOTE_OPTIONS,                       {0, 0, 0, 0}};
+        {"json", no_argument, 0, OPT_JSON},       {"logs", required_argument, 0, OPT_LOGS},
+        {"help", no_argument, 0, 'h'},            CLI_REMOTE_OPTIONS,
+        {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "hi:", opts, NULL)) != -1) {
         int why = 0;
@@ -55,6 +55,8 @@ static int parse(int argc, char **argv, struct fleet_cmd *q)
             q->s.cache_dir = optarg;
         else if (opt == OPT_JSON)
             q->json = true;
+        else if (opt == OPT_LOGS && q->takes_logs)
+            q->logs = optarg;
         else
             why = cli_remote_option(&q->remote, opt, fleet_usage);
         if (why)
@@ -82,7 +84,7 @@ static void put_bytes(FILE *out, uint64_t n)
     fprintf(out, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-static void put_duration(FILE *out, double s)
+void fleet_put_duration(FILE *out, double s)
 {
     if (s < 0)
         fputs("never", out);
@@ -104,15 +106,15 @@ static void put_branch_line(const struct vms_fleet_branch *b)
     put_bytes(stdout, b->upstream_bytes);
     if (b->reflector) {
         printf(" (filled in ");
-        put_duration(stdout, b->reflector_ready);
+        fleet_put_duration(stdout, b->reflector_ready);
         printf("), LAN ");
         put_bytes(stdout, b->lan_bytes);
     }
     printf(b->concurrency ? ", %u at once" : ", all at once", b->concurrency);
     printf("; ready in ");
-    put_duration(stdout, b->ready);
+    fleet_put_duration(stdout, b->ready);
     printf(" (everyone at once: ");
-    put_duration(stdout, b->ready_all_at_once);
+    fleet_put_duration(stdout, b->ready_all_at_once);
     printf(")\n");
 }
 
@@ -130,15 +132,15 @@ static void put_laptop_line(const struct vms_fleet_laptop *l)
         printf(" from its seeds");
     }
     printf("; starts at ");
-    put_duration(stdout, l->start);
+    fleet_put_duration(stdout, l->start);
     printf(", ready in ");
-    put_duration(stdout, l->ready);
+    fleet_put_duration(stdout, l->ready);
     printf(" (everyone at once: ");
-    put_duration(stdout, l->ready_all_at_once);
+    fleet_put_duration(stdout, l->ready_all_at_once);
     printf(")\n");
 }
 
-static int by_order(const void *a, const void *b)
+int fleet_by_order(const void *a, const void *b)
 {
     const struct vms_fleet_laptop *x = *(const struct vms_fleet_laptop *const *)a,
                                   *y = *(const struct vms_fleet_laptop *const *)b;
@@ -157,16 +159,16 @@ static int print_plan_text(const struct vms_fleet_report *r)
     put_bytes(stdout, r->server_bytes);
     printf(" over the server's uplink\nschedule (%s, %u simulations): all ready in ", r->ranking,
            r->simulations);
-    put_duration(stdout, r->makespan);
+    fleet_put_duration(stdout, r->makespan);
     printf("; everyone at once: ");
-    put_duration(stdout, r->makespan_all_at_once);
+    fleet_put_duration(stdout, r->makespan_all_at_once);
     printf("\nbranches:\n");
     for (size_t k = 0; k < r->n_branches; k++)
         put_branch_line(&r->branches[k]);
     printf("laptops, in the order they start:\n");
     for (size_t i = 0; i < r->n_laptops; i++)
         sorted[i] = &r->laptops[i];
-    qsort(sorted, r->n_laptops, sizeof *sorted, by_order);
+    qsort(sorted, r->n_laptops, sizeof *sorted, fleet_by_order);
     for (size_t i = 0; i < r->n_laptops; i++)
         put_laptop_line(sorted[i]);
     free(sorted);
@@ -217,32 +219,43 @@ static void print_plan_json(const struct vms_fleet_report *r)
     fputs("]}\n", stdout);
 }
 
+int fleet_prepare(struct fleet_cmd *q, const char *path, double start_second, vms_fleet **f,
+                  const struct vms_fleet_report **r, fsp_error *err)
+{
+    int rc = vms_fleet_load(path, f, err);
+    if (!rc && vms_fleet_needs_repository(*f) && !vms_fleet_repository(*f))
+        rc = fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: its laptops hold seeds, and it names no "
+                      "repository to measure them on", path);
+    if (!rc && vms_fleet_needs_repository(*f))
+        rc = client_open(q, vms_fleet_repository(*f), err);
+    if (!rc && q->client)
+        rc = vms_fleet_measure(*f, q->client, err);
+    if (!rc && start_second >= 0)
+        vms_fleet_start_at(*f, start_second);
+    if (!rc)
+        rc = vms_fleet_plan(*f, r, err);
+    cli_client_close(&q->client);
+    return rc;
+}
+
+int fleet_usage_error(const char *what) { return cli_usage_error(fleet_usage, "%s", what); }
+
 static int fleet_plan(int argc, char **argv)
 {
     struct fleet_cmd q = {0};
-    int status = parse(argc, argv, &q);
+    int status = fleet_parse(argc, argv, &q);
     if (status >= 0)
         return status;
     if (argc - optind != 1)
-        return cli_usage_error(fleet_usage, "%s", "fleet plan needs FLEET.json");
+        return fleet_usage_error("fleet plan needs FLEET.json");
     fsp_error err = {0};
     vms_fleet *f = NULL;
     const struct vms_fleet_report *r = NULL;
-    int rc = vms_fleet_load(argv[optind], &f, &err);
-    if (!rc && vms_fleet_needs_repository(f) && !vms_fleet_repository(f))
-        rc = fsp_fail(&err, FSP_EK_USAGE, -EINVAL, "%s: its laptops hold seeds, and it names no "
-                      "repository to measure them on", argv[optind]);
-    if (!rc && vms_fleet_needs_repository(f))
-        rc = client_open(&q, vms_fleet_repository(f), &err);
-    if (!rc && q.client)
-        rc = vms_fleet_measure(f, q.client, &err);
-    if (!rc)
-        rc = vms_fleet_plan(f, &r, &err);
+    int rc = fleet_prepare(&q, argv[optind], -1, &f, &r, &err);
     if (!rc && q.json)
         print_plan_json(r);
     else if (!rc)
         status = print_plan_text(r);
-    cli_client_close(&q.client);
     vms_fleet_free(f);
     return rc ? cli_report(&err) : status > 0 ? status : 0;
 }
@@ -448,7 +461,7 @@ static int fleet_status(int argc, char **argv)
 {
     struct fleet_cmd q = {0};
     struct status st = {0};
-    int status = parse(argc, argv, &q);
+    int status = fleet_parse(argc, argv, &q);
     if (status < 0)
         status = cli_take_repo(argc, argv, 0, 1, 1, fleet_usage);
     if (status >= 0)
@@ -479,8 +492,10 @@ int cmd_fleet(int argc, char **argv)
         return fleet_plan(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "status"))
         return fleet_status(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "run"))
+        return fleet_run(argc - 1, argv + 1);
     if (cli_wants_help(argc, argv))
         return fputs(fleet_usage, stdout), 0;
-    return cli_usage_error(fleet_usage, "%s", argc < 2 ? "fleet needs plan or status"
-                                                        : "fleet takes plan or status");
+    return cli_usage_error(fleet_usage, "%s", argc < 2 ? "fleet needs plan, run or status"
+                                                        : "fleet takes plan, run or status");
 }

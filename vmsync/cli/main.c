@@ -49,6 +49,7 @@ static const char *const main_usage =
     "  bundle show FILE [--json]                       what a bundle holds and needs\n"
     "  bundle apply REPO FILE                          record a bundle's version in REPO\n"
     "  fleet plan FLEET.json [--json]                  predict and schedule a rollout\n"
+    "  fleet run FLEET.json [--logs DIR] [--json]      carry the schedule out, against the prediction\n"
     "  fleet status REPO [--json]                      which laptop holds what, pending work\n"
     "  publish REPO DIR                                REPO as a static tree for web servers\n"
     "\n"
@@ -330,7 +331,7 @@ static bool cli_repo_option_refused(const char *cmd, const char *sub)
 {
     return repo_option && (!strcmp(cmd, "manifest") || !strcmp(cmd, "inspect") ||
                            !strcmp(cmd, "init") || (!strcmp(cmd, "bundle") && !strcmp(sub, "show")) ||
-                           (!strcmp(cmd, "fleet") && !strcmp(sub, "plan")));
+                           (!strcmp(cmd, "fleet") && (!strcmp(sub, "plan") || !strcmp(sub, "run"))));
 }
 
 int cli_take_repo_option(int argc, char **argv)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# vmsync fleet run, on tests/lib/fleet_rig.sh's rollout of desk@2 to 8 laptop
+# processes, each with its own cache and seed, over emulated links: the
+# server's uplink at 48 Mbit/s, and the office's line at 16 Mbit/s behind
+# it.  Each laptop's image is then desk@2's, each has its log, they started
+# in the schedule's order, and the makespan lands near the prediction (the
+# 20 % goal is make bench's: a timed test would be noisy).  Then, on fleets
+# given as bytes whose commands sleep: a laptop without a "run" command is
+# refused before anything starts; a failed command's status is fleet run's,
+# its log named; a branch that the schedule runs one at a time runs one at a
+# time, the laptop with the short window first; SIGTERM stops every
+# laptop's command (exit 7), and one still offline is reported not started.
+source "$(dirname "$0")/../lib/common.sh"
+source "$TESTS_LIB/repo.sh"
+source "$TESTS_LIB/sshd.sh"
+source "$TESTS_LIB/relay.sh"
+source "$TESTS_LIB/fleet_rig.sh"
+need_vmsync
+need_cmd mke2fs jq python3
+
+export VMSYNC_HOST=admin VMSYNC_CACHE=$T/cache
+fleet_rig 48000000 5 16000000 10
+info "=== the rollout"
+vm_ok "$T/run" fleet run "$T/fleet.json" --json "${FLEET_SSH_OPTS[@]}"
+r=$T/run.out
+json_ok "$r" || fail "fleet run --json is not JSON: $(head -c 300 "$r")"
+info "predicted $(jget "$r" .makespan_predicted) s, actual $(jget "$r" .makespan) s, ratio $(jget "$r" .ratio)"
+jq -e '.laptops_ready == 8 and .laptops_failed == 0 and (.laptops | length) == 8' "$r" >/dev/null ||
+    bad "not every laptop is ready: $(head -c 600 "$r")"
+for d in "$T"/lap/*; do
+    [[ $(repo_digest "$d/desk.img") == "$FLEET_WANT" ]] || bad "$(basename "$d"): its image is not desk@2"
+    [[ -f $T/fleet.logs/$(basename "$d").log ]] || bad "$(basename "$d"): no log in fleet.logs/"
+done
+jq -e '[.laptops | sort_by(.order)[] | .start] | . == sort' "$r" >/dev/null ||
+    bad "the laptops did not start in the schedule's order"
+jq -e '.ratio > 0.6 and .ratio < 1.6' "$r" >/dev/null ||
+    bad "the makespan $(jget "$r" .makespan) s is far from the prediction $(jget "$r" .makespan_predicted) s"
+grep -q "^vmsync: fleet run: .* office-3 ready (predicted at " "$T/run.err" ||
+    bad "no progress line for office-3: $(head -c 300 "$T/run.err")"
+
+info "=== refusals, a failure, a cancel"
+sim() { # NAME RUN-JSON...: a one-branch fleet of laptops given as bytes
+    printf '%s\n' "${@:2}" | jq -sc '{image: "desk", server: {uplink: "1M"}, branches: [{name: "b"}],
+        laptops: [to_entries[] | {name: "l\(.key)", branch: "b", bytes: 1000} + .value]}' >"$T/$1.json"
+}
+sim norun '{"run": ["true"]}' '{}'
+vm_expect "$T/norun" 2 fleet run "$T/norun.json"
+grep -q 'norun.json: laptop "l1" has no "run" command' "$T/norun.err" || bad "norun: $(cat "$T/norun.err")"
+[[ ! -e $T/norun.logs ]] || bad "a refused run made its logs' folder"
+sim fails '{"run": ["true"]}' '{"run": ["sh", "-c", "echo no link >&2; exit 11"]}'
+vm_expect "$T/fails" 11 fleet run "$T/fails.json" --logs "$T/fails-logs"
+grep -q "l1 failed: exit 11, see $T/fails-logs/l1.log" "$T/fails.err" || bad "fails: $(cat "$T/fails.err")"
+grep -q "no link" "$T/fails-logs/l1.log" || bad "the failed command's output is not in its log"
+# one branch on a narrow line, and one laptop online only from a minute ago
+# for two hours: the schedule runs it first, then the others one at a time
+# (its commands sleep a second: what is checked is when they start)
+window=$(date -d '-1 min' +%H:%M)-$(date -d '+119 min' +%H:%M)
+big='"bytes": "3600M", "run": ["sleep", "1"]'
+sim one "{\"online\": [\"$window\"], $big}" "{$big}" "{$big}" "{$big}"
+sed -i 's/"uplink":"1M"}/&, "start": "'"$(date +%H:%M)"'"/' "$T/one.json"
+vm_ok "$T/oneplan" fleet plan "$T/one.json" --json
+jq -e '.branches[0].concurrency == 1 and ([.laptops[] | select(.order == 1) | .name] == ["l0"])' \
+    "$T/oneplan.out" >/dev/null || fail "the plan does not run l0 first, one at a time: $(head -c 400 "$T/oneplan.out")"
+vm_ok "$T/one" fleet run "$T/one.json" --json
+jq -e '[.laptops | sort_by(.order)[] | [.start, .ready]] | . as $s |
+       [range(1; length) | $s[.][0] >= $s[. - 1][1]] | all' "$T/one.out" >/dev/null ||
+    bad "fleet run ran two laptops of a one-at-a-time branch at once: $(jq -c '[.laptops[] | {name, order, start, ready}]' "$T/one.out")"
+jq -e '(.laptops | min_by(.start) | .name) == "l0"' "$T/one.out" >/dev/null || bad "l0 did not start first"
+later=$(date -d '+180 min' +%H:%M)-$(date -d '+240 min' +%H:%M)
+sim slow '{"run": ["sleep", "300"]}' "{\"run\": [\"sleep\", \"301\"], \"online\": [\"$later\"]}"
+"$VMSYNC" fleet run "$T/slow.json" >"$T/slow.out" 2>"$T/slow.err" &
+pid=$!
+for _ in $(seq 100); do grep -q "l0 started" "$T/slow.err" && break; sleep 0.1; done
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+((rc == 7)) || bad "fleet run ended $rc after SIGTERM, not 7: $(cat "$T/slow.err")"
+! pgrep -f "^sleep 30[01]$" >/dev/null || bad "a laptop's command outlived the cancelled run"
+grep -q "the rest cancelled" "$T/slow.out" && grep -q "l1: not started" "$T/slow.out" ||
+    bad "the report does not say what was cancelled and what never started: $(cat "$T/slow.out")"
+finish
