@@ -6,10 +6,12 @@
 # version through `vmsync fleet run`, over relays (tests/lib/relay.py): the
 # server's uplink at FLEET_RUN_UPLINK (RATE_BITS_PER_S:ONE_WAY_DELAY_MS,
 # default 20000000:5) and the office's line behind it at FLEET_RUN_OFFICE
-# (default 10000000:20, so 50 ms round trips from the office).  FLEET_RUN_RUNS
-# rollouts (default 3); the median of actual / predicted makespan.  Output: a
-# table on stdout, and $BUILD/bench-fleet-run.json with the run id
-# $BENCH_RUN_ID.
+# (default 10000000:20, so 50 ms round trips from the office); then again
+# with the office's laptops behind a reflector (vmsync-agent --upstream)
+# whose upstream crosses that line, filled by the office's "warm" command.
+# FLEET_RUN_RUNS rollouts of each (default 3); the median of actual /
+# predicted makespan.  Output: a table on stdout, and
+# $BUILD/bench-fleet-run.json with the run id $BENCH_RUN_ID.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=${1:-${BUILD:-build}}
@@ -34,29 +36,35 @@ source "$TESTS_LIB/fleet_rig.sh"
 export VMSYNC_HOST=admin VMSYNC_CACHE=$T/cache
 
 fleet_rig "${UPLINK%%:*}" "${UPLINK#*:}" "${OFFICE%%:*}" "${OFFICE#*:}" >&2
-for i in $(seq "$RUNS"); do
-    msg "rollout $i of $RUNS"
-    rm -rf "$T/lap"/*/desk.img "$T/lap"/*/cache
-    vm_ok "$T/run$i" fleet run "$T/fleet.json" --json "${FLEET_SSH_OPTS[@]}"
-    for d in "$T"/lap/*; do
-        [[ $(repo_digest "$d/desk.img") == "$FLEET_WANT" ]] || fail "$(basename "$d"): its image is not the version's"
+for setup in direct reflector; do
+    file=$T/fleet.json
+    [[ $setup == direct ]] || file=$T/fleet-reflector.json
+    for i in $(seq "$RUNS"); do
+        msg "$setup: rollout $i of $RUNS"
+        rm -rf "$T/lap"/*/desk.img "$T/lap"/*/cache "$T/rcache"
+        vm_ok "$T/$setup-$i" fleet run "$file" --json "${FLEET_SSH_OPTS[@]}"
+        for d in "$T"/lap/*/desk.img; do
+            [[ $(repo_digest "$d") == "$FLEET_WANT" ]] || fail "$d is not the version's image"
+        done
     done
 done
-python3 - "$OUT" "$UPLINK" "$OFFICE" "$T"/run*.out <<'PY'
+python3 - "$OUT" "$UPLINK" "$OFFICE" "$T" "$RUNS" <<'PY'
 import json, os, statistics, sys
-out, uplink, office, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-docs = [json.load(open(r)) for r in runs]
-ratios = [d["makespan"] / d["makespan_predicted"] for d in docs]
-fig = {"run_id": os.environ.get("BENCH_RUN_ID"), "laptops": len(docs[0]["laptops"]),
-       "uplink": uplink, "office": office, "runs": len(docs),
-       "makespan_predicted": docs[0]["makespan_predicted"],
-       "makespans": [d["makespan"] for d in docs],
-       "makespan_median": statistics.median(d["makespan"] for d in docs),
-       "ratio_median": statistics.median(ratios)}
-json.dump(fig, open(out, "w"), indent=2, sort_keys=True)
-print("| rollout | predicted | actual, median of %d | actual / predicted |" % len(docs))
+out, uplink, office, tmp, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+fig = {"run_id": os.environ.get("BENCH_RUN_ID"), "laptops": 8, "uplink": uplink, "office": office,
+       "runs": runs}
+print("| rollout (8 laptops, uplink %s, office %s) | predicted | actual, median of %d | actual / predicted |"
+      % (uplink, office, runs))
 print("| --- | --- | --- | --- |")
-print("| %d laptops, uplink %s, office %s | %.1f s | %.1f s | %.3f |" % (
-    fig["laptops"], uplink, office, fig["makespan_predicted"], fig["makespan_median"], fig["ratio_median"]))
+for setup in ("direct", "reflector"):
+    docs = [json.load(open("%s/%s-%d.out" % (tmp, setup, i))) for i in range(1, runs + 1)]
+    f = {"makespan_predicted": docs[0]["makespan_predicted"], "makespans": [d["makespan"] for d in docs],
+         "makespan_median": statistics.median(d["makespan"] for d in docs),
+         "ratio_median": statistics.median(d["makespan"] / d["makespan_predicted"] for d in docs)}
+    fig[setup] = f
+    print("| %s | %.1f s | %.1f s | %.3f |" % (
+        "the office's laptops direct" if setup == "direct" else "the office behind a reflector",
+        f["makespan_predicted"], f["makespan_median"], f["ratio_median"]))
+json.dump(fig, open(out, "w"), indent=2, sort_keys=True)
 PY
 finish >&2

@@ -46,14 +46,7 @@ vm_ok "$T/imp" import "$T/srv/repo" "$TARGET" --name t -q
 vm_ok "$T/ref" export "$T/srv/repo" t -o "$T/ref.img" -q --cache "$T/cache-ref"
 relay_start --rate "$RATE" --delay-ms "$DELAY"
 
-_sshd_keygen "$T/reflect_key" vmsync-bench-reflector
-cmd=$(_sshd_q "$VMSYNC_AGENT")
-for a in --upstream "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT" --cache-dir "$T/rcache" --user laptop \
-    --upstream-identity "$SSH_CLIENT_KEY" --upstream-known-hosts "$T/kh-relay"; do
-    cmd+=" $(_sshd_q "$a")"
-done
-printf 'command="%s",no-port-forwarding,no-pty %s\n' "${cmd//\"/\\\"}" "$(cat "$T/reflect_key.pub")" \
-    >>"$SSHD_DIR/authorized_keys"
+sshd_reflector_key "$T/reflect_key" "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT" "$T/kh-relay" "$T/rcache" laptop
 
 down() { sleep 0.5; jq -r '.bytes_down + .bytes_up' "$T/relay.json" 2>/dev/null || echo 0; }
 

@@ -33,8 +33,8 @@ The files and the keys read (medians where the scripts repeat runs):
                                        wall_s, bytes_written}] (fs: xfs, btrfs)
   bench-fleet.json    (bench/fleet.sh) makespan, makespan_all_at_once, laptops,
                                        branches, ranking (simulated)
-  bench-fleet-run.json (bench/fleet_run.sh) makespan_median, makespan_predicted,
-                                       ratio_median, laptops, uplink, office
+  bench-fleet-run.json (bench/fleet_run.sh) direct and reflector: makespan_median,
+                                       makespan_predicted; laptops, uplink, office
   bench-web.json      (bench/web.sh)   results: [{rate, delay_ms, via: ssh or web,
                                        seconds}] (the first link)
   bench-reflector.json (bench/reflector.sh) laptops, link, direct.upstream_bytes,
@@ -297,10 +297,10 @@ def fleet_makespan(sources):
     return row
 
 
-def fleet_run_makespan(sources):
+def fleet_run_makespan(sources, setup):
     d = need(sources, "fleet_run")
-    why = "bench-fleet-run.json lacks makespan_median or makespan_predicted"
-    row = compared(dig(d, ["makespan_median"], why), dig(d, ["makespan_predicted"], why),
+    why = "bench-fleet-run.json lacks %s's makespan_median or makespan_predicted" % setup
+    row = compared(dig(d, [setup, "makespan_median"], why), dig(d, [setup, "makespan_predicted"], why),
                    "the prediction", 1.2, unit="s")
     row["met"] = row["ratio"] is not None and 0.8 <= row["ratio"] <= 1.2
     row["note"] = "%s laptops, uplink %s, office %s (bits/s:ms one way); goal: within 20 %%" % (
@@ -364,8 +364,9 @@ def rows():
                     lambda s, r=rate: level_range(s, r)))
     out.append(("fleet_makespan_simulated", "rollout makespan, schedule / everyone at once",
                 fleet_makespan))
-    out.append(("fleet_run_makespan", "8-laptop rollout (fleet run): actual / predicted makespan",
-                fleet_run_makespan))
+    for setup, name in (("direct", "office direct"), ("reflector", "office behind a reflector")):
+        out.append(("fleet_run_makespan_" + setup, "8-laptop rollout (fleet run), %s: makespan" % name,
+                    lambda s, setup=setup: fleet_run_makespan(s, setup)))
     out.append(("web_checkout_time", "checkout through nginx (https://): wall time", web_checkout))
     out.append(("reflector_upstream_bytes", "8 laptops behind a reflector: upstream bytes",
                 reflector_bytes))

@@ -66,6 +66,9 @@ hostile names "$ok_head\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1
 hostile rate "${ok_head/100Mbit/0}\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1}]}" "uplink"
 hostile window "$ok_head\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1,\"online\":[\"25:00-26:00\"]}]}" "online"
 hostile nul "$ok_head\"laptops\":[{\"name\":\"a\\u0000b\",\"branch\":\"b\",\"bytes\":1}]}" "u0000"
+hostile warm "${ok_head/\"name\":\"b\"/\"name\":\"b\",\"warm\":[\"true\"]}\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1}]}" \
+    "only a branch with a reflector"
+hostile words "$ok_head\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1,\"run\":[\"ssh\",\"\"]}]}" "an empty word"
 vm_expect "$T/missing" 3 fleet plan "$T/no-such.json"
 
 info "=== real seeds"

@@ -35,19 +35,9 @@ step() { info "$* (at ${SECONDS}s)"; }
 
 # reflector_key ARGS...: (re)writes the reflector's key line: the agent with
 # --upstream through the relay, its cache in $RCACHE, and ARGS.
-_sshd_keygen "$T/reflect_key" vmsync-test-reflector
 reflector_key() {
-    local cmd a
-    cmd=$(_sshd_q "$VMSYNC_AGENT")
-    for a in --upstream "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT" --cache-dir "$RCACHE" \
-        --user laptopuser --upstream-identity "$SSH_CLIENT_KEY" \
-        --upstream-known-hosts "$T/kh-relay" "$@"; do
-        cmd+=" $(_sshd_q "$a")"
-    done
-    grep -v vmsync-test-reflector "$SSHD_DIR/authorized_keys" >"$T/ak.new"
-    printf 'command="%s",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty %s\n' \
-        "${cmd//\"/\\\"}" "$(cat "$T/reflect_key.pub")" >>"$T/ak.new"
-    mv "$T/ak.new" "$SSHD_DIR/authorized_keys"
+    sshd_reflector_key "$T/reflect_key" "ssh://$SSHD_USER@127.0.0.1:$RELAY_PORT" "$T/kh-relay" \
+        "$RCACHE" laptopuser "$@"
 }
 reflector_key --stats-file "$T/reflector-stats.jsonl"
 RURL=$SSHD_URL_BASE/repo

@@ -10,8 +10,12 @@
 #
 #   fleet_rig UPLINK_BITS UPLINK_DELAY_MS OFFICE_BITS OFFICE_DELAY_MS
 #
-# writes $T/fleet.json and sets FLEET_WANT (desk@2's digest) and
-# FLEET_SSH_OPTS (the options that reach the sshd directly, for the plan).
+# writes $T/fleet.json, where the office's laptops cross its line, and
+# $T/fleet-reflector.json, where they reach a vmsync-agent --upstream on
+# loopback (its cache $T/rcache) whose upstream crosses the line, and the
+# office's "warm" command exports desk@2 through it.  Sets FLEET_WANT
+# (desk@2's digest) and FLEET_SSH_OPTS (the options that reach the sshd
+# directly, for the plan).
 
 _fleet_random_files() { # DIR FROM TO: files of 1 MiB
     mkdir -p "$1/data"
@@ -35,21 +39,34 @@ _fleet_images() {
 
 _fleet_words() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
 
-# _fleet_laptop NAME BRANCH PORT SEED|- RTT_MS: its FLEET.json entry
+# _fleet_export NAME PORT KEY KNOWN_HOSTS [--seed IMAGE]: the words of a
+# laptop's export of desk@2 into $T/lap/NAME/desk.img, with its own cache
+_fleet_export() {
+    local d=$T/lap/$1
+    _fleet_words env "VMSYNC_CACHE=$d/cache" "VMSYNC_HOST=$1" "$VMSYNC" export \
+        "ssh://$SSHD_USER@127.0.0.1:$2/repo" desk -o "$d/desk.img" "${@:5}" -q -i "$3" --known-hosts "$4"
+}
+
+# _fleet_laptop NAME BRANCH PORT SEED|- RTT_MS [KEY KNOWN_HOSTS]: its FLEET.json entry
 _fleet_laptop() {
-    local d=$T/lap/$1 seed=() holds='[]' run
-    mkdir -p "$d"
+    local seed=() holds='[]' run
+    mkdir -p "$T/lap/$1"
     [[ $4 == - ]] || { seed=(--seed "$4"); holds='["desk@1"]'; }
-    run=$(_fleet_words env "VMSYNC_CACHE=$d/cache" "VMSYNC_HOST=$1" "$VMSYNC" export \
-        "ssh://$SSHD_USER@127.0.0.1:$3/repo" desk -o "$d/desk.img" "${seed[@]}" -q \
-        -i "$SSH_CLIENT_KEY" --known-hosts "$T/kh-relay")
+    run=$(_fleet_export "$1" "$3" "${6:-$SSH_CLIENT_KEY}" "${7:-$T/kh-relay}" "${seed[@]}")
     jq -nc --arg n "$1" --arg b "$2" --argjson holds "$holds" --argjson rtt "$5" --argjson run "$run" \
         '{name: $n, branch: $b, versions: $holds, run: $run} +
          (if $b == "hq" then {link: {rate: "10Gbit", rtt_ms: $rtt}} else {} end)'
 }
 
+# _fleet_file OUT BRANCHES_JSON: FLEET.json of the laptops' entries on stdin
+_fleet_file() {
+    jq -s --arg repo "$SSHD_URL_BASE/repo" --arg up "$FLEET_UP_BITS" --argjson branches "$2" \
+        '{repository: $repo, image: "desk", server: {uplink: "\($up)bit"}, branches: $branches,
+          laptops: .}' >"$1" || fail "cannot write $1"
+}
+
 fleet_rig() {
-    local up_bits=$1 up_delay=$2 office_bits=$3 office_delay=$4 office i seed
+    local up_bits=$1 up_delay=$2 office_bits=$3 office_delay=$4 office i seed line warm
     _fleet_images
     sshd_start "$T/sshd" "$T/srv"
     relay_start --rate "$up_bits" --delay-ms "$up_delay"
@@ -58,15 +75,23 @@ fleet_rig() {
     for _ in $(seq 400); do [[ -s $T/office.port ]] && break; sleep 0.05; done
     office=$(cat "$T/office.port") || fail "the office's relay did not start"
     sed "s/^\[127.0.0.1\]:$RELAY_PORT /[127.0.0.1]:$office /" "$T/kh-relay" >>"$T/kh-relay"
+    sshd_reflector_key "$T/reflect_key" "ssh://$SSHD_USER@127.0.0.1:$office" "$T/kh-relay" "$T/rcache" laptop
+    FLEET_UP_BITS=$up_bits
+    line=$(jq -nc --arg b "$office_bits" --argjson rtt $((2 * (up_delay + office_delay))) \
+        '{name: "office", link: {rate: "\($b)bit", rtt_ms: $rtt}}')
+    warm=$(_fleet_export warm "$SSHD_PORT" "$T/reflect_key" "$SSH_KNOWN_HOSTS")
     for i in 1 2 3 4; do
         seed=-
         ((i > 2)) || seed=$T/v1.img
         _fleet_laptop "hq-$i" hq "$RELAY_PORT" "$seed" $((2 * up_delay))
         _fleet_laptop "office-$i" office "$office" "$seed" $((2 * (up_delay + office_delay)))
-    done | jq -s --arg repo "$SSHD_URL_BASE/repo" --arg up "$up_bits" --arg office "$office_bits" \
-        --argjson rtt $((2 * (up_delay + office_delay))) \
-        '{repository: $repo, image: "desk", server: {uplink: "\($up)bit"},
-          branches: [{name: "hq"}, {name: "office", link: {rate: "\($office)bit", rtt_ms: $rtt}}],
-          laptops: .}' >"$T/fleet.json" || fail "cannot write the fleet file"
+    done | _fleet_file "$T/fleet.json" "[{\"name\": \"hq\"}, $line]"
+    for i in 1 2 3 4; do
+        seed=-
+        ((i > 2)) || seed=$T/v1.img
+        _fleet_laptop "hq-$i" hq "$RELAY_PORT" "$seed" $((2 * up_delay))
+        _fleet_laptop "office-$i" office "$SSHD_PORT" "$seed" 0 "$T/reflect_key" "$SSH_KNOWN_HOSTS"
+    done | _fleet_file "$T/fleet-reflector.json" \
+        "[{\"name\": \"hq\"}, $(jq -c --argjson warm "$warm" '. + {reflector: true, warm: $warm}' <<<"$line")]"
     FLEET_SSH_OPTS=(-i "$SSH_CLIENT_KEY" --known-hosts "$SSH_KNOWN_HOSTS")
 }

@@ -339,6 +339,25 @@ sshd_rekey() {
     info "sshd restarted on 127.0.0.1:$SSHD_PORT with a new host key (pid $SSHD_PID)"
 }
 
+# sshd_reflector_key KEY UPSTREAM_URL UPSTREAM_KNOWN_HOSTS CACHE_DIR USER [ARGS...]:
+# (re)writes KEY's line in authorized_keys (KEY made first when missing):
+# its sessions are a vmsync-agent --upstream UPSTREAM_URL, which logs in
+# upstream with the client key, its cache in CACHE_DIR, the laptops' user
+# USER, and ARGS.
+sshd_reflector_key() {
+    local key=$1 cmd a
+    [[ -f $key ]] || _sshd_keygen "$key" vmsync-test-reflector
+    cmd=$(_sshd_q "$VMSYNC_AGENT")
+    for a in --upstream "$2" --cache-dir "$4" --user "$5" --upstream-identity "$SSH_CLIENT_KEY" \
+        --upstream-known-hosts "$3" "${@:6}"; do
+        cmd+=" $(_sshd_q "$a")"
+    done
+    grep -vF -- "$(awk '{print $2}' "$key.pub")" "$SSHD_DIR/authorized_keys" >"$SSHD_DIR/ak.new"
+    printf 'command="%s",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty %s\n' \
+        "${cmd//\"/\\\"}" "$(cat "$key.pub")" >>"$SSHD_DIR/ak.new"
+    mv "$SSHD_DIR/ak.new" "$SSHD_DIR/authorized_keys"
+}
+
 # ssh_plain CMD...: CMD run over ssh with the unrestricted key.
 ssh_plain() {
     ssh -F none -p "$SSHD_PORT" -i "$SSH_PLAIN_KEY" -o UserKnownHostsFile="$SSH_KNOWN_HOSTS" \

@@ -1,9 +1,10 @@
 /* vmsync fleet run: the plan made from now, carried out.  Each laptop's
  * "run" command (a checkout over ssh, say) is started in the schedule's
  * order, at most the schedule's number of a branch at once, and only in the
- * laptop's online hours; its output goes to LOGS/NAME.log.  The report sets
- * each laptop's start and ready time, and the makespan, against the
- * prediction: the simulation's model is only worth what it predicts. */
+ * laptop's online hours; a reflector's "warm" command starts when the
+ * schedule fills it.  Each command's output goes to LOGS/NAME.log.  The
+ * report sets each start and end, and the makespan, against the prediction:
+ * the simulation's model is only worth what it predicts. */
 #include "fleet.h"
 
 #include <errno.h>
@@ -18,23 +19,28 @@
 
 #define POLL_SECONDS 0.1
 
-struct runner_laptop {
-    const struct vms_fleet_laptop *l;
-    size_t index;              /* in the report, for vms_fleet_until_online */
+/* One command: a laptop's "run", or a reflector branch's "warm". */
+struct job {
+    const char *name;          /* the laptop's, or the branch's */
+    const char *const *argv;
+    const struct vms_fleet_laptop *laptop; /* NULL: a branch's warm */
+    size_t index;              /* a laptop's, in the report (vms_fleet_until_online) */
     size_t branch;             /* in the report */
     pid_t pid;                 /* > 0 while it runs */
     bool started, done, cancelled;
     int exit;                  /* its status; 128 + N when signal N ended it */
     double start, ready;       /* seconds after the run's start */
+    double start_predicted, ready_predicted;
     char *log;
 };
 
 struct runner {
     vms_fleet *f;
     const struct vms_fleet_report *r;
-    struct runner_laptop *laps; /* in the schedule's order */
-    size_t n, done, failed;
-    size_t *running;           /* per branch */
+    struct job *jobs;          /* the laptops in the schedule's order, then the warms */
+    size_t n_laptops, n, done, failed;
+    size_t *running;           /* laptops, per branch */
+    bool fill_ahead;           /* the schedule fills reflectors from the start */
     struct timespec t0;
     const char *logs;
     bool cancelled;
@@ -56,6 +62,8 @@ static double local_second_now(void)
     return tm.tm_hour * 3600.0 + tm.tm_min * 60.0 + tm.tm_sec + now.tv_nsec / 1e9;
 }
 
+static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory"); }
+
 /* ---- setting up ------------------------------------------------------------------ */
 
 static int need_commands(const struct vms_fleet_report *r, const char *path, fsp_error *err)
@@ -75,12 +83,13 @@ static size_t branch_of(const struct vms_fleet_report *r, const char *name)
     return k;
 }
 
-/* A file name from a laptop's name, which is data: only [A-Za-z0-9._-],
- * never "." or "..". */
-static char *log_path(const char *logs, const char *name)
+/* A file name from a name that is data: only [A-Za-z0-9._-], never a
+ * leading "."; a branch's gets "branch@" before it, which no laptop's can
+ * have. */
+static char *log_path(const char *logs, const char *prefix, const char *name)
 {
     size_t n = strlen(name);
-    char *safe = malloc(n + 2), *path = NULL;
+    char *safe = malloc(n + 1), *path = NULL;
     if (!safe)
         return NULL;
     for (size_t i = 0; i < n; i++)
@@ -89,40 +98,79 @@ static char *log_path(const char *logs, const char *name)
     safe[n] = 0;
     if (safe[0] == '.')
         safe[0] = '_';
-    if (asprintf(&path, "%s/%s.log", logs, safe) < 0)
+    if (asprintf(&path, "%s/%s%s.log", logs, prefix, safe) < 0)
         path = NULL;
     free(safe);
     return path;
 }
 
+static void laptop_job(struct runner *x, struct job *j, const struct vms_fleet_laptop *l)
+{
+    j->name = l->name;
+    j->argv = l->run;
+    j->laptop = l;
+    j->index = (size_t)(l - x->r->laptops);
+    j->branch = branch_of(x->r, l->branch);
+    j->start_predicted = l->start;
+    j->ready_predicted = l->ready;
+}
+
+/* The branch's first laptop's predicted start: when a reflector fills
+ * without the schedule's fill ahead of time. */
+static double first_start(const struct runner *x, size_t branch)
+{
+    for (size_t k = 0; k < x->n_laptops; k++)
+        if (x->jobs[k].branch == branch)
+            return x->jobs[k].start_predicted;
+    return 0;
+}
+
+static void warm_job(struct runner *x, struct job *j, size_t branch)
+{
+    const struct vms_fleet_branch *b = &x->r->branches[branch];
+    j->name = b->name;
+    j->argv = b->warm;
+    j->branch = branch;
+    j->start_predicted = x->fill_ahead ? 0 : first_start(x, branch);
+    j->ready_predicted = b->reflector_ready;
+}
+
+static int add_jobs(struct runner *x, const struct vms_fleet_laptop **sorted, fsp_error *err)
+{
+    for (size_t k = 0; k < x->r->n_laptops; k++)
+        laptop_job(x, &x->jobs[x->n++], sorted[k]);
+    x->n_laptops = x->n;
+    for (size_t k = 0; k < x->r->n_branches; k++)
+        if (x->r->branches[k].warm)
+            warm_job(x, &x->jobs[x->n++], k);
+    for (size_t k = 0; k < x->n; k++)
+        if (!(x->jobs[k].log = log_path(x->logs, x->jobs[k].laptop ? "" : "branch@", x->jobs[k].name)))
+            return nomem(err);
+    return 0;
+}
+
 static int runner_init(struct runner *x, fsp_error *err)
 {
     const struct vms_fleet_laptop **sorted = calloc(x->r->n_laptops, sizeof *sorted);
-    x->laps = calloc(x->r->n_laptops, sizeof *x->laps);
+    x->jobs = calloc(x->r->n_laptops + x->r->n_branches, sizeof *x->jobs);
     x->running = calloc(x->r->n_branches, sizeof *x->running);
-    int rc = sorted && x->laps && x->running ? 0 : fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    x->fill_ahead = strcmp(x->r->ranking, "all-at-once") != 0;
+    int rc = sorted && x->jobs && x->running ? 0 : nomem(err);
     for (size_t i = 0; !rc && i < x->r->n_laptops; i++)
         sorted[i] = &x->r->laptops[i];
     if (!rc)
         qsort(sorted, x->r->n_laptops, sizeof *sorted, fleet_by_order);
-    for (size_t k = 0; !rc && k < x->r->n_laptops; k++) {
-        struct runner_laptop *l = &x->laps[k];
-        l->l = sorted[k];
-        l->index = (size_t)(sorted[k] - x->r->laptops);
-        l->branch = branch_of(x->r, sorted[k]->branch);
-        if (!(l->log = log_path(x->logs, sorted[k]->name)))
-            rc = fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
-        x->n = k + 1;
-    }
+    if (!rc)
+        rc = add_jobs(x, sorted, err);
     free(sorted);
     return rc;
 }
 
 static void runner_free(struct runner *x)
 {
-    for (size_t k = 0; x->laps && k < x->n; k++)
-        free(x->laps[k].log);
-    free(x->laps);
+    for (size_t k = 0; x->jobs && k < x->n; k++)
+        free(x->jobs[k].log);
+    free(x->jobs);
     free(x->running);
 }
 
@@ -138,51 +186,67 @@ static int make_logs(const char *logs, fsp_error *err)
 
 /* The child: its own process group (so that a cancel reaches what it starts),
  * no terminal input, its output in its log. */
-static void exec_laptop(const struct runner_laptop *l)
+static void exec_job(const struct job *j)
 {
     setpgid(0, 0);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    int log = open(l->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int log = open(j->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
-    execvp(l->l->run[0], (char *const *)l->l->run);
-    fprintf(stderr, "vmsync fleet run: %s: cannot run: %s\n", l->l->run[0], strerror(errno));
+    execvp(j->argv[0], (char *const *)j->argv);
+    fprintf(stderr, "vmsync fleet run: %s: cannot run: %s\n", j->argv[0], strerror(errno));
     _exit(127);
 }
 
-static void say(const struct runner *x, const struct runner_laptop *l, const char *what)
+static void say(const struct runner *x, const struct job *j, const char *what)
 {
-    fprintf(stderr, "vmsync: fleet run: %.1f s: ", since(&x->t0));
-    vms_put_name(stderr, l->l->name);
+    fprintf(stderr, "vmsync: fleet run: %.1f s: %s", since(&x->t0), j->laptop ? "" : "reflector of ");
+    vms_put_name(stderr, j->name);
     fprintf(stderr, " %s", what);
 }
 
-static int start_laptop(struct runner *x, struct runner_laptop *l, fsp_error *err)
+static int start_job(struct runner *x, struct job *j, fsp_error *err)
 {
     pid_t pid = fork();
     if (pid < 0)
-        return fsp_fail(err, FSP_EK_IO, -errno, "cannot start a laptop's command: %s", strerror(errno));
+        return fsp_fail(err, FSP_EK_IO, -errno, "cannot start a command: %s", strerror(errno));
     if (!pid)
-        exec_laptop(l);
+        exec_job(j);
     setpgid(pid, pid); /* both sides, so that no kill can come before it */
-    l->pid = pid;
-    l->started = true;
-    l->start = since(&x->t0);
-    x->running[l->branch]++;
-    say(x, l, "started");
-    fprintf(stderr, " (predicted at %.1f s; ", l->l->start);
-    vms_put_name(stderr, x->r->branches[l->branch].name);
-    fprintf(stderr, ": %zu running)\n", x->running[l->branch]);
+    j->pid = pid;
+    j->started = true;
+    j->start = since(&x->t0);
+    if (j->laptop)
+        x->running[j->branch]++;
+    say(x, j, "started");
+    fprintf(stderr, " (predicted at %.1f s", j->start_predicted);
+    if (j->laptop) {
+        fputs("; ", stderr);
+        vms_put_name(stderr, x->r->branches[j->branch].name);
+        fprintf(stderr, ": %zu running", x->running[j->branch]);
+    }
+    fputs(")\n", stderr);
     return 0;
 }
 
-static bool may_start(const struct runner *x, const struct runner_laptop *l, double t)
+static bool branch_started(const struct runner *x, size_t branch)
 {
-    uint32_t limit = x->r->branches[l->branch].concurrency;
-    return !l->started && (!limit || x->running[l->branch] < limit) &&
-           vms_fleet_until_online(x->f, l->index, t) == 0;
+    for (size_t k = 0; k < x->n_laptops; k++)
+        if (x->jobs[k].branch == branch && x->jobs[k].started)
+            return true;
+    return false;
+}
+
+static bool may_start(const struct runner *x, const struct job *j, double t)
+{
+    if (j->started)
+        return false;
+    if (!j->laptop) /* the reflector fills ahead, or when its first laptop asks */
+        return x->fill_ahead || branch_started(x, j->branch);
+    uint32_t limit = x->r->branches[j->branch].concurrency;
+    return (!limit || x->running[j->branch] < limit) && vms_fleet_until_online(x->f, j->index, t) == 0;
 }
 
 static int start_due(struct runner *x, fsp_error *err)
@@ -190,27 +254,28 @@ static int start_due(struct runner *x, fsp_error *err)
     double t = since(&x->t0);
     int rc = 0;
     for (size_t k = 0; !rc && k < x->n; k++)
-        if (may_start(x, &x->laps[k], t))
-            rc = start_laptop(x, &x->laps[k], err);
+        if (may_start(x, &x->jobs[k], t))
+            rc = start_job(x, &x->jobs[k], err);
     return rc;
 }
 
-static void finish(struct runner *x, struct runner_laptop *l, int status)
+static void finish(struct runner *x, struct job *j, int status)
 {
-    l->pid = 0;
-    l->done = true;
-    l->ready = since(&x->t0);
-    l->exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    x->running[l->branch]--;
+    j->pid = 0;
+    j->done = true;
+    j->ready = since(&x->t0);
+    j->exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (j->laptop)
+        x->running[j->branch]--;
     x->done++;
-    x->failed += l->exit != 0 && !l->cancelled;
-    say(x, l, l->cancelled ? "cancelled" : l->exit ? "failed" : "ready");
-    if (l->cancelled)
+    x->failed += j->exit != 0 && !j->cancelled;
+    say(x, j, j->cancelled ? "cancelled" : j->exit ? "failed" : j->laptop ? "ready" : "filled");
+    if (j->cancelled)
         fputc('\n', stderr);
-    else if (l->exit)
-        fprintf(stderr, ": exit %d, see %s\n", l->exit, l->log);
+    else if (j->exit)
+        fprintf(stderr, ": exit %d, see %s\n", j->exit, j->log);
     else
-        fprintf(stderr, " (predicted at %.1f s)\n", l->l->ready);
+        fprintf(stderr, " (predicted at %.1f s)\n", j->ready_predicted);
 }
 
 static void reap(struct runner *x, bool block)
@@ -219,34 +284,33 @@ static void reap(struct runner *x, bool block)
     pid_t pid;
     while ((pid = waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
         for (size_t k = 0; k < x->n; k++)
-            if (x->laps[k].pid == pid)
-                finish(x, &x->laps[k], status);
+            if (x->jobs[k].pid == pid)
+                finish(x, &x->jobs[k], status);
         block = false;
     }
+}
+
+static size_t running_now(const struct runner *x)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < x->n; k++)
+        n += x->jobs[k].pid > 0;
+    return n;
 }
 
 static void stop_all(struct runner *x)
 {
     x->cancelled = true;
     for (size_t k = 0; k < x->n; k++)
-        if (x->laps[k].pid > 0) {
-            x->laps[k].cancelled = true;
-            kill(-x->laps[k].pid, SIGTERM);
+        if (x->jobs[k].pid > 0) {
+            x->jobs[k].cancelled = true;
+            kill(-x->jobs[k].pid, SIGTERM);
         }
-    for (size_t k = 0; k < x->n; k++)
-        while (x->laps[k].pid > 0)
-            reap(x, true);
+    while (running_now(x))
+        reap(x, true);
 }
 
-static size_t running_total(const struct runner *x)
-{
-    size_t n = 0;
-    for (size_t k = 0; k < x->r->n_branches; k++)
-        n += x->running[k];
-    return n;
-}
-
-/* Every laptop, until each is ready or failed, or a signal cancels the rest. */
+/* Every command, until each has ended, or a signal cancels the rest. */
 static int carry_out(struct runner *x, fsp_error *err)
 {
     int rc = 0;
@@ -263,27 +327,49 @@ static int carry_out(struct runner *x, fsp_error *err)
         if (!rc && x->done < x->n)
             nanosleep(&nap, NULL);
     }
-    if (rc && running_total(x))
+    if (rc && running_now(x))
         stop_all(x);
     return rc;
 }
 
 /* ---- the report ------------------------------------------------------------------ */
 
+static bool ready(const struct job *j) { return j->done && !j->exit; }
+
 static double makespan(const struct runner *x)
 {
     double m = 0;
-    for (size_t k = 0; k < x->n; k++)
-        m = x->laps[k].done && x->laps[k].ready > m ? x->laps[k].ready : m;
+    for (size_t k = 0; k < x->n_laptops; k++)
+        m = ready(&x->jobs[k]) && x->jobs[k].ready > m ? x->jobs[k].ready : m;
     return m;
 }
 
 static size_t ready_count(const struct runner *x)
 {
     size_t n = 0;
-    for (size_t k = 0; k < x->n; k++)
-        n += x->laps[k].done && !x->laps[k].exit;
+    for (size_t k = 0; k < x->n_laptops; k++)
+        n += ready(&x->jobs[k]);
     return n;
+}
+
+static void put_job_text(const struct job *j)
+{
+    if (j->laptop)
+        printf("  %5u  ", j->laptop->order);
+    else
+        printf("  reflector of ");
+    vms_put_name(stdout, j->name);
+    if (!j->started) {
+        printf(": not started\n");
+        return;
+    }
+    printf(": started at %.1f s (%.1f s), ", j->start, j->start_predicted);
+    if (j->cancelled)
+        printf("cancelled, log %s\n", j->log);
+    else if (j->exit)
+        printf("failed: exit %d, log %s\n", j->exit, j->log);
+    else
+        printf("%s at %.1f s (%.1f s)\n", j->laptop ? "ready" : "filled", j->ready, j->ready_predicted);
 }
 
 static void put_text(const struct runner *x)
@@ -292,49 +378,41 @@ static void put_text(const struct runner *x)
     printf("rollout of ");
     vms_put_name(stdout, x->r->image);
     printf(x->r->version ? "@%u" : " (its latest version)", x->r->version);
-    printf(" to %zu laptops: %zu ready, %zu failed%s; makespan ", x->n, ready_count(x), x->failed,
-           x->cancelled ? ", the rest cancelled" : "");
+    printf(" to %zu laptops: %zu ready, %zu failed%s; makespan ", x->n_laptops, ready_count(x),
+           x->failed, x->cancelled ? ", the rest cancelled" : "");
     fleet_put_duration(stdout, m);
     printf(", predicted ");
     fleet_put_duration(stdout, x->r->makespan);
     printf(x->r->makespan > 0 ? " (actual/predicted %.2f)\n" : "\n", m / x->r->makespan);
     printf("  order  laptop: started at (predicted), ready at (predicted)\n");
-    for (size_t k = 0; k < x->n; k++) {
-        const struct runner_laptop *l = &x->laps[k];
-        printf("  %5u  ", l->l->order);
-        vms_put_name(stdout, l->l->name);
-        if (!l->started)
-            printf(": not started\n");
-        else if (l->cancelled)
-            printf(": started at %.1f s (%.1f s), cancelled, log %s\n", l->start, l->l->start, l->log);
-        else if (l->exit)
-            printf(": started at %.1f s (%.1f s), failed: exit %d, log %s\n", l->start, l->l->start,
-                   l->exit, l->log);
-        else
-            printf(": started at %.1f s (%.1f s), ready at %.1f s (%.1f s)\n", l->start, l->l->start,
-                   l->ready, l->l->ready);
-    }
+    for (size_t k = 0; k < x->n; k++)
+        put_job_text(&x->jobs[k]);
 }
 
-static void put_laptop_json(const struct runner_laptop *l, bool first)
+static void put_time_or_null(const char *key, bool known, double t)
+{
+    if (known)
+        printf("\"%s\":%.3f,", key, t);
+    else
+        printf("\"%s\":null,", key);
+}
+
+static void put_job_json(const struct job *j, bool first)
 {
     fputs(first ? "\n  {" : ",\n  {", stdout);
-    vms_json_member(stdout, "name", l->l->name);
-    fputc(',', stdout);
-    vms_json_member(stdout, "branch", l->l->branch);
-    printf(",\"order\":%u,\"start_predicted\":%.3f,\"ready_predicted\":%.3f,", l->l->order,
-           l->l->start, l->l->ready);
-    if (l->started)
-        printf("\"start\":%.3f,", l->start);
-    else
-        printf("\"start\":null,");
-    if (l->done && !l->exit)
-        printf("\"ready\":%.3f,", l->ready);
-    else
-        printf("\"ready\":null,");
-    printf(l->done ? "\"exit\":%d," : "\"exit\":null,", l->exit);
-    printf("\"cancelled\":%s,", l->cancelled ? "true" : "false");
-    vms_json_member(stdout, "log", l->log);
+    vms_json_member(stdout, j->laptop ? "name" : "branch", j->name);
+    if (j->laptop) {
+        fputc(',', stdout);
+        vms_json_member(stdout, "branch", j->laptop->branch);
+        printf(",\"order\":%u", j->laptop->order);
+    }
+    printf(",\"start_predicted\":%.3f,\"ready_predicted\":%.3f,", j->start_predicted,
+           j->ready_predicted);
+    put_time_or_null("start", j->started, j->start);
+    put_time_or_null("ready", ready(j), j->ready);
+    printf(j->done ? "\"exit\":%d," : "\"exit\":null,", j->exit);
+    printf("\"cancelled\":%s,", j->cancelled ? "true" : "false");
+    vms_json_member(stdout, "log", j->log);
     fputc('}', stdout);
 }
 
@@ -343,24 +421,28 @@ static void put_json(const struct runner *x)
     double m = makespan(x);
     fputc('{', stdout);
     vms_json_member(stdout, "image", x->r->image);
-    printf(",\"version\":%u,\"laptops_ready\":%zu,\"laptops_failed\":%zu,\"cancelled\":%s,"
+    printf(",\"version\":%u,\"laptops_ready\":%zu,\"failed\":%zu,\"cancelled\":%s,"
            "\"makespan\":%.3f,\"makespan_predicted\":%.3f,\"ratio\":%.4f,\"laptops\":[",
            x->r->version, ready_count(x), x->failed, x->cancelled ? "true" : "false", m,
            x->r->makespan, x->r->makespan > 0 ? m / x->r->makespan : 0.0);
-    for (size_t k = 0; k < x->n; k++)
-        put_laptop_json(&x->laps[k], !k);
+    for (size_t k = 0; k < x->n_laptops; k++)
+        put_job_json(&x->jobs[k], !k);
+    fputs("],\"reflectors\":[", stdout);
+    for (size_t k = x->n_laptops; k < x->n; k++)
+        put_job_json(&x->jobs[k], k == x->n_laptops);
     fputs("]}\n", stdout);
 }
 
-/* 0 when every laptop is ready; else 7 when cancelled, or the first failed
- * laptop's status (its command is vmsync's, whose statuses say what kind). */
+/* 0 when every command exited 0; else 7 when cancelled, or the first failed
+ * command's status (laptops in the schedule's order, then the reflectors;
+ * the commands are vmsync's, whose statuses say what kind). */
 static int run_status(const struct runner *x)
 {
     if (x->cancelled)
         return 7;
     for (size_t k = 0; k < x->n; k++)
-        if (x->laps[k].done && x->laps[k].exit)
-            return x->laps[k].exit < 128 ? x->laps[k].exit : 1;
+        if (x->jobs[k].done && x->jobs[k].exit)
+            return x->jobs[k].exit < 128 ? x->jobs[k].exit : 1;
     return 0;
 }
 
@@ -402,8 +484,7 @@ int fleet_run(int argc, char **argv)
     fsp_error err = {0};
     char *logs = q.logs ? NULL : default_logs(argv[optind]);
     struct runner x = {.logs = q.logs ? q.logs : logs};
-    int rc = x.logs ? run_fleet(&x, &q, argv[optind], &err)
-                    : fsp_fail(&err, FSP_EK_NOMEM, -ENOMEM, "out of memory");
+    int rc = x.logs ? run_fleet(&x, &q, argv[optind], &err) : nomem(&err);
     status = rc ? cli_report(&err) : run_status(&x);
     runner_free(&x);
     vms_fleet_free(x.f);

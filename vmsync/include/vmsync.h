@@ -1161,6 +1161,8 @@ struct vms_fleet_branch {
     uint32_t concurrency;     /* the schedule's laptops at once; 0: all of them */
     double reflector_ready;   /* a reflector holds the union (the schedule); else 0 */
     double ready, ready_all_at_once; /* its last laptop is ready */
+    const char *const *warm;  /* the command that fills its reflector ("warm"), NULL-terminated;
+                               * NULL: none */
 };
 struct vms_fleet_report {
     const char *image;

@@ -195,6 +195,28 @@ static int string_list(struct parsing *p, const struct vms_jr *obj, const char *
     return rc;
 }
 
+/* A command, word by word ("run", "warm"; vmsync fleet run): no shell reads
+ * it.  Its words point into the tree. */
+static int parse_words(struct parsing *p, const struct vms_jr *obj, const char *key, const char ***out)
+{
+    const struct vms_jr *v = vms_jr_get(obj, key);
+    if (!v)
+        return 0;
+    int rc = want_type(p, v, key, VMS_JR_ARRAY);
+    if (!rc && (!v->n_kids || v->n_kids > VMS_FLEET_RUN_ARGS_MAX))
+        return bad(p, v, key, "expected a command of 1 to 256 words: [\"ssh\", \"host\", \"vmsync\", ...]");
+    if (!rc && !(*out = calloc(v->n_kids + 1, sizeof **out)))
+        return nomem(p->err);
+    for (size_t i = 0; !rc && i < v->n_kids; i++) {
+        rc = want_type(p, &v->kids[i], key, VMS_JR_STRING);
+        if (!rc && !v->kids[i].str[0])
+            rc = bad(p, &v->kids[i], key, "an empty word");
+        if (!rc)
+            (*out)[i] = v->kids[i].str;
+    }
+    return rc;
+}
+
 /* ---- branches and laptops ---------------------------------------------------------- */
 
 static int find_site(const struct vms_fleet *f, const char *name, size_t *at)
@@ -207,7 +229,8 @@ static int find_site(const struct vms_fleet *f, const char *name, size_t *at)
 
 static int parse_branch(struct parsing *p, const struct vms_jr *b, struct vms_fleet_site *s)
 {
-    static const char *const keys[] = {"name", "link", "reflector", "lan", "upstream_bytes", NULL};
+    static const char *const keys[] = {"name", "link", "reflector", "lan", "upstream_bytes", "warm",
+                                       NULL};
     const struct vms_jr *refl = vms_jr_get(b, "reflector"), *lan = vms_jr_get(b, "lan"),
                         *up = vms_jr_get(b, "upstream_bytes");
     size_t dup;
@@ -229,6 +252,11 @@ static int parse_branch(struct parsing *p, const struct vms_jr *b, struct vms_fl
     if (!rc && up)
         rc = get_count(p, up, "upstream_bytes", 0x1p53, &s->upstream_given);
     s->has_upstream_given = up != NULL;
+    if (!rc)
+        rc = parse_words(p, b, "warm", &s->warm);
+    if (!rc && s->warm && !s->out.reflector)
+        return bad(p, vms_jr_get(b, "warm"), "warm", "only a branch with a reflector is warmed");
+    s->out.warm = s->warm;
     return rc;
 }
 
@@ -263,29 +291,6 @@ static int parse_needs(struct parsing *p, const struct vms_jr *l, struct vms_fle
     return rc;
 }
 
-/* "run": the command, word by word, that brings the laptop to the version
- * (vmsync fleet run); its words point into the tree. */
-static int parse_run(struct parsing *p, const struct vms_jr *l, struct vms_fleet_node *n)
-{
-    const struct vms_jr *v = vms_jr_get(l, "run");
-    if (!v)
-        return 0;
-    int rc = want_type(p, v, "run", VMS_JR_ARRAY);
-    if (!rc && (!v->n_kids || v->n_kids > VMS_FLEET_RUN_ARGS_MAX))
-        return bad(p, v, "run", "expected a command of 1 to 256 words: [\"ssh\", \"host\", \"vmsync\", ...]");
-    if (!rc && !(n->run = calloc(v->n_kids + 1, sizeof *n->run)))
-        return nomem(p->err);
-    for (size_t i = 0; !rc && i < v->n_kids; i++) {
-        rc = want_type(p, &v->kids[i], "run", VMS_JR_STRING);
-        if (!rc && !v->kids[i].str[0])
-            rc = bad(p, &v->kids[i], "run", "an empty word");
-        if (!rc)
-            n->run[i] = v->kids[i].str;
-    }
-    n->out.run = n->run;
-    return rc;
-}
-
 static int parse_laptop(struct parsing *p, const struct vms_jr *l, struct vms_fleet_node *n)
 {
     static const char *const keys[] = {"name", "branch", "link", "online", "versions", "manifests",
@@ -306,7 +311,8 @@ static int parse_laptop(struct parsing *p, const struct vms_jr *l, struct vms_fl
     if (!rc)
         rc = parse_needs(p, l, n);
     if (!rc)
-        rc = parse_run(p, l, n);
+        rc = parse_words(p, l, "run", &n->run);
+    n->out.run = n->run;
     return rc;
 }
 
@@ -465,6 +471,8 @@ void vms_fleet_free(vms_fleet *f)
         free(f->nodes[i].manifests);
         free(f->nodes[i].run);
     }
+    for (size_t i = 0; i < f->n_sites; i++)
+        free(f->sites[i].warm);
     for (size_t i = 0; i < f->n_sites; i++)
         if (f->sites[i].held) {
             vms_keyset_free(f->sites[i].held);

@@ -41,6 +41,7 @@ struct vms_fleet_site {            /* one branch */
     double lan;                    /* bytes/s of the reflector to its laptops */
     uint64_t upstream_given;       /* "upstream_bytes", for laptops given as bytes */
     bool has_upstream_given;
+    const char **warm;             /* its "warm" command, NULL-terminated; NULL: none */
     uint64_t union_bytes;          /* measured laptops' objects, each once, as stored */
     struct vms_keyset *held;       /* measured: the union of its laptops' objects */
 };
