@@ -68,6 +68,9 @@ hostile window "$ok_head\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":
 hostile nul "$ok_head\"laptops\":[{\"name\":\"a\\u0000b\",\"branch\":\"b\",\"bytes\":1}]}" "u0000"
 hostile warm "${ok_head/\"name\":\"b\"/\"name\":\"b\",\"warm\":[\"true\"]}\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1}]}" \
     "only a branch with a reflector"
+linked='"name":"b","offline":true,"link":{"rate":1}'
+hostile offline "${ok_head/\"name\":\"b\"/$linked}\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1}]}" \
+    "link: an offline branch has no link"
 hostile words "$ok_head\"laptops\":[{\"name\":\"a\",\"branch\":\"b\",\"bytes\":1,\"run\":[\"ssh\",\"\"]}]}" "an empty word"
 vm_expect "$T/missing" 3 fleet plan "$T/no-such.json"
 

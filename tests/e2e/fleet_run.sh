@@ -5,7 +5,9 @@
 # it.  Each laptop's image is then desk@2's, each has its log, they started
 # in the schedule's order, and the makespan lands near the prediction (the
 # 20 % goal is make bench's: a timed test would be noisy).  Again with the
-# office behind a reflector, which the office's "warm" command fills.  Then, on fleets
+# office behind a reflector, which the office's "warm" command fills.  Then
+# two offline branches: fleet run writes each one bundle, which holds what
+# its laptops lack except what all of them hold, and rebuilds desk@2 there.  Then, on fleets
 # given as bytes whose commands sleep: a laptop without a "run" command is
 # refused before anything starts; a failed command's status is fleet run's,
 # its log named; a branch that the schedule runs one at a time runs one at a
@@ -54,6 +56,32 @@ done
 (($(du -sb "$T/rcache" | cut -f1) > 6 << 20)) || bad "the reflector's cache holds less than desk@2's new files"
 jq -e '.ratio > 0.6 and .ratio < 1.6' "$r" >/dev/null ||
     bad "the makespan $(jget "$r" .makespan) s is far from the prediction $(jget "$r" .makespan_predicted) s"
+
+info "=== offline branches: a bundle each, which leaves out only what all its laptops hold"
+jq -n --arg repo "$SSHD_URL_BASE/repo" '{repository: $repo, image: "desk", server: {uplink: "1Gbit"},
+    branches: [{name: "ship", offline: true}, {name: "rig", offline: true}],
+    laptops: [{name: "ship-1", branch: "ship", versions: ["desk@1"]},
+              {name: "ship-2", branch: "ship", versions: ["desk@1"]},
+              {name: "rig-1", branch: "rig", versions: ["desk@1"]}, {name: "rig-2", branch: "rig"}]}' \
+    >"$T/offline.json"
+vm_ok "$T/oplan" fleet plan "$T/offline.json" --json "${FLEET_SSH_OPTS[@]}"
+vm_ok "$T/orun" fleet run "$T/offline.json" --json "${FLEET_SSH_OPTS[@]}"
+o=$T/orun.out
+jq -e '.bundles | length == 2' "$o" >/dev/null || fail "not one bundle per offline branch: $(head -c 400 "$o")"
+for pair in ship:ship-1 rig:rig-2; do
+    b=${pair%%:*} l=${pair#*:}
+    want_objects=$(jq -r --arg l "$l" '.laptops[] | select(.name == $l) | .objects' "$T/oplan.out")
+    got=$(jq -r --arg b "$b" '.bundles[] | select(.branch == $b) | .objects' "$o")
+    [[ $got == "$want_objects" ]] || bad "$b's bundle holds $got objects, not the $want_objects that $l lacks"
+    path=$(jq -r --arg b "$b" '.bundles[] | select(.branch == $b) | .path' "$o")
+    [[ $path == "$T/offline.logs/branch@$b.bundle" ]] || bad "$b's bundle is $path"
+    VMSYNC_CACHE=$T/site-$b vm_ok "$T/site-$b" checkout "$path" desk -o "$T/site-$b.img" --seed "$T/v1.img" -q
+    [[ $(repo_digest "$T/site-$b.img") == "$FLEET_WANT" ]] || bad "the image rebuilt from $b's bundle is not desk@2"
+done
+jq -e '[.branches[] | select(.offline) | .upstream_bytes] == [0, 0] and .server_bytes == 0' "$T/oplan.out" \
+    >/dev/null || bad "an offline branch's bytes cross a link in the plan"
+vm_ok "$T/oplantext" fleet plan "$T/offline.json" "${FLEET_SSH_OPTS[@]}"
+grep -q "ship: 2 laptops, offline: a bundle of " "$T/oplantext.out" || bad "plan text: $(cat "$T/oplantext.out")"
 
 info "=== refusals, a failure, a cancel"
 sim() { # NAME RUN-JSON...: a one-branch fleet of laptops given as bytes

@@ -115,6 +115,22 @@ static void test_a_window_ends_at_any_start_second(void)
     }
 }
 
+/* An offline branch's bytes go by bundle: no link carries them, and its
+ * laptops wait for nothing in the simulation. */
+static void test_an_offline_branch_takes_no_link(void)
+{
+    vms_fleet *f;
+    const struct vms_fleet_report *r = plan(
+        "{\"image\":\"d\",\"server\":{\"uplink\":\"1M\"},\"branches\":[{\"name\":\"hq\"},"
+        "{\"name\":\"ship\",\"offline\":true}],\"laptops\":[{\"name\":\"a\",\"branch\":\"hq\","
+        "\"bytes\":\"10M\"},{\"name\":\"s\",\"branch\":\"ship\",\"bytes\":\"100M\"}]}", &f);
+    CHECK(r && near(r->makespan, 10) && r->server_bytes == 10u << 20);
+    CHECK(r && r->branches[1].offline && r->branches[1].bundle_bytes == 100u << 20 &&
+          r->branches[1].upstream_bytes == 0);
+    CHECK(r && laptop(r, "s")->via_bundle && laptop(r, "s")->ready == 0 && !laptop(r, "a")->via_bundle);
+    vms_fleet_free(f);
+}
+
 static void test_a_reflector_carries_the_union_once(void)
 {
     vms_fleet *f;
@@ -167,6 +183,7 @@ int main(void)
     RUN(test_online_hours_wait_for_the_window);
     RUN(test_a_short_window_goes_first);
     RUN(test_a_window_ends_at_any_start_second);
+    RUN(test_an_offline_branch_takes_no_link);
     RUN(test_a_reflector_carries_the_union_once);
     RUN(test_the_reader_is_strict);
     return check_failures ? 1 : 0;

@@ -17,9 +17,12 @@ struct fleet_cmd {
 /* The options; -1 to go on, else the exit status (help printed, bad usage). */
 int fleet_parse(int argc, char **argv, struct fleet_cmd *q);
 int fleet_usage_error(const char *what);
-/* Loads, measures (over Q's options) and plans PATH; START_SECOND >= 0
- * starts the rollout then (seconds after local midnight), not at the file's
- * "start".  *F is the caller's, for vms_fleet_free, even on failure. */
+/* Q's handle on REPO, over Q's options; cli_client_close(&q->client) ends it. */
+int fleet_client_open(struct fleet_cmd *q, const char *repo, fsp_error *err);
+/* Loads, measures (over Q's options; Q's handle stays open, when one was
+ * needed) and plans PATH; START_SECOND >= 0 starts the rollout then (seconds
+ * after local midnight), not at the file's "start".  *F is the caller's, for
+ * vms_fleet_free, even on failure. */
 int fleet_prepare(struct fleet_cmd *q, const char *path, double start_second, vms_fleet **f,
                   const struct vms_fleet_report **r, fsp_error *err);
 void fleet_put_duration(FILE *out, double s);

@@ -66,7 +66,7 @@ int fleet_parse(int argc, char **argv, struct fleet_cmd *q)
     return -1;
 }
 
-static int client_open(struct fleet_cmd *q, const char *repo, fsp_error *err)
+int fleet_client_open(struct fleet_cmd *q, const char *repo, fsp_error *err)
 {
     cli_remote_init(&q->remote);
     return cli_client_open(repo, &q->s, &q->client, err);
@@ -102,6 +102,12 @@ static void put_branch_line(const struct vms_fleet_branch *b)
 {
     printf("  ");
     vms_put_name(stdout, b->name);
+    if (b->offline) {
+        printf(": %zu laptops, offline: a bundle of ", b->laptops);
+        put_bytes(stdout, b->bundle_bytes);
+        printf(" carries the version there\n");
+        return;
+    }
     printf(": %zu laptops, %s, upstream ", b->laptops, b->reflector ? "reflector" : "direct");
     put_bytes(stdout, b->upstream_bytes);
     if (b->reflector) {
@@ -130,6 +136,10 @@ static void put_laptop_line(const struct vms_fleet_laptop *l)
         printf(" to fetch (%llu objects), ", (unsigned long long)l->objects);
         put_bytes(stdout, l->bytes_from_seeds);
         printf(" from its seeds");
+    }
+    if (l->via_bundle) {
+        printf("; by its branch's bundle\n");
+        return;
     }
     printf("; starts at ");
     fleet_put_duration(stdout, l->start);
@@ -181,9 +191,11 @@ static void put_branch_json(const struct vms_fleet_branch *b, bool first)
 {
     fputs(first ? "\n  {" : ",\n  {", stdout);
     vms_json_member(stdout, "name", b->name);
-    printf(",\"laptops\":%zu,\"reflector\":%s,\"upstream_bytes\":%llu,\"lan_bytes\":%llu,"
+    printf(",\"laptops\":%zu,\"reflector\":%s,\"offline\":%s,\"bundle_bytes\":%llu,"
+           "\"upstream_bytes\":%llu,\"lan_bytes\":%llu,"
            "\"concurrency\":%u,\"reflector_ready\":%.3f,\"ready\":%.3f,\"ready_all_at_once\":%.3f}",
-           b->laptops, b->reflector ? "true" : "false", (unsigned long long)b->upstream_bytes,
+           b->laptops, b->reflector ? "true" : "false", b->offline ? "true" : "false",
+           (unsigned long long)b->bundle_bytes, (unsigned long long)b->upstream_bytes,
            (unsigned long long)b->lan_bytes, b->concurrency, b->reflector_ready, b->ready,
            b->ready_all_at_once);
 }
@@ -194,10 +206,11 @@ static void put_laptop_json(const struct vms_fleet_laptop *l, bool first)
     vms_json_member(stdout, "name", l->name);
     fputc(',', stdout);
     vms_json_member(stdout, "branch", l->branch);
-    printf(",\"measured\":%s,\"via_reflector\":%s,\"bytes\":%llu,\"bytes_raw\":%llu,"
+    printf(",\"measured\":%s,\"via_reflector\":%s,\"via_bundle\":%s,\"bytes\":%llu,\"bytes_raw\":%llu,"
            "\"objects\":%llu,\"bytes_from_seeds\":%llu,\"order\":%u,\"start\":%.3f,"
            "\"ready\":%.3f,\"ready_all_at_once\":%.3f}",
            l->measured ? "true" : "false", l->via_reflector ? "true" : "false",
+           l->via_bundle ? "true" : "false",
            (unsigned long long)l->bytes, (unsigned long long)l->bytes_raw,
            (unsigned long long)l->objects, (unsigned long long)l->bytes_from_seeds, l->order,
            l->start, l->ready, l->ready_all_at_once);
@@ -227,14 +240,13 @@ int fleet_prepare(struct fleet_cmd *q, const char *path, double start_second, vm
         rc = fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: its laptops hold seeds, and it names no "
                       "repository to measure them on", path);
     if (!rc && vms_fleet_needs_repository(*f))
-        rc = client_open(q, vms_fleet_repository(*f), err);
+        rc = fleet_client_open(q, vms_fleet_repository(*f), err);
     if (!rc && q->client)
         rc = vms_fleet_measure(*f, q->client, err);
     if (!rc && start_second >= 0)
         vms_fleet_start_at(*f, start_second);
     if (!rc)
         rc = vms_fleet_plan(*f, r, err);
-    cli_client_close(&q->client);
     return rc;
 }
 
@@ -256,6 +268,7 @@ static int fleet_plan(int argc, char **argv)
         print_plan_json(r);
     else if (!rc)
         status = print_plan_text(r);
+    cli_client_close(&q.client);
     vms_fleet_free(f);
     return rc ? cli_report(&err) : status > 0 ? status : 0;
 }
@@ -470,7 +483,7 @@ static int fleet_status(int argc, char **argv)
         return cli_usage_error(fleet_usage, "%s", "fleet status needs REPO");
     fsp_error err = {0};
     const char *repo = argv[optind];
-    int rc = client_open(&q, repo, &err);
+    int rc = fleet_client_open(&q, repo, &err);
     if (!rc)
         rc = nomem_or(vms_audit_log(q.client, NULL, 0, on_entry, &st, &err), &err);
     if (!rc)

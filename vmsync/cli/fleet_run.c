@@ -2,7 +2,8 @@
  * "run" command (a checkout over ssh, say) is started in the schedule's
  * order, at most the schedule's number of a branch at once, and only in the
  * laptop's online hours; a reflector's "warm" command starts when the
- * schedule fills it.  Each command's output goes to LOGS/NAME.log.  The
+ * schedule fills it; an offline branch's bundle is written first, for
+ * someone to carry there.  Each command's output goes to LOGS/NAME.log.  The
  * report sets each start and end, and the makespan, against the prediction:
  * the simulation's model is only worth what it predicts. */
 #include "fleet.h"
@@ -34,12 +35,21 @@ struct job {
     char *log;
 };
 
+/* An offline branch's bundle, in LOGS/branch@NAME.bundle. */
+struct bundle {
+    size_t branch;             /* in the report */
+    char *path;
+    struct vms_bundle_stats stats;
+};
+
 struct runner {
     vms_fleet *f;
     const struct vms_fleet_report *r;
     struct job *jobs;          /* the laptops in the schedule's order, then the warms */
     size_t n_laptops, n, done, failed;
     size_t *running;           /* laptops, per branch */
+    struct bundle *bundles;
+    size_t n_bundles, by_bundle; /* bundles, and the laptops they carry to */
     bool fill_ahead;           /* the schedule fills reflectors from the start */
     struct timespec t0;
     const char *logs;
@@ -69,7 +79,7 @@ static int nomem(fsp_error *err) { return fsp_fail(err, FSP_EK_NOMEM, -ENOMEM, "
 static int need_commands(const struct vms_fleet_report *r, const char *path, fsp_error *err)
 {
     for (size_t i = 0; i < r->n_laptops; i++)
-        if (!r->laptops[i].run)
+        if (!r->laptops[i].run && !r->laptops[i].via_bundle)
             return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: laptop \"%.64s\" has no \"run\" "
                             "command: fleet run starts each laptop's", path, r->laptops[i].name);
     return 0;
@@ -83,10 +93,10 @@ static size_t branch_of(const struct vms_fleet_report *r, const char *name)
     return k;
 }
 
-/* A file name from a name that is data: only [A-Za-z0-9._-], never a
- * leading "."; a branch's gets "branch@" before it, which no laptop's can
- * have. */
-static char *log_path(const char *logs, const char *prefix, const char *name)
+/* A file in LOGS named after a name that is data: only [A-Za-z0-9._-],
+ * never a leading "."; a branch's gets "branch@" before it, which no
+ * laptop's can have. */
+static char *file_for(const char *logs, const char *prefix, const char *name, const char *suffix)
 {
     size_t n = strlen(name);
     char *safe = malloc(n + 1), *path = NULL;
@@ -98,7 +108,7 @@ static char *log_path(const char *logs, const char *prefix, const char *name)
     safe[n] = 0;
     if (safe[0] == '.')
         safe[0] = '_';
-    if (asprintf(&path, "%s/%s%s.log", logs, prefix, safe) < 0)
+    if (asprintf(&path, "%s/%s%s%s", logs, prefix, safe, suffix) < 0)
         path = NULL;
     free(safe);
     return path;
@@ -138,14 +148,19 @@ static void warm_job(struct runner *x, struct job *j, size_t branch)
 static int add_jobs(struct runner *x, const struct vms_fleet_laptop **sorted, fsp_error *err)
 {
     for (size_t k = 0; k < x->r->n_laptops; k++)
-        laptop_job(x, &x->jobs[x->n++], sorted[k]);
+        if (sorted[k]->via_bundle)
+            x->by_bundle++;
+        else
+            laptop_job(x, &x->jobs[x->n++], sorted[k]);
     x->n_laptops = x->n;
     for (size_t k = 0; k < x->r->n_branches; k++)
         if (x->r->branches[k].warm)
             warm_job(x, &x->jobs[x->n++], k);
-    for (size_t k = 0; k < x->n; k++)
-        if (!(x->jobs[k].log = log_path(x->logs, x->jobs[k].laptop ? "" : "branch@", x->jobs[k].name)))
+    for (size_t k = 0; k < x->n; k++) {
+        struct job *j = &x->jobs[k];
+        if (!(j->log = file_for(x->logs, j->laptop ? "" : "branch@", j->name, ".log")))
             return nomem(err);
+    }
     return 0;
 }
 
@@ -172,6 +187,9 @@ static void runner_free(struct runner *x)
         free(x->jobs[k].log);
     free(x->jobs);
     free(x->running);
+    for (size_t k = 0; k < x->n_bundles; k++)
+        free(x->bundles[k].path);
+    free(x->bundles);
 }
 
 static int make_logs(const char *logs, fsp_error *err)
@@ -180,6 +198,46 @@ static int make_logs(const char *logs, fsp_error *err)
         return fsp_fail(err, FSP_EK_IO, -errno, "%s: cannot make the logs' folder: %s", logs,
                         strerror(errno));
     return 0;
+}
+
+/* ---- offline branches' bundles --------------------------------------------------- */
+
+static int make_bundle(struct runner *x, vms_client *c, struct bundle *b, fsp_error *err)
+{
+    const char *name = x->r->branches[b->branch].name;
+    if (!(b->path = file_for(x->logs, "branch@", name, ".bundle")))
+        return nomem(err);
+    fprintf(stderr, "vmsync: fleet run: writing the bundle for offline branch ");
+    vms_put_name(stderr, name);
+    fprintf(stderr, ": %s\n", b->path);
+    int rc = vms_fleet_bundle(x->f, c, b->branch, b->path, &b->stats, err);
+    if (!rc)
+        fprintf(stderr, "vmsync: fleet run: %s: %llu bytes, %llu objects\n", b->path,
+                (unsigned long long)b->stats.bytes_written, (unsigned long long)b->stats.objects);
+    return rc;
+}
+
+/* Every offline branch's bundle, before any command starts: they need the
+ * repository, which the laptops' commands reach by themselves. */
+static int make_bundles(struct runner *x, struct fleet_cmd *q, const char *path, fsp_error *err)
+{
+    int rc = 0;
+    for (size_t k = 0; !rc && k < x->r->n_branches; k++) {
+        if (!x->r->branches[k].offline)
+            continue;
+        if (!q->client && !vms_fleet_repository(x->f))
+            return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "%s: an offline branch's bundle needs the "
+                            "repository, and the file names none", path);
+        if (!q->client)
+            rc = fleet_client_open(q, vms_fleet_repository(x->f), err);
+        if (!rc && !x->bundles && !(x->bundles = calloc(x->r->n_branches, sizeof *x->bundles)))
+            rc = nomem(err);
+        if (!rc) {
+            x->bundles[x->n_bundles].branch = k;
+            rc = make_bundle(x, q->client, &x->bundles[x->n_bundles++], err);
+        }
+    }
+    return rc;
 }
 
 /* ---- starting and reaping ------------------------------------------------------------ */
@@ -372,14 +430,26 @@ static void put_job_text(const struct job *j)
         printf("%s at %.1f s (%.1f s)\n", j->laptop ? "ready" : "filled", j->ready, j->ready_predicted);
 }
 
+static void put_bundle_text(const struct runner *x, const struct bundle *b)
+{
+    printf("  bundle for ");
+    vms_put_name(stdout, x->r->branches[b->branch].name);
+    printf(" (%zu laptops): %s, %llu bytes; on each laptop: vmsync checkout %s ",
+           x->r->branches[b->branch].laptops, b->path, (unsigned long long)b->stats.bytes_written,
+           b->path);
+    vms_put_name(stdout, x->r->image);
+    printf("@%u -o IMAGE --seed SEED\n", b->stats.version);
+}
+
 static void put_text(const struct runner *x)
 {
     double m = makespan(x);
     printf("rollout of ");
     vms_put_name(stdout, x->r->image);
     printf(x->r->version ? "@%u" : " (its latest version)", x->r->version);
-    printf(" to %zu laptops: %zu ready, %zu failed%s; makespan ", x->n_laptops, ready_count(x),
-           x->failed, x->cancelled ? ", the rest cancelled" : "");
+    printf(" to %zu laptops: %zu ready, %zu failed%s", x->r->n_laptops, ready_count(x), x->failed,
+           x->cancelled ? ", the rest cancelled" : "");
+    printf(x->by_bundle ? ", %zu by bundle; makespan " : "; makespan ", x->by_bundle);
     fleet_put_duration(stdout, m);
     printf(", predicted ");
     fleet_put_duration(stdout, x->r->makespan);
@@ -387,6 +457,8 @@ static void put_text(const struct runner *x)
     printf("  order  laptop: started at (predicted), ready at (predicted)\n");
     for (size_t k = 0; k < x->n; k++)
         put_job_text(&x->jobs[k]);
+    for (size_t k = 0; k < x->n_bundles; k++)
+        put_bundle_text(x, &x->bundles[k]);
 }
 
 static void put_time_or_null(const char *key, bool known, double t)
@@ -416,6 +488,18 @@ static void put_job_json(const struct job *j, bool first)
     fputc('}', stdout);
 }
 
+static void put_bundle_json(const struct runner *x, const struct bundle *b, bool first)
+{
+    const struct vms_fleet_branch *br = &x->r->branches[b->branch];
+    fputs(first ? "\n  {" : ",\n  {", stdout);
+    vms_json_member(stdout, "branch", br->name);
+    printf(",\"laptops\":%zu,\"version\":%u,\"bytes\":%llu,\"objects\":%llu,\"objects_held\":%llu,",
+           br->laptops, b->stats.version, (unsigned long long)b->stats.bytes_written,
+           (unsigned long long)b->stats.objects, (unsigned long long)b->stats.objects_held);
+    vms_json_member(stdout, "path", b->path);
+    fputc('}', stdout);
+}
+
 static void put_json(const struct runner *x)
 {
     double m = makespan(x);
@@ -430,6 +514,9 @@ static void put_json(const struct runner *x)
     fputs("],\"reflectors\":[", stdout);
     for (size_t k = x->n_laptops; k < x->n; k++)
         put_job_json(&x->jobs[k], k == x->n_laptops);
+    fputs("],\"bundles\":[", stdout);
+    for (size_t k = 0; k < x->n_bundles; k++)
+        put_bundle_json(x, &x->bundles[k], !k);
     fputs("]}\n", stdout);
 }
 
@@ -464,6 +551,9 @@ static int run_fleet(struct runner *x, struct fleet_cmd *q, const char *path, fs
         rc = make_logs(x->logs, err);
     if (!rc)
         rc = runner_init(x, err);
+    if (!rc)
+        rc = make_bundles(x, q, path, err);
+    cli_client_close(&q->client);
     if (!rc)
         rc = carry_out(x, err);
     if (!rc && q->json)

@@ -1144,6 +1144,8 @@ struct vms_fleet_laptop {
     const char *name, *branch;
     bool measured;            /* its bytes come from the plan of its seeds, not from the file */
     bool via_reflector;       /* its branch has a reflector: it fetches over the LAN */
+    bool via_bundle;          /* its branch is offline: no link carries it, and its
+                               * start and ready are 0 */
     uint64_t bytes;           /* what travels to it, as the repository stores it */
     uint64_t bytes_raw, objects, bytes_from_seeds; /* measured only, else 0 */
     uint32_t order;           /* the schedule's rank: 1 starts first */
@@ -1154,6 +1156,8 @@ struct vms_fleet_laptop {
 struct vms_fleet_branch {
     const char *name;
     bool reflector;
+    bool offline;             /* no link: a bundle carries the version there */
+    uint64_t bundle_bytes;    /* offline: its laptops' objects, each once, as stored */
     size_t laptops;
     uint64_t upstream_bytes;  /* over its link: a reflector's union of its laptops' needs,
                                * once; else the sum of its laptops' */
@@ -1202,6 +1206,13 @@ void vms_fleet_start_at(vms_fleet *f, double second);
 /* Seconds from T (seconds after the rollout's start) until laptop I of the
  * report comes online: 0 when it is online then. */
 double vms_fleet_until_online(const vms_fleet *f, size_t i, double t);
+/* Writes the bundle (vms_bundle_create) that carries the version to offline
+ * branch BRANCH (its index in the report) into OUT: every object that not
+ * all of its laptops hold, the versions and manifest files held by every one
+ * of them being left out (the versions' manifests fetched into a temporary
+ * folder, removed after). */
+int vms_fleet_bundle(vms_fleet *f, vms_client *c, size_t branch, const char *out,
+                     struct vms_bundle_stats *stats, fsp_error *err);
 void vms_fleet_free(vms_fleet *f); /* NULL is fine */
 
 /* ---- the settings file ------------------------------------------------------

@@ -227,10 +227,24 @@ static int find_site(const struct vms_fleet *f, const char *name, size_t *at)
     return -ENOENT;
 }
 
+/* "offline": no link reaches the branch, a bundle does: none of the keys
+ * about links goes with it. */
+static int parse_offline(struct parsing *p, const struct vms_jr *b, struct vms_fleet_site *s)
+{
+    static const char *const linked[] = {"link", "reflector", "lan", "upstream_bytes", "warm", NULL};
+    const struct vms_jr *v = vms_jr_get(b, "offline");
+    int rc = v ? want_type(p, v, "offline", VMS_JR_BOOL) : 0;
+    s->out.offline = v && v->flag;
+    for (size_t i = 0; !rc && s->out.offline && linked[i]; i++)
+        if (vms_jr_get(b, linked[i]))
+            return bad(p, vms_jr_get(b, linked[i]), linked[i], "an offline branch has no link");
+    return rc;
+}
+
 static int parse_branch(struct parsing *p, const struct vms_jr *b, struct vms_fleet_site *s)
 {
     static const char *const keys[] = {"name", "link", "reflector", "lan", "upstream_bytes", "warm",
-                                       NULL};
+                                       "offline", NULL};
     const struct vms_jr *refl = vms_jr_get(b, "reflector"), *lan = vms_jr_get(b, "lan"),
                         *up = vms_jr_get(b, "upstream_bytes");
     size_t dup;
@@ -257,7 +271,7 @@ static int parse_branch(struct parsing *p, const struct vms_jr *b, struct vms_fl
     if (!rc && s->warm && !s->out.reflector)
         return bad(p, vms_jr_get(b, "warm"), "warm", "only a branch with a reflector is warmed");
     s->out.warm = s->warm;
-    return rc;
+    return rc ? rc : parse_offline(p, b, s);
 }
 
 static int parse_branches(struct parsing *p, const struct vms_jr *root)

@@ -118,7 +118,7 @@ static int measure_laptop(struct measuring *m, struct vms_fleet_node *n, fsp_err
     if (!rc)
         take_figures(n, plan);
     struct vms_fleet_site *s = &m->f->sites[n->branch];
-    if (!rc && s->out.reflector)
+    if (!rc && (s->out.reflector || s->out.offline))
         rc = add_to_union(s, plan, err);
     vms_plan_free(plan);
     return rc;
@@ -148,5 +148,72 @@ int vms_fleet_measure(vms_fleet *f, vms_client *c, fsp_error *err)
             rc = measure_laptop(&m, &f->nodes[i], err);
     remove_tmp(&m);
     f->measured = !rc;
+    return rc;
+}
+
+/* ---- an offline branch's bundle ------------------------------------------------------- */
+
+/* Whether every laptop of BRANCH lists ITEM among its versions (or its
+ * manifest files): only then may the branch's one bundle leave it out. */
+static bool all_hold(const struct vms_fleet *f, size_t branch, const char *item, bool version)
+{
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        const struct vms_fleet_node *n = &f->nodes[i];
+        char **list = version ? n->versions : n->manifests;
+        size_t count = version ? n->n_versions : n->n_manifests, k = 0;
+        while (n->branch == branch && k < count && strcmp(list[k], item))
+            k++;
+        if (n->branch == branch && k == count)
+            return false;
+    }
+    return true;
+}
+
+static const struct vms_fleet_node *first_of(const struct vms_fleet *f, size_t branch)
+{
+    for (size_t i = 0; i < f->n_nodes; i++)
+        if (f->nodes[i].branch == branch)
+            return &f->nodes[i];
+    return NULL;
+}
+
+/* The manifests of what every laptop of BRANCH holds, into PATHS. */
+static int common_holdings(struct measuring *m, size_t branch, char (*paths)[PATH_MAX], size_t *k,
+                           fsp_error *err)
+{
+    const struct vms_fleet_node *n = first_of(m->f, branch);
+    int rc = 0;
+    for (size_t i = 0; !rc && n && i < n->n_versions; i++)
+        if (all_hold(m->f, branch, n->versions[i], true)) {
+            rc = make_tmp(m, err);
+            if (!rc)
+                rc = version_manifest(m, n->versions[i], paths[*k], PATH_MAX, err);
+            *k += !rc;
+        }
+    for (size_t i = 0; !rc && n && i < n->n_manifests; i++)
+        if (all_hold(m->f, branch, n->manifests[i], false)) {
+            rc = manifest_path(m->f, n->manifests[i], paths[*k], PATH_MAX, err);
+            *k += !rc;
+        }
+    return rc;
+}
+
+int vms_fleet_bundle(vms_fleet *f, vms_client *c, size_t branch, const char *out,
+                     struct vms_bundle_stats *stats, fsp_error *err)
+{
+    struct measuring m = {.f = f, .c = c};
+    char paths[2 * VMS_FLEET_SEEDS_MAX][PATH_MAX];
+    const char *have[2 * VMS_FLEET_SEEDS_MAX];
+    size_t k = 0;
+    if (branch >= f->n_sites || !f->sites[branch].out.offline)
+        return fsp_fail(err, FSP_EK_USAGE, -EINVAL, "branch %zu is not an offline branch", branch);
+    int rc = common_holdings(&m, branch, paths, &k, err);
+    for (size_t i = 0; i < k; i++)
+        have[i] = paths[i];
+    struct vms_bundle_create_opts o = {.name = f->image, .version = f->version, .out = out,
+                                       .have = have, .n_have = k, .force = true};
+    if (!rc)
+        rc = vms_bundle_create(c, &o, stats, err);
+    remove_tmp(&m);
     return rc;
 }

@@ -125,7 +125,7 @@ static void setup_laptop(struct sim *s, size_t i)
         add_res(s, fl, site_link(n->branch));
         add_res(s, fl, 0);
     }
-    setup_flow(s, fl, (double)n->out.bytes,
+    setup_flow(s, fl, site->out.offline ? 0 : (double)n->out.bytes,
                n->link.rtt + (site->out.reflector ? 0 : site->link.rtt));
 }
 
@@ -397,7 +397,9 @@ static void branch_bytes(struct vms_fleet *f)
             largest = !n->out.measured && n->out.bytes > largest ? n->out.bytes : largest;
         }
         site->out.lan_bytes = site->out.reflector ? sum : 0;
-        site->out.upstream_bytes = !site->out.reflector ? sum
+        site->out.bundle_bytes = !site->out.offline ? 0 : site->union_bytes > largest ? site->union_bytes
+                                                                                      : largest;
+        site->out.upstream_bytes = site->out.offline ? 0 : !site->out.reflector ? sum
                                  : site->has_upstream_given ? site->upstream_given
                                  : site->union_bytes > largest ? site->union_bytes : largest;
         f->report.server_bytes += site->out.upstream_bytes;
@@ -542,6 +544,7 @@ static int fill_report(struct vms_fleet *f, fsp_error *err)
     for (size_t i = 0; i < f->n_nodes; i++) {
         f->laptops[i] = f->nodes[i].out;
         f->laptops[i].via_reflector = f->sites[f->nodes[i].branch].out.reflector;
+        f->laptops[i].via_bundle = f->sites[f->nodes[i].branch].out.offline;
     }
     for (size_t k = 0; k < f->n_sites; k++)
         f->branches[k] = f->sites[k].out;
