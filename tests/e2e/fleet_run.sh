@@ -7,7 +7,8 @@
 # 20 % goal is make bench's: a timed test would be noisy).  Again with the
 # office behind a reflector, which the office's "warm" command fills.  Then
 # two offline branches: fleet run writes each one bundle, which holds what
-# its laptops lack except what all of them hold, and rebuilds desk@2 there.  Then, on fleets
+# its laptops lack except what all of them hold, and rebuilds desk@2 there.
+# A laptop whose link is cut mid-export is run again, and its export resumes.  Then, on fleets
 # given as bytes whose commands sleep: a laptop without a "run" command is
 # refused before anything starts; a failed command's status is fleet run's,
 # its log named; a branch that the schedule runs one at a time runs one at a
@@ -23,7 +24,7 @@ need_cmd mke2fs jq python3
 
 export VMSYNC_HOST=admin VMSYNC_CACHE=$T/cache
 fleet_rig 48000000 5 16000000 10
-info "=== the rollout"
+info "=== the rollout (at ${SECONDS} s)"
 vm_ok "$T/run" fleet run "$T/fleet.json" --json "${FLEET_SSH_OPTS[@]}"
 r=$T/run.out
 json_ok "$r" || fail "fleet run --json is not JSON: $(head -c 300 "$r")"
@@ -41,7 +42,7 @@ jq -e '.ratio > 0.6 and .ratio < 1.6' "$r" >/dev/null ||
 grep -q "^vmsync: fleet run: .* office-3 ready (predicted at " "$T/run.err" ||
     bad "no progress line for office-3: $(head -c 300 "$T/run.err")"
 
-info "=== the office behind a reflector, which its warm command fills"
+info "=== the office behind a reflector, which its warm command fills (at ${SECONDS} s)"
 rm -rf "$T"/lap/*/desk.img "$T"/lap/*/cache
 vm_ok "$T/rrun" fleet run "$T/fleet-reflector.json" --json "${FLEET_SSH_OPTS[@]}"
 r=$T/rrun.out
@@ -57,7 +58,7 @@ done
 jq -e '.ratio > 0.6 and .ratio < 1.6' "$r" >/dev/null ||
     bad "the makespan $(jget "$r" .makespan) s is far from the prediction $(jget "$r" .makespan_predicted) s"
 
-info "=== offline branches: a bundle each, which leaves out only what all its laptops hold"
+info "=== offline branches: a bundle each, which leaves out only what all its laptops hold (at ${SECONDS} s)"
 jq -n --arg repo "$SSHD_URL_BASE/repo" '{repository: $repo, image: "desk", server: {uplink: "1Gbit"},
     branches: [{name: "ship", offline: true}, {name: "rig", offline: true}],
     laptops: [{name: "ship-1", branch: "ship", versions: ["desk@1"]},
@@ -83,7 +84,24 @@ jq -e '[.branches[] | select(.offline) | .upstream_bytes] == [0, 0] and .server_
 vm_ok "$T/oplantext" fleet plan "$T/offline.json" "${FLEET_SSH_OPTS[@]}"
 grep -q "ship: 2 laptops, offline: a bundle of " "$T/oplantext.out" || bad "plan text: $(cat "$T/oplantext.out")"
 
-info "=== refusals, a failure, a cancel"
+info "=== a link cut in the middle: the command runs again, and the export resumes (at ${SECONDS} s)"
+repo_bg python3 "$TESTS_LIB/relay.py" --listen 0 --port-file "$T/cut.port" --to "127.0.0.1:$SSHD_PORT" \
+    --rate 16000000 --cut-after 3000000 --stats "$T/cut.json"
+for _ in $(seq 400); do [[ -s $T/cut.port ]] && break; sleep 0.05; done
+cut=$(cat "$T/cut.port") || fail "the cutting relay did not start"
+sed -n "s/^\[127.0.0.1\]:$SSHD_PORT /[127.0.0.1]:$cut /p" "$SSH_KNOWN_HOSTS" >>"$T/kh-relay"
+mkdir -p "$T/lap/cut"
+jq -n --arg repo "$SSHD_URL_BASE/repo" --argjson run "$(_fleet_export cut "$cut" "$SSH_CLIENT_KEY" "$T/kh-relay")" \
+    '{repository: $repo, image: "desk", server: {uplink: "16Mbit"}, branches: [{name: "hq"}],
+      laptops: [{name: "cut", branch: "hq", run: $run}]}' >"$T/cut.json.fleet"
+vm_ok "$T/cutrun" fleet run "$T/cut.json.fleet" --json --retry-after 1 --logs "$T/cut-logs" "${FLEET_SSH_OPTS[@]}"
+jq -e '.laptops[0].attempts == 2 and .laptops[0].exit == 0' "$T/cutrun.out" >/dev/null ||
+    bad "the cut export was not run again once: $(jq -c .laptops "$T/cutrun.out")"
+[[ $(jq .cut "$T/cut.json") == 1 ]] || bad "the relay did not cut the first export: $(cat "$T/cut.json")"
+grep -q "cut lost its link (exit 11): again in 1 s" "$T/cutrun.err" || bad "no retry line: $(cat "$T/cutrun.err")"
+[[ $(repo_digest "$T/lap/cut/desk.img") == "$FLEET_WANT" ]] || bad "the image after the retry is not desk@2"
+
+info "=== refusals, a failure, a cancel (at ${SECONDS} s)"
 sim() { # NAME RUN-JSON...: a one-branch fleet of laptops given as bytes
     printf '%s\n' "${@:2}" | jq -sc '{image: "desk", server: {uplink: "1M"}, branches: [{name: "b"}],
         laptops: [to_entries[] | {name: "l\(.key)", branch: "b", bytes: 1000} + .value]}' >"$T/$1.json"
@@ -93,7 +111,7 @@ vm_expect "$T/norun" 2 fleet run "$T/norun.json"
 grep -q 'norun.json: laptop "l1" has no "run" command' "$T/norun.err" || bad "norun: $(cat "$T/norun.err")"
 [[ ! -e $T/norun.logs ]] || bad "a refused run made its logs' folder"
 sim fails '{"run": ["true"]}' '{"run": ["sh", "-c", "echo no link >&2; exit 11"]}'
-vm_expect "$T/fails" 11 fleet run "$T/fails.json" --logs "$T/fails-logs"
+vm_expect "$T/fails" 11 fleet run "$T/fails.json" --logs "$T/fails-logs" --retries 0
 grep -q "l1 failed: exit 11, see $T/fails-logs/l1.log" "$T/fails.err" || bad "fails: $(cat "$T/fails.err")"
 grep -q "no link" "$T/fails-logs/l1.log" || bad "the failed command's output is not in its log"
 # one branch on a narrow line, and one laptop online only from a minute ago

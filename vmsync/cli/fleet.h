@@ -10,8 +10,9 @@ struct fleet_cmd {
     struct vms_remote_opts remote;
     vms_client *client;
     bool json;
-    bool takes_logs;  /* run: --logs DIR is one of its options */
+    bool is_run;      /* run: --logs, --retries and --retry-after are its options */
     const char *logs;
+    int retries, retry_after; /* run: a command that exits 11 runs again */
 };
 
 /* The options; -1 to go on, else the exit status (help printed, bad usage). */

@@ -12,7 +12,7 @@
 
 static const char *const fleet_usage =
     "usage: vmsync fleet plan FLEET.json [--json]\n"
-    "       vmsync fleet run FLEET.json [--logs DIR] [--json]\n"
+    "       vmsync fleet run FLEET.json [--logs DIR] [--retries N] [--retry-after S] [--json]\n"
     "       vmsync fleet status REPO [--json]\n"
     "\n"
     "plan: what each laptop of FLEET.json (docs/fleet.md) lacks of the version to roll\n"
@@ -30,18 +30,39 @@ static const char *const fleet_usage =
     "Options:\n"
     "      --json             one JSON document\n"
     "      --logs DIR         run: each laptop's output in DIR/NAME.log (default: FLEET.logs)\n"
+    "      --retries N        run: a command that lost its link (exit 11) runs again, up to\n"
+    "                         N more times (default 3), once its laptop is online\n"
+    "      --retry-after S    run: waiting S seconds first (default 60)\n"
     "      --host NAME        this client's name (default: $VMSYNC_HOST, else the hostname)\n"
     "      --cache DIR        local cache (default: $VMSYNC_CACHE, else ~/.cache/vmsync)\n"
     "  -h, --help             this help\n"
     "\n" CLI_REMOTE_HELP;
 
-enum { OPT_HOST = 1000, OPT_CACHE, OPT_JSON, OPT_LOGS };
+enum { OPT_HOST = 1000, OPT_CACHE, OPT_JSON, OPT_LOGS, OPT_RETRIES, OPT_RETRY_AFTER };
+
+/* run's own options: 0, or 1 when OPT is none of them or its value is bad */
+static int run_option(struct fleet_cmd *q, int opt)
+{
+    if (!q->is_run)
+        return 1;
+    if (opt == OPT_LOGS)
+        return q->logs = optarg, 0;
+    if (opt == OPT_RETRIES)
+        return cli_parse_int(optarg, 0, 1000, &q->retries) ? cli_usage_error(fleet_usage, "--retries "
+               "takes a count from 0 to 1000, not %s", optarg), 1 : 0;
+    if (opt == OPT_RETRY_AFTER)
+        return cli_parse_int(optarg, 0, 86400, &q->retry_after) ? cli_usage_error(fleet_usage,
+               "--retry-after takes seconds from 0 to 86400, not %s", optarg), 1 : 0;
+    return 1;
+}
 
 int fleet_parse(int argc, char **argv, struct fleet_cmd *q)
 {
     static const struct option opts[] = {
         {"host", required_argument, 0, OPT_HOST}, {"cache", required_argument, 0, OPT_CACHE},
         {"json", no_argument, 0, OPT_JSON},       {"logs", required_argument, 0, OPT_LOGS},
+        {"retries", required_argument, 0, OPT_RETRIES},
+        {"retry-after", required_argument, 0, OPT_RETRY_AFTER},
         {"help", no_argument, 0, 'h'},            CLI_REMOTE_OPTIONS,
         {0, 0, 0, 0}};
     int opt;
@@ -55,8 +76,8 @@ int fleet_parse(int argc, char **argv, struct fleet_cmd *q)
             q->s.cache_dir = optarg;
         else if (opt == OPT_JSON)
             q->json = true;
-        else if (opt == OPT_LOGS && q->takes_logs)
-            q->logs = optarg;
+        else if (opt == OPT_LOGS || opt == OPT_RETRIES || opt == OPT_RETRY_AFTER)
+            why = run_option(q, opt) ? (q->is_run ? 2 : 1) : 0;
         else
             why = cli_remote_option(&q->remote, opt, fleet_usage);
         if (why)

@@ -30,8 +30,10 @@ struct job {
     pid_t pid;                 /* > 0 while it runs */
     bool started, done, cancelled;
     int exit;                  /* its status; 128 + N when signal N ended it */
-    double start, ready;       /* seconds after the run's start */
+    double start, ready;       /* seconds after the run's start: its first start, its end */
     double start_predicted, ready_predicted;
+    unsigned attempts;         /* the times it started */
+    double not_before;         /* a retry waits until then */
     char *log;
 };
 
@@ -53,6 +55,7 @@ struct runner {
     bool fill_ahead;           /* the schedule fills reflectors from the start */
     struct timespec t0;
     const char *logs;
+    int retries, retry_after;  /* a command that lost its link (exit 11) runs again */
     bool cancelled;
 };
 
@@ -243,13 +246,13 @@ static int make_bundles(struct runner *x, struct fleet_cmd *q, const char *path,
 /* ---- starting and reaping ------------------------------------------------------------ */
 
 /* The child: its own process group (so that a cancel reaches what it starts),
- * no terminal input, its output in its log. */
+ * no terminal input, its output in its log (after the earlier attempts'). */
 static void exec_job(const struct job *j)
 {
     setpgid(0, 0);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    int log = open(j->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int log = open(j->log, O_WRONLY | O_CREAT | (j->attempts ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
@@ -274,8 +277,8 @@ static int start_job(struct runner *x, struct job *j, fsp_error *err)
         exec_job(j);
     setpgid(pid, pid); /* both sides, so that no kill can come before it */
     j->pid = pid;
+    j->start = j->attempts++ ? j->start : since(&x->t0);
     j->started = true;
-    j->start = since(&x->t0);
     if (j->laptop)
         x->running[j->branch]++;
     say(x, j, "started");
@@ -299,7 +302,7 @@ static bool branch_started(const struct runner *x, size_t branch)
 
 static bool may_start(const struct runner *x, const struct job *j, double t)
 {
-    if (j->started)
+    if (j->started || t < j->not_before)
         return false;
     if (!j->laptop) /* the reflector fills ahead, or when its first laptop asks */
         return x->fill_ahead || branch_started(x, j->branch);
@@ -317,14 +320,30 @@ static int start_due(struct runner *x, fsp_error *err)
     return rc;
 }
 
+/* The link was lost (vmsync's exit 11): the command runs again, later, and a
+ * checkout resumes where it stopped. */
+static bool retry(struct runner *x, struct job *j)
+{
+    if (j->exit != 11 || j->cancelled || j->attempts > (unsigned)x->retries)
+        return false;
+    j->started = false;
+    j->not_before = since(&x->t0) + x->retry_after;
+    say(x, j, "lost its link (exit 11)");
+    fprintf(stderr, ": again in %d s, once online (attempt %u of %d); see %s\n", x->retry_after,
+            j->attempts + 1, x->retries + 1, j->log);
+    return true;
+}
+
 static void finish(struct runner *x, struct job *j, int status)
 {
     j->pid = 0;
-    j->done = true;
-    j->ready = since(&x->t0);
     j->exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (j->laptop)
         x->running[j->branch]--;
+    if (retry(x, j))
+        return;
+    j->done = true;
+    j->ready = since(&x->t0);
     x->done++;
     x->failed += j->exit != 0 && !j->cancelled;
     say(x, j, j->cancelled ? "cancelled" : j->exit ? "failed" : j->laptop ? "ready" : "filled");
@@ -422,6 +441,8 @@ static void put_job_text(const struct job *j)
         return;
     }
     printf(": started at %.1f s (%.1f s), ", j->start, j->start_predicted);
+    if (j->attempts > 1)
+        printf("%u attempts, ", j->attempts);
     if (j->cancelled)
         printf("cancelled, log %s\n", j->log);
     else if (j->exit)
@@ -483,7 +504,7 @@ static void put_job_json(const struct job *j, bool first)
     put_time_or_null("start", j->started, j->start);
     put_time_or_null("ready", ready(j), j->ready);
     printf(j->done ? "\"exit\":%d," : "\"exit\":null,", j->exit);
-    printf("\"cancelled\":%s,", j->cancelled ? "true" : "false");
+    printf("\"cancelled\":%s,\"attempts\":%u,", j->cancelled ? "true" : "false", j->attempts);
     vms_json_member(stdout, "log", j->log);
     fputc('}', stdout);
 }
@@ -565,7 +586,7 @@ static int run_fleet(struct runner *x, struct fleet_cmd *q, const char *path, fs
 
 int fleet_run(int argc, char **argv)
 {
-    struct fleet_cmd q = {.takes_logs = true};
+    struct fleet_cmd q = {.is_run = true, .retries = 3, .retry_after = 60};
     int status = fleet_parse(argc, argv, &q);
     if (status >= 0)
         return status;
@@ -573,7 +594,7 @@ int fleet_run(int argc, char **argv)
         return fleet_usage_error("fleet run needs FLEET.json");
     fsp_error err = {0};
     char *logs = q.logs ? NULL : default_logs(argv[optind]);
-    struct runner x = {.logs = q.logs ? q.logs : logs};
+    struct runner x = {.logs = q.logs ? q.logs : logs, .retries = q.retries, .retry_after = q.retry_after};
     int rc = x.logs ? run_fleet(&x, &q, argv[optind], &err) : nomem(&err);
     status = rc ? cli_report(&err) : run_status(&x);
     runner_free(&x);
