@@ -107,6 +107,11 @@ sim() { # NAME RUN-JSON...: a one-branch fleet of laptops given as bytes
         laptops: [to_entries[] | {name: "l\(.key)", branch: "b", bytes: 1000} + .value]}' >"$T/$1.json"
 }
 sim norun '{"run": ["true"]}' '{}'
+vm_expect "$T/planopt" 2 fleet plan "$T/norun.json" --retries 2
+grep -q "are fleet run's options" "$T/planopt.err" || bad "fleet plan --retries: $(cat "$T/planopt.err")"
+vm_expect "$T/badretry" 2 fleet run "$T/norun.json" --retry-after -1
+grep -q -- "--retry-after takes seconds from 0 to 86400, not -1" "$T/badretry.err" ||
+    bad "fleet run --retry-after -1: $(cat "$T/badretry.err")"
 vm_expect "$T/norun" 2 fleet run "$T/norun.json"
 grep -q 'norun.json: laptop "l1" has no "run" command' "$T/norun.err" || bad "norun: $(cat "$T/norun.err")"
 [[ ! -e $T/norun.logs ]] || bad "a refused run made its logs' folder"

@@ -40,20 +40,19 @@ static const char *const fleet_usage =
 
 enum { OPT_HOST = 1000, OPT_CACHE, OPT_JSON, OPT_LOGS, OPT_RETRIES, OPT_RETRY_AFTER };
 
-/* run's own options: 0, or 1 when OPT is none of them or its value is bad */
+/* run's own options: 0, or 2 (the usage error said why) */
 static int run_option(struct fleet_cmd *q, int opt)
 {
     if (!q->is_run)
-        return 1;
+        return cli_usage_error(fleet_usage, "%s", "--logs, --retries and --retry-after are fleet "
+                               "run's options");
     if (opt == OPT_LOGS)
         return q->logs = optarg, 0;
     if (opt == OPT_RETRIES)
         return cli_parse_int(optarg, 0, 1000, &q->retries) ? cli_usage_error(fleet_usage, "--retries "
-               "takes a count from 0 to 1000, not %s", optarg), 1 : 0;
-    if (opt == OPT_RETRY_AFTER)
-        return cli_parse_int(optarg, 0, 86400, &q->retry_after) ? cli_usage_error(fleet_usage,
-               "--retry-after takes seconds from 0 to 86400, not %s", optarg), 1 : 0;
-    return 1;
+               "takes a count from 0 to 1000, not %s", optarg) : 0;
+    return cli_parse_int(optarg, 0, 86400, &q->retry_after) ? cli_usage_error(fleet_usage,
+           "--retry-after takes seconds from 0 to 86400, not %s", optarg) : 0;
 }
 
 int fleet_parse(int argc, char **argv, struct fleet_cmd *q)
@@ -77,7 +76,7 @@ int fleet_parse(int argc, char **argv, struct fleet_cmd *q)
         else if (opt == OPT_JSON)
             q->json = true;
         else if (opt == OPT_LOGS || opt == OPT_RETRIES || opt == OPT_RETRY_AFTER)
-            why = run_option(q, opt) ? (q->is_run ? 2 : 1) : 0;
+            why = run_option(q, opt);
         else
             why = cli_remote_option(&q->remote, opt, fleet_usage);
         if (why)
