@@ -218,14 +218,14 @@ static void choose(struct sim *s)
 {
     const struct vms_fleet *f = s->f;
     for (size_t i = 0; i < f->n_nodes; i++) /* sticky: a running laptop keeps its place */
-        if (s->flows[i].active && (s->flows[i].done || !online(s->f, &f->nodes[i], s->t)))
+        if (s->flows[i].active && (s->flows[i].done || !online(f, &f->nodes[i], s->t)))
             set_active(s, i, false);
     for (size_t k = 0; k < f->n_nodes; k++) {
         size_t i = s->rank[k];
         const struct vms_fleet_node *n = &f->nodes[i];
         uint32_t limit = s->limit[n->branch];
         if (!s->flows[i].active && !s->flows[i].done && (!limit || s->running[n->branch] < limit) &&
-            online(s->f, n, s->t))
+            online(f, n, s->t))
             set_active(s, i, true);
     }
     for (size_t k = 0; k < f->n_sites; k++) {
