@@ -119,6 +119,13 @@ sim fails '{"run": ["true"]}' '{"run": ["sh", "-c", "echo no link >&2; exit 11"]
 vm_expect "$T/fails" 11 fleet run "$T/fails.json" --logs "$T/fails-logs" --retries 0
 grep -q "l1 failed: exit 11, see $T/fails-logs/l1.log" "$T/fails.err" || bad "fails: $(cat "$T/fails.err")"
 grep -q "no link" "$T/fails-logs/l1.log" || bad "the failed command's output is not in its log"
+# two names that one file name could hold: each laptop its own log
+jq -n '{image: "desk", server: {uplink: "1M"}, branches: [{name: "b"}],
+    laptops: [{name: "a/b", branch: "b", bytes: 1, run: ["echo", "slash"]},
+              {name: "a_b", branch: "b", bytes: 1, run: ["echo", "underscore"]}]}' >"$T/names.json"
+vm_ok "$T/names" fleet run "$T/names.json"
+grep -qx slash "$T/names.logs/a%2Fb.log" && grep -qx underscore "$T/names.logs/a_b.log" ||
+    bad "the logs of a/b and a_b: $(ls "$T/names.logs")"
 # one branch on a narrow line, and one laptop online only from a minute ago
 # for two hours: the schedule runs it first, then the others one at a time
 # (its commands sleep a second: what is checked is when they start)

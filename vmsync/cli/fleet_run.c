@@ -96,21 +96,24 @@ static size_t branch_of(const struct vms_fleet_report *r, const char *name)
     return k;
 }
 
-/* A file in LOGS named after a name that is data: only [A-Za-z0-9._-],
- * never a leading "."; a branch's gets "branch@" before it, which no
- * laptop's can have. */
+/* A file in LOGS named after a name that is data: [A-Za-z0-9._-] kept,
+ * every other byte and a leading "." as %XX, so that two names never share
+ * a file; a branch's gets "branch@" before it, which no laptop's can have. */
 static char *file_for(const char *logs, const char *prefix, const char *name, const char *suffix)
 {
-    size_t n = strlen(name);
-    char *safe = malloc(n + 1), *path = NULL;
+    static const char keep[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    size_t n = strlen(name), at = 0;
+    char *safe = malloc(3 * n + 1), *path = NULL;
     if (!safe)
         return NULL;
-    for (size_t i = 0; i < n; i++)
-        safe[i] = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i])
-                      ? name[i] : '_';
-    safe[n] = 0;
-    if (safe[0] == '.')
-        safe[0] = '_';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (strchr(keep, c) && !(i == 0 && c == '.'))
+            safe[at++] = (char)c;
+        else
+            at += (size_t)sprintf(safe + at, "%%%02X", c);
+    }
+    safe[at] = 0;
     if (asprintf(&path, "%s/%s%s%s", logs, prefix, safe, suffix) < 0)
         path = NULL;
     free(safe);
