@@ -15,7 +15,12 @@
  * Waking a thread costs about as much as hashing a small file, so nobody is
  * woken for each one: idle workers are woken for a batch of small jobs, for a
  * job that will have more segments, or when the scan thread has to wait; the
- * scan thread, once out of buffers, is woken when a quarter of them are free. */
+ * scan thread, once out of buffers, is woken when a quarter of them are free.
+ *
+ * Buffers come in two sizes, so that a small file does not hold a whole
+ * segment's worth: with one size, the bound on memory was a bound of a few
+ * dozen small files in flight, and the scan thread and the workers took
+ * turns waiting on each other. */
 #define WAKE_BATCH 8
 #include "internal.h"
 
@@ -52,6 +57,16 @@ struct fsp_pool_job {
     struct fsp_pool_job *next; /* in the queue of jobs no worker took yet */
 };
 
+/* The buffers of one size: free, made, and the most there may be. */
+struct buf_class {
+    uint8_t **free_bufs;
+    unsigned n_free, n_made, n_bufs;
+    unsigned want_free; /* the scan thread waits for this many free buffers */
+    size_t size;
+};
+
+enum { CLASS_SMALL, CLASS_FULL, N_CLASSES };
+
 struct fsp_pool {
     pthread_mutex_t lock;
     pthread_cond_t work;    /* idle workers: a job or the stop */
@@ -60,10 +75,8 @@ struct fsp_pool {
     pthread_cond_t filled;  /* workers of other jobs: a range was read */
     pthread_t *threads;
     unsigned n_threads;
-    uint8_t **free_bufs;
-    unsigned n_free, n_made, n_bufs;
-    unsigned want_free; /* the scan thread waits for this many free buffers */
-    unsigned n_queued;  /* jobs in the queue */
+    struct buf_class classes[N_CLASSES];
+    unsigned n_queued; /* jobs in the queue */
     struct fsp_pool_job *queue, *queue_tail;
     bool stop;
 };
@@ -108,13 +121,27 @@ static int fill_seg(fsp_pool *p, struct fsp_pool_job *j, struct seg *s)
     return b ? b->read_rc : 0;
 }
 
+/* A segment of LEN bytes is in a buffer of this class: the scan thread
+ * pushes exactly the length it asked a buffer for. */
+static struct buf_class *class_of(fsp_pool *p, size_t len)
+{
+    return &p->classes[len <= FSP_POOL_SMALL ? CLASS_SMALL : CLASS_FULL];
+}
+
+/* Called with the lock held. */
+static void give_back(fsp_pool *p, uint8_t *buf, size_t len)
+{
+    struct buf_class *c = class_of(p, len);
+    c->free_bufs[c->n_free++] = buf;
+    if (c->want_free && c->n_free >= c->want_free)
+        pthread_cond_signal(&p->settled);
+}
+
 static void release_seg(fsp_pool *p, struct seg *s)
 {
     if (s->buf && !--s->shared->users) {
-        p->free_bufs[p->n_free++] = s->buf;
+        give_back(p, s->buf, s->len);
         free(s->shared);
-        if (p->want_free && p->n_free >= p->want_free)
-            pthread_cond_signal(&p->settled);
     }
     free(s);
 }
@@ -174,9 +201,13 @@ int fsp_pool_new(unsigned n_threads, unsigned n_bufs, fsp_pool **out)
     pthread_cond_init(&p->more, NULL);
     pthread_cond_init(&p->settled, NULL);
     pthread_cond_init(&p->filled, NULL);
-    p->n_bufs = n_bufs ? n_bufs : 1;
-    p->free_bufs = calloc(p->n_bufs, sizeof *p->free_bufs);
-    int rc = p->free_bufs ? start_workers(p, n_threads ? n_threads : 1) : -ENOMEM;
+    n_bufs = n_bufs ? n_bufs : 1;
+    /* as many small buffers as fit in a quarter of the full ones' memory */
+    unsigned n_small = n_bufs * (FSP_POOL_SEG / FSP_POOL_SMALL) / 4;
+    p->classes[CLASS_SMALL] = (struct buf_class){calloc(n_small, sizeof(uint8_t *)), 0, 0, n_small, 0, FSP_POOL_SMALL};
+    p->classes[CLASS_FULL] = (struct buf_class){calloc(n_bufs, sizeof(uint8_t *)), 0, 0, n_bufs, 0, FSP_POOL_SEG};
+    bool made = p->classes[CLASS_SMALL].free_bufs && p->classes[CLASS_FULL].free_bufs;
+    int rc = made ? start_workers(p, n_threads ? n_threads : 1) : -ENOMEM;
     if (rc) {
         fsp_pool_free(p);
         return rc;
@@ -196,9 +227,11 @@ void fsp_pool_free(fsp_pool *p)
     pthread_mutex_unlock(&p->lock);
     for (unsigned i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
-    for (unsigned i = 0; i < p->n_free; i++)
-        free(p->free_bufs[i]);
-    free(p->free_bufs);
+    for (int c = 0; c < N_CLASSES; c++) {
+        for (unsigned i = 0; i < p->classes[c].n_free; i++)
+            free(p->classes[c].free_bufs[i]);
+        free(p->classes[c].free_bufs);
+    }
     free(p->threads);
     pthread_cond_destroy(&p->filled);
     pthread_cond_destroy(&p->settled);
@@ -247,35 +280,36 @@ static void hand_over(fsp_pool *p, struct fsp_pool_job *j, bool close)
     pthread_mutex_unlock(&p->lock);
 }
 
-uint8_t *fsp_pool_buffer(fsp_pool *p)
+uint8_t *fsp_pool_buffer(fsp_pool *p, size_t len)
 {
+    struct buf_class *c = class_of(p, len);
     pthread_mutex_lock(&p->lock);
-    if (!p->n_free && p->n_made == p->n_bufs) {
+    if (!c->n_free && c->n_made == c->n_bufs) {
         pthread_cond_broadcast(&p->work); /* the jobs waiting for a batch */
-        p->want_free = p->n_bufs / 4 ? p->n_bufs / 4 : 1;
-        while (p->n_free < p->want_free)
+        c->want_free = c->n_bufs / 4 ? c->n_bufs / 4 : 1;
+        while (c->n_free < c->want_free)
             pthread_cond_wait(&p->settled, &p->lock);
-        p->want_free = 0;
+        c->want_free = 0;
     }
-    uint8_t *buf = p->n_free ? p->free_bufs[--p->n_free] : NULL;
+    uint8_t *buf = c->n_free ? c->free_bufs[--c->n_free] : NULL;
     bool make = !buf;
     if (make)
-        p->n_made++; /* counted now, so that the bound holds while we allocate */
+        c->n_made++; /* counted now, so that the bound holds while we allocate */
     pthread_mutex_unlock(&p->lock);
-    if (make && !(buf = malloc(FSP_POOL_SEG))) {
+    if (make && !(buf = malloc(c->size))) {
         pthread_mutex_lock(&p->lock);
-        p->n_made--;
+        c->n_made--;
         pthread_mutex_unlock(&p->lock);
     }
     return buf;
 }
 
-void fsp_pool_unused(fsp_pool *p, uint8_t *buf)
+void fsp_pool_unused(fsp_pool *p, uint8_t *buf, size_t len)
 {
     if (!buf)
         return;
     pthread_mutex_lock(&p->lock);
-    p->free_bufs[p->n_free++] = buf;
+    give_back(p, buf, len);
     pthread_cond_broadcast(&p->settled);
     pthread_mutex_unlock(&p->lock);
 }
@@ -301,7 +335,7 @@ static int push_seg(fsp_pool *p, fsp_pool_job *const *jobs, unsigned n_jobs,
         for (unsigned i = 0; i < n_jobs && i < FSP_POOL_SHARE_MAX; i++)
             free(segs[i]);
         free(shared);
-        fsp_pool_unused(p, template->buf);
+        fsp_pool_unused(p, template->buf, template->len);
         return -ENOMEM;
     }
     if (shared)

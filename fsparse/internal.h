@@ -142,12 +142,14 @@ void fsp_xsort_free(fsp_xsort *xs);
 /* The scan thread opens a job per stream and pushes its bytes in segments;
  * workers run the jobs in the order they were opened, each job's segments in
  * order, on one worker, so a result never depends on the number of workers.
- * Segment buffers come from the pool, at most N_BUFS of FSP_POOL_SEG bytes,
- * which bounds the memory in flight: fsp_pool_buffer waits for a free one.
+ * Segment buffers come from the pool, at most N_BUFS of FSP_POOL_SEG bytes and
+ * N_BUFS * FSP_POOL_SEG / FSP_POOL_SMALL / 4 of FSP_POOL_SMALL, which bounds
+ * the memory in flight: fsp_pool_buffer waits for a free one.
  * Jobs that share buffers must be open together with at least two workers,
  * or the buffers that one of them still needs could stall the other.
  * The callbacks run on a worker; they touch only their job's context. */
 #define FSP_POOL_SEG (256u << 10)
+#define FSP_POOL_SMALL (16u << 10)
 
 enum { FSP_SEG_ZEROS, FSP_SEG_IMAGE /* may be all zeros: worth a test */, FSP_SEG_BYTES };
 
@@ -168,10 +170,11 @@ int fsp_pool_new(unsigned n_threads, unsigned n_bufs, fsp_pool **out);
 /* Joins the workers; every job must have been closed and waited for. */
 void fsp_pool_free(fsp_pool *p);
 int fsp_pool_open(fsp_pool *p, const struct fsp_pool_ops *ops, void *ctx, fsp_pool_job **out);
-/* A buffer of FSP_POOL_SEG bytes, or NULL when out of memory.  Give it back
- * with fsp_pool_push (the pool owns it then, even on failure) or fsp_pool_unused. */
-uint8_t *fsp_pool_buffer(fsp_pool *p);
-void fsp_pool_unused(fsp_pool *p, uint8_t *buf);
+/* A buffer for LEN bytes (at most FSP_POOL_SEG), or NULL when out of memory.
+ * Give it back with fsp_pool_push of exactly LEN bytes (the pool owns it then,
+ * even on failure) or fsp_pool_unused with LEN: the length names its size. */
+uint8_t *fsp_pool_buffer(fsp_pool *p, size_t len);
+void fsp_pool_unused(fsp_pool *p, uint8_t *buf, size_t len);
 /* Queues the same bytes on each of N_JOBS jobs (at most FSP_POOL_SHARE_MAX):
  * several jobs may hash one stream in different ways on different workers.
  * The buffer comes back once all of them are done with it. */

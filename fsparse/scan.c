@@ -623,7 +623,7 @@ static uint8_t *feed_buffer(struct scan *s, struct feed *f, uint64_t len, size_t
      * same bytes; small enough that the bytes read are still in the cache
      * when a worker hashes them. */
     *n = len < FSP_POOL_SEG ? (size_t)len : FSP_POOL_SEG;
-    return f->n_jobs ? fsp_pool_buffer(s->pool) : s->buf;
+    return f->n_jobs ? fsp_pool_buffer(s->pool, *n) : s->buf;
 }
 
 /* Hands over BUF filled by feed_buffer; KIND says whether it may be all zeros. */
@@ -647,7 +647,7 @@ static int feed_image_range(struct fsp_vol *v, struct feed *f, uint8_t *buf, siz
         return fsp_pool_push_range(s->pool, f->jobs, f->n_jobs, buf, n, v->info.start + phys);
     int rc = fsp_vol_pread(v, buf, n, phys);
     if (rc < 0 && f->n_jobs)
-        fsp_pool_unused(s->pool, buf);
+        fsp_pool_unused(s->pool, buf, n);
     return rc < 0 ? rc : feed_bytes(s, f, buf, n, FSP_SEG_IMAGE);
 }
 
@@ -721,7 +721,7 @@ static int hash_through_reader(struct fsp_vol *v, const struct fsp_stream *st,
         else
             rc = src->read(src->ctx, buf, n, pos);
         if (rc < 0 && f->n_jobs)
-            fsp_pool_unused(s->pool, buf);
+            fsp_pool_unused(s->pool, buf, n);
         if (rc >= 0)
             rc = feed_bytes(s, f, buf, n, FSP_SEG_BYTES);
         if (rc < 0)
