@@ -12,6 +12,7 @@
 
 #include "base/cancel.h"
 #include "base/fileio.h"
+#include "wire/linkmeter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,6 @@
 #include <zstd.h>
 
 #define QUEUE 4
-#define LINK_SAMPLES 4
 
 static double now(void)
 {
@@ -62,9 +62,7 @@ struct pipeline {
     pthread_cond_t cv;
     int rungs[8], n_rungs, rung; /* the levels to choose from, the current one */
     int n_workers;
-    double link_rate;    /* wire bytes per second the link takes; 0: not measured yet */
-    double link_recent[LINK_SAMPLES]; /* the last samples of it, for climbing */
-    unsigned n_link_samples;
+    struct vms_link_meter link; /* how fast the link takes wire bytes */
     double ratio;        /* wire bytes per raw byte of the recent segments */
     double speed_factor; /* compression here against LEVEL_SPEED's reference machine */
     bool stop;
@@ -431,7 +429,6 @@ _Static_assert(sizeof LADDER / sizeof *LADDER < 8, "the floor and the ladder fit
 #define EWMA_KEEP 0.7   /* the weight of the past in each running estimate */
 #define MARGIN_STAY 1.1 /* the CPU must outpace the link by this much to stay */
 #define MARGIN_UP 1.5   /* and by this much to climb */
-#define IDLE_SHARE 0.1  /* a link idle this share of a segment's sending time was not measured */
 
 /* The ladder from FLOOR up: FLOOR itself, then the rungs above it. */
 static void ladder_from(struct pipeline *p, int floor)
@@ -457,15 +454,9 @@ static double output_rate(const struct pipeline *p, int level)
 }
 
 /* The link rate a climb to a higher rung must beat: the fastest recent
- * sample, so that one slow spell of the receiver (a disk busy writing, a
+ * span, so that one slow spell of the receiver (a disk busy writing, a
  * loaded machine) does not buy compression that a fast link does not need. */
-static double climb_rate(const struct pipeline *p)
-{
-    double fastest = p->link_rate;
-    for (int i = 0; i < LINK_SAMPLES; i++)
-        fastest = p->link_recent[i] > fastest ? p->link_recent[i] : fastest;
-    return fastest;
-}
+static double climb_rate(const struct pipeline *p) { return vms_link_meter_fastest(&p->link); }
 
 /* The highest rung whose compression keeps ahead of the link (the floor
  * until the link has been measured), and in *ACCEPT the lowest level a cached
@@ -476,9 +467,10 @@ static double climb_rate(const struct pipeline *p)
 static int choose_level(struct pipeline *p, int *accept)
 {
     int r = 0;
-    while (p->link_rate > 0 && r + 1 < p->n_rungs &&
+    double link_rate = vms_link_meter_rate(&p->link);
+    while (link_rate > 0 && r + 1 < p->n_rungs &&
            (r + 1 > p->rung ? output_rate(p, p->rungs[r + 1]) >= climb_rate(p) * MARGIN_UP
-                            : output_rate(p, p->rungs[r + 1]) >= p->link_rate * MARGIN_STAY))
+                            : output_rate(p, p->rungs[r + 1]) >= link_rate * MARGIN_STAY))
         r++;
     p->rung = r;
     *accept = p->rungs[0];
@@ -493,20 +485,15 @@ static void learn_speed(struct pipeline *p, const struct seg *g, int level, doub
 }
 
 /* Segment G took SECONDS on the link, after the link had idled IDLE seconds
- * waiting for it.  Such a sample is no measure: the idle link drained its
- * buffers, which then took much of the segment at once, so a link that
- * waits on compression would look fast and send the controller down to
- * pass-through (segments that no cache keeps) and back. */
+ * waiting for it (linkmeter.h says why neither alone is a measure: a link
+ * that looked fast would send the controller down to pass-through, segments
+ * that no cache keeps, and back). */
 static void learn_link(struct pipeline *p, const struct seg *g, size_t wire, double seconds,
                        double idle)
 {
     if (g->raw)
         p->ratio = ewma(p->ratio, (double)wire / (double)g->raw);
-    if (seconds <= 0 || wire < 4096 || idle > IDLE_SHARE * seconds)
-        return;
-    double sample = (double)wire / seconds;
-    p->link_rate = ewma(p->link_rate, sample);
-    p->link_recent[p->n_link_samples++ % LINK_SAMPLES] = sample;
+    vms_link_meter_add(&p->link, wire, seconds, idle);
 }
 
 static void *worker_main(void *arg)
@@ -640,7 +627,7 @@ static int send_all(struct pipeline *p, struct vms_conn *c, struct vms_xfer_repo
         pthread_cond_broadcast(&p->cv);
     }
     p->stop = true;
-    rep->link_rate = p->link_rate;
+    rep->link_rate = vms_link_meter_rate(&p->link);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     return rc;
