@@ -191,6 +191,13 @@ static int start_workers(fsp_pool *p, unsigned n_threads)
     return 0;
 }
 
+static bool init_class(struct buf_class *c, unsigned n_bufs, size_t size)
+{
+    *c = (struct buf_class){.n_bufs = n_bufs, .size = size};
+    c->free_bufs = calloc(n_bufs, sizeof *c->free_bufs);
+    return c->free_bufs != NULL;
+}
+
 int fsp_pool_new(unsigned n_threads, unsigned n_bufs, fsp_pool **out)
 {
     fsp_pool *p = calloc(1, sizeof *p);
@@ -203,10 +210,9 @@ int fsp_pool_new(unsigned n_threads, unsigned n_bufs, fsp_pool **out)
     pthread_cond_init(&p->filled, NULL);
     n_bufs = n_bufs ? n_bufs : 1;
     /* as many small buffers as fit in a quarter of the full ones' memory */
-    unsigned n_small = n_bufs * (FSP_POOL_SEG / FSP_POOL_SMALL) / 4;
-    p->classes[CLASS_SMALL] = (struct buf_class){calloc(n_small, sizeof(uint8_t *)), 0, 0, n_small, 0, FSP_POOL_SMALL};
-    p->classes[CLASS_FULL] = (struct buf_class){calloc(n_bufs, sizeof(uint8_t *)), 0, 0, n_bufs, 0, FSP_POOL_SEG};
-    bool made = p->classes[CLASS_SMALL].free_bufs && p->classes[CLASS_FULL].free_bufs;
+    bool made = init_class(&p->classes[CLASS_SMALL], n_bufs * (FSP_POOL_SEG / FSP_POOL_SMALL) / 4,
+                           FSP_POOL_SMALL) &&
+                init_class(&p->classes[CLASS_FULL], n_bufs, FSP_POOL_SEG);
     int rc = made ? start_workers(p, n_threads ? n_threads : 1) : -ENOMEM;
     if (rc) {
         fsp_pool_free(p);

@@ -46,7 +46,8 @@ static void test_bursts_do_not_inflate_the_rate(void)
     struct vms_link_meter m = {0};
     int measured = 0, outside = 0;
     for (size_t i = 0; i < N_SAMPLES; i++) {
-        vms_link_meter_add(&m, (size_t)relay_10mbit[i].wire, relay_10mbit[i].seconds, relay_10mbit[i].idle);
+        const struct sample *x = &relay_10mbit[i];
+        vms_link_meter_add(&m, (size_t)x->wire, x->seconds, x->idle);
         double rate = vms_link_meter_rate(&m);
         if (rate > 0 && !measured)
             measured = (int)i + 1;

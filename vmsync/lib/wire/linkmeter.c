@@ -1,8 +1,6 @@
 /* The link's rate (see linkmeter.h). */
 #include "wire/linkmeter.h"
 
-#include <string.h>
-
 #define KEEP 0.7       /* the weight of the past in the average */
 #define IDLE_SHARE 0.1 /* a link idle this share of a message's time had drained its buffers */
 
